@@ -1,0 +1,1 @@
+"""The bundled DLA emulator: loadables, DLA numerics, calibration, latency model."""

@@ -1,0 +1,1 @@
+"""The project's own CUDA kernels, NVRTC compilation per arch, tactics, autotuning."""

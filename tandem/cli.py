@@ -1,0 +1,59 @@
+"""The ``tandem`` command line: one subcommand per module in ``tandem.commands``.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int``. Errors derived from TandemError print one line and exit 1 (``--debug``
+shows the traceback); usage errors exit 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from partitioner.errors import TandemError
+from tandem import __version__
+
+# Order is the order of `tandem --help`. Adding a command = adding its module name here.
+COMMAND_MODULES = [
+    "zoo",
+    "inspect",
+    "run",
+    "compare",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem",
+        description="Build, inspect, run and deploy networks split between Jetson GPU and DLA.",
+    )
+    parser.add_argument("--version", action="version", version=f"tandem {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"tandem.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TandemError as err:
+        if args.debug:
+            raise
+        print(f"tandem: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("tandem: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Shared test setup: GPU and board tests skip with a stated reason where the hardware is absent."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+
+@functools.cache
+def cuda_device_reason() -> str | None:
+    """None when a CUDA GPU is usable, else why not."""
+    try:
+        from cuda.bindings import driver  # type: ignore[import-not-found]
+    except ImportError as err:
+        return f"cuda-python is not installed ({err})"
+    try:
+        (err,) = driver.cuInit(0)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            return f"no usable CUDA driver/GPU (cuInit: {err.name})"
+        err, count = driver.cuDeviceGetCount()
+        if err != driver.CUresult.CUDA_SUCCESS or count == 0:
+            return "no CUDA GPU on this machine"
+    except Exception as exc:  # the driver library itself may be missing
+        return f"no CUDA driver on this machine ({exc})"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_reason = None
+    for item in items:
+        if "gpu" in item.keywords:
+            gpu_reason = gpu_reason or cuda_device_reason() or ""
+            if gpu_reason:
+                item.add_marker(pytest.mark.skip(reason=f"GPU test: {gpu_reason}"))
+        if "board" in item.keywords:
+            item.add_marker(
+                pytest.mark.skip(reason="board test: needs a real Jetson board over SSH")
+            )
