@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason="board test: needs a real Jetson board over SSH")
             )
+
+
+# ----- model files (tests/models.py): built once per session, never downloaded -------------------
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def zoo_model(model_cache_dir: Path) -> Callable[..., Path]:
+    """``zoo_model(name, batch=1, resolution=None, opset=17, **options) -> Path``."""
+    from tests.models import zoo_model_path
+
+    return functools.partial(zoo_model_path, cache_dir=model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def model_file(model_cache_dir: Path) -> Callable[..., Path]:
+    """``model_file(case: ModelCase) -> Path`` for zoo models and torch exports alike."""
+    return lambda case: case.path(model_cache_dir)

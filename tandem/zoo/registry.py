@@ -124,9 +124,8 @@ def build_model(
         raise ZooError(f"zoo model '{name}': seed must be a non-negative integer, got {seed!r}")
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        allowed = ", ".join(spec.options) or "none"
-        raise ZooError(
-            f"zoo model '{name}': unknown option(s) {', '.join(unknown)}; it accepts: {allowed}"
-        )
+        takers = [n for n, m in ZOO_MODELS.items() if set(unknown) & set(m.options)]
+        hint = f" (only {', '.join(takers)} takes it)" if takers else ""
+        raise ZooError(f"zoo model '{name}' takes no option {', '.join(unknown)}{hint}")
     builder = GraphBuilder(name, seed=seed, opset=opset)
     return spec.build(builder, batch, resolution, **options)
