@@ -633,6 +633,9 @@ def _finish(graph: Graph, importer: _Importer, label: str) -> None:
         graph.toposort()
         infer_shapes(graph)
     resolve_auto_pad(graph)
+    # Constants that normalisation disconnected (an opset-11 Resize's empty roi, say).
+    for t in [t for t in graph.constants() if not t.consumers and t not in graph.outputs]:
+        graph.remove_tensor(t)
     graph.lint()
 
 

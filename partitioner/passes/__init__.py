@@ -1,0 +1,23 @@
+"""Graph passes. Each is a small function ``(graph, ...) -> bool`` (True if it changed the
+graph); :func:`run_passes` runs a list to a fixed point and :func:`simplify` is the default
+import-time pipeline."""
+
+from partitioner.passes.batchnorm import fold_batchnorm_into_conv
+from partitioner.passes.cleanup import drop_identity, eliminate_dead_nodes
+from partitioner.passes.fold import MAX_EXPANDED_ELEMENTS, Evaluate, fold_constants
+from partitioner.passes.fusion import mark_fusions
+from partitioner.passes.manager import Pass, run_passes
+from partitioner.passes.pipeline import simplify
+
+__all__ = [
+    "MAX_EXPANDED_ELEMENTS",
+    "Evaluate",
+    "Pass",
+    "drop_identity",
+    "eliminate_dead_nodes",
+    "fold_batchnorm_into_conv",
+    "fold_constants",
+    "mark_fusions",
+    "run_passes",
+    "simplify",
+]

@@ -1,0 +1,87 @@
+"""Constant folding: nodes computed only from constants become constants.
+
+The numpy op implementations live in ``devices/cpu``, which the partitioner may not import, so
+the caller injects ``evaluate(node, inputs) -> outputs`` (``devices.cpu.evaluate_node``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from partitioner.errors import ExecutionError
+from partitioner.ir import Constant, Graph, Node
+from partitioner.passes._rewrite import replace_with_constants
+
+Evaluate = Callable[[Node, Sequence["np.ndarray | None"]], Sequence[np.ndarray]]
+
+# Ops that make a large tensor out of small inputs; folding them would bloat the model.
+_EXPANDING = frozenset({"Expand", "Tile", "ConstantOfShape", "Range", "Resize", "Pad"})
+# Q/DQ pairs carry the INT8 scales that the int8 path needs; folding them would lose them.
+_NEVER_FOLD = frozenset({"QuantizeLinear", "DequantizeLinear"})
+MAX_EXPANDED_ELEMENTS = 1 << 20
+
+
+def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
+    """Fold every node whose inputs are all Constants, and ``Shape`` of static-shape tensors.
+
+    With shapes static, ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` subgraphs vanish.
+    Expanding ops (Expand, Tile, ConstantOfShape, ...) stay nodes when their result would exceed
+    ``MAX_EXPANDED_ELEMENTS``; results keep the names of the tensors they replace.
+    """
+    changed = False
+    for node in graph.topological_order():
+        if node.op in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op == "Shape":
+            value = _static_shape_value(node)
+            if value is not None:
+                replace_with_constants(graph, node, [value])
+                changed = True
+            continue
+        ins = node.inputs
+        if not ins or not all(t is None or isinstance(t, Constant) for t in ins):
+            continue
+        if node.op in _EXPANDING and _too_big(node):
+            continue
+        args = [t.values if isinstance(t, Constant) else None for t in ins]
+        try:
+            outputs = list(evaluate(node, args))
+        except (NotImplementedError, ExecutionError):
+            continue  # folding is an optimisation: the node stays and fails (or runs) later
+        sizes = [np.asarray(o).size for o in outputs]
+        if node.op in _EXPANDING and max(sizes, default=0) > MAX_EXPANDED_ELEMENTS:
+            continue
+        for i, out in enumerate(node.outputs):
+            # Keep the inferred dtype: the evaluator may widen (e.g. int32 arithmetic to int64).
+            if out.dtype is not None and str(np.asarray(outputs[i]).dtype) != out.dtype:
+                outputs[i] = np.asarray(outputs[i]).astype(out.dtype)
+        replace_with_constants(graph, node, outputs)
+        changed = True
+    return changed
+
+
+def _static_shape_value(node: Node) -> np.ndarray | None:
+    x = node.inputs[0]
+    if x is None or x.shape is None:
+        return None
+    rank = len(x.shape)
+    start = int(node.attrs.get("start", 0))
+    end = int(node.attrs.get("end", rank))
+    start = min(max(start + rank if start < 0 else start, 0), rank)
+    end = min(max(end + rank if end < 0 else end, 0), rank)
+    dims = x.shape[start:end]
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    return np.array(dims, dtype=np.int64)
+
+
+def _too_big(node: Node) -> bool:
+    """True when the (inferred) output is known to exceed the cap."""
+    for out in node.outputs:
+        if out.shape is not None and all(isinstance(d, int) for d in out.shape):
+            if math.prod([int(d) for d in out.shape if d is not None]) > MAX_EXPANDED_ELEMENTS:
+                return True
+    return False
