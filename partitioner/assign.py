@@ -1,0 +1,486 @@
+"""Assign every layer to a device with a reason: TensorRT's rules (``trt``) or a cost model.
+
+The entry point is :func:`partition`. It runs in three named steps:
+
+1. ``analyse`` — per layer, once: the wanted device (policy default or a rule's pin), the
+   precision (policy or pin), whether the DLA can run it (``cap.supports``; FP32 never), which
+   precision the GPU runs it at, and the costs on each device.
+2. ``place_trt`` or ``place_cost`` — the placement (see each function).
+3. ``enforce_dla_limits`` — segments shorter than ``min_dla_segment_layers`` and loadables beyond
+   ``max_dla_subgraphs`` move to the GPU, each with a reason; then the final segments.
+
+Capabilities come as ``{"gpu": cap, "dla": cap, "cpu": cap}``; ``dla`` and ``cpu`` may be absent.
+One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from partitioner.capability import DeviceCapability, Precision
+from partitioner.errors import InternalError, TandemError
+from partitioner.ir import Graph, Node, Tensor
+from partitioner.policy import Policy, default_policy, resolve_pins
+from partitioner.segments import (
+    Assignment,
+    Partition,
+    Prediction,
+    Segment,
+    TransitionCost,
+    device_kind,
+    form_segments,
+    predict,
+)
+
+Capabilities = Mapping[str, DeviceCapability]
+
+# Wider precisions first: a GPU without an INT8 kernel for a layer runs it in FP16, then FP32.
+_GPU_PRECISION_ORDER: dict[str, tuple[Precision, ...]] = {
+    "int8": ("int8", "fp16", "fp32"),
+    "fp16": ("fp16", "fp32"),
+    "fp32": ("fp32", "fp16"),
+}
+
+
+class PartitionError(TandemError):
+    """The policy cannot be met on this target (e.g. DLA-only without GPU fallback)."""
+
+
+@dataclass
+class LayerFacts:
+    """What ``analyse`` learns about one layer; read by both strategies."""
+
+    node: Node
+    position: int
+    wanted: str  # "gpu" | "dla" (policy default or pin)
+    pin_device: str | None  # description of the pin, e.g. "pinned by rule 2 (op: Resize) in p.yaml"
+    precision: Precision  # requested
+    gpu_precision: Precision | None  # None: the GPU cannot run it
+    gpu_note: str  # why the GPU precision differs from the requested one, or why it cannot run
+    dla_precision: Precision | None  # None: not DLA-eligible
+    dla_reason: str  # verdict reason (ok or not)
+    cpu_precision: Precision | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # device string -> seconds
+
+    @property
+    def dla_ok(self) -> bool:
+        return self.dla_precision is not None
+
+
+@dataclass
+class Analysis:
+    graph: Graph
+    order: list[Node]
+    policy: Policy
+    dla: str | None  # "dla0"/"dla1", None without a DLA capability
+    layers: dict[str, LayerFacts]
+    warnings: list[str]
+
+    def cost(self, node: Node, device: str) -> float:
+        return self.layers[node.name].costs.get(device, float("inf"))
+
+    def precision_on(self, name: str, device: str) -> Precision:
+        f = self.layers[name]
+        p = {"gpu": f.gpu_precision, "cpu": f.cpu_precision}.get(device, f.dla_precision)
+        if p is None:
+            raise InternalError(f"layer '{name}' was placed on {device}, which cannot run it")
+        return p
+
+
+def partition(
+    graph: Graph,
+    caps: Capabilities,
+    policy: Policy | None = None,
+    transition_cost: Callable[..., float] | None = None,
+    strategy: str | None = None,
+) -> Partition:
+    """Place every layer of ``graph``; ``strategy`` overrides ``policy.partition``.
+
+    ``transition_cost(tensor, src, dst) -> seconds`` (device kinds ``gpu``/``dla``/``cpu``; a
+    one-argument ``transition_cost(tensor)`` is accepted too) prices each GPU<->DLA boundary.
+    Raises :class:`PartitionError` when the policy cannot be met (every offending layer named).
+    """
+    policy = policy or default_policy()
+    strategy = strategy or policy.partition
+    if strategy not in ("trt", "cost"):
+        raise PartitionError(f"unknown partition strategy '{strategy}': expected trt or cost")
+    if "gpu" not in caps:
+        raise InternalError("partition() needs a 'gpu' capability")
+    tc = _adapt_transition_cost(transition_cost)
+    facts = analyse(graph, caps, policy)
+    trt = place_trt(facts, tc)
+    if strategy == "trt":
+        return trt
+    return place_cost(facts, tc, trt)
+
+
+def _adapt_transition_cost(fn: Callable[..., float] | None) -> TransitionCost | None:
+    if fn is None:
+        return None
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):  # builtins without a signature: assume the full form
+        return fn
+    if len(params) == 1:
+        return lambda t, src, dst: fn(t)
+    return fn
+
+
+# ----- step 1: analyse -----------------------------------------------------------------------
+
+
+def _named(node: Node, reason: str) -> str:
+    """Capability reasons should name the layer; add ``Op 'name':`` where one does not."""
+    reason = reason or "not supported"
+    return reason if f"'{node.name}'" in reason else f"{node.op} '{node.name}': {reason}"
+
+
+def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
+    order = graph.topological_order()
+    pins = resolve_pins(policy, order)
+    dla_cap = caps.get("dla")
+    dla = policy.dla_device if dla_cap is not None else None
+    layers: dict[str, LayerFacts] = {}
+    for position, node in enumerate(order):
+        device_pin = pins.device.get(node.name)
+        precision_pin = pins.precision.get(node.name)
+        precision: Precision = (
+            precision_pin.value if precision_pin else policy.precision  # type: ignore[assignment]
+        )
+        facts = LayerFacts(
+            node=node,
+            position=position,
+            wanted=device_pin.value if device_pin else policy.default_device,
+            pin_device=device_pin.why(policy.source) if device_pin else None,
+            precision=precision,
+            gpu_precision=None,
+            gpu_note="",
+            dla_precision=None,
+            dla_reason="",
+        )
+        _gpu_facts(facts, graph, caps, precision)
+        _dla_facts(facts, graph, dla_cap, precision, strict=precision_pin is not None)
+        if facts.gpu_precision is not None:
+            facts.costs["gpu"] = caps["gpu"].cost(node, graph, facts.gpu_precision)
+        if dla is not None and facts.dla_precision is not None:
+            facts.costs[dla] = dla_cap.cost(node, graph, facts.dla_precision)  # type: ignore[union-attr]
+        if facts.cpu_precision is not None:
+            facts.costs["cpu"] = caps["cpu"].cost(node, graph, facts.cpu_precision)
+        layers[node.name] = facts
+    return Analysis(graph, order, policy, dla, layers, list(pins.warnings))
+
+
+def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: Precision) -> None:
+    node = facts.node
+    first = None
+    for p in _GPU_PRECISION_ORDER[precision]:
+        verdict = caps["gpu"].supports(node, graph, p)
+        if verdict.ok:
+            facts.gpu_precision = p
+            if p != precision:
+                facts.gpu_note = f"runs {p} on GPU ({_named(node, first or '')})"
+            return
+        first = first or verdict.reason
+    facts.gpu_note = f"GPU cannot run it: {_named(node, first or '')}"
+    cpu = caps.get("cpu")
+    if cpu is not None and cpu.supports(node, graph, "fp32").ok:
+        facts.cpu_precision = "fp32"
+
+
+def _dla_facts(
+    facts: LayerFacts,
+    graph: Graph,
+    cap: DeviceCapability | None,
+    precision: Precision,
+    strict: bool,
+) -> None:
+    node = facts.node
+    if cap is None:
+        facts.dla_reason = "target has no DLA"
+        return
+    if precision == "fp32":
+        facts.dla_reason = "DLA runs FP16/INT8 only; layer precision is fp32"
+        return
+    verdict = cap.supports(node, graph, precision)
+    if verdict.ok:
+        facts.dla_precision = precision
+        facts.dla_reason = verdict.reason or "all DLA restrictions met"
+        return
+    # TensorRT builds DLA INT8 engines with FP16 enabled too: a layer without an INT8 form runs in
+    # FP16 on the DLA, unless a rule demanded INT8 for it.
+    if precision == "int8" and not strict:
+        fp16 = cap.supports(node, graph, "fp16")
+        if fp16.ok:
+            facts.dla_precision = "fp16"
+            facts.dla_reason = f"runs fp16 on DLA ({_named(node, verdict.reason)})"
+            return
+    facts.dla_reason = _named(node, verdict.reason)
+
+
+# ----- step 2a: TensorRT's rules ---------------------------------------------------------------
+
+
+def place_trt(a: Analysis, tc: TransitionCost | None) -> Partition:
+    """TensorRT semantics: a layer meant for the DLA (default device or pin) runs there when the
+    DLA supports it at its precision; otherwise it falls back to the GPU (``gpu_fallback``) or the
+    build fails naming every such layer. Then ``enforce_dla_limits`` drops the *later* loadables
+    in topological order beyond the per-core limit, as TensorRT's builder does."""
+    policy = a.policy
+    devices: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    offending: list[str] = []
+    unrunnable: list[str] = []
+    for node in a.order:
+        f = a.layers[node.name]
+        name = node.name
+        if f.gpu_precision is None and not (f.wanted == "dla" and f.dla_ok):
+            if f.cpu_precision is None:
+                unrunnable.append(f"'{name}' ({f.gpu_note})")
+                continue
+            devices[name], reasons[name] = "cpu", f"CPU: {f.gpu_note}"
+            continue
+        if f.wanted == "gpu":
+            why = f.pin_device or f"default_device is gpu in {policy.source}"
+            devices[name], reasons[name] = "gpu", _gpu_reason(f, why)
+        elif f.dla_ok:
+            assert a.dla is not None
+            suffix = f" ({f.pin_device})" if f.pin_device else ""
+            devices[name], reasons[name] = a.dla, f"DLA: {f.dla_reason}{suffix}"
+        elif not policy.gpu_fallback:
+            offending.append(f"'{name}' ({f.dla_reason})")
+        else:
+            suffix = f" (ignores dla {f.pin_device})" if f.pin_device else ""
+            devices[name], reasons[name] = "gpu", _gpu_reason(f, f.dla_reason + suffix)
+    if unrunnable:
+        raise PartitionError(
+            f"{len(unrunnable)} layer(s) can run on no device of this target: "
+            + "; ".join(unrunnable)
+        )
+    if offending:
+        raise PartitionError(
+            f"{len(offending)} layer(s) cannot run on the DLA and gpu_fallback is false in "
+            f"{policy.source}: "
+            + "; ".join(offending)
+            + " — set gpu_fallback: true or pin these layers to gpu with a rule"
+        )
+    warnings = list(a.warnings)
+    for name in devices:
+        f = a.layers[name]
+        if f.pin_device and f.wanted == "dla" and devices[name] == "gpu":
+            warnings.append(f"layer '{name}' {f.pin_device} runs on GPU: {f.dla_reason}")
+    return enforce_dla_limits(a, devices, reasons, tc, "trt", warnings, [])
+
+
+def _gpu_reason(f: LayerFacts, why: str) -> str:
+    note = f"; {f.gpu_note}" if f.gpu_note else ""
+    return f"GPU: {why}{note}"
+
+
+# ----- step 3: limits and final segments -------------------------------------------------------
+
+
+def enforce_dla_limits(
+    a: Analysis,
+    devices: dict[str, str],
+    reasons: dict[str, str],
+    tc: TransitionCost | None,
+    strategy: str,
+    warnings: list[str],
+    debug: list[str],
+    drop_order: Callable[[list[Segment]], list[Segment]] | None = None,
+) -> Partition:
+    """Move too-short DLA segments and loadables beyond the limit to the GPU; build the result.
+
+    Short segments holding a layer pinned to the DLA stay (a pin outranks a preference). The
+    loadable limit is hardware: it outranks pins. ``drop_order`` ranks the DLA segments to drop
+    first; by default the later ones in topological order (TensorRT's behaviour).
+    """
+    policy = a.policy
+
+    def segment() -> tuple[list[Segment], list[str], dict[str, Precision]]:
+        precisions = {n: a.precision_on(n, d) for n, d in devices.items()}
+        return (*form_segments(a.graph, devices, precisions), precisions)
+
+    segments, seg_debug, precisions = segment()
+    minimum = policy.min_dla_segment_layers
+    if a.dla is not None and minimum > 1:
+        short = [
+            s
+            for s in segments
+            if s.device == a.dla
+            and len(s.nodes) < minimum
+            and not any(a.layers[n].pin_device for n in s.nodes)
+        ]
+        for s in short:
+            for n in s.nodes:
+                devices[n] = "gpu"
+                reasons[n] = _gpu_reason(
+                    a.layers[n],
+                    f"DLA segment of {len(s.nodes)} layer(s) < min_dla_segment_layers "
+                    f"{minimum} in {policy.source}",
+                )
+        if short:
+            segments, seg_debug, precisions = segment()
+    dla_segments = [s for s in segments if s.device == a.dla]
+    limit = policy.max_dla_subgraphs
+    if len(dla_segments) > limit:
+        ranked = drop_order(dla_segments) if drop_order else dla_segments[::-1]
+        dropped = ranked[: len(dla_segments) - limit]
+        index = {s.name: i for i, s in enumerate(dla_segments, start=1)}
+        dropped.sort(key=lambda s: index[s.name])
+        for s in dropped:
+            for n in s.nodes:
+                devices[n] = "gpu"
+                reasons[n] = _gpu_reason(
+                    a.layers[n],
+                    f"DLA loadable limit {limit} reached on {a.dla} "
+                    f"(segment {index[s.name]} of {len(dla_segments)})",
+                )
+        shown = ", ".join(f"{s.name} [{_short_list(s.nodes)}]" for s in dropped)
+        warnings.append(
+            f"DLA loadable limit {limit} (max_dla_subgraphs in {policy.source}) reached on "
+            f"{a.dla}: {len(dropped)} segment(s) switched to GPU: {shown}"
+        )
+        segments, seg_debug, precisions = segment()
+    assignments = {
+        n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
+    }
+    prediction = predict(a.graph, devices, a.cost, tc)
+    return Partition(
+        assignments,
+        segments,
+        warnings,
+        prediction,
+        strategy,
+        policy.objective,
+        debug + seg_debug,
+    )
+
+
+def _short_list(names: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} layers)" if len(names) > limit else "")
+
+
+# ----- step 2b: the cost model -----------------------------------------------------------------
+
+
+def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partition:
+    """Minimise the predicted objective; never worse than ``trt`` (both are computed with
+    :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
+    from partitioner.mincut import improve_placement
+
+    devices, reasons, debug = improve_placement(a, tc, trt)
+    warnings = list(a.warnings)
+    candidate = enforce_dla_limits(
+        a,
+        devices,
+        reasons,
+        tc,
+        "cost",
+        warnings,
+        debug,
+        drop_order=lambda segs: _rank_by_gain(a, devices, segs, tc),
+    )
+    objective = a.policy.objective
+    mine, theirs = candidate.predicted.objective(objective), trt.predicted.objective(objective)
+    if mine < theirs:
+        candidate.debug.append(
+            f"cost: predicted {objective} {_ms(mine)} ms vs {_ms(theirs)} ms with trt rules"
+        )
+        return candidate
+    return Partition(
+        trt.assignments,
+        trt.segments,
+        trt.warnings,
+        trt.predicted,
+        "cost",
+        objective,
+        trt.debug
+        + [
+            f"cost: kept the trt placement: predicted {objective} {_ms(theirs)} ms, "
+            f"cost-model placement {_ms(mine)} ms"
+        ],
+    )
+
+
+def _rank_by_gain(
+    a: Analysis, devices: Mapping[str, str], segs: list[Segment], tc: TransitionCost | None
+) -> list[Segment]:
+    """DLA segments, cheapest to move to the GPU first; segments with pinned layers last."""
+
+    def key(s: Segment) -> tuple[bool, float, int]:
+        pinned = any(a.layers[n].pin_device for n in s.nodes)
+        return pinned, move_delta(a, devices, s.nodes, "gpu", tc), -a.layers[s.nodes[0]].position
+
+    return sorted(segs, key=key)
+
+
+def move_delta(
+    a: Analysis,
+    devices: Mapping[str, str],
+    names: Sequence[str],
+    target: str,
+    tc: TransitionCost | None,
+) -> float:
+    """Change in predicted total latency (seconds) if ``names`` all moved to ``target``."""
+    graph = a.graph
+    moved = set(names)
+    delta = 0.0
+    touched: dict[str, Tensor] = {}
+    for n in names:
+        f = a.layers[n]
+        delta += f.costs.get(target, float("inf")) - f.costs[devices[n]]
+        for tensor in (*f.node.outputs, *f.node.inputs):
+            if tensor is not None:
+                touched[tensor.name] = tensor
+    if tc is None:
+        return delta
+
+    def after(name: str) -> str:
+        return target if name in moved else devices[name]
+
+    outputs = {t.name for t in graph.outputs}
+    inputs = {t.name for t in graph.inputs}
+    for t in touched.values():
+        if t.producer is None and t.name not in inputs:
+            continue  # constants and weights never move
+        before = _tensor_moves(t, devices.__getitem__, outputs, tc)
+        delta += _tensor_moves(t, after, outputs, tc) - before
+    return delta
+
+
+def _tensor_moves(
+    t: Tensor, device: Callable[[str], str], outputs: set[str], tc: TransitionCost
+) -> float:
+    src = device(t.producer.name) if t.producer is not None else "gpu"
+    dsts = {device(c.name) for c in t.consumers}
+    if t.name in outputs:
+        dsts.add("gpu")
+    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}"
+
+
+__all__ = [
+    "Analysis",
+    "Capabilities",
+    "LayerFacts",
+    "Partition",
+    "PartitionError",
+    "Prediction",
+    "analyse",
+    "enforce_dla_limits",
+    "move_delta",
+    "partition",
+    "place_cost",
+    "place_trt",
+]

@@ -1,0 +1,218 @@
+"""What ``tandem inspect`` shows about a partition, as plain data (no printing here).
+
+- :func:`layer_rows` — layer, op, device, precision, reason (topological order)
+- :func:`capability_rows` — ``Operator | Count | Reason | Layers`` for every layer not on the DLA,
+  grouped by op and reason (the reason with the layer's own name taken out), like Polygraphy's
+  ``inspect capability``
+- :func:`to_json` — one document with at least the keys DESIGN.md fixes
+  (``layers``, ``segments``, ``predicted_ms``)
+- :func:`to_dot` — Graphviz text: layers coloured by device, each segment boxed as a cluster
+- :func:`format_text` — the same tables as aligned text, for a terminal
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from partitioner.ir import Graph, Tensor
+from partitioner.segments import Partition
+
+COLOURS = {"gpu": "#b7e07a", "dla": "#8ec5f0", "cpu": "#d9d9d9"}
+BORDERS = {"gpu": "#4e7a0e", "dla": "#1f5f99", "cpu": "#666666"}
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    op: str
+    device: str
+    precision: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CapabilityRow:
+    operator: str
+    count: int
+    reason: str
+    layers: tuple[str, ...]
+
+
+def layer_rows(graph: Graph, part: Partition) -> list[LayerRow]:
+    ops = {n.name: n.op for n in graph.nodes}
+    return [
+        LayerRow(name, ops[name], a.device, a.precision, a.reason)
+        for name, a in part.assignments.items()
+    ]
+
+
+_DEVICE_PREFIX = re.compile(r"^(GPU|CPU|DLA)\s*:\s*")
+_SEGMENT_INDEX = re.compile(r"\s*\(segment \d+ of \d+\)")
+
+
+def _generic_reason(reason: str, op: str, name: str) -> str:
+    """The reason without the layer's own name, so equal reasons group in one row."""
+    text = _DEVICE_PREFIX.sub("", reason)
+    text = text.replace(f"{op} '{name}': ", "").replace(f"'{name}'", "this layer")
+    return _SEGMENT_INDEX.sub("", text)
+
+
+def capability_rows(graph: Graph, part: Partition) -> list[CapabilityRow]:
+    """Why layers left the DLA: one row per (op, reason), most frequent first."""
+    ops = {n.name: n.op for n in graph.nodes}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, a in part.assignments.items():
+        if a.device.startswith("dla"):
+            continue
+        key = (ops[name], _generic_reason(a.reason, ops[name], name))
+        groups.setdefault(key, []).append(name)
+    rows = [
+        CapabilityRow(op, len(names), reason, tuple(names))
+        for (op, reason), names in groups.items()
+    ]
+    rows.sort(key=lambda r: (-r.count, r.operator, r.reason))
+    return rows
+
+
+def to_json(graph: Graph, part: Partition, **extra: Any) -> dict[str, Any]:
+    """The ``inspect --json`` document; ``extra`` adds keys such as ``target``, ``power_mode``."""
+    doc: dict[str, Any] = {
+        "strategy": part.strategy,
+        "objective": part.objective,
+        "layers": [
+            {
+                "name": r.name,
+                "op": r.op,
+                "device": r.device,
+                "precision": r.precision,
+                "reason": r.reason,
+            }
+            for r in layer_rows(graph, part)
+        ],
+        "segments": [
+            {
+                "name": s.name,
+                "device": s.device,
+                "layers": list(s.nodes),
+                "inputs": list(s.inputs),
+                "outputs": list(s.outputs),
+                "precision": s.precision,
+            }
+            for s in part.segments
+        ],
+        "capability": [
+            {"operator": r.operator, "count": r.count, "reason": r.reason, "layers": list(r.layers)}
+            for r in capability_rows(graph, part)
+        ],
+        "boundaries": part.boundary_count,
+        "predicted_ms": part.predicted.as_ms(),
+        "warnings": list(part.warnings),
+    }
+    doc.update(extra)
+    return doc
+
+
+# ----- Graphviz ------------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(graph: Graph, part: Partition) -> str:
+    """DOT text: one cluster per segment (coloured by device), edges labelled at boundaries."""
+    seg_of = {name: s for s in part.segments for name in s.nodes}
+    lines = [
+        f"digraph {_quote(graph.name)} {{",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=8];',
+    ]
+    ops = {n.name: n.op for n in graph.nodes}
+    for i, s in enumerate(part.segments):
+        kind = "dla" if s.device.startswith("dla") else s.device
+        lines.append(f"  subgraph cluster_{i} {{")
+        label = f"{s.name} ({s.device}, {len(s.nodes)} layer{'s' * (len(s.nodes) != 1)})"
+        border = _quote(BORDERS.get(kind, "#000000"))
+        lines.append(f"    label={_quote(label)}; style=rounded; color={border};")
+        for name in s.nodes:
+            a = part.assignments[name]
+            text = f"{name}\n{ops[name]} {a.precision}"
+            lines.append(
+                f"    {_quote('L:' + name)} [label={_quote(text)}, "
+                f"fillcolor={_quote(COLOURS.get(kind, '#ffffff'))}];"
+            )
+        lines.append("  }")
+    for t in list[Tensor](graph.inputs):
+        lines.append(
+            f"  {_quote('T:' + t.name)} [label={_quote(t.name)}, shape=ellipse, style=solid];"
+        )
+        for c in t.consumers:
+            lines.append(f"  {_quote('T:' + t.name)} -> {_quote('L:' + c.name)};")
+    for n in graph.nodes:
+        for t in n.outputs:
+            for c in dict.fromkeys(t.consumers):
+                cross = seg_of[n.name].device != seg_of[c.name].device
+                style = f' [label={_quote(t.name)}, color="#c0392b", penwidth=2]' if cross else ""
+                lines.append(f"  {_quote('L:' + n.name)} -> {_quote('L:' + c.name)}{style};")
+    for out in graph.outputs:
+        lines.append(
+            f"  {_quote('O:' + out.name)} [label={_quote(out.name)}, shape=ellipse, style=solid];"
+        )
+        if out.producer is not None:
+            lines.append(f"  {_quote('L:' + out.producer.name)} -> {_quote('O:' + out.name)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# ----- text ----------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers).rstrip(), "-+-".join("-" * w for w in widths)]
+    out += [fmt.format(*r).rstrip() for r in rows]
+    return out
+
+
+def _abbreviate(names: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} total)" if len(names) > limit else "")
+
+
+def format_text(graph: Graph, part: Partition) -> str:
+    """Layers, capability report, segments and predicted times as aligned text tables."""
+    lines = ["Layers:"]
+    lines += _table(
+        ("Layer", "Op", "Device", "Precision", "Reason"),
+        [(r.name, r.op, r.device, r.precision, r.reason) for r in layer_rows(graph, part)],
+    )
+    caps = capability_rows(graph, part)
+    if caps:
+        lines += ["", "Layers not on the DLA:"]
+        lines += _table(
+            ("Operator", "Count", "Reason", "Layers"),
+            [(r.operator, str(r.count), r.reason, _abbreviate(r.layers)) for r in caps],
+        )
+    lines += ["", "Segments:"]
+    lines += _table(
+        ("Segment", "Device", "Layers", "Inputs", "Outputs"),
+        [
+            (
+                s.name,
+                s.device,
+                _abbreviate(s.nodes, 4),
+                _abbreviate(s.inputs, 4),
+                _abbreviate(s.outputs, 4),
+            )
+            for s in part.segments
+        ],
+    )
+    ms = part.predicted.as_ms()
+    times = ", ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
+    lines += ["", f"Boundaries: {part.boundary_count}", f"Predicted ({part.strategy}): {times}"]
+    lines += [f"warning: {w}" for w in part.warnings]
+    return "\n".join(lines) + "\n"

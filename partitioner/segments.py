@@ -1,0 +1,337 @@
+"""Segments: device-uniform, acyclic groups of layers, and the latency a partition predicts.
+
+Formation is two small steps, both deterministic:
+
+1. ``_device_sticky_order`` — a topological order that stays on the current device while that
+   device has ready layers. Cutting it into maximal same-device runs gives segments whose quotient
+   graph is acyclic by construction (every edge goes from an earlier run to a later one).
+2. ``_merge_adjacent`` — two same-device segments joined by an edge are contracted when no other
+   path links them; when one does, the merge would form a cycle and is refused (logged in
+   ``debug`` with the segment it would loop through).
+
+Segments are named by device and a single counter in topological order: ``gpu_0``, ``dla0_1``...
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from partitioner.capability import Precision
+from partitioner.ir import Constant, Graph, Node, Tensor
+
+# ``transition_cost(tensor, src, dst) -> seconds`` for moving ``tensor`` from device kind ``src``
+# to ``dst`` (``"gpu"``, ``"dla"``, ``"cpu"``): reformat + transfer + per-switch overhead.
+TransitionCost = Callable[[Tensor, str, str], float]
+
+# Graph inputs and outputs are bound in GPU memory (TensorRT also reformats DLA I/O on the GPU),
+# so a DLA segment that reads a graph input or writes a graph output pays a transition.
+IO_DEVICE = "gpu"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one layer runs, at which precision, and why (a sentence a user reads)."""
+
+    device: str  # "gpu" | "dla0" | "dla1" | "cpu"
+    precision: Precision
+    reason: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A device-uniform group of layers; ``inputs``/``outputs`` are its boundary tensors."""
+
+    name: str
+    device: str
+    nodes: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    precision: Precision | None  # None when the layers mix precisions
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted time in seconds. ``total`` is one inference run serially (latency objective);
+    ``period`` is the pipelined steady-state time per inference (throughput objective)."""
+
+    total: float
+    per_device: dict[str, float]
+    transfer: float
+    boundaries: int
+    period: float
+
+    def as_ms(self) -> dict[str, float]:
+        out = {"total": self.total * 1e3}
+        out.update({d: t * 1e3 for d, t in sorted(self.per_device.items())})
+        out["transfer"] = self.transfer * 1e3
+        out["period"] = self.period * 1e3
+        return out
+
+    def objective(self, objective: str) -> float:
+        return self.period if objective == "throughput" else self.total
+
+
+@dataclass
+class Partition:
+    """The result of partitioning: one assignment per layer (topological order) and segments."""
+
+    assignments: dict[str, Assignment]
+    segments: list[Segment]
+    warnings: list[str]
+    predicted: Prediction
+    strategy: str = "trt"
+    objective: str = "latency"
+    debug: list[str] = field(default_factory=list)
+
+    @property
+    def boundary_count(self) -> int:
+        return self.predicted.boundaries
+
+    def device_of(self, layer: str) -> str:
+        return self.assignments[layer].device
+
+
+def device_kind(device: str) -> str:
+    """``dla1`` -> ``dla``; the capability key of a device string."""
+    return "dla" if device.startswith("dla") else device
+
+
+# ----- formation ---------------------------------------------------------------------------
+
+
+def form_segments(
+    graph: Graph, devices: Mapping[str, str], precisions: Mapping[str, Precision] | None = None
+) -> tuple[list[Segment], list[str]]:
+    """Group layers into device-uniform acyclic segments; returns (segments, debug log)."""
+    order = graph.topological_order()
+    groups = _runs(_device_sticky_order(graph, order, devices), devices)
+    debug: list[str] = []
+    groups = _merge_adjacent(graph, groups, devices, debug)
+    position = {n.name: i for i, n in enumerate(order)}
+    for g in groups:
+        g.sort(key=lambda n: position[n.name])
+    groups.sort(key=lambda g: position[g[0].name])
+    segments = [
+        _make_segment(graph, f"{devices[g[0].name]}_{i}", g, devices, precisions)
+        for i, g in enumerate(groups)
+    ]
+    return segments, debug
+
+
+def _device_sticky_order(
+    graph: Graph, order: Sequence[Node], devices: Mapping[str, str]
+) -> list[Node]:
+    """A topological order that switches device only when the current one has nothing ready."""
+    position = {id(n): i for i, n in enumerate(order)}
+    indegree = {id(n): len(graph.predecessors(n)) for n in order}
+    ready: dict[str, list[tuple[int, Node]]] = {}
+    for n in order:
+        if indegree[id(n)] == 0:
+            heapq.heappush(ready.setdefault(devices[n.name], []), (position[id(n)], n))
+    out: list[Node] = []
+    current: str | None = None
+    while len(out) < len(order):
+        if current is None or not ready.get(current):
+            # switch to the device whose earliest ready layer comes first in the original order
+            current = min((h[0][0], d) for d, h in ready.items() if h)[1]
+        _, node = heapq.heappop(ready[current])
+        out.append(node)
+        for succ in graph.successors(node):
+            indegree[id(succ)] -= 1
+            if indegree[id(succ)] == 0:
+                heapq.heappush(ready.setdefault(devices[succ.name], []), (position[id(succ)], succ))
+    return out
+
+
+def _runs(order: Sequence[Node], devices: Mapping[str, str]) -> list[list[Node]]:
+    groups: list[list[Node]] = []
+    for n in order:
+        if groups and devices[groups[-1][-1].name] == devices[n.name]:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return groups
+
+
+def _merge_adjacent(
+    graph: Graph, groups: list[list[Node]], devices: Mapping[str, str], debug: list[str]
+) -> list[list[Node]]:
+    """Contract same-device segments linked by an edge unless another path links them."""
+    seg_of = {n.name: i for i, g in enumerate(groups) for n in g}
+    parent = list(range(len(groups)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def succ_sets() -> dict[int, set[int]]:
+        out: dict[int, set[int]] = {find(i): set() for i in range(len(groups))}
+        for n in graph.nodes:
+            a = find(seg_of[n.name])
+            for s in graph.successors(n):
+                b = find(seg_of[s.name])
+                if a != b:
+                    out[a].add(b)
+        return out
+
+    candidates = sorted(
+        {
+            (seg_of[n.name], seg_of[s.name])
+            for n in graph.nodes
+            for s in graph.successors(n)
+            if devices[n.name] == devices[s.name] and seg_of[n.name] != seg_of[s.name]
+        }
+    )
+    if not candidates:
+        return groups
+    succ = succ_sets()
+    for a0, b0 in candidates:
+        a, b = find(a0), find(b0)
+        if a == b:
+            continue
+        via = _other_path(succ, a, b)
+        if via is not None:
+            debug.append(
+                f"merge of {devices[groups[a][0].name]} layers '{groups[a][0].name}' and "
+                f"'{groups[b][0].name}' refused: it would form a cycle through layer "
+                f"'{groups[via][0].name}' ({devices[groups[via][0].name]})"
+            )
+            continue
+        parent[b] = a
+        succ[a] = {find(x) for x in succ[a] | succ.pop(b)} - {a}
+        for k, v in succ.items():
+            if b in v:
+                v.discard(b)
+                if k != a:
+                    v.add(a)
+    merged: dict[int, list[Node]] = {}
+    for i, g in enumerate(groups):
+        merged.setdefault(find(i), []).extend(g)
+    return list(merged.values())
+
+
+def _other_path(succ: Mapping[int, set[int]], a: int, b: int) -> int | None:
+    """The first segment on a path a -> x -> ... -> b (x != b), or None when only a -> b exists."""
+    for first in sorted(succ[a]):
+        if first == b:
+            continue
+        stack, seen = [first], {first}
+        while stack:
+            x = stack.pop()
+            if x == b:
+                return first
+            for y in succ.get(x, ()):
+                if y not in seen:
+                    seen.add(y)
+                    stack.append(y)
+    return None
+
+
+def _make_segment(
+    graph: Graph,
+    name: str,
+    nodes: Sequence[Node],
+    devices: Mapping[str, str],
+    precisions: Mapping[str, Precision] | None,
+) -> Segment:
+    members = {n.name for n in nodes}
+    graph_outputs = {t.name for t in graph.outputs}
+    inputs: list[str] = []
+    outputs: list[str] = []
+    for n in nodes:
+        for t in n.inputs:
+            if t is None or isinstance(t, Constant) or t.name in inputs:
+                continue
+            if t.producer is None or t.producer.name not in members:
+                inputs.append(t.name)
+        for t in n.outputs:
+            leaves = any(c.name not in members for c in t.consumers)
+            if (leaves or t.name in graph_outputs) and t.name not in outputs:
+                outputs.append(t.name)
+    seg_precisions = {precisions[n.name] for n in nodes} if precisions else set()
+    precision = seg_precisions.pop() if len(seg_precisions) == 1 else None
+    return Segment(
+        name,
+        devices[nodes[0].name],
+        tuple(n.name for n in nodes),
+        tuple(inputs),
+        tuple(outputs),
+        precision,
+    )
+
+
+def segment_graph_is_acyclic(graph: Graph, segments: Sequence[Segment]) -> bool:
+    """Check the quotient graph (segments as vertices) is a DAG; used by tests and asserts."""
+    seg_of = {name: i for i, s in enumerate(segments) for name in s.nodes}
+    succ: dict[int, set[int]] = {i: set() for i in range(len(segments))}
+    for n in graph.nodes:
+        for s in graph.successors(n):
+            if seg_of[n.name] != seg_of[s.name]:
+                succ[seg_of[n.name]].add(seg_of[s.name])
+    indegree = {i: 0 for i in succ}
+    for vs in succ.values():
+        for v in vs:
+            indegree[v] += 1
+    ready = [i for i, d in indegree.items() if d == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for v in succ[i]:
+            indegree[v] -= 1
+            if indegree[v] == 0:
+                ready.append(v)
+    return seen == len(segments)
+
+
+# ----- prediction --------------------------------------------------------------------------
+
+
+def transfers(graph: Graph, devices: Mapping[str, str]) -> list[tuple[Tensor, str, str]]:
+    """Every (tensor, src device, dst device) copy a placement needs, once per destination."""
+    out: list[tuple[Tensor, str, str]] = []
+    for t in list[Tensor](graph.inputs):
+        for dst in sorted({devices[c.name] for c in t.consumers} - {IO_DEVICE}):
+            out.append((t, IO_DEVICE, dst))
+    graph_outputs = {id(t) for t in graph.outputs}
+    for n in graph.nodes:
+        src = devices[n.name]
+        for t in n.outputs:
+            dsts = {devices[c.name] for c in t.consumers}
+            if id(t) in graph_outputs:
+                dsts.add(IO_DEVICE)
+            for dst in sorted(dsts - {src}):
+                out.append((t, src, dst))
+    return out
+
+
+def predict(
+    graph: Graph,
+    devices: Mapping[str, str],
+    layer_cost: Callable[[Node, str], float],
+    transition_cost: TransitionCost | None,
+) -> Prediction:
+    """The one formula both strategies are judged by.
+
+    ``total`` = sum of layer costs on their devices + sum of transition costs (serial run).
+    ``period`` models a pipeline over successive inferences: each device works on a different
+    frame, so the steady-state time per inference is the busiest device's time; transitions are
+    charged to the GPU, which runs the reformat kernels around DLA segments.
+    """
+    busy: dict[str, float] = {}
+    for n in graph.nodes:
+        d = devices[n.name]
+        busy[d] = busy.get(d, 0.0) + layer_cost(n, d)
+    moves = transfers(graph, devices)
+    transfer = 0.0
+    if transition_cost is not None:
+        transfer = sum(transition_cost(t, device_kind(s), device_kind(d)) for t, s, d in moves)
+    total = sum(busy.values()) + transfer
+    loads = dict(busy)
+    loads[IO_DEVICE] = loads.get(IO_DEVICE, 0.0) + transfer
+    period = max(loads.values(), default=0.0)
+    return Prediction(total, busy, transfer, len(moves), period)
