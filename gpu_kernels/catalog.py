@@ -1,0 +1,35 @@
+"""Which compiled module defines which kernel: the list every build and the CI cross-compile use."""
+
+from __future__ import annotations
+
+from gpu_kernels.tactics import MMA_TILES, ConvTactic
+
+# source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
+SOURCES: dict[str, tuple[str, ...]] = {
+    "conv_simt.cu": ("conv_direct", "conv_transpose_direct", "splitk_reduce"),
+    "elementwise.cu": ("unary", "binary", "copy"),
+    "pool.cu": ("pool2d", "global_avgpool"),
+    "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "mean_lastdim"),
+    "resize.cu": ("resize_nhwc",),
+    "gemm.cu": ("bmm",),
+}
+MMA_SOURCE = "conv_mma.cu"
+
+
+def source_of(kernel: str) -> str:
+    """The ``.cu`` file that defines ``kernel`` (e.g. ``"pool2d_f16"``)."""
+    for src, prefixes in SOURCES.items():
+        if any(kernel == p or kernel.startswith(p + "_") for p in prefixes):
+            return src
+    raise KeyError(kernel)
+
+
+def all_modules() -> list[tuple[str, tuple[str, ...]]]:
+    """Every (source, options) pair a build may compile: the fixed sources and each MMA tile."""
+    mods: list[tuple[str, tuple[str, ...]]] = [(src, ()) for src in SOURCES]
+    mods += [(MMA_SOURCE, t.compile_options()) for t in MMA_TILES]
+    return mods
+
+
+def mma_module(tactic: ConvTactic) -> tuple[str, tuple[str, ...]]:
+    return MMA_SOURCE, tactic.tile.compile_options()

@@ -1,0 +1,247 @@
+// Implicit-GEMM convolution on NHWC FP16 with tensor cores (sm_80+):
+//   GEMM M = N*P*Q (output pixels), N = K (output channels), K = R*S*C (c fastest);
+//   A (im2col of x) is gathered on the fly, B is the KRSC weight, both K-contiguous ("NT").
+// cp.async multi-stage pipeline (zero-filling padding and tails), ldmatrix into registers,
+// mma.sync m16n8k16 with FP32 accumulators, fused epilogue (bias, activation, residual) or
+// FP32 partial sums for split-K (blockIdx.z; reduced by splitk_reduce in conv_simt.cu).
+// Needs C % 8 == 0 (one 16-byte copy never straddles two filter taps) and groups == 1.
+// Tile shape comes from -D options: one compiled module per tactic (gpu_kernels/tactics.py).
+// Below sm_80 the same entry point runs a plain SIMT loop over its tile (correct, slow): the
+// host picks conv_direct there instead.
+#include "common.cuh"
+
+#ifndef BM
+#define BM 64
+#endif
+#ifndef BN
+#define BN 64
+#endif
+#ifndef WARPS_M
+#define WARPS_M 2
+#endif
+#ifndef WARPS_N
+#define WARPS_N 2
+#endif
+#ifndef STAGES
+#define STAGES 3
+#endif
+#define BK 32
+#define NT (WARPS_M * WARPS_N * 32)
+#define WTM (BM / WARPS_M)
+#define WTN (BN / WARPS_N)
+#define MI (WTM / 16)
+#define NI (WTN / 8)
+#define LDS (BK + 8)  // +16 bytes per row: ldmatrix rows land in distinct banks
+#define A_CH (BM * (BK / 8) / NT)
+#define B_CH (BN * (BK / 8) / NT)
+
+static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile must be a multiple of 16x16");
+static_assert(A_CH >= 1 && B_CH >= 1, "too many threads for the tile");
+static_assert((BM * (BK / 8)) % NT == 0 && (BN * (BK / 8)) % NT == 0, "uneven loader");
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits}
+// p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K)}
+extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
+    const half_t* x = (const half_t*)a.p[0];
+    const half_t* w = (const half_t*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    const half_t* res = (const half_t*)a.p[3];
+    half_t* y = (half_t*)a.p[4];
+    float* ws = (float*)a.p[5];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
+    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
+    const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
+    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20], splits = a.i[21];
+    const int M = N * P * Q;
+    const int Kgemm = R * S * C;
+    const int ktiles = (Kgemm + BK - 1) / BK;
+    const int per = (ktiles + splits - 1) / splits;
+    const int kt0 = blockIdx.z * per;
+    const int kt1 = min(ktiles, kt0 + per);
+    const int block_m = blockIdx.x * BM, block_n = blockIdx.y * BN;
+    const int tid = threadIdx.x;
+
+#if __CUDA_ARCH__ >= 800
+    extern __shared__ uint4 smem_raw[];
+    half_t* As = (half_t*)smem_raw;
+    half_t* Bs = As + STAGES * BM * LDS;
+
+    // Loader bookkeeping: each thread always copies the same 8-channel column (kc) of its rows.
+    const int kc = tid & 3;
+    int a_row[A_CH], a_ih0[A_CH], a_iw0[A_CH];
+    i64 a_base[A_CH];
+    bool a_ok[A_CH];
+#pragma unroll
+    for (int i = 0; i < A_CH; ++i) {
+        a_row[i] = (tid >> 2) + i * (NT / 4);
+        const int m = block_m + a_row[i];
+        a_ok[i] = m < M;
+        const int mm = a_ok[i] ? m : 0;
+        const int q = mm % Q, p = (mm / Q) % P, n = mm / (P * Q);
+        a_ih0[i] = p * sh - ph;
+        a_iw0[i] = q * sw - pw;
+        a_base[i] = (i64)n * H * W * xcs;
+    }
+    int b_row[B_CH];
+#pragma unroll
+    for (int i = 0; i < B_CH; ++i) b_row[i] = (tid >> 2) + i * (NT / 4);
+
+    auto load_tile = [&](int stage, int kt) {
+        const int kk = kt * BK + kc * 8;
+        const bool k_ok = kk < Kgemm;
+        const int c = k_ok ? kk % C : 0;
+        const int rs = k_ok ? kk / C : 0;
+        const int r = rs / S, s = rs - (rs / S) * S;
+#pragma unroll
+        for (int i = 0; i < A_CH; ++i) {
+            const int ih = a_ih0[i] + r * dh, iw = a_iw0[i] + s * dw;
+            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < H && iw >= 0 && iw < W;
+            const half_t* src = ok ? x + a_base[i] + ((i64)ih * W + iw) * xcs + c : x;
+            const unsigned dst = smem_addr(As + (stage * BM + a_row[i]) * LDS + kc * 8);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                         "r"(ok ? 16 : 0));
+        }
+#pragma unroll
+        for (int i = 0; i < B_CH; ++i) {
+            const int kout = block_n + b_row[i];
+            const bool ok = k_ok && kout < K;
+            const half_t* src = ok ? w + (i64)kout * Kgemm + kk : w;
+            const unsigned dst = smem_addr(Bs + (stage * BN + b_row[i]) * LDS + kc * 8);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                         "r"(ok ? 16 : 0));
+        }
+    };
+
+    const int lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (kt0 + s < kt1) load_tile(s, kt0 + s);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    for (int kt = kt0; kt < kt1; ++kt) {
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        __syncthreads();
+        const int nk = kt + STAGES - 1;
+        if (nk < kt1) load_tile((nk - kt0) % STAGES, nk);
+        asm volatile("cp.async.commit_group;\n" ::);
+        const int stage = (kt - kt0) % STAGES;
+        const half_t* At = As + stage * BM * LDS;
+        const half_t* Bt = Bs + stage * BN * LDS;
+#pragma unroll
+        for (int k16 = 0; k16 < BK / 16; ++k16) {
+            unsigned af[MI][4], bf[NI][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                const int row = wm * WTM + i * 16 + (lane & 15);
+                const int col = k16 * 16 + (lane >> 4) * 8;
+                asm volatile(
+                    "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                    : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
+                    : "r"(smem_addr(At + row * LDS + col)));
+            }
+#pragma unroll
+            for (int j = 0; j < NI / 2; ++j) {
+                const int row = wn * WTN + j * 16 + (lane >> 4) * 8 + (lane & 7);
+                const int col = k16 * 16 + ((lane >> 3) & 1) * 8;
+                asm volatile(
+                    "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                    : "=r"(bf[2 * j][0]), "=r"(bf[2 * j][1]), "=r"(bf[2 * j + 1][0]),
+                      "=r"(bf[2 * j + 1][1])
+                    : "r"(smem_addr(Bt + row * LDS + col)));
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j)
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                        : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]),
+                          "+f"(acc[i][j][3])
+                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]),
+                          "r"(bf[j][0]), "r"(bf[j][1]));
+        }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+
+    // Epilogue. Accumulator (i, j, e): row g (+8 for e >= 2), columns 2t, 2t+1.
+    const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int m = block_m + wm * WTM + i * 16 + g + half * 8;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                const int k = block_n + wn * WTN + j * 8 + 2 * t4;
+                if (k >= K) continue;
+                const float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
+                const bool two = k + 1 < K;
+                if (splits > 1) {
+                    float* dst = ws + ((i64)blockIdx.z * M + m) * K + k;
+                    dst[0] = v0;
+                    if (two) dst[1] = v1;
+                    continue;
+                }
+                const i64 o = (i64)m * ycs + k;
+                float r0 = 0.0f, r1 = 0.0f;
+                if (res) {
+                    r0 = h2f(res[(i64)m * rcs + k]);
+                    if (two) r1 = h2f(res[(i64)m * rcs + k + 1]);
+                }
+                const half_t h0 = f2h(epilogue(v0, bias, k, r0, res != 0, res_after, act,
+                                               a.f[0], a.f[1]));
+                if (two) {
+                    const half_t h1 = f2h(epilogue(v1, bias, k + 1, r1, res != 0, res_after,
+                                                   act, a.f[0], a.f[1]));
+                    if ((o & 1) == 0) {
+                        *(unsigned*)(y + o) = (unsigned)h0 | ((unsigned)h1 << 16);
+                    } else {
+                        y[o] = h0;
+                        y[o + 1] = h1;
+                    }
+                } else {
+                    y[o] = h0;
+                }
+            }
+        }
+    }
+#else
+    // SIMT fallback for pre-Ampere targets: this block's tile, one output at a time.
+    for (int e = tid; e < BM * BN; e += NT) {
+        const int m = block_m + e / BN, k = block_n + e % BN;
+        if (m >= M || k >= K) continue;
+        const int q = m % Q, p = (m / Q) % P, n = m / (P * Q);
+        float acc = 0.0f;
+        for (int kk = kt0 * BK; kk < min(Kgemm, kt1 * BK); ++kk) {
+            const int c = kk % C, rs = kk / C, r = rs / S, s = rs % S;
+            const int ih = p * sh - ph + r * dh, iw = q * sw - pw + s * dw;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+            acc += h2f(x[(((i64)n * H + ih) * W + iw) * xcs + c]) * h2f(w[(i64)k * Kgemm + kk]);
+        }
+        if (splits > 1) {
+            ws[((i64)blockIdx.z * M + m) * K + k] = acc;
+        } else {
+            const float rv = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
+            y[(i64)m * ycs + k] =
+                f2h(epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+        }
+    }
+#endif
+}

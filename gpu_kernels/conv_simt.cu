@@ -1,0 +1,119 @@
+// Direct (SIMT) convolution on NHWC: every group size, stride, dilation and padding; FP32 and
+// FP16 storage with FP32 accumulation. It is the depthwise / grouped path on every arch, the FP32
+// path, and the FP16 path on sm_72 (Xavier has no ldmatrix, cp.async or m16n8k16).
+// Also: ConvTranspose (direct, NHWC) and the split-K reduction + epilogue of conv_mma.cu.
+#include "common.cuh"
+
+// args: p = {x, w[K][R][S][C/groups], bias f32 | 0, residual | 0, y}
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs}
+// (xcs/ycs/rcs: elements between pixels in x / y / residual: channel slices for zero-copy concat)
+template <typename T>
+__device__ void conv_direct(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    const T* w = (const T*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    const T* res = (const T*)a.p[3];
+    T* y = (T*)a.p[4];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
+    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
+    const int dh = a.i[13], dw = a.i[14], groups = a.i[15], act = a.i[16], res_after = a.i[17];
+    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20];
+    const int Cg = C / groups, Kg = K / groups;
+    const i64 total = (i64)N * P * Q * K;
+    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (i64)gridDim.x * blockDim.x) {
+        const int k = (int)(idx % K);
+        const i64 m = idx / K;
+        const int q = (int)(m % Q);
+        const int p = (int)((m / Q) % P);
+        const int n = (int)(m / ((i64)P * Q));
+        const int c0 = (k / Kg) * Cg;
+        const T* wk = w + (i64)k * R * S * Cg;
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) {
+            const int ih = p * sh - ph + r * dh;
+            if (ih < 0 || ih >= H) continue;
+            for (int s = 0; s < S; ++s) {
+                const int iw = q * sw - pw + s * dw;
+                if (iw < 0 || iw >= W) continue;
+                const T* xp = x + (((i64)n * H + ih) * W + iw) * xcs + c0;
+                const T* wp = wk + (r * S + s) * Cg;
+                for (int c = 0; c < Cg; ++c) acc += ld(xp, c) * ld(wp, c);
+            }
+        }
+        const float rv = res ? ld(res, m * rcs + k) : 0.0f;
+        st(y, m * ycs + k, epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+    }
+}
+
+// ConvTranspose, NHWC. w is [K][R][S][C/groups] (host reorders ONNX's [C][K/groups][R][S]).
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act}
+template <typename T>
+__device__ void conv_transpose_direct(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    const T* w = (const T*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    T* y = (T*)a.p[4];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
+    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
+    const int dh = a.i[13], dw = a.i[14], groups = a.i[15], act = a.i[16];
+    const int Cg = C / groups, Kg = K / groups;
+    const i64 total = (i64)N * P * Q * K;
+    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (i64)gridDim.x * blockDim.x) {
+        const int k = (int)(idx % K);
+        const i64 m = idx / K;
+        const int q = (int)(m % Q);
+        const int p = (int)((m / Q) % P);
+        const int n = (int)(m / ((i64)P * Q));
+        const int c0 = (k / Kg) * Cg;
+        const T* wk = w + (i64)k * R * S * Cg;
+        float acc = 0.0f;
+        for (int r = 0; r < R; ++r) {
+            const int th = p + ph - r * dh;  // = ih * sh
+            if (th < 0 || th % sh) continue;
+            const int ih = th / sh;
+            if (ih >= H) continue;
+            for (int s = 0; s < S; ++s) {
+                const int tw = q + pw - s * dw;
+                if (tw < 0 || tw % sw) continue;
+                const int iw = tw / sw;
+                if (iw >= W) continue;
+                const T* xp = x + (((i64)n * H + ih) * W + iw) * C + c0;
+                const T* wp = wk + (r * S + s) * Cg;
+                for (int c = 0; c < Cg; ++c) acc += ld(xp, c) * ld(wp, c);
+            }
+        }
+        st(y, m * K + k, epilogue(acc, bias, k, 0.0f, false, 0, act, a.f[0], a.f[1]));
+    }
+}
+
+// Split-K reduction: y[m, k] = epilogue(sum_s ws[s][m][k]). p = {ws f32, -, bias, residual, y}
+// i = {M, K, splits, act, res_after, ycs, rcs}
+template <typename T>
+__device__ void splitk_reduce(const KArgs& a) {
+    const float* ws = (const float*)a.p[0];
+    const float* bias = (const float*)a.p[2];
+    const T* res = (const T*)a.p[3];
+    T* y = (T*)a.p[4];
+    const int M = a.i[0], K = a.i[1], splits = a.i[2], act = a.i[3], res_after = a.i[4];
+    const int ycs = a.i[5], rcs = a.i[6];
+    const i64 total = (i64)M * K;
+    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (i64)gridDim.x * blockDim.x) {
+        float acc = 0.0f;
+        for (int s = 0; s < splits; ++s) acc += ws[s * total + idx];
+        const int k = (int)(idx % K);
+        const i64 m = idx / K;
+        const float rv = res ? ld(res, m * rcs + k) : 0.0f;
+        st(y, m * ycs + k, epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+    }
+}
+
+#define INSTANTIATE(fn)                                                                 \
+    extern "C" __global__ void fn##_f32(const KArgs a) { fn<float>(a); }                \
+    extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
+
+INSTANTIATE(conv_direct)
+INSTANTIATE(conv_transpose_direct)
+INSTANTIATE(splitk_reduce)

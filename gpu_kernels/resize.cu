@@ -1,0 +1,60 @@
+// Resize on NHWC: nearest and (bi)linear, with ONNX's coordinate transformation modes.
+#include "common.cuh"
+
+// coordinate transformation: 0 half_pixel, 1 asymmetric, 2 align_corners, 3 pytorch_half_pixel
+__device__ __forceinline__ float src_coord(int o, int in, int out, float scale, int ctm) {
+    switch (ctm) {
+        case 1: return o / scale;
+        case 2: return out > 1 ? o * (float)(in - 1) / (float)(out - 1) : 0.0f;
+        case 3: return out > 1 ? (o + 0.5f) / scale - 0.5f : 0.0f;
+        default: return (o + 0.5f) / scale - 0.5f;
+    }
+}
+
+// nearest mode: 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil
+__device__ __forceinline__ int nearest(float v, int mode, int in) {
+    int r;
+    switch (mode) {
+        case 1: r = (int)floorf(v + 0.5f); break;
+        case 2: r = (int)floorf(v); break;
+        case 3: r = (int)ceilf(v); break;
+        default: r = (v - floorf(v) == 0.5f) ? (int)floorf(v) : (int)floorf(v + 0.5f); break;
+    }
+    return min(max(r, 0), in - 1);
+}
+
+// p = {x, y}; i = {N,H,W,C, P,Q, linear, ctm, nearest_mode}; f = {scale_h, scale_w}
+template <typename T>
+__device__ void resize_nhwc(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    T* y = (T*)a.p[1];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[4], Q = a.i[5];
+    const int linear = a.i[6], ctm = a.i[7], nmode = a.i[8];
+    const float sh = a.f[0], sw = a.f[1];
+    const i64 total = (i64)N * P * Q * C;
+    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (i64)gridDim.x * blockDim.x) {
+        const int c = (int)(idx % C);
+        const i64 m = idx / C;
+        const int q = (int)(m % Q), p = (int)((m / Q) % P), n = (int)(m / ((i64)P * Q));
+        const float fy = src_coord(p, H, P, sh, ctm), fx = src_coord(q, W, Q, sw, ctm);
+        const T* xn = x + (i64)n * H * W * C + c;
+        float v;
+        if (!linear) {
+            v = ld(xn, ((i64)nearest(fy, nmode, H) * W + nearest(fx, nmode, W)) * C);
+        } else {
+            const float cy = fminf(fmaxf(fy, 0.0f), (float)(H - 1));
+            const float cx = fminf(fmaxf(fx, 0.0f), (float)(W - 1));
+            const int y0 = (int)floorf(cy), x0 = (int)floorf(cx);
+            const int y1 = min(y0 + 1, H - 1), x1 = min(x0 + 1, W - 1);
+            const float wy = cy - y0, wx = cx - x0;
+            const float v00 = ld(xn, ((i64)y0 * W + x0) * C), v01 = ld(xn, ((i64)y0 * W + x1) * C);
+            const float v10 = ld(xn, ((i64)y1 * W + x0) * C), v11 = ld(xn, ((i64)y1 * W + x1) * C);
+            v = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11);
+        }
+        st(y, idx, v);
+    }
+}
+
+extern "C" __global__ void resize_nhwc_f32(const KArgs a) { resize_nhwc<float>(a); }
+extern "C" __global__ void resize_nhwc_f16(const KArgs a) { resize_nhwc<half_t>(a); }

@@ -1,0 +1,156 @@
+"""Convolution / GEMM tactics: the candidate tile configurations and how one is chosen.
+
+A tactic is one way to run a convolution: the tensor-core implicit GEMM with a given block tile,
+warp layout, pipeline depth and split-K factor, or the direct SIMT kernel. On a GPU the builder
+times the candidates (CUDA events) and keeps the fastest; without one (a cross-build) the choice
+comes from the timing cache or, failing that, from :func:`heuristic`, a small occupancy model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """One convolution's shape, NHWC; a GEMM is a 1x1 convolution with H = W = 1."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    k: int
+    p: int
+    q: int
+    r: int
+    s: int
+    stride: tuple[int, int] = (1, 1)
+    pad: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    dtype: str = "float16"
+
+    @property
+    def gemm_m(self) -> int:
+        return self.n * self.p * self.q
+
+    @property
+    def gemm_k(self) -> int:
+        return self.r * self.s * self.c // self.groups
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.gemm_m * self.k * self.gemm_k
+
+    def signature(self) -> str:
+        """Stable text key for the timing cache."""
+        return (
+            f"conv n{self.n} h{self.h} w{self.w} c{self.c} k{self.k} p{self.p} q{self.q} "
+            f"r{self.r} s{self.s} st{self.stride[0]}x{self.stride[1]} "
+            f"pd{self.pad[0]}x{self.pad[1]} dl{self.dilation[0]}x{self.dilation[1]} "
+            f"g{self.groups} {self.dtype}"
+        )
+
+
+@dataclass(frozen=True)
+class ConvTactic:
+    kind: str  # "mma" (tensor cores, conv_mma.cu) or "direct" (SIMT, conv_simt.cu)
+    bm: int = 0
+    bn: int = 0
+    warps_m: int = 0
+    warps_n: int = 0
+    stages: int = 0
+    splits: int = 1
+
+    @property
+    def name(self) -> str:
+        if self.kind == "direct":
+            return "direct"
+        return (f"mma_{self.bm}x{self.bn}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
+                f"_k{self.splits}")
+
+    @property
+    def tile(self) -> ConvTactic:
+        """The same tactic with split-K 1: tactics sharing a tile share a compiled module."""
+        return ConvTactic(self.kind, self.bm, self.bn, self.warps_m, self.warps_n, self.stages)
+
+    @property
+    def threads(self) -> int:
+        return 256 if self.kind == "direct" else 32 * self.warps_m * self.warps_n
+
+    @property
+    def smem_bytes(self) -> int:
+        return 0 if self.kind == "direct" else self.stages * (self.bm + self.bn) * (32 + 8) * 2
+
+    def compile_options(self) -> tuple[str, ...]:
+        if self.kind == "direct":
+            return ()
+        return (f"-DBM={self.bm}", f"-DBN={self.bn}", f"-DWARPS_M={self.warps_m}",
+                f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}")
+
+    @staticmethod
+    def from_name(name: str) -> ConvTactic:
+        if name == "direct":
+            return DIRECT
+        tile, warps, stages, splits = name.split("_")[1:]
+        bm, bn = (int(v) for v in tile.split("x"))
+        wm, wn = (int(v) for v in warps[1:].split("x"))
+        return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]))
+
+
+DIRECT = ConvTactic("direct")
+# The tensor-core tile configurations (each one compiled module per arch).
+MMA_TILES: tuple[ConvTactic, ...] = (
+    ConvTactic("mma", 32, 64, 1, 2, 4),
+    ConvTactic("mma", 64, 64, 2, 2, 3),
+    ConvTactic("mma", 64, 128, 2, 2, 3),
+    ConvTactic("mma", 128, 64, 2, 2, 3),
+    ConvTactic("mma", 128, 128, 2, 4, 3),
+)
+_TILE_EFFICIENCY = {(32, 64): 0.45, (64, 64): 0.65, (64, 128): 0.8, (128, 64): 0.8,
+                    (128, 128): 1.0}
+
+
+def mma_eligible(problem: ConvProblem, arch: int) -> bool:
+    """Tensor cores need sm_80+, FP16, one group and C % 8 == 0 (16-byte channel chunks)."""
+    return arch >= 80 and problem.dtype == "float16" and problem.groups == 1 and problem.c % 8 == 0
+
+
+def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
+    """Every tactic that can run ``problem`` on ``arch``."""
+    if not mma_eligible(problem, arch):
+        return [DIRECT]
+    out: list[ConvTactic] = []
+    ktiles = math.ceil(problem.gemm_k / 32)
+    for t in MMA_TILES:
+        out.append(t)
+        ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
+        for splits in (2, 4, 8, 16):
+            # split-K only where the grid is small and every split keeps >= 4 k-tiles
+            if ctas * splits <= 2 * 132 and ktiles // splits >= 4:
+                out.append(ConvTactic("mma", t.bm, t.bn, t.warps_m, t.warps_n, t.stages, splits))
+    return out
+
+
+def estimate_seconds(problem: ConvProblem, tactic: ConvTactic, sm_count: int,
+                     tflops: float = 300.0) -> float:
+    """Occupancy-aware estimate: waves of CTAs x per-CTA work / tile efficiency."""
+    if tactic.kind == "direct":
+        return problem.flops / (tflops * 1e12 * 0.05) + 3e-6
+    ctas = math.ceil(problem.gemm_m / tactic.bm) * math.ceil(problem.k / tactic.bn)
+    per_sm = max(1, min(4, (200 * 1024) // max(1, tactic.smem_bytes)))
+    blocks = ctas * tactic.splits
+    waves = math.ceil(blocks / (sm_count * per_sm))
+    resident = min(per_sm, math.ceil(blocks / sm_count))  # CTAs sharing one SM per wave
+    cta_flops = 2 * tactic.bm * tactic.bn * math.ceil(problem.gemm_k / tactic.splits)
+    eff = _TILE_EFFICIENCY[(tactic.bm, tactic.bn)]
+    t = waves * cta_flops * resident / (tflops * 1e12 / sm_count * eff) + 3e-6
+    if tactic.splits > 1:  # partials written and read back in FP32 + one more launch
+        t += (problem.gemm_m * problem.k * 4 * tactic.splits * 2) / 2e12 + 2e-6
+    return t
+
+
+def heuristic(problem: ConvProblem, arch: int, sm_count: int) -> ConvTactic:
+    """The tactic the cost model prefers (used when nothing was measured)."""
+    return min(candidates(problem, arch), key=lambda t: estimate_seconds(problem, t, sm_count))
