@@ -1,0 +1,403 @@
+"""Run the ONNX backend node tests through Tandem's importer and the numpy CPU backend.
+
+Usage::
+
+    .venv/bin/python bench/onnx_node_tests.py            # rewrite docs/onnx-node-tests.md
+    .venv/bin/python bench/onnx_node_tests.py --print    # print the report, write nothing
+
+Test cases come from the ``onnx`` package: the shipped ``onnx/backend/test/data/node/*``
+directories when the installed wheel has them, otherwise the same cases generated in memory from
+``onnx.backend.test.case.node`` (recent wheels ship the generators, not the ``.pb`` files).
+
+A case is *in scope* when every op of its graph is in ``partitioner.onnx_import.SUPPORTED_OPS``.
+Tandem imports opsets 11..21; a case written for another opset is re-declared at the nearest
+opset in that range only when every op it uses has the very same schema there (ONNX bumps an
+op's version when its semantics change, so an unchanged ``since_version`` means an identical
+op). Cases whose tensors use element types the IR has no numpy dtype for (bfloat16, float8,
+int4, strings, ...) are counted apart as *dtype out of scope*. Everything else in scope runs
+and is compared with the expected outputs at the ONNX backend runner's tolerances
+(``rtol=1e-3, atol=1e-7`` unless the case sets its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from devices.cpu import CpuRunner  # noqa: E402
+from partitioner.dtypes import ONNX_TO_NUMPY  # noqa: E402
+from partitioner.errors import TandemError  # noqa: E402
+from partitioner.onnx_import import (  # noqa: E402
+    MAX_OPSET,
+    MIN_OPSET,
+    SUPPORTED_OPS,
+    import_onnx,
+)
+
+REPORT = ROOT / "docs" / "onnx-node-tests.md"
+BEGIN = "<!-- BEGIN GENERATED: bench/onnx_node_tests.py -->"
+END = "<!-- END GENERATED -->"
+
+
+@dataclass
+class NodeCase:
+    name: str
+    model: onnx.ModelProto
+    data_sets: list[tuple[list[np.ndarray], list[np.ndarray]]]
+    rtol: float = 1e-3
+    atol: float = 1e-7
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "pass" | "fail" | "dtype" | "unsupported"
+    reason: str = ""
+
+
+@dataclass
+class Summary:
+    source: str
+    total: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def of(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def ran(self) -> int:
+        return len(self.of("pass")) + len(self.of("fail"))
+
+    @property
+    def pass_rate(self) -> float:
+        return len(self.of("pass")) / max(self.ran, 1)
+
+
+# ----- collecting cases ----------------------------------------------------------------------
+
+
+def _shipped_dir() -> Path:
+    return Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
+
+
+def collect() -> tuple[str, list[NodeCase]]:
+    """Every node test case, from the shipped files or generated in memory."""
+    data_dir = _shipped_dir()
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        return f"shipped files in {data_dir}", list(_load_shipped(data_dir))
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the generators overflow on purpose in some casts
+        cases = collect_testcases(None)
+    out = [
+        NodeCase(c.name, c.model, _arrays(c.data_sets or []), float(c.rtol), float(c.atol))
+        for c in cases
+        if c.model is not None
+    ]
+    return f"onnx {onnx.__version__} test-case generators (onnx.backend.test.case.node)", out
+
+
+def _arrays(data_sets: list) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:  # type: ignore[type-arg]
+    """Some generators store expected values as TensorProtos (e.g. int16 outputs)."""
+
+    def arr(v: object) -> np.ndarray:
+        return numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v  # type: ignore[return-value]
+
+    return [([arr(v) for v in ins], [arr(v) for v in outs]) for ins, outs in data_sets]
+
+
+def _load_shipped(data_dir: Path) -> Iterator[NodeCase]:
+    for case_dir in sorted(p for p in data_dir.iterdir() if (p / "model.onnx").exists()):
+        model = onnx.load(str(case_dir / "model.onnx"))
+        sets = []
+        for set_dir in sorted(glob.glob(str(case_dir / "test_data_set_*"))):
+            ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(set_dir, "input_*.pb")))]
+            outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(set_dir, "output_*.pb")))]
+            sets.append((ins, outs))
+        yield NodeCase(case_dir.name, model, sets)
+
+
+def _read_pb(path: str) -> np.ndarray:
+    tensor = onnx.TensorProto()
+    with open(path, "rb") as f:
+        tensor.ParseFromString(f.read())
+    return numpy_helper.to_array(tensor)
+
+
+# ----- scoping -------------------------------------------------------------------------------
+
+
+def _ops(model: onnx.ModelProto) -> set[str]:
+    return {
+        n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+        for n in model.graph.node
+    }
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return int(onnx.defs.onnx_opset_version())
+
+
+def retarget_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str]:
+    """The model declared at an opset Tandem imports, when its ops are identical there."""
+    opset = _default_opset(model)
+    target = min(max(opset, MIN_OPSET), MAX_OPSET)
+    if target == opset:
+        return model, ""
+    changed = []
+    for node in model.graph.node:
+        op = node.op_type
+        try:
+            here = onnx.defs.get_schema(op, opset)
+            there = onnx.defs.get_schema(op, target)
+        except onnx.defs.SchemaError:
+            changed.append(op)
+            continue
+        if here.since_version != there.since_version and not _same_meaning(here, there, node):
+            changed.append(f"{op}-{here.since_version}")
+    changed = sorted(set(changed))
+    if changed:
+        return None, (
+            f"opset {opset}: {', '.join(changed)} differ(s) from the opset-{target} definition"
+        )
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for o in copy.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = target
+    return copy, ""
+
+
+def _same_meaning(
+    here: onnx.defs.OpSchema, there: onnx.defs.OpSchema, node: onnx.NodeProto
+) -> bool:
+    """Does ``node`` mean the same under both schema versions of its op?
+
+    Versions 22-28 of many ops only widened the element types (bfloat16, int4, float8...) or
+    added an attribute whose default keeps the old behaviour (Cast ``round_mode``, Range
+    ``stash_type``, QuantizeLinear ``precision``...). So: same inputs and outputs, same
+    defaults for shared attributes, and the node sets no attribute that only one version has.
+    The element types a case really uses are checked apart (``_unsupported_dtypes``).
+    ``Upsample`` is only *deprecated* after opset 9; the importer translates that definition.
+    """
+    if [(i.name, int(i.option)) for i in here.inputs] != [
+        (i.name, int(i.option)) for i in there.inputs
+    ] or [(o.name, int(o.option)) for o in here.outputs] != [
+        (o.name, int(o.option)) for o in there.outputs
+    ]:
+        return False
+    used = {a.name for a in node.attribute}
+    for name in set(here.attributes) | set(there.attributes):
+        a, b = here.attributes.get(name), there.attributes.get(name)
+        if a is None or b is None:
+            if name in used or (a or b).required:  # type: ignore[union-attr]
+                return False
+        elif a.default_value.SerializeToString() != b.default_value.SerializeToString():
+            return False
+    return True
+
+
+def _unsupported_dtypes(model: onnx.ModelProto) -> list[str]:
+    names = []
+    values = list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info)
+    for vi in values:
+        if not vi.type.HasField("tensor_type"):
+            names.append(f"{vi.name}: {vi.type.WhichOneof('value')}")
+            continue
+        elem = vi.type.tensor_type.elem_type
+        if elem and elem not in ONNX_TO_NUMPY:
+            names.append(onnx.TensorProto.DataType.Name(elem).lower())
+    for init in model.graph.initializer:
+        if init.data_type not in ONNX_TO_NUMPY:
+            names.append(onnx.TensorProto.DataType.Name(init.data_type).lower())
+    for n in model.graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type not in ONNX_TO_NUMPY:
+                names.append(onnx.TensorProto.DataType.Name(a.t.data_type).lower())
+            if a.name in ("to", "output_dtype") and a.type == onnx.AttributeProto.INT:
+                if a.i and a.i not in ONNX_TO_NUMPY:
+                    names.append(onnx.TensorProto.DataType.Name(a.i).lower())
+    return sorted(set(names))
+
+
+# ----- running -------------------------------------------------------------------------------
+
+
+def run_case(case: NodeCase) -> Outcome:
+    """Import and run one in-scope case; the outcome says pass / fail (with the reason)."""
+    model, why = retarget_opset(case.model)
+    if model is None:
+        return Outcome(case.name, "fail", why)
+    try:
+        graph = import_onnx(model)
+    except TandemError as err:
+        return Outcome(case.name, "fail", f"import: {_short(err)}")
+    except Exception as err:  # an importer crash is a failure to report, not to hide
+        return Outcome(case.name, "fail", f"import crashed: {type(err).__name__}: {_short(err)}")
+    in_names = [vi.name for vi in case.model.graph.input]
+    init_names = {i.name for i in case.model.graph.initializer}
+    in_names = [n for n in in_names if n not in init_names]
+    out_names = [vi.name for vi in case.model.graph.output]
+    try:
+        with CpuRunner(graph) as runner:
+            for index, (ins, expected) in enumerate(case.data_sets):
+                feeds = {n: np.asarray(v) for n, v in zip(in_names, ins)}
+                got = runner.infer(feeds)
+                problem = _compare(out_names, got, expected, case.rtol, case.atol)
+                if problem:
+                    return Outcome(case.name, "fail", f"data set {index}: {problem}")
+    except TandemError as err:
+        return Outcome(case.name, "fail", f"run: {_short(err)}")
+    except Exception as err:
+        return Outcome(case.name, "fail", f"run crashed: {type(err).__name__}: {_short(err)}")
+    return Outcome(case.name, "pass")
+
+
+def _compare(
+    names: list[str], got: dict[str, np.ndarray], expected: list[np.ndarray], rtol: float,
+    atol: float,
+) -> str:
+    for name, want in zip(names, expected):
+        if name not in got:
+            return f"output '{name}' missing"
+        have = np.asarray(got[name])
+        want = np.asarray(want)
+        if have.dtype != want.dtype:
+            return f"output '{name}': dtype {have.dtype}, expected {want.dtype}"
+        if have.shape != want.shape:
+            return f"output '{name}': shape {have.shape}, expected {want.shape}"
+        if want.dtype.kind in "fc":
+            bad = ~np.isclose(have, want, rtol=rtol, atol=atol, equal_nan=True)
+            if bad.any():
+                diff = np.abs(have.astype(np.float64) - want.astype(np.float64))
+                return (
+                    f"output '{name}': {int(bad.sum())}/{want.size} values off, "
+                    f"max abs diff {np.nanmax(np.where(bad, diff, 0)):.3g}"
+                )
+        elif not np.array_equal(have, want):
+            return f"output '{name}': {int((have != want).sum())}/{want.size} values differ"
+    return ""
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def run_all(limit_to: set[str] | None = None) -> Summary:
+    start = time.perf_counter()
+    source, cases = collect()
+    summary = Summary(source, len(cases))
+    for case in cases:
+        if limit_to is not None and case.name not in limit_to:
+            continue
+        ops = _ops(case.model)
+        if not ops <= SUPPORTED_OPS:
+            summary.outcomes.append(
+                Outcome(case.name, "unsupported", ", ".join(sorted(ops - SUPPORTED_OPS)))
+            )
+            continue
+        dtypes = _unsupported_dtypes(case.model)
+        if dtypes:
+            summary.outcomes.append(Outcome(case.name, "dtype", ", ".join(dtypes)))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary.outcomes.append(run_case(case))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# ----- report --------------------------------------------------------------------------------
+
+
+def render(summary: Summary) -> str:
+    passed, failed = summary.of("pass"), summary.of("fail")
+    dtype = summary.of("dtype")
+    in_scope = summary.ran + len(dtype)
+    lines = [
+        BEGIN,
+        "",
+        f"Generated by `.venv/bin/python bench/onnx_node_tests.py` on "
+        f"{datetime.date.today().isoformat()} ({platform.machine()}, Python "
+        f"{platform.python_version()}, numpy {np.__version__}, onnx {onnx.__version__}); "
+        f"took {summary.seconds:.0f} s.",
+        "",
+        f"- Source: {summary.source}; {summary.total} node test cases.",
+        f"- In scope (every op in `SUPPORTED_OPS`): **{in_scope}**.",
+        f"- Ran: **{summary.ran}**, passed **{len(passed)}**, failed **{len(failed)}** "
+        f"-> pass rate **{100 * summary.pass_rate:.1f} %**.",
+        f"- Not run, element types the IR has no numpy dtype for: {len(dtype)} "
+        f"(listed below).",
+        f"- Out of scope (an op outside `SUPPORTED_OPS`): {len(summary.of('unsupported'))}.",
+        "",
+        "### Failures",
+        "",
+        "| test | reason |",
+        "|---|---|",
+    ]
+    lines += [f"| `{o.name}` | {o.reason.replace('|', '/')} |" for o in failed] or ["| - | - |"]
+    lines += ["", "### Not run: element types outside the IR", "", "| test | types |", "|---|---|"]
+    lines += [f"| `{o.name}` | {o.reason} |" for o in dtype] or ["| - | - |"]
+    lines += ["", END, ""]
+    return "\n".join(lines)
+
+
+def write_report(summary: Summary, path: Path = REPORT) -> None:
+    body = render(summary)
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1].lstrip("\n")
+            path.write_text(head + body + tail)
+            return
+    header = (
+        "# ONNX backend node tests on the CPU reference backend\n\n"
+        "The section below is generated; edit `bench/onnx_node_tests.py`, not this text.\n\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--print", action="store_true", help="print the report, write nothing")
+    parser.add_argument("tests", nargs="*", help="only these test names")
+    args = parser.parse_args(argv)
+    summary = run_all(set(args.tests) if args.tests else None)
+    if args.print or args.tests:
+        print(render(summary))
+    else:
+        write_report(summary)
+        print(
+            f"{len(summary.of('pass'))}/{summary.ran} passed "
+            f"({100 * summary.pass_rate:.1f} %); wrote {REPORT.relative_to(ROOT)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

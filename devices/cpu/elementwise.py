@@ -1,0 +1,280 @@
+"""Element-wise ops: activations, arithmetic with numpy broadcasting, comparisons, logic.
+
+FP16 inputs are computed in FP32 and rounded back once, so a chain of FP16 layers rounds once
+per layer, as an FP16 kernel with FP32 accumulation would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import reduce
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from devices.cpu.registry import as_compute, attr_str, cast_back, register
+from partitioner.ir import Node
+
+# ----- unary float functions -----------------------------------------------------------------
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Node, list[Any]], np.ndarray]:
+    def run(node: Node, inputs: list[Any]) -> np.ndarray:
+        x = inputs[0]
+        return cast_back(np.asarray(fn(as_compute(x))), x)
+
+    return run
+
+
+def _attr(node: Node, name: str, default: float) -> float:
+    return float(node.attrs.get(name, default))
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(np.zeros((), x.dtype), x)
+
+
+_SIMPLE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Relu": _relu,
+    "Sigmoid": special.expit,
+    "Tanh": np.tanh,
+    "Abs": np.abs,
+    "Neg": np.negative,
+    "Sqrt": np.sqrt,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+    "Erf": special.erf,
+    "Softplus": _softplus,
+    "Mish": lambda x: x * np.tanh(_softplus(x)),
+    "Sin": np.sin,
+    "Cos": np.cos,
+    "Tan": np.tan,
+    "Asin": np.arcsin,
+    "Acos": np.arccos,
+    "Atan": np.arctan,
+    "Sinh": np.sinh,
+    "Cosh": np.cosh,
+    "Asinh": np.arcsinh,
+    "Acosh": np.arccosh,
+    "Atanh": np.arctanh,
+    "Sign": np.sign,
+    "Round": np.rint,  # ONNX Round is round-half-to-even, as np.rint
+    "Softsign": lambda x: x / (1 + np.abs(x)),
+    "IsNaN": np.isnan,
+}
+
+for _op, _fn in _SIMPLE.items():
+    register(_op)(_unary(_fn))
+
+
+@register("Reciprocal")
+def reciprocal(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = inputs[0]
+    xc = as_compute(x)
+    return cast_back(np.reciprocal(xc) if xc.dtype.kind == "f" else 1 // xc, x)
+
+
+@register("LeakyRelu")
+def leaky_relu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x, alpha = as_compute(inputs[0]), _attr(node, "alpha", 0.01)
+    return cast_back(np.where(x >= 0, x, x * x.dtype.type(alpha)), inputs[0])
+
+
+@register("Elu")
+def elu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x, alpha = as_compute(inputs[0]), _attr(node, "alpha", 1.0)
+    return cast_back(np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(x)), inputs[0])
+
+
+@register("Selu")
+def selu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    alpha = x.dtype.type(_attr(node, "alpha", 1.67326319217681884765625))
+    gamma = x.dtype.type(_attr(node, "gamma", 1.05070102214050292968750))
+    return cast_back(gamma * np.where(x > 0, x, alpha * np.expm1(x)), inputs[0])
+
+
+@register("Celu")
+def celu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    alpha = x.dtype.type(_attr(node, "alpha", 1.0))
+    return cast_back(np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(x / alpha)), inputs[0])
+
+
+@register("ThresholdedRelu")
+def thresholded_relu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    return cast_back(np.where(x > _attr(node, "alpha", 1.0), x, 0), inputs[0])
+
+
+@register("HardSigmoid")
+def hard_sigmoid(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    alpha, beta = _attr(node, "alpha", 0.2), _attr(node, "beta", 0.5)
+    t = x.dtype.type
+    return cast_back(np.clip(x * t(alpha) + t(beta), 0, 1), inputs[0])
+
+
+@register("HardSwish")
+def hard_swish(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    t = x.dtype.type
+    return cast_back(x * np.clip(x * t(1 / 6) + t(0.5), 0, 1), inputs[0])
+
+
+@register("Gelu")
+def gelu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = as_compute(inputs[0])
+    if attr_str(node, "approximate", "none") == "tanh":
+        inner = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)
+        y = 0.5 * x * (1 + np.tanh(inner))
+    else:
+        y = 0.5 * x * (1 + special.erf(x / np.sqrt(2)))
+    return cast_back(y, inputs[0])
+
+
+@register("PRelu")
+def prelu(node: Node, inputs: list[Any]) -> np.ndarray:
+    x, slope = as_compute(inputs[0]), as_compute(inputs[1])
+    return cast_back(np.where(x < 0, x * slope, x), inputs[0])
+
+
+@register("Clip")
+def clip(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = inputs[0]
+    lo = inputs[1] if len(inputs) > 1 else None
+    hi = inputs[2] if len(inputs) > 2 else None
+    # opset < 11 carried the bounds as attributes
+    if lo is None and "min" in node.attrs:
+        lo = np.asarray(node.attrs["min"], x.dtype)
+    if hi is None and "max" in node.attrs:
+        hi = np.asarray(node.attrs["max"], x.dtype)
+    y = x
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo, x.dtype))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi, x.dtype))
+    return np.array(y, dtype=x.dtype, copy=y is x)
+
+
+# ----- binary and variadic arithmetic --------------------------------------------------------
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division truncating toward zero (C semantics, as ONNX Runtime has it)."""
+    if a.dtype.kind == "u":
+        return a // b
+    q = np.floor_divide(a, b)
+    fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return q + fix.astype(q.dtype)
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b) if a.dtype.kind == "f" else _int_div(a, b)
+
+
+def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def run(node: Node, inputs: list[Any]) -> np.ndarray:
+        a, b = inputs[0], inputs[1]
+        return cast_back(np.asarray(fn(as_compute(a), as_compute(b))), a)
+
+    return run
+
+
+register("Add")(_binary(np.add))
+register("Sub")(_binary(np.subtract))
+register("Mul")(_binary(np.multiply))
+register("Div")(_binary(_div))
+
+
+@register("Mod")
+def mod(node: Node, inputs: list[Any]) -> np.ndarray:
+    a, b = as_compute(inputs[0]), as_compute(inputs[1])
+    if int(node.attrs.get("fmod", 0)) or a.dtype.kind == "f":
+        return cast_back(np.fmod(a, b), inputs[0])
+    return cast_back(np.mod(a, b), inputs[0])
+
+
+@register("Pow")
+def power(node: Node, inputs: list[Any]) -> np.ndarray:
+    base, exponent = inputs[0], inputs[1]
+    if base.dtype.kind == "f":
+        y = np.power(as_compute(base), as_compute(exponent).astype(compute_float(base)))
+    else:
+        y = np.power(base.astype(np.float64), exponent.astype(np.float64))
+    return cast_back(np.asarray(y), base)
+
+
+def compute_float(x: np.ndarray) -> np.dtype:
+    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+
+
+def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def run(node: Node, inputs: list[Any]) -> np.ndarray:
+        arrays = [as_compute(a) for a in inputs if a is not None]
+        y = reduce(fn, arrays)
+        return cast_back(np.array(y, copy=len(arrays) == 1), inputs[0])
+
+    return run
+
+
+register("Sum")(_variadic(np.add))
+register("Max")(_variadic(np.maximum))
+register("Min")(_variadic(np.minimum))
+
+
+@register("Mean")
+def mean(node: Node, inputs: list[Any]) -> np.ndarray:
+    arrays = [as_compute(a) for a in inputs if a is not None]
+    return cast_back(reduce(np.add, arrays) / len(arrays), inputs[0])
+
+
+# ----- comparisons and logic (outputs are bool) ----------------------------------------------
+
+_COMPARE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Equal": np.equal,
+    "Greater": np.greater,
+    "Less": np.less,
+    "GreaterOrEqual": np.greater_equal,
+    "LessOrEqual": np.less_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+}
+
+
+def _compare(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def run(node: Node, inputs: list[Any]) -> np.ndarray:
+        return np.asarray(fn(inputs[0], inputs[1]), dtype=bool)
+
+    return run
+
+
+for _op, _fn in _COMPARE.items():
+    register(_op)(_compare(_fn))
+
+
+@register("Not")
+def logical_not(node: Node, inputs: list[Any]) -> np.ndarray:
+    return np.logical_not(inputs[0])
+
+
+@register("Where")
+def where(node: Node, inputs: list[Any]) -> np.ndarray:
+    cond, a, b = inputs
+    return np.where(np.asarray(cond, dtype=bool), a, b).astype(a.dtype, copy=False)
+
+
+@register("BitShift")
+def bit_shift(node: Node, inputs: list[Any]) -> np.ndarray:
+    a, b = inputs
+    if attr_str(node, "direction", "LEFT") == "LEFT":
+        return np.left_shift(a, b).astype(a.dtype)
+    return np.right_shift(a, b).astype(a.dtype)
