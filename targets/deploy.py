@@ -1,0 +1,322 @@
+"""Deploy a plan to boards over SSH and (optionally) benchmark it there.
+
+One board: refuse a target mismatch before connecting, upload to a temp name, verify the
+SHA-256 on the board with ``sha256sum``, ``mv -f`` onto the final name (atomic on one
+filesystem), skip when the board already holds the same bytes; retry transient failures with
+exponential backoff. A group: boards in parallel with bounded concurrency; one board's failure
+never stops the others, and every board gets a :class:`DeployResult` for the summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devices.plan import file_sha256, read_plan
+from partitioner.errors import TandemError
+from targets.inventory import Board
+from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
+
+#: ``progress(board_name, event, details)``; events: connect, skip, upload, uploaded, verified,
+#: installed, bench, retry, done.
+Progress = Callable[[str, str, dict[str, Any]], None]
+
+STALE_PART_SECONDS = 600  # a temp upload older than this belongs to a dead deploy
+
+
+class HashMismatchError(TransientError):
+    """The board's copy does not hash to what we sent (retried: a transfer may go wrong)."""
+
+
+class TargetMismatchError(BoardError):
+    """The plan was built for another target than the board's."""
+
+
+class BenchError(BoardError):
+    """``tandem run`` on the board failed or printed something that is not JSON."""
+
+
+@dataclass
+class DeployResult:
+    """What happened on one board; ``error`` is set (and the rest partial) when it failed."""
+
+    board: str
+    host: str = ""
+    target: str = ""
+    remote_path: str = ""
+    sha256: str = ""
+    uploaded: bool = False
+    bytes: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    bench: dict[str, Any] | None = None
+    bench_json: str | None = None  # local path of the saved bench JSON
+    profile: str | None = None  # local path of the fetched Chrome trace
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "details"}
+        out["ok"] = self.ok
+        return out
+
+
+def check_target(plan_path: str | Path, board: Board) -> dict[str, Any]:
+    """The plan's header, after refusing a plan built for another target than the board's."""
+    board.with_target()
+    header = read_plan(plan_path).header  # also refuses corrupt or foreign-version plans
+    if header["target"] != board.target:
+        raise TargetMismatchError(
+            f"plan {plan_path} is built for target {header['target']!r} but board {board.name} "
+            f"({board.source}) is {board.target!r}; nothing was uploaded. Rebuild it with "
+            f"`tandem build MODEL.onnx --target {board.target}`"
+        )
+    return header
+
+
+def remote_plan_path(conn: BoardConnection, plan_path: str | Path) -> str:
+    return f"{conn.resolve(conn.board.remote_dir).rstrip('/')}/plans/{Path(plan_path).name}"
+
+
+def upload_verified(
+    conn: BoardConnection,
+    local: str | Path,
+    final: str,
+    local_hash: str,
+    *,
+    progress: Progress | None = None,
+) -> bool:
+    """Put ``local`` at ``final`` on the board atomically and verified; False if already there.
+
+    The bytes go to ``.<name>.<random>.part`` beside ``final``; only a copy whose on-board
+    SHA-256 matches is renamed, so the final name never holds a partial or corrupt file.
+    """
+    name = conn.board.name
+    directory, base = final.rsplit("/", 1)
+    conn.run(["mkdir", "-p", "--", directory])
+    if conn.sha256(final) == local_hash:
+        _emit(progress, name, "skip", path=final, sha256=local_hash)
+        return False
+    _clean_stale_parts(conn, directory, base)
+    part = f"{directory}/.{base}.{secrets.token_hex(4)}.part"
+    total = Path(local).stat().st_size
+    _emit(progress, name, "upload", path=part, bytes=total)
+    try:
+        conn.put(
+            local,
+            part,
+            callback=lambda sent, size: _emit(progress, name, "sent", sent=sent, size=size),
+        )
+        _emit(progress, name, "uploaded", path=part, bytes=total)
+        remote_hash = conn.sha256(part)
+        if remote_hash != local_hash:
+            raise HashMismatchError(
+                f"the copy on {conn.label} hashes to {remote_hash}, not {local_hash}: "
+                "the upload was corrupted; it was removed and not installed"
+            )
+        _emit(progress, name, "verified", sha256=remote_hash)
+        conn.run(["mv", "-f", "--", part, final])
+    except BaseException:
+        if conn.is_open:
+            try:
+                conn.run(["rm", "-f", "--", part], check=False)
+            except TandemError:
+                pass  # the connection is going away; the part file is swept as stale later
+        raise
+    _emit(progress, name, "installed", path=final)
+    return True
+
+
+def _clean_stale_parts(conn: BoardConnection, directory: str, base: str) -> None:
+    now = time.time()
+    for entry in conn.listdir_attr(directory):
+        fname = entry.filename
+        if fname.startswith(f".{base}.") and fname.endswith(".part"):
+            if now - (entry.st_mtime or 0) > STALE_PART_SECONDS:
+                conn.run(["rm", "-f", "--", f"{directory}/{fname}"], check=False)
+
+
+def _emit(progress: Progress | None, board: str, event: str, **details: Any) -> None:
+    if progress is not None:
+        progress(board, event, details)
+
+
+def bench_remote(
+    conn: BoardConnection,
+    remote_plan: str,
+    results_dir: Path,
+    *,
+    iterations: int | None = None,
+    run_args: Sequence[str] = (),
+    timeout: float | None = None,
+) -> tuple[dict[str, Any], Path, Path | None]:
+    """``tandem run PLAN --json --profile TRACE`` on the board; the JSON and trace come back."""
+    board = conn.board
+    stem = Path(remote_plan).name.removesuffix(".plan")
+    results = f"{conn.resolve(board.remote_dir).rstrip('/')}/results"
+    trace = f"{results}/{stem}.trace.json"
+    conn.run(["mkdir", "-p", "--", results])
+    argv = [conn.resolve(board.remote_tandem), "run", remote_plan, "--json", "--profile", trace]
+    if iterations is not None:
+        argv += ["--iterations", str(int(iterations))]
+    argv += list(run_args)
+    result = conn.run(argv, check=False, timeout=timeout)
+    if result.rc != 0:
+        tail = (result.stderr.strip() or result.stdout.strip())[-1500:]
+        raise BenchError(f"`tandem run` on {conn.label} exited {result.rc}: {tail}")
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        raise BenchError(
+            f"`tandem run --json` on {conn.label} printed no JSON document: "
+            f"{result.stdout.strip()[:300]!r}"
+        ) from None
+    if not isinstance(report, dict):
+        raise BenchError(f"`tandem run --json` on {conn.label} printed {type(report).__name__}")
+    local_dir = results_dir / board.name
+    local_dir.mkdir(parents=True, exist_ok=True)
+    saved = local_dir / f"{stem}.json"
+    saved.write_text(json.dumps(report, indent=2, sort_keys=True))
+    profile: Path | None = local_dir / f"{stem}.trace.json"
+    assert profile is not None
+    if conn.sha256(trace) is None:
+        profile = None  # the run wrote no trace (an older remote tandem); the JSON still counts
+    else:
+        conn.get(trace, profile)
+    return report, saved, profile
+
+
+def deploy_plan(
+    plan_path: str | Path,
+    board: Board,
+    *,
+    bench: bool = False,
+    iterations: int | None = None,
+    run_args: Sequence[str] = (),
+    results_dir: str | Path = "tandem-results",
+    accept_new_host_key: bool = False,
+    known_hosts: str | None = None,
+    timeouts: Timeouts | None = None,
+    retries: int = 3,
+    backoff: float = 0.5,
+    progress: Progress | None = None,
+) -> DeployResult:
+    """Deploy (and with ``bench`` benchmark) one plan on one board; raises on failure."""
+    start = time.monotonic()
+    header = check_target(plan_path, board)
+    local_hash = file_sha256(plan_path)
+    result = DeployResult(board.name, board.host, str(header["target"]), sha256=local_hash)
+    for attempt in range(retries + 1):
+        result.attempts = attempt + 1
+        try:
+            with BoardConnection(
+                board,
+                accept_new_host_key=accept_new_host_key,
+                known_hosts=known_hosts,
+                timeouts=timeouts,
+            ) as conn:
+                _emit(progress, board.name, "connect", attempt=attempt + 1)
+                conn.open()
+                final = remote_plan_path(conn, plan_path)
+                result.remote_path = final
+                result.uploaded = (
+                    upload_verified(conn, plan_path, final, local_hash, progress=progress)
+                    or result.uploaded
+                )
+                if result.uploaded:
+                    result.bytes = Path(plan_path).stat().st_size
+                if bench:
+                    _emit(progress, board.name, "bench", path=final)
+                    report, saved, profile = bench_remote(
+                        conn, final, Path(results_dir), iterations=iterations, run_args=run_args
+                    )
+                    result.bench, result.bench_json = report, str(saved)
+                    result.profile = str(profile) if profile else None
+            break
+        except TransientError as err:
+            if attempt == retries:
+                raise type(err)(f"{err} (gave up after {attempt + 1} attempts)") from None
+            delay = backoff * 2**attempt
+            _emit(progress, board.name, "retry", error=str(err), delay=delay)
+            time.sleep(delay)
+    result.seconds = time.monotonic() - start
+    _emit(progress, board.name, "done", seconds=result.seconds)
+    return result
+
+
+def deploy_group(
+    plan_path: str | Path,
+    boards: Sequence[Board],
+    *,
+    concurrency: int = 4,
+    **options: Any,
+) -> list[DeployResult]:
+    """Deploy to every board, ``concurrency`` at a time; errors become result records."""
+
+    def one(board: Board) -> DeployResult:
+        start = time.monotonic()
+        try:
+            return deploy_plan(plan_path, board, **options)
+        except TandemError as err:
+            return DeployResult(
+                board.name,
+                board.host,
+                board.target or "",
+                error=str(err),
+                seconds=time.monotonic() - start,
+                details={"type": type(err).__name__},
+            )
+        except Exception as err:  # a bug on one board must not hide the others' results
+            return DeployResult(
+                board.name,
+                board.host,
+                board.target or "",
+                error=f"internal error ({type(err).__name__}: {err}); please report it",
+                seconds=time.monotonic() - start,
+                details={"type": type(err).__name__},
+            )
+
+    if not boards:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(boards)))) as pool:
+        return list(pool.map(one, boards))
+
+
+def summary_table(results: Sequence[DeployResult]) -> str:
+    """One row per board: status, what happened, latency when benchmarked, or the error."""
+    rows = [("BOARD", "HOST", "TARGET", "STATUS", "ACTION", "MEDIAN_MS", "SECONDS", "DETAIL")]
+    for r in results:
+        median = ""
+        latency = (r.bench or {}).get("latency_ms")
+        if isinstance(latency, dict) and isinstance(latency.get("median"), (int, float)):
+            median = f"{latency['median']:.3f}"
+        action = "" if not r.ok else ("uploaded" if r.uploaded else "unchanged")
+        detail = r.error or r.remote_path
+        rows.append(
+            (
+                r.board,
+                r.host,
+                r.target,
+                "ok" if r.ok else "FAILED",
+                action,
+                median,
+                f"{r.seconds:.2f}",
+                detail.replace("\n", " "),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join(cells + [row[-1]]).rstrip())
+    return "\n".join(lines)
