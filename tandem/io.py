@@ -1,0 +1,120 @@
+"""Input data for runs and comparisons: seeded random feeds, ``.npz`` files, ONNX Runtime.
+
+Kept apart from the commands so the CLI, the Python API and the tests share one definition of
+"the inputs a model gets".
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from partitioner.errors import InputError, ModelError
+from partitioner.ir import Graph, Tensor
+
+
+def parse_dims(items: list[str] | None) -> dict[str, int]:
+    """``["batch=1", "height=224"]`` -> ``{"batch": 1, "height": 224}``."""
+    dims: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.isdigit() or int(value) < 1:
+            raise InputError(f"--dim '{item}': expected NAME=POSITIVE_INT, e.g. batch=1")
+        dims[name] = int(value)
+    return dims
+
+
+def random_inputs(graph: Graph, seed: int = 0, low: float = -1.0, high: float = 1.0) -> dict[str, np.ndarray]:
+    """Seeded random data for every graph input; integer inputs get small non-negative values."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for t in graph.inputs:
+        shape = _static_input_shape(t)
+        dtype = np.dtype(t.dtype or "float32")
+        if dtype.kind == "f":
+            feeds[t.name] = rng.uniform(low, high, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[t.name] = rng.integers(0, 2, size=shape).astype(dtype)
+        else:
+            feeds[t.name] = rng.integers(0, 4, size=shape).astype(dtype)
+    return feeds
+
+
+def _static_input_shape(t: Tensor) -> tuple[int, ...]:
+    if t.shape is None:
+        raise InputError(f"input '{t.name}' has an unknown shape; pass --inputs IN.npz")
+    symbolic = [d for d in t.shape if not isinstance(d, int)]
+    if symbolic:
+        names = ", ".join(f"{d}=N" for d in symbolic if isinstance(d, str)) or "NAME=N"
+        raise InputError(
+            f"input '{t.name}' has symbolic dims {list(t.shape)}; fix them with --dim {names}"
+        )
+    return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+
+
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` without pickle; errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such input file")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise InputError(f"{p}: not a readable .npz file ({err})") from None
+
+
+def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write atomically: a half-written file never carries the final name."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **dict(arrays))
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], source: str) -> None:
+    """Every input present with the right dtype and shape (symbolic dims match anything)."""
+    for t in graph.inputs:
+        if t.name not in feeds:
+            have = ", ".join(sorted(feeds)) or "nothing"
+            raise InputError(f"{source}: missing input '{t.name}' (it has: {have})")
+        arr = feeds[t.name]
+        if t.dtype and arr.dtype != np.dtype(t.dtype):
+            raise InputError(
+                f"{source}: input '{t.name}' has dtype {arr.dtype}, expected {t.dtype}"
+            )
+        if t.shape is not None and (
+            arr.ndim != len(t.shape)
+            or any(isinstance(d, int) and d != s for d, s in zip(t.shape, arr.shape))
+        ):
+            expected = "x".join(str(d) for d in t.shape)
+            got = "x".join(str(s) for s in arr.shape)
+            raise InputError(f"{source}: input '{t.name}' has shape {got}, expected {expected}")
+
+
+def run_onnxruntime(model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The oracle: ONNX Runtime on the CPU, every optimisation off is not needed for accuracy."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("compare needs onnxruntime: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        names = [o.name for o in session.get_outputs()]
+        results = session.run(names, dict(feeds))
+    except Exception as err:  # ORT raises its own exception types
+        raise ModelError(f"{model_path}: ONNX Runtime could not run the model: {err}") from None
+    return dict(zip(names, (np.asarray(r) for r in results)))
