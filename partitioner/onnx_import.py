@@ -105,8 +105,9 @@ def _load(source: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelP
     _check_structure(model, label)
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as err:
-        raise ModelError(f"{label}: cannot read its external weight data: {err}") from None
+    except Exception as err:  # onnx raises OSError, ValueError or its own ValidationError
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"{label}: cannot read its external weight data: {reason}") from None
     return model, label
 
 
@@ -509,6 +510,8 @@ def _drop_unused_extra_outputs(
         attrs.pop("spatial", None)
         attrs.setdefault("epsilon", 1e-5)
     if op == "Dropout":
+        if "ratio" in attrs:  # an attribute until opset 12
+            _set_input(ins, 1, imp.const(f"{name}_ratio", attrs.pop("ratio"), np.float32))
         mode = ins[2] if len(ins) > 2 else None
         if isinstance(mode, Constant) and bool(np.asarray(mode.values).reshape(-1)[0]):
             raise UnsupportedOpError(

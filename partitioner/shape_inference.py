@@ -195,9 +195,16 @@ def _cast(ctx: _Ctx) -> list[Result]:
 
 def _window_out(size: Dim, k: int, s: int, d: int, pb: int, pe: int, ceil: bool,
                 mode: str) -> Dim:  # fmt: skip
-    if not isinstance(size, int):
-        return None
     eff = (k - 1) * d + 1
+    if not isinstance(size, int):
+        # A symbol passes through windows that keep the size (1x1 stride 1, SAME stride 1).
+        if mode in ("SAME_UPPER", "SAME_LOWER"):
+            keeps = s == 1
+        elif mode == "VALID":
+            keeps = s == 1 and eff == 1
+        else:
+            keeps = s == 1 and eff - 1 == pb + pe
+        return size if keeps else None
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         return -(-size // s)
     if mode == "VALID":

@@ -1,0 +1,222 @@
+"""ONNX import: errors (one test per case), external data, symbolic dims, stable names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper, numpy_helper
+
+from partitioner.errors import GraphError, ModelError, TandemError, UnsupportedOpError
+from partitioner.onnx_export import export_onnx
+from partitioner.onnx_import import import_onnx
+from tests.partitioner.test_import_ops import ort_run
+
+
+def make_model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto] | None = None,
+               inits: list[onnx.TensorProto] | None = None, opset: int = 17,
+               outputs: list[str] | None = None) -> onnx.ModelProto:  # fmt: skip
+    inputs = inputs or [helper.make_tensor_value_info("x", TP.FLOAT, [1, 3, 4, 4])]
+    outs = [helper.make_tensor_value_info(o, TP.FLOAT, None) for o in (outputs or ["y"])]
+    g = helper.make_graph(nodes, "m", inputs, outs, inits or [])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def relu_model(opset: int = 17) -> onnx.ModelProto:
+    return make_model([helper.make_node("Relu", ["x"], ["y"], name="r")], opset=opset)
+
+
+# ----- errors: each names the file and says what was expected ---------------------------------
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.onnx"
+    with pytest.raises(ModelError, match=r"nope\.onnx: no such file; expected an ONNX model"):
+        import_onnx(path)
+
+
+def test_not_an_onnx_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is a text file, not a protobuf\n" * 5)
+    with pytest.raises(ModelError, match=r"notes\.onnx: not an ONNX model"):
+        import_onnx(path)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
+def test_truncated_protobuf(tmp_path: Path, fraction: float) -> None:
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], inits=[w])
+    data = model.SerializeToString()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(ModelError, match=r"cut\.onnx: (not an ONNX model or a truncated|trunc)"):
+        import_onnx(path)
+
+
+def test_truncated_at_a_field_boundary_is_still_caught(tmp_path: Path) -> None:
+    model = relu_model()
+    data = model.SerializeToString()
+    del model.opset_import[:]  # what a file cut right after the graph field parses to
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert len(path.read_bytes()) < len(data)
+    with pytest.raises(ModelError, match="truncated"):
+        import_onnx(path)
+
+
+def test_unsupported_ops_are_all_listed_in_one_message() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="ok"),
+        helper.make_node("NonMaxSuppression", ["a"], ["b"], name="nms1"),
+        helper.make_node("Loop", ["b"], ["c"], name="loop"),
+        helper.make_node("NonMaxSuppression", ["c"], ["d"], name="nms2"),
+        helper.make_node("Custom", ["d"], ["y"], name="mine", domain="com.example"),
+    ]
+    with pytest.raises(UnsupportedOpError) as err:
+        import_onnx(make_model(nodes))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "NonMaxSuppression (2: nms1, nms2)" in msg
+    assert "Loop (1: loop)" in msg and "com.example::Custom (1: mine)" in msg
+    assert "Relu" not in msg
+
+
+def test_used_dropout_mask_is_unsupported() -> None:
+    nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop")]
+    with pytest.raises(UnsupportedOpError, match=r"Dropout \(mask output\) \(1: drop\)"):
+        import_onnx(make_model(nodes, outputs=["y", "mask"]))
+
+
+@pytest.mark.parametrize("opset", [7, 10, 22])
+def test_opset_out_of_range(opset: int) -> None:
+    with pytest.raises(ModelError, match=rf"opset {opset} is not supported; .*opsets 11\.\.21"):
+        import_onnx(relu_model(opset))
+
+
+def test_cyclic_graph_names_the_layers() -> None:
+    nodes = [
+        helper.make_node("Add", ["x", "t"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["t"], name="loop_back"),
+        helper.make_node("Relu", ["a"], ["y"], name="out"),
+    ]
+    with pytest.raises(GraphError, match=r"model 'm'.*cycle through layers: add, loop_back, out"):
+        import_onnx(make_model(nodes))
+
+
+def test_tensor_produced_twice() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="a"),
+             helper.make_node("Sigmoid", ["x"], ["y"], name="b")]  # fmt: skip
+    with pytest.raises(GraphError, match="tensor name 'y' is defined twice"):
+        import_onnx(make_model(nodes))
+
+
+def test_dangling_input_is_named() -> None:
+    nodes = [helper.make_node("Add", ["x", "ghost"], ["y"], name="add")]
+    with pytest.raises(GraphError, match="layer 'add' reads 'ghost'"):
+        import_onnx(make_model(nodes))
+
+
+def test_shape_mismatch_is_a_shape_error_naming_the_layer() -> None:
+    w = numpy_helper.from_array(np.ones((8, 5, 3, 3), np.float32), "w")
+    with pytest.raises(TandemError, match=r"layer 'conv' \(Conv\): input has 3 channels"):
+        import_onnx(make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                               inits=[w]))  # fmt: skip
+
+
+def test_unknown_fixed_dim_name_is_reported() -> None:
+    with pytest.raises(ModelError, match="fixed_dims names bacth.*symbolic dims are: none"):
+        import_onnx(relu_model(), fixed_dims={"bacth": 1})
+
+
+# ----- names ------------------------------------------------------------------------------------
+def test_empty_and_duplicate_node_names_become_op_n() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name=""),
+        helper.make_node("Relu", ["a"], ["b"], name="Relu_0"),  # collides with a generated name
+        helper.make_node("Sigmoid", ["b"], ["c"], name="dup"),
+        helper.make_node("Tanh", ["c"], ["y"], name="dup"),
+    ]
+    g = import_onnx(make_model(nodes))
+    assert [n.name for n in g.nodes] == ["Relu_1", "Relu_0", "dup", "Tanh_0"]
+    again = import_onnx(make_model(nodes))
+    assert [n.name for n in again.nodes] == [n.name for n in g.nodes]
+
+
+def test_nodes_out_of_order_in_the_file_are_sorted() -> None:
+    nodes = [helper.make_node("Sigmoid", ["a"], ["y"], name="second"),
+             helper.make_node("Relu", ["x"], ["a"], name="first")]  # fmt: skip
+    assert [n.name for n in import_onnx(make_model(nodes)).nodes] == ["first", "second"]
+
+
+# ----- external data, paths, symbolic dims ---------------------------------------------------------
+def test_external_data_is_loaded_from_the_model_directory(tmp_path: Path) -> None:
+    weights = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                       inits=[numpy_helper.from_array(weights, "w")])  # fmt: skip
+    feeds = {"x": np.ones((1, 3, 4, 4), np.float32)}
+    want = ort_run(model, feeds)[0]
+    sub = tmp_path / "model"
+    sub.mkdir()
+    onnx.save(model, sub / "big.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="big.weights", size_threshold=0)  # fmt: skip
+    assert (sub / "big.weights").exists()
+    g = import_onnx(sub / "big.onnx")
+    np.testing.assert_array_equal(g.tensors["w"].values, weights)
+    np.testing.assert_allclose(ort_run(export_onnx(g), feeds)[0], want, rtol=1e-6)
+
+
+def test_missing_external_data_file(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])],
+                       inits=[numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")])
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, location="w.bin",
+              size_threshold=0)  # fmt: skip
+    (tmp_path / "w.bin").unlink()
+    with pytest.raises(ModelError, match=r"m\.onnx: cannot read its external weight data"):
+        import_onnx(tmp_path / "m.onnx")
+
+
+def symbolic_model() -> onnx.ModelProto:
+    """Conv -> Shape/Gather/Concat -> Reshape: the batch symbol must survive the shape subgraph."""
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    idx = numpy_helper.from_array(np.array([0], np.int64), "i0")
+    rest = numpy_helper.from_array(np.array([-1], np.int64), "m1")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Shape", ["c"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "i0"], ["b"], name="gather"),
+        helper.make_node("Concat", ["b", "m1"], ["shp"], axis=0, name="concat"),
+        helper.make_node("Reshape", ["c", "shp"], ["y"], name="reshape"),
+    ]
+    x = helper.make_tensor_value_info("x", TP.FLOAT, ["batch", 3, "h", 5])
+    return make_model(nodes, inputs=[x], inits=[w, idx, rest])
+
+
+def test_symbolic_dims_stay_symbolic() -> None:
+    g = import_onnx(symbolic_model())
+    assert g.inputs[0].shape == ("batch", 3, "h", 5)
+    assert g.tensors["c"].shape == ("batch", 4, "h", 5)
+    assert g.outputs[0].shape == ("batch", None)
+
+
+def test_fixed_dims_replace_symbols() -> None:
+    g = import_onnx(symbolic_model(), fixed_dims={"batch": 2, "h": 7})
+    assert g.inputs[0].shape == (2, 3, 7, 5)
+    assert g.outputs[0].shape == (2, 140)
+
+
+def test_accepts_str_path_and_pathlike(tmp_path: Path) -> None:
+    onnx.save(relu_model(), tmp_path / "r.onnx")
+    assert [n.op for n in import_onnx(str(tmp_path / "r.onnx"))] == ["Relu"]
+    g = import_onnx(tmp_path / "r.onnx")
+    assert g.metadata["source"] == str(tmp_path / "r.onnx")
+
+
+def test_initializers_listed_as_inputs_stay_constants() -> None:
+    w = numpy_helper.from_array(np.ones((3, 1, 1), np.float32), "w")
+    inputs = [helper.make_tensor_value_info("x", TP.FLOAT, [1, 3, 4, 4]),
+              helper.make_tensor_value_info("w", TP.FLOAT, [3, 1, 1])]  # fmt: skip
+    g = import_onnx(make_model([helper.make_node("Add", ["x", "w"], ["y"])], inputs, [w]))
+    assert [t.name for t in g.inputs] == ["x"]
