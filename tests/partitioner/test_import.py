@@ -151,7 +151,7 @@ def test_nodes_out_of_order_in_the_file_are_sorted() -> None:
     assert [n.name for n in import_onnx(make_model(nodes)).nodes] == ["first", "second"]
 
 
-# ----- external data, paths, symbolic dims ---------------------------------------------------------
+# ----- external data, paths, symbolic dims -----------------------------------------------
 def test_external_data_is_loaded_from_the_model_directory(tmp_path: Path) -> None:
     weights = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)
     model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
