@@ -1,13 +1,15 @@
-"""Model files for tests: zoo models and real ONNX files exported by torch, built once per session.
+"""Model files for tests: zoo models and real ONNX exports by torch / Paddle, built per session.
 
 Every test that needs a model gets it from here, never from a download:
 
 - ``zoo_model_path(name, batch=1, resolution=None)`` writes a zoo model (small default
   resolutions, see ``TEST_RESOLUTION``) into a cache folder and returns its path; the same
   request returns the same file.
-- ``exported_model_path(name)`` returns a model exported by ``torch.onnx.export`` (script
-  ``tests/fixtures/export_torch_models.py``, run once per session in a subprocess so torch never
-  loads into the test process). Without torch it calls ``pytest.skip`` with the reason.
+- ``exported_model_path(name)`` returns a model exported by ``torch.onnx.export``
+  (``tests/fixtures/export_torch_models.py``) or by paddle2onnx
+  (``tests/fixtures/export_paddle_models.py``, in its own venv), each script run once per
+  session in a subprocess so neither framework loads into the test process. Without the
+  exporter it calls ``pytest.skip`` with the reason.
 - ``MODEL_CASES`` / ``model_params()`` list every zoo and exported model as one table, so a
   backend-vs-ONNX-Runtime comparison is a single parametrized test::
 
@@ -43,24 +45,66 @@ from tandem.commands.zoo import write_model_atomic
 from tandem.zoo import ZOO_MODELS, build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
-EXPORT_SCRIPT = FIXTURES / "export_torch_models.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 # Small resolutions that keep every zoo model fast in tests, each valid for its model.
 TEST_RESOLUTION: dict[str, int] = {name: spec.test_resolution for name, spec in ZOO_MODELS.items()}
-# Models exported from plain torch.nn by tests/fixtures/export_torch_models.py (names only, so
-# collecting tests never imports torch). The script checks that this list matches its own.
-EXPORTED_MODELS: tuple[str, ...] = (
-    "torch-resnet18",
-    "torch-mobilenetv3-small",
-    "torch-dbnet-lite",
-    "torch-yolo-lite",
-    "torch-yolo-lite-dynamic",  # batch is the symbolic dim "batch"; Shape/Gather chains remain
-)
-TORCH_MISSING = (
-    None
-    if importlib.util.find_spec("torch") is not None
-    else "torch is not installed (pip install -e '.[real-models]' to export real models)"
-)
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """Another tool's ONNX exporter: the script that drives it, the interpreter that runs it,
+    and the models it writes (names only, so collecting tests never imports torch or paddle;
+    tests check that each script's ``--list`` agrees)."""
+
+    source: str
+    script: Path
+    python: str | None  # None: not available here
+    missing: str  # why it is not available (the skip reason)
+    models: tuple[str, ...]
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.python else self.missing
+
+
+def _paddle_python() -> str | None:
+    env = os.environ.get("TANDEM_PADDLE_PYTHON")
+    if env:
+        return env
+    venv = ROOT / ".venv-paddle" / "bin" / "python"
+    return str(venv) if venv.exists() else None
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "torch": Exporter(
+        "torch",
+        FIXTURES / "export_torch_models.py",
+        sys.executable if importlib.util.find_spec("torch") is not None else None,
+        "torch is not installed (pip install -e '.[real-models]' to export real models)",
+        (
+            "torch-resnet18",
+            "torch-mobilenetv3-small",
+            "torch-dbnet-lite",
+            "torch-yolo-lite",
+            "torch-yolo-lite-dynamic",  # batch is the symbolic dim "batch"; Shape/Gather remain
+        ),
+    ),
+    # paddle2onnx pins onnx<=1.17, so Paddle lives in its own venv (see the script's docstring)
+    "paddle": Exporter(
+        "paddle",
+        FIXTURES / "export_paddle_models.py",
+        _paddle_python(),
+        "no PaddlePaddle exporter: create .venv-paddle (make paddle-env) or set "
+        "TANDEM_PADDLE_PYTHON",
+        ("paddle-ocr-det-lite",),
+    ),
+}
+EXPORT_SCRIPT = EXPORTERS["torch"].script
+EXPORTED_MODELS: tuple[str, ...] = EXPORTERS["torch"].models
+TORCH_MISSING = EXPORTERS["torch"].reason
+PADDLE_MISSING = EXPORTERS["paddle"].reason
+_SOURCE_OF = {name: e.source for e in EXPORTERS.values() for name in e.models}
 
 _lock = threading.Lock()
 _default_root: Path | None = None
@@ -102,43 +146,47 @@ def zoo_model_path(
     return path
 
 
-# ----- models exported by torch ----------------------------------------------------------------
+# ----- models exported by other tools ---------------------------------------------------------
 def exported_model_path(name: str, cache_dir: Path | None = None) -> Path:
-    """A model exported by ``torch.onnx.export``; skips the calling test when torch is missing."""
-    if name not in EXPORTED_MODELS:
-        raise KeyError(f"unknown exported model '{name}'; known: {', '.join(EXPORTED_MODELS)}")
-    if TORCH_MISSING:
-        pytest.skip(TORCH_MISSING)
-    folder = (cache_dir or default_cache_root()) / "torch"
+    """A model written by torch's or Paddle's exporter; skips the calling test when that
+    exporter is not installed. Next to it, ``NAME.npz`` holds a seeded input and the
+    framework's own outputs, keyed by the ONNX input / output names."""
+    if name not in _SOURCE_OF:
+        raise KeyError(f"unknown exported model '{name}'; known: {', '.join(_SOURCE_OF)}")
+    exporter = EXPORTERS[_SOURCE_OF[name]]
+    if exporter.python is None:
+        pytest.skip(exporter.missing)
+    folder = (cache_dir or default_cache_root()) / exporter.source
     path = folder / f"{name}.onnx"
     with _lock:
         if not path.exists():
-            export_all(folder)
+            export_all(exporter, folder)
     return path
 
 
-def export_all(folder: Path) -> None:
-    """Run the export script once for every model (about 9 s for all five on 2 cores)."""
+def export_all(exporter: Exporter, folder: Path) -> None:
+    """Run an export script once for all its models (torch: about 9 s for five models)."""
+    assert exporter.python is not None
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [sys.executable, str(EXPORT_SCRIPT), "--out", str(folder)],
+        [exporter.python, str(exporter.script), "--out", str(folder)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"{EXPORT_SCRIPT.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+            f"{exporter.script.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
         )
 
 
 # ----- one table of every model ----------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelCase:
-    """One model a test can ask for: a zoo model (with its options) or a torch export."""
+    """One model a test can ask for: a zoo model (with its options) or another tool's export."""
 
     name: str
-    source: str = "zoo"  # "zoo" | "torch"
+    source: str = "zoo"  # "zoo" | "torch" | "paddle"
     batch: int = 1
     resolution: int | None = None
     opset: int = 17
@@ -146,7 +194,7 @@ class ModelCase:
 
     @property
     def id(self) -> str:
-        if self.source == "torch":
+        if self.source != "zoo":
             return self.name
         extra = "".join(f"-{k}{v}" for k, v in sorted(self.options.items()))
         opset = "" if self.opset == 17 else f"-op{self.opset}"
@@ -154,7 +202,7 @@ class ModelCase:
         return f"{self.name}{batch}{opset}{extra}"
 
     def path(self, cache_dir: Path | None = None) -> Path:
-        if self.source == "torch":
+        if self.source != "zoo":
             return exported_model_path(self.name, cache_dir)
         return zoo_model_path(
             self.name, self.batch, self.resolution, self.opset, cache_dir=cache_dir, **self.options
@@ -167,17 +215,20 @@ class ModelCase:
 ZOO_CASES: list[ModelCase] = [
     ModelCase(name, options={"depth": 4} if name == "vit-tiny" else {}) for name in ZOO_MODELS
 ]
-EXPORTED_CASES: list[ModelCase] = [ModelCase(name, source="torch") for name in EXPORTED_MODELS]
+EXPORTED_CASES: list[ModelCase] = [
+    ModelCase(name, source=e.source) for e in EXPORTERS.values() for name in e.models
+]
 MODEL_CASES: list[ModelCase] = ZOO_CASES + EXPORTED_CASES
 
 
 def model_params(cases: list[ModelCase] | None = None) -> list[Any]:
-    """``pytest.param`` per case with a readable id; torch exports skip without torch."""
+    """``pytest.param`` per case with a readable id; exports skip without their exporter."""
     params = []
     for case in MODEL_CASES if cases is None else cases:
         marks = []
-        if case.source == "torch" and TORCH_MISSING:
-            marks.append(pytest.mark.skip(reason=TORCH_MISSING))
+        reason = EXPORTERS[case.source].reason if case.source in EXPORTERS else None
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
         params.append(pytest.param(case, id=case.id, marks=marks))
     return params
 
