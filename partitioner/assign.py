@@ -15,6 +15,7 @@ One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -376,25 +377,29 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
     :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
     from partitioner.mincut import improve_placement
 
-    devices, reasons, debug = improve_placement(a, tc, trt)
-    warnings = list(a.warnings)
-    candidate = enforce_dla_limits(
-        a,
-        devices,
-        reasons,
-        tc,
-        "cost",
-        warnings,
-        debug,
-        drop_order=lambda segs: _rank_by_gain(a, devices, segs, tc),
-    )
     objective = a.policy.objective
-    mine, theirs = candidate.predicted.objective(objective), trt.predicted.objective(objective)
+    best: Partition | None = None
+    for devices, reasons, debug in improve_placement(a, tc, trt):
+        candidate = enforce_dla_limits(
+            a,
+            devices,
+            reasons,
+            tc,
+            "cost",
+            list(a.warnings),
+            debug,
+            drop_order=functools.partial(_rank_by_gain, a, devices, tc=tc),
+        )
+        score = candidate.predicted.objective(objective)
+        if best is None or score < best.predicted.objective(objective):
+            best = candidate
+    assert best is not None
+    mine, theirs = best.predicted.objective(objective), trt.predicted.objective(objective)
     if mine < theirs:
-        candidate.debug.append(
+        best.debug.append(
             f"cost: predicted {objective} {_ms(mine)} ms vs {_ms(theirs)} ms with trt rules"
         )
-        return candidate
+        return best
     return Partition(
         trt.assignments,
         trt.segments,

@@ -36,12 +36,15 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from partitioner.ir import Tensor
-from partitioner.segments import Partition, TransitionCost, device_kind, predict
+from partitioner.segments import Partition, TransitionCost, device_kind, form_segments, predict
 
 if TYPE_CHECKING:
     from partitioner.assign import Analysis, LayerFacts
 
 MINCUT_MAX_LAYERS = 200_000
+PENALTY_ROUNDS = 12
+MILP_MAX_LAYERS = 2_000
+MILP_TIME_LIMIT_S = 5.0
 CUT_ROUNDS = 12
 _INF = 2**30
 _FINITE_BUDGET = 2**29
@@ -49,29 +52,74 @@ _FINITE_BUDGET = 2**29
 
 def improve_placement(
     a: Analysis, tc: TransitionCost | None, trt: Partition
-) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """The cost-model placement before limits are enforced: (devices, reasons, debug)."""
+) -> list[tuple[dict[str, str], dict[str, str], list[str]]]:
+    """Candidate cost-model placements before limits are enforced: [(devices, reasons, debug)].
+
+    The caller repairs each for the limits and keeps the best by the exact prediction.
+    """
     fixed, free = _split(a, trt)
     debug: list[str] = []
+    candidates: list[dict[str, str]]
     if a.dla is None or not free:
-        devices = {n: fixed.get(n, "gpu") for n in a.layers}
+        candidates = [{n: fixed.get(n, "gpu") for n in a.layers}]
     elif len(a.order) > MINCUT_MAX_LAYERS:
-        devices = _greedy_from_trt(a, tc, trt)
+        candidates = [_greedy_from_trt(a, tc, trt)]
         debug.append(
             f"cost: {len(a.order)} layers > {MINCUT_MAX_LAYERS}: greedy refinement of the trt "
             "placement instead of the min cut"
         )
     elif a.policy.objective == "throughput":
-        devices = _throughput_cut(a, fixed, tc)
+        solved = _throughput_milp(a, fixed, tc) if len(a.order) <= MILP_MAX_LAYERS else None
+        if solved is None:
+            solved = _throughput_cut(a, fixed, tc)
+            debug.append(f"cost: throughput by {CUT_ROUNDS} weighted cuts (heuristic)")
+        candidates = [solved]
     else:
-        devices = _cut(a, fixed, tc, 1.0, 1.0)
-    reasons = {}
-    for name, device in devices.items():
-        if name in fixed:
-            reasons[name] = _fixed_reason(a.layers[name], device, trt)
+        candidates = _latency_cuts(a, fixed, tc, debug)
+    out = []
+    for devices in candidates:
+        reasons = {}
+        for name, device in devices.items():
+            if name in fixed:
+                reasons[name] = _fixed_reason(a.layers[name], device, trt)
+            else:
+                reasons[name] = _cost_reason(a, devices, name, tc)
+        out.append((devices, reasons, list(debug)))
+    return out
+
+
+def _dla_segment_count(a: Analysis, devices: Mapping[str, str]) -> int:
+    segments, _ = form_segments(a.graph, devices)
+    return sum(1 for s in segments if s.device == a.dla)
+
+
+def _latency_cuts(
+    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None, debug: list[str]
+) -> list[dict[str, str]]:
+    """The exact cut; when it needs more DLA loadables than the limit, also cuts with a
+    Lagrangian penalty on every entry into the DLA, bisected (in log space, ``PENALTY_ROUNDS``)
+    for the smallest penalty whose cut fits the limit. Fewer, larger DLA segments usually beat
+    dropping whole segments afterwards; the caller keeps whichever predicts best."""
+    exact = _cut(a, fixed, tc, 1.0, 1.0)
+    limit = a.policy.max_dla_subgraphs
+    if _dla_segment_count(a, exact) <= limit:
+        return [exact]
+    total = sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
+    lo, hi = total * 1e-6, total
+    fits: dict[str, str] | None = None
+    over: dict[str, str] | None = None
+    for _ in range(PENALTY_ROUNDS):
+        penalty = (lo * hi) ** 0.5
+        devices = _cut(a, fixed, tc, 1.0, 1.0, penalty)
+        if _dla_segment_count(a, devices) <= limit:
+            fits, hi = devices, penalty
         else:
-            reasons[name] = _cost_reason(a, devices, name, tc)
-    return devices, reasons, debug
+            over, lo = devices, penalty
+    debug.append(
+        f"cost: the exact cut needs more than {limit} DLA loadables; penalised cuts bisected to "
+        f"{hi * 1e3:.3g} ms per DLA entry"
+    )
+    return [d for d in (exact, fits, over) if d is not None]
 
 
 def _split(a: Analysis, trt: Partition) -> tuple[dict[str, str], list[str]]:
@@ -109,10 +157,19 @@ def _cut(
     tc: TransitionCost | None,
     w_gpu: float,
     w_dla: float,
+    penalty: float = 0.0,
 ) -> dict[str, str]:
-    """Solve one weighted s-t cut; return the device of every layer."""
+    """Solve one weighted s-t cut; return the device of every layer. ``penalty`` (seconds) is
+    added to every GPU->DLA copy (a Lagrangian price on DLA segments)."""
     assert a.dla is not None
     dla = a.dla
+    if penalty:
+        base = tc
+
+        def priced(t: Tensor, src: str, dst: str) -> float:
+            return (base(t, src, dst) if base else 0.0) + (penalty if dst == "dla" else 0.0)
+
+        tc = priced
     index = {n.name: i + 2 for i, n in enumerate(a.order)}
     rows: list[int] = []
     cols: list[int] = []
@@ -211,6 +268,116 @@ def _throughput_cut(
             hi = alpha
     assert best is not None
     return best
+
+
+def _throughput_milp(
+    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None
+) -> dict[str, str] | None:
+    """min z s.t. z >= GPU busy + transitions, z >= DLA busy, z >= CPU busy; x_v = 1 on the DLA.
+
+    A tensor's copy is an indicator ``y >= x_c - x_u`` (GPU->DLA) or ``y >= x_u - x_c``
+    (DLA->GPU) per consumer ``c``; a small weight on the serial total breaks ties towards lower
+    latency. Returns None when HiGHS finds no solution within ``MILP_TIME_LIMIT_S``.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    assert a.dla is not None
+    dla = a.dla
+    n = len(a.order)
+    index = {node.name: i for i, node in enumerate(a.order)}
+    gpu_row = np.zeros(n)  # GPU busy = const_gpu - gpu_row @ x  (+ transitions)
+    dla_row = np.zeros(n)
+    const_gpu = const_cpu = 0.0
+    lower, upper = np.zeros(n), np.ones(n)
+    for node in a.order:
+        i, name = index[node.name], node.name
+        costs = a.layers[name].costs
+        device = fixed.get(name)
+        if device == "cpu":
+            const_cpu += costs["cpu"]
+            upper[i] = 0
+            continue
+        if device == dla:
+            lower[i] = 1
+        elif device == "gpu":
+            upper[i] = 0
+        if device != dla:
+            const_gpu += costs["gpu"]
+            gpu_row[i] = costs["gpu"]
+        if device != "gpu":
+            dla_row[i] = costs[dla]
+    # transition indicators: (weight, producer index or None for a graph input, consumers, dir)
+    ys: list[tuple[float, int | None, list[int], bool]] = []
+    if tc is not None:
+        outputs = {id(t) for t in a.graph.outputs}
+        sources: list[tuple[Tensor, int | None]] = [(t, None) for t in a.graph.inputs]
+        sources += [(t, index[node.name]) for node in a.order for t in node.outputs]
+        for t, u in sources:
+            consumers = sorted({index[c.name] for c in t.consumers})
+            if consumers:
+                ys.append((tc(t, "gpu", "dla"), u, consumers, True))
+            if u is not None and (consumers or id(t) in outputs):
+                ys.append(
+                    (tc(t, "dla", "gpu"), u, consumers if id(t) not in outputs else [], False)
+                )
+    m = len(ys)
+    size = n + m + 1  # x..., y..., z
+    entries: list[tuple[int, int, float]] = []  # (row, column, value)
+    lo: list[float] = []
+
+    def constraint(terms: list[tuple[int, float]], lower_bound: float) -> None:
+        r = len(lo)
+        entries.extend((r, col, val) for col, val in terms)
+        lo.append(lower_bound)
+
+    y_weights = np.array([w for w, *_ in ys])
+    for k, (_, u, consumers, to_dla) in enumerate(ys):
+        if to_dla:  # y >= x_c - x_u
+            for c in consumers:
+                constraint([(n + k, 1.0), (c, -1.0)] + ([(u, 1.0)] if u is not None else []), 0.0)
+        else:  # y >= x_u - x_c, or y >= x_u for a graph output
+            assert u is not None
+            if not consumers:
+                constraint([(n + k, 1.0), (u, -1.0)], 0.0)
+            for c in consumers:
+                constraint([(n + k, 1.0), (u, -1.0), (c, 1.0)], 0.0)
+    # z >= GPU busy + copies:  z + gpu_row @ x - y_weights @ y >= const_gpu
+    constraint(
+        [(size - 1, 1.0)]
+        + [(i, v) for i, v in enumerate(gpu_row) if v]
+        + [(n + k, -w) for k, w in enumerate(y_weights) if w],
+        const_gpu,
+    )
+    # z >= DLA busy:  z - dla_row @ x >= 0
+    constraint([(size - 1, 1.0)] + [(i, -v) for i, v in enumerate(dla_row) if v], 0.0)
+    scale = max(const_gpu, float(dla_row.sum()), 1e-12)
+    objective = np.zeros(size)
+    objective[-1] = 1.0
+    # tie-break: 1e-3 of the serial total (GPU part enters as -gpu_row@x + y, DLA as dla_row@x)
+    objective[:n] += 1e-3 * (dla_row - gpu_row)
+    objective[n : n + m] += 1e-3 * y_weights
+    objective /= scale
+    integrality = np.zeros(size)
+    integrality[:n] = 1
+    bounds = Bounds(
+        np.concatenate([lower, np.zeros(m), [const_cpu]]),
+        np.concatenate([upper, np.ones(m), [np.inf]]),
+    )
+    r_idx, c_idx, vals = zip(*entries)
+    matrix = sp.csr_matrix((np.array(vals) / scale, (r_idx, c_idx)), shape=(len(lo), size))
+    result = milp(
+        objective,
+        constraints=LinearConstraint(matrix, np.array(lo) / scale, np.inf),
+        integrality=integrality,
+        bounds=bounds,
+        options={"time_limit": MILP_TIME_LIMIT_S},
+    )
+    if result.x is None:
+        return None
+    return {
+        node.name: dla if result.x[index[node.name]] > 0.5 else fixed.get(node.name, "gpu")
+        for node in a.order
+    }
 
 
 def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> dict[str, str]:

@@ -20,7 +20,10 @@ def test_defaults_match_trtexec_dla_fp16_with_fallback() -> None:
     p = default_policy()
     assert (p.default_device, p.gpu_fallback, p.dla_core, p.precision) == ("dla", True, 0, "fp16")
     assert (p.objective, p.partition, p.max_dla_subgraphs, p.min_dla_segment_layers) == (
-        "latency", "trt", 16, 1,
+        "latency",
+        "trt",
+        16,
+        1,
     )
     assert p.rules == () and p.dla_device == "dla0"
     assert _yaml("") == Policy(source="p.yaml")  # an empty file is the default policy
@@ -53,14 +56,22 @@ def test_every_field_parses() -> None:
     )
     assert (p.default_device, p.gpu_fallback, p.dla_core, p.precision) == ("gpu", False, 1, "int8")
     assert (p.objective, p.partition, p.max_dla_subgraphs, p.min_dla_segment_layers) == (
-        "throughput", "cost", 8, 3,
+        "throughput",
+        "cost",
+        8,
+        3,
     )
     assert p.dla_device == "dla1"
     r1, r2, r3, r4 = p.rules
     assert (r1.index, r1.name, r1.device, r1.line) == (1, "head.*", "gpu", 11)
     assert (r2.regex, r2.precision, r2.line) == ("^backbone\\.conv[0-9]+$", "fp16", 13)
     assert r3.op == ("Resize",)
-    assert (r4.op, r4.range, r4.device, r4.precision) == (("Sigmoid", "Mul"), (10, -1), "dla", "int8")
+    assert (r4.op, r4.range, r4.device, r4.precision) == (
+        ("Sigmoid", "Mul"),
+        (10, -1),
+        "dla",
+        "int8",
+    )
     assert r3.describe() == "rule 3 (op: Resize)"
     assert r4.describe() == "rule 4 (op: Sigmoid, Mul; range: [10, -1])"
 
@@ -68,42 +79,76 @@ def test_every_field_parses() -> None:
 BAD = [
     # (yaml, expected message)
     ("default_device: cpu\n", "p.yaml:1: default_device: expected one of gpu, dla; got 'cpu'"),
-    ("gpu_fallback: yes please\n", "p.yaml:1: gpu_fallback: expected true or false; got 'yes please'"),
+    (
+        "gpu_fallback: yes please\n",
+        "p.yaml:1: gpu_fallback: expected true or false; got 'yes please'",
+    ),
     ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1; got 2"),
     ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1; got True"),
     ("precision: fp64\n", "p.yaml:1: precision: expected one of fp32, fp16, int8; got 'fp64'"),
     ("objective: speed\n", "p.yaml:1: objective: expected one of latency, throughput; got 'speed'"),
     ("partition: greedy\n", "p.yaml:1: partition: expected one of trt, cost; got 'greedy'"),
     ("max_dla_subgraphs: 0\n", "p.yaml:1: max_dla_subgraphs: expected an integer >= 1; got 0"),
-    ("\nmin_dla_segment_layers: two\n",
-     "p.yaml:2: min_dla_segment_layers: expected an integer >= 1; got 'two'"),
+    (
+        "\nmin_dla_segment_layers: two\n",
+        "p.yaml:2: min_dla_segment_layers: expected an integer >= 1; got 'two'",
+    ),
     ("precision: [fp16]\n", "p.yaml:1: precision: expected a single value, got a list"),
-    ("default_devise: gpu\n", "p.yaml:1: default_devise: unknown key (did you mean 'default_device'?)"),
+    (
+        "default_devise: gpu\n",
+        "p.yaml:1: default_devise: unknown key (did you mean 'default_device'?)",
+    ),
     ("- gpu\n", "p.yaml:1: expected a mapping, got a list"),
     ("precision: fp16\nprecision: int8\n", "p.yaml:2: precision: given twice"),
     ("rules: {op: Conv}\n", "p.yaml:1: rules: expected a list of rules, got a mapping"),
-    ("rules:\n  - op: Conv\n    devize: gpu\n",
-     "p.yaml:3: rules[1].devize: unknown key (did you mean 'device'?)"),
-    ("rules:\n  - device: gpu\n",
-     "p.yaml:2: rules[1]: a rule needs at least one matcher: name, regex, op, range"),
-    ("rules:\n  - op: Conv\n    device: gpu\n  - op: Relu\n",
-     "p.yaml:4: rules[2]: a rule must set 'device' and/or 'precision'"),
-    ("rules:\n  - op: Conv\n    device: dla\n    precision: fp32\n",
-     "p.yaml:4: rules[1].precision: expected fp16 or int8 with device dla (the DLA has no FP32)"),
-    ("rules:\n  - op: Conv\n    device: tpu\n",
-     "p.yaml:3: rules[1].device: expected one of gpu, dla; got 'tpu'"),
-    ("rules:\n  - op: Conv\n    precision: bf16\n",
-     "p.yaml:3: rules[1].precision: expected one of fp32, fp16, int8; got 'bf16'"),
-    ("rules:\n  - regex: 'conv[0-9'\n    device: gpu\n",
-     "p.yaml:2: rules[1].regex: expected a Python regular expression: unterminated character set"),
-    ("rules:\n  - name: 7\n    device: gpu\n",
-     "p.yaml:2: rules[1].name: expected a non-empty string; got 7"),
-    ("rules:\n  - op: []\n    device: gpu\n",
-     "p.yaml:2: rules[1].op: expected an op type or a non-empty list of op types"),
-    ("rules:\n  - range: [3]\n    device: gpu\n", "p.yaml:2: rules[1].range: expected [start, end]"),
-    ("rules:\n  - range: [a, 3]\n    device: gpu\n", "p.yaml:2: rules[1].range: expected [start, end]"),
-    ("rules:\n  - range: [5, 3]\n    device: gpu\n",
-     "p.yaml:2: rules[1].range: expected start <= end; got [5, 3]"),
+    (
+        "rules:\n  - op: Conv\n    devize: gpu\n",
+        "p.yaml:3: rules[1].devize: unknown key (did you mean 'device'?)",
+    ),
+    (
+        "rules:\n  - device: gpu\n",
+        "p.yaml:2: rules[1]: a rule needs at least one matcher: name, regex, op, range",
+    ),
+    (
+        "rules:\n  - op: Conv\n    device: gpu\n  - op: Relu\n",
+        "p.yaml:4: rules[2]: a rule must set 'device' and/or 'precision'",
+    ),
+    (
+        "rules:\n  - op: Conv\n    device: dla\n    precision: fp32\n",
+        "p.yaml:4: rules[1].precision: expected fp16 or int8 with device dla (the DLA has no FP32)",
+    ),
+    (
+        "rules:\n  - op: Conv\n    device: tpu\n",
+        "p.yaml:3: rules[1].device: expected one of gpu, dla; got 'tpu'",
+    ),
+    (
+        "rules:\n  - op: Conv\n    precision: bf16\n",
+        "p.yaml:3: rules[1].precision: expected one of fp32, fp16, int8; got 'bf16'",
+    ),
+    (
+        "rules:\n  - regex: 'conv[0-9'\n    device: gpu\n",
+        "p.yaml:2: rules[1].regex: expected a Python regular expression: unterminated",
+    ),
+    (
+        "rules:\n  - name: 7\n    device: gpu\n",
+        "p.yaml:2: rules[1].name: expected a non-empty string; got 7",
+    ),
+    (
+        "rules:\n  - op: []\n    device: gpu\n",
+        "p.yaml:2: rules[1].op: expected an op type or a non-empty list of op types",
+    ),
+    (
+        "rules:\n  - range: [3]\n    device: gpu\n",
+        "p.yaml:2: rules[1].range: expected [start, end]",
+    ),
+    (
+        "rules:\n  - range: [a, 3]\n    device: gpu\n",
+        "p.yaml:2: rules[1].range: expected [start, end]",
+    ),
+    (
+        "rules:\n  - range: [5, 3]\n    device: gpu\n",
+        "p.yaml:2: rules[1].range: expected start <= end; got [5, 3]",
+    ),
     ("rules:\n  - gpu\n", "p.yaml:2: rules[1]: expected a mapping, got 'gpu'"),
     ("precision: [fp16\n", "p.yaml:2: not valid YAML"),
 ]
@@ -133,7 +178,9 @@ def test_from_dict_validates_without_lines() -> None:
     assert p.precision == "int8" and p.rules[0].op == ("Resize",) and p.rules[0].line is None
     with pytest.raises(ConfigError, match=r"^<dict>: rules\[1\]\.device: expected one of gpu, dla"):
         Policy.from_dict({"rules": [{"op": "Conv", "device": "npu"}]})
-    with pytest.raises(ConfigError, match=r"^cfg: precison: unknown key \(did you mean 'precision'"):
+    with pytest.raises(
+        ConfigError, match=r"^cfg: precison: unknown key \(did you mean 'precision'"
+    ):
         Policy.from_dict({"precison": "fp16"}, source="cfg")
 
 
@@ -148,8 +195,14 @@ def test_with_overrides_validates() -> None:
 # ----- matching ----------------------------------------------------------------------------------
 
 NAMES = ("stem.conv", "backbone.conv1", "backbone.conv10", "neck.up", "head.conv", "head.sig")
-OPS = {"stem.conv": "Conv", "backbone.conv1": "Conv", "backbone.conv10": "Conv",
-       "neck.up": "Resize", "head.conv": "Conv", "head.sig": "Sigmoid"}
+OPS = {
+    "stem.conv": "Conv",
+    "backbone.conv1": "Conv",
+    "backbone.conv10": "Conv",
+    "neck.up": "Resize",
+    "head.conv": "Conv",
+    "head.sig": "Sigmoid",
+}
 
 MATCH_TABLE = [
     ({"name": "head.*"}, ["head.conv", "head.sig"]),
@@ -190,7 +243,10 @@ def test_first_matching_rule_wins_per_field() -> None:
     pins = resolve_pins(policy, g.topological_order())
     # head.conv: device from rule 1, precision from rule 2 (rule 1 sets no precision)
     assert (pins.device["head.conv"].rule.index, pins.device["head.conv"].value) == (1, "gpu")
-    assert (pins.precision["head.conv"].rule.index, pins.precision["head.conv"].value) == (2, "int8")
+    assert (pins.precision["head.conv"].rule.index, pins.precision["head.conv"].value) == (
+        2,
+        "int8",
+    )
     assert pins.precision["neck.up"].rule.index == 3
     assert pins.device["stem.conv"].why("p.yaml") == "pinned by rule 2 (op: Conv) in p.yaml"
     assert pins.warnings == []

@@ -103,7 +103,9 @@ def _partition():
     from partitioner.assign import partition
     from tests.partitioner.partition_fakes import dla, gpu
 
-    g = chain("c1", "c2", "up", "c3", "c4", "sm", ops={"up": "Resize", "c1": "Conv", "sm": "Softmax"})
+    g = chain(
+        "c1", "c2", "up", "c3", "c4", "sm", ops={"up": "Resize", "c1": "Conv", "sm": "Softmax"}
+    )
     caps = {
         "gpu": gpu(),
         "dla": dla({"Resize": "mode cubic not supported", "Softmax": "axis 1 > 8192"}),
@@ -115,15 +117,24 @@ def test_report_rows_and_json_keys() -> None:
     g, part = _partition()
     rows = layer_rows(g, part)
     assert [(r.name, r.device) for r in rows] == [
-        ("c1", "dla0"), ("c2", "dla0"), ("up", "gpu"), ("c3", "dla0"), ("c4", "dla0"), ("sm", "gpu"),
+        ("c1", "dla0"),
+        ("c2", "dla0"),
+        ("up", "gpu"),
+        ("c3", "dla0"),
+        ("c4", "dla0"),
+        ("sm", "gpu"),
     ]
     doc = to_json(g, part, target="orin-agx-64gb", power_mode="MAXN")
     json.dumps(doc)  # one serialisable document
     assert {"layers", "segments", "predicted_ms", "target", "power_mode"} <= set(doc)
     assert set(doc["layers"][0]) >= {"name", "op", "device", "precision", "reason"}
     assert doc["segments"][1] == {
-        "name": "gpu_1", "device": "gpu", "layers": ["up"], "inputs": ["c2_out"],
-        "outputs": ["up_out"], "precision": "fp16",
+        "name": "gpu_1",
+        "device": "gpu",
+        "layers": ["up"],
+        "inputs": ["c2_out"],
+        "outputs": ["up_out"],
+        "precision": "fp16",
     }
     assert set(doc["predicted_ms"]) >= {"total", "gpu", "dla0"}
     assert doc["boundaries"] == 4  # x->dla, c2->gpu, up->dla, c4->gpu (sm runs on the gpu)
@@ -137,7 +148,10 @@ def test_capability_rows_group_by_op_and_reason() -> None:
     part = partition(g, {"gpu": gpu(), "dla": dla({"Resize": "mode cubic not supported"})})
     (row,) = capability_rows(g, part)
     assert (row.operator, row.count, row.reason, row.layers) == (
-        "Resize", 2, "mode cubic not supported", ("up1", "up2"),
+        "Resize",
+        2,
+        "mode cubic not supported",
+        ("up1", "up2"),
     )
 
 
