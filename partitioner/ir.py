@@ -133,7 +133,9 @@ class Graph:
                 return candidate
 
     # ----- tensors -------------------------------------------------------------------------
-    def add_variable(self, name: str, shape: Shape | None = None, dtype: str | None = None) -> Variable:
+    def add_variable(
+        self, name: str, shape: Shape | None = None, dtype: str | None = None
+    ) -> Variable:
         self._check_new_tensor(name)
         t = Variable(name, shape, dtype)
         self.tensors[name] = t
@@ -152,7 +154,9 @@ class Graph:
 
     def mark_output(self, tensor: Tensor) -> None:
         if tensor.name not in self.tensors or self.tensors[tensor.name] is not tensor:
-            raise GraphError(f"cannot mark '{tensor.name}' as output: it is not in graph '{self.name}'")
+            raise GraphError(
+                f"cannot mark '{tensor.name}' as output: it is not in graph '{self.name}'"
+            )
         if tensor not in self.outputs:
             self.outputs.append(tensor)
 
@@ -191,7 +195,9 @@ class Graph:
             raise GraphError(f"node name '{node_name}' is used twice in graph '{self.name}'")
         node = Node(node_name, op, attrs, domain)
         if isinstance(outputs, int):
-            outputs = [self.add_variable(self.unique_name(f"{node_name}_out{i}")) for i in range(outputs)]
+            outputs = [
+                self.add_variable(self.unique_name(f"{node_name}_out{i}")) for i in range(outputs)
+            ]
         for t in inputs:
             if t is not None:
                 self._require_member(t)
@@ -224,17 +230,17 @@ class Graph:
                 raise InternalError(
                     f"cannot remove '{node.name}': its output '{t.name}' is still used"
                 )
-        for t in node._inputs:
-            if t is not None:
-                t.consumers.remove(node)
-        for t in node._outputs:
-            t.producer = None
+        for src in node._inputs:
+            if src is not None:
+                src.consumers.remove(node)
+        for out in node._outputs:
+            out.producer = None
             if remove_dangling:
-                self.remove_tensor(t)
+                self.remove_tensor(out)
         if remove_dangling:
-            for t in node._inputs:
-                if t is not None and self._is_dangling(t):
-                    self.remove_tensor(t)
+            for src in node._inputs:
+                if src is not None and self._is_dangling(src):
+                    self.remove_tensor(src)
         self.nodes.remove(node)
         self._node_names.discard(node.name)
         node._inputs, node._outputs = [], []
@@ -330,8 +336,15 @@ class Graph:
                 raise InternalError(f"'{t.name}' names a producer outside the graph")
             for c in t.consumers:
                 if t not in c._inputs:
-                    raise InternalError(f"'{t.name}' lists '{c.name}' as consumer, which does not read it")
-            if isinstance(t, Variable) and t.producer is None and t not in self.inputs and t.consumers:
+                    raise InternalError(
+                        f"'{t.name}' lists '{c.name}' as consumer, which does not read it"
+                    )
+            if (
+                isinstance(t, Variable)
+                and t.producer is None
+                and t not in self.inputs
+                and t.consumers
+            ):
                 raise GraphError(f"tensor '{t.name}' is read but nothing produces it")
         for t in self.outputs:
             if self.tensors.get(t.name) is not t:

@@ -18,7 +18,9 @@ from partitioner.ir import Constant, Graph
 FORMAT = "tandem-ir-1"
 
 
-def graph_to_data(graph: Graph, array_key: Callable[[str], str] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def graph_to_data(
+    graph: Graph, array_key: Callable[[str], str] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(structure, arrays): ``arrays`` maps keys (``array_key(tensor_name)``) to constant values."""
     key = array_key or (lambda name: name)
     arrays: dict[str, np.ndarray] = {}

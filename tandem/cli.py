@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "inspect",
     "run",
     "compare",
+    "deploy",
+    "board",
 ]
 
 

@@ -28,7 +28,9 @@ def parse_dims(items: list[str] | None) -> dict[str, int]:
     return dims
 
 
-def random_inputs(graph: Graph, seed: int = 0, low: float = -1.0, high: float = 1.0) -> dict[str, np.ndarray]:
+def random_inputs(
+    graph: Graph, seed: int = 0, low: float = -1.0, high: float = 1.0
+) -> dict[str, np.ndarray]:
     """Seeded random data for every graph input; integer inputs get small non-negative values."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
@@ -101,7 +103,9 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], source: str) -> N
             raise InputError(f"{source}: input '{t.name}' has shape {got}, expected {expected}")
 
 
-def run_onnxruntime(model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_onnxruntime(
+    model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The oracle: ONNX Runtime on the CPU, every optimisation off is not needed for accuracy."""
     try:
         import onnxruntime as ort
@@ -110,9 +114,7 @@ def run_onnxruntime(model_path: str | os.PathLike[str], feeds: Mapping[str, np.n
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         results = session.run(names, dict(feeds))
     except Exception as err:  # ORT raises its own exception types

@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an ONNX model")
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     p.add_argument("--atol", type=float, default=1e-4, help="allowed max abs error (default 1e-4)")
-    p.add_argument("--rtol", type=float, default=1e-4,
-                   help="allowed max|a-b|/max|b| (default 1e-4); an output passes if either holds")
+    p.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-4,
+        help="allowed max|a-b|/max|b| (default 1e-4); an output passes if either holds",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     add_model_args(p)
     add_json_arg(p)
@@ -57,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         rows = [
-            (name, f"{r.max_abs:.3e}", f"{r.mean_abs:.3e}", f"{r.max_rel:.3e}", f"{r.cosine:.8f}",
-             "ok" if r.within(args.atol, args.rtol) else "MISMATCH")
+            (
+                name,
+                f"{r.max_abs:.3e}",
+                f"{r.mean_abs:.3e}",
+                f"{r.max_rel:.3e}",
+                f"{r.cosine:.8f}",
+                "ok" if r.within(args.atol, args.rtol) else "MISMATCH",
+            )
             for name, r in results.items()
         ]
         print(table(("Output", "Max abs", "Mean abs", "Max rel", "Cosine", "Verdict"), rows))

@@ -32,8 +32,12 @@ def run(args: argparse.Namespace) -> int:
         print_json(
             {
                 "model": str(args.model),
-                "inputs": [{"name": t.name, "shape": t.shape, "dtype": t.dtype} for t in graph.inputs],
-                "outputs": [{"name": t.name, "shape": t.shape, "dtype": t.dtype} for t in graph.outputs],
+                "inputs": [
+                    {"name": t.name, "shape": t.shape, "dtype": t.dtype} for t in graph.inputs
+                ],
+                "outputs": [
+                    {"name": t.name, "shape": t.shape, "dtype": t.dtype} for t in graph.outputs
+                ],
                 "layers": [
                     {
                         "name": info.name,
@@ -65,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"input  {t.name}: {shape_text(t.shape)} {t.dtype}")
     for t in graph.outputs:
         print(f"output {t.name}: {shape_text(t.shape)} {t.dtype}")
-    unknown = f" ({summary.unknown_flops} layers with symbolic shapes not counted)" if summary.unknown_flops else ""
+    unknown = (
+        f" ({summary.unknown_flops} layers with symbolic shapes not counted)"
+        if summary.unknown_flops
+        else ""
+    )
     print(
         f"{len(summary.layers)} layers, {summary.total_params:,} parameters, "
         f"{human(summary.total_flops, 'FLOPs')}{unknown}"

@@ -69,8 +69,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     rows = [
-        (name, shape_text(arr.shape), str(arr.dtype), f"{_stat(arr, 'min')}", f"{_stat(arr, 'max')}",
-         f"{_stat(arr, 'mean')}")
+        (
+            name,
+            shape_text(arr.shape),
+            str(arr.dtype),
+            f"{_stat(arr, 'min')}",
+            f"{_stat(arr, 'max')}",
+            f"{_stat(arr, 'mean')}",
+        )
         for name, arr in outputs.items()
     ]
     print(table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows))

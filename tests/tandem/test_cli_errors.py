@@ -93,13 +93,19 @@ def relu_model(tmp_path) -> Path:
 
 
 NPZ_CASES = [
-    ("missing input", {"other": np.zeros((1, 3, 4, 4), np.float32)}, ["missing input 'x'", "other"]),
+    (
+        "missing input",
+        {"other": np.zeros((1, 3, 4, 4), np.float32)},
+        ["missing input 'x'", "other"],
+    ),
     ("wrong shape", {"x": np.zeros((1, 3, 5, 4), np.float32)}, ["'x'", "1x3x5x4", "1x3x4x4"]),
     ("wrong dtype", {"x": np.zeros((1, 3, 4, 4), np.float64)}, ["'x'", "float64", "float32"]),
 ]
 
 
-@pytest.mark.parametrize("arrays, needles", [c[1:] for c in NPZ_CASES], ids=[c[0] for c in NPZ_CASES])
+@pytest.mark.parametrize(
+    "arrays, needles", [c[1:] for c in NPZ_CASES], ids=[c[0] for c in NPZ_CASES]
+)
 @pytest.mark.parametrize("command", ["run", "compare"])
 def test_bad_npz_is_one_clear_line(tmp_path, capsys, relu_model, command, arrays, needles):
     npz = tmp_path / "in.npz"
@@ -144,7 +150,9 @@ def test_run_saves_outputs_and_json(tmp_path, capsys, relu_model):
     import json
 
     out_npz = tmp_path / "out.npz"
-    code = main(["run", str(relu_model), "--save-outputs", str(out_npz), "--json", "--iterations", "2"])
+    code = main(
+        ["run", str(relu_model), "--save-outputs", str(out_npz), "--json", "--iterations", "2"]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     assert doc["outputs"]["y"]["shape"] == [1, 3, 4, 4]

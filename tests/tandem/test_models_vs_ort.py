@@ -8,8 +8,8 @@ import pytest
 
 from devices.cpu import CpuRunner
 from tandem.api import load_graph
-from tests.models import model_params, ort_run, random_inputs
 from tandem.metrics import closeness
+from tests.models import model_params, ort_run, random_inputs
 
 FP32_MAX_REL = 1e-4
 
