@@ -1,4 +1,4 @@
-"""``tandem inspect MODEL.onnx``: per-layer table, parameters, FLOPs (and placements with --target)."""
+"""``tandem inspect MODEL.onnx``: layers, parameters, FLOPs; placements with ``--target``."""
 
 from __future__ import annotations
 
