@@ -468,12 +468,16 @@ def _reshape_symbolic_rest(x: Shape | None, out: list[Dim], i: int) -> Dim:
         if d in xs:
             xs.remove(d)
             rest.remove(d)
-    if not rest and len(xs) == 1:
-        return xs[0]
-    if _known(*xs, *rest):
-        num, den = math.prod(xs), math.prod(rest)  # type: ignore[arg-type]
-        if den and num % den == 0:
-            return num // den
+    x_syms = [d for d in xs if not isinstance(d, int)]
+    rest_syms = [d for d in rest if not isinstance(d, int)]
+    num = math.prod(d for d in xs if isinstance(d, int))
+    den = math.prod(d for d in rest if isinstance(d, int))
+    if rest_syms or not den or num % den:
+        return None
+    if not x_syms:
+        return num // den
+    if len(x_syms) == 1 and num == den:
+        return x_syms[0]  # e.g. (N, 4, 6) -> (-1, 24): the leftover is N
     return None
 
 
