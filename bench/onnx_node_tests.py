@@ -52,6 +52,19 @@ from partitioner.onnx_import import (  # noqa: E402
 )
 
 REPORT = ROOT / "docs" / "onnx-node-tests.md"
+
+# Cases where ONNX Runtime and the ONNX reference implementation disagree; Tandem follows ONNX
+# Runtime (the oracle of `tandem compare`), so these fail here by design.
+KNOWN_DIVERGENCES = {
+    "test_resize_downsample_scales_linear_align_corners": (
+        "align_corners with a non-integral output length (4 x 0.6 = 2.4): Tandem and ONNX "
+        "Runtime divide by the integer length - 1, the reference by 2.4 - 1 (ORT gives [1, 4])"
+    ),
+    "test_resize_downsample_scales_cubic_align_corners": (
+        "align_corners with a non-integral output length (4 x 0.8 = 3.2): Tandem and ONNX "
+        "Runtime divide by the integer length - 1, the reference by 3.2 - 1"
+    ),
+}
 BEGIN = "<!-- BEGIN GENERATED: bench/onnx_node_tests.py -->"
 END = "<!-- END GENERATED -->"
 
@@ -267,7 +280,9 @@ def run_case(case: NodeCase) -> Outcome:
                 got = runner.infer(feeds)
                 problem = _compare(out_names, got, expected, case.rtol, case.atol)
                 if problem:
-                    return Outcome(case.name, "fail", f"data set {index}: {problem}")
+                    known = KNOWN_DIVERGENCES.get(case.name)
+                    why = f"data set {index}: {problem}" + (f"; {known}" if known else "")
+                    return Outcome(case.name, "fail", why)
     except TandemError as err:
         return Outcome(case.name, "fail", f"run: {_short(err)}")
     except Exception as err:
@@ -303,7 +318,7 @@ def _compare(
 
 def _short(err: BaseException) -> str:
     text = " ".join(str(err).split())
-    return text if len(text) <= 160 else text[:157] + "..."
+    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def run_all(limit_to: set[str] | None = None) -> Summary:
@@ -350,8 +365,15 @@ def render(summary: Summary) -> str:
         f"- Ran: **{summary.ran}**, passed **{len(passed)}**, failed **{len(failed)}** "
         f"-> pass rate **{100 * summary.pass_rate:.1f} %**.",
         f"- Not run, element types the IR has no numpy dtype for: {len(dtype)} "
-        f"(listed below).",
+        f"(listed below); counting those as failures, {len(passed)}/{in_scope} = "
+        f"{100 * len(passed) / max(in_scope, 1):.1f} % of the in-scope cases pass.",
         f"- Out of scope (an op outside `SUPPORTED_OPS`): {len(summary.of('unsupported'))}.",
+        "",
+        "Cases written for an opset outside 11..21 run re-declared at the nearest opset in that "
+        "range when every op they use means the same there (same inputs, outputs and attribute "
+        "defaults, no attribute set that only one version has); otherwise they fail with that "
+        "reason. Outputs are compared at the ONNX backend runner's tolerances (rtol 1e-3, atol "
+        "1e-7, or the case's own).",
         "",
         "### Failures",
         "",

@@ -109,8 +109,8 @@ class BaseRunner:
         expected = self.input_metadata()
         missing = [name for name in expected if name not in feeds]
         if missing:
-            want = ", ".join(f"'{n}' {_describe(*expected[n])}" for n in missing)
-            raise InputError(f"missing input {want}; the model's inputs are {list(expected)}")
+            listed = ", ".join(f"'{n}' {_describe(*expected[n])}" for n in missing)
+            raise InputError(f"missing input {listed}; the model's inputs are {list(expected)}")
         extra = [name for name in feeds if name not in expected]
         if extra:
             raise InputError(

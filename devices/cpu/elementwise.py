@@ -257,8 +257,8 @@ def _compare(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[...
     return run
 
 
-for _op, _fn in _COMPARE.items():
-    register(_op)(_compare(_fn))
+for _op, _cmp in _COMPARE.items():
+    register(_op)(_compare(_cmp))
 
 
 @register("Not")

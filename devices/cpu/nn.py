@@ -254,6 +254,7 @@ def _empty_extreme(
     shape = [1 if (axes is None or i in axes) else d for i, d in enumerate(xc.shape)]
     if not keep:
         shape = [d for i, d in enumerate(xc.shape) if not (axes is None or i in axes)]
+    fill: bool | float | int
     if xc.dtype == np.bool_:
         fill = kind != "ReduceMax"
     elif xc.dtype.kind == "f":

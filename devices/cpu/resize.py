@@ -25,7 +25,10 @@ def _source_coords(
 ) -> np.ndarray:
     """Input coordinate of every output index along one axis (float64)."""
     y = np.arange(out_len, dtype=np.float64)
-    out_f = scale * in_len  # the un-rounded output length, as the specification uses
+    # align_corners / tf_crop_and_resize / pytorch_half_pixel use the integer output length,
+    # as ONNX Runtime does (the ONNX reference uses scale * in_len; both agree whenever that
+    # product is integral, as in every ONNX node test)
+    out_f = out_len
     if mode == "align_corners":
         return np.zeros(out_len) if out_f == 1 else y * (in_len - 1) / (out_f - 1)
     if mode == "asymmetric":
@@ -42,7 +45,7 @@ def _source_coords(
     if mode == "half_pixel":
         return (y + 0.5) / scale - 0.5
     if mode == "half_pixel_symmetric":
-        adjustment = out_len / out_f
+        adjustment = out_len / (scale * in_len)
         offset = in_len / 2 * (1 - adjustment)
         return offset + (y + 0.5) / scale - 0.5
     raise ValueError(f"unknown coordinate_transformation_mode '{mode}'")
@@ -193,9 +196,9 @@ def _scales_and_sizes(
     elif given_scales is not None:
         if len(given_scales) == rank and len(axes) != rank:
             given_scales = [given_scales[a] for a in axes]
-        for a, s in zip(axes, given_scales, strict=True):
-            scales[a] = s
-            sizes[a] = int(math.floor(s * x.shape[a]))
+        for a, factor in zip(axes, given_scales, strict=True):
+            scales[a] = factor
+            sizes[a] = int(math.floor(factor * x.shape[a]))
     else:
         raise ValueError("Resize needs either scales or sizes")
     return scales, sizes
