@@ -80,10 +80,9 @@ def _residual_after(graph: Graph, t: Tensor, members: list[Node]) -> tuple[Node,
     other = add.inputs[1] if add.inputs[0] is t else add.inputs[0]
     if other is None or other is t or (other.producer is not None and other.producer in members):
         return None
-    out = add.outputs[0]
-    if t.shape is None or out.shape is None or tuple(t.shape) != tuple(out.shape):
-        return None  # a broadcasting Add is not a residual connection
-    return add, out
+    if t.shape is None or other.shape is None or tuple(t.shape) != tuple(other.shape):
+        return None  # a broadcasting Add (a bias, a scale) is not a residual connection
+    return add, add.outputs[0]
 
 
 def mark_fusions(graph: Graph) -> bool:

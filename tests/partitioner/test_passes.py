@@ -1,0 +1,313 @@
+"""Passes: each changes what it should, keeps names and semantics (ONNX Runtime as oracle)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper, numpy_helper
+
+from devices.cpu.registry import evaluate_node
+from partitioner.errors import InternalError
+from partitioner.ir import Graph, Tensor
+from partitioner.onnx_export import export_onnx
+from partitioner.onnx_import import import_onnx
+from partitioner.passes import (
+    MAX_EXPANDED_ELEMENTS,
+    drop_identity,
+    eliminate_dead_nodes,
+    fold_batchnorm_into_conv,
+    fold_constants,
+    mark_fusions,
+    run_passes,
+    simplify,
+)
+from tandem.zoo import build_model
+from tests.partitioner.test_import import make_model, symbolic_model
+from tests.partitioner.test_import_ops import ort_run
+
+fold = functools.partial(fold_constants, evaluate=evaluate_node)
+RNG = np.random.default_rng(7)
+
+
+def ops(g: Graph) -> list[str]:
+    return [n.op for n in g.topological_order()]
+
+
+def same_outputs(model: onnx.ModelProto, graph: Graph, rtol: float = 1e-5) -> None:
+    feeds = {}
+    for vi in model.graph.input:
+        shape = [d.dim_value or 2 for d in vi.type.tensor_type.shape.dim]
+        feeds[vi.name] = RNG.standard_normal(shape).astype(np.float32)
+    want = ort_run(model, feeds)
+    exported = export_onnx(graph)
+    onnx.checker.check_model(exported, full_check=True)
+    assert [o.name for o in exported.graph.output] == [o.name for o in model.graph.output]
+    for got, ref in zip(ort_run(exported, feeds), want):
+        assert got.shape == ref.shape
+        scale = max(float(np.max(np.abs(ref))), 1e-12)
+        assert float(np.max(np.abs(got - ref))) / scale <= rtol
+
+
+# ----- fold_constants ------------------------------------------------------------------------
+def test_shape_subgraph_vanishes_when_shapes_are_static() -> None:
+    model = symbolic_model()
+    g = import_onnx(model, fixed_dims={"batch": 2, "h": 5})
+    assert ops(g) == ["Conv", "Shape", "Gather", "Concat", "Reshape"]
+    assert run_passes(g, [fold, eliminate_dead_nodes], lint=True)
+    assert ops(g) == ["Conv", "Reshape"]
+    shape = g.node("reshape").constant_input(1)
+    assert shape is not None and shape.tolist() == [2, -1]
+
+
+def test_shape_of_symbolic_tensor_is_not_folded() -> None:
+    g = import_onnx(symbolic_model())
+    assert not fold(g)
+    assert "Shape" in ops(g)
+
+
+def test_folded_graph_output_keeps_its_name() -> None:
+    nodes = [helper.make_node("Add", ["c", "c"], ["y"], name="add")]
+    c = numpy_helper.from_array(np.arange(4, dtype=np.float32), "c")
+    x = helper.make_tensor_value_info("x", TP.FLOAT, [4])
+    g = import_onnx(make_model(nodes, inputs=[x], inits=[c]))
+    assert fold(g) and ops(g) == []
+    assert [t.name for t in g.outputs] == ["y"]
+    np.testing.assert_array_equal(g.outputs[0].values, np.arange(4) * 2.0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("count,folded", [(1000, True), (MAX_EXPANDED_ELEMENTS + 1, False)])
+def test_expanding_ops_fold_only_when_small(count: int, folded: bool) -> None:
+    g = Graph("g")
+    x = g.add_input("x", (count,))
+    shape = g.add_constant("shape", np.array([count], np.int64))
+    cos = g.add_node("ConstantOfShape", [shape], 1, {"value": np.array([1.0], np.float32)})
+    add = g.add_node("Add", [x, cos.outputs[0]], 1)
+    g.mark_output(add.outputs[0])
+    from partitioner.shape_inference import infer_shapes
+
+    infer_shapes(g)
+    assert fold(g) is folded
+    assert ("ConstantOfShape" in ops(g)) is not folded
+
+
+def test_quantize_dequantize_are_kept() -> None:
+    g = Graph("g")
+    w = g.add_constant("w", RNG.standard_normal((4, 4)).astype(np.float32))
+    s = g.add_constant("s", np.array(0.1, np.float32))
+    z = g.add_constant("z", np.array(0, np.int8))
+    q = g.add_node("QuantizeLinear", [w, s, z], 1)
+    dq = g.add_node("DequantizeLinear", [q.outputs[0], s, z], 1)
+    g.mark_output(dq.outputs[0])
+    assert not fold(g)
+    assert ops(g) == ["QuantizeLinear", "DequantizeLinear"]
+
+
+# ----- fold_batchnorm_into_conv ------------------------------------------------------------------
+def conv_bn_model(bias: bool, group: int = 1, extra_reader: bool = False) -> onnx.ModelProto:
+    c_in, c_out = 4, 8
+    w = RNG.standard_normal((c_out, c_in // group, 3, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w")]
+    conv_in = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(RNG.standard_normal(c_out).astype(np.float32), "b"))
+        conv_in.append("b")
+    for name, lo in (("gamma", 0.5), ("beta", -1), ("mean", -0.5), ("var", 0.1)):
+        inits.append(numpy_helper.from_array((RNG.random(c_out) + lo).astype(np.float32), name))
+    nodes = [
+        helper.make_node("Conv", conv_in, ["c"], name="conv", pads=[1, 1, 1, 1], group=group),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"],
+                         name="bn", epsilon=1e-3),  # fmt: skip
+    ]
+    outputs = ["y"]
+    if extra_reader:
+        nodes.append(helper.make_node("Relu", ["c"], ["r"], name="relu"))
+        outputs.append("r")
+    x = helper.make_tensor_value_info("x", TP.FLOAT, [2, c_in, 6, 6])
+    return make_model(nodes, inputs=[x], inits=inits, outputs=outputs)
+
+
+@pytest.mark.parametrize("bias,group", [(True, 1), (False, 1), (True, 2), (False, 4)])
+def test_batchnorm_folds_into_conv_exactly(bias: bool, group: int) -> None:
+    model = conv_bn_model(bias, group)
+    g = import_onnx(model)
+    assert run_passes(g, [fold_batchnorm_into_conv], lint=True)
+    assert ops(g) == ["Conv"]
+    (conv,) = g.nodes
+    assert conv.name == "conv" and conv.outputs[0].name == "y" and len(conv.inputs) == 3
+    assert set(g.tensors) == {"x", "y", conv.inputs[1].name, conv.inputs[2].name}  # type: ignore[union-attr]
+    same_outputs(model, g)
+
+
+def test_batchnorm_not_folded_when_conv_output_has_other_readers() -> None:
+    g = import_onnx(conv_bn_model(True, extra_reader=True))
+    assert not fold_batchnorm_into_conv(g)
+    assert "BatchNormalization" in ops(g)
+
+
+# ----- drop_identity / eliminate_dead_nodes -----------------------------------------------------
+def test_identity_and_dropout_are_dropped() -> None:
+    nodes = [
+        helper.make_node("Identity", ["x"], ["a"]),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Dropout", ["b"], ["c"]),
+        helper.make_node("Sigmoid", ["c"], ["d"]),
+        helper.make_node("Identity", ["d"], ["y"]),
+    ]
+    model = make_model(nodes)
+    g = import_onnx(model)
+    assert run_passes(g, [drop_identity], lint=True)
+    assert ops(g) == ["Relu", "Sigmoid"]
+    assert [t.name for t in g.outputs] == ["y"]
+    same_outputs(model, g)
+
+
+def test_identity_between_graph_input_and_output_stays() -> None:
+    g = import_onnx(make_model([helper.make_node("Identity", ["x"], ["y"])]))
+    assert not drop_identity(g)
+    assert [t.name for t in g.outputs] == ["y"]
+
+
+def test_dropout_in_training_mode_stays() -> None:
+    g = Graph("g")
+    x = g.add_input("x", (4,))
+    mode = g.add_input("training", (), "bool")
+    d = g.add_node("Dropout", [x, None, mode], 1)
+    g.mark_output(d.outputs[0])
+    assert not drop_identity(g)
+
+
+def test_dead_nodes_and_their_constants_are_removed() -> None:
+    g = Graph("g")
+    x = g.add_input("x", (4,))
+    c = g.add_constant("c", np.ones(4, np.float32))
+    live = g.add_node("Relu", [x], 1, name="live")
+    dead1 = g.add_node("Add", [x, c], 1, name="dead1")
+    g.add_node("Sigmoid", [dead1.outputs[0]], 1, name="dead2")
+    g.mark_output(live.outputs[0])
+    assert run_passes(g, [eliminate_dead_nodes], lint=True)
+    assert [n.name for n in g.nodes] == ["live"] and "c" not in g.tensors
+
+
+# ----- pass manager -----------------------------------------------------------------------------
+def test_run_passes_reaches_a_fixed_point_and_reports_change() -> None:
+    g = import_onnx(symbolic_model(), fixed_dims={"batch": 1, "h": 3})
+    calls: list[bool] = []
+
+    def counting(graph: Graph) -> bool:
+        changed = fold(graph)
+        calls.append(changed)
+        return changed
+
+    assert run_passes(g, [counting, eliminate_dead_nodes])
+    assert calls[-1] is False and len(calls) >= 2
+    assert not run_passes(g, [counting, eliminate_dead_nodes])
+
+
+def test_run_passes_is_bounded() -> None:
+    rounds = []
+    run_passes(Graph("g"), [lambda g: rounds.append(1) or True], max_iterations=5)
+    assert len(rounds) == 5
+
+
+def test_lint_between_passes_names_the_broken_pass() -> None:
+    g = import_onnx(make_model([helper.make_node("Relu", ["x"], ["y"])]))
+
+    def breaks_links(graph: Graph) -> bool:
+        graph.nodes[0].outputs[0].producer = None
+        return True
+
+    with pytest.raises(InternalError, match="pass 'breaks_links' left a malformed graph"):
+        run_passes(g, [breaks_links], lint=True)
+
+
+# ----- mark_fusions -----------------------------------------------------------------------------
+def conv_chain(*steps: str) -> Graph:
+    """x -> Conv -> steps... ; 'add' adds a residual from x, 'badd' a broadcast add."""
+    g = Graph("g")
+    x = g.add_input("x", (1, 4, 8, 8))
+    w = g.add_constant("w", np.ones((4, 4, 1, 1), np.float32))
+    t: Tensor = g.add_node("Conv", [x, w], 1, {"kernel_shape": [1, 1]}, name="conv").outputs[0]
+    t.shape = (1, 4, 8, 8)
+    for i, step in enumerate(steps):
+        ins: list[Any]
+        if step == "silu":
+            sig = g.add_node("Sigmoid", [t], 1, name=f"s{i}").outputs[0]
+            t = g.add_node("Mul", [t, sig], 1, name=f"m{i}").outputs[0]
+        elif step == "hswish":
+            hs = g.add_node("HardSigmoid", [t], 1, {"alpha": 1 / 6, "beta": 0.5}, name=f"h{i}")
+            t = g.add_node("Mul", [hs.outputs[0], t], 1, name=f"m{i}").outputs[0]
+        elif step in ("relu6", "clip"):
+            lo = g.add_constant(f"lo{i}", np.array(0.0 if step == "relu6" else -1.0, np.float32))
+            hi = g.add_constant(f"hi{i}", np.array(6.0, np.float32))
+            t = g.add_node("Clip", [t, lo, hi], 1, name=f"a{i}").outputs[0]
+        elif step in ("add", "badd"):
+            other = x if step == "add" else g.add_constant(f"b{i}", np.ones(4, np.float32))
+            ins = [t, other] if i % 2 == 0 else [other, t]
+            t = g.add_node("Add", ins, 1, name=f"add{i}").outputs[0]
+        else:
+            t = g.add_node(step, [t], 1, name=f"a{i}").outputs[0]
+        t.shape = (1, 4, 8, 8)
+    g.mark_output(t)
+    return g
+
+
+@pytest.mark.parametrize(
+    "steps,pattern,roles",
+    [
+        (["Relu"], "Conv+relu", {"conv": "conv", "a0": "activation"}),
+        (["relu6"], "Conv+relu6", {"conv": "conv", "a0": "activation"}),
+        (["clip"], "Conv+clip", {"conv": "conv", "a0": "activation"}),
+        (["LeakyRelu"], "Conv+leaky_relu", {"conv": "conv", "a0": "activation"}),
+        (["Sigmoid"], "Conv+sigmoid", {"conv": "conv", "a0": "activation"}),
+        (["Tanh"], "Conv+tanh", {"conv": "conv", "a0": "activation"}),
+        (["HardSwish"], "Conv+hard_swish", {"conv": "conv", "a0": "activation"}),
+        (["Mish"], "Conv+mish", {"conv": "conv", "a0": "activation"}),
+        (["silu"], "Conv+silu", {"conv": "conv", "s0": "activation", "m0": "activation"}),
+        (["hswish"], "Conv+hard_swish", {"conv": "conv", "h0": "activation", "m0": "activation"}),
+        (["add"], "Conv+Add", {"conv": "conv", "add0": "residual"}),
+        (["Relu", "add", "Relu"], "Conv+relu+Add+relu",
+         {"conv": "conv", "a0": "activation", "add1": "residual", "a2": "post_activation"}),
+        (["silu", "add"], "Conv+silu+Add",
+         {"conv": "conv", "s0": "activation", "m0": "activation", "add1": "residual"}),
+        (["badd"], None, {}),
+        (["Softmax"], None, {}),
+        (["Relu", "Relu"], "Conv+relu", {"conv": "conv", "a0": "activation"}),
+    ],
+)  # fmt: skip
+def test_fusion_patterns(steps: list[str], pattern: str | None, roles: dict[str, str]) -> None:
+    g = conv_chain(*steps)
+    before = [(n.name, n.op, [t.name if t else None for t in n.inputs]) for n in g.nodes]
+    assert mark_fusions(g) is (pattern is not None)
+    marked = {n.name: n.meta["fusion"] for n in g.nodes if "fusion" in n.meta}
+    assert {k: v["role"] for k, v in marked.items()} == roles
+    assert all(v["group"] == "conv" and v["pattern"] == pattern for v in marked.values())
+    assert [(n.name, n.op, [t.name if t else None for t in n.inputs]) for n in g.nodes] == before
+    assert not mark_fusions(g)  # idempotent
+
+
+def test_conv_output_read_twice_is_not_fused() -> None:
+    g = conv_chain("Relu")
+    conv_out = g.node("conv").outputs[0]
+    g.mark_output(conv_out)
+    mark_fusions(g)
+    assert not any("fusion" in n.meta for n in g.nodes)
+
+
+# ----- the default pipeline -----------------------------------------------------------------------
+@pytest.mark.parametrize("name,opset", [("resnet18", 11), ("mobilenetv2", 13), ("yolov5s", 17),
+                                        ("vit-tiny", 21), ("unet-small", 17)])  # fmt: skip
+def test_simplify_zoo_models_keeps_outputs(name: str, opset: int) -> None:
+    model = build_model(name, resolution=64 if name != "vit-tiny" else 32, opset=opset)
+    g = import_onnx(model)
+    before = len(g.nodes)
+    simplify(g, evaluate_node, lint=True)
+    assert "BatchNormalization" not in ops(g) and "Identity" not in ops(g)
+    assert len(g.nodes) <= before
+    if name != "vit-tiny":
+        assert any("fusion" in n.meta for n in g.nodes)
+    same_outputs(model, g, rtol=1e-4)
