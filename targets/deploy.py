@@ -105,26 +105,26 @@ def upload_verified(
     directory, base = final.rsplit("/", 1)
     conn.run(["mkdir", "-p", "--", directory])
     if conn.sha256(final) == local_hash:
-        _emit(progress, name, "skip", path=final, sha256=local_hash)
+        emit(progress, name, "skip", path=final, sha256=local_hash)
         return False
     _clean_stale_parts(conn, directory, base)
     part = f"{directory}/.{base}.{secrets.token_hex(4)}.part"
     total = Path(local).stat().st_size
-    _emit(progress, name, "upload", path=part, bytes=total)
+    emit(progress, name, "upload", path=part, bytes=total)
     try:
         conn.put(
             local,
             part,
-            callback=lambda sent, size: _emit(progress, name, "sent", sent=sent, size=size),
+            callback=lambda sent, size: emit(progress, name, "sent", sent=sent, size=size),
         )
-        _emit(progress, name, "uploaded", path=part, bytes=total)
+        emit(progress, name, "uploaded", path=part, bytes=total)
         remote_hash = conn.sha256(part)
         if remote_hash != local_hash:
             raise HashMismatchError(
                 f"the copy on {conn.label} hashes to {remote_hash}, not {local_hash}: "
                 "the upload was corrupted; it was removed and not installed"
             )
-        _emit(progress, name, "verified", sha256=remote_hash)
+        emit(progress, name, "verified", sha256=remote_hash)
         conn.run(["mv", "-f", "--", part, final])
     except BaseException:
         if conn.is_open:
@@ -133,7 +133,7 @@ def upload_verified(
             except TandemError:
                 pass  # the connection is going away; the part file is swept as stale later
         raise
-    _emit(progress, name, "installed", path=final)
+    emit(progress, name, "installed", path=final)
     return True
 
 
@@ -146,7 +146,7 @@ def _clean_stale_parts(conn: BoardConnection, directory: str, base: str) -> None
                 conn.run(["rm", "-f", "--", f"{directory}/{fname}"], check=False)
 
 
-def _emit(progress: Progress | None, board: str, event: str, **details: Any) -> None:
+def emit(progress: Progress | None, board: str, event: str, **details: Any) -> None:
     if progress is not None:
         progress(board, event, details)
 
@@ -225,7 +225,7 @@ def deploy_plan(
                 known_hosts=known_hosts,
                 timeouts=timeouts,
             ) as conn:
-                _emit(progress, board.name, "connect", attempt=attempt + 1)
+                emit(progress, board.name, "connect", attempt=attempt + 1)
                 conn.open()
                 final = remote_plan_path(conn, plan_path)
                 result.remote_path = final
@@ -236,7 +236,7 @@ def deploy_plan(
                 if result.uploaded:
                     result.bytes = Path(plan_path).stat().st_size
                 if bench:
-                    _emit(progress, board.name, "bench", path=final)
+                    emit(progress, board.name, "bench", path=final)
                     report, saved, profile = bench_remote(
                         conn, final, Path(results_dir), iterations=iterations, run_args=run_args
                     )
@@ -247,10 +247,10 @@ def deploy_plan(
             if attempt == retries:
                 raise type(err)(f"{err} (gave up after {attempt + 1} attempts)") from None
             delay = backoff * 2**attempt
-            _emit(progress, board.name, "retry", error=str(err), delay=delay)
+            emit(progress, board.name, "retry", error=str(err), delay=delay)
             time.sleep(delay)
     result.seconds = time.monotonic() - start
-    _emit(progress, board.name, "done", seconds=result.seconds)
+    emit(progress, board.name, "done", seconds=result.seconds)
     return result
 
 

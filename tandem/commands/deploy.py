@@ -1,0 +1,115 @@
+"""``tandem deploy PLAN --board NAME | --group G``: verified upload, optional remote benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from targets.deploy import DeployResult, deploy_group, summary_table
+from targets.inventory import load_inventory
+from targets.ssh import Timeouts
+
+_SHOWN = {"connect", "skip", "upload", "installed", "bench", "retry"}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "deploy",
+        help="copy a plan to boards over SSH (verified, atomic), optionally benchmark it there",
+        description="Copy a plan to one board or a group over SSH: upload to a temp name, "
+        "verify its SHA-256 on the board, rename atomically; skip boards that already hold it. "
+        "With --bench, run `tandem run PLAN --json` there and bring back results and profile.",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--board", metavar="NAME", help="a board of the inventory")
+    where.add_argument("--group", metavar="G", help="a group of the inventory (in parallel)")
+    p.add_argument("plan", metavar="PLAN", help="a plan file from `tandem build`")
+    p.add_argument(
+        "--inventory",
+        metavar="INV",
+        help="inventory YAML or Ansible inventory "
+        "(default $TANDEM_INVENTORY or ~/.config/tandem/inventory.yaml)",
+    )
+    p.add_argument("--bench", action="store_true", help="run the plan on the board, fetch results")
+    p.add_argument("--iterations", type=int, metavar="N", help="benchmark iterations (--bench)")
+    p.add_argument(
+        "--backend", choices=["auto", "cuda", "cpu"], help="backend for the remote run (--bench)"
+    )
+    p.add_argument(
+        "--results",
+        default="tandem-results",
+        metavar="DIR",
+        help="where bench JSON and traces land, one folder per board (default tandem-results)",
+    )
+    p.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="trust a board's host key on first use and record it in known_hosts "
+        "(a changed key is always refused)",
+    )
+    p.add_argument(
+        "--known-hosts",
+        metavar="FILE",
+        help="known_hosts file (default per board, else ~/.ssh/known_hosts)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="K",
+        help="boards at a time for --group (default 4)",
+    )
+    p.add_argument("--retries", type=int, default=3, help="retries of transient failures")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument("--command-timeout", type=float, default=600.0, metavar="S")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=lambda args: run(args, p))
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.iterations is not None and args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+    inventory = load_inventory(args.inventory)
+    boards = inventory.select(board=args.board, group=args.group)
+    run_args = ["--backend", args.backend] if args.backend else []
+    timeouts = Timeouts(connect=args.connect_timeout, command=args.command_timeout)
+
+    def progress(board: str, event: str, details: dict[str, Any]) -> None:
+        if event in _SHOWN and not args.json:
+            extra = details.get("error") or details.get("path") or ""
+            print(f"{board}: {event} {extra}".rstrip(), file=sys.stderr)
+
+    results = deploy_group(
+        args.plan,
+        boards,
+        concurrency=args.concurrency,
+        bench=args.bench,
+        iterations=args.iterations,
+        run_args=run_args,
+        results_dir=args.results,
+        accept_new_host_key=args.accept_new_host_key,
+        known_hosts=args.known_hosts,
+        timeouts=timeouts,
+        retries=args.retries,
+        progress=progress,
+    )
+    if args.json:
+        print(json.dumps({"plan": args.plan, "boards": [r.to_json() for r in results]}, indent=2))
+    else:
+        print(summary_table(results))
+    return report_exit(results)
+
+
+def report_exit(results: list[DeployResult]) -> int:
+    failed = [r.board for r in results if not r.ok]
+    if failed:
+        print(
+            f"tandem: error: {len(failed)} of {len(results)} boards failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
