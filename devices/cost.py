@@ -1,0 +1,221 @@
+"""Cost models: predicted seconds of one layer on the GPU, the DLA or the CPU, and of a boundary.
+
+GPU: a roofline per layer from the target's arch (per-SM throughput, ``devices.hardware``), the
+SMs and clock the power mode leaves, and its DRAM bandwidth, plus a per-kernel launch overhead::
+
+    seconds = launch + max(flops / (peak * compute_eff), bytes / (dram * memory_eff))
+
+Layers the GPU backend fuses into the producing convolution's epilogue (activation, residual
+Add: ``node.meta["fusion"]`` from the fusion pass, or the same pattern found locally) pay no
+launch and only the extra bytes they read. Layers that only relabel data (Reshape, Flatten, ...)
+are free views.
+
+DLA: the latency model of the DLA emulator (``dla_sim.latency.predict_layer_seconds``: MAC
+atomics, CBUF re-reads, engine rates, DBB bandwidth). Where it cannot model a layer, a simple
+roofline from the DLA's MAC rate and memory port stands in (:func:`dla_roofline_seconds`).
+
+Boundary: :func:`transition_seconds` = per-switch overhead + a GPU reformat kernel (read +
+write of the tensor) + the transfer (none: GPU and DLA share DRAM). With 39 us per switch it
+gives 0.046-0.073 ms for GoogLeNet's FP16 boundary tensors on AGX Xavier (tests/devices/
+test_cost.py), within the published 0.045-0.074 ms per GPU->DLA switch (dla.md §1.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devices.hardware import TargetSpec
+from partitioner.analysis import layer_flops
+from partitioner.errors import ConfigError, TandemError
+from partitioner.ir import Constant, Graph, Node, Tensor
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+# Per-kernel launch overhead: ~5.7 us per cuda.core launch measured on an H100 (gpu.md §4).
+GPU_LAUNCH_SECONDS = 5e-6
+# Fractions of peak a hand-written kernel reaches. Tensor-core implicit GEMM with mma.sync stays
+# well below peak (gpu.md §2: 35-98% depending on tuning); SIMT and streaming kernels do better.
+TENSOR_EFFICIENCY = 0.5
+SIMT_EFFICIENCY = 0.7
+MEMORY_EFFICIENCY = 0.8
+# Per GPU<->DLA switch, besides the reformat kernel: cuDLA submission and synchronisation. Chosen
+# so that transition_seconds reproduces the 0.045-0.074 ms measured on AGX Xavier (dla.md §1.3).
+SWITCH_OVERHEAD_SECONDS = 39e-6
+# The host CPU when it is the device (a planning figure, not a measurement of this machine).
+CPU_PEAK_FLOPS = 50e9
+
+# Ops that are views (no kernel, no traffic) and ops the GPU fuses into a conv/GEMM epilogue.
+FREE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+                      "Shape", "Constant", "ConstantOfShape"})  # fmt: skip
+EPILOGUE_OPS = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish",
+                          "HardSigmoid", "Mish", "Add", "BatchNormalization", "PRelu"})  # fmt: skip
+MAIN_LOOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a layer does: arithmetic, DRAM bytes, and whether tensor cores can do it."""
+
+    flops: float
+    bytes: float
+    tensor_cores: bool
+
+
+def _numel(t: Tensor | None) -> int:
+    if t is None or t.shape is None:
+        return 0
+    return math.prod(d if isinstance(d, int) else 1 for d in t.shape)
+
+
+def layer_work(node: Node, precision: str) -> Work:
+    """FLOPs (``partitioner.analysis.layer_flops``) and bytes moved at ``precision``."""
+    bpe = BYTES_PER_ELEMENT[precision]
+    flops = layer_flops(node)
+    if flops is None:  # shapes unknown: one op per output element is the floor
+        flops = sum(_numel(t) for t in node.outputs)
+    data = 0
+    for t in node.inputs:
+        if t is None:
+            continue
+        if isinstance(t, Constant):
+            # Integer constants (axes, shapes) are tiny; weights travel at the run precision.
+            data += t.values.size * (bpe if t.values.dtype.kind == "f" else 0)
+        else:
+            data += _numel(t) * bpe
+    data += sum(_numel(t) for t in node.outputs) * bpe
+    return Work(float(flops), float(data), _uses_tensor_cores(node, precision))
+
+
+def _uses_tensor_cores(node: Node, precision: str) -> bool:
+    if precision == "fp32" or node.op not in MAIN_LOOP_OPS:
+        return False
+    if node.op in ("Conv", "ConvTranspose"):
+        w = node.input(1)
+        group = int(node.attrs.get("group", 1))
+        # Depthwise / narrow grouped convs have too few channels per group for an MMA tile.
+        per_group = w.shape[1] if w is not None and w.shape else 0
+        return group == 1 or (isinstance(per_group, int) and per_group >= 16)
+    return True
+
+
+def fused_into_epilogue(node: Node) -> bool:
+    """True when the GPU backend folds ``node`` into its producer's epilogue."""
+    fusion = node.meta.get("fusion")
+    if isinstance(fusion, dict):
+        return fusion.get("role") not in (None, "conv")
+    if node.op not in EPILOGUE_OPS:
+        return False
+    src = node.input(0)
+    producer = src.producer if src is not None else None
+    return producer is not None and producer.op in MAIN_LOOP_OPS and len(src.consumers) == 1  # type: ignore[union-attr]
+
+
+def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
+    """Roofline seconds of ``node`` on ``target``'s GPU at its selected power mode."""
+    gpu = target.gpu
+    if gpu is None:
+        raise ConfigError(f"target '{target.name}' has no GPU")
+    if node.op in FREE_OPS:
+        return 0.0
+    mode = target.power_mode
+    bandwidth = target.dram_bytes_per_s * MEMORY_EFFICIENCY
+    if fused_into_epilogue(node):
+        # Only the extra operands are read (the residual of an Add, BN parameters).
+        src = node.input(0)
+        extra = sum(_numel(t) for t in node.inputs[1:] if t is not None and t is not src)
+        return extra * BYTES_PER_ELEMENT[precision] / bandwidth
+    work = layer_work(node, precision)
+    if work.tensor_cores:
+        compute = gpu.peak_ops_per_s(precision, mode, tensor=True) * TENSOR_EFFICIENCY  # type: ignore[arg-type]
+    else:
+        compute = gpu.peak_ops_per_s(precision, mode, tensor=False) * SIMT_EFFICIENCY  # type: ignore[arg-type]
+    return GPU_LAUNCH_SECONDS + max(work.flops / compute, work.bytes / bandwidth)
+
+
+def dla_roofline_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
+    """Stand-in DLA cost: MACs at the DLA's MAC rate (atomic-C/K rounding for convs) against
+    bytes over its memory port (the lesser of the DBB width x clock and DRAM bandwidth)."""
+    dla, clock = target.dla, target.dla_clock_hz
+    if dla is None or clock is None:
+        raise ConfigError(f"target '{target.name}' has no DLA")
+    if precision not in ("fp16", "int8"):
+        raise ConfigError("the DLA has no FP32: cost it at fp16 or int8")
+    work = layer_work(node, precision)
+    macs = work.flops / 2
+    if node.op == "Conv" and node.input(1) is not None and node.input(1).shape:  # type: ignore[union-attr]
+        k, c_per_group = node.input(1).shape[:2]  # type: ignore[union-attr, index]
+        if isinstance(k, int) and isinstance(c_per_group, int) and k and c_per_group:
+            # The convolution core works on whole atomics of C x K.
+            pad_c = math.ceil(c_per_group / dla.atomic_c) * dla.atomic_c / c_per_group
+            pad_k = math.ceil(k / dla.atomic_k) * dla.atomic_k / k
+            macs *= pad_c * pad_k
+    mac_seconds = macs / (dla.macs_per_cycle(precision) * clock)  # type: ignore[arg-type]
+    port = min(dla.dbb_bytes_per_cycle * clock, target.dram_bytes_per_s) * MEMORY_EFFICIENCY
+    return max(mac_seconds, work.bytes / port)
+
+
+def dla_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
+    """Seconds ``node`` adds to a DLA segment on ``target`` (per-loadable overhead excluded:
+    it is part of :func:`transition_seconds`)."""
+    dla, clock = target.dla, target.dla_clock_hz
+    if dla is None or clock is None:
+        raise ConfigError(f"target '{target.name}' has no DLA")
+    try:
+        from dla_sim.latency import predict_layer_seconds
+    except ImportError:  # layering allows it; absent only in a stripped install
+        return dla_roofline_seconds(node, graph, precision, target)
+    try:
+        return float(
+            predict_layer_seconds(
+                node, graph, precision, dla.version, clock, target.dram_bytes_per_s
+            )
+        )
+    except TandemError:
+        # The emulator declines layers it cannot lower; the roofline still gives a number.
+        return dla_roofline_seconds(node, graph, precision, target)
+
+
+def cpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
+    """A planning figure for the host CPU (numpy backend): a roofline at CPU_PEAK_FLOPS."""
+    if node.op in FREE_OPS:
+        return 0.0
+    work = layer_work(node, "fp32")
+    return max(work.flops / CPU_PEAK_FLOPS, work.bytes / target.dram_bytes_per_s)
+
+
+def transition_seconds(
+    tensor_bytes: float, target: TargetSpec, src: str = "gpu", dst: str = "dla"
+) -> float:
+    """Cost of handing a tensor of ``tensor_bytes`` from device kind ``src`` to ``dst``.
+
+    reformat (a GPU kernel reading and writing the tensor between GPU and DLA layouts) +
+    transfer (0: one shared DRAM) + per-switch overhead. Same kind on both sides: 0.
+    """
+    kinds = {_kind(src), _kind(dst)}
+    if len(kinds) == 1:
+        return 0.0
+    if "cpu" in kinds:
+        # Host <-> device copy across the memory system, one pass each way.
+        return GPU_LAUNCH_SECONDS + 2 * tensor_bytes / target.dram_bytes_per_s
+    reformat = GPU_LAUNCH_SECONDS + 2 * tensor_bytes / (target.dram_bytes_per_s * MEMORY_EFFICIENCY)
+    transfer = 0.0
+    return SWITCH_OVERHEAD_SECONDS + reformat + transfer
+
+
+def _kind(device: str) -> str:
+    return "dla" if device.startswith("dla") else device
+
+
+def transition_cost_for(
+    target: TargetSpec, precision: str = "fp16"
+) -> Callable[[Tensor, str, str], float]:
+    """``transition_cost(tensor, src, dst)`` for ``partitioner.assign.partition``: boundary
+    tensors cross in the DLA's format at ``precision`` (FP32 requests cross as FP16)."""
+    bpe = BYTES_PER_ELEMENT["fp16" if precision == "fp32" else precision]
+
+    def cost(tensor: Tensor, src: str, dst: str) -> float:
+        return transition_seconds(_numel(tensor) * bpe, target, src, dst)
+
+    return cost

@@ -1,0 +1,185 @@
+"""Cost models: sanity (monotonic in size, precision, power mode) and hand-computed rooflines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devices.capability import DlaCapability, GpuCapability
+from devices.cost import (
+    GPU_LAUNCH_SECONDS,
+    MEMORY_EFFICIENCY,
+    SWITCH_OVERHEAD_SECONDS,
+    TENSOR_EFFICIENCY,
+    dla_layer_seconds,
+    dla_roofline_seconds,
+    gpu_layer_seconds,
+    transition_cost_for,
+    transition_seconds,
+)
+from partitioner.ir import Graph
+from partitioner.shape_inference import infer_shapes
+from targets.catalog import load_target
+
+
+def conv_graph(c: int = 64, k: int = 64, hw: int = 56, kernel: int = 3, group: int = 1,
+               relu: bool = False) -> Graph:  # fmt: skip
+    g = Graph("t")
+    x = g.add_input("x", (1, c, hw, hw))
+    w = g.add_constant("w", np.zeros((k, c // group, kernel, kernel), np.float32))
+    pad = kernel // 2
+    attrs = {"kernel_shape": [kernel, kernel], "strides": [1, 1], "pads": [pad] * 4,
+             "dilations": [1, 1], "group": group}  # fmt: skip
+    conv = g.add_node("Conv", [x, w], 1, attrs, name="conv")
+    out = conv.outputs[0]
+    if relu:
+        out = g.add_node("Relu", [out], 1, name="relu").outputs[0]
+    g.mark_output(out)
+    infer_shapes(g)
+    return g
+
+
+def test_gpu_roofline_matches_hand_computation():
+    # Orin AGX 64GB at MAXN: 16 SMs x 1300.5 MHz x 2048 FP16 tensor FLOPs/clk/SM; 204.7 GB/s.
+    t = load_target("orin-agx-64gb")
+    g = conv_graph()
+    flops = 2 * 56 * 56 * 64 * 64 * 9  # 231,211,008
+    compute = flops / (16 * 1300.5e6 * 2048 * TENSOR_EFFICIENCY)
+    nbytes = (64 * 56 * 56 * 2) * 2 + 64 * 64 * 9 * 2  # input + output + weights, FP16
+    memory = nbytes / (2 * 3199e6 * 32 * MEMORY_EFFICIENCY)
+    expected = GPU_LAUNCH_SECONDS + max(compute, memory)
+    assert compute > memory  # this layer is compute-bound on Orin
+    assert gpu_layer_seconds(g.node("conv"), g, "fp16", t) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(15.85e-6, rel=1e-3)
+
+
+def test_gpu_memory_bound_depthwise_hand_computation():
+    # Depthwise 3x3 on 256x56x56 FP16, AGX Xavier MAXN: CUDA-core rate, memory-bound.
+    t = load_target("xavier-agx")
+    g = conv_graph(c=256, k=256, group=256)
+    nbytes = (256 * 56 * 56 * 2) * 2 + 256 * 9 * 2
+    memory = nbytes / (2 * 2133e6 * 32 * MEMORY_EFFICIENCY)
+    flops = 2 * 256 * 56 * 56 * 9
+    compute = flops / (8 * 1377e6 * 256 * 0.7)  # half2 SIMT: 2 x 128 FLOPs/clk/SM
+    assert memory > compute
+    got = gpu_layer_seconds(g.node("conv"), g, "fp16", t)
+    assert got == pytest.approx(GPU_LAUNCH_SECONDS + memory, rel=1e-9)
+
+
+def test_dla_roofline_hand_computation():
+    # Xavier DLA at MAXN: 1024 FP16 MACs/cycle x 1395.2 MHz; C=3 pads to atomic-C 64.
+    t = load_target("xavier-agx")
+    g = conv_graph(c=3, k=64, hw=224, kernel=3)
+    macs = 224 * 224 * 64 * 3 * 9 * (64 / 3)  # atomic-C rounding of 3 channels to 64
+    expected_mac = macs / (1024 * 1395.2e6)
+    got = dla_roofline_seconds(g.node("conv"), g, "fp16", t)
+    assert got == pytest.approx(expected_mac, rel=1e-9)
+
+
+@pytest.mark.parametrize("target", ["orin-agx-64gb", "xavier-agx"])
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_bigger_conv_costs_more(target: str, precision: str):
+    t = load_target(target)
+    small, big = conv_graph(hw=28), conv_graph(hw=56)
+    for cost in (gpu_layer_seconds, dla_layer_seconds):
+        assert cost(big.node("conv"), big, precision, t) > cost(
+            small.node("conv"), small, precision, t
+        )
+    wide = conv_graph(c=256, k=256, hw=28)
+    assert dla_layer_seconds(wide.node("conv"), wide, precision, t) > dla_layer_seconds(
+        small.node("conv"), small, precision, t
+    )
+
+
+@pytest.mark.parametrize("target", ["orin-agx-64gb", "orin-nx-16gb"])
+def test_int8_faster_than_fp16_on_dla2(target: str):
+    t = load_target(target)
+    g = conv_graph(c=256, k=256, hw=56)
+    fp16 = dla_layer_seconds(g.node("conv"), g, "fp16", t)
+    int8 = dla_layer_seconds(g.node("conv"), g, "int8", t)
+    assert int8 < fp16 / 2, (int8, fp16)
+
+
+def test_int8_faster_than_fp16_on_gpu():
+    t = load_target("orin-agx-64gb")
+    g = conv_graph(c=256, k=256, hw=56)
+    assert gpu_layer_seconds(g.node("conv"), g, "int8", t) < gpu_layer_seconds(
+        g.node("conv"), g, "fp16", t
+    )
+
+
+@pytest.mark.parametrize(
+    "target, low",
+    [("orin-agx-64gb", "15W"), ("orin-agx-64gb", "30W"), ("xavier-agx", "15W"),
+     ("xavier-nx", "10W"), ("orin-nx-16gb", "10W")],
+)  # fmt: skip
+def test_low_power_mode_is_slower(target: str, low: str):
+    fast, slow = load_target(target), load_target(target, low)
+    g = conv_graph(c=128, k=128, hw=56)
+    node = g.node("conv")
+    assert gpu_layer_seconds(node, g, "fp16", slow) > gpu_layer_seconds(node, g, "fp16", fast)
+    assert dla_layer_seconds(node, g, "int8", slow) > dla_layer_seconds(node, g, "int8", fast)
+    # The capability objects price at the target's selected mode.
+    assert GpuCapability(slow).cost(node, g, "fp16") > GpuCapability(fast).cost(node, g, "fp16")
+    assert DlaCapability(slow).cost(node, g, "int8") > DlaCapability(fast).cost(node, g, "int8")
+
+
+def test_fused_activation_and_views_are_free_on_gpu():
+    t = load_target("orin-agx-64gb")
+    g = conv_graph(relu=True)
+    assert gpu_layer_seconds(g.node("relu"), g, "fp16", t) == 0.0
+    g2 = Graph("t")
+    x = g2.add_input("x", (1, 4, 8, 8))
+    shape = g2.add_constant("s", np.array([1, 256], np.int64))
+    r = g2.add_node("Reshape", [x, shape], 1, name="r")
+    s = g2.add_node("Sigmoid", [r.outputs[0]], 1, name="s")
+    g2.mark_output(s.outputs[0])
+    infer_shapes(g2)
+    assert gpu_layer_seconds(g2.node("r"), g2, "fp16", t) == 0.0
+    # A stand-alone activation is a kernel of its own: launch + traffic.
+    assert gpu_layer_seconds(g2.node("s"), g2, "fp16", t) > GPU_LAUNCH_SECONDS
+
+
+def test_int8_request_priced_at_the_precision_that_runs():
+    t = load_target("orin-agx-64gb")
+    g = Graph("t")
+    x = g.add_input("x", (1, 64, 56, 56))
+    n = g.add_node("Sigmoid", [x], 1, name="s")
+    g.mark_output(n.outputs[0])
+    infer_shapes(g)
+    gpu = GpuCapability(t)
+    # Sigmoid has no INT8 GPU kernel: an INT8 request runs (and costs) as FP16.
+    assert gpu.cost(n, g, "int8") == pytest.approx(gpu_layer_seconds(n, g, "fp16", t))
+
+
+# GoogLeNet boundary tensors at FP16 (the published Xavier measurement, dla.md §1.3): from the
+# largest (the stem's 64x112x112 output) to the smallest (the last inception's 1024x7x7).
+@pytest.mark.parametrize("shape", [(64, 112, 112), (192, 28, 28), (480, 14, 14), (1024, 7, 7)])
+def test_transition_matches_published_xavier_switch_cost(shape):
+    t = load_target("xavier-agx")
+    nbytes = int(np.prod(shape)) * 2
+    seconds = transition_seconds(nbytes, t, "gpu", "dla")
+    assert 0.045e-3 <= seconds <= 0.074e-3, seconds
+
+
+def test_transition_parts():
+    t = load_target("orin-agx-64gb")
+    assert transition_seconds(1e6, t, "gpu", "gpu") == 0.0
+    assert transition_seconds(1e6, t, "dla0", "dla") == 0.0
+    small = transition_seconds(1e3, t, "dla0", "gpu")
+    big = transition_seconds(1e7, t, "gpu", "dla0")
+    assert SWITCH_OVERHEAD_SECONDS < small < big
+    reformat = GPU_LAUNCH_SECONDS + 2 * 1e7 / (t.dram_bytes_per_s * MEMORY_EFFICIENCY)
+    assert big == pytest.approx(SWITCH_OVERHEAD_SECONDS + reformat)
+    # Slower DRAM at 15W makes the same boundary dearer.
+    assert transition_seconds(1e7, load_target("orin-agx-64gb", "15W")) > big
+
+
+def test_transition_cost_for_partitioner_signature():
+    t = load_target("orin-agx-64gb")
+    g = conv_graph()
+    tensor = g.node("conv").outputs[0]
+    fp16 = transition_cost_for(t, "fp16")(tensor, "gpu", "dla")
+    int8 = transition_cost_for(t, "int8")(tensor, "dla", "gpu")
+    assert fp16 == pytest.approx(transition_seconds(64 * 56 * 56 * 2, t))
+    assert int8 < fp16

@@ -1,0 +1,130 @@
+"""Capability objects per target (the partitioner's view) and the capability report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devices.capability import (
+    CpuCapability,
+    DlaCapability,
+    GpuCapability,
+    capabilities_for,
+    capability_report,
+    format_report,
+)
+from partitioner.errors import ConfigError
+from partitioner.ir import Graph
+from partitioner.shape_inference import infer_shapes
+from targets.catalog import list_targets, load_target
+
+
+def small_net() -> Graph:
+    """conv -> relu -> two deconvs with padding (leave the DLA) -> hardswish -> concat."""
+    g = Graph("net")
+    x = g.add_input("x", (1, 8, 16, 16))
+    w = g.add_constant("w", np.zeros((8, 8, 3, 3), np.float32))
+    wt = g.add_constant("wt", np.zeros((8, 8, 3, 3), np.float32))
+    conv = g.add_node("Conv", [x, w], 1, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                      "strides": [1, 1], "dilations": [1, 1], "group": 1}, name="c1")  # fmt: skip
+    relu = g.add_node("Relu", [conv.outputs[0]], 1, name="r1")
+    ups = []
+    for name in ("up3", "up4"):
+        up = g.add_node("ConvTranspose", [relu.outputs[0], wt], 1,
+                        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1],
+                         "dilations": [1, 1], "group": 1}, name=name)  # fmt: skip
+        ups.append(up.outputs[0])
+    hs = g.add_node("HardSwish", [ups[0]], 1, name="hs")
+    cat = g.add_node("Concat", [hs.outputs[0], ups[1]], 1, {"axis": 1}, name="cat")
+    g.mark_output(cat.outputs[0])
+    infer_shapes(g)
+    return g
+
+
+@pytest.mark.parametrize("name", list_targets())
+def test_capabilities_for_every_board(name: str):
+    t = load_target(name)
+    caps = capabilities_for(t)
+    assert caps["gpu"].kind == "gpu" and caps["cpu"].kind == "cpu"
+    assert ("dla" in caps) == (t.dla is not None)
+    g = small_net()
+    for cap in caps.values():
+        assert cap.kind in ("gpu", "dla", "cpu")
+        for node in g:
+            verdict = cap.supports(node, g, "fp16")
+            if verdict.ok:
+                assert cap.cost(node, g, "fp16") >= 0.0
+
+
+def test_dla_core_is_checked():
+    t = load_target("orin-nx-8gb")  # one DLA core
+    assert DlaCapability(t, 0).device == "dla0"
+    with pytest.raises(ConfigError, match=r"has 1 DLA core\(s\): dla_core 1 does not exist"):
+        DlaCapability(t, 1)
+    assert capabilities_for(load_target("orin-agx-64gb"), dla_core=1)["dla"].device == "dla1"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="has no DLA"):
+        DlaCapability(load_target("orin-nano-8gb"))
+
+
+def test_host_without_gpu_gets_cpu_only():
+    t = load_target("host")
+    caps = capabilities_for(t)
+    if t.gpu is None:
+        assert set(caps) == {"cpu"}
+        with pytest.raises(ConfigError, match="has no GPU"):
+            GpuCapability(t)
+
+
+def test_dla_verdicts_use_the_targets_tensorrt():
+    g = Graph("t")
+    a, b = g.add_input("a", (1, 4, 8, 8)), g.add_input("b", (1, 4, 8, 8))
+    div = g.add_node("Div", [a, b], 1, name="d")
+    g.mark_output(div.outputs[0])
+    infer_shapes(g)
+    assert DlaCapability(load_target("orin-agx-64gb")).supports(div, g, "fp16").ok
+    xavier = DlaCapability(load_target("xavier-agx")).supports(div, g, "fp16")
+    assert not xavier.ok and xavier.reason == (
+        "Div 'd': Div needs TensorRT >= 8.6.12 on DLA (target has 8.5.2)"
+    )
+
+
+def test_cpu_capability_runs_fp32():
+    t = load_target("orin-agx-64gb")
+    cpu = CpuCapability(t)
+    g = small_net()
+    verdict = cpu.supports(g.node("hs"), g, "int8")
+    assert verdict.ok and "runs in FP32 on the CPU" in verdict.reason
+    assert cpu.cost(g.node("c1"), g, "fp32") > 0
+
+
+def test_capability_report_rows():
+    t = load_target("orin-agx-64gb")
+    g = small_net()
+    rows = capability_report(
+        g, DlaCapability(t), "fp16", extra={"c1": "Conv 'c1': pinned to gpu by rule 1"}
+    )
+    table = [(r.operator, r.count, r.reason, r.layers) for r in rows]
+    assert table == [
+        ("ConvTranspose", 2, "padding (1,1) not supported on DLA (must be 0)", ("up3", "up4")),
+        ("Conv", 1, "pinned to gpu by rule 1", ("c1",)),
+        (
+            "HardSwish",
+            1,
+            "HardSwish is not a DLA activation (ReLU, Sigmoid, TanH, Clip, LeakyReLU only)",
+            ("hs",),
+        ),
+    ]
+    text = format_report(rows)
+    header = [cell.strip() for cell in text.splitlines()[0].split(" | ")]
+    assert header == ["Operator", "Count", "Reason", "Layers"]
+    assert "ConvTranspose | 2     | padding (1,1) not supported on DLA (must be 0)" in text
+    assert "up3, up4" in text
+
+
+def test_capability_report_fp32_and_per_layer_precision():
+    t = load_target("xavier-agx")
+    g = small_net()
+    rows = capability_report(g, DlaCapability(t), {"c1": "fp32", "r1": "int8"})
+    reasons = {r.layers[0]: r.reason for r in rows}
+    assert reasons["c1"] == "FP32 requested (DLA runs FP16/INT8 only)"
+    assert "r1" not in reasons  # ReLU runs on the DLA in INT8
