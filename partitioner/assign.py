@@ -78,6 +78,7 @@ class Analysis:
     dla: str | None  # "dla0"/"dla1", None without a DLA capability
     layers: dict[str, LayerFacts]
     warnings: list[str]
+    io_device: str = "gpu"  # where graph inputs/outputs live: the GPU, or the CPU without one
 
     def cost(self, node: Node, device: str) -> float:
         return self.layers[node.name].costs.get(device, float("inf"))
@@ -107,8 +108,6 @@ def partition(
     strategy = strategy or policy.partition
     if strategy not in ("trt", "cost"):
         raise PartitionError(f"unknown partition strategy '{strategy}': expected trt or cost")
-    if "gpu" not in caps:
-        raise InternalError("partition() needs a 'gpu' capability")
     tc = _adapt_transition_cost(transition_cost)
     facts = analyse(graph, caps, policy)
     trt = place_trt(facts, tc)
@@ -174,21 +173,25 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         if facts.cpu_precision is not None:
             facts.costs["cpu"] = caps["cpu"].cost(node, graph, facts.cpu_precision)
         layers[node.name] = facts
-    return Analysis(graph, order, policy, dla, layers, list(pins.warnings))
+    io_device = "gpu" if "gpu" in caps else "cpu"
+    return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device)
 
 
 def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: Precision) -> None:
     node = facts.node
     first = None
-    for p in _GPU_PRECISION_ORDER[precision]:
-        verdict = caps["gpu"].supports(node, graph, p)
+    gpu = caps.get("gpu")
+    for p in _GPU_PRECISION_ORDER[precision] if gpu is not None else ():
+        verdict = gpu.supports(node, graph, p)
         if verdict.ok:
             facts.gpu_precision = p
             if p != precision:
                 facts.gpu_note = f"runs {p} on GPU ({_named(node, first or '')})"
             return
         first = first or verdict.reason
-    facts.gpu_note = f"GPU cannot run it: {_named(node, first or '')}"
+    facts.gpu_note = (
+        f"GPU cannot run it: {_named(node, first or '')}" if gpu else "target has no GPU"
+    )
     cpu = caps.get("cpu")
     if cpu is not None and cpu.supports(node, graph, "fp32").ok:
         facts.cpu_precision = "fp32"
@@ -352,7 +355,7 @@ def enforce_dla_limits(
     assignments = {
         n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
     }
-    prediction = predict(a.graph, devices, a.cost, tc)
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device)
     return Partition(
         assignments,
         segments,

@@ -258,7 +258,7 @@ def _throughput_cut(
     for _ in range(CUT_ROUNDS):
         alpha = (lo + hi) / 2
         devices = _cut(a, fixed, tc, alpha, 1.0 - alpha)
-        p = predict(a.graph, devices, a.cost, tc)
+        p = predict(a.graph, devices, a.cost, tc, a.io_device)
         if p.period < best_period:
             best, best_period = devices, p.period
         gpu_load = p.per_device.get("gpu", 0.0) + p.transfer

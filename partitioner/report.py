@@ -56,7 +56,9 @@ _SEGMENT_INDEX = re.compile(r"\s*\(segment \d+ of \d+\)")
 def _generic_reason(reason: str, op: str, name: str) -> str:
     """The reason without the layer's own name, so equal reasons group in one row."""
     text = _DEVICE_PREFIX.sub("", reason)
-    text = text.replace(f"{op} '{name}': ", "").replace(f"'{name}'", "this layer")
+    text = text.replace(f"{op} '{name}': ", "")
+    if text.startswith("cost model:"):  # per-layer numbers differ; the verdict is the same
+        return "cost model: faster off the DLA, counting layer and transition costs"
     return _SEGMENT_INDEX.sub("", text)
 
 

@@ -291,19 +291,21 @@ def segment_graph_is_acyclic(graph: Graph, segments: Sequence[Segment]) -> bool:
 # ----- prediction --------------------------------------------------------------------------
 
 
-def transfers(graph: Graph, devices: Mapping[str, str]) -> list[tuple[Tensor, str, str]]:
+def transfers(
+    graph: Graph, devices: Mapping[str, str], io_device: str = IO_DEVICE
+) -> list[tuple[Tensor, str, str]]:
     """Every (tensor, src device, dst device) copy a placement needs, once per destination."""
     out: list[tuple[Tensor, str, str]] = []
     for t in list[Tensor](graph.inputs):
-        for dst in sorted({devices[c.name] for c in t.consumers} - {IO_DEVICE}):
-            out.append((t, IO_DEVICE, dst))
+        for dst in sorted({devices[c.name] for c in t.consumers} - {io_device}):
+            out.append((t, io_device, dst))
     graph_outputs = {id(t) for t in graph.outputs}
     for n in graph.nodes:
         src = devices[n.name]
         for t in n.outputs:
             dsts = {devices[c.name] for c in t.consumers}
             if id(t) in graph_outputs:
-                dsts.add(IO_DEVICE)
+                dsts.add(io_device)
             for dst in sorted(dsts - {src}):
                 out.append((t, src, dst))
     return out
@@ -314,24 +316,25 @@ def predict(
     devices: Mapping[str, str],
     layer_cost: Callable[[Node, str], float],
     transition_cost: TransitionCost | None,
+    io_device: str = IO_DEVICE,
 ) -> Prediction:
     """The one formula both strategies are judged by.
 
     ``total`` = sum of layer costs on their devices + sum of transition costs (serial run).
     ``period`` models a pipeline over successive inferences: each device works on a different
     frame, so the steady-state time per inference is the busiest device's time; transitions are
-    charged to the GPU, which runs the reformat kernels around DLA segments.
+    charged to the GPU (``io_device``), which runs the reformat kernels around DLA segments.
     """
     busy: dict[str, float] = {}
     for n in graph.nodes:
         d = devices[n.name]
         busy[d] = busy.get(d, 0.0) + layer_cost(n, d)
-    moves = transfers(graph, devices)
+    moves = transfers(graph, devices, io_device)
     transfer = 0.0
     if transition_cost is not None:
         transfer = sum(transition_cost(t, device_kind(s), device_kind(d)) for t, s, d in moves)
     total = sum(busy.values()) + transfer
     loads = dict(busy)
-    loads[IO_DEVICE] = loads.get(IO_DEVICE, 0.0) + transfer
+    loads[io_device] = loads.get(io_device, 0.0) + transfer
     period = max(loads.values(), default=0.0)
     return Prediction(total, busy, transfer, len(moves), period)

@@ -275,3 +275,33 @@ def test_rules_without_effect_are_warnings_not_errors() -> None:
 
 def test_rule_compiles_its_regex() -> None:
     assert Rule(index=1, regex="a.c", device="gpu").matches(chain("abc").nodes[0], 0, 1)
+
+
+# ----- the examples in docs/policy.md ------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
+
+
+def _doc_yaml_blocks() -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    return [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+
+
+def test_every_yaml_example_in_the_docs_is_a_valid_policy() -> None:
+    blocks = _doc_yaml_blocks()
+    assert len(blocks) >= 6
+    for i, block in enumerate(blocks):
+        Policy.from_yaml(block, source=f"docs/policy.md example {i}")
+
+
+def test_docs_yolo_example_pins_the_detect_decode_not_its_convs() -> None:
+    from partitioner.onnx_import import import_onnx
+    from tandem.zoo import build_model
+
+    (yolo,) = [b for b in _doc_yaml_blocks() if "model.24" in b]
+    graph = import_onnx(build_model("yolov5s", resolution=64))
+    pins = resolve_pins(Policy.from_yaml(yolo, "yolo.yaml"), graph.topological_order())
+    pinned = sorted(pins.device)
+    assert "model.24.m.0.reshape" in pinned and "model.24.concat" in pinned
+    assert "model.24.m.0" not in pinned and "model.23.cv3.conv" not in pinned
+    assert len(pinned) == 3 * 12 + 1 and pins.warnings == []  # 12 decode layers per scale
