@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One full device call: environment facts, the GPU tests, then the benchmark; logs under $OUT.
+#   bench/gpu_device_run.sh [tests|bench|all] [pytest -k expression]
+set -u
+MODE=${1:-all}
+KEXPR=${2:-}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TANDEM_CACHE_DIR=/tmp/tandem-cache
+{
+  date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
+  python3 -c "import cuda.bindings, cuda.core, numpy, onnx; print('cuda-bindings', cuda.bindings.__version__, 'cuda-core', cuda.core.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"
+  python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
+  python3 -c "from gpu_kernels.compile import available_majors, load_nvrtc; m=available_majors(); print('nvrtc', m, [load_nvrtc(x).path for x in m])"
+} 2>&1 | tee "$OUT/env.txt"
+if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
+  ARGS=(-q -rfE -p no:cacheprovider tests/devices/test_gpu_ops.py tests/gpu_kernels/test_conv_tactics_gpu.py tests/devices/test_gpu_models.py)
+  [ -n "$KEXPR" ] && ARGS+=(-k "$KEXPR")
+  timeout 420 python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
+fi
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  timeout 500 python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -60
+fi

@@ -1,0 +1,261 @@
+"""The GPU backend: runs a graph (a GPU segment or a whole model) with Tandem's own CUDA kernels.
+
+Build (``activate``): lower the graph to kernel launches (``gpu_kernels.lowering``), choose each
+convolution's tactic (timing cache, else autotune with CUDA events, else the cost model),
+NVRTC-compile the kernels for this GPU's arch, upload the weights once (converted to NHWC and the
+compute precision), place activations in one arena planned by tensor lifetimes, and capture every
+launch in one CUDA graph. ``infer`` then copies the inputs in, replays the graph, and copies the
+outputs back.
+
+Boundary format: inputs and outputs are numpy arrays in ONNX layout (NCHW for images) and the
+graph's declared dtype (normally float32); conversion to and from the internal NHWC / FP16 form
+happens on the GPU inside the captured graph.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.runner import BaseRunner
+from gpu_kernels.driver import Context, CudaError, CudaGraph, KArgs
+from gpu_kernels.lowering import GpuProgram, Launch, args_for, describe, lower
+from gpu_kernels.tactics import ConvProblem, ConvTactic, candidates, heuristic, mma_eligible
+from gpu_kernels.timing_cache import TimingCache
+from partitioner.errors import ExecutionError
+from partitioner.ir import Graph
+
+
+class GpuRunner(BaseRunner):
+    """Runs ``graph`` on CUDA GPU ``device`` at ``precision`` ("fp16" or "fp32")."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        precision: str = "fp16",
+        *,
+        device: int = 0,
+        autotune: bool = True,
+        timing_cache: TimingCache | str | Path | None = None,
+        use_cuda_graph: bool = True,
+        nvrtc_major: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(graph, name or f"gpu:{graph.name}")
+        self.graph: Graph = graph
+        self.precision = precision
+        self.device = device
+        self.autotune = autotune
+        self.cache_path = None if isinstance(timing_cache, TimingCache) or timing_cache is None \
+            else Path(timing_cache)
+        if isinstance(timing_cache, TimingCache):
+            self.timing_cache = timing_cache
+        elif self.cache_path is not None and self.cache_path.is_file():
+            self.timing_cache = TimingCache.load(self.cache_path)
+        else:
+            self.timing_cache = TimingCache()
+        self.use_cuda_graph = use_cuda_graph
+        self.nvrtc_major = nvrtc_major
+        self.sync_each = os.environ.get("TANDEM_GPU_SYNC") == "1"  # localise a failing kernel
+        self.program: GpuProgram | None = None
+        self.ctx: Context | None = None
+        self._cuda_graph: CudaGraph | None = None
+        self._calls: list[tuple[str, Any, tuple[int, int, int], int, int, KArgs]] = []
+        self._allocs: list[int] = []
+        self._io: dict[int, int] = {}
+        self.tactic_source: dict[str, str] = {}  # layer -> "cache" | "autotune" | "heuristic"
+
+    # ----- build ---------------------------------------------------------------------------
+    def activate_impl(self) -> None:
+        from gpu_kernels.library import KernelLibrary
+
+        ctx = self.ctx = Context(self.device)
+        self.lib = KernelLibrary(ctx, self.nvrtc_major)
+        info = ctx.info
+        self.arch_key = f"sm_{info.arch}"
+        self.program = prog = lower(self.graph, self.precision, info.arch, self._choose,
+                                    info.sm_count)
+        arena = self._alloc(prog.arena_bytes)
+        weights = self._alloc(prog.weight_bytes)
+        for off, arr in prog.weights:
+            ctx.upload(weights + off, arr)
+        for buf, _, _ in list(prog.inputs.values()) + list(prog.outputs.values()):
+            self._io[id(buf)] = self._alloc(buf.nbytes)
+        self._calls = []
+        for ln in prog.launches:
+            func = self._function(ln)
+            ptrs, ints, floats = args_for(ln, arena, weights, self._io)
+            self._calls.append((ln.layer, func, ln.grid, ln.block, ln.smem,
+                                KArgs.make(ptrs, ints, floats)))
+        if self.use_cuda_graph and not self.sync_each:
+            ctx.synchronize()
+            ctx.begin_capture()
+            try:
+                self._launch_all()
+            finally:
+                self._cuda_graph = ctx.end_capture()
+        if self.cache_path is not None:
+            self.timing_cache.save(self.cache_path)
+
+    def _alloc(self, nbytes: int) -> int:
+        assert self.ctx is not None
+        ptr = self.ctx.alloc(nbytes)
+        self._allocs.append(ptr)
+        return ptr
+
+    def _function(self, ln: Launch) -> Any:
+        if ln.kernel == "conv_mma_f16":
+            assert ln.tactic is not None
+            return self.lib.conv_mma(ln.tactic)
+        return self.lib.function(ln.kernel, ln.smem)
+
+    def _choose(self, problem: ConvProblem) -> ConvTactic:
+        """Timing cache first, then autotuning on this GPU, then the cost model."""
+        assert self.ctx is not None
+        sig = problem.signature()
+        cands = candidates(problem, self.ctx.info.arch)
+        names = {t.name: t for t in cands}
+        best = self.timing_cache.best(sig, self.arch_key)
+        if best in names:
+            self.tactic_source[sig] = "cache"
+            return names[best]
+        if self.autotune and len(cands) > 1:
+            self.tactic_source[sig] = "autotune"
+            times = self.measure_tactics(problem, cands)
+            for name, ms in times.items():
+                self.timing_cache.record(sig, self.arch_key, name, ms)
+            return names[min(times, key=times.__getitem__)]
+        self.tactic_source[sig] = "heuristic"
+        return heuristic(problem, self.ctx.info.arch, self.ctx.info.sm_count)
+
+    def measure_tactics(self, p: ConvProblem, cands: list[ConvTactic], reps: int = 10
+                        ) -> dict[str, float]:
+        """Median-free quick timing: mean ms of ``reps`` launches per tactic, CUDA events."""
+        ctx = self.ctx
+        assert ctx is not None and mma_eligible(p, ctx.info.arch)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
+        w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
+        max_split = max(t.splits for t in cands)
+        bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
+                ctx.alloc(max_split * p.gemm_m * p.k * 4)]
+        try:
+            ctx.upload(bufs[0], x)
+            ctx.upload(bufs[1], w)
+            ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
+                    p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], 1, 0, 0, p.c, p.k, 0]
+            out: dict[str, float] = {}
+            start, end = ctx.event(), ctx.event()
+            for t in cands:
+                func = self.lib.conv_mma(t)
+                grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
+                args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3]], ints + [t.splits],
+                                  [0.0, 0.0])
+                for _ in range(2):
+                    ctx.launch(func, grid, t.threads, args, t.smem_bytes)
+                ctx.record(start)
+                for _ in range(reps):
+                    ctx.launch(func, grid, t.threads, args, t.smem_bytes)
+                ctx.record(end)
+                ms = ctx.elapsed_ms(start, end) / reps
+                if t.splits > 1:  # the reduction kernel's cost, roughly: FP32 partials r+w
+                    ms += (t.splits * p.gemm_m * p.k * 4 + p.gemm_m * p.k * 2) / 2.5e9 + 0.002
+                out[t.name] = ms
+            return out
+        finally:
+            ctx.synchronize()
+            for b in bufs:
+                ctx.free(b)
+
+    # ----- run -----------------------------------------------------------------------------
+    def _launch_all(self) -> None:
+        assert self.ctx is not None
+        for layer, func, grid, block, smem, args in self._calls:
+            try:
+                self.ctx.launch(func, grid, block, args, smem)
+                if self.sync_each:
+                    self.ctx.synchronize()
+            except CudaError as err:
+                raise ExecutionError(f"GPU layer '{layer}' failed: {err}") from err
+
+    def run_device(self) -> None:
+        """One inference on what is already in the input buffers (no host copies)."""
+        if self._cuda_graph is not None:
+            self._cuda_graph.launch()
+        else:
+            self._launch_all()
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        prog, ctx = self.program, self.ctx
+        assert prog is not None and ctx is not None
+        hold = []
+        for name, (buf, _shape, dtype) in prog.inputs.items():
+            arr = np.ascontiguousarray(feeds[name], dtype=dtype)
+            hold.append(arr)
+            ctx.upload_async(self._io[id(buf)], arr)
+        self.run_device()
+        outs = {}
+        for name, (buf, shape, dtype) in prog.outputs.items():
+            out = np.empty(shape, dtype=dtype)
+            ctx.download_async(self._io[id(buf)], out)
+            outs[name] = out
+        try:
+            ctx.synchronize()
+        except CudaError as err:
+            raise ExecutionError(f"GPU segment '{self.graph.name}' failed: {err} (set "
+                                 "TANDEM_GPU_SYNC=1 to find the layer)") from err
+        return outs
+
+    def time_ms(self, iterations: int = 100, warmup: int = 10) -> list[float]:
+        """Per-inference device time (CUDA events) of ``iterations`` replays, inputs resident."""
+        ctx = self.ctx
+        assert ctx is not None
+        for _ in range(warmup):
+            self.run_device()
+        ctx.synchronize()
+        events = [ctx.event() for _ in range(iterations + 1)]
+        ctx.record(events[0])
+        for i in range(iterations):
+            self.run_device()
+            ctx.record(events[i + 1])
+        ctx.synchronize()
+        return [ctx.elapsed_ms(events[i], events[i + 1]) for i in range(iterations)]
+
+    def deactivate_impl(self) -> None:
+        if self.ctx is not None:
+            try:
+                self.ctx.synchronize()
+            finally:
+                for ptr in self._allocs:
+                    self.ctx.free(ptr)
+        self._allocs, self._calls, self._io = [], [], {}
+        self._cuda_graph = None
+
+    # ----- reports -------------------------------------------------------------------------
+    @property
+    def peak_activation_bytes(self) -> int:
+        """Activation arena bytes (planned by lifetimes) plus the boundary buffers."""
+        assert self.program is not None
+        io = sum(b.nbytes for b, _, _ in list(self.program.inputs.values())
+                 + list(self.program.outputs.values()))
+        return self.program.arena_bytes + io
+
+    def summary(self) -> dict[str, Any]:
+        assert self.program is not None and self.ctx is not None
+        d = describe(self.program)
+        d.update(device=self.ctx.info.name, arch=self.arch_key, precision=self.precision,
+                 peak_activation_bytes=self.peak_activation_bytes,
+                 cuda_graph=self._cuda_graph is not None,
+                 compile_seconds=round(self.lib.compile_seconds, 2))
+        return d
+
+
+def gpu_available() -> bool:
+    try:
+        Context()
+        return True
+    except Exception:
+        return False

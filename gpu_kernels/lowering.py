@@ -1,0 +1,955 @@
+"""Lower a graph (a GPU segment or a whole model) to a list of kernel launches, and plan memory.
+
+Pure: no GPU needed, so plans, peak activation bytes and unsupported-layer errors are testable
+in CI. ``devices/gpu.py`` resolves kernel names to functions, allocates and captures the launches
+in a CUDA graph.
+
+Layouts. Four-dimensional activations live in NHWC (tensor cores read channels contiguously);
+everything else is "plain" (row-major in ONNX's axis order). A value's layout and dtype change
+only through explicit copy kernels that :meth:`Lowering.ensure` inserts where a consumer needs
+another form. Boundary tensors are plain FP32 (or the model dtype), i.e. NCHW as ONNX has them.
+
+Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
+activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpu_kernels.tactics import DIRECT, ConvProblem, ConvTactic, mma_eligible
+from partitioner.errors import TandemError, UnsupportedOpError
+from partitioner.ir import Constant, Graph, Node, Tensor
+
+ACT = {
+    "none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "silu": 5, "hardswish": 6,
+    "hardsigmoid": 7, "gelu": 8, "tanh": 9, "erf": 10, "exp": 11, "sqrt": 12, "recip": 13,
+    "neg": 14, "abs": 15, "elu": 16, "softplus": 17, "mish": 18, "log": 19,
+}
+UNARY_OPS = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky",
+    "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Erf": "erf", "Exp": "exp",
+    "Sqrt": "sqrt", "Reciprocal": "recip", "Neg": "neg", "Abs": "abs", "Elu": "elu",
+    "Softplus": "softplus", "Mish": "mish", "Log": "log", "Gelu": "gelu", "Clip": "clip",
+}
+BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0}
+ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+MAXR = 6
+DTYPE_BYTES = {"f16": 2, "f32": 4}
+NP_DTYPE = {"f16": np.float16, "f32": np.float32}
+
+
+class GpuLoweringError(UnsupportedOpError):
+    """A layer the GPU backend cannot run; the message names the layer and why."""
+
+
+# ----- buffers, values, launches -------------------------------------------------------------
+@dataclass(eq=False)
+class VBuf:
+    """A virtual activation buffer; ``offset`` in the arena is set by :func:`plan_memory`."""
+
+    nbytes: int
+    first: int
+    last: int
+    kind: str = "arena"  # "arena" | "input" | "output"
+    name: str = ""
+    offset: int = -1
+
+
+@dataclass
+class Value:
+    """A tensor as it lives on the GPU."""
+
+    buf: VBuf
+    shape: tuple[int, ...]  # logical (ONNX) shape
+    layout: str  # "nhwc" (4-D only) or "plain"
+    dtype: str  # "f16" | "f32"
+    offset: int = 0  # elements from the buffer start
+    cs: int = 0  # NHWC: elements between pixels (== C unless a channel slice)
+
+    def strides(self) -> list[int]:
+        """Element strides per *logical* axis."""
+        if self.layout == "nhwc":
+            _, c, h, w = self.shape
+            cs = self.cs or c
+            return [h * w * cs, 1, w * cs, cs]
+        out, acc = [], 1
+        for d in reversed(self.shape):
+            out.append(acc)
+            acc *= d
+        return out[::-1]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass
+class Ref:
+    """A pointer argument: a buffer plus a byte offset, or a weight-arena offset."""
+
+    buf: VBuf | None
+    byte_offset: int
+    weight: bool = False
+
+
+@dataclass
+class Launch:
+    layer: str
+    kernel: str  # extern "C" name ("conv_mma_f16" resolved per tactic)
+    grid: tuple[int, int, int]
+    block: int
+    ptrs: list[Ref | None]
+    ints: list[int] = field(default_factory=list)
+    floats: list[float] = field(default_factory=list)
+    smem: int = 0
+    tactic: ConvTactic | None = None
+    problem: ConvProblem | None = None
+
+
+@dataclass
+class GpuProgram:
+    """Everything needed to run a graph on the GPU, before addresses exist."""
+
+    launches: list[Launch]
+    buffers: list[VBuf]
+    weights: list[tuple[int, np.ndarray]]  # (byte offset in the weight arena, bytes)
+    weight_bytes: int
+    inputs: dict[str, tuple[VBuf, tuple[int, ...], np.dtype]]
+    outputs: dict[str, tuple[VBuf, tuple[int, ...], np.dtype]]
+    arena_bytes: int = 0
+    naive_bytes: int = 0  # what a no-reuse allocation would take
+
+    @property
+    def kernel_count(self) -> int:
+        return len(self.launches)
+
+
+TacticChooser = Callable[[ConvProblem], ConvTactic]
+
+
+def _grid1d(n: int, block: int = 256) -> tuple[int, int, int]:
+    return (max(1, min((n + block - 1) // block, 65535 * 8)), 1, 1)
+
+
+def _const(node: Node, i: int) -> np.ndarray | None:
+    return node.constant_input(i)
+
+
+# ----- the lowering --------------------------------------------------------------------------
+class Lowering:
+    def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser) -> None:
+        if precision not in ("fp16", "fp32"):
+            raise GpuLoweringError(
+                f"GPU precision '{precision}' is not supported here (use fp16 or fp32; "
+                "INT8 convolutions are not implemented yet)"
+            )
+        self.graph = graph
+        self.dt = "f16" if precision == "fp16" else "f32"
+        self.arch = arch
+        self.choose = choose
+        self.launches: list[Launch] = []
+        self.buffers: list[VBuf] = []
+        self.values: dict[str, Value] = {}
+        self.weights: list[tuple[int, np.ndarray]] = []
+        self.weight_bytes = 0
+        self._weight_cache: dict[tuple[int, str], Ref] = {}
+        self.fused: set[str] = set()
+        self._converted: dict[tuple[Any, ...], Value] = {}
+
+    # ----- helpers -------------------------------------------------------------------------
+    def new_buf(self, nbytes: int, kind: str = "arena", name: str = "") -> VBuf:
+        step = len(self.launches)
+        b = VBuf(int(nbytes), step, step, kind, name)
+        self.buffers.append(b)
+        return b
+
+    def new_value(self, shape: tuple[int, ...], layout: str, dtype: str | None = None) -> Value:
+        dtype = dtype or self.dt
+        n = int(np.prod(shape, dtype=np.int64))
+        return Value(self.new_buf(n * DTYPE_BYTES[dtype]), tuple(shape), layout, dtype)
+
+    def ref(self, v: Value) -> Ref:
+        if v.buf.kind == "weight":
+            return Ref(None, v.buf.offset + v.offset * DTYPE_BYTES[v.dtype], weight=True)
+        return Ref(v.buf, v.offset * DTYPE_BYTES[v.dtype])
+
+    def weight(self, array: np.ndarray, dtype: str | None = None) -> Ref:
+        arr = np.ascontiguousarray(array, dtype=NP_DTYPE[dtype] if dtype else None)
+        off = self.weight_bytes
+        self.weights.append((off, arr))
+        self.weight_bytes = off + ((arr.nbytes + 255) // 256) * 256
+        return Ref(None, off, weight=True)
+
+    def emit(self, launch: Launch) -> None:
+        step = len(self.launches)
+        self.launches.append(launch)
+        for r in launch.ptrs:
+            if r is not None and r.buf is not None:
+                r.buf.first = min(r.buf.first, step)
+                r.buf.last = max(r.buf.last, step)
+
+    def value(self, t: Tensor | None, node: Node) -> Value:
+        if t is None:
+            raise GpuLoweringError(f"layer '{node.name}' ({node.op}): a required input is missing")
+        if isinstance(t, Constant):
+            v = t.values
+            if v.dtype.kind != "f":
+                raise GpuLoweringError(
+                    f"layer '{node.name}' ({node.op}): non-float constant input '{t.name}' "
+                    "is not supported on the GPU"
+                )
+            key = (id(t), self.dt)
+            if key not in self._weight_cache:
+                self._weight_cache[key] = self.weight(v, self.dt)
+            r = self._weight_cache[key]
+            # constants live in the weight arena: a value without an activation buffer
+            val = Value(VBuf(0, 0, 0, "weight"), tuple(int(d) for d in v.shape), "plain", self.dt)
+            val.buf.offset = r.byte_offset
+            return val
+        if t.name not in self.values:
+            raise GpuLoweringError(
+                f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
+            )
+        return self.values[t.name]
+
+    def copy(self, src: Value, dst: Value, layer: str, shape: list[int] | None = None,
+             src_strides: list[int] | None = None, dst_strides: list[int] | None = None) -> None:
+        """dst[...] = src[...] over a logical ``shape`` (default src.shape), any strides/dtypes."""
+        shape = list(shape if shape is not None else src.shape)
+        ss = list(src_strides if src_strides is not None else src.strides())
+        ds = list(dst_strides if dst_strides is not None else dst.strides())
+        # iterate in the destination's memory order (coalesced writes); drop size-1 axes
+        order = sorted(range(len(shape)), key=lambda a: -ds[a])
+        dims = [(shape[a], ss[a], ds[a]) for a in order if shape[a] != 1] or [(1, 0, 0)]
+        if len(dims) > MAXR:
+            raise GpuLoweringError(f"layer '{layer}': copies of rank > {MAXR} are not supported")
+        n = int(np.prod([d[0] for d in dims]))
+        pad = MAXR - len(dims)
+        ints = [len(dims)] + [d[0] for d in dims] + [0] * pad + [d[1] for d in dims] + [0] * pad
+        ints += [d[2] for d in dims] + [0] * pad
+        self.emit(Launch(layer, f"copy_{src.dtype}_{dst.dtype}", _grid1d(n), 256,
+                         [self.ref(src), self.ref(dst)], ints))
+
+    def ensure(self, v: Value, layout: str | None, dtype: str | None, layer: str) -> Value:
+        """``v`` in the wanted layout / dtype, converted by one copy kernel when it differs."""
+        layout = layout or v.layout
+        dtype = dtype or v.dtype
+        if layout == "nhwc" and len(v.shape) != 4:
+            raise GpuLoweringError(f"layer '{layer}': needs a 4-D input, got shape {v.shape}")
+        dense_nhwc = v.layout == "nhwc" and (v.cs in (0, v.shape[1]))
+        if v.layout == layout and v.dtype == dtype and (layout == "plain" or dense_nhwc):
+            return v
+        if v.layout == "nhwc" and layout == "plain" and v.dtype == dtype and dense_nhwc \
+                and v.shape[2] * v.shape[3] == 1:
+            return Value(v.buf, v.shape, "plain", dtype, v.offset)  # same memory order
+        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, layout, dtype)
+        if key not in self._converted:  # convert once, however many readers need it
+            out = self.new_value(v.shape, layout, dtype)
+            self.copy(v, out, layer)
+            self._converted[key] = out
+        return self._converted[key]
+
+    # ----- graph ---------------------------------------------------------------------------
+    def run(self) -> GpuProgram:
+        g = self.graph
+        inputs = {}
+        for t in g.inputs:
+            shape = tuple(int(d) for d in t.static_shape())
+            np_dt = np.dtype(t.dtype or "float32")
+            if np_dt.kind != "f":
+                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on GPU")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
+            self.values[t.name] = Value(buf, shape, "plain", dt)
+            inputs[t.name] = (buf, shape, np_dt)
+        for node in g.topological_order():
+            if node.name in self.fused:
+                continue
+            handler = getattr(self, f"op_{node.op}", None)
+            if node.domain not in ("", "ai.onnx") or handler is None:
+                raise GpuLoweringError(
+                    f"layer '{node.name}': op {node.op} has no GPU kernel in Tandem; "
+                    "place it on another device (policy rule) or run it on the CPU"
+                )
+            try:
+                handler(node)
+            except GpuLoweringError:
+                raise
+            except TandemError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError) as err:
+                raise GpuLoweringError(
+                    f"layer '{node.name}' ({node.op}): cannot lower to GPU kernels ({err})"
+                ) from err
+        outputs = {}
+        for t in g.outputs:
+            v = self.value(t, Node("output", "Output"))
+            np_dt = np.dtype(t.dtype or "float32")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(v.size * np_dt.itemsize, "output", t.name)
+            out = Value(buf, v.shape, "plain", dt)
+            self.copy(v, out, f"output:{t.name}")
+            outputs[t.name] = (buf, v.shape, np_dt)
+        arena, naive = plan_memory(self.buffers)
+        return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
+                          outputs, arena, naive)
+
+    def out_shape(self, node: Node, i: int = 0) -> tuple[int, ...]:
+        return tuple(int(d) for d in node.outputs[i].static_shape())
+
+    def bind(self, node: Node, v: Value, i: int = 0) -> None:
+        self.values[node.outputs[i].name] = v
+
+    # ----- fusion matching -----------------------------------------------------------------
+    def _sole_reader(self, t: Tensor) -> Node | None:
+        if t in self.graph.outputs or len(t.consumers) != 1:
+            return None
+        return t.consumers[0]
+
+    def _activation(self, node: Node) -> tuple[str, float, float] | None:
+        """(kind, alpha, beta) when ``node`` is a fusible activation."""
+        op = node.op
+        if op == "Relu":
+            return "relu", 0.0, 0.0
+        if op == "LeakyRelu":
+            return "leaky", float(node.attrs.get("alpha", 0.01)), 0.0
+        if op == "Sigmoid":
+            return "sigmoid", 0.0, 0.0
+        if op == "Tanh":
+            return "tanh", 0.0, 0.0
+        if op == "HardSwish":
+            return "hardswish", 0.0, 0.0
+        if op == "HardSigmoid":
+            return "hardsigmoid", float(node.attrs.get("alpha", 0.2)), \
+                float(node.attrs.get("beta", 0.5))
+        if op == "Gelu" and node.attrs.get("approximate", "none") == "none":
+            return "gelu", 0.0, 0.0
+        if op == "Clip":
+            lo, hi = node.input(1), node.input(2)
+            if (lo is not None and not isinstance(lo, Constant)) or (
+                    hi is not None and not isinstance(hi, Constant)):
+                return None
+            lo_v = float(lo.values.reshape(-1)[0]) if isinstance(lo, Constant) else -3.0e38
+            hi_v = float(hi.values.reshape(-1)[0]) if isinstance(hi, Constant) else 3.0e38
+            return "clip", lo_v, hi_v
+        return None
+
+    def _match_act(self, t: Tensor) -> tuple[list[Node], tuple[str, float, float], Tensor] | None:
+        if t in self.graph.outputs:
+            return None
+        readers = t.consumers
+        if len(readers) == 2:  # SiLU: x * sigmoid(x)
+            sig = next((n for n in readers if n.op == "Sigmoid"), None)
+            mul = next((n for n in readers if n.op == "Mul"), None)
+            if sig is not None and mul is not None and sig.outputs[0].consumers == [mul] \
+                    and sig.outputs[0] not in self.graph.outputs \
+                    and {id(x) for x in mul.inputs} == {id(t), id(sig.outputs[0])}:
+                return [sig, mul], ("silu", 0.0, 0.0), mul.outputs[0]
+            return None
+        node = self._sole_reader(t)
+        if node is None or node.inputs[0] is not t:
+            return None
+        act = self._activation(node)
+        return ([node], act, node.outputs[0]) if act else None
+
+    def _match_residual(self, t: Tensor, shape: tuple[int, ...]) -> tuple[Node, Tensor] | None:
+        add = self._sole_reader(t)
+        if add is None or add.op != "Add" or len(add.inputs) != 2:
+            return None
+        other = add.inputs[1] if add.inputs[0] is t else add.inputs[0]
+        if other is None or isinstance(other, Constant) or other.name not in self.values:
+            return None
+        if self.values[other.name].shape != shape:
+            return None
+        return add, other
+
+    # ----- convolution ---------------------------------------------------------------------
+    def op_Conv(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        w = _const(node, 1)
+        if w is None or w.ndim != 4:
+            raise GpuLoweringError(
+                f"layer '{node.name}' (Conv): only 2-D convolutions with constant weights run "
+                "on the GPU"
+            )
+        b = _const(node, 2)
+        if node.input(2) is not None and b is None:
+            raise GpuLoweringError(f"layer '{node.name}' (Conv): run-time bias is not supported")
+        groups = int(node.attrs.get("group", 1))
+        K, Cg, R, S = (int(d) for d in w.shape)
+        N, C, H, W = x.shape
+        out_shape = self.out_shape(node)
+        P, Q = out_shape[2], out_shape[3]
+        st = list(node.attrs.get("strides", [1, 1]))
+        pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+        dil = list(node.attrs.get("dilations", [1, 1]))
+        # fusions: activation, residual add, activation after the add
+        t = node.outputs[0]
+        act, res, res_after = ("none", 0.0, 0.0), None, 0
+        m = self._match_act(t)
+        if m:
+            nodes, act, t = m
+            self.fused.update(n.name for n in nodes)
+        r = self._match_residual(t, out_shape)
+        if r:
+            add, other = r
+            res_after = 1 if act[0] != "none" else 0
+            res = other
+            self.fused.add(add.name)
+            t = add.outputs[0]
+            if act[0] == "none":
+                m2 = self._match_act(t)
+                if m2:
+                    nodes, act, t = m2
+                    self.fused.update(n.name for n in nodes)
+        xin = self.ensure(x, "nhwc", self.dt, node.name)
+        # weights: OIHW -> [K][R][S][C/g]
+        wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
+        rv = self.ensure(self.values[res.name], "nhwc", self.dt, node.name) if res else None
+        y = self.new_value(out_shape, "nhwc")
+        problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
+                              (dil[0], dil[1]), groups,
+                              "float16" if self.dt == "f16" else "float32")
+        self.conv_launch(node.name, problem, xin, self.weight(wk, self.dt),
+                         self.weight(b.astype(np.float32)) if b is not None else None,
+                         rv, y, act, res_after)
+        self.values[t.name] = y
+
+    def conv_launch(self, layer: str, p: ConvProblem, x: Value, w: Ref, bias: Ref | None,
+                    res: Value | None, y: Value, act: tuple[str, float, float],
+                    res_after: int) -> None:
+        tactic = self.choose(p) if mma_eligible(p, self.arch) else DIRECT
+        ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
+                p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], p.groups, ACT[act[0]],
+                res_after, x.cs or p.c, y.cs or p.k, (res.cs or p.k) if res else 0]
+        floats = [act[1], act[2]]
+        resr = self.ref(res) if res else None
+        if tactic.kind == "direct":
+            n = p.n * p.p * p.q * p.k
+            self.emit(Launch(layer, f"conv_direct_{self.dt}", _grid1d(n), 256,
+                             [self.ref(x), w, bias, resr, self.ref(y)], ints, floats,
+                             problem=p, tactic=tactic))
+            return
+        grid = (math.ceil(p.gemm_m / tactic.bm), math.ceil(p.k / tactic.bn), tactic.splits)
+        if tactic.splits == 1:
+            self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
+                             [self.ref(x), w, bias, resr, self.ref(y), None], ints + [1],
+                             floats, tactic.smem_bytes, tactic, p))
+            return
+        ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
+                   p.gemm_m, p.k), "plain", "f32")
+        self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
+                         [self.ref(x), w, None, None, None, self.ref(ws)], ints + [tactic.splits],
+                         floats, tactic.smem_bytes, tactic, p))
+        red = [p.gemm_m, p.k, tactic.splits, ACT[act[0]], res_after, y.cs or p.k,
+               (res.cs or p.k) if res else 0]
+        self.emit(Launch(f"{layer}:splitk", "splitk_reduce_f16", _grid1d(p.gemm_m * p.k), 256,
+                         [self.ref(ws), None, bias, resr, self.ref(y)], red, floats))
+
+    def op_ConvTranspose(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        w = _const(node, 1)
+        if w is None or w.ndim != 4:
+            raise GpuLoweringError(f"layer '{node.name}' (ConvTranspose): needs 2-D constant W")
+        b = _const(node, 2)
+        groups = int(node.attrs.get("group", 1))
+        C, Kg, R, S = (int(d) for d in w.shape)
+        Cg = C // groups
+        K = Kg * groups
+        # ONNX [C][K/g][R][S] -> [K][R][S][C/g]
+        wk = w.reshape(groups, Cg, Kg, R, S).transpose(0, 2, 3, 4, 1).reshape(K, R, S, Cg)
+        N, _, H, W = x.shape
+        out_shape = self.out_shape(node)
+        st = list(node.attrs.get("strides", [1, 1]))
+        pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+        dil = list(node.attrs.get("dilations", [1, 1]))
+        t = node.outputs[0]
+        act = ("none", 0.0, 0.0)
+        m = self._match_act(t)
+        if m:
+            nodes, act, t = m
+            self.fused.update(n.name for n in nodes)
+        y = self.new_value(out_shape, "nhwc")
+        ints = [N, H, W, C, K, out_shape[2], out_shape[3], R, S, st[0], st[1], pads[0], pads[1],
+                dil[0], dil[1], groups, ACT[act[0]]]
+        bias = self.weight(b.astype(np.float32)) if b is not None else None
+        self.emit(Launch(node.name, f"conv_transpose_direct_{self.dt}",
+                         _grid1d(int(np.prod(out_shape))), 256,
+                         [self.ref(x), self.weight(wk, self.dt), bias, None, self.ref(y)],
+                         ints, [act[1], act[2]]))
+        self.values[t.name] = y
+
+    # ----- GEMM ----------------------------------------------------------------------------
+    def _gemm_const(self, node: Node, a: Value, wkn: np.ndarray, bias: np.ndarray | None,
+                    out_shape: tuple[int, ...]) -> None:
+        """A (.., K) @ W (K, N) + bias as a 1x1 convolution over M = prod(leading) pixels."""
+        Kd, Nd = wkn.shape
+        a = self.ensure(a, "plain", self.dt, node.name)
+        M = a.size // Kd
+        t = node.outputs[0]
+        act = ("none", 0.0, 0.0)
+        m = self._match_act(t)
+        if m:
+            nodes, act, t = m
+            self.fused.update(n.name for n in nodes)
+        x4 = Value(a.buf, (M, Kd, 1, 1), "nhwc", a.dtype, a.offset)
+        y = self.new_value(out_shape, "plain")
+        y4 = Value(y.buf, (M, Nd, 1, 1), "nhwc", y.dtype, y.offset)
+        p = ConvProblem(M, 1, 1, Kd, Nd, 1, 1, 1, 1,
+                        dtype="float16" if self.dt == "f16" else "float32")
+        wref = self.weight(np.ascontiguousarray(wkn.T), self.dt)
+        bref = self.weight(bias.astype(np.float32)) if bias is not None else None
+        self.conv_launch(node.name, p, x4, wref, bref, None, y4, act, 0)
+        self.values[t.name] = y
+
+    def op_Gemm(self, node: Node) -> None:
+        a = self.value(node.input(0), node)
+        bw = _const(node, 1)
+        if bw is None:
+            raise GpuLoweringError(f"layer '{node.name}' (Gemm): B must be a constant")
+        alpha = float(node.attrs.get("alpha", 1.0))
+        beta = float(node.attrs.get("beta", 1.0))
+        if int(node.attrs.get("transA", 0)):
+            a = self.ensure(a, "plain", self.dt, node.name)
+            at = self.new_value((a.shape[1], a.shape[0]), "plain")
+            self.copy(a, at, node.name, [a.shape[1], a.shape[0]], a.strides()[::-1])
+            a = at
+        wkn = bw.T if int(node.attrs.get("transB", 0)) else bw
+        c = _const(node, 2)
+        if node.input(2) is not None and c is None:
+            raise GpuLoweringError(f"layer '{node.name}' (Gemm): C must be a constant")
+        Nd = wkn.shape[1]
+        bias = None
+        if c is not None:
+            if c.size not in (1, Nd) or (c.ndim == 2 and c.shape[0] != 1):
+                raise GpuLoweringError(f"layer '{node.name}' (Gemm): C must broadcast per column")
+            bias = np.broadcast_to(beta * c.reshape(-1).astype(np.float32), (Nd,))
+        self._gemm_const(node, a, alpha * wkn.astype(np.float32), bias, self.out_shape(node))
+
+    def op_MatMul(self, node: Node) -> None:
+        bw = _const(node, 1)
+        a = self.value(node.input(0), node)
+        if bw is not None and bw.ndim == 2:
+            self._gemm_const(node, a, bw.astype(np.float32), None, self.out_shape(node))
+            return
+        b = self.value(node.input(1), node)
+        a = self.ensure(a, "plain", self.dt, node.name)
+        b = self.ensure(b, "plain", self.dt, node.name)
+        out_shape = self.out_shape(node)
+        if len(a.shape) < 2 or len(b.shape) < 2:
+            raise GpuLoweringError(f"layer '{node.name}' (MatMul): 1-D operands not supported")
+        M, Kd = a.shape[-2:]
+        Nd = b.shape[-1]
+        batch = int(np.prod(out_shape[:-2], dtype=np.int64))
+        a_batch = int(np.prod(a.shape[:-2], dtype=np.int64))
+        b_batch = int(np.prod(b.shape[:-2], dtype=np.int64))
+        if a_batch not in (1, batch) or b_batch not in (1, batch):
+            raise GpuLoweringError(f"layer '{node.name}' (MatMul): batch broadcasting of "
+                                   f"{a.shape} x {b.shape} is not supported")
+        y = self.new_value(out_shape, "plain")
+        ints = [batch, M, Nd, Kd, Kd, Nd, Nd, M * Kd if a_batch > 1 else 0,
+                Kd * Nd if b_batch > 1 else 0, M * Nd, 0, 0, 0]
+        self.emit(Launch(node.name, f"bmm_{self.dt}",
+                         ((Nd + 31) // 32, (M + 31) // 32, batch), 256,
+                         [self.ref(a), self.ref(b), None, self.ref(y)], ints, [0.0, 0.0]))
+        self.bind(node, y)
+
+    # ----- element-wise --------------------------------------------------------------------
+    def _unary(self, node: Node, kind: str, alpha: float = 0.0, beta: float = 0.0,
+               scale: np.ndarray | None = None, shift: np.ndarray | None = None) -> None:
+        x = self.ensure(self.value(node.input(0), node), None, self.dt, node.name)
+        y = self.new_value(x.shape, x.layout)
+        n = x.size
+        if len(x.shape) >= 2:
+            inner = 1 if x.layout == "nhwc" else int(np.prod(x.shape[2:], dtype=np.int64))
+            cdim = x.shape[1]
+        else:
+            inner, cdim = 1, 1
+        ptrs = [self.ref(x), self.ref(y),
+                self.weight(scale.astype(np.float32)) if scale is not None else None,
+                self.weight(shift.astype(np.float32)) if shift is not None else None]
+        self.emit(Launch(node.name, f"unary_{self.dt}", _grid1d(n), 256, ptrs,
+                         [n & 0xFFFFFFFF, n >> 32, inner, cdim, ACT[kind]], [alpha, beta]))
+        self.bind(node, y)
+
+    def op_BatchNormalization(self, node: Node) -> None:
+        scale, b, mean, var = (_const(node, i) for i in range(1, 5))
+        if any(v is None for v in (scale, b, mean, var)):
+            raise GpuLoweringError(f"layer '{node.name}': BatchNormalization needs constants")
+        eps = float(node.attrs.get("epsilon", 1e-5))
+        s = scale / np.sqrt(var + eps)
+        self._unary(node, "none", scale=s, shift=b - mean * s)
+
+    def _binary(self, node: Node, op: int, a: Value, b: Value, out_shape: tuple[int, ...],
+                act: tuple[str, float, float] = ("none", 0.0, 0.0)) -> Value:
+        a = self.ensure(a, None, self.dt, node.name)
+        b = self.ensure(b, None, self.dt, node.name)
+        rank = len(out_shape)
+        # the output takes the NHWC layout when a full-size 4-D input has it
+        layout = "plain"
+        if rank == 4 and any(v.layout == "nhwc" and v.shape == out_shape for v in (a, b)):
+            layout = "nhwc"
+        y = self.new_value(out_shape, layout)
+        ys = y.strides()
+
+        def bstrides(v: Value) -> list[int]:
+            s = v.strides()
+            pad = rank - len(v.shape)
+            out = [0] * pad + [st if d != 1 else 0 for st, d in zip(s, v.shape)]
+            return out
+
+        as_, bs_ = bstrides(a), bstrides(b)
+        order = sorted(range(rank), key=lambda d: -ys[d])
+        shape = [out_shape[d] for d in order]
+        if rank > MAXR:
+            raise GpuLoweringError(f"layer '{node.name}': rank {rank} > {MAXR}")
+        pad = [0] * (MAXR - rank)
+        ints = [rank, op, ACT[act[0]]] + shape + pad + [as_[d] for d in order] + pad
+        ints += [bs_[d] for d in order] + pad
+        n = int(np.prod(out_shape, dtype=np.int64))
+        self.emit(Launch(node.name, f"binary_{self.dt}", _grid1d(n), 256,
+                         [self.ref(a), self.ref(b), self.ref(y)], ints, [act[1], act[2]]))
+        return y
+
+    def _elementwise_binary(self, node: Node) -> None:
+        op = BINARY_OPS[node.op]
+        ins = [t for t in node.inputs if t is not None]
+        out_shape = self.out_shape(node)
+        if len(ins) == 1:
+            self.bind(node, self.value(ins[0], node))
+            return
+        if node.op == "Sum":
+            op = BINARY_OPS["Add"]
+        vals = [self.value(t, node) for t in ins]
+        y = self._binary(node, op, vals[0], vals[1], out_shape if len(ins) == 2 else
+                         self._bshape(ins[0], ins[1]))
+        for extra in vals[2:]:  # variadic Sum / Max / Min: a chain of binary kernels
+            y = self._binary(node, op, y, extra, out_shape)
+        self.bind(node, y)
+
+    def _bshape(self, a: Tensor, b: Tensor) -> tuple[int, ...]:
+        return tuple(np.broadcast_shapes(a.static_shape(), b.static_shape()))
+
+    op_Add = op_Sub = op_Mul = op_Div = op_Pow = _elementwise_binary
+    op_Max = op_Min = op_Sum = _elementwise_binary
+
+    def _op_unary(self, node: Node) -> None:
+        act = self._activation(node)
+        if act is not None:
+            self._unary(node, act[0], act[1], act[2])
+            return
+        kind = UNARY_OPS[node.op]
+        alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
+        self._unary(node, kind, alpha)
+
+    op_Relu = op_Sigmoid = op_Tanh = op_LeakyRelu = op_HardSigmoid = op_HardSwish = _op_unary
+    op_Erf = op_Exp = op_Sqrt = op_Reciprocal = op_Neg = op_Abs = op_Elu = _op_unary
+    op_Softplus = op_Mish = op_Log = op_Gelu = op_Clip = _op_unary
+
+    # ----- pooling -------------------------------------------------------------------------
+    def _pool(self, node: Node, is_max: bool) -> None:
+        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        if len(node.outputs) > 1 and node.outputs[1].consumers:
+            raise GpuLoweringError(f"layer '{node.name}' (MaxPool): Indices output unsupported")
+        N, C, H, W = x.shape
+        out = self.out_shape(node)
+        k = list(node.attrs["kernel_shape"])
+        st = list(node.attrs.get("strides", [1, 1]))
+        pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+        dil = list(node.attrs.get("dilations", [1, 1]))
+        y = self.new_value(out, "nhwc")
+        ints = [N, H, W, C, out[2], out[3], k[0], k[1], st[0], st[1], pads[0], pads[1],
+                dil[0], dil[1], int(is_max), int(node.attrs.get("count_include_pad", 0)),
+                pads[2], pads[3]]
+        self.emit(Launch(node.name, f"pool2d_{self.dt}", _grid1d(int(np.prod(out))), 256,
+                         [self.ref(x), self.ref(y)], ints))
+        self.bind(node, y)
+
+    def op_MaxPool(self, node: Node) -> None:
+        self._pool(node, True)
+
+    def op_AveragePool(self, node: Node) -> None:
+        self._pool(node, False)
+
+    def op_GlobalAveragePool(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        N, C, H, W = x.shape
+        y = self.new_value((N, C, 1, 1), "nhwc")
+        self.emit(Launch(node.name, f"global_avgpool_{self.dt}", _grid1d(N * C), 256,
+                         [self.ref(x), self.ref(y)], [N, H * W, C]))
+        self.bind(node, y)
+
+    def op_GlobalMaxPool(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        N, C, H, W = x.shape
+        y = self.new_value((N, C, 1, 1), "nhwc")
+        ints = [N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0]
+        self.emit(Launch(node.name, f"pool2d_{self.dt}", _grid1d(N * C), 256,
+                         [self.ref(x), self.ref(y)], ints))
+        self.bind(node, y)
+
+    def op_ReduceMean(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        axes = _const(node, 1)
+        axes_l = sorted(int(a) % len(x.shape) for a in (axes.reshape(-1) if axes is not None
+                                                        else range(len(x.shape))))
+        keep = int(node.attrs.get("keepdims", 1))
+        if len(x.shape) == 4 and axes_l == [2, 3] and keep:
+            self.op_GlobalAveragePool(node)
+            return
+        if axes_l != [len(x.shape) - 1]:
+            raise GpuLoweringError(f"layer '{node.name}' (ReduceMean): only the last axis or "
+                                   "H,W are supported on the GPU")
+        x = self.ensure(x, "plain", self.dt, node.name)
+        L = x.shape[-1]
+        rows = x.size // L
+        y = self.new_value(self.out_shape(node), "plain")
+        self.emit(Launch(node.name, f"mean_lastdim_{self.dt}", (rows, 1, 1), 256,
+                         [self.ref(x), self.ref(y)], [rows, L]))
+        self.bind(node, y)
+
+    # ----- normalisation -------------------------------------------------------------------
+    def op_Softmax(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "plain", self.dt, node.name)
+        axis = int(node.attrs.get("axis", -1)) % len(x.shape)
+        if any(d != 1 for d in x.shape[axis + 1:]):
+            raise GpuLoweringError(f"layer '{node.name}' (Softmax): only the last axis is "
+                                   "supported on the GPU")
+        L = x.shape[axis]
+        rows = x.size // L
+        y = self.new_value(x.shape, "plain")
+        self.emit(Launch(node.name, f"softmax_lastdim_{self.dt}", (rows, 1, 1), 256,
+                         [self.ref(x), self.ref(y)], [rows, L]))
+        self.bind(node, y)
+
+    def op_LayerNormalization(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "plain", self.dt, node.name)
+        axis = int(node.attrs.get("axis", -1)) % len(x.shape)
+        if axis != len(x.shape) - 1:
+            raise GpuLoweringError(f"layer '{node.name}' (LayerNormalization): only the last "
+                                   "axis is supported on the GPU")
+        if len([t for t in node.outputs if t.consumers or t in self.graph.outputs]) > 1:
+            raise GpuLoweringError(f"layer '{node.name}': Mean/InvStdDev outputs unsupported")
+        gamma, beta = _const(node, 1), _const(node, 2)
+        L = x.shape[-1]
+        rows = x.size // L
+        y = self.new_value(x.shape, "plain")
+        ptrs = [self.ref(x), self.ref(y),
+                self.weight(gamma.astype(np.float32)) if gamma is not None else None,
+                self.weight(beta.astype(np.float32)) if beta is not None else None]
+        self.emit(Launch(node.name, f"layernorm_lastdim_{self.dt}", (rows, 1, 1), 256, ptrs,
+                         [rows, L], [float(node.attrs.get("epsilon", 1e-5))]))
+        self.bind(node, y)
+
+    # ----- shape and data movement ---------------------------------------------------------
+    def _alias(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        if isinstance(node.input(0), Constant):
+            raise GpuLoweringError(f"layer '{node.name}' ({node.op}): constant input not folded")
+        x = self.ensure(x, "plain", None, node.name)
+        self.bind(node, Value(x.buf, self.out_shape(node), "plain", x.dtype, x.offset))
+
+    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = op_Identity = op_Dropout = _alias
+
+    def op_Cast(self, node: Node) -> None:
+        to = node.attrs.get("to")
+        x = self.value(node.input(0), node)
+        if to not in (1, 10, "float32", "float16", "float"):
+            raise GpuLoweringError(f"layer '{node.name}' (Cast): only casts between float "
+                                   "types run on the GPU")
+        self.bind(node, x)  # inside a segment every float is the compute precision
+
+    def op_Transpose(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        perm = list(node.attrs.get("perm", list(range(len(x.shape)))[::-1]))
+        out_shape = self.out_shape(node)
+        if x.layout == "nhwc" and perm == [0, 2, 3, 1] and x.cs in (0, x.shape[1]):
+            self.bind(node, Value(x.buf, out_shape, "plain", x.dtype, x.offset))  # free
+            return
+        y = self.new_value(out_shape, "plain", x.dtype)
+        xs = x.strides()
+        self.copy(x, y, node.name, list(out_shape), [xs[p] for p in perm])
+        self.bind(node, y)
+
+    def op_Concat(self, node: Node) -> None:
+        ins = [self.value(t, node) for t in node.inputs if t is not None]
+        out_shape = self.out_shape(node)
+        axis = int(node.attrs["axis"]) % len(out_shape)
+        layout = "nhwc" if len(out_shape) == 4 and all(v.layout == "nhwc" for v in ins) \
+            else "plain"
+        y = self.new_value(out_shape, layout)
+        ys = y.strides()
+        start = 0
+        for v in ins:
+            v = self.ensure(v, None, self.dt, node.name) if v.buf.kind != "weight" else v
+            part = Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs)
+            self.copy(v, part, node.name, list(v.shape), None, ys)
+            start += v.shape[axis]
+        self.bind(node, y)
+
+    def _slice(self, node: Node, x: Value, starts: list[int], steps: list[int],
+               out_shape: tuple[int, ...], i: int) -> None:
+        xs = x.strides()
+        off = x.offset + sum(s * st for s, st in zip(starts, xs))
+        src = Value(x.buf, x.shape, x.layout, x.dtype, off, x.cs)
+        layout = "nhwc" if x.layout == "nhwc" else "plain"
+        y = self.new_value(out_shape, layout, x.dtype)
+        self.copy(src, y, node.name, list(out_shape), [st * s for st, s in zip(xs, steps)])
+        self.bind(node, y, i)
+
+    def op_Slice(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        rank = len(x.shape)
+        starts, ends = _const(node, 1), _const(node, 2)
+        axes, steps = _const(node, 3), _const(node, 4)
+        if starts is None or ends is None or (node.input(3) is not None and axes is None) or (
+                node.input(4) is not None and steps is None):
+            raise GpuLoweringError(f"layer '{node.name}' (Slice): run-time bounds unsupported")
+        axes_l = [int(a) % rank for a in (axes if axes is not None else range(len(starts)))]
+        steps_l = [int(s) for s in (steps if steps is not None else [1] * len(starts))]
+        st_all, sp_all = [0] * rank, [1] * rank
+        for a, s0, e0, sp in zip(axes_l, starts, ends, steps_l):
+            dim = x.shape[a]
+            s0, e0 = int(s0), int(e0)
+            s0 = s0 + dim if s0 < 0 else s0
+            if sp > 0:
+                s0 = min(max(s0, 0), dim)
+            else:
+                s0 = min(max(s0, -1), dim - 1)
+            st_all[a], sp_all[a] = s0, sp
+        self._slice(node, x, st_all, sp_all, self.out_shape(node), 0)
+
+    def op_Split(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        axis = int(node.attrs.get("axis", 0)) % len(x.shape)
+        start = 0
+        for i, t in enumerate(node.outputs):
+            shape = tuple(int(d) for d in t.static_shape())
+            st = [0] * len(x.shape)
+            st[axis] = start
+            self._slice(node, x, st, [1] * len(x.shape), shape, i)
+            start += shape[axis]
+
+    def op_Gather(self, node: Node) -> None:
+        """Gather with constant indices (scalar or 1-D): one strided copy per index."""
+        x = self.value(node.input(0), node)
+        idx = _const(node, 1)
+        if idx is None or idx.ndim > 1:
+            raise GpuLoweringError(f"layer '{node.name}' (Gather): only constant scalar or 1-D "
+                                   "indices run on the GPU")
+        axis = int(node.attrs.get("axis", 0)) % len(x.shape)
+        out_shape = self.out_shape(node)
+        xs = x.strides()
+        y = self.new_value(out_shape, "plain", x.dtype)
+        ys = y.strides()
+        rest_shape = [d for a, d in enumerate(x.shape) if a != axis]
+        rest_strides = [st for a, st in enumerate(xs) if a != axis]
+        for j, i in enumerate(idx.reshape(-1)):
+            i = int(i) % x.shape[axis]
+            src = Value(x.buf, x.shape, x.layout, x.dtype, x.offset + i * xs[axis], x.cs)
+            if idx.ndim == 0:
+                dst, dst_strides = y, ys
+            else:
+                dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * ys[axis])
+                dst_strides = [st for a, st in enumerate(ys) if a != axis]
+            self.copy(src, dst, node.name, rest_shape, rest_strides, dst_strides)
+        self.bind(node, y)
+
+    def op_Resize(self, node: Node) -> None:
+        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        out = self.out_shape(node)
+        N, C, H, W = x.shape
+        if out[0] != N or out[1] != C:
+            raise GpuLoweringError(f"layer '{node.name}' (Resize): only H/W resizing on GPU")
+        mode = node.attrs.get("mode", "nearest")
+        if mode not in ("nearest", "linear"):
+            raise GpuLoweringError(f"layer '{node.name}' (Resize): mode '{mode}' unsupported")
+        ctm = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3,
+               "tf_half_pixel_for_nn": 0}.get(
+            node.attrs.get("coordinate_transformation_mode", "half_pixel"))
+        if ctm is None:
+            raise GpuLoweringError(f"layer '{node.name}' (Resize): coordinate transformation "
+                                   f"'{node.attrs.get('coordinate_transformation_mode')}'")
+        nmode = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}[
+            node.attrs.get("nearest_mode", "round_prefer_floor")]
+        scales = _const(node, 2)
+        if scales is not None and scales.size == 4:
+            sh, sw = float(scales[2]), float(scales[3])
+        else:
+            sh, sw = out[2] / H, out[3] / W
+        y = self.new_value(out, "nhwc")
+        self.emit(Launch(node.name, f"resize_nhwc_{self.dt}", _grid1d(int(np.prod(out))), 256,
+                         [self.ref(x), self.ref(y)],
+                         [N, H, W, C, out[2], out[3], int(mode == "linear"), ctm, nmode],
+                         [sh, sw]))
+        self.bind(node, y)
+
+
+# ----- memory planning ---------------------------------------------------------------------
+def plan_memory(buffers: list[VBuf], align: int = 256) -> tuple[int, int]:
+    """Place arena buffers at offsets so that buffers alive at the same time never overlap.
+
+    Greedy by size (largest first), each at the lowest offset free over its lifetime -- the
+    classic offset-assignment heuristic. Returns (arena bytes, bytes without any reuse).
+    """
+    arena = [b for b in buffers if b.kind == "arena" and b.nbytes > 0]
+    placed: list[VBuf] = []
+    top = 0
+    for b in sorted(arena, key=lambda b: (-b.nbytes, b.first)):
+        size = (b.nbytes + align - 1) // align * align
+        busy = sorted((p.offset, p.offset + (p.nbytes + align - 1) // align * align)
+                      for p in placed if not (p.last < b.first or b.last < p.first))
+        off = 0
+        for lo, hi in busy:
+            if off + size <= lo:
+                break
+            off = max(off, hi)
+        b.offset = off
+        placed.append(b)
+        top = max(top, off + size)
+    naive = sum((b.nbytes + align - 1) // align * align for b in arena)
+    return top, naive
+
+
+def lower(graph: Graph, precision: str = "fp16", arch: int = 90,
+          choose: TacticChooser | None = None, sm_count: int = 132) -> GpuProgram:
+    """Lower ``graph`` to GPU launches with planned memory (no GPU needed)."""
+    from gpu_kernels.tactics import heuristic
+
+    chooser = choose or (lambda p: heuristic(p, arch, sm_count))
+    return Lowering(graph, precision, arch, chooser).run()
+
+
+def args_for(launch: Launch, arena: int, weights: int, io: dict[int, int]) -> tuple[
+        list[int], list[int], list[float]]:
+    """Concrete pointer values for a launch once the arena / weights / IO are allocated."""
+    ptrs = []
+    for r in launch.ptrs:
+        if r is None:
+            ptrs.append(0)
+        elif r.weight:
+            ptrs.append(weights + r.byte_offset)
+        elif r.buf is not None and r.buf.kind == "arena":
+            ptrs.append(arena + r.buf.offset + r.byte_offset)
+        elif r.buf is not None:
+            ptrs.append(io[id(r.buf)] + r.byte_offset)
+        else:
+            ptrs.append(0)
+    return ptrs, launch.ints, launch.floats
+
+
+def describe(program: GpuProgram) -> dict[str, Any]:
+    """Summary numbers of a program (kernels, bytes, tactics)."""
+    tactics: dict[str, int] = {}
+    for ln in program.launches:
+        if ln.tactic is not None:
+            tactics[ln.tactic.name] = tactics.get(ln.tactic.name, 0) + 1
+    return {"kernels": program.kernel_count, "arena_bytes": program.arena_bytes,
+            "naive_activation_bytes": program.naive_bytes, "weight_bytes": program.weight_bytes,
+            "tactics": tactics}

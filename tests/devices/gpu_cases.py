@@ -1,0 +1,151 @@
+"""Single-layer ONNX models for the GPU tests: each case is built with onnx's helpers, imported,
+and run on the GPU backend and on the numpy reference (devices.cpu)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from devices.cpu import CpuRunner, evaluate_node
+from partitioner.ir import Graph
+from partitioner.onnx_import import import_onnx
+from partitioner.passes import simplify
+
+
+@dataclass
+class Case:
+    name: str
+    op: str
+    inputs: dict[str, tuple[int, ...]]  # run-time inputs (float32)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    input_order: list[str] | None = None  # node input names in order ("" = omitted)
+    n_outputs: int = 1
+
+
+def build(case: Case, opset: int = 17) -> onnx.ModelProto:
+    order = case.input_order or [*case.inputs, *case.consts]
+    outs = [f"y{i}" for i in range(case.n_outputs)]
+    node = helper.make_node(case.op, order, outs, name=case.name, **case.attrs)
+    graph = helper.make_graph(
+        [node], case.name,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s))
+         for n, s in case.inputs.items()],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+        [numpy_helper.from_array(v, n) for n, v in case.consts.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def graph_of(model: onnx.ModelProto) -> Graph:
+    g = import_onnx(model)
+    simplify(g, evaluate_node)
+    return g
+
+
+def feeds_for(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {t.name: rng.standard_normal(t.static_shape()).astype(np.float32)
+            for t in graph.inputs}
+
+
+def reference(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with CpuRunner(graph) as r:
+        return r.infer(feeds)
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    """max|got - ref| / max|ref| (the issue's FP16 metric)."""
+    ref = ref.astype(np.float64)
+    denom = max(float(np.max(np.abs(ref))), 1e-30)
+    return float(np.max(np.abs(got.astype(np.float64) - ref))) / denom
+
+
+def w(rng: np.random.Generator, *shape: int, scale: float = 0.2) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def cases() -> list[Case]:
+    rng = np.random.default_rng(1)
+    c: list[Case] = []
+    # convolutions: tensor-core (C % 8 == 0), direct (C = 3), depthwise, grouped, odd sizes
+    for name, (n, ci, h, wd, k, r, s, st, pd, dl, g) in {
+        "conv3x3": (1, 16, 13, 11, 24, 3, 3, 1, 1, 1, 1),
+        "conv_stem_c3": (2, 3, 17, 17, 16, 7, 7, 2, 3, 1, 1),
+        "conv1x1_oddk": (1, 64, 7, 7, 13, 1, 1, 1, 0, 1, 1),
+        "conv_stride2": (2, 32, 15, 15, 40, 3, 3, 2, 1, 1, 1),
+        "conv_dilated": (1, 8, 12, 12, 8, 3, 3, 1, 2, 2, 1),
+        "conv_depthwise": (1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 32),
+        "conv_dw_stride2": (2, 24, 9, 9, 24, 5, 5, 2, 2, 1, 24),
+        "conv_grouped": (1, 16, 8, 8, 32, 3, 3, 1, 1, 1, 4),
+        "conv_bigk": (1, 256, 7, 7, 512, 3, 3, 1, 1, 1, 1),
+    }.items():
+        c.append(Case(name, "Conv", {"x": (n, ci, h, wd)},
+                      {"w": w(rng, k, ci // g, r, s), "b": w(rng, k)},
+                      dict(kernel_shape=[r, s], strides=[st, st], pads=[pd] * 4,
+                           dilations=[dl, dl], group=g)))
+    c.append(Case("convtranspose", "ConvTranspose", {"x": (1, 16, 7, 9)},
+                  {"w": w(rng, 16, 8, 2, 2), "b": w(rng, 8)},
+                  dict(kernel_shape=[2, 2], strides=[2, 2])))
+    c.append(Case("convtranspose_pad", "ConvTranspose", {"x": (2, 8, 5, 5)},
+                  {"w": w(rng, 8, 4, 3, 3)},
+                  dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])))
+    c.append(Case("maxpool", "MaxPool", {"x": (2, 16, 15, 13)}, {},
+                  dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])))
+    c.append(Case("avgpool_incl", "AveragePool", {"x": (1, 8, 9, 9)}, {},
+                  dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                       count_include_pad=1)))
+    c.append(Case("avgpool_excl", "AveragePool", {"x": (1, 8, 9, 9)}, {},
+                  dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])))
+    c.append(Case("gap", "GlobalAveragePool", {"x": (3, 40, 7, 5)}))
+    c.append(Case("gemm", "Gemm", {"a": (4, 64)}, {"b": w(rng, 100, 64), "c": w(rng, 100)},
+                  dict(transB=1)))
+    c.append(Case("gemm_odd", "Gemm", {"a": (3, 37)}, {"b": w(rng, 37, 11)}, dict(alpha=0.5),
+                  input_order=["a", "b"]))
+    c.append(Case("matmul_const", "MatMul", {"a": (2, 5, 48)}, {"b": w(rng, 48, 40)}))
+    c.append(Case("matmul_batched", "MatMul", {"a": (2, 3, 17, 24), "b": (2, 3, 24, 19)}))
+    c.append(Case("softmax", "Softmax", {"x": (3, 7, 50)}, {}, dict(axis=-1)))
+    c.append(Case("layernorm", "LayerNormalization", {"x": (2, 9, 96)},
+                  {"g": w(rng, 96, scale=1.0), "bb": w(rng, 96)}, dict(axis=-1, epsilon=1e-5)))
+    c.append(Case("resize_nearest", "Resize", {"x": (1, 8, 5, 7)},
+                  {"scales": np.array([1, 1, 2, 2], np.float32)}, dict(mode="nearest"),
+                  input_order=["x", "", "scales"]))
+    c.append(Case("resize_linear", "Resize", {"x": (1, 8, 5, 7)},
+                  {"scales": np.array([1, 1, 2, 3], np.float32)}, dict(mode="linear"),
+                  input_order=["x", "", "scales"]))
+    c.append(Case("concat_ch", "Concat", {"a": (1, 8, 5, 5), "b": (1, 13, 5, 5)}, {},
+                  dict(axis=1)))
+    c.append(Case("concat_last", "Concat", {"a": (2, 3, 7), "b": (2, 3, 5)}, {}, dict(axis=2)))
+    c.append(Case("transpose", "Transpose", {"x": (2, 3, 4, 5)}, {}, dict(perm=[0, 2, 3, 1])))
+    c.append(Case("transpose5", "Transpose", {"x": (2, 3, 4, 5, 6)}, {},
+                  dict(perm=[0, 1, 3, 4, 2])))
+    c.append(Case("slice", "Slice", {"x": (2, 10, 6, 6)},
+                  {"st": np.array([1, 1], np.int64), "en": np.array([9, 5], np.int64),
+                   "ax": np.array([1, 3], np.int64), "sp": np.array([2, 1], np.int64)}))
+    c.append(Case("split", "Split", {"x": (1, 12, 4, 4)},
+                  {"sp": np.array([4, 8], np.int64)}, dict(axis=1), n_outputs=2))
+    c.append(Case("reshape", "Reshape", {"x": (2, 6, 4, 4)},
+                  {"shape": np.array([2, 6, 16], np.int64)}))
+    c.append(Case("flatten", "Flatten", {"x": (2, 6, 3, 3)}, {}, dict(axis=1)))
+    c.append(Case("batchnorm", "BatchNormalization", {"x": (2, 6, 5, 5)},
+                  {"s": w(rng, 6, scale=1.0), "bb": w(rng, 6), "m": w(rng, 6),
+                   "v": np.abs(w(rng, 6, scale=1.0)) + 0.5}))
+    c.append(Case("gather", "Gather", {"x": (3, 2, 4, 5)}, {"i": np.array(1, np.int64)},
+                  dict(axis=0)))
+    c.append(Case("reducemean", "ReduceMean", {"x": (2, 7, 33)},
+                  {"axes": np.array([-1], np.int64)}, dict(keepdims=1)))
+    for op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
+        c.append(Case(f"{op.lower()}_bcast", op, {"a": (2, 8, 5, 5), "b": (1, 8, 1, 1)}))
+    c.append(Case("add_const", "Add", {"a": (2, 4, 6)}, {"b": w(rng, 6)}))
+    c.append(Case("pow_const", "Pow", {"a": (2, 4, 6)}, {"b": np.array(2.0, np.float32)}))
+    for op, attrs in (("Relu", {}), ("Sigmoid", {}), ("Tanh", {}), ("LeakyRelu", {"alpha": 0.1}),
+                      ("HardSwish", {}), ("HardSigmoid", {}), ("Erf", {}), ("Abs", {}),
+                      ("Neg", {}), ("Exp", {}), ("Elu", {"alpha": 0.7}), ("Softplus", {})):
+        c.append(Case(op.lower(), op, {"x": (2, 5, 3, 7)}, {}, attrs))
+    c.append(Case("clip", "Clip", {"x": (2, 5, 3, 7)},
+                  {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32)}))
+    return c

@@ -1,0 +1,80 @@
+"""CI (no GPU): the lowering of every GPU test layer and zoo model, memory planning, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu_kernels.lowering import GpuLoweringError, VBuf, describe, lower, plan_memory
+from partitioner.ir import Graph
+from tests.devices.gpu_cases import build, cases, graph_of
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_case_lowers(case, precision) -> None:
+    prog = lower(graph_of(build(case)), precision, arch=87, sm_count=16)
+    assert prog.kernel_count >= 1
+    for ln in prog.launches:
+        assert len(ln.ints) <= 32 and len(ln.ptrs) <= 8
+        assert all(g >= 1 for g in ln.grid)
+    assert set(prog.outputs) == {f"y{i}" for i in range(case.n_outputs)}
+
+
+def test_tensor_core_conv_is_chosen_only_where_eligible() -> None:
+    by_name = {c.name: c for c in CASES}
+    fp16 = lower(graph_of(build(by_name["conv3x3"])), "fp16", arch=90)
+    assert any(ln.kernel == "conv_mma_f16" for ln in fp16.launches)
+    for arch, precision, name in ((72, "fp16", "conv3x3"), (90, "fp32", "conv3x3"),
+                                  (90, "fp16", "conv_stem_c3"), (90, "fp16", "conv_depthwise")):
+        prog = lower(graph_of(build(by_name[name])), precision, arch=arch)
+        assert not any(ln.kernel == "conv_mma_f16" for ln in prog.launches), (arch, name)
+
+
+def test_memory_plan_never_overlaps_live_buffers() -> None:
+    rng = np.random.default_rng(0)
+    bufs = []
+    for _ in range(200):
+        first = int(rng.integers(0, 50))
+        bufs.append(VBuf(int(rng.integers(1, 5000)), first, first + int(rng.integers(0, 10))))
+    arena, naive = plan_memory(bufs)
+    assert arena <= naive
+    for i, a in enumerate(bufs):
+        assert a.offset + a.nbytes <= arena
+        for b in bufs[i + 1:]:
+            if not (a.last < b.first or b.last < a.first):
+                assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "yolov5s", "unet-small",
+                                  "vit-tiny"])
+def test_zoo_model_lowers_with_fusion_and_reuse(name) -> None:
+    from tandem.zoo import build_model
+
+    graph = graph_of(build_model(name, 1))
+    prog = lower(graph, "fp16", arch=87, sm_count=16)
+    d = describe(prog)
+    convs = sum(1 for n in graph.nodes if n.op == "Conv")
+    # conv + activation (+ residual) fuse: fewer kernels than layers
+    assert d["kernels"] < len(graph.nodes)
+    assert d["arena_bytes"] < d["naive_activation_bytes"]  # lifetimes let buffers share memory
+    assert sum(1 for ln in prog.launches if ln.kernel.startswith("conv_")) >= convs
+
+
+def test_unsupported_op_names_the_layer() -> None:
+    g = Graph("g")
+    x = g.add_input("x", (1, 4), "float32")
+    y = g.add_variable("y", (1, 4), "float32")
+    g.add_node("NonMaxSuppression", [x], [y], name="nms0")
+    g.mark_output(y)
+    with pytest.raises(GpuLoweringError, match="nms0.*NonMaxSuppression"):
+        lower(g, "fp16")
+
+
+def test_int8_is_refused_clearly() -> None:
+    g = Graph("g")
+    g.add_input("x", (1, 4), "float32")
+    with pytest.raises(GpuLoweringError, match="INT8"):
+        lower(g, "int8")
