@@ -174,7 +174,8 @@ def ssd_mobilenet(g: GraphBuilder, batch: int, resolution: int) -> onnx.ModelPro
         x = _conv_bn_relu6(g, x, mid, cout, 3, 2, name=f"extras.{i}.1")
         cin = cout
         features.append((x, cout))
-    scores, boxes = [], []
+    scores: list[str] = []
+    boxes: list[str] = []
     for i, ((f, channels), anchors) in enumerate(zip(features, SSD_ANCHORS)):
         for kind, per_anchor, out in (("cls", SSD_CLASSES, scores), ("box", 4, boxes)):
             name = f"head.{kind}.{i}"
