@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "inspect",
     "run",
     "compare",
+    "build",
     "deploy",
     "board",
 ]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from devices.cpu import CpuRunner
+from devices.io import check_feeds, load_npz, parse_dims, random_inputs, run_onnxruntime
 from partitioner.errors import TandemError
 from tandem.api import load_graph
 from tandem.commands._common import add_json_arg, add_model_args, print_json, table
-from tandem.io import check_feeds, load_npz, parse_dims, random_inputs, run_onnxruntime
 from tandem.metrics import closeness
 
 MISMATCH_EXIT = 3

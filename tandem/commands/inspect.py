@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import argparse
 
+from devices.io import parse_dims
+from devices.plan import read_plan
 from partitioner.analysis import summarize
+from partitioner.errors import TandemError
+from partitioner.report import format_text, to_dot, to_json
 from tandem.api import load_graph
 from tandem.commands._common import (
     add_json_arg,
     add_model_args,
+    add_target_args,
     human,
     print_json,
     shape_text,
     table,
 )
-from tandem.io import parse_dims
+from tandem.pipeline import is_plan, place_from_args
+from tandem.svg import render_svg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show layers, parameters, FLOPs and placements of a model")
-    p.add_argument("model", help="an ONNX model")
+    p.add_argument("model", help="an ONNX model or a plan file")
     add_model_args(p)
+    add_target_args(p)
+    p.add_argument("--svg", metavar="OUT.svg", help="draw the graph coloured by device (Graphviz)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_plan(args.model):
+        return inspect_plan(args)
+    if args.target:
+        return inspect_placement(args)
+    if args.svg:
+        raise TandemError("--svg draws placements: add --target T")
     graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
     summary = summarize(graph)
     if args.json:
@@ -78,4 +92,107 @@ def run(args: argparse.Namespace) -> int:
         f"{len(summary.layers)} layers, {summary.total_params:,} parameters, "
         f"{human(summary.total_flops, 'FLOPs')}{unknown}"
     )
+    return 0
+
+
+def inspect_placement(args: argparse.Namespace) -> int:
+    placement = place_from_args(args)
+    graph, part, target = placement.graph, placement.partition, placement.target
+    if args.svg:
+        render_svg(to_dot(graph, part), args.svg)
+    if args.json:
+        print_json(
+            to_json(
+                graph,
+                part,
+                model=str(args.model),
+                target=target.name,
+                power_mode=target.power_mode,
+                policy=placement.policy.source,
+                precision=placement.policy.precision,
+            )
+        )
+        return 0
+    print(
+        f"target {target.name} ({target.soc}), power mode {target.power_mode}, "
+        f"policy {placement.policy.source}, strategy {part.strategy}"
+    )
+    print()
+    print(format_text(graph, part))
+    if args.svg:
+        print(f"\nwrote {args.svg}")
+    return 0
+
+
+def inspect_plan(args: argparse.Namespace) -> int:
+    plan = read_plan(args.model)
+    h = plan.header
+    blob_bytes = {name: len(b.data) for name, b in plan.blobs.items()}
+    segments = [
+        {
+            "name": s["name"],
+            "device": s["device"],
+            "precision": s.get("precision"),
+            "layers": s["layers"],
+            "inputs": s["inputs"],
+            "outputs": s["outputs"],
+            "bytes": sum(v for k, v in blob_bytes.items() if k.startswith(s["name"] + "/")),
+        }
+        for s in h["segments"]
+    ]
+    if args.json:
+        print_json(
+            {
+                "plan": str(args.model),
+                "target": h["target"],
+                "power_mode": h.get("power_mode"),
+                "precision": h["precision"],
+                "tandem_version": h["tandem_version"],
+                "format_version": h["format_version"],
+                "inputs": h["inputs"],
+                "outputs": h["outputs"],
+                "layers": h.get("layers", []),
+                "segments": segments,
+                "capability": h.get("capability", []),
+                "predicted_ms": h.get("predicted_ms", {}),
+                "file_bytes": plan.path.stat().st_size if plan.path else None,
+            }
+        )
+        return 0
+    print(
+        f"plan {args.model}: target {h['target']} ({h.get('power_mode')}), precision "
+        f"{h['precision']}, built by tandem {h['tandem_version']}, format {h['format_version']}"
+    )
+    print(f"model {h.get('model')}, strategy {h.get('strategy')}")
+    print()
+    print(
+        table(
+            ("Layer", "Op", "Device", "Precision", "Reason"),
+            [
+                (r["name"], r["op"], r["device"], r["precision"], r["reason"])
+                for r in h.get("layers", [])
+            ],
+        )
+    )
+    print()
+    print(
+        table(
+            ("Segment", "Device", "Precision", "Layers", "Size"),
+            [
+                (
+                    s["name"],
+                    s["device"],
+                    s["precision"] or "mixed",
+                    len(s["layers"]),
+                    human(s["bytes"], "B"),
+                )
+                for s in segments
+            ],
+            right=(3, 4),
+        )
+    )
+    pred = h.get("predicted_ms", {})
+    if pred:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in pred.items() if k != "total")
+        print(f"\npredicted {pred.get('total', 0):.3f} ms end to end ({parts})")
     return 0

@@ -1,28 +1,56 @@
-"""``tandem run MODEL.onnx``: run a model and report its outputs and latency."""
+"""``tandem run MODEL.onnx|PLAN``: run a model or a plan and report outputs and latency.
+
+An ONNX model without ``--target`` runs whole on the numpy reference. With ``--target`` it is
+built in memory first (as ``tandem build`` would) and run like a plan: GPU segments on CUDA
+when this machine has the plan's GPU, else on the reference; DLA segments on the emulator.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from devices.cpu import CpuRunner
+from devices.io import check_feeds, load_npz, parse_dims, random_inputs, save_npz
+from devices.plan import Plan, read_plan
+from devices.runner import BaseRunner
+from devices.runtime import PlanRunner, chrome_trace
 from partitioner.errors import TandemError
 from tandem.api import load_graph
-from tandem.commands._common import add_json_arg, add_model_args, print_json, shape_text, table
-from tandem.io import check_feeds, load_npz, parse_dims, random_inputs, save_npz
+from tandem.commands._common import (
+    add_json_arg,
+    add_model_args,
+    add_target_args,
+    print_json,
+    shape_text,
+    table,
+)
+from tandem.pipeline import build_from_args, is_plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a model (random seeded inputs unless --inputs)")
-    p.add_argument("model", help="an ONNX model")
+    p = sub.add_parser("run", help="run a model or plan (random seeded inputs unless --inputs)")
+    p.add_argument("model", help="an ONNX model or a plan file")
     p.add_argument("--inputs", metavar="IN.npz", help="input arrays keyed by input name")
     p.add_argument("--save-outputs", metavar="OUT.npz", help="write the outputs here")
-    p.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where GPU segments run (default auto: CUDA if the plan's GPU is here)",
+    )
     p.add_argument("--iterations", type=int, default=1, metavar="N", help="timed runs (default 1)")
+    p.add_argument("--warmup", type=int, default=0, metavar="N", help="untimed runs first")
+    p.add_argument("--profile", metavar="TRACE.json", help="write a Chrome trace (Perfetto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     add_model_args(p)
+    add_target_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -30,26 +58,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.iterations < 1:
         raise TandemError(f"--iterations {args.iterations}: expected a positive count")
-    if args.backend == "cuda":
-        raise TandemError(
-            "--backend cuda needs a plan built for this GPU; run the ONNX model with --backend cpu"
-        )
-    graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
-    if args.inputs:
-        feeds = load_npz(args.inputs)
-        check_feeds(graph, feeds, args.inputs)
-        feeds = {t.name: feeds[t.name] for t in graph.inputs}
+    plan: Plan | None = None
+    if is_plan(args.model):
+        plan = read_plan(args.model)
+    elif args.target:
+        _, plan = build_from_args(args)
+    runner: BaseRunner
+    if plan is not None:
+        runner = PlanRunner(plan, args.backend)
+        expected = {b["name"]: b for b in plan.header["inputs"]}
+        feeds = _plan_feeds(args, expected)
     else:
-        feeds = random_inputs(graph, seed=args.seed)
+        if args.backend == "cuda":
+            raise TandemError(
+                "--backend cuda runs plans: build one (tandem build ... --target host) or add "
+                "--target host"
+            )
+        graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
+        feeds = _graph_feeds(args, graph)
+        runner = CpuRunner(graph)
     times_ms: list[float] = []
-    with CpuRunner(graph) as runner:
+    with runner:
+        for _ in range(args.warmup):
+            runner.infer(feeds)
         for _ in range(args.iterations):
             start = time.perf_counter()
             outputs = runner.infer(feeds)
             times_ms.append((time.perf_counter() - start) * 1e3)
-        peak = runner.peak_bytes
+        backends = runner.backends() if isinstance(runner, PlanRunner) else {"model": "cpu"}
     if args.save_outputs:
         save_npz(args.save_outputs, outputs)
+    if args.profile and isinstance(runner, PlanRunner):
+        _write_json(
+            args.profile, {"traceEvents": chrome_trace(runner.trace), "displayTimeUnit": "ms"}
+        )
     latency = {
         "min": float(np.min(times_ms)),
         "median": float(np.median(times_ms)),
@@ -57,34 +99,81 @@ def run(args: argparse.Namespace) -> int:
         "max": float(np.max(times_ms)),
         "iterations": len(times_ms),
     }
+    if isinstance(runner, PlanRunner):
+        predicted = plan.header.get("predicted_ms", {}) if plan else {}
+        notes = runner.notes
+        segment_ms = runner.segment_ms
+    else:
+        predicted, notes, segment_ms = {}, [], {}
     if args.json:
-        print_json(
-            {
-                "model": str(args.model),
-                "outputs": {name: _describe(arr) for name, arr in outputs.items()},
-                "latency_ms": latency,
-                "backends": {graph.name: "cpu"},
-                "peak_activation_bytes": peak,
-            }
-        )
+        doc: dict[str, Any] = {
+            "model": str(args.model),
+            "outputs": {name: _describe(arr) for name, arr in outputs.items()},
+            "latency_ms": latency,
+            "predicted_ms": predicted,
+            "backends": backends,
+            "segment_ms": segment_ms,
+            "notes": notes,
+        }
+        if plan is not None:
+            doc["target"] = plan.header["target"]
+            doc["power_mode"] = plan.header.get("power_mode")
+        print_json(doc)
         return 0
     rows = [
         (
             name,
             shape_text(arr.shape),
             str(arr.dtype),
-            f"{_stat(arr, 'min')}",
-            f"{_stat(arr, 'max')}",
-            f"{_stat(arr, 'mean')}",
+            _stat(arr, "min"),
+            _stat(arr, "max"),
+            _stat(arr, "mean"),
         )
         for name, arr in outputs.items()
     ]
     print(table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows))
-    print(
-        f"\nbackend cpu (numpy reference): median {latency['median']:.2f} ms over "
-        f"{len(times_ms)} run(s); peak activations {peak / 2**20:.1f} MiB"
-    )
+    print()
+    if segment_ms:
+        print(
+            table(
+                ("Segment", "Backend", "Last run (ms)"),
+                [(s, backends[s], f"{ms:.2f}") for s, ms in segment_ms.items()],
+                right=(2,),
+            )
+        )
+        print()
+    for note in notes:
+        print(f"note: {note}")
+    where = "numpy reference" if plan is None else f"plan for {plan.header['target']}"
+    line = f"{where}: median {latency['median']:.2f} ms here over {len(times_ms)} run(s)"
+    if predicted:
+        line += f"; predicted on the board {predicted.get('total', 0):.3f} ms"
+    print(line)
     return 0
+
+
+def _graph_feeds(args: argparse.Namespace, graph: Any) -> dict[str, np.ndarray]:
+    if args.inputs:
+        feeds = load_npz(args.inputs)
+        check_feeds(graph, feeds, args.inputs)
+        return {t.name: feeds[t.name] for t in graph.inputs}
+    return random_inputs(graph, seed=args.seed)
+
+
+def _plan_feeds(args: argparse.Namespace, expected: dict[str, Any]) -> dict[str, np.ndarray]:
+    from partitioner.ir import Graph
+
+    stub = Graph("inputs")
+    for name, b in expected.items():
+        stub.add_input(name, tuple(b["shape"]) if b.get("shape") else None, b.get("dtype"))
+    return _graph_feeds(args, stub)
+
+
+def _write_json(path: str, doc: Any) -> None:
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, p)
 
 
 def _stat(arr: np.ndarray, which: str) -> str:

@@ -1,0 +1,274 @@
+"""Run a plan: its segments in order, each on its device's backend, tensors handed across.
+
+Backends per segment:
+
+- GPU segments run on CUDA when a GPU of the plan's arch is present (``cuda``), else on the numpy
+  reference (``cpu``) — chosen by ``backend``: ``auto`` takes CUDA when it can and the reference
+  when this machine has no matching GPU (saying so in ``notes``), ``cuda`` refuses to fall back,
+  ``cpu`` always validates on the reference.
+- DLA segments run on the DLA through TensorRT on a Jetson that has one, else on the bundled
+  emulator from the plan's loadable.
+
+Boundary tensors travel as NCHW numpy arrays; each crossing between devices is recorded as a
+``copy`` event in the profile so the trace shows where data moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from devices.cpu import CpuRunner
+from devices.plan import Plan
+from devices.runner import BaseRunner
+from dla_sim.execute import run_loadable
+from dla_sim.loadable import Loadable
+from partitioner.errors import TandemError
+from partitioner.ir import Graph
+from partitioner.serialize import graph_from_data
+
+BACKENDS = ("auto", "cuda", "cpu")
+
+
+class RuntimeError_(TandemError):
+    """A plan cannot run here as asked (no matching GPU for ``--backend cuda``, ...)."""
+
+
+@dataclass
+class TraceEvent:
+    """One span on a device track, in microseconds from the start of the run."""
+
+    name: str
+    track: str  # "GPU", "CPU", "DLA0", "DLA1", "copy"
+    start_us: float
+    duration_us: float
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentRunner:
+    name: str
+    device: str
+    backend: str  # "cuda" | "cpu" | "dla-emulator" | "dla-trt"
+    inputs: list[str]
+    outputs: list[str]
+    run: Any  # Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    close: Any = None
+
+
+def cuda_arch_here() -> str | None:
+    """``sm_90`` etc. when a CUDA GPU is usable on this machine, else None."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        return None
+    try:
+        (err,) = driver.cuInit(0)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            return None
+        err, dev = driver.cuDeviceGet(0)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            return None
+        attr = driver.CUdevice_attribute
+        _, major = driver.cuDeviceGetAttribute(
+            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev
+        )
+        _, minor = driver.cuDeviceGetAttribute(
+            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev
+        )
+        return f"sm_{major}{minor}"
+    except Exception:  # a broken driver install is "no GPU" for choosing a backend
+        return None
+
+
+class PlanRunner(BaseRunner):
+    """Executes a plan's segments in order; ``trace`` holds the last run's events."""
+
+    def __init__(self, plan: Plan, backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise RuntimeError_(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+        super().__init__(None, f"plan:{plan.header.get('model', '?')}")
+        self.plan = plan
+        self.backend = backend
+        self.segments: list[SegmentRunner] = []
+        self.notes: list[str] = []
+        self.trace: list[TraceEvent] = []
+        self.segment_ms: dict[str, float] = {}
+        self._outputs = [b["name"] for b in plan.header["outputs"]]
+        self._inputs = plan.header["inputs"]
+
+    # ----- BaseRunner ----------------------------------------------------------------------
+    def input_metadata(self) -> dict[str, tuple[str | None, Any]]:
+        return {
+            b["name"]: (b.get("dtype"), tuple(b["shape"]) if b.get("shape") else None)
+            for b in self._inputs
+        }
+
+    def activate_impl(self) -> None:
+        gpu_backend = self._choose_gpu_backend()
+        self.segments = [
+            self._segment_runner(rec, gpu_backend) for rec in self.plan.header["segments"]
+        ]
+
+    def deactivate_impl(self) -> None:
+        for seg in self.segments:
+            if seg.close:
+                seg.close()
+        self.segments = []
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env: dict[str, np.ndarray] = dict(feeds)
+        where: dict[str, str] = {name: "host" for name in feeds}
+        self.trace = []
+        self.segment_ms = {}
+        t0 = time.perf_counter()
+        for seg in self.segments:
+            track = _track(seg)
+            for name in seg.inputs:
+                if where.get(name) not in (track, None):
+                    self._copy_event(name, env[name], where[name], track, t0)
+            start = time.perf_counter()
+            try:
+                produced = seg.run({name: env[name] for name in seg.inputs})
+            except KeyError as err:
+                raise TandemError(
+                    f"segment '{seg.name}' needs tensor {err} which no earlier segment produced; "
+                    "the plan is inconsistent — rebuild it"
+                ) from None
+            end = time.perf_counter()
+            self.segment_ms[seg.name] = (end - start) * 1e3
+            self.trace.append(
+                TraceEvent(
+                    seg.name,
+                    track,
+                    (start - t0) * 1e6,
+                    (end - start) * 1e6,
+                    {"backend": seg.backend, "device": seg.device},
+                )
+            )
+            for name in seg.outputs:
+                env[name] = produced[name]
+                where[name] = track
+        missing = [n for n in self._outputs if n not in env]
+        if missing:
+            raise TandemError(f"the plan produced no value for output(s) {', '.join(missing)}")
+        return {name: env[name] for name in self._outputs}
+
+    # ----- helpers -------------------------------------------------------------------------
+    def backends(self) -> dict[str, str]:
+        return {seg.name: seg.backend for seg in self.segments}
+
+    def _copy_event(self, name: str, array: np.ndarray, src: str, dst: str, t0: float) -> None:
+        now = (time.perf_counter() - t0) * 1e6
+        self.trace.append(
+            TraceEvent(
+                f"{name}: {src} -> {dst}",
+                "copy",
+                now,
+                0.0,
+                {"bytes": int(array.nbytes), "shape": list(array.shape)},
+            )
+        )
+
+    def _choose_gpu_backend(self) -> str:
+        arch = self.plan.header.get("arch")
+        has_gpu_segments = any(rec["device"] == "gpu" for rec in self.plan.header["segments"])
+        if self.backend == "cpu" or not has_gpu_segments:
+            return "cpu"
+        here = cuda_arch_here()
+        if here is not None and arch is not None and here == arch:
+            return "cuda"
+        if self.backend == "cuda":
+            why = "no CUDA GPU on this machine" if here is None else f"this GPU is {here}"
+            raise RuntimeError_(
+                f"the plan's GPU segments are built for {arch} ({self.plan.target}) but {why}; "
+                "run with --backend cpu to validate it on the reference backend, or build for "
+                "--target host"
+            )
+        why = "no CUDA GPU here" if here is None else f"this GPU is {here}, the plan is for {arch}"
+        self.notes.append(f"GPU segments ran on the CPU reference: {why}")
+        return "cpu"
+
+    def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
+        name, device = rec["name"], rec["device"]
+        if device.startswith("dla"):
+            loadable = Loadable.from_bytes(bytes(self.plan.blob(rec["loadable"]).data))
+            return SegmentRunner(
+                name,
+                device,
+                "dla-emulator",
+                list(rec["inputs"]),
+                list(rec["outputs"]),
+                lambda feeds, ld=loadable: run_loadable(ld, feeds),
+            )
+        graph = self._segment_graph(rec)
+        if gpu_backend == "cuda":
+            from devices.gpu import GpuRunner
+
+            gpu = GpuRunner(graph, precision=rec.get("precision") or "fp16")
+            gpu.activate()
+            return SegmentRunner(
+                name,
+                device,
+                "cuda",
+                list(rec["inputs"]),
+                list(rec["outputs"]),
+                gpu.infer,
+                gpu.deactivate,
+            )
+        cpu = CpuRunner(graph)
+        cpu.activate()
+        return SegmentRunner(
+            name,
+            device,
+            "cpu",
+            list(rec["inputs"]),
+            list(rec["outputs"]),
+            cpu.infer,
+            cpu.deactivate,
+        )
+
+    def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
+        structure = rec["graph"]
+        arrays = {
+            t["array"]: self.plan.array(t["array"]) for t in structure["tensors"] if "array" in t
+        }
+        for node in structure["nodes"]:
+            for attr in node["attrs"].values():
+                if "array" in attr:
+                    arrays[attr["array"]] = self.plan.array(attr["array"])
+        return graph_from_data(structure, arrays)
+
+
+def _track(seg: SegmentRunner) -> str:
+    if seg.device.startswith("dla"):
+        return seg.device.upper()
+    return "GPU" if seg.backend == "cuda" else "GPU (cpu reference)"
+
+
+def chrome_trace(events: list[TraceEvent], iteration: int = 0) -> list[dict[str, Any]]:
+    """Chrome trace events (open in Perfetto / chrome://tracing): one track per device."""
+    tracks = sorted({e.track for e in events}, key=lambda t: (t == "copy", t))
+    tid = {t: i + 1 for i, t in enumerate(tracks)}
+    out: list[dict[str, Any]] = [
+        {"ph": "M", "pid": 1, "tid": tid[t], "name": "thread_name", "args": {"name": t}}
+        for t in tracks
+    ]
+    for e in events:
+        out.append(
+            {
+                "ph": "X" if e.duration_us > 0 else "i",
+                "pid": 1,
+                "tid": tid[e.track],
+                "name": e.name,
+                "ts": e.start_us,
+                "dur": e.duration_us,
+                "s": "t",
+                "args": {**e.args, "iteration": iteration},
+            }
+        )
+    return out

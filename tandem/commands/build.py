@@ -1,0 +1,45 @@
+"""``tandem build MODEL.onnx --target T -o OUT.plan``: cross-build a plan for one board."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from devices.plan import write_plan
+from tandem.commands._common import add_model_args, add_target_args, human
+from tandem.pipeline import build_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="partition, compile and write a plan for a Jetson target")
+    p.add_argument("model", help="an ONNX model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.plan", help="plan file to write")
+    add_target_args(p, required=True)
+    add_model_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+
+    placement, plan = build_from_args(args, progress)
+    path = write_plan(plan, args.output)
+    part = placement.partition
+    size = path.stat().st_size
+    devices = sorted({s.device for s in part.segments})
+    print(
+        f"wrote {path}: target {placement.target.name} ({placement.target.power_mode}), "
+        f"precision {placement.policy.precision}, {len(part.segments)} segments on "
+        f"{', '.join(devices)}, {part.boundary_count} boundaries, {human(size, 'B')}; "
+        f"predicted {part.predicted.total * 1e3:.3f} ms; "
+        f"built in {time.perf_counter() - start:.1f} s"
+    )
+    for warning in part.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0

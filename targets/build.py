@@ -1,0 +1,269 @@
+"""Cross-build a plan for one target: place layers, compile each segment, store everything.
+
+Runs on an x86 host without a GPU: DLA segments compile to emulator loadables (the board's
+TensorRT rebuilds them for the real DLA from the stored segment graph), GPU segments store their
+graph, weights and tactic choices; cubins are cross-compiled where NVRTC is available.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.capability import capabilities_for
+from devices.cost import transition_cost_for
+from devices.cpu import CpuRunner, evaluate_node
+from devices.hardware import TargetSpec, host_target
+from devices.io import check_feeds, load_npz, random_inputs
+from devices.plan import Plan, new_header
+from dla_sim.compiler import compile_loadable
+from partitioner.assign import partition
+from partitioner.errors import InputError, TandemError
+from partitioner.ir import Graph, Tensor
+from partitioner.onnx_import import import_onnx
+from partitioner.passes import simplify
+from partitioner.policy import Policy, default_policy, load_policy
+from partitioner.report import capability_rows, layer_rows
+from partitioner.segments import Partition, Segment, device_kind
+from partitioner.serialize import graph_to_data
+from partitioner.subgraph import extract_subgraph
+from targets.catalog import load_target
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Placement:
+    """A model placed on a target: the graph after passes and its partition."""
+
+    model: str
+    graph: Graph
+    target: TargetSpec
+    policy: Policy
+    partition: Partition
+    policy_warnings: list[str] = field(default_factory=list)
+
+
+def resolve_target(name_or_path: str, power_mode: str | None = None) -> TargetSpec:
+    """A catalog name, a YAML path, or ``host`` (this machine's GPU, else CPU only)."""
+    if name_or_path == "host":
+        return host_target().with_power_mode(power_mode)
+    return load_target(name_or_path, power_mode)
+
+
+def resolve_policy(
+    path: str | None,
+    precision: str | None = None,
+    strategy: str | None = None,
+    dla_core: int | None = None,
+) -> Policy:
+    policy = load_policy(path) if path else default_policy()
+    changes: dict[str, Any] = {}
+    if precision:
+        changes["precision"] = precision
+    if strategy:
+        changes["partition"] = strategy
+    if dla_core is not None:
+        changes["dla_core"] = dla_core
+    return policy.with_overrides(**changes) if changes else policy
+
+
+def load_model(model: str | os.PathLike[str], fixed_dims: dict[str, int] | None = None) -> Graph:
+    graph = import_onnx(model, fixed_dims=fixed_dims)
+    return simplify(graph, evaluate_node)
+
+
+def place(
+    model: str | os.PathLike[str],
+    target: TargetSpec,
+    policy: Policy,
+    fixed_dims: dict[str, int] | None = None,
+    graph: Graph | None = None,
+) -> Placement:
+    """Import (unless ``graph`` is given), then partition for ``target`` under ``policy``."""
+    graph = graph if graph is not None else load_model(model, fixed_dims)
+    if target.dla is None and policy.default_device == "dla":
+        # No DLA on this board: everything runs on the GPU, and the reasons say so.
+        policy = policy.with_overrides(default_device="gpu")
+    caps = capabilities_for(target, policy.dla_core)
+    cpu_only = "gpu" not in caps
+    if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
+        caps["gpu"] = caps["cpu"]
+    part = partition(graph, caps, policy, transition_cost_for(target, policy.precision))
+    if cpu_only:
+        part = _relabel_gpu_as_cpu(part)
+    return Placement(str(model), graph, target, policy, part)
+
+
+def _relabel_gpu_as_cpu(part: Partition) -> Partition:
+    def dev(d: str) -> str:
+        return "cpu" if d == "gpu" else d
+
+    part.assignments = {
+        name: replace(a, device=dev(a.device), reason=a.reason.replace("GPU", "CPU", 1))
+        for name, a in part.assignments.items()
+    }
+    part.segments = [
+        replace(s, device=dev(s.device), name=s.name.replace("gpu_", "cpu_", 1))
+        if s.device == "gpu"
+        else s
+        for s in part.segments
+    ]
+    part.predicted = replace(
+        part.predicted, per_device={dev(k): v for k, v in part.predicted.per_device.items()}
+    )
+    return part
+
+
+def build_plan(
+    placement: Placement,
+    scales: dict[str, float] | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """Compile every segment and assemble the plan (not yet written to disk)."""
+    say = progress or (lambda _msg: None)
+    graph, part, target = placement.graph, placement.partition, placement.target
+    precisions = {a.precision for a in part.assignments.values()}
+    if "int8" in precisions and not scales:
+        raise TandemError(
+            "an INT8 build needs calibration: pass --calib DIR (a folder of .npz files) or "
+            "--calib-random N for a smoke run"
+        )
+    header = new_header(
+        target.name,
+        placement.policy.precision,
+        power_mode=target.power_mode,
+        model=Path(placement.model).name,
+        strategy=part.strategy,
+        objective=part.objective,
+        policy=placement.policy.source,
+        inputs=[_binding(t) for t in graph.inputs],
+        outputs=[_binding(t) for t in graph.outputs],
+        capability=[
+            {"operator": r.operator, "count": r.count, "reason": r.reason, "layers": list(r.layers)}
+            for r in capability_rows(graph, part)
+        ],
+        layers=[
+            {
+                "name": r.name,
+                "op": r.op,
+                "device": r.device,
+                "precision": r.precision,
+                "reason": r.reason,
+            }
+            for r in layer_rows(graph, part)
+        ],
+        predicted_ms=part.predicted.as_ms(),
+        warnings=list(part.warnings),
+        arch=target.gpu.arch if target.gpu else None,
+        dla_version=target.dla.version if target.dla else None,
+    )
+    if scales:
+        header["calibration"] = {name: float(s) for name, s in sorted(scales.items())}
+    plan = Plan(header)
+    for i, seg in enumerate(part.segments, 1):
+        say(f"[{i}/{len(part.segments)}] {seg.name}: {len(seg.nodes)} layers on {seg.device}")
+        plan.header["segments"].append(_build_segment(plan, graph, seg, target, scales))
+    return plan
+
+
+def _build_segment(
+    plan: Plan, graph: Graph, seg: Segment, target: TargetSpec, scales: dict[str, float] | None
+) -> dict[str, Any]:
+    sub = extract_subgraph(graph, list(seg.nodes), seg.name)
+    structure, arrays = graph_to_data(sub, array_key=lambda name: f"{seg.name}/{name}")
+    for key, array in arrays.items():
+        plan.add_array(key, array)
+    record: dict[str, Any] = {
+        "name": seg.name,
+        "device": seg.device,
+        "precision": seg.precision,
+        "layers": list(seg.nodes),
+        "inputs": list(seg.inputs),
+        "outputs": list(seg.outputs),
+        "graph": structure,
+    }
+    if device_kind(seg.device) == "dla":
+        assert target.dla is not None
+        precision = seg.precision or "fp16"
+        seg_scales = None
+        if precision == "int8" and scales:
+            seg_scales = {t.name: scales[t.name] for t in sub.tensors.values() if t.name in scales}
+        loadable = compile_loadable(sub, precision, target.dla.version, seg_scales, seg.name)
+        key = f"{seg.name}/loadable"
+        plan.add_bytes(key, loadable.to_bytes(), "dla-loadable")
+        record["loadable"] = key
+        record["backend"] = "dla"
+    else:
+        record["backend"] = seg.device
+    return record
+
+
+def _binding(t: Tensor) -> dict[str, Any]:
+    return {"name": t.name, "shape": list(t.shape) if t.shape else None, "dtype": t.dtype}
+
+
+def calibration_batches(
+    graph: Graph, calib: str | None, calib_random: int, seed: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs: every ``.npz`` in a folder (sorted by name), or N seeded random ones."""
+    if calib:
+        folder = Path(calib)
+        files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+        if not files:
+            raise InputError(f"{folder}: expected a folder of .npz calibration files; found none")
+        batches = []
+        for f in files:
+            feeds = load_npz(f)
+            check_feeds(graph, feeds, str(f))
+            batches.append({t.name: feeds[t.name] for t in graph.inputs})
+        return batches
+    if calib_random < 1:
+        raise InputError("--calib-random N: expected N >= 1")
+    return [random_inputs(graph, seed=seed + i) for i in range(calib_random)]
+
+
+def calibrate(
+    graph: Graph,
+    calib: str | None = None,
+    calib_random: int = 0,
+    cache: str | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Per-tensor INT8 scales: from a TensorRT-format cache when it exists, else by
+    EntropyCalibrator2 over the calibration set (then written to ``cache`` if named)."""
+    from dla_sim.calibration import (
+        EntropyCalibrator,
+        read_calibration_cache,
+        write_calibration_cache,
+    )
+
+    if cache and Path(cache).exists() and not calib and not calib_random:
+        return read_calibration_cache(cache)
+    if not calib and not calib_random:
+        raise InputError(
+            "an INT8 build needs calibration data: --calib DIR (a folder of .npz files), "
+            "--calib-random N (a smoke run), or --calib-cache FILE (an existing cache)"
+        )
+    calibrator = EntropyCalibrator()
+    for tensors in activations(graph, calibration_batches(graph, calib, calib_random, seed)):
+        calibrator.observe(tensors)
+    scales = calibrator.scales()
+    if cache:
+        write_calibration_cache(cache, scales)
+    return scales
+
+
+def activations(
+    graph: Graph, batches: Iterable[dict[str, np.ndarray]]
+) -> Iterable[dict[str, np.ndarray]]:
+    """Every tensor of ``graph`` for each calibration batch, from the FP32 reference."""
+    with CpuRunner(graph, capture=True) as runner:
+        for feeds in batches:
+            outputs = runner.infer(feeds)
+            yield {**feeds, **runner.captured, **outputs}
