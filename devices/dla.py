@@ -1,0 +1,216 @@
+"""The DLA device: the bundled emulator as a runner, calibration wiring, and the real-DLA path.
+
+- :class:`DlaEmulatorRunner` runs a DLA segment through ``dla_sim`` (compile to a loadable, run
+  with DLA numerics). Outputs are float32 NCHW arrays, like every other runner's.
+- :func:`calibrate_graph` computes INT8 scales for a graph from a calibration set, with the CPU
+  reference supplying each tensor's activations (``dla_sim`` may not import ``devices``).
+- :class:`DlaHardwareBackend` is the path to a real DLA: export the segment as ONNX and build
+  it with TensorRT for ``DeviceType.DLA`` on a Jetson. It is detected through ``import
+  tensorrt`` and the DLA core count, and refuses plainly everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from devices.cpu import CpuRunner
+from devices.runner import BaseRunner
+from dla_sim.calibration import calibrate, parse_cache
+from dla_sim.compiler import compile_loadable
+from dla_sim.execute import run_loadable
+from dla_sim.latency import LoadableTiming, predict_loadable
+from dla_sim.loadable import Loadable
+from partitioner.errors import TandemError
+from partitioner.ir import Graph, Shape
+
+
+class DlaUnavailableError(TandemError):
+    """No real DLA here (no TensorRT, or TensorRT sees no DLA core)."""
+
+
+class DlaEmulatorRunner(BaseRunner):
+    """Run a DLA segment on the bundled emulator.
+
+    Give either ``graph`` (compiled on activation at ``precision`` for DLA ``dla_version``,
+    with INT8 ``scales``) or a ready ``loadable``.
+    """
+
+    def __init__(
+        self,
+        graph: Graph | None = None,
+        *,
+        loadable: Loadable | None = None,
+        precision: str = "fp16",
+        dla_version: int = 2,
+        scales: Mapping[str, float] | None = None,
+        output_dtype: str | None = None,
+        layer_precisions: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if graph is None and loadable is None:
+            raise TandemError("DlaEmulatorRunner needs a segment graph or a compiled loadable")
+        label = name or (loadable.name if loadable is not None else graph.name)  # type: ignore[union-attr]
+        super().__init__(graph, f"dla-emu:{label}")
+        self.loadable = loadable
+        self.precision = precision
+        self.dla_version = dla_version
+        self.scales = dict(scales or {})
+        self.output_dtype = output_dtype
+        self.layer_precisions = dict(layer_precisions or {})
+        self.label = label
+
+    def activate_impl(self) -> None:
+        if self.loadable is None:
+            assert self.graph is not None
+            self.loadable = compile_loadable(
+                self.graph,
+                self.precision,
+                self.dla_version,
+                self.scales,
+                name=self.label,
+                output_dtype=self.output_dtype,
+                layer_precisions=self.layer_precisions,
+            )
+
+    def input_metadata(self) -> dict[str, tuple[str | None, Shape | None]]:
+        if self.graph is not None:
+            return super().input_metadata()
+        if self.loadable is None:
+            return {}
+        # A bare loadable takes real-valued (or already DLA-typed) NCHW arrays of fixed shape.
+        return {n: (None, tuple(self.loadable.tensors[n].shape)) for n in self.loadable.inputs}
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.loadable is not None
+        return run_loadable(self.loadable, feeds)
+
+    def predicted_timing(self, clock_hz: float, dram_bytes_per_s: float) -> LoadableTiming:
+        """Per-op predicted DLA time of this segment (activates the runner if needed)."""
+        self.activate()
+        assert self.loadable is not None
+        return predict_loadable(self.loadable, clock_hz, dram_bytes_per_s)
+
+
+def capture_activations(
+    graph: Graph, batches: Iterable[Mapping[str, np.ndarray]]
+) -> Iterator[dict[str, np.ndarray]]:
+    """For each feed dict, every tensor of ``graph`` as the FP32 CPU reference computes it."""
+    with CpuRunner(graph, capture=True) as runner:
+        for feeds in batches:
+            runner.infer({k: np.asarray(v) for k, v in feeds.items()})
+            values = dict(runner.captured)
+            values.update({k: np.asarray(v) for k, v in feeds.items()})
+            yield values
+
+
+def calibrate_graph(
+    graph: Graph,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    method: str = "entropy",
+    percentile: float = 99.99,
+) -> dict[str, float]:
+    """INT8 scales for every float tensor of ``graph`` over ``batches`` (feed dicts)."""
+    return calibrate(capture_activations(graph, batches), method, percentile)
+
+
+# ----- real DLA through TensorRT --------------------------------------------------------
+@dataclass(frozen=True)
+class DlaHardwareInfo:
+    tensorrt_version: str
+    dla_cores: int
+
+
+class DlaHardwareBackend:
+    """Build a segment for a real DLA with TensorRT (on a Jetson / DRIVE board only)."""
+
+    def __init__(self) -> None:
+        self._trt: Any = None
+
+    def probe(self) -> DlaHardwareInfo:
+        """TensorRT's version and DLA core count, or :class:`DlaUnavailableError` saying why."""
+        try:
+            import tensorrt as trt  # type: ignore[import-not-found]
+        except ImportError:
+            raise DlaUnavailableError(
+                "no real DLA here: the TensorRT Python package is not installed (it ships with "
+                "JetPack on Jetson boards); use the DLA emulator (--backend cpu) instead"
+            ) from None
+        builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+        cores = int(getattr(builder, "num_DLA_cores", 0))
+        if cores == 0:
+            raise DlaUnavailableError(
+                f"TensorRT {trt.__version__} sees no DLA core on this machine; DLA builds need "
+                "a Jetson AGX/NX (Xavier or Orin) or a DRIVE board"
+            )
+        self._trt = trt
+        return DlaHardwareInfo(str(trt.__version__), cores)
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            info = self.probe()
+        except DlaUnavailableError as err:
+            return False, str(err)
+        return True, f"TensorRT {info.tensorrt_version}, {info.dla_cores} DLA core(s)"
+
+    def build(
+        self,
+        graph: Graph,
+        precision: str,
+        dla_core: int = 0,
+        calibration_cache: str | None = None,
+        gpu_fallback: bool = False,
+    ) -> bytes:
+        """A serialized TensorRT engine running ``graph`` on DLA core ``dla_core``."""
+        from partitioner.onnx_export import export_onnx
+
+        info = self.probe()
+        trt = self._trt
+        if not 0 <= dla_core < info.dla_cores:
+            raise DlaUnavailableError(
+                f"DLA core {dla_core} does not exist; this board has {info.dla_cores}"
+            )
+        model = export_onnx(graph)
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(model.SerializeToString()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise TandemError(f"TensorRT cannot parse DLA segment '{graph.name}': {errors}")
+        config = builder.create_builder_config()
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = dla_core
+        config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+            if calibration_cache is None:
+                raise TandemError(
+                    f"INT8 DLA segment '{graph.name}' needs a calibration cache (--calib)"
+                )
+            with open(calibration_cache) as f:
+                _, scales = parse_cache(f.read(), calibration_cache)
+            for i in range(network.num_layers):
+                layer = network.get_layer(i)
+                for j in range(layer.num_outputs):
+                    t = layer.get_output(j)
+                    if t.name in scales:
+                        amax = scales[t.name] * 127.0
+                        t.set_dynamic_range(-amax, amax)
+            for i in range(network.num_inputs):
+                t = network.get_input(i)
+                if t.name in scales:
+                    amax = scales[t.name] * 127.0
+                    t.set_dynamic_range(-amax, amax)
+        if gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        engine = builder.build_serialized_network(network, config)
+        if engine is None:
+            raise TandemError(
+                f"TensorRT could not build DLA segment '{graph.name}' for core {dla_core}; "
+                "run with gpu_fallback=True or check the layers against the DLA support table"
+            )
+        return bytes(engine)

@@ -1,0 +1,270 @@
+"""INT8 calibration: per-tensor scales from activations, and TensorRT's calibration cache.
+
+Calibrators (all symmetric, scale = threshold / 127, as TensorRT stores it):
+
+- ``entropy`` -- TensorRT's EntropyCalibrator2 algorithm (GTC 2017, "8-bit Inference with
+  TensorRT"): a 2048-bin histogram of |x|; for every candidate threshold bin i in [128, 2048]
+  the reference distribution P is bins [0, i) with everything beyond folded into bin i-1, the
+  candidate Q is those i bins quantised into 128 levels and expanded back (each level's count
+  spread evenly over the bins that were non-zero); the threshold is ``(argmin KL(P||Q) + 0.5)``
+  bin widths. Zero-probability bins of Q under non-zero P are smoothed with a small epsilon.
+- ``minmax`` -- the largest |x| seen.
+- ``percentile`` -- the given percentile of |x| (from the same histogram).
+
+Activations come in as an iterable of ``{tensor name: array}`` (one dict per calibration input);
+the histogram range grows by powers of two, merging bin pairs exactly, so nothing is kept in
+memory but 2048 counts per tensor.
+
+The cache is TensorRT's text format: a ``TRT-<version>-<Calibrator>`` header line, then
+``tensor_name: <8 hex digits of the float32 scale's big-endian bits>`` per tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from partitioner.errors import ConfigError, InputError
+
+NUM_BINS = 2048
+NUM_QUANT_BINS = 128
+METHODS = ("entropy", "minmax", "percentile")
+CACHE_HEADER_NAMES = {
+    "entropy": "EntropyCalibration2",
+    "minmax": "MinMaxCalibration",
+    "percentile": "PercentileCalibration",
+}
+
+
+class CalibrationError(ConfigError):
+    """A calibration set or cache is unusable; the message says which file and why."""
+
+
+@dataclass
+class AbsHistogram:
+    """A streaming histogram of |x| over [0, range) with ``NUM_BINS`` equal bins."""
+
+    counts: np.ndarray
+    range: float = 0.0
+    amax: float = 0.0
+
+    @classmethod
+    def empty(cls) -> AbsHistogram:
+        return cls(np.zeros(NUM_BINS, dtype=np.int64))
+
+    def add(self, values: np.ndarray) -> None:
+        a = np.abs(np.asarray(values, dtype=np.float64)).reshape(-1)
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return
+        top = float(a.max())
+        self.amax = max(self.amax, top)
+        if top == 0.0 and self.range == 0.0:
+            self.counts[0] += a.size
+            return
+        if self.range == 0.0:
+            self.range = top
+        while top > self.range:  # double the range: bin pairs merge exactly
+            self.counts = np.concatenate(
+                [self.counts.reshape(-1, 2).sum(axis=1), np.zeros(NUM_BINS // 2, np.int64)]
+            )
+            self.range *= 2.0
+        idx = np.minimum((a * (NUM_BINS / self.range)).astype(np.int64), NUM_BINS - 1)
+        self.counts += np.bincount(idx, minlength=NUM_BINS)
+
+    @property
+    def bin_width(self) -> float:
+        return self.range / NUM_BINS if self.range > 0 else 0.0
+
+
+def collect_histograms(
+    activations: Iterable[Mapping[str, np.ndarray]], names: Collection[str] | None = None
+) -> dict[str, AbsHistogram]:
+    """One |x| histogram per tensor over all calibration inputs."""
+    hists: dict[str, AbsHistogram] = {}
+    for batch in activations:
+        for name, value in batch.items():
+            if names is not None and name not in names:
+                continue
+            arr = np.asarray(value)
+            if arr.dtype.kind != "f":
+                continue  # integer / boolean tensors (shapes, indices) are not quantised
+            hists.setdefault(name, AbsHistogram.empty()).add(arr)
+    return hists
+
+
+def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Give zero bins a little mass taken evenly from the non-zero ones (keeps KL finite)."""
+    zeros = p == 0
+    n_zero, n_nonzero = int(zeros.sum()), int((~zeros).sum())
+    if n_zero == 0 or n_nonzero == 0:
+        return p
+    take = eps * n_zero / n_nonzero
+    return np.where(zeros, eps, p - take)
+
+
+def entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
+    """TensorRT EntropyCalibrator2's threshold for a 2048-bin |x| histogram."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.sum() == 0 or bin_width == 0:
+        return 0.0
+    nbins = counts.size
+    tail = np.cumsum(counts[::-1])[::-1]  # tail[i] = sum(counts[i:])
+    best_i, best_kl = nbins, math.inf
+    for i in range(NUM_QUANT_BINS, nbins + 1):
+        ref = counts[:i].copy()
+        if i < nbins:
+            ref[i - 1] += tail[i]
+        sliced = counts[:i]
+        # Quantise the i bins into 128 levels: level j covers bins [edges[j], edges[j+1]).
+        edges = (np.arange(NUM_QUANT_BINS + 1) * i) // NUM_QUANT_BINS
+        nonzero = (sliced != 0).astype(np.float64)
+        level_sum = np.add.reduceat(sliced, edges[:-1])
+        level_nz = np.add.reduceat(nonzero, edges[:-1])
+        per_bin = np.where(level_nz > 0, level_sum / np.maximum(level_nz, 1), 0.0)
+        expanded = np.repeat(per_bin, np.diff(edges)) * nonzero
+        p_total, q_total = ref.sum(), expanded.sum()
+        if q_total == 0:
+            continue
+        p = _smooth(ref / p_total)
+        q = _smooth(expanded / q_total)
+        mask = p > 0
+        kl = float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return (best_i + 0.5) * bin_width
+
+
+def percentile_threshold(hist: AbsHistogram, percentile: float) -> float:
+    if not 0.0 < percentile <= 100.0:
+        raise CalibrationError(f"percentile must be in (0, 100], got {percentile}")
+    total = hist.counts.sum()
+    if total == 0:
+        return 0.0
+    cdf = np.cumsum(hist.counts) / total
+    index = int(np.searchsorted(cdf, percentile / 100.0))
+    return min((index + 1) * hist.bin_width, hist.amax) if hist.bin_width else hist.amax
+
+
+def calibrate(
+    activations: Iterable[Mapping[str, np.ndarray]],
+    method: str = "entropy",
+    percentile: float = 99.99,
+    names: Collection[str] | None = None,
+) -> dict[str, float]:
+    """Per-tensor INT8 scales (threshold / 127) from an iterable of activation dicts."""
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibrator '{method}'; use one of {', '.join(METHODS)}")
+    hists = collect_histograms(activations, names)
+    scales: dict[str, float] = {}
+    for name, hist in hists.items():
+        if method == "minmax":
+            threshold = hist.amax
+        elif method == "percentile":
+            threshold = percentile_threshold(hist, percentile)
+        else:
+            threshold = entropy_threshold(hist.counts, hist.bin_width)
+        if threshold > 0:
+            # Stored as float32 in the cache; round here so a written cache reads back equal.
+            scales[name] = float(np.float32(threshold / 127.0))
+    return scales
+
+
+# ----- calibration sets ------------------------------------------------------------------
+def npz_batches(
+    directory: str | os.PathLike[str], input_names: Collection[str]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield one feed dict per ``.npz`` file of ``directory`` (sorted by name)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CalibrationError(f"calibration set '{root}' is not a directory of .npz files")
+    files = sorted(root.glob("*.npz"))
+    if not files:
+        raise CalibrationError(f"calibration set '{root}' holds no .npz files")
+    for f in files:
+        try:
+            with np.load(f, allow_pickle=False) as data:
+                missing = [n for n in input_names if n not in data.files]
+                if missing:
+                    raise CalibrationError(
+                        f"calibration file '{f}' lacks input(s) {', '.join(missing)} "
+                        f"(it has {', '.join(data.files) or 'nothing'})"
+                    )
+                yield {n: np.asarray(data[n]) for n in input_names}
+        except (OSError, ValueError) as err:
+            raise CalibrationError(f"cannot read calibration file '{f}': {err}") from None
+
+
+def random_batches(
+    inputs: Mapping[str, tuple[tuple[int, ...], str]], count: int, seed: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
+    """``count`` random feed dicts (standard normal floats) for a smoke calibration."""
+    if count < 1:
+        raise InputError(f"--calib-random needs a positive count, got {count}")
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield {
+            name: rng.standard_normal(shape).astype(dtype)
+            for name, (shape, dtype) in inputs.items()
+        }
+
+
+# ----- TensorRT calibration cache ----------------------------------------------------------
+def format_cache(
+    scales: Mapping[str, float], method: str = "entropy", trt_version: str = "8601"
+) -> str:
+    """The cache text: header, then ``name: hex`` lines in the given order."""
+    header = f"TRT-{trt_version}-{CACHE_HEADER_NAMES.get(method, method)}"
+    lines = [header]
+    for name, scale in scales.items():
+        lines.append(f"{name}: {struct.pack('>f', float(scale)).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_cache(text: str, source: str = "<cache>") -> tuple[str, dict[str, float]]:
+    """(header, scales) from TensorRT calibration-cache text."""
+    lines = [line.rstrip("\r") for line in text.splitlines()]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines or not lines[0].startswith("TRT-"):
+        raise CalibrationError(
+            f"{source}: not a TensorRT calibration cache (first line must start with 'TRT-')"
+        )
+    scales: dict[str, float] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        name, sep, value = line.rpartition(":")
+        value = value.strip()
+        if not sep or not name or len(value) != 8:
+            raise CalibrationError(
+                f"{source}:{number}: expected 'tensor_name: <8 hex digits>', got {line!r}"
+            )
+        try:
+            scales[name] = struct.unpack(">f", bytes.fromhex(value))[0]
+        except ValueError:
+            raise CalibrationError(f"{source}:{number}: '{value}' is not 8 hex digits") from None
+    return lines[0].strip(), scales
+
+
+def write_cache(
+    path: str | os.PathLike[str],
+    scales: Mapping[str, float],
+    method: str = "entropy",
+    trt_version: str = "8601",
+) -> None:
+    Path(path).write_text(format_cache(scales, method, trt_version))
+
+
+def read_cache(path: str | os.PathLike[str]) -> dict[str, float]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise CalibrationError(f"cannot read calibration cache '{path}': {err.strerror}") from None
+    return parse_cache(text, str(path))[1]
