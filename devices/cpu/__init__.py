@@ -6,5 +6,14 @@
 
 from devices.cpu.interpreter import CpuRunner, run_graph
 from devices.cpu.registry import evaluate_node, supported_ops
+from devices.cpu.threads import blas_threads, get_blas_threads, set_blas_threads
 
-__all__ = ["CpuRunner", "evaluate_node", "run_graph", "supported_ops"]
+__all__ = [
+    "CpuRunner",
+    "blas_threads",
+    "evaluate_node",
+    "get_blas_threads",
+    "run_graph",
+    "set_blas_threads",
+    "supported_ops",
+]

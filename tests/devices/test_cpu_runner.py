@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.cpu import CpuRunner, evaluate_node
+from devices.cpu import CpuRunner, evaluate_node, get_blas_threads, set_blas_threads
 from devices.runner import BaseRunner
 from partitioner.errors import ExecutionError, InputError
 from partitioner.ir import Graph, Node
@@ -135,6 +135,25 @@ def test_layer_failure_names_layer_and_op() -> None:
     g.mark_output(g.add_node("Conv", [x, w], 1, name="conv3").outputs[0])
     with CpuRunner(g) as runner, pytest.raises(ExecutionError, match=r"layer 'conv3' \(Conv\): "):
         runner.infer({"x": np.ones((1, 3, 8, 8), np.float32)})
+
+
+def test_blas_thread_count_is_scoped_to_inference() -> None:
+    before = get_blas_threads()
+    if before is None:
+        pytest.skip("numpy does not use OpenBLAS here")
+    seen: list[int | None] = []
+
+    class Spy(CpuRunner):
+        def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            seen.append(get_blas_threads())
+            return super()._run(feeds)
+
+    with Spy(relu_chain(1, (2, 2)), threads=1) as runner:
+        runner.infer({"x": np.ones((2, 2), np.float32)})
+    assert seen == [1]
+    assert get_blas_threads() == before
+    with pytest.raises(ValueError):
+        set_blas_threads(0)
 
 
 def test_evaluate_node_unknown_op() -> None:
