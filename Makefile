@@ -10,17 +10,25 @@ DEMO   := build/demo
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,cuda]'
+	$(PY) -m pip install -q -e '.[test,cuda,real-models]'
 	@touch $(STAMP)
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
 
+# The main job on an embedded default: a zoo YOLOv5s, placed on AGX Orin's GPU + DLA, built into
+# a plan, run (GPU segments on CUDA when present, else the CPU reference; DLA segments on the
+# emulator), and checked against ONNX Runtime.
+DEMO_MODEL  ?= yolov5s
+DEMO_TARGET ?= orin-agx-64gb
 demo: $(STAMP)
 	@mkdir -p $(DEMO)
-	$(BIN)/tandem zoo resnet18 --resolution 224 -o $(DEMO)/resnet18.onnx
-	$(BIN)/tandem inspect $(DEMO)/resnet18.onnx
-	$(BIN)/tandem compare $(DEMO)/resnet18.onnx
+	$(BIN)/tandem zoo $(DEMO_MODEL) --resolution 320 -o $(DEMO)/$(DEMO_MODEL).onnx
+	$(BIN)/tandem inspect $(DEMO)/$(DEMO_MODEL).onnx
+	$(BIN)/tandem inspect $(DEMO)/$(DEMO_MODEL).onnx --target $(DEMO_TARGET) --fp16
+	$(BIN)/tandem build $(DEMO)/$(DEMO_MODEL).onnx --target $(DEMO_TARGET) --fp16 -o $(DEMO)/$(DEMO_MODEL).plan
+	$(BIN)/tandem run $(DEMO)/$(DEMO_MODEL).plan --profile $(DEMO)/trace.json
+	$(BIN)/tandem compare $(DEMO)/$(DEMO_MODEL).onnx
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,20 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], source: str) -> N
 def run_onnxruntime(
     model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """The oracle: ONNX Runtime on the CPU, every optimisation off is not needed for accuracy."""
+    """The oracle: ONNX Runtime on the CPU."""
+    return _run_ort(str(model_path), feeds, str(model_path))
+
+
+def run_onnxruntime_model(
+    model: Any, feeds: Mapping[str, np.ndarray], source: str
+) -> dict[str, np.ndarray]:
+    """ONNX Runtime on an in-memory ``onnx.ModelProto`` (e.g. with extra outputs marked)."""
+    return _run_ort(model.SerializeToString(), feeds, source)
+
+
+def _run_ort(
+    model: str | bytes, feeds: Mapping[str, np.ndarray], model_path: str
+) -> dict[str, np.ndarray]:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -114,7 +128,7 @@ def run_onnxruntime(
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         results = session.run(names, dict(feeds))
     except Exception as err:  # ORT raises its own exception types

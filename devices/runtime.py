@@ -58,6 +58,7 @@ class SegmentRunner:
     outputs: list[str]
     run: Any  # Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     close: Any = None
+    captured: Any = None  # Callable[[], dict[str, np.ndarray]]: intermediates of the last run
 
 
 def cuda_arch_here() -> str | None:
@@ -88,7 +89,7 @@ def cuda_arch_here() -> str | None:
 class PlanRunner(BaseRunner):
     """Executes a plan's segments in order; ``trace`` holds the last run's events."""
 
-    def __init__(self, plan: Plan, backend: str = "auto") -> None:
+    def __init__(self, plan: Plan, backend: str = "auto", capture: bool = False) -> None:
         if backend not in BACKENDS:
             raise RuntimeError_(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
         super().__init__(None, f"plan:{plan.header.get('model', '?')}")
@@ -98,6 +99,9 @@ class PlanRunner(BaseRunner):
         self.notes: list[str] = []
         self.trace: list[TraceEvent] = []
         self.segment_ms: dict[str, float] = {}
+        #: with ``capture``: every tensor a backend exposed in the last run (for bisection)
+        self.capture = capture
+        self.captured: dict[str, np.ndarray] = {}
         self._outputs = [b["name"] for b in plan.header["outputs"]]
         self._inputs = plan.header["inputs"]
 
@@ -125,6 +129,7 @@ class PlanRunner(BaseRunner):
         where: dict[str, str] = {name: "host" for name in feeds}
         self.trace = []
         self.segment_ms = {}
+        self.captured = {}
         t0 = time.perf_counter()
         for seg in self.segments:
             track = _track(seg)
@@ -153,6 +158,9 @@ class PlanRunner(BaseRunner):
             for name in seg.outputs:
                 env[name] = produced[name]
                 where[name] = track
+            if self.capture:
+                self.captured.update(seg.captured() if seg.captured else {})
+                self.captured.update({name: produced[name] for name in seg.outputs})
         missing = [n for n in self._outputs if n not in env]
         if missing:
             raise TandemError(f"the plan produced no value for output(s) {', '.join(missing)}")
@@ -220,7 +228,7 @@ class PlanRunner(BaseRunner):
                 gpu.infer,
                 gpu.deactivate,
             )
-        cpu = CpuRunner(graph)
+        cpu = CpuRunner(graph, capture=self.capture)
         cpu.activate()
         return SegmentRunner(
             name,
@@ -230,6 +238,7 @@ class PlanRunner(BaseRunner):
             list(rec["outputs"]),
             cpu.infer,
             cpu.deactivate,
+            lambda: cpu.captured,
         )
 
     def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
