@@ -365,30 +365,30 @@ def _data_tensors(node: Node) -> list[tuple[str, Tensor]]:
 
 
 def _shape_limits(table: SupportTable, v: NodeView) -> str | None:
+    # Messages leave tensor names out so that the capability report groups equal reasons.
     for role, t in _data_tensors(v.node):
         if t.shape is None:
             if role == "output":
                 continue  # not inferred yet: judged by its inputs
             if table.static_shapes:
-                return f"shape of {role} '{t.name}' is unknown: {v.label} needs static shapes"
+                return f"{role} shape unknown: {v.label} needs static shapes"
             continue
         if table.static_shapes:
             for i, d in enumerate(t.shape):
                 if not isinstance(d, int):
-                    return (f"dynamic shape (dim {i} of {role} '{t.name}' is {d!r}): "
-                            f"{v.label} needs static shapes")  # fmt: skip
+                    return f"dynamic shape ({role} dim {i} is {d!r}): {v.label} needs static shapes"
         dims = [d for d in t.shape if isinstance(d, int)]
         if len(dims) != len(t.shape):
             continue
         batch_dims, rest = dims[:-3], dims[-3:]
         batch = math.prod(batch_dims) if batch_dims else 1
         if table.max_batch is not None and batch > table.max_batch:
-            return (f"batch {batch} of {role} '{t.name}' > {v.label} max {table.max_batch} "
+            return (f"{role} batch {batch} > {v.label} max {table.max_batch} "
                     "(batch = product of all dims but the last 3)")  # fmt: skip
         if table.max_dim is not None:
             for d in rest:
                 if d > table.max_dim:
-                    return f"dim {d} of {role} '{t.name}' > {v.label} max {table.max_dim}"
+                    return f"{role} dim {d} > {v.label} max {table.max_dim}"
     return None
 
 
