@@ -7,7 +7,7 @@ Calibrators (all symmetric, scale = threshold / 127, as TensorRT stores it):
   the reference distribution P is bins [0, i) with everything beyond folded into bin i-1, the
   candidate Q is those i bins quantised into 128 levels and expanded back (each level's count
   spread evenly over the bins that were non-zero); the threshold is ``(argmin KL(P||Q) + 0.5)``
-  bin widths. Zero-probability bins of Q under non-zero P are smoothed with a small epsilon.
+  bin widths. Zero-probability bins of Q are given a small epsilon so KL(P||Q) stays finite.
 - ``minmax`` -- the largest |x| seen.
 - ``percentile`` -- the given percentile of |x| (from the same histogram).
 
@@ -99,14 +99,10 @@ def collect_histograms(
     return hists
 
 
-def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
-    """Give zero bins a little mass taken evenly from the non-zero ones (keeps KL finite)."""
-    zeros = p == 0
-    n_zero, n_nonzero = int(zeros.sum()), int((~zeros).sum())
-    if n_zero == 0 or n_nonzero == 0:
-        return p
-    take = eps * n_zero / n_nonzero
-    return np.where(zeros, eps, p - take)
+def _smooth(q: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Give zero bins of a distribution a little mass and renormalise (keeps KL finite)."""
+    q = np.where(q == 0, eps, q)
+    return q / q.sum()
 
 
 def entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
@@ -132,7 +128,7 @@ def entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
         p_total, q_total = ref.sum(), expanded.sum()
         if q_total == 0:
             continue
-        p = _smooth(ref / p_total)
+        p = ref / p_total
         q = _smooth(expanded / q_total)
         mask = p > 0
         kl = float(np.sum(p[mask] * np.log(p[mask] / q[mask])))

@@ -1,0 +1,165 @@
+"""INT8 calibration: calibrators, TensorRT's cache format, calibration sets, Q/DQ stripping."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from devices.dla import calibrate_graph
+from dla_sim.calibration import (
+    NUM_BINS,
+    AbsHistogram,
+    CalibrationError,
+    calibrate,
+    entropy_threshold,
+    format_cache,
+    npz_batches,
+    parse_cache,
+    random_batches,
+    read_cache,
+    write_cache,
+)
+from dla_sim.qdq import strip_qdq
+from partitioner.errors import ModelError
+from tests.dla_sim.graphs import Builder
+
+# The head of a real TensorRT cache (NVIDIA-AI-IOT/cuDLA-samples data/model/qat2ptq.cache),
+# plus a TensorFlow-style name that itself contains a colon.
+HAND_WRITTEN = """TRT-8600-EntropyCalibration2
+images: 3c00f9f4
+/model.0/act/Mul_output_0: 3e6c9314
+/model.1/act/Mul_output_0: 3e870ad0
+input_tensor:0: 3c010a14
+"""
+
+
+def test_hand_written_tensorrt_cache_loads() -> None:
+    header, scales = parse_cache(HAND_WRITTEN)
+    assert header == "TRT-8600-EntropyCalibration2"
+    assert list(scales) == ["images", "/model.0/act/Mul_output_0", "/model.1/act/Mul_output_0",
+                            "input_tensor:0"]  # fmt: skip
+    assert scales["images"] == struct.unpack(">f", bytes.fromhex("3c00f9f4"))[0]
+    assert scales["images"] == pytest.approx(1 / 127, rel=1e-3)  # a [0, 1] image input
+    assert scales["/model.0/act/Mul_output_0"] == pytest.approx(0.23103, rel=1e-4)
+
+
+def test_written_cache_reads_back_identically(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, scales = parse_cache(HAND_WRITTEN)
+    path = tmp_path / "calib.cache"
+    write_cache(path, scales, trt_version="8600")
+    assert path.read_text() == HAND_WRITTEN  # byte-identical to TensorRT's own file
+    assert read_cache(path) == scales
+    fresh = {"a": 0.0123, "b/c:0": 7.5e-5}
+    again = read_cache(_write(tmp_path / "fresh.cache", format_cache(fresh)))
+    assert again == {k: float(np.float32(v)) for k, v in fresh.items()}
+    assert format_cache(again) == format_cache(fresh)
+
+
+def _write(path, text: str):  # type: ignore[no-untyped-def]
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("images: 3c00f9f4\n", "first line must start with 'TRT-'"),
+     ("TRT-8600-EntropyCalibration2\nimages 3c00f9f4\n", ":2: expected 'tensor_name: <8 hex"),
+     ("TRT-8600-EntropyCalibration2\na: 3c00f9f4\nb: 3c00zzzz\n", ":3: '3c00zzzz' is not 8 hex")],
+)  # fmt: skip
+def test_bad_cache_lines_are_reported_with_line_numbers(text: str, message: str) -> None:
+    with pytest.raises(CalibrationError, match=message):
+        parse_cache(text, "calib.cache")
+
+
+def test_entropy_clips_outliers_that_minmax_keeps() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(400_000)
+    x[:20] = 40.0  # a few extreme outliers
+    batches = [{"t": x[i::4]} for i in range(4)]
+    entropy = calibrate(batches, "entropy")["t"] * 127
+    minmax = calibrate(batches, "minmax")["t"] * 127
+    pct = calibrate(batches, "percentile", percentile=99.9)["t"] * 127
+    assert minmax == pytest.approx(40.0, rel=1e-6)
+    assert 2.5 < entropy < 12.0  # a Gaussian's useful range, far below the outliers
+    assert pct == pytest.approx(3.29, abs=0.1)  # |N(0,1)| 99.9th percentile
+
+
+def test_entropy_keeps_nearly_all_of_a_uniform_range() -> None:
+    x = np.random.default_rng(1).uniform(-1, 1, 200_000)
+    hist = AbsHistogram.empty()
+    hist.add(x)
+    threshold = entropy_threshold(hist.counts, hist.bin_width)
+    assert 0.9 < threshold <= hist.range * (1 + 1 / NUM_BINS)
+
+
+def test_histogram_range_grows_by_exact_bin_merges() -> None:
+    hist = AbsHistogram.empty()
+    hist.add(np.array([0.5, -1.0]))
+    hist.add(np.array([3.5, 0.25]))  # forces two doublings: 1 -> 2 -> 4
+    assert hist.range == 4.0 and hist.amax == 3.5 and hist.counts.sum() == 4
+    edges = np.arange(NUM_BINS + 1) * hist.bin_width
+    direct, _ = np.histogram([0.5, 3.5, 0.25], bins=edges)
+    # The first batch's maximum sat in the top bin of range 1, which merges into bin 511.
+    direct[511] += 1
+    np.testing.assert_array_equal(hist.counts, direct)
+
+
+def _conv_relu_graph():  # type: ignore[no-untyped-def]
+    b = Builder("calib")
+    x = b.input("x", (1, 3, 8, 8))
+    rng = np.random.default_rng(2)
+    y = b.conv(x, rng.standard_normal((4, 3, 3, 3)) * 0.3, pads=(1, 1, 1, 1))
+    r = b.op("Relu", [y], (1, 4, 8, 8))
+    return b.output(r)
+
+
+def test_calibrate_graph_over_npz_directory_and_random_set(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    g = _conv_relu_graph()
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        np.savez(tmp_path / f"{i:03d}.npz", x=rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    scales = calibrate_graph(g, npz_batches(tmp_path, ["x"]), method="minmax")
+    assert set(scales) == {"x", g.nodes[0].outputs[0].name, g.outputs[0].name}
+    assert all(s > 0 for s in scales.values())
+    random_scales = calibrate_graph(g, random_batches({"x": ((1, 3, 8, 8), "float32")}, 4))
+    assert set(random_scales) == set(scales)
+
+
+def test_calibration_set_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CalibrationError, match="holds no .npz files"):
+        list(npz_batches(tmp_path, ["x"]))
+    np.savez(tmp_path / "a.npz", y=np.zeros(3))
+    with pytest.raises(CalibrationError, match="a.npz' lacks input\\(s\\) x"):
+        list(npz_batches(tmp_path, ["x"]))
+
+
+def test_qdq_model_becomes_per_tensor_scales() -> None:
+    b = Builder("qat")
+    x = b.input("x", (1, 2, 4, 4))
+    sx = b.const(np.float32(0.05), "sx")
+    zp = b.const(np.int8(0), "zp")
+    qx = b.op("QuantizeLinear", [x, sx, zp], (1, 2, 4, 4))
+    dx = b.op("DequantizeLinear", [qx, sx, zp], (1, 2, 4, 4))
+    wq = b.const(np.array([[[[10]], [[-20]]], [[[127]], [[5]]]], np.int8), "wq")
+    ws = b.const(np.array([0.01, 0.02], np.float32), "ws")
+    wd = b.op("DequantizeLinear", [wq, ws, b.const(np.zeros(2, np.int8), "wz")], (2, 2, 1, 1),
+              axis=0)  # fmt: skip
+    y = b.op("Conv", [dx, wd], (1, 2, 4, 4), kernel_shape=[1, 1], strides=[1, 1],
+             pads=[0, 0, 0, 0], dilations=[1, 1], group=1)  # fmt: skip
+    g = b.output(y)
+    plain, scales = strip_qdq(g)
+    assert [n.op for n in plain.nodes] == ["Conv"]
+    assert scales == {"x": pytest.approx(0.05)}
+    conv = plain.nodes[0]
+    assert conv.inputs[0].name == "x"
+    np.testing.assert_allclose(conv.constant_input(1)[:, :, 0, 0], [[0.1, -0.2], [2.54, 0.1]])
+    bad = Builder("asym")
+    x2 = bad.input("x", (1, 1, 2, 2))
+    q2 = bad.op("QuantizeLinear", [x2, bad.const(np.float32(0.1)), bad.const(np.uint8(128))],
+                (1, 1, 2, 2))  # fmt: skip
+    d2 = bad.op("DequantizeLinear", [q2, bad.const(np.float32(0.1)), bad.const(np.uint8(128))],
+                (1, 1, 2, 2))  # fmt: skip
+    with pytest.raises(ModelError, match="zero point .* is not 0"):
+        strip_qdq(bad.output(d2))
