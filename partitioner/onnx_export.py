@@ -18,30 +18,68 @@ from partitioner.errors import ModelError
 from partitioner.ir import Constant, Graph, Node, Tensor
 
 EXPORT_OPSET = 21
+MIN_EXPORT_OPSET = 11
+
+# Ops that do not exist below an opset: exporting them lower is refused.
+_INTRODUCED = {"HardSwish": 14, "LayerNormalization": 17, "Mish": 18, "Gelu": 20}
+# Attributes (IR name: default) that older opsets lack; dropped when default, else refused.
+_NEWER_ATTRS: dict[str, list[tuple[int, str, Any]]] = {
+    "Split": [(18, "num_outputs", None)],
+    "Shape": [(15, "start", 0), (15, "end", None)],
+    "Reshape": [(14, "allowzero", 0)],
+    "AveragePool": [(19, "dilations", None)],
+    "Cast": [(19, "saturate", 1)],
+    "QuantizeLinear": [(19, "saturate", 1), (21, "block_size", 0), (21, "output_dtype", 0)],
+    "DequantizeLinear": [(21, "block_size", 0)],
+    "Resize": [(18, "antialias", 0), (18, "axes", None), (18, "keep_aspect_ratio_policy",
+                                                             "stretch")],
+    "ArgMax": [(12, "select_last_index", 0)],
+    "ReduceMean": [(18, "noop_with_empty_axes", 0)],
+    "ReduceMax": [(18, "noop_with_empty_axes", 0)],
+    "ReduceMin": [(18, "noop_with_empty_axes", 0)],
+    "ReduceSum": [(13, "noop_with_empty_axes", 0)],
+}  # fmt: skip
+# Inputs that were attributes before an opset: (opset it became an input, index, attribute).
+_INPUT_WAS_ATTR = {
+    "Split": (13, 1, "split"),
+    "Squeeze": (13, 1, "axes"),
+    "Unsqueeze": (13, 1, "axes"),
+    "ReduceSum": (13, 1, "axes"),
+    "ReduceMean": (18, 1, "axes"),
+    "ReduceMax": (18, 1, "axes"),
+    "ReduceMin": (18, 1, "axes"),
+    "Dropout": (12, 1, "ratio"),
+}
 
 
 def export_onnx(graph: Graph, opset: int | None = None) -> onnx.ModelProto:
-    """A checked ONNX model computing ``graph``; ``opset`` defaults to 21."""
+    """A checked ONNX model computing ``graph``; ``opset`` defaults to 21.
+
+    Below 21, ops are rewritten to the older form (inputs back to attributes and so on); an op
+    that the older opset cannot express raises :class:`ModelError` naming the layer.
+    """
     target = EXPORT_OPSET if opset is None else int(opset)
-    if not 11 <= target <= onnx.defs.onnx_opset_version():
+    if not MIN_EXPORT_OPSET <= target <= onnx.defs.onnx_opset_version():
         raise ModelError(
             f"cannot export graph '{graph.name}' at opset {target}; "
-            f"expected 11..{onnx.defs.onnx_opset_version()}"
+            f"expected {MIN_EXPORT_OPSET}..{onnx.defs.onnx_opset_version()}"
         )
-    build_opset = max(target, EXPORT_OPSET)
     outputs = set(id(t) for t in graph.outputs)
-    initializers = [
-        numpy_helper.from_array(np.asarray(t.values), t.name)
-        for t in graph.constants()
-        if id(t) not in outputs
-    ]
     nodes = [
         helper.make_node("Constant", [], [t.name], name=f"{t.name}/const",
                          value=numpy_helper.from_array(np.asarray(t.values)))  # fmt: skip
         for t in graph.outputs
         if isinstance(t, Constant)
     ]
-    nodes += [_node(n) for n in graph.topological_order()]
+    nodes += [_node(n, target) for n in graph.topological_order()]
+    used = {i for n in nodes for i in n.input}
+    initializers = [
+        numpy_helper.from_array(np.asarray(t.values), t.name)
+        for t in [*graph.constants(), _EMPTY]
+        if id(t) not in outputs and t.name in used
+    ]
+    if _EMPTY.name in used and _EMPTY.name in graph.tensors:
+        raise ModelError(f"graph '{graph.name}' uses the reserved tensor name '{_EMPTY.name}'")
     inputs = [_value_info(t) for t in graph.inputs]
     outs = [_value_info(t) for t in graph.outputs]
     io_names = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
@@ -52,29 +90,84 @@ def export_onnx(graph: Graph, opset: int | None = None) -> onnx.ModelProto:
         and t.producer is not None
     ]  # fmt: skip
     g = helper.make_graph(nodes, graph.name, inputs, outs, initializers, value_info=value_info)
-    model = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", build_opset)], producer_name="tandem"
-    )
-    model.ir_version = helper.find_min_ir_version_for([helper.make_opsetid("", build_opset)])
+    opset_id = helper.make_opsetid("", target)
+    model = helper.make_model(g, opset_imports=[opset_id], producer_name="tandem")
+    model.ir_version = helper.find_min_ir_version_for([opset_id])
     for key, value in graph.metadata.items():
         model.metadata_props.add(key=key, value=str(value))
-    if target < build_opset:
-        try:
-            model = onnx.version_converter.convert_version(model, target)
-        except Exception as err:  # the converter raises bare RuntimeErrors with C++ text
-            raise ModelError(
-                f"cannot convert graph '{graph.name}' down to opset {target}: "
-                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            ) from None
     return model
 
 
-def _node(n: Node) -> onnx.NodeProto:
-    ins = [t.name if t is not None else "" for t in n.inputs]
-    attrs = {k: _attr(v) for k, v in n.attrs.items() if not _empty(v)}
+# Stands for the empty float tensor older Resize needs in unused input slots.
+_EMPTY = Constant("tandem_empty_float", np.zeros((0,), np.float32))
+
+
+def _node(n: Node, opset: int) -> onnx.NodeProto:
+    inputs: list[Tensor | None] = list(n.inputs)
+    attrs = dict(n.attrs)
+    if opset < EXPORT_OPSET:
+        _downgrade(n, opset, inputs, attrs)
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    names = [t.name if t is not None else "" for t in inputs]
+    converted = {k: _attr(v) for k, v in attrs.items() if not _empty(v)}
     return helper.make_node(
-        n.op, ins, [t.name for t in n.outputs], name=n.name, domain=n.domain or None, **attrs
+        n.op, names, [t.name for t in n.outputs], name=n.name, domain=n.domain or None,
+        **converted,
     )
+
+
+def _refuse(n: Node, opset: int, what: str) -> ModelError:
+    return ModelError(f"cannot export layer '{n.name}' ({n.op}) at opset {opset}: {what}")
+
+
+def _downgrade(n: Node, opset: int, inputs: list[Tensor | None], attrs: dict[str, Any]) -> None:
+    """Rewrite an opset-21-form node, in place, into the form ``opset`` defines."""
+    since = _INTRODUCED.get(n.op)
+    if since is not None and opset < since:
+        raise _refuse(n, opset, f"{n.op} exists from opset {since}; export at {since} or later")
+    for introduced, key, default in _NEWER_ATTRS.get(n.op, []):
+        if opset < introduced and key in attrs:
+            value = attrs[key]
+            keep_default = default is not None and value == default
+            if key == "dilations" and all(d == 1 for d in value):
+                keep_default = True
+            if key == "num_outputs" and (len(inputs) < 2 or inputs[1] is None):
+                keep_default = True  # older Split splits equally by output count
+            if not keep_default:
+                raise _refuse(n, opset, f"attribute {key}={value!r} needs opset {introduced}")
+            del attrs[key]
+    moved = _INPUT_WAS_ATTR.get(n.op)
+    if moved is not None and opset < moved[0]:
+        _, index, key = moved
+        t = inputs[index] if index < len(inputs) else None
+        if t is not None:
+            if not isinstance(t, Constant):
+                raise _refuse(n, opset, f"'{key}' is computed at run time, older opsets need "
+                                        "a constant attribute")  # fmt: skip
+            values = np.asarray(t.values)
+            attrs[key] = float(values) if key == "ratio" else [int(v) for v in values.reshape(-1)]
+            inputs[index] = None
+    if n.op == "Dropout" and opset < 12 and len(inputs) > 2 and inputs[2] is not None:
+        raise _refuse(n, opset, "training_mode is an input only from opset 12")
+    if n.op in ("Softmax", "LogSoftmax") and opset < 13:
+        x = inputs[0]
+        axis = int(attrs.get("axis", -1))
+        rank = len(x.shape) if x is not None and x.shape is not None else None
+        if axis != -1 and (rank is None or axis % rank != rank - 1):
+            raise _refuse(n, opset, "only the last axis has the same meaning before opset 13")
+        attrs["axis"] = -1
+    if n.op == "Resize" and opset < 13:
+        # Opset 11 requires roi and scales as inputs; empty tensors stand for "unused".
+        while len(inputs) < 3:
+            inputs.append(None)
+        for i in (1, 2):
+            if inputs[i] is None and (i == 1 or len(inputs) > 3):
+                inputs[i] = _EMPTY
+        if attrs.get("coordinate_transformation_mode") == "half_pixel_symmetric":
+            raise _refuse(n, opset, "half_pixel_symmetric needs opset 19")
+    if n.op == "Pad" and opset < 18 and len(inputs) > 3 and inputs[3] is not None:
+        raise _refuse(n, opset, "Pad with an axes input needs opset 18")
 
 
 def _empty(v: Any) -> bool:
