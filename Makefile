@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 
-.PHONY: demo test lint typecheck layering system-deps clean
+.PHONY: demo test lint typecheck layering system-deps paddle-env clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
+
+# PaddlePaddle's exporter for the real-model tests; paddle2onnx pins onnx<=1.17, so it lives in
+# a venv of its own and runs as a subprocess (tests/fixtures/export_paddle_models.py).
+PADDLE_STAMP := .venv-paddle/.installed-stamp
+$(PADDLE_STAMP):
+	@test -x .venv-paddle/bin/python || python3 -m venv .venv-paddle
+	.venv-paddle/bin/pip install -q paddlepaddle==3.3.1 paddle2onnx==2.1.0 packaging
+	@touch $(PADDLE_STAMP)
+paddle-env: $(PADDLE_STAMP)
 
 # The main job on an embedded default: a zoo YOLOv5s, placed on AGX Orin's GPU + DLA, built into
 # a plan, run (GPU segments on CUDA when present, else the CPU reference; DLA segments on the
@@ -39,8 +48,8 @@ layering: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy partitioner
 
-test: $(STAMP) system-deps lint layering typecheck
+test: $(STAMP) system-deps paddle-env lint layering typecheck
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build $(VENV) .venv-paddle .pytest_cache .mypy_cache .ruff_cache
