@@ -129,7 +129,7 @@ DLA_VERSION_DEFAULTS: dict[int, dict[str, float]] = {
         "cbuf_banks": 16,
         "cbuf_bank_bytes": 32768,
         "atomic_c": 64,
-        "atomic_k": 32,
+        "atomic_k": 64,  # per CPIPE, 2 CPIPEs (dla_sim/hardware.py, cuDLA layer-wise notes)
         "sram_bytes": 1024 * 1024,  # 1 MiB per core (dla.md §1.4)
         "dbb_bytes_per_cycle": 64,
     },
@@ -275,8 +275,9 @@ def normalise_mode(name: str) -> str:
 # ----- the host as a pseudo-target -------------------------------------------------------------
 
 
-def probe_local_gpu() -> tuple[GpuSpec, float] | None:
-    """The first local CUDA GPU as (GpuSpec at mode "default", DRAM bytes/s), or None."""
+def probe_local_gpu() -> tuple[GpuSpec, float, str | None] | None:
+    """The first local CUDA GPU as (GpuSpec at mode "default", DRAM bytes/s, CUDA driver
+    version such as "13.0"), or None."""
     try:
         from cuda.bindings import driver  # type: ignore[import-not-found]
     except ImportError:
@@ -303,7 +304,10 @@ def probe_local_gpu() -> tuple[GpuSpec, float] | None:
         bus_bits = get(attr.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)
         l2 = get(attr.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
         err, raw_name = driver.cuDeviceGetName(64, dev)
-        name = raw_name.split(b"\0", 1)[0].decode(errors="replace") if not err else ""
+        ok = driver.CUresult.CUDA_SUCCESS
+        name = raw_name.split(b"\0", 1)[0].decode(errors="replace") if err == ok else ""
+        err, version = driver.cuDriverGetVersion()
+        cuda = f"{version // 1000}.{version % 1000 // 10}" if err == ok else None
     except Exception:  # a broken driver install is "no GPU" for planning purposes
         return None
     gpu = GpuSpec(
@@ -314,13 +318,13 @@ def probe_local_gpu() -> tuple[GpuSpec, float] | None:
         name=name,
     )
     # DDR: two transfers per memory clock.
-    return gpu, 2.0 * mem_khz * 1e3 * bus_bits / 8
+    return gpu, 2.0 * mem_khz * 1e3 * bus_bits / 8, cuda
 
 
 def host_target(cpu_dram_bytes_per_s: float = 20e9) -> TargetSpec:
     """The machine Tandem runs on: its first CUDA GPU if any, else CPU only; never a DLA."""
     probed = probe_local_gpu()
-    gpu, bandwidth = probed if probed else (None, cpu_dram_bytes_per_s)
+    gpu, bandwidth, cuda = probed if probed else (None, cpu_dram_bytes_per_s, None)
     mode = PowerMode(
         "default",
         gpu_clock_hz=float(gpu.clock_hz["default"]) if gpu else 0.0,
@@ -337,7 +341,7 @@ def host_target(cpu_dram_bytes_per_s: float = 20e9) -> TargetSpec:
         default_power_mode="default",
         power_mode="default",
         jetpack=None,
-        cuda=None,
+        cuda=cuda,
         l4t=None,
         source="<host>",
         notes=("probed from the local machine" if gpu else "no CUDA GPU found: CPU only",),

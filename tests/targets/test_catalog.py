@@ -208,3 +208,12 @@ def test_not_a_mapping(tmp_path: Path):
 def test_missing_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_target("/nonexistent/board.yaml")
+
+
+@pytest.mark.gpu
+def test_host_target_describes_the_local_gpu():
+    t = load_target("host")
+    assert t.gpu is not None and t.gpu.arch.startswith("sm_") and t.gpu.sm_count > 0
+    assert t.gpu_clock_hz > 0 and t.dram_bytes_per_s > 1e10
+    assert t.cuda_major is not None and t.nvrtc_major == min(t.cuda_major, 99)
+    assert t.dla is None and t.power_mode == "default"
