@@ -123,9 +123,9 @@ def resize(node: Node, inputs: list[Any]) -> np.ndarray:
         scales_in = np.asarray(node.attrs["scales"], np.float32)
     mode = attr_str(node, "mode", "nearest")
     coord_mode = attr_str(node, "coordinate_transformation_mode", "half_pixel")
-    if node.op == "Upsample" or int(node.attrs.get("_legacy_asymmetric", 0)):
-        coord_mode = "asymmetric"
     nearest_mode = attr_str(node, "nearest_mode", "round_prefer_floor")
+    if node.op == "Upsample":  # Upsample's index mapping: asymmetric, rounding down
+        coord_mode, nearest_mode = "asymmetric", "floor"
     if mode == "bilinear":
         mode = "linear"
     axes = attr_ints(node, "axes")
