@@ -415,9 +415,9 @@ class _AnsibleModel:
         groups = {g: self.members(g) for g in self.groups}
         for host in self.host_vars:
             variables: dict[str, tuple[Any, int]] = {}
-            mine = [g for g, hosts in groups.items() if host in hosts and g != "all"]
-            for g in ["all"] + sorted(mine, key=lambda g: (depth.get(g, 1), g)):
-                variables.update(self.groups[g].vars)
+            mine = [gn for gn, hosts in groups.items() if host in hosts and gn != "all"]
+            for gn in ["all"] + sorted(mine, key=lambda n: (depth.get(n, 1), n)):
+                variables.update(self.groups[gn].vars)
             variables.update(self.host_vars[host])
             fields: dict[str, tuple[Any, int]] = {}
             labels: dict[str, str] = {}
@@ -429,8 +429,8 @@ class _AnsibleModel:
                         break
             inv.boards[host] = _board(host, fields, self.path, self.host_line[host], labels)
         all_hosts = list(self.host_vars)
-        for g, hosts in groups.items():
-            inv.groups[g] = all_hosts if g == "all" else hosts
+        for gn, hosts in groups.items():
+            inv.groups[gn] = all_hosts if gn == "all" else hosts
         if not inv.groups["ungrouped"]:
             del inv.groups["ungrouped"]
         return inv

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +16,22 @@ import pytest
 
 from devices.plan import Plan, file_sha256, new_header, write_plan
 from targets.deploy import (
+    BenchError,
     HashMismatchError,
     TargetMismatchError,
     deploy_group,
     deploy_plan,
     summary_table,
 )
-from targets.inventory import load_inventory
-from targets.ssh import AuthError, BoardConnection, HostKeyError, Timeouts, TransientError
+from targets.inventory import load_inventory, with_overrides
+from targets.ssh import (
+    AuthError,
+    BoardConnection,
+    HostKeyError,
+    SSHTimeoutError,
+    Timeouts,
+    TransientError,
+)
 from tests.sshd import Fleet, fleet_of_boards, keygen
 
 FAST = Timeouts(connect=3, banner=5, auth=5, channel=5, command=60)
@@ -249,3 +261,70 @@ def test_connection_is_lazy_idempotent_and_runs_argv(fleet: Fleet) -> None:
     conn.close()
     conn.close()
     assert not conn.is_open
+
+
+def test_silent_server_hits_the_banner_timeout(fleet: Fleet, tmp_path: Path) -> None:
+    """A TCP peer that never speaks SSH (a hung board) fails within the banner timeout."""
+    board = fleet.add("hung")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel completes the handshake; nobody ever answers
+    try:
+        entry = load_inventory(fleet.inventory()).board("hung")
+        silent = with_overrides(entry, port=listener.getsockname()[1])
+        quick = Timeouts(connect=2, banner=1, auth=2, channel=2, command=5)
+        start = time.monotonic()
+        with pytest.raises(SSHTimeoutError, match="banner within 1s"):
+            BoardConnection(silent, timeouts=quick).open()
+        assert time.monotonic() - start < 5
+    finally:
+        listener.close()
+    assert board.proc is not None
+
+
+def test_agent_authentication(fleet: Fleet, tmp_path: Path) -> None:
+    """No key file named: the key comes from a real ssh-agent."""
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("ssh-agent/ssh-add are not installed (openssh-client)")
+    fleet.add("agent")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            time.sleep(0.01)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", str(fleet.client_key)], env=env, check=True, capture_output=True)
+        board = with_overrides(
+            load_inventory(fleet.inventory()).board("agent"), key=None, agent=True
+        )
+        old = os.environ.get("SSH_AUTH_SOCK")
+        os.environ["SSH_AUTH_SOCK"] = str(sock)
+        try:
+            with BoardConnection(board, timeouts=FAST) as conn:
+                assert conn.run(["echo", "via-agent"]).stdout == "via-agent\n"
+        finally:
+            if old is None:
+                os.environ.pop("SSH_AUTH_SOCK", None)
+            else:
+                os.environ["SSH_AUTH_SOCK"] = old
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_bench_without_tandem_on_the_board_says_so(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.add("bare")  # no venv on this board: `board setup` was never run
+    inv = load_inventory(fleet.inventory())
+    with pytest.raises(BenchError, match=r"`tandem run` on bare .* exited 127") as info:
+        deploy_plan(
+            make_plan(tmp_path / "m.plan"),
+            inv.board("bare"),
+            bench=True,
+            results_dir=tmp_path / "results",
+            timeouts=FAST,
+        )
+    assert "venv/bin/tandem" in str(info.value)
