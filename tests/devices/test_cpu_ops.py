@@ -93,6 +93,10 @@ CASES = [
     Case("convtranspose_output_shape", "ConvTranspose", [f32(1, 2, 3, 3), C(f32(2, 2, 3, 3))],
          {"strides": [3, 2], "output_shape": [10, 8]}),
     Case("convtranspose_1d", "ConvTranspose", [f32(1, 3, 7), C(f32(3, 2, 3))], {"strides": [3]}),
+    Case("convtranspose_same_upper", "ConvTranspose", [f32(1, 2, 5, 5), C(f32(2, 3, 3, 3))],
+         {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    Case("convtranspose_same_lower", "ConvTranspose", [f32(1, 2, 5, 5), C(f32(2, 3, 2, 2))],
+         {"auto_pad": "SAME_LOWER", "strides": [3, 3]}),
     # ----- pooling -------------------------------------------------------------------------
     Case("maxpool_3x3s2p1", "MaxPool", [f32(1, 3, 9, 9)],
          {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
