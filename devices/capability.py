@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from devices.cost import cpu_layer_seconds, dla_layer_seconds, gpu_layer_seconds
 from devices.hardware import TargetSpec
-from devices.support import SupportEnv, SupportResult, SupportTable, dla_table, evaluate, gpu_table
+from devices.support import (
+    SupportEnv,
+    SupportResult,
+    SupportTable,
+    dla_table,
+    evaluate,
+    gpu_table,
+    load_table,
+)
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Graph, Node
@@ -54,10 +63,10 @@ class GpuCapability(_TableCapability):
     kind = "gpu"
     device = "gpu"
 
-    def __init__(self, target: TargetSpec) -> None:
+    def __init__(self, target: TargetSpec, table: SupportTable | None = None) -> None:
         if target.gpu is None:
             raise ConfigError(f"target '{target.name}' has no GPU")
-        super().__init__(target, gpu_table())
+        super().__init__(target, table or gpu_table())
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
         return gpu_layer_seconds(node, graph, self.runs_as(node, graph, precision), self.target)
@@ -68,7 +77,11 @@ class DlaCapability(_TableCapability):
 
     kind = "dla"
 
-    def __init__(self, target: TargetSpec, core: int = 0) -> None:
+    def __init__(
+        self, target: TargetSpec, core: int = 0, table: SupportTable | None = None
+    ) -> None:
+        """``table``: a user's support table (``load_table(path)``) instead of the packaged one
+        for the target's DLA version."""
         if target.dla is None:
             raise ConfigError(f"target '{target.name}' has no DLA")
         if not 0 <= core < target.dla.cores:
@@ -76,7 +89,10 @@ class DlaCapability(_TableCapability):
                 f"target '{target.name}' has {target.dla.cores} DLA core(s): "
                 f"dla_core {core} does not exist (use 0..{target.dla.cores - 1})"
             )
-        super().__init__(target, dla_table(target.dla.version))
+        table = table or dla_table(target.dla.version)
+        if table.device != "dla":
+            raise ConfigError(f"{table.source}: a {table.device} table cannot describe a DLA")
+        super().__init__(target, table)
         self.core = core
         self.device = f"dla{core}"
 
@@ -107,14 +123,20 @@ class CpuCapability:
         return cpu_layer_seconds(node, graph, "fp32", self.target)
 
 
-def capabilities_for(target: TargetSpec, dla_core: int = 0) -> dict[str, DeviceCapability]:
+def capabilities_for(
+    target: TargetSpec,
+    dla_core: int = 0,
+    dla_table_path: str | Path | None = None,
+) -> dict[str, DeviceCapability]:
     """``{"gpu", "dla", "cpu"}`` capabilities of ``target`` (``dla`` only where it has one;
-    ``gpu`` only where it has one — the CPU-only host gets just ``cpu``)."""
+    ``gpu`` only where it has one — the CPU-only host gets just ``cpu``). ``dla_table_path``
+    replaces the packaged DLA support table (e.g. to relax an unconfirmed rule)."""
     caps: dict[str, DeviceCapability] = {}
     if target.gpu is not None:
         caps["gpu"] = GpuCapability(target)
     if target.dla is not None:
-        caps["dla"] = DlaCapability(target, dla_core)
+        table = load_table(dla_table_path) if dla_table_path is not None else None
+        caps["dla"] = DlaCapability(target, dla_core, table)
     caps["cpu"] = CpuCapability(target)
     return caps
 

@@ -255,8 +255,8 @@ def evaluate(
     if rule is None:
         return SupportResult(False, table.unlisted_reason.format(op=node.op, label=label))
     if rule.unsupported is not None:
-        return SupportResult(False, rule.unsupported.format(op=node.op, label=label),
-                             unconfirmed=rule.unconfirmed)  # fmt: skip
+        text = rule.unsupported.format(op=node.op, label=label)
+        return SupportResult(False, _flag(text, rule.unconfirmed), unconfirmed=rule.unconfirmed)
     for software, need in rule.requires.items():
         have = getattr(env, software)
         if not version_at_least(have, need):
@@ -291,10 +291,16 @@ def evaluate(
             notes.append(str(outcome))
             unconfirmed = unconfirmed or check.unconfirmed
             continue
-        return SupportResult(False, outcome, unconfirmed=check.unconfirmed or rule.unconfirmed)
+        doubtful = check.unconfirmed or rule.unconfirmed
+        return SupportResult(False, _flag(outcome, doubtful), unconfirmed=doubtful)
     if rule.note:
         notes.append(rule.note)
     return SupportResult(True, "", tuple(notes), runs_as, unconfirmed)
+
+
+def _flag(detail: str, unconfirmed: bool) -> str:
+    """Mark reasons that rest on an unconfirmed rule, so users know they may override it."""
+    return f"{detail} [unconfirmed rule]" if unconfirmed else detail
 
 
 def _data_tensors(node: Node) -> list[tuple[str, Tensor]]:

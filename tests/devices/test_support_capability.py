@@ -128,3 +128,38 @@ def test_capability_report_fp32_and_per_layer_precision():
     reasons = {r.layers[0]: r.reason for r in rows}
     assert reasons["c1"] == "FP32 requested (DLA runs FP16/INT8 only)"
     assert "r1" not in reasons  # ReLU runs on the DLA in INT8
+
+
+def _reshape_to_2d() -> Graph:
+    g = Graph("t")
+    x = g.add_input("x", (1, 16, 4, 4))
+    shape = g.add_constant("s", np.array([1, 256], np.int64))
+    r = g.add_node("Reshape", [x, shape], 1, name="flat")
+    g.mark_output(r.outputs[0])
+    infer_shapes(g)
+    return g
+
+
+def test_unconfirmed_rules_are_flagged_in_the_reason():
+    g = _reshape_to_2d()
+    verdict = DlaCapability(load_target("orin-agx-64gb")).supports(g.node("flat"), g, "fp16")
+    assert verdict.reason == (
+        "Reshape 'flat': Reshape to a 2-D tensor (DLA shuffles 4-D tensors only) [unconfirmed rule]"
+    )
+
+
+def test_user_support_table_overrides_an_unconfirmed_rule(tmp_path):
+    from devices.support import TABLES_DIR
+
+    text = (TABLES_DIR / "dla2.yaml").read_text()
+    relaxed = text.replace(
+        "      - {check: shuffle, rank: 4, split_next_to: [Slice, Concat, Split]}\n", ""
+    )
+    assert relaxed != text
+    path = tmp_path / "my_dla2.yaml"
+    path.write_text(relaxed)
+    g = _reshape_to_2d()
+    caps = capabilities_for(load_target("orin-agx-64gb"), dla_table_path=path)
+    assert caps["dla"].supports(g.node("flat"), g, "fp16").ok
+    with pytest.raises(ConfigError, match="a gpu table cannot describe a DLA"):
+        capabilities_for(load_target("orin-agx-64gb"), dla_table_path=TABLES_DIR / "gpu.yaml")
