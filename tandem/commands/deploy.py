@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from targets.deploy import DeployResult, deploy_group, summary_table
+from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
 from targets.ssh import Timeouts
 
@@ -83,20 +83,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             extra = details.get("error") or details.get("path") or ""
             print(f"{board}: {event} {extra}".rstrip(), file=sys.stderr)
 
-    results = deploy_group(
-        args.plan,
-        boards,
-        concurrency=args.concurrency,
-        bench=args.bench,
-        iterations=args.iterations,
-        run_args=run_args,
-        results_dir=args.results,
-        accept_new_host_key=args.accept_new_host_key,
-        known_hosts=args.known_hosts,
-        timeouts=timeouts,
-        retries=args.retries,
-        progress=progress,
-    )
+    options: dict[str, Any] = {
+        "bench": args.bench,
+        "iterations": args.iterations,
+        "run_args": run_args,
+        "results_dir": args.results,
+        "accept_new_host_key": args.accept_new_host_key,
+        "known_hosts": args.known_hosts,
+        "timeouts": timeouts,
+        "retries": args.retries,
+        "progress": progress,
+    }
+    if args.board is not None:
+        # One board: its error is the command's error (one line, exit 1), not a table row.
+        results = [deploy_plan(args.plan, boards[0], **options)]
+    else:
+        results = deploy_group(args.plan, boards, concurrency=args.concurrency, **options)
     if args.json:
         print(json.dumps({"plan": args.plan, "boards": [r.to_json() for r in results]}, indent=2))
     else:

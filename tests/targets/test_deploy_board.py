@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tandem.cli import main
 from tandem.commands import board as board_cmd
 from tandem.commands import deploy as deploy_cmd
 from targets.board import (
@@ -173,3 +174,15 @@ def test_board_facts_cli_json(fleet: Fleet, capsys: pytest.CaptureFixture[str]) 
     doc = json.loads(captured.out)
     assert rc == 1 and doc["arch"] == platform.machine() and doc["ok"] is False
     assert "does not match target orin-agx-64gb" in captured.err
+
+
+def test_single_board_error_is_one_line_through_the_real_cli(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet.add("nx", target="xavier-nx")
+    plan = make_plan(tmp_path / "orin.plan", target="orin-agx-64gb")
+    argv = ["deploy", str(plan), "--board", "nx", "--inventory", str(fleet.inventory())]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith("tandem: error: plan ") and "\n" not in err
+    assert "built for target 'orin-agx-64gb' but board nx" in err
