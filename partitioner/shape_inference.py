@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from partitioner.dtypes import numpy_dtype_name
-from partitioner.errors import ShapeError, TandemError
+from partitioner.errors import ModelError, ShapeError, TandemError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
 
 Result = tuple[Shape | None, str | None]
@@ -189,8 +189,15 @@ def _prelu(ctx: _Ctx) -> list[Result]:
     return [(x, ctx.dtype(0))]
 
 
+def _dtype_attr(ctx: _Ctx, name: str, default: int) -> str:
+    try:
+        return numpy_dtype_name(int(ctx.attr(name, default)))
+    except ModelError as err:
+        raise ctx.fail(f"attribute {name}: {err}") from None
+
+
 def _cast(ctx: _Ctx) -> list[Result]:
-    return [(ctx.shape(0), numpy_dtype_name(int(ctx.attr("to", 1))))]
+    return [(ctx.shape(0), _dtype_attr(ctx, "to", 1))]
 
 
 def _window_out(size: Dim, k: int, s: int, d: int, pb: int, pe: int, ceil: bool,
@@ -342,7 +349,7 @@ def _norm_outputs(ctx: _Ctx) -> list[Result]:
         if x is not None:
             a = _axis(axis, len(x), ctx)
             stat = (*x[:a], *([1] * (len(x) - a)))
-        stash = numpy_dtype_name(int(ctx.attr("stash_type", 1)))
+        stash = _dtype_attr(ctx, "stash_type", 1)
         results += [(stat, stash), (stat, stash)]
     return results
 
@@ -691,9 +698,8 @@ def _range(ctx: _Ctx) -> list[Result]:
 
 
 def _quantize(ctx: _Ctx) -> list[Result]:
-    code = int(ctx.attr("output_dtype", 0))
-    if code:
-        dtype: str | None = numpy_dtype_name(code)
+    if int(ctx.attr("output_dtype", 0)):
+        dtype: str | None = _dtype_attr(ctx, "output_dtype", 0)
     else:
         dtype = ctx.dtype(2) if ctx.t(2) is not None else "uint8"
     return [(ctx.shape(0), dtype)]
