@@ -43,6 +43,10 @@ MEMORY_EFFICIENCY = 0.8
 # Per GPU<->DLA switch, besides the reformat kernel: cuDLA submission and synchronisation. Chosen
 # so that transition_seconds reproduces the 0.045-0.074 ms measured on AGX Xavier (dla.md §1.3).
 SWITCH_OVERHEAD_SECONDS = 39e-6
+# Per DLA hardware op in the stand-in roofline: pipeline fill/drain and the first DRAM round trip
+# (the same figures as dla_sim/hardware.py's op_fixed_seconds / op_fixed_cycles).
+DLA_OP_FIXED_SECONDS = 0.5e-6
+DLA_OP_FIXED_CYCLES = 256
 # The host CPU when it is the device (a planning figure, not a measurement of this machine).
 CPU_PEAK_FLOPS = 50e9
 
@@ -144,8 +148,10 @@ def dla_roofline_seconds(node: Node, graph: Graph, precision: str, target: Targe
         raise ConfigError("the DLA has no FP32: cost it at fp16 or int8")
     work = layer_work(node, precision)
     macs = work.flops / 2
-    if node.op == "Conv" and node.input(1) is not None and node.input(1).shape:  # type: ignore[union-attr]
-        k, c_per_group = node.input(1).shape[:2]  # type: ignore[union-attr, index]
+    weight = node.input(1)
+    depthwise = int(node.attrs.get("group", 1)) > 1 and weight is not None and weight.shape
+    if node.op == "Conv" and weight is not None and weight.shape and not depthwise:
+        k, c_per_group = weight.shape[:2]
         if isinstance(k, int) and isinstance(c_per_group, int) and k and c_per_group:
             # The convolution core works on whole atomics of C x K.
             pad_c = math.ceil(c_per_group / dla.atomic_c) * dla.atomic_c / c_per_group
@@ -153,7 +159,7 @@ def dla_roofline_seconds(node: Node, graph: Graph, precision: str, target: Targe
             macs *= pad_c * pad_k
     mac_seconds = macs / (dla.macs_per_cycle(precision) * clock)  # type: ignore[arg-type]
     port = min(dla.dbb_bytes_per_cycle * clock, target.dram_bytes_per_s) * MEMORY_EFFICIENCY
-    return max(mac_seconds, work.bytes / port)
+    return DLA_OP_FIXED_SECONDS + DLA_OP_FIXED_CYCLES / clock + max(mac_seconds, work.bytes / port)
 
 
 def dla_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:

@@ -7,6 +7,8 @@ import pytest
 
 from devices.capability import DlaCapability, GpuCapability
 from devices.cost import (
+    DLA_OP_FIXED_CYCLES,
+    DLA_OP_FIXED_SECONDS,
     GPU_LAUNCH_SECONDS,
     MEMORY_EFFICIENCY,
     SWITCH_OVERHEAD_SECONDS,
@@ -72,8 +74,9 @@ def test_dla_roofline_hand_computation():
     g = conv_graph(c=3, k=64, hw=224, kernel=3)
     macs = 224 * 224 * 64 * 3 * 9 * (64 / 3)  # atomic-C rounding of 3 channels to 64
     expected_mac = macs / (1024 * 1395.2e6)
+    fixed = DLA_OP_FIXED_SECONDS + DLA_OP_FIXED_CYCLES / 1395.2e6
     got = dla_roofline_seconds(g.node("conv"), g, "fp16", t)
-    assert got == pytest.approx(expected_mac, rel=1e-9)
+    assert got == pytest.approx(fixed + expected_mac, rel=1e-9)
 
 
 @pytest.mark.parametrize("target", ["orin-agx-64gb", "xavier-agx"])
@@ -183,3 +186,24 @@ def test_transition_cost_for_partitioner_signature():
     int8 = transition_cost_for(t, "int8")(tensor, "dla", "gpu")
     assert fp16 == pytest.approx(transition_seconds(64 * 56 * 56 * 2, t))
     assert int8 < fp16
+
+
+def _supported_cases():
+    from tests.devices.test_support_dla import CASES
+
+    for case in CASES:
+        if case.ok and not case.trt:
+            for version in case.versions:
+                yield pytest.param(case, version, id=f"dla{version}-{case.id}")
+
+
+@pytest.mark.parametrize("case, version", list(_supported_cases()))
+def test_every_dla_supported_layer_has_a_finite_cost(case, version: int):
+    t = load_target({1: "xavier-agx", 2: "orin-agx-64gb"}[version])
+    graph, name = case.build()
+    node = graph.node(name)
+    dla, gpu = DlaCapability(t), GpuCapability(t)
+    assert dla.supports(node, graph, case.precision).ok
+    seconds = dla.cost(node, graph, case.precision)
+    assert 0.0 < seconds < 0.1 and np.isfinite(seconds)
+    assert 0.0 <= gpu.cost(node, graph, case.precision) < 0.1
