@@ -239,6 +239,11 @@ class TargetSpec:
         return self.mode.dram_bytes_per_s
 
     @property
+    def dram_bandwidth(self) -> dict[str, float]:
+        """DRAM bytes/s per power mode name."""
+        return {m.name: m.dram_bytes_per_s for m in self.power_modes}
+
+    @property
     def gpu_clock_hz(self) -> float:
         return self.mode.gpu_clock_hz
 

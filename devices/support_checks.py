@@ -339,12 +339,21 @@ def _pool_stride(v: NodeView, p: dict[str, Any]) -> str | None:
 
 @check("inclusive_avg_padding")
 def _inclusive_avg_padding(v: NodeView, p: dict[str, Any]) -> str | None:
-    # Without padding the two conventions give the same numbers, so only padded pools fail.
-    if int(v.attr("count_include_pad", 0)) == 1 or not any(v.pads()):
+    # Without padding the two conventions give the same numbers; ``only_when_padded: false``
+    # applies TensorRT's flag check literally (every count_include_pad=0 pool fails).
+    if int(v.attr("count_include_pad", 0)) == 1:
         return None
+    pads = v.pads()
+    if not any(pads):
+        if p.get("only_when_padded", True):
+            return None
+        return (
+            f"average pool with count_include_pad=0 not supported on {v.label} "
+            "(inclusive padding only)"
+        )
     return (
         f"average pool excluding padding (count_include_pad=0) with padding "
-        f"{_pads_text(v.pads())} not supported on {v.label} (inclusive padding only)"
+        f"{_pads_text(pads)} not supported on {v.label} (inclusive padding only)"
     )
 
 

@@ -163,3 +163,30 @@ def test_user_support_table_overrides_an_unconfirmed_rule(tmp_path):
     assert caps["dla"].supports(g.node("flat"), g, "fp16").ok
     with pytest.raises(ConfigError, match="a gpu table cannot describe a DLA"):
         capabilities_for(load_target("orin-agx-64gb"), dla_table_path=TABLES_DIR / "gpu.yaml")
+
+
+def test_strict_inclusive_avg_pool_option(tmp_path):
+    from devices.support import TABLES_DIR
+
+    g = Graph("t")
+    x = g.add_input("x", (1, 4, 8, 8))
+    attrs = {
+        "kernel_shape": [2, 2],
+        "strides": [2, 2],
+        "pads": [0, 0, 0, 0],
+        "count_include_pad": 0,
+    }
+    pool = g.add_node("AveragePool", [x], 1, attrs, name="ap")
+    g.mark_output(pool.outputs[0])
+    infer_shapes(g)
+    xavier = load_target("xavier-agx")
+    assert DlaCapability(xavier).supports(pool, g, "fp16").ok
+    text = (TABLES_DIR / "dla1.yaml").read_text()
+    strict = text.replace("only_when_padded: true", "only_when_padded: false")
+    path = tmp_path / "strict.yaml"
+    path.write_text(strict)
+    verdict = capabilities_for(xavier, dla_table_path=path)["dla"].supports(pool, g, "fp16")
+    assert verdict.reason == (
+        "AveragePool 'ap': average pool with count_include_pad=0 not supported on DLA "
+        "(inclusive padding only)"
+    )

@@ -77,6 +77,12 @@ def test_power_mode_clocks(name, mode, gpu_hz, dla_hz, dram_gbps):
     assert t.dram_bytes_per_s / 1e9 == pytest.approx(dram_gbps, abs=0.1)
 
 
+def test_dram_bandwidth_per_mode():
+    t = load_target("orin-agx-64gb")
+    assert {k: round(v / 1e9, 1) for k, v in t.dram_bandwidth.items()} == {
+        "MAXN": 204.7, "50W": 204.7, "30W": 204.7, "15W": 136.5}  # fmt: skip
+
+
 def test_orin_30w_gates_tpcs():
     t = load_target("orin-agx-64gb", "30W")
     assert t.gpu.sms("30W") == 8 and t.mode.gpu_sms == 8
