@@ -64,6 +64,7 @@ def test_op_imports_normalises_and_round_trips(case: Case, opset: int) -> None:
         missing = EXPLICIT.get(n.op, set()) - set(n.attrs)
         assert not missing, f"{n.op} lacks explicit {missing}"
         assert "auto_pad" not in n.attrs  # static shapes: always resolved
+        assert "output_shape" not in n.attrs
     # Shape inference agrees with what ONNX Runtime actually produced.
     for t, w in zip(graph.outputs, want):
         assert t.shape == w.shape, f"{t.name}: inferred {t.shape}, ORT gave {w.shape}"
