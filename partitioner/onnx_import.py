@@ -230,6 +230,9 @@ class _Importer:
         name = model.graph.name or Path(label).stem or "graph"
         self.graph = Graph(name, opset=TARGET_OPSET)
         self.symbols: set[str] = set()
+        self.read_names = {i for n in model.graph.node for i in n.input} | {
+            o.name for o in model.graph.output
+        }
         # Softmax / LogSoftmax of opset < 13, normalised once ranks are known.
         self.legacy_softmax: list[Node] = []
 
@@ -412,8 +415,9 @@ class _Importer:
         return self.graph.add_node(op, ins, real, attrs, name=name)
 
     def unused(self, t: Tensor | None) -> bool:
-        return t is None or (not t.consumers and t not in self.graph.outputs and
-                             t.name not in {o.name for o in self.model.graph.output})  # fmt: skip
+        """True when no node of the file reads ``t`` and it is no graph output (judged on the
+        file: consumers appear in the IR only as their nodes are added)."""
+        return t is None or t.name not in self.read_names
 
 
 # ----- per-op normalisation to the opset-21 form ----------------------------------------------
