@@ -49,9 +49,14 @@ class _TableCapability:
         return self.explain(node, graph, precision).verdict(node)
 
     def runs_as(self, node: Node, graph: Graph, precision: Precision) -> str:
-        """The precision the device really uses for ``precision`` (INT8 may run as FP16)."""
-        result = self.explain(node, graph, precision)
-        return result.runs_as or precision
+        """The precision the device really uses for ``precision`` (INT8 may run as FP16).
+
+        Read straight from the table's ``upgrade`` entry: ``cost`` calls this for every layer,
+        so it must not re-run the checks."""
+        rule = self.table.ops.get(node.op)
+        if rule is None or precision in rule.precisions:
+            return precision
+        return rule.upgrade.get(precision, precision)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.name!r}, {self.target.power_mode!r})"
