@@ -15,6 +15,7 @@ One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from partitioner.segments import (
     Partition,
     Prediction,
     Segment,
+    Topology,
     TransitionCost,
     device_kind,
     form_segments,
@@ -79,6 +81,7 @@ class Analysis:
     layers: dict[str, LayerFacts]
     warnings: list[str]
     io_device: str = "gpu"  # where graph inputs/outputs live: the GPU, or the CPU without one
+    topo: Topology | None = None
 
     def cost(self, node: Node, device: str) -> float:
         return self.layers[node.name].costs.get(device, float("inf"))
@@ -142,7 +145,8 @@ def _named(node: Node, reason: str) -> str:
 
 
 def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
-    order = graph.topological_order()
+    topo = Topology.of(graph)
+    order = topo.order
     pins = resolve_pins(policy, order)
     dla_cap = caps.get("dla")
     dla = policy.dla_device if dla_cap is not None else None
@@ -174,14 +178,16 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
             facts.costs["cpu"] = caps["cpu"].cost(node, graph, facts.cpu_precision)
         layers[node.name] = facts
     io_device = "gpu" if "gpu" in caps else "cpu"
-    return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device)
+    return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device, topo)
 
 
 def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: Precision) -> None:
     node = facts.node
     first = None
     gpu = caps.get("gpu")
-    for p in _GPU_PRECISION_ORDER[precision] if gpu is not None else ():
+    for p in _GPU_PRECISION_ORDER[precision]:
+        if gpu is None:
+            break
         verdict = gpu.supports(node, graph, p)
         if verdict.ok:
             facts.gpu_precision = p
@@ -190,7 +196,9 @@ def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: P
             return
         first = first or verdict.reason
     facts.gpu_note = (
-        f"GPU cannot run it: {_named(node, first or '')}" if gpu else "target has no GPU"
+        f"GPU cannot run it: {_named(node, first or '')}"
+        if gpu is not None
+        else "target has no GPU"
     )
     cpu = caps.get("cpu")
     if cpu is not None and cpu.supports(node, graph, "fp32").ok:
@@ -309,7 +317,7 @@ def enforce_dla_limits(
 
     def segment() -> tuple[list[Segment], list[str], dict[str, Precision]]:
         precisions = {n: a.precision_on(n, d) for n, d in devices.items()}
-        return (*form_segments(a.graph, devices, precisions), precisions)
+        return (*form_segments(a.graph, devices, precisions, a.topo), precisions)
 
     segments, seg_debug, precisions = segment()
     minimum = policy.min_dla_segment_layers
@@ -378,7 +386,7 @@ def _short_list(names: Sequence[str], limit: int = 6) -> str:
 def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partition:
     """Minimise the predicted objective; never worse than ``trt`` (both are computed with
     :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
-    from partitioner.mincut import improve_placement
+    from partitioner.mincut import PENDING, cost_reason, improve_placement
 
     objective = a.policy.objective
     best: Partition | None = None
@@ -399,6 +407,11 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
     assert best is not None
     mine, theirs = best.predicted.objective(objective), trt.predicted.objective(objective)
     if mine < theirs:
+        devices = {n: x.device for n, x in best.assignments.items()}
+        for name, x in best.assignments.items():
+            if x.reason == PENDING:
+                reason = cost_reason(a, devices, name, tc)
+                best.assignments[name] = dataclasses.replace(x, reason=reason)
         best.debug.append(
             f"cost: predicted {objective} {_ms(mine)} ms vs {_ms(theirs)} ms with trt rules"
         )

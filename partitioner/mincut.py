@@ -28,7 +28,7 @@ by moving each DLA segment to the GPU when that lowers the prediction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from partitioner.assign import Analysis, LayerFacts
 
 MINCUT_MAX_LAYERS = 200_000
+PENDING = "cost model"  # placeholder reason of a free layer until the final placement is known
 PENALTY_ROUNDS = 12
+BALANCE_ROUNDS = 64
 MILP_MAX_LAYERS = 2_000
 MILP_TIME_LIMIT_S = 5.0
 CUT_ROUNDS = 12
@@ -73,7 +75,8 @@ def improve_placement(
         if solved is None:
             solved = _throughput_cut(a, fixed, tc)
             debug.append(f"cost: throughput by {CUT_ROUNDS} weighted cuts (heuristic)")
-        candidates = [solved]
+        seed = {n: trt.assignments[n].device for n in a.layers}
+        candidates = [_balance(a, solved, fixed, tc), _balance(a, seed, fixed, tc)]
     else:
         candidates = _latency_cuts(a, fixed, tc, debug)
     out = []
@@ -83,13 +86,13 @@ def improve_placement(
             if name in fixed:
                 reasons[name] = _fixed_reason(a.layers[name], device, trt)
             else:
-                reasons[name] = _cost_reason(a, devices, name, tc)
+                reasons[name] = PENDING  # filled in by cost_reason for the placement kept
         out.append((devices, reasons, list(debug)))
     return out
 
 
 def _dla_segment_count(a: Analysis, devices: Mapping[str, str]) -> int:
-    segments, _ = form_segments(a.graph, devices)
+    segments, _ = form_segments(a.graph, devices, None, a.topo)
     return sum(1 for s in segments if s.device == a.dla)
 
 
@@ -100,7 +103,8 @@ def _latency_cuts(
     Lagrangian penalty on every entry into the DLA, bisected (in log space, ``PENALTY_ROUNDS``)
     for the smallest penalty whose cut fits the limit. Fewer, larger DLA segments usually beat
     dropping whole segments afterwards; the caller keeps whichever predicts best."""
-    exact = _cut(a, fixed, tc, 1.0, 1.0)
+    model = _CutModel(a, fixed, tc)
+    exact = model.solve(1.0, 1.0)
     limit = a.policy.max_dla_subgraphs
     if _dla_segment_count(a, exact) <= limit:
         return [exact]
@@ -110,7 +114,7 @@ def _latency_cuts(
     over: dict[str, str] | None = None
     for _ in range(PENALTY_ROUNDS):
         penalty = (lo * hi) ** 0.5
-        devices = _cut(a, fixed, tc, 1.0, 1.0, penalty)
+        devices = model.solve(1.0, 1.0, penalty)
         if _dla_segment_count(a, devices) <= limit:
             fits, hi = devices, penalty
         else:
@@ -151,49 +155,42 @@ def _fixed_reason(f: LayerFacts, device: str, trt: Partition) -> str:
     return trt.assignments[f.node.name].reason
 
 
-def _cut(
-    a: Analysis,
-    fixed: Mapping[str, str],
-    tc: TransitionCost | None,
-    w_gpu: float,
-    w_dla: float,
-    penalty: float = 0.0,
-) -> dict[str, str]:
-    """Solve one weighted s-t cut; return the device of every layer. ``penalty`` (seconds) is
-    added to every GPU->DLA copy (a Lagrangian price on DLA segments)."""
-    assert a.dla is not None
-    dla = a.dla
-    if penalty:
-        base = tc
+class _CutModel:
+    """The s-t graph of one analysis, built once. Capacities are linear in the weights, so each
+    solve only recomputes a vector: ``w_gpu * gpu + w_dla * dla + penalty * price``, where
+    ``penalty`` (seconds) is added to every GPU->DLA copy (a Lagrangian price on DLA entries)."""
 
-        def priced(t: Tensor, src: str, dst: str) -> float:
-            return (base(t, src, dst) if base else 0.0) + (penalty if dst == "dla" else 0.0)
+    def __init__(self, a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None) -> None:
+        assert a.dla is not None
+        self.a, self.fixed, self.dla = a, fixed, a.dla
+        index = {n.name: i + 2 for i, n in enumerate(a.order)}
+        self.index = index
+        rows: list[int] = []
+        cols: list[int] = []
+        coef: list[tuple[float, float, float, bool]] = []  # (gpu, dla, price, infinite)
+        size = len(index) + 2
 
-        tc = priced
-    index = {n.name: i + 2 for i, n in enumerate(a.order)}
-    rows: list[int] = []
-    cols: list[int] = []
-    caps: list[float] = []  # -1.0 marks an infinite edge
-    next_aux = len(index) + 2
-
-    def edge(u: int, v: int, c: float) -> None:
-        if c != 0.0:
+        def edge(u: int, v: int, g: float = 0.0, d: float = 0.0, p: float = 0.0) -> None:
             rows.append(u)
             cols.append(v)
-            caps.append(c)
+            coef.append((g, d, p, False))
 
-    for node in a.order:
-        v, name = index[node.name], node.name
-        if name in fixed:
-            if fixed[name] == dla:
-                edge(v, 1, -1.0)
+        def infinite(u: int, v: int) -> None:
+            rows.append(u)
+            cols.append(v)
+            coef.append((0.0, 0.0, 0.0, True))
+
+        for node in a.order:
+            v, name = index[node.name], node.name
+            if name in fixed:
+                if fixed[name] == self.dla:
+                    infinite(v, 1)
+                else:
+                    infinite(0, v)
             else:
-                edge(0, v, -1.0)
-        else:
-            costs = a.layers[name].costs
-            edge(0, v, w_dla * costs[dla])
-            edge(v, 1, w_gpu * costs["gpu"])
-    if tc is not None:
+                costs = a.layers[name].costs
+                edge(0, v, d=costs[self.dla])
+                edge(v, 1, g=costs["gpu"])
         outputs = {id(t) for t in a.graph.outputs}
         sources: list[tuple[Tensor, int]] = [(t, 0) for t in a.graph.inputs]
         sources += [(t, index[n.name]) for n in a.order for t in n.outputs]
@@ -202,40 +199,66 @@ def _cut(
             is_output = id(t) in outputs
             if not consumers and not is_output:
                 continue
-            w_gd = w_gpu * tc(t, "gpu", "dla")
-            w_dg = w_gpu * tc(t, "dla", "gpu")
+            gd = tc(t, "gpu", "dla") if tc else 0.0
+            dg = tc(t, "dla", "gpu") if tc else 0.0
             if len(consumers) == 1:
-                edge(u, consumers[0], w_gd)
-            elif consumers and w_gd:
-                aux, next_aux = next_aux, next_aux + 1
-                edge(u, aux, w_gd)
+                edge(u, consumers[0], g=gd, p=1.0)
+            elif consumers:
+                aux, size = size, size + 1
+                edge(u, aux, g=gd, p=1.0)
                 for c in consumers:
-                    edge(aux, c, -1.0)
-            if u == 0:
+                    infinite(aux, c)
+            if u == 0 or not dg:
                 continue  # a graph input sits on the GPU: no DLA->GPU copy of it
             if is_output:
-                edge(0, u, w_dg)  # a DLA producer of a graph output always pays the copy back
+                edge(0, u, g=dg)  # a DLA producer of a graph output always pays the copy back
             elif len(consumers) == 1:
-                edge(consumers[0], u, w_dg)
-            elif w_dg:
-                aux, next_aux = next_aux, next_aux + 1
-                edge(aux, u, w_dg)
+                edge(consumers[0], u, g=dg)
+            else:
+                aux, size = size, size + 1
+                edge(aux, u, g=dg)
                 for c in consumers:
-                    edge(c, aux, -1.0)
-    on_dla = _sink_side(rows, cols, caps, next_aux)
-    return {n.name: fixed.get(n.name, dla if index[n.name] in on_dla else "gpu") for n in a.order}
+                    infinite(c, aux)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.cols = np.asarray(cols, dtype=np.int64)
+        table = np.asarray([c[:3] for c in coef], dtype=np.float64).reshape(-1, 3)
+        self.gpu, self.dla_coef, self.price = table[:, 0], table[:, 1], table[:, 2]
+        self.infinite = np.asarray([c[3] for c in coef], dtype=bool)
+        self.size = size
+
+    def solve(self, w_gpu: float, w_dla: float, penalty: float = 0.0) -> dict[str, str]:
+        values = w_gpu * self.gpu + w_dla * self.dla_coef + penalty * self.price
+        on_dla = _sink_side(self.rows, self.cols, values, self.infinite, self.size)
+        fixed, dla = self.fixed, self.dla
+        return {
+            n.name: fixed.get(n.name, dla if on_dla[self.index[n.name]] else "gpu")
+            for n in self.a.order
+        }
 
 
-def _sink_side(rows: list[int], cols: list[int], caps: list[float], size: int) -> set[int]:
-    """Vertices that can still reach the sink in the residual graph of a maximum flow."""
-    values = np.asarray(caps, dtype=np.float64)
-    finite = values >= 0
-    total = float(values[finite].sum())
+def _cut(
+    a: Analysis,
+    fixed: Mapping[str, str],
+    tc: TransitionCost | None,
+    w_gpu: float,
+    w_dla: float,
+    penalty: float = 0.0,
+) -> dict[str, str]:
+    """Solve one weighted s-t cut; return the device of every layer."""
+    return _CutModel(a, fixed, tc).solve(w_gpu, w_dla, penalty)
+
+
+def _sink_side(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, infinite: np.ndarray, size: int
+) -> np.ndarray:
+    """Mask of the vertices that can still reach the sink in the residual graph of a max flow."""
+    total = float(values[~infinite].sum())
     unit = total / _FINITE_BUDGET if total > 0 else 1.0
-    scaled = np.where(finite, np.rint(values / unit), _INF).astype(np.int64)
+    scaled = np.where(infinite, _INF, np.rint(values / unit)).astype(np.int64)
     matrix = sp.coo_matrix((scaled, (rows, cols)), shape=(size, size)).tocsr()
     matrix.sum_duplicates()
     matrix.data = np.minimum(matrix.data, _INF)
+    matrix.eliminate_zeros()
     capacity = matrix.astype(np.int32)
     flow = maximum_flow(capacity, 0, 1, method="dinic").flow
     residual = (capacity - flow).tocsr()
@@ -244,7 +267,9 @@ def _sink_side(rows: list[int], cols: list[int], caps: list[float], size: int) -
     # reverse reachability: BFS from the sink over reversed residual edges
     reverse = residual.T.tocsr()
     reached = breadth_first_order(reverse, 1, directed=True, return_predecessors=False)
-    return {int(i) for i in reached}
+    mask = np.zeros(size, dtype=bool)
+    mask[reached] = True
+    return mask
 
 
 def _throughput_cut(
@@ -252,12 +277,13 @@ def _throughput_cut(
 ) -> dict[str, str]:
     """Bisect the GPU weight towards balanced device loads; keep the best exact period."""
     assert a.dla is not None
+    model = _CutModel(a, fixed, tc)
     lo, hi = 0.0, 1.0
     best: dict[str, str] | None = None
     best_period = float("inf")
     for _ in range(CUT_ROUNDS):
         alpha = (lo + hi) / 2
-        devices = _cut(a, fixed, tc, alpha, 1.0 - alpha)
+        devices = model.solve(alpha, 1.0 - alpha)
         p = predict(a.graph, devices, a.cost, tc, a.io_device)
         if p.period < best_period:
             best, best_period = devices, p.period
@@ -380,6 +406,115 @@ def _throughput_milp(
     }
 
 
+def _balance(
+    a: Analysis, start: Mapping[str, str], fixed: Mapping[str, str], tc: TransitionCost | None
+) -> dict[str, str]:
+    """Pipeline balancing: move the run of layers off the busier device whose move lowers the
+    period most, while the loadable limit holds; at most ``BALANCE_ROUNDS`` moves. A run is a
+    segment's maximal stretch of layers that no rule or restriction fixes."""
+    assert a.dla is not None
+    dla, limit = a.dla, a.policy.max_dla_subgraphs
+    devices = dict(start)
+    current = predict(a.graph, devices, a.cost, tc, a.io_device)
+    tried: set[tuple[str, str]] = set()
+    for _ in range(BALANCE_ROUNDS):
+        gpu = current.per_device.get("gpu", 0.0) + current.transfer
+        busy = current.per_device.get(dla, 0.0)
+        cpu = current.per_device.get("cpu", 0.0)
+        src, dst = (dla, "gpu") if busy >= gpu else ("gpu", dla)
+        segments, _ = form_segments(a.graph, devices, None, a.topo)
+        # at the limit, only a run touching a DLA layer can move there without a new loadable
+        full = dst == dla and sum(s.device == dla for s in segments) >= limit
+        best: tuple[float, tuple[str, ...]] | None = None
+        for s in segments:
+            if s.device != src:
+                continue
+            for run in _free_runs(s.nodes, fixed):
+                if (run[0], dst) in tried or (full and not _touches(a, devices, run, dst)):
+                    continue
+                d_gpu, d_dla, d_copy = _move_effect(a, devices, run, dst, tc)
+                period = max(gpu + d_gpu + d_copy, busy + d_dla, cpu)
+                if period < current.period * (1 - 1e-9) and (best is None or period < best[0]):
+                    best = (period, run)
+        if best is None:
+            break
+        nodes = best[1]
+        tried.add((nodes[0], dst))
+        for n in nodes:
+            devices[n] = dst
+        if _dla_segment_count(a, devices) > limit:
+            for n in nodes:
+                devices[n] = src
+            continue
+        current = predict(a.graph, devices, a.cost, tc, a.io_device)
+    return devices
+
+
+def _touches(a: Analysis, devices: Mapping[str, str], run: Sequence[str], device: str) -> bool:
+    graph = a.graph
+    for name in (run[0], run[-1]):
+        node = a.layers[name].node
+        if any(devices[m.name] == device for m in graph.predecessors(node)):
+            return True
+        if any(devices[m.name] == device for m in graph.successors(node)):
+            return True
+    return False
+
+
+def _free_runs(nodes: Sequence[str], fixed: Mapping[str, str]) -> list[tuple[str, ...]]:
+    runs: list[list[str]] = [[]]
+    for n in nodes:
+        if n in fixed:
+            runs.append([])
+        else:
+            runs[-1].append(n)
+    return [tuple(r) for r in runs if r]
+
+
+def _move_effect(
+    a: Analysis,
+    devices: Mapping[str, str],
+    names: Sequence[str],
+    target: str,
+    tc: TransitionCost | None,
+) -> tuple[float, float, float]:
+    """(change in GPU busy, in DLA busy, in copy time) if ``names`` all moved to ``target``."""
+    moved = set(names)
+    d_gpu = d_dla = 0.0
+    touched: dict[str, Tensor] = {}
+    for n in names:
+        f = a.layers[n]
+        for device, sign in ((devices[n], -1.0), (target, 1.0)):
+            if device == "gpu":
+                d_gpu += sign * f.costs["gpu"]
+            else:
+                d_dla += sign * f.costs[device]
+        for t in (*f.node.outputs, *f.node.inputs):
+            if t is not None:
+                touched[t.name] = t
+    if tc is None:
+        return d_gpu, d_dla, 0.0
+    outputs = {t.name for t in a.graph.outputs}
+    inputs = {t.name for t in a.graph.inputs}
+    d_copy = 0.0
+    for t in touched.values():
+        if t.producer is None and t.name not in inputs:
+            continue
+        after = _copies(t, lambda n: target if n in moved else devices[n], outputs, tc)
+        d_copy += after - _copies(t, devices.__getitem__, outputs, tc)
+    return d_gpu, d_dla, d_copy
+
+
+def _copies(
+    t: Tensor, device: Callable[[str], str], outputs: set[str], tc: TransitionCost
+) -> float:
+    src = device(t.producer.name) if t.producer is not None else "gpu"
+    dsts = {device(c.name) for c in t.consumers}
+    if t.name in outputs:
+        dsts.add("gpu")
+    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
+
+
 def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> dict[str, str]:
     from partitioner.assign import move_delta
 
@@ -392,7 +527,7 @@ def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> 
     return devices
 
 
-def _cost_reason(
+def cost_reason(
     a: Analysis, devices: Mapping[str, str], name: str, tc: TransitionCost | None
 ) -> str:
     here = devices[name]

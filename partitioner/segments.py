@@ -101,94 +101,114 @@ def device_kind(device: str) -> str:
 # ----- formation ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Topology:
+    """A graph's topological order and adjacency by position, computed once per partitioning
+    (segment formation runs several times on the same graph)."""
+
+    order: list[Node]
+    position: dict[str, int]
+    succ: list[list[int]]  # distinct successors, by position
+    npred: list[int]  # number of distinct predecessors
+
+    @staticmethod
+    def of(graph: Graph) -> Topology:
+        order = graph.topological_order()
+        position = {n.name: i for i, n in enumerate(order)}
+        succ = [sorted({position[c.name] for t in n.outputs for c in t.consumers}) for n in order]
+        npred = [0] * len(order)
+        for targets in succ:
+            for j in targets:
+                npred[j] += 1
+        return Topology(order, position, succ, npred)
+
+
 def form_segments(
-    graph: Graph, devices: Mapping[str, str], precisions: Mapping[str, Precision] | None = None
+    graph: Graph,
+    devices: Mapping[str, str],
+    precisions: Mapping[str, Precision] | None = None,
+    topo: Topology | None = None,
 ) -> tuple[list[Segment], list[str]]:
     """Group layers into device-uniform acyclic segments; returns (segments, debug log)."""
-    order = graph.topological_order()
-    groups = _runs(_device_sticky_order(graph, order, devices), devices)
+    topo = topo or Topology.of(graph)
+    dev = [devices[n.name] for n in topo.order]
+    groups = _runs(_device_sticky_order(topo, dev), dev)
     debug: list[str] = []
-    groups = _merge_adjacent(graph, groups, devices, debug)
-    position = {n.name: i for i, n in enumerate(order)}
+    groups = _merge_adjacent(topo, groups, dev, debug)
     for g in groups:
-        g.sort(key=lambda n: position[n.name])
-    groups.sort(key=lambda g: position[g[0].name])
+        g.sort()
+    groups.sort(key=lambda g: g[0])
     segments = [
-        _make_segment(graph, f"{devices[g[0].name]}_{i}", g, devices, precisions)
+        _make_segment(graph, f"{dev[g[0]]}_{i}", [topo.order[j] for j in g], devices, precisions)
         for i, g in enumerate(groups)
     ]
     return segments, debug
 
 
-def _device_sticky_order(
-    graph: Graph, order: Sequence[Node], devices: Mapping[str, str]
-) -> list[Node]:
+def _device_sticky_order(topo: Topology, dev: Sequence[str]) -> list[int]:
     """A topological order that switches device only when the current one has nothing ready."""
-    position = {id(n): i for i, n in enumerate(order)}
-    indegree = {id(n): len(graph.predecessors(n)) for n in order}
-    ready: dict[str, list[tuple[int, Node]]] = {}
-    for n in order:
-        if indegree[id(n)] == 0:
-            heapq.heappush(ready.setdefault(devices[n.name], []), (position[id(n)], n))
-    out: list[Node] = []
+    indegree = list(topo.npred)
+    ready: dict[str, list[int]] = {}
+    for i, d in enumerate(indegree):
+        if d == 0:
+            heapq.heappush(ready.setdefault(dev[i], []), i)
+    out: list[int] = []
     current: str | None = None
-    while len(out) < len(order):
+    while len(out) < len(dev):
         if current is None or not ready.get(current):
             # switch to the device whose earliest ready layer comes first in the original order
-            current = min((h[0][0], d) for d, h in ready.items() if h)[1]
-        _, node = heapq.heappop(ready[current])
-        out.append(node)
-        for succ in graph.successors(node):
-            indegree[id(succ)] -= 1
-            if indegree[id(succ)] == 0:
-                heapq.heappush(ready.setdefault(devices[succ.name], []), (position[id(succ)], succ))
+            current = min((h[0], d) for d, h in ready.items() if h)[1]
+        i = heapq.heappop(ready[current])
+        out.append(i)
+        for j in topo.succ[i]:
+            indegree[j] -= 1
+            if indegree[j] == 0:
+                heapq.heappush(ready.setdefault(dev[j], []), j)
     return out
 
 
-def _runs(order: Sequence[Node], devices: Mapping[str, str]) -> list[list[Node]]:
-    groups: list[list[Node]] = []
-    for n in order:
-        if groups and devices[groups[-1][-1].name] == devices[n.name]:
-            groups[-1].append(n)
+def _runs(order: Sequence[int], dev: Sequence[str]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and dev[groups[-1][-1]] == dev[i]:
+            groups[-1].append(i)
         else:
-            groups.append([n])
+            groups.append([i])
     return groups
 
 
 def _merge_adjacent(
-    graph: Graph, groups: list[list[Node]], devices: Mapping[str, str], debug: list[str]
-) -> list[list[Node]]:
+    topo: Topology, groups: list[list[int]], dev: Sequence[str], debug: list[str]
+) -> list[list[int]]:
     """Contract same-device segments linked by an edge unless another path links them."""
-    seg_of = {n.name: i for i, g in enumerate(groups) for n in g}
-    parent = list(range(len(groups)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def succ_sets() -> dict[int, set[int]]:
-        out: dict[int, set[int]] = {find(i): set() for i in range(len(groups))}
-        for n in graph.nodes:
-            a = find(seg_of[n.name])
-            for s in graph.successors(n):
-                b = find(seg_of[s.name])
-                if a != b:
-                    out[a].add(b)
-        return out
-
+    seg_of = [0] * len(dev)
+    for k, g in enumerate(groups):
+        for i in g:
+            seg_of[i] = k
     candidates = sorted(
         {
-            (seg_of[n.name], seg_of[s.name])
-            for n in graph.nodes
-            for s in graph.successors(n)
-            if devices[n.name] == devices[s.name] and seg_of[n.name] != seg_of[s.name]
+            (seg_of[i], seg_of[j])
+            for i in range(len(dev))
+            for j in topo.succ[i]
+            if dev[i] == dev[j] and seg_of[i] != seg_of[j]
         }
     )
     if not candidates:
         return groups
-    succ = succ_sets()
+    parent = list(range(len(groups)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    succ: dict[int, set[int]] = {k: set() for k in range(len(groups))}
+    for i in range(len(dev)):
+        for j in topo.succ[i]:
+            if seg_of[i] != seg_of[j]:
+                succ[seg_of[i]].add(seg_of[j])
+    name = [topo.order[g[0]].name for g in groups]
     for a0, b0 in candidates:
         a, b = find(a0), find(b0)
         if a == b:
@@ -196,9 +216,8 @@ def _merge_adjacent(
         via = _other_path(succ, a, b)
         if via is not None:
             debug.append(
-                f"merge of {devices[groups[a][0].name]} layers '{groups[a][0].name}' and "
-                f"'{groups[b][0].name}' refused: it would form a cycle through layer "
-                f"'{groups[via][0].name}' ({devices[groups[via][0].name]})"
+                f"merge of {dev[groups[a][0]]} layers '{name[a]}' and '{name[b]}' refused: it "
+                f"would form a cycle through layer '{name[via]}' ({dev[groups[via][0]]})"
             )
             continue
         parent[b] = a
@@ -208,18 +227,22 @@ def _merge_adjacent(
                 v.discard(b)
                 if k != a:
                     v.add(a)
-    merged: dict[int, list[Node]] = {}
-    for i, g in enumerate(groups):
-        merged.setdefault(find(i), []).extend(g)
+    merged: dict[int, list[int]] = {}
+    for k, g in enumerate(groups):
+        merged.setdefault(find(k), []).extend(g)
     return list(merged.values())
 
 
 def _other_path(succ: Mapping[int, set[int]], a: int, b: int) -> int | None:
     """The first segment on a path a -> x -> ... -> b (x != b), or None when only a -> b exists."""
+    seen: set[int] = (
+        set()
+    )  # shared: a vertex that cannot reach b from one start cannot from another
     for first in sorted(succ[a]):
-        if first == b:
+        if first == b or first in seen:
             continue
-        stack, seen = [first], {first}
+        stack = [first]
+        seen.add(first)
         while stack:
             x = stack.pop()
             if x == b:

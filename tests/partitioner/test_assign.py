@@ -337,3 +337,18 @@ def test_min_cut_matches_exhaustive_search(edges: str, seed: int) -> None:
     )
     # the cut is exact; the loadable limit (16) never binds on these graphs
     assert part.predicted.total == pytest.approx(best, rel=1e-6)
+
+
+def test_a_cpu_only_host_runs_everything_on_the_cpu() -> None:
+    g = chain("a", "b")
+    seen: list[tuple[str, str]] = []
+
+    def tc(t: Tensor, src: str, dst: str) -> float:
+        seen.append((src, dst))
+        return 1.0
+
+    part = partition(g, {"cpu": FakeCap("cpu", default_cost=1e-3)}, None, tc)
+    assert {a.device for a in part.assignments.values()} == {"cpu"}
+    assert part.assignments["a"].reason == "CPU: target has no GPU"
+    # graph inputs and outputs live on the CPU there: no copies
+    assert part.predicted.total == pytest.approx(2e-3) and seen == []
