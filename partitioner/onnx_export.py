@@ -91,7 +91,10 @@ def export_onnx(graph: Graph, opset: int | None = None) -> onnx.ModelProto:
     ]  # fmt: skip
     g = helper.make_graph(nodes, graph.name, inputs, outs, initializers, value_info=value_info)
     opset_id = helper.make_opsetid("", target)
-    model = helper.make_model(g, opset_imports=[opset_id], producer_name="tandem")
+    # Plugin ops keep their domain; ONNX needs each domain declared (version 1 by convention).
+    domains = sorted({n.domain for n in graph.nodes} - {"", "ai.onnx"})
+    opsets = [opset_id] + [helper.make_opsetid(d, 1) for d in domains]
+    model = helper.make_model(g, opset_imports=opsets, producer_name="tandem")
     model.ir_version = helper.find_min_ir_version_for([opset_id])
     for key, value in graph.metadata.items():
         model.metadata_props.add(key=key, value=str(value))
@@ -105,7 +108,7 @@ _EMPTY = Constant("tandem_empty_float", np.zeros((0,), np.float32))
 def _node(n: Node, opset: int) -> onnx.NodeProto:
     inputs: list[Tensor | None] = list(n.inputs)
     attrs = dict(n.attrs)
-    if opset < EXPORT_OPSET:
+    if opset < EXPORT_OPSET and n.domain in ("", "ai.onnx"):
         _downgrade(n, opset, inputs, attrs)
     while inputs and inputs[-1] is None:
         inputs.pop()

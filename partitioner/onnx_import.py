@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from onnx import external_data_helper, numpy_helper
 
 from partitioner.errors import GraphError, ModelError, TandemError, UnsupportedOpError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
+from partitioner.shape_inference import ShapeRule, infer_shapes
 
 MIN_OPSET = 11
 MAX_OPSET = 21
@@ -61,18 +62,24 @@ def import_onnx(
     source: str | os.PathLike[str] | onnx.ModelProto,
     *,
     fixed_dims: dict[str, int] | None = None,
+    custom_ops: Mapping[str, ShapeRule | None] | None = None,
 ) -> Graph:
     """Read an ONNX model (a path or a ModelProto) into a :class:`Graph` in opset-21 form.
 
     ``fixed_dims`` replaces symbolic dimension names (``{"batch": 1}``); other symbolic dims stay
     symbolic strings. Shapes are inferred for every tensor (see ``shape_inference``).
+    ``custom_ops`` admits plugin ops beyond :data:`SUPPORTED_OPS`, keyed ``"Op"`` or
+    ``"domain::Op"``, each with an optional shape rule (without one, the file's value_info
+    shapes are kept); they import as-is, attributes converted, domain kept.
     """
     model, label = _load(source)
     opset = _default_opset(model, label)
-    _check_ops(model, label)
+    custom = dict(custom_ops or {})
+    _check_ops(model, label, SUPPORTED_OPS | set(custom))
     importer = _Importer(model, label, opset, dict(fixed_dims or {}))
     graph = importer.build()
-    _finish(graph, importer, label)
+    rules = {k: v for k, v in custom.items() if v is not None}
+    _finish(graph, importer, label, rules)
     return graph
 
 
@@ -151,7 +158,7 @@ def _op_key(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
 
 
-def _check_ops(model: onnx.ModelProto, label: str) -> None:
+def _check_ops(model: onnx.ModelProto, label: str, allowed: Collection[str]) -> None:
     """Raise one UnsupportedOpError naming every unsupported op type and its layers."""
     used: set[str] = {o.name for o in model.graph.output}
     for n in model.graph.node:
@@ -160,7 +167,7 @@ def _check_ops(model: onnx.ModelProto, label: str) -> None:
     for i, n in enumerate(model.graph.node):
         key = _op_key(n)
         name = n.name or f"#{i}"
-        if key not in SUPPORTED_OPS:
+        if key not in allowed:
             bad.setdefault(key, []).append(name)
             continue
         # Optional outputs that Tandem does not compute: fine while nothing reads them.
@@ -230,6 +237,7 @@ class _Importer:
         name = model.graph.name or Path(label).stem or "graph"
         self.graph = Graph(name, opset=TARGET_OPSET)
         self.symbols: set[str] = set()
+        self.domain = ""  # of the node being added; plugin ops keep theirs
         self.read_names = {i for n in model.graph.node for i in n.input} | {
             o.name for o in model.graph.output
         }
@@ -390,7 +398,8 @@ class _Importer:
         for a in n.attribute:
             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 raise UnsupportedOpError(f"{self.label}: layer '{name}' has a subgraph attribute")
-        handler = _HANDLERS.get(n.op_type, _plain)
+        self.domain = "" if n.domain in _DEFAULT_DOMAINS else n.domain
+        handler = _HANDLERS.get(n.op_type, _plain) if not self.domain else _plain
         handler(self, n.op_type, name, inputs, outputs, attrs)
 
     def emit(
@@ -412,7 +421,7 @@ class _Importer:
         ins = list(inputs)
         while ins and ins[-1] is None:
             ins.pop()
-        return self.graph.add_node(op, ins, real, attrs, name=name)
+        return self.graph.add_node(op, ins, real, attrs, name=name, domain=self.domain)
 
     def unused(self, t: Tensor | None) -> bool:
         """True when no node of the file reads ``t`` and it is no graph output (judged on the
@@ -627,18 +636,18 @@ _HANDLERS: dict[str, _Handler] = {
 
 
 # ----- after the graph is built: order, shapes, shape-dependent normalisation ------------------
-def _finish(graph: Graph, importer: _Importer, label: str) -> None:
-    from partitioner.shape_inference import infer_shapes
-
+def _finish(
+    graph: Graph, importer: _Importer, label: str, rules: dict[str, ShapeRule]
+) -> None:
     try:
         graph.toposort()
-        infer_shapes(graph)
+        infer_shapes(graph, rules)
     except TandemError as err:
         msg = str(err)
         raise type(err)(msg if msg.startswith(label) else f"{label}: {msg}") from None
     if _fix_legacy_softmax(graph, importer.legacy_softmax):
         graph.toposort()
-        infer_shapes(graph)
+        infer_shapes(graph, rules)
     resolve_auto_pad(graph)
     # Constants that normalisation disconnected (an opset-11 Resize's empty roi, say).
     for t in [t for t in graph.constants() if not t.consumers and t not in graph.outputs]:

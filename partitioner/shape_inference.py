@@ -12,7 +12,7 @@ raises :class:`ShapeError` naming the layer.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,17 +71,31 @@ class _Ctx:
         return ShapeError(f"layer '{self.node.name}' ({self.node.op}): {what}")
 
 
-def infer_shapes(graph: Graph) -> None:
-    """Set ``shape`` and ``dtype`` on every node output, in topological order."""
+ShapeRule = Callable[[Node], Sequence[Result]]
+"""A plugin's shape rule: the node (inputs carry shapes and dtypes) -> (shape, dtype) per output."""
+
+
+def op_key(node: Node) -> str:
+    """``Op`` for the default ONNX domain, ``domain::Op`` otherwise."""
+    return node.op if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op}"
+
+
+def infer_shapes(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None = None) -> None:
+    """Set ``shape`` and ``dtype`` on every node output, in topological order.
+
+    ``custom_rules`` adds rules for plugin ops, keyed like :func:`op_key`. An op without a rule
+    keeps whatever its outputs already carry (the model file's value_info, say).
+    """
     values: dict[str, list[Dim]] = {}
     for node in graph.topological_order():
-        rule = _RULES.get(node.op)
+        custom = custom_rules.get(op_key(node)) if custom_rules else None
+        rule = _RULES.get(node.op) if node.domain in ("", "ai.onnx") else None
         ctx = _Ctx(node, values)
-        if rule is None:
+        if rule is None and custom is None:
             results: list[Result] = [(None, None)] * len(node.outputs)
         else:
             try:
-                results = rule(ctx)
+                results = list(custom(node)) if custom is not None else rule(ctx)  # type: ignore[misc]
             except TandemError:
                 raise
             except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -220,3 +221,37 @@ def test_initializers_listed_as_inputs_stay_constants() -> None:
               helper.make_tensor_value_info("w", TP.FLOAT, [3, 1, 1])]  # fmt: skip
     g = import_onnx(make_model([helper.make_node("Add", ["x", "w"], ["y"])], inputs, [w]))
     assert [t.name for t in g.inputs] == ["x"]
+
+
+# ----- plugin ops -----------------------------------------------------------------------------
+def plugin_model(with_value_info: bool) -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Swizzle", ["a"], ["b"], name="swz", domain="com.example", factor=2),
+        helper.make_node("Sigmoid", ["b"], ["y"], name="sig"),
+    ]
+    m = make_model(nodes)
+    m.opset_import.append(helper.make_opsetid("com.example", 1))
+    if with_value_info:
+        m.graph.value_info.append(helper.make_tensor_value_info("b", TP.FLOAT, [1, 6, 4, 4]))
+    return m
+
+
+def test_plugin_op_imports_with_its_shape_rule_and_exports_with_its_domain() -> None:
+    def swizzle_shape(node: Any) -> list[tuple[Any, Any]]:
+        n, c, h, w = node.inputs[0].shape
+        return [((n, c * node.attrs["factor"], h, w), node.inputs[0].dtype)]
+
+    g = import_onnx(plugin_model(False), custom_ops={"com.example::Swizzle": swizzle_shape})
+    swz = g.node("swz")
+    assert (swz.op, swz.domain, swz.attrs) == ("Swizzle", "com.example", {"factor": 2})
+    assert g.outputs[0].shape == (1, 6, 4, 4)
+    exported = export_onnx(g)
+    onnx.checker.check_model(exported)
+    assert {(o.domain, o.version) for o in exported.opset_import} == {("", 21), ("com.example", 1)}
+    assert exported.graph.node[1].domain == "com.example"
+
+
+def test_plugin_op_without_a_rule_keeps_the_files_shapes() -> None:
+    g = import_onnx(plugin_model(True), custom_ops={"com.example::Swizzle": None})
+    assert g.tensors["b"].shape == (1, 6, 4, 4) and g.outputs[0].shape == (1, 6, 4, 4)
