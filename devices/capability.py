@@ -10,6 +10,7 @@ target's selected power mode. :func:`capability_report` rolls DLA verdicts up in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from devices.support import (
 )
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
-from partitioner.ir import Graph, Node
+from partitioner.ir import Constant, Graph, Node, Tensor
 
 
 class _TableCapability:
@@ -100,6 +101,17 @@ class DlaCapability(_TableCapability):
         super().__init__(target, table)
         self.core = core
         self.device = f"dla{core}"
+
+    def segment_problems(
+        self, graph: Graph, layers: Iterable[str], precision: Precision = "fp16"
+    ) -> list[str]:
+        """Reasons ``layers`` cannot form one DLA loadable (see :func:`segment_problems`)."""
+        return segment_problems(self, graph, layers, precision)
+
+    @property
+    def max_loadables(self) -> int | None:
+        """Loadables one DLA core holds at once (16 from TensorRT 8.6)."""
+        return self.table.max_loadables_per_core
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
         # FP32 has no DLA form; a caller pricing it anyway gets the FP16 time.
@@ -214,3 +226,65 @@ def format_report(rows: Iterable[ReportRow], max_layers: int = 5) -> str:
         if i == 0:
             out.append("-+-".join("-" * w for w in widths) + "-+-" + "-" * 6)
     return "\n".join(out)
+
+
+# ----- per-segment limits -------------------------------------------------------------------------
+
+
+def segment_problems(
+    dla: DlaCapability, graph: Graph, layers: Iterable[str], precision: Precision = "fp16"
+) -> list[str]:
+    """What keeps ``layers`` from forming one DLA loadable (empty when nothing does).
+
+    dla.md §1.1: cumulative weights < 512 MB per DLA sub-network; non-I/O tensors < 1 GB per
+    subgraph; layers with different batch sizes become separate DLA graphs.
+    """
+    table = dla.table
+    names = set(layers)
+    nodes = [n for n in graph.topological_order() if n.name in names]
+    bpe = {"fp16": 2, "int8": 1}.get(precision, 2)
+    problems: list[str] = []
+    weights = sum(
+        t.values.size * bpe
+        for n in nodes
+        for t in n.inputs
+        if isinstance(t, Constant) and t.values.dtype.kind == "f"
+    )
+    if table.max_segment_weight_bytes is not None and weights >= table.max_segment_weight_bytes:
+        problems.append(
+            f"weights {weights / 2**20:.0f} MiB >= DLA limit "
+            f"{table.max_segment_weight_bytes / 2**20:.0f} MiB per loadable; split the segment"
+        )
+    inner = {
+        t.name: t
+        for n in nodes
+        for t in n.outputs
+        if t not in graph.outputs and t.consumers and all(c.name in names for c in t.consumers)
+    }
+    inner_bytes = sum(_numel(t) * bpe for t in inner.values())
+    limit = table.max_segment_intermediate_bytes
+    if limit is not None and inner_bytes >= limit:
+        problems.append(
+            f"intermediate tensors {inner_bytes / 2**20:.0f} MiB >= DLA limit "
+            f"{limit / 2**20:.0f} MiB per loadable; split the segment"
+        )
+    batches = sorted({b for n in nodes for b in [_batch(n)] if b is not None})
+    if len(batches) > 1:
+        problems.append(
+            f"layers with batch sizes {', '.join(map(str, batches))}: "
+            "the DLA needs one batch size per loadable"
+        )
+    return problems
+
+
+def _numel(t: Tensor) -> int:
+    shape = t.shape or ()
+    return math.prod(d for d in shape if isinstance(d, int))
+
+
+def _batch(node: Node) -> int | None:
+    """DLA batch of a layer's first output: the product of all dims but the last 3."""
+    out = node.outputs[0] if node.outputs else None
+    if out is None or out.shape is None or not all(isinstance(d, int) for d in out.shape):
+        return None
+    return math.prod(d for d in out.shape[:-3] if isinstance(d, int))

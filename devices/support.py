@@ -74,6 +74,10 @@ class SupportTable:
     max_batch: int | None = None
     max_dim: int | None = None
     static_shapes: bool = False
+    # Per-segment (loadable) limits, checked by DlaCapability.segment_problems.
+    max_loadables_per_core: int | None = None
+    max_segment_weight_bytes: int | None = None
+    max_segment_intermediate_bytes: int | None = None
     unlisted_reason: str = "{op} is not supported on {label}"
     source: str = ""
 
@@ -96,7 +100,8 @@ class SupportResult:
 
 
 _TABLE_KEYS = {"device", "label", "version", "limits", "ops", "unlisted_reason", "source"}
-_LIMIT_KEYS = {"max_batch", "max_dim", "static_shapes", "source"}
+_LIMIT_KEYS = {"max_batch", "max_dim", "static_shapes", "source", "max_loadables_per_core",
+               "max_segment_weight_bytes", "max_segment_intermediate_bytes"}  # fmt: skip
 _OP_KEYS = {"precisions", "upgrade", "checks", "unsupported", "requires", "note", "unconfirmed",
             "source", "like"}  # fmt: skip
 
@@ -125,6 +130,15 @@ def load_table(path: str | Path) -> SupportTable:
         ops=ops,
         max_batch=require(doc, ("limits", "max_batch"), "a positive int", positive, None),
         max_dim=require(doc, ("limits", "max_dim"), "a positive int", positive, None),
+        max_loadables_per_core=require(
+            doc, ("limits", "max_loadables_per_core"), "a positive int", positive, None
+        ),
+        max_segment_weight_bytes=require(
+            doc, ("limits", "max_segment_weight_bytes"), "a positive int", positive, None
+        ),
+        max_segment_intermediate_bytes=require(
+            doc, ("limits", "max_segment_intermediate_bytes"), "a positive int", positive, None
+        ),
         static_shapes=require(
             doc, ("limits", "static_shapes"), "true or false", lambda v: isinstance(v, bool), False
         ),  # fmt: skip

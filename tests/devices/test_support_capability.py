@@ -190,3 +190,48 @@ def test_strict_inclusive_avg_pool_option(tmp_path):
         "AveragePool 'ap': average pool with count_include_pad=0 not supported on DLA "
         "(inclusive padding only)"
     )
+
+
+def _chain(batches: list[int], channels: int = 8, hw: int = 8) -> Graph:
+    """Relu layers on inputs of the given batch sizes, each followed by a Relu."""
+    g = Graph("t")
+    for i, b in enumerate(batches):
+        x = g.add_input(f"x{i}", (b, channels, hw, hw))
+        a = g.add_node("Relu", [x], 1, name=f"a{i}")
+        r = g.add_node("Relu", [a.outputs[0]], 1, name=f"b{i}")
+        g.mark_output(r.outputs[0])
+    infer_shapes(g)
+    return g
+
+
+def test_segment_limits_from_the_table():
+    dla = DlaCapability(load_target("orin-agx-64gb"))
+    assert dla.max_loadables == 16
+    g = _chain([1, 1])
+    assert dla.segment_problems(g, ["a0", "b0", "a1", "b1"]) == []
+    mixed = _chain([1, 2])
+    assert dla.segment_problems(mixed, ["a0", "b0", "a1", "b1"]) == [
+        "layers with batch sizes 1, 2: the DLA needs one batch size per loadable"
+    ]
+
+
+def test_segment_weight_and_intermediate_limits():
+    dla = DlaCapability(load_target("xavier-agx"))
+    # 8192 x 8192 x 2 x 2 FP16 weights = 512 MiB: at the limit (must be < 512 MB). np.zeros
+    # maps untouched pages, so this costs no real memory.
+    g = Graph("t")
+    x = g.add_input("x", (1, 8192, 1, 1))
+    w = g.add_constant("w", np.zeros((8192, 8192, 2, 2), np.float16))
+    conv = g.add_node("Conv", [x, w], 1, {"kernel_shape": [2, 2], "pads": [1, 1, 0, 0]}, name="big")
+    g.mark_output(conv.outputs[0])
+    infer_shapes(g)
+    assert dla.segment_problems(g, ["big"]) == [
+        "weights 512 MiB >= DLA limit 512 MiB per loadable; split the segment"
+    ]
+    assert dla.segment_problems(g, ["big"], "int8") == []
+    # A 16 x 8192 x 64 x 64 FP16 tensor between two layers of the segment = 1 GiB.
+    big = _chain([16], channels=8192, hw=64)
+    problems = dla.segment_problems(big, ["a0", "b0"])
+    assert problems == [
+        "intermediate tensors 1024 MiB >= DLA limit 1024 MiB per loadable; split the segment"
+    ]
