@@ -29,6 +29,7 @@ from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
+from partitioner.profiles import check_shape, profiles_from_data
 from partitioner.serialize import graph_from_data
 
 BACKENDS = ("auto", "cuda", "cpu")
@@ -104,6 +105,10 @@ class PlanRunner(BaseRunner):
         self.captured: dict[str, np.ndarray] = {}
         self._outputs = [b["name"] for b in plan.header["outputs"]]
         self._inputs = plan.header["inputs"]
+        #: optimisation profiles of a dynamic-shape plan; a feed outside all of them is refused
+        self.profiles = profiles_from_data(plan.header.get("profiles", []))
+        #: the profile the last run's shapes fell in (None for a static plan)
+        self.active_profile: int | None = None
 
     # ----- BaseRunner ----------------------------------------------------------------------
     def input_metadata(self) -> dict[str, tuple[str | None, Any]]:
@@ -125,6 +130,7 @@ class PlanRunner(BaseRunner):
         self.segments = []
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.active_profile = check_shape(self.profiles, feeds)
         env: dict[str, np.ndarray] = dict(feeds)
         where: dict[str, str] = {name: "host" for name in feeds}
         self.trace = []
@@ -215,10 +221,7 @@ class PlanRunner(BaseRunner):
             )
         graph = self._segment_graph(rec)
         if gpu_backend == "cuda":
-            from devices.gpu import GpuRunner
-
-            gpu = GpuRunner(graph, precision=rec.get("precision") or "fp16")
-            gpu.activate()
+            gpu = _ShapeKeyedGpu(graph, rec.get("precision") or "fp16")
             return SegmentRunner(
                 name,
                 device,
@@ -226,7 +229,7 @@ class PlanRunner(BaseRunner):
                 list(rec["inputs"]),
                 list(rec["outputs"]),
                 gpu.infer,
-                gpu.deactivate,
+                gpu.close,
             )
         cpu = CpuRunner(graph, capture=self.capture)
         cpu.activate()
@@ -251,6 +254,58 @@ class PlanRunner(BaseRunner):
                 if "array" in attr:
                     arrays[attr["array"]] = self.plan.array(attr["array"])
         return graph_from_data(structure, arrays)
+
+
+class _ShapeKeyedGpu:
+    """A GPU segment: one compiled GpuRunner per distinct input-shape set.
+
+    Kernels, launch grids and the memory plan are specialised to static shapes, so a segment
+    with symbolic dims (a dynamic-shape plan) compiles once per shape it meets, like an engine
+    per profile shape. A static segment compiles exactly once, at activation.
+    """
+
+    def __init__(self, graph: Graph, precision: str) -> None:
+        self.graph = graph
+        self.precision = precision
+        self.runners: dict[tuple[tuple[int, ...], ...], Any] = {}
+        if all(t.is_static for t in graph.inputs):
+            self._runner(tuple(t.static_shape() for t in graph.inputs))
+
+    def _runner(self, key: tuple[tuple[int, ...], ...]) -> Any:
+        runner = self.runners.get(key)
+        if runner is None:
+            from devices.gpu import GpuRunner
+
+            graph = self.graph
+            if not all(t.is_static for t in graph.inputs):
+                graph = _specialise(graph, key)
+            runner = GpuRunner(graph, precision=self.precision)
+            runner.activate()
+            self.runners[key] = runner
+        return runner
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = tuple(tuple(int(d) for d in feeds[t.name].shape) for t in self.graph.inputs)
+        return self._runner(key).infer(feeds)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.deactivate()
+        self.runners = {}
+
+
+def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
+    """A copy of ``graph`` with its inputs at ``shapes`` and every shape re-inferred."""
+    from partitioner.shape_inference import infer_shapes
+
+    g = graph.clone()
+    for t, shape in zip(g.inputs, shapes):
+        t.shape = shape
+    for t in g.tensors.values():
+        if t.producer is not None and not t.is_static:
+            t.shape = None  # symbolic hints from the build do not survive a fixed shape
+    infer_shapes(g)
+    return g
 
 
 def _track(seg: SegmentRunner) -> str:

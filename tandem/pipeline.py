@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 from devices.io import parse_dims
 from devices.plan import MAGIC, Plan
+from partitioner.profiles import opt_dims
 from targets.build import (
     Placement,
     build_plan,
     calibrate,
+    fix_dims,
     place,
     resolve_policy,
     resolve_target,
@@ -34,7 +36,14 @@ def place_from_args(args: argparse.Namespace) -> Placement:
         strategy=getattr(args, "partition", None),
         dla_core=getattr(args, "dla_core", None),
     )
-    return place(args.model, target, policy, parse_dims(getattr(args, "dim", None)))
+    return place(
+        args.model,
+        target,
+        policy,
+        parse_dims(getattr(args, "dim", None)),
+        graph=getattr(args, "graph", None),
+        profiles=getattr(args, "profiles", None),
+    )
 
 
 def build_from_args(
@@ -51,8 +60,12 @@ def build_from_args(
     scales = None
     if any(a.precision == "int8" for a in part.assignments.values()):
         say("calibrating INT8 scales")
+        graph = placement.graph
+        if placement.profiles and not all(t.is_static for t in graph.inputs):
+            # TensorRT calibrates at the first profile's opt shapes; so do we
+            graph = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
         scales = calibrate(
-            placement.graph,
+            graph,
             calib=getattr(args, "calib", None),
             calib_random=getattr(args, "calib_random", 0),
             cache=getattr(args, "calib_cache", None),

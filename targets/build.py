@@ -28,9 +28,16 @@ from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
 from partitioner.passes import simplify
 from partitioner.policy import Policy, default_policy, load_policy
+from partitioner.profiles import (
+    OptimizationProfile,
+    fixed_dims,
+    profiles_to_data,
+    validate_profiles,
+)
 from partitioner.report import capability_rows, layer_rows
 from partitioner.segments import Partition, Segment, device_kind
 from partitioner.serialize import graph_to_data
+from partitioner.shape_inference import infer_shapes
 from partitioner.subgraph import extract_subgraph
 from targets.catalog import load_target
 
@@ -47,6 +54,8 @@ class Placement:
     policy: Policy
     partition: Partition
     policy_warnings: list[str] = field(default_factory=list)
+    #: optimisation profiles (dynamic shapes); recorded in the plan header
+    profiles: list[OptimizationProfile] = field(default_factory=list)
 
 
 def resolve_target(name_or_path: str, power_mode: str | None = None) -> TargetSpec:
@@ -84,9 +93,20 @@ def place(
     policy: Policy,
     fixed_dims: dict[str, int] | None = None,
     graph: Graph | None = None,
+    profiles: list[OptimizationProfile] | None = None,
 ) -> Placement:
-    """Import (unless ``graph`` is given), then partition for ``target`` under ``policy``."""
+    """Import (unless ``graph`` is given), then partition for ``target`` under ``policy``.
+
+    With ``profiles``, symbolic dims that every profile pins (``min == max``) are fixed first so
+    their layers stay DLA-eligible; the rest stay symbolic and their layers go to the GPU.
+    """
     graph = graph if graph is not None else load_model(model, fixed_dims)
+    profiles = list(profiles or [])
+    if profiles:
+        validate_profiles(profiles, graph.inputs)
+        pinned = _fixed_by_profiles(profiles, graph)
+        if pinned:
+            graph = fix_dims(graph, pinned)
     if target.dla is None and policy.default_device == "dla":
         # No DLA on this board: everything runs on the GPU, and the reasons say so.
         policy = policy.with_overrides(default_device="gpu")
@@ -97,7 +117,26 @@ def place(
     part = partition(graph, caps, policy, transition_cost_for(target, policy.precision))
     if cpu_only:
         part = _relabel_gpu_as_cpu(part)
-    return Placement(str(model), graph, target, policy, part)
+    return Placement(str(model), graph, target, policy, part, profiles=profiles)
+
+
+def _fixed_by_profiles(profiles: list[OptimizationProfile], graph: Graph) -> dict[str, int]:
+    return fixed_dims(profiles, graph.inputs)
+
+
+def fix_dims(graph: Graph, dims: dict[str, int]) -> Graph:
+    """A copy of ``graph`` with symbolic input dims replaced by values, shapes re-inferred and
+    the simplification passes re-run (shape computations on fixed dims fold away)."""
+    g = graph.clone()
+    for t in g.inputs:
+        if t.shape is not None:
+            t.shape = tuple(dims.get(d, d) if isinstance(d, str) else d for d in t.shape)
+    for t in g.tensors.values():
+        if t.producer is not None and t.shape is not None:
+            # stale symbolic hints would otherwise survive the merge in infer_shapes
+            t.shape = tuple(dims.get(d, d) if isinstance(d, str) else d for d in t.shape)
+    infer_shapes(g)
+    return simplify(g, evaluate_node) or g
 
 
 def _relabel_gpu_as_cpu(part: Partition) -> Partition:
@@ -163,6 +202,7 @@ def build_plan(
         arch=target.gpu.arch if target.gpu else None,
         dla_version=target.dla.version if target.dla else None,
     )
+    header["profiles"] = profiles_to_data(placement.profiles)
     if scales:
         header["calibration"] = {name: float(s) for name, s in sorted(scales.items())}
     plan = Plan(header)
@@ -237,25 +277,20 @@ def calibrate(
 ) -> dict[str, float]:
     """Per-tensor INT8 scales: from a TensorRT-format cache when it exists, else by
     EntropyCalibrator2 over the calibration set (then written to ``cache`` if named)."""
-    from dla_sim.calibration import (
-        EntropyCalibrator,
-        read_calibration_cache,
-        write_calibration_cache,
-    )
+    from dla_sim.calibration import calibrate as entropy_scales
+    from dla_sim.calibration import read_cache, write_cache
 
     if cache and Path(cache).exists() and not calib and not calib_random:
-        return read_calibration_cache(cache)
+        return read_cache(cache)
     if not calib and not calib_random:
         raise InputError(
             "an INT8 build needs calibration data: --calib DIR (a folder of .npz files), "
             "--calib-random N (a smoke run), or --calib-cache FILE (an existing cache)"
         )
-    calibrator = EntropyCalibrator()
-    for tensors in activations(graph, calibration_batches(graph, calib, calib_random, seed)):
-        calibrator.observe(tensors)
-    scales = calibrator.scales()
+    batches = calibration_batches(graph, calib, calib_random, seed)
+    scales = entropy_scales(activations(graph, batches), "entropy")
     if cache:
-        write_calibration_cache(cache, scales)
+        write_cache(cache, scales)
     return scales
 
 
