@@ -205,5 +205,8 @@ def test_every_dla_supported_layer_has_a_finite_cost(case, version: int):
     dla, gpu = DlaCapability(t), GpuCapability(t)
     assert dla.supports(node, graph, case.precision).ok
     seconds = dla.cost(node, graph, case.precision)
-    assert 0.0 < seconds < 0.1 and np.isfinite(seconds)
+    # A layer fused into its producer's engine op (a Cast after Equal) may add nothing.
+    assert 0.0 <= seconds < 0.1 and np.isfinite(seconds)
+    if node.op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool"):
+        assert seconds > 0.0
     assert 0.0 <= gpu.cost(node, graph, case.precision) < 0.1
