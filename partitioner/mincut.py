@@ -411,12 +411,13 @@ def _balance(
 ) -> dict[str, str]:
     """Pipeline balancing: move the run of layers off the busier device whose move lowers the
     period most, while the loadable limit holds; at most ``BALANCE_ROUNDS`` moves. A run is a
-    segment's maximal stretch of layers that no rule or restriction fixes."""
+    segment's maximal stretch of layers that no rule or restriction fixes, or a prefix or
+    suffix of one (halving lengths)."""
     assert a.dla is not None
     dla, limit = a.dla, a.policy.max_dla_subgraphs
     devices = dict(start)
     current = predict(a.graph, devices, a.cost, tc, a.io_device)
-    tried: set[tuple[str, str]] = set()
+    tried: set[tuple[tuple[str, ...], str]] = set()
     for _ in range(BALANCE_ROUNDS):
         gpu = current.per_device.get("gpu", 0.0) + current.transfer
         busy = current.per_device.get(dla, 0.0)
@@ -430,7 +431,7 @@ def _balance(
             if s.device != src:
                 continue
             for run in _free_runs(s.nodes, fixed):
-                if (run[0], dst) in tried or (full and not _touches(a, devices, run, dst)):
+                if (run, dst) in tried or (full and not _touches(a, devices, run, dst)):
                     continue
                 d_gpu, d_dla, d_copy = _move_effect(a, devices, run, dst, tc)
                 period = max(gpu + d_gpu + d_copy, busy + d_dla, cpu)
@@ -439,7 +440,7 @@ def _balance(
         if best is None:
             break
         nodes = best[1]
-        tried.add((nodes[0], dst))
+        tried.add((nodes, dst))
         for n in nodes:
             devices[n] = dst
         if _dla_segment_count(a, devices) > limit:
@@ -462,13 +463,22 @@ def _touches(a: Analysis, devices: Mapping[str, str], run: Sequence[str], device
 
 
 def _free_runs(nodes: Sequence[str], fixed: Mapping[str, str]) -> list[tuple[str, ...]]:
+    """Maximal stretches of movable layers, with their halving prefixes and suffixes (so a long
+    segment can give part of its work to the other device)."""
     runs: list[list[str]] = [[]]
     for n in nodes:
         if n in fixed:
             runs.append([])
         else:
             runs[-1].append(n)
-    return [tuple(r) for r in runs if r]
+    out: dict[tuple[str, ...], None] = {}
+    for r in runs:
+        k = len(r)
+        while k >= 1:
+            out[tuple(r[:k])] = None
+            out[tuple(r[len(r) - k :])] = None
+            k //= 2
+    return list(out)
 
 
 def _move_effect(

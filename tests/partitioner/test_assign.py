@@ -352,3 +352,21 @@ def test_a_cpu_only_host_runs_everything_on_the_cpu() -> None:
     assert part.assignments["a"].reason == "CPU: target has no GPU"
     # graph inputs and outputs live on the CPU there: no copies
     assert part.predicted.total == pytest.approx(2e-3) and seen == []
+
+
+def test_pipeline_balancing_splits_a_long_segment_between_the_devices() -> None:
+    # beyond MILP_MAX_LAYERS the throughput path balances by moving runs; exercise it directly
+    from partitioner.assign import analyse, place_trt
+    from partitioner.mincut import _balance, _split
+
+    names = [f"l{i}" for i in range(8)]
+    g = chain(*names)
+    caps = {"gpu": gpu(default_cost=1e-3), "dla": dla(default_cost=1e-3)}
+    policy = Policy.from_dict({"partition": "cost", "objective": "throughput"})
+    a = analyse(g, caps, policy)
+    trt = place_trt(a, None)
+    fixed, _ = _split(a, trt)
+    devices = _balance(a, {n: "dla0" for n in names}, fixed, None)
+    p = predict(g, devices, a.cost, None)
+    assert p.period == pytest.approx(4e-3)  # from 8 ms: half the chain moved to the GPU
+    assert [devices[n] for n in names] == ["gpu"] * 4 + ["dla0"] * 4
