@@ -550,8 +550,10 @@ def cost_reason(
         extra = f" - {-k} transition{'s' * (k != -1)}"
     label = {"gpu": "GPU"}.get(here, "DLA")
     other = {"gpu": "GPU"}.get(there, "DLA")
+    # under the throughput objective a layer may sit on its slower device to balance the load
+    model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
     return (
-        f"{label}: cost model: {_ms(costs[here])} ms on {label} vs "
+        f"{label}: {model}: {_ms(costs[here])} ms on {label} vs "
         f"{_ms(costs[there])} ms on {other}{extra}"
     )
 

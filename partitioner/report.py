@@ -57,7 +57,7 @@ def _generic_reason(reason: str, op: str, name: str) -> str:
     """The reason without the layer's own name, so equal reasons group in one row."""
     text = _DEVICE_PREFIX.sub("", reason)
     text = text.replace(f"{op} '{name}': ", "")
-    if text.startswith("cost model:"):  # per-layer numbers differ; the verdict is the same
+    if text.startswith("cost model"):  # per-layer numbers differ; the verdict is the same
         return "cost model: faster off the DLA, counting layer and transition costs"
     return _SEGMENT_INDEX.sub("", text)
 
@@ -112,6 +112,7 @@ def to_json(graph: Graph, part: Partition, **extra: Any) -> dict[str, Any]:
         "boundaries": part.boundary_count,
         "predicted_ms": part.predicted.as_ms(),
         "warnings": list(part.warnings),
+        "notes": list(part.debug),  # refused merges, which placement the cost strategy kept
     }
     doc.update(extra)
     return doc

@@ -171,3 +171,17 @@ def test_format_text_has_every_table() -> None:
     for heading in ("Layers:", "Layers not on the DLA:", "Segments:", "Boundaries: 4", "Predicted"):
         assert heading in text
     assert "Resize   | 1     | mode cubic not supported | up" in text
+
+
+def test_dot_renders_with_graphviz(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("Graphviz 'dot' is not installed (make system-deps installs it)")
+    g, part = _partition()
+    source = tmp_path / "g.dot"
+    source.write_text(to_dot(g, part))
+    svg = subprocess.run([dot, "-Tsvg", str(source)], capture_output=True, text=True, check=True)
+    assert "<svg" in svg.stdout and "dla0_0 (dla0, 2 layers)" in svg.stdout
