@@ -107,6 +107,42 @@ def infer_shapes(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None = No
         _track_values(ctx, values)
 
 
+def fix_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
+    """Give graph inputs concrete shapes, then re-infer every shape.
+
+    A symbol fixed on an input (``"N"`` -> 4) takes that value in every tensor that carries it.
+    Raises :class:`ShapeError` for an unknown input, a rank change, a change of a dim the model
+    fixes, or one symbol given two values.
+    """
+    by_name = {t.name: t for t in graph.inputs}
+    binding: dict[str, int] = {}
+    for name, shape in shapes.items():
+        t = by_name.get(name)
+        if t is None:
+            known = ", ".join(by_name) or "none"
+            raise ShapeError(f"graph '{graph.name}' has no input '{name}'; its inputs are: {known}")
+        new = tuple(int(d) for d in shape)
+        if t.shape is not None and len(t.shape) != len(new):
+            raise ShapeError(f"input '{name}' has rank {len(t.shape)} {t.shape}, got shape {new}")
+        for i, (old, value) in enumerate(zip(t.shape or new, new)):
+            if value < 0:
+                raise ShapeError(f"input '{name}': dim {i} must be >= 0, got {value}")
+            if isinstance(old, int) and old != value:
+                raise ShapeError(f"input '{name}' fixes dim {i} to {old}; cannot set it to {value}")
+            if isinstance(old, str):
+                if binding.setdefault(old, value) != value:
+                    raise ShapeError(
+                        f"symbol '{old}' is given two values: {binding[old]} and {value}"
+                    )
+        t.shape = new
+    for tensor in graph.tensors.values():
+        if tensor.shape is not None and not isinstance(tensor, Constant):
+            tensor.shape = tuple(
+                binding.get(d, d) if isinstance(d, str) else d for d in tensor.shape
+            )
+    infer_shapes(graph)
+
+
 def _merge(inferred: Shape | None, hint: Shape | None) -> Shape | None:
     """Inferred dims win; a hint (from the file's value_info) fills what inference left open."""
     if inferred is None:

@@ -7,6 +7,7 @@ from partitioner.passes.cleanup import drop_identity, eliminate_dead_nodes
 from partitioner.passes.fold import MAX_EXPANDED_ELEMENTS, Evaluate, fold_constants
 from partitioner.passes.fusion import mark_fusions
 from partitioner.passes.manager import Pass, run_passes
+from partitioner.passes.padding import resolve_auto_pad
 from partitioner.passes.pipeline import simplify
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "fold_batchnorm_into_conv",
     "fold_constants",
     "mark_fusions",
+    "resolve_auto_pad",
     "run_passes",
     "simplify",
 ]

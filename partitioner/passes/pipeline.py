@@ -10,12 +10,14 @@ from partitioner.passes.cleanup import drop_identity, eliminate_dead_nodes
 from partitioner.passes.fold import Evaluate, fold_constants
 from partitioner.passes.fusion import mark_fusions
 from partitioner.passes.manager import run_passes
+from partitioner.passes.padding import resolve_auto_pad
 from partitioner.shape_inference import infer_shapes
 
 
 def simplify(graph: Graph, evaluate: Evaluate, *, lint: bool = False) -> Graph:
     """Fold constants, drop Identity/Dropout, fold BN into Conv, drop dead nodes, re-infer
-    shapes, mark fusions. Edits ``graph`` in place and returns it.
+    shapes (resolving auto_pad where they became static), mark fusions. Edits ``graph`` in
+    place and returns it.
 
     Folding runs first so shape subgraphs vanish before the structural passes look for patterns.
     """
@@ -31,6 +33,7 @@ def simplify(graph: Graph, evaluate: Evaluate, *, lint: bool = False) -> Graph:
     )
     graph.toposort()
     infer_shapes(graph)
+    resolve_auto_pad(graph)
     mark_fusions(graph)
     if lint:
         graph.lint()

@@ -159,3 +159,46 @@ def test_value_info_hints_fill_what_inference_cannot() -> None:
     g.mark_output(out)
     infer_shapes(g)
     assert out.shape == ("N", 8)
+
+
+# ----- fixing input shapes after import -------------------------------------------------
+def test_fix_input_shapes_binds_symbols_everywhere_and_resolves_padding() -> None:
+    from partitioner.passes import resolve_auto_pad
+    from partitioner.shape_inference import fix_input_shapes
+    from tests.partitioner.onnx_cases import CASES
+
+    case = next(c for c in CASES if c.id == "Conv-same")
+    case = Case(case.id, case.nodes, {"x": (("N", 3, "H", "W"), np.float32)})
+    g = import_onnx(case.model(17))
+    assert g.outputs[0].shape == ("N", 4, None, None) and "auto_pad" in g.nodes[0].attrs
+    fix_input_shapes(g, {"x": (2, 3, 9, 8)})
+    assert g.outputs[0].shape == (2, 4, 5, 4)
+    assert resolve_auto_pad(g) and g.nodes[0].attrs["pads"] == [1, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "shapes,message",
+    [
+        ({"nope": (1, 3, 4, 4)}, "no input 'nope'; its inputs are: x"),
+        ({"x": (1, 3, 4)}, "has rank 4"),
+        ({"x": (1, 5, 4, 4)}, "fixes dim 1 to 3"),
+    ],
+)
+def test_fix_input_shapes_errors(shapes: dict[str, tuple[int, ...]], message: str) -> None:
+    from partitioner.shape_inference import fix_input_shapes
+
+    g = Graph("g")
+    x = g.add_input("x", ("N", 3, "H", "H"))
+    g.mark_output(g.add_node("Relu", [x], 1).outputs[0])
+    with pytest.raises(ShapeError, match=message):
+        fix_input_shapes(g, shapes)
+
+
+def test_fix_input_shapes_refuses_two_values_for_one_symbol() -> None:
+    from partitioner.shape_inference import fix_input_shapes
+
+    g = Graph("g")
+    x = g.add_input("x", ("N", 3, "H", "H"))
+    g.mark_output(g.add_node("Relu", [x], 1).outputs[0])
+    with pytest.raises(ShapeError, match="symbol 'H' is given two values: 4 and 5"):
+        fix_input_shapes(g, {"x": (1, 3, 4, 5)})
