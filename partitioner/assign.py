@@ -311,9 +311,19 @@ def enforce_dla_limits(
 
     Short segments holding a layer pinned to the DLA stay (a pin outranks a preference). The
     loadable limit is hardware: it outranks pins. ``drop_order`` ranks the DLA segments to drop
-    first; by default the later ones in topological order (TensorRT's behaviour).
+    first; by default the later ones in topological order (TensorRT's behaviour). A segment
+    holding a layer that may not leave the DLA (``gpu_fallback: false`` and meant for the DLA,
+    or the GPU cannot run it) is never moved; when such segments alone exceed the limit, the
+    build fails as TensorRT's does.
     """
     policy = a.policy
+
+    def stuck(s: Segment) -> bool:
+        for n in s.nodes:
+            f = a.layers[n]
+            if f.gpu_precision is None or (not policy.gpu_fallback and f.wanted == "dla"):
+                return True
+        return False
 
     def segment() -> tuple[list[Segment], list[str], dict[str, Precision]]:
         precisions = {n: a.precision_on(n, d) for n, d in devices.items()}
@@ -328,6 +338,7 @@ def enforce_dla_limits(
             if s.device == a.dla
             and len(s.nodes) < minimum
             and not any(a.layers[n].pin_device for n in s.nodes)
+            and not stuck(s)
         ]
         for s in short:
             for n in s.nodes:
@@ -343,7 +354,18 @@ def enforce_dla_limits(
     limit = policy.max_dla_subgraphs
     if len(dla_segments) > limit:
         ranked = drop_order(dla_segments) if drop_order else dla_segments[::-1]
-        dropped = ranked[: len(dla_segments) - limit]
+        movable = [s for s in ranked if not stuck(s)]
+        excess = len(dla_segments) - limit
+        if len(movable) < excess:
+            kept = [s for s in dla_segments if stuck(s)]
+            raise PartitionError(
+                f"the DLA loadable limit {limit} (max_dla_subgraphs in {policy.source}) is "
+                f"exceeded on {a.dla}: {len(kept)} DLA segments hold layers that cannot fall "
+                "back to the GPU: "
+                + ", ".join(f"{s.name} [{_short_list(s.nodes)}]" for s in kept)
+                + " — set gpu_fallback: true, raise max_dla_subgraphs, or pin layers to gpu"
+            )
+        dropped = movable[:excess]
         index = {s.name: i for i, s in enumerate(dla_segments, start=1)}
         dropped.sort(key=lambda s: index[s.name])
         for s in dropped:

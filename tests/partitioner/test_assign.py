@@ -370,3 +370,25 @@ def test_pipeline_balancing_splits_a_long_segment_between_the_devices() -> None:
     p = predict(g, devices, a.cost, None)
     assert p.period == pytest.approx(4e-3)  # from 8 ms: half the chain moved to the GPU
     assert [devices[n] for n in names] == ["gpu"] * 4 + ["dla0"] * 4
+
+
+def test_loadable_limit_without_gpu_fallback_is_a_build_error() -> None:
+    g, caps = _alternating(3)
+    policy = Policy.from_dict(
+        {
+            "max_dla_subgraphs": 2,
+            "gpu_fallback": False,
+            "rules": [{"op": "Resize", "device": "gpu"}],
+        },
+        source="p.yaml",
+    )
+    with pytest.raises(PartitionError) as err:
+        partition(g, caps, policy)
+    assert str(err.value) == (
+        "the DLA loadable limit 2 (max_dla_subgraphs in p.yaml) is exceeded on dla0: 3 DLA "
+        "segments hold layers that cannot fall back to the GPU: dla0_0 [a0], dla0_2 [a1], "
+        "dla0_4 [a2] — set gpu_fallback: true, raise max_dla_subgraphs, or pin layers to gpu"
+    )
+    # the cost strategy may not move them either
+    with pytest.raises(PartitionError):
+        partition(g, caps, policy, strategy="cost")

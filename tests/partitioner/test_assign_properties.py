@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from partitioner.assign import partition
+from partitioner.assign import PartitionError, partition
 from partitioner.ir import Graph, Tensor
 from partitioner.policy import Policy
 from partitioner.segments import predict, segment_graph_is_acyclic
@@ -75,6 +76,7 @@ def cases(draw: st.DrawFn) -> Case:
             "objective": draw(st.sampled_from(["latency", "latency", "throughput"])),
             "max_dla_subgraphs": draw(st.integers(1, 4)),
             "min_dla_segment_layers": draw(st.integers(1, 3)),
+            "gpu_fallback": draw(st.sampled_from([True, True, True, False])),
             "rules": rules,
         }
     )
@@ -86,7 +88,16 @@ def cases(draw: st.DrawFn) -> Case:
 @given(cases())
 def test_partition_invariants(case: Case) -> None:
     g, policy = case.graph, case.policy
-    trt = partition(g, case.caps, policy, case.tc, strategy="trt")
+    try:
+        trt = partition(g, case.caps, policy, case.tc, strategy="trt")
+    except PartitionError as err:
+        # only a DLA-only policy can fail, and then the cost strategy fails the same way
+        assert not policy.gpu_fallback
+        with pytest.raises(PartitionError) as again:
+            partition(g, case.caps, policy, case.tc, strategy="cost")
+        assert str(again.value) == str(err)
+        event("DLA-only policy that cannot be met")
+        return
     cost = partition(g, case.caps, policy, case.tc, strategy="cost")
     names = [n.name for n in g.nodes]
     refused = set(case.caps["dla"].refuse)
@@ -117,7 +128,13 @@ def test_partition_invariants(case: Case) -> None:
         assert len(dla_segments) <= policy.max_dla_subgraphs
         for s in dla_segments:
             pinned = any(_first_device_rule(policy, g.node(n)) == "dla" for n in s.nodes)
-            assert len(s.nodes) >= policy.min_dla_segment_layers or pinned
+            dla_only = not policy.gpu_fallback and policy.default_device == "dla"
+            assert len(s.nodes) >= policy.min_dla_segment_layers or pinned or dla_only
+        if not policy.gpu_fallback:  # layers meant for the DLA that it can run never leave it
+            for n in names:
+                wanted = _first_device_rule(policy, g.node(n)) or policy.default_device
+                if wanted == "dla" and n not in refused and policy.precision != "fp32":
+                    assert part.assignments[n].device == "dla0"
         # the prediction is the shared formula applied to this placement
         devices = {n: a.device for n, a in part.assignments.items()}
         again = predict(g, devices, _cost_fn(case), case.tc)
