@@ -20,6 +20,7 @@ import numpy as np
 from partitioner.dtypes import numpy_dtype_name
 from partitioner.errors import ModelError, ShapeError, TandemError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
+from partitioner.plugins import PLUGINS
 
 Result = tuple[Shape | None, str | None]
 _INT_MAX = 2**62
@@ -86,10 +87,29 @@ def infer_shapes(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None = No
     ``custom_rules`` adds rules for plugin ops, keyed like :func:`op_key`. An op without a rule
     keeps whatever its outputs already carry (the model file's value_info, say).
     """
+    _infer(graph, custom_rules)
+
+
+def static_values(graph: Graph) -> dict[str, np.ndarray]:
+    """Re-infer shapes and return the small int tensors whose values are known from shapes
+    alone, e.g. ``Gather(Shape(x), 1)`` when dim 1 of ``x`` is static though its batch is not."""
+    out: dict[str, np.ndarray] = {}
+    for name, dims in _infer(graph, None).items():
+        t = graph.tensors.get(name)
+        if t is None or not t.is_static or t.dtype not in ("int64", "int32"):
+            continue
+        if all(isinstance(d, int) for d in dims) and len(dims) == math.prod(t.static_shape()):
+            out[name] = np.array(dims, dtype=t.dtype).reshape(t.static_shape())
+    return out
+
+
+def _infer(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None) -> dict[str, list[Dim]]:
     values: dict[str, list[Dim]] = {}
     for node in graph.topological_order():
         custom = custom_rules.get(op_key(node)) if custom_rules else None
         rule = _RULES.get(node.op) if node.domain in ("", "ai.onnx") else None
+        if custom is None and rule is None and (plugin := PLUGINS.find(node)) is not None:
+            custom = plugin.shape_rule
         ctx = _Ctx(node, values)
         if rule is None and custom is None:
             results: list[Result] = [(None, None)] * len(node.outputs)
@@ -105,6 +125,7 @@ def infer_shapes(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None = No
             t.shape = _merge(shape, t.shape)
             t.dtype = dtype or t.dtype
         _track_values(ctx, values)
+    return values
 
 
 def fix_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from partitioner.errors import ExecutionError
 from partitioner.ir import Constant, Graph, Node
 from partitioner.passes._rewrite import replace_with_constants
+from partitioner.shape_inference import static_values
 
 Evaluate = Callable[[Node, Sequence["np.ndarray | None"]], Sequence[np.ndarray]]
 
@@ -27,11 +28,13 @@ MAX_EXPANDED_ELEMENTS = 1 << 20
 def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
     """Fold every node whose inputs are all Constants, and ``Shape`` of static-shape tensors.
 
-    With shapes static, ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` subgraphs vanish.
+    With shapes static, ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` subgraphs vanish;
+    with a symbolic batch, the parts that read only static dims still fold.
     Expanding ops (Expand, Tile, ConstantOfShape, ...) stay nodes when their result would exceed
     ``MAX_EXPANDED_ELEMENTS``; results keep the names of the tensors they replace.
     """
     changed = False
+    known = static_values(graph)
     for node in graph.topological_order():
         if node.op in _NEVER_FOLD or node.domain not in ("", "ai.onnx"):
             continue
@@ -40,6 +43,11 @@ def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
             if value is not None:
                 replace_with_constants(graph, node, [value])
                 changed = True
+            continue
+        if len(node.outputs) == 1 and node.outputs[0].name in known:
+            # Known from shapes alone although an input is not constant (symbolic batch).
+            replace_with_constants(graph, node, [known[node.outputs[0].name]])
+            changed = True
             continue
         ins = node.inputs
         if not ins or not all(t is None or isinstance(t, Constant) for t in ins):

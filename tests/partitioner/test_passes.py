@@ -70,6 +70,31 @@ def test_shape_of_symbolic_tensor_is_not_folded() -> None:
     assert "Shape" in ops(g)
 
 
+def test_static_parts_of_a_symbolic_shape_subgraph_fold() -> None:
+    """Reshape(x, Concat(Gather(Shape(x), 0), Gather(Shape(x), 1) * 4, [-1])) with x (N, 3, 4, 4):
+    the batch part stays, the channel part (static) folds."""
+    i0, i1 = (numpy_helper.from_array(np.array([i], np.int64), f"i{i}") for i in (0, 1))
+    four = numpy_helper.from_array(np.array([4], np.int64), "four")
+    rest = numpy_helper.from_array(np.array([-1], np.int64), "rest")
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "i0"], ["n"], name="batch"),
+        helper.make_node("Gather", ["s", "i1"], ["c"], name="channels"),
+        helper.make_node("Mul", ["c", "four"], ["c4"], name="times4"),
+        helper.make_node("Concat", ["n", "c4", "rest"], ["shp"], axis=0, name="concat"),
+        helper.make_node("Reshape", ["x", "shp"], ["y"], name="reshape"),
+    ]
+    x = helper.make_tensor_value_info("x", TP.FLOAT, ["N", 3, 4, 4])
+    model = make_model(nodes, inputs=[x], inits=[i0, i1, four, rest])
+    g = import_onnx(model)
+    assert g.outputs[0].shape == ("N", 12, 4)
+    assert run_passes(g, [fold, eliminate_dead_nodes], lint=True)
+    assert ops(g) == ["Shape", "Gather", "Concat", "Reshape"]
+    concat = g.node("concat")
+    assert concat.constant_input(1).tolist() == [12]  # type: ignore[union-attr]
+    same_outputs(model, g)
+
+
 def test_folded_graph_output_keeps_its_name() -> None:
     nodes = [helper.make_node("Add", ["c", "c"], ["y"], name="add")]
     c = numpy_helper.from_array(np.arange(4, dtype=np.float32), "c")
