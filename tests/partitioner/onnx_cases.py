@@ -230,6 +230,17 @@ CASES: list[Case] = [
                       v=np.array(1.5, F))),  # fmt: skip
     Case("Pad-reflect", fixed(node("Pad", ["x", "p"], mode="reflect"),
                               p=np.array([0, 0, 1, 2, 0, 0, 2, 1], I64))),
+    Case("Pad-axes", fixed(node("Pad", ["x", "p", "", "a"]), p=np.array([1, 2, 0, 3], I64),
+                           a=np.array([1, -1], I64)), min_opset=18),  # fmt: skip
+    Case("Slice-int-max", fixed(node("Slice", ["x", "s", "e", "a"]), s=np.array([1], I64),
+                                e=np.array([2**63 - 1], I64), a=np.array([-1], I64))),
+    Case("Squeeze-all", fixed(node("Squeeze", ["x"])), {"x": ((1, 3, 1, 8), F)}),
+    Case("Unsqueeze-neg", axes_op("Unsqueeze", [-1], 13)),
+    Case("Gather-neg", fixed(node("Gather", ["x", "i"], axis=-1), i=np.array([-1, 0], I64))),
+    Case("AveragePool-dil", fixed(node("AveragePool", ["x"], kernel_shape=[2, 2],
+                                       dilations=[2, 2])), min_opset=19),  # fmt: skip
+    Case("Resize-axes", fixed(node("Resize", ["x", "", "sc"], mode="nearest", axes=[2, 3]),
+                              sc=np.array([2, 0.5], F)), min_opset=18),  # fmt: skip
     Case("Resize-nearest", resize("nearest", scales=[1, 1, 2, 2])),
     Case("Resize-linear", resize("linear", scales=[1, 1, 1.5, 2],
                                  coordinate_transformation_mode="half_pixel")),
