@@ -4,7 +4,7 @@ The entry point is :func:`partition`. It runs in three named steps:
 
 1. ``analyse`` — per layer, once: the wanted device (policy default or a rule's pin), the
    precision (policy or pin), whether the DLA can run it (``cap.supports``; FP32 never), which
-   precision the GPU runs it at, and the costs on each device.
+   precision the GPU runs it at, and (lazily) the costs on each device.
 2. ``place_trt`` or ``place_cost`` — the placement (see each function).
 3. ``enforce_dla_limits`` — segments shorter than ``min_dla_segment_layers`` and loadables beyond
    ``max_dla_subgraphs`` move to the GPU, each with a reason; then the final segments.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from partitioner.capability import DeviceCapability, Precision
@@ -51,6 +51,29 @@ class PartitionError(TandemError):
     """The policy cannot be met on this target (e.g. DLA-only without GPU fallback)."""
 
 
+class LazyCosts(Mapping[str, float]):
+    """Seconds per device, asked of the cost model only when first read: ``trt`` needs just the
+    placed device's cost, and a DLA latency model can be the slowest part of partitioning."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, Callable[[], float]] = {}
+        self._cache: dict[str, float] = {}
+
+    def add(self, device: str, fn: Callable[[], float]) -> None:
+        self._fns[device] = fn
+
+    def __getitem__(self, device: str) -> float:
+        if device not in self._cache:
+            self._cache[device] = float(self._fns[device]())
+        return self._cache[device]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fns)
+
+    def __len__(self) -> int:
+        return len(self._fns)
+
+
 @dataclass
 class LayerFacts:
     """What ``analyse`` learns about one layer; read by both strategies."""
@@ -65,7 +88,7 @@ class LayerFacts:
     dla_precision: Precision | None  # None: not DLA-eligible
     dla_reason: str  # verdict reason (ok or not)
     cpu_precision: Precision | None = None
-    costs: dict[str, float] = field(default_factory=dict)  # device string -> seconds
+    costs: LazyCosts = field(default_factory=lambda: LazyCosts())  # device string -> seconds
 
     @property
     def dla_ok(self) -> bool:
@@ -170,12 +193,13 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         )
         _gpu_facts(facts, graph, caps, precision)
         _dla_facts(facts, graph, dla_cap, precision, strict=precision_pin is not None)
-        if facts.gpu_precision is not None:
-            facts.costs["gpu"] = caps["gpu"].cost(node, graph, facts.gpu_precision)
-        if dla is not None and facts.dla_precision is not None:
-            facts.costs[dla] = dla_cap.cost(node, graph, facts.dla_precision)  # type: ignore[union-attr]
-        if facts.cpu_precision is not None:
-            facts.costs["cpu"] = caps["cpu"].cost(node, graph, facts.cpu_precision)
+        for device, kind, p in (
+            ("gpu", "gpu", facts.gpu_precision),
+            (dla, "dla", facts.dla_precision),
+            ("cpu", "cpu", facts.cpu_precision),
+        ):
+            if device is not None and p is not None:
+                facts.costs.add(device, functools.partial(caps[kind].cost, node, graph, p))
         layers[node.name] = facts
     io_device = "gpu" if "gpu" in caps else "cpu"
     return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device, topo)
