@@ -59,6 +59,10 @@ _BINARY_KIND = {
     "Div": "div",
     "Max": "max",
     "Min": "min",
+    "Pow": "pow",
+    "Equal": "eq",
+    "Greater": "gt",
+    "Less": "lt",
 }
 
 
@@ -77,9 +81,9 @@ def compile_loadable(
     """Compile ``graph`` (every layer DLA-eligible, static shapes) into a loadable.
 
     ``precision`` is ``"fp16"`` or ``"int8"``; ``scales`` maps tensor names to INT8 scales
-    (``amax / 127``, as a calibration cache holds them). ``output_dtype`` forces the storage of
-    the loadable's outputs (``"float16"`` as kCHW16 or ``"int8"`` as kCHW32); by default an
-    output is INT8 when it has a scale. ``config`` overrides the built-in hardware of
+    (``amax / 127``, as a calibration cache holds them). ``output_dtype`` sets the storage of
+    the loadable's outputs: ``"float16"`` (kCHW16, the default, as TensorRT keeps network
+    outputs floating point) or ``"int8"`` (kCHW32, needs the outputs' scales). ``config`` overrides the built-in hardware of
     ``dla_version``. ``metadata_only`` skips weight quantisation and blobs (what the latency
     model needs: shapes, formats, engine ops); INT8 tensors without scales are then assumed
     calibrated, and a CBUF overflow is recorded instead of raised. ``layer_precisions`` pins
@@ -180,6 +184,10 @@ class _Compiler:
                     "INT8 scale; calibrate it or ask for float16"
                 )
             return self.output_dtype
+        if is_output:
+            # TensorRT's network outputs are floating point unless an INT8 output format is
+            # asked for (trtexec --outputIOFormats=int8:chw32): kCHW16 by default.
+            return "float16"
         return "int8" if scale is not None else "float16"
 
     # ----- main --------------------------------------------------------------------------
@@ -426,8 +434,12 @@ class _Compiler:
                 "beta": float(a.get("beta", 0.5)),
                 "layer": node.name,
             }
-        if node.op in ("Sigmoid", "Tanh", "Abs", "Neg", "Identity", "Sin", "Cos", "Atanh"):
+        if node.op in ("Sigmoid", "Tanh", "Abs", "Neg", "Identity", "Sin", "Cos", "Atanh", "Atan"):
             return {"op": node.op.lower(), "layer": node.name}
+        if node.op in ("Dropout", "Cast"):
+            # Inference-time Dropout is the identity; on the DLA a Cast only follows a
+            # comparison, to FP16 / INT8, which the output tensor's storage already is.
+            return {"op": "identity", "layer": node.name}
         if node.op in SDP_BINARY_OPS:
             ins = [t for t in node.inputs if t is not None]
             if len(ins) == 1:

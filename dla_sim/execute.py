@@ -271,6 +271,7 @@ LUT: dict[str, Callable[[Array], Array]] = {
     "sin": np.sin,
     "cos": np.cos,
     "atanh": np.arctanh,
+    "atan": np.arctan,
 }
 BINARY: dict[str, Callable[[Array, Array], Array]] = {
     "add": np.add,
@@ -279,6 +280,10 @@ BINARY: dict[str, Callable[[Array, Array], Array]] = {
     "div": np.divide,
     "max": np.maximum,
     "min": np.minimum,
+    "pow": np.power,
+    "eq": lambda a, b: (a == b).astype(a.dtype),
+    "gt": lambda a, b: (a > b).astype(a.dtype),
+    "lt": lambda a, b: (a < b).astype(a.dtype),
 }
 ENGINES: dict[str, Callable[[_Executor, EngineOp], None]] = {
     "conv": _Executor.conv,

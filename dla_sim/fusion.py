@@ -32,10 +32,15 @@ SDP_UNARY_OPS = frozenset(
         "Sin",
         "Cos",
         "Atanh",
+        "Atan",
+        "Cast",
+        "Dropout",
     }
 )
-SDP_BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"})
-LUT_OPS = frozenset({"Sigmoid", "Tanh", "Sin", "Cos", "Atanh"})
+SDP_BINARY_OPS = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Pow", "Equal", "Greater", "Less"}
+)
+LUT_OPS = frozenset({"Sigmoid", "Tanh", "Sin", "Cos", "Atanh", "Atan"})
 PDP_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax"})
 CDP_OPS = frozenset({"LRN"})
 RUBIK_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Resize"})

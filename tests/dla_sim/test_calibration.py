@@ -163,3 +163,44 @@ def test_qdq_model_becomes_per_tensor_scales() -> None:
                 (1, 1, 2, 2))  # fmt: skip
     with pytest.raises(ModelError, match="zero point .* is not 0"):
         strip_qdq(bad.output(d2))
+
+
+def reference_entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
+    """The EntropyCalibrator2 search written plainly, one candidate at a time."""
+    counts = counts.astype(np.float64)
+    counts[0] = counts[1]
+    best_i, best_kl = counts.size, np.inf
+    for i in range(128, counts.size + 1):
+        p = counts[:i].copy()
+        p[i - 1] += counts[i:].sum()
+        sliced = counts[:i]
+        q = np.zeros(i)
+        for j in range(128):
+            lo, hi = j * i // 128, (j + 1) * i // 128
+            nz = sliced[lo:hi] != 0
+            if nz.any():
+                q[lo:hi][nz] = sliced[lo:hi].sum() / nz.sum()
+        if q.sum() == 0:
+            continue
+        p, q = p / p.sum(), q / q.sum()
+        q = np.where(q == 0, 1e-4, q)
+        q = q / q.sum()
+        m = p > 0
+        kl = float((p[m] * np.log(p[m] / q[m])).sum())
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return (best_i + 0.5) * bin_width
+
+
+@pytest.mark.parametrize("kind", ["gauss", "relu", "sparse"])
+def test_vectorised_entropy_search_equals_the_plain_loop(kind: str) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(50_000)
+    if kind == "relu":
+        x = np.maximum(x, 0) ** 2
+    elif kind == "sparse":
+        x = np.concatenate([rng.integers(0, 5, 3000) * 0.7, [9.0]])
+    hist = AbsHistogram.empty()
+    hist.add(x)
+    want = reference_entropy_threshold(hist.counts, hist.bin_width)
+    assert entropy_threshold(hist.counts, hist.bin_width) == pytest.approx(want, rel=1e-12)

@@ -139,7 +139,8 @@ def test_int8_conv_requantisation_bit_exact(
     scales = {"x": float(sx), y.name: float(sy)}
     conv_out = g.nodes[0].outputs[0].name
     scales[conv_out] = float(sy)
-    out = run_loadable(compile_loadable(g, "int8", 2, scales), {"x": x}, raw=True)[y.name]
+    lo = compile_loadable(g, "int8", 2, scales, output_dtype="int8")
+    out = run_loadable(lo, {"x": x}, raw=True)[y.name]
 
     # Independent reference: integer weights, integer accumulation, rational requantisation.
     sw = Fraction(1, 128)
@@ -195,7 +196,7 @@ def test_fused_residual_add_requantises_once() -> None:
     qx = np.array([3, -5, 1, 100])
     qz = np.array([1, 2, -3, 127])
     scales = {"x": 0.5, "z": 0.25, y.name: 1.0, s.name: 1.0, r.name: 0.5}
-    lo = compile_loadable(g, "int8", 2, scales)
+    lo = compile_loadable(g, "int8", 2, scales, output_dtype="int8")
     assert len(lo.ops) == 1  # conv + add + relu: one engine op
     feeds = {"x": (qx * 0.5).reshape(1, 1, 1, 4), "z": (qz * 0.25).reshape(1, 1, 1, 4)}
     out = run_loadable(lo, feeds, raw=True)[r.name]

@@ -184,7 +184,8 @@ def test_movement_ops_keep_int8_values_exact() -> None:
     g = movement()
     feeds = feeds_for(g)
     cat_name = next(n for n in g.nodes if n.op == "Concat").outputs[0].name
-    lo = compile_loadable(g, "int8", 2, {"x": 0.03, "y": 0.03, cat_name: 0.03})
+    scales = {"x": 0.03, "y": 0.03, cat_name: 0.03, g.outputs[3].name: 0.1}
+    lo = compile_loadable(g, "int8", 2, scales, output_dtype="int8")
     raw = run_loadable(lo, feeds, raw=True)
     qx, qy = (quantize(feeds[n], 0.03) for n in ("x", "y"))
     sl = np.concatenate([qx, qy], axis=1)[:, 2:10, :, 1:4]
@@ -201,7 +202,7 @@ def test_errors_name_loadable_op_and_layer() -> None:
     y = b.op("Div", [x, b.const(np.zeros((1, 2, 3, 3), np.float32))], (1, 2, 3, 3), name="bad_div")
     g = b.output(y)
     lo = compile_loadable(g, "fp16", 2)
-    lo.ops[0].params["post"][0]["kind"] = "pow"  # a corrupted program
+    lo.ops[0].params["post"][0]["kind"] = "xor"  # a corrupted program
     with pytest.raises(ExecutionError, match=r"loadable 'seg7', engine op 'op000_sdp' .*bad_div"):
         run_loadable(lo, {"x": np.ones((1, 2, 3, 3), np.float32)})
     with pytest.raises(InputError, match="built for \\[1, 2, 3, 3\\]"):
