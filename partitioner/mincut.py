@@ -11,16 +11,20 @@ ineligible layers get infinite edges to their side. The cut is solved with
 ``scipy.sparse.csgraph.maximum_flow`` (Dinic) on integer capacities (costs scaled so their sum
 fits in 2**29, a relative rounding of ~2e-9). On ties the smaller DLA set wins.
 
-The cut is exact for the problem without the loadable limit and the minimum segment size;
-``assign.enforce_dla_limits`` then repairs those (dropping the DLA segments whose move to the GPU
-costs least), and ``assign.place_cost`` keeps the ``trt`` placement when it predicts better.
-CPU layers (rare: the GPU cannot run them) are fixed and priced as GPU in the cut; the final
-comparison uses the exact formula.
+The cut is exact for the problem without the loadable limit and the minimum segment size.
+When the exact cut needs more DLA loadables than allowed, cuts with a Lagrangian price on every
+GPU->DLA entry are added as candidates (the price bisected, ``PENALTY_ROUNDS`` cuts, for the
+smallest one that fits). ``assign.enforce_dla_limits`` then repairs each candidate (dropping the
+DLA segments whose move to the GPU costs least), and ``assign.place_cost`` keeps the best, or the
+``trt`` placement when that predicts no worse. CPU layers (rare: the GPU cannot run them) are
+fixed and priced as GPU in the cut; the final comparison uses the exact formula.
 
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
-``max(GPU busy + transitions, DLA busy)``. A weighted cut with GPU weight ``alpha`` and DLA weight
-``1 - alpha`` is solved for ``alpha`` bisected towards balance (``CUT_ROUNDS`` cuts); the best
-exact period among them is kept. This is a heuristic (a min-max is not a min-cut).
+``max(GPU busy + transitions, DLA busy)``. Up to ``MILP_MAX_LAYERS`` layers this is a
+mixed-integer program solved by HiGHS (``scipy.optimize.milp``, ``MILP_TIME_LIMIT_S``); above, a
+weighted cut with GPU weight ``alpha`` and DLA weight ``1 - alpha`` is bisected towards balance
+(``CUT_ROUNDS`` cuts, a heuristic: a min-max is not a min-cut). Either result, and the ``trt``
+placement, are then balanced greedily by moving runs of layers off the busier device.
 
 Graphs above ``MINCUT_MAX_LAYERS`` layers skip the cut: the ``trt`` placement is refined greedily
 by moving each DLA segment to the GPU when that lowers the prediction.

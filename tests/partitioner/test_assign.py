@@ -392,3 +392,30 @@ def test_loadable_limit_without_gpu_fallback_is_a_build_error() -> None:
     # the cost strategy may not move them either
     with pytest.raises(PartitionError):
         partition(g, caps, policy, strategy="cost")
+
+
+@pytest.mark.parametrize(
+    "knob, objective, note",
+    [
+        ("MINCUT_MAX_LAYERS", "latency", "greedy refinement of the trt placement"),
+        ("MILP_MAX_LAYERS", "throughput", "throughput by 12 weighted cuts (heuristic)"),
+    ],
+)
+def test_fallbacks_for_huge_graphs_stay_no_worse_than_trt(
+    monkeypatch: pytest.MonkeyPatch, knob: str, objective: str, note: str
+) -> None:
+    import partitioner.mincut as mincut
+
+    monkeypatch.setattr(mincut, knob, 0)  # this 7-layer graph counts as huge
+    g = chain("a", "b", "up", "c", "d", "e", "f", ops={"up": "Resize"})
+    caps = {
+        "gpu": gpu(default_cost=1e-3),
+        "dla": dla(RESIZE_NO, costs={"a": 3e-3, "b": 3e-3}, default_cost=0.5e-3),
+    }
+    policy = Policy.from_dict({"partition": "cost", "objective": objective})
+    cost = partition(g, caps, policy, _tc(0.1e-3))
+    trt = partition(g, caps, policy, _tc(0.1e-3), strategy="trt")
+    assert any(note in d for d in cost.debug)
+    assert cost.predicted.objective(objective) < trt.predicted.objective(objective)
+    if objective == "latency":  # the slow DLA segment [a, b] went back to the GPU
+        assert [cost.device_of(n) for n in "ab"] == ["gpu", "gpu"]
