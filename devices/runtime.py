@@ -29,6 +29,7 @@ from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
+from partitioner.plugins import PLUGINS
 from partitioner.profiles import check_shape, profiles_from_data
 from partitioner.serialize import graph_from_data
 
@@ -90,9 +91,17 @@ def cuda_arch_here() -> str | None:
 class PlanRunner(BaseRunner):
     """Executes a plan's segments in order; ``trace`` holds the last run's events."""
 
-    def __init__(self, plan: Plan, backend: str = "auto", capture: bool = False) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        backend: str = "auto",
+        capture: bool = False,
+        timing_cache: str | None = None,
+    ) -> None:
         if backend not in BACKENDS:
             raise RuntimeError_(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+        # Like TensorRT's deserialisation: a plan using plugins loads only when they are registered.
+        PLUGINS.check_available(plan.header.get("plugins"), str(plan.path or "the plan"))
         super().__init__(None, f"plan:{plan.header.get('model', '?')}")
         self.plan = plan
         self.backend = backend
@@ -103,6 +112,8 @@ class PlanRunner(BaseRunner):
         #: with ``capture``: every tensor a backend exposed in the last run (for bisection)
         self.capture = capture
         self.captured: dict[str, np.ndarray] = {}
+        #: tactic timing cache file for CUDA GPU segments (read, then updated by autotuning)
+        self.timing_cache = timing_cache
         self._outputs = [b["name"] for b in plan.header["outputs"]]
         self._inputs = plan.header["inputs"]
         #: optimisation profiles of a dynamic-shape plan; a feed outside all of them is refused
@@ -220,8 +231,12 @@ class PlanRunner(BaseRunner):
                 lambda feeds, ld=loadable: run_loadable(ld, feeds),
             )
         graph = self._segment_graph(rec)
+        if gpu_backend == "cuda" and any(PLUGINS.find(n) for n in graph.nodes):
+            # plugin CUDA sources are not lowered by gpu_kernels yet: their numpy reference runs
+            gpu_backend = "cpu"
+            self.notes.append(f"segment {name} has plugin layers: ran on the CPU reference")
         if gpu_backend == "cuda":
-            gpu = _ShapeKeyedGpu(graph, rec.get("precision") or "fp16")
+            gpu = _ShapeKeyedGpu(graph, rec.get("precision") or "fp16", self.timing_cache)
             return SegmentRunner(
                 name,
                 device,
@@ -264,9 +279,10 @@ class _ShapeKeyedGpu:
     per profile shape. A static segment compiles exactly once, at activation.
     """
 
-    def __init__(self, graph: Graph, precision: str) -> None:
+    def __init__(self, graph: Graph, precision: str, timing_cache: str | None = None) -> None:
         self.graph = graph
         self.precision = precision
+        self.timing_cache = timing_cache
         self.runners: dict[tuple[tuple[int, ...], ...], Any] = {}
         if all(t.is_static for t in graph.inputs):
             self._runner(tuple(t.static_shape() for t in graph.inputs))
@@ -279,7 +295,7 @@ class _ShapeKeyedGpu:
             graph = self.graph
             if not all(t.is_static for t in graph.inputs):
                 graph = _specialise(graph, key)
-            runner = GpuRunner(graph, precision=self.precision)
+            runner = GpuRunner(graph, precision=self.precision, timing_cache=self.timing_cache)
             runner.activate()
             self.runners[key] = runner
         return runner

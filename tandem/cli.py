@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from partitioner.errors import TandemError
+from partitioner.plugins import load_plugin_modules
 from tandem import __version__
 
 # Order is the order of `tandem --help`. Adding a command = adding its module name here.
@@ -24,6 +25,7 @@ COMMAND_MODULES = [
     "build",
     "deploy",
     "board",
+    "exec",
 ]
 
 
@@ -38,13 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(f"tandem.commands.{name}").register(sub)
+    for command in sub.choices.values():
+        _add_plugin_arg(command)
     return parser
+
+
+def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
+    """Every command takes ``--plugin MODULE`` (docs/plugins.md); it runs that module's code."""
+    if "-" not in parser.prefix_chars:
+        return  # a command parsing foreign flags itself (exec: trtexec's)
+    try:
+        parser.add_argument(
+            "--plugin",
+            dest="plugin_modules",
+            action="append",
+            metavar="MODULE",
+            help="import a plugin module (name or .py path) that registers custom ops; "
+            "also read from TANDEM_PLUGINS",
+        )
+    except argparse.ArgumentError:
+        pass  # the command defines its own --plugin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_plugin_modules(getattr(args, "plugin_modules", None))
         return int(args.func(args) or 0)
     except TandemError as err:
         if args.debug:

@@ -27,6 +27,7 @@ from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
 from partitioner.passes import simplify
+from partitioner.plugins import PLUGINS
 from partitioner.policy import Policy, default_policy, load_policy
 from partitioner.profiles import (
     OptimizationProfile,
@@ -173,6 +174,7 @@ def build_plan(
             "an INT8 build needs calibration: pass --calib DIR (a folder of .npz files) or "
             "--calib-random N for a smoke run"
         )
+    costs = _layer_costs_ms(placement)
     header = new_header(
         target.name,
         placement.policy.precision,
@@ -194,6 +196,7 @@ def build_plan(
                 "device": r.device,
                 "precision": r.precision,
                 "reason": r.reason,
+                "predicted_ms": costs.get(r.name),
             }
             for r in layer_rows(graph, part)
         ],
@@ -209,7 +212,27 @@ def build_plan(
     for i, seg in enumerate(part.segments, 1):
         say(f"[{i}/{len(part.segments)}] {seg.name}: {len(seg.nodes)} layers on {seg.device}")
         plan.header["segments"].append(_build_segment(plan, graph, seg, target, scales))
+    plugins = PLUGINS.requirements(graph, [(s.name, s.nodes) for s in part.segments])
+    if plugins:  # the runtime refuses the plan unless these are registered
+        plan.header["plugins"] = plugins
     return plan
+
+
+def _layer_costs_ms(placement: Placement) -> dict[str, float]:
+    """Each layer's predicted time on its device and precision (cost model, milliseconds)."""
+    caps = capabilities_for(placement.target, placement.policy.dla_core)
+    graph = placement.graph
+    out: dict[str, float] = {}
+    for node in graph.nodes:
+        a = placement.partition.assignments.get(node.name)
+        cap = caps.get(device_kind(a.device)) if a else None
+        if a is None or cap is None:
+            continue
+        try:
+            out[node.name] = float(cap.cost(node, graph, a.precision)) * 1e3
+        except TandemError:  # a layer the cost model cannot price (symbolic dims): no number
+            continue
+    return out
 
 
 def _build_segment(
