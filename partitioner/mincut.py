@@ -21,7 +21,8 @@ fixed and priced as GPU in the cut; the final comparison uses the exact formula.
 
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
 ``max(GPU busy + transitions, DLA busy)``. Up to ``MILP_MAX_LAYERS`` layers this is a
-mixed-integer program solved by HiGHS (``scipy.optimize.milp``, ``MILP_TIME_LIMIT_S``); above, a
+mixed-integer program solved by HiGHS (``scipy.optimize.milp``; ``MILP_NODE_LIMIT`` branch-and-
+bound nodes and a 0.1 % gap keep it deterministic, ``MILP_TIME_LIMIT_S`` is a safety net); above, a
 weighted cut with GPU weight ``alpha`` and DLA weight ``1 - alpha`` is bisected towards balance
 (``CUT_ROUNDS`` cuts, a heuristic: a min-max is not a min-cut). Either result, and the ``trt``
 placement, are then balanced greedily by moving runs of layers off the busier device.
@@ -50,7 +51,8 @@ PENDING = "cost model"  # placeholder reason of a free layer until the final pla
 PENALTY_ROUNDS = 12
 BALANCE_ROUNDS = 64
 MILP_MAX_LAYERS = 2_000
-MILP_TIME_LIMIT_S = 5.0
+MILP_TIME_LIMIT_S = 10.0  # a safety net; the node limit is what normally stops it
+MILP_NODE_LIMIT = 500  # deterministic, unlike a time limit
 CUT_ROUNDS = 12
 _INF = 2**30
 _FINITE_BUDGET = 2**29
@@ -400,7 +402,11 @@ def _throughput_milp(
         constraints=LinearConstraint(matrix, np.array(lo) / scale, np.inf),
         integrality=integrality,
         bounds=bounds,
-        options={"time_limit": MILP_TIME_LIMIT_S},
+        options={
+            "time_limit": MILP_TIME_LIMIT_S,
+            "node_limit": MILP_NODE_LIMIT,
+            "mip_rel_gap": 1e-3,
+        },
     )
     if result.x is None:
         return None
