@@ -25,10 +25,12 @@ from devices.support import (
     evaluate,
     gpu_table,
     load_table,
+    plugin_support,
 )
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.plugins import PLUGINS
 
 
 class _TableCapability:
@@ -130,6 +132,9 @@ class CpuCapability:
         self.table = gpu_table()  # the importer's op set; the CPU backend runs all of it
 
     def supports(self, node: Node, graph: Graph, precision: Precision) -> Verdict:
+        plugin = PLUGINS.find(node)
+        if plugin is not None and (node.op not in self.table.ops or node.domain):
+            return plugin_support(plugin, "cpu", "the CPU", "fp32").verdict(node)
         if node.op not in self.table.ops or node.domain not in ("", "ai.onnx"):
             return Verdict.no(f"{node.op} '{node.name}': no CPU implementation of {node.op}")
         if precision != "fp32":

@@ -30,6 +30,7 @@ from devices.yaml_lines import YamlDoc, load_yaml, reject_unknown, require
 from partitioner.capability import PRECISIONS, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.plugins import PLUGINS, Plugin
 
 TABLES_DIR = Path(__file__).with_name("tables")
 
@@ -263,6 +264,9 @@ def evaluate(
     env = env or SupportEnv()
     label = table.label
     rule = table.ops.get(node.op)
+    plugin = PLUGINS.find(node) if rule is None or node.domain not in ("", "ai.onnx") else None
+    if plugin is not None:
+        return plugin_support(plugin, table.device, label, precision)
     if node.domain not in ("", "ai.onnx"):
         custom = f"{node.domain}::{node.op}"
         return SupportResult(False, f"custom-domain op '{custom}' is not supported on {label}")
@@ -310,6 +314,19 @@ def evaluate(
     if rule.note:
         notes.append(rule.note)
     return SupportResult(True, "", tuple(notes), runs_as, unconfirmed)
+
+
+def plugin_support(plugin: Plugin, device: str, label: str, precision: str) -> SupportResult:
+    """A plugin's own support declaration stands in for the table's rule."""
+    have = plugin.precisions(device)
+    if not have:
+        return SupportResult(False, f"{plugin.label} declares no {label} support")
+    if precision in have:
+        return SupportResult(True, "", (f"{plugin.label}",), precision)
+    listed = " and ".join(p.upper() for p in have)
+    return SupportResult(
+        False, f"{precision.upper()} not supported on {label} ({plugin.label}: {listed} only)"
+    )
 
 
 def _flag(detail: str, unconfirmed: bool) -> str:

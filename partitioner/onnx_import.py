@@ -24,6 +24,7 @@ from onnx import external_data_helper, numpy_helper
 from partitioner.errors import GraphError, ModelError, TandemError, UnsupportedOpError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
 from partitioner.passes.padding import resolve_auto_pad
+from partitioner.plugins import PLUGINS
 from partitioner.shape_inference import ShapeRule, infer_shapes
 
 MIN_OPSET = 11
@@ -75,7 +76,8 @@ def import_onnx(
     """
     model, label = _load(source)
     opset = _default_opset(model, label)
-    custom = dict(custom_ops or {})
+    # registered plugins (partitioner.plugins) import like ops passed in ``custom_ops``
+    custom = {**PLUGINS.shape_rules(), **dict(custom_ops or {})}
     _check_ops(model, label, SUPPORTED_OPS | set(custom))
     importer = _Importer(model, label, opset, dict(fixed_dims or {}))
     graph = importer.build()
@@ -187,7 +189,8 @@ def _check_ops(model: onnx.ModelProto, label: str, allowed: Collection[str]) -> 
             parts.append(f"{key} ({len(names)}: {shown})")
         raise UnsupportedOpError(
             f"{label}: unsupported operators: {'; '.join(parts)}; "
-            "see partitioner.onnx_import.SUPPORTED_OPS for what Tandem imports"
+            "see partitioner.onnx_import.SUPPORTED_OPS for what Tandem imports, or register "
+            "a plugin for a custom op (docs/plugins.md)"
         )
 
 

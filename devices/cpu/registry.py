@@ -18,6 +18,7 @@ import numpy as np
 
 from partitioner.errors import ExecutionError, TandemError
 from partitioner.ir import Node
+from partitioner.plugins import PLUGINS
 
 OpResult = np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...]
 OpFn = Callable[[Node, list[Any]], OpResult]
@@ -53,6 +54,9 @@ def evaluate_node(node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.nd
     _load_all()
     fn = _OPS.get(node.op)
     if fn is None or node.domain not in ("", "ai.onnx"):
+        plugin = PLUGINS.find(node)  # a registered custom op runs its numpy reference
+        fn = plugin.evaluate if plugin is not None else None
+    if fn is None:
         raise ExecutionError(
             f"layer '{node.name}' ({node.op}): the CPU backend has no implementation for "
             f"{node.domain + '::' if node.domain else ''}{node.op}"
