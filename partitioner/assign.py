@@ -409,7 +409,8 @@ def enforce_dla_limits(
     assignments = {
         n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
     }
-    prediction = predict(a.graph, devices, a.cost, tc, a.io_device)
+    known = [a.io_device] + ([a.dla] if a.dla else [])
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known)
     return Partition(
         assignments,
         segments,

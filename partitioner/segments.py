@@ -340,6 +340,7 @@ def predict(
     layer_cost: Callable[[Node, str], float],
     transition_cost: TransitionCost | None,
     io_device: str = IO_DEVICE,
+    known: Sequence[str] = (),
 ) -> Prediction:
     """The one formula both strategies are judged by.
 
@@ -348,7 +349,7 @@ def predict(
     frame, so the steady-state time per inference is the busiest device's time; transitions are
     charged to the GPU (``io_device``), which runs the reformat kernels around DLA segments.
     """
-    busy: dict[str, float] = {}
+    busy: dict[str, float] = dict.fromkeys(known, 0.0)  # devices reported even when idle
     for n in graph.nodes:
         d = devices[n.name]
         busy[d] = busy.get(d, 0.0) + layer_cost(n, d)
