@@ -400,10 +400,10 @@ def enforce_dla_limits(
                     f"DLA loadable limit {limit} reached on {a.dla} "
                     f"(segment {index[s.name]} of {len(dla_segments)})",
                 )
-        shown = ", ".join(f"{s.name} [{_short_list(s.nodes)}]" for s in dropped)
+        shown = ", ".join(f"segment {index[s.name]} [{_short_list(s.nodes)}]" for s in dropped)
         warnings.append(
             f"DLA loadable limit {limit} (max_dla_subgraphs in {policy.source}) reached on "
-            f"{a.dla}: {len(dropped)} segment(s) switched to GPU: {shown}"
+            f"{a.dla}: {len(dropped)} of {len(dla_segments)} DLA segments switched to GPU: {shown}"
         )
         segments, seg_debug, precisions = segment()
     assignments = {

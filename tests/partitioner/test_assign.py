@@ -191,8 +191,8 @@ def test_trt_loadable_limit_drops_the_later_segments() -> None:
         "GPU: DLA loadable limit 2 reached on dla0 (segment 4 of 5)"
     )
     assert part.warnings == [
-        "DLA loadable limit 2 (max_dla_subgraphs in p.yaml) reached on dla0: 3 segment(s) "
-        "switched to GPU: dla0_4 [a2], dla0_6 [a3], dla0_8 [a4]"
+        "DLA loadable limit 2 (max_dla_subgraphs in p.yaml) reached on dla0: 3 of 5 DLA "
+        "segments switched to GPU: segment 3 [a2], segment 4 [a3], segment 5 [a4]"
     ]
     assert _segments(part) == ["dla0_0=a0", "gpu_1=u0", "dla0_2=a1", "gpu_3=u1,a2,u2,a3,u3,a4"]
 

@@ -114,3 +114,47 @@ def test_throughput_objective_uses_both_devices_on_xavier() -> None:
     busy = cost.predicted.per_device
     # pipelined: neither device idles for most of the period
     assert min(busy["gpu"] + cost.predicted.transfer, busy["dla0"]) > 0.5 * cost.predicted.period
+
+
+# ----- models exported by other tools (torch.onnx.export); skipped without torch ---------------
+
+
+def _exported(name: str, target: str) -> tuple[Graph, Partition]:
+    from tests.models import exported_model_path
+
+    g = import_onnx(exported_model_path(name))
+    spec = load_target(target)
+    return g, partition(g, capabilities_for(spec), None, transition_cost_for(spec))
+
+
+@pytest.mark.parametrize("target", ["orin-agx-64gb", "xavier-agx"])
+def test_torch_dbnet_ocr_detector(target: str) -> None:
+    g, part = _exported("torch-dbnet-lite", target)
+    _check(g, part)
+    ops = {n.name: n.op for n in g.nodes}
+    for name, a in part.assignments.items():
+        if ops[name] == "ConvTranspose":  # stride-2 2x2 deconvolutions, padding 0: DLA
+            assert a.device == "dla0", a.reason
+        if ops[name] == "Resize" and a.device == "gpu":  # sizes-driven resizes leave the DLA
+            assert "setOutputDimensions" in a.reason
+    assert any(ops[n] == "Resize" and a.device == "dla0" for n, a in part.assignments.items())
+    assert [s.device for s in part.segments] == ["dla0", "gpu", "dla0"]
+
+
+@pytest.mark.parametrize("target", ["orin-agx-64gb", "xavier-agx"])
+def test_torch_yolo_lite_head_leaves_the_dla(target: str) -> None:
+    g, part = _exported("torch-yolo-lite", target)
+    _check(g, part)
+    rows = {(r.operator, r.reason) for r in capability_rows(g, part)}
+    assert any(op == "Split" and "5-D" in reason for op, reason in rows)
+    convs = [n.name for n in g.nodes if n.op == "Conv"]
+    assert all(part.device_of(n) == "dla0" for n in convs)
+
+
+def test_torch_mobilenetv3_hardswish_and_loadable_limit() -> None:
+    g, part = _exported("torch-mobilenetv3-small", "xavier-agx")
+    _check(g, part)
+    rows = {r.operator: r for r in capability_rows(g, part)}
+    assert rows["HardSwish"].count == 19 and rows["HardSigmoid"].count == 9
+    assert "not a DLA activation" in rows["HardSwish"].reason
+    assert any("14 of 30 DLA segments switched to GPU" in w for w in part.warnings)
