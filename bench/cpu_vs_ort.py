@@ -5,12 +5,12 @@ Usage::
     .venv/bin/python bench/cpu_vs_ort.py                       # resnet50 224x224 batch 1 FP32
     .venv/bin/python bench/cpu_vs_ort.py --model resnet18 --runs 20 --threads 2 --json
 
-Both engines get the same thread count (``--threads``, default: every core): OpenBLAS / OpenMP
-through the environment, set before numpy is imported, and ONNX Runtime through
-``intra_op_num_threads``. The engines alternate, one inference each: ``--warmup`` untimed
-rounds, then ``--runs`` timed ones, so both see the same background load on a shared machine.
-The report gives the median (and min / max), the ratio Tandem / ORT, and the FP32 agreement of
-the outputs (max |a-b| / max |b|).
+Both engines get the same thread count (``--threads``, default: every core):
+``CpuRunner(threads=)`` (GEMMs and im2col split over that many threads, each with one OpenBLAS
+thread; see ``devices/cpu/parallel.py``) and ONNX Runtime's ``intra_op_num_threads``. The
+engines alternate, one inference each: ``--warmup`` untimed rounds, then ``--runs`` timed ones,
+so both see the same background load on a shared machine. The report gives the median (and
+min / max), the ratio Tandem / ORT, and the FP32 agreement of the outputs (max |a-b| / max |b|).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ort_times: list[float] = []
     cpu_times: list[float] = []
-    with CpuRunner(graph) as runner:
+    with CpuRunner(graph, threads=args.threads) as runner:
         # interleaved, so that both engines see the same background load on a shared machine
         for i in range(args.warmup + args.runs):
             start = time.perf_counter()
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  onnxruntime : {ort_ms:8.1f} ms  (min {min(ort_times) * 1e3:.1f})")
         print(f"  ratio       : {cpu_ms / ort_ms:8.2f} x  (median / median; "
               f"min / min {min(cpu_times) / min(ort_times):.2f} x)")
-        print(f"  load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine "
-              "slows BLAS threads more than ORT's pool)")
+        print(f"  load average at the end: {os.getloadavg()[0]:.2f}")
         print(f"  peak activations: {peak / 1e6:.1f} MB; max rel err: "
               + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))  # fmt: skip
     return 0

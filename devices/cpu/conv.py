@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from devices.cpu import parallel
 from devices.cpu.registry import as_compute, attr_ints, attr_str, cast_back, register
 from partitioner.ir import Node
 
@@ -113,7 +114,11 @@ def conv_nd(
     p = math.prod(out)
     if all(k == 1 for k in kernel):
         view = x[(slice(None), slice(None)) + tuple(_window(0, o, s) for o, s in zip(out, strides))]
-        cols = np.ascontiguousarray(view).reshape(n, group, k_size, p)
+        if view.flags.c_contiguous:
+            cols = view.reshape(n, group, k_size, p)
+        else:
+            cols = parallel.copy_into(np.empty(view.shape, x.dtype), view)
+            cols = cols.reshape(n, group, k_size, p)
     else:
         xs = x.strides
         view = as_strided(
@@ -127,9 +132,10 @@ def conv_nd(
             ),
             writeable=False,
         )
-        cols = np.ascontiguousarray(view).reshape(n, group, k_size, p)
+        cols = parallel.copy_into(np.empty(view.shape, x.dtype), view)
+        cols = cols.reshape(n, group, k_size, p)
     wm = w.reshape(group, m // group, k_size)
-    y = np.matmul(wm, cols)  # (n, group, m/group, p): already channel-major
+    y = parallel.matmul(wm, cols)  # (n, group, m/group, p): already channel-major
     return y.reshape(n, m, *out)
 
 
@@ -159,7 +165,7 @@ def conv_transpose(node: Node, inputs: list[Any]) -> np.ndarray:
     # one GEMM: (group, Mg*K, Cg) @ (n, group, Cg, P_in) -> columns (n, M, *kernel, *in)
     k_size = math.prod(kernel)
     wm = w.reshape(group, cg, mg * k_size).transpose(0, 2, 1)
-    cols = np.matmul(wm, x.reshape(n, group, cg, math.prod(in_sp)))
+    cols = parallel.matmul(wm, x.reshape(n, group, cg, math.prod(in_sp)))
     cols = cols.reshape(n, m, *kernel, *in_sp)
 
     # col2im into a buffer covering both the full result and the requested output window

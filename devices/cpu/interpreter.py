@@ -3,16 +3,22 @@
 Intermediate tensors are dropped as soon as their last consumer has run, so memory follows the
 live set rather than the whole graph; ``peak_bytes`` reports the high-water mark of activations
 (constants excluded) of the last run. ``capture`` keeps chosen intermediates for ``compare
---bisect``: ``True`` keeps every tensor, a set of names keeps those. ``threads`` sets the
-OpenBLAS thread count for the duration of each inference (see ``devices.cpu.threads``).
+--bisect``: ``True`` keeps every tensor, a set of names keeps those.
+
+``threads`` (default: the cores this process may use) is how many threads an inference uses:
+big GEMMs and im2col copies are split over that many Python threads running single-threaded
+OpenBLAS (see ``devices.cpu.parallel`` for why not OpenBLAS's own threads); 1 runs everything
+on the calling thread with one BLAS thread.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import numpy as np
 
+from devices.cpu.parallel import parallelism
 from devices.cpu.registry import evaluate_node
 from devices.cpu.threads import blas_threads
 from devices.runner import BaseRunner
@@ -32,7 +38,7 @@ class CpuRunner(BaseRunner):
     ) -> None:
         super().__init__(graph, name or f"cpu:{graph.name}")
         self.graph: Graph = graph
-        self.threads = threads
+        self.threads = threads if threads is not None else _usable_cores()
         self.capture_all = capture is True
         self.capture_names: set[str] = set() if isinstance(capture, bool) else set(capture)
         #: tensors kept by ``capture`` during the last run, by name
@@ -60,7 +66,10 @@ class CpuRunner(BaseRunner):
         self._order, self._last_use, self._constants = [], {}, {}
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with blas_threads(self.threads):
+        if self.threads <= 1:
+            with blas_threads(1):
+                return self._run(feeds)
+        with parallelism(self.threads):
             return self._run(feeds)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -109,6 +118,13 @@ class CpuRunner(BaseRunner):
             f"layer '{node.name}' ({node.op}): input '{name}' has no value "
             "(not fed, not produced by an earlier layer)"
         )
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

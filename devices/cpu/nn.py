@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.cpu import parallel
 from devices.cpu.registry import (
     as_compute,
     attr_ints,
@@ -22,7 +23,10 @@ from partitioner.ir import Node
 @register("MatMul")
 def matmul(node: Node, inputs: list[Any]) -> np.ndarray:
     a, b = inputs[0], inputs[1]
-    return cast_back(np.matmul(as_compute(a), as_compute(b)), a)
+    a_c, b_c = as_compute(a), as_compute(b)
+    if a_c.ndim >= 2 and b_c.ndim >= 2:
+        return cast_back(parallel.matmul(a_c, b_c), a)
+    return cast_back(np.matmul(a_c, b_c), a)
 
 
 @register("Gemm")
@@ -36,7 +40,7 @@ def gemm(node: Node, inputs: list[Any]) -> np.ndarray:
         b = b.T
     alpha = float(node.attrs.get("alpha", 1.0))
     beta = float(node.attrs.get("beta", 1.0))
-    y = a @ b
+    y = parallel.matmul(a, b)
     if alpha != 1.0:
         y = y * y.dtype.type(alpha)
     if c is not None and beta != 0.0:
