@@ -119,11 +119,12 @@ def entropy_threshold(counts: np.ndarray, bin_width: float, chunk: int = 64) -> 
     csum = np.concatenate([[0.0], np.cumsum(counts)])
     zsum = np.concatenate([[0.0], np.cumsum(nonzero)])
     tail = csum[-1] - csum  # tail[i] = sum(counts[i:])
-    bins = np.arange(n)
     best_i, best_kl = n, math.inf
     for start in range(NUM_QUANT_BINS, n + 1, chunk):
         cand = np.arange(start, min(start + chunk, n + 1))
         rows = np.arange(cand.size)[:, None]
+        width = int(cand[-1])  # bins at or beyond the largest candidate play no part
+        bins = np.arange(width)
         # Level j of candidate i covers bins [floor(j*i/128), floor((j+1)*i/128)).
         edges = (np.arange(NUM_QUANT_BINS + 1)[None, :] * cand[:, None]) // NUM_QUANT_BINS
         level_sum = csum[edges[:, 1:]] - csum[edges[:, :-1]]
@@ -131,8 +132,8 @@ def entropy_threshold(counts: np.ndarray, bin_width: float, chunk: int = 64) -> 
         per_bin = np.where(level_nz > 0, level_sum / np.maximum(level_nz, 1), 0.0)
         level_of = (NUM_QUANT_BINS * (bins[None, :] + 1) + cand[:, None] - 1) // cand[:, None] - 1
         valid = bins[None, :] < cand[:, None]
-        q = per_bin[rows, np.clip(level_of, 0, NUM_QUANT_BINS - 1)] * nonzero[None, :] * valid
-        ref = counts[None, :] * valid
+        q = per_bin[rows, np.clip(level_of, 0, NUM_QUANT_BINS - 1)] * nonzero[None, :width] * valid
+        ref = counts[None, :width] * valid
         ref[rows[:, 0], cand - 1] += np.where(cand < n, tail[np.minimum(cand, n)], 0.0)
         q_total = q.sum(axis=1, keepdims=True)
         p = ref / ref.sum(axis=1, keepdims=True)
