@@ -62,7 +62,7 @@ def plan(
 
 def run(graph: Graph, hybrid: HybridPlan, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     env: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in feeds.items()}
-    for kind, nodes, lo in hybrid.steps:
+    for _kind, nodes, lo in hybrid.steps:
         if lo is not None:
             env.update(run_loadable(lo, {n: env[n] for n in lo.inputs}))
             continue
