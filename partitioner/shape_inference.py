@@ -288,6 +288,10 @@ def _window_out(size: Dim, k: int, s: int, d: int, pb: int, pe: int, ceil: bool,
     if mode == "VALID":
         return (size - eff) // s + 1
     span = size + pb + pe - eff
+    if span < 0:
+        # A window larger than the padded input: ONNX Runtime accepts it for pools and divides
+        # with C++ truncation toward zero; match it, since it is the reference.
+        return int(span / s) + 1
     out = (-(-span // s) if ceil else span // s) + 1
     if ceil and (out - 1) * s >= size + pb:
         out -= 1  # the last window must start inside the input or its left padding
