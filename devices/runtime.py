@@ -236,7 +236,9 @@ class PlanRunner(BaseRunner):
             gpu_backend = "cpu"
             self.notes.append(f"segment {name} has plugin layers: ran on the CPU reference")
         if gpu_backend == "cuda":
-            gpu = _ShapeKeyedGpu(graph, rec.get("precision") or "fp16", self.timing_cache)
+            gpu = _ShapeKeyedGpu(
+                graph, rec.get("precision") or "fp16", self.timing_cache or self._plan_cache()
+            )
             return SegmentRunner(
                 name,
                 device,
@@ -259,6 +261,15 @@ class PlanRunner(BaseRunner):
             lambda: cpu.captured,
         )
 
+    def _plan_cache(self) -> Any:
+        """The timing cache the builder stored in the plan (``BuilderConfig.set_timing_cache``)."""
+        if "timing_cache" not in self.plan.blobs:
+            return None
+        from gpu_kernels.timing_cache import TimingCache
+
+        text = bytes(self.plan.blob("timing_cache").data).decode("utf-8")
+        return TimingCache.from_json(text, "the plan's timing cache")
+
     def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
         structure = rec["graph"]
         arrays = {
@@ -279,7 +290,7 @@ class _ShapeKeyedGpu:
     per profile shape. A static segment compiles exactly once, at activation.
     """
 
-    def __init__(self, graph: Graph, precision: str, timing_cache: str | None = None) -> None:
+    def __init__(self, graph: Graph, precision: str, timing_cache: Any = None) -> None:
         self.graph = graph
         self.precision = precision
         self.timing_cache = timing_cache

@@ -197,29 +197,38 @@ def opt_dims(profile: OptimizationProfile, inputs: Sequence[Tensor]) -> dict[str
 
 
 def check_shape(
-    profiles: Sequence[OptimizationProfile], feeds: Mapping[str, Any]
+    profiles: Sequence[OptimizationProfile],
+    feeds: Mapping[str, Any],
+    active: int | None = None,
 ) -> int | None:
-    """The index of the first profile whose ranges hold every fed shape (None without profiles).
+    """The index of the first profile whose ranges hold every fed shape (None without profiles);
+    with ``active``, only that profile is considered (an execution context's chosen one).
 
     Raises :class:`InputError` naming the input, its shape and the allowed range(s) otherwise.
     """
     if not profiles:
         return None
+    if active is not None and not 0 <= active < len(profiles):
+        raise InputError(f"optimization profile {active} does not exist; the plan has "
+                         f"{len(profiles)} (0..{len(profiles) - 1})")
+    candidates = [active] if active is not None else list(range(len(profiles)))
     shapes = {name: tuple(int(d) for d in np.shape(v)) for name, v in feeds.items()}
     first_miss: tuple[str, Dims] | None = None
-    for index, p in enumerate(profiles):
-        miss = _first_outside(p, shapes)
+    for index in candidates:
+        miss = _first_outside(profiles[index], shapes)
         if miss is None:
             return index
         first_miss = first_miss or miss
     assert first_miss is not None
     name, shape = first_miss
     ranges = [
-        f"profile {i}: {p.shapes[name].describe()}" for i, p in enumerate(profiles)
-        if name in p.shapes
+        f"profile {i}: {profiles[i].shapes[name].describe()}" for i in candidates
+        if name in profiles[i].shapes
     ]
+    which = f"active optimization profile {active}" if active is not None else (
+        "every optimization profile")
     raise InputError(
-        f"input '{name}' has shape {dims_text(shape)}, outside every optimization profile "
+        f"input '{name}' has shape {dims_text(shape)}, outside {which} "
         f"({'; '.join(ranges)}); feed a shape inside a profile or rebuild with a wider one"
     )
 

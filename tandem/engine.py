@@ -1,0 +1,312 @@
+"""``Runtime``, ``Engine`` and ``ExecutionContext``: a plan loaded and run (TensorRT's
+``Runtime.deserialize_cuda_engine`` / ``ICudaEngine`` / ``IExecutionContext``).
+
+An engine is a decoded plan (no code runs while loading: the plan has no pickle). A context runs
+it with the plan runtime: GPU segments on CUDA when this machine has the plan's GPU, else on the
+numpy reference; DLA segments on the emulator (on a Jetson, through TensorRT).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from devices.plan import Plan, decode_plan, encode_plan
+from devices.runtime import PlanRunner, RuntimeError_
+from partitioner.errors import InputError, TandemError
+from partitioner.profiles import check_shape, dims_text, profiles_from_data
+from tandem.builder import Logger
+from tandem.network import DataType
+
+
+class TensorIOMode(enum.Enum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class LayerInformationFormat(enum.Enum):
+    ONELINE = 0
+    JSON = 1
+
+
+class Runtime:
+    """Deserialises plans. ``backend`` chooses where GPU segments run: auto | cuda | cpu."""
+
+    def __init__(self, logger: Logger | None = None, backend: str = "auto") -> None:
+        self.logger = logger or Logger()
+        self.backend = backend
+
+    def deserialize_cuda_engine(self, serialized: bytes | bytearray | memoryview) -> Engine:
+        data = bytes(serialized)
+        return Engine(decode_plan(data, where="<serialized engine>"), self.backend)
+
+
+class Engine:
+    """A built plan: its I/O tensors, profiles and layers (TensorRT's ``ICudaEngine``)."""
+
+    def __init__(self, plan: Plan, backend: str = "auto") -> None:
+        self.plan = plan
+        self.backend = backend
+        header = plan.header
+        self._io = [(b, TensorIOMode.INPUT) for b in header["inputs"]] + [
+            (b, TensorIOMode.OUTPUT) for b in header["outputs"]
+        ]
+        self._by_name = {b["name"]: (b, mode) for b, mode in self._io}
+        self.profiles = profiles_from_data(header.get("profiles", []))
+
+    @property
+    def name(self) -> str:
+        return str(self.plan.header.get("model", "engine"))
+
+    @property
+    def target(self) -> str:
+        return self.plan.target
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self._io)
+
+    def get_tensor_name(self, index: int) -> str:
+        return str(self._io[index][0]["name"])
+
+    def _binding(self, name: str) -> tuple[dict[str, Any], TensorIOMode]:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InputError(
+                f"engine has no I/O tensor '{name}'; it has {', '.join(self._by_name)}"
+            ) from None
+
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        return self._binding(name)[1]
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """The shape with -1 for each dynamic dimension (as TensorRT reports it)."""
+        shape = self._binding(name)[0].get("shape") or []
+        return tuple(d if isinstance(d, int) else -1 for d in shape)
+
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return DataType.of(self._binding(name)[0].get("dtype") or "float32")
+
+    @property
+    def num_optimization_profiles(self) -> int:
+        return max(1, len(self.profiles))
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+        """``[min, opt, max]`` of input ``name`` in a profile (the static shape without any)."""
+        if not self.profiles:
+            shape = self.get_tensor_shape(name)
+            return [shape, shape, shape]
+        if not 0 <= profile_index < len(self.profiles):
+            raise InputError(f"profile {profile_index} does not exist; the engine has "
+                             f"{len(self.profiles)}")
+        return list(self.profiles[profile_index].get_shape(name))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.plan.header.get("layers", []))
+
+    @property
+    def device_types(self) -> dict[str, str]:
+        """Layer name -> device (``gpu``, ``dla0``, ``dla1``, ``cpu``) as placed at build."""
+        return {entry["name"]: entry["device"] for entry in self.plan.header.get("layers", [])}
+
+    def serialize(self) -> bytes:
+        return encode_plan(self.plan)
+
+    def create_engine_inspector(self) -> EngineInspector:
+        return EngineInspector(self)
+
+    def create_execution_context(self) -> ExecutionContext:
+        return ExecutionContext(self)
+
+
+class EngineInspector:
+    """Per-layer information (TensorRT's ``IEngineInspector``); JSON as ``--exportLayerInfo``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get_layer_information(self, index: int, format: LayerInformationFormat) -> str:
+        layer = layer_info(self.engine.plan)["Layers"][index]
+        if format == LayerInformationFormat.JSON:
+            return json.dumps(layer)
+        return f"{layer['Name']} [{layer['LayerType']}] on {layer['Device']} {layer['Precision']}"
+
+    def get_engine_information(self, format: LayerInformationFormat) -> str:
+        info = layer_info(self.engine.plan)
+        if format == LayerInformationFormat.JSON:
+            return json.dumps(info)
+        return "\n".join(
+            f"{layer['Name']} [{layer['LayerType']}] on {layer['Device']} {layer['Precision']}"
+            for layer in info["Layers"]
+        )
+
+
+def layer_info(plan: Plan) -> dict[str, Any]:
+    """trtexec's ``--exportLayerInfo`` layout: ``{"Layers": [...], "Bindings": [...]}``."""
+    segment_of = {name: seg for seg in plan.header["segments"] for name in seg["layers"]}
+    layers = []
+    for entry in plan.header.get("layers", []):
+        seg = segment_of.get(entry["name"], {})
+        layers.append({
+            "Name": entry["name"],
+            "LayerType": entry.get("op"),
+            "Device": str(entry.get("device", "")).upper(),
+            "Precision": entry.get("precision"),
+            "Segment": seg.get("name"),
+            "Reason": entry.get("reason"),
+            "PredictedMs": entry.get("predicted_ms"),
+            "SegmentInputs": list(seg.get("inputs", [])),
+            "SegmentOutputs": list(seg.get("outputs", [])),
+        })
+    bindings = [b["name"] for b in plan.header["inputs"]] + [
+        b["name"] for b in plan.header["outputs"]
+    ]
+    return {"Layers": layers, "Bindings": bindings}
+
+
+class ExecutionContext:
+    """Runs an engine: ``set_input_shape`` for dynamic inputs, then ``execute(feeds)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._runner = PlanRunner(engine.plan, engine.backend)
+        self._runner.activate()
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._last: dict[str, tuple[int, ...]] = {}
+        self.active_optimization_profile = 0
+
+    # ----- shapes -----
+    def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
+        """Fix a dynamic input's shape for the next runs; refused (InputError) when the shape
+        is outside the active optimisation profile or contradicts a static dimension."""
+        if self.engine.get_tensor_mode(name) != TensorIOMode.INPUT:
+            raise InputError(f"'{name}' is an output; set_input_shape takes an input")
+        shape = tuple(int(d) for d in shape)
+        static = self.engine.get_tensor_shape(name)
+        if len(shape) != len(static) or any(s not in (-1, d) for s, d in zip(static, shape)):
+            raise InputError(f"input '{name}': shape {dims_text(shape)} does not fit the "
+                             f"engine's {dims_text(static)} (-1 = dynamic)")
+        profiles = self.engine.profiles
+        if profiles:
+            check_shape(profiles, {name: np.empty(shape, np.uint8)},
+                        self.active_optimization_profile)
+        self._shapes[name] = shape
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name in self._shapes:
+            return self._shapes[name]
+        if name in self._last:
+            return self._last[name]
+        return self.engine.get_tensor_shape(name)
+
+    @property
+    def all_binding_shapes_specified(self) -> bool:
+        return all(
+            -1 not in self.engine.get_tensor_shape(n) or n in self._shapes
+            for n in (self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors))
+            if self.engine.get_tensor_mode(n) == TensorIOMode.INPUT
+        )
+
+    # ----- running -----
+    def execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns ``{output name: array}``."""
+        arrays = {name: np.asarray(v) for name, v in feeds.items()}
+        for name, shape in self._shapes.items():
+            if name in arrays and tuple(arrays[name].shape) != shape:
+                raise InputError(f"input '{name}' has shape {dims_text(arrays[name].shape)} but "
+                                 f"set_input_shape gave {dims_text(shape)}")
+        if self.engine.profiles:
+            check_shape(self.engine.profiles, arrays, self.active_optimization_profile)
+        outputs = self._runner.infer(arrays)
+        self._last = {name: tuple(a.shape) for name, a in {**arrays, **outputs}.items()}
+        return outputs
+
+    def execute_async(self, feeds: Mapping[str, np.ndarray], stream: Any) -> dict[str, np.ndarray]:
+        """Run with GPU segments on CUDA (needs the plan's GPU here, else an error).
+
+        The runtime's GPU segments use their own stream: the call returns after the work is
+        done, so ``stream`` only orders this call after work already queued on it.
+        """
+        backends = set(self._runner.backends().values())
+        if "cuda" not in backends:
+            raise RuntimeError_(
+                "execute_async needs CUDA: this context runs "
+                + (", ".join(sorted(backends)) or "nothing")
+                + f" (the plan is for {self.engine.target}, built for GPU arch "
+                f"{self.engine.plan.header.get('arch')}); use execute(), or build for "
+                "target 'host' on a machine with a GPU"
+            )
+        _synchronize(stream)
+        return self.execute(feeds)
+
+    @property
+    def backends(self) -> dict[str, str]:
+        """Segment -> where it runs here (``cuda``, ``cpu``, ``dla-emulator``)."""
+        return self._runner.backends()
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self._runner.notes)
+
+    def close(self) -> None:
+        if self._runner.is_active:
+            self._runner.deactivate()
+
+    def __enter__(self) -> ExecutionContext:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except TandemError:
+            pass
+
+
+def _synchronize(stream: Any) -> None:
+    """Wait for a CUDA stream given as a ``cuda.core`` Stream, a driver handle, or an int."""
+    if stream is None or stream == 0:
+        return
+    if hasattr(stream, "sync"):
+        stream.sync()
+        return
+    from cuda.bindings import driver
+
+    (err,) = driver.cuStreamSynchronize(stream)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError_(f"cuStreamSynchronize failed: {err}")
+
+
+def _refitter_class() -> type:
+    """``tandem.Refitter``: targets.refit's Refitter, also taking an :class:`Engine` (as
+    TensorRT's ``Refitter(engine, logger)`` does)."""
+    from targets.refit import Refitter as PlanRefitter
+
+    class Refitter(PlanRefitter):  # type: ignore[misc, valid-type]
+        __doc__ = PlanRefitter.__doc__
+
+        def __init__(self, engine: Any, logger: Logger | None = None) -> None:
+            super().__init__(engine.plan if isinstance(engine, Engine) else engine)
+            self.engine = engine if isinstance(engine, Engine) else None
+            self.logger = logger
+
+        def refit_cuda_engine(self) -> Any:
+            """From an Engine: refit it in place (contexts created afterwards see the new
+            weights) and return True, as TensorRT does; from a plan: the new Plan."""
+            plan = super().refit_cuda_engine()
+            if self.engine is None:
+                return plan
+            self.engine.plan = plan
+            return True
+
+    return Refitter
