@@ -50,3 +50,29 @@ def test_every_failure_has_a_reason_and_is_listed(summary) -> None:  # type: ign
             f"{outcome.name} fails but docs/onnx-node-tests.md does not list it; "
             "regenerate it with `.venv/bin/python bench/onnx_node_tests.py`"
         )
+
+
+def test_reads_shipped_node_test_directories(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Wheels that ship ``onnx/backend/test/data/node`` are read from disk, .pb files and all."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    harness = _harness()
+    case_dir = tmp_path / "test_tandem_relu"
+    (case_dir / "test_data_set_0").mkdir(parents=True)
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node], "relu", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (2, 3))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (2, 3))],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
+              str(case_dir / "model.onnx"))  # fmt: skip
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    for name, value in (("input_0", x), ("output_0", np.maximum(x, 0))):
+        path = case_dir / "test_data_set_0" / f"{name}.pb"
+        path.write_bytes(numpy_helper.from_array(value).SerializeToString())
+    monkeypatch.setattr(harness, "_shipped_dir", lambda: tmp_path)
+    source, cases = harness.collect()
+    assert str(tmp_path) in source and [c.name for c in cases] == ["test_tandem_relu"]
+    assert harness.run_case(cases[0]).status == "pass"
