@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "deploy",
     "board",
     "refit",
+    "surgeon",
     "exec",
 ]
 
