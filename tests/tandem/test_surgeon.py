@@ -78,8 +78,9 @@ def _messy_model(path: Path) -> Path:
     nodes = [
         helper.make_node("Identity", ["x"], ["x_id"], name="id"),
         helper.make_node("Conv", ["x_id", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["bn"],
-                         name="bn"),  # fmt: skip
+        helper.make_node(
+            "BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["bn"], name="bn"
+        ),  # fmt: skip
         helper.make_node("Relu", ["bn"], ["r"], name="relu"),
         helper.make_node("Shape", ["r"], ["shape"], name="shape"),
         helper.make_node("Gather", ["shape", "zero"], ["n"], name="batch", axis=0),
