@@ -19,5 +19,5 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   timeout 420 python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
-  timeout 500 python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" | tail -60
+  timeout ${BENCH_TIMEOUT:-500} python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt" | tail -60
 fi

@@ -107,6 +107,8 @@ class GpuRunner(BaseRunner):
         return ptr
 
     def _function(self, ln: Launch) -> Any:
+        if ln.kernel == "memset":
+            return None
         if ln.kernel == "conv_mma_f16":
             assert ln.tactic is not None
             return self.lib.conv_mma(ln.tactic)
@@ -140,11 +142,13 @@ class GpuRunner(BaseRunner):
         x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
         w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
         max_split = max(t.splits for t in cands)
+        tiles = max(-(-p.gemm_m // t.bm) * -(-p.k // t.bn) for t in cands)
         bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
-                ctx.alloc(max_split * p.gemm_m * p.k * 4)]
+                ctx.alloc(max_split * p.gemm_m * p.k * 4), ctx.alloc(tiles * 4)]
         try:
             ctx.upload(bufs[0], x)
             ctx.upload(bufs[1], w)
+            ctx.memset(bufs[4], 0, tiles * 4)
             ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
                     p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], 1, 0, 0, p.c, p.k, 0]
             out: dict[str, float] = {}
@@ -152,18 +156,15 @@ class GpuRunner(BaseRunner):
             for t in cands:
                 func = self.lib.conv_mma(t)
                 grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
-                args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3]], ints + [t.splits],
-                                  [0.0, 0.0])
+                args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4]],
+                                  ints + [t.splits], [0.0, 0.0])
                 for _ in range(2):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(start)
                 for _ in range(reps):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(end)
-                ms = ctx.elapsed_ms(start, end) / reps
-                if t.splits > 1:  # the reduction kernel's cost, roughly: FP32 partials r+w
-                    ms += (t.splits * p.gemm_m * p.k * 4 + p.gemm_m * p.k * 2) / 2.5e9 + 0.002
-                out[t.name] = ms
+                out[t.name] = ctx.elapsed_ms(start, end) / reps  # split-K reduction included
             return out
         finally:
             ctx.synchronize()
@@ -175,7 +176,10 @@ class GpuRunner(BaseRunner):
         assert self.ctx is not None
         for layer, func, grid, block, smem, args in self._calls:
             try:
-                self.ctx.launch(func, grid, block, args, smem)
+                if func is None:  # memset: args.p[0] = pointer, args.i[0] = bytes
+                    self.ctx.memset_async(args.p[0], 0, args.i[0])
+                else:
+                    self.ctx.launch(func, grid, block, args, smem)
                 if self.sync_each:
                     self.ctx.synchronize()
             except CudaError as err:
@@ -223,6 +227,33 @@ class GpuRunner(BaseRunner):
             ctx.record(events[i + 1])
         ctx.synchronize()
         return [ctx.elapsed_ms(events[i], events[i + 1]) for i in range(iterations)]
+
+    def profile(self, iterations: int = 20) -> list[dict[str, Any]]:
+        """Per-launch device time (CUDA events around each launch, no graph), slowest first."""
+        ctx = self.ctx
+        assert ctx is not None
+        self._launch_all()
+        ctx.synchronize()
+        events = [ctx.event() for _ in range(len(self._calls) + 1)]
+        totals = [0.0] * len(self._calls)
+        for _ in range(iterations):
+            ctx.record(events[0])
+            for i, (_layer, func, grid, block, smem, args) in enumerate(self._calls):
+                if func is None:
+                    ctx.memset_async(args.p[0], 0, args.i[0])
+                else:
+                    ctx.launch(func, grid, block, args, smem)
+                ctx.record(events[i + 1])
+            ctx.synchronize()
+            for i in range(len(self._calls)):
+                totals[i] += ctx.elapsed_ms(events[i], events[i + 1])
+        assert self.program is not None
+        rows = []
+        for (layer, *_), ln, total in zip(self._calls, self.program.launches, totals):
+            rows.append({"layer": layer, "kernel": ln.kernel,
+                         "tactic": ln.tactic.name if ln.tactic else "",
+                         "ms": round(total / iterations, 4)})
+        return sorted(rows, key=lambda r: -r["ms"])
 
     def deactivate_impl(self) -> None:
         if self.ctx is not None:

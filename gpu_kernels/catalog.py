@@ -6,12 +6,13 @@ from gpu_kernels.tactics import MMA_TILES, ConvTactic
 
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
-    "conv_simt.cu": ("conv_direct", "conv_transpose_direct", "splitk_reduce"),
+    "conv_simt.cu": ("conv_direct", "conv_dw", "conv_transpose_direct"),
     "elementwise.cu": ("unary", "binary", "copy"),
     "pool.cu": ("pool2d", "global_avgpool"),
     "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "mean_lastdim"),
     "resize.cu": ("resize_nhwc",),
     "gemm.cu": ("bmm",),
+    "mma_peak.cu": ("mma_peak",),
 }
 MMA_SOURCE = "conv_mma.cu"
 

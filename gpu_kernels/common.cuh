@@ -84,13 +84,26 @@ __device__ __forceinline__ float activate(float x, int act, float a, float b) {
     }
 }
 
+// The activations convolutions fuse most often stay inline; the rest go through one call so the
+// unrolled convolution epilogue stays small (fast NVRTC compiles, no register pressure).
+__device__ __noinline__ float activate_call(float x, int act, float a, float b) {
+    return activate(x, act, a, b);
+}
+
+__device__ __forceinline__ float activate_fast(float x, int act, float a, float b) {
+    if (act == ACT_NONE) return x;
+    if (act == ACT_RELU) return x > 0.0f ? x : 0.0f;
+    if (act == ACT_CLIP) return fminf(fmaxf(x, a), b);
+    return activate_call(x, act, a, b);
+}
+
 // Fused convolution / GEMM epilogue: bias, optional residual (before or after the activation).
-__device__ __noinline__ float epilogue(float acc, const float* bias, int k, float res,
+__device__ __forceinline__ float epilogue(float acc, const float* bias, int k, float res,
                                           bool has_res, int res_after_act, int act, float a,
                                           float b) {
     float v = acc + (bias ? bias[k] : 0.0f);
     if (has_res && !res_after_act) v += res;
-    v = activate(v, act, a, b);
+    v = activate_fast(v, act, a, b);
     if (has_res && res_after_act) v += res;
     return v;
 }

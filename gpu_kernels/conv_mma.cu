@@ -3,7 +3,7 @@
 //   A (im2col of x) is gathered on the fly, B is the KRSC weight, both K-contiguous ("NT").
 // cp.async multi-stage pipeline (zero-filling padding and tails), ldmatrix into registers,
 // mma.sync m16n8k16 with FP32 accumulators, fused epilogue (bias, activation, residual) or
-// FP32 partial sums for split-K (blockIdx.z; reduced by splitk_reduce in conv_simt.cu).
+// FP32 partial sums for split-K (blockIdx.z; the last CTA of a tile reduces them).
 // Needs C % 8 == 0 (one 16-byte copy never straddles two filter taps) and groups == 1.
 // Tile shape comes from -D options: one compiled module per tactic (gpu_kernels/tactics.py).
 // Below sm_80 the same entry point runs a plain SIMT loop over its tile (correct, slow): the
@@ -25,19 +25,23 @@
 #ifndef STAGES
 #define STAGES 3
 #endif
+#ifndef BK
 #define BK 32
+#endif
+#define CPR (BK / 8)  // 16-byte chunks per smem row
 #define NT (WARPS_M * WARPS_N * 32)
 #define WTM (BM / WARPS_M)
 #define WTN (BN / WARPS_N)
 #define MI (WTM / 16)
 #define NI (WTN / 8)
 #define LDS (BK + 8)  // +16 bytes per row: ldmatrix rows land in distinct banks
-#define A_CH (BM * (BK / 8) / NT)
-#define B_CH (BN * (BK / 8) / NT)
+#define A_CH (BM * CPR / NT)
+#define B_CH (BN * CPR / NT)
 
 static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile must be a multiple of 16x16");
 static_assert(A_CH >= 1 && B_CH >= 1, "too many threads for the tile");
-static_assert((BM * (BK / 8)) % NT == 0 && (BN * (BK / 8)) % NT == 0, "uneven loader");
+static_assert((BM * CPR) % NT == 0 && (BN * CPR) % NT == 0, "uneven loader");
+static_assert(NT % CPR == 0 && BK % 16 == 0, "bad BK");
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned r;
@@ -46,7 +50,8 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
 }
 
 // i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits}
-// p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K)}
+// p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
+//      tile counters int32 (split-K; zero before the first launch, left zero after)}
 extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     const half_t* x = (const half_t*)a.p[0];
     const half_t* w = (const half_t*)a.p[1];
@@ -73,13 +78,13 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     half_t* Bs = As + STAGES * BM * LDS;
 
     // Loader bookkeeping: each thread always copies the same 8-channel column (kc) of its rows.
-    const int kc = tid & 3;
+    const int kc = tid % CPR;
     int a_row[A_CH], a_ih0[A_CH], a_iw0[A_CH];
     i64 a_base[A_CH];
     bool a_ok[A_CH];
 #pragma unroll
     for (int i = 0; i < A_CH; ++i) {
-        a_row[i] = (tid >> 2) + i * (NT / 4);
+        a_row[i] = tid / CPR + i * (NT / CPR);
         const int m = block_m + a_row[i];
         a_ok[i] = m < M;
         const int mm = a_ok[i] ? m : 0;
@@ -90,7 +95,7 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     }
     int b_row[B_CH];
 #pragma unroll
-    for (int i = 0; i < B_CH; ++i) b_row[i] = (tid >> 2) + i * (NT / 4);
+    for (int i = 0; i < B_CH; ++i) b_row[i] = tid / CPR + i * (NT / CPR);
 
     auto load_tile = [&](int stage, int kt) {
         const int kk = kt * BK + kc * 8;
@@ -178,70 +183,118 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncthreads();  // every warp is done with the pipeline's shared memory
 
-    // Epilogue. Accumulator (i, j, e): row g (+8 for e >= 2), columns 2t, 2t+1.
     const int g = lane >> 2, t4 = lane & 3;
+    if (splits > 1) {
+        // Split-K: write FP32 partial sums; the last CTA of this output tile to finish (a
+        // counter per tile) adds them up and runs the epilogue, so no second kernel is needed.
 #pragma unroll
-    for (int i = 0; i < MI; ++i) {
+        for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const int m = block_m + wm * WTM + i * 16 + g + half * 8;
-            if (m >= M) continue;
+            for (int hf = 0; hf < 2; ++hf) {
+                const int m = block_m + wm * WTM + i * 16 + g + hf * 8;
+                if (m >= M) continue;
 #pragma unroll
-            for (int j = 0; j < NI; ++j) {
-                const int k = block_n + wn * WTN + j * 8 + 2 * t4;
-                if (k >= K) continue;
-                const float v0 = acc[i][j][half * 2], v1 = acc[i][j][half * 2 + 1];
-                const bool two = k + 1 < K;
-                if (splits > 1) {
+                for (int j = 0; j < NI; ++j) {
+                    const int k = block_n + wn * WTN + j * 8 + 2 * t4;
+                    if (k >= K) continue;
                     float* dst = ws + ((i64)blockIdx.z * M + m) * K + k;
-                    dst[0] = v0;
-                    if (two) dst[1] = v1;
-                    continue;
-                }
-                const i64 o = (i64)m * ycs + k;
-                float r0 = 0.0f, r1 = 0.0f;
-                if (res) {
-                    r0 = h2f(res[(i64)m * rcs + k]);
-                    if (two) r1 = h2f(res[(i64)m * rcs + k + 1]);
-                }
-                const half_t h0 = f2h(epilogue(v0, bias, k, r0, res != 0, res_after, act,
-                                               a.f[0], a.f[1]));
-                if (two) {
-                    const half_t h1 = f2h(epilogue(v1, bias, k + 1, r1, res != 0, res_after,
-                                                   act, a.f[0], a.f[1]));
-                    if ((o & 1) == 0) {
-                        *(unsigned*)(y + o) = (unsigned)h0 | ((unsigned)h1 << 16);
-                    } else {
-                        y[o] = h0;
-                        y[o + 1] = h1;
-                    }
-                } else {
-                    y[o] = h0;
+                    dst[0] = acc[i][j][hf * 2];
+                    if (k + 1 < K) dst[1] = acc[i][j][hf * 2 + 1];
                 }
             }
+        int* counters = (int*)a.p[6];
+        __shared__ int is_last;
+        __threadfence();
+        __syncthreads();
+        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+        if (tid == 0) is_last = atomicAdd(counters + tile, 1) == splits - 1;
+        __syncthreads();
+        if (!is_last) return;
+        __threadfence();
+        const float fa = a.f[0], fb = a.f[1];
+        for (int e = tid; e < BM * BN; e += NT) {
+            const int m = block_m + e / BN, k = block_n + e % BN;
+            if (m >= M || k >= K) continue;
+            float v = 0.0f;
+            for (int sp = 0; sp < splits; ++sp) {
+                float part;  // .cg: read through L2, where the other CTAs' partials are
+                asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(part)
+                             : "l"(ws + ((i64)sp * M + m) * K + k));
+                v += part;
+            }
+            const float r = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
+            y[(i64)m * ycs + k] = f2h(epilogue(v, bias, k, r, res != 0, res_after, act, fa, fb));
+        }
+        if (tid == 0) counters[tile] = 0;  // ready for the next launch / graph replay
+        return;
+    }
+
+    // Stage (acc + bias) as FP16 in shared memory, then apply residual / activation and store
+    // 16 bytes per thread: coalesced global writes and residual reads.
+    half_t* Cs = As;
+#define LDC (BN + 8)
+    static_assert(BM * LDC <= STAGES * (BM + BN) * LDS, "C tile does not fit");
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const int row = wm * WTM + i * 16 + g + hf * 8;
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                const int col = wn * WTN + j * 8 + 2 * t4;
+                const int k = block_n + col;
+                const float b0 = (bias && k < K) ? bias[k] : 0.0f;
+                const float b1 = (bias && k + 1 < K) ? bias[k + 1] : 0.0f;
+                *(unsigned*)(Cs + row * LDC + col) =
+                    (unsigned)f2h(acc[i][j][hf * 2] + b0) |
+                    ((unsigned)f2h(acc[i][j][hf * 2 + 1] + b1) << 16);
+            }
+        }
+    __syncthreads();
+    const float fa = a.f[0], fb = a.f[1];
+    for (int e = tid; e < BM * (BN / 8); e += NT) {
+        const int row = e / (BN / 8), c8 = e % (BN / 8);
+        const int m = block_m + row, k0 = block_n + c8 * 8;
+        if (m >= M || k0 >= K) continue;
+        union { uint4 v; half_t h[8]; } cv, rv, ov;
+        cv.v = *(const uint4*)(Cs + row * LDC + c8 * 8);
+        half_t* yp = y + (i64)m * ycs + k0;
+        const half_t* rp = res ? res + (i64)m * rcs + k0 : nullptr;
+        const bool vec = k0 + 8 <= K && ((unsigned long long)yp & 15) == 0 &&
+                         (!rp || ((unsigned long long)rp & 15) == 0);
+        if (vec) {
+            if (rp) rv.v = *(const uint4*)rp;
+#pragma unroll
+            for (int q = 0; q < 8; ++q)
+                ov.h[q] = f2h(epilogue(h2f(cv.h[q]), nullptr, 0, rp ? h2f(rv.h[q]) : 0.0f,
+                                       rp != nullptr, res_after, act, fa, fb));
+            *(uint4*)yp = ov.v;
+        } else {
+            for (int q = 0; q < 8 && k0 + q < K; ++q)
+                yp[q] = f2h(epilogue(h2f(cv.h[q]), nullptr, 0, rp ? h2f(rp[q]) : 0.0f,
+                                     rp != nullptr, res_after, act, fa, fb));
         }
     }
 #else
-    // SIMT fallback for pre-Ampere targets: this block's tile, one output at a time.
+    // SIMT fallback for pre-Ampere targets: this block's tile, one output at a time, whole
+    // reduction in the first split (the host never splits K below sm_80).
+    if (blockIdx.z > 0) return;
     for (int e = tid; e < BM * BN; e += NT) {
         const int m = block_m + e / BN, k = block_n + e % BN;
         if (m >= M || k >= K) continue;
         const int q = m % Q, p = (m / Q) % P, n = m / (P * Q);
         float acc = 0.0f;
-        for (int kk = kt0 * BK; kk < min(Kgemm, kt1 * BK); ++kk) {
+        for (int kk = 0; kk < Kgemm; ++kk) {
             const int c = kk % C, rs = kk / C, r = rs / S, s = rs % S;
             const int ih = p * sh - ph + r * dh, iw = q * sw - pw + s * dw;
             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
             acc += h2f(x[(((i64)n * H + ih) * W + iw) * xcs + c]) * h2f(w[(i64)k * Kgemm + kk]);
         }
-        if (splits > 1) {
-            ws[((i64)blockIdx.z * M + m) * K + k] = acc;
-        } else {
-            const float rv = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
-            y[(i64)m * ycs + k] =
-                f2h(epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
-        }
+        const float rv = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
+        y[(i64)m * ycs + k] =
+            f2h(epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
     }
 #endif
 }

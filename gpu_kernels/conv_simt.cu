@@ -1,7 +1,7 @@
 // Direct (SIMT) convolution on NHWC: every group size, stride, dilation and padding; FP32 and
 // FP16 storage with FP32 accumulation. It is the depthwise / grouped path on every arch, the FP32
 // path, and the FP16 path on sm_72 (Xavier has no ldmatrix, cp.async or m16n8k16).
-// Also: ConvTranspose (direct, NHWC) and the split-K reduction + epilogue of conv_mma.cu.
+// Also: depthwise convolution and ConvTranspose (direct, NHWC).
 #include "common.cuh"
 
 // args: p = {x, w[K][R][S][C/groups], bias f32 | 0, residual | 0, y}
@@ -19,14 +19,17 @@ __device__ void conv_direct(const KArgs& a) {
     const int dh = a.i[13], dw = a.i[14], groups = a.i[15], act = a.i[16], res_after = a.i[17];
     const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20];
     const int Cg = C / groups, Kg = K / groups;
-    const i64 total = (i64)N * P * Q * K;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int k = (int)(idx % K);
-        const i64 m = idx / K;
-        const int q = (int)(m % Q);
-        const int p = (int)((m / Q) % P);
-        const int n = (int)(m / ((i64)P * Q));
+    // 32-bit index math (the host keeps every tensor under 2^31 elements): 64-bit division
+    // costs tens of instructions and dominated these memory-bound kernels.
+    const int total = N * P * Q * K;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int k = idx % K;
+        const int m = idx / K;
+        const int q = m % Q;
+        const int pq = m / Q;
+        const int p = pq % P;
+        const int n = pq / P;
         const int c0 = (k / Kg) * Cg;
         const T* wk = w + (i64)k * R * S * Cg;
         float acc = 0.0f;
@@ -41,8 +44,49 @@ __device__ void conv_direct(const KArgs& a) {
                 for (int c = 0; c < Cg; ++c) acc += ld(xp, c) * ld(wp, c);
             }
         }
-        const float rv = res ? ld(res, m * rcs + k) : 0.0f;
-        st(y, m * ycs + k, epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+        const float rv = res ? ld(res, (i64)m * rcs + k) : 0.0f;
+        st(y, (i64)m * ycs + k,
+           epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+    }
+}
+
+// Depthwise convolution (groups == C == K), NHWC, weights [R][S][C] so that neighbouring
+// threads (neighbouring channels) read neighbouring weights. Same args as conv_direct.
+template <typename T>
+__device__ void conv_dw(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    const T* w = (const T*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    const T* res = (const T*)a.p[3];
+    T* y = (T*)a.p[4];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[5], Q = a.i[6];
+    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
+    const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
+    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20];
+    const int total = N * P * Q * C;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int c = idx % C;
+        const int m = idx / C;
+        const int q = m % Q;
+        const int pq = m / Q;
+        const int p = pq % P;
+        const int n = pq / P;
+        float acc = 0.0f;
+        const int ih0 = p * sh - ph, iw0 = q * sw - pw;
+        for (int r = 0; r < R; ++r) {
+            const int ih = ih0 + r * dh;
+            if (ih < 0 || ih >= H) continue;
+            const T* xrow = x + ((i64)(n * H + ih) * W) * xcs + c;
+            for (int s = 0; s < S; ++s) {
+                const int iw = iw0 + s * dw;
+                if (iw < 0 || iw >= W) continue;
+                acc += ld(xrow, (i64)iw * xcs) * ld(w, (r * S + s) * C + c);
+            }
+        }
+        const float rv = res ? ld(res, (i64)m * rcs + c) : 0.0f;
+        st(y, (i64)m * ycs + c,
+           epilogue(acc, bias, c, rv, res != 0, res_after, act, a.f[0], a.f[1]));
     }
 }
 
@@ -58,14 +102,17 @@ __device__ void conv_transpose_direct(const KArgs& a) {
     const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
     const int dh = a.i[13], dw = a.i[14], groups = a.i[15], act = a.i[16];
     const int Cg = C / groups, Kg = K / groups;
-    const i64 total = (i64)N * P * Q * K;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int k = (int)(idx % K);
-        const i64 m = idx / K;
-        const int q = (int)(m % Q);
-        const int p = (int)((m / Q) % P);
-        const int n = (int)(m / ((i64)P * Q));
+    // 32-bit index math (the host keeps every tensor under 2^31 elements): 64-bit division
+    // costs tens of instructions and dominated these memory-bound kernels.
+    const int total = N * P * Q * K;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int k = idx % K;
+        const int m = idx / K;
+        const int q = m % Q;
+        const int pq = m / Q;
+        const int p = pq % P;
+        const int n = pq / P;
         const int c0 = (k / Kg) * Cg;
         const T* wk = w + (i64)k * R * S * Cg;
         float acc = 0.0f;
@@ -84,29 +131,7 @@ __device__ void conv_transpose_direct(const KArgs& a) {
                 for (int c = 0; c < Cg; ++c) acc += ld(xp, c) * ld(wp, c);
             }
         }
-        st(y, m * K + k, epilogue(acc, bias, k, 0.0f, false, 0, act, a.f[0], a.f[1]));
-    }
-}
-
-// Split-K reduction: y[m, k] = epilogue(sum_s ws[s][m][k]). p = {ws f32, -, bias, residual, y}
-// i = {M, K, splits, act, res_after, ycs, rcs}
-template <typename T>
-__device__ void splitk_reduce(const KArgs& a) {
-    const float* ws = (const float*)a.p[0];
-    const float* bias = (const float*)a.p[2];
-    const T* res = (const T*)a.p[3];
-    T* y = (T*)a.p[4];
-    const int M = a.i[0], K = a.i[1], splits = a.i[2], act = a.i[3], res_after = a.i[4];
-    const int ycs = a.i[5], rcs = a.i[6];
-    const i64 total = (i64)M * K;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        float acc = 0.0f;
-        for (int s = 0; s < splits; ++s) acc += ws[s * total + idx];
-        const int k = (int)(idx % K);
-        const i64 m = idx / K;
-        const float rv = res ? ld(res, m * rcs + k) : 0.0f;
-        st(y, m * ycs + k, epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+        st(y, (i64)m * K + k, epilogue(acc, bias, k, 0.0f, false, 0, act, a.f[0], a.f[1]));
     }
 }
 
@@ -115,5 +140,5 @@ __device__ void splitk_reduce(const KArgs& a) {
     extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
 
 INSTANTIATE(conv_direct)
+INSTANTIATE(conv_dw)
 INSTANTIATE(conv_transpose_direct)
-INSTANTIATE(splitk_reduce)

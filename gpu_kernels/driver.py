@@ -129,6 +129,9 @@ class Context:
     def memset(self, ptr: int, byte: int, nbytes: int) -> None:
         check(self.drv.cuMemsetD8(ptr, byte, nbytes), "cuMemsetD8")
 
+    def memset_async(self, ptr: int, byte: int, nbytes: int) -> None:
+        check(self.drv.cuMemsetD8Async(ptr, byte, nbytes, self.stream), "cuMemsetD8Async")
+
     def synchronize(self) -> None:
         check(self.drv.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
 

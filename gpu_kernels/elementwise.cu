@@ -19,7 +19,7 @@ __device__ void unary(const KArgs& a) {
          idx += (i64)gridDim.x * blockDim.x) {
         float v = ld(x, idx);
         if (scale || bias) {
-            const int c = (int)((idx / inner) % cdim);
+            const int c = ((int)idx / inner) % cdim;  // per-channel tensors stay < 2^31
             if (scale) v *= scale[c];
             if (bias) v += bias[c];
         }
@@ -46,13 +46,14 @@ __device__ void binary(const KArgs& a) {
     const int* shape = a.i + 3;
     const int* as = a.i + 3 + MAXR;
     const int* bs = a.i + 3 + 2 * MAXR;
-    i64 n = 1;
+    int n = 1;  // 32-bit index math: see conv_simt.cu
     for (int d = 0; d < rank; ++d) n *= shape[d];
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += (i64)gridDim.x * blockDim.x) {
-        i64 rem = idx, ao = 0, bo = 0;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        int rem = idx;
+        i64 ao = 0, bo = 0;
         for (int d = rank - 1; d >= 0; --d) {
-            const int c = (int)(rem % shape[d]);
+            const int c = rem % shape[d];
             rem /= shape[d];
             ao += (i64)c * as[d];
             bo += (i64)c * bs[d];
@@ -68,7 +69,7 @@ __device__ void binary(const KArgs& a) {
             case OP_MAX: r = fmaxf(u, v); break;
             default: r = fminf(u, v); break;
         }
-        st(y, idx, activate(r, act, a.f[0], a.f[1]));
+        st(y, (i64)idx, activate(r, act, a.f[0], a.f[1]));
     }
 }
 
@@ -82,13 +83,14 @@ __device__ void copy_strided(const KArgs& a) {
     const int* shape = a.i + 1;
     const int* xs = a.i + 1 + MAXR;
     const int* ys = a.i + 1 + 2 * MAXR;
-    i64 n = 1;
+    int n = 1;
     for (int d = 0; d < rank; ++d) n *= shape[d];
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += (i64)gridDim.x * blockDim.x) {
-        i64 rem = idx, xo = 0, yo = 0;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        int rem = idx;
+        i64 xo = 0, yo = 0;
         for (int d = rank - 1; d >= 0; --d) {
-            const int c = (int)(rem % shape[d]);
+            const int c = rem % shape[d];
             rem /= shape[d];
             xo += (i64)c * xs[d];
             yo += (i64)c * ys[d];

@@ -172,6 +172,9 @@ class Lowering:
     def new_value(self, shape: tuple[int, ...], layout: str, dtype: str | None = None) -> Value:
         dtype = dtype or self.dt
         n = int(np.prod(shape, dtype=np.int64))
+        if n >= 2**31:  # the kernels index with 32-bit integers
+            raise GpuLoweringError(f"tensor of shape {shape} has more than 2^31 elements; "
+                                   "split the batch to run it on the GPU")
         return Value(self.new_buf(n * DTYPE_BYTES[dtype]), tuple(shape), layout, dtype)
 
     def ref(self, v: Value) -> Ref:
@@ -408,9 +411,18 @@ class Lowering:
                 if m2:
                     nodes, act, t = m2
                     self.fused.update(n.name for n in nodes)
-        xin = self.ensure(x, "nhwc", self.dt, node.name)
         # weights: OIHW -> [K][R][S][C/g]
         wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
+        if groups == C == K and Cg == 1:
+            wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
+            xin = self.ensure(x, "nhwc", self.dt, node.name)
+        elif groups == 1 and C % 8 and self.dt == "f16" and self.arch >= 80:
+            # e.g. an RGB stem: zero-pad channels to a multiple of 8 so tensor cores take it
+            xin = self.padded_nhwc(x, -(-C // 8) * 8, node.name)
+            C = xin.cs
+            wk = np.concatenate([wk, np.zeros((K, R, S, C - wk.shape[3]), wk.dtype)], axis=3)
+        else:
+            xin = self.ensure(x, "nhwc", self.dt, node.name)
         rv = self.ensure(self.values[res.name], "nhwc", self.dt, node.name) if res else None
         y = self.new_value(out_shape, "nhwc")
         problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
@@ -420,6 +432,18 @@ class Lowering:
                          self.weight(b.astype(np.float32)) if b is not None else None,
                          rv, y, act, res_after)
         self.values[t.name] = y
+
+    def padded_nhwc(self, x: Value, cp: int, layer: str) -> Value:
+        """``x`` as NHWC with ``cp`` channels per pixel, the extra channels zero."""
+        key = (id(x.buf), x.offset, x.shape, x.layout, x.cs, "pad", cp)
+        if key not in self._converted:
+            N, C, H, W = x.shape
+            buf = self.new_buf(N * H * W * cp * DTYPE_BYTES[self.dt])
+            out = Value(buf, x.shape, "nhwc", self.dt, 0, cp)
+            self.emit(Launch(layer, "memset", (1, 1, 1), 0, [self.ref(out)], [buf.nbytes]))
+            self.copy(x, out, layer)
+            self._converted[key] = out
+        return self._converted[key]
 
     def conv_launch(self, layer: str, p: ConvProblem, x: Value, w: Ref, bias: Ref | None,
                     res: Value | None, y: Value, act: tuple[str, float, float],
@@ -432,7 +456,8 @@ class Lowering:
         resr = self.ref(res) if res else None
         if tactic.kind == "direct":
             n = p.n * p.p * p.q * p.k
-            self.emit(Launch(layer, f"conv_direct_{self.dt}", _grid1d(n), 256,
+            kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
+            self.emit(Launch(layer, f"{kernel}_{self.dt}", _grid1d(n), 256,
                              [self.ref(x), w, bias, resr, self.ref(y)], ints, floats,
                              problem=p, tactic=tactic))
             return
@@ -444,13 +469,10 @@ class Lowering:
             return
         ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
                    p.gemm_m, p.k), "plain", "f32")
+        counters = self.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
         self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
-                         [self.ref(x), w, None, None, None, self.ref(ws)], ints + [tactic.splits],
-                         floats, tactic.smem_bytes, tactic, p))
-        red = [p.gemm_m, p.k, tactic.splits, ACT[act[0]], res_after, y.cs or p.k,
-               (res.cs or p.k) if res else 0]
-        self.emit(Launch(f"{layer}:splitk", "splitk_reduce_f16", _grid1d(p.gemm_m * p.k), 256,
-                         [self.ref(ws), None, bias, resr, self.ref(y)], red, floats))
+                         [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters],
+                         ints + [tactic.splits], floats, tactic.smem_bytes, tactic, p))
 
     def op_ConvTranspose(self, node: Node) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)

@@ -12,12 +12,12 @@ __device__ void pool2d(const KArgs& a) {
     const int R = a.i[6], S = a.i[7], sh = a.i[8], sw = a.i[9], ph = a.i[10], pw = a.i[11];
     const int dh = a.i[12], dw = a.i[13], is_max = a.i[14], incl = a.i[15];
     const int phe = a.i[16], pwe = a.i[17];
-    const i64 total = (i64)N * P * Q * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        const i64 m = idx / C;
-        const int q = (int)(m % Q), p = (int)((m / Q) % P), n = (int)(m / ((i64)P * Q));
+    const int total = N * P * Q * C;  // 32-bit index math: see conv_simt.cu
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int c = idx % C;
+        const int m = idx / C;
+        const int q = m % Q, pq = m / Q, p = pq % P, n = pq / P;
         float acc = is_max ? -3.402823466e38f : 0.0f;
         int count = 0;
         for (int r = 0; r < R; ++r) {
@@ -45,10 +45,10 @@ __device__ void global_avgpool(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     T* y = (T*)a.p[1];
     const int N = a.i[0], HW = a.i[1], C = a.i[2];
-    const i64 total = (i64)N * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
+    const int total = N * C;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int c = idx % C;
         const i64 n = idx / C;
         const T* xp = x + n * HW * C + c;
         float acc = 0.0f;

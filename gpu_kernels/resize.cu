@@ -31,12 +31,12 @@ __device__ void resize_nhwc(const KArgs& a) {
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[4], Q = a.i[5];
     const int linear = a.i[6], ctm = a.i[7], nmode = a.i[8];
     const float sh = a.f[0], sw = a.f[1];
-    const i64 total = (i64)N * P * Q * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        const i64 m = idx / C;
-        const int q = (int)(m % Q), p = (int)((m / Q) % P), n = (int)(m / ((i64)P * Q));
+    const int total = N * P * Q * C;  // 32-bit index math: see conv_simt.cu
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += gridDim.x * blockDim.x) {
+        const int c = idx % C;
+        const int m = idx / C;
+        const int q = m % Q, pq = m / Q, p = pq % P, n = pq / P;
         const float fy = src_coord(p, H, P, sh, ctm), fx = src_coord(q, W, Q, sw, ctm);
         const T* xn = x + (i64)n * H * W * C + c;
         float v;

@@ -62,18 +62,21 @@ class ConvTactic:
     warps_n: int = 0
     stages: int = 0
     splits: int = 1
+    bk: int = 32
 
     @property
     def name(self) -> str:
         if self.kind == "direct":
             return "direct"
-        return (f"mma_{self.bm}x{self.bn}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
+        bk = "" if self.bk == 32 else f"_b{self.bk}"
+        return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
                 f"_k{self.splits}")
 
     @property
     def tile(self) -> ConvTactic:
         """The same tactic with split-K 1: tactics sharing a tile share a compiled module."""
-        return ConvTactic(self.kind, self.bm, self.bn, self.warps_m, self.warps_n, self.stages)
+        return ConvTactic(self.kind, self.bm, self.bn, self.warps_m, self.warps_n, self.stages,
+                          1, self.bk)
 
     @property
     def threads(self) -> int:
@@ -81,22 +84,26 @@ class ConvTactic:
 
     @property
     def smem_bytes(self) -> int:
-        return 0 if self.kind == "direct" else self.stages * (self.bm + self.bn) * (32 + 8) * 2
+        return 0 if self.kind == "direct" else self.stages * (self.bm + self.bn) * (self.bk + 8) * 2
 
     def compile_options(self) -> tuple[str, ...]:
         if self.kind == "direct":
             return ()
         return (f"-DBM={self.bm}", f"-DBN={self.bn}", f"-DWARPS_M={self.warps_m}",
-                f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}")
+                f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}", f"-DBK={self.bk}")
 
     @staticmethod
     def from_name(name: str) -> ConvTactic:
         if name == "direct":
             return DIRECT
-        tile, warps, stages, splits = name.split("_")[1:]
+        parts = name.split("_")[1:]
+        bk = 32
+        if parts[1].startswith("b"):
+            bk = int(parts.pop(1)[1:])
+        tile, warps, stages, splits = parts
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
-        return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]))
+        return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk)
 
 
 DIRECT = ConvTactic("direct")
@@ -107,9 +114,12 @@ MMA_TILES: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 64, 128, 2, 2, 3),
     ConvTactic("mma", 128, 64, 2, 2, 3),
     ConvTactic("mma", 128, 128, 2, 4, 3),
+    ConvTactic("mma", 128, 64, 2, 2, 3, bk=64),
+    ConvTactic("mma", 128, 128, 2, 4, 3, bk=64),
+    ConvTactic("mma", 128, 256, 2, 4, 3, bk=32),
 )
 _TILE_EFFICIENCY = {(32, 64): 0.45, (64, 64): 0.65, (64, 128): 0.8, (128, 64): 0.8,
-                    (128, 128): 1.0}
+                    (128, 128): 1.0, (128, 256): 1.0}
 
 
 def mma_eligible(problem: ConvProblem, arch: int) -> bool:
@@ -122,8 +132,10 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
     if not mma_eligible(problem, arch):
         return [DIRECT]
     out: list[ConvTactic] = []
-    ktiles = math.ceil(problem.gemm_k / 32)
     for t in MMA_TILES:
+        if t.bk == 64 and problem.gemm_k < 256:
+            continue  # a deep k-tile only pays off on long reductions
+        ktiles = math.ceil(problem.gemm_k / t.bk)
         out.append(t)
         ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
         for splits in (2, 4, 8, 16):

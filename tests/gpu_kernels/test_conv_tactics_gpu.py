@@ -40,7 +40,7 @@ def test_every_tactic_matches_the_reference(shape) -> None:
     ref = reference(graph, feeds)["y0"]
     p = problem_of(graph)
     tactics = candidates(p, 90)
-    assert {t.tile for t in tactics} == set(MMA_TILES)
+    assert {t.tile for t in tactics} == {t for t in MMA_TILES if t.bk == 32 or p.gemm_k >= 256}
     for t in tactics:
         cache = TimingCache()
         cache.record(p.signature(), "sm_90", t.name, 0.0)  # force this tactic

@@ -27,8 +27,11 @@ def test_tensor_core_conv_is_chosen_only_where_eligible() -> None:
     by_name = {c.name: c for c in CASES}
     fp16 = lower(graph_of(build(by_name["conv3x3"])), "fp16", arch=90)
     assert any(ln.kernel == "conv_mma_f16" for ln in fp16.launches)
+    stem = lower(graph_of(build(by_name["conv_stem_c3"])), "fp16", arch=90)
+    kernels = [ln.kernel for ln in stem.launches]  # RGB: channels zero-padded to 8
+    assert "conv_mma_f16" in kernels and kernels[0] == "memset"
     for arch, precision, name in ((72, "fp16", "conv3x3"), (90, "fp32", "conv3x3"),
-                                  (90, "fp16", "conv_stem_c3"), (90, "fp16", "conv_depthwise")):
+                                  (80, "fp16", "conv_grouped"), (90, "fp16", "conv_depthwise")):
         prog = lower(graph_of(build(by_name[name])), precision, arch=arch)
         assert not any(ln.kernel == "conv_mma_f16" for ln in prog.launches), (arch, name)
 
