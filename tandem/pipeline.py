@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from devices.io import parse_dims
 from devices.plan import MAGIC, Plan
-from partitioner.profiles import opt_dims
+from partitioner.errors import InputError
+from partitioner.profiles import OptimizationProfile, opt_dims, parse_shape_list
 from targets.build import (
     Placement,
     build_plan,
@@ -28,6 +29,43 @@ def is_plan(path: str) -> bool:
         return False
 
 
+def add_profile_args(parser: argparse.ArgumentParser) -> None:
+    """``--min-shapes/--opt-shapes/--max-shapes`` (trtexec's syntax); the k-th use of each
+    makes profile k, so a plan can carry several."""
+    group = parser.add_argument_group("dynamic shapes (optimisation profiles)")
+    for which in ("min", "opt", "max"):
+        group.add_argument(
+            f"--{which}-shapes",
+            action="append",
+            metavar="NAME:DIMS[,...]",
+            help=f"{which} shapes of one profile, e.g. input:1x3x224x224 (repeat for more "
+            "profiles)",
+        )
+
+
+def profiles_from_args(args: argparse.Namespace) -> list[OptimizationProfile]:
+    lows = getattr(args, "min_shapes", None) or []
+    opts = getattr(args, "opt_shapes", None) or []
+    highs = getattr(args, "max_shapes", None) or []
+    if not (len(lows) == len(opts) == len(highs)):
+        raise InputError(
+            f"--min-shapes, --opt-shapes and --max-shapes: each profile needs all three (got "
+            f"{len(lows)}, {len(opts)} and {len(highs)})"
+        )
+    profiles = []
+    for i, (lo, mid, hi) in enumerate(zip(lows, opts, highs)):
+        parsed = [parse_shape_list(t, f"--{w}-shapes") for t, w in
+                  ((lo, "min"), (mid, "opt"), (hi, "max"))]
+        if not parsed[0].keys() == parsed[1].keys() == parsed[2].keys():
+            raise InputError(f"profile {i}: --min-shapes, --opt-shapes and --max-shapes must "
+                             "name the same inputs")
+        profile = OptimizationProfile()
+        for name in parsed[0]:
+            profile.set_shape(name, parsed[0][name], parsed[1][name], parsed[2][name])
+        profiles.append(profile)
+    return profiles
+
+
 def place_from_args(args: argparse.Namespace) -> Placement:
     target = resolve_target(args.target, getattr(args, "power_mode", None))
     policy = resolve_policy(
@@ -42,7 +80,7 @@ def place_from_args(args: argparse.Namespace) -> Placement:
         policy,
         parse_dims(getattr(args, "dim", None)),
         graph=getattr(args, "graph", None),
-        profiles=getattr(args, "profiles", None),
+        profiles=getattr(args, "profiles", None) or profiles_from_args(args),
     )
 
 

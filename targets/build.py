@@ -32,6 +32,7 @@ from partitioner.policy import Policy, default_policy, load_policy
 from partitioner.profiles import (
     OptimizationProfile,
     fixed_dims,
+    opt_dims,
     profiles_to_data,
     validate_profiles,
 )
@@ -111,14 +112,49 @@ def place(
     if target.dla is None and policy.default_device == "dla":
         # No DLA on this board: everything runs on the GPU, and the reasons say so.
         policy = policy.with_overrides(default_device="gpu")
-    caps = capabilities_for(target, policy.dla_core)
+    caps: dict[str, Any] = dict(capabilities_for(target, policy.dla_core))
     cpu_only = "gpu" not in caps
     if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
         caps["gpu"] = caps["cpu"]
-    part = partition(graph, caps, policy, transition_cost_for(target, policy.precision))
+    transition = transition_cost_for(target, policy.precision)
+    if profiles and not all(t.is_static for t in graph.inputs):
+        # Costs of a dynamic graph are priced at the first profile's opt shapes, as TensorRT
+        # tunes for opt; support verdicts still see the symbolic dims.
+        opt_graph = fix_dims(graph, opt_dims(profiles[0], graph.inputs))
+        caps = {kind: _PricedAt(cap, opt_graph) for kind, cap in caps.items()}
+        transition = _transition_at(transition, opt_graph)
+    part = partition(graph, caps, policy, transition)
     if cpu_only:
         part = _relabel_gpu_as_cpu(part)
     return Placement(str(model), graph, target, policy, part, profiles=profiles)
+
+
+class _PricedAt:
+    """A device capability whose costs come from a twin graph with concrete shapes."""
+
+    def __init__(self, cap: Any, twin: Graph) -> None:
+        self.cap = cap
+        self.twin = twin
+        self.nodes = {n.name: n for n in twin.nodes}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cap, name)
+
+    def supports(self, node: Any, graph: Graph, precision: Any) -> Any:
+        return self.cap.supports(node, graph, precision)
+
+    def cost(self, node: Any, graph: Graph, precision: Any) -> float:
+        twin = self.nodes.get(node.name)
+        if twin is None:  # folded away in the twin (a shape computation): price it as is
+            return float(self.cap.cost(node, graph, precision))
+        return float(self.cap.cost(twin, self.twin, precision))
+
+
+def _transition_at(fn: Callable[[Tensor, str, str], float], twin: Graph) -> Any:
+    def cost(tensor: Tensor, src: str, dst: str) -> float:
+        return fn(twin.tensors.get(tensor.name, tensor), src, dst)
+
+    return cost
 
 
 def _fixed_by_profiles(profiles: list[OptimizationProfile], graph: Graph) -> dict[str, int]:
@@ -206,6 +242,8 @@ def build_plan(
         dla_version=target.dla.version if target.dla else None,
     )
     header["profiles"] = profiles_to_data(placement.profiles)
+    if placement.profiles and not all(t.is_static for t in graph.inputs):
+        header["predicted_at"] = "the opt shapes of profile 0"
     if scales:
         header["calibration"] = {name: float(s) for name, s in sorted(scales.items())}
     plan = Plan(header)
@@ -222,6 +260,10 @@ def _layer_costs_ms(placement: Placement) -> dict[str, float]:
     """Each layer's predicted time on its device and precision (cost model, milliseconds)."""
     caps = capabilities_for(placement.target, placement.policy.dla_core)
     graph = placement.graph
+    if placement.profiles and not all(t.is_static for t in graph.inputs):
+        twin = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
+        if {n.name for n in twin.nodes} >= {n.name for n in graph.nodes}:
+            graph = twin  # priced at the first profile's opt shapes, like the placement
     out: dict[str, float] = {}
     for node in graph.nodes:
         a = placement.partition.assignments.get(node.name)

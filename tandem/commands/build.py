@@ -8,7 +8,7 @@ import time
 
 from devices.plan import write_plan
 from tandem.commands._common import add_model_args, add_target_args, human
-from tandem.pipeline import build_from_args
+from tandem.pipeline import add_profile_args, build_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.plan", help="plan file to write")
     add_target_args(p, required=True)
     add_model_args(p)
+    add_profile_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 

@@ -41,6 +41,7 @@ from partitioner.profiles import (
     dims_text,
     parse_shape_list,
 )
+from tandem.engine import layer_info
 from targets.build import (
     build_plan,
     calibrate,
@@ -601,30 +602,6 @@ def _print_profile(rows: list[dict[str, Any]], count: int, split: str, log: Log)
     total = sum(r["timeMs"] for r in rows)
     avg = sum(r["averageMs"] for r in rows)
     log.info(f"{total:12.4f}  {avg:10.4f}  {'':>10}  {100.0:8.1f}   Total")
-
-
-def layer_info(plan: Plan) -> dict[str, Any]:
-    """trtexec's ``--exportLayerInfo`` layout: ``{"Layers": [...], "Bindings": [...]}``."""
-    segment_of = {name: seg["name"] for seg in plan.header["segments"] for name in seg["layers"]}
-    io = {name: (seg["inputs"], seg["outputs"]) for seg in plan.header["segments"]
-          for name in seg["layers"]}
-    layers = []
-    for entry in plan.header.get("layers", []):
-        layers.append({
-            "Name": entry["name"],
-            "LayerType": entry.get("op"),
-            "Device": str(entry.get("device", "")).upper(),
-            "Precision": entry.get("precision"),
-            "Segment": segment_of.get(entry["name"]),
-            "Reason": entry.get("reason"),
-            "PredictedMs": entry.get("predicted_ms"),
-            "SegmentInputs": io.get(entry["name"], ([], []))[0],
-            "SegmentOutputs": io.get(entry["name"], ([], []))[1],
-        })
-    bindings = [b["name"] for b in plan.header["inputs"]] + [
-        b["name"] for b in plan.header["outputs"]
-    ]
-    return {"Layers": layers, "Bindings": bindings}
 
 
 def _write_json(path: str, doc: Any) -> None:

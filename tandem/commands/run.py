@@ -31,7 +31,7 @@ from tandem.commands._common import (
     shape_text,
     table,
 )
-from tandem.pipeline import build_from_args, is_plan
+from tandem.pipeline import add_profile_args, build_from_args, is_plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,8 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=0, metavar="N", help="untimed runs first")
     p.add_argument("--profile", metavar="TRACE.json", help="write a Chrome trace (Perfetto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "--shapes",
+        metavar="NAME:DIMS[,...]",
+        help="input shapes of the random data for a dynamic-shape plan (default: the first "
+        "profile's opt shapes)",
+    )
     add_model_args(p)
     add_target_args(p)
+    add_profile_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if plan is not None:
         runner = PlanRunner(plan, args.backend)
         expected = {b["name"]: b for b in plan.header["inputs"]}
-        feeds = _plan_feeds(args, expected)
+        feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [])
     else:
         if args.backend == "cuda":
             raise TandemError(
@@ -160,12 +167,22 @@ def _graph_feeds(args: argparse.Namespace, graph: Any) -> dict[str, np.ndarray]:
     return random_inputs(graph, seed=args.seed)
 
 
-def _plan_feeds(args: argparse.Namespace, expected: dict[str, Any]) -> dict[str, np.ndarray]:
+def _plan_feeds(
+    args: argparse.Namespace, expected: dict[str, Any], profiles: list[Any]
+) -> dict[str, np.ndarray]:
     from partitioner.ir import Graph
+    from partitioner.profiles import parse_shape_list
 
+    shapes = parse_shape_list(args.shapes) if getattr(args, "shapes", None) else {}
     stub = Graph("inputs")
     for name, b in expected.items():
-        stub.add_input(name, tuple(b["shape"]) if b.get("shape") else None, b.get("dtype"))
+        shape = b.get("shape")
+        if name in shapes:
+            shape = list(shapes[name])
+        elif shape and profiles and not all(isinstance(d, int) for d in shape):
+            # a dynamic-shape plan: random data at the first profile's opt shapes
+            shape = profiles[0].get("inputs", {}).get(name, {}).get("opt", shape)
+        stub.add_input(name, tuple(shape) if shape else None, b.get("dtype"))
     return _graph_feeds(args, stub)
 
 

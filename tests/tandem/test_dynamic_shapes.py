@@ -218,3 +218,37 @@ def test_exported_dynamic_batch_models(name, feed):
                 assert max_rel(out[key], expected) < 1e-3
         with pytest.raises(InputError, match="outside every optimization profile"):
             runner.infer({feed: np.zeros((3, 3, *hw), np.float32)})
+
+
+def test_cli_build_with_profiles_and_run_at_chosen_shapes(resnet_dynamic, tmp_path, capsys):
+    import json
+
+    from tandem.cli import main
+
+    plan = tmp_path / "dyn.plan"
+    shapes = ["--min-shapes", "input:1x3x32x32", "--opt-shapes", "input:2x3x32x32",
+              "--max-shapes", "input:2x3x64x64", "--min-shapes", "input:4x3x32x32",
+              "--opt-shapes", "input:4x3x32x32", "--max-shapes", "input:4x3x32x32"]
+    assert main(["build", str(resnet_dynamic), "--target", "orin-agx-64gb", "--fp16",
+                 *shapes, "-o", str(plan), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(plan), "--backend", "cpu", "--json"]) == 0  # profile 0's opt
+    assert json.loads(capsys.readouterr().out)["outputs"]["logits"]["shape"] == [2, 1000]
+    assert main(["run", str(plan), "--backend", "cpu", "--shapes", "input:4x3x32x32",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["logits"]["shape"] == [4, 1000]
+    assert main(["run", str(plan), "--backend", "cpu", "--shapes", "input:3x3x32x32"]) == 1
+    assert "outside every optimization profile" in capsys.readouterr().err
+    assert main(["build", str(resnet_dynamic), "--target", "orin-agx-64gb",
+                 "--min-shapes", "input:1x3x32x32", "-o", str(plan)]) == 1
+    assert "each profile needs all three" in capsys.readouterr().err
+
+
+def test_dynamic_costs_are_priced_at_the_opt_shapes(resnet_dynamic):
+    def predicted(opt_batch: int) -> float:
+        p = profile("input", (1, 3, 64, 64), (opt_batch, 3, 64, 64), (16, 3, 64, 64))
+        _, plan = build(resnet_dynamic, [p])
+        assert plan.header["predicted_at"] == "the opt shapes of profile 0"
+        return plan.header["predicted_ms"]["total"]
+
+    assert predicted(16) > 1.5 * predicted(1)
