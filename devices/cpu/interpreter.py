@@ -3,8 +3,8 @@
 Intermediate tensors are dropped as soon as their last consumer has run, so memory follows the
 live set rather than the whole graph; ``peak_bytes`` reports the high-water mark of activations
 (constants excluded) of the last run -- an upper bound, since outputs that are views of their
-input (Reshape, Transpose, Squeeze, ...) count as bytes of their own. ``capture`` keeps chosen intermediates for ``compare
---bisect``: ``True`` keeps every tensor, a set of names keeps those.
+input (Reshape, Transpose, Squeeze, ...) count as bytes of their own. ``capture`` keeps chosen
+intermediates for ``compare --bisect``: ``True`` keeps every tensor, a set of names keeps those.
 
 ``threads`` (default: the cores this process may use) is how many threads an inference uses:
 big GEMMs and im2col copies are split over that many Python threads running single-threaded

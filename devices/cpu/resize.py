@@ -23,31 +23,40 @@ from partitioner.ir import Node
 def _source_coords(
     mode: str, out_len: int, in_len: int, scale: float, roi: tuple[float, float] | None
 ) -> np.ndarray:
-    """Input coordinate of every output index along one axis (float64)."""
-    y = np.arange(out_len, dtype=np.float64)
-    # align_corners / tf_crop_and_resize / pytorch_half_pixel use the integer output length,
-    # as ONNX Runtime does (the ONNX reference uses scale * in_len; both agree whenever that
-    # product is integral, as in every ONNX node test)
-    out_f = out_len
+    """Input coordinate of every output index along one axis.
+
+    Computed in float32, operation by operation as ONNX Runtime does: nearest rounding of a
+    coordinate that lands within an ulp of .5 (e.g. 8.5 / 1.7) then picks the same pixel.
+    align_corners, tf_crop_and_resize and pytorch_half_pixel use the integer output length,
+    as the specification and ONNX Runtime do (the ONNX reference uses scale * in_len; both
+    agree when that product is integral).
+    """
+    f = np.float32
+    y = np.arange(out_len, dtype=f)
+    half, sc, length = f(0.5), f(scale), f(in_len)
     if mode == "align_corners":
-        return np.zeros(out_len) if out_f == 1 else y * (in_len - 1) / (out_f - 1)
+        if out_len == 1:
+            return np.zeros(out_len, f)
+        return y * f(in_len - 1) / f(out_len - 1)
     if mode == "asymmetric":
-        return y / scale
+        return y / sc
     if mode == "tf_crop_and_resize":
-        start, end = roi if roi is not None else (0.0, 1.0)
-        if out_f == 1:
-            x = np.full(out_len, (end - start) * (in_len - 1) / 2)
+        start, end = (f(v) for v in roi) if roi is not None else (f(0.0), f(1.0))
+        if out_len == 1:
+            x = np.full(out_len, (end - start) * f(in_len - 1) / f(2), f)
         else:
-            x = y * (end - start) * (in_len - 1) / (out_f - 1)
-        return x + start * (in_len - 1)
+            x = y * (end - start) * f(in_len - 1) / f(out_len - 1)
+        return x + start * f(in_len - 1)
     if mode == "pytorch_half_pixel":
-        return np.full(out_len, -0.5) if out_f == 1 else (y + 0.5) / scale - 0.5
+        # the specification (and ONNX Runtime) map a length-1 output to 0; the ONNX reference
+        # implementation uses -0.5, which no node test exercises
+        return np.zeros(out_len, f) if out_len == 1 else (y + half) / sc - half
     if mode == "half_pixel":
-        return (y + 0.5) / scale - 0.5
+        return (y + half) / sc - half
     if mode == "half_pixel_symmetric":
-        adjustment = out_len / (scale * in_len)
-        offset = in_len / 2 * (1 - adjustment)
-        return offset + (y + 0.5) / scale - 0.5
+        adjustment = f(out_len) / (sc * length)
+        offset = length / f(2) * (f(1) - adjustment)
+        return offset + (y + half) / sc - half
     raise ValueError(f"unknown coordinate_transformation_mode '{mode}'")
 
 

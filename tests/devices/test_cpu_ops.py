@@ -210,6 +210,11 @@ CASES = [
     ],
     Case("resize_nearest_sizes_2x", "Resize", [f32(1, 3, 5, 5), None, None, C(i64(1, 3, 10, 10))],
          {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}),
+    # ties a float64 computation would break differently than ORT's float32 (8.5 / 1.7 = 4.5)
+    Case("resize_nearest_float32_tie", "Resize", [f32(1, 1, 7, 7), None, C(np.array([1, 1, 1.49, 1.7], np.float32))],
+         {"mode": "nearest", "nearest_mode": "round_prefer_ceil"}),
+    Case("resize_pytorch_half_pixel_to_1", "Resize", [f32(1, 2, 5, 3), None, None, C(i64(1, 2, 9, 1))],
+         {"mode": "cubic", "coordinate_transformation_mode": "pytorch_half_pixel", "exclude_outside": 1}),
     Case("resize_cubic", "Resize", [f32(1, 1, 6, 6), None, C(np.array([1, 1, 1.6, 0.75], np.float32))],
          {"mode": "cubic"}),
     Case("resize_cubic_exclude_outside", "Resize", [f32(1, 1, 6, 6), None, C(np.array([1, 1, 2, 2], np.float32))],
