@@ -83,12 +83,13 @@ def compile_loadable(
     ``precision`` is ``"fp16"`` or ``"int8"``; ``scales`` maps tensor names to INT8 scales
     (``amax / 127``, as a calibration cache holds them). ``output_dtype`` sets the storage of
     the loadable's outputs: ``"float16"`` (kCHW16, the default, as TensorRT keeps network
-    outputs floating point) or ``"int8"`` (kCHW32, needs the outputs' scales). ``config`` overrides the built-in hardware of
-    ``dla_version``. ``metadata_only`` skips weight quantisation and blobs (what the latency
-    model needs: shapes, formats, engine ops); INT8 tensors without scales are then assumed
-    calibrated, and a CBUF overflow is recorded instead of raised. ``layer_precisions`` pins
-    convolution layers (by name) to ``"fp16"`` inside an INT8 loadable, as TensorRT's
-    ``--layerPrecisions`` does; their INT8 input is converted to FP16 first.
+    outputs floating point) or ``"int8"`` (kCHW32, needs the outputs' scales). ``config``
+    overrides the built-in hardware of ``dla_version``. ``metadata_only`` skips weight
+    quantisation and blobs (what the latency model needs: shapes, formats, engine ops); INT8
+    tensors without scales are then assumed calibrated, and a CBUF overflow is recorded instead
+    of raised. ``layer_precisions`` pins convolution layers (by name) to ``"fp16"`` inside an
+    INT8 loadable, as TensorRT's ``--layerPrecisions`` does; their INT8 input is converted to
+    FP16 first.
     """
     if precision not in ("fp16", "int8"):
         raise DlaCompileError(

@@ -2,8 +2,9 @@
 
 FP16 ops: FP16 storage, FP32 arithmetic (the convolution accumulates in FP32), one rounding to
 FP16 at each engine op's output. INT8 ops: the convolution multiplies int8 by int8 and
-accumulates exactly (in float64 through BLAS, which is exact for these integer sums: products
-< 2**14, fewer than 2**39 terms); the bias is added as int32 in the accumulator's scale; the SDP
+accumulates exactly -- through float32 BLAS GEMMs over at most 1024 terms at a time (products
+< 2**14, so every partial sum is an integer below 2**24, exact in any order), the chunks summed
+in float64 (exact below 2**53); the bias is added as int32 in the accumulator's scale; the SDP
 rescales per output channel, applies the fused post-operations and requantises with round half
 away from zero and saturation to [-128, 127]. LUT activations (sigmoid, tanh) and LRN run in FP16
 even in INT8 loadables, as TensorRT raises them.
@@ -120,13 +121,17 @@ class _Executor:
         x_desc = self.desc(op.inputs[0])
         w = self.l.blobs[op.blobs["weights"]]
         out_desc = self.desc(op.outputs[0])
-        if prec == "int8":
-            x = self.env[op.inputs[0]].astype(np.float64)  # integers, exact
-            wf = w.astype(np.float64)
+        exact = prec == "int8"
+        if exact:
+            x = self.env[op.inputs[0]].astype(np.float32)  # int8 values, exactly
         else:
             x = self.real(op.inputs[0], "fp16")
-            wf = w.astype(np.float32)
-        acc = _conv_core(x, wf, p, self._pre_pool_shape(op))
+        wf = self.l.cache.get(op.blobs["weights"])
+        if wf is None:  # int8 or fp16 weights widened once per loadable, exactly
+            wf = self.l.cache[op.blobs["weights"]] = w.astype(np.float32)
+        acc = _conv_core(x, wf, p, self._pre_pool_shape(op), exact)
+        if exact:
+            acc = acc.astype(np.float64, copy=False)
         axis = p["channel_axis"] % acc.ndim
         bshape = [1] * acc.ndim
         bshape[axis] = -1
@@ -297,19 +302,45 @@ ENGINES: dict[str, Callable[[_Executor, EngineOp], None]] = {
 
 
 # ----- array kernels (exact for integer-valued float64 inputs) ---------------------------
-def _conv_core(x: Array, w: Array, p: dict[str, Any], out_shape: list[int]) -> Array:
+# An int8 x int8 product is at most 128 * 127 < 2**14, so a float32 sum of up to 1024 of them
+# stays below 2**24 and is exact in any order; longer sums go in 1024-term chunks whose
+# results add up exactly in float64 (< 2**53).
+EXACT_CHUNK = 1024
+
+
+def _mm(a: Array, b: Array, exact: bool) -> Array:
+    """``a @ b`` -- for integer-valued float32 operands, exactly (see EXACT_CHUNK)."""
+    k = a.shape[-1]
+    if not exact or k <= EXACT_CHUNK:
+        return np.matmul(a, b)
+    total = np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.float64)
+    for start in range(0, k, EXACT_CHUNK):
+        stop = start + EXACT_CHUNK
+        total += np.matmul(a[..., start:stop], b[..., start:stop, :])
+    return total
+
+
+def _conv_core(
+    x: Array, w: Array, p: dict[str, Any], out_shape: list[int], exact: bool = False
+) -> Array:
     if p["kind"] == "fc":
         k = w.shape[0]
         lead = x.shape[:-1] if len(out_shape) == x.ndim else (x.shape[0],)
-        y = x.reshape(-1, w.shape[1]) @ w.T
+        y = _mm(x.reshape(-1, w.shape[1]), w.T, exact)
         return y.reshape(*lead, k).reshape(out_shape)
     if p["kind"] == "deconv":
-        return _deconv2d(x, w, p, out_shape)
-    return _conv2d(x, w, p["strides"], p["pads"], p["dilations"], p["group"])
+        return _deconv2d(x, w, p, out_shape, exact)
+    return _conv2d(x, w, p["strides"], p["pads"], p["dilations"], p["group"], exact)
 
 
 def _conv2d(
-    x: Array, w: Array, strides: list[int], pads: list[int], dil: list[int], group: int
+    x: Array,
+    w: Array,
+    strides: list[int],
+    pads: list[int],
+    dil: list[int],
+    group: int,
+    exact: bool = False,
 ) -> Array:
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
@@ -322,9 +353,10 @@ def _conv2d(
     Q = (wd + pl + pr - ekw) // sw + 1
     if group == 1 and r == s == 1:
         cols = xp[:, :, : (P - 1) * sh + 1 : sh, : (Q - 1) * sw + 1 : sw]
-        out = cols.transpose(0, 2, 3, 1).reshape(-1, c) @ w.reshape(k, c).T
+        out = _mm(cols.transpose(0, 2, 3, 1).reshape(-1, c), w.reshape(k, c).T, exact)
         return out.reshape(n, P, Q, k).transpose(0, 3, 1, 2)
     if group == c and cg == 1 and k == c:  # depth-wise: one tap at a time, vectorised
+        # (r * s <= 1024 taps: the float32 sums of int8 products stay exact)
         out = np.zeros((n, c, P, Q), dtype=x.dtype)
         for i in range(r):
             for j in range(s):
@@ -340,17 +372,19 @@ def _conv2d(
     win = win[:, :, :P, :Q]
     if group == 1:
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * P * Q, c * r * s)
-        out = cols @ w.reshape(k, -1).T
+        out = _mm(cols, w.reshape(k, -1).T, exact)
         return out.reshape(n, P, Q, k).transpose(0, 3, 1, 2)
     kg = k // group
     cols = win.reshape(n, group, cg, P, Q, r, s).transpose(1, 0, 3, 4, 2, 5, 6)
     cols = cols.reshape(group, n * P * Q, cg * r * s)
     wg = w.reshape(group, kg, cg * r * s).transpose(0, 2, 1)
-    out = np.matmul(cols, wg)
+    out = _mm(cols, wg, exact)
     return out.reshape(group, n, P, Q, kg).transpose(1, 0, 4, 2, 3).reshape(n, k, P, Q)
 
 
-def _deconv2d(x: Array, w: Array, p: dict[str, Any], out_shape: list[int]) -> Array:
+def _deconv2d(
+    x: Array, w: Array, p: dict[str, Any], out_shape: list[int], exact: bool = False
+) -> Array:
     """ConvTranspose with weights stored (K, C, R, S): scatter one kernel tap at a time."""
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
@@ -359,11 +393,11 @@ def _deconv2d(x: Array, w: Array, p: dict[str, Any], out_shape: list[int]) -> Ar
     pt, pl = p["pads"][0], p["pads"][1]
     full_h = max((h - 1) * sh + (r - 1) * dh + 1, pt + out_shape[2])
     full_w = max((wd - 1) * sw + (s - 1) * dw + 1, pl + out_shape[3])
-    full = np.zeros((n, k, full_h, full_w), dtype=x.dtype)
+    full = np.zeros((n, k, full_h, full_w), dtype=np.float64 if exact else x.dtype)
     xt = x.transpose(0, 2, 3, 1).reshape(-1, c)
     for i in range(r):
         for j in range(s):
-            contrib = (xt @ w[:, :, i, j].T).reshape(n, h, wd, k).transpose(0, 3, 1, 2)
+            contrib = _mm(xt, w[:, :, i, j].T, exact).reshape(n, h, wd, k).transpose(0, 3, 1, 2)
             full[
                 :,
                 :,

@@ -91,6 +91,8 @@ class Loadable:
     ops: list[EngineOp]
     blobs: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: executor scratch (weights widened for BLAS); never serialised or compared
+    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def op_named(self, name: str) -> EngineOp:
         for op in self.ops:

@@ -174,7 +174,10 @@ def test_int8_accumulation_is_exact_beyond_float32() -> None:
     qx[:, :, 2:4, 2:4] = 127
     qw = rng.integers(-127, 128, size=(3, 2048, 3, 3))
     qw[0] = 127  # channel 0 accumulates ~2048*9*127*127 = 3e8 > 2**24
-    got = _conv2d(qx.astype(np.float64), qw.astype(np.float64), [1, 1], [1, 1, 1, 1], [1, 1], 1)
+    # The emulator's path: float32 GEMMs over <= 1024-term chunks (2048 * 9 terms here).
+    got = _conv2d(
+        qx.astype(np.float32), qw.astype(np.float32), [1, 1], [1, 1, 1, 1], [1, 1], 1, exact=True
+    )
     padded = np.pad(qx, ((0, 0), (0, 0), (1, 1), (1, 1)))
     want = np.zeros((1, 3, 6, 6), dtype=np.int64)
     for i in range(3):
@@ -183,6 +186,8 @@ def test_int8_accumulation_is_exact_beyond_float32() -> None:
     assert np.abs(want).max() > 2**24
     np.testing.assert_array_equal(got.astype(np.int64), want)
     assert np.array_equal(got, np.rint(got))
+    naive = _conv2d(qx.astype(np.float32), qw.astype(np.float32), [1, 1], [1, 1, 1, 1], [1, 1], 1)
+    assert not np.array_equal(naive.astype(np.int64), want)  # float32 alone would be wrong
 
 
 def test_fused_residual_add_requantises_once() -> None:
