@@ -383,7 +383,8 @@ def _feeds(opts: ExecOptions, plan: Plan, log: Log) -> dict[str, np.ndarray]:
             shape = list(shapes[b["name"]])
         elif shape and not all(isinstance(d, int) for d in shape) and profiles:
             shape = profiles[0]["inputs"].get(b["name"], {}).get("opt", shape)
-        stub.add_input(b["name"], tuple(shape) if shape else None, b.get("dtype") or "float32")
+        stub.add_input(b["name"], tuple(shape) if shape else None,  # type: ignore[arg-type]
+                       b.get("dtype") or "float32")
     unknown = sorted(set(shapes) - {t.name for t in stub.inputs})
     if unknown:
         raise InputError(f"--shapes names {', '.join(unknown)}, which the model does not have "

@@ -276,3 +276,20 @@ def test_reexports_of_refit_and_plugins():
     assert tandem.IOptimizationProfile is tandem.OptimizationProfile
     with pytest.raises(AttributeError):
         tandem.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.gpu
+def test_execute_async_on_cuda():
+    path = zoo_model_path("resnet18", resolution=32)
+    builder = tandem.Builder()
+    network = builder.create_network()
+    assert tandem.OnnxParser(network).parse_from_file(path)
+    config = builder.create_builder_config()  # target host: this machine's GPU
+    config.set_flag(tandem.BuilderFlag.FP16)
+    engine = tandem.Runtime().deserialize_cuda_engine(
+        builder.build_serialized_network(network, config))
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with engine.create_execution_context() as context:
+        assert set(context.backends.values()) == {"cuda"}
+        out = context.execute_async({"input": x}, stream=0)
+    assert max_rel(out["logits"], run_onnxruntime(path, {"input": x})["logits"]) < 2e-2

@@ -252,3 +252,18 @@ def test_dynamic_costs_are_priced_at_the_opt_shapes(resnet_dynamic):
         return plan.header["predicted_ms"]["total"]
 
     assert predicted(16) > 1.5 * predicted(1)
+
+
+@pytest.mark.gpu
+def test_dynamic_plan_on_cuda_compiles_per_shape(resnet_dynamic):
+    """On a GPU: a host plan's dynamic GPU segment runs on CUDA at each shape in range."""
+    p = profile("input", (1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 64, 64))
+    _, plan = build(resnet_dynamic, [p], target="host")
+    rng = np.random.default_rng(4)
+    with PlanRunner(plan, "cuda") as runner:
+        for shape in [(1, 3, 32, 32), (4, 3, 64, 64), (1, 3, 32, 32)]:
+            x = rng.standard_normal(shape).astype(np.float32)
+            out = runner.infer({"input": x})
+            ref = run_onnxruntime(resnet_dynamic, {"input": x})
+            assert set(runner.backends().values()) == {"cuda"}
+            assert max_rel(out["logits"], ref["logits"]) < 2e-2  # FP16 kernels
