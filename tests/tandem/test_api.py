@@ -293,3 +293,23 @@ def test_execute_async_on_cuda():
         assert set(context.backends.values()) == {"cuda"}
         out = context.execute_async({"input": x}, stream=0)
     assert max_rel(out["logits"], run_onnxruntime(path, {"input": x})["logits"]) < 2e-2
+
+
+def test_refitter_takes_an_engine_and_refits_it_in_place():
+    path = zoo_model_path("resnet18", resolution=32)
+    builder = tandem.Builder()
+    network = builder.create_network()
+    assert tandem.OnnxParser(network).parse_from_file(path)
+    engine = tandem.Runtime(backend="cpu").deserialize_cuda_engine(
+        builder.build_serialized_network(network, builder.create_builder_config()))
+    refitter = tandem.Refitter(engine, tandem.Logger())
+    assert "fc.weight" in refitter.get_all_weights()
+    weight = refitter.get_named_weights("fc.weight")
+    assert refitter.set_named_weights("fc.weight", np.zeros_like(weight))
+    assert refitter.refit_cuda_engine() is True
+    x = np.random.default_rng(6).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with engine.create_execution_context() as context:
+        logits = context.execute({"input": x})["logits"]
+    # a zero classifier leaves its bias: the refitted weights are the ones that ran
+    np.testing.assert_allclose(logits[0], refitter.get_named_weights("fc.bias"),
+                               rtol=0, atol=1e-6)
