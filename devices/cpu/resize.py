@@ -207,7 +207,9 @@ def _scales_and_sizes(
             given_scales = [given_scales[a] for a in axes]
         for a, factor in zip(axes, given_scales, strict=True):
             scales[a] = factor
-            sizes[a] = int(math.floor(factor * x.shape[a]))
+            # float32 product, as ONNX Runtime and onnx shape inference compute it
+            # (2.6f * 5 is 13 in float32 but 12.99999 in float64)
+            sizes[a] = int(math.floor(np.float32(factor) * np.float32(x.shape[a])))
     else:
         raise ValueError("Resize needs either scales or sizes")
     return scales, sizes

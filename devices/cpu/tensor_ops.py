@@ -130,10 +130,12 @@ def _clamped_slice(start: int, end: int, step: int, dim: int) -> slice:
     end = end + dim if end < 0 else end
     if step > 0:
         return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
-    start = min(max(start, -1), dim - 1)
+    if dim == 0:
+        return slice(0, 0)
+    start = min(max(start, 0), dim - 1)
     end = min(max(end, -1), dim - 1)
     # python reads -1 as "last"; ONNX's clamped -1 means "before the first element"
-    return slice(None if start < 0 else start, None if end < 0 else end, step)
+    return slice(start, None if end < 0 else end, step)
 
 
 @register("Gather")

@@ -170,6 +170,7 @@ CASES = [
     Case("split_equal", "Split", [f32(2, 9)], {"axis": 1, "num_outputs": 3}, outputs=3),
     Case("slice_basic", "Slice", [f32(5, 6), C(i64(1, 0)), C(i64(4, 6)), C(i64(0, 1)), C(i64(1, 2))]),
     Case("slice_negative_step", "Slice", [f32(5, 6), C(i64(-1)), C(i64(-100)), C(i64(1)), C(i64(-2))]),
+    Case("slice_negative_step_start_below", "Slice", [f32(3, 3), C(i64(-8)), C(i64(-2**31)), C(i64(0)), C(i64(-2))]),
     Case("slice_clamped", "Slice", [f32(5, 6), C(i64(-10, 2)), C(i64(100, -1))]),
     Case("reshape_zero_minus1", "Reshape", [f32(2, 3, 4), C(i64(0, -1))]),
     Case("flatten", "Flatten", [f32(2, 3, 4, 5)], {"axis": 2}),
