@@ -48,7 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
-    """Every command takes ``--plugin MODULE`` (docs/plugins.md); it runs that module's code."""
+    """Every command takes ``--plugin MODULE`` (docs/plugins.md); it runs that module's code.
+
+    Commands with actions (``surgeon extract``) take it on each action: a parent's value would
+    be overwritten by the action parser's default."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for action in nested:
+            for child in action.choices.values():
+                _add_plugin_arg(child)
+        return
     if "-" not in parser.prefix_chars:
         return  # a command parsing foreign flags itself (exec: trtexec's)
     try:

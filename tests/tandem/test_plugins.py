@@ -238,3 +238,18 @@ def test_tandem_plugins_env_loads_the_module(models, tmp_path):
     proc = subprocess.run([*cli, "inspect", str(plan)], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "plugin module 'no_such_plugin_module' cannot be imported" in proc.stderr
+
+
+def test_surgeon_keeps_plugin_layers_and_their_domain(models, tmp_path):
+    """Nested commands take --plugin too; the exported model declares the plugin's domain."""
+    custom, _, _ = models
+    out = tmp_path / "clean.onnx"
+    try:
+        assert main(["surgeon", "sanitize", str(custom), "-o", str(out),
+                     "--plugin", str(PLUGIN_FILE)]) == 0  # fmt: skip
+    finally:
+        PLUGINS.deregister("Swish2", "custom")
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert [(n.domain, n.op_type) for n in model.graph.node if n.domain] == [("custom", "Swish2")]
+    assert "custom" in {o.domain for o in model.opset_import}
