@@ -151,6 +151,9 @@ class Policy:
         except yaml.MarkedYAMLError as err:
             line = err.problem_mark.line + 1 if err.problem_mark else "?"
             raise ConfigError(f"{source}:{line}: not valid YAML: {err.problem}") from None
+        except (yaml.YAMLError, RecursionError) as err:  # e.g. a control character
+            detail = " ".join(str(err).split())
+            raise ConfigError(f"{source}: not valid YAML: {detail}") from None
         if node is None:  # an empty file is the default policy
             return replace(default_policy(), source=source)
         return _build(node, source, with_lines=True)
