@@ -77,6 +77,7 @@ def compile_loadable(
     config: DlaConfig | None = None,
     metadata_only: bool = False,
     layer_precisions: dict[str, str] | None = None,
+    input_format: str | None = None,
 ) -> Loadable:
     """Compile ``graph`` (every layer DLA-eligible, static shapes) into a loadable.
 
@@ -89,7 +90,8 @@ def compile_loadable(
     tensors without scales are then assumed calibrated, and a CBUF overflow is recorded instead
     of raised. ``layer_precisions`` pins convolution layers (by name) to ``"fp16"`` inside an
     INT8 loadable, as TensorRT's ``--layerPrecisions`` does; their INT8 input is converted to
-    FP16 first.
+    FP16 first. ``input_format`` ``"hwc4"`` (kDLA_HWC4) or ``"dla_linear"`` sets how inputs are
+    laid out (default: the native kCHW32 / kCHW16); HWC4 takes at most 4 channels.
     """
     if precision not in ("fp16", "int8"):
         raise DlaCompileError(
@@ -101,7 +103,28 @@ def compile_loadable(
     ctx = _Compiler(graph, precision, cfg, dict(scales or {}), label, output_dtype)
     ctx.metadata_only = metadata_only
     ctx.layer_precisions = dict(layer_precisions or {})
-    return ctx.run()
+    loadable = ctx.run()
+    if input_format is not None:
+        _set_input_format(loadable, input_format)
+    return loadable
+
+
+def _set_input_format(loadable: Loadable, fmt: str) -> None:
+    if fmt not in ("hwc4", "dla_linear", "native"):
+        raise DlaCompileError(
+            f"loadable '{loadable.name}': input format '{fmt}' is not a DLA input format; "
+            "use hwc4, dla_linear or native"
+        )
+    for name in loadable.inputs:
+        desc = loadable.tensors[name]
+        target = formats.native_format(desc.dtype) if fmt == "native" else fmt
+        if target == "hwc4" and formats.as_nchw(tuple(desc.shape))[1] > 4:
+            raise DlaCompileError(
+                f"loadable '{loadable.name}': input '{name}' has "
+                f"{formats.as_nchw(tuple(desc.shape))[1]} channels; kDLA_HWC4 takes at most 4"
+            )
+        desc.format = target
+        desc.bytes = formats.tensor_bytes(tuple(desc.shape), target, desc.dtype)
 
 
 class _Compiler:

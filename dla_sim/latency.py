@@ -249,10 +249,12 @@ def predict_graph(
     config: DlaConfig | None = None,
     output_dtype: str | None = None,
     layer_precisions: dict[str, str] | None = None,
+    input_format: str | None = None,
 ) -> LoadableTiming:
     """Predict a whole DLA segment graph as one loadable, without quantising any weight.
 
-    ``output_dtype`` ``"float16"`` asks for kCHW16 outputs from an INT8 segment.
+    ``output_dtype``, ``layer_precisions`` and ``input_format`` are as in
+    :func:`dla_sim.compiler.compile_loadable`.
     """
     cfg = config or dla_config(dla_version)
     loadable = compile_loadable(
@@ -264,6 +266,7 @@ def predict_graph(
         metadata_only=True,
         output_dtype=output_dtype,
         layer_precisions=layer_precisions,
+        input_format=input_format,
     )
     return predict_loadable(loadable, clock_hz, dram_bytes_per_s, cfg)
 

@@ -54,7 +54,9 @@ def test_resnet50_int8_bs2_on_two_orin_dlas(power_mode: str, published_img_per_s
     g = zoo_graph("resnet50", 2, 224)
     # Both DLAs run a copy at once and share the DRAM.
     per_dla_bw = target.dram_bytes_per_s / target.dla.cores
-    timing = predict_graph(g, "int8", 2, target.dla_clock_hz, per_dla_bw, output_dtype="int8")
+    timing = predict_graph(
+        g, "int8", 2, target.dla_clock_hz, per_dla_bw, output_dtype="int8", input_format="hwc4"
+    )
     img_per_s = target.dla.cores * 2 / timing.total_seconds
     assert img_per_s == pytest.approx(published_img_per_s, rel=TOLERANCE), (
         f"{power_mode}: predicted {img_per_s:.0f} img/s vs published {published_img_per_s}"
@@ -74,7 +76,7 @@ def test_yolov5s_672_int8_bs1_on_one_drive_orin_dla(
     g = yolov5s_trimmed()
     pins = {f"model.24.m.{i}": head_precision for i in range(3)}
     timing = predict_graph(g, "int8", 2, 1331e6, 204.8e9, output_dtype=output,
-                           layer_precisions=pins)  # fmt: skip
+                           layer_precisions=pins, input_format="hwc4")  # fmt: skip
     ms = timing.total_seconds * 1e3
     assert ms == pytest.approx(published_ms, rel=TOLERANCE), f"predicted {ms:.2f} ms"
 
