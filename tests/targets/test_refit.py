@@ -173,3 +173,42 @@ def test_another_resolution_is_refused(tmp_path):
     with pytest.raises(RefitError, match=r"activation shape\(s\) differ, e.g. tensor 'input': "
                        r"float32 \[1, 3, 96, 96\] \(plan: float32 \[1, 3, 64, 64\]\)"):  # fmt: skip
         refit_plan(read_plan(old_plan), _zoo(tmp_path, 1, resolution=96))
+
+
+def _dynamic(src: Path, dst: Path) -> Path:
+    """``src`` with a symbolic batch, height and width (N, H, W) on its input."""
+    model = onnx.load(str(src))
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim, ["N", "", "H", "W"]):
+        if name:
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            dim.ClearField("dim_value")
+            dim.dim_param = ""
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # dims fixed at import (--dim)
+        ["--dim", "N=1", "--dim", "H=64", "--dim", "W=64"],
+        # one profile with min == max: its dims are pinned after import (DLA-eligible)
+        ["--min-shapes", "input:2x3x32x32", "--opt-shapes", "input:2x3x32x32",
+         "--max-shapes", "input:2x3x32x32"],
+        # a ranged profile: the batch stays symbolic (those layers on the GPU)
+        ["--min-shapes", "input:1x3x32x32", "--opt-shapes", "input:2x3x32x32",
+         "--max-shapes", "input:4x3x32x32"],
+    ],
+)  # fmt: skip
+def test_refit_of_plans_with_fixed_or_dynamic_dims(tmp_path, flags):
+    """The refitter fixes the same dims the build fixed, so the graphs line up."""
+    old = _dynamic(_zoo(tmp_path, 0), tmp_path / "old_dyn.onnx")
+    new = _dynamic(_zoo(tmp_path, 1), tmp_path / "new_dyn.onnx")
+    common = ["--target", "orin-agx-64gb", "--fp16", *flags]
+    old_plan = _build(old, tmp_path / "old.plan", *common)
+    fresh = read_plan(_build(new, tmp_path / "fresh.plan", *common))
+    _assert_same_plan(refit_plan(read_plan(old_plan), new), fresh)
