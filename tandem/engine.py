@@ -17,7 +17,7 @@ import numpy as np
 
 from devices.plan import Plan, decode_plan, encode_plan
 from devices.runtime import PlanRunner, RuntimeError_
-from partitioner.errors import InputError, TandemError
+from partitioner.errors import InputError
 from partitioner.profiles import check_shape, dims_text, profiles_from_data
 from tandem.builder import Logger
 from tandem.network import DataType
@@ -269,7 +269,7 @@ class ExecutionContext:
     def __del__(self) -> None:
         try:
             self.close()
-        except TandemError:
+        except Exception:  # noqa: BLE001 - a finaliser must not raise (e.g. at interpreter exit)
             pass
 
 
