@@ -13,16 +13,27 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from devices.cpu import parallel
 from devices.cpu.registry import as_compute, attr_str, cast_back, register
 from partitioner.ir import Node
 
 # ----- unary float functions -----------------------------------------------------------------
 
 
-def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Node, list[Any]], np.ndarray]:
+def _unary(
+    fn: Callable[[np.ndarray], np.ndarray], split: bool
+) -> Callable[[Node, list[Any]], np.ndarray]:
+    """An op applying ``fn``; ``split``: worth spreading over the workers (transcendentals).
+
+    Memory-bound ops (Relu, Neg, Add, Mul...) are not split: measured on 6.5 M float32, a
+    two-way split of Mul took 4.0 ms against 1.7 ms plain, while Sigmoid went 16.8 -> 12.4 ms.
+    """
+
     def run(node: Node, inputs: list[Any]) -> np.ndarray:
         x = inputs[0]
-        return cast_back(np.asarray(fn(as_compute(x))), x)
+        xc = as_compute(x)
+        y = parallel.elementwise(fn, xc) if split else fn(xc)
+        return cast_back(np.asarray(y), x)
 
     return run
 
@@ -82,8 +93,9 @@ _SIMPLE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "IsNaN": np.isnan,
 }
 
+_MEMORY_BOUND = {"Relu", "Abs", "Neg", "Floor", "Ceil", "Sign", "Round", "IsNaN"}
 for _op, _fn in _SIMPLE.items():
-    register(_op)(_unary(_fn))
+    register(_op)(_unary(_fn, split=_op not in _MEMORY_BOUND))
 
 
 @register("Reciprocal")

@@ -136,3 +136,37 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
 
     _run_all([(lambda lo=lo, hi=hi: piece(lo, hi)) for lo, hi in parts])  # type: ignore[misc]
     return dst
+
+
+# Element-wise work is split into cache-sized pieces (1 MiB of float32) so that each piece's
+# result is still in cache when it is copied into the output.
+_PIECE = 1 << 18
+MIN_SPLIT_ELEMENTWISE = 1 << 19
+
+
+def elementwise(fn: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
+    """``fn(*arrays)`` for an element-wise ``fn`` over same-shape arrays, split over the workers.
+
+    Falls back to one plain call for small inputs, mismatched shapes (broadcasting) or
+    non-contiguous arrays.
+    """
+    n_workers = _WORKERS.get()
+    first = arrays[0]
+    if (
+        n_workers <= 1
+        or first.size < MIN_SPLIT_ELEMENTWISE
+        or any(a.shape != first.shape or not a.flags.c_contiguous for a in arrays)
+    ):
+        return fn(*arrays)
+    flats = [a.reshape(-1) for a in arrays]
+    probe = np.asarray(fn(*(f[:1] for f in flats)))
+    out = np.empty(first.size, dtype=probe.dtype)
+
+    def run_range(lo: int, hi: int) -> None:
+        for start in range(lo, hi, _PIECE):
+            stop = min(start + _PIECE, hi)
+            out[start:stop] = fn(*(f[start:stop] for f in flats))
+
+    ranges = _chunks(first.size, n_workers)
+    _run_all([(lambda lo=lo, hi=hi: run_range(lo, hi)) for lo, hi in ranges])  # type: ignore[misc]
+    return out.reshape(first.shape)

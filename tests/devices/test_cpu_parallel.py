@@ -59,3 +59,16 @@ def test_runner_threads_give_identical_results() -> None:
             two.infer(feeds)["conv_out0"], one.infer(feeds)["conv_out0"], rtol=1e-5, atol=1e-5
         )
     assert get_blas_threads() == before
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 200, 200), (3, 1000), (7,)])
+def test_elementwise_split_equals_plain(shape: tuple[int, ...]) -> None:
+    from devices.cpu.elementwise import _sigmoid
+
+    x = RNG.standard_normal(shape).astype(np.float32)
+    with parallel.parallelism(2):
+        got = parallel.elementwise(_sigmoid, x)
+        pairs = parallel.elementwise(np.greater, x, -x)  # dtype follows the function (bool)
+    np.testing.assert_array_equal(got, _sigmoid(x))
+    np.testing.assert_array_equal(pairs, x > -x)
+    assert got.shape == shape and pairs.dtype == np.bool_
