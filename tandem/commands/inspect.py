@@ -155,6 +155,8 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "segments": segments,
                 "capability": h.get("capability", []),
                 "predicted_ms": h.get("predicted_ms", {}),
+                "predicted_at": h.get("predicted_at"),
+                "profiles": h.get("profiles", []),
                 "file_bytes": plan.path.stat().st_size if plan.path else None,
             }
         )
@@ -191,8 +193,19 @@ def inspect_plan(args: argparse.Namespace) -> int:
             right=(3, 4),
         )
     )
+    for i, prof in enumerate(h.get("profiles", [])):
+        shapes = "; ".join(
+            f"{name}: {_dims(r.get('min'))} .. {_dims(r.get('max'))} (opt {_dims(r.get('opt'))})"
+            for name, r in prof.get("inputs", {}).items()
+            if isinstance(r, dict)
+        )
+        print(f"profile {i}: {shapes}")
     pred = h.get("predicted_ms", {})
     if pred:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in pred.items() if k != "total")
         print(f"\npredicted {pred.get('total', 0):.3f} ms end to end ({parts})")
     return 0
+
+
+def _dims(shape: object) -> str:
+    return "x".join(str(d) for d in shape) if isinstance(shape, list | tuple) else "?"
