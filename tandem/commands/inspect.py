@@ -157,6 +157,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "predicted_ms": h.get("predicted_ms", {}),
                 "predicted_at": h.get("predicted_at"),
                 "profiles": h.get("profiles", []),
+                "plugins": h.get("plugins", []),
                 "file_bytes": plan.path.stat().st_size if plan.path else None,
             }
         )
@@ -200,6 +201,9 @@ def inspect_plan(args: argparse.Namespace) -> int:
             if isinstance(r, dict)
         )
         print(f"profile {i}: {shapes}")
+    for plugin in h.get("plugins", []):
+        layers = ", ".join(plugin.get("layers", []))
+        print(f"needs plugin {plugin.get('key')} version {plugin.get('version')} ({layers})")
     pred = h.get("predicted_ms", {})
     if pred:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in pred.items() if k != "total")
