@@ -11,15 +11,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from devices.cpu import CpuRunner
 from devices.runner import BaseRunner
-from dla_sim.calibration import calibrate, parse_cache
+from dla_sim.calibration import (
+    CalibrationError,
+    calibrate,
+    npz_batches,
+    parse_cache,
+    random_batches,
+    read_cache,
+)
 from dla_sim.compiler import compile_loadable
 from dla_sim.execute import run_loadable
 from dla_sim.latency import LoadableTiming, predict_loadable
@@ -115,6 +124,33 @@ def calibrate_graph(
 ) -> dict[str, float]:
     """INT8 scales for every float tensor of ``graph`` over ``batches`` (feed dicts)."""
     return calibrate(capture_activations(graph, batches), method, percentile)
+
+
+def load_scales(
+    graph: Graph,
+    calib: str | os.PathLike[str] | int | None,
+    method: str = "entropy",
+    percentile: float = 99.99,
+    seed: int = 0,
+) -> dict[str, float]:
+    """INT8 scales from what ``--calib`` names: a TensorRT calibration cache file, a directory
+    of ``.npz`` feeds (calibrated here with ``method``), or a count of random inputs
+    (``--calib-random N``). ``None`` gives no scales (INT8 layers then run in FP16)."""
+    if calib is None:
+        return {}
+    if isinstance(calib, int):
+        shapes = {t.name: (t.static_shape(), t.dtype or "float32") for t in graph.inputs}
+        return calibrate_graph(graph, random_batches(shapes, calib, seed), method, percentile)
+    path = Path(calib)
+    if path.is_dir():
+        names = [t.name for t in graph.inputs]
+        return calibrate_graph(graph, npz_batches(path, names), method, percentile)
+    if path.is_file():
+        return read_cache(path)
+    raise CalibrationError(
+        f"calibration data '{path}' is neither a calibration cache file nor a directory of "
+        ".npz files"
+    )
 
 
 # ----- real DLA through TensorRT --------------------------------------------------------
