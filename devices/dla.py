@@ -108,7 +108,8 @@ def capture_activations(
     graph: Graph, batches: Iterable[Mapping[str, np.ndarray]]
 ) -> Iterator[dict[str, np.ndarray]]:
     """For each feed dict, every tensor of ``graph`` as the FP32 CPU reference computes it."""
-    with CpuRunner(graph, capture=True) as runner:
+    runner = CpuRunner(graph, capture=True)
+    with runner:
         for feeds in batches:
             runner.infer({k: np.asarray(v) for k, v in feeds.items()})
             values = dict(runner.captured)

@@ -29,6 +29,7 @@ latencies; ``BENCHMARKS.md`` compares the result with published figures.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dla_sim import formats
@@ -153,7 +154,14 @@ def op_timing(
     )
 
 
-def _conv_cycles(op, ins, outs, cfg, move, traffic):  # type: ignore[no-untyped-def]
+def _conv_cycles(
+    op: EngineOp,
+    ins: list[TensorDesc],
+    outs: list[TensorDesc],
+    cfg: DlaConfig,
+    move: Callable[..., None],
+    traffic: dict[str, float],
+) -> tuple[dict[str, float], int]:
     p = op.params
     prec = p.get("precision", "int8" if ins[0].dtype == "int8" else "fp16")
     rates = cfg.rates(prec)
