@@ -204,3 +204,53 @@ def test_vectorised_entropy_search_equals_the_plain_loop(kind: str) -> None:
     hist.add(x)
     want = reference_entropy_threshold(hist.counts, hist.bin_width)
     assert entropy_threshold(hist.counts, hist.bin_width) == pytest.approx(want, rel=1e-12)
+
+
+def test_qat_onnx_model_runs_on_the_dla_with_its_own_scales() -> None:
+    """A Q/DQ ONNX model (QAT style) -> import -> strip Q/DQ -> INT8 loadable, vs ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dla_sim.compiler import compile_loadable
+    from dla_sim.execute import run_loadable
+    from partitioner.onnx_import import import_onnx
+
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal((8, 4, 3, 3)) * 0.2).astype(np.float32)
+    w_scale = (np.abs(w).reshape(8, -1).max(axis=1) / 127).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(w_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(8, np.int8), "w_zp"),
+        numpy_helper.from_array(np.float32(0.02), "x_scale"),
+        numpy_helper.from_array(np.float32(0.05), "y_scale"),
+        numpy_helper.from_array(np.int8(0), "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "zp"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "zp"], ["xd"]),
+        helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zp"], ["wq"], axis=0),
+        helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zp"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "y_scale", "zp"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "y_scale", "zp"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "qat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    x = (rng.standard_normal((1, 4, 6, 6)) * 0.8).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    plain, scales = strip_qdq(import_onnx(model))
+    assert not any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in plain.nodes)
+    assert scales["x"] == pytest.approx(0.02) and scales["r"] == pytest.approx(0.05)
+    out_name = plain.outputs[0].name
+    lo = compile_loadable(plain, "int8", 2, scales, output_dtype="int8")
+    got = run_loadable(lo, {"x": x})[out_name]
+    # Same grid (0.05 steps); rounding differs only on exact ties (ORT: half to even).
+    steps = np.abs(got - want) / 0.05
+    assert steps.max() <= 1.0 + 1e-6 and (steps > 0.5).mean() < 0.02
