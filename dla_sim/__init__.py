@@ -1,1 +1,15 @@
-"""The bundled DLA emulator: loadables, DLA numerics, calibration, latency model."""
+"""The bundled DLA emulator: loadables, DLA numerics, calibration, latency model.
+
+Modules, bottom up (each imports only those above it and ``partitioner``):
+
+- ``hardware``    -- ``DlaConfig`` per DLA version (1 = Xavier, 2 = Orin), ``dla_config(v)``.
+- ``formats``     -- kDLA_LINEAR / kCHW16 / kCHW32 / kDLA_HWC4 sizes and packing, CBUF check.
+- ``numerics``    -- round half away from zero, saturation, symmetric INT8 quantisation.
+- ``fusion``      -- which engine runs an op; grouping layers into engine operations.
+- ``loadable``    -- ``Loadable`` and its versioned binary format (``LOADABLE.md``).
+- ``compiler``    -- ``compile_loadable(graph, precision, dla_version, scales, name)``.
+- ``execute``     -- ``run_loadable(loadable, feeds)`` with DLA numerics.
+- ``latency``     -- ``predict_layer_seconds``, ``predict_graph``, ``predict_loadable``.
+- ``calibration`` -- entropy / min-max / percentile calibrators, TensorRT calibration cache.
+- ``qdq``         -- ``strip_qdq(graph)``: Q/DQ (QAT) models to per-tensor scales.
+"""
