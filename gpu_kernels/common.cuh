@@ -94,6 +94,7 @@ __device__ __forceinline__ float activate_fast(float x, int act, float a, float 
     if (act == ACT_NONE) return x;
     if (act == ACT_RELU) return x > 0.0f ? x : 0.0f;
     if (act == ACT_CLIP) return fminf(fmaxf(x, a), b);
+    if (act == ACT_SILU) return x * sigmoidf_(x);
     return activate_call(x, act, a, b);
 }
 

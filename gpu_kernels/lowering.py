@@ -497,6 +497,12 @@ class Lowering:
         if m:
             nodes, act, t = m
             self.fused.update(n.name for n in nodes)
+        if [R, S] == st and not any(pads) and dil == [1, 1] and groups == 1 \
+                and tuple(out_shape[2:]) == (H * R, W * S):
+            # stride == kernel (U-Net's 2x2/2): non-overlapping taps, so it is a 1x1
+            # convolution to R*S*K channels (tensor cores) followed by depth-to-space
+            self.values[t.name] = self.deconv_as_gemm(node, x, wk, b, act, out_shape)
+            return
         y = self.new_value(out_shape, "nhwc")
         ints = [N, H, W, C, K, out_shape[2], out_shape[3], R, S, st[0], st[1], pads[0], pads[1],
                 dil[0], dil[1], groups, ACT[act[0]]]
@@ -506,6 +512,25 @@ class Lowering:
                          [self.ref(x), self.weight(wk, self.dt), bias, None, self.ref(y)],
                          ints, [act[1], act[2]]))
         self.values[t.name] = y
+
+    def deconv_as_gemm(self, node: Node, x: Value, wk: np.ndarray, b: np.ndarray | None,
+                       act: tuple[str, float, float], out_shape: tuple[int, ...]) -> Value:
+        K, R, S, C = wk.shape
+        N, _, H, W = x.shape
+        w2 = np.ascontiguousarray(wk.transpose(1, 2, 0, 3).reshape(R * S * K, 1, 1, C))
+        bias = np.tile(b.astype(np.float32), R * S) if b is not None else None
+        mid = self.new_value((N, R * S * K, H, W), "nhwc")
+        p = ConvProblem(N, H, W, C, R * S * K, H, W, 1, 1,
+                        dtype="float16" if self.dt == "f16" else "float32")
+        self.conv_launch(node.name, p, x, self.weight(w2, self.dt),
+                         self.weight(bias) if bias is not None else None, None, mid, act, 0)
+        y = self.new_value(out_shape, "nhwc")
+        P, Q = out_shape[2], out_shape[3]
+        # mid[n, h, w, r, s, k] -> y[n, h*R + r, w*S + s, k]
+        src = [H * W * R * S * K, W * R * S * K, R * S * K, S * K, K, 1]
+        dst = [P * Q * K, R * Q * K, S * K, Q * K, K, 1]
+        self.copy(mid, y, f"{node.name}:depth_to_space", [N, H, W, R, S, K], src, dst)
+        return y
 
     # ----- GEMM ----------------------------------------------------------------------------
     def _gemm_const(self, node: Node, a: Value, wkn: np.ndarray, bias: np.ndarray | None,

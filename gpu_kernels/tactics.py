@@ -114,6 +114,8 @@ MMA_TILES: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 64, 128, 2, 2, 3),
     ConvTactic("mma", 128, 64, 2, 2, 3),
     ConvTactic("mma", 128, 128, 2, 4, 3),
+    ConvTactic("mma", 32, 64, 1, 2, 4, bk=64),
+    ConvTactic("mma", 64, 64, 2, 2, 4, bk=64),
     ConvTactic("mma", 128, 64, 2, 2, 3, bk=64),
     ConvTactic("mma", 128, 128, 2, 4, 3, bk=64),
     ConvTactic("mma", 128, 256, 2, 4, 3, bk=32),
