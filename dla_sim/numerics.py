@@ -15,9 +15,17 @@ INT8_MAX = 127
 
 
 def round_half_away(x: np.ndarray | float) -> np.ndarray:
-    """Round to the nearest integer, ties away from zero (2.5 -> 3, -2.5 -> -3)."""
+    """Round to the nearest integer, ties away from zero (2.5 -> 3, -2.5 -> -3).
+
+    ``floor(|x| + 0.5)`` would be wrong just below a tie (0.49999999999999994 + 0.5 rounds up
+    to 1.0 in float64), so this rounds half to even and moves exact ties that went toward
+    zero one step away from it; ``x - rint(x)`` is exact, so ties are found exactly.
+    """
     a = np.asarray(x, dtype=np.float64)
-    return np.sign(a) * np.floor(np.abs(a) + 0.5)
+    r = np.rint(a)
+    diff = a - r
+    toward_zero = (np.abs(diff) == 0.5) & (np.sign(diff) == np.sign(a))
+    return np.where(toward_zero, r + np.sign(a), r)
 
 
 def saturate_int8(x: np.ndarray) -> np.ndarray:

@@ -43,6 +43,9 @@ def ref_sat(v: int) -> int:
         (126.5, 127),
         (-127.5, -128),
         (0.0, 0),
+        (0.49999999999999994, 0),  # just below a tie: floor(x + 0.5) would give 1
+        (-3.5, -4),
+        (2.0**40 + 0.5, 2**40 + 1),
     ],
 )
 def test_round_half_away_from_zero(value: float, expected: int) -> None:
