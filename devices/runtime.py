@@ -363,3 +363,25 @@ def chrome_trace(events: list[TraceEvent], iteration: int = 0) -> list[dict[str,
             }
         )
     return out
+
+
+def predicted_trace(plan: Plan) -> list[TraceEvent]:
+    """The board timeline the cost models predict: each segment's layers back to back on its
+    device's "predicted" track, segments in run order (what a Jetson would show, not this host)."""
+    layer_ms = {row["name"]: row.get("predicted_ms") for row in plan.header.get("layers", [])}
+    events: list[TraceEvent] = []
+    clock_us = 0.0
+    for rec in plan.header["segments"]:
+        per_layer = rec.get("predicted_layer_ms") or {}
+        track = f"{rec['device'].upper()} predicted on {plan.target}"
+        for layer in rec["layers"]:
+            ms = per_layer.get(layer, layer_ms.get(layer))
+            if not ms:
+                continue
+            events.append(
+                TraceEvent(
+                    layer, track, clock_us, ms * 1e3, {"segment": rec["name"], "predicted": True}
+                )
+            )
+            clock_us += ms * 1e3
+    return events

@@ -54,11 +54,15 @@ def profiles_from_args(args: argparse.Namespace) -> list[OptimizationProfile]:
         )
     profiles = []
     for i, (lo, mid, hi) in enumerate(zip(lows, opts, highs)):
-        parsed = [parse_shape_list(t, f"--{w}-shapes") for t, w in
-                  ((lo, "min"), (mid, "opt"), (hi, "max"))]
+        parsed = [
+            parse_shape_list(t, f"--{w}-shapes")
+            for t, w in ((lo, "min"), (mid, "opt"), (hi, "max"))
+        ]
         if not parsed[0].keys() == parsed[1].keys() == parsed[2].keys():
-            raise InputError(f"profile {i}: --min-shapes, --opt-shapes and --max-shapes must "
-                             "name the same inputs")
+            raise InputError(
+                f"profile {i}: --min-shapes, --opt-shapes and --max-shapes must "
+                "name the same inputs"
+            )
         profile = OptimizationProfile()
         for name in parsed[0]:
             profile.set_shape(name, parsed[0][name], parsed[1][name], parsed[2][name])
@@ -102,10 +106,13 @@ def build_from_args(
         if placement.profiles and not all(t.is_static for t in graph.inputs):
             # TensorRT calibrates at the first profile's opt shapes; so do we
             graph = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
-        scales = calibrate(
-            graph,
-            calib=getattr(args, "calib", None),
-            calib_random=getattr(args, "calib_random", 0),
-            cache=getattr(args, "calib_cache", None),
-        )
+        calib = getattr(args, "calib", None)
+        calib_random = getattr(args, "calib_random", 0)
+        cache = getattr(args, "calib_cache", None)
+        if placement.qdq_scales and not (calib or calib_random or cache):
+            say(f"using the {len(placement.qdq_scales)} scales of the model's Q/DQ layers")
+            scales = dict(placement.qdq_scales)
+        else:
+            scales = calibrate(graph, calib=calib, calib_random=calib_random, cache=cache)
+            scales.update(placement.qdq_scales)  # trained scales outrank calibrated ones
     return placement, build_plan(placement, scales, say)

@@ -22,6 +22,8 @@ from devices.hardware import TargetSpec, host_target
 from devices.io import check_feeds, load_npz, random_inputs
 from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
+from dla_sim.latency import predict_loadable, segment_overhead_seconds
+from dla_sim.qdq import strip_qdq
 from partitioner.assign import partition
 from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph, Tensor
@@ -58,6 +60,8 @@ class Placement:
     policy_warnings: list[str] = field(default_factory=list)
     #: optimisation profiles (dynamic shapes); recorded in the plan header
     profiles: list[OptimizationProfile] = field(default_factory=list)
+    #: per-tensor INT8 scales taken from the model's own Q/DQ layers (a QAT model)
+    qdq_scales: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_target(name_or_path: str, power_mode: str | None = None) -> TargetSpec:
@@ -103,6 +107,11 @@ def place(
     their layers stay DLA-eligible; the rest stay symbolic and their layers go to the GPU.
     """
     graph = graph if graph is not None else load_model(model, fixed_dims)
+    qdq_scales: dict[str, float] = {}
+    if policy.precision == "int8" and any(n.op in _QDQ_OPS for n in graph.nodes):
+        # A QAT model: the DLA takes implicit per-tensor scales, not Q/DQ layers (TensorRT's
+        # qdq-translator does the same), so the layers go and their scales stay.
+        graph, qdq_scales = strip_qdq(graph)
     profiles = list(profiles or [])
     if profiles:
         validate_profiles(profiles, graph.inputs)
@@ -126,7 +135,12 @@ def place(
     part = partition(graph, caps, policy, transition)
     if cpu_only:
         part = _relabel_gpu_as_cpu(part)
-    return Placement(str(model), graph, target, policy, part, profiles=profiles)
+    return Placement(
+        str(model), graph, target, policy, part, profiles=profiles, qdq_scales=qdq_scales
+    )
+
+
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 class _PricedAt:
@@ -303,6 +317,11 @@ def _build_segment(
         key = f"{seg.name}/loadable"
         plan.add_bytes(key, loadable.to_bytes(), "dla-loadable")
         record["loadable"] = key
+        if target.dla_clock_hz:
+            timing = predict_loadable(loadable, target.dla_clock_hz, target.dram_bytes_per_s)
+            overhead = segment_overhead_seconds(target.dla.version)
+            record["predicted_ms"] = (timing.total_seconds + overhead) * 1e3
+            record["predicted_layer_ms"] = {k: v * 1e3 for k, v in timing.per_layer().items()}
         record["backend"] = "dla"
     else:
         record["backend"] = seg.device

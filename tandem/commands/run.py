@@ -20,7 +20,7 @@ from devices.cpu import CpuRunner
 from devices.io import check_feeds, load_npz, parse_dims, random_inputs, save_npz
 from devices.plan import Plan, read_plan
 from devices.runner import BaseRunner
-from devices.runtime import PlanRunner, chrome_trace
+from devices.runtime import PlanRunner, chrome_trace, predicted_trace
 from partitioner.errors import TandemError
 from tandem.api import load_graph
 from tandem.commands._common import (
@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
         save_npz(args.save_outputs, outputs)
     if args.profile and isinstance(runner, PlanRunner):
         _write_json(
-            args.profile, {"traceEvents": chrome_trace(runner.trace), "displayTimeUnit": "ms"}
+            args.profile,
+            {
+                "traceEvents": chrome_trace(runner.trace + predicted_trace(runner.plan)),
+                "displayTimeUnit": "ms",
+            },
         )
     latency = {
         "min": float(np.min(times_ms)),
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if plan is not None:
             doc["target"] = plan.header["target"]
             doc["power_mode"] = plan.header.get("power_mode")
+            doc["predicted_layer_ms"] = _predicted_layers(plan)
         print_json(doc)
         return 0
     rows = [
@@ -157,6 +162,24 @@ def run(args: argparse.Namespace) -> int:
         line += f"; predicted on the board {predicted.get('total', 0):.3f} ms"
     print(line)
     return 0
+
+
+def _predicted_layers(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Per layer: device, precision and predicted board time (DLA layers from the latency
+    model of the compiled loadable, others from the device cost model)."""
+    out = {
+        row["name"]: {
+            "device": row["device"],
+            "precision": row["precision"],
+            "ms": row.get("predicted_ms"),
+        }
+        for row in plan.header.get("layers", [])
+    }
+    for rec in plan.header["segments"]:
+        for layer, ms in (rec.get("predicted_layer_ms") or {}).items():
+            if layer in out:
+                out[layer]["ms"] = ms
+    return out
 
 
 def _graph_feeds(args: argparse.Namespace, graph: Any) -> dict[str, np.ndarray]:
