@@ -83,7 +83,10 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
     layers = profile[1:]
     assert {"name", "timeMs", "averageMs", "medianMs", "percentage"} <= set(layers[0])
     assert sum(r["percentage"] for r in layers) == pytest.approx(100.0)
-    assert sum(r["timeMs"] for r in layers) == pytest.approx(1e3 * s["gpu"], rel=1e-3)
+    # layer times split the measured segment times; the runtime's bookkeeping between
+    # segments (a few microseconds, more on a loaded machine) belongs to no layer
+    layer_total = sum(r["timeMs"] for r in layers)
+    assert 0.95 * 1e3 * s["gpu"] <= layer_total <= 1e3 * s["gpu"] * (1 + 1e-9)
 
     doc = json.loads(info.read_text())
     assert set(doc) == {"Layers", "Bindings"}
