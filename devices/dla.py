@@ -200,8 +200,14 @@ class DlaHardwareBackend:
         dla_core: int = 0,
         calibration_cache: str | None = None,
         gpu_fallback: bool = False,
+        scales: Mapping[str, float] | None = None,
+        onnx_opset: int = 17,
     ) -> bytes:
-        """A serialized TensorRT engine running ``graph`` on DLA core ``dla_core``."""
+        """A serialized TensorRT engine running ``graph`` on DLA core ``dla_core``.
+
+        INT8 scales come from ``scales`` (a plan's calibration) or a ``calibration_cache``
+        file. The segment travels as ONNX at ``onnx_opset`` (17: what JetPack 5's TensorRT
+        8.5 parses; DLA segments hold no op that needs a newer opset)."""
         from partitioner.onnx_export import export_onnx
 
         info = self.probe()
@@ -210,7 +216,7 @@ class DlaHardwareBackend:
             raise DlaUnavailableError(
                 f"DLA core {dla_core} does not exist; this board has {info.dla_cores}"
             )
-        model = export_onnx(graph)
+        model = export_onnx(graph, opset=onnx_opset)
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network(0)
@@ -224,12 +230,13 @@ class DlaHardwareBackend:
         config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
-            if calibration_cache is None:
-                raise TandemError(
-                    f"INT8 DLA segment '{graph.name}' needs a calibration cache (--calib)"
-                )
-            with open(calibration_cache) as f:
-                _, scales = parse_cache(f.read(), calibration_cache)
+            if scales is None:
+                if calibration_cache is None:
+                    raise TandemError(
+                        f"INT8 DLA segment '{graph.name}' needs a calibration cache (--calib)"
+                    )
+                with open(calibration_cache) as f:
+                    _, scales = parse_cache(f.read(), calibration_cache)
             for i in range(network.num_layers):
                 layer = network.get_layer(i)
                 for j in range(layer.num_outputs):
@@ -251,3 +258,82 @@ class DlaHardwareBackend:
                 "run with gpu_fallback=True or check the layers against the DLA support table"
             )
         return bytes(engine)
+
+
+class TrtDlaRunner(BaseRunner):
+    """Run a DLA segment on a real DLA: build it with TensorRT for ``DeviceType.DLA`` on
+    activation, then execute the engine with device buffers from the CUDA driver.
+
+    Only a Jetson with TensorRT and a DLA gets this far; everywhere else ``activate`` raises
+    :class:`DlaUnavailableError` (the runtime then uses the emulator). Untested off a board.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        precision: str,
+        dla_core: int = 0,
+        scales: Mapping[str, float] | None = None,
+        backend: DlaHardwareBackend | None = None,
+    ) -> None:
+        super().__init__(graph, f"dla{dla_core}-trt:{graph.name}")
+        self.segment = graph
+        self.precision = precision
+        self.dla_core = dla_core
+        self.scales = dict(scales or {})
+        self.backend = backend or DlaHardwareBackend()
+        self._context: Any = None
+        self._buffers: dict[str, tuple[int, np.ndarray]] = {}
+
+    def activate_impl(self) -> None:
+        from cuda.bindings import driver
+
+        from gpu_kernels.driver import check
+
+        engine_bytes = self.backend.build(
+            self.segment, self.precision, self.dla_core, scales=self.scales or None
+        )
+        trt = self.backend._trt
+        check(driver.cuInit(0), "cuInit")
+        device = check(driver.cuDeviceGet(0), "cuDeviceGet")
+        ctx = check(driver.cuDevicePrimaryCtxRetain(device), "cuDevicePrimaryCtxRetain")
+        check(driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        runtime.DLA_core = self.dla_core
+        self._engine = runtime.deserialize_cuda_engine(engine_bytes)
+        self._context = self._engine.create_execution_context()
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            shape = tuple(self._engine.get_tensor_shape(name))
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            host = np.empty(shape, dtype)
+            ptr = int(check(driver.cuMemAlloc(max(host.nbytes, 1)), "cuMemAlloc"))
+            self._buffers[name] = (ptr, host)
+            self._context.set_tensor_address(name, ptr)
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from cuda.bindings import driver
+
+        from gpu_kernels.driver import check
+
+        outputs = {t.name for t in self.segment.outputs}
+        for name, (ptr, host) in self._buffers.items():
+            if name in feeds:
+                data = np.ascontiguousarray(feeds[name], dtype=host.dtype)
+                check(driver.cuMemcpyHtoD(ptr, data, data.nbytes), "cuMemcpyHtoD")
+        if not self._context.execute_async_v3(0):
+            raise TandemError(f"TensorRT failed to run DLA segment '{self.segment.name}'")
+        check(driver.cuStreamSynchronize(0), "cuStreamSynchronize")
+        result = {}
+        for name in outputs:
+            ptr, host = self._buffers[name]
+            check(driver.cuMemcpyDtoH(host, ptr, host.nbytes), "cuMemcpyDtoH")
+            result[name] = host.astype(np.float32, copy=True)
+        return result
+
+    def deactivate_impl(self) -> None:
+        from cuda.bindings import driver
+
+        for ptr, _ in self._buffers.values():
+            driver.cuMemFree(ptr)
+        self._buffers, self._context = {}, None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from devices.cpu import CpuRunner
+from devices.dla import DlaHardwareBackend, TrtDlaRunner
 from devices.plan import Plan
 from devices.runner import BaseRunner
 from dla_sim.execute import run_loadable
@@ -221,6 +222,23 @@ class PlanRunner(BaseRunner):
     def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
         name, device = rec["name"], rec["device"]
         if device.startswith("dla"):
+            if self._real_dla():
+                trt = TrtDlaRunner(
+                    self._segment_graph(rec),
+                    rec.get("precision") or "fp16",
+                    int(device[3:] or 0),
+                    self.plan.header.get("calibration"),
+                )
+                trt.activate()
+                return SegmentRunner(
+                    name,
+                    device,
+                    "dla-trt",
+                    list(rec["inputs"]),
+                    list(rec["outputs"]),
+                    trt.infer,
+                    trt.deactivate,
+                )
             loadable = Loadable.from_bytes(bytes(self.plan.blob(rec["loadable"]).data))
             return SegmentRunner(
                 name,
@@ -269,6 +287,18 @@ class PlanRunner(BaseRunner):
 
         text = bytes(self.plan.blob("timing_cache").data).decode("utf-8")
         return TimingCache.from_json(text, "the plan's timing cache")
+
+    def _real_dla(self) -> bool:
+        """A real DLA through TensorRT on a Jetson; the emulator everywhere else (and always
+        with ``--backend cpu``, which validates a plan on the reference paths)."""
+        if self.backend == "cpu":
+            return False
+        if not hasattr(self, "_dla_probe"):
+            ok, why = DlaHardwareBackend().available()
+            self._dla_probe = ok
+            if not ok and any(r["device"].startswith("dla") for r in self.plan.header["segments"]):
+                self.notes.append(f"DLA segments ran on the emulator: {why}")
+        return self._dla_probe
 
     def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
         structure = rec["graph"]
