@@ -1,0 +1,53 @@
+"""[plans-deploy] on a GPU machine: a `host` plan of each zoo model, built there, runs its GPU
+segments on CUDA (the project's kernels) and matches ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tandem.cli import main
+from tandem.metrics import closeness
+from tests.models import ZOO_CASES, model_params, ort_run, random_inputs
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("case", model_params(ZOO_CASES))
+@pytest.mark.parametrize("precision, min_cosine", [("--fp32", 0.99999), ("--fp16", 0.999)])
+def test_host_plan_runs_on_cuda_and_matches(
+    tmp_path, capsys, model_file, case, precision, min_cosine
+):
+    model = model_file(case)
+    plan = tmp_path / "host.plan"
+    assert (
+        main(["build", str(model), "--target", "host", precision, "-o", str(plan), "--quiet"]) == 0
+    )
+    feeds = random_inputs(model)
+    np.savez(tmp_path / "in.npz", **feeds)
+    capsys.readouterr()
+    code = main(
+        [
+            "run",
+            str(plan),
+            "--backend",
+            "cuda",
+            "--inputs",
+            str(tmp_path / "in.npz"),
+            "--save-outputs",
+            str(tmp_path / "out.npz"),
+            "--json",
+            "--iterations",
+            "3",
+        ]
+    )
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["backends"].values()) == {"cuda"}, doc["backends"]
+    expected = ort_run(model, feeds)
+    with np.load(tmp_path / "out.npz") as out:
+        for name, ref in expected.items():
+            c = closeness(out[name], ref)
+            assert c.cosine >= min_cosine, (name, c)
