@@ -24,6 +24,7 @@ import numpy as np
 
 from devices.cpu import CpuRunner
 from devices.dla import DlaHardwareBackend, TrtDlaRunner
+from devices.hardware import probe_local_gpu
 from devices.plan import Plan
 from devices.runner import BaseRunner
 from dla_sim.execute import run_loadable
@@ -66,27 +67,8 @@ class SegmentRunner:
 
 def cuda_arch_here() -> str | None:
     """``sm_90`` etc. when a CUDA GPU is usable on this machine, else None."""
-    try:
-        from cuda.bindings import driver
-    except ImportError:
-        return None
-    try:
-        (err,) = driver.cuInit(0)
-        if err != driver.CUresult.CUDA_SUCCESS:
-            return None
-        err, dev = driver.cuDeviceGet(0)
-        if err != driver.CUresult.CUDA_SUCCESS:
-            return None
-        attr = driver.CUdevice_attribute
-        _, major = driver.cuDeviceGetAttribute(
-            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev
-        )
-        _, minor = driver.cuDeviceGetAttribute(
-            attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev
-        )
-        return f"sm_{major}{minor}"
-    except Exception:  # a broken driver install is "no GPU" for choosing a backend
-        return None
+    found = probe_local_gpu()
+    return found[0].arch if found else None
 
 
 class PlanRunner(BaseRunner):

@@ -17,26 +17,17 @@ from tandem.cli import main
 from tests.models import random_inputs
 
 
+def _plan(tmp_path, model):
+    plan_path = tmp_path / "m.plan"
+    argv = ["build", str(model), "--target", "orin-agx-64gb", "--fp16", "-o", str(plan_path)]
+    assert main([*argv, "--quiet"]) == 0
+    return read_plan(plan_path)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "yolov5s"])
 def test_dla_segments_export_for_tensorrt(tmp_path, zoo_model, name):
     model = zoo_model(name)
-    plan_path = tmp_path / "m.plan"
-    assert (
-        main(
-            [
-                "build",
-                str(model),
-                "--target",
-                "orin-agx-64gb",
-                "--fp16",
-                "-o",
-                str(plan_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    plan = read_plan(plan_path)
+    plan = _plan(tmp_path, model)
     with PlanRunner(plan, "cpu") as runner:
         runner.infer(random_inputs(model))
         dla = [rec for rec in plan.header["segments"] if rec["device"].startswith("dla")]
@@ -64,23 +55,7 @@ def test_dla_segments_export_for_tensorrt(tmp_path, zoo_model, name):
 
 def test_off_a_board_dla_segments_run_on_the_emulator_and_say_why(tmp_path, zoo_model):
     model = zoo_model("resnet18")
-    plan_path = tmp_path / "m.plan"
-    assert (
-        main(
-            [
-                "build",
-                str(model),
-                "--target",
-                "orin-agx-64gb",
-                "--fp16",
-                "-o",
-                str(plan_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    with PlanRunner(read_plan(plan_path), "auto") as runner:
+    with PlanRunner(_plan(tmp_path, model), "auto") as runner:
         runner.infer(random_inputs(model))
         backends = set(runner.backends().values())
     assert "dla-emulator" in backends and "dla-trt" not in backends
