@@ -29,6 +29,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
+        "--pause", type=float, default=0.05, help="seconds of idle before each timed inference"
+    )
+    parser.add_argument(
         "--no-simplify",
         action="store_true",
         help="run the graph as imported (default: the import-time passes first, as `tandem run` "
@@ -92,14 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     with CpuRunner(graph, threads=args.threads) as runner:
         # interleaved, so that both engines see the same background load on a shared machine
         for i in range(args.warmup + args.runs):
+            # the pause lets each engine's spinning worker threads (ORT spins by default,
+            # OpenBLAS too) go idle before the other engine's timed run
+            time.sleep(args.pause)
             start = time.perf_counter()
             ort_out = session.run(None, feeds)
-            middle = time.perf_counter()
+            ort_time = time.perf_counter() - start
+            time.sleep(args.pause)
+            start = time.perf_counter()
             cpu_out = runner.infer(feeds)
-            end = time.perf_counter()
+            cpu_time = time.perf_counter() - start
             if i >= args.warmup:
-                ort_times.append(middle - start)
-                cpu_times.append(end - middle)
+                ort_times.append(ort_time)
+                cpu_times.append(cpu_time)
         peak = runner.peak_bytes
 
     errors = {}
