@@ -360,3 +360,30 @@ def test_int8_qdq_conv_chain_matches_onnxruntime() -> None:
     steps = np.rint(np.abs(have - want) / 0.05)
     # float summation order may move a value across a rounding boundary: one step, rarely
     assert steps.max() <= 1 and (steps == 0).mean() >= 0.99, f"{int((steps > 0).sum())} values differ"
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [2, 2], "storage_order": 1},
+        {"kernel_shape": [3, 2], "dilations": [2, 1], "ceil_mode": 1, "strides": [2, 2]},
+    ],
+    ids=["pads", "column-major", "dilated-ceil"],
+)
+def test_maxpool_indices_output(attrs: dict[str, Any]) -> None:
+    """MaxPool's optional Indices output (the importer keeps it only when read; the backend
+    computes it whenever the node has two outputs), run through ``evaluate_node`` directly."""
+    from devices.cpu import evaluate_node
+    from partitioner.ir import Graph
+
+    case = Case("maxpool_idx", "MaxPool", [f32(2, 3, 7, 6)], attrs, outputs=2)
+    model, feeds = build_model(case)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want_y, want_idx = session.run(None, feeds)
+    g = Graph("g")
+    x = g.add_input("in0", (2, 3, 7, 6), "float32")
+    node = g.add_node("MaxPool", [x], 2, attrs, name="pool")
+    got_y, got_idx = evaluate_node(node, [feeds["in0"]])
+    np.testing.assert_array_equal(got_y, want_y)
+    np.testing.assert_array_equal(got_idx, want_idx)
