@@ -32,8 +32,8 @@ class TorchGraph(torch.nn.Module):
                 key = f"c{i}"
                 self.register_buffer(key, torch.from_numpy(np.array(v, copy=True)).to(dtype))
                 self._names[t.name] = key
-            else:
-                self.consts[t.name] = v
+            else:  # index / shape constants as Python ints: no numpy inside torch.compile
+                self.consts[t.name] = v.tolist()
         self.in_names = [t.name for t in graph.inputs]
         self.out_names = [t.name for t in graph.outputs]
 
@@ -54,8 +54,8 @@ class TorchGraph(torch.nn.Module):
         return tuple(env[n] for n in self.out_names)
 
 
-def _np(v: Any) -> np.ndarray:
-    return v if isinstance(v, np.ndarray) else v.detach().cpu().numpy()
+def _ints(v: Any) -> list[int]:
+    return [int(x) for x in v] if isinstance(v, list) else [int(v)]
 
 
 def _shape(node: Node, i: int = 0) -> list[int]:
@@ -117,19 +117,18 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
     if op == "Concat":
         return [torch.cat([t for t in ins if t is not None], a["axis"])]
     if op == "Slice":
-        st, en = _np(ins[1]), _np(ins[2])
-        axes = _np(ins[3]) if len(ins) > 3 and ins[3] is not None else range(len(st))
-        steps = _np(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(st)
+        st, en = _ints(ins[1]), _ints(ins[2])
+        axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else range(len(st))
+        steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(st)
         idx = [slice(None)] * x.dim()
         for ax, s, e, sp in zip(axes, st, en, steps):
             idx[int(ax)] = slice(int(s), int(min(e, 2**62)), int(sp))
         return [x[tuple(idx)]]
     if op == "Gather":
-        i = _np(ins[1])
         axis = a.get("axis", 0)
-        if i.ndim == 0:
-            return [x.select(axis, int(i))]
-        return [torch.index_select(x, axis, torch.as_tensor(i, device=x.device))]
+        if not isinstance(ins[1], list):
+            return [x.select(axis, int(ins[1]))]
+        return [torch.index_select(x, axis, torch.tensor(ins[1], device=x.device))]
     if op == "Resize":
         out = _shape(node)[2:]
         mode = a.get("mode", "nearest")
@@ -147,7 +146,7 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
         return [F.batch_norm(x, ins[3], ins[4], ins[1], ins[2], False, 0.0,
                              a.get("epsilon", 1e-5))]
     if op == "ReduceMean":
-        axes = [int(v) for v in _np(ins[1]).reshape(-1)]
+        axes = _ints(ins[1])
         return [x.mean(axes, keepdim=bool(a.get("keepdims", 1)))]
     binary = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div,
               "Pow": torch.pow, "Max": torch.maximum, "Min": torch.minimum}

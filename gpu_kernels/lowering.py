@@ -230,6 +230,15 @@ class Lowering:
         # iterate in the destination's memory order (coalesced writes); drop size-1 axes
         order = sorted(range(len(shape)), key=lambda a: -ds[a])
         dims = [(shape[a], ss[a], ds[a]) for a in order if shape[a] != 1] or [(1, 0, 0)]
+        # merge neighbours that are contiguous on both sides: fewer div/mod per element
+        merged = [dims[0]]
+        for n_, s_, d_ in dims[1:]:
+            pn, ps, pd = merged[-1]
+            if ps == s_ * n_ and pd == d_ * n_:
+                merged[-1] = (pn * n_, s_, d_)
+            else:
+                merged.append((n_, s_, d_))
+        dims = merged
         if len(dims) > MAXR:
             raise GpuLoweringError(f"layer '{layer}': copies of rank > {MAXR} are not supported")
         n = int(np.prod([d[0] for d in dims]))
@@ -343,9 +352,44 @@ class Lowering:
             return "clip", lo_v, hi_v
         return None
 
+    def _const_is(self, t: Tensor | None, value: float) -> bool:
+        return isinstance(t, Constant) and t.values.size == 1 and \
+            abs(float(t.values.reshape(-1)[0]) - value) < 1e-4 * max(1.0, abs(value))
+
+    def _match_gelu(self, t: Tensor) -> tuple[list[Node], Tensor] | None:
+        """x * 0.5 * (1 + erf(x / sqrt(2))) as exported from PyTorch (two orders)."""
+        readers = t.consumers
+        if len(readers) != 2:
+            return None
+        div = next((n for n in readers if n.op == "Div" and n.inputs[0] is t
+                    and self._const_is(n.input(1), 2 ** 0.5)), None)
+        other = next((n for n in readers if n is not div), None)
+        if div is None or other is None or other.op != "Mul":
+            return None
+        erf = self._sole_reader(div.outputs[0])
+        add = self._sole_reader(erf.outputs[0]) if erf is not None and erf.op == "Erf" else None
+        if add is None or add.op != "Add" or not any(self._const_is(x, 1.0) for x in add.inputs):
+            return None
+        final = self._sole_reader(add.outputs[0])
+        if final is None or final.op != "Mul":
+            return None
+        half_const = any(self._const_is(x, 0.5) for x in other.inputs)
+        if half_const and self._sole_reader(other.outputs[0]) is final and \
+                {id(x) for x in final.inputs} == {id(other.outputs[0]), id(add.outputs[0])}:
+            return [div, erf, add, other, final], final.outputs[0]  # (x * 0.5) * (1 + erf)
+        if other is final:  # x * (1 + erf), then * 0.5
+            last = self._sole_reader(final.outputs[0])
+            if last is not None and last.op == "Mul" and \
+                    any(self._const_is(x, 0.5) for x in last.inputs):
+                return [div, erf, add, final, last], last.outputs[0]
+        return None
+
     def _match_act(self, t: Tensor) -> tuple[list[Node], tuple[str, float, float], Tensor] | None:
         if t in self.graph.outputs:
             return None
+        gelu = self._match_gelu(t)
+        if gelu is not None and all(n.outputs[0] not in self.graph.outputs for n in gelu[0][:-1]):
+            return gelu[0], ("gelu", 0.0, 0.0), gelu[1]
         readers = t.consumers
         if len(readers) == 2:  # SiLU: x * sigmoid(x)
             sig = next((n for n in readers if n.op == "Sigmoid"), None)
@@ -545,14 +589,37 @@ class Lowering:
         if m:
             nodes, act, t = m
             self.fused.update(n.name for n in nodes)
+        if act[0] == "none":
+            # a following bias Add (MatMul + Add as exported) folds into the epilogue
+            add = self._sole_reader(t)
+            if add is not None and add.op == "Add" and len(add.inputs) == 2:
+                c = next((x for x in add.inputs if isinstance(x, Constant)), None)
+                if c is not None and c.values.size == Nd and c.values.shape[-1] == Nd:
+                    extra = c.values.reshape(-1).astype(np.float32)
+                    bias = extra if bias is None else bias + extra
+                    self.fused.add(add.name)
+                    t = add.outputs[0]
+                    m = self._match_act(t)
+                    if m:
+                        nodes, act, t = m
+                        self.fused.update(n.name for n in nodes)
+        res, res_after = None, 0
+        r = self._match_residual(t, out_shape)
+        if r:
+            add, other = r
+            rv = self.ensure(self.values[other.name], "plain", self.dt, node.name)
+            res = Value(rv.buf, (M, Nd, 1, 1), "nhwc", rv.dtype, rv.offset)
+            res_after = 1 if act[0] != "none" else 0
+            self.fused.add(add.name)
+            t = add.outputs[0]
         x4 = Value(a.buf, (M, Kd, 1, 1), "nhwc", a.dtype, a.offset)
         y = self.new_value(out_shape, "plain")
         y4 = Value(y.buf, (M, Nd, 1, 1), "nhwc", y.dtype, y.offset)
         p = ConvProblem(M, 1, 1, Kd, Nd, 1, 1, 1, 1,
                         dtype="float16" if self.dt == "f16" else "float32")
         wref = self.weight(np.ascontiguousarray(wkn.T), self.dt)
-        bref = self.weight(bias.astype(np.float32)) if bias is not None else None
-        self.conv_launch(node.name, p, x4, wref, bref, None, y4, act, 0)
+        bref = self.weight(np.ascontiguousarray(bias, np.float32)) if bias is not None else None
+        self.conv_launch(node.name, p, x4, wref, bref, res, y4, act, res_after)
         self.values[t.name] = y
 
     def op_Gemm(self, node: Node) -> None:

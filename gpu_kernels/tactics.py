@@ -143,7 +143,8 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
         for splits in (2, 4, 8, 16):
             # split-K only where the grid is small and every split keeps >= 4 k-tiles
             if ctas * splits <= 2 * 132 and ktiles // splits >= 4:
-                out.append(ConvTactic("mma", t.bm, t.bn, t.warps_m, t.warps_n, t.stages, splits))
+                out.append(ConvTactic("mma", t.bm, t.bn, t.warps_m, t.warps_n, t.stages, splits,
+                                      t.bk))
     return out
 
 

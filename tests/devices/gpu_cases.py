@@ -149,3 +149,28 @@ def cases() -> list[Case]:
     c.append(Case("clip", "Clip", {"x": (2, 5, 3, 7)},
                   {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32)}))
     return c
+
+
+def mlp_model(opset: int = 17) -> onnx.ModelProto:
+    """A transformer MLP as PyTorch exports it: MatMul + Add bias, erf-GELU, residual Add."""
+    rng = np.random.default_rng(5)
+    init = {"w1": w(rng, 16, 32), "b1": w(rng, 32), "w2": w(rng, 32, 16), "b2": w(rng, 16),
+            "sqrt2": np.array(2 ** 0.5, np.float32), "one": np.array(1.0, np.float32),
+            "half": np.array(0.5, np.float32)}
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
+        helper.make_node("Add", ["h1", "b1"], ["h1b"], name="fc1_bias"),
+        helper.make_node("Div", ["h1b", "sqrt2"], ["d"], name="gelu_div"),
+        helper.make_node("Erf", ["d"], ["e"], name="gelu_erf"),
+        helper.make_node("Add", ["e", "one"], ["e1"], name="gelu_add"),
+        helper.make_node("Mul", ["h1b", "half"], ["hh"], name="gelu_half"),
+        helper.make_node("Mul", ["hh", "e1"], ["g"], name="gelu_mul"),
+        helper.make_node("MatMul", ["g", "w2"], ["h2"], name="fc2"),
+        helper.make_node("Add", ["h2", "b2"], ["h2b"], name="fc2_bias"),
+        helper.make_node("Add", ["x", "h2b"], ["y0"], name="residual"),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
+        [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, n) for n, v in init.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -33,3 +33,16 @@ def test_layer_matches_reference(case, precision) -> None:
         assert np.all(np.isfinite(got[name])), name
         err = rel_err(got[name], r)
         assert err <= TOL[precision], f"{case.name} {precision} {name}: rel err {err:.2e}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fused_transformer_mlp(precision) -> None:
+    from devices.gpu import GpuRunner
+    from tests.devices.gpu_cases import mlp_model
+
+    graph = graph_of(mlp_model())
+    feeds = feeds_for(graph)
+    ref = reference(graph, feeds)["y0"]
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)["y0"]
+    assert rel_err(got, ref) <= TOL[precision]

@@ -81,3 +81,14 @@ def test_int8_is_refused_clearly() -> None:
     g.add_input("x", (1, 4), "float32")
     with pytest.raises(GpuLoweringError, match="INT8"):
         lower(g, "int8")
+
+
+def test_matmul_bias_gelu_residual_fuse_into_two_gemms() -> None:
+    from tests.devices.gpu_cases import mlp_model
+
+    prog = lower(graph_of(mlp_model()), "fp16", arch=90)
+    gemms = [ln for ln in prog.launches if ln.kernel.startswith("conv_")]
+    assert len(gemms) == 2
+    assert gemms[0].ints[16] == 8  # ACT_GELU in the first GEMM's epilogue
+    assert gemms[1].ptrs[3] is not None  # the residual is read by the second GEMM
+    assert not any(ln.kernel.startswith(("binary", "unary")) for ln in prog.launches)
