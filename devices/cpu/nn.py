@@ -82,7 +82,8 @@ def batch_norm(node: Node, inputs: list[Any]) -> list[np.ndarray]:
     # fold to one multiply-add: y = x * a + b
     a = as_compute(scale) / np.sqrt(as_compute(var) + eps)
     b = as_compute(bias) - as_compute(mean) * a
-    y = x * _channel(a, x.ndim, x.dtype) + _channel(b, x.ndim, x.dtype)
+    y = x * _channel(a, x.ndim, x.dtype)
+    y += _channel(b, x.ndim, x.dtype)  # in place: y is a fresh array
     return [cast_back(y, x_in)]
 
 
