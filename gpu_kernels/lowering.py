@@ -161,6 +161,9 @@ class Lowering:
         self._weight_cache: dict[tuple[int, str], Ref] = {}
         self.fused: set[str] = set()
         self._converted: dict[tuple[Any, ...], Value] = {}
+        # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
+        self.concat_slot: dict[str, tuple[Node, int]] = {}
+        self.concat_values: dict[str, Value] = {}
 
     # ----- helpers -------------------------------------------------------------------------
     def new_buf(self, nbytes: int, kind: str = "arena", name: str = "") -> VBuf:
@@ -280,6 +283,7 @@ class Lowering:
             buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
             self.values[t.name] = Value(buf, shape, "plain", dt)
             inputs[t.name] = (buf, shape, np_dt)
+        self._plan_concats()
         for node in g.topological_order():
             if node.name in self.fused:
                 continue
@@ -311,6 +315,46 @@ class Lowering:
         arena, naive = plan_memory(self.buffers)
         return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
                           outputs, arena, naive)
+
+    def _plan_concats(self) -> None:
+        """Let producers of channel-Concat inputs write straight into the Concat's buffer."""
+        for node in self.graph.nodes:
+            if node.op != "Concat" or not node.outputs[0].is_static:
+                continue
+            out = node.outputs[0].static_shape()
+            ins = list(node.inputs)
+            if len(out) != 4 or int(node.attrs.get("axis", 1)) % 4 != 1:
+                continue
+            if any(t is None or isinstance(t, Constant) or not t.is_static
+                   or len(t.static_shape()) != 4 for t in ins):
+                continue
+            off = 0
+            for t in ins:
+                assert t is not None
+                if ins.count(t) == 1 and t not in self.graph.outputs \
+                        and t not in self.graph.inputs and t.name not in self.concat_slot:
+                    self.concat_slot[t.name] = (node, off)
+                off += int(t.static_shape()[1])
+
+    def _concat_value(self, node: Node) -> Value:
+        if node.name not in self.concat_values:
+            self.concat_values[node.name] = self.new_value(self.out_shape(node), "nhwc")
+        return self.concat_values[node.name]
+
+    def out_nhwc(self, t: Tensor, shape: tuple[int, ...]) -> Value:
+        """A new NHWC output for tensor ``t``: a channel slice of a Concat when one awaits it."""
+        slot = self.concat_slot.get(t.name)
+        if slot is None:
+            return self.new_value(shape, "nhwc")
+        cv = self._concat_value(slot[0])
+        return Value(cv.buf, shape, "nhwc", cv.dtype, cv.offset + slot[1], cv.shape[1])
+
+    def conv_input(self, v: Value, layer: str) -> Value:
+        """NHWC input for a convolution; channel slices stay in place when 16-byte aligned."""
+        if v.layout == "nhwc" and v.dtype == self.dt and v.buf.kind != "weight" \
+                and (v.cs or v.shape[1]) % 8 == 0 and v.offset % 8 == 0:
+            return v
+        return self.ensure(v, "nhwc", self.dt, layer)
 
     def out_shape(self, node: Node, i: int = 0) -> tuple[int, ...]:
         return tuple(int(d) for d in node.outputs[i].static_shape())
@@ -459,16 +503,16 @@ class Lowering:
         wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
         if groups == C == K and Cg == 1:
             wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
-            xin = self.ensure(x, "nhwc", self.dt, node.name)
+            xin = self.conv_input(x, node.name)
         elif groups == 1 and C % 8 and self.dt == "f16" and self.arch >= 80:
             # e.g. an RGB stem: zero-pad channels to a multiple of 8 so tensor cores take it
             xin = self.padded_nhwc(x, -(-C // 8) * 8, node.name)
             C = xin.cs
             wk = np.concatenate([wk, np.zeros((K, R, S, C - wk.shape[3]), wk.dtype)], axis=3)
         else:
-            xin = self.ensure(x, "nhwc", self.dt, node.name)
-        rv = self.ensure(self.values[res.name], "nhwc", self.dt, node.name) if res else None
-        y = self.new_value(out_shape, "nhwc")
+            xin = self.conv_input(x, node.name)
+        rv = self.conv_input(self.values[res.name], node.name) if res else None
+        y = self.out_nhwc(t, out_shape)
         problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
                               (dil[0], dil[1]), groups,
                               "float16" if self.dt == "f16" else "float32")
@@ -545,7 +589,7 @@ class Lowering:
                 and tuple(out_shape[2:]) == (H * R, W * S):
             # stride == kernel (U-Net's 2x2/2): non-overlapping taps, so it is a 1x1
             # convolution to R*S*K channels (tensor cores) followed by depth-to-space
-            self.values[t.name] = self.deconv_as_gemm(node, x, wk, b, act, out_shape)
+            self.values[t.name] = self.deconv_as_gemm(node, x, wk, b, act, out_shape, t)
             return
         y = self.new_value(out_shape, "nhwc")
         ints = [N, H, W, C, K, out_shape[2], out_shape[3], R, S, st[0], st[1], pads[0], pads[1],
@@ -558,7 +602,8 @@ class Lowering:
         self.values[t.name] = y
 
     def deconv_as_gemm(self, node: Node, x: Value, wk: np.ndarray, b: np.ndarray | None,
-                       act: tuple[str, float, float], out_shape: tuple[int, ...]) -> Value:
+                       act: tuple[str, float, float], out_shape: tuple[int, ...],
+                       t: Tensor) -> Value:
         K, R, S, C = wk.shape
         N, _, H, W = x.shape
         w2 = np.ascontiguousarray(wk.transpose(1, 2, 0, 3).reshape(R * S * K, 1, 1, C))
@@ -568,11 +613,12 @@ class Lowering:
                         dtype="float16" if self.dt == "f16" else "float32")
         self.conv_launch(node.name, p, x, self.weight(w2, self.dt),
                          self.weight(bias) if bias is not None else None, None, mid, act, 0)
-        y = self.new_value(out_shape, "nhwc")
+        y = self.out_nhwc(t, out_shape)
         P, Q = out_shape[2], out_shape[3]
+        cs = y.cs or K
         # mid[n, h, w, r, s, k] -> y[n, h*R + r, w*S + s, k]
         src = [H * W * R * S * K, W * R * S * K, R * S * K, S * K, K, 1]
-        dst = [P * Q * K, R * Q * K, S * K, Q * K, K, 1]
+        dst = [P * Q * cs, R * Q * cs, S * cs, Q * cs, cs, 1]
         self.copy(mid, y, f"{node.name}:depth_to_space", [N, H, W, R, S, K], src, dst)
         return y
 
@@ -897,6 +943,23 @@ class Lowering:
         axis = int(node.attrs["axis"]) % len(out_shape)
         layout = "nhwc" if len(out_shape) == 4 and all(v.layout == "nhwc" for v in ins) \
             else "plain"
+        planned = any(slot[0] is node for slot in self.concat_slot.values())
+        if planned:
+            y = self._concat_value(node)
+            ys = y.strides()
+            for t, v in zip([t for t in node.inputs if t is not None], ins):
+                slot = self.concat_slot.get(t.name)
+                in_place = slot is not None and slot[0] is node and v.buf is y.buf \
+                    and v.offset == y.offset + slot[1]
+                if not in_place:  # produced by a kernel that cannot write a channel slice
+                    off = slot[1] if slot is not None and slot[0] is node else \
+                        sum(int(u.static_shape()[1]) for u in node.inputs[:list(
+                            node.inputs).index(t)] if u is not None)
+                    part = Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs)
+                    self.copy(self.ensure(v, None, self.dt, node.name), part, node.name,
+                              list(v.shape), None, ys)
+            self.bind(node, y)
+            return
         y = self.new_value(out_shape, layout)
         ys = y.strides()
         start = 0

@@ -92,3 +92,13 @@ def test_matmul_bias_gelu_residual_fuse_into_two_gemms() -> None:
     assert gemms[0].ints[16] == 8  # ACT_GELU in the first GEMM's epilogue
     assert gemms[1].ptrs[3] is not None  # the residual is read by the second GEMM
     assert not any(ln.kernel.startswith(("binary", "unary")) for ln in prog.launches)
+
+
+def test_conv_outputs_are_written_into_their_concat() -> None:
+    from tandem.zoo import build_model
+
+    graph = graph_of(build_model("unet-small", 1, 64))
+    prog = lower(graph, "fp16", arch=90)
+    concats = {n.name for n in graph.nodes if n.op == "Concat"}
+    # U-Net concats join a ConvTranspose output and a skip conv: both write in place
+    assert concats and not any(ln.layer in concats for ln in prog.launches)
