@@ -28,6 +28,7 @@ from devices.support_checks import (
 )
 from devices.yaml_lines import YamlDoc, load_yaml, reject_unknown, require
 from partitioner.capability import PRECISIONS, Verdict
+from partitioner.dtypes import NARROW_FLOATS, SUB_BYTE_INTS
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
 from partitioner.plugins import PLUGINS, Plugin
@@ -275,6 +276,9 @@ def evaluate(
     if rule.unsupported is not None:
         text = rule.unsupported.format(op=node.op, label=label)
         return SupportResult(False, _flag(text, rule.unconfirmed), unconfirmed=rule.unconfirmed)
+    training = _training_only(node)
+    if training is not None:
+        return SupportResult(False, f"{training} is not supported on {label}")
     for software, need in rule.requires.items():
         have = getattr(env, software)
         if not version_at_least(have, need):
@@ -314,6 +318,31 @@ def evaluate(
     if rule.note:
         notes.append(rule.note)
     return SupportResult(True, "", tuple(notes), runs_as, unconfirmed)
+
+
+# Outputs that only the CPU reference computes: TensorRT builds inference layers, which have no
+# Dropout mask, no MaxPool argmax and no batch statistics. The importer keeps a second output
+# only when something reads it (or it is a graph output).
+_EXTRA_OUTPUTS = {
+    "Dropout": "Dropout's mask output",
+    "MaxPool": "MaxPool's Indices output",
+    "BatchNormalization": "BatchNormalization's running mean / var outputs",
+}
+
+
+def _training_only(node: Node) -> str | None:
+    """What makes ``node`` a layer that only the CPU reference runs, if anything: training-time
+    outputs, or tensors of the narrow element types (bfloat16, float8, int4, strings...) that
+    Tandem's GPU kernels and the DLA do not take."""
+    for t in [t for t in node.inputs if t is not None] + list(node.outputs):
+        dtype = t.dtype
+        if dtype in NARROW_FLOATS or dtype in SUB_BYTE_INTS or dtype == "object":
+            return f"{node.op} on a {'string' if dtype == 'object' else dtype} tensor"
+    if node.op == "BatchNormalization" and int(node.attrs.get("training_mode", 0)):
+        return "BatchNormalization in training mode (normalising by batch statistics)"
+    if len(node.outputs) > 1 and node.op in _EXTRA_OUTPUTS:
+        return _EXTRA_OUTPUTS[node.op]
+    return None
 
 
 def plugin_support(plugin: Plugin, device: str, label: str, precision: str) -> SupportResult:

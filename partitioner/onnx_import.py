@@ -173,13 +173,13 @@ def _check_ops(model: onnx.ModelProto, label: str, allowed: Collection[str]) -> 
         if key not in allowed:
             bad.setdefault(key, []).append(name)
             continue
-        # Optional outputs that Tandem does not compute: fine while nothing reads them.
-        extra = {"Dropout": "mask output", "MaxPool": "Indices output",
-                 "BatchNormalization": "training-mode outputs"}.get(key)  # fmt: skip
-        if extra and any(o and o in used for o in n.output[1:]):
-            bad.setdefault(f"{key} ({extra})", []).append(name)
-        if key == "BatchNormalization" and _attr(n, "training_mode", 0):
-            bad.setdefault("BatchNormalization (training_mode=1)", []).append(name)
+        # Dropout's mask and MaxPool's Indices are computed (the CPU reference has them);
+        # BatchNormalization's running mean / var only exist in training mode (opset 14+):
+        # the saved statistics of older opsets are not computed.
+        training = key == "BatchNormalization" and int(_attr(n, "training_mode", 0))
+        stats = n.output[3:] if training else n.output[1:]
+        if key == "BatchNormalization" and any(o and o in used for o in stats):
+            bad.setdefault(f"{key} (statistics outputs outside training mode)", []).append(name)
     if bad:
         parts = []
         for key, names in bad.items():
@@ -522,8 +522,11 @@ def _drop_unused_extra_outputs(
 ) -> None:
     """Dropout's mask, MaxPool's Indices, BatchNorm's running stats: kept only if read."""
     if op == "BatchNormalization":
-        attrs.pop("training_mode", None)
-        attrs.pop("momentum", None)
+        if not int(attrs.pop("training_mode", 0)):
+            attrs.pop("momentum", None)
+        else:  # batch statistics: no longer a per-channel affine, nothing folds it away
+            attrs["training_mode"] = 1
+            attrs.setdefault("momentum", 0.9)
         attrs.pop("spatial", None)
         attrs.setdefault("epsilon", 1e-5)
     if op == "Dropout":

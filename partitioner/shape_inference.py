@@ -240,6 +240,11 @@ def _bool_like(ctx: _Ctx) -> list[Result]:
     return [(ctx.shape(0), "bool")]
 
 
+def _dropout(ctx: _Ctx) -> list[Result]:
+    """The output, and the optional mask (bool, same shape)."""
+    return [(ctx.shape(0), ctx.dtype(0)), (ctx.shape(0), "bool")][: len(ctx.node.outputs)]
+
+
 def _elementwise(dtype: str | None = None) -> Callable[[_Ctx], list[Result]]:
     def rule(ctx: _Ctx) -> list[Result]:
         shapes = [t.shape if t is not None else None for t in ctx.node.inputs]
@@ -789,12 +794,13 @@ def _batchnorm(ctx: _Ctx) -> list[Result]:
     if x is not None and scale is not None and len(x) > 1 and _known(x[1], *scale):
         if tuple(scale) != (x[1],):
             raise ctx.fail(f"scale {scale} does not match {x[1]} channels of input {x}")
-    return [(x, ctx.dtype(0))] + [(scale, ctx.dtype(1))] * (len(ctx.node.outputs) - 1)
+    # training mode: running mean / var, shaped and typed like the mean / var inputs
+    return [(x, ctx.dtype(0))] + [(ctx.shape(3), ctx.dtype(3))] * (len(ctx.node.outputs) - 1)
 
 
 _UNARY = """Relu LeakyRelu Sigmoid Tanh Clip HardSigmoid HardSwish Elu Selu Softplus Gelu Erf Mish
 Sqrt Exp Log Abs Neg Reciprocal Floor Ceil Identity Softmax LogSoftmax LRN InstanceNormalization
-Dropout""".split()
+""".split()
 _RULES: dict[str, Callable[[_Ctx], list[Result]]] = {op: _same for op in _UNARY}
 _RULES.update({op: _elementwise() for op in "Add Sub Mul Div Pow Max Min Sum".split()})
 _RULES.update({op: _elementwise("bool") for op in "Equal Greater Less".split()})
@@ -802,6 +808,7 @@ _RULES.update({op: _reduce for op in "ReduceMean ReduceSum ReduceMax ReduceMin".
 _RULES.update(
     {
         "Not": _bool_like,
+        "Dropout": _dropout,
         "Where": _where,
         "PRelu": _prelu,
         "Cast": _cast,

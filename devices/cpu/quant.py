@@ -1,17 +1,19 @@
 """QuantizeLinear / DequantizeLinear: per-tensor, per-axis and blocked scales.
 
-Quantisation rounds half to even (``np.rint``) and saturates to the integer type, as the ONNX
-specification says; the division runs in FP32 (FP64 for FP64 inputs) like ONNX Runtime.
+Quantisation rounds half to even (``np.rint``) and saturates to the integer type (int4 / int2
+included), as the ONNX specification says; float8 / float4 targets round in the cast and
+saturate unless ``saturate=0``; the division runs in FP32 (FP64 for FP64 inputs) like ONNX Runtime.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from devices.cpu.registry import normalize_axis, register
-from partitioner.dtypes import numpy_dtype_name
+from partitioner.dtypes import NARROW_FLOATS, SUB_BYTE_INTS, numpy_dtype_name
 from partitioner.ir import Node
 
 
@@ -50,15 +52,32 @@ def quantize_linear(node: Node, inputs: list[Any]) -> np.ndarray:
         out_dtype = np.dtype(numpy_dtype_name(int(node.attrs["output_dtype"])))
     else:
         out_dtype = np.dtype(np.uint8)
-    if out_dtype.kind not in "iu":
-        raise ValueError(f"QuantizeLinear to {out_dtype} is not supported (int8/uint8/int16/...)")
     work = np.float64 if x.dtype == np.float64 else np.float32
     s = _broadcast_param(scale, x, axis, block).astype(work)
-    q = np.rint(x.astype(work) / s)
-    if zero_point is not None:
-        q = q + _broadcast_param(zero_point, x, axis, block).astype(work)
-    info = np.iinfo(out_dtype)
+    q = x.astype(work) / s
+    zp = None if zero_point is None else _broadcast_param(zero_point, x, axis, block).astype(work)
+    if out_dtype.name in NARROW_FLOATS:
+        # float8 / float4 targets: no rounding to integers; the cast itself rounds to nearest
+        # even, and ``saturate`` (default 1) clamps what would overflow to the largest finite
+        q = q if zp is None else q + zp
+        if int(node.attrs.get("saturate", 1)):
+            q = saturate(q, out_dtype)
+        return q.astype(out_dtype)
+    if out_dtype.kind not in "iu" and out_dtype.name not in SUB_BYTE_INTS:
+        raise ValueError(f"QuantizeLinear to {out_dtype} is not supported (int8/uint8/int16/...)")
+    q = np.rint(q)
+    if zp is not None:
+        q = q + zp
+    info = ml_dtypes.iinfo(out_dtype)
     return np.clip(q, info.min, info.max).astype(out_dtype)
+
+
+def saturate(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` clamped to ``dtype``'s finite range (NaN stays NaN), as ONNX's saturating casts."""
+    info = ml_dtypes.finfo(dtype)
+    if x.dtype.name in NARROW_FLOATS:
+        x = x.astype(np.float32)
+    return np.clip(x, float(info.min), float(info.max))
 
 
 @register("DequantizeLinear")

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from devices.cpu.quant import saturate
 from devices.cpu.registry import attr_ints, attr_str, const_ints, normalize_axis, register
-from partitioner.dtypes import numpy_dtype_name
+from partitioner.dtypes import NARROW_FLOATS, numpy_dtype_name
 from partitioner.ir import Node
 
 
@@ -206,15 +207,23 @@ def _dtype_attr(value: Any) -> np.dtype:
 
 @register("Cast")
 def cast(node: Node, inputs: list[Any]) -> np.ndarray:
-    return _cast_to(inputs[0], _dtype_attr(node.attrs["to"]))
+    return _cast_to(inputs[0], _dtype_attr(node.attrs["to"]), int(node.attrs.get("saturate", 1)))
 
 
 @register("CastLike")
 def cast_like(node: Node, inputs: list[Any]) -> np.ndarray:
-    return _cast_to(inputs[0], inputs[1].dtype)
+    return _cast_to(inputs[0], inputs[1].dtype, int(node.attrs.get("saturate", 1)))
 
 
-def _cast_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+# float8 types whose casts saturate by default (ONNX ``saturate`` attribute, opset 19+)
+_SATURATING = frozenset({"float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"})
+
+
+def _cast_to(x: np.ndarray, dtype: np.dtype, saturate_float8: int = 1) -> np.ndarray:
+    if saturate_float8 and dtype.name in _SATURATING and (
+        x.dtype.kind == "f" or x.dtype.name in NARROW_FLOATS
+    ):
+        x = saturate(x, dtype)
     if x.dtype.kind == "f" and dtype.kind in "iu":
         # float -> int truncates toward zero; nan/inf have no defined value, keep them finite
         x = np.trunc(np.nan_to_num(x, nan=0.0))

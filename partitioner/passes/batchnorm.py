@@ -13,6 +13,8 @@ def _foldable(graph: Graph, bn: Node) -> Node | None:
     x = bn.inputs[0]
     if x is None or x.producer is None or x.producer.op != "Conv" or len(bn.outputs) != 1:
         return None
+    if int(bn.attrs.get("training_mode", 0)):  # normalises by batch statistics
+        return None
     conv = x.producer
     if x.consumers != [bn] or x in graph.outputs:
         return None

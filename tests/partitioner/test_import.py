@@ -85,10 +85,70 @@ def test_unsupported_ops_are_all_listed_in_one_message() -> None:
     assert "Relu" not in msg
 
 
-def test_used_dropout_mask_is_unsupported() -> None:
-    nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop")]
-    with pytest.raises(UnsupportedOpError, match=r"Dropout \(mask output\) \(1: drop\)"):
-        import_onnx(make_model(nodes, outputs=["y", "mask"]))
+# Optional outputs the CPU reference computes: (node, output element types), checked vs ORT.
+_EXTRA_OUTPUTS = {
+    "dropout_mask": (helper.make_node("Dropout", ["x"], ["y", "mask"]), [TP.FLOAT, TP.BOOL]),
+    "maxpool_indices": (
+        helper.make_node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2], strides=[2, 2]),
+        [TP.FLOAT, TP.INT64],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_EXTRA_OUTPUTS))
+def test_used_optional_outputs_import_and_match_ort(case: str) -> None:
+    from devices.cpu import CpuRunner
+
+    node, types = _EXTRA_OUTPUTS[case]
+    outs = [helper.make_tensor_value_info(o, t, None) for o, t in zip(node.output, types)]
+    graph = helper.make_graph(
+        [node], "m", [helper.make_tensor_value_info("x", TP.FLOAT, [1, 3, 4, 4])], outs
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    g = import_onnx(model)
+    assert [t.name for t in g.outputs] == list(node.output)
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
+    with CpuRunner(g) as runner:
+        got = runner.infer({"x": x})
+    want = ort_run(model, {"x": x})
+    for t, w in zip(g.outputs, want):
+        assert t.dtype == w.dtype.name and tuple(t.shape or ()) == w.shape
+        np.testing.assert_array_equal(got[t.name], w)
+
+
+def test_batchnorm_training_mode_keeps_running_statistics() -> None:
+    from devices.cpu import CpuRunner
+
+    c = 3
+    rng = np.random.default_rng(1)
+    params = {n: rng.uniform(0.5, 1.5, c).astype(np.float32) for n in ("s", "b", "m", "v")}
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"],
+                            ["y", "rm", "rv"], training_mode=1, momentum=0.8)  # fmt: skip
+    model = make_model([node], inits=[numpy_helper.from_array(v, n) for n, v in params.items()],
+                       opset=15, outputs=["y", "rm", "rv"])  # fmt: skip
+    g = import_onnx(model)
+    bn = next(n for n in g.nodes if n.op == "BatchNormalization")
+    assert bn.attrs["training_mode"] == 1 and [t.shape for t in g.outputs[1:]] == [(c,), (c,)]
+    x = rng.standard_normal((1, c, 4, 4)).astype(np.float32)
+    with CpuRunner(g) as runner:
+        got = runner.infer({"x": x})
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    y = (x - mean.reshape(1, c, 1, 1)) / np.sqrt(var.reshape(1, c, 1, 1) + 1e-5)
+    y = y * params["s"].reshape(1, c, 1, 1) + params["b"].reshape(1, c, 1, 1)
+    np.testing.assert_allclose(got["y"], y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["rm"], params["m"] * 0.8 + mean * 0.2, rtol=1e-6)
+    np.testing.assert_allclose(got["rv"], params["v"] * 0.8 + var * 0.2, rtol=1e-6)
+
+
+def test_batchnorm_statistics_outside_training_mode_are_unsupported() -> None:
+    """Opset < 14 lists saved mean / var outputs that only training computes."""
+    c = 3
+    inits = [numpy_helper.from_array(np.ones(c, np.float32), n) for n in ("s", "b", "m", "v")]
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "mean"],
+                            name="bn")  # fmt: skip
+    with pytest.raises(UnsupportedOpError, match=r"statistics outputs outside training mode"):
+        import_onnx(make_model([node], inits=inits, opset=13, outputs=["y", "mean"]))
 
 
 @pytest.mark.parametrize("opset", [7, 10, 22])
