@@ -141,13 +141,13 @@ class GpuRunner(BaseRunner):
         rng = np.random.default_rng(0)
         x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
         w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
+        max_split = max(t.splits for t in cands)
         tiles = max(-(-p.gemm_m // t.bm) * -(-p.k // t.bn) for t in cands)
         bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
-                ctx.alloc(p.gemm_m * p.k * 4), ctx.alloc(tiles * 4)]
+                ctx.alloc(max_split * p.gemm_m * p.k * 4), ctx.alloc(tiles * 4)]
         try:
             ctx.upload(bufs[0], x)
             ctx.upload(bufs[1], w)
-            ctx.memset(bufs[3], 0, p.gemm_m * p.k * 4)  # split-K leaves both zero again
             ctx.memset(bufs[4], 0, tiles * 4)
             ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
                     p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], 1, 0, 0, p.c, p.k, 0]

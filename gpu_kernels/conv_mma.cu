@@ -50,9 +50,8 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
 }
 
 // i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits}
-// p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 [M][K] (split-K),
-//      tile counters int32 (split-K)}; both zero before the first launch and left zero after,
-//      so one pair serves every split-K convolution of a stream in turn.
+// p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
+//      tile counters int32 (split-K; zero before the first launch, left zero after)}
 extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     const half_t* x = (const half_t*)a.p[0];
     const half_t* w = (const half_t*)a.p[1];
@@ -188,10 +187,8 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
 
     const int g = lane >> 2, t4 = lane & 3;
     if (splits > 1) {
-        // Split-K: every split adds its FP32 partial sums into one zeroed workspace with
-        // fire-and-forget L2 reductions (red.global.add); the last CTA of this output tile to
-        // finish (a counter per tile) reads the sums once, runs the epilogue and zeroes the
-        // workspace and its counter again, so no second kernel and no clearing pass are needed.
+        // Split-K: write FP32 partial sums; the last CTA of this output tile to finish (a
+        // counter per tile) adds them up and runs the epilogue, so no second kernel is needed.
 #pragma unroll
         for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -202,12 +199,9 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
                 for (int j = 0; j < NI; ++j) {
                     const int k = block_n + wn * WTN + j * 8 + 2 * t4;
                     if (k >= K) continue;
-                    float* dst = ws + (i64)m * K + k;
-                    asm volatile("red.global.add.f32 [%0], %1;" ::"l"(dst),
-                                 "f"(acc[i][j][hf * 2]));
-                    if (k + 1 < K)
-                        asm volatile("red.global.add.f32 [%0], %1;" ::"l"(dst + 1),
-                                     "f"(acc[i][j][hf * 2 + 1]));
+                    float* dst = ws + ((i64)blockIdx.z * M + m) * K + k;
+                    dst[0] = acc[i][j][hf * 2];
+                    if (k + 1 < K) dst[1] = acc[i][j][hf * 2 + 1];
                 }
             }
         int* counters = (int*)a.p[6];
@@ -220,15 +214,35 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
         if (!is_last) return;
         __threadfence();
         const float fa = a.f[0], fb = a.f[1];
-        for (int e = tid; e < BM * BN; e += NT) {
+        // 4 outputs per thread and iteration (float4 through L2), splits unrolled: the loads of
+        // every split are in flight together instead of one L2 round trip per addition.
+        const bool vec4 = (K & 3) == 0;
+        for (int e = tid * 4; e < BM * BN; e += NT * 4) {
             const int m = block_m + e / BN, k = block_n + e % BN;
             if (m >= M || k >= K) continue;
-            float* src = ws + (i64)m * K + k;
-            float v;
-            asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(src));
-            *src = 0.0f;
-            const float r = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
-            y[(i64)m * ycs + k] = f2h(epilogue(v, bias, k, r, res != 0, res_after, act, fa, fb));
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            const int nk = vec4 ? 4 : min(4, K - k);
+#pragma unroll 4
+            for (int sp = 0; sp < splits; ++sp) {
+                const float* src = ws + ((i64)sp * M + m) * K + k;
+                if (vec4) {
+                    float p0, p1, p2, p3;
+                    asm("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];"
+                        : "=f"(p0), "=f"(p1), "=f"(p2), "=f"(p3) : "l"(src));
+                    v[0] += p0; v[1] += p1; v[2] += p2; v[3] += p3;
+                } else {
+                    for (int q = 0; q < nk; ++q) {
+                        float part;
+                        asm("ld.global.cg.f32 %0, [%1];" : "=f"(part) : "l"(src + q));
+                        v[q] += part;
+                    }
+                }
+            }
+            for (int q = 0; q < nk; ++q) {
+                const float r = res ? h2f(res[(i64)m * rcs + k + q]) : 0.0f;
+                y[(i64)m * ycs + k + q] =
+                    f2h(epilogue(v[q], bias, k + q, r, res != 0, res_after, act, fa, fb));
+            }
         }
         if (tid == 0) counters[tile] = 0;  // ready for the next launch / graph replay
         return;

@@ -164,9 +164,6 @@ class Lowering:
         # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
         self.concat_slot: dict[str, tuple[Node, int]] = {}
         self.concat_values: dict[str, Value] = {}
-        self.splitk_elems = 0
-        self.splitk_tiles = 0
-        self.splitk_launches: list[Launch] = []
 
     # ----- helpers -------------------------------------------------------------------------
     def new_buf(self, nbytes: int, kind: str = "arena", name: str = "") -> VBuf:
@@ -315,11 +312,6 @@ class Lowering:
             out = Value(buf, v.shape, "plain", dt)
             self.copy(v, out, f"output:{t.name}")
             outputs[t.name] = (buf, v.shape, np_dt)
-        if self.splitk_launches:
-            ws = self.weight(np.zeros(self.splitk_elems, np.float32))
-            counters = self.weight(np.zeros(self.splitk_tiles, np.int32))
-            for ln in self.splitk_launches:
-                ln.ptrs[5], ln.ptrs[6] = ws, counters
         arena, naive = plan_memory(self.buffers)
         return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
                           outputs, arena, naive)
@@ -563,15 +555,12 @@ class Lowering:
                              [self.ref(x), w, bias, resr, self.ref(y), None], ints + [1],
                              floats, tactic.smem_bytes, tactic, p))
             return
-        # workspace and tile counters: zeroed once, shared by every split-K launch (each
-        # leaves them zero again); their Refs are filled in by run() once sizes are known
-        self.splitk_elems = max(self.splitk_elems, p.gemm_m * p.k)
-        self.splitk_tiles = max(self.splitk_tiles, grid[0] * grid[1])
-        launch = Launch(layer, "conv_mma_f16", grid, tactic.threads,
-                        [self.ref(x), w, bias, resr, self.ref(y), None, None],
-                        ints + [tactic.splits], floats, tactic.smem_bytes, tactic, p)
-        self.splitk_launches.append(launch)
-        self.emit(launch)
+        ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
+                   p.gemm_m, p.k), "plain", "f32")
+        counters = self.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
+        self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
+                         [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters],
+                         ints + [tactic.splits], floats, tactic.smem_bytes, tactic, p))
 
     def op_ConvTranspose(self, node: Node) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
@@ -750,9 +739,6 @@ class Lowering:
         self.bind(node, y)
 
     def op_BatchNormalization(self, node: Node) -> None:
-        if int(node.attrs.get("training_mode", 0)) or len(node.outputs) > 1:
-            raise GpuLoweringError(f"layer '{node.name}' (BatchNormalization): training mode "
-                                   "(batch statistics, running mean / var) unsupported")
         scale, b, mean, var = (_const(node, i) for i in range(1, 5))
         if any(v is None for v in (scale, b, mean, var)):
             raise GpuLoweringError(f"layer '{node.name}': BatchNormalization needs constants")
@@ -829,7 +815,7 @@ class Lowering:
     # ----- pooling -------------------------------------------------------------------------
     def _pool(self, node: Node, is_max: bool) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
-        if len(node.outputs) > 1:  # the importer keeps it only when read or a graph output
+        if len(node.outputs) > 1 and node.outputs[1].consumers:
             raise GpuLoweringError(f"layer '{node.name}' (MaxPool): Indices output unsupported")
         N, C, H, W = x.shape
         out = self.out_shape(node)
@@ -929,12 +915,7 @@ class Lowering:
         x = self.ensure(x, "plain", None, node.name)
         self.bind(node, Value(x.buf, self.out_shape(node), "plain", x.dtype, x.offset))
 
-    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = op_Identity = _alias
-
-    def op_Dropout(self, node: Node) -> None:
-        if len(node.outputs) > 1:
-            raise GpuLoweringError(f"layer '{node.name}' (Dropout): mask output unsupported")
-        self._alias(node)
+    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = op_Identity = op_Dropout = _alias
 
     def op_Cast(self, node: Node) -> None:
         to = node.attrs.get("to")
