@@ -69,6 +69,8 @@ def quantize_linear(node: Node, inputs: list[Any]) -> np.ndarray:
     if zp is not None:
         q = q + zp
     info = ml_dtypes.iinfo(out_dtype)
+    # NaN has no integer value; ONNX Runtime's conversion lands it on the type's minimum
+    q = np.where(np.isnan(q), info.min, q)
     return np.clip(q, info.min, info.max).astype(out_dtype)
 
 

@@ -224,6 +224,13 @@ def _cast_to(x: np.ndarray, dtype: np.dtype, saturate_float8: int = 1) -> np.nda
         x.dtype.kind == "f" or x.dtype.name in NARROW_FLOATS
     ):
         x = saturate(x, dtype)
+    if dtype.name in ("int4", "uint4") and (x.dtype.kind == "f" or x.dtype.name in NARROW_FLOATS):
+        # as ONNX Runtime: round half away from zero, then keep the low 4 bits (two's complement)
+        # like any integer narrowing; NaN / inf (undefined in the spec) become 0 as in ORT
+        r = x.astype(np.float64)
+        r = np.sign(r) * np.floor(np.abs(r) + 0.5)
+        r = np.clip(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), -(2.0**62), 2.0**62)
+        return r.astype(np.int64).astype(dtype)
     if x.dtype.kind == "f" and dtype.kind in "iu":
         # float -> int truncates toward zero; nan/inf have no defined value, keep them finite
         x = np.trunc(np.nan_to_num(x, nan=0.0))
