@@ -739,6 +739,9 @@ class Lowering:
         self.bind(node, y)
 
     def op_BatchNormalization(self, node: Node) -> None:
+        if int(node.attrs.get("training_mode", 0)) or len(node.outputs) > 1:
+            raise GpuLoweringError(f"layer '{node.name}' (BatchNormalization): training mode "
+                                   "(batch statistics, running mean / var) unsupported")
         scale, b, mean, var = (_const(node, i) for i in range(1, 5))
         if any(v is None for v in (scale, b, mean, var)):
             raise GpuLoweringError(f"layer '{node.name}': BatchNormalization needs constants")
@@ -815,7 +818,7 @@ class Lowering:
     # ----- pooling -------------------------------------------------------------------------
     def _pool(self, node: Node, is_max: bool) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
-        if len(node.outputs) > 1 and node.outputs[1].consumers:
+        if len(node.outputs) > 1:  # the importer keeps it only when read or a graph output
             raise GpuLoweringError(f"layer '{node.name}' (MaxPool): Indices output unsupported")
         N, C, H, W = x.shape
         out = self.out_shape(node)
@@ -915,7 +918,12 @@ class Lowering:
         x = self.ensure(x, "plain", None, node.name)
         self.bind(node, Value(x.buf, self.out_shape(node), "plain", x.dtype, x.offset))
 
-    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = op_Identity = op_Dropout = _alias
+    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = op_Identity = _alias
+
+    def op_Dropout(self, node: Node) -> None:
+        if len(node.outputs) > 1:
+            raise GpuLoweringError(f"layer '{node.name}' (Dropout): mask output unsupported")
+        self._alias(node)
 
     def op_Cast(self, node: Node) -> None:
         to = node.attrs.get("to")
