@@ -71,9 +71,12 @@ class Value:
     dtype: str  # "f16" | "f32"
     offset: int = 0  # elements from the buffer start
     cs: int = 0  # NHWC: elements between pixels (== C unless a channel slice)
+    custom: tuple[int, ...] | None = None  # layout "strided": a view (transpose, slice)
 
     def strides(self) -> list[int]:
         """Element strides per *logical* axis."""
+        if self.custom is not None:
+            return list(self.custom)
         if self.layout == "nhwc":
             _, c, h, w = self.shape
             cs = self.cs or c
@@ -251,8 +254,17 @@ class Lowering:
         self.emit(Launch(layer, f"copy_{src.dtype}_{dst.dtype}", _grid1d(n), 256,
                          [self.ref(src), self.ref(dst)], ints))
 
-    def ensure(self, v: Value, layout: str | None, dtype: str | None, layer: str) -> Value:
-        """``v`` in the wanted layout / dtype, converted by one copy kernel when it differs."""
+    def ensure(self, v: Value, layout: str | None, dtype: str | None, layer: str,
+               keep_strided: bool = False) -> Value:
+        """``v`` in the wanted layout / dtype, converted by one copy kernel when it differs.
+
+        Views (layout "strided": transposes, slices) are materialised here, once, unless the
+        caller reads arbitrary strides itself (``keep_strided``: binary ops, copies).
+        """
+        if v.layout == "strided":
+            if keep_strided and layout is None and (dtype or v.dtype) == v.dtype:
+                return v
+            layout = layout or "plain"
         layout = layout or v.layout
         dtype = dtype or v.dtype
         if layout == "nhwc" and len(v.shape) != 4:
@@ -263,7 +275,7 @@ class Lowering:
         if v.layout == "nhwc" and layout == "plain" and v.dtype == dtype and dense_nhwc \
                 and v.shape[2] * v.shape[3] == 1:
             return Value(v.buf, v.shape, "plain", dtype, v.offset)  # same memory order
-        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, layout, dtype)
+        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, v.custom, layout, dtype)
         if key not in self._converted:  # convert once, however many readers need it
             out = self.new_value(v.shape, layout, dtype)
             self.copy(v, out, layer)
@@ -751,8 +763,8 @@ class Lowering:
 
     def _binary(self, node: Node, op: int, a: Value, b: Value, out_shape: tuple[int, ...],
                 act: tuple[str, float, float] = ("none", 0.0, 0.0)) -> Value:
-        a = self.ensure(a, None, self.dt, node.name)
-        b = self.ensure(b, None, self.dt, node.name)
+        a = self.ensure(a, None, self.dt, node.name, keep_strided=True)
+        b = self.ensure(b, None, self.dt, node.name, keep_strided=True)
         rank = len(out_shape)
         # the output takes the NHWC layout when a full-size 4-D input has it
         layout = "plain"
@@ -915,6 +927,14 @@ class Lowering:
         x = self.value(node.input(0), node)
         if isinstance(node.input(0), Constant):
             raise GpuLoweringError(f"layer '{node.name}' ({node.op}): constant input not folded")
+        out = self.out_shape(node)
+        if x.layout == "nhwc" and len(out) == 5 and out[0] == x.shape[0] \
+                and out[3:] == x.shape[2:] and out[1] * out[2] == x.shape[1]:
+            # (N, a*b, H, W) -> (N, a, b, H, W) (a detect head): a view of the NHWC data
+            n_s, _, h_s, w_s = x.strides()
+            self.bind(node, Value(x.buf, out, "strided", x.dtype, x.offset, x.cs,
+                                  (n_s, out[2], 1, h_s, w_s)))
+            return
         x = self.ensure(x, "plain", None, node.name)
         self.bind(node, Value(x.buf, self.out_shape(node), "plain", x.dtype, x.offset))
 
@@ -940,10 +960,9 @@ class Lowering:
         if x.layout == "nhwc" and perm == [0, 2, 3, 1] and x.cs in (0, x.shape[1]):
             self.bind(node, Value(x.buf, out_shape, "plain", x.dtype, x.offset))  # free
             return
-        y = self.new_value(out_shape, "plain", x.dtype)
-        xs = x.strides()
-        self.copy(x, y, node.name, list(out_shape), [xs[p] for p in perm])
-        self.bind(node, y)
+        xs = x.strides()  # a view: whoever needs it contiguous copies it once
+        self.bind(node, Value(x.buf, out_shape, "strided", x.dtype, x.offset, x.cs,
+                              tuple(xs[p] for p in perm)))
 
     def op_Concat(self, node: Node) -> None:
         ins = [self.value(t, node) for t in node.inputs if t is not None]
@@ -964,15 +983,16 @@ class Lowering:
                         sum(int(u.static_shape()[1]) for u in node.inputs[:list(
                             node.inputs).index(t)] if u is not None)
                     part = Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs)
-                    self.copy(self.ensure(v, None, self.dt, node.name), part, node.name,
-                              list(v.shape), None, ys)
+                    self.copy(self.ensure(v, None, self.dt, node.name, keep_strided=True), part,
+                              node.name, list(v.shape), None, ys)
             self.bind(node, y)
             return
         y = self.new_value(out_shape, layout)
         ys = y.strides()
         start = 0
         for v in ins:
-            v = self.ensure(v, None, self.dt, node.name) if v.buf.kind != "weight" else v
+            v = self.ensure(v, None, self.dt, node.name, keep_strided=True) \
+                if v.buf.kind != "weight" else v
             part = Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs)
             self.copy(v, part, node.name, list(v.shape), None, ys)
             start += v.shape[axis]
@@ -982,11 +1002,8 @@ class Lowering:
                out_shape: tuple[int, ...], i: int) -> None:
         xs = x.strides()
         off = x.offset + sum(s * st for s, st in zip(starts, xs))
-        src = Value(x.buf, x.shape, x.layout, x.dtype, off, x.cs)
-        layout = "nhwc" if x.layout == "nhwc" else "plain"
-        y = self.new_value(out_shape, layout, x.dtype)
-        self.copy(src, y, node.name, list(out_shape), [st * s for st, s in zip(xs, steps)])
-        self.bind(node, y, i)
+        self.bind(node, Value(x.buf, out_shape, "strided", x.dtype, off, x.cs,
+                              tuple(st * s for st, s in zip(xs, steps))), i)
 
     def op_Slice(self, node: Node) -> None:
         x = self.value(node.input(0), node)
