@@ -9,8 +9,14 @@ everything else is "plain" (row-major in ONNX's axis order). A value's layout an
 only through explicit copy kernels that :meth:`Lowering.ensure` inserts where a consumer needs
 another form. Boundary tensors are plain FP32 (or the model dtype), i.e. NCHW as ONNX has them.
 
+Views: Transpose, Slice / Split and a Reshape that splits NHWC channels make "strided" values
+(no kernel); binary ops and copies read any strides, everything else materialises a view once.
+A Concat along channels lets the convolutions producing its inputs write straight into their
+channel slice of its buffer (zero-copy).
+
 Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
-activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add).
+activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add); MatMul with a
+constant weight + bias Add + activation (incl. erf-GELU) + residual Add, as one GEMM.
 """
 
 from __future__ import annotations
