@@ -1,0 +1,82 @@
+"""CI (no GPU): tactic candidates, names, the cost-model choice and the timing cache file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpu_kernels.tactics import (
+    DIRECT,
+    MMA_TILES,
+    ConvProblem,
+    ConvTactic,
+    candidates,
+    estimate_seconds,
+    heuristic,
+)
+from gpu_kernels.timing_cache import TimingCache, TimingCacheError
+
+SMALL = ConvProblem(1, 7, 7, 512, 512, 7, 7, 3, 3, (1, 1), (1, 1))  # ResNet layer4, batch 1
+BIG = ConvProblem(32, 56, 56, 64, 64, 56, 56, 3, 3, (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("problem,arch,expect_mma", [
+    (SMALL, 90, True), (SMALL, 87, True), (SMALL, 72, False),
+    (ConvProblem(1, 8, 8, 3, 16, 8, 8, 3, 3), 90, False),  # C % 8 != 0
+    (ConvProblem(1, 8, 8, 32, 32, 8, 8, 3, 3, groups=32), 90, False),  # depthwise
+    (ConvProblem(1, 8, 8, 32, 32, 8, 8, 3, 3, dtype="float32"), 90, False),
+])
+def test_candidates_follow_the_hardware_rules(problem, arch, expect_mma) -> None:
+    cands = candidates(problem, arch)
+    assert (cands != [DIRECT]) == expect_mma
+    for t in cands:
+        assert ConvTactic.from_name(t.name) == t  # names round-trip through the cache
+        assert t.kind == "direct" or t.smem_bytes <= 227 * 1024
+
+
+def test_split_k_only_for_small_grids_and_long_reductions() -> None:
+    assert any(t.splits > 1 for t in candidates(SMALL, 90))
+    assert all(t.splits == 1 for t in candidates(BIG, 90))
+    assert {t.tile for t in candidates(BIG, 90)} == set(MMA_TILES)
+
+
+def test_heuristic_prefers_split_k_at_batch_1_and_big_tiles_at_batch_32() -> None:
+    assert heuristic(SMALL, 90, 132).splits > 1
+    big = heuristic(BIG, 90, 132)
+    assert big.splits == 1 and big.bm * big.bn >= 64 * 64
+    assert estimate_seconds(BIG, big, 132) > estimate_seconds(SMALL, heuristic(SMALL, 90, 132),
+                                                              132)
+
+
+def test_timing_cache_round_trip_and_merge(tmp_path) -> None:
+    a, b = TimingCache(), TimingCache()
+    sig = SMALL.signature()
+    a.record(sig, "sm_87", "mma_64x64_w2x2_s3_k4", 0.030)
+    a.record(sig, "sm_87", "mma_32x64_w1x2_s4_k8", 0.025)
+    b.record(sig, "sm_87", "mma_64x64_w2x2_s3_k4", 0.020)  # measured faster elsewhere
+    b.record(sig, "sm_90", "mma_32x64_w1x2_s4_k8", 0.010)
+    a.merge(b)
+    assert a.best(sig, "sm_87") == "mma_64x64_w2x2_s3_k4"
+    assert a.best(sig, "sm_90") == "mma_32x64_w1x2_s4_k8"
+    assert a.best(sig, "sm_72") is None
+    path = tmp_path / "timing.json"
+    a.save(path)
+    again = TimingCache.load(path)
+    assert again.entries == a.entries and len(again) == 2
+
+
+@pytest.mark.parametrize("text,match", [
+    ("not json", "not JSON"),
+    ("{}", "not a Tandem timing cache"),
+    (json.dumps({"format": "tandem-timing-cache", "version": 99, "entries": {}}), "version 99"),
+    (json.dumps({"format": "tandem-timing-cache", "version": 1,
+                 "entries": {"sm_87": {"sig": {"t": "fast"}}}}), "not a number"),
+])
+def test_bad_timing_cache_files_are_refused(tmp_path, text, match) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(TimingCacheError, match=match):
+        TimingCache.load(path)
+    with pytest.raises(TimingCacheError, match="does not exist"):
+        TimingCache.load(tmp_path / "missing.json")
