@@ -107,6 +107,18 @@ class Context:
     def free(self, ptr: int) -> None:
         check(self.drv.cuMemFree(ptr), "cuMemFree")
 
+    def alloc_host(self, shape: tuple[int, ...], dtype: Any) -> tuple[int, np.ndarray]:
+        """Page-locked host memory as a numpy array (fast, truly asynchronous copies)."""
+        dt = np.dtype(dtype)
+        nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * dt.itemsize)
+        ptr = int(check(self.drv.cuMemAllocHost(nbytes), f"cuMemAllocHost({nbytes})"))
+        raw = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
+        return ptr, raw[: nbytes - (nbytes % dt.itemsize)].view(dt)[
+            : int(np.prod(shape, dtype=np.int64))].reshape(shape)
+
+    def free_host(self, ptr: int) -> None:
+        check(self.drv.cuMemFreeHost(ptr), "cuMemFreeHost")
+
     def upload(self, ptr: int, array: np.ndarray) -> None:
         a = np.ascontiguousarray(array)
         if a.nbytes:
