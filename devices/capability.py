@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.cost import cpu_layer_seconds, dla_layer_seconds, gpu_layer_seconds
+from devices.cpu import supported_ops
 from devices.hardware import TargetSpec
 from devices.support import (
     SupportEnv,
@@ -129,13 +130,13 @@ class CpuCapability:
 
     def __init__(self, target: TargetSpec) -> None:
         self.target = target
-        self.table = gpu_table()  # the importer's op set; the CPU backend runs all of it
+        self.ops = supported_ops()  # the numpy reference runs every op it implements
 
     def supports(self, node: Node, graph: Graph, precision: Precision) -> Verdict:
         plugin = PLUGINS.find(node)
-        if plugin is not None and (node.op not in self.table.ops or node.domain):
+        if plugin is not None and (node.op not in self.ops or node.domain):
             return plugin_support(plugin, "cpu", "the CPU", "fp32").verdict(node)
-        if node.op not in self.table.ops or node.domain not in ("", "ai.onnx"):
+        if node.op not in self.ops or node.domain not in ("", "ai.onnx"):
             return Verdict.no(f"{node.op} '{node.name}': no CPU implementation of {node.op}")
         if precision != "fp32":
             return Verdict.yes(f"{node.op} '{node.name}': runs in FP32 on the CPU")

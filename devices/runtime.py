@@ -235,9 +235,9 @@ class PlanRunner(BaseRunner):
             # plugin CUDA sources are not lowered by gpu_kernels yet: their numpy reference runs
             gpu_backend = "cpu"
             self.notes.append(f"segment {name} has plugin layers: ran on the CPU reference")
-        if gpu_backend == "cuda":
+        if gpu_backend == "cuda" and device == "gpu":  # "cpu" segments: no GPU kernel exists
             gpu = _ShapeKeyedGpu(
-                graph, rec.get("precision") or "fp16", self.timing_cache or self._plan_cache()
+                graph, self._gpu_precision(rec), self.timing_cache or self._plan_cache()
             )
             return SegmentRunner(
                 name,
@@ -269,6 +269,14 @@ class PlanRunner(BaseRunner):
 
         text = bytes(self.plan.blob("timing_cache").data).decode("utf-8")
         return TimingCache.from_json(text, "the plan's timing cache")
+
+    def _gpu_precision(self, rec: Mapping[str, Any]) -> str:
+        """One precision per GPU segment: FP32 if any of its layers asked for FP32 (a mixed
+        segment must not lose precision a layer was promised), else FP16."""
+        if rec.get("precision") in ("fp32", "fp16"):
+            return str(rec["precision"])
+        wanted = {row["name"]: row["precision"] for row in self.plan.header.get("layers", [])}
+        return "fp32" if any(wanted.get(n) == "fp32" for n in rec["layers"]) else "fp16"
 
     def _real_dla(self) -> bool:
         """A real DLA through TensorRT on a Jetson; the emulator everywhere else (and always

@@ -13,9 +13,11 @@ import pytest
 
 from devices.capability import capabilities_for
 from devices.cost import transition_cost_for
+from devices.cpu import evaluate_node
 from partitioner.assign import partition
 from partitioner.ir import Graph
 from partitioner.onnx_import import import_onnx
+from partitioner.passes import simplify
 from partitioner.policy import Policy
 from partitioner.report import capability_rows
 from partitioner.segments import Partition, segment_graph_is_acyclic
@@ -27,7 +29,9 @@ TARGETS = ("orin-agx-64gb", "xavier-agx", "orin-nano-8gb")
 
 @functools.cache
 def _graph(name: str) -> Graph:
-    return import_onnx(build_model(name, resolution=ZOO_MODELS[name].test_resolution))
+    # as the build pipeline does: shape subgraphs fold away before placement
+    graph = import_onnx(build_model(name, resolution=ZOO_MODELS[name].test_resolution))
+    return simplify(graph, evaluate_node)
 
 
 def _run(model: str, target: str, **policy: object) -> tuple[Graph, Partition]:
@@ -122,7 +126,7 @@ def test_throughput_objective_uses_both_devices_on_xavier() -> None:
 def _exported(name: str, target: str) -> tuple[Graph, Partition]:
     from tests.models import exported_model_path
 
-    g = import_onnx(exported_model_path(name))
+    g = simplify(import_onnx(exported_model_path(name)), evaluate_node)
     spec = load_target(target)
     return g, partition(g, capabilities_for(spec), None, transition_cost_for(spec))
 
