@@ -15,6 +15,7 @@ happens on the GPU inside the captured graph.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ class GpuRunner(BaseRunner):
         use_cuda_graph: bool = True,
         nvrtc_major: int | None = None,
         name: str | None = None,
+        prebuilt: Mapping[tuple[str, tuple[str, ...]], bytes] | None = None,
     ) -> None:
         super().__init__(graph, name or f"gpu:{graph.name}")
+        #: cubins cross-built into a plan for this arch, by (source, options)
+        self.prebuilt = dict(prebuilt or {})
         self.graph: Graph = graph
         self.precision = precision
         self.device = device
@@ -75,7 +79,7 @@ class GpuRunner(BaseRunner):
         from gpu_kernels.library import KernelLibrary
 
         ctx = self.ctx = Context(self.device)
-        self.lib = KernelLibrary(ctx, self.nvrtc_major)
+        self.lib = KernelLibrary(ctx, self.nvrtc_major, self.prebuilt)
         info = ctx.info
         self.arch_key = f"sm_{info.arch}"
         self.program = prog = lower(self.graph, self.precision, info.arch, self._choose,

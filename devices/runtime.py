@@ -237,7 +237,10 @@ class PlanRunner(BaseRunner):
             self.notes.append(f"segment {name} has plugin layers: ran on the CPU reference")
         if gpu_backend == "cuda" and device == "gpu":  # "cpu" segments: no GPU kernel exists
             gpu = _ShapeKeyedGpu(
-                graph, self._gpu_precision(rec), self.timing_cache or self._plan_cache()
+                graph,
+                self._gpu_precision(rec),
+                self.timing_cache or self._plan_cache(),
+                self._prebuilt(rec),
             )
             return SegmentRunner(
                 name,
@@ -269,6 +272,14 @@ class PlanRunner(BaseRunner):
 
         text = bytes(self.plan.blob("timing_cache").data).decode("utf-8")
         return TimingCache.from_json(text, "the plan's timing cache")
+
+    def _prebuilt(self, rec: Mapping[str, Any]) -> dict[tuple[str, tuple[str, ...]], bytes]:
+        """The segment's cross-built cubins (the plan's arch is this GPU's: checked before)."""
+        cuda = rec.get("cuda") or {}
+        return {
+            (m["source"], tuple(m["options"])): bytes(self.plan.blob(m["blob"]).data)
+            for m in cuda.get("modules", [])
+        }
 
     def _gpu_precision(self, rec: Mapping[str, Any]) -> str:
         """One precision per GPU segment: FP32 if any of its layers asked for FP32 (a mixed
@@ -310,10 +321,17 @@ class _ShapeKeyedGpu:
     per profile shape. A static segment compiles exactly once, at activation.
     """
 
-    def __init__(self, graph: Graph, precision: str, timing_cache: Any = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        precision: str,
+        timing_cache: Any = None,
+        prebuilt: Mapping[tuple[str, tuple[str, ...]], bytes] | None = None,
+    ) -> None:
         self.graph = graph
         self.precision = precision
         self.timing_cache = timing_cache
+        self.prebuilt = dict(prebuilt or {})
         self.runners: dict[tuple[tuple[int, ...], ...], Any] = {}
         if all(t.is_static for t in graph.inputs):
             self._runner(tuple(t.static_shape() for t in graph.inputs))
@@ -326,7 +344,12 @@ class _ShapeKeyedGpu:
             graph = self.graph
             if not all(t.is_static for t in graph.inputs):
                 graph = _specialise(graph, key)
-            runner = GpuRunner(graph, precision=self.precision, timing_cache=self.timing_cache)
+            runner = GpuRunner(
+                graph,
+                precision=self.precision,
+                timing_cache=self.timing_cache,
+                prebuilt=self.prebuilt,
+            )
             runner.activate()
             self.runners[key] = runner
         return runner

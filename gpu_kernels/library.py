@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gpu_kernels.catalog import mma_module, source_of
@@ -9,25 +10,41 @@ from gpu_kernels.compile import compile_kernel
 from gpu_kernels.driver import Context, Module
 from gpu_kernels.tactics import ConvTactic
 
+ModuleKey = tuple[str, tuple[str, ...]]
+
 
 class KernelLibrary:
-    def __init__(self, ctx: Context, nvrtc_major: int | None = None) -> None:
+    """``prebuilt`` maps (source, options) to cubins compiled ahead of time for this arch (a
+    plan's cross-built kernels); anything else is NVRTC-compiled on first use."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        nvrtc_major: int | None = None,
+        prebuilt: Mapping[ModuleKey, bytes] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.arch = f"sm_{ctx.info.arch}"
         self.nvrtc_major = nvrtc_major
-        self._modules: dict[tuple[str, tuple[str, ...]], Module] = {}
+        self.prebuilt = dict(prebuilt or {})
+        self._modules: dict[ModuleKey, Module] = {}
         self.compile_seconds = 0.0
+        self.prebuilt_loaded = 0
 
     def module(self, source: str, options: tuple[str, ...] = ()) -> Module:
-        key = (source, options)
+        key = (source, tuple(options))
         mod = self._modules.get(key)
         if mod is None:
-            import time
+            cubin = self.prebuilt.get(key)
+            if cubin is not None:
+                self.prebuilt_loaded += 1
+            else:
+                import time
 
-            t0 = time.perf_counter()
-            compiled = compile_kernel(source, self.arch, options, self.nvrtc_major)
-            self.compile_seconds += time.perf_counter() - t0
-            mod = self._modules[key] = self.ctx.load_module(compiled.cubin)
+                t0 = time.perf_counter()
+                cubin = compile_kernel(source, self.arch, options, self.nvrtc_major).cubin
+                self.compile_seconds += time.perf_counter() - t0
+            mod = self._modules[key] = self.ctx.load_module(cubin)
         return mod
 
     def function(self, name: str, smem: int = 0) -> Any:

@@ -325,7 +325,58 @@ def _build_segment(
         record["backend"] = "dla"
     else:
         record["backend"] = seg.device
+        if seg.device == "gpu" and target.gpu is not None:
+            record["cuda"] = _cross_compile(plan, sub, seg, target)
     return record
+
+
+def _cross_compile(plan: Plan, sub: Graph, seg: Segment, target: TargetSpec) -> dict[str, Any]:
+    """Lower a GPU segment to kernel launches for the target's arch and NVRTC-compile every
+    module they use into the plan (the target's CUDA major picks the NVRTC: CUDA 13 dropped
+    sm_72). Tactics come from the cost model here; a board may re-tune (``--timing-cache``).
+    A segment the kernels cannot lower is recorded with the reason, not hidden: the runtime
+    then runs it on the reference."""
+    from gpu_kernels.catalog import mma_module, source_of
+    from gpu_kernels.compile import arch_number, compile_kernel
+    from gpu_kernels.lowering import describe, lower
+
+    assert target.gpu is not None
+    precision = "fp32" if seg.precision == "fp32" else "fp16"
+    try:
+        program = lower(sub, precision, arch_number(target.gpu.arch), sm_count=target.gpu.sm_count)
+    except TandemError as err:
+        return {"arch": target.gpu.arch, "error": str(err)}
+    modules: dict[tuple[str, tuple[str, ...]], None] = {}
+    tactics: dict[str, str] = {}
+    for launch in program.launches:
+        if launch.tactic is not None and launch.kernel.startswith("conv_mma"):
+            modules.setdefault(mma_module(launch.tactic))
+            tactics[launch.layer] = launch.tactic.name
+        elif launch.kernel != "memset":
+            modules.setdefault((source_of(launch.kernel), ()))
+    compiled = []
+    for i, (source, options) in enumerate(modules):
+        try:
+            module = compile_kernel(source, target.gpu.arch, options, target.nvrtc_major)
+        except TandemError as err:  # no NVRTC for this CUDA major here: say so in the plan
+            return {"arch": target.gpu.arch, "error": f"cross-compile: {err}"}
+        key = f"{seg.name}/cubin/{i}"
+        plan.add_bytes(key, module.cubin, "cubin")
+        compiled.append(
+            {
+                "source": source,
+                "options": list(options),
+                "blob": key,
+                "nvrtc": ".".join(map(str, module.nvrtc_version)),
+            }
+        )
+    return {
+        "arch": target.gpu.arch,
+        "precision": precision,
+        "modules": compiled,
+        "layer_tactics": tactics,
+        **describe(program),
+    }
 
 
 def _binding(t: Tensor) -> dict[str, Any]:

@@ -51,3 +51,18 @@ def test_host_plan_runs_on_cuda_and_matches(
         for name, ref in expected.items():
             c = closeness(out[name], ref)
             assert c.cosine >= min_cosine, (name, c)
+
+
+def test_host_plan_loads_its_cross_built_cubins(tmp_path, zoo_model):
+    from devices.plan import read_plan
+    from devices.runtime import PlanRunner
+
+    model = zoo_model("resnet18")
+    plan_path = tmp_path / "host.plan"
+    assert main(["build", str(model), "--target", "host", "--fp16", "-o", str(plan_path)]) == 0
+    plan = read_plan(plan_path)
+    assert all(rec["cuda"]["modules"] for rec in plan.header["segments"] if rec["device"] == "gpu")
+    with PlanRunner(plan, "cuda") as runner:
+        runner.infer(random_inputs(model))
+        gpu_runners = [r for seg in runner.segments for r in seg.run.__self__.runners.values()]
+        assert gpu_runners and all(r.lib.prebuilt_loaded > 0 for r in gpu_runners)

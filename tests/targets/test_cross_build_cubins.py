@@ -1,0 +1,35 @@
+"""Cross-build on a machine without a GPU: a plan's GPU segments carry cubins compiled for the
+target's arch with the NVRTC of the target's CUDA major (11 for JetPack 5 / sm_72)."""
+
+from __future__ import annotations
+
+import pytest
+
+from devices.plan import read_plan
+from tandem.cli import main
+
+ELF_MAGIC = b"\x7fELF"
+# A cubin's ELF e_flags carry the SM number (0x48 = 72, 0x57 = 87) in bits 0-7 and 16-23.
+
+
+@pytest.mark.parametrize(
+    "target, arch, nvrtc_major", [("xavier-agx", "sm_72", "11"), ("orin-agx-64gb", "sm_87", None)]
+)
+def test_gpu_segments_carry_cubins_for_the_target(tmp_path, zoo_model, target, arch, nvrtc_major):
+    plan_path = tmp_path / "m.plan"
+    argv = ["build", str(zoo_model("resnet18")), "--target", target, "--fp16"]
+    assert main([*argv, "--partition", "cost", "-o", str(plan_path), "--quiet"]) == 0
+    plan = read_plan(plan_path)
+    gpu = [rec for rec in plan.header["segments"] if rec["device"] == "gpu"]
+    assert gpu, "the cost strategy keeps work on the GPU for these targets"
+    for rec in gpu:
+        cuda = rec["cuda"]
+        assert "error" not in cuda, cuda.get("error")
+        assert cuda["arch"] == arch and cuda["kernels"] > 0 and cuda["modules"]
+        for module in cuda["modules"]:
+            cubin = bytes(plan.blob(module["blob"]).data)
+            assert cubin.startswith(ELF_MAGIC)
+            e_flags = int.from_bytes(cubin[48:52], "little")
+            assert e_flags & 0xFF == int(arch[3:]) == (e_flags >> 16) & 0xFF
+            if nvrtc_major:
+                assert module["nvrtc"].split(".")[0] == nvrtc_major
