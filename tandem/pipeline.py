@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from devices.io import parse_dims
 from devices.plan import MAGIC, Plan
@@ -115,4 +117,15 @@ def build_from_args(
         else:
             scales = calibrate(graph, calib=calib, calib_random=calib_random, cache=cache)
             scales.update(placement.qdq_scales)  # trained scales outrank calibrated ones
-    return placement, build_plan(placement, scales, say)
+    return placement, build_plan(placement, scales, say, _timing_cache(args))
+
+
+def _timing_cache(args: argparse.Namespace) -> Any:
+    """``--timing-cache F``: GPU tactic times (from ``tandem deploy --tune`` on a board, or
+    ``tandem run --timing-cache`` on a GPU); a missing file is simply an empty cache."""
+    path = getattr(args, "timing_cache", None)
+    if not path:
+        return None
+    from gpu_kernels.timing_cache import TimingCache
+
+    return TimingCache.load(path) if Path(path).is_file() else TimingCache()

@@ -214,8 +214,13 @@ def build_plan(
     placement: Placement,
     scales: dict[str, float] | None = None,
     progress: Progress | None = None,
+    timing_cache: Any = None,
 ) -> Plan:
-    """Compile every segment and assemble the plan (not yet written to disk)."""
+    """Compile every segment and assemble the plan (not yet written to disk).
+
+    ``timing_cache`` (a ``gpu_kernels.timing_cache.TimingCache``, e.g. measured on the board by
+    ``tandem deploy --tune``) picks the GPU tactics it has times for; it is stored in the plan
+    so the board's runtime starts from it too."""
     say = progress or (lambda _msg: None)
     graph, part, target = placement.graph, placement.partition, placement.target
     precisions = {a.precision for a in part.assignments.values()}
@@ -263,7 +268,11 @@ def build_plan(
     plan = Plan(header)
     for i, seg in enumerate(part.segments, 1):
         say(f"[{i}/{len(part.segments)}] {seg.name}: {len(seg.nodes)} layers on {seg.device}")
-        plan.header["segments"].append(_build_segment(plan, graph, seg, target, scales))
+        plan.header["segments"].append(
+            _build_segment(plan, graph, seg, target, scales, timing_cache)
+        )
+    if timing_cache is not None and len(timing_cache):
+        plan.add_bytes("timing_cache", timing_cache.to_json().encode(), "timing-cache")
     plugins = PLUGINS.requirements(graph, [(s.name, s.nodes) for s in part.segments])
     if plugins:  # the runtime refuses the plan unless these are registered
         plan.header["plugins"] = plugins
@@ -292,7 +301,12 @@ def _layer_costs_ms(placement: Placement) -> dict[str, float]:
 
 
 def _build_segment(
-    plan: Plan, graph: Graph, seg: Segment, target: TargetSpec, scales: dict[str, float] | None
+    plan: Plan,
+    graph: Graph,
+    seg: Segment,
+    target: TargetSpec,
+    scales: dict[str, float] | None,
+    timing_cache: Any = None,
 ) -> dict[str, Any]:
     sub = extract_subgraph(graph, list(seg.nodes), seg.name)
     structure, arrays = graph_to_data(sub, array_key=lambda name: f"{seg.name}/{name}")
@@ -326,11 +340,13 @@ def _build_segment(
     else:
         record["backend"] = seg.device
         if seg.device == "gpu" and target.gpu is not None:
-            record["cuda"] = _cross_compile(plan, sub, seg, target)
+            record["cuda"] = _cross_compile(plan, sub, seg, target, timing_cache)
     return record
 
 
-def _cross_compile(plan: Plan, sub: Graph, seg: Segment, target: TargetSpec) -> dict[str, Any]:
+def _cross_compile(
+    plan: Plan, sub: Graph, seg: Segment, target: TargetSpec, timing_cache: Any = None
+) -> dict[str, Any]:
     """Lower a GPU segment to kernel launches for the target's arch and NVRTC-compile every
     module they use into the plan (the target's CUDA major picks the NVRTC: CUDA 13 dropped
     sm_72). Tactics come from the cost model here; a board may re-tune (``--timing-cache``).
@@ -339,11 +355,23 @@ def _cross_compile(plan: Plan, sub: Graph, seg: Segment, target: TargetSpec) -> 
     from gpu_kernels.catalog import mma_module, source_of
     from gpu_kernels.compile import arch_number, compile_kernel
     from gpu_kernels.lowering import describe, lower
+    from gpu_kernels.tactics import candidates, heuristic
 
     assert target.gpu is not None
+    gpu = target.gpu
     precision = "fp32" if seg.precision == "fp32" else "fp16"
+    arch = arch_number(gpu.arch)
+    sources: dict[str, str] = {}
+
+    def choose(problem: Any) -> Any:
+        # measured on this arch (a board's timing cache) beats the cost model
+        names = {t.name: t for t in candidates(problem, arch)}
+        best = timing_cache.best(problem.signature(), gpu.arch) if timing_cache else None
+        sources[problem.signature()] = "timing-cache" if best in names else "cost-model"
+        return names[best] if best in names else heuristic(problem, arch, gpu.sm_count)
+
     try:
-        program = lower(sub, precision, arch_number(target.gpu.arch), sm_count=target.gpu.sm_count)
+        program = lower(sub, precision, arch, choose, gpu.sm_count)
     except TandemError as err:
         return {"arch": target.gpu.arch, "error": str(err)}
     modules: dict[tuple[str, tuple[str, ...]], None] = {}
@@ -375,6 +403,7 @@ def _cross_compile(plan: Plan, sub: Graph, seg: Segment, target: TargetSpec) -> 
         "precision": precision,
         "modules": compiled,
         "layer_tactics": tactics,
+        "tactic_sources": sorted(set(sources.values())),
         **describe(program),
     }
 

@@ -58,6 +58,7 @@ class DeployResult:
     bench: dict[str, Any] | None = None
     bench_json: str | None = None  # local path of the saved bench JSON
     profile: str | None = None  # local path of the fetched Chrome trace
+    timing_cache: str | None = None  # local path of the timing cache measured with ``tune``
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -196,11 +197,48 @@ def bench_remote(
     return report, saved, profile
 
 
+def tune_remote(
+    conn: BoardConnection, remote_plan: str, results_dir: Path, *, timeout: float | None = None
+) -> Path:
+    """Autotune the plan's GPU tactics on the board's GPU (``tandem run --backend cuda
+    --timing-cache``) and bring the timing cache back for the next cross-build."""
+    board = conn.board
+    stem = Path(remote_plan).name.removesuffix(".plan")
+    results = f"{conn.resolve(board.remote_dir).rstrip('/')}/results"
+    cache = f"{results}/{stem}.timing.json"
+    conn.run(["mkdir", "-p", "--", results])
+    argv = [
+        conn.resolve(board.remote_tandem),
+        "run",
+        remote_plan,
+        "--backend",
+        "cuda",
+        "--timing-cache",
+        cache,
+        "--json",
+    ]
+    result = conn.run(argv, check=False, timeout=timeout)
+    if result.rc != 0:
+        tail = (result.stderr.strip() or result.stdout.strip())[-1500:]
+        raise BenchError(f"tuning on {conn.label} needs the board's GPU; `tandem run` said: {tail}")
+    if conn.sha256(cache) is None:
+        raise BenchError(
+            f"tuning on {conn.label} measured nothing: the plan has no GPU segment with "
+            "convolution tactics to time"
+        )
+    local_dir = results_dir / board.name
+    local_dir.mkdir(parents=True, exist_ok=True)
+    local = local_dir / f"{stem}.timing.json"
+    conn.get(cache, local)
+    return local
+
+
 def deploy_plan(
     plan_path: str | Path,
     board: Board,
     *,
     bench: bool = False,
+    tune: bool = False,
     iterations: int | None = None,
     run_args: Sequence[str] = (),
     results_dir: str | Path = "tandem-results",
@@ -235,6 +273,9 @@ def deploy_plan(
                 )
                 if result.uploaded:
                     result.bytes = Path(plan_path).stat().st_size
+                if tune:
+                    emit(progress, board.name, "tune", path=final)
+                    result.timing_cache = str(tune_remote(conn, final, Path(results_dir)))
                 if bench:
                     emit(progress, board.name, "bench", path=final)
                     report, saved, profile = bench_remote(

@@ -100,3 +100,8 @@ def add_target_args(parser: argparse.ArgumentParser, required: bool = False) -> 
         help="calibrate INT8 on N seeded random inputs (a smoke run, not for accuracy)",
     )
     group.add_argument("--calib-cache", metavar="FILE", help="TensorRT-format calibration cache")
+    group.add_argument(
+        "--timing-cache", metavar="FILE",
+        help="GPU tactic timing cache (JSON): picks tactics at build; on a GPU, `run` autotunes "
+        "and writes what it measured back to it",
+    )

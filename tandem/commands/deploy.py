@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
 from targets.ssh import Timeouts
 
-_SHOWN = {"connect", "skip", "upload", "installed", "bench", "retry"}
+_SHOWN = {"connect", "skip", "upload", "installed", "tune", "bench", "retry"}
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +35,15 @@ def register(subparsers: Any) -> None:
         "(default $TANDEM_INVENTORY or ~/.config/tandem/inventory.yaml)",
     )
     p.add_argument("--bench", action="store_true", help="run the plan on the board, fetch results")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="autotune the plan's GPU tactics on each board's GPU and bring the timing caches "
+        "back, merged into --timing-cache (for the next `tandem build --timing-cache`)",
+    )
+    p.add_argument(
+        "--timing-cache", metavar="FILE", help="with --tune: merge the boards' caches into FILE"
+    )
     p.add_argument("--iterations", type=int, metavar="N", help="benchmark iterations (--bench)")
     p.add_argument(
         "--backend", choices=["auto", "cuda", "cpu"], help="backend for the remote run (--bench)"
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     options: dict[str, Any] = {
         "bench": args.bench,
+        "tune": args.tune,
         "iterations": args.iterations,
         "run_args": run_args,
         "results_dir": args.results,
@@ -99,11 +111,31 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         results = [deploy_plan(args.plan, boards[0], **options)]
     else:
         results = deploy_group(args.plan, boards, concurrency=args.concurrency, **options)
+    if args.tune and args.timing_cache:
+        merged = merge_timing_caches(args.timing_cache, [r.timing_cache for r in results])
+        if not args.json:
+            print(f"timing cache {args.timing_cache}: {merged} layer signatures", file=sys.stderr)
     if args.json:
         print(json.dumps({"plan": args.plan, "boards": [r.to_json() for r in results]}, indent=2))
     else:
         print(summary_table(results))
     return report_exit(results)
+
+
+def merge_timing_caches(path: str, fetched: list[str | None]) -> int:
+    """Fold every fetched cache into ``path`` (kept if it exists: caches are mergeable, the
+    lower time of a tactic wins); written atomically. Returns the signatures it holds."""
+    from gpu_kernels.timing_cache import TimingCache
+
+    target = Path(path)
+    cache = TimingCache.load(target) if target.is_file() else TimingCache()
+    for item in fetched:
+        if item:
+            cache.merge(TimingCache.load(item))
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(cache.to_json())
+    os.replace(tmp, target)
+    return len(cache)
 
 
 def report_exit(results: list[DeployResult]) -> int:

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         _, plan = build_from_args(args)
     runner: BaseRunner
     if plan is not None:
-        runner = PlanRunner(plan, args.backend)
+        runner = PlanRunner(plan, args.backend, timing_cache=args.timing_cache)
         expected = {b["name"]: b for b in plan.header["inputs"]}
         feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [])
     else:

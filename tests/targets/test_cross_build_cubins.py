@@ -33,3 +33,41 @@ def test_gpu_segments_carry_cubins_for_the_target(tmp_path, zoo_model, target, a
             assert e_flags & 0xFF == int(arch[3:]) == (e_flags >> 16) & 0xFF
             if nvrtc_major:
                 assert module["nvrtc"].split(".")[0] == nvrtc_major
+
+
+def test_a_boards_timing_cache_picks_the_cross_built_tactics(tmp_path, zoo_model):
+    from gpu_kernels.lowering import lower
+    from gpu_kernels.tactics import candidates, heuristic
+    from gpu_kernels.timing_cache import TimingCache
+    from targets.build import place, resolve_policy, resolve_target
+
+    model = zoo_model("resnet18")
+    target = resolve_target("orin-agx-64gb")
+    placement = place(model, target, resolve_policy(None, "fp16", "cost"))
+    seen = []
+
+    def record(problem):
+        seen.append(problem)
+        return heuristic(problem, 87, target.gpu.sm_count)
+
+    lower(placement.graph, "fp16", 87, record, target.gpu.sm_count)
+    # a convolution with a choice, and a tactic the cost model would not pick
+    problem, other = next(
+        (p, t)
+        for p in seen
+        for t in candidates(p, 87)
+        if t.name != heuristic(p, 87, target.gpu.sm_count).name
+    )
+    cache = TimingCache()
+    cache.record(problem.signature(), "sm_87", other.name, 0.01)
+    cache.save(tmp_path / "board.timing.json")
+    plan_path = tmp_path / "m.plan"
+    argv = ["build", str(model), "--target", "orin-agx-64gb", "--fp16", "--partition", "cost"]
+    argv += ["--timing-cache", str(tmp_path / "board.timing.json"), "-o", str(plan_path)]
+    assert main([*argv, "--quiet"]) == 0
+    plan = read_plan(plan_path)
+    cuda = next(rec["cuda"] for rec in plan.header["segments"] if rec["device"] == "gpu")
+    assert other.name in cuda["layer_tactics"].values()
+    assert "timing-cache" in cuda["tactic_sources"]
+    stored = TimingCache.from_json(bytes(plan.blob("timing_cache").data).decode())
+    assert stored.best(problem.signature(), "sm_87") == other.name
