@@ -25,6 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from devices.hardware import TargetSpec
 from partitioner.analysis import layer_flops
@@ -172,15 +175,65 @@ def dla_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSp
         from dla_sim.latency import predict_layer_seconds
     except ImportError:  # layering allows it; absent only in a stripped install
         return dla_roofline_seconds(node, graph, precision, target)
+    key = _dla_signature(node, graph, precision, dla.version, clock, target.dram_bytes_per_s)
+    if key is not None and key in _DLA_MEMO:
+        return _DLA_MEMO[key]
     try:
-        return float(
+        seconds = float(
             predict_layer_seconds(
                 node, graph, precision, dla.version, clock, target.dram_bytes_per_s
             )
         )
     except TandemError:
         # The emulator declines layers it cannot lower; the roofline still gives a number.
-        return dla_roofline_seconds(node, graph, precision, target)
+        seconds = dla_roofline_seconds(node, graph, precision, target)
+    if key is not None:
+        if len(_DLA_MEMO) >= _DLA_MEMO_LIMIT:
+            _DLA_MEMO.clear()
+        _DLA_MEMO[key] = seconds
+    return seconds
+
+
+# The DLA latency model compiles a layer's fused group to price it (about a millisecond); real
+# networks repeat the same layer shapes many times, so prices are kept by what they depend on:
+# the fused group up to the layer (ops, attributes, tensor shapes / dtypes, which tensors are
+# segment I/O, small constant values such as clip bounds), the precision and the hardware.
+_DLA_MEMO: dict[tuple[Any, ...], float] = {}
+_DLA_MEMO_LIMIT = 200_000
+
+
+def _dla_signature(
+    node: Node, graph: Graph, precision: str, version: int, clock: float, bandwidth: float
+) -> tuple[Any, ...] | None:
+    from dla_sim.fusion import group_of
+
+    try:
+        group = group_of(node, graph)
+    except TandemError:
+        return None
+    io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+
+    def tensor_key(t: Tensor | None) -> Any:
+        if t is None:
+            return None
+        small = isinstance(t, Constant) and t.values.size <= 16
+        value = tuple(np.asarray(t.values).ravel().tolist()) if small else None
+        return (t.shape, t.dtype, isinstance(t, Constant), t.name in io, value)
+
+    parts = []
+    for member in group.nodes:
+        attrs = tuple(sorted((k, repr(v)) for k, v in member.attrs.items()))
+        parts.append(
+            (
+                member.op,
+                attrs,
+                tuple(tensor_key(t) for t in member.inputs),
+                tuple(tensor_key(t) for t in member.outputs),
+            )
+        )
+        if member is node:
+            return (group.engine, tuple(parts), precision, version, clock, bandwidth)
+    return None
 
 
 def cpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:

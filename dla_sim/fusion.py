@@ -106,7 +106,7 @@ def _fusable_follower(node: Node, graph: Graph, group: Group) -> Node | None:
     if len(out.consumers) != 1 or out in graph.outputs:
         return None
     nxt = out.consumers[0]
-    if nxt not in graph.nodes:
+    if nxt not in graph:
         return None
     post = [n for n in group.nodes if engine_of(n) == "sdp"]
     has_pool = any(engine_of(n) == "pdp" for n in group.nodes)
@@ -176,7 +176,7 @@ def group_of(node: Node, graph: Graph) -> Group:
         if engine_of(anchor) not in ("sdp", "pdp") or not ins:
             break
         producers = [
-            t.producer for t in ins if t.producer is not None and t.producer in graph.nodes
+            t.producer for t in ins if t.producer is not None and t.producer in graph
         ]
         moved = False
         for p in producers:

@@ -118,6 +118,7 @@ class Graph:
         self.outputs: list[Tensor] = []
         self.metadata: dict[str, str] = {}
         self._node_names: set[str] = set()
+        self._by_name: dict[str, Node] = {}
         self._counter = itertools.count()
 
     # ----- names ---------------------------------------------------------------------------
@@ -215,13 +216,41 @@ class Graph:
             node._outputs.append(t)
         self.nodes.append(node)
         self._node_names.add(node_name)
+        self._by_name[node_name] = node
         return node
 
     def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise GraphError(f"graph '{self.name}' has no layer named '{name}'")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise GraphError(f"graph '{self.name}' has no layer named '{name}'") from None
+
+    def __contains__(self, node: object) -> bool:
+        """``node in graph``: O(1), by identity (a same-named node of another graph is not in)."""
+        return isinstance(node, Node) and self._by_name.get(node.name) is node
+
+    def rename_node(self, node: Node, name: str) -> None:
+        if node not in self:
+            raise InternalError(f"cannot rename '{node.name}': it is not in graph '{self.name}'")
+        if name == node.name:
+            return
+        if name in self._node_names:
+            raise GraphError(f"layer name '{name}' is already used in graph '{self.name}'")
+        self._node_names.discard(node.name)
+        del self._by_name[node.name]
+        node.name = name
+        self._node_names.add(name)
+        self._by_name[name] = node
+
+    def rename_tensor(self, tensor: Tensor, name: str) -> None:
+        """Links are object references, so only the name index changes."""
+        self._require_member(tensor)
+        if name == tensor.name:
+            return
+        self._check_new_tensor(name)
+        del self.tensors[tensor.name]
+        tensor.name = name
+        self.tensors[name] = tensor
 
     def remove_node(self, node: Node, remove_dangling: bool = True) -> None:
         """Detach and drop a node; its outputs must have no consumers left (or be unused)."""
@@ -243,6 +272,7 @@ class Graph:
                     self.remove_tensor(src)
         self.nodes.remove(node)
         self._node_names.discard(node.name)
+        self._by_name.pop(node.name, None)
         node._inputs, node._outputs = [], []
 
     def _is_dangling(self, t: Tensor) -> bool:
@@ -332,7 +362,7 @@ class Graph:
                 if t.producer is not n:
                     raise InternalError(f"'{t.name}' does not name '{n.name}' as its producer")
         for t in self.tensors.values():
-            if t.producer is not None and t.producer not in self.nodes:
+            if t.producer is not None and t.producer not in self:
                 raise InternalError(f"'{t.name}' names a producer outside the graph")
             for c in t.consumers:
                 if t not in c._inputs:

@@ -501,21 +501,17 @@ class NetworkDefinition:
             return
         if any(n.name == name for n in self.graph.nodes):
             raise GraphError(f"layer name '{name}' is already used in network '{self.name}'")
-        if node.name in self.layer_precisions:
-            self.layer_precisions[name] = self.layer_precisions.pop(node.name)
-        # The IR has no rename; node names live in one private set beside the node list.
-        self.graph._node_names.discard(node.name)
-        node.name = name
-        self.graph._node_names.add(name)
+        old = node.name
+        self.graph.rename_node(node, name)
+        if old in self.layer_precisions:
+            self.layer_precisions[name] = self.layer_precisions.pop(old)
 
     def _rename_tensor(self, tensor: Tensor, name: str) -> None:
         if name == tensor.name:
             return
         if name in self.graph.tensors:
             raise GraphError(f"tensor name '{name}' is already used in network '{self.name}'")
-        del self.graph.tensors[tensor.name]
-        tensor.name = name
-        self.graph.tensors[name] = tensor
+        self.graph.rename_tensor(tensor, name)
 
 
 def _wrap(network: NetworkDefinition, node: Node) -> ILayer:

@@ -14,13 +14,9 @@ def rename_tensor(graph: Graph, tensor: Tensor, new_name: str) -> None:
     Passes use it to keep the model's tensor names (graph outputs above all) stable when the
     node that produced a name goes away.
     """
-    if new_name == tensor.name:
-        return
-    if new_name in graph.tensors:
+    if new_name != tensor.name and new_name in graph.tensors:
         raise InternalError(f"cannot rename '{tensor.name}' to '{new_name}': the name is taken")
-    del graph.tensors[tensor.name]
-    tensor.name = new_name
-    graph.tensors[new_name] = tensor
+    graph.rename_tensor(tensor, new_name)
 
 
 def replace_with_constants(graph: Graph, node: Node, values: list[np.ndarray]) -> list[Constant]:
