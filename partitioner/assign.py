@@ -32,7 +32,7 @@ from partitioner.segments import (
     Segment,
     Topology,
     TransitionCost,
-    device_kind,
+    copy_cost,
     form_segments,
     predict,
 )
@@ -519,19 +519,9 @@ def move_delta(
     for t in touched.values():
         if t.producer is None and t.name not in inputs:
             continue  # constants and weights never move
-        before = _tensor_moves(t, devices.__getitem__, outputs, tc)
-        delta += _tensor_moves(t, after, outputs, tc) - before
+        before = copy_cost(t, devices.__getitem__, outputs, tc)
+        delta += copy_cost(t, after, outputs, tc) - before
     return delta
-
-
-def _tensor_moves(
-    t: Tensor, device: Callable[[str], str], outputs: set[str], tc: TransitionCost
-) -> float:
-    src = device(t.producer.name) if t.producer is not None else "gpu"
-    dsts = {device(c.name) for c in t.consumers}
-    if t.name in outputs:
-        dsts.add("gpu")
-    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
 
 
 def _ms(seconds: float) -> str:

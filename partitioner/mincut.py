@@ -41,7 +41,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
 from partitioner.ir import Tensor
-from partitioner.segments import Partition, TransitionCost, device_kind, form_segments, predict
+from partitioner.segments import (
+    Partition,
+    TransitionCost,
+    copy_cost,
+    device_kind,
+    form_segments,
+    predict,
+)
 
 if TYPE_CHECKING:
     from partitioner.assign import Analysis, LayerFacts
@@ -520,19 +527,9 @@ def _move_effect(
     for t in touched.values():
         if t.producer is None and t.name not in inputs:
             continue
-        after = _copies(t, lambda n: target if n in moved else devices[n], outputs, tc)
-        d_copy += after - _copies(t, devices.__getitem__, outputs, tc)
+        after = copy_cost(t, lambda n: target if n in moved else devices[n], outputs, tc)
+        d_copy += after - copy_cost(t, devices.__getitem__, outputs, tc)
     return d_gpu, d_dla, d_copy
-
-
-def _copies(
-    t: Tensor, device: Callable[[str], str], outputs: set[str], tc: TransitionCost
-) -> float:
-    src = device(t.producer.name) if t.producer is not None else "gpu"
-    dsts = {device(c.name) for c in t.consumers}
-    if t.name in outputs:
-        dsts.add("gpu")
-    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
 
 
 def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> dict[str, str]:

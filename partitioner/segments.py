@@ -314,6 +314,19 @@ def segment_graph_is_acyclic(graph: Graph, segments: Sequence[Segment]) -> bool:
 # ----- prediction --------------------------------------------------------------------------
 
 
+def copy_cost(
+    t: Tensor, device: Callable[[str], str], outputs: set[str], tc: TransitionCost
+) -> float:
+    """What moving ``t`` costs when layers sit where ``device(layer name)`` says: one copy from
+    its producer's device (graph inputs: the I/O device) to each other device that reads it
+    (graph outputs also go back to the I/O device)."""
+    src = device(t.producer.name) if t.producer is not None else IO_DEVICE
+    dsts = {device(c.name) for c in t.consumers}
+    if t.name in outputs:
+        dsts.add(IO_DEVICE)
+    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
+
+
 def transfers(
     graph: Graph, devices: Mapping[str, str], io_device: str = IO_DEVICE
 ) -> list[tuple[Tensor, str, str]]:
