@@ -6,7 +6,10 @@ Kept apart from the commands so the CLI, the Python API and the tests share one 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.errors import InputError, ModelError
+from partitioner.errors import InputError, ModelError, TandemError
 from partitioner.ir import Graph, Tensor
 
 
@@ -74,14 +77,53 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
     """Write atomically: a half-written file never carries the final name."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **dict(arrays))
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot write {p}: {err.strerror or err}") from None
+    buffer = io.BytesIO()
+    np.savez(buffer, **dict(arrays))
+    write_atomic(p, buffer.getvalue())
+
+
+def write_atomic(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    error: type[TandemError] = InputError,
+    durable: bool = False,
+) -> Path:
+    """Write ``data`` through a temporary file beside ``path``, then rename it over ``path``:
+    an interrupted write never leaves a file under the final name. ``durable`` also fsyncs the
+    file and its folder (plans). A failure raises ``error("cannot write PATH: why")``."""
+    final = Path(path)
+    folder = final.parent if str(final.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise error(f"cannot write {final}: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise error(f"cannot write {final}: {err.strerror or err}") from None
+        raise
+    if durable:  # the rename is durable only once the directory entry is on disk
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    return final
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], source: str) -> None:

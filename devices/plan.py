@@ -26,7 +26,6 @@ import math
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.io import write_atomic
 from partitioner.errors import TandemError
 
 MAGIC = b"\x89TDM\r\n\x1a\n"
@@ -233,47 +233,11 @@ def encode_plan(plan: Plan) -> bytes:
 
 
 def write_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a temp file beside ``path``, fsync, then rename over it.
-
-    An interrupted write leaves at most a ``.<name>.*.tmp`` file, never a file under ``path``.
-    """
-    final = Path(path)
-    data = encode_plan(plan)
-    directory = final.parent if str(final.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
-    except OSError as err:
-        raise PlanError(f"cannot write plan {final}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException as err:
-        with _suppress_oserror():
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise PlanError(f"cannot write plan {final}: {err.strerror or err}") from None
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    with _suppress_oserror():
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write atomically and durably: a temp file beside ``path``, fsync, rename, fsync the
+    folder. An interrupted write leaves at most a ``.<name>.*.tmp`` file, never ``path``."""
+    final = write_atomic(path, encode_plan(plan), error=PlanError, durable=True)
     plan.path = final
     return final
-
-
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 def read_plan(

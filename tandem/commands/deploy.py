@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from devices.io import write_atomic
 from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
 from targets.ssh import Timeouts
@@ -132,9 +132,7 @@ def merge_timing_caches(path: str, fetched: list[str | None]) -> int:
     for item in fetched:
         if item:
             cache.merge(TimingCache.load(item))
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(cache.to_json())
-    os.replace(tmp, target)
+    write_atomic(target, cache.to_json().encode())
     return len(cache)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.io import random_inputs
+from devices.io import random_inputs, write_atomic
 from devices.plan import Plan, read_plan, write_plan
 from devices.runtime import PlanRunner
 from partitioner.assign import PartitionError
@@ -606,13 +605,7 @@ def _print_profile(rows: list[dict[str, Any]], count: int, split: str, log: Log)
 
 
 def _write_json(path: str, doc: Any) -> None:
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, p)
-    except OSError as err:
-        raise InputError(f"cannot write {p}: {err.strerror or err}") from None
+    write_atomic(path, json.dumps(doc, indent=2).encode())
 
 
 if __name__ == "__main__":  # pragma: no cover

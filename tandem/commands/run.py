@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from devices.cpu import CpuRunner
-from devices.io import check_feeds, load_npz, parse_dims, random_inputs, save_npz
+from devices.io import (
+    check_feeds,
+    load_npz,
+    parse_dims,
+    random_inputs,
+    save_npz,
+    write_atomic,
+)
 from devices.plan import Plan, read_plan
 from devices.runner import BaseRunner
 from devices.runtime import PlanRunner, chrome_trace, predicted_trace
@@ -210,10 +215,7 @@ def _plan_feeds(
 
 
 def _write_json(path: str, doc: Any) -> None:
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, p)
+    write_atomic(path, json.dumps(doc).encode())
 
 
 def _stat(arr: np.ndarray, which: str) -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 
 from devices.cpu import evaluate_node
+from devices.io import write_atomic
 from partitioner.errors import InputError, InternalError, TandemError
 from partitioner.ir import Graph
 from partitioner.onnx_export import export_onnx
@@ -112,22 +112,7 @@ def _near(graph: Graph, name: str) -> str:
 
 def write_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     """Write atomically: a temporary file beside ``path``, then a rename over it."""
-    final = Path(path)
-    folder = final.parent if str(final.parent) else Path(".")
-    data = model.SerializeToString()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise TandemError(f"cannot write {final}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise TandemError(f"cannot write {final}: {err.strerror or err}") from None
-    return final
+    return write_atomic(path, model.SerializeToString(), error=TandemError)
 
 
 # ----- CLI --------------------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from devices.io import write_atomic
 from tandem.zoo import MAX_OPSET, MIN_OPSET, ZOO_MODELS, ZooError, build_model
 
 
@@ -71,15 +70,7 @@ def write_model_atomic(model: onnx.ModelProto, path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ZooError(f"cannot write '{path}': folder '{folder}' does not exist")
-    # A name unique to this process, opened exclusively: the umask applies as for any file.
-    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise ZooError(f"cannot write '{path}': {err.strerror or err}") from err
+    write_atomic(path, model.SerializeToString(), error=ZooError)
 
 
 def _numel(t: onnx.TensorProto) -> int:

@@ -160,3 +160,15 @@ def test_run_saves_outputs_and_json(tmp_path, capsys, relu_model):
     with np.load(out_npz) as saved:
         assert saved["y"].shape == (1, 3, 4, 4)
         assert saved["y"].min() >= 0
+
+
+@pytest.mark.parametrize("flag", ["--profile", "--save-outputs"])
+def test_unwritable_output_is_one_clear_line_and_leaves_nothing(tmp_path, capsys, relu_model, flag):
+    target = tmp_path / "missing-folder" / "out.json"
+    if flag == "--save-outputs":
+        (tmp_path / "missing-folder").write_text("a file where a folder should be")
+    code = main(["run", str(relu_model), "--target", "orin-agx-64gb", "--fp16", flag, str(target)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "cannot write" in err or "missing-folder" in err
+    assert not target.exists()
