@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from devices.io import write_atomic
 from partitioner.errors import TandemError
 
 
@@ -17,19 +18,9 @@ def render_svg(dot_text: str, out: str | os.PathLike[str]) -> Path:
             "--svg needs Graphviz's 'dot' program: install it (apt-get install graphviz, "
             "brew install graphviz) or use --json"
         )
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        proc = subprocess.run(
-            [exe, "-Tsvg", "-o", str(tmp)],
-            input=dot_text,
-            text=True,
-            capture_output=True,
-            timeout=300,
-        )
-        if proc.returncode != 0:
-            raise TandemError(f"dot failed to draw {path}: {proc.stderr.strip()[:500]}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    proc = subprocess.run(
+        [exe, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise TandemError(f"dot failed to draw {out}: {proc.stderr.decode().strip()[:500]}")
+    return write_atomic(out, proc.stdout, error=TandemError)
