@@ -203,6 +203,11 @@ class PlanRunner(BaseRunner):
 
     def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
         name, device = rec["name"], rec["device"]
+
+        def made(backend: str, run: Any, close: Any = None, captured: Any = None) -> SegmentRunner:
+            inputs, outputs = list(rec["inputs"]), list(rec["outputs"])
+            return SegmentRunner(name, device, backend, inputs, outputs, run, close, captured)
+
         if device.startswith("dla"):
             if self._real_dla():
                 trt = TrtDlaRunner(
@@ -212,24 +217,9 @@ class PlanRunner(BaseRunner):
                     self.plan.header.get("calibration"),
                 )
                 trt.activate()
-                return SegmentRunner(
-                    name,
-                    device,
-                    "dla-trt",
-                    list(rec["inputs"]),
-                    list(rec["outputs"]),
-                    trt.infer,
-                    trt.deactivate,
-                )
+                return made("dla-trt", trt.infer, trt.deactivate)
             loadable = Loadable.from_bytes(bytes(self.plan.blob(rec["loadable"]).data))
-            return SegmentRunner(
-                name,
-                device,
-                "dla-emulator",
-                list(rec["inputs"]),
-                list(rec["outputs"]),
-                lambda feeds, ld=loadable: run_loadable(ld, feeds),
-            )
+            return made("dla-emulator", lambda feeds: run_loadable(loadable, feeds))
         graph = self._segment_graph(rec)
         if gpu_backend == "cuda" and any(PLUGINS.find(n) for n in graph.nodes):
             # plugin CUDA sources are not lowered by gpu_kernels yet: their numpy reference runs
@@ -242,27 +232,10 @@ class PlanRunner(BaseRunner):
                 self.timing_cache or self._plan_cache(),
                 self._prebuilt(rec),
             )
-            return SegmentRunner(
-                name,
-                device,
-                "cuda",
-                list(rec["inputs"]),
-                list(rec["outputs"]),
-                gpu.infer,
-                gpu.close,
-            )
+            return made("cuda", gpu.infer, gpu.close)
         cpu = CpuRunner(graph, capture=self.capture)
         cpu.activate()
-        return SegmentRunner(
-            name,
-            device,
-            "cpu",
-            list(rec["inputs"]),
-            list(rec["outputs"]),
-            cpu.infer,
-            cpu.deactivate,
-            lambda: cpu.captured,
-        )
+        return made("cpu", cpu.infer, cpu.deactivate, lambda: cpu.captured)
 
     def _plan_cache(self) -> Any:
         """The timing cache the builder stored in the plan (``BuilderConfig.set_timing_cache``)."""
