@@ -88,9 +88,15 @@ def resolve_policy(
     return policy.with_overrides(**changes) if changes else policy
 
 
-def load_model(model: str | os.PathLike[str], fixed_dims: dict[str, int] | None = None) -> Graph:
+def load_model(
+    model: str | os.PathLike[str],
+    fixed_dims: dict[str, int] | None = None,
+    optimize: bool = True,
+) -> Graph:
+    """Import an ONNX file and (unless ``optimize`` is off) run the standard passes: constant
+    folding with the numpy reference as evaluator, BN folding, cleanup, fusion marks."""
     graph = import_onnx(model, fixed_dims=fixed_dims)
-    return simplify(graph, evaluate_node)
+    return simplify(graph, evaluate_node) if optimize else graph
 
 
 def place(
