@@ -74,6 +74,14 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise InputError(f"{p}: not a readable .npz file ({err})") from None
 
 
+def load_feeds(graph: Graph, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The graph's inputs from an ``.npz`` file, checked (names, dtypes, shapes) and in input
+    order; extra arrays in the file are ignored."""
+    feeds = load_npz(path)
+    check_feeds(graph, feeds, str(path))
+    return {t.name: feeds[t.name] for t in graph.inputs}
+
+
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
     """Write atomically: a half-written file never carries the final name."""
     p = Path(path)

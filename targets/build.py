@@ -19,7 +19,7 @@ from devices.capability import capabilities_for
 from devices.cost import transition_cost_for
 from devices.cpu import CpuRunner, evaluate_node
 from devices.hardware import TargetSpec, host_target
-from devices.io import check_feeds, load_npz, random_inputs
+from devices.io import load_feeds, random_inputs
 from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
 from dla_sim.latency import predict_loadable, segment_overhead_seconds
@@ -427,12 +427,7 @@ def calibration_batches(
         files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
         if not files:
             raise InputError(f"{folder}: expected a folder of .npz calibration files; found none")
-        batches = []
-        for f in files:
-            feeds = load_npz(f)
-            check_feeds(graph, feeds, str(f))
-            batches.append({t.name: feeds[t.name] for t in graph.inputs})
-        return batches
+        return [load_feeds(graph, f) for f in files]
     if calib_random < 1:
         raise InputError("--calib-random N: expected N >= 1")
     return [random_inputs(graph, seed=seed + i) for i in range(calib_random)]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from devices.cpu import CpuRunner
-from devices.io import check_feeds, load_npz, parse_dims, random_inputs, run_onnxruntime, save_npz
+from devices.io import load_feeds, parse_dims, random_inputs, run_onnxruntime, save_npz
 from devices.plan import read_plan
 from devices.runtime import PlanRunner
 from partitioner.errors import InputError, TandemError
@@ -162,9 +162,7 @@ def _results_table(results: Mapping[str, Closeness], verdicts: Mapping[str, bool
 
 def _feeds(args: argparse.Namespace, graph: Graph) -> dict[str, np.ndarray]:
     if args.inputs:
-        feeds = load_npz(args.inputs)
-        check_feeds(graph, feeds, args.inputs)
-        return {t.name: feeds[t.name] for t in graph.inputs}
+        return load_feeds(graph, args.inputs)
     ranges = _ranges(args.val_range, graph)
     feeds = random_inputs(graph, seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)

@@ -16,8 +16,7 @@ import numpy as np
 
 from devices.cpu import CpuRunner
 from devices.io import (
-    check_feeds,
-    load_npz,
+    load_feeds,
     parse_dims,
     random_inputs,
     save_npz,
@@ -189,9 +188,7 @@ def _predicted_layers(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def _graph_feeds(args: argparse.Namespace, graph: Any) -> dict[str, np.ndarray]:
     if args.inputs:
-        feeds = load_npz(args.inputs)
-        check_feeds(graph, feeds, args.inputs)
-        return {t.name: feeds[t.name] for t in graph.inputs}
+        return load_feeds(graph, args.inputs)
     return random_inputs(graph, seed=args.seed)
 
 
