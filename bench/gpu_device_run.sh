@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One full device call: environment facts, the GPU tests, then the benchmark; logs under $OUT.
 #   bench/gpu_device_run.sh [tests|bench|all] [pytest -k expression]
+#   BENCH_ARGS='--precisions fp16,int8 --compile=none' bench/gpu_device_run.sh bench
+# INT8 calibration caches (TensorRT format) come back in $OUT/calib/<model>.calib.
 set -u
 MODE=${1:-all}
 KEXPR=${2:-}
@@ -19,5 +21,5 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   timeout 420 python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
-  timeout ${BENCH_TIMEOUT:-500} python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt" | tail -60
+  timeout ${BENCH_TIMEOUT:-500} python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" --calib-cache "$OUT/calib" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt" | tail -60
 fi
