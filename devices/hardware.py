@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dla_sim.hardware import DLA_CONFIGS
 from partitioner.errors import ConfigError
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -103,37 +104,28 @@ class GpuSpec:
         return ops * self.sms(mode) * float(self.clock_hz[mode])
 
 
-# Per-version defaults (a board file may override any of them).
-#  - DLA 1 (Xavier) = NVDLA nv_full: 2048 INT8 / 1024 FP16 MACs per cycle, Atomic-C 64 x
-#    Atomic-K 32 (INT8) / 16 (FP16), CBUF 16 banks x 32 KiB (nvdla/hw nvdlav1 README,
-#    unit_description.rst); 5.7e12 / 2 / 1.3952e9 = 2043 MACs/cycle agrees (dla.md §2.1).
-#  - DLA 2 (Orin): INT8 8192 MACs/cycle dense is INFERRED from 2 DLAs x 40 sparse TOPS at
-#    614.4 MHz (dla.md §2.1). FP16 rate UNCONFIRMED: the FAQ says Orin traded FP16 conv compute
-#    for INT8 and FP16 conv "may be up to 2x" slower than Xavier; 512 MACs/cycle at ~1.6 GHz is
-#    1.7x below Xavier's 1024 at 1.395 GHz. CBUF 16 x 32 KiB assumed from the TRT bank check.
-#  - dbb_bytes_per_cycle: the DLA's memory port; nv_full's 512-bit DBB (INFERRED for both).
-DLA_VERSION_DEFAULTS: dict[int, dict[str, float]] = {
-    1: {
-        "int8_macs_per_cycle": 2048,
-        "fp16_macs_per_cycle": 1024,
-        "cbuf_banks": 16,
-        "cbuf_bank_bytes": 32768,
-        "atomic_c": 64,
-        "atomic_k": 32,
-        "sram_bytes": 4 * 1024 * 1024,  # 4 MiB shared by 2 DLA + 2 PVA (dla.md §1.4)
-        "dbb_bytes_per_cycle": 64,
-    },
-    2: {
-        "int8_macs_per_cycle": 8192,
-        "fp16_macs_per_cycle": 512,
-        "cbuf_banks": 16,
-        "cbuf_bank_bytes": 32768,
-        "atomic_c": 64,
-        "atomic_k": 64,  # per CPIPE, 2 CPIPEs (dla_sim/hardware.py, cuDLA layer-wise notes)
-        "sram_bytes": 1024 * 1024,  # 1 MiB per core (dla.md §1.4)
-        "dbb_bytes_per_cycle": 64,
-    },
-}
+def _dla_defaults(version: int) -> dict[str, float]:
+    """A DLA version's figures as the emulator's configuration (``dla_sim/hardware.py``, where
+    each number and its source live) states them; a board file may override any of them.
+
+    ``atomic_c`` / ``atomic_k`` are the INT8 geometry (the cost roofline rounds both precisions
+    to it); the MAC rates include Orin's 2 INT8 convolution pipes."""
+    cfg = DLA_CONFIGS[version]
+    return {
+        "int8_macs_per_cycle": cfg.macs_per_cycle("int8"),
+        "fp16_macs_per_cycle": cfg.macs_per_cycle("fp16"),
+        "cbuf_banks": cfg.cbuf_banks,
+        "cbuf_bank_bytes": cfg.cbuf_bank_bytes,
+        "atomic_c": cfg.int8.atomic_c,
+        "atomic_k": cfg.int8.atomic_k,
+        # Xavier's SoC has 4 MiB of SRAM shared by 2 DLA + 2 PVA (dla.md §1.4); the emulator
+        # models the 1 MiB managed pool TensorRT gives one DLA by default.
+        "sram_bytes": 4 * 1024 * 1024 if version == 1 else cfg.sram_bytes,
+        "dbb_bytes_per_cycle": cfg.dbb_bytes_per_cycle,
+    }
+
+
+DLA_VERSION_DEFAULTS: dict[int, dict[str, float]] = {v: _dla_defaults(v) for v in DLA_CONFIGS}
 
 
 @dataclass(frozen=True)

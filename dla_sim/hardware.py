@@ -113,8 +113,9 @@ class DlaConfig:
         return dataclasses.replace(self, **values)
 
 
-# Xavier: open NVDLA nv_full (dla.md §2.3): atomic-C 64, atomic-K 32 (INT8) / 16 (FP16),
-# 2048 INT8 / 1024 FP16 MACs, matching 5.7 TOPS at 1395.2 MHz (§2.1). CBUF 16 x 32 KiB.
+# Xavier: open NVDLA nv_full (dla.md §2.3; nvdla/hw nvdlav1 README, unit_description.rst):
+# atomic-C 64, atomic-K 32 (INT8) / 16 (FP16), 2048 INT8 / 1024 FP16 MACs, matching 5.7 TOPS
+# at 1395.2 MHz (5.7e12 / 2 / 1.3952e9 = 2043 MACs per cycle, §2.1). CBUF 16 x 32 KiB.
 # SDP 16, PDP/CDP 8 elements per cycle (nv_full / nv_large spec). DBB 512 bits (nv_full).
 XAVIER = DlaConfig(
     version=1,
@@ -154,7 +155,7 @@ XAVIER = DlaConfig(
 # §1.2), i.e. half of Xavier's 1024 at similar clocks: 512 FP16 MACs per cycle (32 x 16),
 # UNCONFIRMED, overridable. Each CPIPE carries an nv_full-sized SDP (16 elements/cycle) and
 # PDP/CDP (8), so the DLA has twice that. The depth-wise processor is taken to handle atomic-C
-# channels per cycle (UNCONFIRMED).
+# channels per cycle (UNCONFIRMED). DBB 512 bits as nv_full's (INFERRED).
 ORIN = DlaConfig(
     version=2,
     name="DLA 2.0 (Orin)",
