@@ -25,6 +25,7 @@ from dla_sim.compiler import compile_loadable
 from dla_sim.latency import predict_loadable, segment_overhead_seconds
 from dla_sim.qdq import strip_qdq
 from partitioner.assign import partition
+from partitioner.capability import DeviceCapability
 from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
@@ -57,6 +58,10 @@ class Placement:
     target: TargetSpec
     policy: Policy
     partition: Partition
+    #: the device capabilities the partition was made with, as ``capabilities_for`` gives them
+    #: (no CPU stand-in for a missing GPU, no pricing at profile shapes): the plan's per-layer
+    #: costs reuse them
+    capabilities: dict[str, DeviceCapability]
     policy_warnings: list[str] = field(default_factory=list)
     #: optimisation profiles (dynamic shapes); recorded in the plan header
     profiles: list[OptimizationProfile] = field(default_factory=list)
@@ -127,7 +132,8 @@ def place(
     if target.dla is None and policy.default_device == "dla":
         # No DLA on this board: everything runs on the GPU, and the reasons say so.
         policy = policy.with_overrides(default_device="gpu")
-    caps: dict[str, Any] = dict(capabilities_for(target, policy.dla_core))
+    capabilities = capabilities_for(target, policy.dla_core)
+    caps: dict[str, Any] = dict(capabilities)
     cpu_only = "gpu" not in caps
     if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
         caps["gpu"] = caps["cpu"]
@@ -142,7 +148,14 @@ def place(
     if cpu_only:
         part = _relabel_gpu_as_cpu(part)
     return Placement(
-        str(model), graph, target, policy, part, profiles=profiles, qdq_scales=qdq_scales
+        str(model),
+        graph,
+        target,
+        policy,
+        part,
+        capabilities,
+        profiles=profiles,
+        qdq_scales=qdq_scales,
     )
 
 
@@ -287,7 +300,7 @@ def build_plan(
 
 def _layer_costs_ms(placement: Placement) -> dict[str, float]:
     """Each layer's predicted time on its device and precision (cost model, milliseconds)."""
-    caps = capabilities_for(placement.target, placement.policy.dla_core)
+    caps = placement.capabilities
     graph = placement.graph
     if placement.profiles and not all(t.is_static for t in graph.inputs):
         twin = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
@@ -346,12 +359,17 @@ def _build_segment(
     else:
         record["backend"] = seg.device
         if seg.device == "gpu" and target.gpu is not None:
-            record["cuda"] = _cross_compile(plan, sub, seg, target, timing_cache)
+            record["cuda"] = _cross_compile(plan, sub, seg, target, timing_cache, scales)
     return record
 
 
 def _cross_compile(
-    plan: Plan, sub: Graph, seg: Segment, target: TargetSpec, timing_cache: Any = None
+    plan: Plan,
+    sub: Graph,
+    seg: Segment,
+    target: TargetSpec,
+    timing_cache: Any = None,
+    scales: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Lower a GPU segment to kernel launches for the target's arch and NVRTC-compile every
     module they use into the plan (the target's CUDA major picks the NVRTC: CUDA 13 dropped
@@ -360,12 +378,13 @@ def _cross_compile(
     then runs it on the reference."""
     from gpu_kernels.catalog import mma_module, source_of
     from gpu_kernels.compile import arch_number, compile_kernel
-    from gpu_kernels.lowering import describe, lower
+    from gpu_kernels.lowering import describe, lower, segment_precision
     from gpu_kernels.tactics import candidates, heuristic
 
     assert target.gpu is not None
     gpu = target.gpu
-    precision = "fp32" if seg.precision == "fp32" else "fp16"
+    wanted = {row["name"]: row["precision"] for row in plan.header.get("layers", [])}
+    precision = segment_precision((wanted.get(n) for n in seg.nodes), bool(scales))
     arch = arch_number(gpu.arch)
     sources: dict[str, str] = {}
 
@@ -377,7 +396,7 @@ def _cross_compile(
         return names[best] if best in names else heuristic(problem, arch, gpu.sm_count)
 
     try:
-        program = lower(sub, precision, arch, choose, gpu.sm_count)
+        program = lower(sub, precision, arch, choose, gpu.sm_count, scales)
     except TandemError as err:
         return {"arch": target.gpu.arch, "error": str(err)}
     modules: dict[tuple[str, tuple[str, ...]], None] = {}
