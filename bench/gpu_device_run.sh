@@ -16,9 +16,11 @@ export PYTHONUNBUFFERED=1 TANDEM_CACHE_DIR=/tmp/tandem-cache
   python3 -c "from gpu_kernels.compile import available_majors, load_nvrtc; m=available_majors(); print('nvrtc', m, [load_nvrtc(x).path for x in m])"
 } 2>&1 | tee "$OUT/env.txt"
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
-  ARGS=(-q -rfE -p no:cacheprovider tests/devices/test_gpu_ops.py tests/gpu_kernels/test_conv_tactics_gpu.py tests/devices/test_gpu_models.py)
+  ARGS=(-q -rfE -p no:cacheprovider -m gpu tests/devices/test_gpu_ops.py tests/gpu_kernels/test_conv_tactics_gpu.py
+        tests/devices/test_gpu_models.py tests/devices/test_gpu_int8.py tests/tandem/test_host_plan_gpu.py
+        tests/tandem/test_dynamic_shapes.py tests/tandem/test_api.py)
   [ -n "$KEXPR" ] && ARGS+=(-k "$KEXPR")
-  timeout 420 python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
+  timeout ${TEST_TIMEOUT:-420} python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   timeout ${BENCH_TIMEOUT:-500} python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" --calib-cache "$OUT/calib" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt" | tail -60

@@ -31,7 +31,12 @@ from partitioner.ir import Graph
 
 
 class GpuRunner(BaseRunner):
-    """Runs ``graph`` on CUDA GPU ``device`` at ``precision`` ("fp16" or "fp32")."""
+    """Runs ``graph`` on CUDA GPU ``device`` at ``precision`` ("fp16", "fp32" or "int8").
+
+    INT8 needs ``scales`` (tensor name -> scale = threshold / 127, TensorRT's convention, e.g.
+    from calibration): convolutions whose input has a scale run on INT8 tensor cores, the rest
+    in FP16 (see ``gpu_kernels.lowering``).
+    """
 
     def __init__(
         self,
@@ -45,8 +50,10 @@ class GpuRunner(BaseRunner):
         nvrtc_major: int | None = None,
         name: str | None = None,
         prebuilt: Mapping[tuple[str, tuple[str, ...]], bytes] | None = None,
+        scales: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(graph, name or f"gpu:{graph.name}")
+        self.scales = dict(scales or {})
         #: cubins cross-built into a plan for this arch, by (source, options)
         self.prebuilt = dict(prebuilt or {})
         self.graph: Graph = graph
@@ -83,7 +90,7 @@ class GpuRunner(BaseRunner):
         info = ctx.info
         self.arch_key = f"sm_{info.arch}"
         self.program = prog = lower(self.graph, self.precision, info.arch, self._choose,
-                                    info.sm_count)
+                                    info.sm_count, self.scales)
         arena = self._alloc(prog.arena_bytes)
         weights = self._alloc(prog.weight_bytes)
         for off, arr in prog.weights:
@@ -120,7 +127,7 @@ class GpuRunner(BaseRunner):
     def _function(self, ln: Launch) -> Any:
         if ln.kernel == "memset":
             return None
-        if ln.kernel == "conv_mma_f16":
+        if ln.kernel.startswith("conv_mma"):
             assert ln.tactic is not None
             return self.lib.conv_mma(ln.tactic)
         return self.lib.function(ln.kernel, ln.smem)
@@ -150,15 +157,22 @@ class GpuRunner(BaseRunner):
         ctx = self.ctx
         assert ctx is not None and mma_eligible(p, ctx.info.arch)
         rng = np.random.default_rng(0)
-        x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
-        w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
+        if p.dtype == "int8":
+            x = rng.integers(-127, 128, p.n * p.h * p.w * p.c, dtype=np.int8)
+            w = rng.integers(-127, 128, p.k * p.gemm_k, dtype=np.int8)
+        else:
+            x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
+            w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
+        dq = np.full(p.k, 1e-4, np.float32)  # INT8 dequantisation scales (read by INT8 only)
         max_split = max(t.splits for t in cands)
         tiles = max(-(-p.gemm_m // t.bm) * -(-p.k // t.bn) for t in cands)
         bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
-                ctx.alloc(max_split * p.gemm_m * p.k * 4), ctx.alloc(tiles * 4)]
+                ctx.alloc(max_split * p.gemm_m * p.k * 4), ctx.alloc(tiles * 4),
+                ctx.alloc(dq.nbytes)]
         try:
             ctx.upload(bufs[0], x)
             ctx.upload(bufs[1], w)
+            ctx.upload(bufs[5], dq)
             ctx.memset(bufs[4], 0, tiles * 4)
             ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
                     p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], 1, 0, 0, p.c, p.k, 0]
@@ -167,8 +181,8 @@ class GpuRunner(BaseRunner):
             for t in cands:
                 func = self.lib.conv_mma(t)
                 grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
-                args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4]],
-                                  ints + [t.splits], [0.0, 0.0])
+                args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4], bufs[5]],
+                                  ints + [t.splits, 0, 0], [0.0, 0.0, 1.0, 1.0])
                 for _ in range(2):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(start)

@@ -29,6 +29,7 @@ from devices.plan import Plan
 from devices.runner import BaseRunner
 from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
+from gpu_kernels.lowering import segment_precision
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
 from partitioner.plugins import PLUGINS
@@ -231,6 +232,7 @@ class PlanRunner(BaseRunner):
                 self._gpu_precision(rec),
                 self.timing_cache or self._plan_cache(),
                 self._prebuilt(rec),
+                self.plan.header.get("calibration"),
             )
             return made("cuda", gpu.infer, gpu.close)
         cpu = CpuRunner(graph, capture=self.capture)
@@ -255,12 +257,13 @@ class PlanRunner(BaseRunner):
         }
 
     def _gpu_precision(self, rec: Mapping[str, Any]) -> str:
-        """One precision per GPU segment: FP32 if any of its layers asked for FP32 (a mixed
-        segment must not lose precision a layer was promised), else FP16."""
-        if rec.get("precision") in ("fp32", "fp16"):
-            return str(rec["precision"])
+        """The precision the builder lowered this GPU segment at (``segment_precision``)."""
+        cuda = rec.get("cuda") or {}
+        if cuda.get("precision") in ("fp32", "fp16", "int8"):
+            return str(cuda["precision"])
         wanted = {row["name"]: row["precision"] for row in self.plan.header.get("layers", [])}
-        return "fp32" if any(wanted.get(n) == "fp32" for n in rec["layers"]) else "fp16"
+        return segment_precision((wanted.get(n) for n in rec["layers"]),
+                                 bool(self.plan.header.get("calibration")))
 
     def _real_dla(self) -> bool:
         """A real DLA through TensorRT on a Jetson; the emulator everywhere else (and always
@@ -300,9 +303,11 @@ class _ShapeKeyedGpu:
         precision: str,
         timing_cache: Any = None,
         prebuilt: Mapping[tuple[str, tuple[str, ...]], bytes] | None = None,
+        scales: Mapping[str, float] | None = None,
     ) -> None:
         self.graph = graph
         self.precision = precision
+        self.scales = dict(scales or {})
         self.timing_cache = timing_cache
         self.prebuilt = dict(prebuilt or {})
         self.runners: dict[tuple[tuple[int, ...], ...], Any] = {}
@@ -322,6 +327,7 @@ class _ShapeKeyedGpu:
                 precision=self.precision,
                 timing_cache=self.timing_cache,
                 prebuilt=self.prebuilt,
+                scales=self.scales,
             )
             runner.activate()
             self.runners[key] = runner

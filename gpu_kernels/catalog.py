@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpu_kernels.tactics import MMA_TILES, ConvTactic
+from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
 
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -26,9 +26,10 @@ def source_of(kernel: str) -> str:
 
 
 def all_modules() -> list[tuple[str, tuple[str, ...]]]:
-    """Every (source, options) pair a build may compile: the fixed sources and each MMA tile."""
+    """Every (source, options) pair a build may compile: the fixed sources and each MMA tile
+    (FP16 and INT8)."""
     mods: list[tuple[str, tuple[str, ...]]] = [(src, ()) for src in SOURCES]
-    mods += [(MMA_SOURCE, t.compile_options()) for t in MMA_TILES]
+    mods += [(MMA_SOURCE, t.compile_options()) for t in MMA_TILES + MMA_TILES_I8]
     return mods
 
 

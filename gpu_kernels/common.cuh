@@ -29,11 +29,23 @@ __device__ __forceinline__ half_t f2h(float f) {
     return h;
 }
 
-// Load / store any element type through float, so templates read the same for FP32 and FP16.
+typedef signed char i8_t;  // INT8 activations / weights (symmetric, zero point 0)
+
+// float -> int8 as ONNX QuantizeLinear / TensorRT do: round half to even, saturate.
+__device__ __forceinline__ i8_t f2q(float f) {
+    int q;
+    asm("cvt.rni.sat.s32.f32 %0, %1;" : "=r"(q) : "f"(f));
+    return (i8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+}
+
+// Load / store any element type through float, so templates read the same for FP32, FP16 and
+// INT8 (an INT8 load gives the integer value; scaling is the caller's).
 __device__ __forceinline__ float ld(const float* p, i64 i) { return p[i]; }
 __device__ __forceinline__ float ld(const half_t* p, i64 i) { return h2f(p[i]); }
+__device__ __forceinline__ float ld(const i8_t* p, i64 i) { return (float)p[i]; }
 __device__ __forceinline__ void st(float* p, i64 i, float v) { p[i] = v; }
 __device__ __forceinline__ void st(half_t* p, i64 i, float v) { p[i] = f2h(v); }
+__device__ __forceinline__ void st(i8_t* p, i64 i, float v) { p[i] = f2q(v); }
 
 // Activation codes: keep in sync with gpu_kernels/ops.py (ACT_*).
 #define ACT_NONE 0

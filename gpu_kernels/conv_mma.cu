@@ -1,14 +1,31 @@
-// Implicit-GEMM convolution on NHWC FP16 with tensor cores (sm_80+):
+// Implicit-GEMM convolution on NHWC FP16 or INT8 with tensor cores (sm_80+):
 //   GEMM M = N*P*Q (output pixels), N = K (output channels), K = R*S*C (c fastest);
 //   A (im2col of x) is gathered on the fly, B is the KRSC weight, both K-contiguous ("NT").
 // cp.async multi-stage pipeline (zero-filling padding and tails), ldmatrix into registers,
-// mma.sync m16n8k16 with FP32 accumulators, fused epilogue (bias, activation, residual) or
+// mma.sync m16n8k16 FP16 with FP32 accumulators, or (-DINT8) m16n8k32 s8 with s32 accumulators
+// dequantised per output channel (dq[k] = input scale x weight scale[k]). Fused epilogue (bias,
+// activation, residual in FP16 or INT8) writing FP16 or INT8 (requantised by 1/output scale), or
 // FP32 partial sums for split-K (blockIdx.z; the last CTA of a tile reduces them).
-// Needs C % 8 == 0 (one 16-byte copy never straddles two filter taps) and groups == 1.
-// Tile shape comes from -D options: one compiled module per tactic (gpu_kernels/tactics.py).
-// Below sm_80 the same entry point runs a plain SIMT loop over its tile (correct, slow): the
-// host picks conv_direct there instead.
+// Both element types share every byte of the data path: a 16-byte chunk is 8 halves or 16 int8,
+// and the m16n8k32 s8 fragments have the same byte layout as the m16n8k16 f16 ones, so one
+// ldmatrix addressing serves both.
+// Needs C % 8 (FP16) or C % 16 (INT8) == 0 (one 16-byte copy never straddles two filter taps)
+// and groups == 1. Tile shape comes from -D options: one compiled module per tactic
+// (gpu_kernels/tactics.py). Below sm_80 the same entry point runs a plain SIMT loop over its
+// tile (correct, slow): the host picks conv_direct there instead.
 #include "common.cuh"
+
+#ifdef INT8
+typedef i8_t elem_t;
+#define EPC 16    // elements per 16-byte chunk
+#define MMA_K 32  // k of one mma.sync
+#define CONV_MMA conv_mma_i8
+#else
+typedef half_t elem_t;
+#define EPC 8
+#define MMA_K 16
+#define CONV_MMA conv_mma_f16
+#endif
 
 #ifndef BM
 #define BM 64
@@ -28,20 +45,20 @@
 #ifndef BK
 #define BK 32
 #endif
-#define CPR (BK / 8)  // 16-byte chunks per smem row
+#define CPR (BK / EPC)  // 16-byte chunks per smem row
 #define NT (WARPS_M * WARPS_N * 32)
 #define WTM (BM / WARPS_M)
 #define WTN (BN / WARPS_N)
 #define MI (WTM / 16)
 #define NI (WTN / 8)
-#define LDS (BK + 8)  // +16 bytes per row: ldmatrix rows land in distinct banks
+#define LDS (BK + EPC)  // +16 bytes per row: ldmatrix rows land in distinct banks
 #define A_CH (BM * CPR / NT)
 #define B_CH (BN * CPR / NT)
 
 static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile must be a multiple of 16x16");
 static_assert(A_CH >= 1 && B_CH >= 1, "too many threads for the tile");
 static_assert((BM * CPR) % NT == 0 && (BN * CPR) % NT == 0, "uneven loader");
-static_assert(NT % CPR == 0 && BK % 16 == 0, "bad BK");
+static_assert(NT % CPR == 0 && BK % MMA_K == 0, "bad BK");
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned r;
@@ -49,16 +66,31 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
     return r;
 }
 
-// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits}
+// Residual and output element access: FP16, or INT8 with a scale (residual) / an inverse
+// scale (output).
+__device__ __forceinline__ float ld_res(const void* r, i64 i, int is_i8, float scale) {
+    return is_i8 ? (float)((const i8_t*)r)[i] * scale : h2f(((const half_t*)r)[i]);
+}
+__device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float inv) {
+    if (is_i8) ((i8_t*)y)[i] = f2q(v * inv);
+    else ((half_t*)y)[i] = f2h(v);
+}
+
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits,
+//      res_i8, out_i8}
+// f = {act alpha, act beta, 1 / output scale (out_i8), residual scale (res_i8)}
 // p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
-//      tile counters int32 (split-K; zero before the first launch, left zero after)}
-extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
-    const half_t* x = (const half_t*)a.p[0];
-    const half_t* w = (const half_t*)a.p[1];
+//      tile counters int32 (split-K; zero before the first launch, left zero after),
+//      dq f32[K] (INT8 only: input scale x weight scale per output channel)}
+extern "C" __global__ void __launch_bounds__(NT) CONV_MMA(const KArgs a) {
+    const elem_t* x = (const elem_t*)a.p[0];
+    const elem_t* w = (const elem_t*)a.p[1];
     const float* bias = (const float*)a.p[2];
-    const half_t* res = (const half_t*)a.p[3];
-    half_t* y = (half_t*)a.p[4];
+    const void* res = (const void*)a.p[3];
+    void* y = (void*)a.p[4];
     float* ws = (float*)a.p[5];
+    const int res_i8 = a.i[22], out_i8 = a.i[23];
+    const float out_inv = a.f[2], res_scale = a.f[3];
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
     const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
     const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
@@ -74,8 +106,8 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
 
 #if __CUDA_ARCH__ >= 800
     extern __shared__ uint4 smem_raw[];
-    half_t* As = (half_t*)smem_raw;
-    half_t* Bs = As + STAGES * BM * LDS;
+    elem_t* As = (elem_t*)smem_raw;
+    elem_t* Bs = As + STAGES * BM * LDS;
 
     // Loader bookkeeping: each thread always copies the same 8-channel column (kc) of its rows.
     const int kc = tid % CPR;
@@ -98,7 +130,7 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     for (int i = 0; i < B_CH; ++i) b_row[i] = tid / CPR + i * (NT / CPR);
 
     auto load_tile = [&](int stage, int kt) {
-        const int kk = kt * BK + kc * 8;
+        const int kk = kt * BK + kc * EPC;
         const bool k_ok = kk < Kgemm;
         const int c = k_ok ? kk % C : 0;
         const int rs = k_ok ? kk / C : 0;
@@ -107,8 +139,8 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
         for (int i = 0; i < A_CH; ++i) {
             const int ih = a_ih0[i] + r * dh, iw = a_iw0[i] + s * dw;
             const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < H && iw >= 0 && iw < W;
-            const half_t* src = ok ? x + a_base[i] + ((i64)ih * W + iw) * xcs + c : x;
-            const unsigned dst = smem_addr(As + (stage * BM + a_row[i]) * LDS + kc * 8);
+            const elem_t* src = ok ? x + a_base[i] + ((i64)ih * W + iw) * xcs + c : x;
+            const unsigned dst = smem_addr(As + (stage * BM + a_row[i]) * LDS + kc * EPC);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                          "r"(ok ? 16 : 0));
         }
@@ -116,8 +148,8 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
         for (int i = 0; i < B_CH; ++i) {
             const int kout = block_n + b_row[i];
             const bool ok = k_ok && kout < K;
-            const half_t* src = ok ? w + (i64)kout * Kgemm + kk : w;
-            const unsigned dst = smem_addr(Bs + (stage * BN + b_row[i]) * LDS + kc * 8);
+            const elem_t* src = ok ? w + (i64)kout * Kgemm + kk : w;
+            const unsigned dst = smem_addr(Bs + (stage * BN + b_row[i]) * LDS + kc * EPC);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                          "r"(ok ? 16 : 0));
         }
@@ -125,13 +157,17 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
 
     const int lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+#ifdef INT8
+    int acc[MI][NI][4];
+#else
     float acc[MI][NI][4];
+#endif
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < NI; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
@@ -145,15 +181,15 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
         if (nk < kt1) load_tile((nk - kt0) % STAGES, nk);
         asm volatile("cp.async.commit_group;\n" ::);
         const int stage = (kt - kt0) % STAGES;
-        const half_t* At = As + stage * BM * LDS;
-        const half_t* Bt = Bs + stage * BN * LDS;
+        const elem_t* At = As + stage * BM * LDS;
+        const elem_t* Bt = Bs + stage * BN * LDS;
 #pragma unroll
-        for (int k16 = 0; k16 < BK / 16; ++k16) {
+        for (int k16 = 0; k16 < BK / MMA_K; ++k16) {
             unsigned af[MI][4], bf[NI][2];
 #pragma unroll
             for (int i = 0; i < MI; ++i) {
                 const int row = wm * WTM + i * 16 + (lane & 15);
-                const int col = k16 * 16 + (lane >> 4) * 8;
+                const int col = k16 * MMA_K + (lane >> 4) * EPC;
                 asm volatile(
                     "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                     : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
@@ -162,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
 #pragma unroll
             for (int j = 0; j < NI / 2; ++j) {
                 const int row = wn * WTN + j * 16 + (lane >> 4) * 8 + (lane & 7);
-                const int col = k16 * 16 + ((lane >> 3) & 1) * 8;
+                const int col = k16 * MMA_K + ((lane >> 3) & 1) * EPC;
                 asm volatile(
                     "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                     : "=r"(bf[2 * j][0]), "=r"(bf[2 * j][1]), "=r"(bf[2 * j + 1][0]),
@@ -173,6 +209,15 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
             for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int j = 0; j < NI; ++j)
+#ifdef INT8
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                        : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]),
+                          "+r"(acc[i][j][3])
+                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]),
+                          "r"(bf[j][0]), "r"(bf[j][1]));
+#else
                     asm volatile(
                         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -180,12 +225,28 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
                           "+f"(acc[i][j][3])
                         : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]),
                           "r"(bf[j][0]), "r"(bf[j][1]));
+#endif
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::);
     __syncthreads();  // every warp is done with the pipeline's shared memory
 
     const int g = lane >> 2, t4 = lane & 3;
+    // From here on the accumulators are real numbers: INT8 sums are dequantised per channel.
+    float facc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+#ifdef INT8
+                const int k = block_n + wn * WTN + j * 8 + 2 * t4 + (e & 1);
+                facc[i][j][e] = k < K ? (float)acc[i][j][e] * ((const float*)a.p[7])[k] : 0.0f;
+#else
+                facc[i][j][e] = acc[i][j][e];
+#endif
+            }
     if (splits > 1) {
         // Split-K: write FP32 partial sums; the last CTA of this output tile to finish (a
         // counter per tile) adds them up and runs the epilogue, so no second kernel is needed.
@@ -200,8 +261,8 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
                     const int k = block_n + wn * WTN + j * 8 + 2 * t4;
                     if (k >= K) continue;
                     float* dst = ws + ((i64)blockIdx.z * M + m) * K + k;
-                    dst[0] = acc[i][j][hf * 2];
-                    if (k + 1 < K) dst[1] = acc[i][j][hf * 2 + 1];
+                    dst[0] = facc[i][j][hf * 2];
+                    if (k + 1 < K) dst[1] = facc[i][j][hf * 2 + 1];
                 }
             }
         int* counters = (int*)a.p[6];
@@ -239,9 +300,10 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
                 }
             }
             for (int q = 0; q < nk; ++q) {
-                const float r = res ? h2f(res[(i64)m * rcs + k + q]) : 0.0f;
-                y[(i64)m * ycs + k + q] =
-                    f2h(epilogue(v[q], bias, k + q, r, res != 0, res_after, act, fa, fb));
+                const float r = res ? ld_res(res, (i64)m * rcs + k + q, res_i8, res_scale) : 0.0f;
+                st_out(y, (i64)m * ycs + k + q,
+                       epilogue(v[q], bias, k + q, r, res != 0, res_after, act, fa, fb), out_i8,
+                       out_inv);
             }
         }
         if (tid == 0) counters[tile] = 0;  // ready for the next launch / graph replay
@@ -249,10 +311,12 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
     }
 
     // Stage (acc + bias) as FP16 in shared memory, then apply residual / activation and store
-    // 16 bytes per thread: coalesced global writes and residual reads.
-    half_t* Cs = As;
+    // 8 outputs per thread (16 bytes FP16, 8 bytes INT8): coalesced global writes and residual
+    // reads.
+    half_t* Cs = (half_t*)smem_raw;
 #define LDC (BN + 8)
-    static_assert(BM * LDC <= STAGES * (BM + BN) * LDS, "C tile does not fit");
+    static_assert(BM * LDC * 2 <= STAGES * (BM + BN) * LDS * (int)sizeof(elem_t),
+                  "C tile does not fit");
 #pragma unroll
     for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -265,33 +329,50 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
                 const float b0 = (bias && k < K) ? bias[k] : 0.0f;
                 const float b1 = (bias && k + 1 < K) ? bias[k + 1] : 0.0f;
                 *(unsigned*)(Cs + row * LDC + col) =
-                    (unsigned)f2h(acc[i][j][hf * 2] + b0) |
-                    ((unsigned)f2h(acc[i][j][hf * 2 + 1] + b1) << 16);
+                    (unsigned)f2h(facc[i][j][hf * 2] + b0) |
+                    ((unsigned)f2h(facc[i][j][hf * 2 + 1] + b1) << 16);
             }
         }
     __syncthreads();
     const float fa = a.f[0], fb = a.f[1];
+    const int esz = out_i8 ? 1 : 2, rsz = res_i8 ? 1 : 2;
     for (int e = tid; e < BM * (BN / 8); e += NT) {
         const int row = e / (BN / 8), c8 = e % (BN / 8);
         const int m = block_m + row, k0 = block_n + c8 * 8;
         if (m >= M || k0 >= K) continue;
         union { uint4 v; half_t h[8]; } cv, rv, ov;
+        union { uint2 v; i8_t q[8]; } rq, oq;
         cv.v = *(const uint4*)(Cs + row * LDC + c8 * 8);
-        half_t* yp = y + (i64)m * ycs + k0;
-        const half_t* rp = res ? res + (i64)m * rcs + k0 : nullptr;
-        const bool vec = k0 + 8 <= K && ((unsigned long long)yp & 15) == 0 &&
-                         (!rp || ((unsigned long long)rp & 15) == 0);
+        char* yp = (char*)y + ((i64)m * ycs + k0) * esz;
+        const char* rp = res ? (const char*)res + ((i64)m * rcs + k0) * rsz : nullptr;
+        const bool vec = k0 + 8 <= K && ((unsigned long long)yp & (8 * esz - 1)) == 0 &&
+                         (!rp || ((unsigned long long)rp & (8 * rsz - 1)) == 0);
         if (vec) {
-            if (rp) rv.v = *(const uint4*)rp;
+            if (rp && res_i8) rq.v = *(const uint2*)rp;
+            else if (rp) rv.v = *(const uint4*)rp;
+            float o[8];
 #pragma unroll
-            for (int q = 0; q < 8; ++q)
-                ov.h[q] = f2h(epilogue(h2f(cv.h[q]), nullptr, 0, rp ? h2f(rv.h[q]) : 0.0f,
-                                       rp != nullptr, res_after, act, fa, fb));
-            *(uint4*)yp = ov.v;
+            for (int q = 0; q < 8; ++q) {
+                const float r = !rp ? 0.0f : (res_i8 ? (float)rq.q[q] * res_scale : h2f(rv.h[q]));
+                o[q] = epilogue(h2f(cv.h[q]), nullptr, 0, r, rp != nullptr, res_after, act, fa,
+                                fb);
+            }
+            if (out_i8) {
+#pragma unroll
+                for (int q = 0; q < 8; ++q) oq.q[q] = f2q(o[q] * out_inv);
+                *(uint2*)yp = oq.v;
+            } else {
+#pragma unroll
+                for (int q = 0; q < 8; ++q) ov.h[q] = f2h(o[q]);
+                *(uint4*)yp = ov.v;
+            }
         } else {
-            for (int q = 0; q < 8 && k0 + q < K; ++q)
-                yp[q] = f2h(epilogue(h2f(cv.h[q]), nullptr, 0, rp ? h2f(rp[q]) : 0.0f,
-                                     rp != nullptr, res_after, act, fa, fb));
+            for (int q = 0; q < 8 && k0 + q < K; ++q) {
+                const float r = rp ? ld_res(res, (i64)m * rcs + k0 + q, res_i8, res_scale) : 0.0f;
+                st_out(y, (i64)m * ycs + k0 + q,
+                       epilogue(h2f(cv.h[q]), nullptr, 0, r, rp != nullptr, res_after, act, fa,
+                                fb), out_i8, out_inv);
+            }
         }
     }
 #else
@@ -307,11 +388,15 @@ extern "C" __global__ void __launch_bounds__(NT) conv_mma_f16(const KArgs a) {
             const int c = kk % C, rs = kk / C, r = rs / S, s = rs % S;
             const int ih = p * sh - ph + r * dh, iw = q * sw - pw + s * dw;
             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-            acc += h2f(x[(((i64)n * H + ih) * W + iw) * xcs + c]) * h2f(w[(i64)k * Kgemm + kk]);
+            acc += ld(x, (((i64)n * H + ih) * W + iw) * xcs + c) * ld(w, (i64)k * Kgemm + kk);
         }
-        const float rv = res ? h2f(res[(i64)m * rcs + k]) : 0.0f;
-        y[(i64)m * ycs + k] =
-            f2h(epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+#ifdef INT8
+        acc *= ((const float*)a.p[7])[k];
+#endif
+        const float rv = res ? ld_res(res, (i64)m * rcs + k, res_i8, res_scale) : 0.0f;
+        st_out(y, (i64)m * ycs + k,
+               epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]), out_i8,
+               out_inv);
     }
 #endif
 }

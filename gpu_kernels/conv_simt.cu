@@ -51,14 +51,16 @@ __device__ void conv_direct(const KArgs& a) {
 }
 
 // Depthwise convolution (groups == C == K), NHWC, weights [R][S][C] so that neighbouring
-// threads (neighbouring channels) read neighbouring weights. Same args as conv_direct.
-template <typename T>
+// threads (neighbouring channels) read neighbouring weights. Same args as conv_direct; with an
+// INT8 output (TO = i8_t, feeding an INT8 convolution) f[2] = 1 / output scale.
+template <typename T, typename TO = T>
 __device__ void conv_dw(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     const T* w = (const T*)a.p[1];
     const float* bias = (const float*)a.p[2];
     const T* res = (const T*)a.p[3];
-    T* y = (T*)a.p[4];
+    TO* y = (TO*)a.p[4];
+    const float out_factor = sizeof(TO) == 1 ? a.f[2] : 1.0f;
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[5], Q = a.i[6];
     const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
     const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
@@ -86,7 +88,7 @@ __device__ void conv_dw(const KArgs& a) {
         }
         const float rv = res ? ld(res, (i64)m * rcs + c) : 0.0f;
         st(y, (i64)m * ycs + c,
-           epilogue(acc, bias, c, rv, res != 0, res_after, act, a.f[0], a.f[1]));
+           epilogue(acc, bias, c, rv, res != 0, res_after, act, a.f[0], a.f[1]) * out_factor);
     }
 }
 
@@ -142,3 +144,4 @@ __device__ void conv_transpose_direct(const KArgs& a) {
 INSTANTIATE(conv_direct)
 INSTANTIATE(conv_dw)
 INSTANTIATE(conv_transpose_direct)
+extern "C" __global__ void conv_dw_f16_i8(const KArgs a) { conv_dw<half_t, i8_t>(a); }

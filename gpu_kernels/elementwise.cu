@@ -73,8 +73,9 @@ __device__ void binary(const KArgs& a) {
     }
 }
 
-// y[yo(idx)] = x[xo(idx)] over a shape of up to 6 dims, both sides strided.
-// p = {x, y}; i = {rank, shape[6], xstride[6], ystride[6]}
+// y[yo(idx)] = x[xo(idx)] * f[0] over a shape of up to 6 dims, both sides strided. The factor
+// makes the same kernel quantise (1/scale into INT8) and dequantise (scale out of INT8).
+// p = {x, y}; i = {rank, shape[6], xstride[6], ystride[6]}; f = {factor}
 template <typename TI, typename TO>
 __device__ void copy_strided(const KArgs& a) {
     const TI* x = (const TI*)a.p[0];
@@ -83,6 +84,7 @@ __device__ void copy_strided(const KArgs& a) {
     const int* shape = a.i + 1;
     const int* xs = a.i + 1 + MAXR;
     const int* ys = a.i + 1 + 2 * MAXR;
+    const float factor = a.f[0];
     int n = 1;
     for (int d = 0; d < rank; ++d) n *= shape[d];
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
@@ -95,7 +97,7 @@ __device__ void copy_strided(const KArgs& a) {
             xo += (i64)c * xs[d];
             yo += (i64)c * ys[d];
         }
-        st(y, yo, ld(x, xo));
+        st(y, yo, factor == 1.0f ? ld(x, xo) : ld(x, xo) * factor);
     }
 }
 
@@ -110,3 +112,8 @@ extern "C" __global__ void copy_f32_f32(const KArgs a) { copy_strided<float, flo
 extern "C" __global__ void copy_f16_f16(const KArgs a) { copy_strided<half_t, half_t>(a); }
 extern "C" __global__ void copy_f32_f16(const KArgs a) { copy_strided<float, half_t>(a); }
 extern "C" __global__ void copy_f16_f32(const KArgs a) { copy_strided<half_t, float>(a); }
+extern "C" __global__ void copy_f32_i8(const KArgs a) { copy_strided<float, i8_t>(a); }
+extern "C" __global__ void copy_f16_i8(const KArgs a) { copy_strided<half_t, i8_t>(a); }
+extern "C" __global__ void copy_i8_f32(const KArgs a) { copy_strided<i8_t, float>(a); }
+extern "C" __global__ void copy_i8_f16(const KArgs a) { copy_strided<i8_t, half_t>(a); }
+extern "C" __global__ void copy_i8_i8(const KArgs a) { copy_strided<i8_t, i8_t>(a); }

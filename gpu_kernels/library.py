@@ -52,7 +52,7 @@ class KernelLibrary:
 
     def conv_mma(self, tactic: ConvTactic) -> Any:
         src, opts = mma_module(tactic)
-        return self.module(src, opts).function("conv_mma_f16", tactic.smem_bytes)
+        return self.module(src, opts).function(tactic.kernel, tactic.smem_bytes)
 
 
 def elementwise_grid(n: int, block: int = 256, max_blocks: int = 65535 * 8) -> tuple[int, int, int]:

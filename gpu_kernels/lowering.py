@@ -17,12 +17,21 @@ channel slice of its buffer (zero-copy).
 Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
 activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add); MatMul with a
 constant weight + bias Add + activation (incl. erf-GELU) + residual Add, as one GEMM.
+
+INT8 (precision "int8" with per-tensor ``scales``, scale = threshold / 127): a convolution runs
+on INT8 tensor cores (m16n8k32) when its input has a scale, one group and C % 16 == 0 on sm_80+;
+its weights are quantised per output channel (symmetric, max-abs / 127), its epilogue
+dequantises (input scale x weight scale[k]), adds bias / residual / activation in FP32 and
+writes INT8 requantised by the output's scale when every reader takes INT8 (another INT8
+convolution, or a residual Add fused into one), else FP16. Every other layer runs in FP16 and
+reads INT8 values through one dequantising copy (``value``). Quantisation is round half to
+even with saturation, as ONNX QuantizeLinear and TensorRT.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +55,8 @@ UNARY_OPS = {
 BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0}
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 MAXR = 6
-DTYPE_BYTES = {"f16": 2, "f32": 4}
-NP_DTYPE = {"f16": np.float16, "f32": np.float32}
+DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1}
+NP_DTYPE = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
 
 
 class GpuLoweringError(UnsupportedOpError):
@@ -74,10 +83,11 @@ class Value:
     buf: VBuf
     shape: tuple[int, ...]  # logical (ONNX) shape
     layout: str  # "nhwc" (4-D only) or "plain"
-    dtype: str  # "f16" | "f32"
+    dtype: str  # "f16" | "f32" | "i8"
     offset: int = 0  # elements from the buffer start
     cs: int = 0  # NHWC: elements between pixels (== C unless a channel slice)
     custom: tuple[int, ...] | None = None  # layout "strided": a view (transpose, slice)
+    scale: float = 0.0  # "i8": real value = integer x scale
 
     def strides(self) -> list[int]:
         """Element strides per *logical* axis."""
@@ -152,14 +162,21 @@ def _const(node: Node, i: int) -> np.ndarray | None:
 
 # ----- the lowering --------------------------------------------------------------------------
 class Lowering:
-    def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser) -> None:
-        if precision not in ("fp16", "fp32"):
+    def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser,
+                 scales: dict[str, float] | None = None) -> None:
+        if precision not in ("fp16", "fp32", "int8"):
             raise GpuLoweringError(
-                f"GPU precision '{precision}' is not supported here (use fp16 or fp32; "
-                "INT8 convolutions are not implemented yet)"
+                f"GPU precision '{precision}' is not supported (use fp32, fp16 or int8)"
+            )
+        if precision == "int8" and not scales:
+            raise GpuLoweringError(
+                "GPU precision 'int8' needs per-tensor scales (calibrate, or a QAT model's Q/DQ "
+                "scales)"
             )
         self.graph = graph
-        self.dt = "f16" if precision == "fp16" else "f32"
+        self.dt = "f32" if precision == "fp32" else "f16"  # INT8 runs everything else in FP16
+        self.scales = {k: float(v) for k, v in (scales or {}).items() if v > 0} \
+            if precision == "int8" else {}
         self.arch = arch
         self.choose = choose
         self.launches: list[Launch] = []
@@ -209,7 +226,8 @@ class Lowering:
                 r.buf.first = min(r.buf.first, step)
                 r.buf.last = max(r.buf.last, step)
 
-    def value(self, t: Tensor | None, node: Node) -> Value:
+    def value(self, t: Tensor | None, node: Node, raw: bool = False) -> Value:
+        """``t`` as the GPU holds it; INT8 values come dequantised to FP16 unless ``raw``."""
         if t is None:
             raise GpuLoweringError(f"layer '{node.name}' ({node.op}): a required input is missing")
         if isinstance(t, Constant):
@@ -231,7 +249,10 @@ class Lowering:
             raise GpuLoweringError(
                 f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
             )
-        return self.values[t.name]
+        v = self.values[t.name]
+        if v.dtype == "i8" and not raw:
+            return self.ensure(v, None, self.dt, node.name)
+        return v
 
     def copy(self, src: Value, dst: Value, layer: str, shape: list[int] | None = None,
              src_strides: list[int] | None = None, dst_strides: list[int] | None = None) -> None:
@@ -257,15 +278,18 @@ class Lowering:
         pad = MAXR - len(dims)
         ints = [len(dims)] + [d[0] for d in dims] + [0] * pad + [d[1] for d in dims] + [0] * pad
         ints += [d[2] for d in dims] + [0] * pad
+        factor = (src.scale if src.dtype == "i8" else 1.0) / (
+            dst.scale if dst.dtype == "i8" else 1.0)  # (de)quantise on the way
         self.emit(Launch(layer, f"copy_{src.dtype}_{dst.dtype}", _grid1d(n), 256,
-                         [self.ref(src), self.ref(dst)], ints))
+                         [self.ref(src), self.ref(dst)], ints, [factor]))
 
     def ensure(self, v: Value, layout: str | None, dtype: str | None, layer: str,
-               keep_strided: bool = False) -> Value:
+               keep_strided: bool = False, scale: float = 0.0) -> Value:
         """``v`` in the wanted layout / dtype, converted by one copy kernel when it differs.
 
         Views (layout "strided": transposes, slices) are materialised here, once, unless the
-        caller reads arbitrary strides itself (``keep_strided``: binary ops, copies).
+        caller reads arbitrary strides itself (``keep_strided``: binary ops, copies). INT8 needs
+        the ``scale`` to quantise with.
         """
         if v.layout == "strided":
             if keep_strided and layout is None and (dtype or v.dtype) == v.dtype:
@@ -276,14 +300,19 @@ class Lowering:
         if layout == "nhwc" and len(v.shape) != 4:
             raise GpuLoweringError(f"layer '{layer}': needs a 4-D input, got shape {v.shape}")
         dense_nhwc = v.layout == "nhwc" and (v.cs in (0, v.shape[1]))
-        if v.layout == layout and v.dtype == dtype and (layout == "plain" or dense_nhwc):
+        same_scale = dtype != "i8" or v.scale == scale
+        if v.layout == layout and v.dtype == dtype and same_scale \
+                and (layout == "plain" or dense_nhwc):
             return v
         if v.layout == "nhwc" and layout == "plain" and v.dtype == dtype and dense_nhwc \
-                and v.shape[2] * v.shape[3] == 1:
-            return Value(v.buf, v.shape, "plain", dtype, v.offset)  # same memory order
-        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, v.custom, layout, dtype)
+                and v.shape[2] * v.shape[3] == 1 and same_scale:
+            return Value(v.buf, v.shape, "plain", dtype, v.offset, scale=v.scale)  # same order
+        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, v.custom, layout, dtype, scale)
         if key not in self._converted:  # convert once, however many readers need it
+            if dtype == "i8" and scale <= 0:
+                raise GpuLoweringError(f"layer '{layer}': quantising to INT8 needs a scale")
             out = self.new_value(v.shape, layout, dtype)
+            out.scale = scale if dtype == "i8" else 0.0
             self.copy(v, out, layer)
             self._converted[key] = out
         return self._converted[key]
@@ -355,17 +384,33 @@ class Lowering:
                 off += int(t.static_shape()[1])
 
     def _concat_value(self, node: Node) -> Value:
+        """The buffer a channel Concat's producers write into: INT8 (with the Concat output's
+        scale, so each producer requantises into it) when every reader takes INT8 and every
+        input comes from an INT8 convolution, else the compute precision."""
         if node.name not in self.concat_values:
-            self.concat_values[node.name] = self.new_value(self.out_shape(node), "nhwc")
+            t = node.outputs[0]
+            int8 = self._wants_int8(t) and all(self._int8_producer(u) for u in node.inputs)
+            v = self.new_value(self.out_shape(node), "nhwc", "i8" if int8 else None)
+            v.scale = self.scales[t.name] if int8 else 0.0
+            self.concat_values[node.name] = v
         return self.concat_values[node.name]
 
-    def out_nhwc(self, t: Tensor, shape: tuple[int, ...]) -> Value:
-        """A new NHWC output for tensor ``t``: a channel slice of a Concat when one awaits it."""
+    def out_nhwc(self, t: Tensor, shape: tuple[int, ...], int8_ok: bool = False) -> Value:
+        """A new NHWC output for tensor ``t``: a channel slice of a Concat when one awaits it,
+        INT8 when every reader takes INT8 and the producing kernel can write INT8
+        (``int8_ok``)."""
         slot = self.concat_slot.get(t.name)
-        if slot is None:
-            return self.new_value(shape, "nhwc")
-        cv = self._concat_value(slot[0])
-        return Value(cv.buf, shape, "nhwc", cv.dtype, cv.offset + slot[1], cv.shape[1])
+        if slot is not None:
+            cv = self._concat_value(slot[0])
+            if cv.dtype == "i8" and not int8_ok:
+                return self.new_value(shape, "nhwc")  # op_Concat quantises it into place
+            return Value(cv.buf, shape, "nhwc", cv.dtype, cv.offset + slot[1], cv.shape[1],
+                         scale=cv.scale)
+        if int8_ok and self._wants_int8(t):
+            v = self.new_value(shape, "nhwc", "i8")
+            v.scale = self.scales[t.name]
+            return v
+        return self.new_value(shape, "nhwc")
 
     def conv_input(self, v: Value, layer: str) -> Value:
         """NHWC input for a convolution; channel slices stay in place when 16-byte aligned."""
@@ -478,9 +523,57 @@ class Lowering:
             return None
         return add, other
 
+    # ----- INT8 decisions ------------------------------------------------------------------
+    def _int8_scale(self, node: Node) -> float | None:
+        """The input scale when ``node`` is a convolution that runs on INT8 tensor cores."""
+        if not self.scales or self.arch < 80 or node.op != "Conv":
+            return None
+        x, w = node.input(0), _const(node, 1)
+        if x is None or w is None or w.ndim != 4 or int(node.attrs.get("group", 1)) != 1:
+            return None
+        if not x.is_static or int(x.static_shape()[1]) % 16:
+            return None
+        return self.scales.get(x.name)
+
+    def _int8_producer(self, u: Tensor | None) -> bool:
+        """Whether ``u`` comes from an INT8 convolution, possibly through the activation its
+        epilogue fuses (Relu, SiLU = x * Sigmoid(x), ...). A guess: where the fusion does not
+        happen after all, readers dequantise / Concat copies, which is correct, only slower."""
+        for _ in range(3):
+            if u is None or isinstance(u, Constant) or u.producer is None:
+                return False
+            prod = u.producer
+            if prod.op == "Conv":
+                return self._int8_scale(prod) is not None
+            if prod.op != "Mul" and self._activation(prod) is None:
+                return False
+            u = prod.input(0)
+        return False
+
+    def _feeds_int8_residual(self, add: Node, t: Tensor) -> bool:
+        """Whether Add ``add`` will fuse as the residual of an INT8 convolution reading ``t``."""
+        other = next((x for x in add.inputs if x is not None and x is not t), None)
+        return self._int8_producer(other)
+
+    def _wants_int8(self, t: Tensor) -> bool:
+        """Store ``t`` as INT8: it has a scale and every reader takes INT8 (else one FP16 copy
+        serves every reader). A reader that cannot fuse after all dequantises (correct, slower)."""
+        if not self.scales or t.name not in self.scales or t in self.graph.outputs \
+                or t.name in self.concat_slot or not t.consumers:
+            return False
+        for r in t.consumers:
+            if r.op == "Conv" and r.input(0) is t and t not in r.inputs[1:] \
+                    and self._int8_scale(r) is not None:
+                continue
+            if r.op == "Add" and len(r.inputs) == 2 and self._feeds_int8_residual(r, t):
+                continue
+            return False
+        return True
+
     # ----- convolution ---------------------------------------------------------------------
     def op_Conv(self, node: Node) -> None:
-        x = self.value(node.input(0), node)
+        s_in = self._int8_scale(node)
+        x = self.value(node.input(0), node, raw=s_in is not None)
         w = _const(node, 1)
         if w is None or w.ndim != 4:
             raise GpuLoweringError(
@@ -519,6 +612,10 @@ class Lowering:
                     self.fused.update(n.name for n in nodes)
         # weights: OIHW -> [K][R][S][C/g]
         wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
+        if s_in is not None:
+            self._conv_int8(node, s_in, x, wk, b, res, t, out_shape, act, res_after,
+                            (st[0], st[1]), (pads[0], pads[1]), (dil[0], dil[1]))
+            return
         if groups == C == K and Cg == 1:
             wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
             xin = self.conv_input(x, node.name)
@@ -530,13 +627,45 @@ class Lowering:
         else:
             xin = self.conv_input(x, node.name)
         rv = self.conv_input(self.values[res.name], node.name) if res else None
-        y = self.out_nhwc(t, out_shape)
         problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
                               (dil[0], dil[1]), groups,
                               "float16" if self.dt == "f16" else "float32")
+        # the tensor-core kernel and the FP16 depthwise kernel can requantise to INT8
+        depthwise = groups == C == K and Cg == 1
+        y = self.out_nhwc(t, out_shape, int8_ok=mma_eligible(problem, self.arch)
+                          or (depthwise and self.dt == "f16"))
         self.conv_launch(node.name, problem, xin, self.weight(wk, self.dt),
                          self.weight(b.astype(np.float32)) if b is not None else None,
                          rv, y, act, res_after)
+        self.values[t.name] = y
+
+    def _conv_int8(self, node: Node, s_in: float, x: Value, wk: np.ndarray,
+                   b: np.ndarray | None, res: Tensor | None, t: Tensor,
+                   out_shape: tuple[int, ...], act: tuple[str, float, float], res_after: int,
+                   stride: tuple[int, int], pad: tuple[int, int],
+                   dilation: tuple[int, int]) -> None:
+        """The INT8 tensor-core convolution: per-channel weight scales, fused requantisation."""
+        N, C, H, W = x.shape
+        K, R, S, _ = wk.shape
+        aligned = x.layout == "nhwc" and x.dtype == "i8" and x.scale == s_in \
+            and (x.cs or C) % 16 == 0 and x.offset % 16 == 0
+        xin = x if aligned else self.ensure(x, "nhwc", "i8", node.name, scale=s_in)
+        amax = np.abs(wk.reshape(K, -1)).max(axis=1).astype(np.float64)
+        w_scale = np.where(amax > 0, amax / 127.0, 1.0)
+        wq = np.clip(np.rint(wk / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+        dq = self.weight((s_in * w_scale).astype(np.float32))
+        rv = None
+        if res is not None:
+            rv = self.values[res.name]
+            if not (rv.layout == "nhwc" and rv.dtype == "i8" and rv.offset % 8 == 0
+                    and (rv.cs or rv.shape[1]) % 8 == 0):
+                rv = self.conv_input(rv, node.name)
+        y = self.out_nhwc(t, out_shape, int8_ok=True)
+        problem = ConvProblem(N, H, W, C, K, out_shape[2], out_shape[3], R, S, stride, pad,
+                              dilation, 1, "int8")
+        self.conv_launch(node.name, problem, xin, self.weight(wq),
+                         self.weight(b.astype(np.float32)) if b is not None else None,
+                         rv, y, act, res_after, dq)
         self.values[t.name] = y
 
     def padded_nhwc(self, x: Value, cp: int, layer: str) -> Value:
@@ -553,32 +682,39 @@ class Lowering:
 
     def conv_launch(self, layer: str, p: ConvProblem, x: Value, w: Ref, bias: Ref | None,
                     res: Value | None, y: Value, act: tuple[str, float, float],
-                    res_after: int) -> None:
+                    res_after: int, dq: Ref | None = None) -> None:
         tactic = self.choose(p) if mma_eligible(p, self.arch) else DIRECT
         ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
                 p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], p.groups, ACT[act[0]],
                 res_after, x.cs or p.c, y.cs or p.k, (res.cs or p.k) if res else 0]
-        floats = [act[1], act[2]]
+        res_i8, out_i8 = int(res is not None and res.dtype == "i8"), int(y.dtype == "i8")
+        # only the tensor-core kernel reads the INT8 flags (i[22:24], f[2:4]) and dq (p[7])
+        flags = [res_i8, out_i8]
+        floats = [act[1], act[2], 1.0 / y.scale if out_i8 else 0.0,
+                  res.scale if res is not None and res_i8 else 0.0]
         resr = self.ref(res) if res else None
         if tactic.kind == "direct":
             n = p.n * p.p * p.q * p.k
             kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
-            self.emit(Launch(layer, f"{kernel}_{self.dt}", _grid1d(n), 256,
+            if out_i8:  # only the FP16 depthwise kernel has an INT8-output variant
+                assert kernel == "conv_dw" and self.dt == "f16", layer
+            suffix = "_i8" if out_i8 else ""
+            self.emit(Launch(layer, f"{kernel}_{self.dt}{suffix}", _grid1d(n), 256,
                              [self.ref(x), w, bias, resr, self.ref(y)], ints, floats,
                              problem=p, tactic=tactic))
             return
         grid = (math.ceil(p.gemm_m / tactic.bm), math.ceil(p.k / tactic.bn), tactic.splits)
         if tactic.splits == 1:
-            self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
-                             [self.ref(x), w, bias, resr, self.ref(y), None], ints + [1],
-                             floats, tactic.smem_bytes, tactic, p))
+            self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
+                             [self.ref(x), w, bias, resr, self.ref(y), None, None, dq],
+                             ints + [1] + flags, floats, tactic.smem_bytes, tactic, p))
             return
         ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
                    p.gemm_m, p.k), "plain", "f32")
         counters = self.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
-        self.emit(Launch(layer, "conv_mma_f16", grid, tactic.threads,
-                         [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters],
-                         ints + [tactic.splits], floats, tactic.smem_bytes, tactic, p))
+        self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
+                         [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters, dq],
+                         ints + [tactic.splits] + flags, floats, tactic.smem_bytes, tactic, p))
 
     def op_ConvTranspose(self, node: Node) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
@@ -971,7 +1107,8 @@ class Lowering:
                               tuple(xs[p] for p in perm)))
 
     def op_Concat(self, node: Node) -> None:
-        ins = [self.value(t, node) for t in node.inputs if t is not None]
+        # raw: an INT8 input written in place must be recognised as such
+        ins = [self.value(t, node, raw=True) for t in node.inputs if t is not None]
         out_shape = self.out_shape(node)
         axis = int(node.attrs["axis"]) % len(out_shape)
         layout = "nhwc" if len(out_shape) == 4 and all(v.layout == "nhwc" for v in ins) \
@@ -988,7 +1125,8 @@ class Lowering:
                     off = slot[1] if slot is not None and slot[0] is node else \
                         sum(int(u.static_shape()[1]) for u in node.inputs[:list(
                             node.inputs).index(t)] if u is not None)
-                    part = Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs)
+                    part = Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
+                                 scale=y.scale)
                     self.copy(self.ensure(v, None, self.dt, node.name, keep_strided=True), part,
                               node.name, list(v.shape), None, ys)
             self.bind(node, y)
@@ -1125,13 +1263,26 @@ def plan_memory(buffers: list[VBuf], align: int = 256) -> tuple[int, int]:
     return top, naive
 
 
+def segment_precision(layer_precisions: Iterable[str | None], have_scales: bool) -> str:
+    """The one precision a GPU segment is lowered at, from its layers' assigned precisions:
+    FP32 if any layer asked for FP32 (a mixed segment must not lose precision a layer was
+    promised), INT8 if any asked for INT8 and calibration scales exist (the lowering then runs
+    INT8 where its kernels do and FP16 elsewhere), else FP16."""
+    wanted = set(layer_precisions)
+    if "fp32" in wanted:
+        return "fp32"
+    return "int8" if "int8" in wanted and have_scales else "fp16"
+
+
 def lower(graph: Graph, precision: str = "fp16", arch: int = 90,
-          choose: TacticChooser | None = None, sm_count: int = 132) -> GpuProgram:
-    """Lower ``graph`` to GPU launches with planned memory (no GPU needed)."""
+          choose: TacticChooser | None = None, sm_count: int = 132,
+          scales: dict[str, float] | None = None) -> GpuProgram:
+    """Lower ``graph`` to GPU launches with planned memory (no GPU needed); INT8 needs
+    per-tensor ``scales`` (threshold / 127)."""
     from gpu_kernels.tactics import heuristic
 
     chooser = choose or (lambda p: heuristic(p, arch, sm_count))
-    return Lowering(graph, precision, arch, chooser).run()
+    return Lowering(graph, precision, arch, chooser, scales).run()
 
 
 def args_for(launch: Launch, arena: int, weights: int, io: dict[int, int]) -> tuple[

@@ -1,7 +1,8 @@
 """Convolution / GEMM tactics: the candidate tile configurations and how one is chosen.
 
 A tactic is one way to run a convolution: the tensor-core implicit GEMM with a given block tile,
-warp layout, pipeline depth and split-K factor, or the direct SIMT kernel. On a GPU the builder
+warp layout, pipeline depth, split-K factor and element type (FP16 m16n8k16 or INT8 m16n8k32),
+or the direct SIMT kernel. On a GPU the builder
 times the candidates (CUDA events) and keeps the fastest; without one (a cross-build) the choice
 comes from the timing cache or, failing that, from :func:`heuristic`, a small occupancy model.
 """
@@ -9,7 +10,7 @@ comes from the timing cache or, failing that, from :func:`heuristic`, a small oc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ConvProblem:
     pad: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
-    dtype: str = "float16"
+    dtype: str = "float16"  # "float16" | "float32" | "int8" (INT8 in, FP16 or INT8 out)
 
     @property
     def gemm_m(self) -> int:
@@ -62,21 +63,26 @@ class ConvTactic:
     warps_n: int = 0
     stages: int = 0
     splits: int = 1
-    bk: int = 32
+    bk: int = 32  # k-tile in elements (a row of 64 bytes is BK 32 in FP16, 64 in INT8)
+    dtype: str = "f16"  # element type of the tensor-core path: "f16" | "i8"
+
+    @property
+    def kernel(self) -> str:
+        return "conv_direct" if self.kind == "direct" else f"conv_mma_{self.dtype}"
 
     @property
     def name(self) -> str:
         if self.kind == "direct":
             return "direct"
-        bk = "" if self.bk == 32 else f"_b{self.bk}"
+        bk = "" if self.bk == _DEFAULT_BK[self.dtype] else f"_b{self.bk}"
+        dt = "" if self.dtype == "f16" else f"_{self.dtype}"
         return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
-                f"_k{self.splits}")
+                f"_k{self.splits}{dt}")
 
     @property
     def tile(self) -> ConvTactic:
         """The same tactic with split-K 1: tactics sharing a tile share a compiled module."""
-        return ConvTactic(self.kind, self.bm, self.bn, self.warps_m, self.warps_n, self.stages,
-                          1, self.bk)
+        return replace(self, splits=1)
 
     @property
     def threads(self) -> int:
@@ -84,28 +90,37 @@ class ConvTactic:
 
     @property
     def smem_bytes(self) -> int:
-        return 0 if self.kind == "direct" else self.stages * (self.bm + self.bn) * (self.bk + 8) * 2
+        if self.kind == "direct":
+            return 0
+        row = (self.bk + 16 // _ELEM_BYTES[self.dtype]) * _ELEM_BYTES[self.dtype]  # +16 B pad
+        return self.stages * (self.bm + self.bn) * row
 
     def compile_options(self) -> tuple[str, ...]:
         if self.kind == "direct":
             return ()
-        return (f"-DBM={self.bm}", f"-DBN={self.bn}", f"-DWARPS_M={self.warps_m}",
+        opts = (f"-DBM={self.bm}", f"-DBN={self.bn}", f"-DWARPS_M={self.warps_m}",
                 f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}", f"-DBK={self.bk}")
+        return opts + (("-DINT8=1",) if self.dtype == "i8" else ())
 
     @staticmethod
     def from_name(name: str) -> ConvTactic:
         if name == "direct":
             return DIRECT
         parts = name.split("_")[1:]
-        bk = 32
+        dtype = "f16"
+        if parts[-1] in _ELEM_BYTES:
+            dtype = parts.pop()
+        bk = _DEFAULT_BK[dtype]
         if parts[1].startswith("b"):
             bk = int(parts.pop(1)[1:])
         tile, warps, stages, splits = parts
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
-        return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk)
+        return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk, dtype)
 
 
+_ELEM_BYTES = {"f16": 2, "i8": 1}
+_DEFAULT_BK = {"f16": 32, "i8": 64}  # 64-byte smem rows either way
 DIRECT = ConvTactic("direct")
 # The tensor-core tile configurations (each one compiled module per arch).
 MMA_TILES: tuple[ConvTactic, ...] = (
@@ -120,22 +135,31 @@ MMA_TILES: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 128, 128, 2, 4, 3, bk=64),
     ConvTactic("mma", 128, 256, 2, 4, 3, bk=32),
 )
+# The INT8 tiles: the same block shapes with k-tiles of the same bytes (twice the elements).
+MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(
+    replace(t, bk=2 * t.bk, dtype="i8") for t in MMA_TILES
+)
 _TILE_EFFICIENCY = {(32, 64): 0.45, (64, 64): 0.65, (64, 128): 0.8, (128, 64): 0.8,
                     (128, 128): 1.0, (128, 256): 1.0}
 
 
 def mma_eligible(problem: ConvProblem, arch: int) -> bool:
-    """Tensor cores need sm_80+, FP16, one group and C % 8 == 0 (16-byte channel chunks)."""
-    return arch >= 80 and problem.dtype == "float16" and problem.groups == 1 and problem.c % 8 == 0
+    """Tensor cores need sm_80+, FP16 or INT8, one group and 16-byte channel chunks
+    (C % 8 == 0 in FP16, C % 16 == 0 in INT8)."""
+    chunk = {"float16": 8, "int8": 16}.get(problem.dtype)
+    return arch >= 80 and chunk is not None and problem.groups == 1 and problem.c % chunk == 0
 
 
 def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
     """Every tactic that can run ``problem`` on ``arch``."""
     if not mma_eligible(problem, arch):
+        if problem.dtype == "int8":
+            raise ValueError(f"no INT8 tactic runs {problem.signature()} on sm_{arch}")
         return [DIRECT]
     out: list[ConvTactic] = []
-    for t in MMA_TILES:
-        if t.bk == 64 and problem.gemm_k < 256:
+    tiles = MMA_TILES_I8 if problem.dtype == "int8" else MMA_TILES
+    for t in tiles:
+        if t.bk > _DEFAULT_BK[t.dtype] and problem.gemm_k < 8 * _DEFAULT_BK[t.dtype]:
             continue  # a deep k-tile only pays off on long reductions
         ktiles = math.ceil(problem.gemm_k / t.bk)
         out.append(t)
@@ -143,8 +167,7 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
         for splits in (2, 4, 8, 16):
             # split-K only where the grid is small and every split keeps >= 4 k-tiles
             if ctas * splits <= 2 * 132 and ktiles // splits >= 4:
-                out.append(ConvTactic("mma", t.bm, t.bn, t.warps_m, t.warps_n, t.stages, splits,
-                                      t.bk))
+                out.append(replace(t, splits=splits))
     return out
 
 
@@ -159,7 +182,7 @@ def estimate_seconds(problem: ConvProblem, tactic: ConvTactic, sm_count: int,
     waves = math.ceil(blocks / (sm_count * per_sm))
     resident = min(per_sm, math.ceil(blocks / sm_count))  # CTAs sharing one SM per wave
     cta_flops = 2 * tactic.bm * tactic.bn * math.ceil(problem.gemm_k / tactic.splits)
-    eff = _TILE_EFFICIENCY[(tactic.bm, tactic.bn)]
+    eff = _TILE_EFFICIENCY[(tactic.bm, tactic.bn)] * (2.0 if tactic.dtype == "i8" else 1.0)
     t = waves * cta_flops * resident / (tflops * 1e12 / sm_count * eff) + 3e-6
     if tactic.splits > 1:  # partials written and read back in FP32 + one more launch
         t += (problem.gemm_m * problem.k * 4 * tactic.splits * 2) / 2e12 + 2e-6

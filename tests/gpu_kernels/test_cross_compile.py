@@ -28,7 +28,8 @@ def test_every_module_compiles(source: str, options: tuple[str, ...], arch: str,
     mod = compile_kernel(source, arch, options)
     assert mod.cubin[:4] == b"\x7fELF"  # a cubin is an ELF image
     assert mod.arch == arch
-    for prefix in SOURCES.get(source, ("conv_mma_f16",)):
+    mma = ("conv_mma_i8",) if "-DINT8=1" in options else ("conv_mma_f16",)
+    for prefix in SOURCES.get(source, mma):
         assert prefix.encode() in mod.cubin  # the kernel symbols are in it
 
 

@@ -71,3 +71,20 @@ def test_a_boards_timing_cache_picks_the_cross_built_tactics(tmp_path, zoo_model
     assert "timing-cache" in cuda["tactic_sources"]
     stored = TimingCache.from_json(bytes(plan.blob("timing_cache").data).decode())
     assert stored.best(problem.signature(), "sm_87") == other.name
+
+
+def test_int8_build_cross_compiles_int8_tensor_core_kernels(tmp_path, zoo_model):
+    """An INT8 Orin build lowers its GPU convolutions to the m16n8k32 kernel with the plan's
+    calibration scales, and the INT8 tile modules are in the plan as cubins."""
+    plan_path = tmp_path / "m.plan"
+    argv = ["build", str(zoo_model("resnet18")), "--target", "orin-agx-64gb", "--int8",
+            "--calib-random", "2", "--partition", "cost", "-o", str(plan_path), "--quiet"]
+    assert main(argv) == 0
+    plan = read_plan(plan_path)
+    gpu = [rec for rec in plan.header["segments"] if rec["device"] == "gpu"]
+    assert gpu and plan.header["calibration"]
+    cuda = gpu[0]["cuda"]
+    assert "error" not in cuda, cuda.get("error")
+    assert cuda["precision"] == "int8"
+    assert any(name.endswith("_i8") for name in cuda["layer_tactics"].values())
+    assert any("-DINT8=1" in m["options"] for m in cuda["modules"])
