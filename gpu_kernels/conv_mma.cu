@@ -82,7 +82,13 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 // p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
 //      dq f32[K] (INT8 only: input scale x weight scale per output channel)}
-extern "C" __global__ void __launch_bounds__(NT) CONV_MMA(const KArgs a) {
+// Two 256-thread CTAs of a tile up to 128 wide share an SM only with <= 128 registers a thread.
+#if NT == 256 && BN <= 128
+#define BOUNDS __launch_bounds__(NT, 2)
+#else
+#define BOUNDS __launch_bounds__(NT)
+#endif
+extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     const elem_t* x = (const elem_t*)a.p[0];
     const elem_t* w = (const elem_t*)a.p[1];
     const float* bias = (const float*)a.p[2];
@@ -275,36 +281,65 @@ extern "C" __global__ void __launch_bounds__(NT) CONV_MMA(const KArgs a) {
         if (!is_last) return;
         __threadfence();
         const float fa = a.f[0], fb = a.f[1];
-        // 4 outputs per thread and iteration (float4 through L2), splits unrolled: the loads of
-        // every split are in flight together instead of one L2 round trip per addition.
+        // The reduction is latency-bound (one CTA reads every split's partials through L2), so
+        // each thread keeps many loads in flight: 4 outputs (float4) per pass and 8 splits (4 in
+        // CTAs of 256 threads) per batch, all loads issued before any addition (more would cost registers, which every
+        // launch of this kernel pays in occupancy). The order of the additions
+        // is fixed (split 0, 1, ...): the result does not depend on which CTA finished last.
         const bool vec4 = (K & 3) == 0;
-        for (int e = tid * 4; e < BM * BN; e += NT * 4) {
-            const int m = block_m + e / BN, k = block_n + e % BN;
-            if (m >= M || k >= K) continue;
-            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            const int nk = vec4 ? 4 : min(4, K - k);
-#pragma unroll 4
-            for (int sp = 0; sp < splits; ++sp) {
-                const float* src = ws + ((i64)sp * M + m) * K + k;
-                if (vec4) {
-                    float p0, p1, p2, p3;
-                    asm("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];"
-                        : "=f"(p0), "=f"(p1), "=f"(p2), "=f"(p3) : "l"(src));
-                    v[0] += p0; v[1] += p1; v[2] += p2; v[3] += p3;
-                } else {
-                    for (int q = 0; q < nk; ++q) {
-                        float part;
-                        asm("ld.global.cg.f32 %0, [%1];" : "=f"(part) : "l"(src + q));
-                        v[q] += part;
+#define GR 1  // groups of 4 outputs per thread and pass
+#define RU (NT >= 256 ? 4 : 8)  // splits per batch of loads: big CTAs have more threads loading
+        for (int e0 = tid * 4; e0 < BM * BN; e0 += NT * 4) {
+            int mg[GR], kg[GR], nk[GR];
+            float v[GR][4];
+#pragma unroll
+            for (int g = 0; g < GR; ++g) {
+                const int e = e0 + g * NT * 4;
+                mg[g] = block_m + e / BN;
+                kg[g] = block_n + e % BN;
+                nk[g] = (e >= BM * BN || mg[g] >= M || kg[g] >= K) ? 0 : min(4, K - kg[g]);
+#pragma unroll
+                for (int q = 0; q < 4; ++q) v[g][q] = 0.0f;
+            }
+            for (int s0 = 0; s0 < splits; s0 += RU) {
+                float part[RU][GR][4];
+#pragma unroll
+                for (int u = 0; u < RU; ++u)
+#pragma unroll
+                    for (int g = 0; g < GR; ++g) {
+                        const float* src = ws + ((i64)(s0 + u) * M + mg[g]) * K + kg[g];
+                        const bool live = s0 + u < splits && nk[g] > 0;
+                        if (live && vec4) {
+                            asm("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];"
+                                : "=f"(part[u][g][0]), "=f"(part[u][g][1]), "=f"(part[u][g][2]),
+                                  "=f"(part[u][g][3])
+                                : "l"(src));
+                        } else {
+#pragma unroll
+                            for (int q = 0; q < 4; ++q) {
+                                part[u][g][q] = 0.0f;
+                                if (live && q < nk[g])
+                                    asm("ld.global.cg.f32 %0, [%1];" : "=f"(part[u][g][q])
+                                        : "l"(src + q));
+                            }
+                        }
                     }
+#pragma unroll
+                for (int u = 0; u < RU; ++u)
+#pragma unroll
+                    for (int g = 0; g < GR; ++g)
+#pragma unroll
+                        for (int q = 0; q < 4; ++q) v[g][q] += part[u][g][q];
+            }
+#pragma unroll
+            for (int g = 0; g < GR; ++g)
+                for (int q = 0; q < nk[g]; ++q) {
+                    const int m = mg[g], k = kg[g] + q;
+                    const float r = res ? ld_res(res, (i64)m * rcs + k, res_i8, res_scale) : 0.0f;
+                    st_out(y, (i64)m * ycs + k,
+                           epilogue(v[g][q], bias, k, r, res != 0, res_after, act, fa, fb),
+                           out_i8, out_inv);
                 }
-            }
-            for (int q = 0; q < nk; ++q) {
-                const float r = res ? ld_res(res, (i64)m * rcs + k + q, res_i8, res_scale) : 0.0f;
-                st_out(y, (i64)m * ycs + k + q,
-                       epilogue(v[q], bias, k + q, r, res != 0, res_after, act, fa, fb), out_i8,
-                       out_inv);
-            }
         }
         if (tid == 0) counters[tile] = 0;  // ready for the next launch / graph replay
         return;

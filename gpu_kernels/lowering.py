@@ -696,8 +696,11 @@ class Lowering:
         if tactic.kind == "direct":
             n = p.n * p.p * p.q * p.k
             kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
-            if out_i8:  # only the FP16 depthwise kernel has an INT8-output variant
+            if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
                 assert kernel == "conv_dw" and self.dt == "f16", layer
+            if kernel == "conv_dw" and self.dt == "f16" and all(
+                    v % 8 == 0 for v in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)):
+                kernel, n = "conv_dw_x8", n // 8  # 8 channels a thread, 16-byte accesses
             suffix = "_i8" if out_i8 else ""
             self.emit(Launch(layer, f"{kernel}_{self.dt}{suffix}", _grid1d(n), 256,
                              [self.ref(x), w, bias, resr, self.ref(y)], ints, floats,
@@ -984,7 +987,9 @@ class Lowering:
         ints = [N, H, W, C, out[2], out[3], k[0], k[1], st[0], st[1], pads[0], pads[1],
                 dil[0], dil[1], int(is_max), int(node.attrs.get("count_include_pad", 0)),
                 pads[2], pads[3]]
-        self.emit(Launch(node.name, f"pool2d_{self.dt}", _grid1d(int(np.prod(out))), 256,
+        x8 = self.dt == "f16" and C % 8 == 0 and x.offset % 8 == 0  # 16-byte aligned pixels
+        n = int(np.prod(out)) // (8 if x8 else 1)
+        self.emit(Launch(node.name, f"pool2d_{'x8_' if x8 else ''}{self.dt}", _grid1d(n), 256,
                          [self.ref(x), self.ref(y)], ints))
         self.bind(node, y)
 

@@ -81,6 +81,7 @@ def cases() -> list[Case]:
         "conv_dilated": (1, 8, 12, 12, 8, 3, 3, 1, 2, 2, 1),
         "conv_depthwise": (1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 32),
         "conv_dw_stride2": (2, 24, 9, 9, 24, 5, 5, 2, 2, 1, 24),
+        "conv_dw_c12": (1, 12, 9, 7, 12, 3, 3, 1, 1, 1, 12),  # C % 8 != 0: one channel a thread
         "conv_grouped": (1, 16, 8, 8, 32, 3, 3, 1, 1, 1, 4),
         "conv_bigk": (1, 256, 7, 7, 512, 3, 3, 1, 1, 1, 1),
     }.items():
@@ -96,6 +97,8 @@ def cases() -> list[Case]:
                   dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])))
     c.append(Case("maxpool", "MaxPool", {"x": (2, 16, 15, 13)}, {},
                   dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])))
+    c.append(Case("maxpool_c5", "MaxPool", {"x": (1, 5, 9, 8)}, {},  # C % 8 != 0: scalar kernel
+                  dict(kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])))
     c.append(Case("avgpool_incl", "AveragePool", {"x": (1, 8, 9, 9)}, {},
                   dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
                        count_include_pad=1)))

@@ -48,7 +48,7 @@ def test_residual_block_reads_its_residual_in_int8() -> None:
 
 def test_depthwise_fp16_kernel_requantises_for_the_next_int8_conv() -> None:
     _, _, low = _setup("depthwise")
-    assert "conv_dw_f16_i8" in _kernels(low)
+    assert "conv_dw_x8_f16_i8" in _kernels(low)
     assert "dw.act" in int8_values(low) and "pw1.act" not in int8_values(low)
 
 
