@@ -7,6 +7,7 @@ from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
     "conv_simt.cu": ("conv_direct", "conv_dw", "conv_transpose_direct"),
+    "conv_tiled.cu": ("conv_tiled",),
     "elementwise.cu": ("unary", "binary", "copy"),
     "pool.cu": ("pool2d", "global_avgpool"),
     "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "mean_lastdim"),

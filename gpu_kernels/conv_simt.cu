@@ -1,6 +1,6 @@
 // Direct (SIMT) convolution on NHWC: every group size, stride, dilation and padding; FP32 and
-// FP16 storage with FP32 accumulation. It is the depthwise / grouped path on every arch, the FP32
-// path, and the FP16 path on sm_72 (Xavier has no ldmatrix, cp.async or m16n8k16).
+// FP16 storage with FP32 accumulation. It is the grouped path on every arch (one group runs the
+// tiled SIMT GEMM of conv_tiled.cu or the tensor cores of conv_mma.cu).
 // Also: depthwise convolution and ConvTranspose (direct, NHWC).
 #include "common.cuh"
 

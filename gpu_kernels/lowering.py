@@ -696,6 +696,12 @@ class Lowering:
         if tactic.kind == "direct":
             n = p.n * p.p * p.q * p.k
             kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
+            if p.groups == 1 and not out_i8:  # SIMT implicit GEMM, 64x64 tiles
+                grid = (math.ceil(p.gemm_m / 64), math.ceil(p.k / 64), 1)
+                self.emit(Launch(layer, f"conv_tiled_{self.dt}", grid, 256,
+                                 [self.ref(x), w, bias, resr, self.ref(y)], ints, floats,
+                                 problem=p, tactic=tactic))
+                return
             if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
                 assert kernel == "conv_dw" and self.dt == "f16", layer
             if kernel == "conv_dw" and self.dt == "f16" and all(

@@ -56,7 +56,7 @@ class ConvProblem:
 
 @dataclass(frozen=True)
 class ConvTactic:
-    kind: str  # "mma" (tensor cores, conv_mma.cu) or "direct" (SIMT, conv_simt.cu)
+    kind: str  # "mma" (tensor cores, conv_mma.cu) or "direct" (SIMT: conv_tiled.cu, conv_simt.cu)
     bm: int = 0
     bn: int = 0
     warps_m: int = 0

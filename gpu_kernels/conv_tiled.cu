@@ -1,0 +1,121 @@
+// Tiled implicit-GEMM convolution on NHWC for the SIMT cores: FP32 (where tensor cores would
+// change the numerics) and FP16 storage below sm_80 (Xavier has no ldmatrix / cp.async /
+// m16n8k16), FP32 accumulation either way. groups == 1, any C (no alignment needed: every
+// element is gathered on its own, so the RGB stem needs no padding).
+//   GEMM M = N*P*Q, N = K, K = R*S*C (c fastest), as conv_mma.cu.
+// A 64x64 output tile per 256-thread block, 4x4 outputs a thread; 8-deep k-tiles staged in
+// shared memory (A transposed so a thread reads its 4 rows as one 16-byte load), the next
+// k-tile prefetched into registers while the current one is multiplied. Same arguments as
+// conv_direct (conv_simt.cu).
+#include "common.cuh"
+
+#define TBM 64
+#define TBN 64
+#define TBK 8
+
+template <typename T>
+__device__ void conv_tiled(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    const T* w = (const T*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    const T* res = (const T*)a.p[3];
+    T* y = (T*)a.p[4];
+    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
+    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
+    const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
+    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20];
+    const int M = N * P * Q, Kg = R * S * C;
+    const int block_m = blockIdx.x * TBM, block_n = blockIdx.y * TBN;
+    const int tid = threadIdx.x;
+
+    __shared__ __align__(16) float As[2][TBK][TBM];
+    __shared__ __align__(16) float Bs[2][TBK][TBN];
+
+    // loader: each thread fetches 2 A and 2 B elements per k-tile, always the same k column
+    const int lk = tid % TBK, lr = tid / TBK;  // lr in [0, 32)
+    int a_ih0[2], a_iw0[2];
+    i64 a_base[2];
+    bool a_ok[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const int m = block_m + lr + 32 * i;
+        a_ok[i] = m < M;
+        const int mm = a_ok[i] ? m : 0;
+        const int q = mm % Q, p = (mm / Q) % P, n = mm / (P * Q);
+        a_ih0[i] = p * sh - ph;
+        a_iw0[i] = q * sw - pw;
+        a_base[i] = (i64)n * H * W * xcs;
+    }
+    float ra[2], rb[2];
+    auto fetch = [&](int kt) {
+        const int kk = kt * TBK + lk;
+        const bool k_ok = kk < Kg;
+        const int c = k_ok ? kk % C : 0, rs = k_ok ? kk / C : 0;
+        const int r = rs / S, s = rs - r * S;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int ih = a_ih0[i] + r * dh, iw = a_iw0[i] + s * dw;
+            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < H && iw >= 0 && iw < W;
+            ra[i] = ok ? ld(x, a_base[i] + ((i64)ih * W + iw) * xcs + c) : 0.0f;
+            const int kout = block_n + lr + 32 * i;
+            rb[i] = (k_ok && kout < K) ? ld(w, (i64)kout * Kg + kk) : 0.0f;
+        }
+    };
+    auto stash = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            As[buf][lk][lr + 32 * i] = ra[i];
+            Bs[buf][lk][lr + 32 * i] = rb[i];
+        }
+    };
+
+    const int tm = (tid / 16) * 4, tn = (tid % 16) * 4;  // this thread's 4x4 outputs
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+    const int ktiles = (Kg + TBK - 1) / TBK;
+    fetch(0);
+    stash(0);
+    __syncthreads();
+    for (int kt = 0; kt < ktiles; ++kt) {
+        const int buf = kt & 1;
+        if (kt + 1 < ktiles) fetch(kt + 1);  // global loads in flight during the FMAs
+#pragma unroll
+        for (int k = 0; k < TBK; ++k) {
+            const float4 av = *(const float4*)&As[buf][k][tm];
+            const float4 bv = *(const float4*)&Bs[buf][k][tn];
+            const float am[4] = {av.x, av.y, av.z, av.w}, bn[4] = {bv.x, bv.y, bv.z, bv.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] += am[i] * bn[j];
+        }
+        if (kt + 1 < ktiles) stash(buf ^ 1);  // the other buffer: nobody reads it now
+        __syncthreads();
+    }
+
+    const float fa = a.f[0], fb = a.f[1];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = block_m + tm + i;
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int k = block_n + tn + j;
+            if (k >= K) continue;
+            const float rv = res ? ld(res, (i64)m * rcs + k) : 0.0f;
+            st(y, (i64)m * ycs + k,
+               epilogue(acc[i][j], bias, k, rv, res != 0, res_after, act, fa, fb));
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) conv_tiled_f32(const KArgs a) {
+    conv_tiled<float>(a);
+}
+extern "C" __global__ void __launch_bounds__(256) conv_tiled_f16(const KArgs a) {
+    conv_tiled<half_t>(a);
+}
