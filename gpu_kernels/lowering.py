@@ -1106,6 +1106,45 @@ class Lowering:
                                    "types run on the GPU")
         self.bind(node, x)  # inside a segment every float is the compute precision
 
+    def _qdq_scale(self, node: Node) -> float:
+        """The per-tensor scale of a Q/DQ layer; symmetric INT8 only (zero point 0), as the
+        INT8 kernels and TensorRT take it."""
+        scale, zp = node.input(1), node.input(2)
+        if not isinstance(scale, Constant) or scale.values.size != 1:
+            raise GpuLoweringError(f"layer '{node.name}' ({node.op}): needs one constant "
+                                   "per-tensor scale on the GPU")
+        zero = zp is None or (isinstance(zp, Constant) and not np.any(zp.values))
+        int8 = zp is not None and zp.dtype == "int8" or \
+            node.attrs.get("output_dtype") == 3  # TensorProto.INT8
+        if node.op == "QuantizeLinear" and not (zero and int8):
+            raise GpuLoweringError(f"layer '{node.name}' (QuantizeLinear): only INT8 with zero "
+                                   "point 0 runs on the GPU (symmetric, as TensorRT)")
+        if not zero:
+            raise GpuLoweringError(f"layer '{node.name}' (DequantizeLinear): only zero point 0 "
+                                   "runs on the GPU")
+        return float(scale.values.reshape(-1)[0])
+
+    def op_QuantizeLinear(self, node: Node) -> None:
+        x = self.value(node.input(0), node)
+        if node.outputs[0] in self.graph.outputs:
+            raise GpuLoweringError(f"layer '{node.name}' (QuantizeLinear): an INT8 graph output "
+                                   "is not supported on the GPU")
+        self.bind(node, self.ensure(x, None, "i8", node.name, scale=self._qdq_scale(node)))
+
+    def op_DequantizeLinear(self, node: Node) -> None:
+        scale = self._qdq_scale(node)
+        t = node.input(0)
+        if isinstance(t, Constant):  # weights: folded here (the importer's passes usually do)
+            real = (t.values.astype(np.float32) * scale).astype(NP_DTYPE[self.dt])
+            self.bind(node, self.value(Constant(node.outputs[0].name, real), node))
+            return
+        v = self.value(t, node, raw=True)
+        if v.dtype != "i8":
+            raise GpuLoweringError(f"layer '{node.name}' (DequantizeLinear): input "
+                                   f"'{t.name if t else ''}' is not INT8")
+        as_stored = Value(v.buf, v.shape, v.layout, "i8", v.offset, v.cs, v.custom, scale)
+        self.bind(node, self.ensure(as_stored, None, self.dt, node.name))
+
     def op_Transpose(self, node: Node) -> None:
         x = self.value(node.input(0), node)
         perm = list(node.attrs.get("perm", list(range(len(x.shape)))[::-1]))

@@ -141,3 +141,16 @@ def fake_quant_reference(graph: Graph, feeds: dict[str, np.ndarray], low: Loweri
         for t, v in zip(node.outputs, evaluate_node(node, ins)):
             env[t.name] = fake_quant(v, stored[t.name].scale) if t.name in stored else v
     return {t.name: env[t.name] for t in graph.outputs}
+
+
+def qdq_model(zero_point_dtype: int = TensorProto.INT8, scale_shape: tuple[int, ...] = ()
+              ) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> DequantizeLinear -> Conv -> y, as a QAT export has it."""
+    rng = np.random.default_rng(3)
+    scale = np.full(scale_shape, 0.02, np.float32)
+    zp = np.zeros(scale_shape, np.int8 if zero_point_dtype == TensorProto.INT8 else np.uint8)
+    inits = [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zp, "zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="dq")]
+    n1, i1, a = _conv("c1", "xd", 16, 8, 3, rng, relu=False)
+    return _model("qdq", (1, 16, 9, 9), nodes + n1, inits + i1, a)

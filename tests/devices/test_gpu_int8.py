@@ -90,3 +90,18 @@ def test_zoo_model_int8(name) -> None:
     # deeper nets: an FP16-staged value next to a rounding boundary flips one INT8 step now and
     # then, and the flips add up over tens of layers; the FP32 cosine is the accuracy bound
     _check(graph, minmax_scales(graph, calib), feeds, {"autotune": True}, 1e-1, 0.99)
+
+
+def test_quantize_dequantize_layers_match_the_reference() -> None:
+    """ONNX QuantizeLinear / DequantizeLinear (a QAT model built FP16) on the GPU's copies:
+    round half to even and saturation as the numpy reference."""
+    from devices.gpu import GpuRunner
+    from tests.devices.int8_cases import qdq_model
+
+    graph = graph_of(qdq_model())
+    feeds = {"x": feeds_for(graph)["x"] * 2.0}  # some values beyond 127 * scale: saturation
+    ref = reference(graph, feeds)
+    with GpuRunner(graph, "fp16", autotune=False) as runner:
+        got = runner.infer(feeds)
+    for name, r in ref.items():
+        assert rel_err(got[name], r) <= 1e-2, name

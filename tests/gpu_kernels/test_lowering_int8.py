@@ -106,3 +106,22 @@ def test_int8_tactics_are_named_and_parsed() -> None:
     assert ConvTactic("mma", 64, 64, 2, 2, 3, 1, 64, "i8").smem_bytes == 3 * 128 * 80
     with pytest.raises(ValueError, match="INT8"):
         candidates(ConvProblem(1, 8, 8, 8, 16, 8, 8, 1, 1, dtype="int8"), 90)  # C % 16 != 0
+
+
+def test_quantize_dequantize_layers_lower_to_copies() -> None:
+    from tests.devices.int8_cases import qdq_model
+
+    prog = lower(graph_of(qdq_model()), "fp16", arch=90)
+    q = next(ln for ln in prog.launches if ln.layer == "q")
+    dq = next(ln for ln in prog.launches if ln.layer == "dq")
+    assert q.kernel == "copy_f32_i8" and q.floats == [pytest.approx(1 / 0.02)]
+    assert dq.kernel == "copy_i8_f16" and dq.floats == [pytest.approx(0.02)]
+
+
+def test_asymmetric_or_per_channel_qdq_is_refused_with_the_layer() -> None:
+    from onnx import TensorProto
+
+    from tests.devices.int8_cases import qdq_model
+
+    with pytest.raises(GpuLoweringError, match="'q'.*zero point 0"):
+        lower(graph_of(qdq_model(TensorProto.UINT8)), "fp16", arch=90)
