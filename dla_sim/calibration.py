@@ -274,7 +274,7 @@ def write_cache(
 
 def read_cache(path: str | os.PathLike[str]) -> dict[str, float]:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise CalibrationError(f"cannot read calibration cache '{path}': {err.strerror}") from None
     return parse_cache(text, str(path))[1]

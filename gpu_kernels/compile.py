@@ -197,7 +197,7 @@ def choose_major(arch: str, nvrtc_major: int | None = None) -> int:
 
 def project_headers() -> dict[str, str]:
     """Every ``*.cuh`` beside this file, by include name."""
-    return {p.name: p.read_text() for p in sorted(KERNEL_DIR.glob("*.cuh"))}
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(KERNEL_DIR.glob("*.cuh"))}
 
 
 def read_source(source_name_or_text: str) -> tuple[str, str]:
@@ -206,7 +206,7 @@ def read_source(source_name_or_text: str) -> tuple[str, str]:
         path = KERNEL_DIR / source_name_or_text
         if not path.is_file():
             raise CompileError(f"kernel source '{source_name_or_text}' not found in {KERNEL_DIR}")
-        return path.name, path.read_text()
+        return path.name, path.read_text(encoding="utf-8")
     return "inline.cu", source_name_or_text
 
 

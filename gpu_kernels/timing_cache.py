@@ -83,4 +83,4 @@ class TimingCache:
         p = Path(path)
         if not p.is_file():
             raise TimingCacheError(f"timing cache '{p}' does not exist")
-        return cls.from_json(p.read_text(), str(p))
+        return cls.from_json(p.read_text(encoding="utf-8"), str(p))

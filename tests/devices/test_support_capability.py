@@ -151,13 +151,13 @@ def test_unconfirmed_rules_are_flagged_in_the_reason():
 def test_user_support_table_overrides_an_unconfirmed_rule(tmp_path):
     from devices.support import TABLES_DIR
 
-    text = (TABLES_DIR / "dla2.yaml").read_text()
+    text = (TABLES_DIR / "dla2.yaml").read_text(encoding="utf-8")
     relaxed = text.replace(
         "      - {check: shuffle, rank: 4, split_next_to: [Slice, Concat, Split]}\n", ""
     )
     assert relaxed != text
     path = tmp_path / "my_dla2.yaml"
-    path.write_text(relaxed)
+    path.write_text(relaxed, encoding="utf-8")
     g = _reshape_to_2d()
     caps = capabilities_for(load_target("orin-agx-64gb"), dla_table_path=path)
     assert caps["dla"].supports(g.node("flat"), g, "fp16").ok
@@ -181,10 +181,10 @@ def test_strict_inclusive_avg_pool_option(tmp_path):
     infer_shapes(g)
     xavier = load_target("xavier-agx")
     assert DlaCapability(xavier).supports(pool, g, "fp16").ok
-    text = (TABLES_DIR / "dla1.yaml").read_text()
+    text = (TABLES_DIR / "dla1.yaml").read_text(encoding="utf-8")
     strict = text.replace("only_when_padded: true", "only_when_padded: false")
     path = tmp_path / "strict.yaml"
-    path.write_text(strict)
+    path.write_text(strict, encoding="utf-8")
     verdict = capabilities_for(xavier, dla_table_path=path)["dla"].supports(pool, g, "fp16")
     assert verdict.reason == (
         "AveragePool 'ap': average pool with count_include_pad=0 not supported on DLA "
