@@ -54,7 +54,8 @@ def test_nvrtc_major(name: str, nvrtc: int):
 
 
 def test_xavier_nvrtc_is_capped_at_12(tmp_path: Path):
-    text = (BOARDS_DIR / "xavier-agx.yaml").read_text(encoding="utf-8").replace('cuda: "11.4"', 'cuda: "13.0"')
+    text = (BOARDS_DIR / "xavier-agx.yaml").read_text(encoding="utf-8")
+    text = text.replace('cuda: "11.4"', 'cuda: "13.0"')
     path = tmp_path / "xavier13.yaml"
     path.write_text(text, encoding="utf-8")
     assert load_target(str(path)).nvrtc_major == 12  # NVRTC 13 rejects sm_72
@@ -105,7 +106,9 @@ def test_host_target_has_no_dla():
 
 def test_user_yaml_path(tmp_path: Path):
     text = (
-        (BOARDS_DIR / "orin-nx-8gb.yaml").read_text(encoding="utf-8").replace("name: orin-nx-8gb", "name: my-orin")
+        (BOARDS_DIR / "orin-nx-8gb.yaml")
+        .read_text(encoding="utf-8")
+        .replace("name: orin-nx-8gb", "name: my-orin")
     )
     path = tmp_path / "my_board.yaml"
     path.write_text(text, encoding="utf-8")
