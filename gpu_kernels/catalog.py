@@ -8,7 +8,7 @@ from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
 SOURCES: dict[str, tuple[str, ...]] = {
     "conv_simt.cu": ("conv_direct", "conv_dw", "conv_transpose_direct"),
     "conv_tiled.cu": ("conv_tiled",),
-    "elementwise.cu": ("unary", "binary", "copy"),
+    "elementwise.cu": ("fused", "copy", "space_to_depth"),
     "pool.cu": ("pool2d", "global_avgpool"),
     "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "mean_lastdim"),
     "resize.cu": ("resize_nhwc",),

@@ -1,31 +1,9 @@
-// Element-wise kernels: activations with an optional per-channel affine (standalone
-// BatchNormalization), broadcasting binary ops, and one strided copy that does transpose,
-// slice, concat-into-place, NCHW<->NHWC reformat and FP32<->FP16 casts.
+// Element-wise kernels: fused chains of activations / broadcasting arithmetic (standalone
+// BatchNormalization too), and one strided copy that does transpose, slice, concat-into-place,
+// NCHW<->NHWC reformat, FP32<->FP16 casts and INT8 (de)quantisation.
 #include "common.cuh"
 
 #define MAXR 6
-
-// y = act(x * scale[c] + bias[c]); c = (i / inner) % cdim. p = {x, y, scale | 0, bias | 0}
-// i = {n (low), n (high), inner, cdim, act}
-template <typename T>
-__device__ void unary(const KArgs& a) {
-    const T* x = (const T*)a.p[0];
-    T* y = (T*)a.p[1];
-    const float* scale = (const float*)a.p[2];
-    const float* bias = (const float*)a.p[3];
-    const i64 n = (i64)(unsigned)a.i[0] | ((i64)a.i[1] << 32);
-    const int inner = a.i[2], cdim = a.i[3], act = a.i[4];
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += (i64)gridDim.x * blockDim.x) {
-        float v = ld(x, idx);
-        if (scale || bias) {
-            const int c = ((int)idx / inner) % cdim;  // per-channel tensors stay < 2^31
-            if (scale) v *= scale[c];
-            if (bias) v += bias[c];
-        }
-        st(y, idx, activate(v, act, a.f[0], a.f[1]));
-    }
-}
 
 #define OP_ADD 0
 #define OP_SUB 1
@@ -35,41 +13,71 @@ __device__ void unary(const KArgs& a) {
 #define OP_MAX 5
 #define OP_MIN 6
 
-// y[idx] = act(a op b) over the output shape, with a/b strides (0 where broadcast).
-// p = {a, b, y}; i = {rank, op, act, shape[6], astride[6], bstride[6]}
+__device__ __forceinline__ float binop(int op, float u, float v) {
+    switch (op) {
+        case OP_ADD: return u + v;
+        case OP_SUB: return u - v;
+        case OP_MUL: return u * v;
+        case OP_DIV: return u / v;
+        case OP_POW: return v == 2.0f ? u * u : powf(u, v);  // x^2 (YOLO boxes) stays exact
+        case OP_MAX: return fmaxf(u, v);
+        default: return fminf(u, v);
+    }
+}
+
+// A chain of element-wise layers as one kernel: a small register program, interpreted per
+// element, over up to FUSED_IN strided inputs (stride 0 where broadcast) and one strided
+// output -- so activations, broadcasting arithmetic, views (transpose, slice) and writing into a
+// concat slice cost one pass over memory instead of one kernel per layer.
+// p = {descriptor, y, x0 .. x5}; i = {rank, inputs, ops}
+// descriptor (int32, in the weight arena): shape[6], ystride[6], xstride[inputs][6],
+// then per op {code, a, b, c}; op j writes register inputs + j; the last register is y.
+//   code 0..6   r[a] OP r[b]                 (OP_* above)
+//   code 8..14  r[a] OP imm, imm = bits b
+//   code 16..22 imm OP r[a], imm = bits b
+//   code 32+act activate(r[a], alpha = bits b, beta = bits c)
+#define FUSED_IN 6
+#define FUSED_OPS 24
 template <typename T>
-__device__ void binary(const KArgs& a) {
-    const T* A = (const T*)a.p[0];
-    const T* B = (const T*)a.p[1];
-    T* y = (T*)a.p[2];
-    const int rank = a.i[0], op = a.i[1], act = a.i[2];
-    const int* shape = a.i + 3;
-    const int* as = a.i + 3 + MAXR;
-    const int* bs = a.i + 3 + 2 * MAXR;
+__device__ void fused(const KArgs& a) {
+    __shared__ int d[MAXR * (2 + FUSED_IN) + 4 * FUSED_OPS];
+    const int rank = a.i[0], nin = a.i[1], nops = a.i[2];
+    const int* desc = (const int*)a.p[0];
+    const int* istride = d + 2 * MAXR;
+    const int* ops = d + MAXR * (2 + nin);
+    for (int t = threadIdx.x; t < MAXR * (2 + nin) + 4 * nops; t += blockDim.x) d[t] = desc[t];
+    __syncthreads();
+    T* y = (T*)a.p[1];
     int n = 1;  // 32-bit index math: see conv_simt.cu
-    for (int d = 0; d < rank; ++d) n *= shape[d];
+    for (int k = 0; k < rank; ++k) n *= d[k];
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
          idx += gridDim.x * blockDim.x) {
         int rem = idx;
-        i64 ao = 0, bo = 0;
-        for (int d = rank - 1; d >= 0; --d) {
-            const int c = rem % shape[d];
-            rem /= shape[d];
-            ao += (i64)c * as[d];
-            bo += (i64)c * bs[d];
+        i64 yo = 0, xo[FUSED_IN] = {0, 0, 0, 0, 0, 0};
+        for (int k = rank - 1; k >= 0; --k) {
+            const int c = rem % d[k];
+            rem /= d[k];
+            yo += (i64)c * d[MAXR + k];
+#pragma unroll
+            for (int j = 0; j < FUSED_IN; ++j)
+                if (j < nin) xo[j] += (i64)c * istride[j * MAXR + k];
         }
-        const float u = ld(A, ao), v = ld(B, bo);
-        float r;
-        switch (op) {
-            case OP_ADD: r = u + v; break;
-            case OP_SUB: r = u - v; break;
-            case OP_MUL: r = u * v; break;
-            case OP_DIV: r = u / v; break;
-            case OP_POW: r = powf(u, v); break;
-            case OP_MAX: r = fmaxf(u, v); break;
-            default: r = fminf(u, v); break;
+        float r[FUSED_IN + FUSED_OPS];
+#pragma unroll
+        for (int j = 0; j < FUSED_IN; ++j)
+            if (j < nin) r[j] = ld((const T*)a.p[2 + j], xo[j]);
+        for (int j = 0; j < nops; ++j) {
+            const int* o = ops + 4 * j;
+            const int code = o[0];
+            const float u = r[o[1]];
+            float v;
+            if (code < 8) v = binop(code, u, r[o[2]]);
+            else if (code < 16) v = binop(code - 8, u, __int_as_float(o[2]));
+            else if (code < 32) v = binop(code - 16, __int_as_float(o[2]), u);
+            else v = activate(u, code - 32, __int_as_float(o[2]), __int_as_float(o[3]));
+            r[nin + j] = v;
         }
-        st(y, (i64)idx, activate(r, act, a.f[0], a.f[1]));
+        st(y, yo, r[nin + nops - 1]);
     }
 }
 
@@ -101,12 +109,41 @@ __device__ void copy_strided(const KArgs& a) {
     }
 }
 
-#define INSTANTIATE(fn)                                                                 \
-    extern "C" __global__ void fn##_f32(const KArgs a) { fn<float>(a); }                \
-    extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
+// The input of a strided convolution with few channels (an RGB stem), rearranged so that the
+// convolution becomes a stride-1 one over C*s*s channels that tensor cores take densely:
+// y[n, u, v, (bh * s + bw) * C + c] = x[n, c, u * s + bh - pad_h, v * s + bw - pad_w], zero
+// outside x and in the channels past C*s*s (padding up to cp).
+// x plain NCHW, y NHWC with cp channels. p = {x, y}; i = {N, C, H, W, s, pad_h, pad_w, U, V, cp}
+template <typename TI, typename TO>
+__device__ void space_to_depth(const KArgs& a) {
+    const TI* x = (const TI*)a.p[0];
+    TO* y = (TO*)a.p[1];
+    const int C = a.i[1], H = a.i[2], W = a.i[3], s = a.i[4], ph = a.i[5], pw = a.i[6];
+    const int U = a.i[7], V = a.i[8], cp = a.i[9];
+    const int n = a.i[0] * U * V * cp;
+    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+         idx += gridDim.x * blockDim.x) {
+        const int ch = idx % cp, pix = idx / cp;
+        const int v = pix % V, u = (pix / V) % U, b = pix / (V * U);
+        float val = 0.0f;
+        if (ch < C * s * s) {
+            const int c = ch % C, bw = (ch / C) % s, bh = ch / (C * s);
+            const int h = u * s + bh - ph, w = v * s + bw - pw;
+            if (h >= 0 && h < H && w >= 0 && w < W) val = ld(x, (((i64)b * C + c) * H + h) * W + w);
+        }
+        st(y, (i64)idx, val);
+    }
+}
 
-INSTANTIATE(unary)
-INSTANTIATE(binary)
+extern "C" __global__ void space_to_depth_f32_f16(const KArgs a) {
+    space_to_depth<float, half_t>(a);
+}
+extern "C" __global__ void space_to_depth_f16_f16(const KArgs a) {
+    space_to_depth<half_t, half_t>(a);
+}
+
+extern "C" __global__ void fused_f32(const KArgs a) { fused<float>(a); }
+extern "C" __global__ void fused_f16(const KArgs a) { fused<half_t>(a); }
 
 extern "C" __global__ void copy_f32_f32(const KArgs a) { copy_strided<float, float>(a); }
 extern "C" __global__ void copy_f16_f16(const KArgs a) { copy_strided<half_t, half_t>(a); }

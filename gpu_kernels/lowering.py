@@ -10,13 +10,17 @@ only through explicit copy kernels that :meth:`Lowering.ensure` inserts where a 
 another form. Boundary tensors are plain FP32 (or the model dtype), i.e. NCHW as ONNX has them.
 
 Views: Transpose, Slice / Split and a Reshape that splits NHWC channels make "strided" values
-(no kernel); binary ops and copies read any strides, everything else materialises a view once.
-A Concat along channels lets the convolutions producing its inputs write straight into their
-channel slice of its buffer (zero-copy).
+(no kernel); element-wise chains and copies read any strides, everything else materialises a
+view once. A Concat along channels lets the convolutions producing its inputs write straight
+into their channel slice of its buffer (zero-copy).
 
 Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
 activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add); MatMul with a
-constant weight + bias Add + activation (incl. erf-GELU) + residual Add, as one GEMM.
+constant weight + bias Add + activation (incl. erf-GELU) + residual Add, as one GEMM. Every
+other element-wise layer is deferred (:class:`Lazy`): chains of them, with the views between,
+become one ``fused`` kernel, written straight into a Concat's slice where one follows (YOLO's
+decode head: 3 kernels a scale instead of 11). A strided RGB stem runs as space-to-depth plus a
+stride-1 convolution (:meth:`Lowering._space_to_depth`).
 
 INT8 (precision "int8" with per-tensor ``scales``, scale = threshold / 127): a convolution runs
 on INT8 tensor cores (m16n8k32) when its input has a scale, one group and C % 16 == 0 on sm_80+;
@@ -108,6 +112,35 @@ class Value:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+@dataclass(eq=False)
+class Leaf:
+    """An input of a deferred element-wise expression: a value viewed over the expression's
+    shape (layout "strided", stride 0 on broadcast axes)."""
+
+    value: Value
+
+
+@dataclass(eq=False)
+class Op:
+    """One instruction of a deferred expression (codes as ``fused`` in elementwise.cu)."""
+
+    code: int
+    args: tuple[Leaf | Op, ...]
+    imm: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass
+class Lazy:
+    """An element-wise result with no kernel yet. Element-wise layers and views (transpose,
+    slice, split) on a tensor with one reader extend it; whoever needs it in memory emits the
+    whole chain as one ``fused`` kernel, straight into a Concat's slice where there is one."""
+
+    shape: tuple[int, ...]
+    root: Leaf | Op
+    layout: str  # what materialising writes ("nhwc" when the chain runs over NHWC data)
+    dtype: str
+
+
 @dataclass
 class Ref:
     """A pointer argument: a buffer plus a byte offset, or a weight-arena offset."""
@@ -156,6 +189,84 @@ def _grid1d(n: int, block: int = 256) -> tuple[int, int, int]:
     return (max(1, min((n + block - 1) // block, 65535 * 8)), 1, 1)
 
 
+FUSED_IN, FUSED_OPS = 6, 24  # as elementwise.cu
+
+
+def _linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
+    """An expression tree as the ``fused`` kernel's register program: distinct leaves first
+    (one register each), then one instruction per distinct operation (common subexpressions,
+    e.g. the x of x * sigmoid(x), computed once)."""
+    leaves: list[Value] = []
+    regs: dict[Any, int] = {}
+    ops: list[list[int]] = []
+
+    def key_of(v: Value) -> tuple[Any, ...]:
+        where = ("w", v.buf.offset) if v.buf.kind == "weight" else ("a", id(v.buf))
+        return where + (v.offset, v.custom, v.dtype)
+
+    def visit(e: Leaf | Op) -> tuple[Any, int]:
+        if isinstance(e, Leaf):
+            k: Any = key_of(e.value)
+            if k not in regs:
+                regs[k] = len(leaves)
+                leaves.append(e.value)
+            return k, regs[k]
+        args = [visit(x) for x in e.args]
+        k = (e.code, tuple(a[0] for a in args), e.imm)
+        if k not in regs:
+            bits = np.asarray(e.imm, np.float32).view(np.int32)
+            r = [a[1] for a in args] + [0]
+            if e.code >= 8:  # immediate operand(s) in b (and c)
+                r = [r[0], int(bits[0]), int(bits[1])]
+            ops.append([e.code] + r[:3])
+            regs[k] = -len(ops)  # resolved below, once the leaf count is known
+        return k, regs[k]
+
+    visit(root)
+    nin = len(leaves)
+    # registers: leaves 0..nin-1, op j -> nin + j (ops were numbered -1, -2, ... as found)
+    for o in ops:
+        if o[0] < 8:
+            o[1], o[2] = (x if x >= 0 else nin - x - 1 for x in o[1:3])
+        else:
+            o[1] = o[1] if o[1] >= 0 else nin - o[1] - 1
+    return leaves, ops
+
+
+def _loop_dims(shape: list[int], strides: list[list[int]], layer: str) -> tuple[
+        list[int], list[list[int]]]:
+    """The loop a strided kernel runs over ``shape``: outermost first in the memory order of
+    the first (destination) strides, so writes coalesce; size-1 axes dropped, and neighbours
+    contiguous in every operand merged (fewer div/mod per element)."""
+    order = sorted(range(len(shape)), key=lambda a: -strides[0][a])
+    dims = [(shape[a], [s[a] for s in strides]) for a in order if shape[a] != 1] \
+        or [(1, [0] * len(strides))]
+    merged = [dims[0]]
+    for n, st in dims[1:]:
+        pn, pst = merged[-1]
+        if all(p == q * n for p, q in zip(pst, st)):
+            merged[-1] = (pn * n, st)
+        else:
+            merged.append((n, st))
+    if len(merged) > MAXR:
+        raise GpuLoweringError(f"layer '{layer}': strided loops of rank > {MAXR} are not "
+                               "supported")
+    return [m[0] for m in merged], [[m[1][i] for m in merged] for i in range(len(strides))]
+
+
+def _view(x: Value | Lazy, shape: tuple[int, ...], view: Callable[[Value], Value]
+          ) -> Value | Lazy:
+    """A view (transpose, slice) of a value, or of a deferred chain: of each of its leaves."""
+    if isinstance(x, Value):
+        return view(x)
+
+    def walk(e: Leaf | Op) -> Leaf | Op:
+        if isinstance(e, Leaf):
+            return Leaf(view(e.value))
+        return Op(e.code, tuple(walk(a) for a in e.args), e.imm)
+    return Lazy(shape, walk(x.root), "plain", x.dtype)
+
+
 def _const(node: Node, i: int) -> np.ndarray | None:
     return node.constant_input(i)
 
@@ -181,7 +292,7 @@ class Lowering:
         self.choose = choose
         self.launches: list[Launch] = []
         self.buffers: list[VBuf] = []
-        self.values: dict[str, Value] = {}
+        self.values: dict[str, Value | Lazy] = {}
         self.weights: list[tuple[int, np.ndarray]] = []
         self.weight_bytes = 0
         self._weight_cache: dict[tuple[int, str], Ref] = {}
@@ -231,28 +342,35 @@ class Lowering:
         if t is None:
             raise GpuLoweringError(f"layer '{node.name}' ({node.op}): a required input is missing")
         if isinstance(t, Constant):
-            v = t.values
-            if v.dtype.kind != "f":
+            if t.values.dtype.kind != "f":
                 raise GpuLoweringError(
                     f"layer '{node.name}' ({node.op}): non-float constant input '{t.name}' "
                     "is not supported on the GPU"
                 )
-            key = (id(t), self.dt)
-            if key not in self._weight_cache:
-                self._weight_cache[key] = self.weight(v, self.dt)
-            r = self._weight_cache[key]
-            # constants live in the weight arena: a value without an activation buffer
-            val = Value(VBuf(0, 0, 0, "weight"), tuple(int(d) for d in v.shape), "plain", self.dt)
-            val.buf.offset = r.byte_offset
-            return val
+            return self.const_value(t.values, id(t))
         if t.name not in self.values:
             raise GpuLoweringError(
                 f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
             )
-        v = self.values[t.name]
+        held = self.values[t.name]
+        v = held if isinstance(held, Value) else self.materialise(held, node.name)
+        self.values[t.name] = v  # a deferred chain is computed once, for every reader
         if v.dtype == "i8" and not raw:
             return self.ensure(v, None, self.dt, node.name)
         return v
+
+    def const_value(self, array: np.ndarray, key: int | None = None) -> Value:
+        """A constant in the weight arena (uploaded once; ``key`` shares repeated uses)."""
+        if key is None:
+            r = self.weight(array, self.dt)
+        else:
+            if (key, self.dt) not in self._weight_cache:
+                self._weight_cache[(key, self.dt)] = self.weight(array, self.dt)
+            r = self._weight_cache[(key, self.dt)]
+        # a value without an activation buffer
+        val = Value(VBuf(0, 0, 0, "weight"), tuple(int(d) for d in array.shape), "plain", self.dt)
+        val.buf.offset = r.byte_offset
+        return val
 
     def copy(self, src: Value, dst: Value, layer: str, shape: list[int] | None = None,
              src_strides: list[int] | None = None, dst_strides: list[int] | None = None) -> None:
@@ -260,24 +378,10 @@ class Lowering:
         shape = list(shape if shape is not None else src.shape)
         ss = list(src_strides if src_strides is not None else src.strides())
         ds = list(dst_strides if dst_strides is not None else dst.strides())
-        # iterate in the destination's memory order (coalesced writes); drop size-1 axes
-        order = sorted(range(len(shape)), key=lambda a: -ds[a])
-        dims = [(shape[a], ss[a], ds[a]) for a in order if shape[a] != 1] or [(1, 0, 0)]
-        # merge neighbours that are contiguous on both sides: fewer div/mod per element
-        merged = [dims[0]]
-        for n_, s_, d_ in dims[1:]:
-            pn, ps, pd = merged[-1]
-            if ps == s_ * n_ and pd == d_ * n_:
-                merged[-1] = (pn * n_, s_, d_)
-            else:
-                merged.append((n_, s_, d_))
-        dims = merged
-        if len(dims) > MAXR:
-            raise GpuLoweringError(f"layer '{layer}': copies of rank > {MAXR} are not supported")
-        n = int(np.prod([d[0] for d in dims]))
-        pad = MAXR - len(dims)
-        ints = [len(dims)] + [d[0] for d in dims] + [0] * pad + [d[1] for d in dims] + [0] * pad
-        ints += [d[2] for d in dims] + [0] * pad
+        dims, (ds, ss) = _loop_dims(shape, [ds, ss], layer)
+        pad = [0] * (MAXR - len(dims))
+        ints = [len(dims)] + dims + pad + ss + pad + ds + pad
+        n = int(np.prod(dims))
         factor = (src.scale if src.dtype == "i8" else 1.0) / (
             dst.scale if dst.dtype == "i8" else 1.0)  # (de)quantise on the way
         self.emit(Launch(layer, f"copy_{src.dtype}_{dst.dtype}", _grid1d(n), 256,
@@ -620,13 +724,22 @@ class Lowering:
             wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
             xin = self.conv_input(x, node.name)
         elif groups == 1 and C % 8 and self.dt == "f16" and self.arch >= 80:
-            # e.g. an RGB stem: zero-pad channels to a multiple of 8 so tensor cores take it
-            xin = self.padded_nhwc(x, -(-C // 8) * 8, node.name)
-            C = xin.cs
-            wk = np.concatenate([wk, np.zeros((K, R, S, C - wk.shape[3]), wk.dtype)], axis=3)
+            s = st[0]
+            if s > 1 and st[1] == s and list(dil) == [1, 1] and C * s * s <= 16 \
+                    and x.layout == "plain" and x.custom is None and x.dtype in ("f32", "f16"):
+                # an RGB stem with stride s: as a stride-1 convolution over C*s*s channels it
+                # has fewer zero taps than with C padded to 8, and needs no memset
+                xin, wk = self._space_to_depth(node.name, x, w, s, pads, P, Q)
+                _, C, H, W = xin.shape
+                R, S, st, pads = wk.shape[1], wk.shape[2], [1, 1], [0, 0, 0, 0]
+            else:  # zero-pad channels to a multiple of 8 so tensor cores take it
+                xin = self.padded_nhwc(x, -(-C // 8) * 8, node.name)
+                C = xin.cs
+                wk = np.concatenate([wk, np.zeros((K, R, S, C - wk.shape[3]), wk.dtype)],
+                                    axis=3)
         else:
             xin = self.conv_input(x, node.name)
-        rv = self.conv_input(self.values[res.name], node.name) if res else None
+        rv = self.conv_input(self.value(res, node, raw=True), node.name) if res else None
         problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
                               (dil[0], dil[1]), groups,
                               "float16" if self.dt == "f16" else "float32")
@@ -656,7 +769,7 @@ class Lowering:
         dq = self.weight((s_in * w_scale).astype(np.float32))
         rv = None
         if res is not None:
-            rv = self.values[res.name]
+            rv = self.value(res, node, raw=True)
             if not (rv.layout == "nhwc" and rv.dtype == "i8" and rv.offset % 8 == 0
                     and (rv.cs or rv.shape[1]) % 8 == 0):
                 rv = self.conv_input(rv, node.name)
@@ -667,6 +780,27 @@ class Lowering:
                          self.weight(b.astype(np.float32)) if b is not None else None,
                          rv, y, act, res_after, dq)
         self.values[t.name] = y
+
+    def _space_to_depth(self, layer: str, x: Value, w: np.ndarray, s: int, pads: list[int],
+                        P: int, Q: int) -> tuple[Value, np.ndarray]:
+        """A stride-``s`` convolution of plain NCHW ``x`` with weights ``w`` (OIHW) as a stride-1,
+        unpadded one: returns the rearranged NHWC input (C*s*s channels, padded to 8) and the
+        [K][R'][S'][C'] weights, R' = ceil(R / s). Tap (s*a + b) of the original reads what
+        input pixel (o + a), channel block b of the rearranged one holds."""
+        N, C, H, W = x.shape
+        K, _, R, S = w.shape
+        ka, kb = -(-R // s), -(-S // s)
+        U, V, cp = P + ka - 1, Q + kb - 1, -(-C * s * s // 8) * 8
+        y = self.new_value((N, cp, U, V), "nhwc")
+        self.emit(Launch(layer, f"space_to_depth_{x.dtype}_f16", _grid1d(N * U * V * cp), 256,
+                         [self.ref(x), self.ref(y)], [N, C, H, W, s, pads[0], pads[1], U, V, cp]))
+        taps = np.zeros((K, ka * s, kb * s, C), np.float32)  # the taps past R, S are zero
+        taps[:, :R, :S] = np.transpose(w, (0, 2, 3, 1))
+        # [K][a_h][b_h][a_w][b_w][C] -> [K][a_h][a_w][(b_h * s + b_w) * C + c]
+        taps = taps.reshape(K, ka, s, kb, s, C).transpose(0, 1, 3, 2, 4, 5)
+        wk = np.zeros((K, ka, kb, cp), np.float32)
+        wk[..., :s * s * C] = taps.reshape(K, ka, kb, s * s * C)
+        return y, wk
 
     def padded_nhwc(self, x: Value, cp: int, layer: str) -> Value:
         """``x`` as NHWC with ``cp`` channels per pixel, the extra channels zero."""
@@ -816,7 +950,7 @@ class Lowering:
         r = self._match_residual(t, out_shape)
         if r:
             add, other = r
-            rv = self.ensure(self.values[other.name], "plain", self.dt, node.name)
+            rv = self.ensure(self.value(other, node), "plain", self.dt, node.name)
             res = Value(rv.buf, (M, Nd, 1, 1), "nhwc", rv.dtype, rv.offset)
             res_after = 1 if act[0] != "none" else 0
             self.fused.add(add.name)
@@ -883,100 +1017,154 @@ class Lowering:
                          [self.ref(a), self.ref(b), None, self.ref(y)], ints, [0.0, 0.0]))
         self.bind(node, y)
 
-    # ----- element-wise --------------------------------------------------------------------
-    def _unary(self, node: Node, kind: str, alpha: float = 0.0, beta: float = 0.0,
-               scale: np.ndarray | None = None, shift: np.ndarray | None = None) -> None:
-        x = self.ensure(self.value(node.input(0), node), None, self.dt, node.name)
-        y = self.new_value(x.shape, x.layout)
-        n = x.size
-        if len(x.shape) >= 2:
-            inner = 1 if x.layout == "nhwc" else int(np.prod(x.shape[2:], dtype=np.int64))
-            cdim = x.shape[1]
+    # ----- element-wise (deferred, fused) ---------------------------------------------------
+    def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
+        """``t`` for a reader that can extend a deferred chain: the chain itself when this is
+        its only reader (so nothing is computed twice), else the value in memory."""
+        if t is not None and not isinstance(t, Constant) and t not in self.graph.outputs:
+            v = self.values.get(t.name)
+            if isinstance(v, Lazy) and len({id(c) for c in t.consumers}) == 1:
+                return v
+        return self.value(t, node, raw)
+
+    def _leaf(self, v: Value, shape: tuple[int, ...], layer: str) -> Leaf:
+        """``v`` (compute dtype, any strides) broadcast to ``shape`` as an expression input."""
+        v = self.ensure(v, None, self.dt, layer, keep_strided=True)
+        pad = len(shape) - len(v.shape)
+        strides = [0] * pad + [st if d != 1 else 0 for st, d in zip(v.strides(), v.shape)]
+        return Leaf(Value(v.buf, shape, "strided", v.dtype, v.offset, v.cs, tuple(strides)))
+
+    def _broadcast(self, e: Leaf | Op, shape: tuple[int, ...], layer: str) -> Leaf | Op:
+        if isinstance(e, Leaf):
+            return self._leaf(e.value, shape, layer)
+        return Op(e.code, tuple(self._broadcast(x, shape, layer) for x in e.args), e.imm)
+
+    def operand(self, t: Tensor | None, node: Node, shape: tuple[int, ...]) -> Leaf | Op | float:
+        """An element-wise layer's input broadcast to its output ``shape``: an immediate for a
+        scalar constant, the producer's deferred chain, or a leaf reading memory."""
+        if isinstance(t, Constant) and t.values.size == 1 and t.values.dtype.kind == "f":
+            return float(t.values.reshape(-1)[0])
+        v = self.lazy(t, node)
+        if isinstance(v, Lazy):
+            return v.root if v.shape == shape else self._broadcast(v.root, shape, node.name)
+        return self._leaf(v, shape, node.name)
+
+    def _layout_of(self, node: Node, shape: tuple[int, ...]) -> str:
+        """NHWC when a full-size input is NHWC (the chain then reads and writes in order)."""
+        if len(shape) != 4:
+            return "plain"
+        for t in node.inputs:
+            v = self.values.get(t.name) if t is not None else None
+            if v is not None and v.layout == "nhwc" and v.shape == shape:
+                return "nhwc"
+        return "plain"
+
+    def _apply(self, code: int, args: list[Leaf | Op | float], shape: tuple[int, ...],
+               layer: str, imm: tuple[float, float] = (0.0, 0.0)) -> Leaf | Op:
+        """One instruction over ``args``; a scalar becomes an immediate. Chains longer than the
+        kernel takes are cut: the operands are computed into memory first."""
+        if code >= 32:  # unary
+            x = args[0]
+            assert not isinstance(x, float), layer
+            op = Op(code, (x,), imm)
         else:
-            inner, cdim = 1, 1
-        ptrs = [self.ref(x), self.ref(y),
-                self.weight(scale.astype(np.float32)) if scale is not None else None,
-                self.weight(shift.astype(np.float32)) if shift is not None else None]
-        self.emit(Launch(node.name, f"unary_{self.dt}", _grid1d(n), 256, ptrs,
-                         [n & 0xFFFFFFFF, n >> 32, inner, cdim, ACT[kind]], [alpha, beta]))
-        self.bind(node, y)
+            x, y = args
+            if isinstance(x, float) and isinstance(y, float):
+                raise GpuLoweringError(f"layer '{layer}': constant expression not folded")
+            if isinstance(y, float):
+                assert not isinstance(x, float)
+                op = Op(code + 8, (x,), (y, 0.0))
+            elif isinstance(x, float):
+                op = Op(code + 16, (y,), (x, 0.0))
+            else:
+                op = Op(code, (x, y))
+        leaves, ops = _linearise(op)
+        if len(leaves) > FUSED_IN or len(ops) > FUSED_OPS:
+            cut = [a if isinstance(a, Leaf) else
+                   self._leaf(self.materialise(Lazy(shape, a, "plain", self.dt), layer),
+                              shape, layer) for a in op.args]
+            op = Op(op.code, tuple(cut), op.imm)
+        return op
 
-    def op_BatchNormalization(self, node: Node) -> None:
-        if int(node.attrs.get("training_mode", 0)) or len(node.outputs) > 1:
-            raise GpuLoweringError(f"layer '{node.name}' (BatchNormalization): training mode "
-                                   "(batch statistics, running mean / var) unsupported")
-        scale, b, mean, var = (_const(node, i) for i in range(1, 5))
-        if any(v is None for v in (scale, b, mean, var)):
-            raise GpuLoweringError(f"layer '{node.name}': BatchNormalization needs constants")
-        eps = float(node.attrs.get("epsilon", 1e-5))
-        s = scale / np.sqrt(var + eps)
-        self._unary(node, "none", scale=s, shift=b - mean * s)
+    def _define(self, node: Node, root: Leaf | Op, shape: tuple[int, ...]) -> None:
+        self.values[node.outputs[0].name] = Lazy(shape, root, self._layout_of(node, shape),
+                                                 self.dt)
 
-    def _binary(self, node: Node, op: int, a: Value, b: Value, out_shape: tuple[int, ...],
-                act: tuple[str, float, float] = ("none", 0.0, 0.0)) -> Value:
-        a = self.ensure(a, None, self.dt, node.name, keep_strided=True)
-        b = self.ensure(b, None, self.dt, node.name, keep_strided=True)
-        rank = len(out_shape)
-        # the output takes the NHWC layout when a full-size 4-D input has it
-        layout = "plain"
-        if rank == 4 and any(v.layout == "nhwc" and v.shape == out_shape for v in (a, b)):
-            layout = "nhwc"
-        y = self.new_value(out_shape, layout)
-        ys = y.strides()
-
-        def bstrides(v: Value) -> list[int]:
-            s = v.strides()
-            pad = rank - len(v.shape)
-            out = [0] * pad + [st if d != 1 else 0 for st, d in zip(s, v.shape)]
-            return out
-
-        as_, bs_ = bstrides(a), bstrides(b)
-        order = sorted(range(rank), key=lambda d: -ys[d])
-        shape = [out_shape[d] for d in order]
-        if rank > MAXR:
-            raise GpuLoweringError(f"layer '{node.name}': rank {rank} > {MAXR}")
-        pad = [0] * (MAXR - rank)
-        ints = [rank, op, ACT[act[0]]] + shape + pad + [as_[d] for d in order] + pad
-        ints += [bs_[d] for d in order] + pad
-        n = int(np.prod(out_shape, dtype=np.int64))
-        self.emit(Launch(node.name, f"binary_{self.dt}", _grid1d(n), 256,
-                         [self.ref(a), self.ref(b), self.ref(y)], ints, [act[1], act[2]]))
+    def materialise(self, lz: Lazy, layer: str, dst: Value | None = None,
+                    dst_strides: list[int] | None = None) -> Value:
+        """Emit a deferred chain as one kernel into ``dst`` (default: a new buffer)."""
+        if dst is not None and dst.dtype != self.dt:  # e.g. an INT8 concat: quantising copy
+            tmp = self.materialise(lz, layer)
+            self.copy(tmp, dst, layer, list(lz.shape), None, dst_strides)
+            return dst
+        y = dst if dst is not None else self.new_value(lz.shape, lz.layout)
+        ys = list(dst_strides if dst_strides is not None else y.strides())
+        if isinstance(lz.root, Leaf):  # a view only: one strided copy
+            self.copy(lz.root.value, y, layer, list(lz.shape), None, ys)
+            return y
+        leaves, ops = _linearise(lz.root)
+        dims, strides = _loop_dims(list(lz.shape), [ys] + [list(v.strides()) for v in leaves],
+                                   layer)
+        pad = [0] * (MAXR - len(dims))
+        desc = dims + pad + [x for st in strides for x in st + pad]
+        desc += [x for o in ops for x in o]
+        n = int(np.prod(dims))
+        self.emit(Launch(layer, f"fused_{self.dt}", _grid1d(n), 256,
+                         [self.weight(np.asarray(desc, np.int32)), self.ref(y),
+                          *(self.ref(v) for v in leaves)], [len(dims), len(leaves), len(ops)]))
         return y
 
     def _elementwise_binary(self, node: Node) -> None:
-        op = BINARY_OPS[node.op]
         ins = [t for t in node.inputs if t is not None]
-        out_shape = self.out_shape(node)
-        if len(ins) == 1:
-            self.bind(node, self.value(ins[0], node))
+        if len(ins) == 1:  # a one-input Sum / Max / Min is its input
+            self.values[node.outputs[0].name] = self.lazy(ins[0], node)
             return
-        if node.op == "Sum":
-            op = BINARY_OPS["Add"]
-        vals = [self.value(t, node) for t in ins]
-        y = self._binary(node, op, vals[0], vals[1], out_shape if len(ins) == 2 else
-                         self._bshape(ins[0], ins[1]))
-        for extra in vals[2:]:  # variadic Sum / Max / Min: a chain of binary kernels
-            y = self._binary(node, op, y, extra, out_shape)
-        self.bind(node, y)
-
-    def _bshape(self, a: Tensor, b: Tensor) -> tuple[int, ...]:
-        return tuple(np.broadcast_shapes(a.static_shape(), b.static_shape()))
+        op = BINARY_OPS["Add" if node.op == "Sum" else node.op]
+        shape = self.out_shape(node)
+        root = self.operand(ins[0], node, shape)
+        for t in ins[1:]:  # variadic Sum / Max / Min: a chain
+            root = self._apply(op, [root, self.operand(t, node, shape)], shape, node.name)
+        assert not isinstance(root, float)
+        self._define(node, root, shape)
 
     op_Add = op_Sub = op_Mul = op_Div = op_Pow = _elementwise_binary
     op_Max = op_Min = op_Sum = _elementwise_binary
 
     def _op_unary(self, node: Node) -> None:
         act = self._activation(node)
-        if act is not None:
-            self._unary(node, act[0], act[1], act[2])
-            return
-        kind = UNARY_OPS[node.op]
-        alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
-        self._unary(node, kind, alpha)
+        if act is None:
+            alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
+            act = (UNARY_OPS[node.op], alpha, 0.0)
+        shape = self.out_shape(node)
+        x = self.operand(node.input(0), node, shape)
+        if isinstance(x, float):
+            raise GpuLoweringError(f"layer '{node.name}' ({node.op}): constant input not folded")
+        self._define(node, self._apply(32 + ACT[act[0]], [x], shape, node.name,
+                                       (act[1], act[2])), shape)
 
     op_Relu = op_Sigmoid = op_Tanh = op_LeakyRelu = op_HardSigmoid = op_HardSwish = _op_unary
     op_Erf = op_Exp = op_Sqrt = op_Reciprocal = op_Neg = op_Abs = op_Elu = _op_unary
     op_Softplus = op_Mish = op_Log = op_Gelu = op_Clip = _op_unary
+
+    def op_BatchNormalization(self, node: Node) -> None:
+        """Inference BatchNormalization (when not folded into a convolution): x * s + b."""
+        if int(node.attrs.get("training_mode", 0)) or len(node.outputs) > 1:
+            raise GpuLoweringError(f"layer '{node.name}' (BatchNormalization): training mode "
+                                   "(batch statistics, running mean / var) unsupported")
+        scale, b, mean, var = (_const(node, i) for i in range(1, 5))
+        if scale is None or b is None or mean is None or var is None:
+            raise GpuLoweringError(f"layer '{node.name}': BatchNormalization needs constants")
+        eps = float(node.attrs.get("epsilon", 1e-5))
+        s = scale / np.sqrt(var + eps)
+        shape = self.out_shape(node)
+        per_channel = (-1,) + (1,) * (len(shape) - 2)
+        x = self.operand(node.input(0), node, shape)
+        root = self._apply(BINARY_OPS["Mul"], [x, self._leaf(
+            self.const_value(s.reshape(per_channel)), shape, node.name)], shape, node.name)
+        root = self._apply(BINARY_OPS["Add"], [root, self._leaf(
+            self.const_value((b - mean * s).reshape(per_channel)), shape, node.name)], shape,
+            node.name)
+        self._define(node, root, shape)
 
     # ----- pooling -------------------------------------------------------------------------
     def _pool(self, node: Node, is_max: bool) -> None:
@@ -1146,61 +1334,71 @@ class Lowering:
         self.bind(node, self.ensure(as_stored, None, self.dt, node.name))
 
     def op_Transpose(self, node: Node) -> None:
-        x = self.value(node.input(0), node)
+        x = self.lazy(node.input(0), node)
         perm = list(node.attrs.get("perm", list(range(len(x.shape)))[::-1]))
         out_shape = self.out_shape(node)
-        if x.layout == "nhwc" and perm == [0, 2, 3, 1] and x.cs in (0, x.shape[1]):
+        if isinstance(x, Value) and x.layout == "nhwc" and perm == [0, 2, 3, 1] \
+                and x.cs in (0, x.shape[1]):
             self.bind(node, Value(x.buf, out_shape, "plain", x.dtype, x.offset))  # free
             return
-        xs = x.strides()  # a view: whoever needs it contiguous copies it once
-        self.bind(node, Value(x.buf, out_shape, "strided", x.dtype, x.offset, x.cs,
-                              tuple(xs[p] for p in perm)))
+
+        def transposed(v: Value) -> Value:  # a view: whoever needs it contiguous copies it once
+            vs = v.strides()
+            return Value(v.buf, out_shape, "strided", v.dtype, v.offset, v.cs,
+                         tuple(vs[p] for p in perm))
+        self.values[node.outputs[0].name] = _view(x, out_shape, transposed)
 
     def op_Concat(self, node: Node) -> None:
         # raw: an INT8 input written in place must be recognised as such
-        ins = [self.value(t, node, raw=True) for t in node.inputs if t is not None]
+        ins = [self.lazy(t, node, raw=True) for t in node.inputs if t is not None]
         out_shape = self.out_shape(node)
         axis = int(node.attrs["axis"]) % len(out_shape)
         layout = "nhwc" if len(out_shape) == 4 and all(v.layout == "nhwc" for v in ins) \
             else "plain"
+
+        def put(v: Value | Lazy, part: Value, strides: list[int]) -> None:
+            if isinstance(v, Lazy):  # a deferred chain computes straight into its slice
+                self.materialise(v, node.name, part, strides)
+            else:
+                if v.buf.kind != "weight":
+                    v = self.ensure(v, None, self.dt, node.name, keep_strided=True)
+                self.copy(v, part, node.name, list(v.shape), None, strides)
+
         planned = any(slot[0] is node for slot in self.concat_slot.values())
         if planned:
             y = self._concat_value(node)
             ys = y.strides()
             for t, v in zip([t for t in node.inputs if t is not None], ins):
                 slot = self.concat_slot.get(t.name)
-                in_place = slot is not None and slot[0] is node and v.buf is y.buf \
-                    and v.offset == y.offset + slot[1]
+                in_place = isinstance(v, Value) and slot is not None and slot[0] is node \
+                    and v.buf is y.buf and v.offset == y.offset + slot[1]
                 if not in_place:  # produced by a kernel that cannot write a channel slice
                     off = slot[1] if slot is not None and slot[0] is node else \
                         sum(int(u.static_shape()[1]) for u in node.inputs[:list(
                             node.inputs).index(t)] if u is not None)
-                    part = Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
-                                 scale=y.scale)
-                    self.copy(self.ensure(v, None, self.dt, node.name, keep_strided=True), part,
-                              node.name, list(v.shape), None, ys)
+                    put(v, Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
+                                 scale=y.scale), ys)
             self.bind(node, y)
             return
         y = self.new_value(out_shape, layout)
         ys = y.strides()
         start = 0
         for v in ins:
-            v = self.ensure(v, None, self.dt, node.name, keep_strided=True) \
-                if v.buf.kind != "weight" else v
-            part = Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs)
-            self.copy(v, part, node.name, list(v.shape), None, ys)
+            put(v, Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs), ys)
             start += v.shape[axis]
         self.bind(node, y)
 
-    def _slice(self, node: Node, x: Value, starts: list[int], steps: list[int],
+    def _slice(self, node: Node, x: Value | Lazy, starts: list[int], steps: list[int],
                out_shape: tuple[int, ...], i: int) -> None:
-        xs = x.strides()
-        off = x.offset + sum(s * st for s, st in zip(starts, xs))
-        self.bind(node, Value(x.buf, out_shape, "strided", x.dtype, off, x.cs,
-                              tuple(st * s for st, s in zip(xs, steps))), i)
+        def sliced(v: Value) -> Value:
+            vs = v.strides()
+            off = v.offset + sum(s * st for s, st in zip(starts, vs))
+            return Value(v.buf, out_shape, "strided", v.dtype, off, v.cs,
+                         tuple(st * s for st, s in zip(vs, steps)))
+        self.values[node.outputs[i].name] = _view(x, out_shape, sliced)
 
     def op_Slice(self, node: Node) -> None:
-        x = self.value(node.input(0), node)
+        x = self.lazy(node.input(0), node)
         rank = len(x.shape)
         starts, ends = _const(node, 1), _const(node, 2)
         axes, steps = _const(node, 3), _const(node, 4)
@@ -1222,7 +1420,7 @@ class Lowering:
         self._slice(node, x, st_all, sp_all, self.out_shape(node), 0)
 
     def op_Split(self, node: Node) -> None:
-        x = self.value(node.input(0), node)
+        x = self.lazy(node.input(0), node)
         axis = int(node.attrs.get("axis", 0)) % len(x.shape)
         start = 0
         for i, t in enumerate(node.outputs):

@@ -7,7 +7,7 @@ import pytest
 
 from gpu_kernels.lowering import GpuLoweringError, VBuf, describe, lower, plan_memory
 from partitioner.ir import Graph
-from tests.devices.gpu_cases import build, cases, graph_of
+from tests.devices.gpu_cases import Case, build, cases, graph_of
 
 CASES = cases()
 
@@ -28,8 +28,12 @@ def test_tensor_core_conv_is_chosen_only_where_eligible() -> None:
     fp16 = lower(graph_of(build(by_name["conv3x3"])), "fp16", arch=90)
     assert any(ln.kernel == "conv_mma_f16" for ln in fp16.launches)
     stem = lower(graph_of(build(by_name["conv_stem_c3"])), "fp16", arch=90)
-    kernels = [ln.kernel for ln in stem.launches]  # RGB: channels zero-padded to 8
-    assert "conv_mma_f16" in kernels and kernels[0] == "memset"
+    kernels = [ln.kernel for ln in stem.launches]  # RGB, stride 2: space-to-depth, 12 -> 16
+    assert "conv_mma_f16" in kernels and kernels[0] == "space_to_depth_f32_f16"
+    rgb = Case("rgb_s1", "Conv", {"x": (1, 3, 9, 9)},
+               {"w": np.ones((8, 3, 3, 3), np.float32)}, dict(kernel_shape=[3, 3], pads=[1] * 4))
+    kernels = [ln.kernel for ln in lower(graph_of(build(rgb)), "fp16", arch=90).launches]
+    assert "conv_mma_f16" in kernels and kernels[0] == "memset"  # stride 1: C padded to 8
     for arch, precision, name in ((72, "fp16", "conv3x3"), (90, "fp32", "conv3x3"),
                                   (80, "fp16", "conv_grouped"), (90, "fp16", "conv_depthwise")):
         prog = lower(graph_of(build(by_name[name])), precision, arch=arch)

@@ -1,0 +1,238 @@
+"""A numpy model of the memory-bound kernels and of the FP16/FP32 convolutions, running a
+lowered :class:`GpuProgram` launch by launch on the CPU over a byte arena laid out as the GPU's.
+
+It models what each kernel computes from its ``KArgs`` (the contract the lowering writes), not
+how: CI checks the lowering's views, fusions, concat slots and memory plan end to end with it,
+and the H100 tests check the kernels themselves. Kernels it does not model raise
+``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
+
+DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
+_ACT = {v: k for k, v in ACT.items()}
+
+
+def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
+    kind = _ACT[act]
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    f = {
+        "none": lambda v: v, "relu": lambda v: np.maximum(v, 0), "clip":
+        lambda v: np.minimum(np.maximum(v, a), b), "leaky": lambda v: np.where(v >= 0, v, a * v),
+        "sigmoid": sig, "silu": lambda v: v * sig(v),
+        "hardswish": lambda v: v * np.clip(v / 6 + 0.5, 0, 1),
+        "hardsigmoid": lambda v: np.clip(a * v + b, 0, 1), "tanh": np.tanh, "exp": np.exp,
+        "sqrt": np.sqrt, "recip": lambda v: 1 / v, "neg": lambda v: -v, "abs": np.abs,
+        "elu": lambda v: np.where(v >= 0, v, a * (np.exp(v) - 1)),
+        "softplus": lambda v: np.log1p(np.exp(v)), "log": np.log,
+    }[kind]
+    with np.errstate(all="ignore"):
+        return f(x.astype(np.float32)).astype(np.float32)
+
+
+def binop(op: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return [np.add, np.subtract, np.multiply, np.divide, np.power, np.maximum,
+                np.minimum][op](u, v).astype(np.float32)
+
+
+def _index(dims: list[int], strides: list[int]) -> np.ndarray:
+    """Element offsets of a strided loop, in loop order (outermost first)."""
+    idx = np.zeros(1, np.int64)
+    for n, s in zip(dims, strides):
+        idx = (idx[:, None] + np.arange(n, dtype=np.int64)[None, :] * s).reshape(-1)
+    return idx
+
+
+class KernelSim:
+    def __init__(self, prog: GpuProgram) -> None:
+        self.prog = prog
+        self.arena = np.zeros(prog.arena_bytes + 16, np.uint8)
+        self.weights = np.zeros(prog.weight_bytes + 16, np.uint8)
+        for off, arr in prog.weights:
+            raw = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+            self.weights[off:off + raw.size] = raw
+        self.io = {id(b): np.zeros(b.nbytes, np.uint8) for b in prog.buffers
+                   if b.kind in ("input", "output")}
+
+    def mem(self, ref: Ref | None, dt: str) -> np.ndarray:
+        """The memory from a pointer on, typed (a view: writes land in the arena)."""
+        assert ref is not None
+        if ref.weight:
+            region, off = self.weights, ref.byte_offset
+        elif ref.buf is not None and ref.buf.kind == "arena":
+            region, off = self.arena, ref.buf.offset + ref.byte_offset
+        else:
+            assert ref.buf is not None
+            region, off = self.io[id(ref.buf)], ref.byte_offset
+        size = np.dtype(DTYPES[dt]).itemsize
+        end = off + (region.size - off) // size * size
+        return region[off:end].view(DTYPES[dt])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, (buf, _, dt) in self.prog.inputs.items():
+            self.io[id(buf)][:] = np.ascontiguousarray(feeds[name], dt).view(np.uint8).reshape(-1)
+        for ln in self.prog.launches:
+            self.launch(ln)
+        return {name: self.io[id(buf)].view(dt).reshape(shape).copy()
+                for name, (buf, shape, dt) in self.prog.outputs.items()}
+
+    def launch(self, ln: Launch) -> None:
+        kernel = ln.kernel
+        if kernel == "memset":
+            self.mem(ln.ptrs[0], "i8")[:ln.ints[0]] = 0
+        elif kernel.startswith("copy_"):
+            self.copy(ln, *kernel.split("_")[1:3])
+        elif kernel.startswith("fused_"):
+            self.fused(ln, kernel.split("_")[1])
+        elif kernel.startswith("space_to_depth_"):
+            self.space_to_depth(ln, *kernel.split("_")[3:5])
+        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct")) \
+                and not kernel.endswith("_i8"):
+            self.conv(ln, kernel.split("_")[-1])
+        elif kernel.startswith("pool2d_"):
+            self.pool(ln, kernel.split("_")[-1])
+        elif kernel.startswith("global_avgpool_"):
+            n, hw, c = ln.ints[:3]
+            dt = kernel.split("_")[-1]
+            x = self.mem(ln.ptrs[0], dt)[:n * hw * c].reshape(n, hw, c).astype(np.float32)
+            self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
+        elif kernel.startswith("resize_nhwc_"):
+            self.resize(ln, kernel.split("_")[-1])
+        else:
+            raise NotImplementedError(f"kernel {kernel} ({ln.layer}) is not modelled")
+
+    @staticmethod
+    def store(y: np.ndarray, idx: np.ndarray, v: np.ndarray) -> None:
+        if y.dtype == np.int8:
+            v = np.clip(np.rint(v), -128, 127)
+        y[idx] = v.astype(y.dtype)
+
+    def copy(self, ln: Launch, ti: str, to: str) -> None:
+        rank = ln.ints[0]
+        dims = ln.ints[1:1 + rank]
+        xs, ys = ln.ints[1 + MAXR:1 + MAXR + rank], ln.ints[1 + 2 * MAXR:1 + 2 * MAXR + rank]
+        x, y = self.mem(ln.ptrs[0], ti), self.mem(ln.ptrs[1], to)
+        v = x[_index(dims, xs)].astype(np.float32)
+        self.store(y, _index(dims, ys), v * np.float32(ln.floats[0]))
+
+    def fused(self, ln: Launch, dt: str) -> None:
+        rank, nin, nops = ln.ints
+        desc = self.mem(ln.ptrs[0], "f32").view(np.int32)
+        dims = [int(d) for d in desc[:rank]]
+        y = self.mem(ln.ptrs[1], dt)
+        regs = []
+        for j in range(nin):
+            st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
+            regs.append(self.mem(ln.ptrs[2 + j], dt)[_index(dims, st)].astype(np.float32))
+        ops = desc[MAXR * (2 + nin):MAXR * (2 + nin) + 4 * nops].reshape(nops, 4)
+        bits = ops.view(np.float32)
+        for j in range(nops):
+            code, a = int(ops[j, 0]), int(ops[j, 1])
+            if code < 8:
+                r = binop(code, regs[a], regs[int(ops[j, 2])])
+            elif code < 16:
+                r = binop(code - 8, regs[a], bits[j, 2])
+            elif code < 32:
+                r = binop(code - 16, bits[j, 2], regs[a])
+            else:
+                r = activate(regs[a], code - 32, float(bits[j, 2]), float(bits[j, 3]))
+            regs.append(r)
+        self.store(y, _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]]), regs[-1])
+
+    def space_to_depth(self, ln: Launch, ti: str, to: str) -> None:
+        N, C, H, W, s, ph, pw, U, V, cp = ln.ints
+        x = self.mem(ln.ptrs[0], ti)[:N * C * H * W].reshape(N, C, H, W).astype(np.float32)
+        xp = np.zeros((N, C, U * s + ph + H, V * s + pw + W), np.float32)
+        xp[:, :, ph:ph + H, pw:pw + W] = x
+        y = np.zeros((N, U, V, cp), np.float32)
+        for bh in range(s):
+            for bw in range(s):
+                blk = xp[:, :, bh:bh + U * s:s, bw:bw + V * s:s]  # (N, C, U, V)
+                c0 = (bh * s + bw) * C
+                y[..., c0:c0 + C] = blk.transpose(0, 2, 3, 1)
+        self.mem(ln.ptrs[1], to)[:y.size] = y.reshape(-1).astype(DTYPES[to])
+
+    def nhwc(self, ref: Ref | None, dt: str, n: int, h: int, w: int, c: int,
+             cs: int) -> np.ndarray:
+        """An NHWC tensor whose pixels are ``cs`` elements apart (a concat's channel slice)."""
+        return self.mem(ref, dt)[_index([n, h, w, c], [h * w * cs, w * cs, cs, 1])] \
+            .reshape(n, h, w, c)
+
+    def put_nhwc(self, ref: Ref | None, dt: str, v: np.ndarray, cs: int) -> None:
+        n, h, w, c = v.shape
+        self.store(self.mem(ref, dt), _index([n, h, w, c], [h * w * cs, w * cs, cs, 1]),
+                   v.reshape(-1))
+
+    def conv(self, ln: Launch, dt: str) -> None:
+        (n, h, w, c, k, p, q, r, s, sh, sw, ph, pw, dh, dw, groups, act, res_after, xcs, ycs,
+         rcs) = ln.ints[:21]
+        if groups != 1:
+            raise NotImplementedError(f"grouped convolution ({ln.layer}) is not modelled")
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
+        wk = self.mem(ln.ptrs[1], dt)[:k * r * s * c].reshape(k, r, s, c).astype(np.float32)
+        xp = np.zeros((n, h + ph + (p - 1) * sh + (r - 1) * dh + 1,
+                       w + pw + (q - 1) * sw + (s - 1) * dw + 1, c), np.float32)
+        xp[:, ph:ph + h, pw:pw + w] = x
+        acc = np.zeros((n, p, q, k), np.float32)
+        for i in range(r):
+            for j in range(s):
+                tap = xp[:, i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
+                acc += np.einsum("npqc,kc->npqk", tap, wk[:, i, j])
+        if ln.ptrs[2] is not None:
+            acc += self.mem(ln.ptrs[2], "f32")[:k]
+        res = self.nhwc(ln.ptrs[3], dt, n, p, q, k, rcs).astype(np.float32) \
+            if ln.ptrs[3] is not None else 0.0
+        if not res_after:
+            acc = acc + res
+        acc = activate(acc, act, ln.floats[0], ln.floats[1])
+        if res_after:
+            acc = acc + res
+        self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
+
+    def pool(self, ln: Launch, dt: str) -> None:
+        (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,
+         pr) = ln.ints[:18]
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, c).astype(np.float32)
+        fill = -np.inf if is_max else 0.0
+        xp = np.full((n, h + ph + pb + p * sh + kh * dh, w + pw + pr + q * sw + kw * dw, c),
+                     fill, np.float32)
+        xp[:, ph:ph + h, pw:pw + w] = x
+        inside = np.zeros(xp.shape[1:3], np.float32)  # averages exclude the padding
+        inside[ph:ph + h, pw:pw + w] = 1.0
+        taps = [xp[:, i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
+                for i in range(kh) for j in range(kw)]
+        if is_max:
+            out = np.max(taps, axis=0)
+        elif include_pad:
+            out = np.sum(taps, axis=0) / (kh * kw)
+        else:
+            cnt = sum(inside[i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
+                      for i in range(kh) for j in range(kw))
+            out = np.sum(taps, axis=0) / cnt[None, :, :, None]
+        self.put_nhwc(ln.ptrs[1], dt, out, c)
+
+    def resize(self, ln: Launch, dt: str) -> None:
+        n, h, w, c, oh, ow, linear, ctm, nmode = ln.ints[:9]
+        if linear:
+            raise NotImplementedError("linear resizing is not modelled")
+
+        def source(out: int, size: int, scale: float) -> np.ndarray:
+            o = np.arange(out, dtype=np.float64)
+            x = [(o + 0.5) / scale - 0.5, o / scale,
+                 o * (size - 1) / max(out - 1, 1), (o + 0.5) / scale - 0.5][ctm]
+            r = [np.ceil(x - 0.5), np.floor(x + 0.5), np.floor(x), np.ceil(x)][nmode]
+            return np.clip(r, 0, size - 1).astype(int)
+
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, c)
+        rows, cols = source(oh, h, ln.floats[0]), source(ow, w, ln.floats[1])
+        self.put_nhwc(ln.ptrs[1], dt, x[:, rows][:, :, cols].astype(np.float32), c)
+
+
+def simulate(prog: GpuProgram, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``prog`` on the CPU model; returns the graph outputs as the GPU would."""
+    return KernelSim(prog).run(feeds)

@@ -1,0 +1,131 @@
+"""CI (no GPU): lowered programs run on the numpy kernel model (kernel_sim) against the CPU
+reference -- element-wise fusion, views, concat slots, the space-to-depth stem and whole
+models, checked end to end without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from gpu_kernels.lowering import FUSED_IN, FUSED_OPS, lower
+from tandem.zoo import build_model
+from tandem.zoo.builder import GraphBuilder
+from tandem.zoo.detection import _yolo_detect
+from tests.devices.gpu_cases import build, cases, feeds_for, graph_of, reference, rel_err
+from tests.gpu_kernels.kernel_sim import simulate
+
+TOL = {"fp32": 1e-5, "fp16": 1e-2}
+MODELLED = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh",
+            "LeakyRelu", "HardSwish", "HardSigmoid", "Abs", "Neg", "Exp", "Elu", "Softplus",
+            "Clip", "Concat", "Transpose", "Slice", "Split", "Reshape", "Flatten",
+            "BatchNormalization", "Gather", "MaxPool", "AveragePool", "Resize"}
+CASES = [c for c in cases() if c.op in MODELLED or c.name in ("conv3x3", "conv_stem_c3",
+                                                               "conv_stride2", "conv1x1_oddk")]
+
+
+def _check(graph, precision: str, arch: int = 90, tol: float | None = None):
+    feeds = feeds_for(graph)
+    prog = lower(graph, precision, arch=arch)
+    got, ref = simulate(prog, feeds), reference(graph, feeds)
+    for name, r in ref.items():
+        err = rel_err(got[name], r)
+        assert err <= (tol or TOL[precision]), (name, err)
+    return prog
+
+
+def _kernels(prog) -> list[str]:
+    return [ln.kernel for ln in prog.launches]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_layer_matches_reference(case, precision) -> None:
+    if case.name == "resize_linear":
+        pytest.skip("linear resizing is not modelled by kernel_sim")
+    _check(graph_of(build(case)), precision)
+
+
+def _detect_head(batch: int = 2, resolution: int = 64):
+    """YOLOv5's decode head (sigmoid, split, grid / anchor arithmetic, concats) on inputs."""
+    g = GraphBuilder("head")
+    feats = [(g.input(f"p{i}", [batch, c, resolution // s, resolution // s]), c)
+             for i, (c, s) in enumerate([(16, 8), (32, 16), (64, 32)])]
+    return graph_of(g.build([_yolo_detect(g, feats, batch, resolution)]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_detect_head_is_one_fused_kernel_per_branch(precision) -> None:
+    prog = _check(_detect_head(), precision)
+    ks = _kernels(prog)
+    # per scale: a 1x1 conv, then xy, wh and conf each one fused kernel written into the
+    # scale's concat; no separate activation / arithmetic / transpose kernels
+    assert ks.count(f"fused_{'f32' if precision == 'fp32' else 'f16'}") == 9
+    assert not any(k.startswith(("binary", "unary")) for k in ks)
+
+
+def _chain_model(n_inputs: int, n_ops: int):
+    """Add / Mul / Sigmoid chain over many inputs: longer than one fused kernel takes."""
+    names = [f"x{i}" for i in range(n_inputs)]
+    nodes, prev = [], "x0"
+    for j in range(n_ops):
+        out = f"t{j}"
+        if j % 3 == 2:
+            nodes.append(helper.make_node("Sigmoid", [prev], [out], name=f"sig{j}"))
+        else:
+            other = names[(j + 1) % n_inputs]
+            nodes.append(helper.make_node("Add" if j % 3 else "Mul", [prev, other], [out],
+                                          name=f"op{j}"))
+        prev = out
+    nodes.append(helper.make_node("Identity", [prev], ["y"], name="out"))
+    shapes = {n: [2, 3, 5] if i % 2 else [3, 1] for i, n in enumerate(names)}
+    shapes["x0"] = [2, 3, 5]
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n])
+                         for n in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("n_inputs,n_ops", [(3, 5), (FUSED_IN + 3, 12), (4, FUSED_OPS + 9)])
+def test_long_chains_are_cut_to_what_the_kernel_takes(n_inputs, n_ops) -> None:
+    prog = _check(_chain_model(n_inputs, n_ops), "fp32")
+    fused = [ln for ln in prog.launches if ln.kernel == "fused_f32"]
+    assert all(ln.ints[1] <= FUSED_IN and ln.ints[2] <= FUSED_OPS for ln in fused)
+    assert len(fused) == 1 if n_inputs <= FUSED_IN and n_ops <= FUSED_OPS else len(fused) > 1
+
+
+def test_silu_reads_its_input_once_and_shared_values_are_computed_once() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 3, 3])
+    nodes = [helper.make_node("Exp", ["x"], ["e"], name="exp"),  # read by two layers
+             helper.make_node("Sigmoid", ["e"], ["s"], name="sig"),
+             helper.make_node("Mul", ["e", "s"], ["y0"], name="silu"),
+             helper.make_node("Neg", ["e"], ["y1"], name="neg")]
+    graph = helper.make_graph(nodes, "g", [x], [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y0", "y1")])
+    prog = _check(graph_of(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17)])), "fp16")
+    fused = [ln for ln in prog.launches if ln.kernel == "fused_f16"]
+    assert len(fused) == 3  # e (two readers) once, then e * sigmoid(e) and -e
+    silu = next(ln for ln in fused if ln.layer == "output:y0" or ln.ints[2] == 2)
+    assert silu.ints[1] == 1  # x * sigmoid(x): one input register, two instructions
+
+
+def test_rgb_stem_runs_as_space_to_depth_then_a_stride1_conv() -> None:
+    case = next(c for c in cases() if c.name == "conv_stem_c3")  # 7x7 / 2, C = 3
+    prog = _check(graph_of(build(case)), "fp16")
+    ks = _kernels(prog)
+    assert ks[0] == "space_to_depth_f32_f16" and "memset" not in ks
+    conv = next(ln for ln in prog.launches if ln.kernel == "conv_mma_f16")
+    assert conv.problem is not None
+    p = conv.problem
+    assert (p.c, p.r, p.s, p.stride, p.pad) == (16, 4, 4, (1, 1), (0, 0))
+
+
+@pytest.mark.parametrize("name,resolution", [("yolov5s", 64), ("resnet18", 64),
+                                             ("unet-small", 32)])
+def test_zoo_model_runs_on_the_kernel_model(name, resolution) -> None:
+    graph = graph_of(build_model(name, 1, resolution))
+    prog = _check(graph, "fp16", tol=2e-2)
+    assert not any(k.startswith(("binary", "unary")) for k in _kernels(prog))
+    assert np.isfinite(prog.arena_bytes)
