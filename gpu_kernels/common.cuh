@@ -120,3 +120,118 @@ __device__ __forceinline__ float epilogue(float acc, const float* bias, int k, f
     if (has_res && res_after_act) v += res;
     return v;
 }
+
+// ----- index decoding shared by the NHWC kernels --------------------------------------------
+// 32-bit index math throughout (the host keeps every tensor under 2^31 elements): 64-bit
+// division costs tens of instructions and dominated these memory-bound kernels.
+
+// Output pixel m = (n * P + p) * Q + q of a [N][P][Q] grid.
+struct Pixel {
+    int n, p, q;
+};
+__device__ __forceinline__ Pixel pixel_of(int m, int P, int Q) {
+    Pixel o;
+    o.q = m % Q;
+    const int pq = m / Q;
+    o.p = pq % P;
+    o.n = pq / P;
+    return o;
+}
+
+// Element idx of an NHWC tensor [N][P][Q][C], channel fastest: its channel c and its pixel
+// m = idx / C = (n * P + p) * Q + q. Kernels that handle V channels a thread pass C / V and
+// scale c by V.
+struct NhwcPos {
+    int c, m, n, p, q;
+};
+__device__ __forceinline__ NhwcPos nhwc_pos(int idx, int C, int P, int Q) {
+    NhwcPos o;
+    o.c = idx % C;
+    o.m = idx / C;
+    const Pixel px = pixel_of(o.m, P, Q);
+    o.n = px.n;
+    o.p = px.p;
+    o.q = px.q;
+    return o;
+}
+
+// ----- V consecutive channels as floats -----------------------------------------------------
+// V == 1: one element of any type. V == 8: FP16 in one 16-byte access (or INT8 in one 8-byte
+// store); the caller guarantees the alignment (C, pixel strides and base offsets multiples of 8).
+template <int V, typename T>
+__device__ __forceinline__ void ld_vec(const T* p, float (&v)[V]) {
+    static_assert(V == 1, "wide loads are FP16 only");
+    v[0] = ld(p, 0);
+}
+template <>
+__device__ __forceinline__ void ld_vec<8, half_t>(const half_t* p, float (&v)[8]) {
+    union { uint4 u; half_t h[8]; } t;
+    t.u = *(const uint4*)p;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = h2f(t.h[j]);
+}
+
+template <int V, typename T>
+__device__ __forceinline__ void st_vec(T* p, const float (&v)[V]) {
+    static_assert(V == 1, "wide stores are FP16 / INT8 only");
+    st(p, 0, v[0]);
+}
+template <>
+__device__ __forceinline__ void st_vec<8, half_t>(half_t* p, const float (&v)[8]) {
+    union { uint4 u; half_t h[8]; } t;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) t.h[j] = f2h(v[j]);
+    *(uint4*)p = t.u;
+}
+template <>
+__device__ __forceinline__ void st_vec<8, i8_t>(i8_t* p, const float (&v)[8]) {
+    union { uint2 u; i8_t q[8]; } t;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) t.q[j] = f2q(v[j]);
+    *(uint2*)p = t.u;
+}
+
+// ----- convolution arguments ----------------------------------------------------------------
+// KArgs of every convolution kernel (conv_simt.cu, conv_tiled.cu, conv_mma.cu), as conv_launch
+// in gpu_kernels/lowering.py fills them:
+//   p = {x, w, bias f32 | 0, residual | 0, y, ...}
+//   i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, ...}
+//   f = {act alpha, act beta, ...}
+// (xcs/ycs/rcs: elements between pixels in x / y / residual: channel slices for zero-copy
+// concat.) conv_args copies them into a struct of scalars read by name; it is only ever
+// accessed with constant member names, so it lives in registers like the separate locals it
+// replaces (never index it with a run-time value: that would put it in local memory).
+struct ConvArgs {
+    int N, H, W, C, K, P, Q, R, S, sh, sw, ph, pw, dh, dw, groups, act, res_after;
+    int xcs, ycs, rcs;
+    float alpha, beta;
+
+    // The fused epilogue (bias, activation, residual) with this convolution's activation.
+    __device__ __forceinline__ float epilogue(float acc, const float* bias, int k, float res,
+                                              bool has_res) const {
+        return ::epilogue(acc, bias, k, res, has_res, res_after, act, alpha, beta);
+    }
+};
+
+__device__ __forceinline__ ConvArgs conv_args(const KArgs& a) {
+    const int* i = a.i;  // the members above are in slot order
+    return ConvArgs{i[0],  i[1],  i[2],  i[3],  i[4],  i[5],  i[6],  i[7],  i[8],  i[9],  i[10],
+                    i[11], i[12], i[13], i[14], i[15], i[16], i[17], i[18], i[19], i[20],
+                    a.f[0], a.f[1]};
+}
+
+// Where output pixel m's window starts in x: the top-left input row / column (negative inside
+// the padding) and the offset of its image. The implicit-GEMM loaders (conv_tiled.cu,
+// conv_mma.cu) compute it once per A row they load.
+struct WindowOrigin {
+    int ih0, iw0;
+    i64 base;
+};
+__device__ __forceinline__ WindowOrigin window_origin(const ConvArgs& cv, int m) {
+    const Pixel px = pixel_of(m, cv.P, cv.Q);
+    WindowOrigin o;
+    o.ih0 = px.p * cv.sh - cv.ph;
+    o.iw0 = px.q * cv.sw - cv.pw;
+    o.base = (i64)px.n * cv.H * cv.W * cv.xcs;
+    return o;
+}

@@ -76,8 +76,8 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
     else ((half_t*)y)[i] = f2h(v);
 }
 
-// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, splits,
-//      res_i8, out_i8}
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs (ConvArgs,
+//      common.cuh), splits, res_i8, out_i8}
 // f = {act alpha, act beta, 1 / output scale (out_i8), residual scale (res_i8)}
 // p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
@@ -97,12 +97,10 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     float* ws = (float*)a.p[5];
     const int res_i8 = a.i[22], out_i8 = a.i[23];
     const float out_inv = a.f[2], res_scale = a.f[3];
-    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
-    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
-    const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
-    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20], splits = a.i[21];
-    const int M = N * P * Q;
-    const int Kgemm = R * S * C;
+    const ConvArgs cv = conv_args(a);
+    const int splits = a.i[21];
+    const int M = cv.N * cv.P * cv.Q;
+    const int Kgemm = cv.R * cv.S * cv.C;
     const int ktiles = (Kgemm + BK - 1) / BK;
     const int per = (ktiles + splits - 1) / splits;
     const int kt0 = blockIdx.z * per;
@@ -117,19 +115,15 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 
     // Loader bookkeeping: each thread always copies the same 8-channel column (kc) of its rows.
     const int kc = tid % CPR;
-    int a_row[A_CH], a_ih0[A_CH], a_iw0[A_CH];
-    i64 a_base[A_CH];
+    int a_row[A_CH];
+    WindowOrigin a_org[A_CH];
     bool a_ok[A_CH];
 #pragma unroll
     for (int i = 0; i < A_CH; ++i) {
         a_row[i] = tid / CPR + i * (NT / CPR);
         const int m = block_m + a_row[i];
         a_ok[i] = m < M;
-        const int mm = a_ok[i] ? m : 0;
-        const int q = mm % Q, p = (mm / Q) % P, n = mm / (P * Q);
-        a_ih0[i] = p * sh - ph;
-        a_iw0[i] = q * sw - pw;
-        a_base[i] = (i64)n * H * W * xcs;
+        a_org[i] = window_origin(cv, a_ok[i] ? m : 0);
     }
     int b_row[B_CH];
 #pragma unroll
@@ -138,14 +132,14 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     auto load_tile = [&](int stage, int kt) {
         const int kk = kt * BK + kc * EPC;
         const bool k_ok = kk < Kgemm;
-        const int c = k_ok ? kk % C : 0;
-        const int rs = k_ok ? kk / C : 0;
-        const int r = rs / S, s = rs - (rs / S) * S;
+        const int c = k_ok ? kk % cv.C : 0;
+        const int rs = k_ok ? kk / cv.C : 0;
+        const int r = rs / cv.S, s = rs - (rs / cv.S) * cv.S;
 #pragma unroll
         for (int i = 0; i < A_CH; ++i) {
-            const int ih = a_ih0[i] + r * dh, iw = a_iw0[i] + s * dw;
-            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < H && iw >= 0 && iw < W;
-            const elem_t* src = ok ? x + a_base[i] + ((i64)ih * W + iw) * xcs + c : x;
+            const int ih = a_org[i].ih0 + r * cv.dh, iw = a_org[i].iw0 + s * cv.dw;
+            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < cv.H && iw >= 0 && iw < cv.W;
+            const elem_t* src = ok ? x + a_org[i].base + ((i64)ih * cv.W + iw) * cv.xcs + c : x;
             const unsigned dst = smem_addr(As + (stage * BM + a_row[i]) * LDS + kc * EPC);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                          "r"(ok ? 16 : 0));
@@ -153,7 +147,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 #pragma unroll
         for (int i = 0; i < B_CH; ++i) {
             const int kout = block_n + b_row[i];
-            const bool ok = k_ok && kout < K;
+            const bool ok = k_ok && kout < cv.K;
             const elem_t* src = ok ? w + (i64)kout * Kgemm + kk : w;
             const unsigned dst = smem_addr(Bs + (stage * BN + b_row[i]) * LDS + kc * EPC);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
@@ -248,7 +242,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
             for (int e = 0; e < 4; ++e) {
 #ifdef INT8
                 const int k = block_n + wn * WTN + j * 8 + 2 * t4 + (e & 1);
-                facc[i][j][e] = k < K ? (float)acc[i][j][e] * ((const float*)a.p[7])[k] : 0.0f;
+                facc[i][j][e] = k < cv.K ? (float)acc[i][j][e] * ((const float*)a.p[7])[k] : 0.0f;
 #else
                 facc[i][j][e] = acc[i][j][e];
 #endif
@@ -265,10 +259,10 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
                     const int k = block_n + wn * WTN + j * 8 + 2 * t4;
-                    if (k >= K) continue;
-                    float* dst = ws + ((i64)blockIdx.z * M + m) * K + k;
+                    if (k >= cv.K) continue;
+                    float* dst = ws + ((i64)blockIdx.z * M + m) * cv.K + k;
                     dst[0] = facc[i][j][hf * 2];
-                    if (k + 1 < K) dst[1] = facc[i][j][hf * 2 + 1];
+                    if (k + 1 < cv.K) dst[1] = facc[i][j][hf * 2 + 1];
                 }
             }
         int* counters = (int*)a.p[6];
@@ -280,13 +274,12 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         __syncthreads();
         if (!is_last) return;
         __threadfence();
-        const float fa = a.f[0], fb = a.f[1];
         // The reduction is latency-bound (one CTA reads every split's partials through L2), so
         // each thread keeps many loads in flight: 4 outputs (float4) per pass and 8 splits (4 in
         // CTAs of 256 threads) per batch, all loads issued before any addition (more would cost registers, which every
         // launch of this kernel pays in occupancy). The order of the additions
         // is fixed (split 0, 1, ...): the result does not depend on which CTA finished last.
-        const bool vec4 = (K & 3) == 0;
+        const bool vec4 = (cv.K & 3) == 0;
 #define GR 1  // groups of 4 outputs per thread and pass
 #define RU (NT >= 256 ? 4 : 8)  // splits per batch of loads: big CTAs have more threads loading
         for (int e0 = tid * 4; e0 < BM * BN; e0 += NT * 4) {
@@ -297,7 +290,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 const int e = e0 + g * NT * 4;
                 mg[g] = block_m + e / BN;
                 kg[g] = block_n + e % BN;
-                nk[g] = (e >= BM * BN || mg[g] >= M || kg[g] >= K) ? 0 : min(4, K - kg[g]);
+                nk[g] = (e >= BM * BN || mg[g] >= M || kg[g] >= cv.K) ? 0 : min(4, cv.K - kg[g]);
 #pragma unroll
                 for (int q = 0; q < 4; ++q) v[g][q] = 0.0f;
             }
@@ -307,7 +300,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 for (int u = 0; u < RU; ++u)
 #pragma unroll
                     for (int g = 0; g < GR; ++g) {
-                        const float* src = ws + ((i64)(s0 + u) * M + mg[g]) * K + kg[g];
+                        const float* src = ws + ((i64)(s0 + u) * M + mg[g]) * cv.K + kg[g];
                         const bool live = s0 + u < splits && nk[g] > 0;
                         if (live && vec4) {
                             asm("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];"
@@ -335,9 +328,9 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
             for (int g = 0; g < GR; ++g)
                 for (int q = 0; q < nk[g]; ++q) {
                     const int m = mg[g], k = kg[g] + q;
-                    const float r = res ? ld_res(res, (i64)m * rcs + k, res_i8, res_scale) : 0.0f;
-                    st_out(y, (i64)m * ycs + k,
-                           epilogue(v[g][q], bias, k, r, res != 0, res_after, act, fa, fb),
+                    const float r =
+                        res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
+                    st_out(y, (i64)m * cv.ycs + k, cv.epilogue(v[g][q], bias, k, r, res != 0),
                            out_i8, out_inv);
                 }
         }
@@ -361,26 +354,25 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
             for (int j = 0; j < NI; ++j) {
                 const int col = wn * WTN + j * 8 + 2 * t4;
                 const int k = block_n + col;
-                const float b0 = (bias && k < K) ? bias[k] : 0.0f;
-                const float b1 = (bias && k + 1 < K) ? bias[k + 1] : 0.0f;
+                const float b0 = (bias && k < cv.K) ? bias[k] : 0.0f;
+                const float b1 = (bias && k + 1 < cv.K) ? bias[k + 1] : 0.0f;
                 *(unsigned*)(Cs + row * LDC + col) =
                     (unsigned)f2h(facc[i][j][hf * 2] + b0) |
                     ((unsigned)f2h(facc[i][j][hf * 2 + 1] + b1) << 16);
             }
         }
     __syncthreads();
-    const float fa = a.f[0], fb = a.f[1];
     const int esz = out_i8 ? 1 : 2, rsz = res_i8 ? 1 : 2;
     for (int e = tid; e < BM * (BN / 8); e += NT) {
         const int row = e / (BN / 8), c8 = e % (BN / 8);
         const int m = block_m + row, k0 = block_n + c8 * 8;
-        if (m >= M || k0 >= K) continue;
-        union { uint4 v; half_t h[8]; } cv, rv, ov;
+        if (m >= M || k0 >= cv.K) continue;
+        union { uint4 v; half_t h[8]; } sv, rv, ov;  // staged (acc + bias), residual, output
         union { uint2 v; i8_t q[8]; } rq, oq;
-        cv.v = *(const uint4*)(Cs + row * LDC + c8 * 8);
-        char* yp = (char*)y + ((i64)m * ycs + k0) * esz;
-        const char* rp = res ? (const char*)res + ((i64)m * rcs + k0) * rsz : nullptr;
-        const bool vec = k0 + 8 <= K && ((unsigned long long)yp & (8 * esz - 1)) == 0 &&
+        sv.v = *(const uint4*)(Cs + row * LDC + c8 * 8);
+        char* yp = (char*)y + ((i64)m * cv.ycs + k0) * esz;
+        const char* rp = res ? (const char*)res + ((i64)m * cv.rcs + k0) * rsz : nullptr;
+        const bool vec = k0 + 8 <= cv.K && ((unsigned long long)yp & (8 * esz - 1)) == 0 &&
                          (!rp || ((unsigned long long)rp & (8 * rsz - 1)) == 0);
         if (vec) {
             if (rp && res_i8) rq.v = *(const uint2*)rp;
@@ -389,8 +381,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 #pragma unroll
             for (int q = 0; q < 8; ++q) {
                 const float r = !rp ? 0.0f : (res_i8 ? (float)rq.q[q] * res_scale : h2f(rv.h[q]));
-                o[q] = epilogue(h2f(cv.h[q]), nullptr, 0, r, rp != nullptr, res_after, act, fa,
-                                fb);
+                o[q] = cv.epilogue(h2f(sv.h[q]), nullptr, 0, r, rp != nullptr);
             }
             if (out_i8) {
 #pragma unroll
@@ -402,11 +393,11 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 *(uint4*)yp = ov.v;
             }
         } else {
-            for (int q = 0; q < 8 && k0 + q < K; ++q) {
-                const float r = rp ? ld_res(res, (i64)m * rcs + k0 + q, res_i8, res_scale) : 0.0f;
-                st_out(y, (i64)m * ycs + k0 + q,
-                       epilogue(h2f(cv.h[q]), nullptr, 0, r, rp != nullptr, res_after, act, fa,
-                                fb), out_i8, out_inv);
+            for (int q = 0; q < 8 && k0 + q < cv.K; ++q) {
+                const float r =
+                    rp ? ld_res(res, (i64)m * cv.rcs + k0 + q, res_i8, res_scale) : 0.0f;
+                st_out(y, (i64)m * cv.ycs + k0 + q,
+                       cv.epilogue(h2f(sv.h[q]), nullptr, 0, r, rp != nullptr), out_i8, out_inv);
             }
         }
     }
@@ -416,22 +407,21 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     if (blockIdx.z > 0) return;
     for (int e = tid; e < BM * BN; e += NT) {
         const int m = block_m + e / BN, k = block_n + e % BN;
-        if (m >= M || k >= K) continue;
-        const int q = m % Q, p = (m / Q) % P, n = m / (P * Q);
+        if (m >= M || k >= cv.K) continue;
+        const WindowOrigin org = window_origin(cv, m);
         float acc = 0.0f;
         for (int kk = 0; kk < Kgemm; ++kk) {
-            const int c = kk % C, rs = kk / C, r = rs / S, s = rs % S;
-            const int ih = p * sh - ph + r * dh, iw = q * sw - pw + s * dw;
-            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-            acc += ld(x, (((i64)n * H + ih) * W + iw) * xcs + c) * ld(w, (i64)k * Kgemm + kk);
+            const int c = kk % cv.C, rs = kk / cv.C, r = rs / cv.S, s = rs % cv.S;
+            const int ih = org.ih0 + r * cv.dh, iw = org.iw0 + s * cv.dw;
+            if (ih < 0 || ih >= cv.H || iw < 0 || iw >= cv.W) continue;
+            acc += ld(x, org.base + ((i64)ih * cv.W + iw) * cv.xcs + c) *
+                   ld(w, (i64)k * Kgemm + kk);
         }
 #ifdef INT8
         acc *= ((const float*)a.p[7])[k];
 #endif
-        const float rv = res ? ld_res(res, (i64)m * rcs + k, res_i8, res_scale) : 0.0f;
-        st_out(y, (i64)m * ycs + k,
-               epilogue(acc, bias, k, rv, res != 0, res_after, act, a.f[0], a.f[1]), out_i8,
-               out_inv);
+        const float rv = res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
+        st_out(y, (i64)m * cv.ycs + k, cv.epilogue(acc, bias, k, rv, res != 0), out_i8, out_inv);
     }
 #endif
 }

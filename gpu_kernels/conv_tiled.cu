@@ -6,7 +6,7 @@
 // A 64x64 output tile per 256-thread block, 4x4 outputs a thread; 8-deep k-tiles staged in
 // shared memory (A transposed so a thread reads its 4 rows as one 16-byte load), the next
 // k-tile prefetched into registers while the current one is multiplied. Same arguments as
-// conv_direct (conv_simt.cu).
+// conv_direct (ConvArgs, common.cuh).
 #include "common.cuh"
 
 #define TBM 64
@@ -20,11 +20,8 @@ __device__ void conv_tiled(const KArgs& a) {
     const float* bias = (const float*)a.p[2];
     const T* res = (const T*)a.p[3];
     T* y = (T*)a.p[4];
-    const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], K = a.i[4], P = a.i[5], Q = a.i[6];
-    const int R = a.i[7], S = a.i[8], sh = a.i[9], sw = a.i[10], ph = a.i[11], pw = a.i[12];
-    const int dh = a.i[13], dw = a.i[14], act = a.i[16], res_after = a.i[17];
-    const int xcs = a.i[18], ycs = a.i[19], rcs = a.i[20];
-    const int M = N * P * Q, Kg = R * S * C;
+    const ConvArgs cv = conv_args(a);
+    const int M = cv.N * cv.P * cv.Q, Kg = cv.R * cv.S * cv.C;
     const int block_m = blockIdx.x * TBM, block_n = blockIdx.y * TBN;
     const int tid = threadIdx.x;
 
@@ -33,32 +30,27 @@ __device__ void conv_tiled(const KArgs& a) {
 
     // loader: each thread fetches 2 A and 2 B elements per k-tile, always the same k column
     const int lk = tid % TBK, lr = tid / TBK;  // lr in [0, 32)
-    int a_ih0[2], a_iw0[2];
-    i64 a_base[2];
+    WindowOrigin a_org[2];
     bool a_ok[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
         const int m = block_m + lr + 32 * i;
         a_ok[i] = m < M;
-        const int mm = a_ok[i] ? m : 0;
-        const int q = mm % Q, p = (mm / Q) % P, n = mm / (P * Q);
-        a_ih0[i] = p * sh - ph;
-        a_iw0[i] = q * sw - pw;
-        a_base[i] = (i64)n * H * W * xcs;
+        a_org[i] = window_origin(cv, a_ok[i] ? m : 0);
     }
     float ra[2], rb[2];
     auto fetch = [&](int kt) {
         const int kk = kt * TBK + lk;
         const bool k_ok = kk < Kg;
-        const int c = k_ok ? kk % C : 0, rs = k_ok ? kk / C : 0;
-        const int r = rs / S, s = rs - r * S;
+        const int c = k_ok ? kk % cv.C : 0, rs = k_ok ? kk / cv.C : 0;
+        const int r = rs / cv.S, s = rs - r * cv.S;
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-            const int ih = a_ih0[i] + r * dh, iw = a_iw0[i] + s * dw;
-            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < H && iw >= 0 && iw < W;
-            ra[i] = ok ? ld(x, a_base[i] + ((i64)ih * W + iw) * xcs + c) : 0.0f;
+            const int ih = a_org[i].ih0 + r * cv.dh, iw = a_org[i].iw0 + s * cv.dw;
+            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < cv.H && iw >= 0 && iw < cv.W;
+            ra[i] = ok ? ld(x, a_org[i].base + ((i64)ih * cv.W + iw) * cv.xcs + c) : 0.0f;
             const int kout = block_n + lr + 32 * i;
-            rb[i] = (k_ok && kout < K) ? ld(w, (i64)kout * Kg + kk) : 0.0f;
+            rb[i] = (k_ok && kout < cv.K) ? ld(w, (i64)kout * Kg + kk) : 0.0f;
         }
     };
     auto stash = [&](int buf) {
@@ -97,7 +89,6 @@ __device__ void conv_tiled(const KArgs& a) {
         __syncthreads();
     }
 
-    const float fa = a.f[0], fb = a.f[1];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const int m = block_m + tm + i;
@@ -105,10 +96,9 @@ __device__ void conv_tiled(const KArgs& a) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int k = block_n + tn + j;
-            if (k >= K) continue;
-            const float rv = res ? ld(res, (i64)m * rcs + k) : 0.0f;
-            st(y, (i64)m * ycs + k,
-               epilogue(acc[i][j], bias, k, rv, res != 0, res_after, act, fa, fb));
+            if (k >= cv.K) continue;
+            const float rv = res ? ld(res, (i64)m * cv.rcs + k) : 0.0f;
+            st(y, (i64)m * cv.ycs + k, cv.epilogue(acc[i][j], bias, k, rv, res != 0));
         }
     }
 }

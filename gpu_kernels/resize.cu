@@ -31,14 +31,12 @@ __device__ void resize_nhwc(const KArgs& a) {
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[4], Q = a.i[5];
     const int linear = a.i[6], ctm = a.i[7], nmode = a.i[8];
     const float sh = a.f[0], sw = a.f[1];
-    const int total = N * P * Q * C;  // 32-bit index math: see conv_simt.cu
+    const int total = N * P * Q * C;  // 32-bit index math: see common.cuh
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += gridDim.x * blockDim.x) {
-        const int c = idx % C;
-        const int m = idx / C;
-        const int q = m % Q, pq = m / Q, p = pq % P, n = pq / P;
-        const float fy = src_coord(p, H, P, sh, ctm), fx = src_coord(q, W, Q, sw, ctm);
-        const T* xn = x + (i64)n * H * W * C + c;
+        const NhwcPos o = nhwc_pos(idx, C, P, Q);
+        const float fy = src_coord(o.p, H, P, sh, ctm), fx = src_coord(o.q, W, Q, sw, ctm);
+        const T* xn = x + (i64)o.n * H * W * C + o.c;
         float v;
         if (!linear) {
             v = ld(xn, ((i64)nearest(fy, nmode, H) * W + nearest(fx, nmode, W)) * C);
