@@ -1167,8 +1167,17 @@ class Lowering:
         self._define(node, root, shape)
 
     # ----- pooling -------------------------------------------------------------------------
+    def nhwc_input(self, t: Tensor | None, node: Node) -> Value:
+        """NHWC input of a pooling / resize kernel, which reads any pixel stride: a channel
+        slice (of a zero-copy Concat's buffer) stays in place; anything else (INT8, views,
+        plain layouts, constants) is converted to dense NHWC in the compute precision once."""
+        v = self.value(t, node)  # INT8 comes dequantised (dense)
+        if v.layout == "nhwc" and v.dtype == self.dt and v.buf.kind != "weight":
+            return v
+        return self.ensure(v, "nhwc", self.dt, node.name)
+
     def _pool(self, node: Node, is_max: bool) -> None:
-        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        x = self.nhwc_input(node.input(0), node)
         if len(node.outputs) > 1:  # the importer keeps it only when read or a graph output
             raise GpuLoweringError(f"layer '{node.name}' (MaxPool): Indices output unsupported")
         N, C, H, W = x.shape
@@ -1177,11 +1186,13 @@ class Lowering:
         st = list(node.attrs.get("strides", [1, 1]))
         pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
         dil = list(node.attrs.get("dilations", [1, 1]))
-        y = self.new_value(out, "nhwc")
+        y = self.out_nhwc(node.outputs[0], out)  # a Concat's channel slice when one awaits it
+        xcs, ycs = x.cs or C, y.cs or out[1]
         ints = [N, H, W, C, out[2], out[3], k[0], k[1], st[0], st[1], pads[0], pads[1],
                 dil[0], dil[1], int(is_max), int(node.attrs.get("count_include_pad", 0)),
-                pads[2], pads[3]]
-        x8 = self.dt == "f16" and C % 8 == 0 and x.offset % 8 == 0  # 16-byte aligned pixels
+                pads[2], pads[3], xcs, ycs]
+        # 16-byte vectors: channels, pixel strides and element offsets all multiples of 8
+        x8 = self.dt == "f16" and all(v % 8 == 0 for v in (C, xcs, ycs, x.offset, y.offset))
         n = int(np.prod(out)) // (8 if x8 else 1)
         self.emit(Launch(node.name, f"pool2d_{'x8_' if x8 else ''}{self.dt}", _grid1d(n), 256,
                          [self.ref(x), self.ref(y)], ints))
@@ -1205,7 +1216,7 @@ class Lowering:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
         N, C, H, W = x.shape
         y = self.new_value((N, C, 1, 1), "nhwc")
-        ints = [N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0]
+        ints = [N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, C, C]  # dense x, y
         self.emit(Launch(node.name, f"pool2d_{self.dt}", _grid1d(N * C), 256,
                          [self.ref(x), self.ref(y)], ints))
         self.bind(node, y)
@@ -1456,7 +1467,7 @@ class Lowering:
         self.bind(node, y)
 
     def op_Resize(self, node: Node) -> None:
-        x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)
+        x = self.nhwc_input(node.input(0), node)  # channel slices read in place
         out = self.out_shape(node)
         N, C, H, W = x.shape
         if out[0] != N or out[1] != C:
@@ -1477,10 +1488,11 @@ class Lowering:
             sh, sw = float(scales[2]), float(scales[3])
         else:
             sh, sw = out[2] / H, out[3] / W
-        y = self.new_value(out, "nhwc")
+        y = self.out_nhwc(node.outputs[0], out)  # a Concat's channel slice when one awaits it
         self.emit(Launch(node.name, f"resize_nhwc_{self.dt}", _grid1d(int(np.prod(out))), 256,
                          [self.ref(x), self.ref(y)],
-                         [N, H, W, C, out[2], out[3], int(mode == "linear"), ctm, nmode],
+                         [N, H, W, C, out[2], out[3], int(mode == "linear"), ctm, nmode,
+                          x.cs or C, y.cs or out[1]],
                          [sh, sw]))
         self.bind(node, y)
 

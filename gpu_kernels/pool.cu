@@ -3,9 +3,11 @@
 #include "common.cuh"
 
 // p = {x, y}; i = {N,H,W,C, P,Q, R,S, sh,sw, ph,pw, dh,dw, is_max, count_include_pad,
-//                  ph_end, pw_end}
+//                  ph_end, pw_end, xcs, ycs}
+// xcs / ycs: elements between pixels of x / y (== C when dense; more when x or y is a channel
+// slice of a wider NHWC buffer, e.g. a zero-copy Concat's).
 // V channels a thread: 1 (any type), or 8 (FP16 only: 16-byte loads and stores; the host checks
-// C % 8 == 0 and an 8-element aligned x offset, dense NHWC buffers being 256-byte aligned).
+// C, xcs, ycs and the x / y element offsets are multiples of 8, buffers being 256-byte aligned).
 template <int V, typename T>
 __device__ void pool2d(const KArgs& a) {
     const T* x = (const T*)a.p[0];
@@ -13,7 +15,7 @@ __device__ void pool2d(const KArgs& a) {
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[4], Q = a.i[5];
     const int R = a.i[6], S = a.i[7], sh = a.i[8], sw = a.i[9], ph = a.i[10], pw = a.i[11];
     const int dh = a.i[12], dw = a.i[13], is_max = a.i[14], incl = a.i[15];
-    const int phe = a.i[16], pwe = a.i[17];
+    const int phe = a.i[16], pwe = a.i[17], xcs = a.i[18], ycs = a.i[19];
     const int CV = C / V;
     const int total = N * P * Q * CV;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
@@ -31,7 +33,7 @@ __device__ void pool2d(const KArgs& a) {
                 const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
                 if (inside) {
                     float v[V];
-                    ld_vec<V>(x + (((i64)o.n * H + ih) * W + iw) * C + c, v);
+                    ld_vec<V>(x + (((i64)o.n * H + ih) * W + iw) * xcs + c, v);
 #pragma unroll
                     for (int j = 0; j < V; ++j)
                         acc[j] = is_max ? fmaxf(acc[j], v[j]) : acc[j] + v[j];
@@ -45,7 +47,7 @@ __device__ void pool2d(const KArgs& a) {
 #pragma unroll
             for (int j = 0; j < V; ++j) acc[j] /= (float)max(count, 1);
         }
-        st_vec<V>(y + (i64)idx * V, acc);  // y is dense: element idx * V = o.m * C + c
+        st_vec<V>(y + (i64)o.m * ycs + c, acc);
     }
 }
 

@@ -23,34 +23,38 @@ __device__ __forceinline__ int nearest(float v, int mode, int in) {
     return min(max(r, 0), in - 1);
 }
 
-// p = {x, y}; i = {N,H,W,C, P,Q, linear, ctm, nearest_mode}; f = {scale_h, scale_w}
+// p = {x, y}; i = {N,H,W,C, P,Q, linear, ctm, nearest_mode, xcs, ycs}; f = {scale_h, scale_w}
+// xcs / ycs: elements between pixels of x / y (== C when dense; more when x or y is a channel
+// slice of a wider NHWC buffer, e.g. a zero-copy Concat's).
 template <typename T>
 __device__ void resize_nhwc(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     T* y = (T*)a.p[1];
     const int N = a.i[0], H = a.i[1], W = a.i[2], C = a.i[3], P = a.i[4], Q = a.i[5];
-    const int linear = a.i[6], ctm = a.i[7], nmode = a.i[8];
+    const int linear = a.i[6], ctm = a.i[7], nmode = a.i[8], xcs = a.i[9], ycs = a.i[10];
     const float sh = a.f[0], sw = a.f[1];
     const int total = N * P * Q * C;  // 32-bit index math: see common.cuh
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += gridDim.x * blockDim.x) {
         const NhwcPos o = nhwc_pos(idx, C, P, Q);
         const float fy = src_coord(o.p, H, P, sh, ctm), fx = src_coord(o.q, W, Q, sw, ctm);
-        const T* xn = x + (i64)o.n * H * W * C + o.c;
+        const T* xn = x + (i64)o.n * H * W * xcs + o.c;
         float v;
         if (!linear) {
-            v = ld(xn, ((i64)nearest(fy, nmode, H) * W + nearest(fx, nmode, W)) * C);
+            v = ld(xn, ((i64)nearest(fy, nmode, H) * W + nearest(fx, nmode, W)) * xcs);
         } else {
             const float cy = fminf(fmaxf(fy, 0.0f), (float)(H - 1));
             const float cx = fminf(fmaxf(fx, 0.0f), (float)(W - 1));
             const int y0 = (int)floorf(cy), x0 = (int)floorf(cx);
             const int y1 = min(y0 + 1, H - 1), x1 = min(x0 + 1, W - 1);
             const float wy = cy - y0, wx = cx - x0;
-            const float v00 = ld(xn, ((i64)y0 * W + x0) * C), v01 = ld(xn, ((i64)y0 * W + x1) * C);
-            const float v10 = ld(xn, ((i64)y1 * W + x0) * C), v11 = ld(xn, ((i64)y1 * W + x1) * C);
+            const float v00 = ld(xn, ((i64)y0 * W + x0) * xcs);
+            const float v01 = ld(xn, ((i64)y0 * W + x1) * xcs);
+            const float v10 = ld(xn, ((i64)y1 * W + x0) * xcs);
+            const float v11 = ld(xn, ((i64)y1 * W + x1) * xcs);
             v = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11);
         }
-        st(y, idx, v);
+        st(y, (i64)o.m * ycs + o.c, v);
     }
 }
 

@@ -196,8 +196,11 @@ class KernelSim:
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,
-         pr) = ln.ints[:18]
-        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, c).astype(np.float32)
+         pr, xcs, ycs) = ln.ints[:20]
+        if ln.kernel.startswith("pool2d_x8_"):  # 16-byte vectors: the lowering's promise
+            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                            ln.ptrs[1].byte_offset // 2)), ln.layer
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         fill = -np.inf if is_max else 0.0
         xp = np.full((n, h + ph + pb + p * sh + kh * dh, w + pw + pr + q * sw + kw * dw, c),
                      fill, np.float32)
@@ -214,10 +217,10 @@ class KernelSim:
             cnt = sum(inside[i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
                       for i in range(kh) for j in range(kw))
             out = np.sum(taps, axis=0) / cnt[None, :, :, None]
-        self.put_nhwc(ln.ptrs[1], dt, out, c)
+        self.put_nhwc(ln.ptrs[1], dt, out, ycs)
 
     def resize(self, ln: Launch, dt: str) -> None:
-        n, h, w, c, oh, ow, linear, ctm, nmode = ln.ints[:9]
+        n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]
         if linear:
             raise NotImplementedError("linear resizing is not modelled")
 
@@ -228,9 +231,9 @@ class KernelSim:
             r = [np.ceil(x - 0.5), np.floor(x + 0.5), np.floor(x), np.ceil(x)][nmode]
             return np.clip(r, 0, size - 1).astype(int)
 
-        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, c)
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs)
         rows, cols = source(oh, h, ln.floats[0]), source(ow, w, ln.floats[1])
-        self.put_nhwc(ln.ptrs[1], dt, x[:, rows][:, :, cols].astype(np.float32), c)
+        self.put_nhwc(ln.ptrs[1], dt, x[:, rows][:, :, cols].astype(np.float32), ycs)
 
 
 def simulate(prog: GpuProgram, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import FUSED_IN, FUSED_OPS, lower
 from tandem.zoo import build_model
@@ -129,3 +129,69 @@ def test_zoo_model_runs_on_the_kernel_model(name, resolution) -> None:
     prog = _check(graph, "fp16", tol=2e-2)
     assert not any(k.startswith(("binary", "unary")) for k in _kernels(prog))
     assert np.isfinite(prog.arena_bytes)
+
+
+def _pool_resize_concat_model(kp: int, ka: int, kr: int):
+    """SPPF / FPN in small: MaxPool / AveragePool chains and a nearest Resize, each reading a
+    channel slice of one Concat and writing into a slice of another, beside convolutions."""
+    rng = np.random.default_rng(3)
+
+    def conv(name: str, x: str, k: int, c: int, r: int) -> list:
+        wt = numpy_helper.from_array((rng.standard_normal((k, c, r, r)) * 0.3)
+                                     .astype(np.float32), f"{name}_w")
+        inits.append(wt)
+        return [helper.make_node("Conv", [x, wt.name], [name], name=name,
+                                 pads=[r // 2] * 4)]
+
+    def pool(op: str, x: str, name: str, **attrs) -> list:
+        return [helper.make_node(op, [x], [name], name=name, kernel_shape=[3, 3],
+                                 pads=[1, 1, 1, 1], **attrs)]
+
+    inits: list = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [*conv("p", "x", kp, 8, 1), *conv("a", "x", ka, 8, 3),
+             *pool("MaxPool", "a", "m1"), *pool("MaxPool", "m1", "m2"),
+             *pool("AveragePool", "m2", "m3", count_include_pad=0),
+             *conv("sr", "s", kr, 8, 1), *conv("s2", "s", 8, 8, 3),
+             helper.make_node("Concat", ["s2", "sr"], ["cat0"], name="cat0", axis=1),
+             helper.make_node("Resize", ["sr", "", "scales"], ["r"], name="up",
+                              mode="nearest", coordinate_transformation_mode="asymmetric",
+                              nearest_mode="floor"),
+             helper.make_node("Concat", ["p", "a", "m1", "m2", "m3", "r"], ["cat1"],
+                              name="cat1", axis=1),
+             *conv("y", "cat1", 8, kp + 4 * ka + kr, 1)]
+    graph = helper.make_graph(
+        nodes, "pool_resize_concat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 6, 8]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [2, 8, 3, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("cat1", "cat0",
+                                                                             "y")], inits)
+    return graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("kp,ka,kr", [(8, 16, 8), (5, 12, 7)], ids=["aligned", "unaligned"])
+def test_pool_and_resize_read_and_write_concat_slices_in_place(precision, kp, ka, kr) -> None:
+    prog = _check(_pool_resize_concat_model(kp, ka, kr), precision)
+    launches = {ln.layer: ln for ln in prog.launches if ln.kernel.startswith(("pool", "resize"))}
+    c1, c0 = kp + 4 * ka + kr, 8 + kr  # pixel strides of cat1 and cat0
+    for name in ("m1", "m2", "m3"):
+        xcs, ycs = launches[name].ints[18:20]
+        assert (xcs, ycs) == (c1, c1), name  # read a slice of cat1, written into another
+        vector = precision == "fp16" and (kp, ka) == (8, 16)
+        assert launches[name].kernel == f"pool2d_{'x8_' if vector else ''}" \
+            f"{'f16' if precision == 'fp16' else 'f32'}", name
+    assert launches["up"].ints[9:11] == [c0, c1]
+    # no copies around pooling / resizing, nor into the two concats
+    copies = [ln.layer for ln in prog.launches if ln.kernel.startswith("copy_")]
+    assert not set(copies) & {"m1", "m2", "m3", "up", "cat0", "cat1"}, copies
+
+
+def test_yolov5s_pooling_and_resizing_need_no_copies() -> None:
+    prog = lower(graph_of(build_model("yolov5s", 1, 640)), "fp16", arch=90)
+    layers = {"model.9.m", "model.9.concat", "model.11", "model.12", "model.15", "model.16"}
+    copies = [ln.layer for ln in prog.launches
+              if ln.kernel == "copy_f16_f16" and ln.layer in layers]
+    assert not copies, copies
+    sppf = [ln for ln in prog.launches if ln.layer.startswith("model.9.m")]
+    assert [ln.kernel for ln in sppf] == ["pool2d_x8_f16"] * 3
+    assert all(ln.ints[18:20] == [1024, 1024] for ln in sppf)  # slices of the SPPF concat
