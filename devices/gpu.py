@@ -197,9 +197,9 @@ class GpuRunner(BaseRunner):
                 ctx.free(b)
 
     # ----- run -----------------------------------------------------------------------------
-    def _launch_all(self) -> None:
+    def _launch_all(self, calls: list[Any] | None = None) -> None:
         assert self.ctx is not None
-        for layer, func, grid, block, smem, args in self._calls:
+        for layer, func, grid, block, smem, args in self._calls if calls is None else calls:
             try:
                 if func is None:  # memset: args.p[0] = pointer, args.i[0] = bytes
                     self.ctx.memset_async(args.p[0], 0, args.i[0])
@@ -250,31 +250,38 @@ class GpuRunner(BaseRunner):
         ctx.synchronize()
         return [ctx.elapsed_ms(events[i], events[i + 1]) for i in range(iterations)]
 
-    def profile(self, iterations: int = 20) -> list[dict[str, Any]]:
-        """Per-launch device time (CUDA events around each launch, no graph), slowest first."""
+    def profile(self, iterations: int = 10) -> list[dict[str, Any]]:
+        """Per-launch device time as the CUDA graph runs it, slowest first.
+
+        The first k launches are captured and timed for every k (fastest of ``iterations``
+        replays); launch k costs T(k) - T(k-1). Timing each launch alone from Python would add
+        the host's launch gaps to every kernel shorter than them.
+        """
         ctx = self.ctx
-        assert ctx is not None
-        self._launch_all()
-        ctx.synchronize()
-        events = [ctx.event() for _ in range(len(self._calls) + 1)]
-        totals = [0.0] * len(self._calls)
-        for _ in range(iterations):
+        assert ctx is not None and self.program is not None
+        events = [ctx.event() for _ in range(iterations + 1)]
+        prefix = [0.0]
+        for k in range(1, len(self._calls) + 1):
+            ctx.synchronize()
+            ctx.begin_capture()
+            try:
+                self._launch_all(self._calls[:k])
+            finally:
+                graph = ctx.end_capture()
+            graph.launch()  # warm-up
             ctx.record(events[0])
-            for i, (_layer, func, grid, block, smem, args) in enumerate(self._calls):
-                if func is None:
-                    ctx.memset_async(args.p[0], 0, args.i[0])
-                else:
-                    ctx.launch(func, grid, block, args, smem)
+            for i in range(iterations):
+                graph.launch()
                 ctx.record(events[i + 1])
             ctx.synchronize()
-            for i in range(len(self._calls)):
-                totals[i] += ctx.elapsed_ms(events[i], events[i + 1])
-        assert self.program is not None
+            prefix.append(min(ctx.elapsed_ms(events[i], events[i + 1])
+                              for i in range(iterations)))
+            graph.destroy()
         rows = []
-        for (layer, *_), ln, total in zip(self._calls, self.program.launches, totals):
+        for k, ((layer, *_), ln) in enumerate(zip(self._calls, self.program.launches)):
             rows.append({"layer": layer, "kernel": ln.kernel,
                          "tactic": ln.tactic.name if ln.tactic else "",
-                         "ms": round(total / iterations, 4)})
+                         "ms": round(max(0.0, prefix[k + 1] - prefix[k]), 4)})
         return sorted(rows, key=lambda r: -r["ms"])
 
     def deactivate_impl(self) -> None:

@@ -213,3 +213,7 @@ class CudaGraph:
 
     def launch(self) -> None:
         check(self.ctx.drv.cuGraphLaunch(self.exe, self.ctx.stream), "cuGraphLaunch")
+
+    def destroy(self) -> None:
+        check(self.ctx.drv.cuGraphExecDestroy(self.exe), "cuGraphExecDestroy")
+        check(self.ctx.drv.cuGraphDestroy(self.graph), "cuGraphDestroy")

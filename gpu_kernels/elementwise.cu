@@ -48,7 +48,7 @@ __device__ void fused(const KArgs& a) {
     for (int t = threadIdx.x; t < MAXR * (2 + nin) + 4 * nops; t += blockDim.x) d[t] = desc[t];
     __syncthreads();
     T* y = (T*)a.p[1];
-    int n = 1;  // 32-bit index math: see conv_simt.cu
+    int n = 1;  // 32-bit index math: see common.cuh
     for (int k = 0; k < rank; ++k) n *= d[k];
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
          idx += gridDim.x * blockDim.x) {
@@ -112,35 +112,41 @@ __device__ void copy_strided(const KArgs& a) {
 // The input of a strided convolution with few channels (an RGB stem), rearranged so that the
 // convolution becomes a stride-1 one over C*s*s channels that tensor cores take densely:
 // y[n, u, v, (bh * s + bw) * C + c] = x[n, c, u * s + bh - pad_h, v * s + bw - pad_w], zero
-// outside x and in the channels past C*s*s (padding up to cp).
-// x plain NCHW, y NHWC with cp channels. p = {x, y}; i = {N, C, H, W, s, pad_h, pad_w, U, V, cp}
-template <typename TI, typename TO>
+// outside x and in the channels past C*s*s (padding up to cp, a multiple of 8).
+// One thread per output pixel, 16-byte stores: neighbouring threads read neighbouring input
+// columns of each channel plane.
+// x plain NCHW, y NHWC FP16. p = {x, y}; i = {N, C, H, W, s, pad_h, pad_w, U, V, cp}
+template <typename TI>
 __device__ void space_to_depth(const KArgs& a) {
     const TI* x = (const TI*)a.p[0];
-    TO* y = (TO*)a.p[1];
+    uint4* y = (uint4*)a.p[1];
     const int C = a.i[1], H = a.i[2], W = a.i[3], s = a.i[4], ph = a.i[5], pw = a.i[6];
     const int U = a.i[7], V = a.i[8], cp = a.i[9];
-    const int n = a.i[0] * U * V * cp;
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += gridDim.x * blockDim.x) {
-        const int ch = idx % cp, pix = idx / cp;
+    const int n = a.i[0] * U * V;
+    for (int pix = blockIdx.x * blockDim.x + threadIdx.x; pix < n;
+         pix += gridDim.x * blockDim.x) {
         const int v = pix % V, u = (pix / V) % U, b = pix / (V * U);
-        float val = 0.0f;
-        if (ch < C * s * s) {
-            const int c = ch % C, bw = (ch / C) % s, bh = ch / (C * s);
-            const int h = u * s + bh - ph, w = v * s + bw - pw;
-            if (h >= 0 && h < H && w >= 0 && w < W) val = ld(x, (((i64)b * C + c) * H + h) * W + w);
+        for (int c8 = 0; c8 < cp; c8 += 8) {
+            union { uint4 q; half_t h[8]; } out;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                const int ch = c8 + j;
+                float val = 0.0f;
+                if (ch < C * s * s) {
+                    const int c = ch % C, bw = (ch / C) % s, bh = ch / (C * s);
+                    const int h = u * s + bh - ph, w = v * s + bw - pw;
+                    if (h >= 0 && h < H && w >= 0 && w < W)
+                        val = ld(x, (((i64)b * C + c) * H + h) * W + w);
+                }
+                out.h[j] = f2h(val);
+            }
+            y[((i64)pix * cp + c8) / 8] = out.q;
         }
-        st(y, (i64)idx, val);
     }
 }
 
-extern "C" __global__ void space_to_depth_f32_f16(const KArgs a) {
-    space_to_depth<float, half_t>(a);
-}
-extern "C" __global__ void space_to_depth_f16_f16(const KArgs a) {
-    space_to_depth<half_t, half_t>(a);
-}
+extern "C" __global__ void space_to_depth_f32_f16(const KArgs a) { space_to_depth<float>(a); }
+extern "C" __global__ void space_to_depth_f16_f16(const KArgs a) { space_to_depth<half_t>(a); }
 
 extern "C" __global__ void fused_f32(const KArgs a) { fused<float>(a); }
 extern "C" __global__ void fused_f16(const KArgs a) { fused<half_t>(a); }

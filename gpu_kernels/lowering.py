@@ -792,7 +792,7 @@ class Lowering:
         ka, kb = -(-R // s), -(-S // s)
         U, V, cp = P + ka - 1, Q + kb - 1, -(-C * s * s // 8) * 8
         y = self.new_value((N, cp, U, V), "nhwc")
-        self.emit(Launch(layer, f"space_to_depth_{x.dtype}_f16", _grid1d(N * U * V * cp), 256,
+        self.emit(Launch(layer, f"space_to_depth_{x.dtype}_f16", _grid1d(N * U * V), 256,
                          [self.ref(x), self.ref(y)], [N, C, H, W, s, pads[0], pads[1], U, V, cp]))
         taps = np.zeros((K, ka * s, kb * s, C), np.float32)  # the taps past R, S are zero
         taps[:, :R, :S] = np.transpose(w, (0, 2, 3, 1))

@@ -124,6 +124,8 @@ _DEFAULT_BK = {"f16": 32, "i8": 64}  # 64-byte smem rows either way
 DIRECT = ConvTactic("direct")
 # The tensor-core tile configurations (each one compiled module per arch).
 MMA_TILES: tuple[ConvTactic, ...] = (
+    ConvTactic("mma", 64, 32, 2, 1, 4),  # narrow layers (K = 32: stems, YOLO's first blocks)
+    ConvTactic("mma", 128, 32, 4, 1, 3),
     ConvTactic("mma", 32, 64, 1, 2, 4),
     ConvTactic("mma", 64, 64, 2, 2, 3),
     ConvTactic("mma", 64, 128, 2, 2, 3),
@@ -139,8 +141,8 @@ MMA_TILES: tuple[ConvTactic, ...] = (
 MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(
     replace(t, bk=2 * t.bk, dtype="i8") for t in MMA_TILES
 )
-_TILE_EFFICIENCY = {(32, 64): 0.45, (64, 64): 0.65, (64, 128): 0.8, (128, 64): 0.8,
-                    (128, 128): 1.0, (128, 256): 1.0}
+_TILE_EFFICIENCY = {(64, 32): 0.4, (128, 32): 0.55, (32, 64): 0.45, (64, 64): 0.65,
+                    (64, 128): 0.8, (128, 64): 0.8, (128, 128): 1.0, (128, 256): 1.0}
 
 
 def mma_eligible(problem: ConvProblem, arch: int) -> bool:
