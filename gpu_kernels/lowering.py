@@ -996,8 +996,6 @@ class Lowering:
             self._gemm_const(node, a, bw.astype(np.float32), None, self.out_shape(node))
             return
         b = self.value(node.input(1), node)
-        a = self.ensure(a, "plain", self.dt, node.name)
-        b = self.ensure(b, "plain", self.dt, node.name)
         out_shape = self.out_shape(node)
         if len(a.shape) < 2 or len(b.shape) < 2:
             raise GpuLoweringError(f"layer '{node.name}' (MatMul): 1-D operands not supported")
@@ -1009,13 +1007,36 @@ class Lowering:
         if a_batch not in (1, batch) or b_batch not in (1, batch):
             raise GpuLoweringError(f"layer '{node.name}' (MatMul): batch broadcasting of "
                                    f"{a.shape} x {b.shape} is not supported")
+        a, lda, sa, at = self._matrix_operand(a, node.name)
+        b, ldb, sb, bt = self._matrix_operand(b, node.name)
         y = self.new_value(out_shape, "plain")
-        ints = [batch, M, Nd, Kd, Kd, Nd, Nd, M * Kd if a_batch > 1 else 0,
-                Kd * Nd if b_batch > 1 else 0, M * Nd, 0, 0, 0]
+        ints = [batch, M, Nd, Kd, lda, ldb, Nd, sa, sb, M * Nd, 0, at, bt]
         self.emit(Launch(node.name, f"bmm_{self.dt}",
                          ((Nd + 31) // 32, (M + 31) // 32, batch), 256,
                          [self.ref(a), self.ref(b), None, self.ref(y)], ints, [0.0, 0.0]))
         self.bind(node, y)
+
+    def _matrix_operand(self, v: Value, layer: str) -> tuple[Value, int, int, int]:
+        """A batched-matrix operand as ``bmm`` reads it: (value, leading dimension, batch
+        stride (0 = broadcast), transposed?). Views (attention's head split and K^T) are read in
+        place when their batch axes merge into one stride and one matrix axis is contiguous;
+        anything else is copied once."""
+        for copied in (False, True):
+            attempt = self.ensure(v, "plain", self.dt, layer) if copied else v
+            if attempt.dtype != self.dt or attempt.layout == "nhwc":
+                continue
+            st, shape = attempt.strides(), attempt.shape
+            batch = [(d, s) for d, s in zip(shape[:-2], st[:-2]) if d != 1]
+            if any(s0 != s1 * d1 for (_, s0), (d1, s1) in zip(batch, batch[1:])):
+                continue
+            bstride = batch[-1][1] if batch else 0
+            rows, cols = st[-2], st[-1]
+            if cols == 1 or shape[-1] == 1:
+                return attempt, rows, bstride, 0
+            if rows == 1 or shape[-2] == 1:
+                return attempt, cols, bstride, 1
+        raise GpuLoweringError(f"layer '{layer}': a MatMul operand of shape {v.shape} cannot be "
+                               "laid out for the batched GEMM")
 
     # ----- element-wise (deferred, fused) ---------------------------------------------------
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
@@ -1442,7 +1463,8 @@ class Lowering:
             start += shape[axis]
 
     def op_Gather(self, node: Node) -> None:
-        """Gather with constant indices (scalar or 1-D): one strided copy per index."""
+        """Gather with constant indices: a view for a scalar index, one strided copy per index
+        for a 1-D one."""
         x = self.value(node.input(0), node)
         idx = _const(node, 1)
         if idx is None or idx.ndim > 1:
@@ -1451,6 +1473,11 @@ class Lowering:
         axis = int(node.attrs.get("axis", 0)) % len(x.shape)
         out_shape = self.out_shape(node)
         xs = x.strides()
+        if idx.ndim == 0:  # one index: a view without the axis (attention's q / k / v split)
+            i = int(idx) % x.shape[axis]
+            self.bind(node, Value(x.buf, out_shape, "strided", x.dtype, x.offset + i * xs[axis],
+                                  x.cs, tuple(st for a, st in enumerate(xs) if a != axis)))
+            return
         y = self.new_value(out_shape, "plain", x.dtype)
         ys = y.strides()
         rest_shape = [d for a, d in enumerate(x.shape) if a != axis]

@@ -101,6 +101,8 @@ class KernelSim:
             dt = kernel.split("_")[-1]
             x = self.mem(ln.ptrs[0], dt)[:n * hw * c].reshape(n, hw, c).astype(np.float32)
             self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
+        elif kernel.startswith("bmm_"):
+            self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
             self.resize(ln, kernel.split("_")[-1])
         else:
@@ -218,6 +220,20 @@ class KernelSim:
                       for i in range(kh) for j in range(kw))
             out = np.sum(taps, axis=0) / cnt[None, :, :, None]
         self.put_nhwc(ln.ptrs[1], dt, out, ycs)
+
+    def bmm(self, ln: Launch, dt: str) -> None:
+        batch, m, n, k, lda, ldb, ldc, sa, sb, sc, act, at, bt = ln.ints[:13]
+        a_mem, b_mem, c_mem = (self.mem(ln.ptrs[i], dt) for i in (0, 1, 3))
+        for z in range(batch):
+            ia = z * sa + (_index([k, m], [lda, 1]).reshape(k, m).T if at
+                           else _index([m, k], [lda, 1]).reshape(m, k))
+            ib = z * sb + (_index([n, k], [ldb, 1]).reshape(n, k).T if bt
+                           else _index([k, n], [ldb, 1]).reshape(k, n))
+            c = a_mem[ia].astype(np.float32) @ b_mem[ib].astype(np.float32)
+            if ln.ptrs[2] is not None:
+                c = c + self.mem(ln.ptrs[2], "f32")[:n]
+            c = activate(c, act, ln.floats[0], ln.floats[1])
+            self.store(c_mem, z * sc + _index([m, n], [ldc, 1]), c.reshape(-1))
 
     def resize(self, ln: Launch, dt: str) -> None:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]

@@ -16,7 +16,7 @@ from tests.devices.gpu_cases import build, cases, feeds_for, graph_of, reference
 from tests.gpu_kernels.kernel_sim import simulate
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
-MODELLED = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh",
+MODELLED = {"MatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh",
             "LeakyRelu", "HardSwish", "HardSigmoid", "Abs", "Neg", "Exp", "Elu", "Softplus",
             "Clip", "Concat", "Transpose", "Slice", "Split", "Reshape", "Flatten",
             "BatchNormalization", "Gather", "MaxPool", "AveragePool", "Resize"}
