@@ -352,9 +352,9 @@ class Lowering:
             raise GpuLoweringError(
                 f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
             )
-        held = self.values[t.name]
-        v = held if isinstance(held, Value) else self.materialise(held, node.name)
-        self.values[t.name] = v  # a deferred chain is computed once, for every reader
+        v = self.values[t.name]
+        if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader
+            v = self.values[t.name] = self.materialise(v, node.name)
         if v.dtype == "i8" and not raw:
             return self.ensure(v, None, self.dt, node.name)
         return v
@@ -516,10 +516,13 @@ class Lowering:
             return v
         return self.new_value(shape, "nhwc")
 
-    def conv_input(self, v: Value, layer: str) -> Value:
-        """NHWC input for a convolution; channel slices stay in place when 16-byte aligned."""
+    def conv_input(self, v: Value, layer: str, align: int = 8) -> Value:
+        """NHWC input in the compute precision for a kernel that reads any pixel stride: a
+        channel slice (of a zero-copy Concat's buffer) stays in place when its pixel stride and
+        offset are multiples of ``align`` elements (8: the 16-byte loads of convolutions);
+        anything else is converted to dense NHWC once."""
         if v.layout == "nhwc" and v.dtype == self.dt and v.buf.kind != "weight" \
-                and (v.cs or v.shape[1]) % 8 == 0 and v.offset % 8 == 0:
+                and (v.cs or v.shape[1]) % align == 0 and v.offset % align == 0:
             return v
         return self.ensure(v, "nhwc", self.dt, layer)
 
@@ -1188,17 +1191,8 @@ class Lowering:
         self._define(node, root, shape)
 
     # ----- pooling -------------------------------------------------------------------------
-    def nhwc_input(self, t: Tensor | None, node: Node) -> Value:
-        """NHWC input of a pooling / resize kernel, which reads any pixel stride: a channel
-        slice (of a zero-copy Concat's buffer) stays in place; anything else (INT8, views,
-        plain layouts, constants) is converted to dense NHWC in the compute precision once."""
-        v = self.value(t, node)  # INT8 comes dequantised (dense)
-        if v.layout == "nhwc" and v.dtype == self.dt and v.buf.kind != "weight":
-            return v
-        return self.ensure(v, "nhwc", self.dt, node.name)
-
     def _pool(self, node: Node, is_max: bool) -> None:
-        x = self.nhwc_input(node.input(0), node)
+        x = self.conv_input(self.value(node.input(0), node), node.name, align=1)
         if len(node.outputs) > 1:  # the importer keeps it only when read or a graph output
             raise GpuLoweringError(f"layer '{node.name}' (MaxPool): Indices output unsupported")
         N, C, H, W = x.shape
@@ -1494,7 +1488,7 @@ class Lowering:
         self.bind(node, y)
 
     def op_Resize(self, node: Node) -> None:
-        x = self.nhwc_input(node.input(0), node)  # channel slices read in place
+        x = self.conv_input(self.value(node.input(0), node), node.name, align=1)  # slices too
         out = self.out_shape(node)
         N, C, H, W = x.shape
         if out[0] != N or out[1] != C:
