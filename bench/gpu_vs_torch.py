@@ -213,6 +213,12 @@ def tandem_side(runner, feeds: dict[str, np.ndarray], row: dict, iters: int):
     row.update(kernels=summ["kernels"],
                peak_activation_mb=round(summ["peak_activation_bytes"] / 2**20, 2))
     row["tandem"] = timed(runner.run_device, runner.ctx.synchronize, iters)
+    if runner.pdl:  # the same graph without programmatic dependent launch, for the ratio
+        runner.pdl = False
+        runner.capture()
+        row["tandem_no_pdl"] = timed(runner.run_device, runner.ctx.synchronize, iters)
+        runner.pdl = True
+        runner.capture()
     lat = []
     for _ in range(30):
         t = time.perf_counter()

@@ -4,8 +4,9 @@ Build (``activate``): lower the graph to kernel launches (``gpu_kernels.lowering
 convolution's tactic (timing cache, else autotune with CUDA events, else the cost model),
 NVRTC-compile the kernels for this GPU's arch, upload the weights once (converted to NHWC and the
 compute precision), place activations in one arena planned by tensor lifetimes, and capture every
-launch in one CUDA graph. ``infer`` then copies the inputs in, replays the graph, and copies the
-outputs back.
+launch in one CUDA graph. On sm_90+ kernels that follow kernels are launched programmatically
+(PDL: the next kernel is scheduled while the previous one drains; see common.cuh). ``infer``
+then copies the inputs in, replays the graph, and copies the outputs back.
 
 Boundary format: inputs and outputs are numpy arrays in ONNX layout (NCHW for images) and the
 graph's declared dtype (normally float32); conversion to and from the internal NHWC / FP16 form
@@ -71,6 +72,8 @@ class GpuRunner(BaseRunner):
         self.use_cuda_graph = use_cuda_graph
         self.nvrtc_major = nvrtc_major
         self.sync_each = os.environ.get("TANDEM_GPU_SYNC") == "1"  # localise a failing kernel
+        #: programmatic dependent launch between kernels (sm_90+; TANDEM_GPU_PDL=0 turns it off)
+        self.pdl = False
         self.program: GpuProgram | None = None
         self.ctx: Context | None = None
         self._cuda_graph: CudaGraph | None = None
@@ -89,6 +92,7 @@ class GpuRunner(BaseRunner):
         self.lib = KernelLibrary(ctx, self.nvrtc_major, self.prebuilt)
         info = ctx.info
         self.arch_key = f"sm_{info.arch}"
+        self.pdl = info.arch >= 90 and os.environ.get("TANDEM_GPU_PDL", "1") != "0"
         self.program = prog = lower(self.graph, self.precision, info.arch, self._choose,
                                     info.sm_count, self.scales)
         arena = self._alloc(prog.arena_bytes)
@@ -109,14 +113,24 @@ class GpuRunner(BaseRunner):
             self._calls.append((ln.layer, func, ln.grid, ln.block, ln.smem,
                                 KArgs.make(ptrs, ints, floats)))
         if self.use_cuda_graph and not self.sync_each:
-            ctx.synchronize()
-            ctx.begin_capture()
-            try:
-                self._launch_all()
-            finally:
-                self._cuda_graph = ctx.end_capture()
+            self.capture()
         if self.cache_path is not None:
             self.timing_cache.save(self.cache_path)
+
+    def capture(self) -> None:
+        """Capture every launch into the CUDA graph that ``run_device`` replays (again after
+        ``pdl`` changed: the launch attribute is part of the graph)."""
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.synchronize()
+        if self._cuda_graph is not None:
+            self._cuda_graph.destroy()
+            self._cuda_graph = None
+        ctx.begin_capture()
+        try:
+            self._launch_all()
+        finally:
+            self._cuda_graph = ctx.end_capture()
 
     def _alloc(self, nbytes: int) -> int:
         assert self.ctx is not None
@@ -199,12 +213,14 @@ class GpuRunner(BaseRunner):
     # ----- run -----------------------------------------------------------------------------
     def _launch_all(self, calls: list[Any] | None = None) -> None:
         assert self.ctx is not None
+        after_kernel = False  # programmatic launches chain kernel to kernel only
         for layer, func, grid, block, smem, args in self._calls if calls is None else calls:
             try:
                 if func is None:  # memset: args.p[0] = pointer, args.i[0] = bytes
                     self.ctx.memset_async(args.p[0], 0, args.i[0])
                 else:
-                    self.ctx.launch(func, grid, block, args, smem)
+                    self.ctx.launch(func, grid, block, args, smem, self.pdl and after_kernel)
+                after_kernel = func is not None
                 if self.sync_each:
                     self.ctx.synchronize()
             except CudaError as err:
@@ -311,7 +327,7 @@ class GpuRunner(BaseRunner):
         d = describe(self.program)
         d.update(device=self.ctx.info.name, arch=self.arch_key, precision=self.precision,
                  peak_activation_bytes=self.peak_activation_bytes,
-                 cuda_graph=self._cuda_graph is not None,
+                 cuda_graph=self._cuda_graph is not None, programmatic_launch=self.pdl,
                  compile_seconds=round(self.lib.compile_seconds, 2))
         return d
 

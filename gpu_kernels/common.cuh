@@ -17,6 +17,30 @@ struct KArgs {
     float f[8];   // float parameters (activation alpha/beta, scales)
 };
 
+// ----- programmatic dependent launch (sm_90+) -----------------------------------------------
+// On sm_90+ the host launches each kernel that follows another with programmatic stream
+// serialisation (devices/gpu.py), so the next kernel's CTAs are scheduled onto the SMs while
+// this one drains instead of after it has retired: the gap between two dependent nodes of a
+// CUDA graph shrinks. Hence every kernel first waits for its predecessor to complete and flush
+// its writes (griddepcontrol.wait), before it reads anything, then lets its own successor be
+// scheduled (launch_dependents: that successor waits in turn, so ordering stays transitive).
+// Without the launch attribute, and below sm_90, both are no-ops.
+__device__ __forceinline__ void await_previous_kernel() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// An extern "C" entry point: KERNEL(pool2d_f16, pool2d<1, half_t>(a)) defines pool2d_f16, whose
+// body (the second argument) sees the KArgs as ``a``. Kernels with launch bounds spell the
+// entry out and call await_previous_kernel() first themselves.
+#define KERNEL(name, ...)                                                                  \
+    extern "C" __global__ void name(const KArgs a) {                                       \
+        await_previous_kernel();                                                           \
+        __VA_ARGS__;                                                                       \
+    }
+
 __device__ __forceinline__ float h2f(half_t h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));

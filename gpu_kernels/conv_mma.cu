@@ -89,6 +89,7 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 #define BOUNDS __launch_bounds__(NT)
 #endif
 extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
+    await_previous_kernel();
     const elem_t* x = (const elem_t*)a.p[0];
     const elem_t* w = (const elem_t*)a.p[1];
     const float* bias = (const float*)a.p[2];
@@ -110,53 +111,91 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 
 #if __CUDA_ARCH__ >= 800
     extern __shared__ uint4 smem_raw[];
-    elem_t* As = (elem_t*)smem_raw;
-    elem_t* Bs = As + STAGES * BM * LDS;
+    // Shared memory: STAGES A tiles [BM][LDS], then STAGES B tiles [BN][LDS], as byte offsets.
+    constexpr int ESZ = (int)sizeof(elem_t);
+    constexpr unsigned A_STAGE = BM * LDS * ESZ, B_STAGE = BN * LDS * ESZ, ROW = LDS * ESZ;
+    const unsigned smem0 = smem_addr(smem_raw), smem_b = smem0 + STAGES * A_STAGE;
 
-    // Loader bookkeeping: each thread always copies the same 8-channel column (kc) of its rows.
+    // Loader: each thread always copies the same 16-byte column (kc) of the same A and B rows.
+    // Its place in the reduction, k = (r * S + s) * C + c, and every address advance by one
+    // k-tile per load, incrementally: no division in the main loop, 32-bit element offsets
+    // (the host keeps tensors under 2^31 elements), shared addresses computed once. With one
+    // warp per scheduler (small grids at batch 1) the loop's instruction count sets its speed.
     const int kc = tid % CPR;
-    int a_row[A_CH];
-    WindowOrigin a_org[A_CH];
+    int a_pix[A_CH], a_ih[A_CH], a_iw[A_CH];
     bool a_ok[A_CH];
+    // row i of a thread is NT / CPR rows below row i - 1: shared addresses differ by constants
+    constexpr unsigned ROWS_APART = (NT / CPR) * ROW;
+    const unsigned a_dst = smem0 + (tid / CPR) * ROW + kc * 16;
+    const unsigned b_dst = smem_b + (tid / CPR) * ROW + kc * 16;
 #pragma unroll
     for (int i = 0; i < A_CH; ++i) {
-        a_row[i] = tid / CPR + i * (NT / CPR);
-        const int m = block_m + a_row[i];
+        const int row = tid / CPR + i * (NT / CPR);
+        const int m = block_m + row;
         a_ok[i] = m < M;
-        a_org[i] = window_origin(cv, a_ok[i] ? m : 0);
+        const WindowOrigin o = window_origin(cv, a_ok[i] ? m : 0);
+        a_ih[i] = o.ih0;
+        a_iw[i] = o.iw0;
+        a_pix[i] = (int)o.base + (o.ih0 * cv.W + o.iw0) * cv.xcs;  // tap (0, 0), channel 0
     }
-    int b_row[B_CH];
+    int b_off[B_CH];
+    bool b_ok[B_CH];
 #pragma unroll
-    for (int i = 0; i < B_CH; ++i) b_row[i] = tid / CPR + i * (NT / CPR);
+    for (int i = 0; i < B_CH; ++i) {
+        const int row = tid / CPR + i * (NT / CPR);
+        b_ok[i] = block_n + row < cv.K;
+        b_off[i] = (block_n + row) * Kgemm + kt0 * BK + kc * EPC;
+    }
+    int lk = kt0 * BK + kc * EPC;  // this thread's k in the next k-tile to load
+    int lc = lk % cv.C, ls, lr;
+    {
+        const int rs = lk / cv.C;
+        lr = rs / cv.S;
+        ls = rs - lr * cv.S;
+    }
+    int lih = lr * cv.dh, liw = ls * cv.dw;
+    int ltap = (lih * cv.W + liw) * cv.xcs;
 
-    auto load_tile = [&](int stage, int kt) {
-        const int kk = kt * BK + kc * EPC;
-        const bool k_ok = kk < Kgemm;
-        const int c = k_ok ? kk % cv.C : 0;
-        const int rs = k_ok ? kk / cv.C : 0;
-        const int r = rs / cv.S, s = rs - (rs / cv.S) * cv.S;
+    auto load_next = [&](int stage) {
+        const bool k_ok = lk < Kgemm;
 #pragma unroll
         for (int i = 0; i < A_CH; ++i) {
-            const int ih = a_org[i].ih0 + r * cv.dh, iw = a_org[i].iw0 + s * cv.dw;
-            const bool ok = k_ok && a_ok[i] && ih >= 0 && ih < cv.H && iw >= 0 && iw < cv.W;
-            const elem_t* src = ok ? x + a_org[i].base + ((i64)ih * cv.W + iw) * cv.xcs + c : x;
-            const unsigned dst = smem_addr(As + (stage * BM + a_row[i]) * LDS + kc * EPC);
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                         "r"(ok ? 16 : 0));
+            const bool ok = k_ok && a_ok[i] && (unsigned)(a_ih[i] + lih) < (unsigned)cv.H &&
+                            (unsigned)(a_iw[i] + liw) < (unsigned)cv.W;
+            const elem_t* src = x + (ok ? a_pix[i] + ltap + lc : 0);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                             a_dst + i * ROWS_APART + stage * A_STAGE), "l"(src), "r"(ok ? 16 : 0));
         }
 #pragma unroll
         for (int i = 0; i < B_CH; ++i) {
-            const int kout = block_n + b_row[i];
-            const bool ok = k_ok && kout < cv.K;
-            const elem_t* src = ok ? w + (i64)kout * Kgemm + kk : w;
-            const unsigned dst = smem_addr(Bs + (stage * BN + b_row[i]) * LDS + kc * EPC);
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                         "r"(ok ? 16 : 0));
+            const bool ok = k_ok && b_ok[i];
+            const elem_t* src = w + (ok ? b_off[i] : 0);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                             b_dst + i * ROWS_APART + stage * B_STAGE), "l"(src), "r"(ok ? 16 : 0));
+            b_off[i] += BK;
+        }
+        lk += BK;
+        lc += BK;
+        if (lc >= cv.C) {  // into the next filter tap(s)
+            do {
+                lc -= cv.C;
+                if (++ls == cv.S) {
+                    ls = 0;
+                    ++lr;
+                }
+            } while (lc >= cv.C);
+            lih = lr * cv.dh;
+            liw = ls * cv.dw;
+            ltap = (lih * cv.W + liw) * cv.xcs;
         }
     };
 
     const int lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    // ldmatrix addresses of this thread's fragment rows (stage 0, k16 0)
+    const unsigned a_frag = smem0 + (wm * WTM + (lane & 15)) * ROW + (lane >> 4) * 16;
+    const unsigned b_frag =
+        smem_b + (wn * WTN + (lane >> 4) * 8 + (lane & 7)) * ROW + ((lane >> 3) & 1) * 16;
 #ifdef INT8
     int acc[MI][NI][4];
 #else
@@ -171,40 +210,34 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-        if (kt0 + s < kt1) load_tile(s, kt0 + s);
+        if (kt0 + s < kt1) load_next(s);
         asm volatile("cp.async.commit_group;\n" ::);
     }
+    int read_stage = 0, write_stage = STAGES - 1;
     for (int kt = kt0; kt < kt1; ++kt) {
         asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
         __syncthreads();
-        const int nk = kt + STAGES - 1;
-        if (nk < kt1) load_tile((nk - kt0) % STAGES, nk);
+        if (kt + STAGES - 1 < kt1) load_next(write_stage);
         asm volatile("cp.async.commit_group;\n" ::);
-        const int stage = (kt - kt0) % STAGES;
-        const elem_t* At = As + stage * BM * LDS;
-        const elem_t* Bt = Bs + stage * BN * LDS;
+        write_stage = write_stage == STAGES - 1 ? 0 : write_stage + 1;
+        const unsigned at = a_frag + read_stage * A_STAGE, bt = b_frag + read_stage * B_STAGE;
+        read_stage = read_stage == STAGES - 1 ? 0 : read_stage + 1;
 #pragma unroll
         for (int k16 = 0; k16 < BK / MMA_K; ++k16) {
             unsigned af[MI][4], bf[NI][2];
 #pragma unroll
-            for (int i = 0; i < MI; ++i) {
-                const int row = wm * WTM + i * 16 + (lane & 15);
-                const int col = k16 * MMA_K + (lane >> 4) * EPC;
+            for (int i = 0; i < MI; ++i)
                 asm volatile(
                     "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                     : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
-                    : "r"(smem_addr(At + row * LDS + col)));
-            }
+                    : "r"(at + i * 16 * ROW + k16 * MMA_K * ESZ));
 #pragma unroll
-            for (int j = 0; j < NI / 2; ++j) {
-                const int row = wn * WTN + j * 16 + (lane >> 4) * 8 + (lane & 7);
-                const int col = k16 * MMA_K + ((lane >> 3) & 1) * EPC;
+            for (int j = 0; j < NI / 2; ++j)
                 asm volatile(
                     "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                     : "=r"(bf[2 * j][0]), "=r"(bf[2 * j][1]), "=r"(bf[2 * j + 1][0]),
                       "=r"(bf[2 * j + 1][1])
-                    : "r"(smem_addr(Bt + row * LDS + col)));
-            }
+                    : "r"(bt + j * 16 * ROW + k16 * MMA_K * ESZ));
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll

@@ -116,13 +116,13 @@ __device__ void conv_dw(const KArgs& a) {
 }
 
 #define INSTANTIATE(fn)                                                                 \
-    extern "C" __global__ void fn##_f32(const KArgs a) { fn<float>(a); }                \
-    extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
+    KERNEL(fn##_f32, fn<float>(a))                                                     \
+    KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(conv_direct)
 INSTANTIATE(conv_transpose_direct)
-extern "C" __global__ void conv_dw_f32(const KArgs a) { conv_dw<1, float>(a); }
-extern "C" __global__ void conv_dw_f16(const KArgs a) { conv_dw<1, half_t>(a); }
-extern "C" __global__ void conv_dw_f16_i8(const KArgs a) { conv_dw<1, half_t, i8_t>(a); }
-extern "C" __global__ void conv_dw_x8_f16(const KArgs a) { conv_dw<8, half_t>(a); }
-extern "C" __global__ void conv_dw_x8_f16_i8(const KArgs a) { conv_dw<8, half_t, i8_t>(a); }
+KERNEL(conv_dw_f32, conv_dw<1, float>(a))
+KERNEL(conv_dw_f16, conv_dw<1, half_t>(a))
+KERNEL(conv_dw_f16_i8, conv_dw<1, half_t, i8_t>(a))
+KERNEL(conv_dw_x8_f16, conv_dw<8, half_t>(a))
+KERNEL(conv_dw_x8_f16_i8, conv_dw<8, half_t, i8_t>(a))

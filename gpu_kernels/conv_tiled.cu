@@ -104,8 +104,10 @@ __device__ void conv_tiled(const KArgs& a) {
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_tiled_f32(const KArgs a) {
+    await_previous_kernel();
     conv_tiled<float>(a);
 }
 extern "C" __global__ void __launch_bounds__(256) conv_tiled_f16(const KArgs a) {
+    await_previous_kernel();
     conv_tiled<half_t>(a);
 }

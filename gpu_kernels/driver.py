@@ -154,12 +154,29 @@ class Context:
         return Module(self, mod)
 
     def launch(self, func: Any, grid: tuple[int, int, int], block: int, args: KArgs,
-               smem: int = 0) -> None:
-        check(
-            self.drv.cuLaunchKernel(func, grid[0], grid[1], grid[2], block, 1, 1, smem,
-                                    self.stream, ((args,), (None,)), 0),
-            "cuLaunchKernel",
-        )
+               smem: int = 0, programmatic: bool = False) -> None:
+        """Launch on this context's stream. ``programmatic`` (sm_90+): programmatic dependent
+        launch, the kernel may be scheduled before the previous one in the stream retires; it
+        must begin with griddepcontrol.wait (every Tandem kernel does, see common.cuh)."""
+        if not programmatic:
+            check(
+                self.drv.cuLaunchKernel(func, grid[0], grid[1], grid[2], block, 1, 1, smem,
+                                        self.stream, ((args,), (None,)), 0),
+                "cuLaunchKernel",
+            )
+            return
+        drv = self.drv
+        attr = drv.CUlaunchAttribute()
+        attr.id = drv.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        cfg = drv.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
+        cfg.sharedMemBytes = smem
+        cfg.hStream = self.stream
+        cfg.attrs = [attr]
+        cfg.numAttrs = 1
+        check(drv.cuLaunchKernelEx(cfg, func, ((args,), (None,)), 0), "cuLaunchKernelEx")
 
     # ----- events and graphs -------------------------------------------------------------
     def event(self) -> Any:

@@ -145,18 +145,18 @@ __device__ void space_to_depth(const KArgs& a) {
     }
 }
 
-extern "C" __global__ void space_to_depth_f32_f16(const KArgs a) { space_to_depth<float>(a); }
-extern "C" __global__ void space_to_depth_f16_f16(const KArgs a) { space_to_depth<half_t>(a); }
+KERNEL(space_to_depth_f32_f16, space_to_depth<float>(a))
+KERNEL(space_to_depth_f16_f16, space_to_depth<half_t>(a))
 
-extern "C" __global__ void fused_f32(const KArgs a) { fused<float>(a); }
-extern "C" __global__ void fused_f16(const KArgs a) { fused<half_t>(a); }
+KERNEL(fused_f32, fused<float>(a))
+KERNEL(fused_f16, fused<half_t>(a))
 
-extern "C" __global__ void copy_f32_f32(const KArgs a) { copy_strided<float, float>(a); }
-extern "C" __global__ void copy_f16_f16(const KArgs a) { copy_strided<half_t, half_t>(a); }
-extern "C" __global__ void copy_f32_f16(const KArgs a) { copy_strided<float, half_t>(a); }
-extern "C" __global__ void copy_f16_f32(const KArgs a) { copy_strided<half_t, float>(a); }
-extern "C" __global__ void copy_f32_i8(const KArgs a) { copy_strided<float, i8_t>(a); }
-extern "C" __global__ void copy_f16_i8(const KArgs a) { copy_strided<half_t, i8_t>(a); }
-extern "C" __global__ void copy_i8_f32(const KArgs a) { copy_strided<i8_t, float>(a); }
-extern "C" __global__ void copy_i8_f16(const KArgs a) { copy_strided<i8_t, half_t>(a); }
-extern "C" __global__ void copy_i8_i8(const KArgs a) { copy_strided<i8_t, i8_t>(a); }
+KERNEL(copy_f32_f32, copy_strided<float, float>(a))
+KERNEL(copy_f16_f16, copy_strided<half_t, half_t>(a))
+KERNEL(copy_f32_f16, copy_strided<float, half_t>(a))
+KERNEL(copy_f16_f32, copy_strided<half_t, float>(a))
+KERNEL(copy_f32_i8, copy_strided<float, i8_t>(a))
+KERNEL(copy_f16_i8, copy_strided<half_t, i8_t>(a))
+KERNEL(copy_i8_f32, copy_strided<i8_t, float>(a))
+KERNEL(copy_i8_f16, copy_strided<i8_t, half_t>(a))
+KERNEL(copy_i8_i8, copy_strided<i8_t, i8_t>(a))

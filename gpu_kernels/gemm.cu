@@ -5,9 +5,12 @@
 
 #define TILE 32
 
-// C[b] = act(A[b] (MxK) @ B[b] (KxN) + bias[n]); batch strides may be 0 (broadcast).
+// C[b] = act(A[b] (MxK) @ B[b] (KxN) + bias[n]). The batch index b = bo * inner + bi has two
+// levels, each with its own stride per operand (0 = broadcast), so attention's head axis and
+// batch axis are read and written in place even where they do not merge into one stride.
 // p = {A, B, bias f32 | 0, C}; i = {batch, M, N, K, lda, ldb, ldc, sa, sb, sc, act,
-//      a_trans, b_trans}  (a_trans: A stored KxM; b_trans: B stored NxK)
+//      a_trans, b_trans, inner, sa_inner, sb_inner, sc_inner}
+//      (a_trans: A stored KxM; b_trans: B stored NxK; sa..sc: outer strides)
 template <typename T>
 __device__ void bmm(const KArgs& a) {
     __shared__ float As[TILE][TILE + 1];
@@ -15,11 +18,11 @@ __device__ void bmm(const KArgs& a) {
     const int M = a.i[1], N = a.i[2], K = a.i[3];
     const int lda = a.i[4], ldb = a.i[5], ldc = a.i[6], act = a.i[10];
     const int at = a.i[11], bt = a.i[12];
-    const int b = blockIdx.z;
-    const T* A = (const T*)a.p[0] + (i64)b * a.i[7];
-    const T* B = (const T*)a.p[1] + (i64)b * a.i[8];
+    const int bo = blockIdx.z / a.i[13], bi = blockIdx.z % a.i[13];
+    const T* A = (const T*)a.p[0] + (i64)bo * a.i[7] + (i64)bi * a.i[14];
+    const T* B = (const T*)a.p[1] + (i64)bo * a.i[8] + (i64)bi * a.i[15];
     const float* bias = (const float*)a.p[2];
-    T* Cm = (T*)a.p[3] + (i64)b * a.i[9];
+    T* Cm = (T*)a.p[3] + (i64)bo * a.i[9] + (i64)bi * a.i[16];
     const int tx = threadIdx.x % TILE, ty = threadIdx.x / TILE;  // 32 x 8 threads
     const int row0 = blockIdx.y * TILE, col0 = blockIdx.x * TILE;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -47,5 +50,5 @@ __device__ void bmm(const KArgs& a) {
     }
 }
 
-extern "C" __global__ void bmm_f32(const KArgs a) { bmm<float>(a); }
-extern "C" __global__ void bmm_f16(const KArgs a) { bmm<half_t>(a); }
+KERNEL(bmm_f32, bmm<float>(a))
+KERNEL(bmm_f16, bmm<half_t>(a))

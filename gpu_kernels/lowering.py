@@ -267,6 +267,28 @@ def _view(x: Value | Lazy, shape: tuple[int, ...], view: Callable[[Value], Value
     return Lazy(shape, walk(x.root), "plain", x.dtype)
 
 
+def _batch_groups(shape: tuple[int, ...], strides: list[list[int]]
+                  ) -> list[tuple[int, list[int]]]:
+    """The batch axes of a batched product merged where every operand's strides allow:
+    (count, stride per operand) per group, outermost first (``bmm`` takes two groups)."""
+    groups: list[tuple[int, list[int]]] = []
+    for i, d in enumerate(shape):
+        if d == 1:
+            continue
+        ss = [st[i] for st in strides]
+        if groups and all(g == s * d for g, s in zip(groups[-1][1], ss)):
+            groups[-1] = (groups[-1][0] * d, ss)
+        else:
+            groups.append((d, ss))
+    return groups
+
+
+def _is_dense(v: Value) -> bool:
+    """Whether a view's strides are those of a contiguous row-major tensor of its shape."""
+    dense = Value(v.buf, v.shape, "plain", v.dtype).strides()
+    return all(d == 1 or s == c for d, s, c in zip(v.shape, v.strides(), dense))
+
+
 def _const(node: Node, i: int) -> np.ndarray | None:
     return node.constant_input(i)
 
@@ -395,6 +417,8 @@ class Lowering:
         caller reads arbitrary strides itself (``keep_strided``: binary ops, copies). INT8 needs
         the ``scale`` to quantise with.
         """
+        if v.layout == "strided" and _is_dense(v):  # e.g. a transpose of a transposed write
+            v = Value(v.buf, v.shape, "plain", v.dtype, v.offset, scale=v.scale)
         if v.layout == "strided":
             if keep_strided and layout is None and (dtype or v.dtype) == v.dtype:
                 return v
@@ -1004,42 +1028,67 @@ class Lowering:
             raise GpuLoweringError(f"layer '{node.name}' (MatMul): 1-D operands not supported")
         M, Kd = a.shape[-2:]
         Nd = b.shape[-1]
-        batch = int(np.prod(out_shape[:-2], dtype=np.int64))
-        a_batch = int(np.prod(a.shape[:-2], dtype=np.int64))
-        b_batch = int(np.prod(b.shape[:-2], dtype=np.int64))
-        if a_batch not in (1, batch) or b_batch not in (1, batch):
-            raise GpuLoweringError(f"layer '{node.name}' (MatMul): batch broadcasting of "
-                                   f"{a.shape} x {b.shape} is not supported")
-        a, lda, sa, at = self._matrix_operand(a, node.name)
-        b, ldb, sb, bt = self._matrix_operand(b, node.name)
-        y = self.new_value(out_shape, "plain")
-        ints = [batch, M, Nd, Kd, lda, ldb, Nd, sa, sb, M * Nd, 0, at, bt]
+        bshape = out_shape[:-2]
+        for v in (a, b):
+            if any(d not in (1, o) for d, o in zip(v.shape[-3::-1], bshape[::-1])):
+                raise GpuLoweringError(f"layer '{node.name}' (MatMul): batch broadcasting of "
+                                       f"{a.shape} x {b.shape} is not supported")
+        # in place where the views allow (attention's head split, K^T, head merge); else the
+        # operands, then the result too, are made contiguous, which always fits
+        for attempt in range(3):
+            va = self.ensure(a, "plain", self.dt, node.name) if attempt else a
+            vb = self.ensure(b, "plain", self.dt, node.name) if attempt else b
+            y = self._bmm_output(node, out_shape, plain=attempt == 2)
+            views = [self._matrix_view(v, len(bshape)) for v in (va, vb, y)]
+            if any(vw is None for vw in views):
+                continue
+            groups = _batch_groups(bshape, [vw[0] for vw in views if vw is not None])
+            if len(groups) <= 2:
+                break
+        else:  # unreachable: contiguous operands merge into one batch group
+            raise GpuLoweringError(f"layer '{node.name}' (MatMul): operands of shapes {a.shape}"
+                                   f" x {b.shape} cannot be laid out for the batched GEMM")
+        (_, lda, at), (_, ldb, bt), (_, ldc, _) = views  # type: ignore[misc]
+        outer = groups[0][1] if len(groups) == 2 else [0, 0, 0]
+        inner_n, inner = groups[-1] if groups else (1, [0, 0, 0])
+        batch = int(np.prod(bshape, dtype=np.int64))
+        ints = [batch, M, Nd, Kd, lda, ldb, ldc, *outer, 0, at, bt, inner_n, *inner]
         self.emit(Launch(node.name, f"bmm_{self.dt}",
                          ((Nd + 31) // 32, (M + 31) // 32, batch), 256,
-                         [self.ref(a), self.ref(b), None, self.ref(y)], ints, [0.0, 0.0]))
+                         [self.ref(va), self.ref(vb), None, self.ref(y)], ints, [0.0, 0.0]))
         self.bind(node, y)
 
-    def _matrix_operand(self, v: Value, layer: str) -> tuple[Value, int, int, int]:
-        """A batched-matrix operand as ``bmm`` reads it: (value, leading dimension, batch
-        stride (0 = broadcast), transposed?). Views (attention's head split and K^T) are read in
-        place when their batch axes merge into one stride and one matrix axis is contiguous;
-        anything else is copied once."""
-        for copied in (False, True):
-            attempt = self.ensure(v, "plain", self.dt, layer) if copied else v
-            if attempt.dtype != self.dt or attempt.layout == "nhwc":
-                continue
-            st, shape = attempt.strides(), attempt.shape
-            batch = [(d, s) for d, s in zip(shape[:-2], st[:-2]) if d != 1]
-            if any(s0 != s1 * d1 for (_, s0), (d1, s1) in zip(batch, batch[1:])):
-                continue
-            bstride = batch[-1][1] if batch else 0
-            rows, cols = st[-2], st[-1]
-            if cols == 1 or shape[-1] == 1:
-                return attempt, rows, bstride, 0
-            if rows == 1 or shape[-2] == 1:
-                return attempt, cols, bstride, 1
-        raise GpuLoweringError(f"layer '{layer}': a MatMul operand of shape {v.shape} cannot be "
-                               "laid out for the batched GEMM")
+    def _bmm_output(self, node: Node, shape: tuple[int, ...], plain: bool) -> Value:
+        """Where a batched product goes: when its only reader is a Transpose that keeps the
+        last axis (attention's head merge), straight into the transposed layout, so that the
+        Transpose and the Reshape after it are views instead of a copy."""
+        reader = self._sole_reader(node.outputs[0])
+        perm = list(reader.attrs.get("perm", [])) if reader is not None \
+            and reader.op == "Transpose" else []
+        if plain or len(perm) != len(shape) or perm[-1] != len(shape) - 1:
+            return self.new_value(shape, "plain")
+        final = self.new_value(tuple(shape[p] for p in perm), "plain")
+        strides = [0] * len(shape)
+        for i, p in enumerate(perm):
+            strides[p] = final.strides()[i]
+        return Value(final.buf, shape, "strided", final.dtype, final.offset,
+                     custom=tuple(strides))
+
+    def _matrix_view(self, v: Value, nbatch: int) -> tuple[list[int], int, int] | None:
+        """How ``bmm`` reads (or writes) ``v`` in place: its strides over the product's
+        ``nbatch`` batch axes (0 where broadcast), its leading dimension and whether it is
+        transposed; None when neither matrix axis is contiguous."""
+        if v.dtype != self.dt or v.layout == "nhwc":
+            return None
+        st, shape = v.strides(), v.shape
+        batch = [0] * (nbatch - len(shape) + 2) + [
+            s if d != 1 else 0 for d, s in zip(shape[:-2], st[:-2])]
+        rows, cols = st[-2], st[-1]
+        if cols == 1 or shape[-1] == 1:
+            return batch, rows, 0
+        if rows == 1 or shape[-2] == 1:
+            return batch, cols, 1
+        return None
 
     # ----- element-wise (deferred, fused) ---------------------------------------------------
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
@@ -1258,7 +1307,8 @@ class Lowering:
 
     # ----- normalisation -------------------------------------------------------------------
     def op_Softmax(self, node: Node) -> None:
-        x = self.ensure(self.value(node.input(0), node), "plain", self.dt, node.name)
+        x, scale = self._scaled(node.input(0), node)
+        x = self.ensure(x, "plain", self.dt, node.name)
         axis = int(node.attrs.get("axis", -1)) % len(x.shape)
         if any(d != 1 for d in x.shape[axis + 1:]):
             raise GpuLoweringError(f"layer '{node.name}' (Softmax): only the last axis is "
@@ -1267,8 +1317,23 @@ class Lowering:
         rows = x.size // L
         y = self.new_value(x.shape, "plain")
         self.emit(Launch(node.name, f"softmax_lastdim_{self.dt}", (rows, 1, 1), 256,
-                         [self.ref(x), self.ref(y)], [rows, L]))
+                         [self.ref(x), self.ref(y)], [rows, L], [scale]))
         self.bind(node, y)
+
+    def _scaled(self, t: Tensor | None, node: Node) -> tuple[Value, float]:
+        """``t`` as (value, factor): a deferred multiplication or division by a constant
+        (attention's 1/sqrt(d) before its softmax) is left to the reader, not run as a kernel."""
+        x = self.lazy(t, node)
+        if isinstance(x, Lazy):
+            root = x.root
+            if isinstance(root, Op) and len(root.args) == 1 and isinstance(root.args[0], Leaf):
+                mul, div = BINARY_OPS["Mul"], BINARY_OPS["Div"]
+                if root.code in (8 + mul, 16 + mul):
+                    return root.args[0].value, root.imm[0]
+                if root.code == 8 + div and root.imm[0] != 0.0:
+                    return root.args[0].value, 1.0 / root.imm[0]
+            x = self.value(t, node)
+        return x, 1.0
 
     def op_LayerNormalization(self, node: Node) -> None:
         x = self.ensure(self.value(node.input(0), node), "plain", self.dt, node.name)

@@ -23,21 +23,23 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
     return r;
 }
 
-// p = {x, y}; i = {rows, L}
+// softmax(s * x) per row (s: attention's 1 / sqrt(d), folded in by the lowering)
+// p = {x, y}; i = {rows, L}; f = {s}
 template <typename T>
 __device__ void softmax_lastdim(const KArgs& a) {
     __shared__ float scratch[32];
     const T* x = (const T*)a.p[0] + (i64)blockIdx.x * a.i[1];
     T* y = (T*)a.p[1] + (i64)blockIdx.x * a.i[1];
     const int L = a.i[1];
+    const float s = a.f[0];
     float mx = -3.402823466e38f;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, ld(x, j));
+    for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, s * ld(x, j));
     mx = block_reduce(mx, true, scratch);
     float sum = 0.0f;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) sum += expf(ld(x, j) - mx);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) sum += expf(s * ld(x, j) - mx);
     sum = block_reduce(sum, false, scratch);
     const float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) st(y, j, expf(ld(x, j) - mx) * inv);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) st(y, j, expf(s * ld(x, j) - mx) * inv);
 }
 
 // p = {x, y, gamma f32 | 0, beta f32 | 0}; i = {rows, L}; f = {epsilon}
@@ -80,8 +82,8 @@ __device__ void mean_lastdim(const KArgs& a) {
 }
 
 #define INSTANTIATE(fn)                                                                 \
-    extern "C" __global__ void fn##_f32(const KArgs a) { fn<float>(a); }                \
-    extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
+    KERNEL(fn##_f32, fn<float>(a))                                                     \
+    KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(softmax_lastdim)
 INSTANTIATE(layernorm_lastdim)

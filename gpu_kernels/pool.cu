@@ -70,10 +70,10 @@ __device__ void global_avgpool(const KArgs& a) {
 }
 
 #define INSTANTIATE(fn)                                                                 \
-    extern "C" __global__ void fn##_f32(const KArgs a) { fn<float>(a); }                \
-    extern "C" __global__ void fn##_f16(const KArgs a) { fn<half_t>(a); }
+    KERNEL(fn##_f32, fn<float>(a))                                                     \
+    KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(global_avgpool)
-extern "C" __global__ void pool2d_f32(const KArgs a) { pool2d<1, float>(a); }
-extern "C" __global__ void pool2d_f16(const KArgs a) { pool2d<1, half_t>(a); }
-extern "C" __global__ void pool2d_x8_f16(const KArgs a) { pool2d<8, half_t>(a); }
+KERNEL(pool2d_f32, pool2d<1, float>(a))
+KERNEL(pool2d_f16, pool2d<1, half_t>(a))
+KERNEL(pool2d_x8_f16, pool2d<8, half_t>(a))

@@ -58,5 +58,5 @@ __device__ void resize_nhwc(const KArgs& a) {
     }
 }
 
-extern "C" __global__ void resize_nhwc_f32(const KArgs a) { resize_nhwc<float>(a); }
-extern "C" __global__ void resize_nhwc_f16(const KArgs a) { resize_nhwc<half_t>(a); }
+KERNEL(resize_nhwc_f32, resize_nhwc<float>(a))
+KERNEL(resize_nhwc_f16, resize_nhwc<half_t>(a))

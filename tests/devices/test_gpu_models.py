@@ -37,3 +37,24 @@ def test_zoo_model_matches_reference(name, precision) -> None:
         np.testing.assert_array_equal(got[out], again[out])
         err = rel_err(got[out], r)
         assert err <= TOL[precision], f"{name} {precision} {out}: rel err {err:.2e}"
+
+
+def test_programmatic_launch_gives_the_same_outputs_as_plain_launches() -> None:
+    """sm_90+: kernels chained by programmatic dependent launch wait for their predecessor, so
+    the outputs are bit-identical to a graph captured without it (same kernels, same tactics)."""
+    from devices.gpu import GpuRunner
+    from tandem.zoo import build_model
+
+    graph = graph_of(build_model("vit-tiny", 2, depth=3))
+    feeds = feeds_for(graph, seed=3)
+    with GpuRunner(graph, "fp16") as runner:
+        if not runner.pdl:
+            pytest.skip(f"programmatic launch needs sm_90+, this GPU is {runner.arch_key}")
+        assert runner.summary()["programmatic_launch"]
+        with_pdl = [runner.infer(feeds) for _ in range(3)]
+        runner.pdl = False
+        runner.capture()
+        plain = runner.infer(feeds)
+    for got in with_pdl:
+        for name, r in plain.items():
+            np.testing.assert_array_equal(got[name], r)

@@ -9,12 +9,17 @@ and the H100 tests check the kernels themselves. Kernels it does not model raise
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
 
 DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
 _ACT = {v: k for k, v in ACT.items()}
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
@@ -28,7 +33,8 @@ def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
         "hardsigmoid": lambda v: np.clip(a * v + b, 0, 1), "tanh": np.tanh, "exp": np.exp,
         "sqrt": np.sqrt, "recip": lambda v: 1 / v, "neg": lambda v: -v, "abs": np.abs,
         "elu": lambda v: np.where(v >= 0, v, a * (np.exp(v) - 1)),
-        "softplus": lambda v: np.log1p(np.exp(v)), "log": np.log,
+        "softplus": lambda v: np.log1p(np.exp(v)), "log": np.log, "erf": _erf,
+        "gelu": lambda v: 0.5 * v * (1 + _erf(v / np.sqrt(2.0))),
     }[kind]
     with np.errstate(all="ignore"):
         return f(x.astype(np.float32)).astype(np.float32)
@@ -103,6 +109,8 @@ class KernelSim:
             self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
         elif kernel.startswith("bmm_"):
             self.bmm(ln, kernel.split("_")[-1])
+        elif kernel.startswith(("softmax_lastdim_", "layernorm_lastdim_")):
+            self.rows(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
             self.resize(ln, kernel.split("_")[-1])
         else:
@@ -222,18 +230,37 @@ class KernelSim:
         self.put_nhwc(ln.ptrs[1], dt, out, ycs)
 
     def bmm(self, ln: Launch, dt: str) -> None:
-        batch, m, n, k, lda, ldb, ldc, sa, sb, sc, act, at, bt = ln.ints[:13]
+        batch, m, n, k, lda, ldb, ldc, sa, sb, sc, act, at, bt, inner, sai, sbi, sci = ln.ints[:17]
         a_mem, b_mem, c_mem = (self.mem(ln.ptrs[i], dt) for i in (0, 1, 3))
         for z in range(batch):
-            ia = z * sa + (_index([k, m], [lda, 1]).reshape(k, m).T if at
-                           else _index([m, k], [lda, 1]).reshape(m, k))
-            ib = z * sb + (_index([n, k], [ldb, 1]).reshape(n, k).T if bt
-                           else _index([k, n], [ldb, 1]).reshape(k, n))
+            bo, bi = divmod(z, inner)
+            ia = bo * sa + bi * sai + (_index([k, m], [lda, 1]).reshape(k, m).T if at
+                                       else _index([m, k], [lda, 1]).reshape(m, k))
+            ib = bo * sb + bi * sbi + (_index([n, k], [ldb, 1]).reshape(n, k).T if bt
+                                       else _index([k, n], [ldb, 1]).reshape(k, n))
             c = a_mem[ia].astype(np.float32) @ b_mem[ib].astype(np.float32)
             if ln.ptrs[2] is not None:
                 c = c + self.mem(ln.ptrs[2], "f32")[:n]
             c = activate(c, act, ln.floats[0], ln.floats[1])
-            self.store(c_mem, z * sc + _index([m, n], [ldc, 1]), c.reshape(-1))
+            self.store(c_mem, bo * sc + bi * sci + _index([m, n], [ldc, 1]), c.reshape(-1))
+
+    def rows(self, ln: Launch, dt: str) -> None:
+        """softmax_lastdim / layernorm_lastdim: one row of L elements at a time."""
+        rows, length = ln.ints[:2]
+        x = self.mem(ln.ptrs[0], dt)[:rows * length].reshape(rows, length).astype(np.float32)
+        if ln.kernel.startswith("softmax"):
+            v = x * np.float32(ln.floats[0])
+            e = np.exp(v - v.max(axis=1, keepdims=True))
+            out = e / e.sum(axis=1, keepdims=True)
+        else:
+            mean = x.mean(axis=1, keepdims=True)
+            out = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True)
+                                       + ln.floats[0])
+            if ln.ptrs[2] is not None:
+                out = out * self.mem(ln.ptrs[2], "f32")[:length]
+            if ln.ptrs[3] is not None:
+                out = out + self.mem(ln.ptrs[3], "f32")[:length]
+        self.store(self.mem(ln.ptrs[1], dt), np.arange(rows * length), out.reshape(-1))
 
     def resize(self, ln: Launch, dt: str) -> None:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]

@@ -55,3 +55,28 @@ def test_sm72_uses_a_pre_13_nvrtc() -> None:
     assert choose_major("sm_72") <= 12
     with pytest.raises(CompileError, match="cannot compile for sm_72"):
         choose_major("sm_72", 13)
+
+
+def test_every_graph_kernel_waits_for_its_predecessor_first() -> None:
+    """On sm_90 kernels are launched programmatically (devices/gpu.py): one that read memory
+    before griddepcontrol.wait could see its predecessor's output half written. Every entry
+    point must be a KERNEL(...) (which waits first) or call await_previous_kernel() first."""
+    import re
+
+    from gpu_kernels.compile import KERNEL_DIR
+
+    bodies = 0
+    for path in sorted(KERNEL_DIR.glob("*.cu")):
+        if path.name == "mma_peak.cu":  # micro-benchmarks, launched alone, never in a graph
+            continue
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"__global__[^{;]*\{", text):
+            bodies += 1
+            first = text[m.end():].lstrip()
+            assert first.startswith("await_previous_kernel();"), (
+                f"{path.name}: kernel '{m.group(0)}' does not wait for its predecessor first")
+        assert "__global__" in text or "KERNEL(" in text, path.name
+    assert bodies >= 3  # conv_mma, conv_tiled x2 spell their entries out
+    common = (KERNEL_DIR / "common.cuh").read_text(encoding="utf-8")
+    macro = common[common.index("#define KERNEL("):]
+    assert macro.index("await_previous_kernel();") < macro.index("__VA_ARGS__")

@@ -19,7 +19,8 @@ TOL = {"fp32": 1e-5, "fp16": 1e-2}
 MODELLED = {"MatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh",
             "LeakyRelu", "HardSwish", "HardSigmoid", "Abs", "Neg", "Exp", "Elu", "Softplus",
             "Clip", "Concat", "Transpose", "Slice", "Split", "Reshape", "Flatten",
-            "BatchNormalization", "Gather", "MaxPool", "AveragePool", "Resize"}
+            "BatchNormalization", "Gather", "MaxPool", "AveragePool", "Resize", "Softmax",
+            "LayerNormalization"}
 CASES = [c for c in cases() if c.op in MODELLED or c.name in ("conv3x3", "conv_stem_c3",
                                                                "conv_stride2", "conv1x1_oddk")]
 
@@ -129,6 +130,25 @@ def test_zoo_model_runs_on_the_kernel_model(name, resolution) -> None:
     prog = _check(graph, "fp16", tol=2e-2)
     assert not any(k.startswith(("binary", "unary")) for k in _kernels(prog))
     assert np.isfinite(prog.arena_bytes)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_attention_reads_and_writes_its_head_views_in_place(batch, precision) -> None:
+    """ViT blocks: Q, K^T and V are read from the QKV projection, the context is written
+    straight into the head-merged layout (two-level batch strides: batch x heads), and the
+    1/sqrt(d) scale runs inside the softmax -- no copy or element-wise kernel per block."""
+    depth = 2
+    prog = _check(graph_of(build_model("vit-tiny", batch, 32, depth=depth)), precision,
+                  tol=2e-2 if precision == "fp16" else 1e-4)
+    per_block = [ln.kernel.rsplit("_", 1)[0] for ln in prog.launches
+                 if ln.layer.startswith("blocks.1.")]
+    assert per_block == ["layernorm_lastdim", "conv_mma" if precision == "fp16" else
+                         "conv_tiled", "bmm", "softmax_lastdim", "bmm", per_block[5],
+                         "layernorm_lastdim", per_block[7], per_block[8]], per_block
+    assert sum(k.startswith("bmm") for k in _kernels(prog)) == 2 * depth
+    softmax = [ln for ln in prog.launches if ln.kernel.startswith("softmax")]
+    assert all(ln.floats == [pytest.approx(64 ** -0.5)] for ln in softmax)
 
 
 def _pool_resize_concat_model(kp: int, ka: int, kr: int):
