@@ -51,13 +51,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="conv_latency.json")
     ap.add_argument("--chain", type=int, default=20)
-    ap.add_argument("--tactics", default="mma_64x64_w2x2_s3_k1,mma_64x64_b64_w2x2_s4_k1,"
-                                         "mma_128x64_w2x2_s3_k1,mma_32x64_w1x2_s4_k1")
+    ap.add_argument("--tactics", default="mma_64x64_w2x2_s3_k1,mma_64x64_w2x2_s6_k1,"
+                                         "mma_64x64_b64_w2x2_s4_k1,mma_128x64_w2x2_s3_k1,"
+                                         "mma_32x64_w1x2_s4_k1,mma_32x64_w1x2_s6_k1")
     args = ap.parse_args()
 
     from gpu_kernels.driver import Context, KArgs
     from gpu_kernels.library import KernelLibrary
-    from gpu_kernels.tactics import ConvTactic
+    from gpu_kernels.tactics import ConvProblem, ConvTactic
 
     ctx = Context()
     lib = KernelLibrary(ctx)
@@ -89,8 +90,9 @@ def main() -> int:
             for c in (t.bk, 2 * t.bk, 4 * t.bk, 8 * t.bk, 16 * t.bk, 32 * t.bk, 64 * t.bk):
                 if c > c_max:
                     break
+                prob = ConvProblem(1, h, w, c, n_out, h, w, 1, 1)
                 ints = [1, h, w, c, n_out, h, w, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, c, n_out, 0,
-                        1, 0, 0]
+                        1, 0, 0] + prob.division_ints()
                 grid = (-(-h * w // t.bm), -(-n_out // t.bn), 1)
                 a = KArgs.make([x, wt, 0, 0, y, 0, 0, 0], ints, [0.0, 0.0, 1.0, 1.0])
                 us = chain_us(ctx, [(func, grid, t.threads, a, t.smem_bytes)], args.chain, pdl)

@@ -196,7 +196,8 @@ class GpuRunner(BaseRunner):
                 func = self.lib.conv_mma(t)
                 grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
                 args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4], bufs[5]],
-                                  ints + [t.splits, 0, 0], [0.0, 0.0, 1.0, 1.0])
+                                  ints + [t.splits, 0, 0] + p.division_ints(),
+                                  [0.0, 0.0, 1.0, 1.0])
                 for _ in range(2):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(start)

@@ -19,16 +19,16 @@ struct KArgs {
 
 // ----- programmatic dependent launch (sm_90+) -----------------------------------------------
 // On sm_90+ the host launches each kernel that follows another with programmatic stream
-// serialisation (devices/gpu.py), so the next kernel's CTAs are scheduled onto the SMs while
-// this one drains instead of after it has retired: the gap between two dependent nodes of a
-// CUDA graph shrinks. Hence every kernel first waits for its predecessor to complete and flush
-// its writes (griddepcontrol.wait), before it reads anything, then lets its own successor be
-// scheduled (launch_dependents: that successor waits in turn, so ordering stays transitive).
-// Without the launch attribute, and below sm_90, both are no-ops.
+// serialisation (devices/gpu.py): the next kernel may be launched as this one's CTAs retire,
+// before its memory flush and the graph's dependency resolution. Hence every kernel first
+// waits for its predecessor to complete and flush its writes (griddepcontrol.wait), before it
+// reads anything; ordering stays transitive because every kernel waits. No kernel triggers its
+// successor early (launch_dependents): CTAs parked early on the SMs made the models slower
+// (bench/gpu_vs_torch.py A/B, BENCHMARKS.md). Without the launch attribute, and below sm_90,
+// the wait is a no-op.
 __device__ __forceinline__ void await_previous_kernel() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 
@@ -149,6 +149,17 @@ __device__ __forceinline__ float epilogue(float acc, const float* bias, int k, f
 // 32-bit index math throughout (the host keeps every tensor under 2^31 elements): 64-bit
 // division costs tens of instructions and dominated these memory-bound kernels.
 
+// n / d for 0 <= n < 2^31 and a run-time divisor d the host turned into a multiplier and a
+// shift (ConvProblem.division_ints in gpu_kernels/tactics.py; Granlund-Montgomery, exact): a
+// multiply-high and two adds instead of the tens of instructions of an integer division.
+struct FastDiv {
+    unsigned mul;
+    int shift;
+    __device__ __forceinline__ int div(int n) const {
+        return (int)((__umulhi((unsigned)n, mul) + (unsigned)n) >> shift);
+    }
+};
+
 // Output pixel m = (n * P + p) * Q + q of a [N][P][Q] grid.
 struct Pixel {
     int n, p, q;
@@ -159,6 +170,14 @@ __device__ __forceinline__ Pixel pixel_of(int m, int P, int Q) {
     const int pq = m / Q;
     o.p = pq % P;
     o.n = pq / P;
+    return o;
+}
+__device__ __forceinline__ Pixel pixel_of(int m, int P, int Q, FastDiv by_p, FastDiv by_q) {
+    Pixel o;
+    const int pq = by_q.div(m);
+    o.q = m - pq * Q;
+    o.n = by_p.div(pq);
+    o.p = pq - o.n * P;
     return o;
 }
 
@@ -251,8 +270,7 @@ struct WindowOrigin {
     int ih0, iw0;
     i64 base;
 };
-__device__ __forceinline__ WindowOrigin window_origin(const ConvArgs& cv, int m) {
-    const Pixel px = pixel_of(m, cv.P, cv.Q);
+__device__ __forceinline__ WindowOrigin window_origin(const ConvArgs& cv, const Pixel& px) {
     WindowOrigin o;
     o.ih0 = px.p * cv.sh - cv.ph;
     o.iw0 = px.q * cv.sw - cv.pw;

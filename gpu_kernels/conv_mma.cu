@@ -77,7 +77,7 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 }
 
 // i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs (ConvArgs,
-//      common.cuh), splits, res_i8, out_i8}
+//      common.cuh), splits, res_i8, out_i8, FastDiv (multiplier, shift) by Q, P, C, S}
 // f = {act alpha, act beta, 1 / output scale (out_i8), residual scale (res_i8)}
 // p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
@@ -109,6 +109,18 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     const int block_m = blockIdx.x * BM, block_n = blockIdx.y * BN;
     const int tid = threadIdx.x;
 
+#if __CUDA_ARCH__ >= 900
+    // At batch 1 the weights dominate the bytes and a few CTAs stream them from HBM one k-tile
+    // at a time, latency-bound. Ask for this CTA's whole weight slice in one go instead: one
+    // bulk L2 prefetch per output channel row (contiguous KRSC), issued by the first m-tile
+    // only (the other m-tiles of this n-tile read the same rows from L2).
+    if (blockIdx.x == 0 && tid < BN && block_n + tid < cv.K && kt0 < kt1) {
+        const int k_end = min(Kgemm, kt1 * BK);
+        const elem_t* row = w + (i64)(block_n + tid) * Kgemm + kt0 * BK;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row),
+                     "r"((k_end - kt0 * BK) * (int)sizeof(elem_t)) : "memory");
+    }
+#endif
 #if __CUDA_ARCH__ >= 800
     extern __shared__ uint4 smem_raw[];
     // Shared memory: STAGES A tiles [BM][LDS], then STAGES B tiles [BN][LDS], as byte offsets.
@@ -122,6 +134,8 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     // (the host keeps tensors under 2^31 elements), shared addresses computed once. With one
     // warp per scheduler (small grids at batch 1) the loop's instruction count sets its speed.
     const int kc = tid % CPR;
+    const FastDiv by_q{(unsigned)a.i[24], a.i[25]}, by_p{(unsigned)a.i[26], a.i[27]};
+    const FastDiv by_c{(unsigned)a.i[28], a.i[29]}, by_s{(unsigned)a.i[30], a.i[31]};
     int a_pix[A_CH], a_ih[A_CH], a_iw[A_CH];
     bool a_ok[A_CH];
     // row i of a thread is NT / CPR rows below row i - 1: shared addresses differ by constants
@@ -133,7 +147,8 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         const int row = tid / CPR + i * (NT / CPR);
         const int m = block_m + row;
         a_ok[i] = m < M;
-        const WindowOrigin o = window_origin(cv, a_ok[i] ? m : 0);
+        const WindowOrigin o = window_origin(cv, pixel_of(a_ok[i] ? m : 0, cv.P, cv.Q, by_p,
+                                                          by_q));
         a_ih[i] = o.ih0;
         a_iw[i] = o.iw0;
         a_pix[i] = (int)o.base + (o.ih0 * cv.W + o.iw0) * cv.xcs;  // tap (0, 0), channel 0
@@ -147,10 +162,11 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         b_off[i] = (block_n + row) * Kgemm + kt0 * BK + kc * EPC;
     }
     int lk = kt0 * BK + kc * EPC;  // this thread's k in the next k-tile to load
-    int lc = lk % cv.C, ls, lr;
+    int lc, ls, lr;
     {
-        const int rs = lk / cv.C;
-        lr = rs / cv.S;
+        const int rs = by_c.div(lk);
+        lc = lk - rs * cv.C;
+        lr = by_s.div(rs);
         ls = rs - lr * cv.S;
     }
     int lih = lr * cv.dh, liw = ls * cv.dw;
@@ -213,31 +229,59 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         if (kt0 + s < kt1) load_next(s);
         asm volatile("cp.async.commit_group;\n" ::);
     }
-    int read_stage = 0, write_stage = STAGES - 1;
-    for (int kt = kt0; kt < kt1; ++kt) {
+    // Fragments: ldmatrix into registers, double-buffered where registers allow, so the loads
+    // for the next k16 step (or the next k-tile's first) are in flight during this step's
+    // mma.sync instead of exposing their latency (one warp per scheduler at batch 1).
+    constexpr int KS = BK / MMA_K;  // k16 steps per k-tile (even: buffer parity is per step)
+    constexpr int FB = MI * NI <= 8 ? 2 : 1;  // bigger warp tiles would spill at 128 registers
+    static_assert(KS % 2 == 0, "the fragment buffers alternate per k16 step");
+    unsigned af[FB][MI][4], bf[FB][NI][2];
+    auto load_frags = [&](int buf, unsigned at, unsigned bt, int k16) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                         : "=r"(af[buf][i][0]), "=r"(af[buf][i][1]), "=r"(af[buf][i][2]),
+                           "=r"(af[buf][i][3])
+                         : "r"(at + i * 16 * ROW + k16 * MMA_K * ESZ));
+#pragma unroll
+        for (int j = 0; j < NI / 2; ++j)
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                         : "=r"(bf[buf][2 * j][0]), "=r"(bf[buf][2 * j][1]),
+                           "=r"(bf[buf][2 * j + 1][0]), "=r"(bf[buf][2 * j + 1][1])
+                         : "r"(bt + j * 16 * ROW + k16 * MMA_K * ESZ));
+    };
+
+    // The barrier before a k-tile's first use also ends every warp's reads of the stage that
+    // load_next then overwrites: at the top of each tile (FB 1), or before the last k16 step
+    // of the previous tile, where the next tile's first fragments are loaded early (FB 2).
+    auto await_tile = [&]() {
         asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
         __syncthreads();
+    };
+    int read_stage = 0, write_stage = STAGES - 1;
+    if (FB == 2) {
+        await_tile();
+        load_frags(0, a_frag, b_frag, 0);
+    }
+    for (int kt = kt0; kt < kt1; ++kt) {
+        if (FB == 1) await_tile();
         if (kt + STAGES - 1 < kt1) load_next(write_stage);
         asm volatile("cp.async.commit_group;\n" ::);
         write_stage = write_stage == STAGES - 1 ? 0 : write_stage + 1;
         const unsigned at = a_frag + read_stage * A_STAGE, bt = b_frag + read_stage * B_STAGE;
         read_stage = read_stage == STAGES - 1 ? 0 : read_stage + 1;
 #pragma unroll
-        for (int k16 = 0; k16 < BK / MMA_K; ++k16) {
-            unsigned af[MI][4], bf[NI][2];
-#pragma unroll
-            for (int i = 0; i < MI; ++i)
-                asm volatile(
-                    "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                    : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
-                    : "r"(at + i * 16 * ROW + k16 * MMA_K * ESZ));
-#pragma unroll
-            for (int j = 0; j < NI / 2; ++j)
-                asm volatile(
-                    "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                    : "=r"(bf[2 * j][0]), "=r"(bf[2 * j][1]), "=r"(bf[2 * j + 1][0]),
-                      "=r"(bf[2 * j + 1][1])
-                    : "r"(bt + j * 16 * ROW + k16 * MMA_K * ESZ));
+        for (int k16 = 0; k16 < KS; ++k16) {
+            const int cur = FB == 2 ? (k16 & 1) : 0;
+            if (FB == 1) load_frags(0, at, bt, k16);
+            if (FB == 2) {
+                if (k16 == KS - 1) await_tile();  // the next k-tile, landed for every warp
+                if (k16 + 1 < KS)
+                    load_frags(cur ^ 1, at, bt, k16 + 1);
+                else if (kt + 1 < kt1)
+                    load_frags(cur ^ 1, a_frag + read_stage * A_STAGE,
+                               b_frag + read_stage * B_STAGE, 0);
+            }
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -248,16 +292,16 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                         : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]),
                           "+r"(acc[i][j][3])
-                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]),
-                          "r"(bf[j][0]), "r"(bf[j][1]));
+                        : "r"(af[cur][i][0]), "r"(af[cur][i][1]), "r"(af[cur][i][2]),
+                          "r"(af[cur][i][3]), "r"(bf[cur][j][0]), "r"(bf[cur][j][1]));
 #else
                     asm volatile(
                         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                         : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]),
                           "+f"(acc[i][j][3])
-                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]),
-                          "r"(bf[j][0]), "r"(bf[j][1]));
+                        : "r"(af[cur][i][0]), "r"(af[cur][i][1]), "r"(af[cur][i][2]),
+                          "r"(af[cur][i][3]), "r"(bf[cur][j][0]), "r"(bf[cur][j][1]));
 #endif
         }
     }
@@ -441,7 +485,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     for (int e = tid; e < BM * BN; e += NT) {
         const int m = block_m + e / BN, k = block_n + e % BN;
         if (m >= M || k >= cv.K) continue;
-        const WindowOrigin org = window_origin(cv, m);
+        const WindowOrigin org = window_origin(cv, pixel_of(m, cv.P, cv.Q));
         float acc = 0.0f;
         for (int kk = 0; kk < Kgemm; ++kk) {
             const int c = kk % cv.C, rs = kk / cv.C, r = rs / cv.S, s = rs % cv.S;

@@ -36,7 +36,7 @@ __device__ void conv_tiled(const KArgs& a) {
     for (int i = 0; i < 2; ++i) {
         const int m = block_m + lr + 32 * i;
         a_ok[i] = m < M;
-        a_org[i] = window_origin(cv, a_ok[i] ? m : 0);
+        a_org[i] = window_origin(cv, pixel_of(a_ok[i] ? m : 0, cv.P, cv.Q));
     }
     float ra[2], rb[2];
     auto fetch = [&](int kt) {

@@ -877,14 +877,16 @@ class Lowering:
         if tactic.splits == 1:
             self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                              [self.ref(x), w, bias, resr, self.ref(y), None, None, dq],
-                             ints + [1] + flags, floats, tactic.smem_bytes, tactic, p))
+                             ints + [1] + flags + p.division_ints(), floats, tactic.smem_bytes,
+                             tactic, p))
             return
         ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
                    p.gemm_m, p.k), "plain", "f32")
         counters = self.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
         self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                          [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters, dq],
-                         ints + [tactic.splits] + flags, floats, tactic.smem_bytes, tactic, p))
+                         ints + [tactic.splits] + flags + p.division_ints(), floats,
+                         tactic.smem_bytes, tactic, p))
 
     def op_ConvTranspose(self, node: Node) -> None:
         x = self.ensure(self.value(node.input(0), node), "nhwc", self.dt, node.name)

@@ -44,6 +44,11 @@ class ConvProblem:
     def flops(self) -> int:
         return 2 * self.gemm_m * self.k * self.gemm_k
 
+    def division_ints(self) -> list[int]:
+        """conv_mma's i[24:32]: the FastDiv (common.cuh) multipliers and shifts for dividing by
+        Q, P, C and S, so that its prologue decodes pixels and filter taps without divisions."""
+        return [v for d in (self.q, self.p, self.c, self.s) for v in fast_divisor(d)]
+
     def signature(self) -> str:
         """Stable text key for the timing cache."""
         return (
@@ -52,6 +57,16 @@ class ConvProblem:
             f"pd{self.pad[0]}x{self.pad[1]} dl{self.dilation[0]}x{self.dilation[1]} "
             f"g{self.groups} {self.dtype}"
         )
+
+
+def fast_divisor(d: int) -> tuple[int, int]:
+    """(multiplier as a signed 32-bit int, shift) with n // d == (umulhi(n, multiplier) + n)
+    >> shift for every 0 <= n < 2**31 (Granlund-Montgomery; FastDiv in common.cuh)."""
+    if d < 1:
+        raise ValueError(f"fast_divisor: divisor must be >= 1, got {d}")
+    shift = (d - 1).bit_length()
+    mul = ((1 << 32) * ((1 << shift) - d)) // d + 1
+    return (mul - (1 << 32) if mul >= 1 << 31 else mul), shift
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,9 @@ MMA_TILES: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 128, 64, 2, 2, 3, bk=64),
     ConvTactic("mma", 128, 128, 2, 4, 3, bk=64),
     ConvTactic("mma", 128, 256, 2, 4, 3, bk=32),
+    # deeper pipelines: at batch 1 a CTA is alone on its SM and waits on L2 latency
+    ConvTactic("mma", 32, 64, 1, 2, 6),
+    ConvTactic("mma", 64, 64, 2, 2, 6),
 )
 # The INT8 tiles: the same block shapes with k-tiles of the same bytes (twice the elements).
 MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(

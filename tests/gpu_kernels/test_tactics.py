@@ -80,3 +80,23 @@ def test_bad_timing_cache_files_are_refused(tmp_path, text, match) -> None:
         TimingCache.load(path)
     with pytest.raises(TimingCacheError, match="does not exist"):
         TimingCache.load(tmp_path / "missing.json")
+
+
+def test_fast_divisor_matches_integer_division() -> None:
+    """FastDiv (common.cuh) on the host's constants: (umulhi(n, mul) + n) >> shift == n // d
+    for divisors up to 2^16 and numerators across [0, 2^31), edges included."""
+    import numpy as np
+
+    from gpu_kernels.tactics import fast_divisor
+
+    rng = np.random.default_rng(0)
+    divisors = list(range(1, 300)) + [512, 1000, 1023, 1024, 1025, 4095, 65535, 65536] + \
+        [int(d) for d in rng.integers(1, 1 << 16, 200)]
+    n = np.concatenate([np.arange(0, 5000), rng.integers(0, 1 << 31, 5000),
+                        np.array([(1 << 31) - 1, (1 << 31) - 2])]).astype(np.uint64)
+    for d in divisors:
+        mul, shift = fast_divisor(d)
+        hi = (n * np.uint64(mul & 0xFFFFFFFF)) >> np.uint64(32)
+        q = ((hi + n) & np.uint64(0xFFFFFFFF)) >> np.uint64(shift)
+        np.testing.assert_array_equal(q, n // np.uint64(d), err_msg=f"d={d}")
+        assert -(1 << 31) <= mul < (1 << 31)  # fits the int32 KArgs slot
