@@ -4,13 +4,15 @@
 arch. It runs on the CPU (NVRTC needs no GPU), so a machine without a GPU cross-compiles for
 Xavier (sm_72), Orin (sm_87) and the H100 (sm_90).
 
-Why ctypes over ``libnvrtc`` and not ``cuda.core.Program``: cuda-bindings loads exactly one NVRTC,
-the one of its own CUDA major, while Tandem must pick it per *target*: CUDA 13's NVRTC rejects
-sm_72, so Xavier (JetPack 5, CUDA 11.4) needs a CUDA 11/12 NVRTC in the same process that builds
-sm_87/sm_90 with NVRTC 13. The NVRTC C API used here is the same in 11, 12 and 13.
+Two front ends, one NVRTC C API. ``cuda.core.Program`` compiles whenever the target's NVRTC
+major is the one cuda-bindings loaded (the usual case: sm_87 / sm_90). cuda-bindings loads
+exactly one NVRTC per process, though, and Tandem picks it per *target*: CUDA 13's NVRTC
+rejects sm_72, so Xavier (JetPack 5, CUDA 11.4) needs a CUDA 11/12 NVRTC in the same process
+that builds sm_87 / sm_90 with NVRTC 13. Those targets go through a thin ctypes binding of
+``libnvrtc.so.<major>`` (the C API is the same in 11, 12 and 13).
 
-The kernels include no CUDA headers (see common.cuh), so no include path is needed; the
-project's own ``*.cuh`` files are handed to NVRTC as in-memory headers.
+The kernels include no CUDA headers (see common.cuh): cuda.core gets this folder as its include
+path, the ctypes front end the project's ``*.cuh`` files as in-memory headers.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import ctypes
 import functools
 import glob
 import hashlib
+import io
 import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from partitioner.errors import TandemError
 
@@ -56,6 +60,7 @@ class CompiledModule:
     nvrtc_version: tuple[int, int]
     name: str = ""
     from_cache: bool = field(default=False, compare=False)
+    frontend: str = field(default="", compare=False)  # "cuda.core" | "ctypes" | "" (cache)
 
 
 # ----- finding and loading libnvrtc ------------------------------------------------------------
@@ -192,6 +197,59 @@ def choose_major(arch: str, nvrtc_major: int | None = None) -> int:
     )
 
 
+# ----- the cuda.core front end --------------------------------------------------------------
+
+
+@functools.cache
+def cuda_core_nvrtc() -> tuple[int, int] | None:
+    """The NVRTC version cuda-bindings (hence ``cuda.core.Program``) loaded, or None."""
+    try:
+        from cuda.bindings import nvrtc
+
+        err, major, minor = nvrtc.nvrtcVersion()
+        return (int(major), int(minor)) if int(err) == 0 else None
+    except Exception:  # not installed, or no NVRTC it can load: the ctypes front end remains
+        return None
+
+
+def _program_options(arch: str, options: tuple[str, ...], name: str) -> Any:
+    """NVRTC command-line options (what the ctypes front end passes) as ProgramOptions."""
+    from cuda.core import ProgramOptions
+
+    macros: list[str | tuple[str, str]] = []
+    ptxas: list[str] = []
+    for opt in options:
+        if opt.startswith("-D"):
+            key, eq, value = opt[2:].partition("=")
+            macros.append((key, value) if eq else key)
+        elif opt.startswith("--ptxas-options="):
+            ptxas.append(opt.split("=", 1)[1])
+        else:
+            raise CompileError(f"compile option '{opt}' has no cuda.core ProgramOptions form; "
+                               "use -DNAME[=VALUE] or --ptxas-options=...")
+    return ProgramOptions(name=name, arch=arch, std="c++17", include_path=[str(KERNEL_DIR)],
+                          define_macro=macros or None, ptxas_options=ptxas or None)
+
+
+def _compile_cuda_core(text: str, name: str, arch: str, options: tuple[str, ...],
+                       version: tuple[int, int]) -> tuple[bytes, str]:
+    from cuda.core import Program
+
+    log = io.StringIO()
+    try:
+        code = Program(text, "c++", options=_program_options(arch, options, name)).compile(
+            "cubin", logs=log)
+    except CompileError:
+        raise
+    except Exception as err:  # cuda.core's NVRTCError: its text holds the compilation log
+        raise CompileError(
+            f"NVRTC {version[0]}.{version[1]} (cuda.core) failed to compile '{name}' "
+            f"({' '.join(options)}): {type(err).__name__}",
+            f"{err}\n{log.getvalue()}".strip(),
+        ) from None
+    return bytes(code.code), log.getvalue()
+
+
 # ----- sources and the cache ---------------------------------------------------------------
 
 
@@ -237,16 +295,21 @@ def compile_kernel(
     """
     num = arch_number(arch)
     major = choose_major(arch, nvrtc_major)
-    nvrtc = load_nvrtc(major)
+    core = cuda_core_nvrtc()
+    use_core = core is not None and core[0] == major
+    version = core if use_core and core is not None else load_nvrtc(major).version
     name, text = read_source(source_name_or_text)
     headers = project_headers()
     full_opts = (f"--gpu-architecture=sm_{num}", "-std=c++17", *options)
-    key = _cache_key(text, headers, f"sm_{num}", full_opts, nvrtc.version)
+    key = _cache_key(text, headers, f"sm_{num}", full_opts, version)
     path = cache_dir() / f"{Path(name).stem}-sm_{num}-{key}.cubin"
     if use_cache and path.is_file():
-        return CompiledModule(path.read_bytes(), "", f"sm_{num}", tuple(options), nvrtc.version,
+        return CompiledModule(path.read_bytes(), "", f"sm_{num}", tuple(options), version,
                               name, from_cache=True)
-    cubin, log = nvrtc.compile(text, name, headers, full_opts)
+    if use_core:
+        cubin, log = _compile_cuda_core(text, name, f"sm_{num}", tuple(options), version)
+    else:
+        cubin, log = load_nvrtc(major).compile(text, name, headers, full_opts)
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,4 +318,5 @@ def compile_kernel(
             os.replace(tmp.name, path)  # atomic: concurrent builds never see half a file
         except OSError:
             pass  # a read-only cache only costs time
-    return CompiledModule(cubin, log, f"sm_{num}", tuple(options), nvrtc.version, name)
+    return CompiledModule(cubin, log, f"sm_{num}", tuple(options), version, name,
+                          frontend="cuda.core" if use_core else "ctypes")

@@ -51,6 +51,29 @@ def test_compile_error_carries_the_nvrtc_log(tmp_path, monkeypatch) -> None:
     assert "undefined_thing" in str(info.value)
 
 
+def test_cuda_core_compiles_where_its_nvrtc_fits_the_target(tmp_path, monkeypatch) -> None:
+    """cuda.core.Program builds every target whose NVRTC major is the one cuda-bindings
+    loaded; another major (Xavier's sm_72 beside NVRTC 13) goes through ctypes. Both give a
+    loadable cubin with the same kernel symbols."""
+    from gpu_kernels.compile import cuda_core_nvrtc
+
+    monkeypatch.setenv("TANDEM_CACHE_DIR", str(tmp_path))
+    core = cuda_core_nvrtc()
+    if core is None:
+        pytest.skip("cuda-bindings loads no NVRTC here")
+    arch = "sm_87" if core[0] >= 12 else "sm_72"
+    mod = compile_kernel("conv_mma.cu", arch, ("-DBM=32", "-DBN=64", "-DWARPS_M=1"))
+    assert choose_major(arch) != core[0] or mod.frontend == "cuda.core"
+    assert b"conv_mma_f16" in mod.cubin and mod.nvrtc_version == core
+    others = [m for m in available_majors() if m != core[0] and m <= 12]  # sm_72-capable
+    if not others:
+        pytest.skip(f"only NVRTC {core[0]} is installed: no ctypes-only major to compare")
+    old = compile_kernel("conv_mma.cu", "sm_72", ("-DBM=32", "-DBN=64", "-DWARPS_M=1"),
+                         nvrtc_major=others[0])
+    assert old.frontend == "ctypes" and old.nvrtc_version[0] == others[0]
+    assert b"conv_mma_f16" in old.cubin
+
+
 def test_sm72_uses_a_pre_13_nvrtc() -> None:
     assert choose_major("sm_72") <= 12
     with pytest.raises(CompileError, match="cannot compile for sm_72"):
