@@ -63,7 +63,7 @@ def test_every_failure_has_a_reason_and_is_listed(summary) -> None:  # type: ign
 
     for outcome in summary.of("fail") + summary.of("notrun"):
         assert outcome.reason, f"{outcome.name} ({outcome.status}) has no reason"
-    report = (ROOT / "docs" / "onnx-node-tests.md").read_text()
+    report = (ROOT / "docs" / "onnx-node-tests.md").read_text(encoding="utf-8")
     made_with = re.search(r"onnx (\d+\.\d+\.\d+)\)", report)
     if made_with is None or made_with.group(1) != onnx.__version__:
         pytest.skip(

@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_examples() -> list[str]:
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     section = text.split("## Python API", 1)[1]
     section = re.split(r"\n## ", section, maxsplit=1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.S)
