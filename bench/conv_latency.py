@@ -91,8 +91,7 @@ def main() -> int:
                 if c > c_max:
                     break
                 prob = ConvProblem(1, h, w, c, n_out, h, w, 1, 1)
-                ints = [1, h, w, c, n_out, h, w, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, c, n_out, 0,
-                        1, 0, 0] + prob.division_ints()
+                ints = prob.conv_ints() + prob.mma_ints(1)
                 grid = (-(-h * w // t.bm), -(-n_out // t.bn), 1)
                 a = KArgs.make([x, wt, 0, 0, y, 0, 0, 0], ints, [0.0, 0.0, 1.0, 1.0])
                 us = chain_us(ctx, [(func, grid, t.threads, a, t.smem_bytes)], args.chain, pdl)

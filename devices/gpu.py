@@ -120,17 +120,22 @@ class GpuRunner(BaseRunner):
     def capture(self) -> None:
         """Capture every launch into the CUDA graph that ``run_device`` replays (again after
         ``pdl`` changed: the launch attribute is part of the graph)."""
-        ctx = self.ctx
-        assert ctx is not None
-        ctx.synchronize()
         if self._cuda_graph is not None:
             self._cuda_graph.destroy()
             self._cuda_graph = None
+        self._cuda_graph = self._captured()
+
+    def _captured(self, calls: list[Any] | None = None) -> CudaGraph:
+        """``calls`` (default: every launch) captured into a new CUDA graph."""
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.synchronize()
         ctx.begin_capture()
         try:
-            self._launch_all()
+            self._launch_all(calls)
         finally:
-            self._cuda_graph = ctx.end_capture()
+            graph = ctx.end_capture()
+        return graph
 
     def _alloc(self, nbytes: int) -> int:
         assert self.ctx is not None
@@ -188,15 +193,13 @@ class GpuRunner(BaseRunner):
             ctx.upload(bufs[1], w)
             ctx.upload(bufs[5], dq)
             ctx.memset(bufs[4], 0, tiles * 4)
-            ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
-                    p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], 1, 0, 0, p.c, p.k, 0]
             out: dict[str, float] = {}
             start, end = ctx.event(), ctx.event()
             for t in cands:
                 func = self.lib.conv_mma(t)
                 grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
                 args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4], bufs[5]],
-                                  ints + [t.splits, 0, 0] + p.division_ints(),
+                                  p.conv_ints() + p.mma_ints(t.splits),
                                   [0.0, 0.0, 1.0, 1.0])
                 for _ in range(2):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
@@ -279,12 +282,7 @@ class GpuRunner(BaseRunner):
         events = [ctx.event() for _ in range(iterations + 1)]
         prefix = [0.0]
         for k in range(1, len(self._calls) + 1):
-            ctx.synchronize()
-            ctx.begin_capture()
-            try:
-                self._launch_all(self._calls[:k])
-            finally:
-                graph = ctx.end_capture()
+            graph = self._captured(self._calls[:k])
             graph.launch()  # warm-up
             ctx.record(events[0])
             for i in range(iterations):

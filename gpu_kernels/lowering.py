@@ -845,12 +845,9 @@ class Lowering:
                     res: Value | None, y: Value, act: tuple[str, float, float],
                     res_after: int, dq: Ref | None = None) -> None:
         tactic = self.choose(p) if mma_eligible(p, self.arch) else DIRECT
-        ints = [p.n, p.h, p.w, p.c, p.k, p.p, p.q, p.r, p.s, p.stride[0], p.stride[1],
-                p.pad[0], p.pad[1], p.dilation[0], p.dilation[1], p.groups, ACT[act[0]],
-                res_after, x.cs or p.c, y.cs or p.k, (res.cs or p.k) if res else 0]
+        ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
         res_i8, out_i8 = int(res is not None and res.dtype == "i8"), int(y.dtype == "i8")
         # only the tensor-core kernel reads the INT8 flags (i[22:24], f[2:4]) and dq (p[7])
-        flags = [res_i8, out_i8]
         floats = [act[1], act[2], 1.0 / y.scale if out_i8 else 0.0,
                   res.scale if res is not None and res_i8 else 0.0]
         resr = self.ref(res) if res else None
@@ -877,7 +874,7 @@ class Lowering:
         if tactic.splits == 1:
             self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                              [self.ref(x), w, bias, resr, self.ref(y), None, None, dq],
-                             ints + [1] + flags + p.division_ints(), floats, tactic.smem_bytes,
+                             ints + p.mma_ints(1, res_i8, out_i8), floats, tactic.smem_bytes,
                              tactic, p))
             return
         ws = Value(self.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
@@ -885,7 +882,7 @@ class Lowering:
         counters = self.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
         self.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                          [self.ref(x), w, bias, resr, self.ref(y), self.ref(ws), counters, dq],
-                         ints + [tactic.splits] + flags + p.division_ints(), floats,
+                         ints + p.mma_ints(tactic.splits, res_i8, out_i8), floats,
                          tactic.smem_bytes, tactic, p))
 
     def op_ConvTranspose(self, node: Node) -> None:
@@ -1037,10 +1034,12 @@ class Lowering:
                                        f"{a.shape} x {b.shape} is not supported")
         # in place where the views allow (attention's head split, K^T, head merge); else the
         # operands, then the result too, are made contiguous, which always fits
+        y = self._bmm_output(node, out_shape)
         for attempt in range(3):
             va = self.ensure(a, "plain", self.dt, node.name) if attempt else a
             vb = self.ensure(b, "plain", self.dt, node.name) if attempt else b
-            y = self._bmm_output(node, out_shape, plain=attempt == 2)
+            if attempt == 2 and y.layout == "strided":
+                y = self.new_value(out_shape, "plain")
             views = [self._matrix_view(v, len(bshape)) for v in (va, vb, y)]
             if any(vw is None for vw in views):
                 continue
@@ -1060,14 +1059,14 @@ class Lowering:
                          [self.ref(va), self.ref(vb), None, self.ref(y)], ints, [0.0, 0.0]))
         self.bind(node, y)
 
-    def _bmm_output(self, node: Node, shape: tuple[int, ...], plain: bool) -> Value:
+    def _bmm_output(self, node: Node, shape: tuple[int, ...]) -> Value:
         """Where a batched product goes: when its only reader is a Transpose that keeps the
         last axis (attention's head merge), straight into the transposed layout, so that the
         Transpose and the Reshape after it are views instead of a copy."""
         reader = self._sole_reader(node.outputs[0])
         perm = list(reader.attrs.get("perm", [])) if reader is not None \
             and reader.op == "Transpose" else []
-        if plain or len(perm) != len(shape) or perm[-1] != len(shape) - 1:
+        if len(perm) != len(shape) or perm[-1] != len(shape) - 1:
             return self.new_value(shape, "plain")
         final = self.new_value(tuple(shape[p] for p in perm), "plain")
         strides = [0] * len(shape)

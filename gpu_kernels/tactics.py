@@ -44,10 +44,21 @@ class ConvProblem:
     def flops(self) -> int:
         return 2 * self.gemm_m * self.k * self.gemm_k
 
-    def division_ints(self) -> list[int]:
-        """conv_mma's i[24:32]: the FastDiv (common.cuh) multipliers and shifts for dividing by
-        Q, P, C and S, so that its prologue decodes pixels and filter taps without divisions."""
-        return [v for d in (self.q, self.p, self.c, self.s) for v in fast_divisor(d)]
+    def conv_ints(self, act: int = 0, res_after: int = 0, xcs: int = 0, ycs: int = 0,
+                  rcs: int = 0) -> list[int]:
+        """KArgs i[0:21] of every convolution kernel (ConvArgs in common.cuh). ``xcs`` / ``ycs``
+        / ``rcs``: elements between pixels of x / y / the residual (0: dense x and y, no
+        residual); ``act``: an ACT_* code."""
+        return [self.n, self.h, self.w, self.c, self.k, self.p, self.q, self.r, self.s,
+                self.stride[0], self.stride[1], self.pad[0], self.pad[1], self.dilation[0],
+                self.dilation[1], self.groups, act, res_after, xcs or self.c, ycs or self.k, rcs]
+
+    def mma_ints(self, splits: int, res_i8: int = 0, out_i8: int = 0) -> list[int]:
+        """conv_mma's i[21:32] after :meth:`conv_ints`: split-K factor, INT8 residual / output
+        flags, and the FastDiv (common.cuh) multipliers and shifts for dividing by Q, P, C and
+        S, so that its prologue decodes pixels and filter taps without divisions."""
+        return [splits, res_i8, out_i8] + [
+            v for d in (self.q, self.p, self.c, self.s) for v in fast_divisor(d)]
 
     def signature(self) -> str:
         """Stable text key for the timing cache."""
