@@ -150,7 +150,7 @@ __device__ __forceinline__ float epilogue(float acc, const float* bias, int k, f
 // division costs tens of instructions and dominated these memory-bound kernels.
 
 // n / d for 0 <= n < 2^31 and a run-time divisor d the host turned into a multiplier and a
-// shift (ConvProblem.division_ints in gpu_kernels/tactics.py; Granlund-Montgomery, exact): a
+// shift (ConvProblem.mma_ints in gpu_kernels/tactics.py; Granlund-Montgomery, exact): a
 // multiply-high and two adds instead of the tens of instructions of an integer division.
 struct FastDiv {
     unsigned mul;
@@ -235,8 +235,8 @@ __device__ __forceinline__ void st_vec<8, i8_t>(i8_t* p, const float (&v)[8]) {
 }
 
 // ----- convolution arguments ----------------------------------------------------------------
-// KArgs of every convolution kernel (conv_simt.cu, conv_tiled.cu, conv_mma.cu), as conv_launch
-// in gpu_kernels/lowering.py fills them:
+// KArgs of every convolution kernel (conv_simt.cu, conv_tiled.cu, conv_mma.cu), as
+// ConvProblem.conv_ints in gpu_kernels/tactics.py lays them out:
 //   p = {x, w, bias f32 | 0, residual | 0, y, ...}
 //   i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs, ...}
 //   f = {act alpha, act beta, ...}
