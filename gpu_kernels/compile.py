@@ -33,6 +33,9 @@ from partitioner.errors import TandemError
 
 KERNEL_DIR = Path(__file__).resolve().parent
 SUPPORTED_MAJORS = (13, 12, 11)
+# Which extra of tandem-rt brings an NVRTC major (`make demo` installs 'cuda' only).
+_EXTRA_HINT = {11: "; the 'xavier' extra: pip install 'tandem-rt[xavier]'",
+               12: "; the 'cuda' extra: pip install 'tandem-rt[cuda]'"}
 # The oldest arch each NVRTC major accepts as a real (cubin) target.
 _MIN_ARCH = {11: 35, 12: 50, 13: 75}
 
@@ -154,7 +157,8 @@ def load_nvrtc(major: int) -> Nvrtc:
         return Nvrtc(lib, path)
     raise NvrtcNotFoundError(
         f"no NVRTC for CUDA {major} found; install 'nvidia-cuda-nvrtc-cu{major}' "
-        f"(pip) or set TANDEM_NVRTC{major}_LIB. Tried: {'; '.join(tried[-3:])}"
+        f"(pip{_EXTRA_HINT.get(major, '')}) or set TANDEM_NVRTC{major}_LIB. "
+        f"Tried: {'; '.join(tried[-3:])}"
     )
 
 
