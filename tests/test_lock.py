@@ -118,7 +118,9 @@ def test_lock_holds_nothing_pyproject_dropped(name: str) -> None:
     lock = read_lock(LOCKS[name])
     declared = {canonicalize_name(r.name) for r in requirements_of(lock.extras)}
     stale = sorted(lock.via_pyproject - declared)
-    assert not stale, f"{name}.txt still pins {stale} for pyproject.toml, which dropped them; {RELOCK}"
+    assert not stale, (
+        f"{name}.txt still pins {stale} for pyproject.toml, which dropped them; {RELOCK}"
+    )
 
 
 def test_profiles_cover_what_the_makefile_promises() -> None:
@@ -163,5 +165,6 @@ def test_this_venv_was_installed_from_the_test_lock() -> None:
             wrong[name] = (str(version), str(have))
     assert not wrong, (
         f"installed packages differ from requirements/test.txt (locked, installed): {wrong}; "
-        "reinstall with `make test` (rm .venv/.test-installed first if the venv was changed by hand)"
+        "reinstall with `make test` (rm .venv/.test-installed first if the venv was changed "
+        "by hand)"
     )
