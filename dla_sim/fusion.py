@@ -175,8 +175,19 @@ def group_of(node: Node, graph: Graph) -> Group:
         ins = variable_inputs(anchor)
         if engine_of(anchor) not in ("sdp", "pdp") or not ins:
             break
+        # Only a producer whose one output feeds this node alone (and is no graph output) can
+        # have it as a fused follower (see _fusable_follower); skipping the others keeps the
+        # walk to the chain above the node instead of every branch of a multi-branch block
+        # (RepVGG's 3x3 + 1x1 + identity sums made it exponential in the depth).
         producers = [
-            t.producer for t in ins if t.producer is not None and t.producer in graph
+            t.producer
+            for t in ins
+            if t.producer is not None
+            and t.producer in graph
+            and len(t.producer.outputs) == 1
+            and len(t.consumers) == 1
+            and t.consumers[0] is anchor
+            and t not in graph.outputs
         ]
         moved = False
         for p in producers:
