@@ -24,6 +24,7 @@ match. Validation reports ``FILE:LINE: FIELD: what was expected`` using the YAML
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,6 +68,7 @@ RULE_MATCHERS = ("name", "regex", "op", "range")
 RULE_KEYS = (*RULE_MATCHERS, "device", "precision", "comment")
 MAX_PATTERN = 1000  # characters of a rule's regex; layer names are far shorter
 
+_REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")  # x{n}, x{n,}, x{n,m}; fixed and linear
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # RE2 would print its own lines on stderr
 _RE2_OPTIONS.max_mem = 8 << 20  # bytes for the compiled program: bounds x{1000}{1000}...
@@ -80,6 +82,10 @@ def compile_regex(pattern: str) -> Any:
     """
     if len(pattern) > MAX_PATTERN:
         raise ValueError(f"{len(pattern)} characters; at most {MAX_PATTERN}")
+    for m in _REPEAT.finditer(pattern):
+        if any(n and int(n) > 1000 for n in m.groups()):
+            # RE2 would read a count it cannot hold as the literal text "{...}".
+            raise ValueError(f"repetition {m.group()}: counts above 1000 are not supported")
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as err:

@@ -88,11 +88,12 @@ class YamlDoc:
 
 
 def dotted(path: PathKey) -> str:
-    """``power_modes[1].name``: list positions count from 1, as users count."""
-    out = ""
-    for part in path:
-        out += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+    """``power_modes[1].name``: list positions count from 1, as users count. A deep path keeps
+    its first and last parts (``all.children...g48.children``) so the message stays short."""
+    parts = [f"[{p + 1}]" if isinstance(p, int) else f".{p}" for p in path]
+    if len(parts) > 8:
+        parts = parts[:2] + ["..."] + [p.lstrip(".") for p in parts[-5:-4]] + parts[-4:]
+    return "".join(parts).removeprefix(".")
 
 
 def kind(value: Any) -> str:
@@ -111,14 +112,15 @@ def kind(value: Any) -> str:
 def read_text(path: str | Path, what: str = "YAML file") -> str:
     """The text of a config file: a regular file of at most MAX_BYTES of UTF-8."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ConfigError(f"{path}: not a regular file; expected a {what}")
+                raise ConfigError(f"{path}: {what} is not a regular file")
             data = f.read(MAX_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
     if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MiB; expected a {what}")
+        raise ConfigError(f"{path}: {what} is larger than {MAX_BYTES >> 20} MiB")
     for bom, name in _BOMS:
         if data.startswith(bom):
             raise ConfigError(f"{path}: byte 0: {name} text (byte-order mark); save it as UTF-8")

@@ -41,6 +41,9 @@ DEFAULT_REMOTE_DIR = "~/.tandem"
 MAX_HOSTS = 10_000  # boards in one inventory; a host range is counted before it is expanded
 MAX_GROUPS = 1_000
 MAX_GROUP_DEPTH = 32  # levels of children; real inventories use a handful
+# Hosts summed over groups (a host counts once per group holding it, children included):
+# resolving variables costs this much, however small the file.
+MAX_MEMBERSHIPS = 500_000
 _NAME = re.compile(r"^[A-Za-z0-9_.@-][A-Za-z0-9_.:@-]*$")
 # RFC 1123 labels (plus "_", which /etc/hosts and many lab DNS servers accept).
 _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
@@ -323,7 +326,7 @@ class _TandemYaml(_YamlReader):
 class _AnsibleGroup:
     line: int  # where the file first names the group
     vars: dict[str, tuple[Any, int]] = field(default_factory=dict)
-    hosts: list[str] = field(default_factory=list)
+    hosts: dict[str, None] = field(default_factory=dict)  # ordered set
     children: list[str] = field(default_factory=list)
 
 
@@ -338,6 +341,8 @@ class _AnsibleModel:
         }
         self.host_vars: dict[str, dict[str, tuple[Any, int]]] = {}
         self.host_line: dict[str, int] = {}
+        self.mentions = 0  # hosts named in groups, repeats included
+        self.memberships = 0
 
     def group(self, name: str, line: int) -> _AnsibleGroup:
         if name not in self.groups and len(self.groups) >= MAX_GROUPS:
@@ -345,18 +350,18 @@ class _AnsibleModel:
         return self.groups.setdefault(name, _AnsibleGroup(line))
 
     def room(self) -> int:
-        """How many more hosts the inventory may name."""
-        return MAX_HOSTS - len(self.host_vars)
+        """How many hosts one more range may name (repeats cost work too)."""
+        return max(0, min(MAX_HOSTS, MAX_MEMBERSHIPS - self.mentions))
 
     def add_host(
         self, group: str, host: str, variables: dict[str, tuple[Any, int]], line: int
     ) -> None:
-        if host not in self.host_vars and self.room() <= 0:
+        self.mentions += 1
+        if host not in self.host_vars and len(self.host_vars) >= MAX_HOSTS:
             raise ConfigError(f"{self.path}:{line}: host {host}: more than {MAX_HOSTS} hosts")
         self.host_line.setdefault(host, line)
         self.host_vars.setdefault(host, {}).update(variables)
-        if host not in self.group(group, line).hosts:
-            self.group(group, line).hosts.append(host)
+        self.group(group, line).hosts[host] = None
 
     def _resolve(
         self, group: str, done: dict[str, tuple[list[str], int]], stack: tuple[str, ...] = ()
@@ -372,7 +377,7 @@ class _AnsibleModel:
         if group in stack:
             cycle = " -> ".join(stack[stack.index(group) :] + (group,))
             raise ConfigError(f"{where}: the groups' children form a cycle ({cycle})")
-        hosts = dict.fromkeys(self.groups[group].hosts)
+        hosts = dict(self.groups[group].hosts)
         height = 0
         for child in self.groups[group].children:
             if child not in self.groups:
@@ -382,6 +387,12 @@ class _AnsibleModel:
             height = max(height, child_height + 1)
             if height + len(stack) > MAX_GROUP_DEPTH:
                 raise ConfigError(f"{where}: children nested more than {MAX_GROUP_DEPTH} deep")
+        self.memberships += len(hosts)
+        if self.memberships > MAX_MEMBERSHIPS:
+            raise ConfigError(
+                f"{where}: the groups hold more than {MAX_MEMBERSHIPS} hosts in all "
+                "(a host counts once per group, children included)"
+            )
         done[group] = (list(hosts), height)
         return done[group]
 
@@ -407,17 +418,22 @@ class _AnsibleModel:
         done: dict[str, tuple[list[str], int]] = {}
         groups = {g: self._resolve(g, done)[0] for g in self.groups}
         depth = self._depths()
-        host_groups: dict[str, list[str]] = {h: [] for h in self.host_vars}
-        for gn, hosts in groups.items():
-            if gn != "all":
-                for h in hosts:
-                    host_groups[h].append(gn)
+        # Each host's groups that set variables, in precedence order (so no per-host sort);
+        # hosts in the same groups share one merged mapping.
+        setters: dict[str, list[str]] = {h: [] for h in self.host_vars}
+        for gn in sorted(self.groups, key=lambda n: (depth[n], n)):
+            if gn != "all" and self.groups[gn].vars:
+                for h in groups[gn]:
+                    setters[h].append(gn)
+        merged: dict[tuple[str, ...], dict[str, tuple[Any, int]]] = {}
         inv = Inventory(self.path)
         for host in self.host_vars:
-            variables: dict[str, tuple[Any, int]] = {}
-            for gn in ["all"] + sorted(host_groups[host], key=lambda n: (depth[n], n)):
-                variables.update(self.groups[gn].vars)
-            variables.update(self.host_vars[host])
+            key = tuple(setters[host])
+            if key not in merged:
+                merged[key] = dict(self.groups["all"].vars)
+                for gn in key:
+                    merged[key].update(self.groups[gn].vars)
+            variables = {**merged[key], **self.host_vars[host]}
             fields: dict[str, tuple[Any, int]] = {}
             labels: dict[str, str] = {}
             for tandem_field, names in ANSIBLE_VARS.items():

@@ -116,7 +116,7 @@ ERRORS = [
     ("boards:\n  a: {host: x, port: 99999, target: t}\n", "i.yaml", ":2: boards.a.port: expected"),
     ("boards:\n  a:\n    host: x\n    prot: 22\n    target: t\n", "i.yaml", ":4: boards.a.prot"),
     ("boards:\n  a: {host: x}\n", "i.yaml", ":2: boards.a.target: missing"),
-    ("boards:\n  a: {target: t}\ngroups:\n  g: [a, b]\n", "i.yaml", ":4: groups.g[2]: unknown board"),
+    ("boards:\n  a: {target: t}\ngroups:\n  g: [a, b]\n", "i.yaml", ":4: groups.g[2]: unknown"),
     ("boards:\n  a: {target: t}\nfleet: {}\n", "i.yaml", ":3: fleet: unknown key"),
     ("boards:\n  a: {target: t, port: [1]}\n", "i.yaml", ":2: boards.a.port: expected a single"),
     ("boards:\n  a: {target: t}\n  a: {target: u}\n", "i.yaml", ":3: boards.a: given twice"),
