@@ -377,6 +377,8 @@ class _AnsibleModel:
         if group in stack:
             cycle = " -> ".join(stack[stack.index(group) :] + (group,))
             raise ConfigError(f"{where}: the groups' children form a cycle ({cycle})")
+        if len(stack) > MAX_GROUP_DEPTH:
+            raise ConfigError(f"{where}: children nested more than {MAX_GROUP_DEPTH} deep")
         hosts = dict(self.groups[group].hosts)
         height = 0
         for child in self.groups[group].children:

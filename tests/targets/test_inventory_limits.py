@@ -13,6 +13,7 @@ from partitioner.errors import ConfigError
 from targets import inventory
 from targets.inventory import (
     MAX_GROUP_DEPTH,
+    MAX_GROUPS,
     MAX_HOSTS,
     MAX_MEMBERSHIPS,
     expand_host_pattern,
@@ -91,7 +92,9 @@ def test_deep_children_chains_stop_at_the_depth_limit(tmp_path: Path, reverse: b
 
 
 def test_a_3000_deep_chain_is_one_line(tmp_path: Path) -> None:
-    assert "groups" in _refused(tmp_path, _chain_ini(3000, False))
+    assert "more than 1000 groups" in _refused(tmp_path, _chain_ini(3000, False))
+    # Within the group limit, the walk stops at the depth limit, not at Python's.
+    assert "nested more than" in _refused(tmp_path, _chain_ini(MAX_GROUPS - 3, False))
     nested = "{h: {tandem_target: t}}"
     for i in reversed(range(3000)):
         nested = f"{{children: {{g{i}: {nested}}}}}"
