@@ -69,9 +69,9 @@ RULE_KEYS = (*RULE_MATCHERS, "device", "precision", "comment")
 MAX_PATTERN = 1000  # characters of a rule's regex; layer names are far shorter
 
 _REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")  # x{n}, x{n,}, x{n,m}; fixed and linear
+_RE2_EXPECTED = "expected a regular expression RE2 accepts (no backreferences or lookaround)"
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # RE2 would print its own lines on stderr
-_RE2_OPTIONS.max_mem = 8 << 20  # bytes for the compiled program: bounds x{1000}{1000}...
 
 
 def compile_regex(pattern: str) -> Any:
@@ -84,7 +84,7 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(f"{len(pattern)} characters; at most {MAX_PATTERN}")
     for m in _REPEAT.finditer(pattern):
         if any(n and int(n) > 1000 for n in m.groups()):
-            # RE2 would read a count it cannot hold as the literal text "{...}".
+            # RE2 refuses most such counts, but reads one too long to parse as literal text.
             raise ValueError(f"repetition {m.group()}: counts above 1000 are not supported")
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
@@ -114,7 +114,10 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.regex is not None and self._compiled is None:
-            object.__setattr__(self, "_compiled", compile_regex(self.regex))
+            try:
+                object.__setattr__(self, "_compiled", compile_regex(self.regex))
+            except ValueError as err:
+                raise ConfigError(f"rule {self.index}: regex: {_RE2_EXPECTED}: {err}") from None
 
     def matches(self, node: Node, position: int, count: int) -> bool:
         """Does this rule select ``node`` at topological ``position`` of ``count`` layers?"""
@@ -299,11 +302,7 @@ def _rule(doc: YamlDoc, path: PathKey) -> Rule:
             try:
                 kw["_compiled"] = compile_regex(kw[key])
             except ValueError as err:
-                raise doc.fail(
-                    where,
-                    f"expected a regular expression RE2 accepts (no backreferences or "
-                    f"lookaround): {err}",
-                ) from None
+                raise doc.fail(where, f"{_RE2_EXPECTED}: {err}") from None
         elif key == "op":
             kw[key] = _ops(doc, where)
         elif key == "range":

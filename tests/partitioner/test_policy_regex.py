@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from partitioner.errors import ConfigError
-from partitioner.policy import MAX_PATTERN, Policy, load_policy, resolve_pins
+from partitioner.policy import MAX_PATTERN, Policy, Rule, load_policy, resolve_pins
 from tests.partitioner.partition_fakes import chain
 
 
@@ -44,6 +44,11 @@ def test_refused_patterns_name_file_line_and_rule(tmp_path: Path, pattern: str, 
     )
     assert message.startswith(prefix), message
     assert reason in message and "\n" not in message, message
+
+
+def test_rules_built_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"^rule 3: regex: expected a regular expression RE2"):
+        Rule(index=3, regex="x" * (MAX_PATTERN + 1), device="gpu")
 
 
 def test_refusal_prints_nothing_of_its_own(capfd: pytest.CaptureFixture[str]) -> None:
