@@ -39,7 +39,7 @@ from partitioner.yaml_reader import (
 
 DEFAULT_REMOTE_DIR = "~/.tandem"
 MAX_HOSTS = 10_000  # boards in one inventory; a host range is counted before it is expanded
-MAX_GROUPS = 1_000
+MAX_GROUPS = 1_000  # groups in one inventory
 MAX_GROUP_DEPTH = 32  # levels of children; real inventories use a handful
 # Hosts summed over groups (a host counts once per group holding it, children included):
 # resolving variables costs this much, however small the file.
@@ -171,8 +171,8 @@ def _looks_like_ini(text: str) -> bool:
 # --------------------------------------------------------------------------- YAML helpers
 
 
-class _YamlReader:
-    """Walks an inventory read by the project's YAML reader; ``path`` is a YAML path."""
+class _YamlWalker:
+    """Walks an inventory read by the YAML reader; ``at`` is a path into the document."""
 
     def __init__(self, doc: YamlDoc, path: Path) -> None:
         self.doc = doc
@@ -288,7 +288,7 @@ def _is_host(host: str) -> bool:
 # --------------------------------------------------------------------------- Tandem YAML
 
 
-class _TandemYaml(_YamlReader):
+class _TandemYaml(_YamlWalker):
     def parse(self) -> Inventory:
         inv = Inventory(self.path)
         reject_unknown(self.doc, (), ("boards", "groups"))
@@ -300,9 +300,9 @@ class _TandemYaml(_YamlReader):
         for name in boards:
             at: PathKey = ("boards", name)
             fields: dict[str, tuple[Any, int]] = {}
-            self.mapping(at)
+            names = self.mapping(at)
             reject_unknown(self.doc, at, BOARD_FIELDS)
-            for fname in self.mapping(at):
+            for fname in names:
                 fields[fname] = (self.single(at + (fname,)), self.line(at + (fname,)))
             if "target" not in fields:
                 raise self.doc.fail(at + ("target",), "missing (e.g. orin-agx-64gb)")
@@ -547,7 +547,7 @@ class _IniParser:
             self.model.add_host(section, host, dict(variables), number)
 
 
-class _AnsibleYaml(_YamlReader):
+class _AnsibleYaml(_YamlWalker):
     def __init__(self, doc: YamlDoc, path: Path) -> None:
         super().__init__(doc, path)
         self.model = _AnsibleModel(path)
@@ -560,9 +560,9 @@ class _AnsibleYaml(_YamlReader):
     def _group(self, name: str, at: PathKey) -> None:
         """One group; its children recurse here, as deep as the YAML reader lets them nest."""
         group = self.model.group(name, self.line(at))
-        self.mapping(at)
+        keys = self.mapping(at)
         reject_unknown(self.doc, at, ("hosts", "vars", "children"))
-        for key in self.mapping(at):
+        for key in keys:
             if key == "hosts":
                 for host in self.mapping(at + (key,)):
                     where = at + (key, host)
