@@ -67,6 +67,7 @@ TOP_KEYS = (
 RULE_MATCHERS = ("name", "regex", "op", "range")
 RULE_KEYS = (*RULE_MATCHERS, "device", "precision", "comment")
 MAX_PATTERN = 1000  # characters of a rule's regex; layer names are far shorter
+MAX_RULES = 1000
 
 _REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")  # x{n}, x{n,}, x{n,m}; fixed and linear
 _RE2_EXPECTED = "expected a regular expression RE2 accepts (no backreferences or lookaround)"
@@ -286,6 +287,8 @@ def _rules(doc: YamlDoc) -> tuple[Rule, ...]:
         return ()
     if not isinstance(rules, list):
         raise doc.error(("rules",), "a list of rules", rules)
+    if len(rules) > MAX_RULES:  # each rule is tried on every layer
+        raise doc.fail(("rules",), f"{len(rules)} rules; at most {MAX_RULES}")
     return tuple(_rule(doc, ("rules", i)) for i in range(len(rules)))
 
 

@@ -36,10 +36,11 @@ PathKey = tuple[str | int, ...]
 
 MAX_BYTES = 4 << 20  # a support table is 14 kB; an inventory of 10,000 boards about 1 MB
 MAX_DEPTH = 100  # mapping/list levels; Tandem's own formats use fewer than 10
-MAX_VALUES = 500_000  # scalars, mappings and lists after alias expansion
+MAX_VALUES = 200_000  # scalars, mappings and lists after alias expansion (10,000 boards fit)
 MAX_ALIASES = 10_000
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (fast)
+_STR = "tag:yaml.org,2002:str"
 # YAML 1.1's printable set; anything else (NUL from UTF-16 without a BOM, ESC, ...) is refused.
 _NOT_PRINTABLE = re.compile(
     "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
@@ -225,10 +226,14 @@ class _Composer:
         return data, size
 
     def scalar(self, event: yaml.ScalarEvent, path: PathKey) -> Any:
+        if not event.implicit[0]:  # quoted or block text: a string, whatever it looks like
+            return event.value
         tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-        node = yaml.ScalarNode(tag, event.value, style=event.style)
+        if tag == _STR:
+            return event.value
+        node = yaml.ScalarNode(tag, event.value)
         try:
-            return self.loader.construct_object(node, deep=True)
+            return self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError, OverflowError) as err:
             detail = getattr(err, "problem", None) or " ".join(str(err).split())
             shown = event.value if len(event.value) <= 40 else event.value[:40] + "..."

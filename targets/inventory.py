@@ -44,6 +44,7 @@ MAX_GROUP_DEPTH = 32  # levels of children; real inventories use a handful
 # Hosts summed over groups (a host counts once per group holding it, children included):
 # resolving variables costs this much, however small the file.
 MAX_MEMBERSHIPS = 500_000
+MAX_INI_LINES = 50_000  # sections, hosts, vars, children; each is split as a shell would (slow)
 _NAME = re.compile(r"^[A-Za-z0-9_.@-][A-Za-z0-9_.:@-]*$")
 # RFC 1123 labels (plus "_", which /etc/hosts and many lab DNS servers accept).
 _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
@@ -453,6 +454,7 @@ class _AnsibleModel:
         return inv
 
 
+_BLANKS = re.compile(r"[ \t\r\n]+")  # what shlex splits words on
 _RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
 
 
@@ -490,10 +492,14 @@ class _IniParser:
 
     def parse(self) -> Inventory:
         section, part = "ungrouped", "hosts"
+        entries = 0
         for number, raw in enumerate(self.text.splitlines(), start=1):
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
+            entries += 1
+            if entries > MAX_INI_LINES:
+                raise self.error(number, f"more than {MAX_INI_LINES} lines besides comments")
             if line.startswith("["):
                 m = re.fullmatch(r"\[([^\[\]:\s]+)(?::(vars|children))?\]", line)
                 if m is None:
@@ -516,18 +522,20 @@ class _IniParser:
                 self._host_line(section, line, number)
         return self.model.to_inventory()
 
-    def _value(self, text: str, number: int) -> str:
+    def _words(self, text: str, number: int) -> list[str]:
+        """``text`` split as a shell would (quotes, escapes, ``#`` comments)."""
+        if not any(c in text for c in "'\"\\#"):  # the common case, without shlex's cost
+            return _BLANKS.split(text.strip(" \t\r\n")) if text.strip(" \t\r\n") else []
         try:
-            parts = shlex.split(text, comments=True)
+            return shlex.split(text, comments=True)
         except ValueError as err:
-            raise self.error(number, f"unreadable value {text.strip()!r} ({err})") from None
-        return " ".join(parts)
+            raise self.error(number, f"unreadable text {kind(text.strip())} ({err})") from None
+
+    def _value(self, text: str, number: int) -> str:
+        return " ".join(self._words(text, number))
 
     def _host_line(self, section: str, line: str, number: int) -> None:
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as err:
-            raise self.error(number, f"unreadable host line ({err})") from None
+        words = self._words(line, number)
         if not words:
             return
         pattern, variables = words[0], {}

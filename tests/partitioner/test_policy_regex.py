@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from partitioner.errors import ConfigError
-from partitioner.policy import MAX_PATTERN, Policy, Rule, load_policy, resolve_pins
+from partitioner.policy import MAX_PATTERN, MAX_RULES, Policy, Rule, load_policy, resolve_pins
 from tests.partitioner.partition_fakes import chain
 
 
@@ -44,6 +44,12 @@ def test_refused_patterns_name_file_line_and_rule(tmp_path: Path, pattern: str, 
     )
     assert message.startswith(prefix), message
     assert reason in message and "\n" not in message, message
+
+
+def test_the_number_of_rules_is_bounded() -> None:
+    text = "rules:\n" + "  - {op: Conv, device: gpu}\n" * (MAX_RULES + 1)
+    with pytest.raises(ConfigError, match=rf"^p\.yaml:1: rules: {MAX_RULES + 1} rules; at most {MAX_RULES}$"):
+        Policy.from_yaml(text, "p.yaml")
 
 
 def test_rules_built_in_code_are_checked_too() -> None:

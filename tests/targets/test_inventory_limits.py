@@ -15,6 +15,7 @@ from targets.inventory import (
     MAX_GROUP_DEPTH,
     MAX_GROUPS,
     MAX_HOSTS,
+    MAX_INI_LINES,
     MAX_MEMBERSHIPS,
     expand_host_pattern,
     load_inventory,
@@ -65,6 +66,12 @@ def test_the_host_limit_covers_the_whole_file(tmp_path: Path) -> None:
     assert len(load_inventory(_write(tmp_path, again)).boards) == 9000
     repeats = "".join(f"[g{i}]\nx[1:9000]\n" for i in range(MAX_MEMBERSHIPS // 9000 + 1))
     assert "host x[1:9000]: host range [1:9000] yields 9000 hosts" in _refused(tmp_path, repeats)
+
+
+def test_ini_lines_are_bounded(tmp_path: Path) -> None:
+    text = "[g:vars]\n" + "".join(f"k{i}='v'\n" for i in range(MAX_INI_LINES + 1))
+    message = _refused(tmp_path, text)
+    assert message == f":{MAX_INI_LINES + 1}: more than {MAX_INI_LINES} lines besides comments"
 
 
 def test_memberships_through_children_are_bounded(tmp_path: Path) -> None:
