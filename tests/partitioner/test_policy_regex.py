@@ -48,7 +48,9 @@ def test_refused_patterns_name_file_line_and_rule(tmp_path: Path, pattern: str, 
 
 def test_the_number_of_rules_is_bounded() -> None:
     text = "rules:\n" + "  - {op: Conv, device: gpu}\n" * (MAX_RULES + 1)
-    with pytest.raises(ConfigError, match=rf"^p\.yaml:1: rules: {MAX_RULES + 1} rules; at most {MAX_RULES}$"):
+    with pytest.raises(
+        ConfigError, match=rf"^p\.yaml:1: rules: {MAX_RULES + 1} rules; at most {MAX_RULES}$"
+    ):
         Policy.from_yaml(text, "p.yaml")
 
 
