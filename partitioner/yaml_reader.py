@@ -220,7 +220,7 @@ class _Composer:
         elif isinstance(event, yaml.SequenceStartEvent):
             data, size = self.sequence(path, depth)
         else:
-            data, size = self.mapping(event, path, depth)
+            data, size = self.mapping(path, depth)
         if event.anchor is not None:
             self.anchors[event.anchor] = (data, size)
         return data, size
@@ -236,8 +236,8 @@ class _Composer:
             return self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError, OverflowError) as err:
             detail = getattr(err, "problem", None) or " ".join(str(err).split())
-            shown = event.value if len(event.value) <= 40 else event.value[:40] + "..."
-            raise self.fail(event, path, f"unreadable value {shown!r} ({detail[:200]})") from None
+            message = f"unreadable value {kind(event.value)} ({detail})"
+            raise self.fail(event, path, message) from None
 
     def sequence(self, path: PathKey, depth: int) -> tuple[list[Any], int]:
         items: list[Any] = []
@@ -249,7 +249,7 @@ class _Composer:
         self.loader.get_event()
         return items, size
 
-    def mapping(self, start: yaml.Event, path: PathKey, depth: int) -> tuple[dict[str, Any], int]:
+    def mapping(self, path: PathKey, depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
         size = 1
         while not self.loader.check_event(yaml.MappingEndEvent):
