@@ -66,7 +66,7 @@ TOP_KEYS = (
 )
 RULE_MATCHERS = ("name", "regex", "op", "range")
 RULE_KEYS = (*RULE_MATCHERS, "device", "precision", "comment")
-MAX_PATTERN = 1000  # characters of a rule's regex; layer names are far shorter
+MAX_PATTERN = 1000  # characters of a rule's regex or name glob; layer names are far shorter
 MAX_RULES = 1000
 
 _REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")  # x{n}, x{n,}, x{n,m}; fixed and linear
@@ -300,6 +300,8 @@ def _rule(doc: YamlDoc, path: PathKey) -> Rule:
         where = path + (key,)
         if key in ("name", "comment"):
             kw[key] = _text(doc, where)
+            if key == "name" and len(kw[key]) > MAX_PATTERN:  # a glob is matched in O(len**2)
+                raise doc.fail(where, f"{len(kw[key])} characters; at most {MAX_PATTERN}")
         elif key == "regex":
             kw[key] = _text(doc, where)
             try:

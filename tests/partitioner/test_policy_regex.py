@@ -46,6 +46,12 @@ def test_refused_patterns_name_file_line_and_rule(tmp_path: Path, pattern: str, 
     assert reason in message and "\n" not in message, message
 
 
+def test_name_globs_are_bounded_too() -> None:
+    text = f"rules:\n  - name: '{'*a' * MAX_PATTERN}'\n    device: gpu\n"
+    with pytest.raises(ConfigError, match=rf"^p\.yaml:2: rules\[1\]\.name: {2 * MAX_PATTERN} char"):
+        Policy.from_yaml(text, "p.yaml")
+
+
 def test_the_number_of_rules_is_bounded() -> None:
     text = "rules:\n" + "  - {op: Conv, device: gpu}\n" * (MAX_RULES + 1)
     with pytest.raises(
