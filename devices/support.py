@@ -26,12 +26,12 @@ from devices.support_checks import (
     cbuf_banks_needed,
     conv_geometry,
 )
-from devices.yaml_lines import YamlDoc, load_yaml, reject_unknown, require
 from partitioner.capability import PRECISIONS, Verdict
 from partitioner.dtypes import NARROW_FLOATS, SUB_BYTE_INTS
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
 from partitioner.plugins import PLUGINS, Plugin
+from partitioner.yaml_reader import YamlDoc, read_yaml, reject_unknown, require
 
 TABLES_DIR = Path(__file__).with_name("tables")
 
@@ -110,7 +110,7 @@ _OP_KEYS = {"precisions", "upgrade", "checks", "unsupported", "requires", "note"
 
 def load_table(path: str | Path) -> SupportTable:
     """Parse and validate a support table; errors name file, line and field."""
-    doc = load_yaml(path)
+    doc = read_yaml(path, "support table")
     if not isinstance(doc.data, dict):
         raise doc.error((), "a mapping with device, label, ops", doc.data)
     reject_unknown(doc, (), _TABLE_KEYS)

@@ -23,7 +23,6 @@ match. Validation reports ``FILE:LINE: FIELD: what was expected`` using the YAML
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
@@ -31,11 +30,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
+import re2
 
 from partitioner.capability import PRECISIONS, Precision
 from partitioner.errors import ConfigError
 from partitioner.ir import Node
+from partitioner.yaml_reader import (
+    PathKey,
+    YamlDoc,
+    kind,
+    lookup,
+    parse_yaml,
+    read_yaml,
+    reject_unknown,
+)
 
 PolicyDevice = Literal["gpu", "dla"]
 Objective = Literal["latency", "throughput"]
@@ -58,6 +66,36 @@ TOP_KEYS = (
 )
 RULE_MATCHERS = ("name", "regex", "op", "range")
 RULE_KEYS = (*RULE_MATCHERS, "device", "precision", "comment")
+MAX_PATTERN = 1000  # characters of a rule's regex or name glob; layer names are far shorter
+MAX_RULES = 1000
+
+_REPEAT = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")  # x{n}, x{n,}, x{n,m}; fixed and linear
+_RE2_EXPECTED = "expected a regular expression RE2 accepts (no backreferences or lookaround)"
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print its own lines on stderr
+
+
+def compile_regex(pattern: str) -> Any:
+    """A rule's regex as RE2, which matches in time linear in the layer name: a policy cannot
+    make placement backtrack for minutes, as ``(.*)*x$`` does in Python's ``re``.
+
+    Raises ValueError with the reason when RE2 refuses the pattern.
+    """
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(f"{len(pattern)} characters; at most {MAX_PATTERN}")
+    for m in _REPEAT.finditer(pattern):
+        if any(n and int(n) > 1000 for n in m.groups()):
+            # RE2 refuses most such counts, but reads one too long to parse as literal text.
+            raise ValueError(f"repetition {m.group()}: counts above 1000 are not supported")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as err:
+        detail = err.args[0] if err.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise ValueError(str(detail)) from None
+    except UnicodeEncodeError:
+        raise ValueError("not UTF-8 text (a lone surrogate?)") from None
 
 
 @dataclass(frozen=True)
@@ -73,11 +111,14 @@ class Rule:
     precision: Precision | None = None
     line: int | None = None  # 1-based line in the policy file
     comment: str | None = None
-    _compiled: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _compiled: Any = field(default=None, compare=False, repr=False)  # an RE2 pattern
 
     def __post_init__(self) -> None:
         if self.regex is not None and self._compiled is None:
-            object.__setattr__(self, "_compiled", re.compile(self.regex))
+            try:
+                object.__setattr__(self, "_compiled", compile_regex(self.regex))
+            except ValueError as err:
+                raise ConfigError(f"rule {self.index}: regex: {_RE2_EXPECTED}: {err}") from None
 
     def matches(self, node: Node, position: int, count: int) -> bool:
         """Does this rule select ``node`` at topological ``position`` of ``count`` layers?"""
@@ -141,22 +182,11 @@ class Policy:
     @staticmethod
     def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
         """Validate a plain mapping (no line numbers in messages)."""
-        node = yaml.SafeDumper(None).represent_data(_plain(data))  # type: ignore[arg-type]
-        return _build(node, source, with_lines=False)
+        return _build(YamlDoc(source, _plain(data)))
 
     @staticmethod
     def from_yaml(text: str, source: str = "<string>") -> Policy:
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as err:
-            line = err.problem_mark.line + 1 if err.problem_mark else "?"
-            raise ConfigError(f"{source}:{line}: not valid YAML: {err.problem}") from None
-        except (yaml.YAMLError, RecursionError) as err:  # e.g. a control character
-            detail = " ".join(str(err).split())
-            raise ConfigError(f"{source}: not valid YAML: {detail}") from None
-        if node is None:  # an empty file is the default policy
-            return replace(default_policy(), source=source)
-        return _build(node, source, with_lines=True)
+        return _build(parse_yaml(text, source))
 
 
 def default_policy() -> Policy:
@@ -165,19 +195,14 @@ def default_policy() -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; errors name the file, the line and the field."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read policy file '{p}': {err.strerror or err}") from None
-    return Policy.from_yaml(text, source=str(p))
+    return _build(read_yaml(path, "policy file"))
 
 
 # ----- validation --------------------------------------------------------------------------
 
 
 def _plain(value: Any) -> Any:
-    """Tuples to lists so the YAML representer emits plain sequences."""
+    """Tuples to lists, as YAML would give them."""
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -185,169 +210,143 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Checker:
-    def __init__(self, source: str, with_lines: bool) -> None:
-        self.source = source
-        self.with_lines = with_lines
-
-    def fail(self, node: yaml.Node, fieldname: str, message: str) -> ConfigError:
-        where = self.source
-        if self.with_lines:
-            where += f":{node.start_mark.line + 1}"
-        prefix = f"{fieldname}: " if fieldname else ""
-        return ConfigError(f"{where}: {prefix}{message}")
-
-    def line(self, node: yaml.Node) -> int | None:
-        return node.start_mark.line + 1 if self.with_lines else None
-
-    def mapping(self, node: yaml.Node, fieldname: str, allowed: Sequence[str]) -> dict[str, Any]:
-        """``{key: (key_node, value_node)}``; unknown and repeated keys are errors."""
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, fieldname, f"expected a mapping, got {_kind(node)}")
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-            where = f"{fieldname}.{key}" if fieldname else str(key)
-            if key not in allowed:
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
-                tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise self.fail(
-                    key_node, where, f"unknown key{tip}; expected one of: {', '.join(allowed)}"
-                )
-            if key in out:
-                raise self.fail(key_node, where, "given twice")
-            out[key] = (key_node, value_node)
-        return out
-
-    def scalar(self, node: yaml.Node, fieldname: str) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.fail(node, fieldname, f"expected a single value, got {_kind(node)}")
-        return yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
-
-    def choice(self, node: yaml.Node, fieldname: str, options: Sequence[Any]) -> Any:
-        value = self.scalar(node, fieldname)
-        if isinstance(value, str):
-            value = value.lower()
-        if value not in options or isinstance(value, bool) != isinstance(options[0], bool):
-            shown = ", ".join(str(o) for o in options)
-            raise self.fail(node, fieldname, f"expected one of {shown}; got {value!r}")
-        return value
-
-    def boolean(self, node: yaml.Node, fieldname: str) -> bool:
-        value = self.scalar(node, fieldname)
-        if not isinstance(value, bool):
-            raise self.fail(node, fieldname, f"expected true or false; got {value!r}")
-        return value
-
-    def integer(self, node: yaml.Node, fieldname: str, minimum: int) -> int:
-        value = self.scalar(node, fieldname)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(node, fieldname, f"expected an integer >= {minimum}; got {value!r}")
-        return value
-
-    def text(self, node: yaml.Node, fieldname: str) -> str:
-        value = self.scalar(node, fieldname)
-        if not isinstance(value, str) or not value:
-            raise self.fail(node, fieldname, f"expected a non-empty string; got {value!r}")
-        return value
+def _mapping(doc: YamlDoc, path: PathKey, allowed: Sequence[str]) -> dict[str, Any]:
+    value = lookup(doc.data, path)
+    if not isinstance(value, dict):
+        raise doc.error(path, "a mapping", value)
+    reject_unknown(doc, path, allowed)
+    return value
 
 
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return f"{node.value!r}"
+def _scalar(doc: YamlDoc, path: PathKey) -> Any:
+    value = lookup(doc.data, path)
+    if isinstance(value, (dict, list)):
+        raise doc.error(path, "a single value", value)
+    return value
 
 
-def _build(node: yaml.Node, source: str, with_lines: bool) -> Policy:
-    c = _Checker(source, with_lines)
-    fields = c.mapping(node, "", TOP_KEYS)
-    kw: dict[str, Any] = {"source": source}
-    for key, (_, value) in fields.items():
+def _choice(doc: YamlDoc, path: PathKey, options: Sequence[Any]) -> Any:
+    value = _scalar(doc, path)
+    if isinstance(value, str):
+        value = value.lower()
+    if value not in options or isinstance(value, bool) != isinstance(options[0], bool):
+        raise doc.error(path, f"one of {', '.join(str(o) for o in options)}", value)
+    return value
+
+
+def _boolean(doc: YamlDoc, path: PathKey) -> bool:
+    value = _scalar(doc, path)
+    if not isinstance(value, bool):
+        raise doc.error(path, "true or false", value)
+    return value
+
+
+def _integer(doc: YamlDoc, path: PathKey, minimum: int) -> int:
+    value = _scalar(doc, path)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise doc.error(path, f"an integer >= {minimum}", value)
+    return value
+
+
+def _text(doc: YamlDoc, path: PathKey) -> str:
+    value = _scalar(doc, path)
+    if not isinstance(value, str) or not value:
+        raise doc.error(path, "a non-empty string", value)
+    return value
+
+
+def _build(doc: YamlDoc) -> Policy:
+    if doc.data is None:  # an empty file is the default policy
+        return replace(default_policy(), source=doc.source)
+    fields = _mapping(doc, (), TOP_KEYS)
+    kw: dict[str, Any] = {"source": doc.source}
+    for key in fields:
+        path = (key,)
         if key == "default_device":
-            kw[key] = c.choice(value, key, DEVICES)
+            kw[key] = _choice(doc, path, DEVICES)
         elif key == "gpu_fallback":
-            kw[key] = c.boolean(value, key)
+            kw[key] = _boolean(doc, path)
         elif key == "dla_core":
-            kw[key] = c.choice(value, key, (0, 1))
+            kw[key] = _choice(doc, path, (0, 1))
         elif key == "precision":
-            kw[key] = c.choice(value, key, PRECISIONS)
+            kw[key] = _choice(doc, path, PRECISIONS)
         elif key == "objective":
-            kw[key] = c.choice(value, key, OBJECTIVES)
+            kw[key] = _choice(doc, path, OBJECTIVES)
         elif key == "partition":
-            kw[key] = c.choice(value, key, STRATEGIES)
+            kw[key] = _choice(doc, path, STRATEGIES)
         elif key in ("max_dla_subgraphs", "min_dla_segment_layers"):
-            kw[key] = c.integer(value, key, 1)
+            kw[key] = _integer(doc, path, 1)
         elif key == "rules":
-            kw[key] = _rules(c, value)
+            kw[key] = _rules(doc)
     return Policy(**kw)
 
 
-def _rules(c: _Checker, node: yaml.Node) -> tuple[Rule, ...]:
-    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+def _rules(doc: YamlDoc) -> tuple[Rule, ...]:
+    rules = doc.data["rules"]
+    if rules is None:
         return ()
-    if not isinstance(node, yaml.SequenceNode):
-        raise c.fail(node, "rules", f"expected a list of rules, got {_kind(node)}")
-    return tuple(_rule(c, item, i) for i, item in enumerate(node.value, start=1))
+    if not isinstance(rules, list):
+        raise doc.error(("rules",), "a list of rules", rules)
+    if len(rules) > MAX_RULES:  # each rule is tried on every layer
+        raise doc.fail(("rules",), f"{len(rules)} rules; at most {MAX_RULES}")
+    return tuple(_rule(doc, ("rules", i)) for i in range(len(rules)))
 
 
-def _rule(c: _Checker, node: yaml.Node, index: int) -> Rule:
-    where = f"rules[{index}]"
-    fields = c.mapping(node, where, RULE_KEYS)
-    kw: dict[str, Any] = {"index": index, "line": c.line(node)}
-    for key, (_, value) in fields.items():
-        fname = f"{where}.{key}"
+def _rule(doc: YamlDoc, path: PathKey) -> Rule:
+    fields = _mapping(doc, path, RULE_KEYS)
+    index = cast(int, path[-1]) + 1
+    kw: dict[str, Any] = {"index": index, "line": doc.line(path)}
+    for key in fields:
+        where = path + (key,)
         if key in ("name", "comment"):
-            kw[key] = c.text(value, fname)
+            kw[key] = _text(doc, where)
+            if key == "name" and len(kw[key]) > MAX_PATTERN:  # a glob is matched in O(len**2)
+                raise doc.fail(where, f"{len(kw[key])} characters; at most {MAX_PATTERN}")
         elif key == "regex":
-            pattern = c.text(value, fname)
+            kw[key] = _text(doc, where)
             try:
-                kw["_compiled"] = re.compile(pattern)
-            except re.error as err:
-                raise c.fail(value, fname, f"expected a Python regular expression: {err}") from None
-            kw[key] = pattern
+                kw["_compiled"] = compile_regex(kw[key])
+            except ValueError as err:
+                raise doc.fail(where, f"{_RE2_EXPECTED}: {err}") from None
         elif key == "op":
-            kw[key] = _ops(c, value, fname)
+            kw[key] = _ops(doc, where)
         elif key == "range":
-            kw[key] = _range(c, value, fname)
+            kw[key] = _range(doc, where)
         elif key == "device":
-            kw[key] = c.choice(value, fname, DEVICES)
+            kw[key] = _choice(doc, where, DEVICES)
         elif key == "precision":
-            kw[key] = c.choice(value, fname, PRECISIONS)
+            kw[key] = _choice(doc, where, PRECISIONS)
     if not any(m in fields for m in RULE_MATCHERS):
-        raise c.fail(node, where, f"a rule needs at least one matcher: {', '.join(RULE_MATCHERS)}")
+        raise doc.fail(path, f"a rule needs at least one matcher: {', '.join(RULE_MATCHERS)}")
     if "device" not in fields and "precision" not in fields:
-        raise c.fail(node, where, "a rule must set 'device' and/or 'precision'")
+        raise doc.fail(path, "a rule must set 'device' and/or 'precision'")
     if kw.get("device") == "dla" and kw.get("precision") == "fp32":
-        raise c.fail(
-            fields["precision"][1],
-            f"{where}.precision",
-            "expected fp16 or int8 with device dla (the DLA has no FP32)",
+        raise doc.fail(
+            path + ("precision",), "expected fp16 or int8 with device dla (the DLA has no FP32)"
         )
     return Rule(**kw)
 
 
-def _ops(c: _Checker, node: yaml.Node, fname: str) -> tuple[str, ...]:
-    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
-    ops = tuple(c.text(item, fname) for item in items)
-    if not ops:
-        raise c.fail(node, fname, "expected an op type or a non-empty list of op types")
-    return ops
+def _ops(doc: YamlDoc, path: PathKey) -> tuple[str, ...]:
+    value = lookup(doc.data, path)
+    if not isinstance(value, list):
+        return (_text(doc, path),)
+    if not value:
+        raise doc.fail(path, "expected an op type or a non-empty list of op types")
+    return tuple(_text(doc, path + (i,)) for i in range(len(value)))
 
 
-def _range(c: _Checker, node: yaml.Node, fname: str) -> tuple[int, int]:
-    expected = (
-        "expected [start, end]: two layer positions (inclusive; negative counts from the end)"
-    )
-    if not isinstance(node, yaml.SequenceNode) or len(node.value) != 2:
-        raise c.fail(node, fname, expected)
-    start, end = (c.scalar(item, fname) for item in node.value)
+def _range(doc: YamlDoc, path: PathKey) -> tuple[int, int]:
+    expected = "[start, end]: two layer positions (inclusive; negative counts from the end)"
+    value = lookup(doc.data, path)
+    if not isinstance(value, list) or len(value) != 2:
+        raise doc.error(path, expected, value)
+    start, end = value
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (start, end)):
-        raise c.fail(node, fname, f"{expected}; got [{start!r}, {end!r}]")
+        raise doc.fail(path, f"expected {expected}, got [{kind(start)}, {kind(end)}]")
     if (start < 0) == (end < 0) and start > end:
-        raise c.fail(node, fname, f"expected start <= end; got [{start}, {end}]")
-    return cast(int, start), cast(int, end)
+        raise doc.fail(path, f"expected start <= end, got [{start}, {end}]")
+    return start, end
 
 
 # ----- applying rules to a graph -----------------------------------------------------------

@@ -20,8 +20,8 @@ from devices.hardware import (
     arch_throughput,
     host_target,
 )
-from devices.yaml_lines import YamlDoc, is_number, load_yaml, reject_unknown, require
 from partitioner.errors import ConfigError
+from partitioner.yaml_reader import YamlDoc, is_number, read_yaml, reject_unknown, require
 
 BOARDS_DIR = Path(__file__).with_name("boards")
 
@@ -65,7 +65,7 @@ def load_target(name_or_path: str | Path, power_mode: str | None = None) -> Targ
             )
     elif not path.exists():
         raise ConfigError(f"target file {text} does not exist")
-    return parse_target(load_yaml(path)).with_power_mode(power_mode)
+    return parse_target(read_yaml(path, "target file")).with_power_mode(power_mode)
 
 
 def _positive(v: Any) -> bool:

@@ -18,6 +18,7 @@ Every validation error names the file, the line and the field.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import shlex
@@ -25,13 +26,29 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from partitioner.errors import ConfigError
+from partitioner.yaml_reader import (
+    PathKey,
+    YamlDoc,
+    kind,
+    lookup,
+    parse_yaml,
+    read_text,
+    reject_unknown,
+)
 
 DEFAULT_REMOTE_DIR = "~/.tandem"
+MAX_HOSTS = 10_000  # boards in one inventory; a host range is counted before it is expanded
+MAX_GROUPS = 1_000  # groups in one inventory
+MAX_GROUP_DEPTH = 32  # levels of children; real inventories use a handful
+# Hosts summed over groups (a host counts once per group holding it, children included):
+# resolving variables costs this much, however small the file.
+MAX_MEMBERSHIPS = 500_000
+MAX_INI_LINES = 50_000  # sections, hosts, vars, children; each is split as a shell would (slow)
 _NAME = re.compile(r"^[A-Za-z0-9_.@-][A-Za-z0-9_.:@-]*$")
-_MAX_NODES = 200_000  # YAML aliases can make a small file a huge tree
+# RFC 1123 labels (plus "_", which /etc/hosts and many lab DNS servers accept).
+_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 
 # Tandem field -> its Ansible variable names (first wins).
 ANSIBLE_VARS: dict[str, tuple[str, ...]] = {
@@ -44,6 +61,7 @@ ANSIBLE_VARS: dict[str, tuple[str, ...]] = {
     "tandem": ("tandem_bin",),
     "python": ("ansible_python_interpreter", "tandem_python"),
 }
+_TANDEM_VARS = {v for names in ANSIBLE_VARS.values() for v in names}
 BOARD_FIELDS = (
     "host", "port", "user", "key", "target", "remote_dir", "tandem", "python", "known_hosts",
     "agent",
@@ -120,30 +138,23 @@ def default_inventory_path() -> Path:
 def load_inventory(path: str | os.PathLike[str] | None = None) -> Inventory:
     """Read an inventory, detecting its flavour (Tandem YAML, Ansible YAML, Ansible INI)."""
     where = Path(path) if path is not None else default_inventory_path()
-    try:
-        text = where.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(where):
         hint = " (pass --inventory or set TANDEM_INVENTORY)" if path is None else ""
-        raise ConfigError(f"inventory {where} does not exist{hint}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read inventory {where}: {err.strerror or err}") from None
-    return parse_inventory(text, where)
+        raise ConfigError(f"inventory {where} does not exist{hint}")
+    return parse_inventory(read_text(where, "inventory"), where)
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
     if _looks_like_ini(text):
         return _IniParser(text, path).parse()
-    root = _compose(text, path)
-    if root is None:
+    doc = parse_yaml(text, str(path))
+    if doc.data is None:
         raise ConfigError(f"{path}:1: the inventory is empty; add `boards:` (see docs)")
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}:{_line(root)}: an inventory is a mapping (`boards:`/`groups:`)")
-    keys = {_scalar_text(k): k for k, _ in root.value}
-    if "boards" in keys or "groups" in keys:
-        return _TandemYaml(path).parse(root)
-    return _AnsibleYaml(path).parse(root)
+    if not isinstance(doc.data, dict):
+        raise doc.fail((), "an inventory is a mapping (`boards:`/`groups:`)")
+    if "boards" in doc.data or "groups" in doc.data:
+        return _TandemYaml(doc, path).parse()
+    return _AnsibleYaml(doc, path).parse()
 
 
 def _looks_like_ini(text: str) -> bool:
@@ -161,81 +172,39 @@ def _looks_like_ini(text: str) -> bool:
 # --------------------------------------------------------------------------- YAML helpers
 
 
-def _compose(text: str, path: Path) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: {err.problem or err.context}") from None
-    except (yaml.YAMLError, RecursionError, ValueError) as err:
-        raise ConfigError(f"{path}: invalid YAML ({type(err).__name__})") from None
+class _YamlWalker:
+    """Walks an inventory read by the YAML reader; ``at`` is a path into the document."""
 
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _scalar_text(node: yaml.Node) -> str | None:
-    return node.value if isinstance(node, yaml.ScalarNode) else None
-
-
-class _YamlReader:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, doc: YamlDoc, path: Path) -> None:
+        self.doc = doc
         self.path = path
-        self.nodes = 0
-        self._loader = yaml.SafeLoader("")
 
-    def error(self, node: yaml.Node, field_: str, what: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{_line(node)}: {field_}: {what}")
+    def line(self, at: PathKey) -> int:
+        return self.doc.line(at) or 1
 
-    def value(self, node: yaml.Node, field_: str) -> Any:
-        self.nodes += 1
-        if self.nodes > _MAX_NODES:
-            raise self.error(node, field_, "the inventory is too large (alias expansion?)")
-        if isinstance(node, yaml.ScalarNode):
-            try:
-                return self._loader.construct_object(node, deep=True)
-            except (yaml.YAMLError, ValueError, OverflowError) as err:
-                raise self.error(node, field_, f"unreadable value ({err})") from None
-        return node
-
-    def mapping(self, node: yaml.Node, field_: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
-        if isinstance(node, yaml.ScalarNode) and self.value(node, field_) is None:
+    def mapping(self, at: PathKey) -> list[str]:
+        """The keys of the mapping at ``at`` (none for an empty value)."""
+        value = lookup(self.doc.data, at)
+        if value is None:
             return []
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, field_, f"expected a mapping, got {_kind(node)}")
-        out = []
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = self.value(key_node, field_)
-            if not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise self.error(key_node, field_, f"keys must be names, got {_kind(key_node)}")
-            key = str(key)
-            if key in seen:
-                raise self.error(key_node, f"{field_}.{key}", "appears twice")
-            seen.add(key)
-            out.append((key, key_node, value_node))
-        return out
+        if not isinstance(value, dict):
+            raise self.doc.error(at, "a mapping", value)
+        return list(value)
 
-    def name_list(self, node: yaml.Node, field_: str) -> list[tuple[str, yaml.Node]]:
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, field_, f"expected a list of board names, got {_kind(node)}")
-        out = []
-        for item in node.value:
-            name = self.value(item, field_)
+    def single(self, at: PathKey) -> Any:
+        value = lookup(self.doc.data, at)
+        if isinstance(value, (dict, list)):
+            raise self.doc.fail(at, "expected a single value")
+        return value
+
+    def name_list(self, at: PathKey) -> list[str]:
+        names = lookup(self.doc.data, at)
+        if not isinstance(names, list):
+            raise self.doc.error(at, "a list of board names", names)
+        for i, name in enumerate(names):
             if not isinstance(name, str):
-                raise self.error(item, field_, f"expected a board name, got {_kind(item)}")
-            out.append((name, item))
-        return out
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return f"{node.value!r}" if isinstance(node, yaml.ScalarNode) else type(node).__name__
+                raise self.doc.error(at + (i,), "a board name", name)
+        return names
 
 
 def _board(
@@ -269,8 +238,8 @@ def _board(
         raise ConfigError(f"{path}:{line}: board name {name!r}: use letters, digits, . _ - @ :")
     host = text("host", name)
     assert host is not None
-    if host.startswith("-") or any(c.isspace() for c in host):
-        raise err("host", f"{host!r} is not a host name or address")
+    if not _is_host(host):
+        raise err("host", f"expected a host name, IPv4 or IPv6 address, got {kind(host)}")
     port_value = fields.get("port", (22, line))[0]
     try:
         if isinstance(port_value, bool) or isinstance(port_value, float):
@@ -309,44 +278,45 @@ def _board(
     )
 
 
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return len(host) <= 253 and _HOSTNAME.fullmatch(host) is not None
+
+
 # --------------------------------------------------------------------------- Tandem YAML
 
 
-class _TandemYaml(_YamlReader):
-    def parse(self, root: yaml.MappingNode) -> Inventory:
+class _TandemYaml(_YamlWalker):
+    def parse(self) -> Inventory:
         inv = Inventory(self.path)
-        sections = dict((k, (kn, vn)) for k, kn, vn in self.mapping(root, "inventory"))
-        for key, (key_node, _) in sections.items():
-            if key not in ("boards", "groups"):
-                raise self.error(key_node, key, "unknown section; an inventory has boards, groups")
-        if "boards" not in sections:
-            raise self.error(root, "boards", "missing; list the boards under `boards:`")
-        for name, key_node, node in self.mapping(sections["boards"][1], "boards"):
+        reject_unknown(self.doc, (), ("boards", "groups"))
+        if "boards" not in self.doc.data:
+            raise self.doc.fail(("boards",), "missing; list the boards under `boards:`")
+        boards = self.mapping(("boards",))
+        if len(boards) > MAX_HOSTS:
+            raise self.doc.fail(("boards",), f"more than {MAX_HOSTS} boards")
+        for name in boards:
+            at: PathKey = ("boards", name)
             fields: dict[str, tuple[Any, int]] = {}
-            for fname, fkey, fvalue in self.mapping(node, f"boards.{name}"):
-                if fname not in BOARD_FIELDS:
-                    close = difflib.get_close_matches(fname, BOARD_FIELDS, n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise self.error(fkey, f"boards.{name}.{fname}", f"unknown field{hint}")
-                value = self.value(fvalue, f"boards.{name}.{fname}")
-                if isinstance(value, yaml.Node):
-                    raise self.error(fvalue, f"boards.{name}.{fname}", "expected a single value")
-                fields[fname] = (value, _line(fvalue))
+            names = self.mapping(at)
+            reject_unknown(self.doc, at, BOARD_FIELDS)
+            for fname in names:
+                fields[fname] = (self.single(at + (fname,)), self.line(at + (fname,)))
             if "target" not in fields:
-                raise self.error(node, f"boards.{name}.target", "missing (e.g. orin-agx-64gb)")
-            inv.boards[name] = _board(name, fields, self.path, _line(key_node))
-        if "groups" in sections:
-            for group, _, node in self.mapping(sections["groups"][1], "groups"):
-                members = []
-                for member, member_node in self.name_list(node, f"groups.{group}"):
-                    if member not in inv.boards:
-                        raise self.error(
-                            member_node,
-                            f"groups.{group}",
-                            f"unknown board {member!r}{_hint(member, inv.boards)}",
-                        )
-                    members.append(member)
-                inv.groups[group] = members
+                raise self.doc.fail(at + ("target",), "missing (e.g. orin-agx-64gb)")
+            inv.boards[name] = _board(name, fields, self.path, self.line(at))
+        for group in self.mapping(("groups",)) if "groups" in self.doc.data else []:
+            at = ("groups", group)
+            members = self.name_list(at)
+            for i, member in enumerate(members):
+                if member not in inv.boards:
+                    raise self.doc.fail(
+                        at + (i,), f"unknown board {member!r}{_hint(member, inv.boards)}"
+                    )
+            inv.groups[group] = members
         return inv
 
 
@@ -355,8 +325,9 @@ class _TandemYaml(_YamlReader):
 
 @dataclass
 class _AnsibleGroup:
+    line: int  # where the file first names the group
     vars: dict[str, tuple[Any, int]] = field(default_factory=dict)
-    hosts: list[str] = field(default_factory=list)
+    hosts: dict[str, None] = field(default_factory=dict)  # ordered set
     children: list[str] = field(default_factory=list)
 
 
@@ -366,59 +337,106 @@ class _AnsibleModel:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.groups: dict[str, _AnsibleGroup] = {
-            "all": _AnsibleGroup(),
-            "ungrouped": _AnsibleGroup(),
+            "all": _AnsibleGroup(1),
+            "ungrouped": _AnsibleGroup(1),
         }
         self.host_vars: dict[str, dict[str, tuple[Any, int]]] = {}
         self.host_line: dict[str, int] = {}
+        self.mentions = 0  # hosts named in groups, repeats included
+        self.memberships = 0
 
-    def group(self, name: str) -> _AnsibleGroup:
-        return self.groups.setdefault(name, _AnsibleGroup())
+    def group(self, name: str, line: int) -> _AnsibleGroup:
+        if name not in self.groups and len(self.groups) >= MAX_GROUPS:
+            raise ConfigError(f"{self.path}:{line}: group {name}: more than {MAX_GROUPS} groups")
+        return self.groups.setdefault(name, _AnsibleGroup(line))
+
+    def room(self) -> int:
+        """How many hosts one more range may name (repeats cost work too)."""
+        return max(0, min(MAX_HOSTS, MAX_MEMBERSHIPS - self.mentions))
 
     def add_host(
         self, group: str, host: str, variables: dict[str, tuple[Any, int]], line: int
     ) -> None:
+        self.mentions += 1
+        if host not in self.host_vars and len(self.host_vars) >= MAX_HOSTS:
+            raise ConfigError(f"{self.path}:{line}: host {host}: more than {MAX_HOSTS} hosts")
         self.host_line.setdefault(host, line)
         self.host_vars.setdefault(host, {}).update(variables)
-        if host not in self.group(group).hosts:
-            self.group(group).hosts.append(host)
+        self.group(group, line).hosts[host] = None
+
+    def _resolve(
+        self, group: str, done: dict[str, tuple[list[str], int]], stack: tuple[str, ...] = ()
+    ) -> tuple[list[str], int]:
+        """The hosts of ``group`` with its children's, and how many levels of children it has.
+
+        Memoized, so a lattice of groups costs each group once; recursion stops at
+        MAX_GROUP_DEPTH whichever group the walk starts from.
+        """
+        if group in done:
+            return done[group]
+        where = f"{self.path}:{self.groups[group].line}: group {group}"
+        if group in stack:
+            cycle = " -> ".join(stack[stack.index(group) :] + (group,))
+            raise ConfigError(f"{where}: the groups' children form a cycle ({cycle})")
+        if len(stack) > MAX_GROUP_DEPTH:
+            raise ConfigError(f"{where}: children nested more than {MAX_GROUP_DEPTH} deep")
+        hosts = dict(self.groups[group].hosts)
+        height = 0
+        for child in self.groups[group].children:
+            if child not in self.groups:
+                raise ConfigError(f"{where}: names unknown child {child!r}")
+            child_hosts, child_height = self._resolve(child, done, stack + (group,))
+            hosts.update(dict.fromkeys(child_hosts))
+            height = max(height, child_height + 1)
+            if height + len(stack) > MAX_GROUP_DEPTH:
+                raise ConfigError(f"{where}: children nested more than {MAX_GROUP_DEPTH} deep")
+        self.memberships += len(hosts)
+        if self.memberships > MAX_MEMBERSHIPS:
+            raise ConfigError(
+                f"{where}: the groups hold more than {MAX_MEMBERSHIPS} hosts in all "
+                "(a host counts once per group, children included)"
+            )
+        done[group] = (list(hosts), height)
+        return done[group]
 
     def _depths(self) -> dict[str, int]:
-        depth = {"all": 0}
-        frontier = ["all"] + [g for g in self.groups if g != "all"]
-        for _ in range(len(self.groups) + 1):  # longest path, bounded (cycles are refused below)
-            changed = False
-            for g in frontier:
-                for child in self.groups[g].children:
-                    if depth.get(child, -1) < depth.get(g, 0) + 1:
-                        depth[child] = depth.get(g, 0) + 1
-                        changed = True
-            if not changed:
-                return depth
-        raise ConfigError(f"{self.path}: the groups' children form a cycle")
-
-    def members(self, group: str, seen: frozenset[str] = frozenset()) -> list[str]:
-        if group in seen:
-            raise ConfigError(f"{self.path}: group {group!r} contains itself through :children")
-        out = list(self.groups[group].hosts)
-        for child in self.groups[group].children:
-            out += [h for h in self.members(child, seen | {group}) if h not in out]
-        return out
-
-    def to_inventory(self) -> Inventory:
+        """Each group's longest distance from ``all`` (top-level groups: 1), for precedence:
+        as in Ansible, a child group's variables override its parents'."""
+        parents: dict[str, list[str]] = {}
         for name, g in self.groups.items():
             for child in g.children:
-                if child not in self.groups:
-                    raise ConfigError(f"{self.path}: group {name!r} names unknown child {child!r}")
+                parents.setdefault(child, []).append(name)
+        depth: dict[str, int] = {"all": 0}
+
+        def of(group: str) -> int:  # acyclic and at most MAX_GROUP_DEPTH deep: checked first
+            if group not in depth:
+                depth[group] = 1 + max((of(p) for p in parents.get(group, [])), default=0)
+            return depth[group]
+
+        for group in self.groups:
+            of(group)
+        return depth
+
+    def to_inventory(self) -> Inventory:
+        done: dict[str, tuple[list[str], int]] = {}
+        groups = {g: self._resolve(g, done)[0] for g in self.groups}
         depth = self._depths()
+        # Each host's groups that set variables, in precedence order (so no per-host sort);
+        # hosts in the same groups share one merged mapping.
+        setters: dict[str, list[str]] = {h: [] for h in self.host_vars}
+        for gn in sorted(self.groups, key=lambda n: (depth[n], n)):
+            if gn != "all" and self.groups[gn].vars:
+                for h in groups[gn]:
+                    setters[h].append(gn)
+        merged: dict[tuple[str, ...], dict[str, tuple[Any, int]]] = {}
         inv = Inventory(self.path)
-        groups = {g: self.members(g) for g in self.groups}
         for host in self.host_vars:
-            variables: dict[str, tuple[Any, int]] = {}
-            mine = [gn for gn, hosts in groups.items() if host in hosts and gn != "all"]
-            for gn in ["all"] + sorted(mine, key=lambda n: (depth.get(n, 1), n)):
-                variables.update(self.groups[gn].vars)
-            variables.update(self.host_vars[host])
+            key = tuple(setters[host])
+            if key not in merged:
+                merged[key] = dict(self.groups["all"].vars)
+                for gn in key:
+                    merged[key].update(self.groups[gn].vars)
+            variables = {**merged[key], **self.host_vars[host]}
             fields: dict[str, tuple[Any, int]] = {}
             labels: dict[str, str] = {}
             for tandem_field, names in ANSIBLE_VARS.items():
@@ -436,25 +454,30 @@ class _AnsibleModel:
         return inv
 
 
+_BLANKS = re.compile(r"[ \t\r\n]+")  # what shlex splits words on
 _RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
 
 
-def expand_host_pattern(pattern: str) -> list[str]:
-    """Ansible's ``orin[01:03]`` / ``node[a:c]`` host ranges (one range per pattern)."""
+def expand_host_pattern(pattern: str, limit: int = MAX_HOSTS) -> list[str]:
+    """Ansible's ``orin[01:03]`` / ``node[a:c]`` host ranges (one range per pattern).
+
+    The range is counted before it is expanded: ``orin[0:9999999999]`` is refused at once.
+    """
     m = _RANGE.search(pattern)
     if m is None:
         return [pattern]
     start, end, step_text = m.group(1), m.group(2), m.group(3)
-    step = int(step_text) if step_text else 1
-    if step < 1 or start.isdigit() != end.isdigit():
+    if start.isdigit() != end.isdigit() or max(len(start), len(end), len(step_text or "")) > 18:
         raise ValueError(f"bad host range {m.group(0)}")
-    if start.isdigit():
-        width = len(start) if start.startswith("0") else 0
-        values = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
-    else:
-        values = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-    if not values or len(values) > 10_000:
-        raise ValueError(f"host range {m.group(0)} yields {len(values)} hosts")
+    step = int(step_text) if step_text else 1
+    first, last = (int(start), int(end)) if start.isdigit() else (ord(start), ord(end))
+    count = (last - first) // step + 1 if step >= 1 and last >= first else 0
+    if not 1 <= count <= limit:
+        raise ValueError(f"host range {m.group(0)} yields {count} hosts; expected 1 to {limit}")
+    width = len(start) if start.isdigit() and start.startswith("0") else 0
+    values = (
+        str(i).zfill(width) if start.isdigit() else chr(i) for i in range(first, last + 1, step)
+    )
     return [pattern[: m.start()] + v + pattern[m.end() :] for v in values]
 
 
@@ -468,44 +491,51 @@ class _IniParser:
         return ConfigError(f"{self.path}:{line}: {what}")
 
     def parse(self) -> Inventory:
-        section, kind = "ungrouped", "hosts"
+        section, part = "ungrouped", "hosts"
+        entries = 0
         for number, raw in enumerate(self.text.splitlines(), start=1):
             line = raw.strip()
             if not line or line[0] in "#;":
                 continue
+            entries += 1
+            if entries > MAX_INI_LINES:
+                raise self.error(number, f"more than {MAX_INI_LINES} lines besides comments")
             if line.startswith("["):
                 m = re.fullmatch(r"\[([^\[\]:\s]+)(?::(vars|children))?\]", line)
                 if m is None:
                     raise self.error(number, f"bad section header {line!r}; use [group], "
                                      "[group:vars] or [group:children]")  # fmt: skip
-                section, kind = m.group(1), m.group(2) or "hosts"
-                self.model.group(section)
-            elif kind == "vars":
+                section, part = m.group(1), m.group(2) or "hosts"
+                self.model.group(section, number)
+            elif part == "vars":
                 name, sep, value = line.partition("=")
                 if not sep or not name.strip():
                     raise self.error(number, f"[{section}:vars]: expected key=value, got {line!r}")
-                self.model.group(section).vars[name.strip()] = (self._value(value, number), number)
-            elif kind == "children":
+                group = self.model.group(section, number)
+                group.vars[name.strip()] = (self._value(value, number), number)
+            elif part == "children":
                 child = line.split()[0]
-                if child not in self.model.group(section).children:
-                    self.model.group(section).children.append(child)
-                self.model.group(child)
+                if child not in self.model.group(section, number).children:
+                    self.model.group(section, number).children.append(child)
+                self.model.group(child, number)
             else:
                 self._host_line(section, line, number)
         return self.model.to_inventory()
 
-    def _value(self, text: str, number: int) -> str:
+    def _words(self, text: str, number: int) -> list[str]:
+        """``text`` split as a shell would (quotes, escapes, ``#`` comments)."""
+        if not any(c in text for c in "'\"\\#"):  # the common case, without shlex's cost
+            return _BLANKS.split(text.strip(" \t\r\n")) if text.strip(" \t\r\n") else []
         try:
-            parts = shlex.split(text, comments=True)
+            return shlex.split(text, comments=True)
         except ValueError as err:
-            raise self.error(number, f"unreadable value {text.strip()!r} ({err})") from None
-        return " ".join(parts)
+            raise self.error(number, f"unreadable text {kind(text.strip())} ({err})") from None
+
+    def _value(self, text: str, number: int) -> str:
+        return " ".join(self._words(text, number))
 
     def _host_line(self, section: str, line: str, number: int) -> None:
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as err:
-            raise self.error(number, f"unreadable host line ({err})") from None
+        words = self._words(line, number)
         if not words:
             return
         pattern, variables = words[0], {}
@@ -518,57 +548,56 @@ class _IniParser:
             pattern, port = pattern.split(":")
             variables.setdefault("ansible_port", (port, number))
         try:
-            hosts = expand_host_pattern(pattern)
+            hosts = expand_host_pattern(pattern, self.model.room())
         except ValueError as err:
             raise self.error(number, f"host {pattern}: {err}") from None
         for host in hosts:
             self.model.add_host(section, host, dict(variables), number)
 
 
-class _AnsibleYaml(_YamlReader):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+class _AnsibleYaml(_YamlWalker):
+    def __init__(self, doc: YamlDoc, path: Path) -> None:
+        super().__init__(doc, path)
         self.model = _AnsibleModel(path)
 
-    def parse(self, root: yaml.MappingNode) -> Inventory:
-        for name, _, node in self.mapping(root, "inventory"):
-            self._group(name, node, name, 0)
+    def parse(self) -> Inventory:
+        for name in self.mapping(()):
+            self._group(name, (name,))
         return self.model.to_inventory()
 
-    def _group(self, name: str, node: yaml.Node, field_: str, depth: int) -> None:
-        if depth > 64:
-            raise self.error(node, field_, "groups nested more than 64 deep")
-        group = self.model.group(name)
-        for key, key_node, value in self.mapping(node, field_):
-            where = f"{field_}.{key}"
+    def _group(self, name: str, at: PathKey) -> None:
+        """One group; its children recurse here, as deep as the YAML reader lets them nest."""
+        group = self.model.group(name, self.line(at))
+        keys = self.mapping(at)
+        reject_unknown(self.doc, at, ("hosts", "vars", "children"))
+        for key in keys:
             if key == "hosts":
-                for host, host_key, host_node in self.mapping(value, where):
+                for host in self.mapping(at + (key,)):
+                    where = at + (key, host)
                     try:
-                        expanded = expand_host_pattern(host)
+                        expanded = expand_host_pattern(host, self.model.room())
                     except ValueError as err:
-                        raise self.error(host_key, f"{where}.{host}", str(err)) from None
-                    variables = self._vars(host_node, f"{where}.{host}")
+                        raise self.doc.fail(where, str(err)) from None
+                    variables = self._vars(where)
                     for h in expanded:
-                        self.model.add_host(name, h, variables, _line(host_key))
+                        self.model.add_host(name, h, variables, self.line(where))
             elif key == "vars":
-                group.vars.update(self._vars(value, where))
-            elif key == "children":
-                for child, _, child_node in self.mapping(value, where):
+                group.vars.update(self._vars(at + (key,)))
+            else:
+                for child in self.mapping(at + (key,)):
                     if child not in group.children:
                         group.children.append(child)
-                    self._group(child, child_node, f"{where}.{child}", depth + 1)
-            else:
-                raise self.error(key_node, where, "unknown key; a group has hosts, vars, children")
+                    self._group(child, at + (key, child))
 
-    def _vars(self, node: yaml.Node, field_: str) -> dict[str, tuple[Any, int]]:
+    def _vars(self, at: PathKey) -> dict[str, tuple[Any, int]]:
         out = {}
-        for var, _, value_node in self.mapping(node, field_):
-            value = self.value(value_node, f"{field_}.{var}")
-            if isinstance(value, yaml.Node):
-                if var in {v for names in ANSIBLE_VARS.values() for v in names}:
-                    raise self.error(value_node, f"{field_}.{var}", "expected a single value")
+        for var in self.mapping(at):
+            value = lookup(self.doc.data, at + (var,))
+            if isinstance(value, (dict, list)):
+                if var in _TANDEM_VARS:
+                    raise self.doc.fail(at + (var,), "expected a single value")
                 value = None  # structured vars are Ansible's business, not ours
-            out[var] = (value, _line(value_node))
+            out[var] = (value, self.line(at + (var,)))
         return out
 
 

@@ -78,27 +78,27 @@ def test_every_field_parses() -> None:
 
 BAD = [
     # (yaml, expected message)
-    ("default_device: cpu\n", "p.yaml:1: default_device: expected one of gpu, dla; got 'cpu'"),
+    ("default_device: cpu\n", "p.yaml:1: default_device: expected one of gpu, dla, got 'cpu'"),
     (
         "gpu_fallback: yes please\n",
-        "p.yaml:1: gpu_fallback: expected true or false; got 'yes please'",
+        "p.yaml:1: gpu_fallback: expected true or false, got 'yes please'",
     ),
-    ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1; got 2"),
-    ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1; got True"),
-    ("precision: fp64\n", "p.yaml:1: precision: expected one of fp32, fp16, int8; got 'fp64'"),
-    ("objective: speed\n", "p.yaml:1: objective: expected one of latency, throughput; got 'speed'"),
-    ("partition: greedy\n", "p.yaml:1: partition: expected one of trt, cost; got 'greedy'"),
-    ("max_dla_subgraphs: 0\n", "p.yaml:1: max_dla_subgraphs: expected an integer >= 1; got 0"),
+    ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1, got 2"),
+    ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1, got True"),
+    ("precision: fp64\n", "p.yaml:1: precision: expected one of fp32, fp16, int8, got 'fp64'"),
+    ("objective: speed\n", "p.yaml:1: objective: expected one of latency, throughput, got 'speed'"),
+    ("partition: greedy\n", "p.yaml:1: partition: expected one of trt, cost, got 'greedy'"),
+    ("max_dla_subgraphs: 0\n", "p.yaml:1: max_dla_subgraphs: expected an integer >= 1, got 0"),
     (
         "\nmin_dla_segment_layers: two\n",
-        "p.yaml:2: min_dla_segment_layers: expected an integer >= 1; got 'two'",
+        "p.yaml:2: min_dla_segment_layers: expected an integer >= 1, got 'two'",
     ),
     ("precision: [fp16]\n", "p.yaml:1: precision: expected a single value, got a list"),
     (
         "default_devise: gpu\n",
         "p.yaml:1: default_devise: unknown key (did you mean 'default_device'?)",
     ),
-    ("- gpu\n", "p.yaml:1: expected a mapping, got a list"),
+    ("- gpu\n", "p.yaml:1: <document>: expected a mapping, got a list"),
     ("precision: fp16\nprecision: int8\n", "p.yaml:2: precision: given twice"),
     ("rules: {op: Conv}\n", "p.yaml:1: rules: expected a list of rules, got a mapping"),
     (
@@ -119,19 +119,20 @@ BAD = [
     ),
     (
         "rules:\n  - op: Conv\n    device: tpu\n",
-        "p.yaml:3: rules[1].device: expected one of gpu, dla; got 'tpu'",
+        "p.yaml:3: rules[1].device: expected one of gpu, dla, got 'tpu'",
     ),
     (
         "rules:\n  - op: Conv\n    precision: bf16\n",
-        "p.yaml:3: rules[1].precision: expected one of fp32, fp16, int8; got 'bf16'",
+        "p.yaml:3: rules[1].precision: expected one of fp32, fp16, int8, got 'bf16'",
     ),
     (
         "rules:\n  - regex: 'conv[0-9'\n    device: gpu\n",
-        "p.yaml:2: rules[1].regex: expected a Python regular expression: unterminated",
+        "p.yaml:2: rules[1].regex: expected a regular expression RE2 accepts (no backreferences "
+        "or lookaround): missing ]",
     ),
     (
         "rules:\n  - name: 7\n    device: gpu\n",
-        "p.yaml:2: rules[1].name: expected a non-empty string; got 7",
+        "p.yaml:2: rules[1].name: expected a non-empty string, got 7",
     ),
     (
         "rules:\n  - op: []\n    device: gpu\n",
@@ -147,10 +148,10 @@ BAD = [
     ),
     (
         "rules:\n  - range: [5, 3]\n    device: gpu\n",
-        "p.yaml:2: rules[1].range: expected start <= end; got [5, 3]",
+        "p.yaml:2: rules[1].range: expected start <= end, got [5, 3]",
     ),
     ("rules:\n  - gpu\n", "p.yaml:2: rules[1]: expected a mapping, got 'gpu'"),
-    ("precision: [fp16\n", "p.yaml:2: not valid YAML"),
+    ("precision: [fp16\n", "p.yaml:2: invalid YAML"),
 ]
 
 

@@ -156,45 +156,45 @@ def test_minimal_user_board(tmp_path: Path):
         (
             "  sms: 4",
             "  sms: four",
-            r"board\.yaml:7: field 'gpu\.sms': expected a positive integer",
+            r"board\.yaml:7: gpu\.sms: expected a positive integer",
         ),
         # missing field: names the parent's line
         (
             "  arch: sm_87\n",
             "",
-            r"board\.yaml:5: field 'gpu\.arch' is missing: expected a GPU arch",
+            r"board\.yaml:5: gpu\.arch: is missing: expected a GPU arch",
         ),
         (
             "    emc_mhz: 2000\n",
             "",
-            r"board\.yaml:14: field 'power_modes\[0\]\.emc_mhz' is missing",
+            r"board\.yaml:14: power_modes\[1\]\.emc_mhz: is missing",
         ),
         (
             "    dla_mhz: 600",
             "    dla_mhz: -1",
-            r"board\.yaml:16: field 'power_modes\[0\]\.dla_mhz'",
+            r"board\.yaml:16: power_modes\[1\]\.dla_mhz:",
         ),
         (
             "  version: 2",
             "  version: 3",
-            r"board\.yaml:9: field 'dla\.version': expected 1 \(Xavier\)",
+            r"board\.yaml:9: dla\.version: expected 1 \(Xavier\)",
         ),
         (
             "  arch: sm_87",
             "  arch: volta",
-            r"board\.yaml:6: field 'gpu\.arch': expected a GPU arch",
+            r"board\.yaml:6: gpu\.arch: expected a GPU arch",
         ),
-        ("  sms: 4", "  sms: 4\n  smz: 5", r"board\.yaml:8: unknown field 'gpu\.smz'"),
-        ("  bus_bits: 64", "  bus_bits: [64]", r"board\.yaml:12: field 'dram\.bus_bits'"),
+        ("  sms: 4", "  sms: 4\n  smz: 5", r"board\.yaml:8: gpu\.smz: unknown key"),
+        ("  bus_bits: 64", "  bus_bits: [64]", r"board\.yaml:12: dram\.bus_bits:"),
         (
             "name: tiny",
             "name: tiny\ndefault_power_mode: TURBO",
-            r"board\.yaml:2: field 'default_power_mode': expected one of MAXN",
+            r"board\.yaml:2: default_power_mode: expected one of MAXN",
         ),
         (
             "  - name: MAXN",
             "  - name: MAXN\n    gpu_sms: 9",
-            r"board\.yaml:15: field 'power_modes\[0\]\.gpu_sms': expected a positive integer <= 4",
+            r"board\.yaml:15: power_modes\[1\]\.gpu_sms: expected a positive integer <= 4",
         ),
     ],
 )
@@ -210,7 +210,7 @@ def test_invalid_yaml_syntax_names_the_line(tmp_path: Path):
 
 
 def test_not_a_mapping(tmp_path: Path):
-    with pytest.raises(ConfigError, match=r"board\.yaml:1: field '<document>': expected a mapping"):
+    with pytest.raises(ConfigError, match=r"board\.yaml:1: <document>: expected a mapping"):
         load_target(_write(tmp_path, "- just\n- a list\n"))
 
 
