@@ -291,7 +291,8 @@ def build_plan(
     precisions = {a.precision for a in part.assignments.values()}
     if "int8" in precisions and not scales:
         raise TandemError(
-            "an INT8 build needs calibration: pass --calib DIR (a folder of .npz files) or "
+            "an INT8 build needs calibration scales and has none (an empty calibration cache?): "
+            "pass --calib DIR|FILE (a folder of .npz files or a calibration cache) or "
             "--calib-random N for a smoke run"
         )
     costs = _layer_costs_ms(placement)

@@ -88,7 +88,7 @@ class CalibrationArgs:
     """``--calib DIR|FILE``, ``--calib-random N``, ``--calib-cache FILE`` -> a Calibration."""
 
     HINT = (
-        "--calib DIR|FILE (a folder of .npz files or a calibration cache), --calib-random N "
+        "pass --calib DIR|FILE (a folder of .npz files or a calibration cache), --calib-random N "
         "(a smoke run), or --calib-cache FILE (an existing cache)"
     )
 

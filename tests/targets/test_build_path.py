@@ -98,7 +98,7 @@ def test_a_bad_calib_is_one_line_naming_the_flag(
     model: Path, npz_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = ["-o", str(tmp_path / "x.plan")]
-    build = ["build", str(model), "--target", "orin-agx-64gb", "--int8"]
+    build = ["build", str(model), "--target", "orin-agx-64gb", "--int8", "--quiet"]
     cases = [
         ([*build, "--calib", str(tmp_path / "nope"), *out],
          f"--calib {tmp_path / 'nope'}: no such file or folder; expected a folder of .npz "
@@ -107,6 +107,7 @@ def test_a_bad_calib_is_one_line_naming_the_flag(
          f"--calib {npz_folder / '0.npz'}: a single .npz file"),
         ([*build, "--calib", str(npz_folder), "--calib-random", "2", *out],
          "--calib and --calib-random: give one calibration source, not both"),
+        ([*build, *out], "an INT8 build needs calibration data: pass --calib DIR|FILE"),
         (["exec", f"--onnx={model}", "--int8", "--calib=nope.cache"],
          "--calib=nope.cache: no such file or folder"),
     ]  # fmt: skip
