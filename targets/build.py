@@ -1,5 +1,8 @@
 """Cross-build a plan for one target: place layers, compile each segment, store everything.
 
+:func:`build` is the one build path: every front end (the CLI's commands, ``tandem exec``, the
+Python ``Builder``) hands it a ``BuildRequest``.
+
 Runs on an x86 host without a GPU: DLA segments compile to emulator loadables (the board's
 TensorRT rebuilds them for the real DLA from the stored segment graph), GPU segments store their
 graph, weights and tactic choices; cubins are cross-compiled where NVRTC is available.
