@@ -308,9 +308,9 @@ def calibration_scales(name: str, batches: int, cache_dir: str) -> tuple[dict[st
     ``batches`` standard-normal inputs, the distribution the benchmark feeds. Read from / written
     to ``cache_dir/<name>.calib`` (TensorRT's cache format) when a folder is given.
     """
+    from devices.calibration import activations
     from dla_sim.calibration import calibrate, random_batches, read_cache, write_cache
     from tandem.zoo import build_model
-    from targets.build import activations
     from tests.devices.gpu_cases import graph_of
 
     t0 = time.time()

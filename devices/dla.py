@@ -1,9 +1,7 @@
-"""The DLA device: the bundled emulator as a runner, calibration wiring, and the real-DLA path.
+"""The DLA device: the bundled emulator as a runner, and the real-DLA path.
 
 - :class:`DlaEmulatorRunner` runs a DLA segment through ``dla_sim`` (compile to a loadable, run
   with DLA numerics). Outputs are float32 NCHW arrays, like every other runner's.
-- :func:`calibrate_graph` computes INT8 scales for a graph from a calibration set, with the CPU
-  reference supplying each tensor's activations (``dla_sim`` may not import ``devices``).
 - :class:`DlaHardwareBackend` is the path to a real DLA: export the segment as ONNX and build
   it with TensorRT for ``DeviceType.DLA`` on a Jetson. It is detected through ``import
   tensorrt`` and the DLA core count, and refuses plainly everywhere else.
@@ -11,24 +9,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from devices.cpu import CpuRunner
 from devices.runner import BaseRunner
-from dla_sim.calibration import (
-    CalibrationError,
-    calibrate,
-    npz_batches,
-    parse_cache,
-    random_batches,
-    read_cache,
-)
+from dla_sim.calibration import parse_cache
 from dla_sim.compiler import compile_loadable
 from dla_sim.execute import run_loadable
 from dla_sim.latency import LoadableTiming, predict_loadable
@@ -102,56 +90,6 @@ class DlaEmulatorRunner(BaseRunner):
         self.activate()
         assert self.loadable is not None
         return predict_loadable(self.loadable, clock_hz, dram_bytes_per_s)
-
-
-def capture_activations(
-    graph: Graph, batches: Iterable[Mapping[str, np.ndarray]]
-) -> Iterator[dict[str, np.ndarray]]:
-    """For each feed dict, every tensor of ``graph`` as the FP32 CPU reference computes it."""
-    runner = CpuRunner(graph, capture=True)
-    with runner:
-        for feeds in batches:
-            runner.infer({k: np.asarray(v) for k, v in feeds.items()})
-            values = dict(runner.captured)
-            values.update({k: np.asarray(v) for k, v in feeds.items()})
-            yield values
-
-
-def calibrate_graph(
-    graph: Graph,
-    batches: Iterable[Mapping[str, np.ndarray]],
-    method: str = "entropy",
-    percentile: float = 99.99,
-) -> dict[str, float]:
-    """INT8 scales for every float tensor of ``graph`` over ``batches`` (feed dicts)."""
-    return calibrate(capture_activations(graph, batches), method, percentile)
-
-
-def load_scales(
-    graph: Graph,
-    calib: str | os.PathLike[str] | int | None,
-    method: str = "entropy",
-    percentile: float = 99.99,
-    seed: int = 0,
-) -> dict[str, float]:
-    """INT8 scales from what ``--calib`` names: a TensorRT calibration cache file, a directory
-    of ``.npz`` feeds (calibrated here with ``method``), or a count of random inputs
-    (``--calib-random N``). ``None`` gives no scales (INT8 layers then run in FP16)."""
-    if calib is None:
-        return {}
-    if isinstance(calib, int):
-        shapes = {t.name: (t.static_shape(), t.dtype or "float32") for t in graph.inputs}
-        return calibrate_graph(graph, random_batches(shapes, calib, seed), method, percentile)
-    path = Path(calib)
-    if path.is_dir():
-        names = [t.name for t in graph.inputs]
-        return calibrate_graph(graph, npz_batches(path, names), method, percentile)
-    if path.is_file():
-        return read_cache(path)
-    raise CalibrationError(
-        f"calibration data '{path}' is neither a calibration cache file nor a directory of "
-        ".npz files"
-    )
 
 
 # ----- real DLA through TensorRT --------------------------------------------------------

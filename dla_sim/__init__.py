@@ -11,5 +11,7 @@ Modules, bottom up (each imports only those above it and ``partitioner``):
 - ``execute``     -- ``run_loadable(loadable, feeds)`` with DLA numerics.
 - ``latency``     -- ``predict_layer_seconds``, ``predict_graph``, ``predict_loadable``.
 - ``calibration`` -- entropy / min-max / percentile calibrators, TensorRT calibration cache.
-- ``qdq``         -- ``strip_qdq(graph)``: Q/DQ (QAT) models to per-tensor scales.
+
+Q/DQ (QAT) models become plain graphs plus per-tensor scales in ``partitioner.passes.qdq``:
+a whole-model pass, run before placement, not an emulator concern.
 """

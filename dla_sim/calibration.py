@@ -187,30 +187,6 @@ def calibrate(
 
 
 # ----- calibration sets ------------------------------------------------------------------
-def npz_batches(
-    directory: str | os.PathLike[str], input_names: Collection[str]
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield one feed dict per ``.npz`` file of ``directory`` (sorted by name)."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise CalibrationError(f"calibration set '{root}' is not a directory of .npz files")
-    files = sorted(root.glob("*.npz"))
-    if not files:
-        raise CalibrationError(f"calibration set '{root}' holds no .npz files")
-    for f in files:
-        try:
-            with np.load(f, allow_pickle=False) as data:
-                missing = [n for n in input_names if n not in data.files]
-                if missing:
-                    raise CalibrationError(
-                        f"calibration file '{f}' lacks input(s) {', '.join(missing)} "
-                        f"(it has {', '.join(data.files) or 'nothing'})"
-                    )
-                yield {n: np.asarray(data[n]) for n in input_names}
-        except (OSError, ValueError) as err:
-            raise CalibrationError(f"cannot read calibration file '{f}': {err}") from None
-
-
 def random_batches(
     inputs: Mapping[str, tuple[tuple[int, ...], str]], count: int, seed: int = 0
 ) -> Iterator[dict[str, np.ndarray]]:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from devices.plan import encode_plan
-from partitioner.errors import ConfigError, TandemError
+from partitioner.errors import ConfigError
 from partitioner.ir import Graph
 from partitioner.policy import Rule
-from partitioner.profiles import OptimizationProfile, opt_dims
+from partitioner.profiles import OptimizationProfile
 from tandem.network import ILayer, NetworkDefinition
 
 
@@ -174,25 +174,28 @@ class Builder:
 
     def build_serialized_network(self, network: NetworkDefinition, config: BuilderConfig) -> bytes:
         """The plan's bytes (write them to a ``.plan`` file, or give them to ``Runtime``)."""
-        from targets.build import build_plan, fix_dims, place, resolve_target
+        from devices.calibration import Calibration
+        from targets.build import build, resolve_target
+        from targets.request import BuildRequest
 
         if not network.graph.outputs:
             raise ConfigError(f"network '{network.name}' has no outputs: call mark_output()")
         graph = _prepare(network)
-        target = resolve_target(config.target, config.power_mode)
-        policy = _policy(network, config)
-        placement = place(network.source or network.name, target, policy, graph=graph,
-                          profiles=list(config.profiles))
-        scales = None
-        if any(a.precision == "int8" for a in placement.partition.assignments.values()):
-            cgraph = placement.graph
-            if config.profiles and not all(t.is_static for t in cgraph.inputs):
-                cgraph = fix_dims(cgraph, opt_dims(config.profiles[0], cgraph.inputs))
-            scales = _calibrate(cgraph, config.int8_calibrator)
-        plan = build_plan(placement, scales)
-        if config.timing_cache is not None and len(config.timing_cache):
-            plan.add_bytes("timing_cache", config.timing_cache.serialize(), "timing-cache")
-        return encode_plan(plan)
+        cache = config.timing_cache
+        request = BuildRequest(
+            model=network.source or network.name,
+            target=resolve_target(config.target, config.power_mode),
+            policy=_policy(network, config),
+            graph=graph,
+            profiles=tuple(config.profiles),
+            calibration=Calibration(
+                config.int8_calibrator,
+                hint="set config.int8_calibrator (a tandem.IInt8EntropyCalibrator2 whose "
+                "get_batch returns input dicts)",
+            ),
+            timing_cache=cache._cache if cache is not None else None,
+        )
+        return encode_plan(build(request).plan)
 
 
 def _prepare(network: NetworkDefinition) -> Graph:
@@ -224,35 +227,3 @@ def _policy(network: NetworkDefinition, config: BuilderConfig) -> Any:
             precision=network.layer_precisions.get(name),  # type: ignore[arg-type]
         ))
     return replace(policy, rules=tuple(rules), source="BuilderConfig")
-
-
-def _calibrate(graph: Graph, calibrator: IInt8Calibrator | None) -> dict[str, float]:
-    from dla_sim.calibration import calibrate as entropy_scales
-    from dla_sim.calibration import format_cache, parse_cache
-    from targets.build import activations
-
-    if calibrator is None:
-        raise ConfigError(
-            "BuilderFlag.INT8 needs config.int8_calibrator (a tandem.IInt8EntropyCalibrator2 "
-            "whose get_batch returns input dicts)"
-        )
-    cached = calibrator.read_calibration_cache()
-    if cached:
-        return parse_cache(bytes(cached).decode("utf-8"), "<calibrator cache>")[1]
-    names = [t.name for t in graph.inputs]
-
-    def batches() -> Iterator[dict[str, np.ndarray]]:
-        while True:
-            batch = calibrator.get_batch(names)
-            if batch is None:
-                return
-            missing = [n for n in names if n not in batch]
-            if missing:
-                raise TandemError(f"calibrator batch lacks input(s) {', '.join(missing)}")
-            yield {n: np.asarray(batch[n]) for n in names}
-
-    scales = entropy_scales(activations(graph, batches()), "entropy")
-    if not scales:
-        raise TandemError("the calibrator gave no batches: get_batch returned None at once")
-    calibrator.write_calibration_cache(format_cache(scales).encode("utf-8"))
-    return scales

@@ -1,5 +1,8 @@
 """Cross-build a plan for one target: place layers, compile each segment, store everything.
 
+:func:`build` is the one build path: every front end (the CLI's commands, ``tandem exec``, the
+Python ``Builder``) hands it a ``BuildRequest``.
+
 Runs on an x86 host without a GPU: DLA segments compile to emulator loadables (the board's
 TensorRT rebuilds them for the real DLA from the stored segment graph), GPU segments store their
 graph, weights and tactic choices; cubins are cross-compiled where NVRTC is available.
@@ -8,28 +11,25 @@ graph, weights and tactic choices; cubins are cross-compiled where NVRTC is avai
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
-
+from devices.calibration import calibrate
 from devices.capability import capabilities_for
 from devices.cost import transition_cost_for
-from devices.cpu import CpuRunner, evaluate_node
+from devices.cpu import evaluate_node
 from devices.hardware import TargetSpec, host_target
-from devices.io import load_feeds, random_inputs
 from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
 from dla_sim.latency import predict_loadable, segment_overhead_seconds
-from dla_sim.qdq import strip_qdq
 from partitioner.assign import partition
 from partitioner.capability import DeviceCapability
-from partitioner.errors import InputError, TandemError
+from partitioner.errors import TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
-from partitioner.passes import simplify
+from partitioner.passes import has_qdq, simplify, strip_qdq
 from partitioner.plugins import PLUGINS
 from partitioner.policy import Policy, default_policy, load_policy
 from partitioner.profiles import (
@@ -45,6 +45,7 @@ from partitioner.serialize import graph_to_data
 from partitioner.shape_inference import infer_shapes
 from partitioner.subgraph import extract_subgraph
 from targets.catalog import load_target
+from targets.request import BuildRequest
 
 Progress = Callable[[str], None]
 
@@ -67,6 +68,57 @@ class Placement:
     profiles: list[OptimizationProfile] = field(default_factory=list)
     #: per-tensor INT8 scales taken from the model's own Q/DQ layers (a QAT model)
     qdq_scales: dict[str, float] = field(default_factory=dict)
+
+
+class Built(NamedTuple):
+    """A build's result: the plan, and the placement it was compiled from (what front ends
+    report: segments, warnings, reasons)."""
+
+    placement: Placement
+    plan: Plan
+
+
+def build(request: BuildRequest, progress: Progress | None = None) -> Built:
+    """The one build path: place -> calibrate (INT8) -> compile every segment into a plan."""
+    say = progress or (lambda _m: None)
+    say(f"importing {request.model}")
+    placement = place_for(request)
+    part = placement.partition
+    say(
+        f"placed {len(part.assignments)} layers into {len(part.segments)} segments "
+        f"({part.strategy} strategy)"
+    )
+    scales = None
+    if any(a.precision == "int8" for a in part.assignments.values()):
+        say("calibrating INT8 scales")
+        scales = _int8_scales(placement, request, say)
+    return Built(placement, build_plan(placement, scales, say, request.timing_cache))
+
+
+def place_for(request: BuildRequest) -> Placement:
+    """The request's model placed on its target (what ``tandem inspect --target`` shows)."""
+    return place(
+        request.model,
+        request.target,
+        request.policy,
+        dict(request.fixed_dims),
+        graph=request.graph,
+        profiles=list(request.profiles),
+    )
+
+
+def _int8_scales(placement: Placement, request: BuildRequest, say: Progress) -> dict[str, float]:
+    """A QAT model's own Q/DQ scales when nothing else is given; otherwise calibrated (at the
+    first profile's opt shapes, as TensorRT does), with trained scales outranking measured."""
+    if placement.qdq_scales and not request.calibration.given:
+        say(f"using the {len(placement.qdq_scales)} scales of the model's Q/DQ layers")
+        return dict(placement.qdq_scales)
+    graph = placement.graph
+    if placement.profiles and not all(t.is_static for t in graph.inputs):
+        graph = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
+    scales = calibrate(graph, request.calibration)
+    scales.update(placement.qdq_scales)
+    return scales
 
 
 def resolve_target(name_or_path: str, power_mode: str | None = None) -> TargetSpec:
@@ -119,7 +171,7 @@ def place(
     """
     graph = graph if graph is not None else load_model(model, fixed_dims)
     qdq_scales: dict[str, float] = {}
-    if policy.precision == "int8" and any(n.op in _QDQ_OPS for n in graph.nodes):
+    if policy.precision == "int8" and has_qdq(graph):
         # A QAT model: the DLA takes implicit per-tensor scales, not Q/DQ layers (TensorRT's
         # qdq-translator does the same), so the layers go and their scales stay.
         graph, qdq_scales = strip_qdq(graph)
@@ -157,9 +209,6 @@ def place(
         profiles=profiles,
         qdq_scales=qdq_scales,
     )
-
-
-_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 class _PricedAt:
@@ -245,7 +294,8 @@ def build_plan(
     precisions = {a.precision for a in part.assignments.values()}
     if "int8" in precisions and not scales:
         raise TandemError(
-            "an INT8 build needs calibration: pass --calib DIR (a folder of .npz files) or "
+            "an INT8 build needs calibration scales and has none (an empty calibration cache?): "
+            "pass --calib DIR|FILE (a folder of .npz files or a calibration cache) or "
             "--calib-random N for a smoke run"
         )
     costs = _layer_costs_ms(placement)
@@ -435,54 +485,3 @@ def _cross_compile(
 
 def _binding(t: Tensor) -> dict[str, Any]:
     return {"name": t.name, "shape": list(t.shape) if t.shape else None, "dtype": t.dtype}
-
-
-def calibration_batches(
-    graph: Graph, calib: str | None, calib_random: int, seed: int = 0
-) -> list[dict[str, np.ndarray]]:
-    """Calibration inputs: every ``.npz`` in a folder (sorted by name), or N seeded random ones."""
-    if calib:
-        folder = Path(calib)
-        files = sorted(folder.glob("*.npz")) if folder.is_dir() else []
-        if not files:
-            raise InputError(f"{folder}: expected a folder of .npz calibration files; found none")
-        return [load_feeds(graph, f) for f in files]
-    if calib_random < 1:
-        raise InputError("--calib-random N: expected N >= 1")
-    return [random_inputs(graph, seed=seed + i) for i in range(calib_random)]
-
-
-def calibrate(
-    graph: Graph,
-    calib: str | None = None,
-    calib_random: int = 0,
-    cache: str | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Per-tensor INT8 scales: from a TensorRT-format cache when it exists, else by
-    EntropyCalibrator2 over the calibration set (then written to ``cache`` if named)."""
-    from dla_sim.calibration import calibrate as entropy_scales
-    from dla_sim.calibration import read_cache, write_cache
-
-    if cache and Path(cache).exists() and not calib and not calib_random:
-        return read_cache(cache)
-    if not calib and not calib_random:
-        raise InputError(
-            "an INT8 build needs calibration data: --calib DIR (a folder of .npz files), "
-            "--calib-random N (a smoke run), or --calib-cache FILE (an existing cache)"
-        )
-    batches = calibration_batches(graph, calib, calib_random, seed)
-    scales = entropy_scales(activations(graph, batches), "entropy")
-    if cache:
-        write_cache(cache, scales)
-    return scales
-
-
-def activations(
-    graph: Graph, batches: Iterable[dict[str, np.ndarray]]
-) -> Iterable[dict[str, np.ndarray]]:
-    """Every tensor of ``graph`` for each calibration batch, from the FP32 reference."""
-    with CpuRunner(graph, capture=True) as runner:
-        for feeds in batches:
-            outputs = runner.infer(feeds)
-            yield {**feeds, **runner.captured, **outputs}

@@ -9,6 +9,7 @@ from partitioner.passes.fusion import mark_fusions
 from partitioner.passes.manager import Pass, run_passes
 from partitioner.passes.padding import resolve_auto_pad
 from partitioner.passes.pipeline import simplify
+from partitioner.passes.qdq import has_qdq, strip_qdq
 
 __all__ = [
     "MAX_EXPANDED_ELEMENTS",
@@ -18,8 +19,10 @@ __all__ = [
     "eliminate_dead_nodes",
     "fold_batchnorm_into_conv",
     "fold_constants",
+    "has_qdq",
     "mark_fusions",
     "resolve_auto_pad",
     "run_passes",
     "simplify",
+    "strip_qdq",
 ]

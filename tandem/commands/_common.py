@@ -1,4 +1,5 @@
-"""Pieces several commands share: argument groups, table printing, JSON output."""
+"""Pieces several commands share: table printing and JSON output (the build's argument groups
+are in ``_args``)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dim",
-        action="append",
-        metavar="NAME=N",
-        help="fix a symbolic input dimension, e.g. --dim batch=1 (repeatable)",
-    )
-    parser.add_argument(
-        "--no-optimize",
-        action="store_true",
-        help="skip the import-time passes (constant folding, BN folding, identity removal)",
-    )
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
@@ -73,35 +60,3 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= div:
             return f"{n / div:.2f} {suffix}{unit}"
     return f"{n:.0f} {unit}".rstrip()
-
-
-def add_target_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    group = parser.add_argument_group("target and placement")
-    group.add_argument(
-        "--target",
-        required=required,
-        metavar="T",
-        help="a catalog board (orin-agx-64gb, xavier-nx, ...), a target YAML path, or 'host'",
-    )
-    group.add_argument("--power-mode", metavar="M", help="nvpmodel mode (MAXN, 15W, ...)")
-    group.add_argument("--policy", metavar="P.yaml", help="device policy (docs/policy.md)")
-    group.add_argument("--partition", choices=("trt", "cost"), help="placement strategy")
-    group.add_argument("--dla-core", type=int, choices=(0, 1), help="DLA core to use")
-    prec = group.add_mutually_exclusive_group()
-    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
-    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
-    prec.add_argument("--int8", dest="precision", action="store_const", const="int8")
-    group.add_argument("--calib", metavar="DIR", help="folder of .npz calibration inputs (INT8)")
-    group.add_argument(
-        "--calib-random",
-        type=int,
-        default=0,
-        metavar="N",
-        help="calibrate INT8 on N seeded random inputs (a smoke run, not for accuracy)",
-    )
-    group.add_argument("--calib-cache", metavar="FILE", help="TensorRT-format calibration cache")
-    group.add_argument(
-        "--timing-cache", metavar="FILE",
-        help="GPU tactic timing cache (JSON): picks tactics at build; on a GPU, `run` autotunes "
-        "and writes what it measured back to it",
-    )

@@ -7,17 +7,16 @@ import sys
 import time
 
 from devices.plan import write_plan
-from tandem.commands._common import add_model_args, add_target_args, human
-from tandem.pipeline import add_profile_args, build_from_args
+from tandem.commands._args import add_build_args, build_request
+from tandem.commands._common import human
+from targets.build import build
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="partition, compile and write a plan for a Jetson target")
     p.add_argument("model", help="an ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.plan", help="plan file to write")
-    add_target_args(p, required=True)
-    add_model_args(p)
-    add_profile_args(p)
+    add_build_args(p, target_required=True)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
-    placement, plan = build_from_args(args, progress)
+    placement, plan = build(build_request(args), progress)
     path = write_plan(plan, args.output)
     part = placement.partition
     size = path.stat().st_size

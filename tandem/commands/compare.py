@@ -22,15 +22,14 @@ from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph
 from tandem.api import load_graph
 from tandem.bisect import bisect
+from tandem.commands._args import add_build_args, build_request
 from tandem.commands._common import (
     add_json_arg,
-    add_model_args,
-    add_target_args,
     print_json,
     table,
 )
 from tandem.metrics import Closeness, closeness
-from tandem.pipeline import build_from_args
+from targets.build import build
 
 MISMATCH_EXIT = 3
 
@@ -77,8 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="compare every intermediate tensor; name the first layer out of tolerance",
     )
-    add_model_args(p)
-    add_target_args(p)
+    add_build_args(p, profiles=False)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -92,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         plan = read_plan(args.plan)
     elif args.target:
-        _, plan = build_from_args(args)
+        plan = build(build_request(args)).plan
     atol = _per_output(args.atol, "--atol", 1e-4)
     rtol = _per_output(args.rtol, "--rtol", 1e-4)
     if args.bisect:

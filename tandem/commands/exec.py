@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from devices.calibration import Calibration, RandomInputs, source_from_path
 from devices.io import random_inputs, write_atomic
 from devices.plan import Plan, read_plan, write_plan
 from devices.runtime import PlanRunner
@@ -40,16 +40,10 @@ from partitioner.profiles import (
     dims_text,
     parse_shape_list,
 )
+from tandem.commands._args import timing_cache_at
 from tandem.engine import layer_info
-from targets.build import (
-    build_plan,
-    calibrate,
-    fix_dims,
-    load_model,
-    place,
-    resolve_policy,
-    resolve_target,
-)
+from targets.build import build, load_model, resolve_policy, resolve_target
+from targets.request import BuildRequest
 
 
 class UsageError(TandemError):
@@ -67,7 +61,7 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "fp16": (False, "enable FP16 layers"),
     "int8": (False, "enable INT8 layers"),
     "best": (False, "enable every precision (INT8 with FP16/FP32 fallback)"),
-    "calib": (True, "INT8 calibration cache (TensorRT text format)"),
+    "calib": (True, "INT8 calibration: a cache file (TensorRT text format) or a folder of .npz"),
     "useDLACore": (True, "run on DLA core N (the DLA becomes the default device)"),
     "allowGPUFallback": (False, "layers the DLA cannot run go to the GPU"),
     "shapes": (True, "inference shapes name:1x3x224x224,... (and the profile when building)"),
@@ -77,7 +71,8 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "layerPrecisions": (True, "per-layer precision name:fp16,... (* matches every layer)"),
     "layerDeviceTypes": (True, "per-layer device name:GPU|DLA,..."),
     "precisionConstraints": (True, "none|prefer|obey (layer precisions are always obeyed)"),
-    "timingCacheFile": (True, "tactic timing cache (read and updated by CUDA GPU segments)"),
+    "timingCacheFile": (True, "tactic timing cache (picks tactics at build; read and updated "
+                        "by CUDA GPU segments)"),
     "iterations": (True, "run at least N inferences (default 10)"),
     "warmUp": (True, "warm up for N ms (default 200)"),
     "duration": (True, "run at least N seconds (default 3)"),
@@ -251,6 +246,38 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
                  f"{plan.header.get('precision')}, {len(plan.header['segments'])} segments")
         return plan
     assert onnx is not None
+    request = _request(onnx, opts, log)
+    policy, target = request.policy, request.target
+    log.info(f"Building for {target.name} ({target.power_mode}), precision {policy.precision}, "
+             f"default device {policy.default_device}"
+             + (f" core {policy.dla_core}" if policy.default_device == "dla" else ""))
+    try:
+        placement, plan = build(request, lambda m: log.debug(m))
+    except PartitionError as err:
+        if policy.gpu_fallback:
+            raise
+        raise PartitionError(
+            f"{err}; in trtexec terms: add --allowGPUFallback, or "
+            "--layerDeviceTypes=LAYER:GPU for those layers"
+        ) from None
+    part = placement.partition
+    for warning in part.warnings:
+        log.warn(warning)
+    for name, a in part.assignments.items():
+        log.debug(f"Layer {name}: {a.device} {a.precision}: {a.reason}")
+    if isinstance(request.calibration.source, RandomInputs) and "calibration" in plan.header:
+        log.warn("INT8 without --calib: scales came from 2 random inputs; performance "
+                 "numbers are valid, accuracy is not (trtexec sets arbitrary ranges too)")
+    counts: dict[str, int] = {}
+    for a in part.assignments.values():
+        counts[a.device] = counts.get(a.device, 0) + 1
+    log.info("Engine built: " + ", ".join(f"{n} layers on {d}" for d, n in sorted(counts.items()))
+             + f", {len(part.segments)} segments")
+    return plan
+
+
+def _request(onnx: str, opts: ExecOptions, log: Log) -> BuildRequest:
+    """trtexec's flags as a BuildRequest: without --useDLACore everything is on the GPU."""
     target = resolve_target(opts.get("target") or "host")
     policy = replace(resolve_policy(None, precision=_precision(opts)), source="trtexec flags")
     dla_core = opts.get("useDLACore")
@@ -275,48 +302,19 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
     rules = _layer_rules(opts)
     if rules:
         policy = replace(policy, rules=tuple(rules))
-    graph = load_model(onnx)
-    profiles = _build_profiles(opts, graph, log)
-    log.info(f"Building for {target.name} ({target.power_mode}), precision {policy.precision}, "
-             f"default device {policy.default_device}"
-             + (f" core {policy.dla_core}" if policy.default_device == "dla" else ""))
-    try:
-        placement = place(onnx, target, policy, graph=graph, profiles=profiles)
-    except PartitionError as err:
-        if policy.gpu_fallback:
-            raise
-        raise PartitionError(
-            f"{err}; in trtexec terms: add --allowGPUFallback, or "
-            "--layerDeviceTypes=LAYER:GPU for those layers"
-        ) from None
-    for warning in placement.partition.warnings:
-        log.warn(warning)
-    for name, a in placement.partition.assignments.items():
-        log.debug(f"Layer {name}: {a.device} {a.precision}: {a.reason}")
-    scales = None
-    if any(a.precision == "int8" for a in placement.partition.assignments.values()):
-        cgraph = placement.graph
-        if profiles and not all(t.is_static for t in cgraph.inputs):
-            from partitioner.profiles import opt_dims
-
-            cgraph = fix_dims(cgraph, opt_dims(profiles[0], cgraph.inputs))
-        calib = opts.get("calib")
-        if calib:
-            if not Path(calib).is_file():
-                raise InputError(f"--calib={calib}: no such calibration cache file")
-            scales = calibrate(cgraph, cache=calib)
-        else:
-            log.warn("INT8 without --calib: scales come from 2 random inputs; performance "
-                     "numbers are valid, accuracy is not (trtexec sets arbitrary ranges too)")
-            scales = calibrate(cgraph, calib_random=2)
-    plan = build_plan(placement, scales, lambda m: log.debug(m))
-    part = placement.partition
-    counts: dict[str, int] = {}
-    for a in part.assignments.values():
-        counts[a.device] = counts.get(a.device, 0) + 1
-    log.info("Engine built: " + ", ".join(f"{n} layers on {d}" for d, n in sorted(counts.items()))
-             + f", {len(part.segments)} segments")
-    return plan
+    graph = load_model(onnx)  # read here: a dynamic input without shapes gets a profile
+    calib = opts.get("calib")
+    # trtexec calibrates INT8 without data on arbitrary ranges; two random inputs stand in
+    source = source_from_path(calib, f"--calib={calib}") if calib else RandomInputs(2)
+    return BuildRequest(
+        model=onnx,
+        target=target,
+        policy=policy,
+        graph=graph,
+        profiles=tuple(_build_profiles(opts, graph, log)),
+        calibration=Calibration(source),
+        timing_cache=timing_cache_at(opts.get("timingCacheFile")),  # trtexec builds with it
+    )
 
 
 def _precision(opts: ExecOptions) -> str:

@@ -10,24 +10,22 @@ from partitioner.analysis import summarize
 from partitioner.errors import TandemError
 from partitioner.report import format_text, to_dot, to_json
 from tandem.api import load_graph
+from tandem.commands._args import add_build_args, build_request, is_plan
 from tandem.commands._common import (
     add_json_arg,
-    add_model_args,
-    add_target_args,
     human,
     print_json,
     shape_text,
     table,
 )
-from tandem.pipeline import is_plan, place_from_args
 from tandem.svg import render_svg
+from targets.build import place_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show layers, parameters, FLOPs and placements of a model")
     p.add_argument("model", help="an ONNX model or a plan file")
-    add_model_args(p)
-    add_target_args(p)
+    add_build_args(p, profiles=False)
     p.add_argument("--svg", metavar="OUT.svg", help="draw the graph coloured by device (Graphviz)")
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -96,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def inspect_placement(args: argparse.Namespace) -> int:
-    placement = place_from_args(args)
+    placement = place_for(build_request(args, placement_only=True))
     graph, part, target = placement.graph, placement.partition, placement.target
     if args.svg:
         render_svg(to_dot(graph, part), args.svg)

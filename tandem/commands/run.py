@@ -27,15 +27,14 @@ from devices.runner import BaseRunner
 from devices.runtime import PlanRunner, chrome_trace, predicted_trace
 from partitioner.errors import TandemError
 from tandem.api import load_graph
+from tandem.commands._args import add_build_args, build_request, is_plan
 from tandem.commands._common import (
     add_json_arg,
-    add_model_args,
-    add_target_args,
     print_json,
     shape_text,
     table,
 )
-from tandem.pipeline import add_profile_args, build_from_args, is_plan
+from targets.build import build
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,9 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="input shapes of the random data for a dynamic-shape plan (default: the first "
         "profile's opt shapes)",
     )
-    add_model_args(p)
-    add_target_args(p)
-    add_profile_args(p)
+    add_build_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -73,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if is_plan(args.model):
         plan = read_plan(args.model)
     elif args.target:
-        _, plan = build_from_args(args)
+        plan = build(build_request(args)).plan
     runner: BaseRunner
     if plan is not None:
         runner = PlanRunner(plan, args.backend, timing_cache=args.timing_cache)

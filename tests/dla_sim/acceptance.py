@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devices.calibration import activations as capture_activations
 from devices.cpu import CpuRunner, evaluate_node
-from devices.dla import capture_activations
 from dla_sim.calibration import calibrate, random_batches
 from partitioner.onnx_import import import_onnx
 from partitioner.passes.pipeline import simplify

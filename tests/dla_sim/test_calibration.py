@@ -1,4 +1,5 @@
-"""INT8 calibration: calibrators, TensorRT's cache format, calibration sets, Q/DQ stripping."""
+"""INT8 calibration: calibrators, TensorRT's cache format, Q/DQ stripping (the calibration
+path from a source to scales is tested in tests/devices/test_calibration.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import struct
 import numpy as np
 import pytest
 
-from devices.dla import calibrate_graph
 from dla_sim.calibration import (
     NUM_BINS,
     AbsHistogram,
@@ -15,14 +15,12 @@ from dla_sim.calibration import (
     calibrate,
     entropy_threshold,
     format_cache,
-    npz_batches,
     parse_cache,
-    random_batches,
     read_cache,
     write_cache,
 )
-from dla_sim.qdq import strip_qdq
 from partitioner.errors import ModelError
+from partitioner.passes import strip_qdq
 from tests.dla_sim.graphs import Builder
 
 # The head of a real TensorRT cache (NVIDIA-AI-IOT/cuDLA-samples data/model/qat2ptq.cache),
@@ -104,35 +102,6 @@ def test_histogram_range_grows_by_exact_bin_merges() -> None:
     # The first batch's maximum sat in the top bin of range 1, which merges into bin 511.
     direct[511] += 1
     np.testing.assert_array_equal(hist.counts, direct)
-
-
-def _conv_relu_graph():  # type: ignore[no-untyped-def]
-    b = Builder("calib")
-    x = b.input("x", (1, 3, 8, 8))
-    rng = np.random.default_rng(2)
-    y = b.conv(x, rng.standard_normal((4, 3, 3, 3)) * 0.3, pads=(1, 1, 1, 1))
-    r = b.op("Relu", [y], (1, 4, 8, 8))
-    return b.output(r)
-
-
-def test_calibrate_graph_over_npz_directory_and_random_set(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    g = _conv_relu_graph()
-    rng = np.random.default_rng(5)
-    for i in range(3):
-        np.savez(tmp_path / f"{i:03d}.npz", x=rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
-    scales = calibrate_graph(g, npz_batches(tmp_path, ["x"]), method="minmax")
-    assert set(scales) == {"x", g.nodes[0].outputs[0].name, g.outputs[0].name}
-    assert all(s > 0 for s in scales.values())
-    random_scales = calibrate_graph(g, random_batches({"x": ((1, 3, 8, 8), "float32")}, 4))
-    assert set(random_scales) == set(scales)
-
-
-def test_calibration_set_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(CalibrationError, match="holds no .npz files"):
-        list(npz_batches(tmp_path, ["x"]))
-    np.savez(tmp_path / "a.npz", y=np.zeros(3))
-    with pytest.raises(CalibrationError, match="a.npz' lacks input\\(s\\) x"):
-        list(npz_batches(tmp_path, ["x"]))
 
 
 def test_qdq_model_becomes_per_tensor_scales() -> None:

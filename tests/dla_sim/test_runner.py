@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
+from devices.calibration import Calibration, calibrate, source_from_path
 from devices.cpu import run_graph
-from devices.dla import DlaEmulatorRunner, DlaHardwareBackend, DlaUnavailableError, load_scales
-from dla_sim.calibration import CalibrationError, write_cache
+from devices.dla import DlaEmulatorRunner, DlaHardwareBackend, DlaUnavailableError
 from dla_sim.compiler import compile_loadable
 from dla_sim.loadable import Loadable
 from partitioner.errors import InputError
@@ -59,19 +59,11 @@ def test_real_dla_path_says_plainly_that_it_is_unavailable() -> None:
         backend.build(_graph(), "fp16")
 
 
-def test_load_scales_from_cache_directory_or_random(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_calibrated_scales_drive_an_int8_emulator_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     g = _graph()
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "a.npz", x=rng.standard_normal((1, 4, 6, 6)).astype(np.float32))
-    from_dir = load_scales(g, tmp_path, method="minmax")
-    cache = tmp_path / "calib.cache"
-    write_cache(cache, from_dir, method="minmax")
-    assert load_scales(g, cache) == from_dir
-    assert set(load_scales(g, 3)) == set(from_dir)
-    assert load_scales(g, None) == {}
-    with pytest.raises(CalibrationError, match="neither a calibration cache"):
-        load_scales(g, tmp_path / "missing")
-    # the scales drive an INT8 run end to end
+    from_dir = calibrate(g, Calibration(source_from_path(tmp_path)), method="minmax")
     with DlaEmulatorRunner(g, precision="int8", scales=from_dir) as runner:
         out = runner.infer({"x": np.zeros((1, 4, 6, 6), np.float32)})
     assert runner.loadable is not None and runner.loadable.tensors["x"].dtype == "int8"

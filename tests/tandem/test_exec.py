@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
+from devices.calibration import Calibration, RandomInputs, calibrate
 from devices.plan import read_plan
 from dla_sim.calibration import write_cache
 from tandem.cli import main
 from tandem.commands.exec import parse_flags, percentile
-from targets.build import calibrate, load_model
+from targets.build import load_model
 from tests.models import zoo_model_path
 
 FAST = ["--iterations=3", "--duration=0", "--warmUp=0"]
@@ -133,7 +134,7 @@ def test_layer_device_types_and_precisions(capsys, model, tmp_path):
 
 def test_int8_with_a_calibration_cache(capsys, model, tmp_path):
     cache = tmp_path / "calib.cache"
-    write_cache(cache, calibrate(load_model(model), calib_random=2))
+    write_cache(cache, calibrate(load_model(model), Calibration(RandomInputs(2))))
     assert cache.read_text().startswith("TRT-")
     info = tmp_path / "l.json"
     code, out, _ = run_exec(capsys, f"--onnx={model}", "--int8", f"--calib={cache}",

@@ -5,6 +5,9 @@ turns a Q/DQ model into a plain float model plus a calibration cache. This does 
 IR: an activation ``x -> Q -> DQ -> consumers`` becomes ``x -> consumers`` with ``scale[x] =
 y_scale``; a weight ``W -> Q -> DQ`` (or an int8 ``W -> DQ``) becomes the dequantised float
 constant, which the compiler requantises per output channel.
+
+Unlike the in-place passes beside it, this returns a new graph and the scales it lifted out:
+the build keeps the scales for calibration, so they cannot be a side effect.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import numpy as np
 
 from partitioner.errors import ModelError
 from partitioner.ir import Constant, Graph, Node
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+def has_qdq(graph: Graph) -> bool:
+    """True for a quantisation-aware-trained model (one with Q/DQ layers)."""
+    return any(n.op in QDQ_OPS for n in graph.nodes)
 
 
 def _constant(node: Node, index: int, what: str) -> np.ndarray:

@@ -1,0 +1,172 @@
+"""The one calibration path: per-tensor INT8 scales for a graph from what the user gave.
+
+A calibration source is one of
+
+- :class:`NpzFolder` -- a folder of ``.npz`` feeds (one batch per file, sorted by name);
+- :class:`CacheFile` -- a TensorRT-format calibration cache to read the scales from;
+- :class:`RandomInputs` -- N seeded random feeds (a smoke run: valid timings, not accuracy);
+- a :class:`Calibrator` -- an object with TensorRT's calibrator methods (``get_batch`` and the
+  two cache methods), as ``tandem.IInt8EntropyCalibrator2`` subclasses have.
+
+Batches run through the FP32 CPU reference with every tensor captured, and ``dla_sim``'s
+EntropyCalibrator2 turns the activations into scales (``dla_sim`` may not import ``devices``,
+so the reference is wired in here). A folder of images would be one more source beside these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from devices.cpu import CpuRunner
+from devices.io import load_feeds, random_inputs
+from dla_sim.calibration import (
+    CalibrationError,
+    format_cache,
+    parse_cache,
+    read_cache,
+    write_cache,
+)
+from dla_sim.calibration import calibrate as scales_from_activations
+from partitioner.errors import InputError
+from partitioner.ir import Graph
+
+
+@dataclass(frozen=True)
+class NpzFolder:
+    path: Path
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    path: Path
+
+
+@dataclass(frozen=True)
+class RandomInputs:
+    count: int
+    seed: int = 0
+
+
+class Calibrator(Protocol):
+    """TensorRT's calibrator interface: batches until ``None``, and a cache it may hold."""
+
+    def get_batch(self, names: Sequence[str]) -> Mapping[str, Any] | None: ...
+
+    def read_calibration_cache(self) -> bytes | None: ...
+
+    def write_calibration_cache(self, cache: bytes) -> None: ...
+
+
+Source = NpzFolder | CacheFile | RandomInputs | Calibrator
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where an INT8 build's scales come from."""
+
+    source: Source | None = None
+    #: ``--calib-cache``: read when no source is given and it exists; written after
+    #: calibrating from batches, so the next build can skip the calibration run
+    cache: Path | None = None
+    #: how to give calibration in the terms of the front end that made this (its flags or
+    #: attributes), for the error an INT8 build without any raises
+    hint: str = "give a calibration source or cache"
+
+    @property
+    def given(self) -> bool:
+        return self.source is not None or self.cache is not None
+
+
+def source_from_path(path: str | Path, given_as: str | None = None) -> NpzFolder | CacheFile:
+    """``--calib PATH`` in every command: a folder is a set of ``.npz`` feeds, a file is a
+    calibration cache; told apart by what the path is, not by its name. ``given_as`` is how
+    the user wrote it (``--calib=cal.cache`` in ``tandem exec``), for the error."""
+    p = Path(path)
+    flag = given_as or f"--calib {p}"
+    if p.is_dir():
+        return NpzFolder(p)
+    if p.is_file():
+        if p.suffix == ".npz":
+            raise InputError(
+                f"{flag}: a single .npz file; expected a folder of .npz files or a "
+                "TensorRT calibration cache file"
+            )
+        return CacheFile(p)
+    raise InputError(
+        f"{flag}: no such file or folder; expected a folder of .npz files or a TensorRT "
+        "calibration cache file"
+    )
+
+
+def calibrate(graph: Graph, calibration: Calibration, method: str = "entropy") -> dict[str, float]:
+    """INT8 scales for ``graph`` (at fixed shapes) from ``calibration``'s source or cache."""
+    source, cache = calibration.source, calibration.cache
+    if isinstance(source, CacheFile):
+        return read_cache(source.path)
+    if source is None:
+        if cache is not None and cache.exists():
+            return read_cache(cache)
+        raise CalibrationError(f"an INT8 build needs calibration data: {calibration.hint}")
+    if isinstance(source, (NpzFolder, RandomInputs)):
+        scales = scales_from_activations(activations(graph, batches(graph, source)), method)
+        if cache is not None:
+            write_cache(cache, scales, method)
+        return scales
+    return _from_calibrator(graph, source, method)
+
+
+def _from_calibrator(graph: Graph, calibrator: Calibrator, method: str) -> dict[str, float]:
+    """TensorRT's order: the calibrator's own cache when it has one, else its batches (and
+    the scales handed back to it to cache)."""
+    cached = calibrator.read_calibration_cache()
+    if cached:
+        return parse_cache(bytes(cached).decode("utf-8"), "<calibrator cache>")[1]
+    scales = scales_from_activations(activations(graph, _calibrator_batches(graph, calibrator)),
+                                     method)
+    if not scales:
+        raise CalibrationError("the calibrator gave no batches: get_batch returned None at once")
+    calibrator.write_calibration_cache(format_cache(scales, method).encode("utf-8"))
+    return scales
+
+
+def batches(graph: Graph, source: NpzFolder | RandomInputs) -> Iterator[dict[str, np.ndarray]]:
+    """Feed dicts for ``graph``'s inputs, read one at a time."""
+    if isinstance(source, RandomInputs):
+        if source.count < 1:
+            raise InputError(f"--calib-random {source.count}: expected N >= 1")
+        for i in range(source.count):
+            yield random_inputs(graph, seed=source.seed + i)
+        return
+    files = sorted(source.path.glob("*.npz")) if source.path.is_dir() else []
+    if not files:
+        raise InputError(f"{source.path}: expected a folder of .npz calibration files; found none")
+    for f in files:
+        yield load_feeds(graph, f)
+
+
+def _calibrator_batches(graph: Graph, calibrator: Calibrator) -> Iterator[dict[str, np.ndarray]]:
+    names = [t.name for t in graph.inputs]
+    while True:
+        batch = calibrator.get_batch(names)
+        if batch is None:
+            return
+        missing = [n for n in names if n not in batch]
+        if missing:
+            raise CalibrationError(f"calibrator batch lacks input(s) {', '.join(missing)}")
+        yield {n: np.asarray(batch[n]) for n in names}
+
+
+def activations(
+    graph: Graph, feeds: Iterable[Mapping[str, np.ndarray]]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every tensor of ``graph`` for each batch, as the FP32 reference computes it."""
+    runner = CpuRunner(graph, capture=True)
+    with runner:
+        for batch in feeds:
+            outputs = runner.infer(dict(batch))
+            yield {**batch, **runner.captured, **outputs}

@@ -1,0 +1,233 @@
+"""Argument groups shared by ``build``, ``run``, ``compare`` and ``inspect``.
+
+As in Polygraphy's ``tools/args``, each group declares its flags (``add``) and decodes them
+into typed values (``decode``); :func:`build_request` assembles a ``BuildRequest`` from the
+groups a command subscribed to. A flag's meaning therefore lives in one place, and is the
+same in every command that takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from devices.calibration import Calibration, RandomInputs, Source, source_from_path
+from devices.hardware import TargetSpec
+from devices.io import parse_dims
+from devices.plan import MAGIC
+from gpu_kernels.timing_cache import TimingCache
+from partitioner.errors import InputError
+from partitioner.policy import Policy
+from partitioner.profiles import OptimizationProfile, parse_shape_list
+from targets.build import resolve_policy, resolve_target
+from targets.request import BuildRequest
+
+
+def is_plan(path: str) -> bool:
+    """True when ``path`` starts with the plan magic (anything else is treated as ONNX)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class ModelArgs:
+    """``--dim`` and ``--no-optimize``: how the ONNX model is imported."""
+
+    @staticmethod
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--dim",
+            action="append",
+            metavar="NAME=N",
+            help="fix a symbolic input dimension, e.g. --dim batch=1 (repeatable)",
+        )
+        parser.add_argument(
+            "--no-optimize",
+            action="store_true",
+            help="skip the import-time passes (constant folding, BN folding, identity removal)",
+        )
+
+    @staticmethod
+    def decode(args: argparse.Namespace) -> dict[str, int]:
+        return parse_dims(args.dim)
+
+
+class TargetArgs:
+    """The board, its power mode, and the device policy with its command-line overrides."""
+
+    @staticmethod
+    def add(group: Any, required: bool) -> None:
+        group.add_argument(
+            "--target",
+            required=required,
+            metavar="T",
+            help="a catalog board (orin-agx-64gb, xavier-nx, ...), a target YAML path, or 'host'",
+        )
+        group.add_argument("--power-mode", metavar="M", help="nvpmodel mode (MAXN, 15W, ...)")
+        group.add_argument("--policy", metavar="P.yaml", help="device policy (docs/policy.md)")
+        group.add_argument("--partition", choices=("trt", "cost"), help="placement strategy")
+        group.add_argument("--dla-core", type=int, choices=(0, 1), help="DLA core to use")
+        prec = group.add_mutually_exclusive_group()
+        for name in ("fp32", "fp16", "int8"):
+            prec.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
+
+    @staticmethod
+    def decode(args: argparse.Namespace) -> tuple[TargetSpec, Policy]:
+        target = resolve_target(args.target, args.power_mode)
+        policy = resolve_policy(
+            args.policy, precision=args.precision, strategy=args.partition, dla_core=args.dla_core
+        )
+        return target, policy
+
+
+class CalibrationArgs:
+    """``--calib DIR|FILE``, ``--calib-random N``, ``--calib-cache FILE`` -> a Calibration."""
+
+    HINT = (
+        "pass --calib DIR|FILE (a folder of .npz files or a calibration cache), --calib-random N "
+        "(a smoke run), or --calib-cache FILE (an existing cache)"
+    )
+
+    @staticmethod
+    def add(group: Any) -> None:
+        group.add_argument(
+            "--calib",
+            metavar="DIR|FILE",
+            help="INT8 calibration: a folder of .npz inputs, or a TensorRT-format calibration "
+            "cache file",
+        )
+        group.add_argument(
+            "--calib-random",
+            type=int,
+            default=0,
+            metavar="N",
+            help="calibrate INT8 on N seeded random inputs (a smoke run, not for accuracy)",
+        )
+        group.add_argument(
+            "--calib-cache",
+            metavar="FILE",
+            help="TensorRT-format calibration cache: read when no --calib/--calib-random is "
+            "given, written after calibrating",
+        )
+
+    @classmethod
+    def decode(cls, args: argparse.Namespace) -> Calibration:
+        if args.calib and args.calib_random:
+            raise InputError("--calib and --calib-random: give one calibration source, not both")
+        source: Source | None = None
+        if args.calib:
+            source = source_from_path(args.calib)
+        elif args.calib_random:
+            source = RandomInputs(args.calib_random)
+        cache = Path(args.calib_cache) if args.calib_cache else None
+        return Calibration(source, cache, cls.HINT)
+
+
+class TimingCacheArgs:
+    """``--timing-cache FILE``: GPU tactic times (from ``tandem deploy --tune`` on a board, or
+    ``tandem run --timing-cache`` on a GPU); a missing file is simply an empty cache."""
+
+    @staticmethod
+    def add(group: Any) -> None:
+        group.add_argument(
+            "--timing-cache",
+            metavar="FILE",
+            help="GPU tactic timing cache (JSON): picks tactics at build; on a GPU, `run` "
+            "autotunes and writes what it measured back to it",
+        )
+
+    @staticmethod
+    def decode(args: argparse.Namespace) -> TimingCache | None:
+        return timing_cache_at(args.timing_cache)
+
+
+def timing_cache_at(path: str | None) -> TimingCache | None:
+    """The timing cache in file ``path`` (``None`` without one); a file not yet written is an
+    empty cache, which the first run on a GPU fills."""
+    if not path:
+        return None
+    return TimingCache.load(path) if Path(path).is_file() else TimingCache()
+
+
+class ProfileArgs:
+    """``--min-shapes/--opt-shapes/--max-shapes`` (trtexec's syntax); the k-th use of each
+    makes profile k, so a plan can carry several."""
+
+    @staticmethod
+    def add(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("dynamic shapes (optimisation profiles)")
+        for which in ("min", "opt", "max"):
+            group.add_argument(
+                f"--{which}-shapes",
+                action="append",
+                metavar="NAME:DIMS[,...]",
+                help=f"{which} shapes of one profile, e.g. input:1x3x224x224 (repeat for more "
+                "profiles)",
+            )
+
+    @staticmethod
+    def decode(args: argparse.Namespace) -> tuple[OptimizationProfile, ...]:
+        lows = args.min_shapes or []
+        opts = args.opt_shapes or []
+        highs = args.max_shapes or []
+        if not (len(lows) == len(opts) == len(highs)):
+            raise InputError(
+                f"--min-shapes, --opt-shapes and --max-shapes: each profile needs all three "
+                f"(got {len(lows)}, {len(opts)} and {len(highs)})"
+            )
+        profiles = []
+        for i, (lo, mid, hi) in enumerate(zip(lows, opts, highs)):
+            parsed = [
+                parse_shape_list(t, f"--{w}-shapes")
+                for t, w in ((lo, "min"), (mid, "opt"), (hi, "max"))
+            ]
+            if not parsed[0].keys() == parsed[1].keys() == parsed[2].keys():
+                raise InputError(
+                    f"profile {i}: --min-shapes, --opt-shapes and --max-shapes must "
+                    "name the same inputs"
+                )
+            profile = OptimizationProfile()
+            for name in parsed[0]:
+                profile.set_shape(name, parsed[0][name], parsed[1][name], parsed[2][name])
+            profiles.append(profile)
+        return tuple(profiles)
+
+
+def add_build_args(
+    parser: argparse.ArgumentParser, *, target_required: bool = False, profiles: bool = True
+) -> None:
+    """Subscribe a command to every group a build needs (``profiles`` off: no dynamic-shape
+    flags, and the model's own shapes are used)."""
+    ModelArgs.add(parser)
+    group = parser.add_argument_group("target and placement")
+    TargetArgs.add(group, target_required)
+    CalibrationArgs.add(group)
+    TimingCacheArgs.add(group)
+    if profiles:
+        ProfileArgs.add(parser)
+
+
+def build_request(args: argparse.Namespace, *, placement_only: bool = False) -> BuildRequest:
+    """A command's parsed arguments as a ``BuildRequest`` (``args.model`` is the ONNX file).
+
+    ``placement_only`` (``inspect``): calibration and timing-cache flags are accepted there
+    but mean nothing, so they are not read."""
+    target, policy = TargetArgs.decode(args)
+    request = BuildRequest(
+        model=args.model,
+        target=target,
+        policy=policy,
+        fixed_dims=ModelArgs.decode(args),
+        profiles=ProfileArgs.decode(args) if hasattr(args, "min_shapes") else (),
+    )
+    if placement_only:
+        return request
+    return replace(
+        request,
+        calibration=CalibrationArgs.decode(args),
+        timing_cache=TimingCacheArgs.decode(args),
+    )
