@@ -284,7 +284,7 @@ def deploy_plan(
     result = DeployResult(board.name, board.host, str(header["target"]), sha256=local_hash)
     timeouts = timeouts or Timeouts()
     reaching = 0.0  # seconds spent failing to open a session, backoff included
-    for attempt in range(retries + 1):
+    for attempt in range(max(retries, 0) + 1):
         result.attempts = attempt + 1
         opening, opened = time.monotonic(), False
         try:

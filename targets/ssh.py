@@ -265,6 +265,8 @@ class BoardConnection:
                 "an attack; if the board was reflashed, remove the old key with "
                 f"`ssh-keygen -R '{host}' -f {self.known_hosts}`"
             )
+        if isinstance(err, paramiko.PasswordRequiredException):  # a default key (~/.ssh/id_*)
+            return AuthError(f"a key for {where} is passphrase-protected; add it to ssh-agent")
         if isinstance(err, paramiko.AuthenticationException):
             if str(err) == "Authentication timeout.":  # the board did not answer in time
                 return SSHTimeoutError(
@@ -528,16 +530,6 @@ class BoardConnection:
                 raise
             raise self._transfer_error(exc, f"downloading {remote}") from None
         return os.path.getsize(final)
-
-    def listdir_attr(self, remote: str) -> list[Any]:
-        try:
-            return list(self.sftp().listdir_attr(remote))
-        except TandemError:
-            raise
-        except FileNotFoundError:
-            return []
-        except BaseException as exc:
-            raise self._transfer_error(exc, f"listing {remote}") from None
 
     def sha256(self, remote: str) -> str | None:
         """``sha256sum`` of a remote file computed on the board; None when it does not exist."""

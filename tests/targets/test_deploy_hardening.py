@@ -344,3 +344,17 @@ def test_ctrl_c_mid_upload_leaves_nothing_on_the_board(fleet: Fleet, tmp_path: P
     assert err.strip().splitlines()[-1] == "tandem: interrupted"
     assert not final_path(board, plan).exists() and parts_left(board) == []
     assert os.listdir(board.board_dir / "plans") == []
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--retries", "-1"), ("--connect-timeout", "0"), ("--connect-timeout", "nan")]
+    + [("--command-timeout", "-5")],
+)
+def test_deploy_numbers_out_of_range_are_usage_errors(tmp_path: Path, capsys, flag, value):
+    """``--retries -1`` used to run no attempt at all and report the board as deployed."""
+    from tandem.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["deploy", str(tmp_path / "m.plan"), "--board", "b", flag, value])
+    assert info.value.code == 2 and flag in capsys.readouterr().err
