@@ -2,18 +2,23 @@
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func(args) -> int``. Errors derived from TandemError print one line and exit 1 (``--debug``
-shows the traceback); usage errors exit 2 (argparse's convention).
+shows the traceback); usage errors exit 2 (argparse's convention); Ctrl-C exits 130 with one
+line, at any moment: this module imports only what is light at the top, and ``main`` runs
+everything else, the commands' imports included, inside its handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from partitioner.errors import TandemError
-from partitioner.plugins import load_plugin_modules
 from tandem import __version__
 
 # Order is the order of `tandem --help`. Adding a command = adding its module name here.
@@ -74,21 +79,64 @@ def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        load_plugin_modules(getattr(args, "plugin_modules", None))
+        with _ctrl_c_exits_at_once():
+            _printable_output()
+            parser = build_parser()
+        return _run(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        print("tandem: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        with _ctrl_c_exits_at_once():
+            from partitioner.plugins import load_plugin_modules
+
+            load_plugin_modules(getattr(args, "plugin_modules", None))
         return int(args.func(args) or 0)
     except TandemError as err:
         if args.debug:
             raise
         print(f"tandem: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("tandem: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 0
+
+
+@contextmanager
+def _ctrl_c_exits_at_once() -> Iterator[None]:
+    """While modules import (and the streams are reconfigured), Ctrl-C ends the process at
+    once instead of raising: an exception raised in the middle of a C extension's
+    initialisation can crash it (protobuf's did, with SIGSEGV), one in the middle of
+    ``reconfigure`` leaves stderr unwritable, and nothing is being written yet that would need
+    cleaning up. Only where Python's own handler is in place (not where SIGINT is ignored, nor
+    off the main thread)."""
+    shield = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    if shield:
+        signal.signal(signal.SIGINT, _exit_interrupted)
+    try:
+        yield
+    finally:
+        if shield:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    os.write(2, b"tandem: interrupted\n")  # the raw fd: sys.stderr may be mid-reconfigure
+    os._exit(130)
+
+
+def _printable_output() -> None:
+    """Any text prints: a character the terminal's encoding lacks (or a lone surrogate, which
+    no encoding has, e.g. from a YAML escape) shows as a backslash escape, not an error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":

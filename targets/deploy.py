@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.io import write_atomic
 from devices.plan import file_sha256, read_plan
 from partitioner.errors import TandemError
 from targets.inventory import Board
@@ -27,7 +28,21 @@ from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
 #: installed, bench, retry, done.
 Progress = Callable[[str, str, dict[str, Any]], None]
 
-STALE_PART_SECONDS = 600  # a temp upload older than this belongs to a dead deploy
+# Uploads go to ".NAME.<8 hex digits>.part" beside NAME. While one is under way its deploy holds
+# a shared flock(1) on <remote_dir>/UPLOAD_LOCK, from its board-side shell; a dropped
+# connection ends that shell and so releases the lock. A deploy that gets the lock exclusively
+# knows no upload to that board is alive, and removes every file of exactly that shape (a
+# killed upload's leftovers) in its folder, then holds the lock shared for its own upload.
+UPLOAD_LOCK = ".tandem-upload.lock"
+_TOKEN_BYTES = 4
+_PART_GLOB = ".?*." + "[0-9a-f]" * 2 * _TOKEN_BYTES + ".part"
+_SWEEP_AND_HOLD = f"""
+command -v flock >/dev/null 2>&1 || {{ echo unlocked; exec cat >/dev/null; }}
+exec 9>>"$2"
+if flock -n -x 9; then rm -f -- "$1"/{_PART_GLOB} 2>/dev/null; fi
+if flock -s 9; then echo locked; else echo unlocked; fi
+exec cat >/dev/null
+"""
 
 
 class HashMismatchError(TransientError):
@@ -101,15 +116,24 @@ def upload_verified(
 
     The bytes go to ``.<name>.<random>.part`` beside ``final``; only a copy whose on-board
     SHA-256 matches is renamed, so the final name never holds a partial or corrupt file.
+    Parts that killed uploads left in that folder are removed first (see ``UPLOAD_LOCK``).
     """
+    directory = final.rsplit("/", 1)[0]
+    home = conn.resolve(conn.board.remote_dir).rstrip("/")
+    conn.run(["mkdir", "-p", "--", directory, home])
+    with conn.hold(["sh", "-c", _SWEEP_AND_HOLD, "sh", directory, f"{home}/{UPLOAD_LOCK}"]):
+        return _upload_locked(conn, local, final, local_hash, progress)
+
+
+def _upload_locked(
+    conn: BoardConnection, local: str | Path, final: str, local_hash: str, progress: Progress | None
+) -> bool:
     name = conn.board.name
     directory, base = final.rsplit("/", 1)
-    conn.run(["mkdir", "-p", "--", directory])
     if conn.sha256(final) == local_hash:
         emit(progress, name, "skip", path=final, sha256=local_hash)
         return False
-    _clean_stale_parts(conn, directory, base)
-    part = f"{directory}/.{base}.{secrets.token_hex(4)}.part"
+    part = f"{directory}/.{base}.{secrets.token_hex(_TOKEN_BYTES)}.part"
     total = Path(local).stat().st_size
     emit(progress, name, "upload", path=part, bytes=total)
     try:
@@ -132,19 +156,10 @@ def upload_verified(
             try:
                 conn.run(["rm", "-f", "--", part], check=False)
             except TandemError:
-                pass  # the connection is going away; the part file is swept as stale later
+                pass  # the connection is going away; the next deploy here removes the part
         raise
     emit(progress, name, "installed", path=final)
     return True
-
-
-def _clean_stale_parts(conn: BoardConnection, directory: str, base: str) -> None:
-    now = time.time()
-    for entry in conn.listdir_attr(directory):
-        fname = entry.filename
-        if fname.startswith(f".{base}.") and fname.endswith(".part"):
-            if now - (entry.st_mtime or 0) > STALE_PART_SECONDS:
-                conn.run(["rm", "-f", "--", f"{directory}/{fname}"], check=False)
 
 
 def emit(progress: Progress | None, board: str, event: str, **details: Any) -> None:
@@ -184,10 +199,10 @@ def bench_remote(
         ) from None
     if not isinstance(report, dict):
         raise BenchError(f"`tandem run --json` on {conn.label} printed {type(report).__name__}")
-    local_dir = results_dir / board.name
-    local_dir.mkdir(parents=True, exist_ok=True)
-    saved = local_dir / f"{stem}.json"
-    saved.write_text(json.dumps(report, indent=2, sort_keys=True))
+    local_dir = _local_dir(results_dir, board)
+    saved = write_atomic(
+        local_dir / f"{stem}.json", json.dumps(report, indent=2, sort_keys=True).encode()
+    )
     profile: Path | None = local_dir / f"{stem}.trace.json"
     assert profile is not None
     if conn.sha256(trace) is None:
@@ -195,6 +210,16 @@ def bench_remote(
     else:
         conn.get(trace, profile)
     return report, saved, profile
+
+
+def _local_dir(results_dir: Path, board: Board) -> Path:
+    """``results_dir/<board>``, created."""
+    folder = results_dir / board.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BoardError(f"cannot create {folder} for results: {err.strerror or err}") from None
+    return folder
 
 
 def tune_remote(
@@ -226,8 +251,7 @@ def tune_remote(
             f"tuning on {conn.label} measured nothing: the plan has no GPU segment with "
             "convolution tactics to time"
         )
-    local_dir = results_dir / board.name
-    local_dir.mkdir(parents=True, exist_ok=True)
+    local_dir = _local_dir(results_dir, board)
     local = local_dir / f"{stem}.timing.json"
     conn.get(cache, local)
     return local
@@ -249,13 +273,20 @@ def deploy_plan(
     backoff: float = 0.5,
     progress: Progress | None = None,
 ) -> DeployResult:
-    """Deploy (and with ``bench`` benchmark) one plan on one board; raises on failure."""
+    """Deploy (and with ``bench`` benchmark) one plan on one board; raises on failure.
+
+    A transient failure is retried up to ``retries`` times; failing to reach the board stops
+    retrying once ``timeouts.total`` seconds are spent on it (time after a session opened,
+    such as an upload that dropped, does not count)."""
     start = time.monotonic()
     header = check_target(plan_path, board)
     local_hash = file_sha256(plan_path)
     result = DeployResult(board.name, board.host, str(header["target"]), sha256=local_hash)
-    for attempt in range(retries + 1):
+    timeouts = timeouts or Timeouts()
+    reaching = 0.0  # seconds spent failing to open a session, backoff included
+    for attempt in range(max(retries, 0) + 1):
         result.attempts = attempt + 1
+        opening, opened = time.monotonic(), False
         try:
             with BoardConnection(
                 board,
@@ -264,7 +295,8 @@ def deploy_plan(
                 timeouts=timeouts,
             ) as conn:
                 emit(progress, board.name, "connect", attempt=attempt + 1)
-                conn.open()
+                conn.open(deadline=opening + timeouts.total - reaching)
+                opened = True
                 final = remote_plan_path(conn, plan_path)
                 result.remote_path = final
                 result.uploaded = (
@@ -285,9 +317,11 @@ def deploy_plan(
                     result.profile = str(profile) if profile else None
             break
         except TransientError as err:
-            if attempt == retries:
-                raise type(err)(f"{err} (gave up after {attempt + 1} attempts)") from None
             delay = backoff * 2**attempt
+            if not opened:
+                reaching += time.monotonic() - opening + delay
+            if attempt == retries or reaching >= timeouts.total:
+                raise type(err)(f"{err} (gave up after {attempt + 1} attempts)") from None
             emit(progress, board.name, "retry", error=str(err), delay=delay)
             time.sleep(delay)
     result.seconds = time.monotonic() - start
@@ -327,10 +361,30 @@ def deploy_group(
                 details={"type": type(err).__name__},
             )
 
-    if not boards:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(boards)))) as pool:
-        return list(pool.map(one, boards))
+    # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the main thread leaves at once, and
+    # an executor would first wait for every running deploy. What an abandoned upload leaves
+    # on a board is a ``.part`` file, which the next deploy there removes.
+    results: list[DeployResult | None] = [None] * len(boards)
+    todo = iter(range(len(boards)))
+    take = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with take:
+                index = next(todo, None)
+            if index is None:
+                return
+            results[index] = one(boards[index])
+
+    threads = [
+        threading.Thread(target=worker, name=f"deploy-{i}", daemon=True)
+        for i in range(max(1, min(concurrency, len(boards))))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r for r in results if r is not None]
 
 
 def summary_table(results: Sequence[DeployResult]) -> str:

@@ -73,7 +73,14 @@ def register(subparsers: Any) -> None:
         help="boards at a time for --group (default 4)",
     )
     p.add_argument("--retries", type=int, default=3, help="retries of transient failures")
-    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=Timeouts.total,
+        metavar="S",
+        help="give up reaching a board after S seconds: TCP connect, SSH handshake and "
+        f"authentication, retries included (default {Timeouts.total:g})",
+    )
     p.add_argument("--command-timeout", type=float, default=600.0, metavar="S")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=lambda args: run(args, p))
@@ -84,10 +91,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--concurrency must be at least 1")
     if args.iterations is not None and args.iterations < 1:
         parser.error("--iterations must be at least 1")
+    if args.retries < 0:
+        parser.error("--retries must be 0 or more")
+    for flag in ("connect_timeout", "command_timeout"):
+        if not getattr(args, flag) > 0:  # also refuses nan
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number of seconds")
     inventory = load_inventory(args.inventory)
     boards = inventory.select(board=args.board, group=args.group)
     run_args = ["--backend", args.backend] if args.backend else []
-    timeouts = Timeouts(connect=args.connect_timeout, command=args.command_timeout)
+    timeouts = Timeouts(total=args.connect_timeout, command=args.command_timeout)
 
     def progress(board: str, event: str, details: dict[str, Any]) -> None:
         if event in _SHOWN and not args.json:

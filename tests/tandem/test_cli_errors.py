@@ -172,3 +172,31 @@ def test_unwritable_output_is_one_clear_line_and_leaves_nothing(tmp_path, capsys
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert "cannot write" in err or "missing-folder" in err
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"PYTHONIOENCODING": "ascii"}, {"LANG": "C", "LC_ALL": "C"}],
+    ids=["default", "ascii", "C-locale"],
+)
+def test_any_text_prints_whatever_the_output_encoding(tmp_path, env):
+    """A lone surrogate (a YAML escape) has no encoding at all; "é" has none in ASCII. Both
+    print as backslash escapes instead of ending in UnicodeEncodeError."""
+    import os
+
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    policy = tmp_path / "odd.yaml"
+    policy.write_text(
+        'rules:\n  - name: "\\ud800"\n    device: gpu\n  - name: "caf\\xe9*"\n    device: gpu\n',
+        encoding="ascii",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tandem", "inspect", str(model), "--target", "orin-agx-64gb"]
+        + ["--policy", str(policy)],
+        capture_output=True,
+        env={**os.environ, **env},
+    )
+    out = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "\\ud800" in out
+    assert ("caf\\xe9" if env.get("PYTHONIOENCODING") == "ascii" else "café") in out
