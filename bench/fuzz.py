@@ -19,6 +19,7 @@ import platform
 import re
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tests.fuzz.campaign import KINDS, Summary, run_campaign
@@ -56,6 +57,8 @@ def render_text(s: Summary) -> str:
     for kind, n in s.tried.items():
         exits = ", ".join(f"exit {k}: {v}" for k, v in sorted(s.exits[kind].items()))
         out.append(f"  {kind:<10} {n:>5} runs  {exits}  violations: {s.violating[kind]}")
+        for line, count in s.messages.get(kind, Counter()).most_common(3):
+            out.append(f"  {'':<10} {count:>5} x exit 1: {line}")
     for cls in sorted(s.classes.values(), key=lambda c: (c.kind, c.rule, c.key)):
         ex = cls.example
         assert ex is not None

@@ -40,7 +40,9 @@ class Command:
     mismatch: bool = False  # exit 3 is allowed (compare)
 
 
-_INSPECT = ("inspect", "{model}", "--target", TARGET, "--json")
+# inspect twice: --json (whose escapes hide bad strings) and the text report, which prints layer
+# and rule names as they are.
+_INSPECT = ("inspect", "{model}", "--target", TARGET)
 _BUILD = ("build", "{model}", "--target", TARGET, "--fp16", "--quiet", "-o", f"{OUT}/model.plan")
 _PLAN_OUT = (f"{OUT}/model.plan",)
 _NPZ_OUT = (f"{OUT}/outputs.npz",)
@@ -51,16 +53,19 @@ _DEPLOY = ("--inventory", "{input}", "--json", "--retries", "0", "--connect-time
 COMMANDS: dict[str, list[Command]] = {
     "onnx": [
         Command("inspect", ("inspect", "{input}", "--target", TARGET, "--json"), json=True),
+        Command("inspect-text", ("inspect", "{input}", "--target", TARGET)),
         Command("build", tuple(a.replace("{model}", "{input}") for a in _BUILD), _PLAN_OUT),
         Command("run", ("run", "{input}", "--json", *_SAVE), _NPZ_OUT, json=True),
         Command("compare", ("compare", "{input}"), mismatch=True),
     ],
     "policy": [
-        Command("inspect", (*_INSPECT, "--policy", "{input}"), json=True),
+        Command("inspect", (*_INSPECT, "--policy", "{input}", "--json"), json=True),
+        Command("inspect-text", (*_INSPECT, "--policy", "{input}")),
         Command("build", (*_BUILD, "--policy", "{input}"), _PLAN_OUT),
     ],
     "target": [
         Command("inspect", ("inspect", "{model}", "--target", "{input}", "--json"), json=True),
+        Command("inspect-text", ("inspect", "{model}", "--target", "{input}")),
         Command("build", tuple(a if a != TARGET else "{input}" for a in _BUILD), _PLAN_OUT),
     ],
     "inventory": [
@@ -70,6 +75,7 @@ COMMANDS: dict[str, list[Command]] = {
     ],
     "plan": [
         Command("inspect", ("inspect", "{input}", "--json"), json=True),
+        Command("inspect-text", ("inspect", "{input}")),
         Command("run", ("run", "{input}", "--backend", "cpu", "--json", *_SAVE), _NPZ_OUT, True),
         Command(
             "compare",
@@ -120,8 +126,9 @@ class Mutator:
         if kind == "target":
             op = yaml_mutators.TARGET[j % len(yaml_mutators.TARGET)]
             return Mutant(*op(rng, self.seeds.target), "target.yaml")
-        inv = rng.choice(self.seeds.inventories)
-        ops = yaml_mutators.INVENTORY
+        # Two mutations per seed in turn, shifted each round so that every pairing comes up.
+        ops, seeds = yaml_mutators.INVENTORY, self.seeds.inventories
+        inv = seeds[(j // 2 + j // len(ops)) % len(seeds)]
         name, data = ops[j % len(ops)](rng, inv.text)
         (case_dir / "keys").mkdir()
         (case_dir / "keys" / "orin").write_text("not a private key\n")  # the seed's key file
@@ -164,6 +171,7 @@ class Summary:
     tried: Counter = field(default_factory=Counter)
     exits: dict[str, Counter] = field(default_factory=dict)
     violating: Counter = field(default_factory=Counter)
+    messages: dict[str, Counter] = field(default_factory=dict)  # error lines: how deep it got
     classes: dict[tuple[str, str, str], FailureClass] = field(default_factory=dict)
 
     @property
@@ -235,6 +243,9 @@ def run_campaign(
             with lock:
                 summary.tried[result.kind] += 1
                 summary.exits.setdefault(result.kind, Counter())[str(result.exit)] += 1
+                if result.exit == 1 and result.stderr.startswith("tandem: error: "):
+                    line = result.stderr.splitlines()[0][len("tandem: error: ") :]
+                    summary.messages.setdefault(result.kind, Counter())[line[:90]] += 1
                 if result.violations:
                     summary.violating[result.kind] += 1
                 for v in result.violations:

@@ -25,7 +25,7 @@ GIB = 1 << 30
 
 #: The address-space cap of every child: far above the RSS bound, so a runaway allocation is
 #: measured (and reported as RSS) before the kernel refuses it, yet the shared machine survives.
-ADDRESS_SPACE_CAP = 6 * GIB
+ADDRESS_SPACE_CAP = 4 * GIB
 
 _USAGE_LINE = re.compile(r"^tandem( [\w-]+)*: error: \S")
 _TRACEBACK = "Traceback (most recent call last)"
