@@ -74,10 +74,11 @@ def test_check_names_every_broken_promise(tmp_path: Path) -> None:
     result = _result(-9, trace, "{not json", peak_rss=3 << 30, timed_out=True)
     expect = Expect(outputs=("model.plan",), json_stdout=True, canary=canary)
     rules = {v.rule for v in check(result, expect, out, Limits())}
-    assert rules == {"hang", "traceback", "rss", "partial-file", "code-executed"}
+    assert rules == {"hang", "traceback", "rss", "code-executed"}  # killed: a temp file may stay
+    (out / "model.plan").write_bytes(b"plan")
+    assert "partial-file" in {v.rule for v in check(result, expect, out, Limits())}
     ok = _result(0, "", json.dumps({"a": 1}))
     (out / ".model.plan.123.tmp").unlink()
-    (out / "model.plan").write_bytes(b"plan")
     assert [v.rule for v in check(ok, expect, out, Limits())] == ["code-executed"]
     canary.unlink()
     assert check(ok, expect, out, Limits()) == []
