@@ -3,7 +3,7 @@ targets, inventories, plans, .npz inputs) and check its contract on each run: ex
 documented, one line on stderr, no traceback, no hang, no file left behind, peak RSS bounded.
 
     PYTHONPATH=. python bench/fuzz.py --budget 180 [--seed 0] [--kinds onnx,plan] [--jobs 2]
-        [--max-cases N] [--timeout 20] [--rss-gib 1] [--repro build/fuzz-repro]
+        [--max-cases N] [--timeout 30] [--rss-gib 1] [--repro build/fuzz-repro]
         [--report docs/reliability.md]
 
 Prints a summary (inputs per kind, exit codes, failure classes with one reproducer each under
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"subset of {','.join(KINDS)}")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--max-cases", type=int, metavar="N", help="stop after N runs")
-    ap.add_argument("--timeout", type=float, default=20.0, help="seconds before a run is a hang")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a run is a hang")
     ap.add_argument("--rss-gib", type=float, default=1.0, help="peak RSS bound per run (GiB)")
     ap.add_argument("--repro", type=Path, default=REPO / "build" / "fuzz-repro",
                     help="folder of reproducers, one per failure class")  # fmt: skip

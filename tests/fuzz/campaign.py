@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -179,12 +178,12 @@ class Summary:
         return sum(self.violating.values())
 
 
-def _case_key(kind: str, result: CaseResult, v: Violation) -> str:
+def _case_key(result: CaseResult, v: Violation) -> str:
     # A traceback's class is where it was raised, whatever the command; any other rule's class
     # is the command and the mutation (without its random number).
     if v.rule == "traceback":
         return v.signature
-    key = f"{result.command} {re.sub(r'-?[0-9.e+]+$', '', result.op)}"
+    key = f"{result.command} {re.sub(r'-*[0-9.e+-]+$', '', result.op)}"
     return f"{key}: {v.signature}" if v.signature else key
 
 
@@ -232,32 +231,31 @@ def run_campaign(
     summary = Summary(seed, budget_s, jobs, limits, started)
     own_work = work is None
     work = Path(tempfile.mkdtemp(prefix="tandem-fuzz-")) if work is None else work
-    lock = threading.Lock()
     try:
         progress("making seeds (tandem zoo, tandem build)")
         mutator = Mutator(make_seeds(work / "seeds"))
         start = time.monotonic()
 
-        def record(future: Future) -> None:
+        def record(future: Future) -> None:  # in this thread only: no lock needed
             result, case_dir = future.result()
-            with lock:
-                summary.tried[result.kind] += 1
-                summary.exits.setdefault(result.kind, Counter())[str(result.exit)] += 1
-                if result.exit == 1 and result.stderr.startswith("tandem: error: "):
-                    line = result.stderr.splitlines()[0][len("tandem: error: ") :]
-                    summary.messages.setdefault(result.kind, Counter())[line[:90]] += 1
-                if result.violations:
-                    summary.violating[result.kind] += 1
-                for v in result.violations:
-                    key = (result.kind, v.rule, _case_key(result.kind, result, v))
-                    cls = summary.classes.setdefault(key, FailureClass(*key))
-                    cls.cases += 1
-                    if cls.example is None or result.j < cls.example.j:
-                        cls.example = result
-                        if repro is not None:
-                            cls.reproducer = save_reproducer(repro, cls, case_dir, mutator.seeds)
-                    progress(f"{result.kind}#{result.j} {result.command} {result.op}: "
-                             f"{v.rule}: {v.detail}")  # fmt: skip
+            progress(f"{result.kind}#{result.j} {result.command} {result.op}: exit {result.exit}, "
+                     f"{result.wall_s:.1f} s, {result.peak_rss >> 20} MiB")  # fmt: skip
+            summary.tried[result.kind] += 1
+            summary.exits.setdefault(result.kind, Counter())[str(result.exit)] += 1
+            if result.exit == 1 and result.stderr.startswith("tandem: error: "):
+                line = result.stderr.splitlines()[0][len("tandem: error: ") :]
+                summary.messages.setdefault(result.kind, Counter())[line[:90]] += 1
+            if result.violations:
+                summary.violating[result.kind] += 1
+            for v in result.violations:
+                progress(f"    {v.rule}: {v.detail}")
+                key = (result.kind, v.rule, _case_key(result, v))
+                cls = summary.classes.setdefault(key, FailureClass(*key))
+                cls.cases += 1
+                if cls.example is None or result.j < cls.example.j:
+                    cls.example = result
+                    if repro is not None:
+                        cls.reproducer = save_reproducer(repro, cls, case_dir, mutator.seeds)
             shutil.rmtree(case_dir, ignore_errors=True)
 
         with ThreadPoolExecutor(jobs) as pool:
