@@ -42,11 +42,18 @@ def _machine() -> str:
 
 
 def _first_line(text: str) -> str:
+    # Colour codes and other control characters (ONNX Runtime's logger writes them) off.
+    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", re.sub(r"\x1b\[[0-9;]*m", "", text))
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "(empty)"
     tail = [line for line in lines if not line.startswith(" ")]
     return (tail[-1] if "Traceback" in text and tail else lines[0])[:160]
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: no column breaks, no HTML (``<dictcomp>`` would vanish)."""
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_text(s: Summary) -> str:
@@ -97,7 +104,7 @@ def render_markdown(s: Summary, command: str) -> str:
             ex = cls.example
             assert ex is not None
             cells = [cls.kind, cls.rule, cls.key, str(cls.cases), ex.op, _first_line(ex.stderr)]
-            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            rows.append("| " + " | ".join(map(_cell, cells)) + " |")
     rows.append(END)
     return "\n".join(rows) + "\n"
 
