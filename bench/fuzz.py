@@ -133,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"subset of {','.join(KINDS)}")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--max-cases", type=int, metavar="N", help="stop after N runs")
-    ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a run is a hang")
-    ap.add_argument("--rss-gib", type=float, default=1.0, help="peak RSS bound per run (GiB)")
+    ap.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds before a run is a hang (default 30)"
+    )
+    ap.add_argument(
+        "--rss-gib", type=float, default=1.0, help="peak RSS bound per run, GiB (default 1)"
+    )
     ap.add_argument("--repro", type=Path, default=REPO / "build" / "fuzz-repro",
                     help="folder of reproducers, one per failure class")  # fmt: skip
     ap.add_argument("--report", type=Path, help="write the figures into this Markdown file")
