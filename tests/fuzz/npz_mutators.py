@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def _npy_header(header: str, payload: bytes = b"", version: tuple[int, int] = (1
 
 def _zip(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_STORED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", method) as zf:
+        warnings.simplefilter("ignore")  # duplicate names are the point of one mutation
         for name, data in members:
             zf.writestr(name, data)
     return buf.getvalue()

@@ -201,7 +201,7 @@ def external_data(rng: random.Random, model: onnx.ModelProto, case_dir: Path) ->
     location = rng.choice(
         ["../../../etc/passwd", "/etc/passwd", "/dev/zero", "missing.bin", "link.bin", "w.bin"]
     )
-    if location == "link.bin":
+    if location == "link.bin" and not (case_dir / "link.bin").is_symlink():
         os.symlink("/etc/shadow", case_dir / "link.bin")
     elif location == "w.bin":
         (case_dir / "w.bin").write_bytes(b"\0" * 64)
