@@ -178,12 +178,15 @@ class Summary:
         return sum(self.violating.values())
 
 
+_NUMBER = re.compile(r"-[-+]?(\d[\d.]*(e[-+]?\d+)?|nan|inf)$")  # resize-scales-1e+30, nesting-3000
+
+
 def _case_key(result: CaseResult, v: Violation) -> str:
     # A traceback's class is where it was raised, whatever the command; any other rule's class
     # is the command and the mutation (without its random number).
     if v.rule == "traceback":
         return v.signature
-    key = f"{result.command} {re.sub(r'-*[0-9.e+-]+$', '', result.op)}"
+    key = f"{result.command} {_NUMBER.sub('', result.op)}"
     return f"{key}: {v.signature}" if v.signature else key
 
 
