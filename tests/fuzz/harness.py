@@ -9,6 +9,7 @@ wall time (a hang) and peak RSS (a small file must not cost gigabytes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -105,7 +106,8 @@ def run_tandem(argv: list[str], cwd: Path, limits: Limits) -> Result:
             break
         if time.monotonic() - start > limits.timeout_s and not timed_out:
             timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # unreaped, it can hardly be gone
+                os.killpg(proc.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(0.05)
