@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devices import plan as P
+from dla_sim.loadable import _PREAMBLE as PREAMBLE  # the layout LOADABLE.md specifies
 from tests.devices.test_plan import reseal
 
 JSON_VALUES: list[Any] = [
@@ -115,8 +116,7 @@ def loadable_params(rng: random.Random, raw: bytes, header: dict) -> tuple[str, 
     plan = P.decode_plan(raw, verify=False)
     name = rng.choice([n for n, b in plan.blobs.items() if b.kind == "dla-loadable"])
     data = bytes(plan.blobs[name].data)
-    fmt = struct.Struct("<8sHHIQQQI20x")  # LOADABLE.md's preamble
-    magic, major, minor, flags, head_len, blob_start, _, _ = fmt.unpack_from(data, 0)
+    magic, major, minor, flags, head_len, blob_start, _, _ = PREAMBLE.unpack_from(data, 0)
     head = json.loads(data[64 : 64 + head_len])
     ops = head["ops"]
     op = rng.choice(ops)
@@ -129,7 +129,7 @@ def loadable_params(rng: random.Random, raw: bytes, header: dict) -> tuple[str, 
     start = -(-(64 + len(new_head)) // 64) * 64
     body = new_head + b"\0" * (start - 64 - len(new_head)) + data[blob_start:]
     crc = zlib.crc32(body) & 0xFFFFFFFF
-    loadable = fmt.pack(magic, major, minor, flags, len(new_head), start, 64 + len(body), crc)
+    loadable = PREAMBLE.pack(magic, major, minor, flags, len(new_head), start, 64 + len(body), crc)
     plan.blobs[name] = P.Blob(loadable + body, "dla-loadable")
     return f"loadable-{op.get('engine', '?')}-{key}", P.encode_plan(plan)
 
