@@ -176,27 +176,44 @@ def test_unwritable_output_is_one_clear_line_and_leaves_nothing(tmp_path, capsys
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"PYTHONIOENCODING": "ascii"}, {"LANG": "C", "LC_ALL": "C"}],
-    ids=["default", "ascii", "C-locale"],
+    [{"PYTHONIOENCODING": "utf-8"}, {"PYTHONIOENCODING": "ascii"}, {"LANG": "C", "LC_ALL": "C"}],
+    ids=["utf-8", "ascii", "C-locale"],
 )
 def test_any_text_prints_whatever_the_output_encoding(tmp_path, env):
-    """A lone surrogate (a YAML escape) has no encoding at all; "é" has none in ASCII. Both
-    print as backslash escapes instead of ending in UnicodeEncodeError."""
+    """A file name that is not UTF-8 reaches Python as a lone surrogate, which no encoding
+    can write; "é" has no ASCII form. Both print as backslash escapes instead of ending in
+    UnicodeEncodeError. (A surrogate escape inside a YAML file is refused by the reader.)"""
     import os
 
     model = _tiny_model(tmp_path / "tiny.onnx")
     policy = tmp_path / "odd.yaml"
-    policy.write_text(
-        'rules:\n  - name: "\\ud800"\n    device: gpu\n  - name: "caf\\xe9*"\n    device: gpu\n',
-        encoding="ascii",
-    )
+    policy.write_text('rules:\n  - name: "caf\\xe9*"\n    device: gpu\n', encoding="ascii")
+    odd_plan = os.fsencode(tmp_path) + b"/plan\xff.plan"  # not UTF-8: argv holds "\udcff"
     proc = subprocess.run(
-        [sys.executable, "-m", "tandem", "inspect", str(model), "--target", "orin-agx-64gb"]
-        + ["--policy", str(policy)],
+        [os.fsencode(sys.executable), b"-m", b"tandem", b"build", os.fsencode(model), b"--target",
+         b"orin-agx-64gb", b"--policy", os.fsencode(policy), b"-o", odd_plan],
         capture_output=True,
         env={**os.environ, **env},
-    )
+    )  # fmt: skip
     out = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, out
-    assert "Traceback" not in out and "\\ud800" in out
+    assert "Traceback" not in out and "plan\\udcff.plan" in out and os.path.exists(odd_plan)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tandem", "inspect", str(model), "--target", "orin-agx-64gb",
+         "--policy", str(policy)],
+        capture_output=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    out = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "Traceback" not in out, out
     assert ("caf\\xe9" if env.get("PYTHONIOENCODING") == "ascii" else "café") in out
+    surrogate = tmp_path / "surrogate.yaml"
+    surrogate.write_text('rules:\n  - name: "\\ud800"\n    device: gpu\n', encoding="ascii")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tandem", "inspect", str(model), "--target", "orin-agx-64gb",
+         "--policy", str(surrogate)],
+        capture_output=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    err = proc.stderr.decode("utf-8", "replace").strip()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1 and "surrogate.yaml:2" in err, err
