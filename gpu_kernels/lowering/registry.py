@@ -83,23 +83,27 @@ def no_kernel(node: Node) -> str:
             "another device (policy rule) or run it on the CPU")
 
 
+def unknown_precision(precision: str) -> str:
+    return f"GPU precision '{precision}' is not supported (use fp32, fp16 or int8)"
+
+
 def supports(node: Node, arch: int, precision: str) -> Verdict:
     """Whether the GPU lowering accepts ``node`` at ``precision`` on ``sm_<arch>``, and if not,
-    why. Conditions of a whole segment are the lowering's own: INT8 needs calibration scales,
-    segment inputs must be float, an INT8 value cannot leave a segment."""
+    why. What only the whole segment decides stays the lowering's: INT8 needs calibration
+    scales; a DequantizeLinear reads the INT8 output of a QuantizeLinear in the same segment; a
+    QuantizeLinear's output or a LayerNormalization's Mean / InvStdDev does not leave it."""
     handler = handler_for(node)
     if handler is None:
         return Verdict.no(no_kernel(node))
     if precision not in PRECISIONS:
-        return Verdict.no(f"GPU precision '{precision}' is not supported (use fp32, fp16 or "
-                          "int8)")
+        return Verdict.no(unknown_precision(precision))
     data = node.inputs if handler.data is None else [node.input(i) for i in handler.data]
     for t in data:
         verdict = tensor_ok(t, is_output=False)
         if not verdict:
             return verdict
-    # the op's own refusals before the outputs': an output's shape is unknown exactly when an
-    # input the op refuses (run-time bounds, ...) decides it
+    # the op's own refusals before the outputs': an output's shape is often unknown because of
+    # an input the op refuses (a Slice's run-time bounds), and the op's reason says more
     verdict = handler.check(node, arch, precision)
     for t in node.outputs:
         verdict = verdict and tensor_ok(t, is_output=True)

@@ -36,7 +36,13 @@ from gpu_kernels.lowering.program import (
     grid1d,
     plan_memory,
 )
-from gpu_kernels.lowering.registry import handler_for, no_kernel, supports
+from gpu_kernels.lowering.registry import (
+    PRECISIONS,
+    handler_for,
+    no_kernel,
+    supports,
+    unknown_precision,
+)
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
 
@@ -115,10 +121,8 @@ class Lowering:
 
     def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser,
                  scales: dict[str, float] | None = None) -> None:
-        if precision not in ("fp16", "fp32", "int8"):
-            raise GpuLoweringError(
-                f"GPU precision '{precision}' is not supported (use fp32, fp16 or int8)"
-            )
+        if precision not in PRECISIONS:
+            raise GpuLoweringError(unknown_precision(precision))
         if precision == "int8" and not scales:
             raise GpuLoweringError(
                 "GPU precision 'int8' needs per-tensor scales (calibrate, or a QAT model's Q/DQ "
@@ -349,7 +353,7 @@ class Lowering:
         if slot is not None:
             cv = self.concat_value(slot[0])
             if cv.dtype == "i8" and not int8_ok:
-                return self.new_value(shape, "nhwc")  # op_Concat quantises it into place
+                return self.new_value(shape, "nhwc")  # lower_concat quantises it into place
             return Value(cv.buf, shape, "nhwc", cv.dtype, cv.offset + slot[1], cv.shape[1],
                          scale=cv.scale)
         if int8_ok and self.int8.wants(t):
