@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto
 
 from gpu_kernels.lowering import GpuLoweringError, lower, supports
-from partitioner.ir import Graph, Node
+from partitioner.ir import Graph
 from partitioner.subgraph import extract_subgraph
 from tandem.zoo import ZOO_MODELS, build_model
 from tests.devices.gpu_cases import Case, build, cases, graph_of
@@ -105,15 +105,11 @@ REFUSED = {
 }
 
 
-def _layer(graph: Graph, name: str) -> Node:
-    return graph.node(name)
-
-
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_a_refusal_names_what_it_refuses_and_lowering_raises_it(case: str) -> None:
     layer, named = REFUSED[case]
     graph = graph_of(build(layer))
-    verdict = supports(_layer(graph, layer.name), 87, "fp16")
+    verdict = supports(graph.node(layer.name), 87, "fp16")
     assert not verdict.ok and named in verdict.reason, verdict
     with pytest.raises(GpuLoweringError, match=f"'{layer.name}'") as err:
         lower(graph, "fp16", arch=87)
