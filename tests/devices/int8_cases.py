@@ -131,7 +131,7 @@ def fake_quant_reference(graph: Graph, feeds: dict[str, np.ndarray], low: Loweri
     for node in graph.topological_order():
         ins = [None if t is None else (t.values if isinstance(t, Constant) else env[t.name])
                for t in node.inputs]
-        s_in = low._int8_scale(node)
+        s_in = low.int8.conv_scale(node)
         if s_in is not None:
             x = node.inputs[0]
             assert x is not None

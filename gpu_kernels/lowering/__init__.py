@@ -1,0 +1,60 @@
+"""Lower a graph (a GPU segment or a whole model) to a list of kernel launches, and plan memory.
+
+One handler per ONNX op (:mod:`.registry`), found by name, each with a ``supports(node, arch,
+precision) -> Verdict`` that answers without lowering; :func:`supports` is the one entry.
+
+- :mod:`.program` — what a lowering produces (buffers, values, launches, the program) and the
+  memory plan; :mod:`.values` — the lowering's state: values, copies, deferred chains made real,
+  channel-Concat planning, and :meth:`Lowering.run`;
+- :mod:`.epilogue` — what fuses into a convolution's or a GEMM's epilogue;
+- handlers: :mod:`.conv`, :mod:`.gemm` (and attention's batched products), :mod:`.elementwise`
+  (deferred, fused), :mod:`.norms` (pooling, reductions, normalisations), :mod:`.movement`
+  (views, Concat, Gather, Resize), :mod:`.int8` (INT8 decisions, Quantize / Dequantize).
+"""
+
+from __future__ import annotations
+
+from gpu_kernels.lowering.program import (
+    ACT,
+    ALIAS_OPS,
+    BINARY_OPS,
+    FUSED_IN,
+    FUSED_OPS,
+    MAXR,
+    UNARY_OPS,
+    GpuLoweringError,
+    GpuProgram,
+    Launch,
+    Lazy,
+    Leaf,
+    Op,
+    Ref,
+    TacticChooser,
+    Value,
+    VBuf,
+    args_for,
+    describe,
+    plan_memory,
+    segment_precision,
+)
+from gpu_kernels.lowering.registry import lowered_ops, supports
+from gpu_kernels.lowering.values import Lowering
+from partitioner.ir import Graph
+
+__all__ = [
+    "ACT", "ALIAS_OPS", "BINARY_OPS", "FUSED_IN", "FUSED_OPS", "MAXR", "UNARY_OPS",
+    "GpuLoweringError", "GpuProgram", "Launch", "Lazy", "Leaf", "Lowering", "Op", "Ref",
+    "TacticChooser", "VBuf", "Value", "args_for", "describe", "lower", "lowered_ops",
+    "plan_memory", "segment_precision", "supports",
+]
+
+
+def lower(graph: Graph, precision: str = "fp16", arch: int = 90,
+          choose: TacticChooser | None = None, sm_count: int = 132,
+          scales: dict[str, float] | None = None) -> GpuProgram:
+    """Lower ``graph`` to GPU launches with planned memory (no GPU needed); INT8 needs
+    per-tensor ``scales`` (threshold / 127)."""
+    from gpu_kernels.tactics import heuristic
+
+    chooser = choose or (lambda p: heuristic(p, arch, sm_count))
+    return Lowering(graph, precision, arch, chooser, scales).run()

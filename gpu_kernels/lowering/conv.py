@@ -1,0 +1,280 @@
+"""Convolutions: Conv (tensor-core implicit GEMM, SIMT tiles, direct and depthwise kernels; INT8
+on tensor cores) and ConvTranspose, with their epilogues.
+
+Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
+activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add). A strided
+RGB stem runs as space-to-depth plus a stride-1 convolution (:func:`_space_to_depth`).
+
+INT8 (see :mod:`~gpu_kernels.lowering.int8` for when): weights are quantised per output channel
+(symmetric, max-abs / 127), the epilogue dequantises (input scale x weight scale[k]), adds bias /
+residual / activation in FP32 and writes INT8 requantised by the output's scale when every
+reader takes INT8, else FP16.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gpu_kernels.lowering.epilogue import Activation, match_residual
+from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
+from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
+from partitioner.capability import Verdict
+from partitioner.ir import Node, Tensor
+
+if TYPE_CHECKING:
+    from gpu_kernels.lowering.values import Lowering
+
+
+def _weights_refusal(node: Node) -> str | None:
+    w = constant(node, 1)
+    if w is None or w.ndim != 4:
+        return "only 2-D convolutions with constant weights run on the GPU"
+    if node.input(2) is not None and constant(node, 2) is None:
+        return "run-time bias is not supported"
+    return None
+
+
+def _conv_ok(node: Node, arch: int, precision: str) -> Verdict:
+    why = _weights_refusal(node)
+    return Verdict.no(why) if why else Verdict.yes()
+
+
+@register("Conv", supports=_conv_ok)
+def lower_conv(lw: Lowering, node: Node) -> None:
+    s_in = lw.int8.conv_scale(node)
+    x = lw.value(node.input(0), node, raw=s_in is not None)
+    w = constant(node, 1)
+    b = constant(node, 2)
+    assert w is not None  # _conv_ok made sure
+    groups = int(node.attrs.get("group", 1))
+    K, Cg, R, S = (int(d) for d in w.shape)
+    N, C, H, W = x.shape
+    out_shape = lw.out_shape(node)
+    P, Q = out_shape[2], out_shape[3]
+    st = list(node.attrs.get("strides", [1, 1]))
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    dil = list(node.attrs.get("dilations", [1, 1]))
+    # fusions: activation, residual add, activation after the add
+    t = node.outputs[0]
+    act, res, res_after = ("none", 0.0, 0.0), None, 0
+    act, t = lw.fuse_activation(t, act)
+    r = match_residual(lw.graph, lw.values, t, out_shape)
+    if r:
+        add, other = r
+        res_after = 1 if act[0] != "none" else 0
+        res = other
+        lw.fused.add(add.name)
+        t = add.outputs[0]
+        if act[0] == "none":
+            act, t = lw.fuse_activation(t, act)
+    # weights: OIHW -> [K][R][S][C/g]
+    wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
+    if s_in is not None:
+        _conv_int8(lw, node, s_in, x, wk, b, res, t, out_shape, act, res_after,
+                   (st[0], st[1]), (pads[0], pads[1]), (dil[0], dil[1]))
+        return
+    if groups == C == K and Cg == 1:
+        wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
+        xin = lw.conv_input(x, node.name)
+    elif groups == 1 and C % 8 and lw.dt == "f16" and lw.arch >= 80:
+        s = st[0]
+        if s > 1 and st[1] == s and list(dil) == [1, 1] and C * s * s <= 16 \
+                and x.layout == "plain" and x.custom is None and x.dtype in ("f32", "f16"):
+            # an RGB stem with stride s: as a stride-1 convolution over C*s*s channels it
+            # has fewer zero taps than with C padded to 8, and needs no memset
+            xin, wk = _space_to_depth(lw, node.name, x, w, s, pads, P, Q)
+            _, C, H, W = xin.shape
+            R, S, st, pads = wk.shape[1], wk.shape[2], [1, 1], [0, 0, 0, 0]
+        else:  # zero-pad channels to a multiple of 8 so tensor cores take it
+            xin = _padded_nhwc(lw, x, -(-C // 8) * 8, node.name)
+            C = xin.cs
+            wk = np.concatenate([wk, np.zeros((K, R, S, C - wk.shape[3]), wk.dtype)],
+                                axis=3)
+    else:
+        xin = lw.conv_input(x, node.name)
+    rv = lw.conv_input(lw.value(res, node, raw=True), node.name) if res else None
+    problem = ConvProblem(N, H, W, C, K, P, Q, R, S, (st[0], st[1]), (pads[0], pads[1]),
+                          (dil[0], dil[1]), groups,
+                          "float16" if lw.dt == "f16" else "float32")
+    # the tensor-core kernel and the FP16 depthwise kernel can requantise to INT8
+    depthwise = groups == C == K and Cg == 1
+    y = lw.out_nhwc(t, out_shape, int8_ok=mma_eligible(problem, lw.arch)
+                      or (depthwise and lw.dt == "f16"))
+    conv_launch(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
+                     lw.weight(b.astype(np.float32)) if b is not None else None,
+                     rv, y, act, res_after)
+    lw.values[t.name] = y
+
+
+def _conv_int8(lw: Lowering, node: Node, s_in: float, x: Value, wk: np.ndarray,
+               b: np.ndarray | None, res: Tensor | None, t: Tensor,
+               out_shape: tuple[int, ...], act: Activation, res_after: int,
+               stride: tuple[int, int], pad: tuple[int, int],
+               dilation: tuple[int, int]) -> None:
+    """The INT8 tensor-core convolution: per-channel weight scales, fused requantisation."""
+    N, C, H, W = x.shape
+    K, R, S, _ = wk.shape
+    aligned = x.layout == "nhwc" and x.dtype == "i8" and x.scale == s_in \
+        and (x.cs or C) % 16 == 0 and x.offset % 16 == 0
+    xin = x if aligned else lw.ensure(x, "nhwc", "i8", node.name, scale=s_in)
+    amax = np.abs(wk.reshape(K, -1)).max(axis=1).astype(np.float64)
+    w_scale = np.where(amax > 0, amax / 127.0, 1.0)
+    wq = np.clip(np.rint(wk / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    dq = lw.weight((s_in * w_scale).astype(np.float32))
+    rv = None
+    if res is not None:
+        rv = lw.value(res, node, raw=True)
+        if not (rv.layout == "nhwc" and rv.dtype == "i8" and rv.offset % 8 == 0
+                and (rv.cs or rv.shape[1]) % 8 == 0):
+            rv = lw.conv_input(rv, node.name)
+    y = lw.out_nhwc(t, out_shape, int8_ok=True)
+    problem = ConvProblem(N, H, W, C, K, out_shape[2], out_shape[3], R, S, stride, pad,
+                          dilation, 1, "int8")
+    conv_launch(lw, node.name, problem, xin, lw.weight(wq),
+                     lw.weight(b.astype(np.float32)) if b is not None else None,
+                     rv, y, act, res_after, dq)
+    lw.values[t.name] = y
+
+
+def _space_to_depth(lw: Lowering, layer: str, x: Value, w: np.ndarray, s: int, pads: list[int],
+                    P: int, Q: int) -> tuple[Value, np.ndarray]:
+    """A stride-``s`` convolution of plain NCHW ``x`` with weights ``w`` (OIHW) as a stride-1,
+    unpadded one: returns the rearranged NHWC input (C*s*s channels, padded to 8) and the
+    [K][R'][S'][C'] weights, R' = ceil(R / s). Tap (s*a + b) of the original reads what
+    input pixel (o + a), channel block b of the rearranged one holds."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    ka, kb = -(-R // s), -(-S // s)
+    U, V, cp = P + ka - 1, Q + kb - 1, -(-C * s * s // 8) * 8
+    y = lw.new_value((N, cp, U, V), "nhwc")
+    lw.emit(Launch(layer, f"space_to_depth_{x.dtype}_f16", grid1d(N * U * V), 256,
+                     [lw.ref(x), lw.ref(y)], [N, C, H, W, s, pads[0], pads[1], U, V, cp]))
+    taps = np.zeros((K, ka * s, kb * s, C), np.float32)  # the taps past R, S are zero
+    taps[:, :R, :S] = np.transpose(w, (0, 2, 3, 1))
+    # [K][a_h][b_h][a_w][b_w][C] -> [K][a_h][a_w][(b_h * s + b_w) * C + c]
+    taps = taps.reshape(K, ka, s, kb, s, C).transpose(0, 1, 3, 2, 4, 5)
+    wk = np.zeros((K, ka, kb, cp), np.float32)
+    wk[..., :s * s * C] = taps.reshape(K, ka, kb, s * s * C)
+    return y, wk
+
+
+def _padded_nhwc(lw: Lowering, x: Value, cp: int, layer: str) -> Value:
+    """``x`` as NHWC with ``cp`` channels per pixel, the extra channels zero."""
+    key = (id(x.buf), x.offset, x.shape, x.layout, x.cs, "pad", cp)
+    if key not in lw.converted:
+        N, C, H, W = x.shape
+        buf = lw.new_buf(N * H * W * cp * DTYPE_BYTES[lw.dt])
+        out = Value(buf, x.shape, "nhwc", lw.dt, 0, cp)
+        lw.emit(Launch(layer, "memset", (1, 1, 1), 0, [lw.ref(out)], [buf.nbytes]))
+        lw.copy(x, out, layer)
+        lw.converted[key] = out
+    return lw.converted[key]
+
+
+def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias: Ref | None,
+                res: Value | None, y: Value, act: Activation,
+                res_after: int, dq: Ref | None = None) -> None:
+    tactic = lw.choose(p) if mma_eligible(p, lw.arch) else DIRECT
+    ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
+    res_i8, out_i8 = int(res is not None and res.dtype == "i8"), int(y.dtype == "i8")
+    # only the tensor-core kernel reads the INT8 flags (i[22:24], f[2:4]) and dq (p[7])
+    floats = [act[1], act[2], 1.0 / y.scale if out_i8 else 0.0,
+              res.scale if res is not None and res_i8 else 0.0]
+    resr = lw.ref(res) if res else None
+    if tactic.kind == "direct":
+        n = p.n * p.p * p.q * p.k
+        kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
+        if p.groups == 1 and not out_i8:  # SIMT implicit GEMM, 64x64 tiles
+            grid = (math.ceil(p.gemm_m / 64), math.ceil(p.k / 64), 1)
+            lw.emit(Launch(layer, f"conv_tiled_{lw.dt}", grid, 256,
+                             [lw.ref(x), w, bias, resr, lw.ref(y)], ints, floats,
+                             problem=p, tactic=tactic))
+            return
+        if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
+            assert kernel == "conv_dw" and lw.dt == "f16", layer
+        if kernel == "conv_dw" and lw.dt == "f16" and all(
+                v % 8 == 0 for v in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)):
+            kernel, n = "conv_dw_x8", n // 8  # 8 channels a thread, 16-byte accesses
+        suffix = "_i8" if out_i8 else ""
+        lw.emit(Launch(layer, f"{kernel}_{lw.dt}{suffix}", grid1d(n), 256,
+                         [lw.ref(x), w, bias, resr, lw.ref(y)], ints, floats,
+                         problem=p, tactic=tactic))
+        return
+    grid = (math.ceil(p.gemm_m / tactic.bm), math.ceil(p.k / tactic.bn), tactic.splits)
+    if tactic.splits == 1:
+        lw.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
+                         [lw.ref(x), w, bias, resr, lw.ref(y), None, None, dq],
+                         ints + p.mma_ints(1, res_i8, out_i8), floats, tactic.smem_bytes,
+                         tactic, p))
+        return
+    ws = Value(lw.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
+               p.gemm_m, p.k), "plain", "f32")
+    counters = lw.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
+    lw.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
+                     [lw.ref(x), w, bias, resr, lw.ref(y), lw.ref(ws), counters, dq],
+                     ints + p.mma_ints(tactic.splits, res_i8, out_i8), floats,
+                     tactic.smem_bytes, tactic, p))
+
+
+@register("ConvTranspose", supports=_conv_ok)
+def lower_conv_transpose(lw: Lowering, node: Node) -> None:
+    x = lw.ensure(lw.value(node.input(0), node), "nhwc", lw.dt, node.name)
+    w = constant(node, 1)
+    assert w is not None  # _conv_ok made sure
+    b = constant(node, 2)
+    groups = int(node.attrs.get("group", 1))
+    C, Kg, R, S = (int(d) for d in w.shape)
+    Cg = C // groups
+    K = Kg * groups
+    # ONNX [C][K/g][R][S] -> [K][R][S][C/g]
+    wk = w.reshape(groups, Cg, Kg, R, S).transpose(0, 2, 3, 4, 1).reshape(K, R, S, Cg)
+    N, _, H, W = x.shape
+    out_shape = lw.out_shape(node)
+    st = list(node.attrs.get("strides", [1, 1]))
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    dil = list(node.attrs.get("dilations", [1, 1]))
+    t = node.outputs[0]
+    act = ("none", 0.0, 0.0)
+    act, t = lw.fuse_activation(t, act)
+    if [R, S] == st and not any(pads) and dil == [1, 1] and groups == 1 \
+            and tuple(out_shape[2:]) == (H * R, W * S):
+        # stride == kernel (U-Net's 2x2/2): non-overlapping taps, so it is a 1x1
+        # convolution to R*S*K channels (tensor cores) followed by depth-to-space
+        lw.values[t.name] = _deconv_as_gemm(lw, node, x, wk, b, act, out_shape, t)
+        return
+    y = lw.new_value(out_shape, "nhwc")
+    ints = [N, H, W, C, K, out_shape[2], out_shape[3], R, S, st[0], st[1], pads[0], pads[1],
+            dil[0], dil[1], groups, ACT[act[0]]]
+    bias = lw.weight(b.astype(np.float32)) if b is not None else None
+    lw.emit(Launch(node.name, f"conv_transpose_direct_{lw.dt}",
+                     grid1d(int(np.prod(out_shape))), 256,
+                     [lw.ref(x), lw.weight(wk, lw.dt), bias, None, lw.ref(y)],
+                     ints, [act[1], act[2]]))
+    lw.values[t.name] = y
+
+
+def _deconv_as_gemm(lw: Lowering, node: Node, x: Value, wk: np.ndarray, b: np.ndarray | None,
+                   act: Activation, out_shape: tuple[int, ...],
+                   t: Tensor) -> Value:
+    K, R, S, C = wk.shape
+    N, _, H, W = x.shape
+    w2 = np.ascontiguousarray(wk.transpose(1, 2, 0, 3).reshape(R * S * K, 1, 1, C))
+    bias = np.tile(b.astype(np.float32), R * S) if b is not None else None
+    mid = lw.new_value((N, R * S * K, H, W), "nhwc")
+    p = ConvProblem(N, H, W, C, R * S * K, H, W, 1, 1,
+                    dtype="float16" if lw.dt == "f16" else "float32")
+    conv_launch(lw, node.name, p, x, lw.weight(w2, lw.dt),
+                     lw.weight(bias) if bias is not None else None, None, mid, act, 0)
+    y = lw.out_nhwc(t, out_shape)
+    P, Q = out_shape[2], out_shape[3]
+    cs = y.cs or K
+    # mid[n, h, w, r, s, k] -> y[n, h*R + r, w*S + s, k]
+    src = [H * W * R * S * K, W * R * S * K, R * S * K, S * K, K, 1]
+    dst = [P * Q * cs, R * Q * cs, S * cs, Q * cs, cs, 1]
+    lw.copy(mid, y, f"{node.name}:depth_to_space", [N, H, W, R, S, K], src, dst)
+    return y
+

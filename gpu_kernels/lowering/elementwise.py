@@ -1,0 +1,170 @@
+"""Element-wise layers, deferred and fused: each extends a :class:`Lazy` chain instead of
+emitting a kernel; chains of them, with the views between, become one ``fused`` kernel when a
+reader needs the values in memory (YOLO's decode head: 3 kernels a scale instead of 11).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gpu_kernels.lowering.epilogue import activation
+from gpu_kernels.lowering.program import (
+    ACT,
+    BINARY_OPS,
+    FUSED_IN,
+    FUSED_OPS,
+    UNARY_OPS,
+    GpuLoweringError,
+    Lazy,
+    Leaf,
+    Op,
+)
+from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.values import linearise
+from partitioner.capability import Verdict
+from partitioner.ir import Constant, Node, Tensor
+
+if TYPE_CHECKING:
+    from gpu_kernels.lowering.values import Lowering
+
+
+def _broadcast(lw: Lowering, e: Leaf | Op, shape: tuple[int, ...], layer: str) -> Leaf | Op:
+    if isinstance(e, Leaf):
+        return lw.leaf(e.value, shape, layer)
+    return Op(e.code, tuple(_broadcast(lw, x, shape, layer) for x in e.args), e.imm)
+
+
+def operand(lw: Lowering, t: Tensor | None, node: Node, shape: tuple[int, ...]
+            ) -> Leaf | Op | float:
+    """An element-wise layer's input broadcast to its output ``shape``: an immediate for a
+    scalar constant, the producer's deferred chain, or a leaf reading memory."""
+    if isinstance(t, Constant) and t.values.size == 1 and t.values.dtype.kind == "f":
+        return float(t.values.reshape(-1)[0])
+    v = lw.lazy(t, node)
+    if isinstance(v, Lazy):
+        return v.root if v.shape == shape else _broadcast(lw, v.root, shape, node.name)
+    return lw.leaf(v, shape, node.name)
+
+
+def _layout_of(lw: Lowering, node: Node, shape: tuple[int, ...]) -> str:
+    """NHWC when a full-size input is NHWC (the chain then reads and writes in order)."""
+    if len(shape) != 4:
+        return "plain"
+    for t in node.inputs:
+        v = lw.values.get(t.name) if t is not None else None
+        if v is not None and v.layout == "nhwc" and v.shape == shape:
+            return "nhwc"
+    return "plain"
+
+
+def _apply(lw: Lowering, code: int, args: list[Leaf | Op | float], shape: tuple[int, ...],
+           layer: str, imm: tuple[float, float] = (0.0, 0.0)) -> Leaf | Op:
+    """One instruction over ``args``; a scalar becomes an immediate. Chains longer than the
+    kernel takes are cut: the operands are computed into memory first."""
+    if code >= 32:  # unary
+        x = args[0]
+        assert not isinstance(x, float), layer
+        op = Op(code, (x,), imm)
+    else:
+        x, y = args
+        if isinstance(x, float) and isinstance(y, float):
+            raise GpuLoweringError(f"layer '{layer}': constant expression not folded")
+        if isinstance(y, float):
+            assert not isinstance(x, float)
+            op = Op(code + 8, (x,), (y, 0.0))
+        elif isinstance(x, float):
+            op = Op(code + 16, (y,), (x, 0.0))
+        else:
+            op = Op(code, (x, y))
+    leaves, ops = linearise(op)
+    if len(leaves) > FUSED_IN or len(ops) > FUSED_OPS:
+        cut = [a if isinstance(a, Leaf) else
+               lw.leaf(lw.materialise(Lazy(shape, a, "plain", lw.dt), layer),
+                          shape, layer) for a in op.args]
+        op = Op(op.code, tuple(cut), op.imm)
+    return op
+
+
+def _define(lw: Lowering, node: Node, root: Leaf | Op, shape: tuple[int, ...]) -> None:
+    lw.values[node.outputs[0].name] = Lazy(shape, root, _layout_of(lw, node, shape),
+                                             lw.dt)
+
+
+def _is_scalar(t: Tensor | None) -> bool:
+    """A scalar float constant: it becomes an immediate operand of the fused kernel."""
+    return isinstance(t, Constant) and t.values.size == 1 and t.values.dtype.kind == "f"
+
+
+def _binary_ok(node: Node, arch: int, precision: str) -> Verdict:
+    ins = [t for t in node.inputs if t is not None]
+    if len(ins) >= 2 and _is_scalar(ins[0]) and _is_scalar(ins[1]):
+        return Verdict.no("constant expression not folded")
+    return Verdict.yes()
+
+
+@register("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", supports=_binary_ok,
+          data=None)
+def lower_binary(lw: Lowering, node: Node) -> None:
+    ins = [t for t in node.inputs if t is not None]
+    if len(ins) == 1:  # a one-input Sum / Max / Min is its input
+        lw.values[node.outputs[0].name] = lw.lazy(ins[0], node)
+        return
+    op = BINARY_OPS["Add" if node.op == "Sum" else node.op]
+    shape = lw.out_shape(node)
+    root = operand(lw, ins[0], node, shape)
+    for t in ins[1:]:  # variadic Sum / Max / Min: a chain
+        root = _apply(lw, op, [root, operand(lw, t, node, shape)], shape, node.name)
+    assert not isinstance(root, float)
+    _define(lw, node, root, shape)
+
+
+def _unary_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if _is_scalar(node.input(0)):
+        return Verdict.no("constant input not folded")
+    if node.op == "Clip" and activation(node) is None:
+        return Verdict.no("Clip with run-time min / max is not supported (constant bounds only)")
+    return Verdict.yes()
+
+
+@register(*UNARY_OPS, supports=_unary_ok)
+def lower_unary(lw: Lowering, node: Node) -> None:
+    act = activation(node)
+    if act is None:
+        alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
+        act = (UNARY_OPS[node.op], alpha, 0.0)
+    shape = lw.out_shape(node)
+    x = operand(lw, node.input(0), node, shape)
+    assert not isinstance(x, float)  # _unary_ok made sure
+    _define(lw, node, _apply(lw, 32 + ACT[act[0]], [x], shape, node.name,
+                                   (act[1], act[2])), shape)
+
+
+def _batchnorm_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if int(node.attrs.get("training_mode", 0)) or len(node.outputs) > 1:
+        return Verdict.no("training mode (training_mode=1: batch statistics, running mean / "
+                          "var) unsupported")
+    if any(constant(node, i) is None for i in range(1, 5)):
+        return Verdict.no("needs constant scale, bias, mean and var")
+    return Verdict.yes()
+
+
+@register("BatchNormalization", supports=_batchnorm_ok)
+def lower_batchnorm(lw: Lowering, node: Node) -> None:
+    """Inference BatchNormalization (when not folded into a convolution): x * s + b."""
+    scale, b, mean, var = (constant(node, i) for i in range(1, 5))
+    assert scale is not None and b is not None and mean is not None and var is not None
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    s = scale / np.sqrt(var + eps)
+    shape = lw.out_shape(node)
+    per_channel = (-1,) + (1,) * (len(shape) - 2)
+    x = operand(lw, node.input(0), node, shape)
+    root = _apply(lw, BINARY_OPS["Mul"], [x, lw.leaf(
+        lw.const_value(s.reshape(per_channel)), shape, node.name)], shape, node.name)
+    root = _apply(lw, BINARY_OPS["Add"], [root, lw.leaf(
+        lw.const_value((b - mean * s).reshape(per_channel)), shape, node.name)], shape,
+        node.name)
+    _define(lw, node, root, shape)
+
+# ----- pooling -------------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations and
+resizes. Most are views (no kernel): a reader that needs the data contiguous copies it once; a
+Concat lets the producers of its inputs write straight into their slices of its buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gpu_kernels.lowering.program import ALIAS_OPS, Launch, Lazy, Leaf, Op, Value, grid1d
+from gpu_kernels.lowering.registry import constant, register
+from partitioner.capability import Verdict
+from partitioner.ir import Constant, Node
+
+if TYPE_CHECKING:
+    from gpu_kernels.lowering.values import Lowering
+
+
+def _any(node: Node, arch: int, precision: str) -> Verdict:
+    """Views of any float tensor (the checks every op gets are all there is)."""
+    return Verdict.yes()
+
+
+def _concat_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if "axis" not in node.attrs:
+        return Verdict.no("needs the axis attribute")
+    return Verdict.yes()
+
+
+def _view(x: Value | Lazy, shape: tuple[int, ...], view: Callable[[Value], Value]
+          ) -> Value | Lazy:
+    """A view (transpose, slice) of a value, or of a deferred chain: of each of its leaves."""
+    if isinstance(x, Value):
+        return view(x)
+
+    def walk(e: Leaf | Op) -> Leaf | Op:
+        if isinstance(e, Leaf):
+            return Leaf(view(e.value))
+        return Op(e.code, tuple(walk(a) for a in e.args), e.imm)
+    return Lazy(shape, walk(x.root), "plain", x.dtype)
+
+
+def _alias_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if node.op == "Dropout" and len(node.outputs) > 1:
+        return Verdict.no("mask output unsupported")
+    if isinstance(node.input(0), Constant):
+        return Verdict.no("constant input not folded")
+    return Verdict.yes()
+
+
+@register(*ALIAS_OPS, supports=_alias_ok)
+def lower_alias(lw: Lowering, node: Node) -> None:
+    """Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout: the same bytes, another shape
+    (a contiguous copy first where the input is NHWC or a view)."""
+    x = lw.value(node.input(0), node)
+    out = lw.out_shape(node)
+    if x.layout == "nhwc" and len(out) == 5 and out[0] == x.shape[0] \
+            and out[3:] == x.shape[2:] and out[1] * out[2] == x.shape[1]:
+        # (N, a*b, H, W) -> (N, a, b, H, W) (a detect head): a view of the NHWC data
+        n_s, _, h_s, w_s = x.strides()
+        lw.bind(node, Value(x.buf, out, "strided", x.dtype, x.offset, x.cs,
+                              (n_s, out[2], 1, h_s, w_s)))
+        return
+    x = lw.ensure(x, "plain", None, node.name)
+    lw.bind(node, Value(x.buf, lw.out_shape(node), "plain", x.dtype, x.offset))
+
+
+def _cast_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if node.attrs.get("to") not in (1, 10, "float32", "float16", "float"):
+        return Verdict.no(f"to={node.attrs.get('to')}: only casts between float types run on "
+                          "the GPU")
+    return Verdict.yes()
+
+
+@register("Cast", supports=_cast_ok)
+def lower_cast(lw: Lowering, node: Node) -> None:
+    # inside a segment every float is the compute precision
+    lw.bind(node, lw.value(node.input(0), node))
+
+
+@register("Transpose", supports=_any)
+def lower_transpose(lw: Lowering, node: Node) -> None:
+    x = lw.lazy(node.input(0), node)
+    perm = list(node.attrs.get("perm", list(range(len(x.shape)))[::-1]))
+    out_shape = lw.out_shape(node)
+    if isinstance(x, Value) and x.layout == "nhwc" and perm == [0, 2, 3, 1] \
+            and x.cs in (0, x.shape[1]):
+        lw.bind(node, Value(x.buf, out_shape, "plain", x.dtype, x.offset))  # free
+        return
+
+    def transposed(v: Value) -> Value:  # a view: whoever needs it contiguous copies it once
+        vs = v.strides()
+        return Value(v.buf, out_shape, "strided", v.dtype, v.offset, v.cs,
+                     tuple(vs[p] for p in perm))
+    lw.values[node.outputs[0].name] = _view(x, out_shape, transposed)
+
+
+@register("Concat", supports=_concat_ok, data=None)
+def lower_concat(lw: Lowering, node: Node) -> None:
+    # raw: an INT8 input written in place must be recognised as such
+    ins = [lw.lazy(t, node, raw=True) for t in node.inputs if t is not None]
+    out_shape = lw.out_shape(node)
+    axis = int(node.attrs["axis"]) % len(out_shape)
+    layout = "nhwc" if len(out_shape) == 4 and all(v.layout == "nhwc" for v in ins) \
+        else "plain"
+
+    def put(v: Value | Lazy, part: Value, strides: list[int]) -> None:
+        if isinstance(v, Lazy):  # a deferred chain computes straight into its slice
+            lw.materialise(v, node.name, part, strides)
+        else:
+            if v.buf.kind != "weight":
+                v = lw.ensure(v, None, lw.dt, node.name, keep_strided=True)
+            lw.copy(v, part, node.name, list(v.shape), None, strides)
+
+    planned = any(slot[0] is node for slot in lw.concat_slot.values())
+    if planned:
+        y = lw.concat_value(node)
+        ys = y.strides()
+        for t, v in zip([t for t in node.inputs if t is not None], ins):
+            slot = lw.concat_slot.get(t.name)
+            in_place = isinstance(v, Value) and slot is not None and slot[0] is node \
+                and v.buf is y.buf and v.offset == y.offset + slot[1]
+            if not in_place:  # produced by a kernel that cannot write a channel slice
+                off = slot[1] if slot is not None and slot[0] is node else \
+                    sum(int(u.static_shape()[1]) for u in node.inputs[:list(
+                        node.inputs).index(t)] if u is not None)
+                put(v, Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
+                             scale=y.scale), ys)
+        lw.bind(node, y)
+        return
+    y = lw.new_value(out_shape, layout)
+    ys = y.strides()
+    start = 0
+    for v in ins:
+        put(v, Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs), ys)
+        start += v.shape[axis]
+    lw.bind(node, y)
+
+
+def _slice(lw: Lowering, node: Node, x: Value | Lazy, starts: list[int], steps: list[int],
+           out_shape: tuple[int, ...], i: int) -> None:
+    def sliced(v: Value) -> Value:
+        vs = v.strides()
+        off = v.offset + sum(s * st for s, st in zip(starts, vs))
+        return Value(v.buf, out_shape, "strided", v.dtype, off, v.cs,
+                     tuple(st * s for st, s in zip(vs, steps)))
+    lw.values[node.outputs[i].name] = _view(x, out_shape, sliced)
+
+
+def _slice_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if any(node.input(i) is not None and constant(node, i) is None for i in range(1, 5)) \
+            or node.input(1) is None or node.input(2) is None:
+        return Verdict.no("run-time bounds unsupported (starts, ends, axes and steps must be "
+                          "constants)")
+    return Verdict.yes()
+
+
+@register("Slice", supports=_slice_ok)
+def lower_slice(lw: Lowering, node: Node) -> None:
+    x = lw.lazy(node.input(0), node)
+    rank = len(x.shape)
+    starts, ends = constant(node, 1), constant(node, 2)
+    axes, steps = constant(node, 3), constant(node, 4)
+    assert starts is not None and ends is not None  # _slice_ok made sure
+    axes_l = [int(a) % rank for a in (axes if axes is not None else range(len(starts)))]
+    steps_l = [int(s) for s in (steps if steps is not None else [1] * len(starts))]
+    st_all, sp_all = [0] * rank, [1] * rank
+    for a, s0, e0, sp in zip(axes_l, starts, ends, steps_l):
+        dim = x.shape[a]
+        s0, e0 = int(s0), int(e0)
+        s0 = s0 + dim if s0 < 0 else s0
+        if sp > 0:
+            s0 = min(max(s0, 0), dim)
+        else:
+            s0 = min(max(s0, -1), dim - 1)
+        st_all[a], sp_all[a] = s0, sp
+    _slice(lw, node, x, st_all, sp_all, lw.out_shape(node), 0)
+
+
+@register("Split", supports=_any)
+def lower_split(lw: Lowering, node: Node) -> None:
+    x = lw.lazy(node.input(0), node)
+    axis = int(node.attrs.get("axis", 0)) % len(x.shape)
+    start = 0
+    for i, t in enumerate(node.outputs):
+        shape = tuple(int(d) for d in t.static_shape())
+        st = [0] * len(x.shape)
+        st[axis] = start
+        _slice(lw, node, x, st, [1] * len(x.shape), shape, i)
+        start += shape[axis]
+
+
+def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
+    idx = constant(node, 1)
+    if idx is None or idx.ndim > 1:
+        return Verdict.no("only constant scalar or 1-D indices run on the GPU")
+    return Verdict.yes()
+
+
+@register("Gather", supports=_gather_ok)
+def lower_gather(lw: Lowering, node: Node) -> None:
+    """Gather with constant indices: a view for a scalar index, one strided copy per index
+    for a 1-D one."""
+    x = lw.value(node.input(0), node)
+    idx = constant(node, 1)
+    assert idx is not None  # _gather_ok made sure
+    axis = int(node.attrs.get("axis", 0)) % len(x.shape)
+    out_shape = lw.out_shape(node)
+    xs = x.strides()
+    if idx.ndim == 0:  # one index: a view without the axis (attention's q / k / v split)
+        i = int(idx) % x.shape[axis]
+        lw.bind(node, Value(x.buf, out_shape, "strided", x.dtype, x.offset + i * xs[axis],
+                              x.cs, tuple(st for a, st in enumerate(xs) if a != axis)))
+        return
+    y = lw.new_value(out_shape, "plain", x.dtype)
+    ys = y.strides()
+    rest_shape = [d for a, d in enumerate(x.shape) if a != axis]
+    rest_strides = [st for a, st in enumerate(xs) if a != axis]
+    for j, i in enumerate(idx.reshape(-1)):
+        i = int(i) % x.shape[axis]
+        src = Value(x.buf, x.shape, x.layout, x.dtype, x.offset + i * xs[axis], x.cs)
+        if idx.ndim == 0:
+            dst, dst_strides = y, ys
+        else:
+            dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * ys[axis])
+            dst_strides = [st for a, st in enumerate(ys) if a != axis]
+        lw.copy(src, dst, node.name, rest_shape, rest_strides, dst_strides)
+    lw.bind(node, y)
+
+
+_CTM = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3,
+        "tf_half_pixel_for_nn": 0}
+_NEAREST = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}
+
+
+def _resize_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    if not node.outputs[0].is_static:
+        return Verdict.yes()  # supports() refuses the output
+    shape, out = x.static_shape(), node.outputs[0].static_shape()
+    if len(shape) != 4 or out[:2] != shape[:2]:
+        return Verdict.no("only H/W resizing on GPU")
+    mode = node.attrs.get("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        return Verdict.no(f"mode '{mode}' unsupported (nearest or linear)")
+    ctm = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    if ctm not in _CTM:
+        return Verdict.no(f"coordinate_transformation_mode '{ctm}' unsupported")
+    nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
+    if nearest not in _NEAREST:
+        return Verdict.no(f"nearest_mode '{nearest}' unsupported")
+    return Verdict.yes()
+
+
+@register("Resize", supports=_resize_ok)
+def lower_resize(lw: Lowering, node: Node) -> None:
+    x = lw.conv_input(lw.value(node.input(0), node), node.name, align=1)  # slices too
+    out = lw.out_shape(node)
+    N, C, H, W = x.shape
+    mode = node.attrs.get("mode", "nearest")
+    ctm = _CTM[node.attrs.get("coordinate_transformation_mode", "half_pixel")]
+    nmode = _NEAREST[node.attrs.get("nearest_mode", "round_prefer_floor")]
+    scales = constant(node, 2)
+    if scales is not None and scales.size == 4:
+        sh, sw = float(scales[2]), float(scales[3])
+    else:
+        sh, sw = out[2] / H, out[3] / W
+    y = lw.out_nhwc(node.outputs[0], out)  # a Concat's channel slice when one awaits it
+    lw.emit(Launch(node.name, f"resize_nhwc_{lw.dt}", grid1d(int(np.prod(out))), 256,
+                     [lw.ref(x), lw.ref(y)],
+                     [N, H, W, C, out[2], out[3], int(mode == "linear"), ctm, nmode,
+                      x.cs or C, y.cs or out[1]],
+                     [sh, sw]))
+    lw.bind(node, y)
+
+

@@ -1,0 +1,197 @@
+"""Pooling, reductions and normalisations: MaxPool / AveragePool (NHWC, 8 channels a thread
+where aligned), global pools, ReduceMean, Softmax and LayerNormalization over the last axis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gpu_kernels.lowering.program import (
+    BINARY_OPS,
+    GpuLoweringError,
+    Launch,
+    Lazy,
+    Leaf,
+    Op,
+    Value,
+    grid1d,
+)
+from gpu_kernels.lowering.registry import constant, register
+from partitioner.capability import Verdict
+from partitioner.ir import Node, Tensor
+
+if TYPE_CHECKING:
+    from gpu_kernels.lowering.values import Lowering
+
+
+def _rank(t: Tensor | None) -> int:
+    return len(t.static_shape()) if t is not None else 0
+
+
+def _pool_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if len(node.outputs) > 1:  # the importer keeps it only when read or a graph output
+        return Verdict.no("Indices output unsupported")
+    if _rank(node.input(0)) != 4 or len(node.attrs.get("kernel_shape", ())) != 2:
+        return Verdict.no("only 2-D pooling (4-D input, 2-D kernel_shape) runs on the GPU")
+    return Verdict.yes()
+
+
+def _global_pool_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if _rank(node.input(0)) != 4:
+        return Verdict.no(f"needs a 4-D input, got rank {_rank(node.input(0))}")
+    return Verdict.yes()
+
+
+def _pool(lw: Lowering, node: Node, is_max: bool) -> None:
+    x = lw.conv_input(lw.value(node.input(0), node), node.name, align=1)
+    N, C, H, W = x.shape
+    out = lw.out_shape(node)
+    k = list(node.attrs["kernel_shape"])
+    st = list(node.attrs.get("strides", [1, 1]))
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    dil = list(node.attrs.get("dilations", [1, 1]))
+    y = lw.out_nhwc(node.outputs[0], out)  # a Concat's channel slice when one awaits it
+    xcs, ycs = x.cs or C, y.cs or out[1]
+    ints = [N, H, W, C, out[2], out[3], k[0], k[1], st[0], st[1], pads[0], pads[1],
+            dil[0], dil[1], int(is_max), int(node.attrs.get("count_include_pad", 0)),
+            pads[2], pads[3], xcs, ycs]
+    # 16-byte vectors: channels, pixel strides and element offsets all multiples of 8
+    x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (C, xcs, ycs, x.offset, y.offset))
+    n = int(np.prod(out)) // (8 if x8 else 1)
+    lw.emit(Launch(node.name, f"pool2d_{'x8_' if x8 else ''}{lw.dt}", grid1d(n), 256,
+                     [lw.ref(x), lw.ref(y)], ints))
+    lw.bind(node, y)
+
+
+@register("MaxPool", supports=_pool_ok)
+def lower_maxpool(lw: Lowering, node: Node) -> None:
+    _pool(lw, node, True)
+
+
+@register("AveragePool", supports=_pool_ok)
+def lower_avgpool(lw: Lowering, node: Node) -> None:
+    _pool(lw, node, False)
+
+
+@register("GlobalAveragePool", supports=_global_pool_ok)
+def lower_global_avgpool(lw: Lowering, node: Node) -> None:
+    x = lw.ensure(lw.value(node.input(0), node), "nhwc", lw.dt, node.name)
+    N, C, H, W = x.shape
+    y = lw.new_value((N, C, 1, 1), "nhwc")
+    lw.emit(Launch(node.name, f"global_avgpool_{lw.dt}", grid1d(N * C), 256,
+                     [lw.ref(x), lw.ref(y)], [N, H * W, C]))
+    lw.bind(node, y)
+
+
+@register("GlobalMaxPool", supports=_global_pool_ok)
+def lower_global_maxpool(lw: Lowering, node: Node) -> None:
+    x = lw.ensure(lw.value(node.input(0), node), "nhwc", lw.dt, node.name)
+    N, C, H, W = x.shape
+    y = lw.new_value((N, C, 1, 1), "nhwc")
+    ints = [N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, C, C]  # dense x, y
+    lw.emit(Launch(node.name, f"pool2d_{lw.dt}", grid1d(N * C), 256,
+                     [lw.ref(x), lw.ref(y)], ints))
+    lw.bind(node, y)
+
+
+def _global_mean(node: Node) -> bool | None:
+    """True for a mean over H, W (kept), False for one over the last axis, None otherwise."""
+    rank = _rank(node.input(0))
+    axes = constant(node, 1)
+    axes_l = sorted(int(a) % rank for a in (axes.reshape(-1) if axes is not None
+                                            else range(rank)))
+    if rank == 4 and axes_l == [2, 3] and int(node.attrs.get("keepdims", 1)):
+        return True
+    return False if axes_l == [rank - 1] else None
+
+
+def _reduce_mean_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if _global_mean(node) is None:
+        return Verdict.no("axes: only the last axis or H,W are supported on the GPU")
+    return Verdict.yes()
+
+
+@register("ReduceMean", supports=_reduce_mean_ok)
+def lower_reduce_mean(lw: Lowering, node: Node) -> None:
+    if _global_mean(node):
+        lower_global_avgpool(lw, node)
+        return
+    x = lw.value(node.input(0), node)
+    x = lw.ensure(x, "plain", lw.dt, node.name)
+    L = x.shape[-1]
+    rows = x.size // L
+    y = lw.new_value(lw.out_shape(node), "plain")
+    lw.emit(Launch(node.name, f"mean_lastdim_{lw.dt}", (rows, 1, 1), 256,
+                     [lw.ref(x), lw.ref(y)], [rows, L]))
+    lw.bind(node, y)
+
+
+def _last_axis_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    shape = x.static_shape()
+    axis = int(node.attrs.get("axis", -1)) % len(shape)
+    if any(d != 1 for d in shape[axis + 1:]):
+        return Verdict.no(f"axis {axis}: only the last axis is supported on the GPU")
+    return Verdict.yes()
+
+
+@register("Softmax", supports=_last_axis_ok)
+def lower_softmax(lw: Lowering, node: Node) -> None:
+    x, scale = _scaled(lw, node.input(0), node)
+    x = lw.ensure(x, "plain", lw.dt, node.name)
+    axis = int(node.attrs.get("axis", -1)) % len(x.shape)
+    L = x.shape[axis]
+    rows = x.size // L
+    y = lw.new_value(x.shape, "plain")
+    lw.emit(Launch(node.name, f"softmax_lastdim_{lw.dt}", (rows, 1, 1), 256,
+                     [lw.ref(x), lw.ref(y)], [rows, L], [scale]))
+    lw.bind(node, y)
+
+
+def _scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
+    """``t`` as (value, factor): a deferred multiplication or division by a constant
+    (attention's 1/sqrt(d) before its softmax) is left to the reader, not run as a kernel."""
+    x = lw.lazy(t, node)
+    if isinstance(x, Lazy):
+        root = x.root
+        if isinstance(root, Op) and len(root.args) == 1 and isinstance(root.args[0], Leaf):
+            mul, div = BINARY_OPS["Mul"], BINARY_OPS["Div"]
+            if root.code in (8 + mul, 16 + mul):
+                return root.args[0].value, root.imm[0]
+            if root.code == 8 + div and root.imm[0] != 0.0:
+                return root.args[0].value, 1.0 / root.imm[0]
+        x = lw.value(t, node)
+    return x, 1.0
+
+
+def _layernorm_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if any(t.consumers for t in node.outputs[1:]):
+        return Verdict.no("Mean/InvStdDev outputs unsupported")
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    rank = len(x.static_shape())
+    if int(node.attrs.get("axis", -1)) % rank != rank - 1:
+        return Verdict.no(f"axis {node.attrs.get('axis')}: only the last axis is supported on "
+                          "the GPU")
+    return Verdict.yes()
+
+
+@register("LayerNormalization", supports=_layernorm_ok)
+def lower_layernorm(lw: Lowering, node: Node) -> None:
+    x = lw.ensure(lw.value(node.input(0), node), "plain", lw.dt, node.name)
+    # a Mean / InvStdDev output the segment hands on (supports() sees only readers)
+    if len([t for t in node.outputs if t.consumers or t in lw.graph.outputs]) > 1:
+        raise GpuLoweringError(f"layer '{node.name}': Mean/InvStdDev outputs unsupported")
+    gamma, beta = constant(node, 1), constant(node, 2)
+    L = x.shape[-1]
+    rows = x.size // L
+    y = lw.new_value(x.shape, "plain")
+    ptrs = [lw.ref(x), lw.ref(y),
+            lw.weight(gamma.astype(np.float32)) if gamma is not None else None,
+            lw.weight(beta.astype(np.float32)) if beta is not None else None]
+    lw.emit(Launch(node.name, f"layernorm_lastdim_{lw.dt}", (rows, 1, 1), 256, ptrs,
+                     [rows, L], [float(node.attrs.get("epsilon", 1e-5))]))
+    lw.bind(node, y)

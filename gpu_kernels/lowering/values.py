@@ -1,0 +1,432 @@
+"""The lowering's state and what every handler uses: buffers, values (and views of them), copy
+and conversion kernels, deferred element-wise chains made real, and channel-Concat planning.
+
+Pure: no GPU needed, so plans, peak activation bytes and unsupported-layer errors are testable
+in CI. ``devices/gpu.py`` resolves kernel names to functions, allocates and captures the launches
+in a CUDA graph.
+
+Views: Transpose, Slice / Split and a Reshape that splits NHWC channels make "strided" values
+(no kernel); element-wise chains and copies read any strides, everything else materialises a
+view once. A Concat along channels lets the convolutions producing its inputs write straight
+into their channel slice of its buffer (zero-copy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpu_kernels.lowering.epilogue import Activation, match_act
+from gpu_kernels.lowering.int8 import Int8Plan
+from gpu_kernels.lowering.program import (
+    DTYPE_BYTES,
+    MAXR,
+    NP_DTYPE,
+    GpuLoweringError,
+    GpuProgram,
+    Launch,
+    Lazy,
+    Leaf,
+    Op,
+    Ref,
+    TacticChooser,
+    Value,
+    VBuf,
+    grid1d,
+    plan_memory,
+)
+from gpu_kernels.lowering.registry import (
+    PRECISIONS,
+    handler_for,
+    no_kernel,
+    supports,
+    unknown_precision,
+)
+from partitioner.errors import TandemError
+from partitioner.ir import Constant, Graph, Node, Tensor
+
+
+def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
+    """An expression tree as the ``fused`` kernel's register program: distinct leaves first
+    (one register each), then one instruction per distinct operation (common subexpressions,
+    e.g. the x of x * sigmoid(x), computed once)."""
+    leaves: list[Value] = []
+    regs: dict[Any, int] = {}
+    ops: list[list[int]] = []
+
+    def key_of(v: Value) -> tuple[Any, ...]:
+        where = ("w", v.buf.offset) if v.buf.kind == "weight" else ("a", id(v.buf))
+        return where + (v.offset, v.custom, v.dtype)
+
+    def visit(e: Leaf | Op) -> tuple[Any, int]:
+        if isinstance(e, Leaf):
+            k: Any = key_of(e.value)
+            if k not in regs:
+                regs[k] = len(leaves)
+                leaves.append(e.value)
+            return k, regs[k]
+        args = [visit(x) for x in e.args]
+        k = (e.code, tuple(a[0] for a in args), e.imm)
+        if k not in regs:
+            bits = np.asarray(e.imm, np.float32).view(np.int32)
+            r = [a[1] for a in args] + [0]
+            if e.code >= 8:  # immediate operand(s) in b (and c)
+                r = [r[0], int(bits[0]), int(bits[1])]
+            ops.append([e.code] + r[:3])
+            regs[k] = -len(ops)  # resolved below, once the leaf count is known
+        return k, regs[k]
+
+    visit(root)
+    nin = len(leaves)
+    # registers: leaves 0..nin-1, op j -> nin + j (ops were numbered -1, -2, ... as found)
+    for o in ops:
+        if o[0] < 8:
+            o[1], o[2] = (x if x >= 0 else nin - x - 1 for x in o[1:3])
+        else:
+            o[1] = o[1] if o[1] >= 0 else nin - o[1] - 1
+    return leaves, ops
+
+
+def loop_dims(shape: list[int], strides: list[list[int]], layer: str) -> tuple[
+        list[int], list[list[int]]]:
+    """The loop a strided kernel runs over ``shape``: outermost first in the memory order of
+    the first (destination) strides, so writes coalesce; size-1 axes dropped, and neighbours
+    contiguous in every operand merged (fewer div/mod per element)."""
+    order = sorted(range(len(shape)), key=lambda a: -strides[0][a])
+    dims = [(shape[a], [s[a] for s in strides]) for a in order if shape[a] != 1] \
+        or [(1, [0] * len(strides))]
+    merged = [dims[0]]
+    for n, st in dims[1:]:
+        pn, pst = merged[-1]
+        if all(p == q * n for p, q in zip(pst, st)):
+            merged[-1] = (pn * n, st)
+        else:
+            merged.append((n, st))
+    if len(merged) > MAXR:
+        raise GpuLoweringError(f"layer '{layer}': strided loops of rank > {MAXR} are not "
+                               "supported")
+    return [m[0] for m in merged], [[m[1][i] for m in merged] for i in range(len(strides))]
+
+
+
+def is_dense(v: Value) -> bool:
+    """Whether a view's strides are those of a contiguous row-major tensor of its shape."""
+    dense = Value(v.buf, v.shape, "plain", v.dtype).strides()
+    return all(d == 1 or s == c for d, s, c in zip(v.shape, v.strides(), dense))
+
+
+class Lowering:
+    """One graph being lowered: its values, buffers, weights and launches so far."""
+
+    def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser,
+                 scales: dict[str, float] | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise GpuLoweringError(unknown_precision(precision))
+        if precision == "int8" and not scales:
+            raise GpuLoweringError(
+                "GPU precision 'int8' needs per-tensor scales (calibrate, or a QAT model's Q/DQ "
+                "scales)"
+            )
+        self.graph = graph
+        self.precision = precision
+        self.dt = "f32" if precision == "fp32" else "f16"  # INT8 runs everything else in FP16
+        self.scales = {k: float(v) for k, v in (scales or {}).items() if v > 0} \
+            if precision == "int8" else {}
+        self.arch = arch
+        self.choose = choose
+        self.launches: list[Launch] = []
+        self.buffers: list[VBuf] = []
+        self.values: dict[str, Value | Lazy] = {}
+        self.weights: list[tuple[int, np.ndarray]] = []
+        self.weight_bytes = 0
+        self._weight_cache: dict[tuple[int, str], Ref] = {}
+        self.fused: set[str] = set()
+        self.converted: dict[tuple[Any, ...], Value] = {}
+        # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
+        self.concat_slot: dict[str, tuple[Node, int]] = {}
+        self.concat_values: dict[str, Value] = {}
+        self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
+
+    # ----- helpers -------------------------------------------------------------------------
+    def new_buf(self, nbytes: int, kind: str = "arena", name: str = "") -> VBuf:
+        step = len(self.launches)
+        b = VBuf(int(nbytes), step, step, kind, name)
+        self.buffers.append(b)
+        return b
+
+    def new_value(self, shape: tuple[int, ...], layout: str, dtype: str | None = None) -> Value:
+        dtype = dtype or self.dt
+        n = int(np.prod(shape, dtype=np.int64))
+        if n >= 2**31:  # the kernels index with 32-bit integers
+            raise GpuLoweringError(f"tensor of shape {shape} has more than 2^31 elements; "
+                                   "split the batch to run it on the GPU")
+        return Value(self.new_buf(n * DTYPE_BYTES[dtype]), tuple(shape), layout, dtype)
+
+    def ref(self, v: Value) -> Ref:
+        if v.buf.kind == "weight":
+            return Ref(None, v.buf.offset + v.offset * DTYPE_BYTES[v.dtype], weight=True)
+        return Ref(v.buf, v.offset * DTYPE_BYTES[v.dtype])
+
+    def weight(self, array: np.ndarray, dtype: str | None = None) -> Ref:
+        arr = np.ascontiguousarray(array, dtype=NP_DTYPE[dtype] if dtype else None)
+        off = self.weight_bytes
+        self.weights.append((off, arr))
+        self.weight_bytes = off + ((arr.nbytes + 255) // 256) * 256
+        return Ref(None, off, weight=True)
+
+    def emit(self, launch: Launch) -> None:
+        step = len(self.launches)
+        self.launches.append(launch)
+        for r in launch.ptrs:
+            if r is not None and r.buf is not None:
+                r.buf.first = min(r.buf.first, step)
+                r.buf.last = max(r.buf.last, step)
+
+    def value(self, t: Tensor | None, node: Node, raw: bool = False) -> Value:
+        """``t`` as the GPU holds it; INT8 values come dequantised to FP16 unless ``raw``."""
+        if t is None:
+            raise GpuLoweringError(f"layer '{node.name}' ({node.op}): a required input is missing")
+        if isinstance(t, Constant):
+            if t.values.dtype.kind != "f":
+                raise GpuLoweringError(
+                    f"layer '{node.name}' ({node.op}): non-float constant input '{t.name}' "
+                    "is not supported on the GPU"
+                )
+            return self.const_value(t.values, id(t))
+        if t.name not in self.values:
+            raise GpuLoweringError(
+                f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
+            )
+        v = self.values[t.name]
+        if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader
+            v = self.values[t.name] = self.materialise(v, node.name)
+        if v.dtype == "i8" and not raw:
+            return self.ensure(v, None, self.dt, node.name)
+        return v
+
+    def const_value(self, array: np.ndarray, key: int | None = None) -> Value:
+        """A constant in the weight arena (uploaded once; ``key`` shares repeated uses)."""
+        if key is None:
+            r = self.weight(array, self.dt)
+        else:
+            if (key, self.dt) not in self._weight_cache:
+                self._weight_cache[(key, self.dt)] = self.weight(array, self.dt)
+            r = self._weight_cache[(key, self.dt)]
+        # a value without an activation buffer
+        val = Value(VBuf(0, 0, 0, "weight"), tuple(int(d) for d in array.shape), "plain", self.dt)
+        val.buf.offset = r.byte_offset
+        return val
+
+    def copy(self, src: Value, dst: Value, layer: str, shape: list[int] | None = None,
+             src_strides: list[int] | None = None, dst_strides: list[int] | None = None) -> None:
+        """dst[...] = src[...] over a logical ``shape`` (default src.shape), any strides/dtypes."""
+        shape = list(shape if shape is not None else src.shape)
+        ss = list(src_strides if src_strides is not None else src.strides())
+        ds = list(dst_strides if dst_strides is not None else dst.strides())
+        dims, (ds, ss) = loop_dims(shape, [ds, ss], layer)
+        pad = [0] * (MAXR - len(dims))
+        ints = [len(dims)] + dims + pad + ss + pad + ds + pad
+        n = int(np.prod(dims))
+        factor = (src.scale if src.dtype == "i8" else 1.0) / (
+            dst.scale if dst.dtype == "i8" else 1.0)  # (de)quantise on the way
+        self.emit(Launch(layer, f"copy_{src.dtype}_{dst.dtype}", grid1d(n), 256,
+                         [self.ref(src), self.ref(dst)], ints, [factor]))
+
+    def ensure(self, v: Value, layout: str | None, dtype: str | None, layer: str,
+               keep_strided: bool = False, scale: float = 0.0) -> Value:
+        """``v`` in the wanted layout / dtype, converted by one copy kernel when it differs.
+
+        Views (layout "strided": transposes, slices) are materialised here, once, unless the
+        caller reads arbitrary strides itself (``keep_strided``: binary ops, copies). INT8 needs
+        the ``scale`` to quantise with.
+        """
+        if v.layout == "strided" and is_dense(v):  # e.g. a transpose of a transposed write
+            v = Value(v.buf, v.shape, "plain", v.dtype, v.offset, scale=v.scale)
+        if v.layout == "strided":
+            if keep_strided and layout is None and (dtype or v.dtype) == v.dtype:
+                return v
+            layout = layout or "plain"
+        layout = layout or v.layout
+        dtype = dtype or v.dtype
+        if layout == "nhwc" and len(v.shape) != 4:
+            raise GpuLoweringError(f"layer '{layer}': needs a 4-D input, got shape {v.shape}")
+        dense_nhwc = v.layout == "nhwc" and (v.cs in (0, v.shape[1]))
+        same_scale = dtype != "i8" or v.scale == scale
+        if v.layout == layout and v.dtype == dtype and same_scale \
+                and (layout == "plain" or dense_nhwc):
+            return v
+        if v.layout == "nhwc" and layout == "plain" and v.dtype == dtype and dense_nhwc \
+                and v.shape[2] * v.shape[3] == 1 and same_scale:
+            return Value(v.buf, v.shape, "plain", dtype, v.offset, scale=v.scale)  # same order
+        key = (id(v.buf), v.offset, v.shape, v.layout, v.cs, v.custom, layout, dtype, scale)
+        if key not in self.converted:  # convert once, however many readers need it
+            if dtype == "i8" and scale <= 0:
+                raise GpuLoweringError(f"layer '{layer}': quantising to INT8 needs a scale")
+            out = self.new_value(v.shape, layout, dtype)
+            out.scale = scale if dtype == "i8" else 0.0
+            self.copy(v, out, layer)
+            self.converted[key] = out
+        return self.converted[key]
+
+    # ----- graph ---------------------------------------------------------------------------
+    def run(self) -> GpuProgram:
+        g = self.graph
+        inputs = {}
+        for t in g.inputs:
+            shape = tuple(int(d) for d in t.static_shape())
+            np_dt = np.dtype(t.dtype or "float32")
+            if np_dt.kind != "f":
+                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on GPU")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
+            self.values[t.name] = Value(buf, shape, "plain", dt)
+            inputs[t.name] = (buf, shape, np_dt)
+        self._plan_concats()
+        for node in g.topological_order():
+            if node.name in self.fused:
+                continue
+            handler = handler_for(node)
+            if handler is None:
+                raise GpuLoweringError(no_kernel(node))
+            verdict = supports(node, self.arch, self.precision)
+            if not verdict:
+                raise GpuLoweringError(f"layer '{node.name}' ({node.op}): {verdict.reason}")
+            try:
+                handler.lower(self, node)
+            except TandemError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError) as err:
+                raise GpuLoweringError(
+                    f"layer '{node.name}' ({node.op}): cannot lower to GPU kernels ({err})"
+                ) from err
+        outputs = {}
+        for t in g.outputs:
+            v = self.value(t, Node("output", "Output"))
+            np_dt = np.dtype(t.dtype or "float32")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(v.size * np_dt.itemsize, "output", t.name)
+            out = Value(buf, v.shape, "plain", dt)
+            self.copy(v, out, f"output:{t.name}")
+            outputs[t.name] = (buf, v.shape, np_dt)
+        arena, naive = plan_memory(self.buffers)
+        return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
+                          outputs, arena, naive)
+
+    def _plan_concats(self) -> None:
+        """Let producers of channel-Concat inputs write straight into the Concat's buffer."""
+        for node in self.graph.nodes:
+            if node.op != "Concat" or not node.outputs[0].is_static:
+                continue
+            out = node.outputs[0].static_shape()
+            ins = list(node.inputs)
+            if len(out) != 4 or int(node.attrs.get("axis", 1)) % 4 != 1:
+                continue
+            if any(t is None or isinstance(t, Constant) or not t.is_static
+                   or len(t.static_shape()) != 4 for t in ins):
+                continue
+            off = 0
+            for t in ins:
+                assert t is not None
+                if ins.count(t) == 1 and t not in self.graph.outputs \
+                        and t not in self.graph.inputs and t.name not in self.concat_slot:
+                    self.concat_slot[t.name] = (node, off)
+                off += int(t.static_shape()[1])
+
+    def concat_value(self, node: Node) -> Value:
+        """The buffer a channel Concat's producers write into: INT8 (with the Concat output's
+        scale, so each producer requantises into it) when every reader takes INT8 and every
+        input comes from an INT8 convolution, else the compute precision."""
+        if node.name not in self.concat_values:
+            t = node.outputs[0]
+            int8 = self.int8.wants(t) and all(self.int8.from_conv(u) for u in node.inputs)
+            v = self.new_value(self.out_shape(node), "nhwc", "i8" if int8 else None)
+            v.scale = self.scales[t.name] if int8 else 0.0
+            self.concat_values[node.name] = v
+        return self.concat_values[node.name]
+
+    def out_nhwc(self, t: Tensor, shape: tuple[int, ...], int8_ok: bool = False) -> Value:
+        """A new NHWC output for tensor ``t``: a channel slice of a Concat when one awaits it,
+        INT8 when every reader takes INT8 and the producing kernel can write INT8
+        (``int8_ok``)."""
+        slot = self.concat_slot.get(t.name)
+        if slot is not None:
+            cv = self.concat_value(slot[0])
+            if cv.dtype == "i8" and not int8_ok:
+                return self.new_value(shape, "nhwc")  # lower_concat quantises it into place
+            return Value(cv.buf, shape, "nhwc", cv.dtype, cv.offset + slot[1], cv.shape[1],
+                         scale=cv.scale)
+        if int8_ok and self.int8.wants(t):
+            v = self.new_value(shape, "nhwc", "i8")
+            v.scale = self.scales[t.name]
+            return v
+        return self.new_value(shape, "nhwc")
+
+    def conv_input(self, v: Value, layer: str, align: int = 8) -> Value:
+        """NHWC input in the compute precision for a kernel that reads any pixel stride: a
+        channel slice (of a zero-copy Concat's buffer) stays in place when its pixel stride and
+        offset are multiples of ``align`` elements (8: the 16-byte loads of convolutions);
+        anything else is converted to dense NHWC once."""
+        if v.layout == "nhwc" and v.dtype == self.dt and v.buf.kind != "weight" \
+                and (v.cs or v.shape[1]) % align == 0 and v.offset % align == 0:
+            return v
+        return self.ensure(v, "nhwc", self.dt, layer)
+
+    def out_shape(self, node: Node, i: int = 0) -> tuple[int, ...]:
+        return tuple(int(d) for d in node.outputs[i].static_shape())
+
+    def bind(self, node: Node, v: Value, i: int = 0) -> None:
+        self.values[node.outputs[i].name] = v
+
+    def fuse_activation(self, t: Tensor, act: Activation) -> tuple[Activation, Tensor]:
+        """The activation reading ``t`` folded into the epilogue of the kernel writing it (its
+        layers marked fused, its output the kernel's), or ``act`` and ``t`` as they are."""
+        m = match_act(self.graph, t)
+        if not m:
+            return act, t
+        nodes, act, t = m
+        self.fused.update(n.name for n in nodes)
+        return act, t
+
+
+    def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
+        """``t`` for a reader that can extend a deferred chain: the chain itself when this is
+        its only reader (so nothing is computed twice), else the value in memory."""
+        if t is not None and not isinstance(t, Constant) and t not in self.graph.outputs:
+            v = self.values.get(t.name)
+            if isinstance(v, Lazy) and len({id(c) for c in t.consumers}) == 1:
+                return v
+        return self.value(t, node, raw)
+
+    def leaf(self, v: Value, shape: tuple[int, ...], layer: str) -> Leaf:
+        """``v`` (compute dtype, any strides) broadcast to ``shape`` as an expression input."""
+        v = self.ensure(v, None, self.dt, layer, keep_strided=True)
+        pad = len(shape) - len(v.shape)
+        strides = [0] * pad + [st if d != 1 else 0 for st, d in zip(v.strides(), v.shape)]
+        return Leaf(Value(v.buf, shape, "strided", v.dtype, v.offset, v.cs, tuple(strides)))
+
+
+    def materialise(self, lz: Lazy, layer: str, dst: Value | None = None,
+                    dst_strides: list[int] | None = None) -> Value:
+        """Emit a deferred chain as one kernel into ``dst`` (default: a new buffer)."""
+        if dst is not None and dst.dtype != self.dt:  # e.g. an INT8 concat: quantising copy
+            tmp = self.materialise(lz, layer)
+            self.copy(tmp, dst, layer, list(lz.shape), None, dst_strides)
+            return dst
+        y = dst if dst is not None else self.new_value(lz.shape, lz.layout)
+        ys = list(dst_strides if dst_strides is not None else y.strides())
+        if isinstance(lz.root, Leaf):  # a view only: one strided copy
+            self.copy(lz.root.value, y, layer, list(lz.shape), None, ys)
+            return y
+        leaves, ops = linearise(lz.root)
+        dims, strides = loop_dims(list(lz.shape), [ys] + [list(v.strides()) for v in leaves],
+                                   layer)
+        pad = [0] * (MAXR - len(dims))
+        desc = dims + pad + [x for st in strides for x in st + pad]
+        desc += [x for o in ops for x in o]
+        n = int(np.prod(dims))
+        self.emit(Launch(layer, f"fused_{self.dt}", grid1d(n), 256,
+                         [self.weight(np.asarray(desc, np.int32)), self.ref(y),
+                          *(self.ref(v) for v in leaves)], [len(dims), len(leaves), len(ops)]))
+        return y
+
