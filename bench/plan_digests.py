@@ -99,8 +99,9 @@ def build_bytes(case: Case, folder: Path) -> bytes:
 
     from devices.plan import encode_plan
     from tandem.cli import build_parser
-    from tandem.pipeline import build_from_args
+    from tandem.commands._args import build_request
     from tandem.zoo import build_model
+    from targets.build import build
 
     model = folder / f"{case.model}-{case.resolution}.onnx"
     if not model.exists():
@@ -111,7 +112,7 @@ def build_bytes(case: Case, folder: Path) -> bytes:
         argv += ["--calib-cache", str(cache)]
         if not cache.exists():
             argv += ["--calib-random", str(CALIB_RANDOM)]
-    _, plan = build_from_args(build_parser().parse_args(argv))
+    _, plan = build(build_request(build_parser().parse_args(argv)))
     return encode_plan(plan)
 
 
