@@ -6,7 +6,8 @@ from shapes (``Shape -> Gather -> Concat``) are tracked by value, symbols includ
 ``Reshape`` fed by such a subgraph keeps the batch symbol instead of losing the shape.
 
 A layer whose inputs cannot fit together (a Conv channel mismatch, shapes that do not broadcast)
-raises :class:`ShapeError` naming the layer.
+raises :class:`ShapeError` naming the layer; so do the checks of ``partitioner.validate`` on each
+layer's attributes and each shape (a negative dim, a tensor no machine holds).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from partitioner.dtypes import numpy_dtype_name
 from partitioner.errors import ModelError, ShapeError, TandemError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
 from partitioner.plugins import PLUGINS
+from partitioner.validate import check_input, check_layer, check_outputs
 
 Result = tuple[Shape | None, str | None]
 _INT_MAX = 2**62
@@ -105,7 +107,10 @@ def static_values(graph: Graph) -> dict[str, np.ndarray]:
 
 def _infer(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None) -> dict[str, list[Dim]]:
     values: dict[str, list[Dim]] = {}
+    for graph_input in graph.inputs:
+        check_input(graph_input)
     for node in graph.topological_order():
+        check_layer(node)
         custom = custom_rules.get(op_key(node)) if custom_rules else None
         rule = _RULES.get(node.op) if node.domain in ("", "ai.onnx") else None
         if custom is None and rule is None and (plugin := PLUGINS.find(node)) is not None:
@@ -124,6 +129,7 @@ def _infer(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None) -> dict[s
         for t, (shape, dtype) in zip(node.outputs, results):
             t.shape = _merge(shape, t.shape)
             t.dtype = dtype or t.dtype
+        check_outputs(node)
         _track_values(ctx, values)
     return values
 
