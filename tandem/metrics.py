@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-_CHUNK = 1 << 20  # elements per float64 chunk (8 MiB)
+_CHUNK = 1 << 18  # elements per chunk: a few float64 temporaries of 2 MiB each
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,10 @@ def _scales_and_sizes(
         if scales_in is not None and np.size(scales_in)
         else None
     )
+    # the importer checks constant scales / sizes; computed ones are checked here (as ORT does)
     if given_sizes is not None:
+        if min(given_sizes) <= 0:
+            raise ValueError(f"sizes {given_sizes} must be > 0")
         if len(given_sizes) == rank and len(axes) != rank:
             given_sizes = [given_sizes[a] for a in axes]
         for a, s in zip(axes, given_sizes, strict=True):
@@ -247,6 +250,8 @@ def _scales_and_sizes(
                 scales[a] = scale
                 sizes[a] = int(scale * x.shape[a] + 0.5)
     elif given_scales is not None:
+        if not all(math.isfinite(f) and f > 0 for f in given_scales):
+            raise ValueError(f"scales {given_scales} must be finite and > 0")
         if len(given_scales) == rank and len(axes) != rank:
             given_scales = [given_scales[a] for a in axes]
         for a, factor in zip(axes, given_scales, strict=True):
@@ -256,11 +261,6 @@ def _scales_and_sizes(
             sizes[a] = int(math.floor(np.float32(factor) * np.float32(x.shape[a])))
     else:
         raise ValueError("Resize needs either scales or sizes")
-    # the importer checks constant scales / sizes; computed ones are checked here (as ORT does)
-    if not all(math.isfinite(f) and f > 0 for f in scales) or min(sizes, default=1) <= 0:
-        given = given_sizes if given_sizes is not None else given_scales
-        what = "sizes" if given_sizes is not None else "scales"
-        raise ValueError(f"{what} {given} must be {'> 0' if given_sizes else 'finite and > 0'}")
     return scales, sizes
 
 
