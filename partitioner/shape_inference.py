@@ -26,6 +26,7 @@ from partitioner.validate import check_input, check_layer, check_outputs
 
 Result = tuple[Shape | None, str | None]
 _INT_MAX = 2**62
+_MAX_VALUES = 1024  # elements of a constant read as a list of values (shapes, pads, scales)
 
 
 class _Ctx:
@@ -47,11 +48,16 @@ class _Ctx:
         return t.dtype if t is not None else None
 
     def ints(self, i: int) -> list[Dim] | None:
-        """Values of a small integer input: a Constant, or tracked from a shape subgraph."""
+        """Values of a small integer input: a Constant, or tracked from a shape subgraph.
+
+        Constants past ``_MAX_VALUES`` elements are weights, not shapes: listing a folded
+        (10000, 10000) product element by element would take minutes."""
         t = self.t(i)
         if t is None:
             return None
         if isinstance(t, Constant):
+            if t.values.size > _MAX_VALUES:
+                return None
             return [int(v) for v in np.asarray(t.values).reshape(-1)]
         return self.values.get(t.name)
 
@@ -63,7 +69,7 @@ class _Ctx:
 
     def floats(self, i: int) -> list[float] | None:
         t = self.t(i)
-        if isinstance(t, Constant):
+        if isinstance(t, Constant) and t.values.size <= _MAX_VALUES:
             return [float(v) for v in np.asarray(t.values).reshape(-1)]
         return None
 

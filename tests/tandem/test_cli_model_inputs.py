@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -87,40 +86,54 @@ def _resize_from(shape: list[int], factor: float) -> onnx.ModelProto:
     return m
 
 
+def _outer_product(n: int) -> onnx.ModelProto:
+    """A column times a row: n * 8 bytes of weights in the file, n * n floats if folded."""
+    col = numpy_helper.from_array(np.ones((n, 1), np.float32), "col")
+    row = numpy_helper.from_array(np.ones((1, n), np.float32), "row")
+    return model([helper.make_node("MatMul", ["col", "row"], ["m"], name="outer"),
+                  helper.make_node("Add", ["x", "m"], ["y"], name="add")], [col, row],
+                 x=[1])  # fmt: skip
+
+
+# Peak RSS from VmHWM: ru_maxrss would carry over the forking pytest process's own peak.
 _MEASURED = (
-    "import resource, sys\n"
+    "import re, resource, sys\n"
     "from tandem.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print(f'MAXRSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+    "use = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "print(f'USAGE {hwm} {use.ru_utime + use.ru_stime}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 BOUNDED = [
-    ("run", lambda: relu([1, 10**12]), {}),
-    ("compare", lambda: relu([1, 10**12]), {}),
-    ("inspect", constant_with_short_data, {}),
-    ("build", lambda: resize([1, 1, 1e30, 1e30]), {}),
-    ("run", lambda: _resize_from([1, 1, 1, 200], 2000), {"TANDEM_MEMORY_BUDGET": "1G"}),
-    ("compare", lambda: _resize_from([1, 1, 1, 200], 2000), {"TANDEM_MEMORY_BUDGET": "1G"}),
+    ("run", lambda: relu([1, 10**12]), {}, 1),
+    ("compare", lambda: relu([1, 10**12]), {}, 1),
+    ("inspect", constant_with_short_data, {}, 1),
+    ("build", lambda: resize([1, 1, 1e30, 1e30]), {}, 1),
+    ("run", lambda: _resize_from([1, 1, 1, 200], 2000), {"TANDEM_MEMORY_BUDGET": "1G"}, 1),
+    ("compare", lambda: _resize_from([1, 1, 1, 200], 2000), {"TANDEM_MEMORY_BUDGET": "1G"}, 1),
+    # valid, 160 KB: constant folding must not compute the 1.6 GB product at import
+    ("inspect", lambda: _outer_product(20000), {}, 0),
 ]
 
 
-@pytest.mark.parametrize("command, make, env", BOUNDED, ids=[f"{c[0]}-{i}" for i, c in
-                                                             enumerate(BOUNDED)])  # fmt: skip
-def test_refusals_take_under_10_s_and_1_gb(tmp_path, command, make, env, monkeypatch):
+@pytest.mark.parametrize("command, make, env, code", BOUNDED, ids=[f"{c[0]}-{i}" for i, c in
+                                                                   enumerate(BOUNDED)])  # fmt: skip
+def test_hostile_models_take_under_10_s_and_1_gb(tmp_path, command, make, env, code, monkeypatch):
+    """Time is the child's CPU time (user + system): what it costs, whatever else this machine
+    runs meanwhile; the wall clock only has to stay under the subprocess timeout."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     path = _save(tmp_path, make())
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURED, *_argv(command, path, tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    elapsed = time.monotonic() - start
     lines = proc.stderr.strip().splitlines()
-    rss_kb = int(lines.pop().split()[1])
-    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, lines
-    assert elapsed < 10, f"{elapsed:.1f} s"
-    assert rss_kb < 1024 * 1024, f"{rss_kb / 1024:.0f} MiB"
+    _, rss_kb, cpu_s = lines.pop().split()
+    assert proc.returncode == code and len(lines) == code and "Traceback" not in proc.stderr, lines
+    assert float(cpu_s) < 10, f"{float(cpu_s):.1f} s of CPU"
+    assert int(rss_kb) < 1024 * 1024, f"{int(rss_kb) / 1024:.0f} MiB"
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])
