@@ -200,3 +200,11 @@ def test_run_summarises_big_outputs_without_a_float64_copy(tmp_path, capsys):
         if "--json" in argv:
             y = json.loads(out)["outputs"]["y"]
             assert y["shape"] == [1, 1, 100, 20000] and -1 <= y["min"] <= y["mean"] <= y["max"] <= 1
+
+
+@pytest.mark.parametrize("command", ["inspect", "run", "compare"])
+def test_a_dim_bound_on_the_command_line_is_checked(tmp_path, capsys, command):
+    path = _save(tmp_path, relu(["n", 3, 4]))
+    assert main([command, str(path), "--dim", f"n={10**12}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "input 'x': dim 0 is 1000000000000" in err, err
