@@ -15,9 +15,12 @@ Boundary tensors travel as NCHW numpy arrays; each crossing between devices is r
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,17 +33,137 @@ from devices.runner import BaseRunner
 from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from gpu_kernels.lowering import segment_precision
-from partitioner.errors import TandemError
+from partitioner.errors import InputError, TandemError
+from partitioner.footprint import Footprint, Step, TensorInfo, bind_symbols, bound, estimate
 from partitioner.ir import Graph
 from partitioner.plugins import PLUGINS
 from partitioner.profiles import check_shape, profiles_from_data
 from partitioner.serialize import graph_from_data
+from partitioner.validate import human_bytes
 
 BACKENDS = ("auto", "cuda", "cpu")
+BUDGET_ENV = "TANDEM_MEMORY_BUDGET"
+#: share of this machine's available memory a run may plan for: the estimate counts the tensors
+#: between layers, not the temporaries inside one (im2col, BLAS buffers), nor ONNX Runtime's own
+DEFAULT_BUDGET_SHARE = 0.5
 
 
 class RuntimeError_(TandemError):
     """A plan cannot run here as asked (no matching GPU for ``--backend cuda``, ...)."""
+
+
+class MemoryBudgetError(TandemError):
+    """A run would hold more bytes than the memory budget allows; refused before allocating."""
+
+
+# ----- memory budget ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryBudget:
+    bytes: int
+    source: str  # how it was decided, for the message
+
+
+def memory_budget() -> MemoryBudget:
+    """``TANDEM_MEMORY_BUDGET`` (a size, ``8G``, ``512M``, ``1000000``, or a share of the
+    available memory, ``60%``), else half of what this machine (or its cgroup) has available."""
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if not text:
+        available = available_memory()
+        share = DEFAULT_BUDGET_SHARE
+        return MemoryBudget(
+            int(available * share),
+            f"{share:.0%} of the {human_bytes(available)} available here; set {BUDGET_ENV} to "
+            "change it",
+        )
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%|[KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if match is None:
+        raise InputError(
+            f"{BUDGET_ENV}={text!r}: expected a size (8G, 512M, 1000000 bytes) or a share of the "
+            "available memory (60%)"
+        )
+    number, unit = float(match.group(1)), match.group(2).upper()
+    if unit == "%":
+        size = int(available_memory() * number / 100)
+    else:
+        size = int(number * 1024 ** " KMGT".index(unit or " "))
+    return MemoryBudget(size, f"{BUDGET_ENV}={text}")
+
+
+def available_memory() -> int:
+    """Bytes this process can still get: MemAvailable, capped by a cgroup's memory limit."""
+    found: list[int] = []
+    meminfo = _read(Path("/proc/meminfo"))
+    if meminfo is not None:
+        match = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE)
+        if match:
+            found.append(int(match.group(1)) * 1024)
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # cgroup v1
+    ):  # fmt: skip
+        cap, used = _read(Path(limit)), _read(Path(usage))
+        if cap and used and cap.strip().isdigit() and used.strip().isdigit():
+            found.append(max(int(cap) - int(used), 0))
+    if not found:
+        found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return min(found)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def check_memory(footprint: Footprint, what: str, held: int = 0) -> None:
+    """Refuse a run whose peak (plus ``held`` bytes kept beside it) exceeds the budget, naming
+    the largest tensor; cheap enough to call before every run (shapes only, no allocation)."""
+    budget = memory_budget()
+    need = footprint.peak_bytes + held
+    if need <= budget.bytes:
+        return
+    where = f" (after layer '{footprint.at_layer}')" if footprint.at_layer else ""
+    shape = "x".join(str(d) for d in footprint.largest_shape or ()) or "scalar"
+    raise MemoryBudgetError(
+        f"{what}: running it needs about {human_bytes(need)} for its tensors at the peak{where}; "
+        f"the largest is '{footprint.largest}' ({shape} {footprint.largest_dtype or 'float32'}, "
+        f"{human_bytes(footprint.largest_bytes)}); the memory budget is "
+        f"{human_bytes(budget.bytes)} ({budget.source}); use smaller inputs or raise the budget"
+    )
+
+
+def plan_footprint(plan: Plan, input_shapes: Mapping[str, Sequence[int]]) -> Footprint:
+    """The peak bytes a PlanRunner holds: every segment's tensors as the CPU reference would
+    hold them, and every tensor crossing a segment boundary until the end of the run (GPU
+    segments on CUDA hold theirs on the GPU: counting them here errs on the safe side)."""
+    header = plan.header
+    declared = {b["name"]: b.get("shape") for b in header["inputs"]}
+    binding = bind_symbols(declared, input_shapes)
+    tensors: dict[str, TensorInfo] = {}
+    for b in header["inputs"]:
+        shape = input_shapes.get(b["name"], b.get("shape"))
+        tensors[b["name"]] = (tuple(shape) if shape is not None else None, b.get("dtype"))
+    steps: list[Step] = []
+    keep = {b["name"] for b in header["outputs"]}
+    for rec in header["segments"]:
+        structure = rec["graph"]
+        constants = {t["name"] for t in structure["tensors"] if "array" in t}
+        for t in structure["tensors"]:
+            if t["name"] not in constants and t["name"] not in tensors:
+                shape = bound(tuple(t["shape"]) if t["shape"] is not None else None, binding)
+                tensors[t["name"]] = (shape, t["dtype"])
+        steps += [
+            Step(
+                n["name"],
+                tuple(i for i in n["inputs"] if i is not None and i not in constants),
+                tuple(n["outputs"]),
+            )
+            for n in structure["nodes"]
+        ]
+        keep.update(rec["outputs"])
+    return estimate(steps, tensors, declared, keep)
 
 
 @dataclass

@@ -56,6 +56,9 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+# Ops onnx.checker checks against their schema: Tandem's own (plugins) have none, and the checker
+# refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it.
+_CHECKED_OPS = SUPPORTED_OPS - {"Upsample"}
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _MAX_NAMES_SHOWN = 20
 
@@ -247,6 +250,11 @@ class _Importer:
         }
         # Softmax / LogSoftmax of opset < 13, normalised once ranks are known.
         self.legacy_softmax: list[Node] = []
+        self.checker = onnx.checker.C.CheckerContext()
+        self.checker.ir_version = model.ir_version
+        self.checker.opset_imports = {
+            "" if o.domain == "ai.onnx" else o.domain: o.version for o in model.opset_import
+        }
 
     # -- tensors ---------------------------------------------------------------------------
     def type_info(self, vi: onnx.ValueInfoProto) -> tuple[Shape | None, str | None]:
@@ -282,6 +290,7 @@ class _Importer:
         )
         for init in mg.initializer:
             self.add_tensor_name(init.name, "initializer")
+            self.onnx_check(onnx.checker.check_tensor, init, f"initializer '{init.name}'")
             try:
                 values = numpy_helper.to_array(init)
             except Exception as err:  # malformed tensor payloads surface as assorted errors
@@ -311,6 +320,14 @@ class _Importer:
                 f"use; its symbolic dims are: {known}"
             )
         names = self.node_names()
+        for n, name in zip(mg.node, names):
+            what = f"layer '{name}' ({n.op_type})"
+            if n.op_type == "Constant":  # only its value: ORT takes value_floats at opset 11 too
+                for a in n.attribute:
+                    if a.type == onnx.AttributeProto.TENSOR:
+                        self.onnx_check(onnx.checker.check_tensor, a.t, what)
+            elif n.domain in _DEFAULT_DOMAINS and n.op_type in _CHECKED_OPS:
+                self.onnx_check(onnx.checker.check_node, n, what)
         # Create every produced tensor first so that nodes may appear out of order in the file.
         for n, name in zip(mg.node, names):
             if n.op_type == "Constant":
@@ -333,6 +350,17 @@ class _Importer:
                 )
             g.mark_output(g.tensors[vi.name])
         return g
+
+    def onnx_check(self, check: Callable[..., None], proto: Any, what: str) -> None:
+        """onnx.checker on one node or tensor: required inputs present, attribute types, data
+        sizes matching dims. Not ``check_model``: it also refuses what ONNX Runtime runs (nodes
+        out of topological order, graph outputs without a shape), and the importer checks the
+        graph's structure itself with messages that name every tensor and layer involved."""
+        try:
+            check(proto, self.checker)
+        except onnx.checker.ValidationError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else "invalid"
+            raise ModelError(f"{self.label}: {what}: {reason}") from None
 
     def add_tensor_name(self, name: str, what: str) -> None:
         if not name:

@@ -6,7 +6,8 @@ from shapes (``Shape -> Gather -> Concat``) are tracked by value, symbols includ
 ``Reshape`` fed by such a subgraph keeps the batch symbol instead of losing the shape.
 
 A layer whose inputs cannot fit together (a Conv channel mismatch, shapes that do not broadcast)
-raises :class:`ShapeError` naming the layer.
+raises :class:`ShapeError` naming the layer; so do the checks of ``partitioner.validate`` on each
+layer's attributes and each shape (a negative dim, a tensor no machine holds).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from partitioner.dtypes import numpy_dtype_name
 from partitioner.errors import ModelError, ShapeError, TandemError
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
 from partitioner.plugins import PLUGINS
+from partitioner.validate import check_input, check_layer, check_outputs
 
 Result = tuple[Shape | None, str | None]
 _INT_MAX = 2**62
+_MAX_VALUES = 1024  # elements of a constant read as a list of values (shapes, pads, scales)
 
 
 class _Ctx:
@@ -45,11 +48,16 @@ class _Ctx:
         return t.dtype if t is not None else None
 
     def ints(self, i: int) -> list[Dim] | None:
-        """Values of a small integer input: a Constant, or tracked from a shape subgraph."""
+        """Values of a small integer input: a Constant, or tracked from a shape subgraph.
+
+        Constants past ``_MAX_VALUES`` elements are weights, not shapes: listing a folded
+        (10000, 10000) product element by element would take minutes."""
         t = self.t(i)
         if t is None:
             return None
         if isinstance(t, Constant):
+            if t.values.size > _MAX_VALUES:
+                return None
             return [int(v) for v in np.asarray(t.values).reshape(-1)]
         return self.values.get(t.name)
 
@@ -61,7 +69,7 @@ class _Ctx:
 
     def floats(self, i: int) -> list[float] | None:
         t = self.t(i)
-        if isinstance(t, Constant):
+        if isinstance(t, Constant) and t.values.size <= _MAX_VALUES:
             return [float(v) for v in np.asarray(t.values).reshape(-1)]
         return None
 
@@ -105,7 +113,10 @@ def static_values(graph: Graph) -> dict[str, np.ndarray]:
 
 def _infer(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None) -> dict[str, list[Dim]]:
     values: dict[str, list[Dim]] = {}
+    for graph_input in graph.inputs:
+        check_input(graph_input)
     for node in graph.topological_order():
+        check_layer(node)
         custom = custom_rules.get(op_key(node)) if custom_rules else None
         rule = _RULES.get(node.op) if node.domain in ("", "ai.onnx") else None
         if custom is None and rule is None and (plugin := PLUGINS.find(node)) is not None:
@@ -124,6 +135,7 @@ def _infer(graph: Graph, custom_rules: Mapping[str, ShapeRule] | None) -> dict[s
         for t, (shape, dtype) in zip(node.outputs, results):
             t.shape = _merge(shape, t.shape)
             t.dtype = dtype or t.dtype
+        check_outputs(node)
         _track_values(ctx, values)
     return values
 

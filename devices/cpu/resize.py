@@ -2,11 +2,13 @@
 
 Resizing is separable, so each resized axis is handled on its own:
 
-* nearest: an index vector and one ``np.take``;
-* linear / cubic (antialiased or not): a dense ``(out, in)`` interpolation matrix per axis,
-  applied with one matmul. Building the matrix folds in edge clamping, ``exclude_outside``
-  renormalisation and antialias filter widening, so the numerics follow the ONNX specification
-  (and its reference implementation) exactly while the heavy lifting is BLAS.
+* nearest: an index vector and one ``np.take``, in the input's own dtype (exact for integers);
+* linear / cubic (antialiased or not): per output index a few taps (input index, weight) along
+  the axis; the weights fold in edge clamping, ``exclude_outside`` renormalisation and antialias
+  filter widening, so the numerics follow the ONNX specification (and its reference
+  implementation). The taps are summed block by block into the output, so an upscale never
+  holds more than the output plus a few megabytes: FP16 is summed in FP32 and integer images in
+  float64 only per block, then rounded into the output's dtype.
 """
 
 from __future__ import annotations
@@ -83,11 +85,12 @@ def _cubic_kernel(t: np.ndarray, a: float) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
-def _weight_matrix(
+def _taps(
     x: np.ndarray, in_len: int, scale: float, mode: str, a: float, antialias: bool,
     exclude_outside: bool,
-) -> np.ndarray:
-    """Dense ``(out, in)`` matrix of linear / cubic interpolation weights along one axis."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, weight)``, each ``(out, taps)``: the input pixels and weights of every output
+    pixel along one axis for linear / cubic interpolation."""
     # the base tap is the pixel at or left of x, taken strictly left for integral x (ratio 1)
     base = np.ceil(x) - 1
     ratio = x - base
@@ -106,16 +109,57 @@ def _weight_matrix(
     if exclude_outside:
         w = np.where((idx >= 0) & (idx < in_len), w, 0.0)
         w = w / w.sum(axis=1, keepdims=True)
-    idx = np.clip(idx, 0, in_len - 1)
-    matrix = np.zeros((len(x), in_len))
-    rows = np.broadcast_to(np.arange(len(x))[:, None], idx.shape)
-    np.add.at(matrix, (rows, idx), w)
-    return matrix
+    return np.clip(idx, 0, in_len - 1), w
 
 
-def _apply_matrix(data: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
-    moved = np.moveaxis(data, axis, -1)
-    return np.moveaxis(moved @ matrix.T.astype(data.dtype), -1, axis)
+_BLOCK_ELEMENTS = 1 << 20  # per block of output rows: bounds the temporaries of one tap sum
+
+
+def _interpolate(
+    data: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int, out_dtype: np.dtype
+) -> np.ndarray:
+    """Sum of ``w[:, j] * data[idx[:, j]]`` over taps along ``axis``, written into an array of
+    ``out_dtype`` block by block (integer outputs rounded and saturated)."""
+    compute = _compute_dtype(data.dtype)
+    shape = list(data.shape)
+    shape[axis] = len(idx)
+    out = np.empty(shape, out_dtype)
+    row = math.prod(shape) // max(len(idx), 1)  # elements per output index along the axis
+    step = max(1, _BLOCK_ELEMENTS // max(row, 1))
+    weights = w.astype(compute)
+    view = [1] * data.ndim
+    for lo in range(0, len(idx), step):
+        hi = min(lo + step, len(idx))
+        view[axis] = hi - lo
+        acc: np.ndarray | None = None
+        for j in range(idx.shape[1]):
+            part = np.take(data, idx[lo:hi, j], axis=axis).astype(compute, copy=False)
+            part *= weights[lo:hi, j].reshape(view)
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+        assert acc is not None  # every interpolation has at least one tap
+        where: list[Any] = [slice(None)] * data.ndim
+        where[axis] = slice(lo, hi)
+        out[tuple(where)] = _to_dtype(acc, out_dtype)
+    return out
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """FP16 and the narrow floats interpolate in FP32, integer images in float64."""
+    if dtype.kind in "iub":
+        return np.dtype(np.float64)
+    return np.result_type(dtype, np.float32)
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` (float, overwritten) in ``dtype``; integers rounded to nearest and saturated."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        np.rint(values, out=values)
+        np.clip(values, info.min, info.max, out=values)
+    return values.astype(dtype, copy=False)
 
 
 @register("Resize", "Upsample")
@@ -142,37 +186,37 @@ def resize(node: Node, inputs: list[Any]) -> np.ndarray:
     scales, sizes = _scales_and_sizes(node, x_in, axes, scales_in, sizes_in)
     roi_pairs = _roi_pairs(roi, axes, rank)
 
-    if x_in.dtype.kind == "f":
-        data = x_in.astype(np.float32) if x_in.dtype == np.float16 else x_in
-    else:  # integer images interpolate in float64 and round back
-        data = x_in.astype(np.float64)
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ValueError(f"unknown Resize mode '{mode}'")
     extrapolation = float(node.attrs.get("extrapolation_value", 0.0))
-    for axis in axes:
+    resized = [
+        a for a in axes
+        if not (sizes[a] == x_in.shape[a] and math.isclose(scales[a], 1.0)
+                and roi_pairs[a] in (None, (0.0, 1.0)))
+    ]  # fmt: skip
+    data = x_in
+    for axis in resized:
         in_len, out_len, scale = data.shape[axis], sizes[axis], scales[axis]
-        if out_len == in_len and math.isclose(scale, 1.0) and roi_pairs[axis] in (None, (0.0, 1.0)):
-            continue
         x = _source_coords(coord_mode, out_len, in_len, scale, roi_pairs[axis])
         if mode == "nearest":
             data = np.take(data, _nearest_index(x, in_len, nearest_mode), axis=axis)
-        elif mode in ("linear", "cubic"):
-            matrix = _weight_matrix(
+        else:
+            idx, w = _taps(
                 x, in_len, scale, mode, float(node.attrs.get("cubic_coeff_a", -0.75)),
                 bool(int(node.attrs.get("antialias", 0))),
                 bool(int(node.attrs.get("exclude_outside", 0))),
             )
-            data = _apply_matrix(data, matrix, axis)
-        else:
-            raise ValueError(f"unknown Resize mode '{mode}'")
+            # axes before the last stay in the compute dtype: rounding in between would differ
+            last = axis == resized[-1]
+            data = _interpolate(
+                data, idx, w, axis, x_in.dtype if last else _compute_dtype(x_in.dtype)
+            )
         if coord_mode == "tf_crop_and_resize":
             outside = (x < 0) | (x > in_len - 1)
             if outside.any():
                 index: list[Any] = [slice(None)] * rank
                 index[axis] = outside
-                data = np.array(data, copy=True)
-                data[tuple(index)] = extrapolation
-    if x_in.dtype.kind in "iu":
-        info = np.iinfo(x_in.dtype)
-        data = np.clip(np.rint(data), info.min, info.max)
+                data[tuple(index)] = _to_dtype(np.array(extrapolation), data.dtype)
     return np.ascontiguousarray(data).astype(x_in.dtype, copy=False)
 
 
@@ -189,7 +233,10 @@ def _scales_and_sizes(
         if scales_in is not None and np.size(scales_in)
         else None
     )
+    # the importer checks constant scales / sizes; computed ones are checked here (as ORT does)
     if given_sizes is not None:
+        if min(given_sizes) <= 0:
+            raise ValueError(f"sizes {given_sizes} must be > 0")
         if len(given_sizes) == rank and len(axes) != rank:
             given_sizes = [given_sizes[a] for a in axes]
         for a, s in zip(axes, given_sizes, strict=True):
@@ -203,6 +250,8 @@ def _scales_and_sizes(
                 scales[a] = scale
                 sizes[a] = int(scale * x.shape[a] + 0.5)
     elif given_scales is not None:
+        if not all(math.isfinite(f) and f > 0 for f in given_scales):
+            raise ValueError(f"scales {given_scales} must be finite and > 0")
         if len(given_scales) == rank and len(axes) != rank:
             given_scales = [given_scales[a] for a in axes]
         for a, factor in zip(axes, given_scales, strict=True):

@@ -30,8 +30,9 @@ def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
 
     With shapes static, ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` subgraphs vanish;
     with a symbolic batch, the parts that read only static dims still fold.
-    Expanding ops (Expand, Tile, ConstantOfShape, ...) stay nodes when their result would exceed
-    ``MAX_EXPANDED_ELEMENTS``; results keep the names of the tensors they replace.
+    Expanding ops (Expand, Tile, ConstantOfShape, ...), and any op whose result outgrows its
+    inputs, stay nodes when their result would exceed ``MAX_EXPANDED_ELEMENTS``; results keep
+    the names of the tensors they replace.
     """
     changed = False
     known = static_values(graph)
@@ -52,7 +53,7 @@ def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
         ins = node.inputs
         if not ins or not all(t is None or isinstance(t, Constant) for t in ins):
             continue
-        if node.op in _EXPANDING and _too_big(node):
+        if _too_big(node):
             continue
         args = [t.values if isinstance(t, Constant) else None for t in ins]
         try:
@@ -87,9 +88,13 @@ def _static_shape_value(node: Node) -> np.ndarray | None:
 
 
 def _too_big(node: Node) -> bool:
-    """True when the (inferred) output is known to exceed the cap."""
+    """True when an (inferred) output exceeds the cap and the node is an expanding op, or any op
+    making more elements than all its inputs hold (a MatMul of a column by a row): folding would
+    compute it at import, from a file of kilobytes, and store it."""
+    held = sum(t.values.size for t in node.inputs if isinstance(t, Constant))
     for out in node.outputs:
         if out.shape is not None and all(isinstance(d, int) for d in out.shape):
-            if math.prod([int(d) for d in out.shape if d is not None]) > MAX_EXPANDED_ELEMENTS:
+            size = math.prod([int(d) for d in out.shape if d is not None])
+            if size > MAX_EXPANDED_ELEMENTS and (node.op in _EXPANDING or size > held):
                 return True
     return False

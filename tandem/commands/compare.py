@@ -17,8 +17,9 @@ import numpy as np
 from devices.cpu import CpuRunner
 from devices.io import load_feeds, parse_dims, random_inputs, run_onnxruntime, save_npz
 from devices.plan import read_plan
-from devices.runtime import PlanRunner
+from devices.runtime import PlanRunner, check_memory
 from partitioner.errors import InputError, TandemError
+from partitioner.footprint import graph_footprint
 from partitioner.ir import Graph
 from tandem.api import load_graph
 from tandem.bisect import bisect
@@ -151,16 +152,30 @@ def _results_table(results: Mapping[str, Closeness], verdicts: Mapping[str, bool
             f"{r.mean_abs:.3e}",
             f"{r.max_rel:.3e}",
             f"{r.cosine:.8f}",
+            _nonfinite(r),
             "ok" if verdicts[name] else "MISMATCH",
         )
         for name, r in results.items()
     ]
-    return table(("Output", "Max abs", "Mean abs", "Max rel", "Cosine", "Verdict"), rows)
+    headers = ("Output", "Max abs", "Mean abs", "Max rel", "Cosine", "NaN/inf", "Verdict")
+    return table(headers, rows)
+
+
+def _nonfinite(r: Closeness) -> str:
+    """NaN / infinity positions: equal on both sides, or not (a mismatch whatever the tolerance)."""
+    parts = [f"{r.nonfinite_equal} same"] if r.nonfinite_equal else []
+    parts += [f"{r.nonfinite_mismatch} differ"] if r.nonfinite_mismatch else []
+    return ", ".join(parts) or "-"
 
 
 def _feeds(args: argparse.Namespace, graph: Graph) -> dict[str, np.ndarray]:
+    """The inputs, once the comparison they start fits the memory budget: the model's peak
+    while ONNX Runtime's outputs are held beside it (checked before random inputs are drawn)."""
     if args.inputs:
-        return load_feeds(graph, args.inputs)
+        feeds = load_feeds(graph, args.inputs)
+        _check_memory(args, graph, {n: a.shape for n, a in feeds.items()})
+        return feeds
+    _check_memory(args, graph, {t.name: t.static_shape() for t in graph.inputs if t.is_static})
     ranges = _ranges(args.val_range, graph)
     feeds = random_inputs(graph, seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -171,6 +186,11 @@ def _feeds(args: argparse.Namespace, graph: Graph) -> dict[str, np.ndarray]:
         else:
             feeds[name] = rng.integers(int(lo), int(hi) + 1, size=arr.shape).astype(arr.dtype)
     return feeds
+
+
+def _check_memory(args: argparse.Namespace, graph: Graph, shapes: dict[str, Any]) -> None:
+    footprint = graph_footprint(graph, shapes)
+    check_memory(footprint, str(args.model), held=footprint.output_bytes)
 
 
 def _ranges(items: list[str] | None, graph: Graph) -> dict[str, tuple[float, float]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,15 @@ from devices.io import (
 )
 from devices.plan import Plan, read_plan
 from devices.runner import BaseRunner
-from devices.runtime import PlanRunner, chrome_trace, predicted_trace
+from devices.runtime import (
+    PlanRunner,
+    check_memory,
+    chrome_trace,
+    plan_footprint,
+    predicted_trace,
+)
 from partitioner.errors import TandemError
+from partitioner.footprint import Footprint, graph_footprint
 from tandem.api import load_graph
 from tandem.commands._args import add_build_args, build_request, is_plan
 from tandem.commands._common import (
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if plan is not None:
         runner = PlanRunner(plan, args.backend, timing_cache=args.timing_cache)
         expected = {b["name"]: b for b in plan.header["inputs"]}
-        feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [])
+        feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [], plan)
     else:
         if args.backend == "cuda":
             raise TandemError(
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 "--target host"
             )
         graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
-        feeds = _graph_feeds(args, graph)
+        feeds = _graph_feeds(args, graph, lambda shapes: graph_footprint(graph, shapes))
         runner = CpuRunner(graph)
     times_ms: list[float] = []
     with runner:
@@ -133,17 +141,11 @@ def run(args: argparse.Namespace) -> int:
             doc["predicted_layer_ms"] = _predicted_layers(plan)
         print_json(doc)
         return 0
-    rows = [
-        (
-            name,
-            shape_text(arr.shape),
-            str(arr.dtype),
-            _stat(arr, "min"),
-            _stat(arr, "max"),
-            _stat(arr, "mean"),
-        )
-        for name, arr in outputs.items()
-    ]
+    rows = []
+    for name, arr in outputs.items():
+        stats = _stats(arr)
+        shown = [f"{stats[k]:.4g}" if stats else "-" for k in ("min", "max", "mean")]
+        rows.append((name, shape_text(arr.shape), str(arr.dtype), *shown))
     print(table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows))
     print()
     if segment_ms:
@@ -183,14 +185,22 @@ def _predicted_layers(plan: Plan) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _graph_feeds(args: argparse.Namespace, graph: Any) -> dict[str, np.ndarray]:
+def _graph_feeds(
+    args: argparse.Namespace, graph: Any, footprint: Callable[[dict[str, Any]], Footprint]
+) -> dict[str, np.ndarray]:
+    """The inputs (from --inputs or seeded random), once the run they start fits the memory
+    budget (checked before random inputs are drawn)."""
     if args.inputs:
-        return load_feeds(graph, args.inputs)
+        feeds = load_feeds(graph, args.inputs)
+        check_memory(footprint({n: a.shape for n, a in feeds.items()}), str(args.model))
+        return feeds
+    static = {t.name: t.static_shape() for t in graph.inputs if t.is_static}
+    check_memory(footprint(static), str(args.model))
     return random_inputs(graph, seed=args.seed)
 
 
 def _plan_feeds(
-    args: argparse.Namespace, expected: dict[str, Any], profiles: list[Any]
+    args: argparse.Namespace, expected: dict[str, Any], profiles: list[Any], plan: Plan
 ) -> dict[str, np.ndarray]:
     from partitioner.ir import Graph
     from partitioner.profiles import parse_shape_list
@@ -205,22 +215,24 @@ def _plan_feeds(
             # a dynamic-shape plan: random data at the first profile's opt shapes
             shape = profiles[0].get("inputs", {}).get(name, {}).get("opt", shape)
         stub.add_input(name, tuple(shape) if shape else None, b.get("dtype"))
-    return _graph_feeds(args, stub)
+    return _graph_feeds(args, stub, lambda shapes: plan_footprint(plan, shapes))
 
 
 def _write_json(path: str, doc: Any) -> None:
     write_atomic(path, json.dumps(doc).encode())
 
 
-def _stat(arr: np.ndarray, which: str) -> str:
+def _stats(arr: np.ndarray) -> dict[str, float]:
+    """min, max and mean of a numeric output, without a float64 copy of it (an output of
+    gigabytes would need twice that again): the mean accumulates in float64 as it goes."""
     if arr.size == 0 or arr.dtype.kind not in "fiub":
-        return "-"
-    return f"{float(getattr(arr.astype(np.float64), which)()):.4g}"
+        return {}
+    return {
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "mean": float(arr.mean(dtype=np.float64)),
+    }
 
 
 def _describe(arr: np.ndarray) -> dict[str, object]:
-    info: dict[str, object] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
-    if arr.size and arr.dtype.kind in "fiub":
-        a = arr.astype(np.float64)
-        info.update(min=float(a.min()), max=float(a.max()), mean=float(a.mean()))
-    return info
+    return {"shape": list(arr.shape), "dtype": str(arr.dtype), **_stats(arr)}

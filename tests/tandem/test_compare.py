@@ -79,3 +79,70 @@ def test_bisect_names_the_perturbed_layer(tmp_path, capsys, zoo_model, victim):
     assert code == 3
     assert doc["first_bad"]["layer"] == victim
     assert doc["first_bad"]["device"] == "gpu" and doc["first_bad"]["precision"] == "fp32"
+
+
+def _nonfinite_model(tmp_path, divisor: float = 0.0) -> str:
+    """Log of inputs in (-1, 1) (NaN for the negatives, -inf at 0), and x / divisor (+-inf for
+    the default 0)."""
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper, numpy_helper
+
+    zero = numpy_helper.from_array(np.full(1, divisor, np.float32), "zero")
+    g = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["log"]), helper.make_node("Div", ["x", "zero"], ["inf"])],
+        "nonfinite",
+        [helper.make_tensor_value_info("x", TP.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info(n, TP.FLOAT, [2, 8]) for n in ("log", "inf")],
+        [zero],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "nonfinite.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_identical_nan_and_inf_on_both_sides_match(tmp_path, capsys):
+    model = _nonfinite_model(tmp_path)
+    inputs = tmp_path / "x.npz"
+    x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(2, 8)
+    x[0, 0] = 0.0
+    np.savez(inputs, x=x)
+    code, doc = _json(capsys, "compare", model, "--inputs", str(inputs), "--json")
+    assert code == 0 and doc["match"]
+    log, inf = doc["outputs"]["log"], doc["outputs"]["inf"]
+    assert log["nonfinite_equal"] == 8 and log["nonfinite_mismatch"] == 0  # 7 NaN and one -inf
+    assert inf["nonfinite_equal"] == 16 and inf["match"]
+    capsys.readouterr()
+    assert main(["compare", model, "--inputs", str(inputs)]) == 0
+    assert "8 same" in capsys.readouterr().out
+
+
+def test_a_nan_against_a_number_is_still_a_mismatch(tmp_path, capsys):
+    """Tandem's plan computes what ONNX Runtime computes except for one layer whose divisor was
+    made NaN: the table says where NaN meets a number, and compare exits 3 whatever the
+    tolerance."""
+    model = str(_nonfinite_model(tmp_path, divisor=2.0))
+    plan_path = tmp_path / "nf.plan"
+    assert main(["build", model, "--target", "orin-agx-64gb", "--fp32", "-o", str(plan_path),
+                 "--quiet"]) == 0  # fmt: skip
+    plan = read_plan(plan_path)
+    zero_key = next(
+        t["array"]
+        for seg in plan.header["segments"]
+        for t in seg["graph"]["tensors"]
+        if t["name"] == "zero"
+    )
+    plan.blobs = {
+        k: (Blob.from_array(np.full(1, np.nan, np.float32)) if k == zero_key else b)
+        for k, b in plan.blobs.items()
+    }
+    write_plan(plan, plan_path)
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.full((2, 8), 0.5, np.float32))  # ORT: log finite, x / 2 = 0.25
+    capsys.readouterr()
+    code = main(["compare", model, "--plan", str(plan_path), "--inputs", str(inputs),
+                 "--atol", "1e30", "--backend", "cpu"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 3 and "16 differ" in out, out
