@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import plan as P
-from partitioner.errors import TandemError
 from devices.plan_header import required_keys
+from partitioner.errors import TandemError
 from tests.devices.test_plan import reseal, segment
 
 
