@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devices.io import load_feeds
 from partitioner.errors import InputError
@@ -132,3 +134,26 @@ def test_unused_members_are_never_read(tmp_path: Path) -> None:
         tracemalloc.stop()
     np.testing.assert_array_equal(feeds["x"], X)
     assert peak < 4 << 20
+
+
+SEED = io.BytesIO()
+np.savez_compressed(SEED, x=X, extra=np.ones(3, np.int16))
+mutation = st.tuples(st.integers(0, len(SEED.getvalue()) - 1), st.integers(1, 255))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(mutation, min_size=1, max_size=4), st.integers(0, len(SEED.getvalue())))
+def test_mutated_npz_never_escapes_input_error(tmp_path: Path, flips, cut: int) -> None:
+    """Bit flips and truncations anywhere: the inputs load or one InputError names the file."""
+    data = bytearray(SEED.getvalue())
+    for pos, xor in flips:
+        data[pos] ^= xor
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(bytes(data[: max(cut, 1)]))
+    try:
+        feeds = load_feeds(graph(), path)
+    except InputError as err:
+        assert str(err).startswith(str(path)) and "\n" not in str(err)
+    else:
+        assert feeds["x"].shape == X.shape and feeds["x"].dtype == X.dtype
