@@ -16,6 +16,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -48,7 +49,14 @@ class HeaderFieldError(ValueError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path or 'header'}: {problem}")
-        self.path = path
+        self.path, self.problem = path, problem
+
+    def within(self, step: str) -> HeaderFieldError:
+        """This error as seen from one level up (``step``: a key, or ``[i]`` in a list); paths
+        are built only on the way out of an error, never for the values that are fine."""
+        if self.path and not self.path.startswith("["):
+            return HeaderFieldError(f"{step}.{self.path}", self.problem)
+        return HeaderFieldError(step + self.path, self.problem)
 
 
 # ----- the records -----------------------------------------------------------------------
@@ -60,16 +68,16 @@ class BlobEntry:
     dtype: str | None = None
     shape: list[int] | None = None
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         for name in ("offset", "size"):
             if getattr(self, name) < 0:
-                raise HeaderFieldError(f"{path}.{name}", f"{getattr(self, name)} is negative")
+                raise HeaderFieldError(name, f"{getattr(self, name)} is negative")
         if (self.dtype is None) != (self.shape is None):
-            raise HeaderFieldError(path, "an array blob needs both 'dtype' and 'shape'")
+            raise HeaderFieldError("", "an array blob needs both 'dtype' and 'shape'")
         if self.dtype is not None and self.dtype not in BLOB_DTYPES:
-            raise HeaderFieldError(f"{path}.dtype", _not_one_of(self.dtype, BLOB_DTYPES))
+            raise HeaderFieldError("dtype", _not_one_of(self.dtype, BLOB_DTYPES))
         if self.shape is not None:
-            _check_dims(self.shape, f"{path}.shape", symbolic=False)
+            _check_dims(self.shape, "shape", symbolic=False)
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,9 @@ class Binding:
     shape: list[Dim] | None = None
     dtype: str | None = None
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if self.shape is not None:
-            _check_dims(self.shape, f"{path}.shape")
+            _check_dims(self.shape, "shape")
 
 
 @dataclass(frozen=True)
@@ -104,9 +112,9 @@ class TensorRecord:
     dtype: str | None = None
     array: str | None = None
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if self.shape is not None:
-            _check_dims(self.shape, f"{path}.shape")
+            _check_dims(self.shape, "shape")
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,9 @@ class AttrRecord:
     value: Any = None
     array: str | None = None
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if self.array is None:
-            _check_plain(self.value, f"{path}.value")
+            _check_plain(self.value, "value")
 
 
 @dataclass(frozen=True)
@@ -143,16 +151,15 @@ class GraphRecord:
     inputs: list[str]
     outputs: list[str]
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if self.format != GRAPH_FORMAT:
-            raise HeaderFieldError(f"{path}.format", f"{self.format!r}, expected {GRAPH_FORMAT!r}")
+            raise HeaderFieldError("format", f"{self.format!r}, expected {GRAPH_FORMAT!r}")
         known = {t.name for t in self.tensors}
-        uses = [(f"{path}.inputs[{i}]", n) for i, n in enumerate(self.inputs)]
-        uses += [(f"{path}.outputs[{i}]", n) for i, n in enumerate(self.outputs)]
+        uses = [(f"inputs[{i}]", n) for i, n in enumerate(self.inputs)]
+        uses += [(f"outputs[{i}]", n) for i, n in enumerate(self.outputs)]
         for j, node in enumerate(self.nodes):
-            where = f"{path}.nodes[{j}]"
-            uses += [(f"{where}.inputs[{i}]", n) for i, n in enumerate(node.inputs) if n]
-            uses += [(f"{where}.outputs[{i}]", n) for i, n in enumerate(node.outputs)]
+            uses += [(f"nodes[{j}].inputs[{i}]", n) for i, n in enumerate(node.inputs) if n]
+            uses += [(f"nodes[{j}].outputs[{i}]", n) for i, n in enumerate(node.outputs)]
         for where, name in uses:
             if name not in known:
                 raise HeaderFieldError(where, f"tensor {name!r} is not among the graph's tensors")
@@ -193,9 +200,9 @@ class SegmentRecord:
     predicted_ms: float | None = None
     predicted_layer_ms: dict[str, float] = field(default_factory=dict)
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         if self.device.startswith("dla") and self.loadable is None:
-            raise HeaderFieldError(path, "a DLA segment lacks 'loadable' (its compiled blob)")
+            raise HeaderFieldError("", "a DLA segment lacks 'loadable' (its compiled blob)")
 
 
 @dataclass(frozen=True)
@@ -204,9 +211,9 @@ class ShapeRange:
     opt: list[int]
     max: list[int]
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         for name in ("min", "opt", "max"):
-            _check_dims(getattr(self, name), f"{path}.{name}", symbolic=False)
+            _check_dims(getattr(self, name), name, symbolic=False)
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ class PlanHeader:
     model: str | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def check(self, path: str) -> None:
+    def check(self) -> None:
         names: set[str] = set()
         for i, seg in enumerate(self.segments):
             where = f"segments[{i}]"
@@ -293,9 +300,10 @@ class PlanHeader:
 def decode_header(data: Any) -> PlanHeader:
     """The typed header; :class:`HeaderFieldError` names the first field that is wrong."""
     try:
-        return _decode(PlanHeader, data, "")
+        header: PlanHeader = _decoder(PlanHeader)(data)
     except RecursionError:
         raise HeaderFieldError("", "nested too deeply") from None
+    return header
 
 
 def required_keys() -> list[str]:
@@ -303,62 +311,98 @@ def required_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(PlanHeader) if _required(f)]
 
 
-# ----- one decoder for every record, driven by the annotations -----------------------------
-def _decode(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _decode_record(tp, value, path)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if not isinstance(value, str) or value not in choices:
-            raise HeaderFieldError(path, _not_one_of(value, choices))
-        return value
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is not type(None) and _kind_fits(option, value):
-                return _decode(option, value, path)
-        raise HeaderFieldError(path, _expected(tp, value))
-    if origin is list:
-        if not isinstance(value, list):
-            raise HeaderFieldError(path, _expected(tp, value))
-        (item,) = typing.get_args(tp)
-        return [_decode(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise HeaderFieldError(path, _expected(tp, value))
-        _, item = typing.get_args(tp)
-        return {k: _decode(item, v, _join(path, k)) for k, v in value.items()}
-    if not _kind_fits(tp, value):
-        raise HeaderFieldError(path, _expected(tp, value))
-    if tp is float and not math.isfinite(value):
-        raise HeaderFieldError(path, f"{value} is not a finite number")
-    return value
-
-
-def _decode_record(cls: Any, value: Any, path: str) -> Any:
-    if not isinstance(value, dict):
-        raise HeaderFieldError(path, _expected(cls, value))
-    hints = _hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in value:
-            kwargs[f.name] = _decode(hints[f.name], value[f.name], _join(path, f.name))
-        elif _required(f):
-            raise HeaderFieldError(path, f"lacks {f.name!r}")
-    record = cls(**kwargs)
-    if hasattr(record, "check"):
-        record.check(path)
-    return record
+# ----- one decoder for every record, derived once per type from the annotations ------------
+Decoder = Callable[[Any], Any]
 
 
 @functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _decoder(tp: Any) -> Decoder:
+    if tp is Any:
+        return lambda value: value
+    if dataclasses.is_dataclass(tp):
+        return _record_decoder(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return functools.partial(_literal, args)
+    if origin in (Union, types.UnionType):
+        options = [(t, _decoder(t)) for t in args if t is not type(None)]
+        return functools.partial(_union, tp, type(None) in args, options)
+    if origin is list:
+        return functools.partial(_list, tp, _decoder(args[0]))
+    if origin is dict:
+        return functools.partial(_dict, tp, _decoder(args[1]))
+    return functools.partial(_scalar, tp)
+
+
+def _literal(choices: tuple[str, ...], value: Any) -> Any:
+    if not isinstance(value, str) or value not in choices:
+        raise HeaderFieldError("", _not_one_of(value, choices))
+    return value
+
+
+def _union(tp: Any, nullable: bool, options: list[tuple[Any, Decoder]], value: Any) -> Any:
+    if value is None and nullable:
+        return None
+    for option, decode in options:
+        if _kind_fits(option, value):
+            return decode(value)
+    raise HeaderFieldError("", _expected(tp, value))
+
+
+def _list(tp: Any, item: Decoder, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise HeaderFieldError("", _expected(tp, value))
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(item(v))
+        except HeaderFieldError as err:
+            raise err.within(f"[{i}]") from None
+    return out
+
+
+def _dict(tp: Any, item: Decoder, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise HeaderFieldError("", _expected(tp, value))
+    out = {}
+    for k, v in value.items():
+        try:
+            out[k] = item(v)
+        except HeaderFieldError as err:
+            raise err.within(k) from None
+    return out
+
+
+def _scalar(tp: Any, value: Any) -> Any:
+    if not _kind_fits(tp, value):
+        raise HeaderFieldError("", _expected(tp, value))
+    if tp is float and not math.isfinite(value):
+        raise HeaderFieldError("", f"{value} is not a finite number")
+    return value
+
+
+def _record_decoder(cls: Any) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, _decoder(hints[f.name]), _required(f)) for f in dataclasses.fields(cls)]
+
+    def decode(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise HeaderFieldError("", _expected(cls, value))
+        kwargs = {}
+        for name, decode_field, required in fields:
+            if name in value:
+                try:
+                    kwargs[name] = decode_field(value[name])
+                except HeaderFieldError as err:
+                    raise err.within(name) from None
+            elif required:
+                raise HeaderFieldError("", f"lacks {name!r}")
+        record = cls(**kwargs)
+        if hasattr(record, "check"):
+            record.check()
+        return record
+
+    return decode
 
 
 def _required(f: dataclasses.Field[Any]) -> bool:
@@ -381,10 +425,6 @@ def _kind_fits(tp: Any, value: Any) -> bool:
     if tp is float:
         return isinstance(value, int | float)
     return tp is int and isinstance(value, int)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
