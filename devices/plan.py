@@ -12,9 +12,11 @@ Layout (all integers little-endian)::
     .   .   blobs, each starting on a 64-byte boundary (offsets in the header are relative to
             the first byte after the padded header, so the header never depends on its own length)
 
-Loading never executes code: the header is JSON, weights are raw little-endian arrays whose
-dtype and shape live in the header, cubins and DLA loadables are opaque bytes. ``read_plan``
-memory-maps the file; blobs are read-only ``memoryview`` slices of the map.
+The header's fields are typed records (``devices/plan_header.py``), checked whenever a plan is
+encoded or decoded. Loading never executes code: the header is JSON, weights are raw
+little-endian arrays whose dtype and shape live in the header, cubins and DLA loadables are
+opaque bytes. ``read_plan`` memory-maps the file; blobs are read-only ``memoryview`` slices of
+the map.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ BLOB_DTYPES = (
     "int64",
     "bool",
 )
-DEVICES = ("gpu", "dla0", "dla1", "cpu")
 _MAX_DIM = 1 << 40
 _MAX_RANK = 32
 
