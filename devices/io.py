@@ -6,17 +6,20 @@ Kept apart from the commands so the CLI, the Python API and the tests share one 
 
 from __future__ import annotations
 
-import contextlib
 import io
+import lzma
+import math
 import os
-import tempfile
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from partitioner import files
 from partitioner.errors import InputError, ModelError, TandemError
 from partitioner.ir import Graph, Tensor
 
@@ -62,24 +65,150 @@ def _static_input_shape(t: Tensor) -> tuple[int, ...]:
     return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
 
 
-def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read an ``.npz`` without pickle; errors name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such input file")
+#: the most bytes one input may take from an ``.npz`` when the model leaves its size open
+#: (symbolic dims); a static input is bounded by its own shape
+NPZ_MEMBER_LIMIT = 1 << 30
+#: how the members of an ``.npz`` may be compressed (numpy writes the first two)
+_COMPRESSIONS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_feeds(
+    graph: Graph, path: str | os.PathLike[str], *, max_bytes: int = NPZ_MEMBER_LIMIT
+) -> dict[str, np.ndarray]:
+    """The graph's inputs from an ``.npz`` file, in input order; other members are never read.
+
+    Each member is read through ``zipfile`` on its own: its ``.npy`` header is parsed first and
+    its dtype (numbers only: no pickled objects), shape and size are checked against the model
+    input and ``max_bytes`` before anything is allocated. Errors name the file and member."""
+    source = str(path)
+    with _open_npz(Path(path)) as archive:
+        members = {}
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            members[key] = info  # numpy.load's naming: "x.npy" holds the array "x"
+        feeds = {}
+        for t in graph.inputs:
+            member = members.get(t.name)
+            if member is None:
+                have = ", ".join(sorted(members)) or "nothing"
+                raise InputError(f"{source}: missing input '{t.name}' (it has: {have})")
+            feeds[t.name] = _read_member(archive, member, t, source, max_bytes)
+    return feeds
+
+
+def _open_npz(p: Path) -> zipfile.ZipFile:
     try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(f"{p}: not a readable .npz file ({err})") from None
+        with open(p, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such input file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, expected an .npz file") from None
+    except OSError as err:
+        raise InputError(f"{p}: cannot read: {err.strerror or err}") from None
+    if not head:
+        raise InputError(f"{p}: is empty, expected an .npz file (numpy.savez writes one)")
+    if head == _NPY_MAGIC:
+        raise InputError(
+            f"{p}: a single .npy array, not an .npz archive; write the inputs with "
+            "numpy.savez(PATH, INPUT_NAME=array)"
+        )
+    try:
+        return zipfile.ZipFile(p)
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+            struct.error, NotImplementedError) as err:  # fmt: skip
+        raise InputError(
+            f"{p}: not an .npz file ({err}); write the inputs with numpy.savez"
+        ) from None
 
 
-def load_feeds(graph: Graph, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The graph's inputs from an ``.npz`` file, checked (names, dtypes, shapes) and in input
-    order; extra arrays in the file are ignored."""
-    feeds = load_npz(path)
-    check_feeds(graph, feeds, str(path))
-    return {t.name: feeds[t.name] for t in graph.inputs}
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, t: Tensor, source: str, max_bytes: int
+) -> np.ndarray:
+    where = f"{source}: member '{info.filename}'"
+    if info.flag_bits & 0x1:
+        raise InputError(f"{where} is encrypted; write the inputs with numpy.savez (no password)")
+    if info.compress_type not in _COMPRESSIONS:
+        raise InputError(
+            f"{where} uses zip compression method {info.compress_type}; expected one of "
+            f"{', '.join(_COMPRESSIONS.values())} (numpy.savez / savez_compressed)"
+        )
+    try:
+        with archive.open(info) as f:
+            shape, fortran, dtype = _npy_header(f, where)
+            _check_member(t, shape, dtype, source, where, max_bytes)
+            array = np.empty(math.prod(shape), dtype=dtype)
+            view = array.view(np.uint8)
+            got = 0
+            while got < view.size:  # in chunks: the bytes are never held twice
+                chunk = f.read(min(view.size - got, 1 << 20))
+                if not chunk:
+                    raise InputError(
+                        f"{where} is truncated: {got} of {view.size} bytes of array data"
+                    )
+                view[got : got + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                got += len(chunk)
+    except InputError:
+        raise
+    except (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile, zlib.error,
+            lzma.LZMAError, NotImplementedError) as err:  # fmt: skip
+        raise InputError(f"{where} is unreadable ({type(err).__name__}: {err})") from None
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _npy_header(f: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, fortran order, dtype) from an ``.npy`` stream, without reading its data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise InputError(f"{where}: .npy format version {version} is not supported")
+    except (ValueError, EOFError, SyntaxError, TypeError) as err:
+        raise InputError(f"{where} is not a .npy array ({err})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(
+            f"{where} holds dtype {dtype}; inputs are arrays of numbers (no pickled objects)"
+        )
+    if any(d < 0 for d in shape):
+        raise InputError(f"{where} has a negative dimension in shape {list(shape)}")
+    return tuple(shape), bool(fortran), dtype
+
+
+def _check_member(
+    t: Tensor,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    source: str,
+    where: str,
+    max_bytes: int,
+) -> None:
+    """The member fits input ``t`` (dtype; shape, where symbolic dims match anything) and
+    ``max_bytes`` -- checked from its header alone."""
+    if t.dtype and dtype != np.dtype(t.dtype):
+        raise InputError(f"{source}: input '{t.name}' has dtype {dtype}, expected {t.dtype}")
+    if t.shape is not None and (
+        len(shape) != len(t.shape)
+        or any(isinstance(d, int) and d != s for d, s in zip(t.shape, shape))
+    ):
+        expected = "x".join(str(d) for d in t.shape)
+        got = "x".join(str(s) for s in shape)
+        raise InputError(f"{source}: input '{t.name}' has shape {got}, expected {expected}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise InputError(
+            f"{where} claims shape {list(shape)} ({nbytes} bytes), over the {max_bytes}-byte "
+            "limit for one input"
+        )
 
 
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
@@ -101,57 +230,8 @@ def write_atomic(
     error: type[TandemError] = InputError,
     durable: bool = False,
 ) -> Path:
-    """Write ``data`` through a temporary file beside ``path``, then rename it over ``path``:
-    an interrupted write never leaves a file under the final name. ``durable`` also fsyncs the
-    file and its folder (plans). A failure raises ``error("cannot write PATH: why")``."""
-    final = Path(path)
-    folder = final.parent if str(final.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise error(f"cannot write {final}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise error(f"cannot write {final}: {err.strerror or err}") from None
-        raise
-    if durable:  # the rename is durable only once the directory entry is on disk
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    return final
-
-
-def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], source: str) -> None:
-    """Every input present with the right dtype and shape (symbolic dims match anything)."""
-    for t in graph.inputs:
-        if t.name not in feeds:
-            have = ", ".join(sorted(feeds)) or "nothing"
-            raise InputError(f"{source}: missing input '{t.name}' (it has: {have})")
-        arr = feeds[t.name]
-        if t.dtype and arr.dtype != np.dtype(t.dtype):
-            raise InputError(
-                f"{source}: input '{t.name}' has dtype {arr.dtype}, expected {t.dtype}"
-            )
-        if t.shape is not None and (
-            arr.ndim != len(t.shape)
-            or any(isinstance(d, int) and d != s for d, s in zip(t.shape, arr.shape))
-        ):
-            expected = "x".join(str(d) for d in t.shape)
-            got = "x".join(str(s) for s in arr.shape)
-            raise InputError(f"{source}: input '{t.name}' has shape {got}, expected {expected}")
+    """:func:`partitioner.files.write_atomic`, raising :class:`InputError` by default."""
+    return files.write_atomic(path, data, error=error, durable=durable)
 
 
 def run_onnxruntime(

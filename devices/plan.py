@@ -12,9 +12,11 @@ Layout (all integers little-endian)::
     .   .   blobs, each starting on a 64-byte boundary (offsets in the header are relative to
             the first byte after the padded header, so the header never depends on its own length)
 
-Loading never executes code: the header is JSON, weights are raw little-endian arrays whose
-dtype and shape live in the header, cubins and DLA loadables are opaque bytes. ``read_plan``
-memory-maps the file; blobs are read-only ``memoryview`` slices of the map.
+The header's fields are typed records (``devices/plan_header.py``), checked whenever a plan is
+encoded or decoded. Loading never executes code: the header is JSON, weights are raw
+little-endian arrays whose dtype and shape live in the header, cubins and DLA loadables are
+opaque bytes. ``read_plan`` memory-maps the file; blobs are read-only ``memoryview`` slices of
+the map.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import math
 import mmap
 import os
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from devices.io import write_atomic
+from devices.plan_header import BLOB_DTYPES, HeaderFieldError, PlanHeader, decode_header
 from partitioner.errors import TandemError
 
 MAGIC = b"\x89TDM\r\n\x1a\n"
@@ -42,35 +44,6 @@ ALIGN = 64
 _PRELUDE = struct.Struct("<8sIIQQ32s")  # magic, version, reserved, header len, file len, sha256
 PRELUDE_SIZE = 64
 _HEADER_LIMIT = 64 << 20  # a header is metadata; 64 MiB of JSON means a corrupt length field
-
-#: dtypes a weight blob may carry (numpy names, as in the IR).
-BLOB_DTYPES = (
-    "float32",
-    "float16",
-    "float64",
-    "int8",
-    "uint8",
-    "int16",
-    "int32",
-    "int64",
-    "bool",
-)
-
-#: Keys every header has, with the type each must have.
-REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
-    "format_version": int,
-    "tandem_version": str,
-    "target": str,
-    "precision": str,
-    "segments": list,
-    "inputs": list,
-    "outputs": list,
-    "profiles": list,
-    "capability": (list, dict),
-    "metadata": dict,
-    "blobs": dict,
-}
-
 
 class PlanError(TandemError):
     """A plan file is unreadable, corrupt, or made for another target / version."""
@@ -126,6 +99,9 @@ class Plan:
     header: dict[str, Any]
     blobs: dict[str, Blob] = field(default_factory=dict)
     path: Path | None = None
+    #: the header as typed records, decoded when the plan was read or last encoded (decode
+    #: ``header`` again with :func:`~devices.plan_header.decode_header` after editing it)
+    record: PlanHeader | None = field(default=None, repr=False, compare=False)
 
     @property
     def target(self) -> str:
@@ -215,7 +191,7 @@ def encode_plan(plan: Plan) -> bytes:
         table[name] = entry
         offset = _align(offset + len(blob.data))
     header["blobs"] = table
-    _validate_header(header, "<plan being written>")
+    plan.record = checked_header(header, "<plan being written>", "the plan was not written")
     try:
         text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as err:
@@ -327,83 +303,51 @@ def decode_plan(
         raise PlanError(
             f"{where} has an unreadable header ({type(err).__name__}); rebuild it"
         ) from None
-    _validate_header(header, where)
-    if header["format_version"] != version:
+    record = checked_header(header, where, "rebuild the plan")
+    if record.format_version != version:
         raise PlanError(
-            f"{where}: header format_version {header['format_version']} disagrees with the "
+            f"{where}: header format_version {record.format_version} disagrees with the "
             f"prelude's {version}; the file is corrupt: rebuild it"
         )
     ours = tandem_version()
-    if compat_key(header["tandem_version"]) != compat_key(ours):
+    if compat_key(record.tandem_version) != compat_key(ours):
         raise PlanError(
-            f"{where} was built by Tandem {header['tandem_version']}, this is Tandem {ours} "
+            f"{where} was built by Tandem {record.tandem_version}, this is Tandem {ours} "
             "(another major version); rebuild the plan with this Tandem"
         )
-    if expect_target is not None and header["target"] != expect_target:
+    if expect_target is not None and record.target != expect_target:
         raise PlanError(
-            f"{where} was built for target {header['target']!r}, not {expect_target!r}; "
+            f"{where} was built for target {record.target!r}, not {expect_target!r}; "
             f"rebuild it with `tandem build MODEL.onnx --target {expect_target}`"
         )
     blobs = {}
     body = view[body_start:file_len]
-    for name, entry in header["blobs"].items():
-        offset, size = entry["offset"], entry["size"]
+    for name, entry in record.blobs.items():
+        offset, size = entry.offset, entry.size
         if offset % ALIGN or offset + size > len(body):
             raise PlanError(
                 f"{where}: blob {name!r} (offset {offset}, {size} bytes) lies outside the "
                 f"{len(body)}-byte blob area or is misaligned; the plan is corrupt: rebuild it"
             )
-        shape = tuple(entry["shape"]) if "shape" in entry else None
-        blob = Blob(body[offset : offset + size], entry["kind"], entry.get("dtype"), shape)
+        shape = tuple(entry.shape) if entry.shape is not None else None
+        blob = Blob(body[offset : offset + size], entry.kind, entry.dtype, shape)
         if blob.dtype is not None:
             try:
                 blob.array()  # checks that the size matches dtype x shape
             except PlanError as err:
                 raise PlanError(f"{where}: blob {name!r}: {err}; rebuild it") from None
         blobs[name] = blob
-    return Plan(header=header, blobs=blobs)
+    return Plan(header=header, blobs=blobs, record=record)
 
 
-def _validate_header(header: Any, where: str) -> None:
+def checked_header(header: Any, where: str, advice: str) -> PlanHeader:
+    """The header as typed records, or a one-line PlanError naming the file and the field."""
     if not isinstance(header, dict):
-        raise PlanError(f"{where}: the plan header is not a JSON object; rebuild the plan")
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in header:
-            raise PlanError(f"{where}: the plan header lacks {key!r}; rebuild the plan")
-        value = header[key]
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-            raise PlanError(
-                f"{where}: plan header field {key!r} has type {type(value).__name__}; "
-                "rebuild the plan"
-            )
-    for name, entry in header["blobs"].items():
-        _validate_blob_entry(name, entry, where)
-
-
-def _validate_blob_entry(name: str, entry: Any, where: str) -> None:
-    def bad(what: str) -> PlanError:
-        return PlanError(f"{where}: blob {name!r} {what}; the plan is corrupt: rebuild it")
-
-    if not isinstance(entry, Mapping):
-        raise bad("has no table entry")
-    for key in ("offset", "size"):
-        value = entry.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad(f"has an invalid {key} {value!r}")
-    if not isinstance(entry.get("kind"), str):
-        raise bad("has no kind")
-    if "dtype" in entry or "shape" in entry:
-        if entry.get("dtype") not in BLOB_DTYPES:
-            raise bad(f"has an unknown dtype {entry.get('dtype')!r}")
-        shape = entry.get("shape")
-        if (
-            not isinstance(shape, list)
-            or not all(
-                isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape
-            )
-            or len(shape) > 32
-        ):
-            raise bad(f"has an invalid shape {shape!r}")
+        raise PlanError(f"{where}: the plan header is not a JSON object; {advice}")
+    try:
+        return decode_header(header)
+    except HeaderFieldError as err:
+        raise PlanError(f"{where}: {err}; {advice}") from None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

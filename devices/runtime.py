@@ -342,7 +342,10 @@ class PlanRunner(BaseRunner):
                 )
                 trt.activate()
                 return made("dla-trt", trt.infer, trt.deactivate)
-            loadable = Loadable.from_bytes(bytes(self.plan.blob(rec["loadable"]).data))
+            loadable = Loadable.from_bytes(
+                bytes(self.plan.blob(rec["loadable"]).data),
+                f"{self.plan.path or 'plan'}: segment {name!r} loadable",
+            )
             return made("dla-emulator", lambda feeds: run_loadable(loadable, feeds))
         graph = self._segment_graph(rec)
         if gpu_backend == "cuda" and any(PLUGINS.find(n) for n in graph.nodes):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from partitioner.errors import ConfigError, InputError
+from partitioner.files import locked, write_atomic
 
 NUM_BINS = 2048
 NUM_QUANT_BINS = 128
@@ -245,12 +246,31 @@ def write_cache(
     method: str = "entropy",
     trt_version: str = "8601",
 ) -> None:
-    Path(path).write_text(format_cache(scales, method, trt_version))
+    """Write the cache atomically under an exclusive lock on ``PATH.lock``. Where the file
+    already holds a cache of the same calibrator, scales of tensors this calibration did not
+    see are kept (two builds sharing one cache lose nothing); a tensor's new scale wins."""
+    header = format_cache({}, method, trt_version).strip()
+    with locked(path, error=CalibrationError):
+        merged: dict[str, float] = {}
+        if Path(path).is_file():
+            old_header, old = parse_cache(_read_text(path), str(path))
+            if old_header == header:
+                merged.update(old)
+        merged.update(scales)
+        text = format_cache(merged, method, trt_version)
+        write_atomic(path, text.encode("utf-8"), error=CalibrationError)
 
 
 def read_cache(path: str | os.PathLike[str]) -> dict[str, float]:
+    return parse_cache(_read_text(path), str(path))[1]
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise CalibrationError(f"cannot read calibration cache '{path}': {err.strerror}") from None
-    return parse_cache(text, str(path))[1]
+    except UnicodeDecodeError:
+        raise CalibrationError(
+            f"{path}: not a TensorRT calibration cache (not UTF-8 text)"
+        ) from None

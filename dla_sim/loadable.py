@@ -24,6 +24,7 @@ Loading never executes code: the header is JSON, blobs are raw arrays of a fixed
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,20 @@ FORMAT_MINOR = 0
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sHHIQQQI20x")
 BLOB_DTYPES = ("int8", "uint8", "int32", "int64", "float16", "float32", "float64")
+ENGINES = ("conv", "sdp", "pdp", "cdp", "softmax", "rubik", "bdma")
+TENSOR_DTYPES = ("int8", "float16")
+#: the most elements one tensor may have (the DLA addresses 32-bit; bounds executor memory)
+MAX_ELEMENTS = 1 << 31
+#: geometry params (also inside a conv's fused ``pool``) and the values each may take: a
+#: zero stride would divide by zero, a negative pad would index backwards
+_GEOMETRY = {
+    "strides": (2, 1),
+    "dilations": (2, 1),
+    "kernel": (2, 1),
+    "pads": (4, 0),
+    "pads_declared": (4, 0),
+}
+_POSITIVE_PARAMS = ("group", "out_channels", "in_channels", "size")
 
 
 class LoadableError(TandemError):
@@ -180,8 +195,9 @@ class Loadable:
                     )
                 begin = blob_start + int(entry["offset"])
                 end = begin + int(entry["nbytes"])
-                if end > total:
+                if end > total or begin < blob_start or end < begin:
                     raise LoadableError(f"{source}: blob '{entry['name']}' runs past the end")
+                _check_shape(entry["shape"], f"{source}: blob '{entry['name']}' shape")
                 arr = np.frombuffer(
                     data,
                     dtype=np.dtype(entry["dtype"]).newbyteorder("<"),
@@ -191,7 +207,7 @@ class Loadable:
                 blobs[entry["name"]] = arr.astype(entry["dtype"]).reshape(entry["shape"])
             tensors = {t["name"]: TensorDesc(**t) for t in header["tensors"]}
             ops = [EngineOp(**op) for op in header["ops"]]
-            return cls(
+            loadable = cls(
                 name=header["name"],
                 dla_version=int(header["dla_version"]),
                 precision=header["precision"],
@@ -202,8 +218,10 @@ class Loadable:
                 blobs=blobs,
                 metadata=dict(header.get("metadata", {})),
             )
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, RecursionError) as err:
             raise LoadableError(f"{source}: malformed loadable header ({err})") from None
+        _validate(loadable, source)
+        return loadable
 
     def save(self, path: str) -> None:
         with open(path, "wb") as f:
@@ -217,3 +235,78 @@ class Loadable:
         except OSError as err:
             raise LoadableError(f"cannot read DLA loadable '{path}': {err.strerror}") from None
         return cls.from_bytes(data, source=path)
+
+
+def _validate(loadable: Loadable, source: str) -> None:
+    """Every field the executor relies on, checked once here: names that resolve, tensor
+    shapes and scales, op geometry. Errors name the loadable field; execution then never
+    meets a zero stride or a shape it cannot allocate."""
+
+    def bad(where: str, what: str) -> LoadableError:
+        return LoadableError(f"{source}: {where}: {what}; recompile the segment")
+
+    for where, names in (("inputs", loadable.inputs), ("outputs", loadable.outputs)):
+        for name in names:
+            if name not in loadable.tensors:
+                raise bad(where, f"tensor {name!r} is not described")
+    for name, t in loadable.tensors.items():
+        where = f"tensor {name!r}"
+        _check_shape(t.shape, f"{source}: {where} shape")
+        if t.dtype not in TENSOR_DTYPES:
+            raise bad(f"{where} dtype", f"{t.dtype!r} is not one of {', '.join(TENSOR_DTYPES)}")
+        if t.dtype == "int8" or t.scale is not None:
+            if not _is_number(t.scale) or not 0 < t.scale < math.inf:  # type: ignore[operator]
+                raise bad(f"{where} scale", f"{t.scale!r} is not a positive number")
+    for op in loadable.ops:
+        where = f"engine op {op.name!r}"
+        if op.engine not in ENGINES:
+            raise bad(f"{where} engine", f"{op.engine!r} is not one of {', '.join(ENGINES)}")
+        for name in [*op.inputs, *op.outputs]:
+            if name not in loadable.tensors:
+                raise bad(where, f"tensor {name!r} is not described")
+        if not isinstance(op.blobs, dict) or not isinstance(op.params, dict):
+            raise bad(where, "'blobs' and 'params' must be objects")
+        for role, blob in op.blobs.items():
+            if blob not in loadable.blobs:
+                raise bad(f"{where} blobs.{role}", f"blob {blob!r} is not in the loadable")
+        _check_params(op.params, f"{where} params", bad)
+        if isinstance(op.params.get("pool"), dict):
+            _check_params(op.params["pool"], f"{where} params.pool", bad)
+
+
+def _check_params(params: dict[str, Any], where: str, bad: Any) -> None:
+    for key, (length, least) in _GEOMETRY.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if (
+            not isinstance(value, list)
+            or len(value) != length
+            or not all(_is_int(v) and v >= least for v in value)
+        ):
+            kind = "positive" if least else "non-negative"
+            raise bad(f"{where}.{key}", f"{value!r} is not {length} {kind} integers")
+    for key in _POSITIVE_PARAMS:
+        if key in params and not (_is_int(params[key]) and params[key] > 0):
+            raise bad(f"{where}.{key}", f"{params[key]!r} is not a positive integer")
+
+
+def _check_shape(shape: Any, where: str) -> None:
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or not all(_is_int(d) and d >= 0 for d in shape)
+    ):
+        raise LoadableError(f"{where}: {shape!r} is not a list of sizes; recompile the segment")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise LoadableError(
+            f"{where}: {shape} has more than {MAX_ELEMENTS} elements; recompile the segment"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -2,14 +2,22 @@
 
 A cache measured on one machine (a Jetson board, say) and merged into another's makes the next
 build there pick the tactics that machine preferred without timing anything.
+
+Several processes may share one cache file: :meth:`TimingCache.save` merges into what is on disk
+under an exclusive lock and replaces the file atomically, so no update is lost and no reader
+ever sees half a file.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
+from typing import Any
 
 from partitioner.errors import TandemError
+from partitioner.files import locked, write_atomic
 
 FORMAT_VERSION = 1
 
@@ -54,8 +62,8 @@ class TimingCache:
     def from_json(cls, text: str, origin: str = "<string>") -> TimingCache:
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise TimingCacheError(f"{origin}: not JSON ({err})") from None
+        except (ValueError, RecursionError) as err:
+            raise TimingCacheError(f"{origin}: not JSON ({type(err).__name__}: {err})") from None
         if not isinstance(doc, dict) or doc.get("format") != "tandem-timing-cache":
             raise TimingCacheError(f"{origin}: not a Tandem timing cache (missing 'format')")
         if doc.get("version") != FORMAT_VERSION:
@@ -64,23 +72,44 @@ class TimingCache:
                 f"(expected {FORMAT_VERSION}); re-run the build to measure again"
             )
         cache = cls()
-        entries = doc.get("entries", {})
-        if not isinstance(entries, dict):
-            raise TimingCacheError(f"{origin}: 'entries' must be a mapping")
-        for arch, sigs in entries.items():
-            for sig, per in dict(sigs).items():
-                for tactic, ms in dict(per).items():
-                    if not isinstance(ms, (int, float)):
-                        raise TimingCacheError(f"{origin}: time of {tactic!r} is not a number")
-                    cache.record(sig, str(arch), str(tactic), float(ms))
+        for arch, sigs in _mapping(doc.get("entries", {}), origin, "'entries'").items():
+            for sig, per in _mapping(sigs, origin, f"arch {arch!r}").items():
+                for tactic, ms in _mapping(per, origin, f"signature {sig!r}").items():
+                    if (
+                        not isinstance(ms, int | float)
+                        or isinstance(ms, bool)
+                        or not math.isfinite(ms)
+                        or ms < 0
+                    ):
+                        raise TimingCacheError(
+                            f"{origin}: time of {tactic!r} is {ms!r}, not a number of ms >= 0"
+                        )
+                    cache.record(sig, arch, tactic, float(ms))
         return cache
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Merge into the cache at ``path`` (kept where it exists; the lower time of a tactic
+        wins) and write the result atomically, all under an exclusive lock on ``PATH.lock``:
+        concurrent savers lose nothing and concurrent loaders never read half a file. Afterwards
+        this cache holds the merged entries too."""
+        with locked(path, error=TimingCacheError):
+            if Path(path).is_file():
+                self.merge(TimingCache.load(path))
+            write_atomic(path, self.to_json().encode("utf-8"), error=TimingCacheError)
 
     @classmethod
-    def load(cls, path: str | Path) -> TimingCache:
+    def load(cls, path: str | os.PathLike[str]) -> TimingCache:
         p = Path(path)
         if not p.is_file():
             raise TimingCacheError(f"timing cache '{p}' does not exist")
-        return cls.from_json(p.read_text(encoding="utf-8"), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise TimingCacheError(f"cannot read timing cache '{p}': {err}") from None
+        return cls.from_json(text, str(p))
+
+
+def _mapping(value: Any, origin: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TimingCacheError(f"{origin}: {what} must be a mapping, not {type(value).__name__}")
+    return value

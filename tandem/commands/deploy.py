@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from devices.io import write_atomic
 from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
 from targets.ssh import Timeouts
@@ -136,15 +134,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def merge_timing_caches(path: str, fetched: list[str | None]) -> int:
     """Fold every fetched cache into ``path`` (kept if it exists: caches are mergeable, the
-    lower time of a tactic wins); written atomically. Returns the signatures it holds."""
+    lower time of a tactic wins); written atomically under a lock. Returns the signatures it
+    holds."""
     from gpu_kernels.timing_cache import TimingCache
 
-    target = Path(path)
-    cache = TimingCache.load(target) if target.is_file() else TimingCache()
+    cache = TimingCache()
     for item in fetched:
         if item:
             cache.merge(TimingCache.load(item))
-    write_atomic(target, cache.to_json().encode())
+    cache.save(path)
     return len(cache)
 
 

@@ -18,19 +18,35 @@ from devices.plan import Plan, PlanError, new_header, read_plan, write_plan
 from partitioner.errors import TandemError
 
 
+def segment(name: str, device: str, **extra) -> dict:
+    """A segment record as the builder writes one: one ReLU layer ``x -> y``."""
+    graph = {
+        "format": "tandem-ir-1",
+        "name": name,
+        "opset": 17,
+        "tensors": [
+            {"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"},
+            {"name": "y", "shape": [1, 3, 8, 8], "dtype": "float32"},
+        ],
+        "nodes": [
+            {"name": f"{name}.relu", "op": "Relu", "domain": "", "attrs": {},
+             "inputs": ["x"], "outputs": ["y"]},
+        ],
+        "inputs": ["x"],
+        "outputs": ["y"],
+    }
+    return {"name": name, "device": device, "precision": "fp16", "layers": [f"{name}.relu"],
+            "inputs": ["x"], "outputs": ["y"], "graph": graph, **extra}
+
+
 def sample_plan(target: str = "orin-agx-64gb") -> Plan:
     rng = np.random.default_rng(0)
     header = new_header(
         target,
         "fp16",
         segments=[
-            {
-                "name": "dla0_seg1",
-                "device": "dla0",
-                "backend": "dla-emu",
-                "blobs": ["seg1.loadable"],
-            },
-            {"name": "gpu_seg2", "device": "gpu", "backend": "cuda", "blobs": ["conv1.w"]},
+            segment("dla0_seg1", "dla0", backend="dla-emu", loadable="seg1.loadable"),
+            segment("gpu_seg2", "gpu", backend="cuda"),
         ],
         inputs=[{"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"}],
         outputs=[{"name": "y", "shape": [1, 4], "dtype": "float32"}],

@@ -10,12 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import plan as P
+from devices.plan_header import required_keys
 from partitioner.errors import TandemError
-from tests.devices.test_plan import reseal
+from tests.devices.test_plan import reseal, segment
 
 
 def _seed() -> tuple[bytes, dict]:
-    plan = P.Plan(P.new_header("orin-nx-16gb", "int8", segments=[{"name": "gpu_seg1"}]))
+    plan = P.Plan(P.new_header("orin-nx-16gb", "int8", segments=[segment("gpu_seg1", "gpu")]))
     plan.add_array("w", np.arange(12, dtype=np.float32).reshape(3, 4))
     plan.add_array("s", np.ones(3, dtype=np.int8))
     plan.add_bytes("cubin", b"\x7fELF" + bytes(range(60)), kind="cubin")
@@ -76,7 +77,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-header_keys = st.sampled_from([*P.REQUIRED_KEYS, "offset", "size", "dtype", "shape", "kind"])
+header_keys = st.sampled_from([*required_keys(), "offset", "size", "dtype", "shape", "kind"])
 
 
 @FUZZ
