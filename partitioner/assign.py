@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 
 from partitioner.capability import DeviceCapability, Precision
-from partitioner.errors import InternalError, TandemError
-from partitioner.ir import Graph, Node, Tensor
+from partitioner.errors import TandemError
+from partitioner.facts import Analysis, LayerFacts, move_delta, ms
+from partitioner.ir import Graph, Node
+from partitioner.mincut import PENDING, cost_reason, improve_placement
 from partitioner.policy import Policy, default_policy, resolve_pins
 from partitioner.segments import (
     Assignment,
@@ -32,7 +33,6 @@ from partitioner.segments import (
     Segment,
     Topology,
     TransitionCost,
-    copy_cost,
     form_segments,
     predict,
 )
@@ -49,72 +49,6 @@ _GPU_PRECISION_ORDER: dict[str, tuple[Precision, ...]] = {
 
 class PartitionError(TandemError):
     """The policy cannot be met on this target (e.g. DLA-only without GPU fallback)."""
-
-
-class LazyCosts(Mapping[str, float]):
-    """Seconds per device, asked of the cost model only when first read: ``trt`` needs just the
-    placed device's cost, and a DLA latency model can be the slowest part of partitioning."""
-
-    def __init__(self) -> None:
-        self._fns: dict[str, Callable[[], float]] = {}
-        self._cache: dict[str, float] = {}
-
-    def add(self, device: str, fn: Callable[[], float]) -> None:
-        self._fns[device] = fn
-
-    def __getitem__(self, device: str) -> float:
-        if device not in self._cache:
-            self._cache[device] = float(self._fns[device]())
-        return self._cache[device]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fns)
-
-    def __len__(self) -> int:
-        return len(self._fns)
-
-
-@dataclass
-class LayerFacts:
-    """What ``analyse`` learns about one layer; read by both strategies."""
-
-    node: Node
-    position: int
-    wanted: str  # "gpu" | "dla" (policy default or pin)
-    pin_device: str | None  # description of the pin, e.g. "pinned by rule 2 (op: Resize) in p.yaml"
-    precision: Precision  # requested
-    gpu_precision: Precision | None  # None: the GPU cannot run it
-    gpu_note: str  # why the GPU precision differs from the requested one, or why it cannot run
-    dla_precision: Precision | None  # None: not DLA-eligible
-    dla_reason: str  # verdict reason (ok or not)
-    cpu_precision: Precision | None = None
-    costs: LazyCosts = field(default_factory=lambda: LazyCosts())  # device string -> seconds
-
-    @property
-    def dla_ok(self) -> bool:
-        return self.dla_precision is not None
-
-
-@dataclass
-class Analysis:
-    graph: Graph
-    order: list[Node]
-    policy: Policy
-    dla: str | None  # "dla0"/"dla1", None without a DLA capability
-    layers: dict[str, LayerFacts]
-    warnings: list[str]
-    io_device: str = "gpu"  # where graph inputs/outputs live: the GPU, or the CPU without one
-    topo: Topology | None = None
-
-    def cost(self, node: Node, device: str) -> float:
-        return self.layers[node.name].costs.get(device, float("inf"))
-
-    def precision_on(self, name: str, device: str) -> Precision:
-        f = self.layers[name]
-        p = {"gpu": f.gpu_precision, "cpu": f.cpu_precision}.get(device, f.dla_precision)
-        if p is None:
-            raise InternalError(f"layer '{name}' was placed on {device}, which cannot run it")
-        return p
 
 
 def partition(
@@ -433,8 +367,6 @@ def _short_list(names: Sequence[str], limit: int = 6) -> str:
 def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partition:
     """Minimise the predicted objective; never worse than ``trt`` (both are computed with
     :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
-    from partitioner.mincut import PENDING, cost_reason, improve_placement
-
     objective = a.policy.objective
     best: Partition | None = None
     for devices, reasons, debug in improve_placement(a, tc, trt):
@@ -460,7 +392,7 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
                 reason = cost_reason(a, devices, name, tc)
                 best.assignments[name] = dataclasses.replace(x, reason=reason)
         best.debug.append(
-            f"cost: predicted {objective} {_ms(mine)} ms vs {_ms(theirs)} ms with trt rules"
+            f"cost: predicted {objective} {ms(mine)} ms vs {ms(theirs)} ms with trt rules"
         )
         return best
     return Partition(
@@ -472,8 +404,8 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
         objective,
         trt.debug
         + [
-            f"cost: kept the trt placement: predicted {objective} {_ms(theirs)} ms, "
-            f"cost-model placement {_ms(mine)} ms"
+            f"cost: kept the trt placement: predicted {objective} {ms(theirs)} ms, "
+            f"cost-model placement {ms(mine)} ms"
         ],
     )
 
@@ -488,44 +420,6 @@ def _rank_by_gain(
         return pinned, move_delta(a, devices, s.nodes, "gpu", tc), -a.layers[s.nodes[0]].position
 
     return sorted(segs, key=key)
-
-
-def move_delta(
-    a: Analysis,
-    devices: Mapping[str, str],
-    names: Sequence[str],
-    target: str,
-    tc: TransitionCost | None,
-) -> float:
-    """Change in predicted total latency (seconds) if ``names`` all moved to ``target``."""
-    graph = a.graph
-    moved = set(names)
-    delta = 0.0
-    touched: dict[str, Tensor] = {}
-    for n in names:
-        f = a.layers[n]
-        delta += f.costs.get(target, float("inf")) - f.costs[devices[n]]
-        for tensor in (*f.node.outputs, *f.node.inputs):
-            if tensor is not None:
-                touched[tensor.name] = tensor
-    if tc is None:
-        return delta
-
-    def after(name: str) -> str:
-        return target if name in moved else devices[name]
-
-    outputs = {t.name for t in graph.outputs}
-    inputs = {t.name for t in graph.inputs}
-    for t in touched.values():
-        if t.producer is None and t.name not in inputs:
-            continue  # constants and weights never move
-        before = copy_cost(t, devices.__getitem__, outputs, tc)
-        delta += copy_cost(t, after, outputs, tc) - before
-    return delta
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}"
 
 
 __all__ = [

@@ -34,24 +34,20 @@ by moving each DLA segment to the GPU when that lowers the prediction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
+from partitioner.facts import Analysis, LayerFacts, move_delta, move_effect, ms
 from partitioner.ir import Tensor
 from partitioner.segments import (
     Partition,
     TransitionCost,
-    copy_cost,
     device_kind,
     form_segments,
     predict,
 )
-
-if TYPE_CHECKING:
-    from partitioner.assign import Analysis, LayerFacts
 
 MINCUT_MAX_LAYERS = 200_000
 PENDING = "cost model"  # placeholder reason of a free layer until the final placement is known
@@ -450,7 +446,7 @@ def _balance(
             for run in _free_runs(s.nodes, fixed):
                 if (run, dst) in tried or (full and not _touches(a, devices, run, dst)):
                     continue
-                d_gpu, d_dla, d_copy = _move_effect(a, devices, run, dst, tc)
+                d_gpu, d_dla, d_copy = move_effect(a, devices, run, dst, tc)
                 period = max(gpu + d_gpu + d_copy, busy + d_dla, cpu)
                 if period < current.period * (1 - 1e-9) and (best is None or period < best[0]):
                     best = (period, run)
@@ -498,43 +494,7 @@ def _free_runs(nodes: Sequence[str], fixed: Mapping[str, str]) -> list[tuple[str
     return list(out)
 
 
-def _move_effect(
-    a: Analysis,
-    devices: Mapping[str, str],
-    names: Sequence[str],
-    target: str,
-    tc: TransitionCost | None,
-) -> tuple[float, float, float]:
-    """(change in GPU busy, in DLA busy, in copy time) if ``names`` all moved to ``target``."""
-    moved = set(names)
-    d_gpu = d_dla = 0.0
-    touched: dict[str, Tensor] = {}
-    for n in names:
-        f = a.layers[n]
-        for device, sign in ((devices[n], -1.0), (target, 1.0)):
-            if device == "gpu":
-                d_gpu += sign * f.costs["gpu"]
-            else:
-                d_dla += sign * f.costs[device]
-        for t in (*f.node.outputs, *f.node.inputs):
-            if t is not None:
-                touched[t.name] = t
-    if tc is None:
-        return d_gpu, d_dla, 0.0
-    outputs = {t.name for t in a.graph.outputs}
-    inputs = {t.name for t in a.graph.inputs}
-    d_copy = 0.0
-    for t in touched.values():
-        if t.producer is None and t.name not in inputs:
-            continue
-        after = copy_cost(t, lambda n: target if n in moved else devices[n], outputs, tc)
-        d_copy += after - copy_cost(t, devices.__getitem__, outputs, tc)
-    return d_gpu, d_dla, d_copy
-
-
 def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> dict[str, str]:
-    from partitioner.assign import move_delta
-
     devices = {n: trt.assignments[n].device for n in a.layers}
     for seg in trt.segments:
         if seg.device == a.dla and not any(a.layers[n].pin_device for n in seg.nodes):
@@ -560,8 +520,8 @@ def cost_reason(
     # under the throughput objective a layer may sit on its slower device to balance the load
     model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
     return (
-        f"{label}: {model}: {_ms(costs[here])} ms on {label} vs "
-        f"{_ms(costs[there])} ms on {other}{extra}"
+        f"{label}: {model}: {ms(costs[here])} ms on {label} vs "
+        f"{ms(costs[there])} ms on {other}{extra}"
     )
 
 
@@ -583,7 +543,3 @@ def _flip_transitions(a: Analysis, devices: Mapping[str, str], name: str, target
         return total
 
     return count(lambda n: target if n == name else devices[n]) - count(devices.__getitem__)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}"
