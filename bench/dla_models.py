@@ -1,4 +1,4 @@
-"""The networks behind the published DLA figures (``dla_sim/data/published.yaml``), as torch modules.
+"""The networks behind the published DLA figures (``dla_sim/data/published.yaml``), in torch.
 
 torchvision is not installed, so its architectures are written out here (seeded random weights:
 latency does not depend on the values). Each builder reproduces the graph that was *timed*, i.e.
