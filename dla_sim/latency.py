@@ -362,10 +362,20 @@ def _group_seconds(
 ) -> float:
     """Time of one group as a standalone op inside a segment made of ``graph``."""
     sub = _group_graph(group, graph)
+    segment_outputs = {t.name for t in graph.outputs}
+    # Inside a segment a group hands its result on in the segment's precision; only a real
+    # segment output is written as the loadable's (FP16 by default) output format.
+    inner = not any(t.name in segment_outputs for t in sub.outputs)
     loadable = compile_loadable(
-        sub, precision, cfg.version, name=group.anchor.name, config=cfg, metadata_only=True
+        sub,
+        precision,
+        cfg.version,
+        name=group.anchor.name,
+        config=cfg,
+        metadata_only=True,
+        output_dtype="int8" if precision == "int8" and inner else None,
     )
-    io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    io = {t.name for t in graph.inputs} | segment_outputs
     external = frozenset(io)
     return sum(
         op_timing(op, loadable.tensors, cfg, clock_hz, dram_bytes_per_s, external).seconds
