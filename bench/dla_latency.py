@@ -158,9 +158,33 @@ def contention_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def hybrid_rows(data: dict[str, Any]) -> list[Row]:
+    """Whole GPU+DLA pipelines as the partitioner places and prices them (what ``tandem inspect``
+    reports as ``predicted_ms.total``): DLA segments, GPU layers and the boundaries between."""
+    from partitioner.policy import default_policy
+    from targets.build import place
+
+    rows = []
+    for fig in data["hybrid"]:
+        n, _, h, w = fig["input"]
+        target = load_target(fig["board"], fig.get("power_mode"))
+        policy = default_policy().with_overrides(default_device="dla", precision=fig["precision"])
+        placed = place(fig["model"], target, policy, graph=network(fig["model"], n, h, w))
+        pred = placed.partition.predicted
+        what = f"{fig['model']} bs{n} {fig['precision']}, {len(placed.partition.segments)} segments"
+        rows.append(Row(fig["id"], "hybrid", published_ms(fig), pred.total * 1e3, fig["use"], what))
+    return rows
+
+
 def all_rows() -> list[Row]:
     data = load()
-    return network_rows(data) + per_layer_rows(data) + transition_rows(data) + contention_rows(data)
+    return (
+        network_rows(data)
+        + per_layer_rows(data)
+        + transition_rows(data)
+        + hybrid_rows(data)
+        + contention_rows(data)
+    )
 
 
 def summary(rows: list[Row]) -> str:
@@ -193,7 +217,7 @@ def main() -> None:
         print(f"| {r.id} | {r.kind} | {r.what} | {r.published_ms:.3f} | {r.predicted_ms:.3f} | "
               f"{r.error:+.1%} | {r.use} |")  # fmt: skip
     print()
-    for kind in ("network", "layer", "transition", "contention"):
+    for kind in ("network", "layer", "transition", "hybrid", "contention"):
         for use in ("fit", "validate"):
             chosen = [r for r in rows if r.use == use and r.kind == kind]
             if chosen:
