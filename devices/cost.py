@@ -15,21 +15,25 @@ atomics, CBUF re-reads, engine rates, DBB bandwidth). Where it cannot model a la
 roofline from the DLA's MAC rate and memory port stands in (:func:`dla_roofline_seconds`).
 
 Boundary: :func:`transition_seconds` = per-switch overhead + a GPU reformat kernel (read +
-write of the tensor) + the transfer (none: GPU and DLA share DRAM). With 39 us per switch it
-gives 0.046-0.073 ms for GoogLeNet's FP16 boundary tensors on AGX Xavier (tests/devices/
-test_cost.py), within the published 0.045-0.074 ms per GPU->DLA switch (dla.md §1.3).
+write of the tensor) + the transfer (none: GPU and DLA share DRAM). Both constants are fitted on
+four of HaX-CoNN's nine GoogLeNet split costs on AGX Xavier (``dla_sim/data/published.yaml``,
+``transitions``); ``bench/dla_latency.py`` prints all nine.
+
+Concurrency: :func:`concurrent_slowdown` is the factor by which a device's time grows while other
+devices stream from the same DRAM (TensorRT issue 2745's GPU + DLA runs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from devices.hardware import TargetSpec
+from dla_sim.hardware import dla_config
 from partitioner.analysis import layer_flops
 from partitioner.errors import ConfigError, TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
@@ -43,13 +47,22 @@ GPU_LAUNCH_SECONDS = 5e-6
 TENSOR_EFFICIENCY = 0.5
 SIMT_EFFICIENCY = 0.7
 MEMORY_EFFICIENCY = 0.8
-# Per GPU<->DLA switch, besides the reformat kernel: cuDLA submission and synchronisation. Chosen
-# so that transition_seconds reproduces the 0.045-0.074 ms measured on AGX Xavier (dla.md §1.3).
-SWITCH_OVERHEAD_SECONDS = 39e-6
-# Per DLA hardware op in the stand-in roofline: pipeline fill/drain and the first DRAM round trip
-# (the same figures as dla_sim/hardware.py's op_fixed_seconds / op_fixed_cycles).
-DLA_OP_FIXED_SECONDS = 0.5e-6
-DLA_OP_FIXED_CYCLES = 256
+# A GPU<->DLA switch costs a + b * bytes: a least-squares line through HaX-CoNN's split costs at
+# 81.5, 200.7, 301.1 and 752.6 KB (46.3, 48.4, 73.5, 67.2 us; fit rows googlenet-split-110, -67,
+# -10, -38 of published.yaml) gives a = 49.0 us, b = 29.3 us/MB. a is the launch of the reformat
+# kernel (GPU_LAUNCH_SECONDS) plus cuDLA submission and synchronisation; b is the reformat's read
+# + write at REFORMAT_EFFICIENCY of the DRAM peak (2 / (136.5 GB/s * 0.50) = 29.3 us/MB). fit.
+SWITCH_OVERHEAD_SECONDS = 44e-6
+REFORMAT_EFFICIENCY = 0.50
+# Slowdown of a device per co-running device that streams from the same DRAM: each device's
+# sensitivity times the co-runner's demand. TensorRT issue 2745 (AGX Orin): a DLA alone 17.68 ms
+# -> 20.78 ms beside the GPU (DLA_BESIDE_GPU = 0.175), the GPU 45 -> 51.05 ms beside one DLA
+# (GPU_BESIDE_DLA = 0.134); fit rows dla-with-gpu, gpu-with-dla. A DLA's demand relative to the
+# GPU's is the ratio of their memory ports (DLA DBB 64 B/cycle x 1.6 GHz = 102 GB/s against the
+# 204.8 GB/s the GPU can draw: 0.5), which gives the DLA-beside-DLA term without another fit.
+DLA_BESIDE_GPU = 0.175
+GPU_BESIDE_DLA = 0.134
+DLA_DEMAND_RELATIVE_TO_GPU = 0.5
 # The host CPU when it is the device (a planning figure, not a measurement of this machine).
 CPU_PEAK_FLOPS = 50e9
 
@@ -162,7 +175,18 @@ def dla_roofline_seconds(node: Node, graph: Graph, precision: str, target: Targe
             macs *= pad_c * pad_k
     mac_seconds = macs / (dla.macs_per_cycle(precision) * clock)  # type: ignore[arg-type]
     port = min(dla.dbb_bytes_per_cycle * clock, target.dram_bytes_per_s) * MEMORY_EFFICIENCY
-    return DLA_OP_FIXED_SECONDS + DLA_OP_FIXED_CYCLES / clock + max(mac_seconds, work.bytes / port)
+    # The per-op fixed cost of the emulator's latency model, per image of the batch.
+    cfg = dla_config(dla.version)
+    images = _batch(node)
+    fixed = images * (cfg.op_fixed_seconds + cfg.op_fixed_cycles / clock)
+    return fixed + max(mac_seconds, work.bytes / port)
+
+
+def _batch(node: Node) -> int:
+    out = node.outputs[0] if node.outputs else None
+    shape = out.shape if out is not None and out.shape else ()
+    lead = [d for d in shape[:-3] if isinstance(d, int)] if len(shape) >= 4 else []
+    return max(1, math.prod(lead)) if lead else 1
 
 
 def dla_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
@@ -258,9 +282,32 @@ def transition_seconds(
     if "cpu" in kinds:
         # Host <-> device copy across the memory system, one pass each way.
         return GPU_LAUNCH_SECONDS + 2 * tensor_bytes / target.dram_bytes_per_s
-    reformat = GPU_LAUNCH_SECONDS + 2 * tensor_bytes / (target.dram_bytes_per_s * MEMORY_EFFICIENCY)
+    reformat = GPU_LAUNCH_SECONDS + 2 * tensor_bytes / (
+        target.dram_bytes_per_s * REFORMAT_EFFICIENCY
+    )
     transfer = 0.0
     return SWITCH_OVERHEAD_SECONDS + reformat + transfer
+
+
+def concurrent_slowdown(device: str, others: Sequence[str]) -> float:
+    """Factor by which ``device``'s time grows while ``others`` (device names: ``gpu``,
+    ``dla0``, ``dla1``) run at the same time and share the DRAM.
+
+    1 + sum over co-runners of (this device's sensitivity x the co-runner's demand), with the
+    constants above; e.g. a DLA beside the GPU and the other DLA: 1 + 0.175 + 0.175 * 0.5.
+    """
+    me = _kind(device)
+    if me not in ("gpu", "dla"):
+        raise ConfigError(f"no contention model for device '{device}': expected gpu or dla*")
+    factor = 1.0
+    for other in others:
+        kind = _kind(other)
+        demand = DLA_DEMAND_RELATIVE_TO_GPU if kind == "dla" else 1.0 if kind == "gpu" else 0.0
+        if me == "dla":
+            factor += DLA_BESIDE_GPU * demand
+        else:
+            factor += GPU_BESIDE_DLA / DLA_DEMAND_RELATIVE_TO_GPU * demand
+    return factor
 
 
 def _kind(device: str) -> str:

@@ -6,11 +6,15 @@ For each engine operation (dla.md §4, the NVDLA primer and performance spreadsh
     seconds = cycles / clock + fixed seconds
 
 - MAC cycles count atomic operations: ``ceil(C / atomic_C) * ceil(K / atomic_K)`` per output
-  pixel and kernel tap (so 3 input channels cost as much as atomic-C of them). An image-input
-  first layer (C <= 4, kDLA_HWC4 style) packs the kernel columns into the channel direction:
+  pixel and kernel tap (so 3 input channels cost as much as atomic-C of them), plus a fixed
+  overhead per output pixel and atomic-K group (``pixel_overhead_*``: why a 64-channel 3x3
+  layer runs further below the MAC peak than a 512-channel one). An image-input first layer
+  (C <= 4, kDLA_HWC4 style) packs the kernel columns into the channel direction:
   ``ceil(4 * S / atomic_C)`` per row tap. Depth-wise convolution runs on the depth-wise
-  processor, ``depthwise_channels_per_cycle`` channels per tap and cycle. A deconvolution
-  multiplies every input pixel by every tap.
+  processor, ``depthwise_channels_per_cycle`` channels per tap and cycle. Other grouped
+  convolutions take the cheaper of group by group and one block-diagonal dense convolution. A
+  deconvolution multiplies every input pixel by every tap. A pooling fused behind a convolution
+  is a second pass (it adds).
 - Memory: bytes as the hardware lays tensors out (``formats.tensor_bytes``: kCHW16 / kCHW32
   padding). When input and weights do not both fit the convolution buffer (CBUF), the cheaper
   of re-reading the input once per weight chunk or the weights once per input chunk is taken
@@ -22,8 +26,11 @@ For each engine operation (dla.md §4, the NVDLA primer and performance spreadsh
 - Concatenation along channels is free when its inputs are written in place by ops inside the
   loadable (the DLA compiler points producers at the concat buffer).
 
-A loadable adds ``loadable_fixed_seconds`` (one cuDLA submission). Nothing is fitted to measured
-latencies; ``BENCHMARKS.md`` compares the result with published figures.
+Batch: no batching gain; every op pays its fixed cost once per image (linear in batch, as cuDLA's
+YOLOv5s sweep is). DLAs running copies at once share the DRAM (``concurrent_dlas``). A loadable
+adds ``loadable_fixed_seconds`` (one cuDLA submission). Constants marked ``fit`` in
+``dla_sim/hardware.py`` name the published figures they were fitted on; ``BENCHMARKS.md`` and
+``bench/dla_latency.py`` compare the model with every figure in ``dla_sim/data/published.yaml``.
 """
 
 from __future__ import annotations
@@ -83,6 +90,14 @@ def _check_clock(clock_hz: float, dram_bytes_per_s: float) -> None:
         raise ConfigError(f"DRAM bandwidth must be positive bytes/s, got {dram_bytes_per_s!r}")
 
 
+def _images(desc: TensorDesc) -> int:
+    """The batch of a tensor as the DLA loops over it (everything before C, H, W)."""
+    shape = tuple(desc.shape)
+    if len(shape) >= 4:
+        return max(1, math.prod(shape[:-3]))
+    return max(1, int(shape[0])) if shape else 1
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-int(a) // int(b))
 
@@ -139,8 +154,11 @@ def op_timing(
     engine_cycles["dram"] = traffic["dram"] / dram_per_cycle
     engine_cycles["sram"] = traffic["sram"] / cfg.sramif_bytes_per_cycle
     bound = max(engine_cycles, key=lambda k: engine_cycles[k])
-    cycles = engine_cycles[bound] + cfg.op_fixed_cycles
-    seconds = cycles / clock_hz + cfg.op_fixed_seconds
+    # The DLA has no batching gain: a loadable runs its hardware layers once per image (cuDLA's
+    # YOLOv5s sweep grows 3.82 -> 62.54 ms from batch 1 to 16), so each image pays the set-up.
+    images = _images(ins[0]) if ins else 1
+    cycles = engine_cycles[bound] + cfg.op_fixed_cycles * images
+    seconds = cycles / clock_hz + cfg.op_fixed_seconds * images
     return OpTiming(
         op.name,
         op.engine,
@@ -183,20 +201,34 @@ def _conv_cycles(
             pq_q = (w + p["pads"][1] + p["pads"][3] - ew) // p["strides"][1] + 1
     pixels = n * pq_p * pq_q
     cg, kg = c_in // g, k_out // g
+    stride = max(p.get("strides", (1, 1))) if p["kind"] == "conv" else 1
+    overhead = 0.0
     if g > 1 and cg == 1 and kg == 1:
         atomic_ops = pixels * r * s * _ceil_div(c_in, cfg.depthwise_channels_per_cycle)
     elif g == 1 and c_in <= 4 and p["kind"] == "conv":
         atomic_ops = pixels * r * _ceil_div(4 * s, ac) * _ceil_div(k_out, ak)
     else:
-        atomic_ops = g * pixels * r * s * _ceil_div(cg, ac) * _ceil_div(kg, ak)
+        # A grouped convolution runs group by group, or as one dense convolution with
+        # block-diagonal (zero-padded) weights when that wastes fewer atomics: the compiler
+        # takes the cheaper (ResNeXt's 32 groups of 4 channels fill a 64-wide atomic 16-fold).
+        per_group = g * r * s * _ceil_div(cg, ac) * _ceil_div(kg, ak)
+        dense = r * s * _ceil_div(c_in, ac) * _ceil_div(k_out, ak)
+        k_groups = g * _ceil_div(kg, ak) if per_group <= dense else _ceil_div(k_out, ak)
+        atomic_ops = pixels * min(per_group, dense)
+        # Each output pixel of each atomic-K group costs a fixed number of extra cycles besides
+        # its R*S*ceil(C/atomic_C) atomics (accumulator drain, weight switch): why a 64-channel
+        # 3x3 layer reaches 60 % of the MAC peak and a 512-channel one over 90 %.
+        overhead = pixels * k_groups * cfg.pixel_overhead_atomics(stride)
     # Parallel convolution pipes split the output between them.
-    mac_cycles = atomic_ops / cfg.conv_pipes(prec)
+    mac_cycles = (atomic_ops + overhead) / cfg.conv_pipes(prec)
     macs = pixels * r * s * cg * k_out
     conv_out_elems = pixels * k_out
     cycles: dict[str, float] = {"mac": float(mac_cycles)}
     cycles["sdp"] = conv_out_elems / cfg.sdp_elems_per_cycle
     if "pool" in p:
-        cycles["pdp"] = conv_out_elems / cfg.pdp_elems_per_cycle
+        # The pooling pass reads the convolution's output after it (TensorRT's layer-wise
+        # profile shows a fused stem pool as a second DLA layer), so it adds to the MACs.
+        cycles["mac"] += conv_out_elems / cfg.pdp_elems_per_cycle
     # Memory, with CBUF re-reads (per image; weights stay for the batch when they fit).
     e = 1 if prec == "int8" else 2
     weight_bytes = float(p.get("weight_bytes", cg * k_out * r * s * e))
@@ -258,9 +290,11 @@ def predict_graph(
     output_dtype: str | None = None,
     layer_precisions: dict[str, str] | None = None,
     input_format: str | None = None,
+    concurrent_dlas: int = 1,
 ) -> LoadableTiming:
     """Predict a whole DLA segment graph as one loadable, without quantising any weight.
 
+    ``concurrent_dlas`` DLAs run copies at the same time and split the DRAM bandwidth.
     ``output_dtype``, ``layer_precisions`` and ``input_format`` are as in
     :func:`dla_sim.compiler.compile_loadable`.
     """
@@ -276,7 +310,7 @@ def predict_graph(
         layer_precisions=layer_precisions,
         input_format=input_format,
     )
-    return predict_loadable(loadable, clock_hz, dram_bytes_per_s, cfg)
+    return predict_loadable(loadable, clock_hz, dram_bytes_per_s / concurrent_dlas, cfg)
 
 
 def segment_overhead_seconds(dla_version: int, config: DlaConfig | None = None) -> float:
@@ -328,10 +362,20 @@ def _group_seconds(
 ) -> float:
     """Time of one group as a standalone op inside a segment made of ``graph``."""
     sub = _group_graph(group, graph)
+    segment_outputs = {t.name for t in graph.outputs}
+    # Inside a segment a group hands its result on in the segment's precision; only a real
+    # segment output is written as the loadable's (FP16 by default) output format.
+    inner = not any(t.name in segment_outputs for t in sub.outputs)
     loadable = compile_loadable(
-        sub, precision, cfg.version, name=group.anchor.name, config=cfg, metadata_only=True
+        sub,
+        precision,
+        cfg.version,
+        name=group.anchor.name,
+        config=cfg,
+        metadata_only=True,
+        output_dtype="int8" if precision == "int8" and inner else None,
     )
-    io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    io = {t.name for t in graph.inputs} | segment_outputs
     external = frozenset(io)
     return sum(
         op_timing(op, loadable.tensors, cfg, clock_hz, dram_bytes_per_s, external).seconds
