@@ -23,7 +23,7 @@ from devices.cpu import evaluate_node
 from devices.hardware import TargetSpec, host_target
 from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
-from dla_sim.latency import predict_loadable, segment_overhead_seconds
+from dla_sim.latency import predict_loadable
 from partitioner.assign import partition
 from partitioner.capability import DeviceCapability
 from partitioner.errors import TandemError
@@ -402,8 +402,8 @@ def _build_segment(
         record["loadable"] = key
         if target.dla_clock_hz:
             timing = predict_loadable(loadable, target.dla_clock_hz, target.dram_bytes_per_s)
-            overhead = segment_overhead_seconds(target.dla.version)
-            record["predicted_ms"] = (timing.total_seconds + overhead) * 1e3
+            # total_seconds holds the per-loadable fixed cost already (one cuDLA submission)
+            record["predicted_ms"] = timing.total_seconds * 1e3
             record["predicted_layer_ms"] = {k: v * 1e3 for k, v in timing.per_layer().items()}
         record["backend"] = "dla"
     else:
