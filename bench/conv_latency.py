@@ -103,7 +103,7 @@ def main() -> int:
                    "fixed_us": round(float(icpt), 3), "per_ktile_us": round(float(slope), 4)}
             doc["rows"].append(row)
             print(json.dumps(row))
-    Path(args.out).write_text(json.dumps(doc, indent=1))
+    Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return 0
 
 

@@ -36,7 +36,7 @@ END = "<!-- end of fuzz campaign -->"
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -115,13 +115,13 @@ def render_markdown(s: Summary, command: str) -> str:
 
 def write_report(path: Path, section: str) -> None:
     """Replace the generated section of ``path`` (or append it), keeping what people wrote."""
-    text = path.read_text() if path.exists() else "# Reliability\n\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Reliability\n\n"
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -491,7 +491,7 @@ def main() -> int:
     def emit(row: dict) -> None:
         doc["results"].append(row)
         print(json.dumps(row))
-        Path(args.out).write_text(json.dumps(doc, indent=1))
+        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
     calib: dict[str, tuple[dict[str, float] | None, float | None, str]] | None = None
     for precision in PRECISIONS:
@@ -541,9 +541,9 @@ def main() -> int:
         res = compile_side(module, xs, ref, "max-autotune", args.iters)
         row["compile_max-autotune"] = res
         print(json.dumps({"model": name, "max-autotune": res}))
-        Path(args.out).write_text(json.dumps(doc, indent=1))
+        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     print_table(doc)
-    Path(args.out).write_text(json.dumps(doc, indent=1))
+    Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return 0
 
 

@@ -502,18 +502,18 @@ def render(summary: Summary) -> str:
 def write_report(summary: Summary, path: Path = REPORT) -> None:
     body = render(summary)
     if path.exists():
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)
             tail = rest.split(END, 1)[1].lstrip("\n")
-            path.write_text(head + body + tail)
+            path.write_text(head + body + tail, encoding="utf-8")
             return
     header = (
         "# ONNX backend node tests on the CPU reference backend\n\n"
         "The section below is generated; edit `bench/onnx_node_tests.py`, not this text.\n\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + body)
+    path.write_text(header + body, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

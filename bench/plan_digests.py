@@ -164,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(found)} plans in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     if args.write:
         RECORD.parent.mkdir(parents=True, exist_ok=True)
-        RECORD.write_text(json.dumps(record(found), indent=1) + "\n")
+        RECORD.write_text(json.dumps(record(found), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {RECORD}")
         return 0
-    diff = changed(json.loads(RECORD.read_text()), found)
+    diff = changed(json.loads(RECORD.read_text(encoding="utf-8")), found)
     for key in diff:
         print(f"changed: {key}")
     return 1 if diff else 0

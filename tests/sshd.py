@@ -86,8 +86,8 @@ class SshdBoard:
         self.root.mkdir(parents=True, exist_ok=True)
         self.board_dir.mkdir(exist_ok=True)
         self.host_key = keygen(self.root / "ssh_host_ed25519_key", f"{self.name}-host")
-        pub = Path(f"{self.client_key}.pub").read_text()
-        (self.root / "authorized_keys").write_text(pub)
+        pub = Path(f"{self.client_key}.pub").read_text(encoding='utf-8')
+        (self.root / "authorized_keys").write_text(pub, encoding="utf-8")
         self.log = self.root / "sshd.log"
         self.config = self.root / "sshd_config"
         self.config.write_text(
@@ -110,7 +110,7 @@ class SshdBoard:
                     "",
                 ]
             )
-        )
+        , encoding="utf-8")
 
     @property
     def board_dir(self) -> Path:
@@ -119,7 +119,7 @@ class SshdBoard:
 
     @property
     def host_key_pub(self) -> str:
-        return Path(f"{self.host_key}.pub").read_text().split()[1]
+        return Path(f"{self.host_key}.pub").read_text(encoding='utf-8').split()[1]
 
     def start(self) -> SshdBoard:
         if os.geteuid() == 0:
@@ -136,14 +136,16 @@ class SshdBoard:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited {self.proc.returncode}: {self.log.read_text()}")
+                log = self.log.read_text(encoding="utf-8")
+                raise RuntimeError(f"sshd exited {self.proc.returncode}: {log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     if s.recv(64).startswith(b"SSH-2.0"):
                         return self
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"sshd on port {self.port} did not come up: {self.log.read_text()}")
+        log = self.log.read_text(encoding="utf-8")
+        raise RuntimeError(f"sshd on port {self.port} did not come up: {log}")
 
     def kill(self) -> None:
         """SIGKILL the listener and every session it forked: the board dies mid-whatever."""
@@ -173,7 +175,7 @@ class SshdBoard:
             "#!/bin/sh\n"
             f"cd {REPO}\n"
             f'exec {python} -m tandem "$@"\n'
-        )  # fmt: skip
+        , encoding="utf-8")  # fmt: skip
         shim.chmod(0o755)
         return shim
 
@@ -190,7 +192,7 @@ class SshdBoard:
         }
 
     def known_hosts_line(self) -> str:
-        kind, b64 = Path(f"{self.host_key}.pub").read_text().split()[:2]
+        kind, b64 = Path(f"{self.host_key}.pub").read_text(encoding='utf-8').split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {b64}\n"
 
 
@@ -220,7 +222,7 @@ class Fleet:
             "groups": groups or {"all_boards": [b.name for b in self.boards]},
         }
         path = self.root / "inventory.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         return path
 
     def stop(self) -> None:

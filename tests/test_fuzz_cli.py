@@ -69,7 +69,7 @@ def test_check_names_every_broken_promise(tmp_path: Path) -> None:
     out.mkdir()
     (out / ".model.plan.123.tmp").write_bytes(b"half")
     canary = tmp_path / "CANARY"
-    canary.write_text("")
+    canary.write_text("", encoding="utf-8")
     trace = 'Traceback (most recent call last):\n  File "/x/y.py", line 3, in f\nKeyError: 1\n'
     result = _result(-9, trace, "{not json", peak_rss=3 << 30, timed_out=True)
     expect = Expect(outputs=("model.plan",), json_stdout=True, canary=canary)

@@ -56,7 +56,7 @@ class ListCalibrator:
 
 def test_calib_path_is_told_apart_by_what_it_is(tmp_path: Path) -> None:
     cache = tmp_path / "calib.cache"
-    cache.write_text("TRT-8601-EntropyCalibration2\n")
+    cache.write_text("TRT-8601-EntropyCalibration2\n", encoding="utf-8")
     assert source_from_path(tmp_path) == NpzFolder(tmp_path)
     assert source_from_path(str(cache)) == CacheFile(cache)
     with pytest.raises(InputError, match=r"^--calib .*nope: no such file or folder; expected a "
@@ -120,7 +120,7 @@ def test_bad_sources_fail_in_one_line_naming_what(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match="gave no batches"):
         calibrate(g, Calibration(ListCalibrator([])))
     bad = tmp_path / "bad.cache"
-    bad.write_text("not a cache\n")
+    bad.write_text("not a cache\n", encoding="utf-8")
     with pytest.raises(CalibrationError, match="not a TensorRT calibration cache"):
         calibrate(g, Calibration(CacheFile(bad)))
     write_cache(tmp_path / "ok.cache", {"x": 0.25})

@@ -540,6 +540,6 @@ def test_gpu_table(build, precision, ok, reason):
 )  # fmt: skip
 def test_bad_table_names_file_line_field(tmp_path, text: str, message: str):
     path = tmp_path / "t.yaml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_table(path)

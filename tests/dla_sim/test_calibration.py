@@ -47,7 +47,7 @@ def test_written_cache_reads_back_identically(tmp_path) -> None:  # type: ignore
     _, scales = parse_cache(HAND_WRITTEN)
     path = tmp_path / "calib.cache"
     write_cache(path, scales, trt_version="8600")
-    assert path.read_text() == HAND_WRITTEN  # byte-identical to TensorRT's own file
+    assert path.read_text(encoding="utf-8") == HAND_WRITTEN  # byte-identical to TensorRT's own file
     assert read_cache(path) == scales
     fresh = {"a": 0.0123, "b/c:0": 7.5e-5}
     again = read_cache(_write(tmp_path / "fresh.cache", format_cache(fresh)))
@@ -56,7 +56,7 @@ def test_written_cache_reads_back_identically(tmp_path) -> None:  # type: ignore
 
 
 def _write(path, text: str):  # type: ignore[no-untyped-def]
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

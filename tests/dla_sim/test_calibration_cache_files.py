@@ -41,7 +41,7 @@ def test_new_scales_win_and_another_calibrator_is_replaced(tmp_path: Path) -> No
     assert read_cache(path) == {"a": 1.0, "b": 4.0}
     write_cache(path, {"c": 0.5}, method="minmax")  # scales of two calibrators never mix
     assert read_cache(path) == {"c": 0.5}
-    assert path.read_text().startswith("TRT-8601-MinMaxCalibration\n")
+    assert path.read_text(encoding="utf-8").startswith("TRT-8601-MinMaxCalibration\n")
 
 
 def test_a_corrupt_cache_is_refused_not_overwritten(tmp_path: Path) -> None:

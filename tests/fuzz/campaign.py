@@ -130,8 +130,9 @@ class Mutator:
         inv = seeds[(j // 2 + j // len(ops)) % len(seeds)]
         name, data = ops[j % len(ops)](rng, inv.text)
         (case_dir / "keys").mkdir()
-        (case_dir / "keys" / "orin").write_text("not a private key\n")  # the seed's key file
-        (case_dir / "known_hosts").write_text("")
+        # the seed's key file
+        (case_dir / "keys" / "orin").write_text("not a private key\n", encoding="utf-8")
+        (case_dir / "known_hosts").write_text("", encoding="utf-8")
         return Mutant(name, data, inv.filename, {"board": inv.board, "group": inv.group})
 
 
@@ -301,14 +302,14 @@ def save_reproducer(repro: Path, cls: FailureClass, case_dir: Path, seeds: Seeds
     (folder / "command.sh").write_text(
         "#!/bin/sh\n# replay: run from a Tandem checkout, PYTHONPATH pointing at it\n"
         f'cd "$(dirname "$0")" && exec python -m tandem {shlex.join(argv)}\n'
-    )
+    , encoding="utf-8")
     os.chmod(folder / "command.sh", 0o755)
-    (folder / "stderr.txt").write_text(cls.example.stderr)
+    (folder / "stderr.txt").write_text(cls.example.stderr, encoding="utf-8")
     facts = {
         "kind": cls.kind, "mutation": cls.example.op, "case": cls.example.j, "rule": cls.rule,
         "class": cls.key, "exit": cls.example.exit, "wall_s": round(cls.example.wall_s, 2),
         "peak_rss_mib": cls.example.peak_rss >> 20,
         "violations": [f"{v.rule}: {v.detail}" for v in cls.example.violations],
     }  # fmt: skip
-    (folder / "case.json").write_text(json.dumps(facts, indent=2) + "\n")
+    (folder / "case.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     return folder

@@ -58,7 +58,7 @@ def make_seeds(folder: Path) -> Seeds:
         npz=npz,
         # INT8 would need calibration data in every build; the seed is to be valid as it is.
         policy=POLICY_SEED.replace("precision: int8", "precision: fp16", 1),
-        target=(REPO / "targets" / "boards" / "orin-nx-16gb.yaml").read_text(),
+        target=(REPO / "targets" / "boards" / "orin-nx-16gb.yaml").read_text(encoding="utf-8"),
         inventories=(  # Ansible INI first: host ranges and group chains are its own syntax
             InventorySeed("hosts", ANSIBLE_INI, "orin02", "lab"),
             InventorySeed("inventory.yaml", TANDEM_YAML, "orin1", "lab"),

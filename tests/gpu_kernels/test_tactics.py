@@ -75,7 +75,7 @@ def test_timing_cache_round_trip_and_merge(tmp_path) -> None:
 ])
 def test_bad_timing_cache_files_are_refused(tmp_path, text, match) -> None:
     path = tmp_path / "bad.json"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(TimingCacheError, match=match):
         TimingCache.load(path)
     with pytest.raises(TimingCacheError, match="does not exist"):

@@ -77,10 +77,12 @@ def test_loads_during_saves_never_see_a_partial_file(tmp_path: Path) -> None:
 
 def test_save_refuses_to_clobber_a_corrupt_cache(tmp_path: Path) -> None:
     path = tmp_path / "timing.json"
-    path.write_text('{"format": "tandem-timing-cache", "version": 1, "entries": {"sm_87": 3}}')
+    path.write_text(
+        '{"format": "tandem-timing-cache", "version": 1, "entries": {"sm_87": 3}}', encoding="utf-8"
+    )
     cache = TimingCache()
     cache.record("sig", "sm_87", "t", 1.0)
     with pytest.raises(TimingCacheError, match="timing.json: arch 'sm_87' must be a mapping"):
         cache.save(path)
-    assert "sm_87\": 3" in path.read_text()  # left as it was
+    assert "sm_87\": 3" in path.read_text(encoding="utf-8")  # left as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["timing.json", "timing.json.lock"]

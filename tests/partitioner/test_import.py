@@ -41,7 +41,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_not_an_onnx_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.onnx"
-    path.write_text("this is a text file, not a protobuf\n" * 5)
+    path.write_text("this is a text file, not a protobuf\n" * 5, encoding="utf-8")
     with pytest.raises(ModelError, match=r"notes\.onnx: not an ONNX model"):
         import_onnx(path)
 

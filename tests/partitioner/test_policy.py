@@ -164,10 +164,10 @@ def test_validation_names_file_line_and_field(text: str, message: str) -> None:
 
 def test_load_policy_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text("objective: latency\nprecision: int4\n")
+    path.write_text("objective: latency\nprecision: int4\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{path}:2: precision: expected one of"):
         load_policy(path)
-    path.write_text("precision: int8\n")
+    path.write_text("precision: int8\n", encoding="utf-8")
     assert load_policy(path).precision == "int8"
     assert load_policy(path).source == str(path)
     with pytest.raises(ConfigError, match="cannot read policy file"):

@@ -34,7 +34,7 @@ def _policy(pattern: str) -> str:
 )
 def test_refused_patterns_name_file_line_and_rule(tmp_path: Path, pattern: str, reason: str):
     path = tmp_path / "p.yaml"
-    path.write_text(_policy(pattern))
+    path.write_text(_policy(pattern), encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_policy(path)
     message = str(info.value)

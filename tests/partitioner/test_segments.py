@@ -182,6 +182,6 @@ def test_dot_renders_with_graphviz(tmp_path) -> None:  # type: ignore[no-untyped
         pytest.skip("Graphviz 'dot' is not installed (make system-deps installs it)")
     g, part = _partition()
     source = tmp_path / "g.dot"
-    source.write_text(to_dot(g, part))
+    source.write_text(to_dot(g, part), encoding="utf-8")
     svg = subprocess.run([dot, "-Tsvg", str(source)], capture_output=True, text=True, check=True)
     assert "<svg" in svg.stdout and "dla0_0 (dla0, 2 layers)" in svg.stdout

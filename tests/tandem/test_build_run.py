@@ -86,7 +86,7 @@ def test_profile_has_one_track_per_device(tmp_path, capsys, zoo_model):
     capsys.readouterr()
     code = main(["run", str(model), "--target", "orin-agx-64gb", "--fp16", "--profile", str(trace)])
     assert code == 0
-    events = json.loads(trace.read_text())["traceEvents"]
+    events = json.loads(trace.read_text(encoding="utf-8"))["traceEvents"]
     tracks = {e["args"]["name"] for e in events if e["ph"] == "M"}
     assert {"DLA0", "copy"} <= tracks
     spans = [e for e in events if e["ph"] == "X"]

@@ -60,7 +60,7 @@ def _truncated(tmp_path: Path) -> Path:
 
 def _not_onnx(tmp_path: Path) -> Path:
     p = tmp_path / "notes.onnx"
-    p.write_text("this is a text file, not a protobuf\n" * 20)
+    p.write_text("this is a text file, not a protobuf\n" * 20, encoding="utf-8")
     return p
 
 
@@ -166,7 +166,7 @@ def test_run_saves_outputs_and_json(tmp_path, capsys, relu_model):
 def test_unwritable_output_is_one_clear_line_and_leaves_nothing(tmp_path, capsys, relu_model, flag):
     target = tmp_path / "missing-folder" / "out.json"
     if flag == "--save-outputs":
-        (tmp_path / "missing-folder").write_text("a file where a folder should be")
+        (tmp_path / "missing-folder").write_text("a folder should be here", encoding="utf-8")
     code = main(["run", str(relu_model), "--target", "orin-agx-64gb", "--fp16", flag, str(target)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err

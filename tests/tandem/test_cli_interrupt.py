@@ -33,7 +33,7 @@ def hung_deploy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]
     listener.listen(64)
     board = {"host": "127.0.0.1", "port": listener.getsockname()[1], "target": "orin-agx-64gb"}
     inventory = tmp / "inv.yaml"
-    inventory.write_text(yaml.safe_dump({"boards": {"hung": board}}))
+    inventory.write_text(yaml.safe_dump({"boards": {"hung": board}}), encoding="utf-8")
     plan = make_plan(tmp / "m.plan")
     yield ["deploy", str(plan), "--board", "hung", "--inventory", str(inventory)] + [
         "--connect-timeout",

@@ -70,7 +70,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
     assert "Predicted on orin-agx-64gb by the cost model (not measured)" in out
     assert "=== Profile (3 iterations ) ===" in out
 
-    records = json.loads(times.read_text())
+    records = json.loads(times.read_text(encoding="utf-8"))
     assert len(records) == 3 and all(TIME_KEYS <= set(r) for r in records)
     for r in records:
         assert r["latencyMs"] == pytest.approx(r["h2dMs"] + r["computeMs"] + r["d2hMs"])
@@ -79,7 +79,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
     assert s["GPU Compute Time"]["max"] == pytest.approx(max(r["computeMs"] for r in records),
                                                          rel=1e-5)
 
-    profile = json.loads(prof.read_text())
+    profile = json.loads(prof.read_text(encoding="utf-8"))
     assert profile[0]["count"] == 3 and profile[0]["split"] == "predicted-cost"
     layers = profile[1:]
     assert {"name", "timeMs", "averageMs", "medianMs", "percentage"} <= set(layers[0])
@@ -89,7 +89,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
     layer_total = sum(r["timeMs"] for r in layers)
     assert 0.95 * 1e3 * s["gpu"] <= layer_total <= 1e3 * s["gpu"] * (1 + 1e-9)
 
-    doc = json.loads(info.read_text())
+    doc = json.loads(info.read_text(encoding="utf-8"))
     assert set(doc) == {"Layers", "Bindings"}
     assert doc["Bindings"] == ["input", "logits"]
     by_name = {layer["Name"]: layer for layer in doc["Layers"]}
@@ -103,7 +103,7 @@ def test_without_dla_core_everything_runs_on_the_gpu(capsys, model, tmp_path):
     code, out, _ = run_exec(capsys, f"--onnx={model}", "--fp16", "--target=orin-agx-64gb",
                             *FAST, f"--exportLayerInfo={info}")
     assert code == 0
-    assert {layer["Device"] for layer in json.loads(info.read_text())["Layers"]} == {"GPU"}
+    assert {layer["Device"] for layer in _layers(info)} == {"GPU"}
 
 
 def test_space_separated_values_and_load_engine(capsys, model, tmp_path):
@@ -125,7 +125,7 @@ def test_layer_device_types_and_precisions(capsys, model, tmp_path):
         "--layerPrecisions=layer4.*:fp32", *FAST, f"--exportLayerInfo={info}",
     )
     assert code == 0
-    layers = {layer["Name"]: layer for layer in json.loads(info.read_text())["Layers"]}
+    layers = {layer["Name"]: layer for layer in _layers(info)}
     assert layers["layer1.0.conv1"]["Device"] == "GPU"
     assert layers["layer1.0.conv2"]["Device"] == "DLA0"
     assert layers["layer4.0.conv1"]["Precision"] == "fp32"
@@ -135,13 +135,13 @@ def test_layer_device_types_and_precisions(capsys, model, tmp_path):
 def test_int8_with_a_calibration_cache(capsys, model, tmp_path):
     cache = tmp_path / "calib.cache"
     write_cache(cache, calibrate(load_model(model), Calibration(RandomInputs(2))))
-    assert cache.read_text().startswith("TRT-")
+    assert cache.read_text(encoding="utf-8").startswith("TRT-")
     info = tmp_path / "l.json"
     code, out, _ = run_exec(capsys, f"--onnx={model}", "--int8", f"--calib={cache}",
                             "--useDLACore=0", "--allowGPUFallback", "--target=orin-agx-64gb",
                             *FAST, f"--exportLayerInfo={info}")
     assert code == 0 and "INT8 without --calib" not in out
-    precisions = {layer["Precision"] for layer in json.loads(info.read_text())["Layers"]}
+    precisions = {layer["Precision"] for layer in _layers(info)}
     assert "int8" in precisions
 
 
@@ -200,3 +200,8 @@ def test_parser_and_percentile():
     assert (percentile(values, 90), percentile(values, 99), percentile(values, 100)) == (
         90.0, 99.0, 100.0)
     assert percentile([5.0], 99) == 5.0
+
+
+def _layers(info: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The layers of an --exportLayerInfo file."""
+    return json.loads(info.read_text(encoding="utf-8"))["Layers"]  # type: ignore[no-any-return]

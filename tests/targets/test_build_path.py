@@ -81,7 +81,7 @@ def test_calib_is_a_folder_or_a_cache_in_build_and_in_exec(
     from_folder, from_cache = tmp_path / "folder.plan", tmp_path / "cache.plan"
     assert main(["build", *common, "--calib", str(npz_folder), "--calib-cache", str(cache),
                  "-o", str(from_folder)]) == 0  # fmt: skip
-    assert cache.read_text().startswith("TRT-")
+    assert cache.read_text(encoding="utf-8").startswith("TRT-")
     assert main(["build", *common, "--calib", str(cache), "-o", str(from_cache)]) == 0
     assert from_cache.read_bytes() == from_folder.read_bytes()
     scales = read_plan(from_folder).header["calibration"]

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from tandem.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-BOARD = (REPO / "targets" / "boards" / "orin-agx-64gb.yaml").read_text()
+BOARD = (REPO / "targets" / "boards" / "orin-agx-64gb.yaml").read_text(encoding="utf-8")
 
 
 def _model(tmp_path: Path) -> Path:
@@ -62,7 +62,7 @@ def test_bad_policies(tmp_path: Path, capsys, data: bytes, fragment: str) -> Non
 
 def test_catastrophic_rule_regex_is_valid_and_fast(tmp_path: Path, capsys) -> None:
     policy = tmp_path / "p.yaml"
-    policy.write_text('rules:\n  - regex: "(.*)*x$"\n    device: gpu\n')
+    policy.write_text('rules:\n  - regex: "(.*)*x$"\n    device: gpu\n', encoding="utf-8")
     started = time.perf_counter()
     code = main(["inspect", str(_model(tmp_path)), "--target", "orin-agx-64gb",
                  "--policy", str(policy)])  # fmt: skip
@@ -80,7 +80,7 @@ TARGETS = [
 def test_bad_targets_in_a_fresh_process(tmp_path: Path, text: str, fragment: str) -> None:
     """Measured in its own process: CPU time (robust to a busy machine) and peak RSS."""
     target = tmp_path / "bomb.yaml"
-    target.write_text(text)
+    target.write_text(text, encoding="utf-8")
     script = (
         "import resource, sys\n"
         "from tandem.cli import main\n"
@@ -124,7 +124,7 @@ INVENTORIES = [
 )
 def test_bad_inventories(tmp_path: Path, capsys, text: str, fragment: str) -> None:
     inventory = tmp_path / "hosts"
-    inventory.write_text(text)
+    inventory.write_text(text, encoding="utf-8")
     started = time.perf_counter()
     code = main(["board", "facts", "orin1", "--inventory", str(inventory)])
     err = capsys.readouterr().err.strip()

@@ -88,7 +88,8 @@ def test_unknown_host_key_refused_then_tofu_then_changed_key_refused(
 
     result = deploy_plan(plan, inv.board("stranger"), accept_new_host_key=True, timeouts=FAST)
     assert result.ok and result.uploaded
-    assert board.host_key_pub in fleet.known_hosts.read_text()  # recorded, first use only
+    # recorded, first use only
+    assert board.host_key_pub in fleet.known_hosts.read_text(encoding="utf-8")
 
     # The board is "reflashed": a new host key on the same address must be refused, even with
     # --accept-new-host-key (that accepts unknown hosts, never changed ones).

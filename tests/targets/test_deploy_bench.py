@@ -65,8 +65,8 @@ def test_fleet_of_three_benchmarks_and_brings_results_back(fleet: Fleet, tmp_pat
     for r in results:
         assert r.bench is not None and r.bench_json and r.profile
         assert set(r.bench["outputs"]) and r.bench["latency_ms"]["median"] > 0
-        assert json.loads(Path(r.bench_json).read_text()) == r.bench
-        trace = json.loads(Path(r.profile).read_text())
+        assert json.loads(Path(r.bench_json).read_text(encoding="utf-8")) == r.bench
+        trace = json.loads(Path(r.profile).read_text(encoding="utf-8"))
         events = trace["traceEvents"] if isinstance(trace, dict) else trace
         assert isinstance(events, list) and events
         assert Path(r.profile).parent == tmp_path / "results" / r.board

@@ -114,7 +114,7 @@ def _garbage_keys(folder: Path) -> dict[str, Path]:
     pem = folder / "pem_garbage_key"
     pem.write_text(
         "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n"
-    )
+    , encoding="utf-8")
     empty = folder / "empty_key"
     empty.write_bytes(b"")
     locked = folder / "locked_key"
@@ -183,7 +183,7 @@ def test_a_silent_server_through_the_cli_is_one_line(tmp_path: Path, silent_port
     plan = make_plan(tmp_path / "m.plan")
     inventory = tmp_path / "inv.yaml"
     board = {"host": "127.0.0.1", "port": silent_port, "target": "orin-agx-64gb"}
-    inventory.write_text(yaml.safe_dump({"boards": {"hung": board}}))
+    inventory.write_text(yaml.safe_dump({"boards": {"hung": board}}), encoding="utf-8")
     argv = ["deploy", str(plan), "--board", "hung", "--inventory", str(inventory)]
     start = time.monotonic()
     proc = subprocess.run(
@@ -226,7 +226,7 @@ def test_killed_uploads_are_removed_by_the_next_deploy_and_nothing_else(
     assert len(left) == 1 and left[0].startswith(".big.plan.")  # what a killed upload leaves
     plans = board.board_dir / "plans"
     for name in FOREIGN:
-        (plans / name).write_text("not ours")
+        (plans / name).write_text("not ours", encoding="utf-8")
     (plans / ".d.0123abcd.part").mkdir()  # a folder of that shape is not ours either
 
     board.start()
@@ -239,7 +239,7 @@ def test_killed_uploads_are_removed_by_the_next_deploy_and_nothing_else(
     again = deploy_plan(plan, entry, timeouts=FAST)
     assert again.ok and not again.uploaded
     assert ".other.plan.0123abcd.part" not in parts_left(board)
-    assert all((plans / name).read_text() == "not ours" for name in FOREIGN)
+    assert all((plans / name).read_text(encoding="utf-8") == "not ours" for name in FOREIGN)
 
 
 def test_a_live_upload_is_never_swept(fleet: Fleet, tmp_path: Path) -> None:
@@ -284,7 +284,8 @@ def test_a_failed_download_leaves_no_file(fleet: Fleet, tmp_path: Path) -> None:
 
 def _inventory(tmp_path: Path, boards: dict[str, dict]) -> Path:
     path = tmp_path / "inv.yaml"
-    path.write_text(yaml.safe_dump({"boards": boards, "groups": {"lab": sorted(boards)}}))
+    doc = {"boards": boards, "groups": {"lab": sorted(boards)}}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
 
 

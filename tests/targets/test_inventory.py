@@ -59,7 +59,7 @@ all:
 
 def write(tmp_path: Path, text: str, name: str = "inventory.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
 
 

@@ -24,7 +24,7 @@ from targets.inventory import (
 
 def _refused(tmp_path: Path, text: str, name: str = "hosts") -> str:
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     started = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         load_inventory(path)
@@ -153,7 +153,7 @@ def test_valid_hosts_load(tmp_path: Path, host: str) -> None:
 
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "ok.ini"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -28,7 +28,7 @@ def test_the_record_covers_every_zoo_model_precision_and_target() -> None:
     from tandem.zoo import ZOO_MODELS
 
     bench = _harness()
-    recorded = json.loads(bench.RECORD.read_text())
+    recorded = json.loads(bench.RECORD.read_text(encoding="utf-8"))
     keys = {(p["model"], p["precision"], p["target"]) for p in recorded["plans"]}
     assert keys == {
         (m, p, t) for m in ZOO_MODELS for p in bench.PRECISIONS for t in bench.TARGETS
@@ -50,7 +50,7 @@ def test_changed_names_the_plans_that_differ() -> None:
 @pytest.mark.slow
 def test_plans_are_byte_identical_to_the_record() -> None:
     bench = _harness()
-    recorded = json.loads(bench.RECORD.read_text())
+    recorded = json.loads(bench.RECORD.read_text(encoding="utf-8"))
     try:
         here = bench.nvrtc_versions()
     except Exception as err:  # no NVRTC of a target's CUDA major: its cubins cannot be made
