@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -71,53 +70,46 @@ class Expect:
     canary: Path | None = None  # a file hostile payloads try to create
 
 
+LAUNCHER = Path(__file__).resolve().with_name("launch.py")
+
+
 def run_tandem(argv: list[str], cwd: Path, limits: Limits) -> Result:
     """``python -m tandem ARGV`` with this checkout first on the path, in its own session (so a
-    hang is killed with all its children), address space capped, peak RSS measured by wait4."""
+    hang is killed with all its children), address space capped, peak RSS as the CLI's own
+    ``ru_maxrss`` (reported by ``launch.py``: a process forked from here would inherit this
+    process's high-water mark)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("TANDEM_PLUGINS", None)
     env.pop("TANDEM_INVENTORY", None)
-    cap = limits.address_space
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    out_path, err_path = cwd / ".stdout", cwd / ".stderr"
+    out_path, err_path, rss_path = cwd / ".stdout", cwd / ".stderr", cwd / ".rss"
+    rss_path.unlink(missing_ok=True)
     start = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tandem", *argv],
+            [sys.executable, str(LAUNCHER), str(limits.address_space), str(rss_path), *argv],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            preexec_fn=limit,
             start_new_session=True,
         )
     timed_out = False
-    # wait4 rather than Popen.wait: it gives this child's own rusage (ru_maxrss), which
-    # RUSAGE_CHILDREN cannot when several cases run at once.
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - start > limits.timeout_s and not timed_out:
-            timed_out = True
-            with contextlib.suppress(ProcessLookupError):  # unreaped, it can hardly be gone
-                os.killpg(proc.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        proc.wait(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):  # unreaped, it can hardly be gone
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     wall = time.monotonic() - start
     stdout = out_path.read_bytes().decode("utf-8", "replace")
     stderr = err_path.read_bytes().decode("utf-8", "replace")
-    out_path.unlink()
-    err_path.unlink()
-    return Result(argv, proc.returncode, stdout, stderr, wall, usage.ru_maxrss * 1024, timed_out)
+    peak_kib = int(rss_path.read_text(encoding="utf-8")) if rss_path.exists() else 0
+    for path in (out_path, err_path, rss_path):
+        path.unlink(missing_ok=True)
+    return Result(argv, proc.returncode, stdout, stderr, wall, peak_kib * 1024, timed_out)
 
 
 def check(result: Result, expect: Expect, out_dir: Path, limits: Limits) -> list[Violation]:
