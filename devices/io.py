@@ -255,12 +255,17 @@ def _run_ort(
         import onnxruntime as ort
     except ImportError:
         raise ModelError("compare needs onnxruntime: pip install onnxruntime") from None
+    # ONNX Runtime's own log lines would add to Tandem's one-line error: its errors reach the
+    # caller as exceptions, so log nothing below FATAL (4), at session and at run level.
+    ort.set_default_logger_severity(4)
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 4
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
-        results = session.run(names, dict(feeds))
+        results = session.run(names, dict(feeds), run_options)
     except Exception as err:  # ORT raises its own exception types
         raise ModelError(f"{model_path}: ONNX Runtime could not run the model: {err}") from None
     return dict(zip(names, (np.asarray(r) for r in results)))

@@ -81,6 +81,7 @@ def import_onnx(
     opset = _default_opset(model, label)
     # registered plugins (partitioner.plugins) import like ops passed in ``custom_ops``
     custom = {**PLUGINS.shape_rules(), **dict(custom_ops or {})}
+    _check_text(model, label)
     _check_ops(model, label, SUPPORTED_OPS | set(custom))
     importer = _Importer(model, label, opset, dict(fixed_dims or {}))
     graph = importer.build()
@@ -158,6 +159,31 @@ def _default_opset(model: onnx.ModelProto, label: str) -> int:
             f"{MIN_OPSET}..{MAX_OPSET} (convert with onnx.version_converter.convert_version)"
         )
     return opset
+
+
+def _check_text(model: onnx.ModelProto, label: str) -> None:
+    """Every name the importer reads is text. ONNX strings are UTF-8; protobuf hands a field
+    that is not back as ``bytes``, which would surface later as a type error in a report."""
+
+    def bad(value: object) -> bool:
+        return isinstance(value, bytes)
+
+    g = model.graph
+    if bad(g.name):
+        raise ModelError(f"{label}: the graph's name is not UTF-8 ({g.name!r})")
+    for kind, items in (("input", g.input), ("output", g.output), ("value_info", g.value_info),
+                        ("initializer", g.initializer)):  # fmt: skip
+        for item in items:
+            if bad(item.name):
+                raise ModelError(f"{label}: a graph {kind}'s name is not UTF-8 ({item.name!r})")
+    for i, n in enumerate(g.node):
+        where = f"node #{i}" if bad(n.name) or not n.name else f"layer '{n.name}'"
+        for field, value in (("name", n.name), ("op_type", n.op_type), ("domain", n.domain)):
+            if bad(value):
+                raise ModelError(f"{label}: {where}: its {field} is not UTF-8 ({value!r})")
+        for t in (*n.input, *n.output):
+            if bad(t):
+                raise ModelError(f"{label}: {where}: a tensor name is not UTF-8 ({t!r})")
 
 
 def _op_key(node: onnx.NodeProto) -> str:

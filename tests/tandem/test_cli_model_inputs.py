@@ -208,3 +208,37 @@ def test_a_dim_bound_on_the_command_line_is_checked(tmp_path, capsys, command):
     assert main([command, str(path), "--dim", f"n={10**12}"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "input 'x': dim 0 is 1000000000000" in err, err
+
+
+def test_a_name_that_is_not_utf8_is_one_line(tmp_path):
+    """protobuf hands a string field that is not UTF-8 back as bytes (found by the fuzzer)."""
+    x = helper.make_tensor_value_info("x", TP.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TP.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="LAYERNAME")], "g",
+                              [x], [y])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # same length, so the protobuf stays well-formed: only the name is no longer UTF-8
+    data = model.SerializeToString().replace(b"LAYERNAME", b"\xc3(\xc3(\xc3(\xc3(\xc3")
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    for command in (["inspect", str(path), "--target", "orin-agx-64gb"], ["run", str(path)]):
+        proc = subprocess.run([sys.executable, "-m", "tandem", *command], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        err = proc.stderr.strip()
+        assert proc.returncode == 1 and "\n" not in err and "Traceback" not in err, err
+        assert "node #0: its name is not UTF-8" in err, err
+
+
+def test_onnx_runtime_errors_are_tandems_one_line(tmp_path):
+    """ONNX Runtime refuses an empty convolution input at run time; its own log lines must not
+    reach stderr beside Tandem's error (found by the fuzzer)."""
+    x = helper.make_tensor_value_info("x", TP.FLOAT, [1, 1, 0, 4])
+    y = helper.make_tensor_value_info("y", TP.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    path = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    proc = subprocess.run([sys.executable, "-m", "tandem", "compare", str(path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and "\n" not in err and "Traceback" not in err, err
+    assert "ONNX Runtime could not run the model" in err, err
