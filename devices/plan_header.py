@@ -20,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from partitioner.dtypes import ONNX_TO_NUMPY
 from partitioner.serialize import FORMAT as GRAPH_FORMAT
 
+#: element types a tensor or binding may have (the IR's numpy names of ONNX's types).
+TENSOR_DTYPES = tuple(sorted(set(ONNX_TO_NUMPY.values())))
 #: dtypes a weight blob may carry (numpy names, as in the IR).
 BLOB_DTYPES = (
     "float32",
@@ -90,6 +93,7 @@ class Binding:
     def check(self) -> None:
         if self.shape is not None:
             _check_dims(self.shape, "shape")
+        _check_dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class TensorRecord:
     def check(self) -> None:
         if self.shape is not None:
             _check_dims(self.shape, "shape")
+        _check_dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -448,6 +453,11 @@ def _expected(tp: Any, value: Any) -> str:
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return f"expected {_describe(tp)}, got {type(value).__name__} {shown}"
+
+
+def _check_dtype(dtype: str | None) -> None:
+    if dtype is not None and dtype not in TENSOR_DTYPES:
+        raise HeaderFieldError("dtype", f"{dtype!r} is not an element type the IR knows")
 
 
 def _not_one_of(value: Any, choices: tuple[str, ...]) -> str:

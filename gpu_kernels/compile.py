@@ -186,6 +186,10 @@ def choose_major(arch: str, nvrtc_major: int | None = None) -> int:
     """The NVRTC major to use for ``arch``: the one asked for, else the newest that accepts it."""
     num = arch_number(arch)
     if nvrtc_major is not None:
+        if nvrtc_major not in _MIN_ARCH:
+            raise NvrtcNotFoundError(
+                f"CUDA major {nvrtc_major} is not supported; use one of {SUPPORTED_MAJORS}"
+            )
         if num < _MIN_ARCH[nvrtc_major]:
             raise CompileError(
                 f"NVRTC {nvrtc_major} cannot compile for sm_{num}; the target needs CUDA "

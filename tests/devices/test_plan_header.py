@@ -117,6 +117,8 @@ HOSTILE = [
     ("input without name", _drop(lambda h: h["inputs"][0], "name"), "inputs[0]", "lacks 'name'"),
     ("input dim negative", lambda h: h["inputs"][0]["shape"].__setitem__(0, -1),
      "inputs[0].shape[0]", "dimension -1 is out of range"),
+    ("input dtype unknown", lambda h: h["inputs"][0].__setitem__("dtype", "string"),
+     "inputs[0].dtype", "'string' is not an element type the IR knows"),  # found by the fuzzer
     ("calibration of strings", _set(lambda h: h, "calibration", {"input": "a"}),
      "calibration.input", "expected a number, got str"),
     ("calibration scale zero", _set(lambda h: h, "calibration", {"input": 0.0}),

@@ -103,3 +103,11 @@ def test_every_graph_kernel_waits_for_its_predecessor_first() -> None:
     common = (KERNEL_DIR / "common.cuh").read_text(encoding="utf-8")
     macro = common[common.index("#define KERNEL("):]
     assert macro.index("await_previous_kernel();") < macro.index("__VA_ARGS__")
+
+
+def test_an_unknown_cuda_major_is_one_error_not_a_key_error() -> None:
+    """A target file claiming CUDA 99 (found by the fuzzer: it raised KeyError)."""
+    from gpu_kernels.compile import NvrtcNotFoundError, choose_major
+
+    with pytest.raises(NvrtcNotFoundError, match="CUDA major 99 is not supported"):
+        choose_major("sm_87", 99)
