@@ -24,12 +24,12 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from partitioner.errors import TandemError
+from partitioner.files import write_atomic
 
 KERNEL_DIR = Path(__file__).resolve().parent
 SUPPORTED_MAJORS = (13, 12, 11)
@@ -319,12 +319,10 @@ def compile_kernel(
     else:
         cubin, log = load_nvrtc(major).compile(text, name, headers, full_opts)
     if use_cache:
-        try:
+        try:  # atomic: concurrent builds never see half a file
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-                tmp.write(cubin)
-            os.replace(tmp.name, path)  # atomic: concurrent builds never see half a file
-        except OSError:
+            write_atomic(path, cubin)
+        except (OSError, TandemError):
             pass  # a read-only cache only costs time
     return CompiledModule(cubin, log, f"sm_{num}", tuple(options), version, name,
                           frontend="cuda.core" if use_core else "ctypes")
