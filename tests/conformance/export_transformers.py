@@ -111,6 +111,34 @@ def _segformer() -> Any:
         decoder_hidden_size=64, num_labels=10))
 
 
+def _swin() -> Any:
+    # shifted windows: the Roll / window-partition Reshape-Transpose chains and patch merging;
+    # depths (2, 2) so the second block of each stage has the shift
+    from transformers import SwinConfig, SwinForImageClassification
+
+    return SwinForImageClassification(SwinConfig(image_size=64, patch_size=4, embed_dim=32,
+                                                 depths=[2, 2], num_heads=[2, 4], window_size=4,
+                                                 num_labels=10, drop_path_rate=0.0,
+                                                 attn_implementation="eager"))
+
+
+def _convnext() -> Any:
+    # 7x7 depthwise convs, channels-last LayerNorm (Transpose around it), layer scale
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    return ConvNextForImageClassification(ConvNextConfig(hidden_sizes=[16, 32, 64, 128],
+                                                         depths=[1, 1, 1, 1], num_labels=10))
+
+
+def _mobilevit() -> Any:
+    # MobileNetV2 blocks + transformers over unfolded 2x2 patches (the unfold / fold Reshapes)
+    from transformers import MobileViTConfig, MobileViTForImageClassification
+
+    return MobileViTForImageClassification(MobileViTConfig(
+        image_size=64, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[8, 16, 24, 32, 48, 64, 128],
+        num_labels=10, attn_implementation="eager"))
+
+
 def _whisper_encoder() -> Any:
     # whisper-tiny's shape, narrower: 80 mel bins, 2 layers; 200 frames (2 s) instead of 3000
     from transformers import WhisperConfig, WhisperModel
@@ -149,6 +177,9 @@ MODELS: dict[str, Spec] = {
     "hf-vit-dynamo": Spec(_vit, _image(64), ["logits"], dynamo=True),
     "detr": Spec(_detr, _image(128), ["logits", "pred_boxes"]),
     "segformer": Spec(_segformer, _image(128), ["logits"]),
+    "swin": Spec(_swin, _image(64), ["logits"]),
+    "convnext": Spec(_convnext, _image(64), ["logits"]),
+    "mobilevit": Spec(_mobilevit, _image(64), ["logits"]),
     "whisper-encoder": Spec(_whisper_encoder,
                             lambda s: {"input_features": seeded_array((1, 80, 200), s)},
                             ["last_hidden_state"]),

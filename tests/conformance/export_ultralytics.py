@@ -36,10 +36,14 @@ MODELS: dict[str, tuple[str, int]] = {
     "yolov8s": ("yolov8s.yaml", 160),
     "yolov8n-seg": ("yolov8n-seg.yaml", 160),
     "yolov8n-pose": ("yolov8n-pose.yaml", 160),
+    "yolov8s-seg": ("yolov8s-seg.yaml", 160),
+    "yolov8s-pose": ("yolov8s-pose.yaml", 160),
     "yolo11n": ("yolo11n.yaml", 160),
     "yolo11s": ("yolo11s.yaml", 160),
     "yolo11n-seg": ("yolo11n-seg.yaml", 160),
     "yolo11n-pose": ("yolo11n-pose.yaml", 160),
+    "yolo11s-seg": ("yolo11s-seg.yaml", 160),
+    "yolo11s-pose": ("yolo11s-pose.yaml", 160),
     "yolov8n-640": ("yolov8n.yaml", 640),
 }
 
