@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_common import Meta, main, randomise_torch, seeded_array, write_export  # noqa: E402
+from export_common import (  # noqa: E402
+    Meta,
+    main,
+    no_network,
+    randomise_torch,
+    seeded_array,
+    write_export,
+)
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # configs only; nothing may be fetched
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -210,7 +217,8 @@ def _seeded_model(name: str, seed: int) -> tuple[Any, dict[str, np.ndarray]]:
 
     spec = MODELS[name]
     torch.manual_seed(seed)  # embeddings and position tables: HF's own init, seeded
-    model = spec.make().eval()
+    with no_network(f"transformers {name}"):
+        model = spec.make().eval()
     randomise_torch(model, seed)
     feeds = spec.inputs(seed)
     return _named(model, list(feeds), spec.outputs), feeds

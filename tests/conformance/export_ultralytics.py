@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_common import Meta, main, randomise_torch, write_export  # noqa: E402
+from export_common import Meta, main, no_network, randomise_torch, write_export  # noqa: E402
 
 OPSET = 17
 # name -> (packaged model YAML, imgsz)
@@ -47,27 +46,14 @@ MODELS: dict[str, tuple[str, int]] = {
     "yolov8n-640": ("yolov8n.yaml", 640),
 }
 
-_NETWORK_ATTEMPTS: list[str] = []
-
-
 def setup() -> None:
     """Offline before ultralytics is imported: its settings go to a temp dir, its online
-    checks and pip auto-installs are off, and any socket use is refused and recorded (some
-    ultralytics paths swallow errors, so ``_export`` also fails afterwards if one was tried)."""
+    checks and pip auto-installs are off (``_export`` also refuses sockets: ``no_network``)."""
     if "YOLO_CONFIG_DIR" not in os.environ:
         os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["HF_HUB_OFFLINE"] = "1"
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        _NETWORK_ATTEMPTS.append(repr(args[1:] or args)[:200])
-        raise OSError(f"export_ultralytics: network access refused: {args!r}")
-
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    socket.getaddrinfo = refuse  # type: ignore[assignment]
-    socket.create_connection = refuse  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
@@ -110,16 +96,14 @@ def _export(name: str, folder: Path, seed: int) -> tuple[Any, Path]:
 
     yaml, imgsz = MODELS[name]
     torch.manual_seed(seed)
-    yolo = YOLO(yaml)  # the packaged YAML; the scale letter picks depth/width; no weights
-    _seed(yolo.model, seed)
     args = {"format": "onnx", "imgsz": imgsz, "opset": OPSET, "dynamic": False,
             "simplify": False, "batch": 1, "device": "cpu",
             "verbose": False, "data": None, "mode": "export"}
-    exporter = Exporter(overrides=args)  # what YOLO.export calls, kept so its model is ours
-    with _cwd(folder):
+    with no_network(f"ultralytics {name}"), _cwd(folder):
+        yolo = YOLO(yaml)  # the packaged YAML; the scale letter picks depth/width; no weights
+        _seed(yolo.model, seed)
+        exporter = Exporter(overrides=args)  # what YOLO.export calls, kept so its model is ours
         path = Path(exporter(model=yolo.model)).resolve()
-    if _NETWORK_ATTEMPTS:
-        raise RuntimeError(f"ultralytics tried the network: {_NETWORK_ATTEMPTS}")
     return exporter, path
 
 
