@@ -46,6 +46,7 @@ MODELS: dict[str, tuple[str, int]] = {
     "yolov8n-640": ("yolov8n.yaml", 640),
 }
 
+
 def setup() -> None:
     """Offline before ultralytics is imported: its settings go to a temp dir, its online
     checks and pip auto-installs are off (``_export`` also refuses sockets: ``no_network``)."""
@@ -142,7 +143,7 @@ def export(name: str, out: Path, seed: int) -> Path:
             raise RuntimeError(f"{name}: {len(ys)} torch outputs for ONNX outputs {outputs}")
         meta = Meta(
             source="ultralytics",
-            exporter=f"ultralytics {ultralytics.__version__} model.export(format='onnx') "
+            exporter=f"ultralytics {ultralytics.__version__} Exporter(format='onnx') "
                      f"torch {torch.__version__}",
             opset=OPSET,
             notes=f"{MODELS[name][0]} imgsz={MODELS[name][1]} dynamic=False simplify=False "
