@@ -234,9 +234,13 @@ def same_pad_norm() -> Any:
             self.out = nn.Conv2D(16, 3, 3, 1, padding="SAME")  # paddle's own SAME
 
         def forward(self, x):
-            # TF "same" for k3 s2 on an even size pads 0 before, 1 after (asymmetric)
-            x = F.relu(self.n1(self.c1(F.pad(x, [0, 1, 0, 1]))))
-            x = F.relu(self.group_norm(self.c2(F.pad(x, [0, 1, 0, 1])), groups=4))
+            # TF "same" for k3 s2 on an even size pads 0 before, 1 after (asymmetric). Spelt
+            # with all 8 pads (paddle's `pad` op): the 4-pad form (pad3d) comes out of
+            # paddle2onnx 2.1.0 with an uninitialised constant_value (seen 6e-6, 3e32, ...).
+            # Reflect needs the 4-pad form; its constant_value is garbage too but unused.
+            same = [0, 0, 0, 0, 0, 1, 0, 1]
+            x = F.relu(self.n1(self.c1(F.pad(x, same))))
+            x = F.relu(self.group_norm(self.c2(F.pad(x, same)), groups=4))
             x = x + F.relu(self.n3(self.c3(F.pad(x, [1, 1, 1, 1], mode="reflect"))))
             return paddle.tanh(self.out(F.relu(self.up(x))))
 
