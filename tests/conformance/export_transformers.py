@@ -72,11 +72,13 @@ def _image(size: int) -> Callable[[int], dict[str, np.ndarray]]:
 
 # ----- models -----------------------------------------------------------------------------------
 def _bert() -> Any:
+    # transformers' default attention (SDPA): its export carries the IsNaN / Where guard of the
+    # masked softmax; the other models ask for "eager", the plain MatMul-Softmax-MatMul
     from transformers import BertConfig, BertModel
 
     return BertModel(BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
                                 num_attention_heads=4, intermediate_size=128,
-                                max_position_embeddings=128, attn_implementation="eager"),
+                                max_position_embeddings=128),
                      add_pooling_layer=False)
 
 
