@@ -14,8 +14,10 @@ installed and the exporter would pip-install it), batch 1, FP32. imgsz 160 keeps
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -51,7 +53,9 @@ def setup() -> None:
     """Offline before ultralytics is imported: its settings go to a temp dir, its online
     checks and pip auto-installs are off (``_export`` also refuses sockets: ``no_network``)."""
     if "YOLO_CONFIG_DIR" not in os.environ:
-        os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
+        config = tempfile.mkdtemp(prefix="yolo-config-")
+        atexit.register(shutil.rmtree, config, True)
+        os.environ["YOLO_CONFIG_DIR"] = config
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["HF_HUB_OFFLINE"] = "1"
