@@ -18,10 +18,11 @@ when it is called.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,39 @@ def randomise_torch(model: Any, seed: int) -> None:
             elif isinstance(m, nn.LayerNorm | nn.GroupNorm) and m.weight is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.6 + 0.7)
                 m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+
+
+@contextlib.contextmanager
+def no_network(what: str) -> Iterator[None]:
+    """Inside, every socket connect and name lookup raises; on leaving, raise if any was tried.
+    Exports are built from installed code only: a library that quietly fetches a font,
+    weights or a pip package must fail the export loudly (even where it swallows the OSError),
+    not work only where the network is up. Restored afterwards, so a benchmark that calls
+    ``build`` keeps its sockets (torch.compile's workers)."""
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(repr(args)[:200])
+        raise OSError(f"network access refused while building {what}: {args!r}")
+
+    names = ("getaddrinfo", "create_connection")
+    saved = {n: getattr(socket, n) for n in names}
+    saved_methods = {n: getattr(socket.socket, n) for n in ("connect", "connect_ex")}
+    for n in names:
+        setattr(socket, n, refuse)
+    for n in saved_methods:
+        setattr(socket.socket, n, refuse)
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(socket, n, f)
+        for n, f in saved_methods.items():
+            setattr(socket.socket, n, f)
+    if attempts:
+        raise RuntimeError(f"{what} tried the network: {attempts}")
 
 
 def main(
