@@ -4,7 +4,8 @@ paddle2onnx, each imported, run and built the way the ``tandem`` CLI would, one 
     .venv/bin/python bench/conformance.py                 # docs/conformance.md + .json
     .venv/bin/python bench/conformance.py --models tv-resnet18,tv-swin_t --print
     .venv/bin/python bench/conformance.py --placement-times 10   # the slowest placements
-    python3 bench/conformance.py --gpu --out-json gpu.json       # on a machine with a GPU
+    TANDEM_EXPORT_PYTHON=python3 python3 bench/conformance.py --gpu   # a GPU machine whose
+                                               # python3 has torch, torchvision, ...
 
 The models come from ``tests/conformance/export_<source>.py``, each run under its exporter's
 venv (``.venv-export``: torchvision, ultralytics, transformers; ``.venv-paddle``: paddle), first
@@ -217,20 +218,26 @@ def check_model(path: Path, source: str, threads: int = 2) -> Row:
     """Every CPU-side check of one exported model (its ``.json`` and ``.npz`` beside it)."""
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     row = Row(path.stem, source, meta.get("exporter", ""), meta.get("notes", ""))
-    dims = dict(meta.get("dims") or {})
+    _check(row, path, dict(meta.get("dims") or {}), threads)
+    # the reasons name the file, not the cache folder it happened to be in
+    folder = f"{path.parent}{os.sep}"
+    row.failures = {k: v.replace(folder, "") for k, v in row.failures.items()}
+    return row
+
+
+def _check(row: Row, path: Path, dims: dict[str, int], threads: int) -> None:
     start = time.perf_counter()
     try:
         graph = load_model(path, dims)
     except Exception as err:  # the row records it; the other models go on
         row.failures["import"] = one_line(err)
-        return row
+        return
     row.import_s = time.perf_counter() - start
     row.layers = len(graph.nodes)
     _check_parity(row, path, graph, threads)
     for target in GPU_ONLY_TARGETS:
         row.builds[target] = _gpu_only_build(row, path, graph, target, dims)
     _place_on_dla(row, path, graph, dims)
-    return row
 
 
 def _check_parity(row: Row, path: Path, graph: Any, threads: int) -> None:
@@ -417,6 +424,22 @@ HEADERS = ["model", "import", "CPU vs ORT", "CPU vs framework",
            f"DLA layers {DLA_TARGET}", "predicted ms", "inspect s"]  # fmt: skip
 
 
+GPU_HEADERS = ["model", "FP32 rel err", "FP16 cosine", "Tandem FP16 p50 ms", "eager FP16 p50 ms",
+               "reduce-overhead p50 ms", "failures"]  # fmt: skip
+
+
+def _gpu_cells(row: Row) -> list[str]:
+    def ms(res: Any) -> str:
+        return f"{res['p50_ms']:.3f}" if isinstance(res, dict) and "p50_ms" in res else "-"
+
+    fp32, fp16 = row.gpu.get("fp32", {}), row.gpu.get("fp16", {})
+    cosine = fp16.get("cosine")
+    gpu_failures = [f"{k}: {v}" for k, v in row.failures.items() if k.startswith("gpu")]
+    return [row.model, _err(fp32.get("max_rel_err")), "-" if cosine is None else f"{cosine:.5f}",
+            ms(fp16.get("tandem")), ms(row.gpu.get("eager")),
+            ms(row.gpu.get("compile_reduce-overhead")), "; ".join(gpu_failures)[:200]]
+
+
 def summary_counts(rows: list[Row]) -> dict[str, dict[str, int]]:
     """Pass / fail / not run per check (a check is not run when an earlier one stopped it)."""
     checks = ["import", "cpu-parity", *(f"build {t}" for t in GPU_ONLY_TARGETS), "placement"]
@@ -503,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma list of model names (default: all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="export folder")
     parser.add_argument("--out-md", type=Path, default=ROOT / "docs" / "conformance.md")
-    parser.add_argument("--out-json", type=Path, default=ROOT / "docs" / "conformance.json")
+    parser.add_argument("--out-json", type=Path,
+                        help="default docs/conformance.json (--gpu: docs/conformance-gpu.json)")
     parser.add_argument("--print", action="store_true", help="print the report, write nothing")
     parser.add_argument("--placement-times", type=int, metavar="N",
                         help="print the N slowest placements (import + place) and exit")
@@ -546,9 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "skipped": skipped, "summary": summary_counts(rows),
            "rows": [{**asdict(r), "inspect_s": r.inspect_s} for r in rows]}  # fmt: skip
+    if args.out_json is None:
+        args.out_json = ROOT / "docs" / f"conformance{'-gpu' if args.gpu else ''}.json"
     args.out_json.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.write_text(json.dumps(doc, indent=1, default=float) + "\n", encoding="utf-8")
-    if not args.gpu:
+    if args.gpu:  # the CPU-side report is the CI machine's; here only the GPU numbers
+        print("\n".join(table(GPU_HEADERS, [_gpu_cells(r) for r in rows])))
+    else:
         args.out_md.write_text(report, encoding="utf-8")
     print(f"{sum(not r.failures for r in rows)}/{len(rows)} models pass every check; wrote "
           f"{args.out_json}" + ("" if args.gpu else f" and {args.out_md}"))  # fmt: skip
