@@ -179,6 +179,8 @@ class Row:
     notes: str = ""
     layers: int | None = None
     import_s: float | None = None
+    cpu_s: float | None = None  # one inference of the CPU reference
+    ort_s: float | None = None  # ONNX Runtime: session creation + one inference
     cpu_vs_ort: float | None = None
     cpu_vs_framework: float | None = None
     ort_vs_framework: float | None = None
@@ -245,9 +247,13 @@ def _check_parity(row: Row, path: Path, graph: Any, threads: int) -> None:
         saved = {k: data[k] for k in data.files}
     try:
         feeds = {t.name: saved[t.name] for t in graph.inputs}
+        start = time.perf_counter()
         with CpuRunner(graph, threads=threads) as runner:
             got = runner.infer(feeds)
+        row.cpu_s = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
         oracle = run_onnxruntime(path, feeds)
+        row.ort_s = round(time.perf_counter() - start, 3)
     except Exception as err:
         row.failures["cpu-parity"] = one_line(err)
         return
@@ -481,18 +487,21 @@ def render_markdown(rows: list[Row], skipped: dict[str, str], command: str) -> s
     lines += ["", "## Why layers left the DLA (top 3 per model)", ""]
     lines += table(["model", "reasons"], [[r.model, "; ".join(r.dla.get("top_reasons", []))]
                                           for r in rows if r.dla], markdown=True)  # fmt: skip
-    lines += ["", "## Slowest placements", ""]
-    lines += table(["model", "layers", "import s", "placement s"], placement_rows(rows, 10),
-                   markdown=True)  # fmt: skip
+    lines += ["", "## Slowest placements (and the CPU runs of those models)", ""]
+    lines += table(TIME_HEADERS, placement_rows(rows, 10), markdown=True)
     notes = [[r.model, r.exporter, r.notes] for r in rows if r.notes]
     if notes:
         lines += ["", "## Notes", ""] + table(["model", "exporter", "note"], notes, markdown=True)
     return "\n".join(lines) + "\n"
 
 
+TIME_HEADERS = ["model", "layers", "import s", "placement s", "CPU reference s", "ORT s"]
+
+
 def placement_rows(rows: list[Row], n: int) -> list[list[str]]:
     timed = sorted((r for r in rows if r.inspect_s is not None), key=lambda r: -(r.inspect_s or 0))
-    return [[r.model, str(r.layers), f"{r.import_s:.2f}", f"{r.place_s:.2f}"] for r in timed[:n]]
+    return [[r.model, str(r.layers), f"{r.import_s:.2f}", f"{r.place_s:.2f}",
+             f"{r.cpu_s or 0:.2f}", f"{r.ort_s or 0:.2f}"] for r in timed[:n]]  # fmt: skip
 
 
 # ----- the command line ----------------------------------------------------------------------
@@ -559,8 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: " + ("ok" if not row.failures else "; ".join(
             f"{k}: {v}" for k, v in row.failures.items())), file=sys.stderr, flush=True)
     if args.placement_times:
-        print("\n".join(table(["model", "layers", "import s", "placement s"],
-                              placement_rows(rows, args.placement_times))))  # fmt: skip
+        print("\n".join(table(TIME_HEADERS, placement_rows(rows, args.placement_times))))
         return 0
     command = "python bench/conformance.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     report = render_markdown(rows, skipped, command)
