@@ -42,9 +42,11 @@ class Spec:
 
 
 _DET_NOTE = (
-    "backbone + head only (the raw per-anchor class logits and box regressions): the full "
-    "detector's transform resizes the image and its postprocess decodes boxes and runs NMS "
-    "with data-dependent shapes, which is not what a Jetson deployment exports"
+    "backbone + head only (the raw per-anchor class logits and box regressions, no box decoding "
+    "or NMS): the full detector does export (torch 2.14.1, opset 17), but the tracer freezes its "
+    "data-dependent postprocess at the traced case; with seeded random weights no box passes "
+    "the score threshold there, so the file holds no NonMaxSuppression and is right only for "
+    "inputs with no detection"
 )
 
 MODELS: dict[str, Spec] = {
