@@ -63,7 +63,7 @@ CONFORMANCE = ROOT / "tests" / "conformance"
 DEFAULT_CACHE = ROOT / "build" / "conformance"
 FP32_RTOL = 1e-4  # max |a - b| / max |b| of an FP32 output against its oracle
 FP16_COSINE = 0.999
-FP16_TINY = 6.1e-5  # below FP16's smallest normal number nothing is representable as such
+
 GPU_ONLY_TARGETS = ("orin-agx-64gb", "xavier-agx")
 DLA_TARGET = "orin-agx-64gb"
 PLACEMENT_LIMIT_S = 10.0
@@ -334,65 +334,6 @@ def _place_on_dla(row: Row, path: Path, graph: Any, dims: dict[str, int]) -> Non
                                      f"> {PLACEMENT_LIMIT_S:g} s")  # fmt: skip
 
 
-# ----- one model: the GPU side (--gpu) ------------------------------------------------------
-def check_gpu(row: Row, path: Path, source: Source, iters: int) -> None:
-    """Tandem's GPU backend (FP32, FP16) vs ONNX Runtime, and FP16 latency vs PyTorch."""
-    import importlib.util
-
-    import gpu_vs_torch as gt  # bench/, on sys.path in --gpu mode
-    import torch
-
-    from devices.gpu import GpuRunner
-
-    graph = load_model(path, json.loads(path.with_suffix(".json").read_text())["dims"] or {})
-    with np.load(path.with_suffix(".npz")) as data:
-        feeds = {t.name: data[t.name] for t in graph.inputs}
-    oracle = run_onnxruntime(path, feeds)
-    names = [t.name for t in graph.outputs]
-    for precision in ("fp32", "fp16"):
-        runner = GpuRunner(graph.clone(), precision, autotune=True)
-        res: dict[str, Any] = {}
-        try:
-            runner.activate()
-            got = runner.infer(feeds)
-            if precision == "fp32":
-                res["max_rel_err"] = max(gt.rel_err(got[n], oracle[n]) for n in names)
-                ok = res["max_rel_err"] <= FP32_RTOL
-            else:
-                res["cosine"] = min(gt.cosine(got[n], oracle[n]) for n in names)
-                tiny = all(max(np.abs(got[n]).max(), np.abs(oracle[n]).max()) < FP16_TINY
-                           for n in names)  # fmt: skip
-                ok = res["cosine"] >= FP16_COSINE or tiny
-                res["tandem"] = gt.timed(runner.run_device, runner.ctx.synchronize, iters)
-            if not ok:
-                row.failures[f"gpu {precision}"] = f"{precision} parity: {res}"
-        except Exception as err:
-            row.failures[f"gpu {precision}"] = one_line(err)
-            res["error"] = one_line(err)
-        finally:
-            runner.deactivate()
-        row.gpu[precision] = res
-    spec = importlib.util.spec_from_file_location(f"conformance_{source.name}", source.script)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    if not hasattr(script, "build"):
-        row.gpu["torch"] = {"error": f"{source.script.name} has no build(name)"}
-        return
-    try:
-        module, inputs = script.build(row.model)
-        module = module.cuda().half().eval()
-        xs = [x.cuda().half() if x.is_floating_point() else x.cuda() for x in inputs]
-        with torch.inference_mode():
-            outs = module(*xs)
-            ref = [o.float().cpu().numpy() for o in (outs if isinstance(outs, tuple) else [outs])]
-            row.gpu["eager"] = gt.timed(lambda: module(*xs), torch.cuda.synchronize, iters)
-        row.gpu["compile_reduce-overhead"] = gt.compile_side(module, xs, ref, "reduce-overhead",
-                                                             iters)  # fmt: skip
-    except Exception as err:  # the PyTorch side is a reference, not a Tandem failure
-        row.gpu["torch_error"] = one_line(err)
-
-
 # ----- the report ----------------------------------------------------------------------------
 def _err(value: float | None) -> str:
     return "-" if value is None else f"{value:.1e}"
@@ -428,22 +369,6 @@ def _cells(row: Row) -> list[str]:
 HEADERS = ["model", "import", "CPU vs ORT", "CPU vs framework",
            *(f"GPU-only {t} (lowered)" for t in GPU_ONLY_TARGETS),
            f"DLA layers {DLA_TARGET}", "predicted ms", "inspect s"]  # fmt: skip
-
-
-GPU_HEADERS = ["model", "FP32 rel err", "FP16 cosine", "Tandem FP16 p50 ms", "eager FP16 p50 ms",
-               "reduce-overhead p50 ms", "failures"]  # fmt: skip
-
-
-def _gpu_cells(row: Row) -> list[str]:
-    def ms(res: Any) -> str:
-        return f"{res['p50_ms']:.3f}" if isinstance(res, dict) and "p50_ms" in res else "-"
-
-    fp32, fp16 = row.gpu.get("fp32", {}), row.gpu.get("fp16", {})
-    cosine = fp16.get("cosine")
-    gpu_failures = [f"{k}: {v}" for k, v in row.failures.items() if k.startswith("gpu")]
-    return [row.model, _err(fp32.get("max_rel_err")), "-" if cosine is None else f"{cosine:.5f}",
-            ms(fp16.get("tandem")), ms(row.gpu.get("eager")),
-            ms(row.gpu.get("compile_reduce-overhead")), "; ".join(gpu_failures)[:200]]
 
 
 def summary_counts(rows: list[Row]) -> dict[str, dict[str, int]]:
@@ -563,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row = check_model(path, source, args.threads)
             if args.gpu and "import" not in row.failures:
+                from conformance_gpu import check_gpu  # bench/: torch and CUDA only here
+
                 check_gpu(row, path, SOURCES[source], args.iters)
         rows.append(row)
         print(f"{name}: " + ("ok" if not row.failures else "; ".join(
@@ -583,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out_json.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.write_text(json.dumps(doc, indent=1, default=float) + "\n", encoding="utf-8")
     if args.gpu:  # the CPU-side report is the CI machine's; here only the GPU numbers
-        print("\n".join(table(GPU_HEADERS, [_gpu_cells(r) for r in rows])))
+        from conformance_gpu import gpu_table
+
+        print(gpu_table(rows))
     else:
         args.out_md.write_text(report, encoding="utf-8")
     print(f"{sum(not r.failures for r in rows)}/{len(rows)} models pass every check; wrote "
