@@ -74,7 +74,9 @@ MODELS: dict[str, Spec] = {
     "tv-convnext_tiny": Spec("convnext_tiny", 64),
     # the ViT-B/16 encoder at 64x64: 16 patches + the class token (the weights are the full
     # 86 M parameters whatever the image size)
-    "tv-vit_b_16": Spec("vit_b_16", 64, (("image_size", 64),)),
+    "tv-vit_b_16": Spec("vit_b_16", 64, (("image_size", 64),),
+                        notes="image_size=64 (16 patches + the class token); the 86 M "
+                              "parameters make a 346 MB file, the largest of the set"),
     "tv-swin_t": Spec("swin_t", 64),
     # MaxViT partitions every stage's feature map into 7x7 windows and grids, and the map is
     # the input / 32 at the last stage: 224 is the smallest input maxvit_t accepts
