@@ -33,9 +33,10 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int) -> None:
 
     graph = load_model(path, json.loads(path.with_suffix(".json").read_text())["dims"] or {})
     with np.load(path.with_suffix(".npz")) as data:
-        feeds = {t.name: data[t.name] for t in graph.inputs}
-    oracle = run_onnxruntime(path, feeds)
+        saved = {k: data[k] for k in data.files}
     names = [t.name for t in graph.outputs]
+    feeds = {t.name: saved[t.name] for t in graph.inputs}
+    oracle = run_onnxruntime(path, {k: v for k, v in saved.items() if k not in names})
     for precision in ("fp32", "fp16"):
         runner = GpuRunner(graph.clone(), precision, autotune=True)
         res: dict[str, Any] = {}
