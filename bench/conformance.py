@@ -431,6 +431,20 @@ def placement_rows(rows: list[Row], n: int) -> list[list[str]]:
              f"{r.cpu_s or 0:.2f}", f"{r.ort_s or 0:.2f}"] for r in timed[:n]]  # fmt: skip
 
 
+def gpu_side(row: Row, path: Path, source: Source, args: argparse.Namespace,
+             started: float) -> None:  # fmt: skip
+    """``--gpu``'s checks of one model, within the time budget; an error is the row's."""
+    if time.perf_counter() - started > args.budget_s:
+        row.gpu["not_run"] = f"--budget-s {args.budget_s:g} spent"
+        return
+    from conformance_gpu import check_gpu  # bench/: torch and CUDA only here
+
+    try:
+        check_gpu(row, path, source, args.iters, with_compile=not args.no_compile)
+    except Exception as err:  # one model's failure must not stop the others
+        row.failures["gpu"] = one_line(err)
+
+
 # ----- the command line ----------------------------------------------------------------------
 def collect(sources: list[str], wanted: set[str] | None, cache: Path
             ) -> tuple[list[tuple[str, str, Path | None, str]], dict[str, str]]:  # fmt: skip
@@ -470,6 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU reference threads")
     parser.add_argument("--gpu", action="store_true", help="also the GPU side (needs CUDA)")
     parser.add_argument("--iters", type=int, default=50, help="timed iterations (--gpu)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="--gpu without torch.compile (it compiles for tens of seconds)")
+    parser.add_argument("--budget-s", type=float, default=1e9,
+                        help="--gpu: models after this many seconds get no GPU checks")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.sources.split(",")) - set(SOURCES))
     if unknown:
@@ -483,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({', '.join(skipped) or 'none'} skipped)", file=sys.stderr)  # fmt: skip
         return 1
     rows = []
+    started = time.perf_counter()
     for source, name, path, why in models:
         if path is None:
             row = Row(name, source)
@@ -490,9 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row = check_model(path, source, args.threads)
             if args.gpu and "import" not in row.failures:
-                from conformance_gpu import check_gpu  # bench/: torch and CUDA only here
-
-                check_gpu(row, path, SOURCES[source], args.iters)
+                gpu_side(row, path, SOURCES[source], args, started)
         rows.append(row)
         print(f"{name}: " + ("ok" if not row.failures else "; ".join(
             f"{k}: {v}" for k, v in row.failures.items())), file=sys.stderr, flush=True)
