@@ -42,6 +42,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -111,10 +112,11 @@ class ExportError(Exception):
     """An export script could not run at all (not one model's failure: that is a row)."""
 
 
-def exporter_env(cache: Path) -> dict[str, str]:
+def exporter_env(cache: Path | None = None) -> dict[str, str]:
     """The exporters' environment: no network, no writes to the home folder (Ultralytics keeps
-    a settings file in ~/.config unless YOLO_CONFIG_DIR points elsewhere)."""
-    config = cache / "yolo-config"
+    a settings file in ~/.config unless YOLO_CONFIG_DIR points elsewhere; ``--list`` imports
+    it too, before there is a cache folder, hence the temp-dir default)."""
+    config = (cache or Path(tempfile.gettempdir()) / "tandem-conformance") / "yolo-config"
     config.mkdir(parents=True, exist_ok=True)
     return {**os.environ, "YOLO_CONFIG_DIR": str(config), "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
@@ -124,7 +126,7 @@ def list_models(source: Source) -> list[str]:
     python = source.python()
     assert python is not None, source.missing()
     proc = subprocess.run([python, str(source.script), "--list"], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+                          text=True, timeout=300, env=exporter_env())  # fmt: skip
     if proc.returncode != 0:
         raise ExportError(f"{source.script.name} --list failed (exit {proc.returncode}): "
                           f"{_last_line(proc.stderr)}")  # fmt: skip
