@@ -354,16 +354,19 @@ def _build_cell(b: dict[str, Any] | None) -> str:
 
 def _cells(row: Row) -> list[str]:
     failed = set(row.failures)
-    imported = "FAIL" if "import" in failed else "ok"
+    imported = "no export" if "export" in failed else "FAIL" if "import" in failed else "ok"
     parity = _err(row.cpu_vs_ort)
     if "cpu-parity" in failed:
         parity = f"FAIL {parity}"
+    framework = _err(row.cpu_vs_framework)
+    if "framework-parity" in failed:
+        framework = f"FAIL {framework}"
     dla = row.dla.get("layers", {})
     dla_cell = (f"{sum(v for k, v in dla.items() if k.startswith('dla'))}/{sum(dla.values())}"
                 if dla else "-")  # fmt: skip
     pred = row.dla.get("predicted_ms")
     return [
-        row.model, imported, parity, _err(row.cpu_vs_framework),
+        row.model, imported, parity, framework,
         *(_build_cell(row.builds.get(t)) for t in GPU_ONLY_TARGETS),
         dla_cell, "-" if pred is None else f"{pred:.3f}",
         "-" if row.inspect_s is None else f"{row.inspect_s:.2f}",
@@ -375,12 +378,18 @@ HEADERS = ["model", "import", "CPU vs ORT", "CPU vs framework",
            f"DLA layers {DLA_TARGET}", "predicted ms", "inspect s"]  # fmt: skip
 
 
+CHECKS = ["export", "import", "cpu-parity", "framework-parity",
+          *(f"build {t}" for t in GPU_ONLY_TARGETS), "placement"]  # fmt: skip
+
+
 def summary_counts(rows: list[Row]) -> dict[str, dict[str, int]]:
-    """Pass / fail / not run per check (a check is not run when an earlier one stopped it)."""
-    checks = ["import", "cpu-parity", *(f"build {t}" for t in GPU_ONLY_TARGETS), "placement"]
+    """Pass / fail / not run per check, in CHECKS order (a check is not run when an earlier
+    one stopped the model: no export, no import; framework-parity not when CPU parity failed)."""
+    stoppers = {"import": ["export"], "framework-parity": ["export", "import", "cpu-parity"]}
     out = {}
-    for check in checks:
-        ran = [r for r in rows if check == "import" or "import" not in r.failures]
+    for i, check in enumerate(CHECKS):
+        before = stoppers.get(check, CHECKS[:min(i, 2)])
+        ran = [r for r in rows if not any(b in r.failures for b in before)]
         failed = sum(check in r.failures for r in ran)
         out[check] = {"pass": len(ran) - failed, "fail": failed, "not run": len(rows) - len(ran)}
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.conformance import SOURCES, Source, check_model
+from bench.conformance import SOURCES, Row, Source, check_model, summary_counts
 from devices.io import run_onnxruntime
 from tests.conformance.export_common import Meta, write_export
 
@@ -87,3 +87,15 @@ def test_a_source_without_its_script_or_venv_says_why(tmp_path: Path) -> None:
     assert SOURCES["torchvision"].script.exists()
     venv = Source("torchvision", str(tmp_path / "no-venv"), "TANDEM_TEST_UNSET_PYTHON")
     assert "make export-env" in str(venv.missing())
+
+
+def test_summary_counts_a_check_stopped_by_an_earlier_one_as_not_run() -> None:
+    rows = [Row(n, "test") for n in "abcd"]
+    rows[0].failures["export"] = "export: it raised"
+    rows[1].failures["import"] = "unsupported operators: Mod"
+    rows[2].failures["cpu-parity"] = "max rel err 1e-2"
+    counts = summary_counts(rows)
+    assert counts["import"] == {"pass": 2, "fail": 1, "not run": 1}
+    assert counts["cpu-parity"] == {"pass": 1, "fail": 1, "not run": 2}
+    assert counts["framework-parity"] == {"pass": 1, "fail": 0, "not run": 3}
+    assert counts["build orin-agx-64gb"] == {"pass": 2, "fail": 0, "not run": 2}
