@@ -4,8 +4,11 @@ paddle2onnx, each imported, run and built the way the ``tandem`` CLI would, one 
     .venv/bin/python bench/conformance.py                 # docs/conformance.md + .json
     .venv/bin/python bench/conformance.py --models tv-resnet18,tv-swin_t --print
     .venv/bin/python bench/conformance.py --placement-times 10   # the slowest placements
-    TANDEM_EXPORT_PYTHON=python3 python3 bench/conformance.py --gpu   # a GPU machine whose
-                                               # python3 has torch, torchvision, ...
+    # a GPU machine whose python3 has torch, torchvision, ... (one device call is 10 minutes:
+    # a few models per call, the exports kept in --cache between calls while the machine is held)
+    TANDEM_EXPORT_PYTHON=python3 python3 bench/conformance.py --gpu --sources torchvision \
+        --models tv-resnet18,tv-mobilenet_v3_large --cache /tmp/conformance --budget-s 480 \
+        --out-json $OUT/conformance-gpu.json
 
 The models come from ``tests/conformance/export_<source>.py``, each run under its exporter's
 venv (``.venv-export``: torchvision, ultralytics, transformers; ``.venv-paddle``: paddle), first
