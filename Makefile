@@ -3,6 +3,7 @@
 #   requirements/demo.txt    what `make demo` needs (no PyTorch, no test tools)
 #   requirements/test.txt    everything `make test` needs (a superset, same versions)
 #   requirements/paddle.txt  the separate PaddlePaddle venv of the real-model tests
+#   requirements/export.txt  the separate exporter venv of the conformance models (torch & co.)
 # `make lock` re-locks after pyproject.toml changed (keeping every pin it can); `make lock-upgrade`
 # moves every pin to the newest release pyproject.toml allows. README "Installs" says when.
 VENV   ?= .venv
@@ -13,11 +14,12 @@ DEMO   := build/demo
 DEMO_LOCK   := requirements/demo.txt
 TEST_LOCK   := requirements/test.txt
 PADDLE_LOCK := requirements/paddle.txt
+EXPORT_LOCK := requirements/export.txt
 DEMO_STAMP  := $(VENV)/.demo-installed
 TEST_STAMP  := $(VENV)/.test-installed
 
-.PHONY: demo test lint typecheck layering system-deps paddle-env lock lock-upgrade \
-        node-tests-report clean
+.PHONY: demo test lint typecheck layering system-deps paddle-env export-env lock lock-upgrade \
+        node-tests-report conformance clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -52,6 +54,22 @@ $(PADDLE_STAMP): $(PADDLE_LOCK)
 	@touch $@
 paddle-env: $(PADDLE_STAMP)
 
+# torchvision / Ultralytics / transformers exporters of the conformance models
+# (tests/conformance/export_*.py): torch and its CUDA wheels are gigabytes the test process never
+# imports, so they live in a venv of their own, on Python 3.11 (the torch wheels here are cp311).
+EXPORT_PYTHON ?= python3.11
+EXPORT_STAMP  := .venv-export/.export-installed
+$(EXPORT_STAMP): $(EXPORT_LOCK)
+	@test -x .venv-export/bin/python || $(EXPORT_PYTHON) -m venv .venv-export
+	.venv-export/bin/python -m pip install -q --no-deps -r $(EXPORT_LOCK)
+	.venv-export/bin/python -m pip check
+	@touch $@
+export-env: $(EXPORT_STAMP)
+
+# The real-model conformance report (docs/conformance.md and docs/conformance.json).
+conformance: $(TEST_STAMP) export-env paddle-env
+	$(PY) bench/conformance.py
+
 # The main job on an embedded default: a zoo YOLOv5s, placed on AGX Orin's GPU + DLA, built into
 # a plan, run (GPU segments on CUDA when present, else the CPU reference; DLA segments on the
 # emulator), and the plan checked against ONNX Runtime (FP16: rtol 1e-2).
@@ -75,7 +93,7 @@ layering: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy partitioner
 
-test: $(TEST_STAMP) system-deps paddle-env lint layering typecheck
+test: $(TEST_STAMP) system-deps paddle-env export-env lint layering typecheck
 	$(BIN)/pytest -q
 
 # The ONNX node-test report; its expected values depend on the locked onnx / ml_dtypes.
@@ -98,10 +116,11 @@ lock: $(LOCK_STAMP)
 	$(COMPILE) --extra compare --extra cuda -c $(TEST_LOCK) \
 	    -o $(DEMO_LOCK) pyproject.toml requirements/build.in
 	$(COMPILE) -o $(PADDLE_LOCK) requirements/paddle.in
+	$(COMPILE) -o $(EXPORT_LOCK) requirements/export.in
 	$(COMPILE) -o requirements/lock-tools.txt requirements/lock-tools.in
 
 lock-upgrade:
 	$(MAKE) lock LOCK_FLAGS=--upgrade
 
 clean:
-	rm -rf build $(VENV) .venv-paddle $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build $(VENV) .venv-paddle .venv-export $(LOCK_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@
   (``layers``, ``segments``, ``predicted_ms``)
 - :func:`to_dot` — Graphviz text: layers coloured by device, each segment boxed as a cluster
 - :func:`format_text` — the same tables as aligned text, for a terminal
+- :func:`table` — the one table renderer (text or Markdown) those and the bench reports use
 """
 
 from __future__ import annotations
@@ -174,9 +175,19 @@ def to_dot(graph: Graph, part: Partition) -> str:
 # ----- text ----------------------------------------------------------------------------------
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False
+) -> list[str]:
+    """Aligned ``a | b`` lines; ``markdown``: a GitHub Markdown table (the same alignment, outer
+    pipes, ``|`` in a cell escaped), so reports written to docs/ share this renderer."""
+    if markdown:
+        rows = [[c.replace("|", "\\|") for c in r] for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    if markdown:
+        fmt = f"| {fmt} |"
+        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        return [fmt.format(*headers), rule, *(fmt.format(*r) for r in rows)]
     out = [fmt.format(*headers).rstrip(), "-+-".join("-" * w for w in widths)]
     out += [fmt.format(*r).rstrip() for r in rows]
     return out
@@ -189,19 +200,19 @@ def _abbreviate(names: Sequence[str], limit: int = 8) -> str:
 def format_text(graph: Graph, part: Partition) -> str:
     """Layers, capability report, segments and predicted times as aligned text tables."""
     lines = ["Layers:"]
-    lines += _table(
+    lines += table(
         ("Layer", "Op", "Device", "Precision", "Reason"),
         [(r.name, r.op, r.device, r.precision, r.reason) for r in layer_rows(graph, part)],
     )
     caps = capability_rows(graph, part)
     if caps:
         lines += ["", "Layers not on the DLA:"]
-        lines += _table(
+        lines += table(
             ("Operator", "Count", "Reason", "Layers"),
             [(r.operator, str(r.count), r.reason, _abbreviate(r.layers)) for r in caps],
         )
     lines += ["", "Segments:"]
-    lines += _table(
+    lines += table(
         ("Segment", "Device", "Layers", "Inputs", "Outputs"),
         [
             (

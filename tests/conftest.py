@@ -59,3 +59,11 @@ def zoo_model(model_cache_dir: Path) -> Callable[..., Path]:
 def model_file(model_cache_dir: Path) -> Callable[..., Path]:
     """``model_file(case: ModelCase) -> Path`` for zoo models and torch exports alike."""
     return lambda case: case.path(model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def conformance_model(model_cache_dir: Path) -> Callable[..., Path]:
+    """``conformance_model(source, name, names) -> Path``: tests/conformance's exports."""
+    from tests.models import conformance_model_path
+
+    return functools.partial(conformance_model_path, cache_dir=model_cache_dir)

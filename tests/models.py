@@ -10,6 +10,11 @@ Every test that needs a model gets it from here, never from a download:
   (``tests/fixtures/export_paddle_models.py``, in its own venv), each script run once per
   session in a subprocess so neither framework loads into the test process. Without the
   exporter it calls ``pytest.skip`` with the reason.
+- ``conformance_model_path(source, name, names)`` returns a conformance model
+  (``tests/conformance/export_<source>.py``, run under its exporter's venv by
+  ``bench/conformance.py``): the first request exports every model in ``names`` in one
+  subprocess, later ones find the files. Without the script or its venv it skips with the
+  reason; a model its exporter failed on fails the test with the exporter's message.
 - ``MODEL_CASES`` / ``model_params()`` list every zoo and exported model as one table, so a
   backend-vs-ONNX-Runtime comparison is a single parametrized test::
 
@@ -178,6 +183,31 @@ def export_all(exporter: Exporter, folder: Path) -> None:
         raise RuntimeError(
             f"{exporter.script.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
         )
+
+
+# ----- the conformance models (tests/conformance/) -------------------------------------------
+_conformance_failed: dict[Path, dict[str, str]] = {}
+
+
+def conformance_model_path(
+    source: str, name: str, names: tuple[str, ...], cache_dir: Path | None = None
+) -> Path:
+    """A conformance model exported by ``source``'s script (all of ``names`` at once, once per
+    cache folder); ``NAME.npz`` and ``NAME.json`` lie beside it."""
+    from bench.conformance import SOURCES, export
+
+    exporter = SOURCES[source]
+    missing = exporter.missing()
+    if missing:
+        pytest.skip(missing)
+    folder = (cache_dir or default_cache_root()) / "conformance" / source
+    with _lock:
+        if folder not in _conformance_failed:
+            _conformance_failed[folder] = export(exporter, folder, list(names))
+    failed = _conformance_failed[folder].get(name)
+    if failed:
+        pytest.fail(f"{name}: {failed}", pytrace=False)
+    return folder / f"{name}.onnx"
 
 
 # ----- one table of every model ----------------------------------------------------------------

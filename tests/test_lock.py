@@ -92,7 +92,7 @@ def _build_inputs(lock: Lock) -> list[Requirement]:
     return reqs
 
 
-LOCKS = {name: REQ / f"{name}.txt" for name in ("demo", "test", "paddle", "lock-tools")}
+LOCKS = {name: REQ / f"{name}.txt" for name in ("demo", "test", "paddle", "export", "lock-tools")}
 
 
 @pytest.mark.parametrize("name", sorted(LOCKS))
@@ -142,12 +142,14 @@ def test_demo_lock_is_the_test_lock_restricted() -> None:
     assert not differ, f"demo.txt and test.txt disagree (demo, test): {differ}; {RELOCK}"
 
 
-def test_paddle_lock_pins_its_inputs() -> None:
-    lock = read_lock(LOCKS["paddle"])
+@pytest.mark.parametrize("name", ["paddle", "export"])
+def test_exporter_lock_pins_its_inputs(name: str) -> None:
+    """The exporter venvs' locks (``make paddle-env``, ``make export-env``) satisfy their .in."""
+    lock = read_lock(LOCKS[name])
     for req in _build_inputs(lock):
         key = canonicalize_name(req.name)
         assert key in lock.pins and req.specifier.contains(lock.pins[key], prereleases=True), (
-            f"paddle.txt does not satisfy '{req}' of requirements/paddle.in; {RELOCK}"
+            f"{name}.txt does not satisfy '{req}' of requirements/{name}.in; {RELOCK}"
         )
 
 
