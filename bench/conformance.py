@@ -104,6 +104,7 @@ SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
         Source("torchvision", ".venv-export", "TANDEM_EXPORT_PYTHON"),
+        Source("timm", ".venv-export", "TANDEM_EXPORT_PYTHON"),
         Source("ultralytics", ".venv-export", "TANDEM_EXPORT_PYTHON"),
         Source("transformers", ".venv-export", "TANDEM_EXPORT_PYTHON"),
         Source("paddle", ".venv-paddle", "TANDEM_PADDLE_PYTHON"),

@@ -34,9 +34,23 @@ MODELS: dict[str, tuple[str, ...]] = {
         "tv-ssdlite320_mobilenet_v3_large", "tv-retinanet_resnet50_fpn", "tv-fcos_resnet50_fpn",
         "tvd-resnet18", "tvd-mobilenet_v3_small", "tvd-convnext_tiny",
     ),  # fmt: skip
-    "ultralytics": (),
-    "transformers": (),
-    "paddle": (),
+    "timm": (
+        "timm-repvgg-a0", "timm-mobileone-s0", "timm-fastvit-t8", "timm-mobilevit-xxs",
+        "timm-levit-128s", "timm-efficientvit-b0", "timm-hrnet-w18-small", "timm-ghostnet-100",
+    ),  # fmt: skip
+    "ultralytics": (
+        "yolov8n", "yolov8s", "yolov8n-seg", "yolov8n-pose", "yolov8s-seg", "yolov8s-pose",
+        "yolo11n", "yolo11s", "yolo11n-seg", "yolo11n-pose", "yolo11s-seg", "yolo11s-pose",
+        "yolov8n-640",
+    ),  # fmt: skip
+    "transformers": (
+        "bert", "distilbert", "hf-vit", "hf-vit-dynamo", "detr", "segformer", "swin", "convnext",
+        "mobilevit", "whisper-encoder", "wav2vec2",
+    ),  # fmt: skip
+    "paddle": (
+        "paddle-ocr-rec-svtr", "paddle-ocr-rec-crnn", "paddle-ocr-det-db", "paddle-pplcnet",
+        "paddle-same-pad-norm",
+    ),  # fmt: skip
 }
 
 # THE table of models that fail today because their fix is on another branch: model -> the
