@@ -101,7 +101,14 @@ class GpuCapability(_TableCapability):
         table = self.explain(node, graph, precision)
         if not table.ok:
             return table.verdict(node)
-        lowered = lowering_supports(self._concrete(node), self.arch, precision)
+        concrete = self._concrete(node)
+        if concrete is None:
+            return Verdict.no(
+                f"{node.op} '{node.name}': symbolic dims: the GPU kernels are built for fixed "
+                "shapes; fix them (--dim NAME=N) or give an optimisation profile "
+                "(--min/--opt/--max-shapes)"
+            )
+        lowered = lowering_supports(concrete, self.arch, precision)
         if not lowered.ok:
             plugin = PLUGINS.find(node)
             reason = lowered.reason if plugin is None else (
@@ -110,12 +117,14 @@ class GpuCapability(_TableCapability):
             return Verdict.no(named)
         return table.verdict(node)
 
-    def _concrete(self, node: Node) -> Node:
+    def _concrete(self, node: Node) -> Node | None:
         """``node`` as the lowering will see it: its twin at concrete shapes where it has
-        symbolic dims and the twin graph holds it."""
+        symbolic dims and the twin graph holds it; None without a twin graph (no profile)."""
         tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
-        if all(t.is_static for t in tensors):
-            return node
+        if all(t.shape is None or t.is_static for t in tensors):
+            return node  # static, or shapes never inferred: the lowering says which
+        if not self.shapes:
+            return None
         return self.shapes.get(node.name, node)
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:

@@ -278,6 +278,7 @@ def test_gpu_refuses_what_its_lowering_refuses_for_the_targets_arch(board: str):
 def test_a_dynamic_layer_is_judged_at_the_twins_concrete_shapes():
     target = load_target("orin-agx-64gb")
     dynamic, twin = _softmax(-1, ("b", 8, 4, 4)), _softmax(-1)
-    assert not GpuCapability(target).supports(dynamic.nodes[0], dynamic, "fp16").ok
+    verdict = GpuCapability(target).supports(dynamic.nodes[0], dynamic, "fp16")
+    assert not verdict.ok and "--dim NAME=N" in verdict.reason and "profile" in verdict.reason
     verdict = GpuCapability(target, shapes=twin).supports(dynamic.nodes[0], dynamic, "fp16")
     assert verdict.ok, verdict.reason
