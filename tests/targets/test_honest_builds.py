@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -24,8 +25,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 import gpu_kernels.compile as nvrtc
 from devices.plan import read_plan
+from partitioner.assign import partition
+from partitioner.capability import Verdict
 from tandem.cli import main
-from targets.build import build, resolve_policy, resolve_target
+from targets.build import build, build_plan, place_for, resolve_policy, resolve_target
+from targets.gpu_code import BuildError
 from targets.request import BuildRequest
 from tests.models import ModelCase, model_params
 
@@ -221,3 +225,37 @@ def test_every_model_builds_with_every_gpu_segment_lowered_and_compiled(
     for name, a in placement.partition.assignments.items():
         assert a.device in ("gpu", "cpu"), name
         assert a.device == "gpu" or a.reason.startswith("CPU: GPU cannot run it: "), a.reason
+
+
+class _AcceptsAll:
+    """A GPU capability that says yes to every layer: a table/lowering disagreement, as a bug
+    would make one, which the build must still catch."""
+
+    kind = "gpu"
+
+    def supports(self, node: Any, graph: Any, precision: Any) -> Verdict:
+        return Verdict.yes()
+
+    def cost(self, node: Any, graph: Any, precision: Any) -> float:
+        return 1e-6
+
+
+def test_a_gpu_segment_that_does_not_lower_fails_the_build_and_names_it(
+    cubic_model: Path,
+) -> None:
+    request = BuildRequest(
+        str(cubic_model),
+        resolve_target("orin-agx-64gb"),
+        resolve_policy(None, "fp16").with_overrides(default_device="gpu"),
+    )
+    placement = place_for(request)
+    caps = dict(placement.capabilities)
+    caps["gpu"] = _AcceptsAll()
+    placement.partition = partition(placement.graph, caps, placement.policy)
+    assert [s.device for s in placement.partition.segments] == ["gpu"]
+    with pytest.raises(BuildError) as err:
+        build_plan(placement)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "1 GPU segment(s) cannot be built for orin-agx-64gb; no plan written:"
+    assert lines[1].startswith("  segment gpu_0 does not lower for sm_87: ")
+    assert "'up'" in lines[1] and CUBIC in lines[1] and len(lines) == 2
