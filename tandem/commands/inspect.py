@@ -159,7 +159,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
         for s in h["segments"]
     ]
     backend_of = {name: s["backend"] for s in segments for name in s["layers"]}
-    layers = [{**r, "backend": backend_of.get(r["name"], "")} for r in h.get("layers", [])]
+    rows = [{**r, "backend": backend_of.get(r["name"], "")} for r in h.get("layers", [])]
     if args.json:
         print_json(
             {
@@ -171,7 +171,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "format_version": h["format_version"],
                 "inputs": h["inputs"],
                 "outputs": h["outputs"],
-                "layers": layers,
+                "layers": rows,
                 "segments": segments,
                 "cubins": h.get("cubins", True),
                 "capability": h.get("capability", []),
@@ -194,7 +194,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
             ("Layer", "Op", "Device", "Runs on", "Precision", "Reason"),
             [
                 (r["name"], r["op"], r["device"], r["backend"], r["precision"], r["reason"])
-                for r in layers
+                for r in rows
             ],
         )
     )
@@ -216,7 +216,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
             right=(4, 5),
         )
     )
-    cpu = [r["name"] for r in layers if r["device"] == "cpu"]
+    cpu = [r["name"] for r in rows if r["device"] == "cpu"]
     if cpu:
         print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
               + ", ".join(cpu))
