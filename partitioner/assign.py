@@ -218,7 +218,8 @@ def place_trt(a: Analysis, tc: TransitionCost | None) -> Partition:
                 cpu_refused.append(f"'{name}' ({f.gpu_note})")
                 continue
             dla_note = f"DLA cannot run it: {f.dla_reason}; " if f.wanted == "dla" and a.dla else ""
-            devices[name], reasons[name] = "cpu", f"CPU: {dla_note}{f.gpu_note}"
+            hint = " (the DLA can: pin it with a rule, device: dla)" if f.dla_ok else ""
+            devices[name], reasons[name] = "cpu", f"CPU: {dla_note}{f.gpu_note}{hint}"
             continue
         if f.wanted == "gpu":
             why = f.pin_device or f"default_device is gpu in {policy.source}"

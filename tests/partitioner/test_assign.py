@@ -166,6 +166,11 @@ def test_layers_the_gpu_cannot_run_go_to_the_cpu_or_fail() -> None:
         "CPU: DLA cannot run it: NonMaxSuppression 'nms': no GPU kernel; "
         "GPU cannot run it: NonMaxSuppression 'nms': no GPU kernel"
     )
+    gpu_first = partition(g, {**caps, "dla": dla()}, Policy.from_dict({"default_device": "gpu"}))
+    assert gpu_first.assignments["nms"].reason == (
+        "CPU: GPU cannot run it: NonMaxSuppression 'nms': no GPU kernel "
+        "(the DLA can: pin it with a rule, device: dla)"
+    )
     strict = Policy.from_dict({"cpu_fallback": False})
     with pytest.raises(PartitionError, match=r"1 layer.*neither on the GPU nor on the DLA, and "
                        r"cpu_fallback is false.*'nms' \(GPU cannot run it: .*no GPU kernel\)"
