@@ -6,6 +6,12 @@
 reason names the layer and the limit) and ``cost(node, graph, precision) -> seconds`` at the
 target's selected power mode. :func:`capability_report` rolls DLA verdicts up into the
 ``Operator | Count | Reason | Layers`` table that ``tandem inspect`` prints.
+
+The GPU answers with two sources, both of which must agree: its table (``tables/gpu.yaml``: the
+ops, the precisions with a native kernel, what the cost model prices) and the GPU lowering's own
+``supports(node, arch, precision)`` (attributes, shapes, dtypes) -- the function the lowering asks
+before it calls a handler. Placement therefore never puts a layer on the GPU that the build
+cannot lower for the target's arch.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from devices.support import (
     load_table,
     plugin_support,
 )
+from gpu_kernels.compile import arch_number
+from gpu_kernels.lowering import supports as lowering_supports
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
@@ -67,15 +75,57 @@ class _TableCapability:
 
 
 class GpuCapability(_TableCapability):
-    """The target's GPU: what Tandem's GPU backend runs, priced by the roofline model."""
+    """The target's GPU: what Tandem's GPU lowering runs for its arch, priced by the roofline
+    model.
+
+    A layer runs on the GPU when the table lists its op at the precision (or an upgrade) *and*
+    the lowering's ``supports`` accepts it for ``sm_<arch>``. ``shapes`` is a twin of the graph
+    at concrete shapes (a dynamic-shape build's profile-0 opt shapes): the runtime specialises a
+    dynamic GPU segment per input shape, so the lowering judges a layer with symbolic dims at
+    those shapes, as the build's cross-compile lowers it.
+    """
 
     kind = "gpu"
     device = "gpu"
 
-    def __init__(self, target: TargetSpec, table: SupportTable | None = None) -> None:
+    def __init__(
+        self, target: TargetSpec, table: SupportTable | None = None, shapes: Graph | None = None
+    ) -> None:
         if target.gpu is None:
             raise ConfigError(f"target '{target.name}' has no GPU")
         super().__init__(target, table or gpu_table())
+        self.arch = arch_number(target.gpu.arch)
+        self.shapes = {n.name: n for n in shapes.nodes} if shapes is not None else {}
+
+    def supports(self, node: Node, graph: Graph, precision: Precision) -> Verdict:
+        table = self.explain(node, graph, precision)
+        if not table.ok:
+            return table.verdict(node)
+        concrete = self._concrete(node)
+        if concrete is None:
+            return Verdict.no(
+                f"{node.op} '{node.name}': symbolic dims: the GPU kernels are built for fixed "
+                "shapes; fix them (--dim NAME=N) or give an optimisation profile "
+                "(--min/--opt/--max-shapes)"
+            )
+        lowered = lowering_supports(concrete, self.arch, precision)
+        if not lowered.ok:
+            plugin = PLUGINS.find(node)
+            reason = lowered.reason if plugin is None else (
+                f"{plugin.label}: Tandem's GPU backend does not run plugin CUDA sources yet")
+            named = reason if f"'{node.name}'" in reason else f"{node.op} '{node.name}': {reason}"
+            return Verdict.no(named)
+        return table.verdict(node)
+
+    def _concrete(self, node: Node) -> Node | None:
+        """``node`` as the lowering will see it: its twin at concrete shapes where it has
+        symbolic dims and the twin graph holds it; None without a twin graph (no profile)."""
+        tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
+        if all(t.shape is None or t.is_static for t in tensors):
+            return node  # static, or shapes never inferred: the lowering says which
+        if not self.shapes:
+            return None
+        return self.shapes.get(node.name, node)
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
         return gpu_layer_seconds(node, graph, self.runs_as(node, graph, precision), self.target)
@@ -150,13 +200,15 @@ def capabilities_for(
     target: TargetSpec,
     dla_core: int = 0,
     dla_table_path: str | Path | None = None,
+    shapes: Graph | None = None,
 ) -> dict[str, DeviceCapability]:
     """``{"gpu", "dla", "cpu"}`` capabilities of ``target`` (``dla`` only where it has one;
     ``gpu`` only where it has one — the CPU-only host gets just ``cpu``). ``dla_table_path``
-    replaces the packaged DLA support table (e.g. to relax an unconfirmed rule)."""
+    replaces the packaged DLA support table (e.g. to relax an unconfirmed rule); ``shapes``: see
+    :class:`GpuCapability`."""
     caps: dict[str, DeviceCapability] = {}
     if target.gpu is not None:
-        caps["gpu"] = GpuCapability(target)
+        caps["gpu"] = GpuCapability(target, shapes=shapes)
     if target.dla is not None:
         table = load_table(dla_table_path) if dla_table_path is not None else None
         caps["dla"] = DlaCapability(target, dla_core, table)

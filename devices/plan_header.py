@@ -179,10 +179,10 @@ class CudaModule:
 
 @dataclass(frozen=True)
 class CudaRecord:
-    """A GPU segment's cross-compiled kernels (or why there are none: ``error``)."""
+    """A GPU segment's lowering for the plan's arch and its cross-compiled kernels (none in a
+    plan built without cubins: the runtime compiles them when the plan loads)."""
 
     arch: str
-    error: str | None = None
     precision: Precision | None = None
     modules: list[CudaModule] = field(default_factory=list)
     layer_tactics: dict[str, str] = field(default_factory=dict)
@@ -267,6 +267,8 @@ class PlanHeader:
     power_mode: str | None = None
     model: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: false: built without cubins (``--no-cubins``); GPU kernels compile when the plan loads
+    cubins: bool = True
 
     def check(self) -> None:
         names: set[str] = set()

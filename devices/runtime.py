@@ -348,10 +348,6 @@ class PlanRunner(BaseRunner):
             )
             return made("dla-emulator", lambda feeds: run_loadable(loadable, feeds))
         graph = self._segment_graph(rec)
-        if gpu_backend == "cuda" and any(PLUGINS.find(n) for n in graph.nodes):
-            # plugin CUDA sources are not lowered by gpu_kernels yet: their numpy reference runs
-            gpu_backend = "cpu"
-            self.notes.append(f"segment {name} has plugin layers: ran on the CPU reference")
         if gpu_backend == "cuda" and device == "gpu":  # "cpu" segments: no GPU kernel exists
             gpu = _ShapeKeyedGpu(
                 graph,

@@ -205,6 +205,17 @@ def choose_major(arch: str, nvrtc_major: int | None = None) -> int:
     )
 
 
+def nvrtc_version(arch: str, nvrtc_major: int | None = None) -> tuple[int, int]:
+    """The (major, minor) of the NVRTC that :func:`compile_kernel` uses for ``arch``: the one
+    cuda-bindings loaded when its major is the one wanted, else ``libnvrtc.so.<major>``.
+
+    Raises :class:`NvrtcNotFoundError` (with the install command) when there is none: a build
+    asks this once, before it compiles anything."""
+    major = choose_major(arch, nvrtc_major)
+    core = cuda_core_nvrtc()
+    return core if core is not None and core[0] == major else load_nvrtc(major).version
+
+
 # ----- the cuda.core front end --------------------------------------------------------------
 
 
@@ -302,10 +313,8 @@ def compile_kernel(
     always give the same cubin without calling NVRTC again.
     """
     num = arch_number(arch)
-    major = choose_major(arch, nvrtc_major)
-    core = cuda_core_nvrtc()
-    use_core = core is not None and core[0] == major
-    version = core if use_core and core is not None else load_nvrtc(major).version
+    version = nvrtc_version(arch, nvrtc_major)
+    use_core = version == cuda_core_nvrtc()
     name, text = read_source(source_name_or_text)
     headers = project_headers()
     full_opts = (f"--gpu-architecture=sm_{num}", "-std=c++17", *options)
@@ -317,7 +326,7 @@ def compile_kernel(
     if use_core:
         cubin, log = _compile_cuda_core(text, name, f"sm_{num}", tuple(options), version)
     else:
-        cubin, log = load_nvrtc(major).compile(text, name, headers, full_opts)
+        cubin, log = load_nvrtc(version[0]).compile(text, name, headers, full_opts)
     if use_cache:
         try:  # atomic: concurrent builds never see half a file
             path.parent.mkdir(parents=True, exist_ok=True)

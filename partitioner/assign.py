@@ -206,6 +206,7 @@ def place_trt(a: Analysis, tc: TransitionCost | None) -> Partition:
     reasons: dict[str, str] = {}
     offending: list[str] = []
     unrunnable: list[str] = []
+    cpu_refused: list[str] = []
     for node in a.order:
         f = a.layers[node.name]
         name = node.name
@@ -213,7 +214,12 @@ def place_trt(a: Analysis, tc: TransitionCost | None) -> Partition:
             if f.cpu_precision is None:
                 unrunnable.append(f"'{name}' ({f.gpu_note})")
                 continue
-            devices[name], reasons[name] = "cpu", f"CPU: {f.gpu_note}"
+            if not policy.cpu_fallback and a.io_device != "cpu":
+                cpu_refused.append(f"'{name}' ({f.gpu_note})")
+                continue
+            dla_note = f"DLA cannot run it: {f.dla_reason}; " if f.wanted == "dla" and a.dla else ""
+            hint = " (the DLA can: pin it with a rule, device: dla)" if f.dla_ok else ""
+            devices[name], reasons[name] = "cpu", f"CPU: {dla_note}{f.gpu_note}{hint}"
             continue
         if f.wanted == "gpu":
             why = f.pin_device or f"default_device is gpu in {policy.source}"
@@ -231,6 +237,14 @@ def place_trt(a: Analysis, tc: TransitionCost | None) -> Partition:
         raise PartitionError(
             f"{len(unrunnable)} layer(s) can run on no device of this target: "
             + "; ".join(unrunnable)
+        )
+    if cpu_refused:
+        raise PartitionError(
+            f"{len(cpu_refused)} layer(s) can run neither on the GPU nor on the DLA, and "
+            f"cpu_fallback is false in {policy.source}: "
+            + "; ".join(cpu_refused)
+            + " — set cpu_fallback: true to run them on the board's CPU (numpy reference), or "
+            "change these layers to a form the GPU runs"
         )
     if offending:
         raise PartitionError(

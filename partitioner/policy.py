@@ -4,6 +4,7 @@ A policy file looks like this (every key optional; ``docs/policy.md`` has the fu
 
     default_device: dla        # gpu | dla
     gpu_fallback: true         # layers the DLA cannot run go to the GPU (else: build error)
+    cpu_fallback: true         # layers neither can run go to the board's CPU (else: build error)
     dla_core: 0                # 0 | 1
     precision: fp16            # fp32 | fp16 | int8
     objective: latency         # latency | throughput
@@ -56,6 +57,7 @@ STRATEGIES: tuple[Strategy, ...] = ("trt", "cost")
 TOP_KEYS = (
     "default_device",
     "gpu_fallback",
+    "cpu_fallback",
     "dla_core",
     "precision",
     "objective",
@@ -155,6 +157,9 @@ class Policy:
 
     default_device: PolicyDevice = "dla"
     gpu_fallback: bool = True
+    #: layers that neither the GPU (its lowering, for the target's arch) nor the DLA can run
+    #: go to the board's CPU (the numpy reference), each with its reason; false: the build fails
+    cpu_fallback: bool = True
     dla_core: int = 0
     precision: Precision = "fp16"
     objective: Objective = "latency"
@@ -264,7 +269,7 @@ def _build(doc: YamlDoc) -> Policy:
         path = (key,)
         if key == "default_device":
             kw[key] = _choice(doc, path, DEVICES)
-        elif key == "gpu_fallback":
+        elif key in ("gpu_fallback", "cpu_fallback"):
             kw[key] = _boolean(doc, path)
         elif key == "dla_core":
             kw[key] = _choice(doc, path, (0, 1))

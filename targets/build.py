@@ -5,7 +5,9 @@ Python ``Builder``) hands it a ``BuildRequest``.
 
 Runs on an x86 host without a GPU: DLA segments compile to emulator loadables (the board's
 TensorRT rebuilds them for the real DLA from the stored segment graph), GPU segments store their
-graph, weights and tactic choices; cubins are cross-compiled where NVRTC is available.
+graph, weights, tactic choices and cubins cross-compiled with the NVRTC of the target's CUDA
+major (``targets.gpu_code``). A build that cannot make a segment's code fails; it never writes a
+plan whose segment would not run where its placement says.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from partitioner.serialize import graph_to_data
 from partitioner.shape_inference import infer_shapes
 from partitioner.subgraph import extract_subgraph
 from targets.catalog import load_target
+from targets.gpu_code import NO_CUBINS_NOTE, BuildError, check_nvrtc, cross_compile
 from targets.request import BuildRequest
 
 Progress = Callable[[str], None]
@@ -68,6 +71,9 @@ class Placement:
     profiles: list[OptimizationProfile] = field(default_factory=list)
     #: per-tensor INT8 scales taken from the model's own Q/DQ layers (a QAT model)
     qdq_scales: dict[str, float] = field(default_factory=dict)
+    #: a dynamic-shape graph at profile 0's opt shapes (None for a static graph): what costs
+    #: are priced at, calibration runs at, and GPU segments are lowered at
+    opt_graph: Graph | None = None
 
 
 class Built(NamedTuple):
@@ -92,7 +98,28 @@ def build(request: BuildRequest, progress: Progress | None = None) -> Built:
     if any(a.precision == "int8" for a in part.assignments.values()):
         say("calibrating INT8 scales")
         scales = _int8_scales(placement, request, say)
-    return Built(placement, build_plan(placement, scales, say, request.timing_cache))
+    plan = build_plan(placement, scales, say, request.timing_cache, request.cubins)
+    return Built(placement, plan)
+
+
+def build_notes(built: Built, limit: int = 20) -> list[str]:
+    """What a build's summary must say besides its segments: every layer that runs on the
+    target's CPU (the numpy reference) with its reason, and a plan without GPU code."""
+    part, target = built.placement.partition, built.placement.target
+    notes: list[str] = []
+    cpu = [(name, a.reason) for name, a in part.assignments.items() if a.device == "cpu"]
+    if cpu and target.gpu is None:
+        notes.append(f"the target has no GPU: all {len(cpu)} layers run on its CPU "
+                     "(numpy reference)")
+    elif cpu:
+        notes.append(f"{len(cpu)} layer(s) will run on the board's CPU (numpy reference):")
+        for name, reason in cpu[:limit]:
+            notes.append(f"  {name}: {reason.removeprefix('CPU: ')}")
+        if len(cpu) > limit:
+            notes.append(f"  ... and {len(cpu) - limit} more (tandem inspect PLAN lists them)")
+    if built.plan.header.get("cubins") is False:
+        notes.append(NO_CUBINS_NOTE)
+    return notes
 
 
 def place_for(request: BuildRequest) -> Placement:
@@ -113,10 +140,7 @@ def _int8_scales(placement: Placement, request: BuildRequest, say: Progress) -> 
     if placement.qdq_scales and not request.calibration.given:
         say(f"using the {len(placement.qdq_scales)} scales of the model's Q/DQ layers")
         return dict(placement.qdq_scales)
-    graph = placement.graph
-    if placement.profiles and not all(t.is_static for t in graph.inputs):
-        graph = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
-    scales = calibrate(graph, request.calibration)
+    scales = calibrate(placement.opt_graph or placement.graph, request.calibration)
     scales.update(placement.qdq_scales)
     return scales
 
@@ -184,16 +208,17 @@ def place(
     if target.dla is None and policy.default_device == "dla":
         # No DLA on this board: everything runs on the GPU, and the reasons say so.
         policy = policy.with_overrides(default_device="gpu")
-    capabilities = capabilities_for(target, policy.dla_core)
+    opt_graph = opt_shapes(graph, profiles)
+    capabilities = capabilities_for(target, policy.dla_core, shapes=opt_graph)
     caps: dict[str, Any] = dict(capabilities)
     cpu_only = "gpu" not in caps
     if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
         caps["gpu"] = caps["cpu"]
     transition = transition_cost_for(target, policy.precision)
-    if profiles and not all(t.is_static for t in graph.inputs):
+    if opt_graph is not None:
         # Costs of a dynamic graph are priced at the first profile's opt shapes, as TensorRT
-        # tunes for opt; support verdicts still see the symbolic dims.
-        opt_graph = fix_dims(graph, opt_dims(profiles[0], graph.inputs))
+        # tunes for opt; support verdicts still see the symbolic dims (the GPU lowering's
+        # judges them at the opt shapes, where the build lowers them).
         caps = {kind: _PricedAt(cap, opt_graph) for kind, cap in caps.items()}
         transition = _transition_at(transition, opt_graph)
     part = partition(graph, caps, policy, transition)
@@ -208,6 +233,7 @@ def place(
         capabilities,
         profiles=profiles,
         qdq_scales=qdq_scales,
+        opt_graph=opt_graph,
     )
 
 
@@ -237,6 +263,13 @@ def _transition_at(fn: Callable[[Tensor, str, str], float], twin: Graph) -> Any:
         return fn(twin.tensors.get(tensor.name, tensor), src, dst)
 
     return cost
+
+
+def opt_shapes(graph: Graph, profiles: list[OptimizationProfile]) -> Graph | None:
+    """``graph`` at the first profile's opt shapes when it has symbolic inputs, else None."""
+    if not profiles or all(t.is_static for t in graph.inputs):
+        return None
+    return fix_dims(graph, opt_dims(profiles[0], graph.inputs))
 
 
 def _fixed_by_profiles(profiles: list[OptimizationProfile], graph: Graph) -> dict[str, int]:
@@ -283,12 +316,18 @@ def build_plan(
     scales: dict[str, float] | None = None,
     progress: Progress | None = None,
     timing_cache: Any = None,
+    cubins: bool = True,
 ) -> Plan:
     """Compile every segment and assemble the plan (not yet written to disk).
 
     ``timing_cache`` (a ``gpu_kernels.timing_cache.TimingCache``, e.g. measured on the board by
     ``tandem deploy --tune``) picks the GPU tactics it has times for; it is stored in the plan
-    so the board's runtime starts from it too."""
+    so the board's runtime starts from it too. ``cubins`` off: GPU segments are lowered but
+    not compiled (see ``targets.gpu_code``).
+
+    Raises :class:`BuildError` -- and assembles no plan -- when GPU code cannot be built: no
+    NVRTC for the target's CUDA major (with ``cubins``), or segments that do not lower or
+    compile (every one named)."""
     say = progress or (lambda _msg: None)
     graph, part, target = placement.graph, placement.partition, placement.target
     precisions = {a.precision for a in part.assignments.values()}
@@ -334,11 +373,26 @@ def build_plan(
         header["predicted_at"] = "the opt shapes of profile 0"
     if scales:
         header["calibration"] = {name: float(s) for name, s in sorted(scales.items())}
+    has_gpu_code = target.gpu is not None and any(s.device == "gpu" for s in part.segments)
+    if has_gpu_code and cubins:
+        check_nvrtc(target)
+    if has_gpu_code and not cubins:
+        header["cubins"] = False
     plan = Plan(header)
+    problems = []
     for i, seg in enumerate(part.segments, 1):
         say(f"[{i}/{len(part.segments)}] {seg.name}: {len(seg.nodes)} layers on {seg.device}")
-        plan.header["segments"].append(
-            _build_segment(plan, graph, seg, target, scales, timing_cache)
+        record = _build_segment(
+            plan, graph, seg, target, scales, timing_cache, cubins, placement.opt_graph
+        )
+        if isinstance(record, str):
+            problems.append(record)
+        else:
+            plan.header["segments"].append(record)
+    if problems:
+        raise BuildError(
+            f"{len(problems)} GPU segment(s) cannot be built for {target.name}; no plan "
+            "written:\n" + "\n".join(f"  {p}" for p in problems)
         )
     if timing_cache is not None and len(timing_cache):
         plan.add_bytes("timing_cache", timing_cache.to_json().encode(), "timing-cache")
@@ -352,10 +406,9 @@ def _layer_costs_ms(placement: Placement) -> dict[str, float]:
     """Each layer's predicted time on its device and precision (cost model, milliseconds)."""
     caps = placement.capabilities
     graph = placement.graph
-    if placement.profiles and not all(t.is_static for t in graph.inputs):
-        twin = fix_dims(graph, opt_dims(placement.profiles[0], graph.inputs))
-        if {n.name for n in twin.nodes} >= {n.name for n in graph.nodes}:
-            graph = twin  # priced at the first profile's opt shapes, like the placement
+    twin = placement.opt_graph
+    if twin is not None and {n.name for n in twin.nodes} >= {n.name for n in graph.nodes}:
+        graph = twin  # priced at the first profile's opt shapes, like the placement
     out: dict[str, float] = {}
     for node in graph.nodes:
         a = placement.partition.assignments.get(node.name)
@@ -376,7 +429,11 @@ def _build_segment(
     target: TargetSpec,
     scales: dict[str, float] | None,
     timing_cache: Any = None,
-) -> dict[str, Any]:
+    cubins: bool = True,
+    shapes: Graph | None = None,
+) -> dict[str, Any] | str:
+    """The segment's plan record, its blobs added to ``plan``; or the problem (one line) that
+    keeps its GPU code from being built."""
     sub = extract_subgraph(graph, list(seg.nodes), seg.name)
     structure, arrays = graph_to_data(sub, array_key=lambda name: f"{seg.name}/{name}")
     for key, array in arrays.items():
@@ -409,78 +466,28 @@ def _build_segment(
     else:
         record["backend"] = seg.device
         if seg.device == "gpu" and target.gpu is not None:
-            record["cuda"] = _cross_compile(plan, sub, seg, target, timing_cache, scales)
+            shaped = sub if shapes is None else _at_shapes(shapes, seg)
+            if isinstance(shaped, str):
+                return shaped
+            cuda = cross_compile(plan, shaped, seg, target, timing_cache, scales, cubins)
+            if isinstance(cuda, str):
+                return cuda
+            record["cuda"] = cuda
     return record
 
 
-def _cross_compile(
-    plan: Plan,
-    sub: Graph,
-    seg: Segment,
-    target: TargetSpec,
-    timing_cache: Any = None,
-    scales: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Lower a GPU segment to kernel launches for the target's arch and NVRTC-compile every
-    module they use into the plan (the target's CUDA major picks the NVRTC: CUDA 13 dropped
-    sm_72). Tactics come from the cost model here; a board may re-tune (``--timing-cache``).
-    A segment the kernels cannot lower is recorded with the reason, not hidden: the runtime
-    then runs it on the reference."""
-    from gpu_kernels.catalog import mma_module, source_of
-    from gpu_kernels.compile import arch_number, compile_kernel
-    from gpu_kernels.lowering import describe, lower, segment_precision
-    from gpu_kernels.tactics import candidates, heuristic
-
-    assert target.gpu is not None
-    gpu = target.gpu
-    wanted = {row["name"]: row["precision"] for row in plan.header.get("layers", [])}
-    precision = segment_precision((wanted.get(n) for n in seg.nodes), bool(scales))
-    arch = arch_number(gpu.arch)
-    sources: dict[str, str] = {}
-
-    def choose(problem: Any) -> Any:
-        # measured on this arch (a board's timing cache) beats the cost model
-        names = {t.name: t for t in candidates(problem, arch)}
-        best = timing_cache.best(problem.signature(), gpu.arch) if timing_cache else None
-        sources[problem.signature()] = "timing-cache" if best in names else "cost-model"
-        return names[best] if best in names else heuristic(problem, arch, gpu.sm_count)
-
-    try:
-        program = lower(sub, precision, arch, choose, gpu.sm_count, scales)
-    except TandemError as err:
-        return {"arch": target.gpu.arch, "error": str(err)}
-    modules: dict[tuple[str, tuple[str, ...]], None] = {}
-    tactics: dict[str, str] = {}
-    for launch in program.launches:
-        if launch.tactic is not None and launch.kernel.startswith("conv_mma"):
-            modules.setdefault(mma_module(launch.tactic))
-            tactics[launch.layer] = launch.tactic.name
-        elif launch.kernel != "memset":
-            modules.setdefault((source_of(launch.kernel), ()))
-    compiled = []
-    for i, (source, options) in enumerate(modules):
-        try:
-            module = compile_kernel(source, target.gpu.arch, options, target.nvrtc_major)
-        except TandemError as err:  # no NVRTC for this CUDA major here: say so in the plan
-            return {"arch": target.gpu.arch, "error": f"cross-compile: {err}"}
-        key = f"{seg.name}/cubin/{i}"
-        plan.add_bytes(key, module.cubin, "cubin")
-        compiled.append(
-            {
-                "source": source,
-                "options": list(options),
-                "blob": key,
-                "nvrtc": ".".join(map(str, module.nvrtc_version)),
-            }
+def _at_shapes(shapes: Graph, seg: Segment) -> Graph | str:
+    """A dynamic-shape GPU segment at profile 0's opt shapes, where the build lowers it (the
+    runtime lowers it again per input shape it meets); the problem when it is not there."""
+    known = {n.name for n in shapes.nodes}
+    missing = [n for n in seg.nodes if n not in known]
+    if missing:
+        return (
+            f"segment {seg.name}: layer(s) {', '.join(missing[:5])} fold away at the opt "
+            "shapes of profile 0, so the segment cannot be lowered at them — fix the dims with "
+            "--dim, or give profiles that keep these layers"
         )
-    return {
-        "arch": target.gpu.arch,
-        "precision": precision,
-        "modules": compiled,
-        "layer_tactics": tactics,
-        "tactic_sources": sorted(set(sources.values())),
-        **describe(program),
-    }
+    return extract_subgraph(shapes, list(seg.nodes), seg.name)
 
 
 def _binding(t: Tensor) -> dict[str, Any]:

@@ -41,3 +41,6 @@ class BuildRequest:
     calibration: Calibration = field(default_factory=Calibration)
     #: measured GPU tactic times: they pick the tactics they know, and travel in the plan
     timing_cache: TimingCache | None = None
+    #: cross-compile the GPU kernels into the plan; off (``--no-cubins``): the board compiles
+    #: them with NVRTC when the plan loads
+    cubins: bool = True

@@ -145,6 +145,25 @@ class TimingCacheArgs:
         return timing_cache_at(args.timing_cache)
 
 
+class GpuCodeArgs:
+    """``--no-cubins``: write a plan without cross-compiled GPU kernels."""
+
+    @staticmethod
+    def add(group: Any) -> None:
+        group.add_argument(
+            "--no-cubins",
+            action="store_true",
+            help="lower the GPU segments but compile no kernels into the plan: the board "
+            "compiles them with NVRTC when the plan loads (needs the 'cuda' extra there); for a "
+            "machine without the NVRTC of the target's CUDA major",
+        )
+
+    @staticmethod
+    def decode(args: argparse.Namespace) -> bool:
+        """Whether the build cross-compiles cubins."""
+        return not getattr(args, "no_cubins", False)
+
+
 def timing_cache_at(path: str | None) -> TimingCache | None:
     """The timing cache in file ``path`` (``None`` without one); a file not yet written is an
     empty cache, which the first run on a GPU fills."""
@@ -207,6 +226,7 @@ def add_build_args(
     TargetArgs.add(group, target_required)
     CalibrationArgs.add(group)
     TimingCacheArgs.add(group)
+    GpuCodeArgs.add(group)
     if profiles:
         ProfileArgs.add(parser)
 
@@ -230,4 +250,5 @@ def build_request(args: argparse.Namespace, *, placement_only: bool = False) -> 
         request,
         calibration=CalibrationArgs.decode(args),
         timing_cache=TimingCacheArgs.decode(args),
+        cubins=GpuCodeArgs.decode(args),
     )

@@ -9,7 +9,7 @@ import time
 from devices.plan import write_plan
 from tandem.commands._args import add_build_args, build_request
 from tandem.commands._common import human
-from targets.build import build
+from targets.build import build, build_notes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
-    placement, plan = build(build_request(args), progress)
+    built = build(build_request(args), progress)
+    placement, plan = built
     path = write_plan(plan, args.output)
     part = placement.partition
     size = path.stat().st_size
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         f"predicted {part.predicted.total * 1e3:.3f} ms; "
         f"built in {time.perf_counter() - start:.1f} s"
     )
+    for note in build_notes(built):
+        print(note)
     for warning in part.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -42,7 +42,7 @@ from partitioner.profiles import (
 )
 from tandem.commands._args import timing_cache_at
 from tandem.engine import layer_info
-from targets.build import build, load_model, resolve_policy, resolve_target
+from targets.build import build, build_notes, load_model, resolve_policy, resolve_target
 from targets.request import BuildRequest
 
 
@@ -252,7 +252,7 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
              f"default device {policy.default_device}"
              + (f" core {policy.dla_core}" if policy.default_device == "dla" else ""))
     try:
-        placement, plan = build(request, lambda m: log.debug(m))
+        built = build(request, lambda m: log.debug(m))
     except PartitionError as err:
         if policy.gpu_fallback:
             raise
@@ -260,9 +260,12 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
             f"{err}; in trtexec terms: add --allowGPUFallback, or "
             "--layerDeviceTypes=LAYER:GPU for those layers"
         ) from None
+    placement, plan = built
     part = placement.partition
     for warning in part.warnings:
         log.warn(warning)
+    for note in build_notes(built):
+        log.warn(note.strip())
     for name, a in part.assignments.items():
         log.debug(f"Layer {name}: {a.device} {a.precision}: {a.reason}")
     if isinstance(request.calibration.source, RandomInputs) and "calibration" in plan.header:

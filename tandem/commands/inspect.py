@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from devices.io import parse_dims
 from devices.plan import read_plan
@@ -20,6 +21,7 @@ from tandem.commands._common import (
 )
 from tandem.svg import render_svg
 from targets.build import place_for
+from targets.gpu_code import NO_CUBINS_NOTE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,6 +124,23 @@ def inspect_placement(args: argparse.Namespace) -> int:
     return 0
 
 
+def board_backend(segment: dict[str, Any]) -> str:
+    """What runs a plan segment on its board: the GPU's CUDA kernels (cross-built, or compiled
+    by NVRTC when the plan loads), the DLA loadable, or the CPU's numpy reference."""
+    device = segment["device"]
+    if device.startswith("dla"):
+        return "dla loadable"
+    if device != "gpu":
+        return "cpu reference"
+    cuda = segment.get("cuda") or {}
+    if cuda.get("error"):  # a plan from a Tandem that recorded lowering failures
+        return "none: the GPU lowering failed at build (rebuild the plan)"
+    modules = cuda.get("modules") or []
+    if modules:
+        return f"cuda kernels ({len(modules)} cubins for {cuda.get('arch')})"
+    return "cuda kernels (NVRTC compiles them at load)"
+
+
 def inspect_plan(args: argparse.Namespace) -> int:
     plan = read_plan(args.model)
     h = plan.header
@@ -130,6 +149,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
         {
             "name": s["name"],
             "device": s["device"],
+            "backend": board_backend(s),
             "precision": s.get("precision"),
             "layers": s["layers"],
             "inputs": s["inputs"],
@@ -138,6 +158,8 @@ def inspect_plan(args: argparse.Namespace) -> int:
         }
         for s in h["segments"]
     ]
+    backend_of = {name: s["backend"] for s in segments for name in s["layers"]}
+    rows = [{**r, "backend": backend_of.get(r["name"], "")} for r in h.get("layers", [])]
     if args.json:
         print_json(
             {
@@ -149,8 +171,9 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "format_version": h["format_version"],
                 "inputs": h["inputs"],
                 "outputs": h["outputs"],
-                "layers": h.get("layers", []),
+                "layers": rows,
                 "segments": segments,
+                "cubins": h.get("cubins", True),
                 "capability": h.get("capability", []),
                 "predicted_ms": h.get("predicted_ms", {}),
                 "predicted_at": h.get("predicted_at"),
@@ -168,30 +191,37 @@ def inspect_plan(args: argparse.Namespace) -> int:
     print()
     print(
         table(
-            ("Layer", "Op", "Device", "Precision", "Reason"),
+            ("Layer", "Op", "Device", "Runs on", "Precision", "Reason"),
             [
-                (r["name"], r["op"], r["device"], r["precision"], r["reason"])
-                for r in h.get("layers", [])
+                (r["name"], r["op"], r["device"], r["backend"], r["precision"], r["reason"])
+                for r in rows
             ],
         )
     )
     print()
     print(
         table(
-            ("Segment", "Device", "Precision", "Layers", "Size"),
+            ("Segment", "Device", "Runs on", "Precision", "Layers", "Size"),
             [
                 (
                     s["name"],
                     s["device"],
+                    s["backend"],
                     s["precision"] or "mixed",
                     len(s["layers"]),
                     human(s["bytes"], "B"),
                 )
                 for s in segments
             ],
-            right=(3, 4),
+            right=(4, 5),
         )
     )
+    cpu = [r["name"] for r in rows if r["device"] == "cpu"]
+    if cpu:
+        print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
+              + ", ".join(cpu))
+    if h.get("cubins") is False:
+        print(f"\n{NO_CUBINS_NOTE}")
     for i, prof in enumerate(h.get("profiles", [])):
         shapes = "; ".join(
             f"{name}: {_dims(r.get('min'))} .. {_dims(r.get('max'))} (opt {_dims(r.get('opt'))})"

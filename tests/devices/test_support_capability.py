@@ -235,3 +235,50 @@ def test_segment_weight_and_intermediate_limits():
     assert problems == [
         "intermediate tensors 1024 MiB >= DLA limit 1024 MiB per loadable; split the segment"
     ]
+
+
+# ----- the GPU: its table and its lowering answer together -----------------------------------
+
+
+def test_the_gpu_table_lists_exactly_the_ops_the_lowering_has_handlers_for():
+    from devices.support import gpu_table
+    from gpu_kernels.lowering import lowered_ops
+
+    assert set(gpu_table().ops) == set(lowered_ops())
+
+
+def _softmax(axis: int, dims: tuple[object, ...] = (1, 8, 4, 4)) -> Graph:
+    g = Graph("g")
+    x = g.add_input("x", dims)
+    g.mark_output(g.add_node("Softmax", [x], 1, {"axis": axis}, name="sm").outputs[0])
+    infer_shapes(g)
+    return g
+
+
+@pytest.mark.parametrize("board", ["orin-agx-64gb", "xavier-nx"])
+def test_gpu_refuses_what_its_lowering_refuses_for_the_targets_arch(board: str):
+    """The table lists Softmax; the lowering takes the last axis only, and placement hears it."""
+    from gpu_kernels.compile import arch_number
+    from gpu_kernels.lowering import supports
+
+    target = load_target(board)
+    assert target.gpu is not None
+    gpu = GpuCapability(target)
+    for axis, ok in ((-1, True), (1, False)):
+        g = _softmax(axis)
+        node = g.nodes[0]
+        lowered = supports(node, arch_number(target.gpu.arch), "fp16")
+        verdict = gpu.supports(node, g, "fp16")
+        assert verdict.ok is lowered.ok is ok
+        if not ok:
+            assert verdict.reason == f"Softmax 'sm': {lowered.reason}"
+            assert "only the last axis" in verdict.reason
+
+
+def test_a_dynamic_layer_is_judged_at_the_twins_concrete_shapes():
+    target = load_target("orin-agx-64gb")
+    dynamic, twin = _softmax(-1, ("b", 8, 4, 4)), _softmax(-1)
+    verdict = GpuCapability(target).supports(dynamic.nodes[0], dynamic, "fp16")
+    assert not verdict.ok and "--dim NAME=N" in verdict.reason and "profile" in verdict.reason
+    verdict = GpuCapability(target, shapes=twin).supports(dynamic.nodes[0], dynamic, "fp16")
+    assert verdict.ok, verdict.reason

@@ -163,8 +163,19 @@ def test_layers_the_gpu_cannot_run_go_to_the_cpu_or_fail() -> None:
     part = partition(g, caps)
     assert _segments(part) == ["dla0_0=a", "cpu_1=nms", "dla0_2=c"]
     assert part.assignments["nms"].reason == (
-        "CPU: GPU cannot run it: NonMaxSuppression 'nms': no GPU kernel"
+        "CPU: DLA cannot run it: NonMaxSuppression 'nms': no GPU kernel; "
+        "GPU cannot run it: NonMaxSuppression 'nms': no GPU kernel"
     )
+    gpu_first = partition(g, {**caps, "dla": dla()}, Policy.from_dict({"default_device": "gpu"}))
+    assert gpu_first.assignments["nms"].reason == (
+        "CPU: GPU cannot run it: NonMaxSuppression 'nms': no GPU kernel "
+        "(the DLA can: pin it with a rule, device: dla)"
+    )
+    strict = Policy.from_dict({"cpu_fallback": False})
+    with pytest.raises(PartitionError, match=r"1 layer.*neither on the GPU nor on the DLA, and "
+                       r"cpu_fallback is false.*'nms' \(GPU cannot run it: .*no GPU kernel\)"
+                       r".*set cpu_fallback: true"):  # fmt: skip
+        partition(g, caps, strict)
     del caps["cpu"]
     with pytest.raises(PartitionError, match="1 layer.*can run on no device.*'nms'"):
         partition(g, caps)

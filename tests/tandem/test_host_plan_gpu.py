@@ -68,6 +68,32 @@ def test_host_plan_loads_its_cross_built_cubins(tmp_path, zoo_model):
         assert gpu_runners and all(r.lib.prebuilt_loaded > 0 for r in gpu_runners)
 
 
+def test_a_plan_without_cubins_compiles_its_kernels_when_it_loads(tmp_path, zoo_model, capsys):
+    """--no-cubins: the plan holds no GPU code, as the build summary says; loaded on a GPU of
+    its arch it runs on CUDA, NVRTC compiling the kernels at activation."""
+    from devices.plan import read_plan
+    from devices.runtime import PlanRunner
+
+    model = zoo_model("resnet18")
+    plan_path = tmp_path / "host.plan"
+    argv = ["build", str(model), "--target", "host", "--fp16", "--no-cubins", "-o",
+            str(plan_path), "--quiet"]
+    assert main(argv) == 0
+    assert "the plan holds no compiled GPU code" in capsys.readouterr().out
+    plan = read_plan(plan_path)
+    assert plan.header["cubins"] is False
+    assert not any(b.kind == "cubin" for b in plan.blobs.values())
+    feeds = random_inputs(model)
+    with PlanRunner(plan, "cuda") as runner:
+        got = runner.infer(feeds)
+        assert set(runner.backends().values()) == {"cuda"}
+        gpu_runners = [r for seg in runner.segments for r in seg.run.__self__.runners.values()]
+        # every kernel that ran came from NVRTC (or its disk cache) at activation
+        assert gpu_runners and all(r.lib.prebuilt_loaded == 0 for r in gpu_runners)
+    for out, ref in ort_run(model, feeds).items():
+        assert closeness(got[out], ref).cosine >= 0.999
+
+
 @pytest.mark.parametrize("name", ["resnet18", "yolov5s"])
 def test_int8_host_plan_runs_int8_kernels_on_cuda(tmp_path, zoo_model, name):
     """--int8 on the host: calibrated scales go into the plan and its GPU segments run the INT8

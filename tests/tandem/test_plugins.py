@@ -136,7 +136,7 @@ def test_plan_is_refused_without_its_plugin(models, tmp_path, capsys, swish2):
     assert main(["build", str(custom), "--target", "orin-agx-64gb", "-o", str(plan),
                  "--quiet"]) == 0  # fmt: skip
     PLUGINS.deregister("Swish2", "custom")
-    with pytest.raises(PluginError, match=r"custom::Swish2 version 1 \(used by gpu_\d+\) is not "
+    with pytest.raises(PluginError, match=r"custom::Swish2 version 1 \(used by cpu_\d+\) is not "
                        r"registered.*--plugin MODULE or TANDEM_PLUGINS"):  # fmt: skip
         PlanRunner(read_plan(plan))
     capsys.readouterr()
