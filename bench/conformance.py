@@ -22,8 +22,8 @@ Per model (the CPU side; ``tests/conformance/test_conformance.py`` runs the same
   |a - b| / max |b| <= 1e-4; also against the framework's own outputs saved beside the model;
 - **GPU-only FP16 cross-builds** for ``orin-agx-64gb`` and ``xavier-agx`` (``tandem build
   --policy`` with ``default_device: gpu``, ``--fp16``): every GPU segment must be lowered to
-  kernels (a segment the lowering refuses is only an ``error`` in the plan header's ``cuda``
-  record; read here and counted as a failure), no layer may fall off the GPU;
+  kernels (a build that cannot lower or compile one fails; every GPU segment must carry its
+  cubins), no layer may fall off the GPU;
 - **DLA placement** on ``orin-agx-64gb --fp16`` with the default policy: layers per device, the
   top reasons layers left the DLA, the predicted latency;
 - **placement time**: import + placement, what ``tandem inspect --target orin-agx-64gb`` does,
@@ -294,15 +294,17 @@ def _gpu_only_build(row: Row, path: Path, graph: Any, target: str, dims: dict[st
         row.failures[check] = one_line(err)
         return {"ok": False, "error": one_line(err)}
     segments = built.plan.header["segments"]
-    errors = [f"{s['name']}: {s['cuda']['error']}" for s in segments
-              if s["device"] == "gpu" and "error" in s.get("cuda", {})]  # fmt: skip
+    # a build that cannot lower or compile a GPU segment fails (caught above); what is left to
+    # check is that every GPU segment carries its compiled kernels and no layer left the GPU
+    errors = [f"{s['name']}: no compiled kernels" for s in segments
+              if s["device"] == "gpu" and "modules" not in s.get("cuda", {})]  # fmt: skip
     off_gpu = [a for a in built.placement.partition.assignments.values() if a.device != "gpu"]
     result = {
         "ok": not errors and not off_gpu,
         "seconds": round(time.perf_counter() - start, 2),
         "segments": len(segments),
         "gpu_segments": sum(s["device"] == "gpu" for s in segments),
-        "lowered": sum(s["device"] == "gpu" and "error" not in s.get("cuda", {})
+        "lowered": sum(s["device"] == "gpu" and "modules" in s.get("cuda", {})
                        for s in segments),  # fmt: skip
         "layers_off_gpu": len(off_gpu),
         "predicted_ms": round(built.placement.partition.predicted.total * 1e3, 4),
