@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from devices.io import parse_dims
 from devices.plan import read_plan
 from partitioner.analysis import summarize
 from partitioner.errors import TandemError
 from partitioner.report import format_text, to_dot, to_json
-from tandem.api import load_graph
-from tandem.commands._args import add_build_args, build_request, is_plan
+from tandem.commands._args import ModelArgs, add_build_args, build_request, is_plan
 from tandem.commands._common import (
     add_json_arg,
     human,
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return inspect_placement(args)
     if args.svg:
         raise TandemError("--svg draws placements: add --target T")
-    graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
+    graph = ModelArgs.load(args)
     summary = summarize(graph)
     if args.json:
         print_json(
