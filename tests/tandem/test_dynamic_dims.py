@@ -115,9 +115,12 @@ def test_two_question_marks_are_two_dims_but_one_name_is_one():
     anonymous = import_onnx(classifier([-1, 3, "?", "?"])).inputs[0]
     assert anonymous.shape == ("x:0", 3, "x:2", "x:3")
     named = import_onnx(classifier(["n", 3, "s", "s"])).inputs[0]
-    assert import_onnx(classifier(["n", 3, "s", "s"]), fixed_dims={"x:2": 16}).inputs[
-        0
-    ].shape == ("n", 3, 16, 16)
+    assert import_onnx(classifier(["n", 3, "s", "s"]), fixed_dims={"x:2": 16}).inputs[0].shape == (
+        "n",
+        3,
+        16,
+        16,
+    )
     assert named.shape == ("n", 3, "s", "s")
 
 
