@@ -23,7 +23,7 @@ from targets.build import place_for
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show layers, parameters, FLOPs and placements of a model")
     p.add_argument("model", help="an ONNX model or a plan file")
-    add_build_args(p, profiles=False)
+    add_build_args(p)  # profiles too: --target places dynamic dims the way a build would
     p.add_argument("--svg", metavar="OUT.svg", help="draw the graph coloured by device (Graphviz)")
     add_json_arg(p)
     p.set_defaults(func=run)

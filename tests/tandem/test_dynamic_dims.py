@@ -249,3 +249,80 @@ def test_a_profile_covers_dynamic_dims(tmp_path):
     assert main(["build", path, "--target", "orin-agx-64gb", "--min-shapes", "x:1x3x32x320",
                  "--opt-shapes", "x:1x3x48x320", "--max-shapes", "x:1x3x64x320", "-o",
                  str(tmp_path / "m.plan"), "--quiet"]) == 0  # fmt: skip
+
+
+# ----- shape computations left by a profile's range: host values inside the GPU segment ----------
+def recognizer() -> onnx.ModelProto:
+    """An OCR recognizer's neck as torch's ``x.view(b, c, h * w)`` exports it: Shape -> Gather
+    -> Mul -> Unsqueeze -> Concat -> Reshape, then Transpose to a sequence and an FC head."""
+    rng = np.random.default_rng(2)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+        *[numpy_helper.from_array(np.array(i, np.int64), f"i{i}") for i in range(4)],
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1],
+                         strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["s"], name="shape"),
+        *[helper.make_node("Gather", ["s", f"i{i}"], [f"d{i}"], name=f"gather{i}", axis=0)
+          for i in range(4)],
+        helper.make_node("Mul", ["d2", "d3"], ["hw"], name="mul"),
+        *[helper.make_node("Unsqueeze", [d, "axes"], [f"{d}_1"], name=f"unsqueeze_{d}")
+          for d in ("d0", "d1", "hw")],
+        helper.make_node("Concat", ["d0_1", "d1_1", "hw_1"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["seq"], name="reshape"),
+        helper.make_node("Transpose", ["seq"], ["t"], name="transpose", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "fc"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=2),
+    ]  # fmt: skip
+    return _model(nodes, [_value_info("x", ["batch", 3, "?", "?"])], inits, ("batch", "?", 5))
+
+
+def test_profile_range_keeps_shape_computations_inside_one_gpu_segment(tmp_path):
+    from devices.runtime import PlanRunner, _specialise
+    from partitioner.profiles import OptimizationProfile
+    from partitioner.subgraph import extract_subgraph
+    from targets.build import build_plan
+
+    path = _save(tmp_path, recognizer())
+    profile = OptimizationProfile()
+    profile.set_shape("x", (1, 3, 16, 32), (1, 3, 32, 64), (1, 3, 48, 96))
+    placement = place(path, resolve_target("orin-agx-64gb"), resolve_policy(None, "fp16"),
+                      profiles=[profile])  # fmt: skip
+    graph, part = placement.graph, placement.partition
+    host = {n.name for n in graph.nodes if n.meta.get("host_shape")}
+    assert {"shape", "gather2", "mul", "concat"} <= host
+    assert {part.assignments[n].device for n in host} == {"gpu"}
+    for seg in part.segments:
+        for name in (*seg.inputs, *seg.outputs):
+            assert graph.tensors[name].dtype == "float32", (seg.name, name)
+    (gpu,) = [s for s in part.segments if s.device == "gpu"]
+    assert host <= set(gpu.nodes)
+    sub = extract_subgraph(graph, list(gpu.nodes), gpu.name)
+    special = _specialise(sub, tuple((1, 3, 32, 64) if t.name == "x" else t.static_shape()
+                                     for t in sub.inputs))  # fmt: skip
+    assert not {n.op for n in special.nodes} & {"Shape", "Gather", "Concat", "Mul"}
+    assert all(t.is_static for t in special.tensors.values())
+    with PlanRunner(build_plan(placement), "cpu") as runner:
+        for shape in [(1, 3, 16, 32), (1, 3, 48, 96)]:
+            x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+            got, want = runner.infer({"x": x})["y"], run_onnxruntime(path, {"x": x})["y"]
+            assert got.shape == want.shape
+            assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_integer_only_math_runs_on_the_cpu_with_a_reason(tmp_path):
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    nodes = [
+        helper.make_node("Add", ["ids", "one"], ["next"], name="add_int"),
+        helper.make_node("Cast", ["next"], ["f"], name="cast", to=TP.FLOAT),
+        helper.make_node("Relu", ["f"], ["y"], name="relu"),
+    ]
+    m = _model(nodes, [_value_info("ids", [1, 8], TP.INT64)], [one], (1, 8))
+    placement = place(_save(tmp_path, m), resolve_target("orin-agx-64gb"),
+                      resolve_policy(None, "fp16"))  # fmt: skip
+    a = placement.partition.assignments["add_int"]
+    assert a.device == "cpu" and "integer-only math (int64)" in a.reason
