@@ -326,3 +326,24 @@ def test_integer_only_math_runs_on_the_cpu_with_a_reason(tmp_path):
                       resolve_policy(None, "fp16"))  # fmt: skip
     a = placement.partition.assignments["add_int"]
     assert a.device == "cpu" and "integer-only math (int64)" in a.reason
+
+
+@pytest.mark.gpu
+def test_profile_range_recognizer_on_cuda_folds_its_shape_chain_per_shape(tmp_path):
+    """On a GPU: the one GPU segment (shape computations included) compiles per input shape,
+    its Shape -> Gather -> Concat chain folded first, and matches ONNX Runtime."""
+    from devices.runtime import PlanRunner
+    from partitioner.profiles import OptimizationProfile
+    from targets.build import build_plan
+
+    path = _save(tmp_path, recognizer())
+    profile = OptimizationProfile()
+    profile.set_shape("x", (1, 3, 16, 32), (1, 3, 32, 64), (2, 3, 48, 96))
+    placement = place(path, resolve_target("host"), resolve_policy(None, "fp16"),
+                      profiles=[profile])  # fmt: skip
+    with PlanRunner(build_plan(placement), "cuda") as runner:
+        for shape in [(1, 3, 16, 32), (2, 3, 48, 96)]:
+            x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+            got, want = runner.infer({"x": x})["y"], run_onnxruntime(path, {"x": x})["y"]
+            assert set(runner.backends().values()) == {"cuda"}
+            assert np.abs(got - want).max() < 2e-2  # FP16 kernels
