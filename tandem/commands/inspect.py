@@ -6,6 +6,7 @@ import argparse
 
 from devices.plan import read_plan
 from partitioner.analysis import summarize
+from partitioner.bindings import declared, dynamic_dims
 from partitioner.errors import TandemError
 from partitioner.report import format_text, to_dot, to_json
 from tandem.commands._args import ModelArgs, add_build_args, build_request, is_plan
@@ -76,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(table(("Layer", "Op", "Output shape", "Params", "FLOPs"), rows, right=(3, 4)))
     print()
     for t in graph.inputs:
-        print(f"input  {t.name}: {shape_text(t.shape)} {t.dtype}")
+        dims = [s for name, _, s in dynamic_dims([t]) if name == t.name]
+        dynamic = f" (dynamic: {', '.join(dims)}; bind with --dim/--shapes)" if dims else ""
+        shown = declared(t) if t.shape is not None else "?"
+        print(f"input  {t.name}: {shown} {t.dtype}{dynamic}")
     for t in graph.outputs:
         print(f"output {t.name}: {shape_text(t.shape)} {t.dtype}")
     unknown = (
