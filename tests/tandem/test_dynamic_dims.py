@@ -347,3 +347,41 @@ def test_profile_range_recognizer_on_cuda_folds_its_shape_chain_per_shape(tmp_pa
             got, want = runner.infer({"x": x})["y"], run_onnxruntime(path, {"x": x})["y"]
             assert set(runner.backends().values()) == {"cuda"}
             assert np.abs(got - want).max() < 2e-2  # FP16 kernels
+
+
+# ----- a real paddle2onnx export (skips without the Paddle venv) ---------------------------------
+@pytest.mark.parametrize(
+    "dims", [[1, 3, "?", 320], [-1, 3, -1, -1]], ids=["1x3x?x320", "-1x3x-1x-1"]
+)
+def test_paddle2onnx_recognizer_binds_folds_and_places(tmp_path, capsys, dims):
+    """paddle2onnx 2.1 names its dims ``DynamicDimension.N``; older exporters wrote -1 and "?",
+    which is what this test rewrites the input to (the graph is paddle2onnx's)."""
+    from tests.models import exported_model_path
+
+    src = exported_model_path("paddle-ocr-rec-lite")
+    m = onnx.load(str(src))
+    for d, v in zip(m.graph.input[0].type.tensor_type.shape.dim, dims):
+        d.Clear()
+        if isinstance(v, int):
+            d.dim_value = v
+        else:
+            d.dim_param = v
+    path = _save(tmp_path, m, "rec.onnx")
+    sample = np.load(src.with_suffix(".npz"))
+    out_name = m.graph.output[0].name
+    got = tmp_path / "out.npz"
+    np.savez(tmp_path / "sample.npz", x=sample["x"])
+    assert main(["run", path, "--inputs", str(tmp_path / "sample.npz"), "--save-outputs",
+                 str(got)]) == 0  # fmt: skip
+    want = sample[out_name]  # Paddle's own output at 1x3x32x320
+    assert np.abs(np.load(got)[out_name] - want).max() <= 1e-4 * np.abs(want).max()
+    npz = _npz(tmp_path, x=(1, 3, 48, 320))
+    assert main(["compare", path, "--inputs", npz]) == 0
+    placement = place(path, resolve_target("orin-agx-64gb"), resolve_policy(None, "fp16"),
+                      input_shapes={"x": (1, 3, 48, 320)})  # fmt: skip
+    graph = placement.graph
+    assert not [n.op for n in graph.nodes if n.op in ("Shape", "Gather", "Concat")]
+    for seg in placement.partition.segments:
+        assert seg.device != "cpu", seg
+        for name in (*seg.inputs, *seg.outputs):
+            assert graph.tensors[name].dtype == "float32", (seg.name, name)
