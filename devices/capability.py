@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from devices.cost import cpu_layer_seconds, dla_layer_seconds, gpu_layer_seconds
 from devices.cpu import supported_ops
 from devices.hardware import TargetSpec
@@ -39,6 +41,7 @@ from gpu_kernels.lowering import supports as lowering_supports
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.passes import HOST_SHAPE
 from partitioner.plugins import PLUGINS
 
 
@@ -55,6 +58,9 @@ class _TableCapability:
 
     def explain(self, node: Node, graph: Graph, precision: Precision) -> SupportResult:
         """The structured answer behind :meth:`supports` (detail without the layer prefix)."""
+        host = host_values(node, self.kind)
+        if host is not None:
+            return host
         return evaluate(self.table, node, graph, precision, self.env)
 
     def supports(self, node: Node, graph: Graph, precision: Precision) -> Verdict:
@@ -72,6 +78,35 @@ class _TableCapability:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.name!r}, {self.target.power_mode!r})"
+
+
+def host_values(node: Node, kind: str) -> SupportResult | None:
+    """The GPU's and the DLA's answer for layers of host values, before their tables':
+
+    - a shape computation (``Shape -> Gather -> Concat -> ...`` left while a dim is dynamic,
+      marked by ``partitioner.passes.mark_shape_computations``) goes with the GPU segment that
+      reads the shapes: the runtime evaluates it on the host once that segment's input shapes
+      are known (it folds away), so it never splits a GPU segment nor reaches a kernel;
+    - integer-only math (every input and output an int or bool tensor, e.g. data-dependent
+      int64 arithmetic) has no GPU or DLA kernel: it runs on the CPU, as its own island.
+    ``None`` where the table decides."""
+    if node.meta.get(HOST_SHAPE):
+        if kind == "gpu":
+            return SupportResult(
+                True, notes=("shape computation: evaluated on the host with its GPU segment",)
+            )
+        return SupportResult(False, "shape computation: a host value, kept with the GPU segment")
+    tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
+    if tensors and all(_integer(t) for t in tensors):
+        dtypes = ", ".join(sorted({str(t.dtype) for t in tensors}))
+        return SupportResult(False, f"integer-only math ({dtypes}): runs on the CPU")
+    return None
+
+
+def _integer(t: Tensor) -> bool:
+    if isinstance(t, Constant):
+        return t.values.dtype.kind in "iub"
+    return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
 
 
 class GpuCapability(_TableCapability):
@@ -128,6 +163,8 @@ class GpuCapability(_TableCapability):
         return self.shapes.get(node.name, node)
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
+        if node.meta.get(HOST_SHAPE):
+            return 0.0  # a few integers, computed on the host (see host_values)
         return gpu_layer_seconds(node, graph, self.runs_as(node, graph, precision), self.target)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from partitioner import files
+from partitioner.bindings import declared, unbound_hint
 from partitioner.errors import InputError, ModelError, TandemError
 from partitioner.ir import Graph, Tensor
 
@@ -56,11 +57,10 @@ def random_inputs(
 def _static_input_shape(t: Tensor) -> tuple[int, ...]:
     if t.shape is None:
         raise InputError(f"input '{t.name}' has an unknown shape; pass --inputs IN.npz")
-    symbolic = [d for d in t.shape if not isinstance(d, int)]
-    if symbolic:
-        names = ", ".join(f"{d}=N" for d in symbolic if isinstance(d, str)) or "NAME=N"
+    if not all(isinstance(d, int) for d in t.shape):
         raise InputError(
-            f"input '{t.name}' has symbolic dims {list(t.shape)}; fix them with --dim {names}"
+            f"input '{t.name}' has dynamic dims ({declared(t)}), so random data has no shape; "
+            f"{unbound_hint([t], profiles=False)}, or pass --inputs IN.npz"
         )
     return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
 

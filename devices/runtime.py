@@ -15,6 +15,7 @@ Boundary tensors travel as NCHW numpy arrays; each crossing between devices is r
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.cpu import CpuRunner
+from devices.cpu import CpuRunner, evaluate_node
 from devices.dla import DlaHardwareBackend, TrtDlaRunner
 from devices.hardware import probe_local_gpu
 from devices.plan import Plan
@@ -36,6 +37,7 @@ from gpu_kernels.lowering import segment_precision
 from partitioner.errors import InputError, TandemError
 from partitioner.footprint import Footprint, Step, TensorInfo, bind_symbols, bound, estimate
 from partitioner.ir import Graph
+from partitioner.passes import eliminate_dead_nodes, fold_constants, run_passes
 from partitioner.plugins import PLUGINS
 from partitioner.profiles import check_shape, profiles_from_data
 from partitioner.serialize import graph_from_data
@@ -466,7 +468,9 @@ class _ShapeKeyedGpu:
 
 
 def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
-    """A copy of ``graph`` with its inputs at ``shapes`` and every shape re-inferred."""
+    """A copy of ``graph`` with its inputs at ``shapes``, every shape re-inferred, and the shape
+    computations the segment carries (``Shape -> Gather -> Concat -> Reshape`` arguments, host
+    values) folded to constants: the kernels see static shapes and float tensors only."""
     from partitioner.shape_inference import infer_shapes
 
     g = graph.clone()
@@ -476,6 +480,11 @@ def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
         if t.producer is not None and not t.is_static:
             t.shape = None  # symbolic hints from the build do not survive a fixed shape
     infer_shapes(g)
+    if any(n.op == "Shape" for n in g.nodes):
+        fold = functools.partial(fold_constants, evaluate=evaluate_node)
+        run_passes(g, [fold, eliminate_dead_nodes])
+        g.toposort()
+        infer_shapes(g)
     return g
 
 

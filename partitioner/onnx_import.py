@@ -21,7 +21,20 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, numpy_helper
 
-from partitioner.errors import GraphError, ModelError, TandemError, UnsupportedOpError
+from partitioner.bindings import (
+    ANONYMOUS_PARAMS,
+    DYNAMIC_VALUE,
+    anonymous_dim,
+    bind_shape,
+    resolve_bindings,
+)
+from partitioner.errors import (
+    GraphError,
+    ModelError,
+    ShapeError,
+    TandemError,
+    UnsupportedOpError,
+)
 from partitioner.ir import Constant, Dim, Graph, Node, Shape, Tensor
 from partitioner.passes.padding import resolve_auto_pad
 from partitioner.plugins import PLUGINS
@@ -66,13 +79,16 @@ _MAX_NAMES_SHOWN = 20
 def import_onnx(
     source: str | os.PathLike[str] | onnx.ModelProto,
     *,
-    fixed_dims: dict[str, int] | None = None,
+    fixed_dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     custom_ops: Mapping[str, ShapeRule | None] | None = None,
 ) -> Graph:
     """Read an ONNX model (a path or a ModelProto) into a :class:`Graph` in opset-21 form.
 
-    ``fixed_dims`` replaces symbolic dimension names (``{"batch": 1}``); other symbolic dims stay
-    symbolic strings. Shapes are inferred for every tensor (see ``shape_inference``).
+    Dynamic input dims (named, ``?``, unnamed, -1) import as symbols (``partitioner.bindings``).
+    ``fixed_dims`` binds some by name or ``INPUT:AXIS`` (``{"batch": 1, "x:2": 48}``) and
+    ``input_shapes`` by whole input shapes (``--shapes``); other dynamic dims stay symbolic
+    strings. Shapes are inferred for every tensor (see ``shape_inference``).
     ``custom_ops`` admits plugin ops beyond :data:`SUPPORTED_OPS`, keyed ``"Op"`` or
     ``"domain::Op"``, each with an optional shape rule (without one, the file's value_info
     shapes are kept); they import as-is, attributes converted, domain kept.
@@ -83,7 +99,7 @@ def import_onnx(
     custom = {**PLUGINS.shape_rules(), **dict(custom_ops or {})}
     _check_text(model, label)
     _check_ops(model, label, SUPPORTED_OPS | set(custom))
-    importer = _Importer(model, label, opset, dict(fixed_dims or {}))
+    importer = _Importer(model, label, opset, dict(fixed_dims or {}), dict(input_shapes or {}))
     graph = importer.build()
     rules = {k: v for k, v in custom.items() if v is not None}
     _finish(graph, importer, label, rules)
@@ -261,15 +277,20 @@ def _dtype_name(elem_type: int) -> str | None:
 # ----- building the graph --------------------------------------------------------------------
 class _Importer:
     def __init__(
-        self, model: onnx.ModelProto, label: str, opset: int, fixed_dims: dict[str, int]
+        self,
+        model: onnx.ModelProto,
+        label: str,
+        opset: int,
+        fixed_dims: dict[str, int],
+        input_shapes: dict[str, Sequence[int]],
     ) -> None:
         self.model = model
         self.label = label
         self.opset = opset
         self.fixed_dims = fixed_dims
+        self.input_shapes = input_shapes
         name = model.graph.name or Path(label).stem or "graph"
         self.graph = Graph(name, opset=TARGET_OPSET)
-        self.symbols: set[str] = set()
         self.domain = ""  # of the node being added; plugin ops keep theirs
         self.read_names = {i for n in model.graph.node for i in n.input} | {
             o.name for o in model.graph.output
@@ -283,7 +304,12 @@ class _Importer:
         }
 
     # -- tensors ---------------------------------------------------------------------------
-    def type_info(self, vi: onnx.ValueInfoProto) -> tuple[Shape | None, str | None]:
+    def type_info(
+        self, vi: onnx.ValueInfoProto, is_input: bool = False
+    ) -> tuple[Shape | None, str | None]:
+        """Shape and dtype; a graph input's dynamic dims become symbols (anonymous ones named
+        ``INPUT:AXIS``), elsewhere an anonymous dim is unknown (``None``): only a shared name
+        ties dims together."""
         if not vi.type.HasField("tensor_type"):
             raise ModelError(
                 f"{self.label}: '{vi.name}' is not a tensor ({vi.type.WhichOneof('value')}); "
@@ -294,14 +320,13 @@ class _Importer:
         if not tt.HasField("shape"):
             return None, dtype
         dims: list[Dim] = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value"):
+        for axis, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value != DYNAMIC_VALUE:
                 dims.append(int(d.dim_value))
-            elif d.HasField("dim_param") and d.dim_param:
-                self.symbols.add(d.dim_param)
-                dims.append(self.fixed_dims.get(d.dim_param, d.dim_param))
+            elif d.HasField("dim_param") and d.dim_param not in ANONYMOUS_PARAMS:
+                dims.append(d.dim_param)
             else:
-                dims.append(None)
+                dims.append(anonymous_dim(vi.name, axis) if is_input else None)
         return tuple(dims), dtype
 
     def build(self) -> Graph:
@@ -330,21 +355,21 @@ class _Importer:
         for vi in mg.input:
             if vi.name in g.tensors and isinstance(g.tensors[vi.name], Constant):
                 continue  # IR < 4 lists initializers among inputs; the initializer wins
-            shape, dtype = self.type_info(vi)
+            shape, dtype = self.type_info(vi, is_input=True)
             self.add_tensor_name(vi.name, "graph input")
             t = g.add_variable(vi.name, shape, dtype or "float32")
             g.inputs.append(t)
+        try:
+            bound = resolve_bindings(g.inputs, self.fixed_dims, self.input_shapes)
+        except ShapeError as err:
+            raise ShapeError(f"{self.label}: {err}") from None
+        for t in g.inputs:
+            t.shape = bind_shape(t.shape, bound)
         hints: dict[str, tuple[Shape | None, str | None]] = {}
         for vi in list(mg.value_info) + list(mg.output):
             if vi.type.HasField("tensor_type"):
-                hints[vi.name] = self.type_info(vi)
-        unknown = sorted(set(self.fixed_dims) - self.symbols)
-        if unknown:
-            known = ", ".join(sorted(self.symbols)) or "none"
-            raise ModelError(
-                f"{self.label}: fixed_dims names {', '.join(unknown)}, which the model does not "
-                f"use; its symbolic dims are: {known}"
-            )
+                shape, dtype = self.type_info(vi)
+                hints[vi.name] = (bind_shape(shape, bound), dtype)
         names = self.node_names()
         for n, name in zip(mg.node, names):
             what = f"layer '{name}' ({n.op_type})"

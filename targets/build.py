@@ -13,7 +13,7 @@ plan whose segment would not run where its placement says.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,8 +27,9 @@ from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
 from dla_sim.latency import predict_loadable
 from partitioner.assign import partition
+from partitioner.bindings import describe_dynamic, resolve_bindings, unbound_hint
 from partitioner.capability import DeviceCapability
-from partitioner.errors import TandemError
+from partitioner.errors import ShapeError, TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
 from partitioner.passes import has_qdq, simplify, strip_qdq
@@ -131,6 +132,7 @@ def place_for(request: BuildRequest) -> Placement:
         dict(request.fixed_dims),
         graph=request.graph,
         profiles=list(request.profiles),
+        input_shapes=dict(request.input_shapes),
     )
 
 
@@ -171,35 +173,63 @@ def resolve_policy(
 
 def load_model(
     model: str | os.PathLike[str],
-    fixed_dims: dict[str, int] | None = None,
+    fixed_dims: Mapping[str, int] | None = None,
     optimize: bool = True,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> Graph:
     """Import an ONNX file and (unless ``optimize`` is off) run the standard passes: constant
-    folding with the numpy reference as evaluator, BN folding, cleanup, fusion marks."""
-    graph = import_onnx(model, fixed_dims=fixed_dims)
+    folding with the numpy reference as evaluator, BN folding, cleanup, fusion marks.
+
+    ``fixed_dims`` (``--dim``) and ``input_shapes`` (``--shapes``) bind dynamic input dims
+    (``partitioner.bindings``); shape computations on bound dims fold away."""
+    graph = import_onnx(model, fixed_dims=fixed_dims, input_shapes=input_shapes)
     return simplify(graph, evaluate_node) if optimize else graph
+
+
+def bind_inputs(graph: Graph, shapes: Mapping[str, Sequence[int]], source: str) -> Graph:
+    """``graph`` with its dynamic input dims bound from concrete input shapes (the arrays of
+    ``--inputs``: ``source`` names them in errors), re-inferred and re-simplified; ``graph``
+    itself when it has no dynamic dims. A dim name met twice must get one value."""
+    values = resolve_bindings(graph.inputs, shapes=shapes, shapes_source=source)
+    return fix_dims(graph, values) if values else graph
+
+
+def check_bound(graph: Graph, model: str | os.PathLike[str]) -> None:
+    """Refuse a build whose inputs still have dynamic dims that no profile covers: GPU kernels
+    and DLA loadables are made for static shapes (TensorRT refuses such a network too)."""
+    if all(t.is_static or t.shape is None for t in graph.inputs):
+        return
+    raise ShapeError(
+        f"{model}: dynamic input dims {describe_dynamic(graph.inputs)} are not bound; "
+        f"{unbound_hint(graph.inputs)}"
+    )
 
 
 def place(
     model: str | os.PathLike[str],
     target: TargetSpec,
     policy: Policy,
-    fixed_dims: dict[str, int] | None = None,
+    fixed_dims: Mapping[str, int] | None = None,
     graph: Graph | None = None,
     profiles: list[OptimizationProfile] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> Placement:
     """Import (unless ``graph`` is given), then partition for ``target`` under ``policy``.
 
-    With ``profiles``, symbolic dims that every profile pins (``min == max``) are fixed first so
+    Every dynamic input dim must be bound (``fixed_dims``, ``input_shapes``) or covered by
+    ``profiles``: symbolic dims that every profile pins (``min == max``) are fixed first so
     their layers stay DLA-eligible; the rest stay symbolic and their layers go to the GPU.
     """
-    graph = graph if graph is not None else load_model(model, fixed_dims)
+    if graph is None:
+        graph = load_model(model, fixed_dims, input_shapes=input_shapes)
     qdq_scales: dict[str, float] = {}
     if policy.precision == "int8" and has_qdq(graph):
         # A QAT model: the DLA takes implicit per-tensor scales, not Q/DQ layers (TensorRT's
         # qdq-translator does the same), so the layers go and their scales stay.
         graph, qdq_scales = strip_qdq(graph)
     profiles = list(profiles or [])
+    if not profiles:
+        check_bound(graph, model)
     if profiles:
         validate_profiles(profiles, graph.inputs)
         pinned = _fixed_by_profiles(profiles, graph)

@@ -34,8 +34,10 @@ class BuildRequest:
     #: an already imported graph (the Python API's network, or a model a front end has read
     #: to decide its profiles); imported from ``model`` otherwise
     graph: Graph | None = None
-    #: symbolic input dims fixed at import (``--dim batch=1``)
+    #: dynamic input dims bound at import, by name or ``INPUT:AXIS`` (``--dim batch=1``)
     fixed_dims: Mapping[str, int] = field(default_factory=dict)
+    #: whole input shapes binding dynamic dims at import (``--shapes x:1x3x48x320``)
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     #: optimisation profiles for dynamic shapes; calibration runs at profile 0's opt shapes
     profiles: tuple[OptimizationProfile, ...] = ()
     calibration: Calibration = field(default_factory=Calibration)

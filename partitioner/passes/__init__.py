@@ -4,7 +4,13 @@ import-time pipeline."""
 
 from partitioner.passes.batchnorm import fold_batchnorm_into_conv
 from partitioner.passes.cleanup import drop_identity, eliminate_dead_nodes
-from partitioner.passes.fold import MAX_EXPANDED_ELEMENTS, Evaluate, fold_constants
+from partitioner.passes.fold import (
+    HOST_SHAPE,
+    MAX_EXPANDED_ELEMENTS,
+    Evaluate,
+    fold_constants,
+    mark_shape_computations,
+)
 from partitioner.passes.fusion import mark_fusions
 from partitioner.passes.manager import Pass, run_passes
 from partitioner.passes.padding import resolve_auto_pad
@@ -12,6 +18,7 @@ from partitioner.passes.pipeline import simplify
 from partitioner.passes.qdq import has_qdq, strip_qdq
 
 __all__ = [
+    "HOST_SHAPE",
     "MAX_EXPANDED_ELEMENTS",
     "Evaluate",
     "Pass",
@@ -21,6 +28,7 @@ __all__ = [
     "fold_constants",
     "has_qdq",
     "mark_fusions",
+    "mark_shape_computations",
     "resolve_auto_pad",
     "run_passes",
     "simplify",

@@ -23,6 +23,15 @@ _EXPANDING = frozenset({"Expand", "Tile", "ConstantOfShape", "Range", "Resize", 
 # Q/DQ pairs carry the INT8 scales that the int8 path needs; folding them would lose them.
 _NEVER_FOLD = frozenset({"QuantizeLinear", "DequantizeLinear"})
 MAX_EXPANDED_ELEMENTS = 1 << 20
+# Ops that compute small host values (shapes, indices, scales) from other host values.
+_SHAPE_ARITHMETIC = frozenset(
+    """Gather Slice Squeeze Unsqueeze Concat Cast Identity Reshape Mul Div Add Sub Mod Neg Abs
+    Floor Ceil Max Min Equal Greater Less Not And Or Where Range ReduceProd ReduceSum
+    ConstantOfShape Expand""".split()
+)
+#: ``node.meta`` key set on the layers of shape computations (see :func:`mark_shape_computations`)
+HOST_SHAPE = "host_shape"
+_MAX_HOST_VALUES = 64
 
 
 def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
@@ -98,3 +107,41 @@ def _too_big(node: Node) -> bool:
             if size > MAX_EXPANDED_ELEMENTS and (node.op in _EXPANDING or size > held):
                 return True
     return False
+
+
+def mark_shape_computations(graph: Graph) -> bool:
+    """Mark (``node.meta[HOST_SHAPE]``) every layer whose outputs depend on tensor *shapes*
+    only: ``Shape``, then Gather / Slice / Concat / Cast / arithmetic ... of such values and
+    constants, as long as the values stay small (<= 64 elements).
+
+    Once input shapes are static these fold away (:func:`fold_constants`). While a dim stays
+    dynamic (an optimisation profile's range) they remain, and are host values, not device
+    tensors: they belong with the segment that reads their shapes, which evaluates them when
+    its input shapes are known (``devices.runtime`` specialises a segment per shape). Returns
+    True when a mark changed (it never changes semantics)."""
+    host: set[str] = set()
+    changed = False
+    for node in graph.topological_order():
+        shape_only = node.op in ("Shape", "Size") or (
+            node.op in _SHAPE_ARITHMETIC
+            and all(t is None or isinstance(t, Constant) or t.name in host for t in node.inputs)
+            and any(t is not None and t.name in host for t in node.inputs)
+            and all(_small(t.shape) for t in node.outputs)
+        )
+        if shape_only:
+            host.update(t.name for t in node.outputs)
+        if bool(node.meta.get(HOST_SHAPE)) != shape_only:
+            changed = True
+            if shape_only:
+                node.meta[HOST_SHAPE] = True
+            else:
+                node.meta.pop(HOST_SHAPE, None)
+    return changed
+
+
+def _small(shape: tuple[object, ...] | None) -> bool:
+    """A tensor of rank <= 1 whose length, when known, is at most ``_MAX_HOST_VALUES``."""
+    if shape is None or len(shape) > 1:
+        return shape is not None and len(shape) == 0
+    d = shape[0] if shape else 1
+    return not isinstance(d, int) or d <= _MAX_HOST_VALUES

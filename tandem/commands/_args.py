@@ -19,9 +19,10 @@ from devices.io import parse_dims
 from devices.plan import MAGIC
 from gpu_kernels.timing_cache import TimingCache
 from partitioner.errors import InputError
+from partitioner.ir import Graph
 from partitioner.policy import Policy
 from partitioner.profiles import OptimizationProfile, parse_shape_list
-from targets.build import resolve_policy, resolve_target
+from targets.build import load_model, resolve_policy, resolve_target
 from targets.request import BuildRequest
 
 
@@ -35,7 +36,11 @@ def is_plan(path: str) -> bool:
 
 
 class ModelArgs:
-    """``--dim`` and ``--no-optimize``: how the ONNX model is imported."""
+    """``--dim``, ``--shapes`` and ``--no-optimize``: how the ONNX model is imported.
+
+    ``--dim`` binds a dynamic input dim by name (``batch=1``) or by position (``x:2=48``, also
+    the name Tandem gives a dim the model leaves unnamed: ``?``, empty, or -1); ``--shapes``
+    binds whole input shapes (trtexec's spelling). Both go to ``partitioner.bindings``."""
 
     @staticmethod
     def add(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +48,15 @@ class ModelArgs:
             "--dim",
             action="append",
             metavar="NAME=N",
-            help="fix a symbolic input dimension, e.g. --dim batch=1 (repeatable)",
+            help="bind a dynamic input dim by name or as INPUT:AXIS, e.g. --dim batch=1 "
+            "--dim x:2=48 (repeatable)",
+        )
+        parser.add_argument(
+            "--shapes",
+            metavar="NAME:DIMS[,...]",
+            help="input shapes, e.g. x:1x3x48x320: bind the dynamic dims of an ONNX model; for "
+            "a dynamic-shape plan, the shapes of the random inputs (default: the first "
+            "profile's opt shapes)",
         )
         parser.add_argument(
             "--no-optimize",
@@ -54,6 +67,20 @@ class ModelArgs:
     @staticmethod
     def decode(args: argparse.Namespace) -> dict[str, int]:
         return parse_dims(args.dim)
+
+    @staticmethod
+    def shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+        return parse_shape_list(args.shapes) if getattr(args, "shapes", None) else {}
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> Graph:
+        """``args.model`` imported with the bindings given on the command line."""
+        return load_model(
+            args.model,
+            cls.decode(args),
+            optimize=not args.no_optimize,
+            input_shapes=cls.shapes(args),
+        )
 
 
 class TargetArgs:
@@ -242,6 +269,7 @@ def build_request(args: argparse.Namespace, *, placement_only: bool = False) -> 
         target=target,
         policy=policy,
         fixed_dims=ModelArgs.decode(args),
+        input_shapes=ModelArgs.shapes(args),
         profiles=ProfileArgs.decode(args) if hasattr(args, "min_shapes") else (),
     )
     if placement_only:

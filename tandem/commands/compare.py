@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from devices.cpu import CpuRunner
-from devices.io import load_feeds, parse_dims, random_inputs, run_onnxruntime, save_npz
+from devices.io import load_feeds, random_inputs, run_onnxruntime, save_npz
 from devices.plan import read_plan
 from devices.runtime import PlanRunner, check_memory
 from partitioner.errors import InputError, TandemError
 from partitioner.footprint import graph_footprint
 from partitioner.ir import Graph
-from tandem.api import load_graph
 from tandem.bisect import bisect
-from tandem.commands._args import add_build_args, build_request
+from tandem.commands._args import ModelArgs, add_build_args, build_request
 from tandem.commands._common import (
     add_json_arg,
     print_json,
     table,
 )
 from tandem.metrics import Closeness, closeness
-from targets.build import build
+from targets.build import bind_inputs, build
 
 MISMATCH_EXIT = 3
 
@@ -83,15 +83,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
+    graph = ModelArgs.load(args)
     feeds = _feeds(args, graph)
+    # the arrays bind the model's dynamic dims (one value per dim name), as ONNX Runtime does
+    graph = bind_inputs(graph, {n: a.shape for n, a in feeds.items()}, args.inputs or "inputs")
     if args.save_inputs:
         save_npz(args.save_inputs, feeds)
     plan = None
     if args.plan:
         plan = read_plan(args.plan)
     elif args.target:
-        plan = build(build_request(args)).plan
+        plan = build(replace(build_request(args), graph=graph)).plan
     atol = _per_output(args.atol, "--atol", 1e-4)
     rtol = _per_output(args.rtol, "--rtol", 1e-4)
     if args.bisect:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from devices.io import parse_dims
 from devices.plan import read_plan
 from partitioner.analysis import summarize
+from partitioner.bindings import declared, dynamic_dims
 from partitioner.errors import TandemError
 from partitioner.report import format_text, to_dot, to_json
-from tandem.api import load_graph
-from tandem.commands._args import add_build_args, build_request, is_plan
+from tandem.commands._args import ModelArgs, add_build_args, build_request, is_plan
 from tandem.commands._common import (
     add_json_arg,
     human,
@@ -27,7 +26,7 @@ from targets.gpu_code import NO_CUBINS_NOTE
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show layers, parameters, FLOPs and placements of a model")
     p.add_argument("model", help="an ONNX model or a plan file")
-    add_build_args(p, profiles=False)
+    add_build_args(p)  # profiles too: --target places dynamic dims the way a build would
     p.add_argument("--svg", metavar="OUT.svg", help="draw the graph coloured by device (Graphviz)")
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return inspect_placement(args)
     if args.svg:
         raise TandemError("--svg draws placements: add --target T")
-    graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
+    graph = ModelArgs.load(args)
     summary = summarize(graph)
     if args.json:
         print_json(
@@ -80,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     print(table(("Layer", "Op", "Output shape", "Params", "FLOPs"), rows, right=(3, 4)))
     print()
     for t in graph.inputs:
-        print(f"input  {t.name}: {shape_text(t.shape)} {t.dtype}")
+        dims = [s for name, _, s in dynamic_dims([t]) if name == t.name]
+        dynamic = f" (dynamic: {', '.join(dims)}; bind with --dim/--shapes)" if dims else ""
+        shown = declared(t) if t.shape is not None else "?"
+        print(f"input  {t.name}: {shown} {t.dtype}{dynamic}")
     for t in graph.outputs:
         print(f"output {t.name}: {shape_text(t.shape)} {t.dtype}")
     unknown = (

@@ -11,6 +11,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,6 @@ import numpy as np
 from devices.cpu import CpuRunner
 from devices.io import (
     load_feeds,
-    parse_dims,
     random_inputs,
     save_npz,
     write_atomic,
@@ -34,15 +34,15 @@ from devices.runtime import (
 )
 from partitioner.errors import TandemError
 from partitioner.footprint import Footprint, graph_footprint
-from tandem.api import load_graph
-from tandem.commands._args import add_build_args, build_request, is_plan
+from partitioner.ir import Graph
+from tandem.commands._args import ModelArgs, add_build_args, build_request, is_plan
 from tandem.commands._common import (
     add_json_arg,
     print_json,
     shape_text,
     table,
 )
-from targets.build import build
+from targets.build import bind_inputs, build
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,12 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=0, metavar="N", help="untimed runs first")
     p.add_argument("--profile", metavar="TRACE.json", help="write a Chrome trace (Perfetto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument(
-        "--shapes",
-        metavar="NAME:DIMS[,...]",
-        help="input shapes of the random data for a dynamic-shape plan (default: the first "
-        "profile's opt shapes)",
-    )
     add_build_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -78,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if is_plan(args.model):
         plan = read_plan(args.model)
     elif args.target:
-        plan = build(build_request(args)).plan
+        request = build_request(args)
+        if args.inputs:  # the arrays bind the model's dynamic dims before it is built
+            request = replace(request, graph=_bound_to_inputs(args, ModelArgs.load(args)))
+        plan = build(request).plan
     runner: BaseRunner
     if plan is not None:
         runner = PlanRunner(plan, args.backend, timing_cache=args.timing_cache)
@@ -90,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
                 "--backend cuda runs plans: build one (tandem build ... --target host) or add "
                 "--target host"
             )
-        graph = load_graph(args.model, parse_dims(args.dim), optimize=not args.no_optimize)
+        graph = ModelArgs.load(args)
+        if args.inputs:
+            graph = _bound_to_inputs(args, graph)
         feeds = _graph_feeds(args, graph, lambda shapes: graph_footprint(graph, shapes))
         runner = CpuRunner(graph)
     times_ms: list[float] = []
@@ -199,10 +198,18 @@ def _graph_feeds(
     return random_inputs(graph, seed=args.seed)
 
 
+def _bound_to_inputs(args: argparse.Namespace, graph: Graph) -> Graph:
+    """``graph`` with its dynamic dims bound from the shapes of the ``--inputs`` arrays (read
+    from the file's headers; checked against the model's dtypes and fixed dims)."""
+    if all(t.is_static for t in graph.inputs):
+        return graph
+    shapes = {name: a.shape for name, a in load_feeds(graph, args.inputs).items()}
+    return bind_inputs(graph, shapes, str(args.inputs))
+
+
 def _plan_feeds(
     args: argparse.Namespace, expected: dict[str, Any], profiles: list[Any], plan: Plan
 ) -> dict[str, np.ndarray]:
-    from partitioner.ir import Graph
     from partitioner.profiles import parse_shape_list
 
     shapes = parse_shape_list(args.shapes) if getattr(args, "shapes", None) else {}

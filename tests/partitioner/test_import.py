@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
-from partitioner.errors import GraphError, ModelError, TandemError, UnsupportedOpError
+from partitioner.errors import GraphError, ModelError, ShapeError, TandemError, UnsupportedOpError
 from partitioner.onnx_export import export_onnx
 from partitioner.onnx_import import import_onnx
 from tests.partitioner.test_import_ops import ort_run
@@ -188,7 +188,7 @@ def test_shape_mismatch_is_a_shape_error_naming_the_layer() -> None:
 
 
 def test_unknown_fixed_dim_name_is_reported() -> None:
-    with pytest.raises(ModelError, match="fixed_dims names bacth.*symbolic dims are: none"):
+    with pytest.raises(ShapeError, match="no dynamic dim 'bacth'.*dynamic dims are: none"):
         import_onnx(relu_model(), fixed_dims={"bacth": 1})
 
 

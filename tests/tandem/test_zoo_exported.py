@@ -52,6 +52,8 @@ EXPECTED = {
         {"HardSigmoid": 12, "BatchNormalization": 15, "Identity": 1, "ConvTranspose": 2},
         {"nearest", "linear"},
     ),
+    # dynamic batch and height: Im2Seq's reshape from Shape -> Slice -> Mul -> Concat
+    "paddle-ocr-rec-lite": (11, {"Conv": 3, "Shape": 1, "Mul": 1, "Concat": 1}, set()),
 }
 
 
