@@ -15,7 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devices.cost import cpu_layer_seconds, dla_layer_seconds, gpu_layer_seconds
+from devices.cost import (
+    concurrent_slowdown,
+    cpu_layer_seconds,
+    dla_layer_seconds,
+    gpu_layer_seconds,
+)
 from devices.cpu import supported_ops
 from devices.hardware import TargetSpec
 from devices.support import (
@@ -61,6 +66,10 @@ class _TableCapability:
         if rule is None or precision in rule.precisions:
             return precision
         return rule.upgrade.get(precision, precision)
+
+    def slowdown(self, device: str, others: Mapping[str, float]) -> float:
+        """DRAM contention (``partitioner.capability.SharesMemory``): devices.cost's model."""
+        return concurrent_slowdown(device, others)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.name!r}, {self.target.power_mode!r})"

@@ -31,8 +31,10 @@ from partitioner.segments import (
     Partition,
     Prediction,
     Segment,
+    Slowdown,
     Topology,
     TransitionCost,
+    device_kind,
     form_segments,
     predict,
 )
@@ -136,7 +138,23 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
                 facts.costs.add(device, functools.partial(caps[kind].cost, node, graph, p))
         layers[node.name] = facts
     io_device = "gpu" if "gpu" in caps else "cpu"
-    return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device, topo)
+    return Analysis(
+        graph, order, policy, dla, layers, list(pins.warnings), io_device, topo, _slowdown(caps)
+    )
+
+
+def _slowdown(caps: Capabilities) -> Slowdown | None:
+    """Each device's ``slowdown`` from its capability (:class:`SharesMemory`), or None when no
+    capability has one; a device whose capability has none is not slowed (factor 1)."""
+    fns = {kind: getattr(cap, "slowdown", None) for kind, cap in caps.items()}
+    if not any(callable(fn) for fn in fns.values()):
+        return None
+
+    def slowdown(device: str, others: Mapping[str, float]) -> float:
+        fn = fns.get(device_kind(device))
+        return float(fn(device, others)) if callable(fn) else 1.0
+
+    return slowdown
 
 
 def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: Precision) -> None:
@@ -344,7 +362,7 @@ def enforce_dla_limits(
         n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
     }
     known = [a.io_device] + ([a.dla] if a.dla else [])
-    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known)
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown)
     return Partition(
         assignments,
         segments,

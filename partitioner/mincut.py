@@ -20,7 +20,10 @@ DLA segments whose move to the GPU costs least), and ``assign.place_cost`` keeps
 fixed and priced as GPU in the cut; the final comparison uses the exact formula.
 
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
-``max(GPU busy + transitions, DLA busy)``. Up to ``MILP_MAX_LAYERS`` layers this is a
+``max(GPU busy + transitions, DLA busy)``, each stretched by the DRAM contention the devices'
+capabilities report (``Analysis.slowdown``; the MILP takes both devices as always busy, the exact
+:func:`partitioner.segments.pipelined_period` judges every candidate). Up to
+``MILP_MAX_LAYERS`` layers this is a
 mixed-integer program solved by HiGHS (``scipy.optimize.milp``; ``MILP_NODE_LIMIT`` branch-and-
 bound nodes and a 0.1 % gap keep it deterministic, ``MILP_TIME_LIMIT_S`` is a safety net); above, a
 weighted cut with GPU weight ``alpha`` and DLA weight ``1 - alpha`` is bisected towards balance
@@ -46,6 +49,7 @@ from partitioner.segments import (
     TransitionCost,
     device_kind,
     form_segments,
+    pipelined_period,
     predict,
 )
 
@@ -86,6 +90,10 @@ def improve_placement(
             debug.append(f"cost: throughput by {CUT_ROUNDS} weighted cuts (heuristic)")
         seed = {n: trt.assignments[n].device for n in a.layers}
         candidates = [_balance(a, solved, fixed, tc), _balance(a, seed, fixed, tc)]
+        if a.slowdown is not None:
+            # the MILP prices every placement as if both devices ran (contention); the
+            # placement that leaves the DLA idle pays none, so it is judged exactly too
+            candidates.append({n: fixed.get(n, "gpu") for n in a.layers})
     else:
         candidates = _latency_cuts(a, fixed, tc, debug)
     out = []
@@ -293,7 +301,7 @@ def _throughput_cut(
     for _ in range(CUT_ROUNDS):
         alpha = (lo + hi) / 2
         devices = model.solve(alpha, 1.0 - alpha)
-        p = predict(a.graph, devices, a.cost, tc, a.io_device)
+        p = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
         if p.period < best_period:
             best, best_period = devices, p.period
         gpu_load = p.per_device.get("gpu", 0.0) + p.transfer
@@ -376,15 +384,20 @@ def _throughput_milp(
                 constraint([(n + k, 1.0), (u, -1.0)], 0.0)
             for c in consumers:
                 constraint([(n + k, 1.0), (u, -1.0), (c, 1.0)], 0.0)
-    # z >= GPU busy + copies:  z + gpu_row @ x - y_weights @ y >= const_gpu
+    # Contention: both devices busy all the time (what a balanced pipeline approaches) slows
+    # each by its factor; the exact prediction judges the result afterwards.
+    s_gpu = s_dla = 1.0
+    if a.slowdown is not None:
+        s_gpu, s_dla = a.slowdown("gpu", {dla: 1.0}), a.slowdown(dla, {"gpu": 1.0})
+    # z >= s_gpu (GPU busy + copies):  z + s_gpu (gpu_row @ x - y_weights @ y) >= s_gpu const_gpu
     constraint(
         [(size - 1, 1.0)]
-        + [(i, v) for i, v in enumerate(gpu_row) if v]
-        + [(n + k, -w) for k, w in enumerate(y_weights) if w],
-        const_gpu,
+        + [(i, s_gpu * v) for i, v in enumerate(gpu_row) if v]
+        + [(n + k, -s_gpu * w) for k, w in enumerate(y_weights) if w],
+        s_gpu * const_gpu,
     )
-    # z >= DLA busy:  z - dla_row @ x >= 0
-    constraint([(size - 1, 1.0)] + [(i, -v) for i, v in enumerate(dla_row) if v], 0.0)
+    # z >= s_dla DLA busy:  z - s_dla dla_row @ x >= 0
+    constraint([(size - 1, 1.0)] + [(i, -s_dla * v) for i, v in enumerate(dla_row) if v], 0.0)
     scale = max(const_gpu, float(dla_row.sum()), 1e-12)
     objective = np.zeros(size)
     objective[-1] = 1.0
@@ -429,7 +442,7 @@ def _balance(
     assert a.dla is not None
     dla, limit = a.dla, a.policy.max_dla_subgraphs
     devices = dict(start)
-    current = predict(a.graph, devices, a.cost, tc, a.io_device)
+    current = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
     tried: set[tuple[tuple[str, ...], str]] = set()
     for _ in range(BALANCE_ROUNDS):
         gpu = current.per_device.get("gpu", 0.0) + current.transfer
@@ -447,7 +460,8 @@ def _balance(
                 if (run, dst) in tried or (full and not _touches(a, devices, run, dst)):
                     continue
                 d_gpu, d_dla, d_copy = move_effect(a, devices, run, dst, tc)
-                period = max(gpu + d_gpu + d_copy, busy + d_dla, cpu)
+                loads = {"gpu": gpu + d_gpu + d_copy, dla: busy + d_dla, "cpu": cpu}
+                period = pipelined_period(loads, a.slowdown)
                 if period < current.period * (1 - 1e-9) and (best is None or period < best[0]):
                     best = (period, run)
         if best is None:
@@ -460,7 +474,7 @@ def _balance(
             for n in nodes:
                 devices[n] = src
             continue
-        current = predict(a.graph, devices, a.cost, tc, a.io_device)
+        current = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
     return devices
 
 
