@@ -22,6 +22,7 @@ from devices.cost import (
     gpu_layer_seconds,
 )
 from devices.cpu import supported_ops
+from devices.energy import device_watts
 from devices.hardware import TargetSpec
 from devices.support import (
     SupportEnv,
@@ -70,6 +71,10 @@ class _TableCapability:
     def slowdown(self, device: str, others: Mapping[str, float]) -> float:
         """DRAM contention (``partitioner.capability.SharesMemory``): devices.cost's model."""
         return concurrent_slowdown(device, others)
+
+    def watts(self, device: str) -> float | None:
+        """Power of ``device`` while busy at the target's power mode (devices.energy)."""
+        return (device_watts(self.target) or {}).get(device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.name!r}, {self.target.power_mode!r})"

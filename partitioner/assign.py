@@ -34,6 +34,7 @@ from partitioner.segments import (
     Slowdown,
     Topology,
     TransitionCost,
+    Watts,
     device_kind,
     form_segments,
     predict,
@@ -75,6 +76,12 @@ def partition(
     trt = place_trt(facts, tc)
     if strategy == "trt":
         return trt
+    if policy.objective == "energy" and trt.predicted.energy_j is None:
+        raise PartitionError(
+            f"objective energy in {policy.source}: the target's power figures are unknown for "
+            "its devices (a power mode without a budget, or a DLA without published perf/W) "
+            "— choose objective latency or throughput, or a power mode with a budget"
+        )
     return place_cost(facts, tc, trt)
 
 
@@ -139,8 +146,31 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         layers[node.name] = facts
     io_device = "gpu" if "gpu" in caps else "cpu"
     return Analysis(
-        graph, order, policy, dla, layers, list(pins.warnings), io_device, topo, _slowdown(caps)
+        graph,
+        order,
+        policy,
+        dla,
+        layers,
+        list(pins.warnings),
+        io_device,
+        topo,
+        _slowdown(caps),
+        _watts(caps),
     )
+
+
+def _watts(caps: Capabilities) -> Watts | None:
+    """Each device's power from its capability (:class:`DrawsPower`), or None when none has it."""
+    fns = {kind: getattr(cap, "watts", None) for kind, cap in caps.items()}
+    if not any(callable(fn) for fn in fns.values()):
+        return None
+
+    def watts(device: str) -> float | None:
+        fn = fns.get(device_kind(device))
+        value = fn(device) if callable(fn) else None
+        return None if value is None else float(value)
+
+    return watts
 
 
 def _slowdown(caps: Capabilities) -> Slowdown | None:
@@ -362,7 +392,7 @@ def enforce_dla_limits(
         n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
     }
     known = [a.io_device] + ([a.dla] if a.dla else [])
-    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown)
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown, a.watts)
     return Partition(
         assignments,
         segments,

@@ -59,3 +59,11 @@ class SharesMemory(Protocol):
     throughput objective's pipelined period uses it; a capability without it adds none."""
 
     def slowdown(self, device: str, others: Mapping[str, float]) -> float: ...
+
+
+class DrawsPower(Protocol):
+    """Optional: a capability that knows the power its device draws while busy (watts, None
+    where unknown); predictions then carry joules per inference and ``objective: energy``
+    can be met."""
+
+    def watts(self, device: str) -> float | None: ...

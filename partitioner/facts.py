@@ -15,7 +15,7 @@ from partitioner.capability import Precision
 from partitioner.errors import InternalError
 from partitioner.ir import Graph, Node, Tensor
 from partitioner.policy import Policy
-from partitioner.segments import Slowdown, Topology, TransitionCost, copy_cost
+from partitioner.segments import Slowdown, Topology, TransitionCost, Watts, copy_cost
 
 
 class LazyCosts(Mapping[str, float]):
@@ -73,6 +73,7 @@ class Analysis:
     io_device: str = "gpu"  # where graph inputs/outputs live: the GPU, or the CPU without one
     topo: Topology | None = None
     slowdown: Slowdown | None = None  # DRAM contention between devices running at once
+    watts: Watts | None = None  # power while busy per device (energy predictions)
 
     def cost(self, node: Node, device: str) -> float:
         return self.layers[node.name].costs.get(device, float("inf"))

@@ -19,6 +19,10 @@ DLA segments whose move to the GPU costs least), and ``assign.place_cost`` keeps
 ``trt`` placement when that predicts no worse. CPU layers (rare: the GPU cannot run them) are
 fixed and priced as GPU in the cut; the final comparison uses the exact formula.
 
+Energy objective: the latency cut with the GPU side (its layers and the boundary reformats it
+runs) weighted by the GPU's power while busy and the DLA side by the DLA's (``Analysis.watts``):
+joules instead of seconds.
+
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
 ``max(GPU busy + transitions, DLA busy)``, each stretched by the DRAM contention the devices'
 capabilities report (``Analysis.slowdown``; the MILP takes both devices as always busy, the exact
@@ -94,6 +98,15 @@ def improve_placement(
             # the MILP prices every placement as if both devices ran (contention); the
             # placement that leaves the DLA idle pays none, so it is judged exactly too
             candidates.append({n: fixed.get(n, "gpu") for n in a.layers})
+    elif a.policy.objective == "energy":
+        # joules = watts x seconds: the latency cut with the GPU side (its layers and the
+        # boundary reformats it runs) weighted by the GPU's power, the DLA side by the DLA's
+        assert a.watts is not None
+        w_gpu, w_dla = a.watts("gpu"), a.watts(a.dla)
+        if w_gpu is None or w_dla is None:
+            candidates = [{n: trt.assignments[n].device for n in a.layers}]
+        else:
+            candidates = _latency_cuts(a, fixed, tc, debug, w_gpu, w_dla)
     else:
         candidates = _latency_cuts(a, fixed, tc, debug)
     out = []
@@ -114,31 +127,36 @@ def _dla_segment_count(a: Analysis, devices: Mapping[str, str]) -> int:
 
 
 def _latency_cuts(
-    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None, debug: list[str]
+    a: Analysis,
+    fixed: Mapping[str, str],
+    tc: TransitionCost | None,
+    debug: list[str],
+    w_gpu: float = 1.0,
+    w_dla: float = 1.0,
 ) -> list[dict[str, str]]:
     """The exact cut; when it needs more DLA loadables than the limit, also cuts with a
     Lagrangian penalty on every entry into the DLA, bisected (in log space, ``PENALTY_ROUNDS``)
     for the smallest penalty whose cut fits the limit. Fewer, larger DLA segments usually beat
     dropping whole segments afterwards; the caller keeps whichever predicts best."""
     model = _CutModel(a, fixed, tc)
-    exact = model.solve(1.0, 1.0)
+    exact = model.solve(w_gpu, w_dla)
     limit = a.policy.max_dla_subgraphs
     if _dla_segment_count(a, exact) <= limit:
         return [exact]
-    total = sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
+    total = max(w_gpu, w_dla) * sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
     lo, hi = total * 1e-6, total
     fits: dict[str, str] | None = None
     over: dict[str, str] | None = None
     for _ in range(PENALTY_ROUNDS):
         penalty = (lo * hi) ** 0.5
-        devices = model.solve(1.0, 1.0, penalty)
+        devices = model.solve(w_gpu, w_dla, penalty)
         if _dla_segment_count(a, devices) <= limit:
             fits, hi = devices, penalty
         else:
             over, lo = devices, penalty
     debug.append(
         f"cost: the exact cut needs more than {limit} DLA loadables; penalised cuts bisected to "
-        f"{hi * 1e3:.3g} ms per DLA entry"
+        f"{hi * 1e3:.3g} {'mJ' if (w_gpu, w_dla) != (1.0, 1.0) else 'ms'} per DLA entry"
     )
     return [d for d in (exact, fits, over) if d is not None]
 
@@ -533,6 +551,13 @@ def cost_reason(
     other = {"gpu": "GPU"}.get(there, "DLA")
     # under the throughput objective a layer may sit on its slower device to balance the load
     model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
+    w_here = a.watts(here) if a.watts is not None else None
+    w_there = a.watts(there) if a.watts is not None else None
+    if a.policy.objective == "energy" and w_here is not None and w_there is not None:
+        return (
+            f"{label}: cost model (energy): {ms(costs[here] * w_here)} mJ on {label} vs "
+            f"{ms(costs[there] * w_there)} mJ on {other}{extra}"
+        )
     return (
         f"{label}: {model}: {ms(costs[here])} ms on {label} vs "
         f"{ms(costs[there])} ms on {other}{extra}"

@@ -6,7 +6,7 @@ A policy file looks like this (every key optional; ``docs/policy.md`` has the fu
     gpu_fallback: true         # layers the DLA cannot run go to the GPU (else: build error)
     dla_core: 0                # 0 | 1
     precision: fp16            # fp32 | fp16 | int8
-    objective: latency         # latency | throughput
+    objective: latency         # latency | throughput | energy (joules per inference)
     partition: trt             # trt | cost
     max_dla_subgraphs: 16      # DLA loadables per core
     min_dla_segment_layers: 1  # shorter DLA segments go to the GPU
@@ -46,11 +46,11 @@ from partitioner.yaml_reader import (
 )
 
 PolicyDevice = Literal["gpu", "dla"]
-Objective = Literal["latency", "throughput"]
+Objective = Literal["latency", "throughput", "energy"]
 Strategy = Literal["trt", "cost"]
 
 DEVICES: tuple[PolicyDevice, ...] = ("gpu", "dla")
-OBJECTIVES: tuple[Objective, ...] = ("latency", "throughput")
+OBJECTIVES: tuple[Objective, ...] = ("latency", "throughput", "energy")
 STRATEGIES: tuple[Strategy, ...] = ("trt", "cost")
 
 TOP_KEYS = (

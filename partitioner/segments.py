@@ -29,6 +29,8 @@ TransitionCost = Callable[[Tensor, str, str], float]
 # in ``others`` runs for the given fraction of the time (they share the DRAM). Hardware knowledge:
 # ``devices/`` supplies it through the capabilities' ``slowdown`` method; None: no contention.
 Slowdown = Callable[[str, Mapping[str, float]], float]
+# ``watts(device) -> W`` while busy, None where unknown (``devices/`` through the capabilities).
+Watts = Callable[[str], float | None]
 CONTENTION_ROUNDS = 8  # fixed-point rounds of :func:`pipelined_period` (converges in 3-4)
 
 # Graph inputs and outputs are bound in GPU memory (TensorRT also reformats DLA I/O on the GPU),
@@ -82,7 +84,15 @@ class Prediction:
         return out
 
     def objective(self, objective: str) -> float:
+        if objective == "energy":
+            return self.energy_j["total"] if self.energy_j else float("inf")
         return self.period if objective == "throughput" else self.total
+
+    def as_mj(self) -> dict[str, float] | None:
+        """Millijoules per inference per device and ``total`` (None without an energy model)."""
+        if self.energy_j is None:
+            return None
+        return {d: j * 1e3 for d, j in self.energy_j.items()}
 
 
 @dataclass
@@ -367,6 +377,7 @@ def predict(
     io_device: str = IO_DEVICE,
     known: Sequence[str] = (),
     slowdown: Slowdown | None = None,
+    watts: Watts | None = None,
 ) -> Prediction:
     """The one formula both strategies are judged by.
 
@@ -375,7 +386,9 @@ def predict(
     frame, so the steady-state time per inference is the busiest device's time; transitions are
     charged to the GPU (``io_device``), which runs the reformat kernels around DLA segments.
     With ``slowdown``, devices running at once share the DRAM and ``period`` grows accordingly
-    (:func:`pipelined_period`); ``ideal_period`` keeps the figure without contention.
+    (:func:`pipelined_period`); ``ideal_period`` keeps the figure without contention. With
+    ``watts``, ``energy_j`` is each device's power x busy time (the GPU's includes the boundary
+    reformats it runs) and their ``total``; None when a busy device's power is unknown.
     """
     busy: dict[str, float] = dict.fromkeys(known, 0.0)  # devices reported even when idle
     for n in graph.nodes:
@@ -390,7 +403,23 @@ def predict(
     loads[io_device] = loads.get(io_device, 0.0) + transfer
     ideal = max(loads.values(), default=0.0)
     period = pipelined_period(loads, slowdown)
-    return Prediction(total, busy, transfer, len(moves), period, ideal if slowdown else None)
+    energy = _energy(loads, watts) if watts is not None else None
+    return Prediction(
+        total, busy, transfer, len(moves), period, ideal if slowdown else None, energy
+    )
+
+
+def _energy(loads: Mapping[str, float], watts: Watts) -> dict[str, float] | None:
+    out: dict[str, float] = {}
+    for device, seconds in loads.items():
+        w = watts(device)
+        if w is None:
+            if seconds > 0:
+                return None
+            continue
+        out[device] = w * seconds
+    out["total"] = sum(out.values())
+    return out
 
 
 def pipelined_period(loads: Mapping[str, float], slowdown: Slowdown | None = None) -> float:

@@ -49,7 +49,7 @@ def validate(kind: str) -> list[Row]:
 def test_every_figure_is_marked_and_at_most_half_are_fit():
     data = load()
     figures = (data["networks"] + data["per_layer"]["layers"] + data["transitions"]
-               + data["hybrid"] + data["contention"])  # fmt: skip
+               + data["hybrid"] + data["contention"] + data["energy"])  # fmt: skip
     assert {f["use"] for f in figures} <= {"fit", "validate"}
     assert sum(f["use"] == "fit" for f in figures) <= len(figures) / 2
     assert all(f["id"] for f in figures) and len({f["id"] for f in figures}) == len(figures)
