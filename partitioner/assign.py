@@ -416,6 +416,7 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
     """Minimise the predicted objective; never worse than ``trt`` (both are computed with
     :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
     objective = a.policy.objective
+    key = functools.partial(_score, objective=objective, budget=a.policy.energy_budget_mj)
     best: Partition | None = None
     for devices, reasons, debug in improve_placement(a, tc, trt):
         candidate = enforce_dla_limits(
@@ -428,12 +429,12 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
             debug,
             drop_order=functools.partial(_rank_by_gain, a, devices, tc=tc),
         )
-        score = candidate.predicted.objective(objective)
-        if best is None or score < best.predicted.objective(objective):
+        if best is None or key(candidate.predicted) < key(best.predicted):
             best = candidate
     assert best is not None
     mine, theirs = best.predicted.objective(objective), trt.predicted.objective(objective)
-    if mine < theirs:
+    budget_note = _budget_note(a.policy.energy_budget_mj, best, trt, key)
+    if key(best.predicted) < key(trt.predicted):
         devices = {n: x.device for n, x in best.assignments.items()}
         for name, x in best.assignments.items():
             if x.reason == PENDING:
@@ -442,11 +443,12 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
         best.debug.append(
             f"cost: predicted {objective} {ms(mine)} ms vs {ms(theirs)} ms with trt rules"
         )
+        best.warnings.extend(budget_note)
         return best
     return Partition(
         trt.assignments,
         trt.segments,
-        trt.warnings,
+        trt.warnings + budget_note,
         trt.predicted,
         "cost",
         objective,
@@ -456,6 +458,34 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
             f"cost-model placement {ms(mine)} ms"
         ],
     )
+
+
+def _score(p: Prediction, objective: str, budget: float | None) -> tuple[int, float]:
+    """Order of placements: within the energy budget (if any) first, by the objective; over it,
+    by joules (the nearest to the budget)."""
+    if budget is None:
+        return 0, p.objective(objective)
+    joules = p.energy_j["total"] if p.energy_j else float("inf")
+    if joules * 1e3 <= budget * (1 + 1e-9):
+        return 0, p.objective(objective)
+    return 1, joules
+
+
+def _budget_note(
+    budget: float | None,
+    best: Partition,
+    trt: Partition,
+    key: Callable[[Prediction], tuple[int, float]],
+) -> list[str]:
+    kept = best if key(best.predicted) < key(trt.predicted) else trt
+    if budget is None or key(kept.predicted)[0] == 0:
+        return []
+    mj = kept.predicted.as_mj()
+    spent = f"{mj['total']:.3g} mJ" if mj else "an unknown energy (no power figures)"
+    return [
+        f"no placement meets energy_budget_mj {budget:g}: the most frugal found spends {spent} "
+        "per inference"
+    ]
 
 
 def _rank_by_gain(

@@ -23,6 +23,10 @@ Energy objective: the latency cut with the GPU side (its layers and the boundary
 runs) weighted by the GPU's power while busy and the DLA side by the DLA's (``Analysis.watts``):
 joules instead of seconds.
 
+An energy budget (``energy_budget_mj``) adds ``ENERGY_ROUNDS`` cuts of seconds + a price x joules,
+the price swept from the fastest placement to the most frugal; ``assign.place_cost`` keeps the
+best objective among the placements within the budget.
+
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
 ``max(GPU busy + transitions, DLA busy)``, each stretched by the DRAM contention the devices'
 capabilities report (``Analysis.slowdown``; the MILP takes both devices as always busy, the exact
@@ -65,6 +69,7 @@ MILP_MAX_LAYERS = 2_000
 MILP_TIME_LIMIT_S = 10.0  # a safety net; the node limit is what normally stops it
 MILP_NODE_LIMIT = 500  # deterministic, unlike a time limit
 CUT_ROUNDS = 12
+ENERGY_ROUNDS = 8  # prices of a joule in the cuts offered to an energy budget
 _INF = 2**30
 _FINITE_BUDGET = 2**29
 
@@ -109,6 +114,10 @@ def improve_placement(
             candidates = _latency_cuts(a, fixed, tc, debug, w_gpu, w_dla)
     else:
         candidates = _latency_cuts(a, fixed, tc, debug)
+    budget = a.policy.energy_budget_mj
+    if budget is not None and a.dla is not None and free and a.watts is not None:
+        candidates += _budget_cuts(a, fixed, tc)
+        debug.append(f"cost: {ENERGY_ROUNDS} cuts trading time for joules (budget {budget:g} mJ)")
     out = []
     for devices in candidates:
         reasons = {}
@@ -119,6 +128,20 @@ def improve_placement(
                 reasons[name] = PENDING  # filled in by cost_reason for the placement kept
         out.append((devices, reasons, list(debug)))
     return out
+
+
+def _budget_cuts(
+    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None
+) -> list[dict[str, str]]:
+    """Cuts of seconds + lam x joules for ``ENERGY_ROUNDS`` prices ``lam`` (1e-3 .. 1e4 per W,
+    from the fastest placement to the most frugal): candidates for an energy budget."""
+    assert a.watts is not None and a.dla is not None
+    w_gpu, w_dla = a.watts("gpu"), a.watts(a.dla)
+    if w_gpu is None or w_dla is None:
+        return []
+    model = _CutModel(a, fixed, tc)
+    prices = [10.0 ** (-3 + 7 * k / (ENERGY_ROUNDS - 1)) for k in range(ENERGY_ROUNDS)]
+    return [model.solve(1.0 + lam * w_gpu, 1.0 + lam * w_dla) for lam in prices]
 
 
 def _dla_segment_count(a: Analysis, devices: Mapping[str, str]) -> int:

@@ -96,3 +96,26 @@ def test_policy_accepts_energy_and_names_it_in_errors() -> None:
     assert Policy.from_dict({"objective": "energy"}).objective == "energy"
     with pytest.raises(Exception, match="energy"):
         Policy.from_dict({"objective": "joules"})
+
+
+def test_latency_under_an_energy_budget() -> None:
+    common = {"partition": "cost", "precision": "int8"}
+    _, fast = _place("orin-agx-64gb", objective="latency", **common)
+    _, frugal = _place("orin-agx-64gb", objective="energy", **common)
+    assert fast.predicted.energy_j and frugal.predicted.energy_j
+    e_fast, e_min = fast.predicted.energy_j["total"], frugal.predicted.energy_j["total"]
+    assert e_min < e_fast  # the budget has something to trade
+    # a generous budget changes nothing
+    _, loose = _place("orin-agx-64gb", objective="latency", energy_budget_mj=e_fast * 2e3, **common)
+    assert loose.predicted.total == pytest.approx(fast.predicted.total)
+    # a budget between the two: within it, and no faster than the unconstrained placement
+    middle = (e_fast + e_min) / 2
+    _, held = _place("orin-agx-64gb", objective="latency", energy_budget_mj=middle * 1e3, **common)
+    assert held.predicted.energy_j and held.predicted.energy_j["total"] <= middle
+    assert held.predicted.total >= fast.predicted.total
+    assert not any("energy_budget_mj" in w for w in held.warnings)
+    # below anything reachable: the most frugal placement, with a warning
+    _, short = _place("orin-agx-64gb", objective="latency", energy_budget_mj=e_min * 500, **common)
+    assert short.predicted.energy_j
+    assert short.predicted.energy_j["total"] == pytest.approx(e_min, rel=1e-6)
+    assert any("no placement meets energy_budget_mj" in w for w in short.warnings)
