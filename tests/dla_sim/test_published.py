@@ -56,7 +56,7 @@ def test_every_figure_is_marked_and_at_most_half_are_fit():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["network", "transition", "contention"])
+@pytest.mark.parametrize("kind", ["network", "transition", "contention", "energy"])
 def test_validation_figures_within_tolerance(kind: str):
     bad = [
         f"{r.id}: predicted {r.predicted_ms:.3f} vs published {r.published_ms:.3f} ms "
