@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from partitioner.capability import DeviceCapability, Precision
 from partitioner.errors import TandemError
-from partitioner.facts import Analysis, LayerFacts, move_delta, ms
+from partitioner.facts import Analysis, LayerFacts, cost_reason, move_delta, ms
 from partitioner.ir import Graph, Node
-from partitioner.mincut import PENDING, cost_reason, improve_placement
+from partitioner.mincut import PENDING, improve_placement
 from partitioner.policy import Policy, default_policy, resolve_pins
 from partitioner.segments import (
     Assignment,

@@ -44,18 +44,17 @@ by moving each DLA segment to the GPU when that lowers the prediction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from partitioner.facts import Analysis, LayerFacts, move_delta, move_effect, ms
+from partitioner.facts import Analysis, LayerFacts, move_delta, move_effect
 from partitioner.ir import Tensor
 from partitioner.segments import (
     Partition,
     TransitionCost,
-    device_kind,
     form_segments,
     pipelined_period,
     predict,
@@ -557,51 +556,3 @@ def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> 
                 for n in seg.nodes:
                     devices[n] = "gpu"
     return devices
-
-
-def cost_reason(
-    a: Analysis, devices: Mapping[str, str], name: str, tc: TransitionCost | None
-) -> str:
-    here = devices[name]
-    there = "gpu" if here != "gpu" else a.dla
-    assert there is not None
-    costs = a.layers[name].costs
-    k = _flip_transitions(a, devices, name, there)
-    extra = f" + {k} transition{'s' * (k != 1)}" if k > 0 else ""
-    if k < 0:
-        extra = f" - {-k} transition{'s' * (k != -1)}"
-    label = {"gpu": "GPU"}.get(here, "DLA")
-    other = {"gpu": "GPU"}.get(there, "DLA")
-    # under the throughput objective a layer may sit on its slower device to balance the load
-    model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
-    w_here = a.watts(here) if a.watts is not None else None
-    w_there = a.watts(there) if a.watts is not None else None
-    if a.policy.objective == "energy" and w_here is not None and w_there is not None:
-        return (
-            f"{label}: cost model (energy): {ms(costs[here] * w_here)} mJ on {label} vs "
-            f"{ms(costs[there] * w_there)} mJ on {other}{extra}"
-        )
-    return (
-        f"{label}: {model}: {ms(costs[here])} ms on {label} vs "
-        f"{ms(costs[there])} ms on {other}{extra}"
-    )
-
-
-def _flip_transitions(a: Analysis, devices: Mapping[str, str], name: str, target: str) -> int:
-    """How many more tensor copies the placement needs if layer ``name`` alone moved."""
-    node = a.layers[name].node
-    outputs = {id(t) for t in a.graph.outputs}
-
-    def count(dev: Callable[[str], str]) -> int:
-        total = 0
-        for t in [*node.outputs, *(t for t in node.inputs if t is not None)]:
-            if t.producer is None and t not in a.graph.inputs:
-                continue
-            src = dev(t.producer.name) if t.producer is not None else "gpu"
-            dsts = {device_kind(dev(c.name)) for c in t.consumers}
-            if id(t) in outputs:
-                dsts.add("gpu")
-            total += len(dsts - {device_kind(src)})
-        return total
-
-    return count(lambda n: target if n == name else devices[n]) - count(devices.__getitem__)
