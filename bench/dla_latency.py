@@ -2,7 +2,8 @@
 
 Usage: ``python bench/dla_latency.py [--only fit|validate] [--per-op ID]``. Prints one table row
 per figure: published and predicted milliseconds (DLA time of the figure's batch on one DLA, or
-the boundary / hybrid / contention quantity), the signed error, and whether the figure was used to
+the boundary / hybrid / contention quantity; energy rows: the unitless DLA-over-GPU perf/W
+ratio), the signed error, and whether the figure was used to
 fit constants (``fit``) or only checks the model (``validate``); then the summary the acceptance
 criteria of issue 17 read (max |error|, median |error|, signs). ``tests/dla_sim/test_published.py``
 asserts the same numbers.
@@ -176,6 +177,23 @@ def hybrid_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def energy_rows(data: dict[str, Any]) -> list[Row]:
+    """DLA-over-GPU perf/W ratios (unitless, in the ms columns): published per network and
+    mode, and the one devices/energy.py assumes for the mode (geometric mean of the fit rows)."""
+    from devices.energy import device_watts, perf_per_watt_ratio
+
+    rows = []
+    for fig in data["energy"]:
+        target = load_target(fig["board"], fig["power_mode"])
+        model = perf_per_watt_ratio(target)
+        watts = device_watts(target) or {}
+        what = (f"perf/W DLA / GPU, {fig['network']} {fig['power_mode']} (model: GPU "
+                f"{watts.get('gpu', 0):.1f} W, DLA {watts.get('dla0', 0):.2f} W)")  # fmt: skip
+        rows.append(Row(fig["id"], "energy", float(fig["dla_over_gpu"]), model or 0.0,
+                        fig["use"], what))  # fmt: skip
+    return rows
+
+
 def all_rows() -> list[Row]:
     data = load()
     return (
@@ -184,6 +202,7 @@ def all_rows() -> list[Row]:
         + transition_rows(data)
         + hybrid_rows(data)
         + contention_rows(data)
+        + energy_rows(data)
     )
 
 
@@ -217,7 +236,7 @@ def main() -> None:
         print(f"| {r.id} | {r.kind} | {r.what} | {r.published_ms:.3f} | {r.predicted_ms:.3f} | "
               f"{r.error:+.1%} | {r.use} |")  # fmt: skip
     print()
-    for kind in ("network", "layer", "transition", "hybrid", "contention"):
+    for kind in ("network", "layer", "transition", "hybrid", "contention", "energy"):
         for use in ("fit", "validate"):
             chosen = [r for r in rows if r.use == use and r.kind == kind]
             if chosen:

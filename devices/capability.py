@@ -23,8 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from devices.cost import cpu_layer_seconds, dla_layer_seconds, gpu_layer_seconds
+from devices.cost import (
+    concurrent_slowdown,
+    cpu_layer_seconds,
+    dla_layer_seconds,
+    gpu_layer_seconds,
+)
 from devices.cpu import supported_ops
+from devices.energy import device_watts
 from devices.hardware import TargetSpec
 from devices.support import (
     SupportEnv,
@@ -75,6 +81,14 @@ class _TableCapability:
         if rule is None or precision in rule.precisions:
             return precision
         return rule.upgrade.get(precision, precision)
+
+    def slowdown(self, device: str, others: Mapping[str, float]) -> float:
+        """DRAM contention (``partitioner.capability.SharesMemory``): devices.cost's model."""
+        return concurrent_slowdown(device, others)
+
+    def watts(self, device: str) -> float | None:
+        """Power of ``device`` while busy at the target's power mode (devices.energy)."""
+        return (device_watts(self.target) or {}).get(device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.name!r}, {self.target.power_mode!r})"

@@ -26,7 +26,7 @@ devices stream from the same DRAM (TensorRT issue 2745's GPU + DLA runs).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,20 +289,24 @@ def transition_seconds(
     return SWITCH_OVERHEAD_SECONDS + reformat + transfer
 
 
-def concurrent_slowdown(device: str, others: Sequence[str]) -> float:
+def concurrent_slowdown(device: str, others: Sequence[str] | Mapping[str, float]) -> float:
     """Factor by which ``device``'s time grows while ``others`` (device names: ``gpu``,
     ``dla0``, ``dla1``) run at the same time and share the DRAM.
 
-    1 + sum over co-runners of (this device's sensitivity x the co-runner's demand), with the
-    constants above; e.g. a DLA beside the GPU and the other DLA: 1 + 0.175 + 0.175 * 0.5.
+    1 + sum over co-runners of (this device's sensitivity x the co-runner's demand x the
+    fraction of the time it runs), with the constants above; ``others`` as a mapping gives that
+    fraction per co-runner (a sequence: each runs all the time). E.g. a DLA beside the GPU and
+    the other DLA, both always busy: 1 + 0.175 + 0.175 * 0.5.
     """
     me = _kind(device)
     if me not in ("gpu", "dla"):
         raise ConfigError(f"no contention model for device '{device}': expected gpu or dla*")
+    pairs = list(others.items()) if isinstance(others, Mapping) else [(o, 1.0) for o in others]
     factor = 1.0
-    for other in others:
+    for other, fraction in pairs:
         kind = _kind(other)
         demand = DLA_DEMAND_RELATIVE_TO_GPU if kind == "dla" else 1.0 if kind == "gpu" else 0.0
+        demand *= min(max(float(fraction), 0.0), 1.0)
         if me == "dla":
             factor += DLA_BESIDE_GPU * demand
         else:

@@ -170,6 +170,7 @@ class PowerMode:
     gpu_sms: int
     dla_clock_hz: float | None
     dram_bytes_per_s: float
+    budget_w: float | None = None  # the mode's power budget (nvpmodel), None where unknown
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

@@ -22,17 +22,20 @@ from collections.abc import Callable, Mapping, Sequence
 
 from partitioner.capability import DeviceCapability, Precision
 from partitioner.errors import TandemError
-from partitioner.facts import Analysis, LayerFacts, move_delta, ms
+from partitioner.facts import Analysis, LayerFacts, cost_reason, move_delta, ms
 from partitioner.ir import Graph, Node
-from partitioner.mincut import PENDING, cost_reason, improve_placement
+from partitioner.mincut import PENDING, improve_placement
 from partitioner.policy import Policy, default_policy, resolve_pins
 from partitioner.segments import (
     Assignment,
     Partition,
     Prediction,
     Segment,
+    Slowdown,
     Topology,
     TransitionCost,
+    Watts,
+    device_kind,
     form_segments,
     predict,
 )
@@ -73,6 +76,12 @@ def partition(
     trt = place_trt(facts, tc)
     if strategy == "trt":
         return trt
+    if policy.objective == "energy" and trt.predicted.energy_j is None:
+        raise PartitionError(
+            f"objective energy in {policy.source}: the target's power figures are unknown for "
+            "its devices (a power mode without a budget, or a DLA without published perf/W) "
+            "— choose objective latency or throughput, or a power mode with a budget"
+        )
     return place_cost(facts, tc, trt)
 
 
@@ -136,7 +145,46 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
                 facts.costs.add(device, functools.partial(caps[kind].cost, node, graph, p))
         layers[node.name] = facts
     io_device = "gpu" if "gpu" in caps else "cpu"
-    return Analysis(graph, order, policy, dla, layers, list(pins.warnings), io_device, topo)
+    return Analysis(
+        graph,
+        order,
+        policy,
+        dla,
+        layers,
+        list(pins.warnings),
+        io_device,
+        topo,
+        _slowdown(caps),
+        _watts(caps),
+    )
+
+
+def _watts(caps: Capabilities) -> Watts | None:
+    """Each device's power from its capability (:class:`DrawsPower`), or None when none has it."""
+    fns = {kind: getattr(cap, "watts", None) for kind, cap in caps.items()}
+    if not any(callable(fn) for fn in fns.values()):
+        return None
+
+    def watts(device: str) -> float | None:
+        fn = fns.get(device_kind(device))
+        value = fn(device) if callable(fn) else None
+        return None if value is None else float(value)
+
+    return watts
+
+
+def _slowdown(caps: Capabilities) -> Slowdown | None:
+    """Each device's ``slowdown`` from its capability (:class:`SharesMemory`), or None when no
+    capability has one; a device whose capability has none is not slowed (factor 1)."""
+    fns = {kind: getattr(cap, "slowdown", None) for kind, cap in caps.items()}
+    if not any(callable(fn) for fn in fns.values()):
+        return None
+
+    def slowdown(device: str, others: Mapping[str, float]) -> float:
+        fn = fns.get(device_kind(device))
+        return float(fn(device, others)) if callable(fn) else 1.0
+
+    return slowdown
 
 
 def _gpu_facts(facts: LayerFacts, graph: Graph, caps: Capabilities, precision: Precision) -> None:
@@ -358,7 +406,7 @@ def enforce_dla_limits(
         n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
     }
     known = [a.io_device] + ([a.dla] if a.dla else [])
-    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known)
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown, a.watts)
     return Partition(
         assignments,
         segments,
@@ -382,6 +430,7 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
     """Minimise the predicted objective; never worse than ``trt`` (both are computed with
     :func:`partitioner.segments.predict`, and the better one is kept — ``trt`` on a tie)."""
     objective = a.policy.objective
+    key = functools.partial(_score, objective=objective, budget=a.policy.energy_budget_mj)
     best: Partition | None = None
     for devices, reasons, debug in improve_placement(a, tc, trt):
         candidate = enforce_dla_limits(
@@ -394,12 +443,12 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
             debug,
             drop_order=functools.partial(_rank_by_gain, a, devices, tc=tc),
         )
-        score = candidate.predicted.objective(objective)
-        if best is None or score < best.predicted.objective(objective):
+        if best is None or key(candidate.predicted) < key(best.predicted):
             best = candidate
     assert best is not None
     mine, theirs = best.predicted.objective(objective), trt.predicted.objective(objective)
-    if mine < theirs:
+    budget_note = _budget_note(a.policy.energy_budget_mj, best, trt, key)
+    if key(best.predicted) < key(trt.predicted):
         devices = {n: x.device for n, x in best.assignments.items()}
         for name, x in best.assignments.items():
             if x.reason == PENDING:
@@ -408,11 +457,12 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
         best.debug.append(
             f"cost: predicted {objective} {ms(mine)} ms vs {ms(theirs)} ms with trt rules"
         )
+        best.warnings.extend(budget_note)
         return best
     return Partition(
         trt.assignments,
         trt.segments,
-        trt.warnings,
+        trt.warnings + budget_note,
         trt.predicted,
         "cost",
         objective,
@@ -422,6 +472,34 @@ def place_cost(a: Analysis, tc: TransitionCost | None, trt: Partition) -> Partit
             f"cost-model placement {ms(mine)} ms"
         ],
     )
+
+
+def _score(p: Prediction, objective: str, budget: float | None) -> tuple[int, float]:
+    """Order of placements: within the energy budget (if any) first, by the objective; over it,
+    by joules (the nearest to the budget)."""
+    if budget is None:
+        return 0, p.objective(objective)
+    joules = p.energy_j["total"] if p.energy_j else float("inf")
+    if joules * 1e3 <= budget * (1 + 1e-9):
+        return 0, p.objective(objective)
+    return 1, joules
+
+
+def _budget_note(
+    budget: float | None,
+    best: Partition,
+    trt: Partition,
+    key: Callable[[Prediction], tuple[int, float]],
+) -> list[str]:
+    kept = best if key(best.predicted) < key(trt.predicted) else trt
+    if budget is None or key(kept.predicted)[0] == 0:
+        return []
+    mj = kept.predicted.as_mj()
+    spent = f"{mj['total']:.3g} mJ" if mj else "an unknown energy (no power figures)"
+    return [
+        f"no placement meets energy_budget_mj {budget:g}: the most frugal found spends {spent} "
+        "per inference"
+    ]
 
 
 def _rank_by_gain(

@@ -7,6 +7,7 @@ device kind from its support table and cost model, in the manner of torch.fx's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -50,3 +51,19 @@ class DeviceCapability(Protocol):
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
         """Predicted seconds for ``node`` on this device (the device must support it)."""
         ...
+
+
+class SharesMemory(Protocol):
+    """Optional: a capability that also says how much this device slows down while others run
+    (``slowdown(device, {other device: fraction of the time it runs}) -> factor >= 1``). The
+    throughput objective's pipelined period uses it; a capability without it adds none."""
+
+    def slowdown(self, device: str, others: Mapping[str, float]) -> float: ...
+
+
+class DrawsPower(Protocol):
+    """Optional: a capability that knows the power its device draws while busy (watts, None
+    where unknown); predictions then carry joules per inference and ``objective: energy``
+    can be met."""
+
+    def watts(self, device: str) -> float | None: ...

@@ -3,7 +3,7 @@
 ``analyse`` (partitioner/assign.py) fills an :class:`Analysis` of :class:`LayerFacts`; both
 strategies read it: ``trt`` rules in assign.py, the cost model's cuts in mincut.py.
 :func:`move_delta` / :func:`move_effect` price a move of layers to another device, in one place
-for both.
+for both; :func:`cost_reason` says why the cost model left a layer where it is.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from partitioner.capability import Precision
 from partitioner.errors import InternalError
 from partitioner.ir import Graph, Node, Tensor
 from partitioner.policy import Policy
-from partitioner.segments import Topology, TransitionCost, copy_cost
+from partitioner.segments import (
+    Slowdown,
+    Topology,
+    TransitionCost,
+    Watts,
+    copy_cost,
+    device_kind,
+)
 
 
 class LazyCosts(Mapping[str, float]):
@@ -72,6 +79,8 @@ class Analysis:
     warnings: list[str]
     io_device: str = "gpu"  # where graph inputs/outputs live: the GPU, or the CPU without one
     topo: Topology | None = None
+    slowdown: Slowdown | None = None  # DRAM contention between devices running at once
+    watts: Watts | None = None  # power while busy per device (energy predictions)
 
     def cost(self, node: Node, device: str) -> float:
         return self.layers[node.name].costs.get(device, float("inf"))
@@ -159,6 +168,54 @@ def move_effect(
     for change in _copy_changes(a, devices, _touched(a, names), set(names), target, tc):
         d_copy += change
     return d_gpu, d_dla, d_copy
+
+
+def cost_reason(
+    a: Analysis, devices: Mapping[str, str], name: str, tc: TransitionCost | None
+) -> str:
+    here = devices[name]
+    there = "gpu" if here != "gpu" else a.dla
+    assert there is not None
+    costs = a.layers[name].costs
+    k = _flip_transitions(a, devices, name, there)
+    extra = f" + {k} transition{'s' * (k != 1)}" if k > 0 else ""
+    if k < 0:
+        extra = f" - {-k} transition{'s' * (k != -1)}"
+    label = {"gpu": "GPU"}.get(here, "DLA")
+    other = {"gpu": "GPU"}.get(there, "DLA")
+    # under the throughput objective a layer may sit on its slower device to balance the load
+    model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
+    w_here = a.watts(here) if a.watts is not None else None
+    w_there = a.watts(there) if a.watts is not None else None
+    if a.policy.objective == "energy" and w_here is not None and w_there is not None:
+        return (
+            f"{label}: cost model (energy): {ms(costs[here] * w_here)} mJ on {label} vs "
+            f"{ms(costs[there] * w_there)} mJ on {other}{extra}"
+        )
+    return (
+        f"{label}: {model}: {ms(costs[here])} ms on {label} vs "
+        f"{ms(costs[there])} ms on {other}{extra}"
+    )
+
+
+def _flip_transitions(a: Analysis, devices: Mapping[str, str], name: str, target: str) -> int:
+    """How many more tensor copies the placement needs if layer ``name`` alone moved."""
+    node = a.layers[name].node
+    outputs = {id(t) for t in a.graph.outputs}
+
+    def count(dev: Callable[[str], str]) -> int:
+        total = 0
+        for t in [*node.outputs, *(t for t in node.inputs if t is not None)]:
+            if t.producer is None and t not in a.graph.inputs:
+                continue
+            src = dev(t.producer.name) if t.producer is not None else "gpu"
+            dsts = {device_kind(dev(c.name)) for c in t.consumers}
+            if id(t) in outputs:
+                dsts.add("gpu")
+            total += len(dsts - {device_kind(src)})
+        return total
+
+    return count(lambda n: target if n == name else devices[n]) - count(devices.__getitem__)
 
 
 def ms(seconds: float) -> str:

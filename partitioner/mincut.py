@@ -19,8 +19,19 @@ DLA segments whose move to the GPU costs least), and ``assign.place_cost`` keeps
 ``trt`` placement when that predicts no worse. CPU layers (rare: the GPU cannot run them) are
 fixed and priced as GPU in the cut; the final comparison uses the exact formula.
 
+Energy objective: the latency cut with the GPU side (its layers and the boundary reformats it
+runs) weighted by the GPU's power while busy and the DLA side by the DLA's (``Analysis.watts``):
+joules instead of seconds.
+
+An energy budget (``energy_budget_mj``) adds ``ENERGY_ROUNDS`` cuts of seconds + a price x joules,
+the price swept from the fastest placement to the most frugal; ``assign.place_cost`` keeps the
+best objective among the placements within the budget.
+
 Throughput objective (GPU and DLA pipelined over successive inferences): minimise
-``max(GPU busy + transitions, DLA busy)``. Up to ``MILP_MAX_LAYERS`` layers this is a
+``max(GPU busy + transitions, DLA busy)``, each stretched by the DRAM contention the devices'
+capabilities report (``Analysis.slowdown``; the MILP takes both devices as always busy, the exact
+:func:`partitioner.segments.pipelined_period` judges every candidate). Up to
+``MILP_MAX_LAYERS`` layers this is a
 mixed-integer program solved by HiGHS (``scipy.optimize.milp``; ``MILP_NODE_LIMIT`` branch-and-
 bound nodes and a 0.1 % gap keep it deterministic, ``MILP_TIME_LIMIT_S`` is a safety net); above, a
 weighted cut with GPU weight ``alpha`` and DLA weight ``1 - alpha`` is bisected towards balance
@@ -33,19 +44,19 @@ by moving each DLA segment to the GPU when that lowers the prediction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
-from partitioner.facts import Analysis, LayerFacts, move_delta, move_effect, ms
+from partitioner.facts import Analysis, LayerFacts, move_delta, move_effect
 from partitioner.ir import Tensor
 from partitioner.segments import (
     Partition,
     TransitionCost,
-    device_kind,
     form_segments,
+    pipelined_period,
     predict,
 )
 
@@ -57,6 +68,7 @@ MILP_MAX_LAYERS = 2_000
 MILP_TIME_LIMIT_S = 10.0  # a safety net; the node limit is what normally stops it
 MILP_NODE_LIMIT = 500  # deterministic, unlike a time limit
 CUT_ROUNDS = 12
+ENERGY_ROUNDS = 8  # prices of a joule in the cuts offered to an energy budget
 _INF = 2**30
 _FINITE_BUDGET = 2**29
 
@@ -86,8 +98,25 @@ def improve_placement(
             debug.append(f"cost: throughput by {CUT_ROUNDS} weighted cuts (heuristic)")
         seed = {n: trt.assignments[n].device for n in a.layers}
         candidates = [_balance(a, solved, fixed, tc), _balance(a, seed, fixed, tc)]
+        if a.slowdown is not None:
+            # the MILP prices every placement as if both devices ran (contention); the
+            # placement that leaves the DLA idle pays none, so it is judged exactly too
+            candidates.append({n: fixed.get(n, "gpu") for n in a.layers})
+    elif a.policy.objective == "energy":
+        # joules = watts x seconds: the latency cut with the GPU side (its layers and the
+        # boundary reformats it runs) weighted by the GPU's power, the DLA side by the DLA's
+        assert a.watts is not None
+        w_gpu, w_dla = a.watts("gpu"), a.watts(a.dla)
+        if w_gpu is None or w_dla is None:
+            candidates = [{n: trt.assignments[n].device for n in a.layers}]
+        else:
+            candidates = _latency_cuts(a, fixed, tc, debug, w_gpu, w_dla)
     else:
         candidates = _latency_cuts(a, fixed, tc, debug)
+    budget = a.policy.energy_budget_mj
+    if budget is not None and a.dla is not None and free and a.watts is not None:
+        candidates += _budget_cuts(a, fixed, tc)
+        debug.append(f"cost: {ENERGY_ROUNDS} cuts trading time for joules (budget {budget:g} mJ)")
     out = []
     for devices in candidates:
         reasons = {}
@@ -100,37 +129,56 @@ def improve_placement(
     return out
 
 
+def _budget_cuts(
+    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None
+) -> list[dict[str, str]]:
+    """Cuts of seconds + lam x joules for ``ENERGY_ROUNDS`` prices ``lam`` (1e-3 .. 1e4 per W,
+    from the fastest placement to the most frugal): candidates for an energy budget."""
+    assert a.watts is not None and a.dla is not None
+    w_gpu, w_dla = a.watts("gpu"), a.watts(a.dla)
+    if w_gpu is None or w_dla is None:
+        return []
+    model = _CutModel(a, fixed, tc)
+    prices = [10.0 ** (-3 + 7 * k / (ENERGY_ROUNDS - 1)) for k in range(ENERGY_ROUNDS)]
+    return [model.solve(1.0 + lam * w_gpu, 1.0 + lam * w_dla) for lam in prices]
+
+
 def _dla_segment_count(a: Analysis, devices: Mapping[str, str]) -> int:
     segments, _ = form_segments(a.graph, devices, None, a.topo)
     return sum(1 for s in segments if s.device == a.dla)
 
 
 def _latency_cuts(
-    a: Analysis, fixed: Mapping[str, str], tc: TransitionCost | None, debug: list[str]
+    a: Analysis,
+    fixed: Mapping[str, str],
+    tc: TransitionCost | None,
+    debug: list[str],
+    w_gpu: float = 1.0,
+    w_dla: float = 1.0,
 ) -> list[dict[str, str]]:
     """The exact cut; when it needs more DLA loadables than the limit, also cuts with a
     Lagrangian penalty on every entry into the DLA, bisected (in log space, ``PENALTY_ROUNDS``)
     for the smallest penalty whose cut fits the limit. Fewer, larger DLA segments usually beat
     dropping whole segments afterwards; the caller keeps whichever predicts best."""
     model = _CutModel(a, fixed, tc)
-    exact = model.solve(1.0, 1.0)
+    exact = model.solve(w_gpu, w_dla)
     limit = a.policy.max_dla_subgraphs
     if _dla_segment_count(a, exact) <= limit:
         return [exact]
-    total = sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
+    total = max(w_gpu, w_dla) * sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
     lo, hi = total * 1e-6, total
     fits: dict[str, str] | None = None
     over: dict[str, str] | None = None
     for _ in range(PENALTY_ROUNDS):
         penalty = (lo * hi) ** 0.5
-        devices = model.solve(1.0, 1.0, penalty)
+        devices = model.solve(w_gpu, w_dla, penalty)
         if _dla_segment_count(a, devices) <= limit:
             fits, hi = devices, penalty
         else:
             over, lo = devices, penalty
     debug.append(
         f"cost: the exact cut needs more than {limit} DLA loadables; penalised cuts bisected to "
-        f"{hi * 1e3:.3g} ms per DLA entry"
+        f"{hi * 1e3:.3g} {'mJ' if (w_gpu, w_dla) != (1.0, 1.0) else 'ms'} per DLA entry"
     )
     return [d for d in (exact, fits, over) if d is not None]
 
@@ -293,7 +341,7 @@ def _throughput_cut(
     for _ in range(CUT_ROUNDS):
         alpha = (lo + hi) / 2
         devices = model.solve(alpha, 1.0 - alpha)
-        p = predict(a.graph, devices, a.cost, tc, a.io_device)
+        p = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
         if p.period < best_period:
             best, best_period = devices, p.period
         gpu_load = p.per_device.get("gpu", 0.0) + p.transfer
@@ -376,15 +424,20 @@ def _throughput_milp(
                 constraint([(n + k, 1.0), (u, -1.0)], 0.0)
             for c in consumers:
                 constraint([(n + k, 1.0), (u, -1.0), (c, 1.0)], 0.0)
-    # z >= GPU busy + copies:  z + gpu_row @ x - y_weights @ y >= const_gpu
+    # Contention: both devices busy all the time (what a balanced pipeline approaches) slows
+    # each by its factor; the exact prediction judges the result afterwards.
+    s_gpu = s_dla = 1.0
+    if a.slowdown is not None:
+        s_gpu, s_dla = a.slowdown("gpu", {dla: 1.0}), a.slowdown(dla, {"gpu": 1.0})
+    # z >= s_gpu (GPU busy + copies):  z + s_gpu (gpu_row @ x - y_weights @ y) >= s_gpu const_gpu
     constraint(
         [(size - 1, 1.0)]
-        + [(i, v) for i, v in enumerate(gpu_row) if v]
-        + [(n + k, -w) for k, w in enumerate(y_weights) if w],
-        const_gpu,
+        + [(i, s_gpu * v) for i, v in enumerate(gpu_row) if v]
+        + [(n + k, -s_gpu * w) for k, w in enumerate(y_weights) if w],
+        s_gpu * const_gpu,
     )
-    # z >= DLA busy:  z - dla_row @ x >= 0
-    constraint([(size - 1, 1.0)] + [(i, -v) for i, v in enumerate(dla_row) if v], 0.0)
+    # z >= s_dla DLA busy:  z - s_dla dla_row @ x >= 0
+    constraint([(size - 1, 1.0)] + [(i, -s_dla * v) for i, v in enumerate(dla_row) if v], 0.0)
     scale = max(const_gpu, float(dla_row.sum()), 1e-12)
     objective = np.zeros(size)
     objective[-1] = 1.0
@@ -429,7 +482,7 @@ def _balance(
     assert a.dla is not None
     dla, limit = a.dla, a.policy.max_dla_subgraphs
     devices = dict(start)
-    current = predict(a.graph, devices, a.cost, tc, a.io_device)
+    current = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
     tried: set[tuple[tuple[str, ...], str]] = set()
     for _ in range(BALANCE_ROUNDS):
         gpu = current.per_device.get("gpu", 0.0) + current.transfer
@@ -447,7 +500,8 @@ def _balance(
                 if (run, dst) in tried or (full and not _touches(a, devices, run, dst)):
                     continue
                 d_gpu, d_dla, d_copy = move_effect(a, devices, run, dst, tc)
-                period = max(gpu + d_gpu + d_copy, busy + d_dla, cpu)
+                loads = {"gpu": gpu + d_gpu + d_copy, dla: busy + d_dla, "cpu": cpu}
+                period = pipelined_period(loads, a.slowdown)
                 if period < current.period * (1 - 1e-9) and (best is None or period < best[0]):
                     best = (period, run)
         if best is None:
@@ -460,7 +514,7 @@ def _balance(
             for n in nodes:
                 devices[n] = src
             continue
-        current = predict(a.graph, devices, a.cost, tc, a.io_device)
+        current = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
     return devices
 
 
@@ -502,44 +556,3 @@ def _greedy_from_trt(a: Analysis, tc: TransitionCost | None, trt: Partition) -> 
                 for n in seg.nodes:
                     devices[n] = "gpu"
     return devices
-
-
-def cost_reason(
-    a: Analysis, devices: Mapping[str, str], name: str, tc: TransitionCost | None
-) -> str:
-    here = devices[name]
-    there = "gpu" if here != "gpu" else a.dla
-    assert there is not None
-    costs = a.layers[name].costs
-    k = _flip_transitions(a, devices, name, there)
-    extra = f" + {k} transition{'s' * (k != 1)}" if k > 0 else ""
-    if k < 0:
-        extra = f" - {-k} transition{'s' * (k != -1)}"
-    label = {"gpu": "GPU"}.get(here, "DLA")
-    other = {"gpu": "GPU"}.get(there, "DLA")
-    # under the throughput objective a layer may sit on its slower device to balance the load
-    model = "cost model (pipelined)" if a.policy.objective == "throughput" else "cost model"
-    return (
-        f"{label}: {model}: {ms(costs[here])} ms on {label} vs "
-        f"{ms(costs[there])} ms on {other}{extra}"
-    )
-
-
-def _flip_transitions(a: Analysis, devices: Mapping[str, str], name: str, target: str) -> int:
-    """How many more tensor copies the placement needs if layer ``name`` alone moved."""
-    node = a.layers[name].node
-    outputs = {id(t) for t in a.graph.outputs}
-
-    def count(dev: Callable[[str], str]) -> int:
-        total = 0
-        for t in [*node.outputs, *(t for t in node.inputs if t is not None)]:
-            if t.producer is None and t not in a.graph.inputs:
-                continue
-            src = dev(t.producer.name) if t.producer is not None else "gpu"
-            dsts = {device_kind(dev(c.name)) for c in t.consumers}
-            if id(t) in outputs:
-                dsts.add("gpu")
-            total += len(dsts - {device_kind(src)})
-        return total
-
-    return count(lambda n: target if n == name else devices[n]) - count(devices.__getitem__)

@@ -7,10 +7,11 @@ A policy file looks like this (every key optional; ``docs/policy.md`` has the fu
     cpu_fallback: true         # layers neither can run go to the board's CPU (else: build error)
     dla_core: 0                # 0 | 1
     precision: fp16            # fp32 | fp16 | int8
-    objective: latency         # latency | throughput
+    objective: latency         # latency | throughput | energy (joules per inference)
     partition: trt             # trt | cost
     max_dla_subgraphs: 16      # DLA loadables per core
     min_dla_segment_layers: 1  # shorter DLA segments go to the GPU
+    energy_budget_mj: 50       # cost strategy: best objective within 50 mJ per inference
     rules:
       - op: [Resize, Sigmoid]
         device: gpu
@@ -47,11 +48,11 @@ from partitioner.yaml_reader import (
 )
 
 PolicyDevice = Literal["gpu", "dla"]
-Objective = Literal["latency", "throughput"]
+Objective = Literal["latency", "throughput", "energy"]
 Strategy = Literal["trt", "cost"]
 
 DEVICES: tuple[PolicyDevice, ...] = ("gpu", "dla")
-OBJECTIVES: tuple[Objective, ...] = ("latency", "throughput")
+OBJECTIVES: tuple[Objective, ...] = ("latency", "throughput", "energy")
 STRATEGIES: tuple[Strategy, ...] = ("trt", "cost")
 
 TOP_KEYS = (
@@ -64,6 +65,7 @@ TOP_KEYS = (
     "partition",
     "max_dla_subgraphs",
     "min_dla_segment_layers",
+    "energy_budget_mj",
     "rules",
 )
 RULE_MATCHERS = ("name", "regex", "op", "range")
@@ -166,6 +168,8 @@ class Policy:
     partition: Strategy = "trt"
     max_dla_subgraphs: int = 16
     min_dla_segment_layers: int = 1
+    # ``partition: cost`` keeps predicted joules per inference at or under this (millijoules)
+    energy_budget_mj: float | None = None
     rules: tuple[Rule, ...] = ()
     source: str = "<default policy>"  # file name used in reasons and messages
 
@@ -253,6 +257,15 @@ def _integer(doc: YamlDoc, path: PathKey, minimum: int) -> int:
     return value
 
 
+def _budget(doc: YamlDoc, path: PathKey) -> float | None:
+    value = _scalar(doc, path)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise doc.error(path, "a positive number of millijoules per inference, or null", value)
+    return float(value)
+
+
 def _text(doc: YamlDoc, path: PathKey) -> str:
     value = _scalar(doc, path)
     if not isinstance(value, str) or not value:
@@ -281,6 +294,8 @@ def _build(doc: YamlDoc) -> Policy:
             kw[key] = _choice(doc, path, STRATEGIES)
         elif key in ("max_dla_subgraphs", "min_dla_segment_layers"):
             kw[key] = _integer(doc, path, 1)
+        elif key == "energy_budget_mj":
+            kw[key] = _budget(doc, path)
         elif key == "rules":
             kw[key] = _rules(doc)
     return Policy(**kw)

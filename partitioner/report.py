@@ -112,6 +112,7 @@ def to_json(graph: Graph, part: Partition, **extra: Any) -> dict[str, Any]:
         ],
         "boundaries": part.boundary_count,
         "predicted_ms": part.predicted.as_ms(),
+        "predicted_mj": part.predicted.as_mj(),  # per inference per device; null: no power data
         "warnings": list(part.warnings),
         "notes": list(part.debug),  # refused merges, which placement the cost strategy kept
     }
@@ -228,5 +229,16 @@ def format_text(graph: Graph, part: Partition) -> str:
     ms = part.predicted.as_ms()
     times = ", ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
     lines += ["", f"Boundaries: {part.boundary_count}", f"Predicted ({part.strategy}): {times}"]
+    p = part.predicted
+    if p.period > 0 and len([t for t in p.per_device.values() if t > 0]) > 1:
+        ideal = p.ideal_period if p.ideal_period is not None else p.period
+        lines.append(
+            f"Pipelined: {1 / p.period:.1f} inferences/s (period {p.period * 1e3:.3f} ms with "
+            f"the devices sharing the DRAM, {ideal * 1e3:.3f} ms without)"
+        )
+    mj = p.as_mj()
+    if mj is not None:
+        parts = ", ".join(f"{d} {v:.2f} mJ" for d, v in mj.items() if d != "total")
+        lines.append(f"Energy per inference: {mj['total']:.2f} mJ ({parts})")
     lines += [f"warning: {w}" for w in part.warnings]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,14 @@ from partitioner.ir import Constant, Graph, Node, Tensor
 # to ``dst`` (``"gpu"``, ``"dla"``, ``"cpu"``): reformat + transfer + per-switch overhead.
 TransitionCost = Callable[[Tensor, str, str], float]
 
+# ``slowdown(device, others) -> factor``: how much longer ``device``'s work takes while each device
+# in ``others`` runs for the given fraction of the time (they share the DRAM). Hardware knowledge:
+# ``devices/`` supplies it through the capabilities' ``slowdown`` method; None: no contention.
+Slowdown = Callable[[str, Mapping[str, float]], float]
+# ``watts(device) -> W`` while busy, None where unknown (``devices/`` through the capabilities).
+Watts = Callable[[str], float | None]
+CONTENTION_ROUNDS = 8  # fixed-point rounds of :func:`pipelined_period` (converges in 3-4)
+
 # Graph inputs and outputs are bound in GPU memory (TensorRT also reformats DLA I/O on the GPU),
 # so a DLA segment that reads a graph input or writes a graph output pays a transition.
 IO_DEVICE = "gpu"
@@ -61,16 +69,30 @@ class Prediction:
     transfer: float
     boundaries: int
     period: float
+    # the period if the devices did not slow each other down (``period`` counts DRAM contention)
+    ideal_period: float | None = None
+    # predicted joules per inference per device and in all (None: no energy model)
+    energy_j: dict[str, float] | None = None
 
     def as_ms(self) -> dict[str, float]:
         out = {"total": self.total * 1e3}
         out.update({d: t * 1e3 for d, t in sorted(self.per_device.items())})
         out["transfer"] = self.transfer * 1e3
         out["period"] = self.period * 1e3
+        if self.ideal_period is not None:
+            out["period_ideal"] = self.ideal_period * 1e3
         return out
 
     def objective(self, objective: str) -> float:
+        if objective == "energy":
+            return self.energy_j["total"] if self.energy_j else float("inf")
         return self.period if objective == "throughput" else self.total
+
+    def as_mj(self) -> dict[str, float] | None:
+        """Millijoules per inference per device and ``total`` (None without an energy model)."""
+        if self.energy_j is None:
+            return None
+        return {d: j * 1e3 for d, j in self.energy_j.items()}
 
 
 @dataclass
@@ -354,6 +376,8 @@ def predict(
     transition_cost: TransitionCost | None,
     io_device: str = IO_DEVICE,
     known: Sequence[str] = (),
+    slowdown: Slowdown | None = None,
+    watts: Watts | None = None,
 ) -> Prediction:
     """The one formula both strategies are judged by.
 
@@ -361,6 +385,10 @@ def predict(
     ``period`` models a pipeline over successive inferences: each device works on a different
     frame, so the steady-state time per inference is the busiest device's time; transitions are
     charged to the GPU (``io_device``), which runs the reformat kernels around DLA segments.
+    With ``slowdown``, devices running at once share the DRAM and ``period`` grows accordingly
+    (:func:`pipelined_period`); ``ideal_period`` keeps the figure without contention. With
+    ``watts``, ``energy_j`` is each device's power x busy time (the GPU's includes the boundary
+    reformats it runs) and their ``total``; None when a busy device's power is unknown.
     """
     busy: dict[str, float] = dict.fromkeys(known, 0.0)  # devices reported even when idle
     for n in graph.nodes:
@@ -373,5 +401,43 @@ def predict(
     total = sum(busy.values()) + transfer
     loads = dict(busy)
     loads[io_device] = loads.get(io_device, 0.0) + transfer
-    period = max(loads.values(), default=0.0)
-    return Prediction(total, busy, transfer, len(moves), period)
+    ideal = max(loads.values(), default=0.0)
+    period = pipelined_period(loads, slowdown)
+    energy = _energy(loads, watts) if watts is not None else None
+    return Prediction(
+        total, busy, transfer, len(moves), period, ideal if slowdown else None, energy
+    )
+
+
+def _energy(loads: Mapping[str, float], watts: Watts) -> dict[str, float] | None:
+    out: dict[str, float] = {}
+    for device, seconds in loads.items():
+        w = watts(device)
+        if w is None:
+            if seconds > 0:
+                return None
+            continue
+        out[device] = w * seconds
+    out["total"] = sum(out.values())
+    return out
+
+
+def pipelined_period(loads: Mapping[str, float], slowdown: Slowdown | None = None) -> float:
+    """Steady-state time per inference when every device works on a different frame at once.
+
+    Without ``slowdown``: the busiest device's load. With it, each device's load stretches by
+    its slowdown while the others run, each for the fraction of the period it is busy (the
+    bottleneck all of it); the period is the fixed point, found in ``CONTENTION_ROUNDS`` rounds.
+    """
+    active = {d: t for d, t in loads.items() if t > 0}
+    if slowdown is None or len(active) < 2:
+        return max(loads.values(), default=0.0)
+    stretched = dict(active)
+    for _ in range(CONTENTION_ROUNDS):
+        period = max(stretched.values())
+        busy = {d: min(1.0, t / period) for d, t in stretched.items()}
+        stretched = {
+            d: t * slowdown(d, {o: f for o, f in busy.items() if o != d})
+            for d, t in active.items()
+        }
+    return max(stretched.values())

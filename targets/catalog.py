@@ -8,6 +8,7 @@ expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ _SOFTWARE = {"jetpack", "l4t", "cuda", "tensorrt", "dla_sw"}
 _GPU = {"arch", "sms", "cuda_cores", "l2_kib"}
 _DLA = {"version", "cores", *DLA_VERSION_DEFAULTS[1]}
 _DRAM = {"type", "bus_bits"}
-_MODE = {"name", "gpu_mhz", "gpu_sms", "dla_mhz", "emc_mhz"}
+_MODE = {"name", "gpu_mhz", "gpu_sms", "dla_mhz", "emc_mhz", "budget_w"}
+# nvpmodel names a capped mode by its budget (MODE_15W, 30W, 7W); MAXN needs an explicit budget_w.
+_BUDGET_IN_NAME = re.compile(r"^(?:MODE_)?(\d+(?:\.\d+)?)W(?:_|$)")
 
 
 def list_targets() -> list[str]:
@@ -172,12 +175,27 @@ def parse_target(doc: YamlDoc) -> TargetSpec:
                 "no dla_mhz: this board has no DLA (dla: null)",
                 modes_raw[i]["dla_mhz"],
             )
+        named = _BUDGET_IN_NAME.match(mname)
+        budget = require(
+            doc,
+            p + ("budget_w",),
+            "a positive number (watts: the mode's nvpmodel power budget)",
+            _positive,
+            default=float(named.group(1)) if named else None,
+        )
         gpu_clocks[mname] = gpu_mhz * 1e6
         gpu_sms[mname] = mode_sms
         # LPDDR4x/LPDDR5 move two words per EMC clock.
         bandwidth = 2.0 * emc_mhz * 1e6 * bus_bits / 8
         modes.append(
-            PowerMode(mname, gpu_mhz * 1e6, mode_sms, dla_mhz * 1e6 if dla_mhz else None, bandwidth)
+            PowerMode(
+                mname,
+                gpu_mhz * 1e6,
+                mode_sms,
+                dla_mhz * 1e6 if dla_mhz else None,
+                bandwidth,
+                float(budget) if budget is not None else None,
+            )
         )
 
     gpu = GpuSpec(

@@ -27,6 +27,9 @@ KNOWN_MISSES = {
     "yolov5s-bs1-int8out": 0.30,  # +28 %: the README's "about 2.4 ms"; FP16 Rubik rate unknown
     "googlenet-split-81": 0.20,  # +18 %: same-size splits published 46.6 .. 56.1 us
     "googlenet-split-95": 0.25,  # +22 %
+    # -28 %: forum 219770's conv2d slows the GPU 1.77x beside both DLAs, issue 2745's models
+    # 1.31x; per-device sensitivities cannot tell a memory-heavy workload from another
+    "conv2d-gpu-with-2-dlas": 0.30,
 }
 # The layer-wise sample is ~1.5x slower per cycle than the whole-network table allows (see
 # BENCHMARKS.md): its rows are held to where the model is today, not to +-25 %.
@@ -46,14 +49,14 @@ def validate(kind: str) -> list[Row]:
 def test_every_figure_is_marked_and_at_most_half_are_fit():
     data = load()
     figures = (data["networks"] + data["per_layer"]["layers"] + data["transitions"]
-               + data["hybrid"] + data["contention"])  # fmt: skip
+               + data["hybrid"] + data["contention"] + data["energy"])  # fmt: skip
     assert {f["use"] for f in figures} <= {"fit", "validate"}
     assert sum(f["use"] == "fit" for f in figures) <= len(figures) / 2
     assert all(f["id"] for f in figures) and len({f["id"] for f in figures}) == len(figures)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["network", "transition", "contention"])
+@pytest.mark.parametrize("kind", ["network", "transition", "contention", "energy"])
 def test_validation_figures_within_tolerance(kind: str):
     bad = [
         f"{r.id}: predicted {r.predicted_ms:.3f} vs published {r.published_ms:.3f} ms "

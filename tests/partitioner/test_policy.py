@@ -86,7 +86,10 @@ BAD = [
     ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1, got 2"),
     ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1, got True"),
     ("precision: fp64\n", "p.yaml:1: precision: expected one of fp32, fp16, int8, got 'fp64'"),
-    ("objective: speed\n", "p.yaml:1: objective: expected one of latency, throughput, got 'speed'"),
+    (
+        "objective: speed\n",
+        "p.yaml:1: objective: expected one of latency, throughput, energy, got 'speed'",
+    ),
     ("partition: greedy\n", "p.yaml:1: partition: expected one of trt, cost, got 'greedy'"),
     ("max_dla_subgraphs: 0\n", "p.yaml:1: max_dla_subgraphs: expected an integer >= 1, got 0"),
     (
