@@ -2,6 +2,10 @@
 # One full device call: environment facts, the GPU tests, then the benchmark; logs under $OUT.
 #   bench/gpu_device_run.sh [tests|bench|all] [pytest -k expression]
 #   BENCH_ARGS='--precisions fp16,int8 --compile=none' bench/gpu_device_run.sh bench
+#   CONF_SOURCES=timm,ultralytics CONF_ARGS=--no-compile bench/gpu_device_run.sh conformance
+#     the GPU side of the conformance suite (bench/conformance.py --gpu-only): exports with the
+#     machine's own torch into build/conf-device (kept while the machine stays warm; paddle's
+#     files are carried there, the machine has no paddle)
 # INT8 calibration caches (TensorRT format) come back in $OUT/calib/<model>.calib.
 set -u
 MODE=${1:-all}
@@ -18,10 +22,17 @@ export PYTHONUNBUFFERED=1 TANDEM_CACHE_DIR=/tmp/tandem-cache
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   ARGS=(-q -rfE -p no:cacheprovider -m gpu tests/devices/test_gpu_ops.py tests/gpu_kernels/test_conv_tactics_gpu.py
         tests/devices/test_gpu_models.py tests/devices/test_gpu_int8.py tests/tandem/test_host_plan_gpu.py
-        tests/tandem/test_dynamic_shapes.py tests/tandem/test_api.py)
+        tests/tandem/test_dynamic_shapes.py tests/tandem/test_dynamic_dims.py tests/tandem/test_api.py)
   [ -n "$KEXPR" ] && ARGS+=(-k "$KEXPR")
   timeout ${TEST_TIMEOUT:-420} python3 -m pytest "${ARGS[@]}" 2>&1 | tee "$OUT/tests.txt" | tail -60
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   timeout ${BENCH_TIMEOUT:-500} python3 bench/gpu_vs_torch.py --out "$OUT/bench.json" --calib-cache "$OUT/calib" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt" | tail -60
+fi
+if [ "$MODE" = conformance ]; then
+  TAG=${CONF_TAG:-$(echo "${CONF_SOURCES:-all}" | tr ',' '-')}
+  TANDEM_EXPORT_PYTHON=python3 HF_HUB_OFFLINE=1 timeout ${CONF_TIMEOUT:-540} python3 bench/conformance.py \
+    --gpu-only ${CONF_SOURCES:+--sources "$CONF_SOURCES"} --cache build/conf-device \
+    --budget-s ${CONF_BUDGET:-420} --iters ${CONF_ITERS:-20} --out-json "$OUT/conformance-gpu-$TAG.json" \
+    ${CONF_ARGS:-} 2>&1 | tee "$OUT/conformance-$TAG.txt" | tail -90
 fi
