@@ -90,12 +90,27 @@ _SIMPLE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Sign": np.sign,
     "Round": np.rint,  # ONNX Round is round-half-to-even, as np.rint
     "Softsign": lambda x: x / (1 + np.abs(x)),
-    "IsNaN": np.isnan,
 }
 
-_MEMORY_BOUND = {"Relu", "Abs", "Neg", "Floor", "Ceil", "Sign", "Round", "IsNaN"}
+_MEMORY_BOUND = {"Relu", "Abs", "Neg", "Floor", "Ceil", "Sign", "Round"}
 for _op, _fn in _SIMPLE.items():
     register(_op)(_unary(_fn, split=_op not in _MEMORY_BOUND))
+
+
+@register("IsNaN")
+def is_nan(node: Node, inputs: list[Any]) -> np.ndarray:
+    return np.isnan(inputs[0])  # bool, whatever the input type
+
+
+@register("IsInf")
+def is_inf(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = inputs[0]
+    positive = int(node.attrs.get("detect_positive", 1))
+    negative = int(node.attrs.get("detect_negative", 1))
+    if x.dtype.kind != "f":
+        return np.zeros(x.shape, bool)
+    inf = np.isinf(x)
+    return (inf & (x > 0) & bool(positive)) | (inf & (x < 0) & bool(negative))
 
 
 @register("Reciprocal")
