@@ -63,6 +63,8 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         # ... indexing, rearrangement, sampling, detection (data-dependent sizes on the host)
         "GatherElements", "GatherND", "ScatterND", "ScatterElements", "OneHot", "Trilu",
         "DepthToSpace", "SpaceToDepth", "GridSample", "NonZero", "NonMaxSuppression",
+        # ... recurrent layers (paddle2onnx's CRNN text recognisers)
+        "RNN", "GRU", "LSTM",
     }
 )  # fmt: skip
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from partitioner.ir import Dim
+from partitioner.ir import Dim, Shape
 from partitioner.shape_inference import (
     Result,
     _argmax,
@@ -177,6 +177,26 @@ def _einsum(ctx: _Ctx) -> list[Result]:
     return [(tuple(out), dtype)]
 
 
+def _recurrent(ctx: _Ctx) -> list[Result]:
+    """RNN / GRU / LSTM: Y, Y_h (and LSTM's Y_c), in the layout the node asks for."""
+    x, dtype = ctx.shape(0), ctx.dtype(0)
+    layout = int(ctx.attr("layout", 0))
+    dirs = 2 if str(ctx.attr("direction", "forward")) == "bidirectional" else 1
+    r = ctx.shape(2)
+    hidden: Dim = ctx.attr("hidden_size", None)
+    if hidden is None and r is not None:
+        hidden = r[-1]
+    if x is None:
+        return [(None, dtype)] * len(ctx.node.outputs)
+    if len(x) != 3:
+        raise ctx.fail(f"X must be 3-D, got {x}")
+    steps, batch = (x[1], x[0]) if layout else (x[0], x[1])
+    y: Shape = (batch, steps, dirs, hidden) if layout else (steps, dirs, batch, hidden)
+    state: Shape = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    results: list[Result] = [(y, dtype), (state, dtype), (state, dtype)]
+    return results[: len(ctx.node.outputs)]
+
+
 _UNARY = """Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Sign Round Softsign Celu
 ThresholdedRelu Hardmax CumSum ScatterElements""".split()
 
@@ -203,5 +223,8 @@ RULES.update(
         "NonMaxSuppression": _nms,
         "GridSample": _grid_sample,
         "Einsum": _einsum,
+        "RNN": _recurrent,
+        "GRU": _recurrent,
+        "LSTM": _recurrent,
     }
 )

@@ -91,6 +91,7 @@ def _load_all() -> None:
         indexing,
         nn,
         quant,
+        recurrent,
         resize,
         tensor_ops,
     )

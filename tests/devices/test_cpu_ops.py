@@ -332,6 +332,27 @@ CASES = [
     Case("nms_random_batches", "NonMaxSuppression", [np.sort(RNG.random((2, 50, 4)).astype(np.float32) * 10, axis=-1)[..., [0, 1, 2, 3]],
                                                      RNG.random((2, 3, 50)).astype(np.float32),
                                                      C(i64(10)), C(np.array([0.3], np.float32)), C(np.array([0.2], np.float32))]),
+    # ----- ... recurrent layers (paddle2onnx CRNN) ---------------------------------------------
+    Case("lstm_forward", "LSTM", [f32(5, 2, 3), C(f32(1, 16, 3)), C(f32(1, 16, 4)), C(f32(1, 32))], {"hidden_size": 4}, outputs=3),
+    Case("lstm_bidirectional_seq_lens_init", "LSTM",
+         [f32(5, 3, 3), C(f32(2, 16, 3)), C(f32(2, 16, 4)), C(f32(2, 32)), C(np.array([5, 2, 0], np.int32)), f32(2, 3, 4), f32(2, 3, 4)],
+         {"hidden_size": 4, "direction": "bidirectional"}, outputs=3),
+    Case("lstm_reverse_peephole_clip", "LSTM",
+         [f32(4, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 3)), C(f32(1, 24)), None, None, None, C(f32(1, 9))],
+         {"hidden_size": 3, "direction": "reverse", "clip": 0.5}, outputs=3),
+    Case("lstm_input_forget_activations", "LSTM", [f32(4, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 3))],
+         {"hidden_size": 3, "input_forget": 1, "activations": ["HardSigmoid", "Tanh", "Softsign"],
+          "activation_alpha": [0.3], "activation_beta": [0.4]}, outputs=2),
+    Case("gru_bidirectional", "GRU", [f32(5, 2, 3), C(f32(2, 12, 3)), C(f32(2, 12, 4)), C(f32(2, 24))],
+         {"hidden_size": 4, "direction": "bidirectional"}, outputs=2),
+    Case("gru_linear_before_reset_seq_lens", "GRU",
+         [f32(5, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 4)), C(f32(1, 24)), C(np.array([3, 5], np.int32)), f32(1, 2, 4)],
+         {"hidden_size": 4, "linear_before_reset": 1}, outputs=2),
+    Case("gru_zero_length_sequence", "GRU",
+         [f32(3, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 4)), None, C(np.array([0, 3], np.int32)), f32(1, 2, 4)],
+         {"hidden_size": 4, "direction": "reverse"}, outputs=2),
+    Case("rnn_relu_reverse", "RNN", [f32(4, 2, 3), C(f32(1, 5, 3)), C(f32(1, 5, 5)), C(f32(1, 10))],
+         {"hidden_size": 5, "direction": "reverse", "activations": ["Relu"]}, outputs=2),
 ]  # fmt: skip
 
 
@@ -466,3 +487,26 @@ def test_maxpool_indices_output(attrs: dict[str, Any]) -> None:
     got_y, got_idx = evaluate_node(node, [feeds["in0"]])
     np.testing.assert_array_equal(got_y, want_y)
     np.testing.assert_array_equal(got_idx, want_idx)
+
+
+@pytest.mark.parametrize("op, gates", [("LSTM", 4), ("GRU", 3)])
+def test_recurrent_layout1_is_layout0_transposed(op: str, gates: int) -> None:
+    """ONNX Runtime refuses layout=1 (batch-major); it must be layout 0 with X, initial_h,
+    Y and Y_h transposed."""
+    from devices.cpu import evaluate_node
+    from partitioner.ir import Graph
+
+    x, h0 = f32(5, 2, 3), f32(1, 2, 4)
+    w, r = f32(1, gates * 4, 3), f32(1, gates * 4, 4)
+
+    def run(layout: int) -> list[np.ndarray]:
+        g = Graph("g")
+        ins = [g.add_input(n, None) for n in ("x", "w", "r")] + [None, None, g.add_input("h0", None)]
+        node = g.add_node(op, ins, 2, {"hidden_size": 4, "layout": layout}, name="rec")
+        xs, hs = (x.transpose(1, 0, 2), h0.transpose(1, 0, 2)) if layout else (x, h0)
+        return evaluate_node(node, [xs, w, r, None, None, hs])
+
+    y0, h_0 = run(0)[:2]
+    y1, h_1 = run(1)[:2]
+    np.testing.assert_array_equal(y1, y0.transpose(2, 0, 1, 3))
+    np.testing.assert_array_equal(h_1, h_0.transpose(1, 0, 2))
