@@ -510,3 +510,40 @@ def test_recurrent_layout1_is_layout0_transposed(op: str, gates: int) -> None:
     y1, h_1 = run(1)[:2]
     np.testing.assert_array_equal(y1, y0.transpose(2, 0, 1, 3))
     np.testing.assert_array_equal(h_1, h_0.transpose(1, 0, 2))
+
+
+def _one_layer(op: str, n_inputs: int, attrs: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    from partitioner.ir import Graph
+
+    g = Graph("g")
+    ins = [g.add_input(f"in{i}", None) for i in range(n_inputs)]
+    return g.add_node(op, ins, 1, attrs or {}, name="bad")
+
+
+@pytest.mark.parametrize(
+    "op, inputs, message",
+    [
+        ("Range", [np.array(0.0, np.float32), np.array(1e12, np.float32), np.array(1.0, np.float32)],
+         r"an output of 999999995904 elements would need 3\.64 TiB, more than the memory budget of 512 KiB"),
+        ("Range", [np.array(0, np.int64), np.array(5, np.int64), np.array(0, np.int64)], "delta is 0"),
+        ("Range", [np.array(0.0, np.float32), np.array(np.inf, np.float32), np.array(1.0, np.float32)],
+         "give no finite length"),
+        ("NonZero", [np.ones((64, 1024), np.float32)], "65536 non-zero positions would need 1 MiB"),
+        ("ScatterND", [np.zeros((4, 3), np.float32), np.array([[4]], np.int64), np.ones((1, 3), np.float32)],
+         r"ScatterND index 4 at \[0, 0\] is out of range for dim size 4"),
+        ("GatherND", [np.zeros((4, 3), np.float32), np.array([[1, -4]], np.int64)],
+         r"GatherND index -4 at \[0, 0, 1\] is out of range for dim size 3"),
+        ("NonMaxSuppression", [np.zeros((1, 5, 4), np.float32), np.zeros((1, 2, 4), np.float32)],
+         r"scores must be \[batch, classes, boxes\] = \[1, C, 5\], got \(1, 2, 4\)"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_and_data_dependent_sizes_fail_in_one_line(monkeypatch, op, inputs, message) -> None:  # type: ignore[no-untyped-def]
+    """Ops whose output size depends on the data are refused before allocating past the memory
+    budget; bad values name the layer, the op and what is wrong, in one line."""
+    from devices.cpu import evaluate_node
+    from partitioner.errors import ExecutionError
+
+    monkeypatch.setenv("TANDEM_MEMORY_BUDGET", "512K")
+    with pytest.raises(ExecutionError, match=f"^layer 'bad' \\({op}\\): .*{message}") as err:
+        evaluate_node(_one_layer(op, len(inputs)), inputs)
+    assert "\n" not in str(err.value)
