@@ -117,7 +117,7 @@ def is_inf(node: Node, inputs: list[Any]) -> np.ndarray:
 def reciprocal(node: Node, inputs: list[Any]) -> np.ndarray:
     x = inputs[0]
     xc = as_compute(x)
-    return cast_back(np.reciprocal(xc) if xc.dtype.kind == "f" else 1 // xc, x)
+    return cast_back(1 // xc if xc.dtype.kind in "iu" else np.reciprocal(xc), x)
 
 
 @register("LeakyRelu")
@@ -215,7 +215,7 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.divide(a, b) if a.dtype.kind == "f" else _int_div(a, b)
+    return _int_div(a, b) if a.dtype.kind in "iu" else np.divide(a, b)  # bfloat16: kind "V"
 
 
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
@@ -234,8 +234,10 @@ register("Div")(_binary(_div))
 
 @register("Mod")
 def mod(node: Node, inputs: list[Any]) -> np.ndarray:
+    """fmod=1: C's fmod (the sign of the dividend); fmod=0: the sign of the divisor, for floats
+    too, as opset 28 defines it (ONNX Runtime refuses float fmod=0 before opset 28)."""
     a, b = as_compute(inputs[0]), as_compute(inputs[1])
-    if int(node.attrs.get("fmod", 0)) or a.dtype.kind == "f":
+    if int(node.attrs.get("fmod", 0)):
         return cast_back(np.fmod(a, b), inputs[0])
     return cast_back(np.mod(a, b), inputs[0])
 
@@ -258,7 +260,9 @@ def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..
     def run(node: Node, inputs: list[Any]) -> np.ndarray:
         arrays = [as_compute(a) for a in inputs if a is not None]
         y = reduce(fn, arrays)
-        return cast_back(np.array(y, copy=len(arrays) == 1), inputs[0])
+        # one input: a copy, never the input itself; else the new array (numpy 2 refuses
+        # copy=False where a scalar result needs one)
+        return cast_back(np.array(y) if len(arrays) == 1 else np.asarray(y), inputs[0])
 
     return run
 

@@ -1,4 +1,5 @@
-"""GridSample (opset 16 and 20): sample an image at normalised grid coordinates.
+"""GridSample (opset 16 and 20): sample an image (2-D, or 3-D from opset 20) at normalised grid
+coordinates.
 
 The arithmetic follows ONNX Runtime's CPU kernel step for step, in float32 as it does, so that
 nearest-neighbour ties and border cases pick the same pixel: denormalise the coordinate, round
@@ -10,6 +11,8 @@ opset 16's ``bilinear`` / ``bicubic``); the old names are accepted too for raw n
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Any
 
 import numpy as np
@@ -47,28 +50,26 @@ def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 class _Taps:
-    """Reads pixels of one (N, C, H, W) image at integer positions under a padding mode."""
+    """Reads pixels of an (N, C, *spatial) image at integer positions under a padding mode."""
 
-    def __init__(self, x: np.ndarray, padding: str, bounds: tuple[float, float, float, float]):
+    def __init__(self, x: np.ndarray, padding: str, bounds: list[tuple[float, float]]) -> None:
         self.x, self.padding, self.bounds = x, padding, bounds
-        self.h, self.w = x.shape[2], x.shape[3]
-        self.batch = np.arange(x.shape[0]).reshape(-1, 1, 1)
+        self.sizes = x.shape[2:]
+        self.batch = np.arange(x.shape[0]).reshape((-1,) + (1,) * len(self.sizes))
 
-    def __call__(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Pixels at rows ``r`` and columns ``c`` (int64, (N, Ho, Wo)) -> (N, C, Ho, Wo)."""
+    def __call__(self, at: list[np.ndarray]) -> np.ndarray:
+        """Pixels at per-axis positions ``at`` (int64, (N, *out) each) -> (N, C, *out)."""
         if self.padding == "zeros":
-            inside = (c >= 0) & (c < self.w) & (r >= 0) & (r < self.h)
-            rc, cc = np.clip(r, 0, self.h - 1), np.clip(c, 0, self.w - 1)
-            v = self.x[self.batch, :, rc, cc]  # (N, Ho, Wo, C)
-            v = np.where(inside[..., None], v, 0)
+            inside = np.logical_and.reduce([(i >= 0) & (i < n) for i, n in zip(at, self.sizes)])
+            at = [np.clip(i, 0, n - 1) for i, n in zip(at, self.sizes)]
+            v = np.where(inside[..., None], self.x[(self.batch, slice(None), *at)], 0)
         else:
             if self.padding == "border":
-                c, r = np.clip(c, 0, self.w - 1), np.clip(r, 0, self.h - 1)
+                at = [np.clip(i, 0, n - 1) for i, n in zip(at, self.sizes)]
             else:
-                x0, y0, x1, y1 = self.bounds
-                c = _reflect(c.astype(np.float32), x0, x1).astype(np.int64)
-                r = _reflect(r.astype(np.float32), y0, y1).astype(np.int64)
-            v = self.x[self.batch, :, r, c]
+                at = [_reflect(i.astype(np.float32), lo, hi).astype(np.int64)
+                      for i, (lo, hi) in zip(at, self.bounds)]  # fmt: skip
+            v = self.x[(self.batch, slice(None), *at)]  # (N, *out, C)
         return np.moveaxis(v, -1, 1)
 
 
@@ -93,42 +94,44 @@ def grid_sample(node: Node, inputs: list[Any]) -> np.ndarray:
         raise ValueError(f"mode '{mode_name}' is not one of linear, nearest, cubic")
     if padding not in _PADDINGS:
         raise ValueError(f"padding_mode '{padding}' is not one of {', '.join(_PADDINGS)}")
-    if x.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
-        raise ValueError(f"only 2-D sampling is supported: input (N, C, H, W) and grid "
-                         f"(N, H_out, W_out, 2), got {x.shape} and {grid.shape}")  # fmt: skip
+    rank = x.ndim - 2
+    if rank not in (2, 3) or grid.ndim != x.ndim or grid.shape[-1] != rank:
+        raise ValueError(f"input (N, C, *spatial) with 2 or 3 spatial dims and grid "
+                         f"(N, *out, {rank}) expected, got {x.shape} and {grid.shape}")  # fmt: skip
     if grid.shape[0] != x.shape[0]:
         raise ValueError(f"grid batch {grid.shape[0]} differs from the input batch {x.shape[0]}")
     mode = _MODES[mode_name]
+    if mode == "cubic" and rank != 2:
+        raise ValueError("cubic sampling is defined for 2-D inputs only (as in ONNX Runtime)")
     align = bool(int(node.attrs.get("align_corners", 0)))
-    h, w = x.shape[2], x.shape[3]
+    sizes = x.shape[2:]
     xc = as_compute(x)
     g = grid.astype(np.float32)
-    if align:
-        bounds = (0.0, 0.0, w - 1.0, h - 1.0)
-    else:
-        bounds = (-0.5, -0.5, w - 0.5, h - 0.5)
-    gx = _denormalize(g[..., 0], w, align)
-    gy = _denormalize(g[..., 1], h, align)
+    # the grid's last axis lists coordinates innermost first: (x, y) for (H, W), (x, y, z) ...
+    bounds = [(0.0, n - 1.0) if align else (-0.5, n - 0.5) for n in sizes]
+    pos = [_denormalize(g[..., rank - 1 - a], sizes[a], align) for a in range(rank)]
     if mode == "nearest":
-        gx, gy = np.rint(gx), np.rint(gy)
+        pos = [np.rint(p) for p in pos]
     if padding == "reflection":
-        gx = _reflect(gx, bounds[0], bounds[2])
-        gy = _reflect(gy, bounds[1], bounds[3])
+        pos = [_reflect(p, lo, hi) for p, (lo, hi) in zip(pos, bounds)]
     taps = _Taps(xc, padding, bounds)
     if mode == "nearest":
-        y = taps(gy.astype(np.int64), gx.astype(np.int64))
+        y = taps([p.astype(np.int64) for p in pos])
     elif mode == "linear":
-        x1, y1 = np.floor(gx), np.floor(gy)
-        dx1, dy1 = (gx - x1)[:, None], (gy - y1)[:, None]
-        dx2, dy2 = 1 - dx1, 1 - dy1
-        c1, r1 = x1.astype(np.int64), y1.astype(np.int64)
-        y = dy2 * (dx2 * taps(r1, c1) + dx1 * taps(r1, c1 + 1)) + dy1 * (
-            dx2 * taps(r1 + 1, c1) + dx1 * taps(r1 + 1, c1 + 1)
-        )
+        base = [np.floor(p) for p in pos]
+        frac = [(p - b)[:, None] for p, b in zip(pos, base)]
+        first = [b.astype(np.int64) for b in base]
+        y = 0
+        for corner in itertools.product((0, 1), repeat=rank):
+            weight = functools.reduce(
+                np.multiply, [f if c else 1 - f for f, c in zip(frac, corner)]
+            )
+            y = y + weight * taps([i + c for i, c in zip(first, corner)])
     else:
+        (gy, gx) = pos
         x0, y0 = np.floor(gx) - 1, np.floor(gy) - 1
         cx = [c[:, None] for c in _cubic_coeffs(gx - x0 - 1)]
         cy = [c[:, None] for c in _cubic_coeffs(gy - y0 - 1)]
         c0, r0 = x0.astype(np.int64), y0.astype(np.int64)
-        y = sum(cy[i] * sum(cx[j] * taps(r0 + i, c0 + j) for j in range(4)) for i in range(4))
+        y = sum(cy[i] * sum(cx[j] * taps([r0 + i, c0 + j]) for j in range(4)) for i in range(4))
     return cast_back(np.asarray(y, dtype=xc.dtype), x)

@@ -28,7 +28,8 @@ def einsum(node: Node, inputs: list[Any]) -> np.ndarray:
     equation = attr_str(node, "equation", "").replace(" ", "")
     if not equation:
         raise ValueError("the equation attribute is missing or empty")
-    operands = [as_compute(x) for x in inputs]
+    # numpy's einsum has no loops for ml_dtypes' narrow floats (bfloat16, ...): widen them
+    operands = [as_compute(x) if x.dtype.kind in "fiub" else x.astype(np.float32) for x in inputs]
     y = np.einsum(equation, *operands, optimize=len(operands) > 1)
     return cast_back(np.asarray(y), inputs[0])
 

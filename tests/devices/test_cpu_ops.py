@@ -319,6 +319,9 @@ CASES = [
     *[Case(f"grid_sample_{mode}_{pad}_ac{ac}", "GridSample", [f32(2, 3, 5, 6), f32(2, 4, 7, 2) * 1.4],
            {"mode": mode, "padding_mode": pad, "align_corners": ac}, opset=20)
       for mode in ("linear", "nearest", "cubic") for pad in ("zeros", "border", "reflection") for ac in (0, 1)],
+    *[Case(f"grid_sample_3d_{mode}_{pad}", "GridSample", [f32(1, 2, 3, 4, 5), f32(1, 2, 3, 4, 3) * 1.3],
+           {"mode": mode, "padding_mode": pad, "align_corners": 0}, opset=20)
+      for mode in ("linear", "nearest") for pad in ("zeros", "border", "reflection")],
     Case("grid_sample_opset16_bilinear", "GridSample", [f32(1, 2, 4, 4), f32(1, 3, 3, 2)], {"mode": "bilinear"}, opset=16),
     Case("grid_sample_opset16_bicubic_reflection", "GridSample", [f32(1, 2, 4, 4), f32(1, 3, 3, 2) * 2.5],
          {"mode": "bicubic", "padding_mode": "reflection"}, opset=16),
