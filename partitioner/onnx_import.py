@@ -709,6 +709,7 @@ _HANDLERS: dict[str, _Handler] = {
     **{op: _attr_to_input("axes", 1) for op in _MORE_REDUCTIONS},
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
+    "Hardmax": _softmax,
     "Upsample": _upsample,
     "Resize": _resize,
     "Dropout": _drop_unused_extra_outputs,

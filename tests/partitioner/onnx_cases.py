@@ -308,7 +308,8 @@ CASES: list[Case] = [
       for op, k in (("ReduceProd", 1), ("ReduceL1", 0), ("ReduceL2", 1), ("ReduceLogSum", 0),
                     ("ReduceLogSumExp", 1), ("ReduceSumSquare", 0))],  # fmt: skip
     Case("ArgMin", fixed(node("ArgMin", ["x"], axis=-1)), outputs=INT_OUT),
-    Case("Hardmax", fixed(node("Hardmax", ["x"], axis=-1)), min_opset=13),
+    Case("Hardmax", fixed(node("Hardmax", ["x"]))),  # opset < 13: coerced 2-D at axis 1
+    Case("Hardmax-axis2", fixed(node("Hardmax", ["x"], axis=2))),
     Case("CumSum", fixed(node("CumSum", ["x", "a"], exclusive=1), a=np.array(2, I64))),
     Case("Einsum", fixed(node("Einsum", ["x", "w"], equation="bchw,hk->bckw"),
                          w=rng.standard_normal((8, 5)).astype(F)), min_opset=12),  # fmt: skip
