@@ -121,7 +121,7 @@ def one_hot(node: Node, inputs: list[Any]) -> np.ndarray:
         raise ValueError(f"values must hold [off_value, on_value], got {values.size} elements")
     idx = np.asarray(indices)
     axis = normalize_axis(int(node.attrs.get("axis", -1)), idx.ndim + 1)
-    idx = idx.astype(np.float64) if idx.dtype.kind == "f" else idx.astype(np.int64)
+    idx = np.trunc(idx).astype(np.int64) if idx.dtype.kind == "f" else idx.astype(np.int64)
     idx = np.where(idx < 0, idx + depth, idx)  # out-of-range indices give an all-off row
     classes = np.arange(depth).reshape((depth,) + (1,) * (idx.ndim - axis))
     hot = np.expand_dims(idx, axis) == classes

@@ -315,6 +315,8 @@ CASES = [
     Case("space_to_depth", "SpaceToDepth", [f32(1, 2, 4, 6)], {"blocksize": 2}),
     Case("nonzero", "NonZero", [np.array([[1, 0, 2], [0, 0, 3]], np.float32)]),
     Case("nonzero_bool", "NonZero", [RNG.random((2, 3, 4)) > 0.6]),
+    Case("nonzero_scalar", "NonZero", [np.array(3.0, np.float32)]),
+    Case("nonzero_none", "NonZero", [np.zeros((2, 3), np.int32)]),
     # ----- ... sampling and detection -------------------------------------------------------
     *[Case(f"grid_sample_{mode}_{pad}_ac{ac}", "GridSample", [f32(2, 3, 5, 6), f32(2, 4, 7, 2) * 1.4],
            {"mode": mode, "padding_mode": pad, "align_corners": ac}, opset=20)
