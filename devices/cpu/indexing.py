@@ -74,7 +74,7 @@ def scatter_nd(node: Node, inputs: list[Any]) -> np.ndarray:
 def _element_key(indices: np.ndarray, data_shape: tuple[int, ...], axis: int) -> tuple[Any, ...]:
     """Full index arrays for ScatterElements / GatherElements: the position itself on every
     axis but ``axis``, where the (checked) index value is used."""
-    idx = _checked(indices, data_shape[axis], "element")
+    idx = _checked(indices, data_shape[axis], f"axis-{axis}")
     grid = list(np.indices(indices.shape, sparse=True))
     grid[axis] = idx
     return tuple(grid)
