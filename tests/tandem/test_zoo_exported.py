@@ -52,6 +52,8 @@ EXPECTED = {
         {"HardSigmoid": 12, "BatchNormalization": 15, "Identity": 1, "ConvTranspose": 2},
         {"nearest", "linear"},
     ),
+    # a CRNN recogniser: paddle2onnx writes its 2-layer bidirectional LSTM as two LSTM nodes
+    "paddle-ocr-rec-crnn": (11, {"LSTM": 2, "BatchNormalization": 2, "Softmax": 1}, set()),
 }
 
 
