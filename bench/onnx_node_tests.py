@@ -76,6 +76,10 @@ KNOWN_DIVERGENCES = {
         "align_corners with a non-integral output length (4 x 0.8 = 3.2): Tandem and ONNX "
         "Runtime divide by the integer length - 1, the reference by 3.2 - 1"
     ),
+    "test_attention_4d_causal_fp16_expanded": (
+        "one FP16 ulp (0.000488) on values near 1: the expanded graph rounds to FP16 after every "
+        "op, and ONNX Runtime too is one ulp off the reference's values"
+    ),
 }
 # Cases no backend can pass as written: the expected values come from the generator's own draw.
 _RANDOM_DROPOUT = (

@@ -21,7 +21,11 @@ EXPORT_OPSET = 21
 MIN_EXPORT_OPSET = 11
 
 # Ops that do not exist below an opset: exporting them lower is refused.
-_INTRODUCED = {"HardSwish": 14, "LayerNormalization": 17, "Mish": 18, "Gelu": 20}
+_INTRODUCED = {"HardSwish": 14, "LayerNormalization": 17, "Mish": 18, "Gelu": 20,
+               "Celu": 12, "GreaterOrEqual": 12, "LessOrEqual": 12, "Einsum": 12,
+               "Trilu": 14, "CastLike": 15, "GridSample": 16}  # fmt: skip
+_REDUCE_AXES_INPUT_FROM_18 = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
 # Attributes (IR name: default) that older opsets lack; dropped when default, else refused.
 _NEWER_ATTRS: dict[str, list[tuple[int, str, Any]]] = {
     "Split": [(18, "num_outputs", None)],
@@ -34,10 +38,13 @@ _NEWER_ATTRS: dict[str, list[tuple[int, str, Any]]] = {
     "Resize": [(18, "antialias", 0), (18, "axes", None), (18, "keep_aspect_ratio_policy",
                                                              "stretch")],
     "ArgMax": [(12, "select_last_index", 0)],
-    "ReduceMean": [(18, "noop_with_empty_axes", 0)],
-    "ReduceMax": [(18, "noop_with_empty_axes", 0)],
-    "ReduceMin": [(18, "noop_with_empty_axes", 0)],
+    **{op: [(18, "noop_with_empty_axes", 0)] for op in _REDUCE_AXES_INPUT_FROM_18},
     "ReduceSum": [(13, "noop_with_empty_axes", 0)],
+    "ArgMin": [(12, "select_last_index", 0)],
+    "GatherND": [(12, "batch_dims", 0)],
+    "ScatterND": [(16, "reduction", "none")],
+    "ScatterElements": [(16, "reduction", "none")],
+    **{op: [(14, "layout", 0)] for op in ("RNN", "GRU", "LSTM")},
 }  # fmt: skip
 # Inputs that were attributes before an opset: (opset it became an input, index, attribute).
 _INPUT_WAS_ATTR = {
@@ -45,9 +52,7 @@ _INPUT_WAS_ATTR = {
     "Squeeze": (13, 1, "axes"),
     "Unsqueeze": (13, 1, "axes"),
     "ReduceSum": (13, 1, "axes"),
-    "ReduceMean": (18, 1, "axes"),
-    "ReduceMax": (18, 1, "axes"),
-    "ReduceMin": (18, 1, "axes"),
+    **{op: (18, 1, "axes") for op in _REDUCE_AXES_INPUT_FROM_18},
     "Dropout": (12, 1, "ratio"),
 }
 
@@ -153,7 +158,7 @@ def _downgrade(n: Node, opset: int, inputs: list[Tensor | None], attrs: dict[str
             inputs[index] = None
     if n.op == "Dropout" and opset < 12 and len(inputs) > 2 and inputs[2] is not None:
         raise _refuse(n, opset, "training_mode is an input only from opset 12")
-    if n.op in ("Softmax", "LogSoftmax") and opset < 13:
+    if n.op in ("Softmax", "LogSoftmax", "Hardmax") and opset < 13:
         x = inputs[0]
         axis = int(attrs.get("axis", -1))
         rank = len(x.shape) if x is not None and x.shape is not None else None
@@ -169,6 +174,15 @@ def _downgrade(n: Node, opset: int, inputs: list[Tensor | None], attrs: dict[str
                 inputs[i] = _EMPTY
         if attrs.get("coordinate_transformation_mode") == "half_pixel_symmetric":
             raise _refuse(n, opset, "half_pixel_symmetric needs opset 19")
+    if n.op in ("ScatterND", "ScatterElements") and opset < 18:
+        if attrs.get("reduction") in ("max", "min"):
+            raise _refuse(n, opset, f"reduction '{attrs['reduction']}' needs opset 18")
+    if n.op == "GridSample" and opset < 20:  # the opset-16 names; 2-D only
+        mode = attrs.get("mode", "linear")
+        attrs["mode"] = {"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode)
+        x = inputs[0]
+        if x is not None and x.shape is not None and len(x.shape) != 4:
+            raise _refuse(n, opset, "GridSample of a non-4-D input needs opset 20")
     if n.op == "Pad" and opset < 18 and len(inputs) > 3 and inputs[3] is not None:
         raise _refuse(n, opset, "Pad with an axes input needs opset 18")
 

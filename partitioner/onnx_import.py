@@ -66,6 +66,18 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "ArgMax",
         # quantisation
         "QuantizeLinear", "DequantizeLinear",
+        # what real exporters add (torchvision, transformers, Ultralytics): math and logic
+        "Mod", "Mean", "Sign", "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
+        "Cosh", "Asinh", "Acosh", "Atanh", "Softsign", "Celu", "ThresholdedRelu", "IsNaN",
+        "IsInf", "And", "Or", "Xor", "GreaterOrEqual", "LessOrEqual", "CastLike", "Size",
+        # ... reductions and selection
+        "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+        "ReduceSumSquare", "ArgMin", "Hardmax", "CumSum", "Einsum",
+        # ... indexing, rearrangement, sampling, detection (data-dependent sizes on the host)
+        "GatherElements", "GatherND", "ScatterND", "ScatterElements", "OneHot", "Trilu",
+        "DepthToSpace", "SpaceToDepth", "GridSample", "NonZero", "NonMaxSuppression",
+        # ... recurrent layers (paddle2onnx's CRNN text recognisers)
+        "RNN", "GRU", "LSTM",
     }
 )  # fmt: skip
 
@@ -698,7 +710,20 @@ def _lrn(
     imp.emit(op, name, ins, outs, attrs)
 
 
+def _grid_sample(
+    imp: _Importer, op: str, name: str, ins: list[Tensor | None], outs: list[Tensor | None],
+    attrs: dict[str, Any],
+) -> None:
+    # opset 20 renamed the modes (and allowed N-d); opset 16's names map one to one
+    mode = str(attrs.get("mode", "bilinear" if imp.opset < 20 else "linear"))
+    attrs["mode"] = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    imp.emit(op, name, ins, outs, attrs)
+
+
+_MORE_REDUCTIONS = ("ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+                    "ReduceSumSquare")  # fmt: skip
 _HANDLERS: dict[str, _Handler] = {
+    "GridSample": _grid_sample,
     "Split": _split,
     "Squeeze": _attr_to_input("axes", 1),
     "Unsqueeze": _attr_to_input("axes", 1),
@@ -706,8 +731,10 @@ _HANDLERS: dict[str, _Handler] = {
     "ReduceSum": _attr_to_input("axes", 1),
     "ReduceMax": _attr_to_input("axes", 1),
     "ReduceMin": _attr_to_input("axes", 1),
+    **{op: _attr_to_input("axes", 1) for op in _MORE_REDUCTIONS},
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
+    "Hardmax": _softmax,
     "Upsample": _upsample,
     "Resize": _resize,
     "Dropout": _drop_unused_extra_outputs,

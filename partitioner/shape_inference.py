@@ -893,3 +893,10 @@ def _track_values(ctx: _Ctx, values: dict[str, list[Dim]]) -> None:
             result = [value] if value is not None else None
     if result is not None and len(result) <= 64:
         values[out.name] = result
+
+
+# Rules of the ops beyond the core set live in their own module, which builds on the helpers
+# above; imported last so that those exist when it loads.
+from partitioner.shape_rules import RULES as _MORE_RULES  # noqa: E402
+
+_RULES.update(_MORE_RULES)

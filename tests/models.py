@@ -102,7 +102,7 @@ EXPORTERS: dict[str, Exporter] = {
         _paddle_python(),
         "no PaddlePaddle exporter: create .venv-paddle (make paddle-env) or set "
         "TANDEM_PADDLE_PYTHON",
-        ("paddle-ocr-det-lite", "paddle-ocr-rec-lite"),
+        ("paddle-ocr-det-lite", "paddle-ocr-rec-lite", "paddle-ocr-rec-crnn"),
     ),
 }
 EXPORT_SCRIPT = EXPORTERS["torch"].script

@@ -90,19 +90,34 @@ _SIMPLE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Sign": np.sign,
     "Round": np.rint,  # ONNX Round is round-half-to-even, as np.rint
     "Softsign": lambda x: x / (1 + np.abs(x)),
-    "IsNaN": np.isnan,
 }
 
-_MEMORY_BOUND = {"Relu", "Abs", "Neg", "Floor", "Ceil", "Sign", "Round", "IsNaN"}
+_MEMORY_BOUND = {"Relu", "Abs", "Neg", "Floor", "Ceil", "Sign", "Round"}
 for _op, _fn in _SIMPLE.items():
     register(_op)(_unary(_fn, split=_op not in _MEMORY_BOUND))
+
+
+@register("IsNaN")
+def is_nan(node: Node, inputs: list[Any]) -> np.ndarray:
+    return np.isnan(inputs[0])  # bool, whatever the input type
+
+
+@register("IsInf")
+def is_inf(node: Node, inputs: list[Any]) -> np.ndarray:
+    x = inputs[0]
+    positive = int(node.attrs.get("detect_positive", 1))
+    negative = int(node.attrs.get("detect_negative", 1))
+    if x.dtype.kind != "f":
+        return np.zeros(x.shape, bool)
+    inf = np.isinf(x)
+    return (inf & (x > 0) & bool(positive)) | (inf & (x < 0) & bool(negative))
 
 
 @register("Reciprocal")
 def reciprocal(node: Node, inputs: list[Any]) -> np.ndarray:
     x = inputs[0]
     xc = as_compute(x)
-    return cast_back(np.reciprocal(xc) if xc.dtype.kind == "f" else 1 // xc, x)
+    return cast_back(1 // xc if xc.dtype.kind in "iu" else np.reciprocal(xc), x)
 
 
 @register("LeakyRelu")
@@ -200,7 +215,7 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.divide(a, b) if a.dtype.kind == "f" else _int_div(a, b)
+    return _int_div(a, b) if a.dtype.kind in "iu" else np.divide(a, b)  # bfloat16: kind "V"
 
 
 def _binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
@@ -219,8 +234,10 @@ register("Div")(_binary(_div))
 
 @register("Mod")
 def mod(node: Node, inputs: list[Any]) -> np.ndarray:
+    """fmod=1: C's fmod (the sign of the dividend); fmod=0: the sign of the divisor, for floats
+    too, as opset 28 defines it (ONNX Runtime refuses float fmod=0 before opset 28)."""
     a, b = as_compute(inputs[0]), as_compute(inputs[1])
-    if int(node.attrs.get("fmod", 0)) or a.dtype.kind == "f":
+    if int(node.attrs.get("fmod", 0)):
         return cast_back(np.fmod(a, b), inputs[0])
     return cast_back(np.mod(a, b), inputs[0])
 
@@ -243,7 +260,9 @@ def _variadic(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..
     def run(node: Node, inputs: list[Any]) -> np.ndarray:
         arrays = [as_compute(a) for a in inputs if a is not None]
         y = reduce(fn, arrays)
-        return cast_back(np.array(y, copy=len(arrays) == 1), inputs[0])
+        # one input: a copy, never the input itself; else the new array (numpy 2 refuses
+        # copy=False where a scalar result needs one)
+        return cast_back(np.array(y) if len(arrays) == 1 else np.asarray(y), inputs[0])
 
     return run
 

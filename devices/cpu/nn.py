@@ -10,6 +10,7 @@ from devices.cpu import parallel
 from devices.cpu.registry import (
     as_compute,
     attr_ints,
+    attr_str,
     cast_back,
     const_ints,
     normalize_axis,
@@ -18,6 +19,19 @@ from devices.cpu.registry import (
 from partitioner.ir import Node
 
 # ----- matrix products -----------------------------------------------------------------------
+
+
+@register("Einsum")
+def einsum(node: Node, inputs: list[Any]) -> np.ndarray:
+    """numpy's einsum reads ONNX equations as they are (implicit output in alphabetical order,
+    ``...`` for broadcast dims); ``optimize`` contracts pairwise through BLAS."""
+    equation = attr_str(node, "equation", "").replace(" ", "")
+    if not equation:
+        raise ValueError("the equation attribute is missing or empty")
+    # numpy's einsum has no loops for ml_dtypes' narrow floats (bfloat16, ...): widen them
+    operands = [as_compute(x) if x.dtype.kind in "fiub" else x.astype(np.float32) for x in inputs]
+    y = np.einsum(equation, *operands, optimize=len(operands) > 1)
+    return cast_back(np.asarray(y), inputs[0])
 
 
 @register("MatMul")

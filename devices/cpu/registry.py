@@ -85,9 +85,13 @@ def _load_all() -> None:
     _LOADED = True
     from devices.cpu import (  # noqa: F401  (imported for their registrations)
         conv,
+        detection,
         elementwise,
+        grid_sample,
+        indexing,
         nn,
         quant,
+        recurrent,
         resize,
         tensor_ops,
     )
@@ -137,3 +141,20 @@ def normalize_axis(axis: int, rank: int) -> int:
     if not -rank <= axis < max(rank, 1):
         raise ValueError(f"axis {axis} is out of range for a rank-{rank} tensor")
     return axis + rank if axis < 0 else axis
+
+
+def check_output_bytes(count: int, dtype: Any, what: str) -> None:
+    """Refuse to allocate a data-dependent output (NonZero, Range, NonMaxSuppression) of
+    ``count`` elements when it alone exceeds the run's memory budget (``TANDEM_MEMORY_BUDGET``);
+    shape inference cannot size such outputs, so the runtime's up-front check does not cover
+    them."""
+    from devices.runtime import MemoryBudgetError, memory_budget  # runtime imports this package
+    from partitioner.validate import human_bytes
+
+    need = int(count) * np.dtype(dtype).itemsize
+    budget = memory_budget()
+    if need > budget.bytes:
+        raise MemoryBudgetError(
+            f"{what} would need {human_bytes(need)}, more than the memory budget of "
+            f"{human_bytes(budget.bytes)} ({budget.source}); check the inputs that size it"
+        )

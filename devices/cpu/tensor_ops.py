@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 
 from devices.cpu.quant import saturate
-from devices.cpu.registry import attr_ints, attr_str, const_ints, normalize_axis, register
+from devices.cpu.registry import (
+    attr_ints,
+    attr_str,
+    check_output_bytes,
+    const_ints,
+    normalize_axis,
+    register,
+)
 from partitioner.dtypes import NARROW_FLOATS, numpy_dtype_name
 from partitioner.ir import Node
 
@@ -250,8 +257,14 @@ def tile(node: Node, inputs: list[Any]) -> np.ndarray:
 
 @register("Range")
 def range_(node: Node, inputs: list[Any]) -> np.ndarray:
-    start, limit, delta = (np.asarray(v) for v in inputs[:3])
-    n = max(int(np.ceil((limit - start) / delta)), 0)
+    start, limit, delta = (np.asarray(v).reshape(()) for v in inputs[:3])
+    if delta == 0:
+        raise ValueError("delta is 0; Range needs a non-zero step")
+    span = (limit.astype(np.float64) - start.astype(np.float64)) / delta.astype(np.float64)
+    if not np.isfinite(span):
+        raise ValueError(f"start {start}, limit {limit}, delta {delta} give no finite length")
+    n = max(int(np.ceil(span)), 0)
+    check_output_bytes(n, start.dtype, f"an output of {n} elements")
     return (start + np.arange(n, dtype=start.dtype) * delta).astype(start.dtype)
 
 
@@ -289,7 +302,12 @@ def pad(node: Node, inputs: list[Any]) -> np.ndarray:
 
 @register("NonZero")
 def nonzero(node: Node, inputs: list[Any]) -> np.ndarray:
-    return np.array(np.nonzero(inputs[0]), dtype=np.int64).reshape(inputs[0].ndim, -1)
+    x = inputs[0]
+    count = int(np.count_nonzero(x))
+    check_output_bytes(count * max(x.ndim, 1), np.int64, f"{count} non-zero positions")
+    if x.ndim == 0:  # a scalar reads as a 1-element vector (ONNX Runtime's output: (1, count))
+        return np.zeros((1, count), np.int64)
+    return np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
 
 
 @register("DepthToSpace")

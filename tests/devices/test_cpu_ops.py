@@ -253,6 +253,111 @@ CASES = [
     Case("dequantize_per_axis", "DequantizeLinear",
          [RNG.integers(0, 255, (2, 3, 4)).astype(np.uint8), C(np.array([0.5, 1.0, 0.25], np.float32)),
           C(np.array([128, 0, 7], np.uint8))]),
+    # ----- what real exporters add: math and logic -------------------------------------------
+    Case("mod_int", "Mod", [i64(7, -7, 7, -7, 5), i64(3, 3, -3, -3, 5)]),
+    Case("mod_int_fmod", "Mod", [i64(7, -7, 7, -7), i64(3, 3, -3, -3)], {"fmod": 1}),
+    Case("mod_int32_broadcast", "Mod", [np.arange(-6, 6, dtype=np.int32).reshape(3, 4), C(np.array([5], np.int32))]),
+    Case("mod_float_fmod", "Mod", [f32(3, 4) * 5, pos(4)], {"fmod": 1}),
+    *[Case(f"act_{op.lower()}", op, [f32(2, 3, 4) * 0.9]) for op in (
+        "Sin", "Cos", "Tan", "Atan", "Sinh", "Cosh", "Asinh", "Sign", "Softsign")],
+    *[Case(f"act_{op.lower()}", op, [RNG.uniform(-0.99, 0.99, (3, 4)).astype(np.float32)]) for op in ("Asin", "Atanh")],
+    Case("act_acos", "Acos", [f32(3, 4) * 0.5]),
+    Case("act_acosh", "Acosh", [pos(3, 4) + 1]),
+    Case("round_half_even", "Round", [np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.4, -0.6], np.float32)]),
+    Case("celu", "Celu", [f32(3, 4)], {"alpha": 0.7}),
+    Case("thresholded_relu", "ThresholdedRelu", [f32(3, 4)], {"alpha": 0.3}),
+    Case("mean3", "Mean", [f32(2, 3), f32(3), f32(2, 1)]),
+    Case("isnan", "IsNaN", [np.array([1.0, np.nan, np.inf, -np.inf], np.float32)]),
+    Case("isinf", "IsInf", [np.array([1.0, np.nan, np.inf, -np.inf], np.float32)]),
+    Case("isinf_positive_only", "IsInf", [np.array([1.0, np.nan, np.inf, -np.inf], np.float32)], {"detect_negative": 0}),
+    Case("isinf_negative_only", "IsInf", [np.array([1.0, np.nan, np.inf, -np.inf], np.float32)], {"detect_positive": 0}),
+    *[Case(op.lower(), op, [RNG.random((3, 4)) > 0.5, RNG.random((4,)) > 0.5]) for op in ("And", "Or", "Xor")],
+    Case("greater_or_equal", "GreaterOrEqual", [i64(1, 2, 3), i64(2)]),
+    Case("less_or_equal", "LessOrEqual", [f32(3, 4), f32(4)]),
+    Case("castlike", "CastLike", [f32(3, 4) * 10, C(np.array([1], np.int32))]),
+    Case("size", "Size", [f32(2, 3, 4)]),
+    # ----- ... reductions, selection, running sums ------------------------------------------
+    *[Case(f"{op.lower()}_axes", op, [pos(2, 3, 4), C(i64(1, -1))]) for op in (
+        "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")],
+    Case("reducel2_all_nokeep", "ReduceL2", [f32(2, 3, 4)], {"keepdims": 0}),
+    Case("reducelogsumexp_large", "ReduceLogSumExp", [f32(2, 5) * 100, C(i64(0))]),
+    Case("reduceprod_empty_axes_noop", "ReduceProd", [f32(2, 3), C(np.array([], np.int64))], {"noop_with_empty_axes": 1}),
+    Case("argmin", "ArgMin", [f32(3, 4, 5)], {"axis": 1, "keepdims": 0}),
+    Case("hardmax", "Hardmax", [f32(3, 4, 5)], {"axis": -1}),
+    Case("cumsum", "CumSum", [f32(3, 4), C(np.array(1, np.int64))]),
+    Case("cumsum_exclusive_reverse", "CumSum", [f32(3, 4), C(np.array(-2, np.int32))], {"exclusive": 1, "reverse": 1}),
+    Case("cumsum_int_exclusive", "CumSum", [i64(1, 2, 3, 4), C(np.array(0, np.int64))], {"exclusive": 1}),
+    Case("einsum_matmul_batched", "Einsum", [f32(2, 3, 4), f32(2, 4, 5)], {"equation": "bij,bjk->bik"}),
+    Case("einsum_maxvit_rel", "Einsum", [f32(2, 4, 7, 8), f32(2, 4, 9, 8)], {"equation": "b h i d, b h j d -> b h i j"}),
+    Case("einsum_implicit_transpose", "Einsum", [f32(3, 4)], {"equation": "ji"}),
+    Case("einsum_trace_diag", "Einsum", [f32(4, 4)], {"equation": "ii->i"}),
+    Case("einsum_ellipsis_broadcast", "Einsum", [f32(2, 1, 3, 4), f32(2, 5, 4, 6)], {"equation": "...ij,...jk->...ik"}),
+    Case("einsum_three_operands", "Einsum", [f32(3, 4), f32(4, 5), f32(5)], {"equation": "ij,jk,k->i"}),
+    # ----- ... indexing ---------------------------------------------------------------------
+    Case("gather_elements", "GatherElements", [f32(3, 4), C(np.array([[0, -1, 2, 1]] * 2, np.int64))], {"axis": 0}),
+    Case("gather_nd", "GatherND", [f32(3, 4, 5), C(np.array([[0, 1], [2, -1]], np.int64))]),
+    Case("gather_nd_full_index", "GatherND", [f32(3, 4), C(np.array([[[0, 1]], [[2, 3]]], np.int64))]),
+    Case("gather_nd_batch_dims", "GatherND", [f32(2, 3, 4), C(np.array([[[1], [0]], [[2], [2]]], np.int64))], {"batch_dims": 1}),
+    Case("scatter_nd", "ScatterND", [f32(4, 3, 2), C(np.array([[1], [3]], np.int64)), f32(2, 3, 2)]),
+    Case("scatter_nd_elements", "ScatterND", [f32(4, 3), C(np.array([[0, 1], [3, -1]], np.int64)), f32(2)]),
+    *[Case(f"scatter_nd_{r}", "ScatterND", [f32(4, 3), C(np.array([[1], [3], [1]], np.int64)), f32(3, 3)], {"reduction": r})
+      for r in ("add", "mul", "max", "min")],
+    Case("scatter_elements", "ScatterElements", [f32(3, 4), C(np.array([[1, 0, 2, -1]], np.int64)), f32(1, 4)], {"axis": 1}),
+    *[Case(f"scatter_elements_{r}", "ScatterElements", [f32(3, 4), C(np.array([[1, 1], [0, 0]], np.int64)), f32(2, 2)], {"axis": 1, "reduction": r})
+      for r in ("add", "mul", "max", "min")],
+    Case("one_hot", "OneHot", [i64(0, 3, -1, 7), C(np.array(5, np.int64)), C(np.array([0.5, 2.0], np.float32))]),
+    Case("one_hot_axis0_int_values", "OneHot", [np.array([[1, 2], [0, -2]], np.int64), C(np.array([3], np.int64)), C(np.array([0, 1], np.int64))], {"axis": 0}),
+    Case("trilu_upper", "Trilu", [f32(2, 4, 5)]),
+    Case("trilu_lower_k", "Trilu", [f32(4, 5), C(np.array(-1, np.int64))], {"upper": 0}),
+    Case("trilu_upper_k2", "Trilu", [f32(3, 6), C(np.array(2, np.int64))]),
+    Case("depth_to_space_dcr", "DepthToSpace", [f32(1, 8, 2, 3)], {"blocksize": 2}),
+    Case("depth_to_space_crd", "DepthToSpace", [f32(1, 8, 2, 3)], {"blocksize": 2, "mode": "CRD"}),
+    Case("space_to_depth", "SpaceToDepth", [f32(1, 2, 4, 6)], {"blocksize": 2}),
+    Case("nonzero", "NonZero", [np.array([[1, 0, 2], [0, 0, 3]], np.float32)]),
+    Case("nonzero_bool", "NonZero", [RNG.random((2, 3, 4)) > 0.6]),
+    Case("nonzero_scalar", "NonZero", [np.array(3.0, np.float32)]),
+    Case("nonzero_none", "NonZero", [np.zeros((2, 3), np.int32)]),
+    # ----- ... sampling and detection -------------------------------------------------------
+    *[Case(f"grid_sample_{mode}_{pad}_ac{ac}", "GridSample", [f32(2, 3, 5, 6), f32(2, 4, 7, 2) * 1.4],
+           {"mode": mode, "padding_mode": pad, "align_corners": ac}, opset=20)
+      for mode in ("linear", "nearest", "cubic") for pad in ("zeros", "border", "reflection") for ac in (0, 1)],
+    *[Case(f"grid_sample_3d_{mode}_{pad}", "GridSample", [f32(1, 2, 3, 4, 5), f32(1, 2, 3, 4, 3) * 1.3],
+           {"mode": mode, "padding_mode": pad, "align_corners": 0}, opset=20)
+      for mode in ("linear", "nearest") for pad in ("zeros", "border", "reflection")],
+    Case("grid_sample_opset16_bilinear", "GridSample", [f32(1, 2, 4, 4), f32(1, 3, 3, 2)], {"mode": "bilinear"}, opset=16),
+    Case("grid_sample_opset16_bicubic_reflection", "GridSample", [f32(1, 2, 4, 4), f32(1, 3, 3, 2) * 2.5],
+         {"mode": "bicubic", "padding_mode": "reflection"}, opset=16),
+    Case("nms", "NonMaxSuppression", [np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, -0.1, 1, 0.9], [0, 10, 1, 11],
+                                                 [0, 10.1, 1, 11.1], [0, 100, 1, 101]]], np.float32),
+                                      np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32),
+                                      C(i64(3)), C(np.array([0.5], np.float32)), C(np.array([0.0], np.float32))]),
+    Case("nms_center_two_classes", "NonMaxSuppression", [np.array([[[0.5, 0.5, 1, 1], [0.5, 0.6, 1, 1], [0.5, 0.4, 1, 1], [0.5, 10.5, 1, 1]]], np.float32),
+                                                         np.array([[[0.9, 0.75, 0.6, 0.95], [0.1, 0.8, 0.8, 0.2]]], np.float32),
+                                                         C(i64(2)), C(np.array([0.5], np.float32))], {"center_point_box": 1}),
+    Case("nms_random_batches", "NonMaxSuppression", [np.sort(RNG.random((2, 50, 4)).astype(np.float32) * 10, axis=-1)[..., [0, 1, 2, 3]],
+                                                     RNG.random((2, 3, 50)).astype(np.float32),
+                                                     C(i64(10)), C(np.array([0.3], np.float32)), C(np.array([0.2], np.float32))]),
+    # ----- ... recurrent layers (paddle2onnx CRNN) ---------------------------------------------
+    Case("lstm_forward", "LSTM", [f32(5, 2, 3), C(f32(1, 16, 3)), C(f32(1, 16, 4)), C(f32(1, 32))], {"hidden_size": 4}, outputs=3),
+    Case("lstm_bidirectional_seq_lens_init", "LSTM",
+         [f32(5, 3, 3), C(f32(2, 16, 3)), C(f32(2, 16, 4)), C(f32(2, 32)), C(np.array([5, 2, 0], np.int32)), f32(2, 3, 4), f32(2, 3, 4)],
+         {"hidden_size": 4, "direction": "bidirectional"}, outputs=3),
+    Case("lstm_reverse_peephole_clip", "LSTM",
+         [f32(4, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 3)), C(f32(1, 24)), None, None, None, C(f32(1, 9))],
+         {"hidden_size": 3, "direction": "reverse", "clip": 0.5}, outputs=3),
+    Case("lstm_input_forget_activations", "LSTM", [f32(4, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 3))],
+         {"hidden_size": 3, "input_forget": 1, "activations": ["HardSigmoid", "Tanh", "Softsign"],
+          "activation_alpha": [0.3], "activation_beta": [0.4]}, outputs=2),
+    Case("gru_bidirectional", "GRU", [f32(5, 2, 3), C(f32(2, 12, 3)), C(f32(2, 12, 4)), C(f32(2, 24))],
+         {"hidden_size": 4, "direction": "bidirectional"}, outputs=2),
+    Case("gru_linear_before_reset_seq_lens", "GRU",
+         [f32(5, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 4)), C(f32(1, 24)), C(np.array([3, 5], np.int32)), f32(1, 2, 4)],
+         {"hidden_size": 4, "linear_before_reset": 1}, outputs=2),
+    Case("gru_zero_length_sequence", "GRU",
+         [f32(3, 2, 3), C(f32(1, 12, 3)), C(f32(1, 12, 4)), None, C(np.array([0, 3], np.int32)), f32(1, 2, 4)],
+         {"hidden_size": 4, "direction": "reverse"}, outputs=2),
+    Case("rnn_relu_reverse", "RNN", [f32(4, 2, 3), C(f32(1, 5, 3)), C(f32(1, 5, 5)), C(f32(1, 10))],
+         {"hidden_size": 5, "direction": "reverse", "activations": ["Relu"]}, outputs=2),
 ]  # fmt: skip
 
 
@@ -387,3 +492,63 @@ def test_maxpool_indices_output(attrs: dict[str, Any]) -> None:
     got_y, got_idx = evaluate_node(node, [feeds["in0"]])
     np.testing.assert_array_equal(got_y, want_y)
     np.testing.assert_array_equal(got_idx, want_idx)
+
+
+@pytest.mark.parametrize("op, gates", [("LSTM", 4), ("GRU", 3)])
+def test_recurrent_layout1_is_layout0_transposed(op: str, gates: int) -> None:
+    """ONNX Runtime refuses layout=1 (batch-major); it must be layout 0 with X, initial_h,
+    Y and Y_h transposed."""
+    from devices.cpu import evaluate_node
+    from partitioner.ir import Graph
+
+    x, h0 = f32(5, 2, 3), f32(1, 2, 4)
+    w, r = f32(1, gates * 4, 3), f32(1, gates * 4, 4)
+
+    def run(layout: int) -> list[np.ndarray]:
+        g = Graph("g")
+        ins = [g.add_input(n, None) for n in ("x", "w", "r")] + [None, None, g.add_input("h0", None)]
+        node = g.add_node(op, ins, 2, {"hidden_size": 4, "layout": layout}, name="rec")
+        xs, hs = (x.transpose(1, 0, 2), h0.transpose(1, 0, 2)) if layout else (x, h0)
+        return evaluate_node(node, [xs, w, r, None, None, hs])
+
+    y0, h_0 = run(0)[:2]
+    y1, h_1 = run(1)[:2]
+    np.testing.assert_array_equal(y1, y0.transpose(2, 0, 1, 3))
+    np.testing.assert_array_equal(h_1, h_0.transpose(1, 0, 2))
+
+
+def _one_layer(op: str, n_inputs: int, attrs: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    from partitioner.ir import Graph
+
+    g = Graph("g")
+    ins = [g.add_input(f"in{i}", None) for i in range(n_inputs)]
+    return g.add_node(op, ins, 1, attrs or {}, name="bad")
+
+
+@pytest.mark.parametrize(
+    "op, inputs, message",
+    [
+        ("Range", [np.array(0.0, np.float32), np.array(1e12, np.float32), np.array(1.0, np.float32)],
+         r"an output of 999999995904 elements would need 3\.64 TiB, more than the memory budget of 512 KiB"),
+        ("Range", [np.array(0, np.int64), np.array(5, np.int64), np.array(0, np.int64)], "delta is 0"),
+        ("Range", [np.array(0.0, np.float32), np.array(np.inf, np.float32), np.array(1.0, np.float32)],
+         "give no finite length"),
+        ("NonZero", [np.ones((64, 1024), np.float32)], "65536 non-zero positions would need 1 MiB"),
+        ("ScatterND", [np.zeros((4, 3), np.float32), np.array([[4]], np.int64), np.ones((1, 3), np.float32)],
+         r"ScatterND index 4 at \[0, 0\] is out of range for dim size 4"),
+        ("GatherND", [np.zeros((4, 3), np.float32), np.array([[1, -4]], np.int64)],
+         r"GatherND index -4 at \[0, 0, 1\] is out of range for dim size 3"),
+        ("NonMaxSuppression", [np.zeros((1, 5, 4), np.float32), np.zeros((1, 2, 4), np.float32)],
+         r"scores must be \[batch, classes, boxes\] = \[1, C, 5\], got \(1, 2, 4\)"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_and_data_dependent_sizes_fail_in_one_line(monkeypatch, op, inputs, message) -> None:  # type: ignore[no-untyped-def]
+    """Ops whose output size depends on the data are refused before allocating past the memory
+    budget; bad values name the layer, the op and what is wrong, in one line."""
+    from devices.cpu import evaluate_node
+    from partitioner.errors import ExecutionError
+
+    monkeypatch.setenv("TANDEM_MEMORY_BUDGET", "512K")
+    with pytest.raises(ExecutionError, match=f"^layer 'bad' \\({op}\\): .*{message}") as err:
+        evaluate_node(_one_layer(op, len(inputs)), inputs)
+    assert "\n" not in str(err.value)

@@ -222,7 +222,7 @@ CASES = [
     Case("dim-8193", lambda: layer("Relu", [(1, 1, 8193, 1)]), False, "input dim 8193 > DLA max 8192"),
     Case("dynamic-shape", lambda: layer("Relu", [("batch", 3, 8, 8)]), False,
          "dynamic shape (input dim 0 is 'batch'): DLA needs static shapes"),
-    Case("unlisted-op", lambda: layer("Einsum", [(1, 4)], {"equation": "ij->ij"}), False, "Einsum is not supported on DLA"),
+    Case("unlisted-op", lambda: layer("RoiAlign", [(1, 4, 8, 8)]), False, "RoiAlign is not supported on DLA"),
     # --- Conv (§1.2) ---
     Case("conv-1d", lambda: layer("Conv", [(1, 4, 16), w(4, 4, 3)], {"kernel_shape": [3], "pads": [0, 0], "strides": [1], "dilations": [1], "group": 1}), False, "1 spatial dims (DLA supports 2-D only)"),
     Case("conv-3d", lambda: layer("Conv", [(1, 4, 8, 8, 8), w(4, 4, 3, 3, 3)], {"kernel_shape": [3, 3, 3], "pads": [0] * 6, "strides": [1] * 3, "dilations": [1] * 3, "group": 1}), False, "3 spatial dims"),
@@ -373,7 +373,7 @@ CASES = [
     Case("sin-orin", lambda: layer("Sin", [(1, 4, 8, 8)]), True, versions=(2,)),
     Case("sin-orin-trt8.5", lambda: layer("Sin", [(1, 4, 8, 8)]), False, "Sin needs TensorRT >= 8.6.12", versions=(2,), trt="8.5.2"),
     Case("cos-xavier", lambda: layer("Cos", [(1, 4, 8, 8)]), False, "Cos is supported on Orin's DLA only", versions=(1,)),
-    Case("exp", lambda: layer("Exp", [(1, 4, 8, 8)]), False, "Exp is not supported on DLA"),
+    Case("exp", lambda: layer("Exp", [(1, 4, 8, 8)]), False, "Exp is not a DLA unary operation"),
     # --- slice / split ---
     Case("slice-channels", lambda: slice_((0,), (4,), (1,)), True),
     Case("slice-int8-runs-fp16", lambda: slice_((0,), (4,), (1,)), True, "runs in FP16 (INT8 not supported for Slice on DLA)", precision="int8"),
@@ -486,6 +486,38 @@ def test_tables_mark_unconfirmed_rules(version: int):
     flagged = [op for op, r in table.ops.items()
                if r.unconfirmed or any(c.unconfirmed for c in r.checks)]  # fmt: skip
     assert "Reshape" in flagged and "Conv" in flagged
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_imported_op_has_its_own_dla_verdict(version: int):
+    """No imported op falls through to the table's generic unlisted reason."""
+    from partitioner.onnx_import import SUPPORTED_OPS
+
+    table = dla_table(version)
+    assert sorted(SUPPORTED_OPS - {"Upsample"} - set(table.ops)) == []  # Upsample imports as Resize
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(
+    "build, reason",
+    [
+        (lambda: layer("Mod", [(1, 4, 8, 8), (1, 4, 8, 8)], {"fmod": 1}), "Mod is not a DLA element-wise operation (Sum, Sub, Prod, Max, Min, Div, Pow only)"),
+        (lambda: layer("ScatterND", [(4, 3), i64(1, 0).reshape(2, 1), (2, 3)]), "ScatterND is not supported on DLA (DLA-SW: reconstruct Scatter"),
+        (lambda: layer("Einsum", [(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}), "Einsum is not in the DLA supported-layer list"),
+        (lambda: layer("GridSample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"mode": "linear"}), "GridSample is not in the DLA supported-layer list"),
+        (lambda: layer("NonZero", [(2, 3)]), "NonZero's output size depends on its values"),
+        (lambda: layer("ReduceL2", [(1, 4, 8, 8), i64(1)]), "ReduceL2 is not supported on DLA (Reduce MAX only)"),
+        (lambda: layer("IsInf", [(1, 4, 8, 8)]), "IsInf is not a DLA unary operation and yields bool"),
+        (lambda: layer("Sqrt", [(1, 4, 8, 8)]), "Sqrt is not a DLA unary operation"),
+        (lambda: layer("GreaterOrEqual", [(1, 4, 8, 8), (1, 4, 8, 8)]), "GreaterOrEqual is not a DLA comparison"),
+    ],
+)  # fmt: skip
+def test_new_ops_leave_the_dla_with_their_reason(version: int, build, reason: str):
+    graph, name = build()
+    node = graph.node(name)
+    env = SupportEnv(tensorrt=DEFAULT_TRT[version])
+    verdict = evaluate(dla_table(version), node, graph, "fp16", env).verdict(node)
+    assert not verdict.ok and reason in verdict.reason, verdict.reason
 
 
 # ----- GPU table --------------------------------------------------------------------------------

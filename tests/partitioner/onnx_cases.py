@@ -33,6 +33,7 @@ class Case:
     min_opset: int = 11
     max_opset: int = 21
     positive: bool = False
+    data_dependent: bool = False  # output dims set by values (NonZero): inferred as None
 
     def opsets(self) -> list[int]:
         return [o for o in OPSETS if self.min_opset <= o <= self.max_opset] or [self.min_opset]
@@ -282,4 +283,81 @@ CASES: list[Case] = [
                         l=np.array(7.5, F), d=np.array(1.5, F)), {}),  # fmt: skip
     Case("Constant", fixed(helper.make_node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
                            node("Mul", ["x", "c"])), {"x": ((3, 2), F)}),  # fmt: skip
+    # ----- ops real exporters add ------------------------------------------------------------
+    *[_unary(op) for op in "Sin Cos Tan Atan Sinh Cosh Asinh Sign Round Softsign".split()],
+    _unary("Celu", attrs={"alpha": 0.5}, min_opset=12),
+    _unary("ThresholdedRelu", attrs={"alpha": 0.5}),
+    *[Case(op, fixed(node(op, ["x"])), {"x": ((2, 3), F)}, positive=True)
+      for op in ("Acosh",)],
+    Case("Asin", fixed(node("Asin", ["x"], ["t"]), node("Atanh", ["t"])),
+         {"x": ((2, 3), F)}),  # asin of N(0,1) is NaN outside [-1, 1]; checks the NaN path
+    Case("Acos", fixed(node("Acos", ["x"])), {"x": ((2, 3), F)}),
+    Case("Mod", fixed(node("Mod", ["x", "b"])), {"x": ((2, 3), I64), "b": ((3,), I64)},
+         INT_OUT, positive=True),  # fmt: skip
+    Case("Mod-fmod", fixed(node("Mod", ["x", "b"], fmod=1)), XY, positive=True),
+    Case("Mean", fixed(node("Mean", ["x", "b", "x"])), XY),
+    *[Case(op, fixed(node(op, ["x"])), X4, BOOL_OUT) for op in ("IsNaN", "IsInf")],
+    *[Case(op, fixed(node(op, ["x", "b"])), {"x": ((2, 3), np.bool_), "b": ((3,), np.bool_)},
+           BOOL_OUT) for op in ("And", "Or", "Xor")],  # fmt: skip
+    *[Case(op, fixed(node(op, ["x", "b"])), XY, BOOL_OUT, min_opset=12)
+      for op in ("GreaterOrEqual", "LessOrEqual")],
+    Case("CastLike", fixed(node("CastLike", ["x", "t"]), t=np.array([1], np.int32)),
+         outputs=[("y", TP.INT32)], min_opset=15),
+    Case("Size", fixed(node("Size", ["x"])), outputs=INT_OUT),
+    *[Case(op, axes_op(op, [1, -1], 18, keepdims=k), positive=True)
+      for op, k in (("ReduceProd", 1), ("ReduceL1", 0), ("ReduceL2", 1), ("ReduceLogSum", 0),
+                    ("ReduceLogSumExp", 1), ("ReduceSumSquare", 0))],  # fmt: skip
+    Case("ArgMin", fixed(node("ArgMin", ["x"], axis=-1)), outputs=INT_OUT),
+    Case("Hardmax", fixed(node("Hardmax", ["x"]))),  # opset < 13: coerced 2-D at axis 1
+    Case("Hardmax-axis2", fixed(node("Hardmax", ["x"], axis=2))),
+    Case("CumSum", fixed(node("CumSum", ["x", "a"], exclusive=1), a=np.array(2, I64))),
+    Case("Einsum", fixed(node("Einsum", ["x", "w"], equation="bchw,hk->bckw"),
+                         w=rng.standard_normal((8, 5)).astype(F)), min_opset=12),  # fmt: skip
+    Case("Einsum-implicit", fixed(node("Einsum", ["x"], equation="...ij")), min_opset=12),
+    Case("GatherElements", fixed(node("GatherElements", ["x", "i"], axis=1),
+                                 i=np.array([[1, 0, -1], [2, 2, 0]], I64)),
+         {"x": ((2, 3), F)}),  # fmt: skip
+    Case("GatherND", fixed(node("GatherND", ["x", "i"]), i=np.array([[0, 1], [1, 2]], I64))),
+    Case("GatherND-batch", fixed(node("GatherND", ["x", "i"], batch_dims=1),
+                                 i=np.array([[[1], [0]], [[2], [2]]], I64)), min_opset=12),
+    Case("ScatterND", fixed(node("ScatterND", ["x", "i", "u"]), i=np.array([[1], [0]], I64),
+                            u=np.ones((2, 3, 8, 8), F))),  # fmt: skip
+    Case("ScatterND-add", fixed(node("ScatterND", ["x", "i", "u"], reduction="add"),
+                                i=np.array([[1, 2], [1, 2]], I64), u=np.ones((2, 8, 8), F)),
+         min_opset=16),  # fmt: skip
+    Case("ScatterElements", fixed(node("ScatterElements", ["x", "i", "u"], axis=1),
+                                  i=np.array([[2, 0]], I64), u=np.array([[5.0, 6.0]], F)),
+         {"x": ((2, 3), F)}),  # fmt: skip
+    Case("OneHot", fixed(node("OneHot", ["x", "d", "v"], axis=1), d=np.array(4, I64),
+                         v=np.array([0.0, 3.0], F)), {"x": ((2, 3), I64)}),  # fmt: skip
+    Case("Trilu", fixed(node("Trilu", ["x", "k"], upper=0), k=np.array(1, I64)), min_opset=14),
+    Case("DepthToSpace", fixed(node("DepthToSpace", ["x"], blocksize=2, mode="CRD")),
+         {"x": ((1, 8, 3, 3), F)}),  # fmt: skip
+    Case("SpaceToDepth", fixed(node("SpaceToDepth", ["x"], blocksize=2))),
+    Case("GridSample", fixed(node("GridSample", ["x", "g"], mode="bilinear",
+                                  padding_mode="border")),
+         {"x": ((2, 3, 8, 8), F), "g": ((2, 5, 6, 2), F)}, min_opset=16, max_opset=19),
+    Case("GridSample-cubic", fixed(node("GridSample", ["x", "g"], mode="cubic",
+                                        align_corners=1)),
+         {"x": ((2, 3, 8, 8), F), "g": ((2, 5, 6, 2), F)}, min_opset=20),
+    Case("NonZero", fixed(node("NonZero", ["x"])), {"x": ((2, 3), np.bool_)}, INT_OUT,
+         data_dependent=True),  # fmt: skip
+    Case("NonMaxSuppression", fixed(node("NonMaxSuppression", ["x", "s", "m", "t"]),
+                                    m=np.array([2], I64), t=np.array([0.5], F)),
+         {"x": ((1, 6, 4), F), "s": ((1, 2, 6), F)}, INT_OUT, data_dependent=True),
+    Case("LSTM", fixed(node("LSTM", ["x", "w", "r", "b"], ["y", "h", "c"], hidden_size=4,
+                            direction="bidirectional"),
+                       w=rng.standard_normal((2, 16, 3)).astype(F),
+                       r=rng.standard_normal((2, 16, 4)).astype(F),
+                       b=rng.standard_normal((2, 32)).astype(F)),
+         {"x": ((5, 2, 3), F)}, [("y", TP.FLOAT), ("h", TP.FLOAT), ("c", TP.FLOAT)]),
+    Case("GRU", fixed(node("GRU", ["x", "w", "r"], ["y", "h"], hidden_size=4,
+                           linear_before_reset=1),
+                      w=rng.standard_normal((1, 12, 3)).astype(F),
+                      r=rng.standard_normal((1, 12, 4)).astype(F)),
+         {"x": ((5, 2, 3), F)}, [("y", TP.FLOAT), ("h", TP.FLOAT)]),
+    Case("RNN", fixed(node("RNN", ["x", "w", "r"], ["", "h"], hidden_size=4, direction="reverse"),
+                      w=rng.standard_normal((1, 4, 3)).astype(F),
+                      r=rng.standard_normal((1, 4, 4)).astype(F)),
+         {"x": ((5, 2, 3), F)}, [("h", TP.FLOAT)]),
 ]

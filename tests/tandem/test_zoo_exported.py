@@ -54,6 +54,8 @@ EXPECTED = {
     ),
     # dynamic batch and height: Im2Seq's reshape from Shape -> Slice -> Mul -> Concat
     "paddle-ocr-rec-lite": (11, {"Conv": 3, "Shape": 1, "Mul": 1, "Concat": 1}, set()),
+    # a CRNN recogniser: paddle2onnx writes its 2-layer bidirectional LSTM as two LSTM nodes
+    "paddle-ocr-rec-crnn": (11, {"LSTM": 2, "BatchNormalization": 2, "Softmax": 1}, set()),
 }
 
 
