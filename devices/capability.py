@@ -148,7 +148,8 @@ class GpuCapability(_TableCapability):
 
     def supports(self, node: Node, graph: Graph, precision: Precision) -> Verdict:
         table = self.explain(node, graph, precision)
-        if not table.ok:
+        if not table.ok or node.meta.get(HOST_SHAPE):
+            # a shape computation is the host's (host_values): it folds away before lowering
             return table.verdict(node)
         concrete = self._concrete(node)
         if concrete is None:

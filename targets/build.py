@@ -32,7 +32,7 @@ from partitioner.capability import DeviceCapability
 from partitioner.errors import ShapeError, TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
-from partitioner.passes import has_qdq, simplify, strip_qdq
+from partitioner.passes import HOST_SHAPE, has_qdq, simplify, strip_qdq
 from partitioner.plugins import PLUGINS
 from partitioner.policy import Policy, default_policy, load_policy
 from partitioner.profiles import (
@@ -496,7 +496,7 @@ def _build_segment(
     else:
         record["backend"] = seg.device
         if seg.device == "gpu" and target.gpu is not None:
-            shaped = sub if shapes is None else _at_shapes(shapes, seg)
+            shaped = sub if shapes is None else _at_shapes(shapes, seg, sub)
             if isinstance(shaped, str):
                 return shaped
             cuda = cross_compile(plan, shaped, seg, target, timing_cache, scales, cubins)
@@ -506,18 +506,20 @@ def _build_segment(
     return record
 
 
-def _at_shapes(shapes: Graph, seg: Segment) -> Graph | str:
+def _at_shapes(shapes: Graph, seg: Segment, sub: Graph) -> Graph | str:
     """A dynamic-shape GPU segment at profile 0's opt shapes, where the build lowers it (the
-    runtime lowers it again per input shape it meets); the problem when it is not there."""
+    runtime lowers it again per input shape it meets); the problem when it is not there. Its
+    shape computations (``HOST_SHAPE``) fold to constants at concrete shapes, as they should."""
     known = {n.name for n in shapes.nodes}
-    missing = [n for n in seg.nodes if n not in known]
+    host = {n.name for n in sub.nodes if n.meta.get(HOST_SHAPE)}
+    missing = [n for n in seg.nodes if n not in known and n not in host]
     if missing:
         return (
             f"segment {seg.name}: layer(s) {', '.join(missing[:5])} fold away at the opt "
             "shapes of profile 0, so the segment cannot be lowered at them — fix the dims with "
             "--dim, or give profiles that keep these layers"
         )
-    return extract_subgraph(shapes, list(seg.nodes), seg.name)
+    return extract_subgraph(shapes, [n for n in seg.nodes if n in known], seg.name)
 
 
 def _binding(t: Tensor) -> dict[str, Any]:
