@@ -23,8 +23,8 @@ __device__ float block_reduce(float v, bool is_max, float* scratch) {
     return r;
 }
 
-// softmax(s * x) per row (s: attention's 1 / sqrt(d), folded in by the lowering)
-// p = {x, y}; i = {rows, L}; f = {s}
+// softmax(s * x) per row (s: attention's 1 / sqrt(d), folded in by the lowering), or its log
+// (LogSoftmax) where i[2] is set. p = {x, y}; i = {rows, L, log}; f = {s}
 template <typename T>
 __device__ void softmax_lastdim(const KArgs& a) {
     __shared__ float scratch[32];
@@ -38,7 +38,11 @@ __device__ void softmax_lastdim(const KArgs& a) {
     float sum = 0.0f;
     for (int j = threadIdx.x; j < L; j += blockDim.x) sum += expf(s * ld(x, j) - mx);
     sum = block_reduce(sum, false, scratch);
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / sum, lse = mx + logf(sum);
+    if (a.i[2]) {
+        for (int j = threadIdx.x; j < L; j += blockDim.x) st(y, j, s * ld(x, j) - lse);
+        return;
+    }
     for (int j = threadIdx.x; j < L; j += blockDim.x) st(y, j, expf(s * ld(x, j) - mx) * inv);
 }
 
@@ -68,23 +72,9 @@ __device__ void layernorm_lastdim(const KArgs& a) {
     }
 }
 
-// Mean over the last axis (ReduceMean keepdims over one trailing axis). p = {x, y}; i = {rows, L}
-template <typename T>
-__device__ void mean_lastdim(const KArgs& a) {
-    __shared__ float scratch[32];
-    const T* x = (const T*)a.p[0] + (i64)blockIdx.x * a.i[1];
-    T* y = (T*)a.p[1];
-    const int L = a.i[1];
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) s += ld(x, j);
-    s = block_reduce(s, false, scratch);
-    if (threadIdx.x == 0) st(y, blockIdx.x, s / L);
-}
-
 #define INSTANTIATE(fn)                                                                 \
     KERNEL(fn##_f32, fn<float>(a))                                                     \
     KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(softmax_lastdim)
 INSTANTIATE(layernorm_lastdim)
-INSTANTIATE(mean_lastdim)

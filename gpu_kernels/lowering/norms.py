@@ -1,5 +1,5 @@
 """Pooling, reductions and normalisations: MaxPool / AveragePool (NHWC, 8 channels a thread
-where aligned), global pools, ReduceMean, Softmax and LayerNormalization over the last axis.
+where aligned), global pools and the normalisations (reductions and softmax: :mod:`.reduce`).
 """
 
 from __future__ import annotations
@@ -96,62 +96,7 @@ def lower_global_maxpool(lw: Lowering, node: Node) -> None:
     lw.bind(node, y)
 
 
-def _global_mean(node: Node) -> bool | None:
-    """True for a mean over H, W (kept), False for one over the last axis, None otherwise."""
-    rank = _rank(node.input(0))
-    axes = constant(node, 1)
-    axes_l = sorted(int(a) % rank for a in (axes.reshape(-1) if axes is not None
-                                            else range(rank)))
-    if rank == 4 and axes_l == [2, 3] and int(node.attrs.get("keepdims", 1)):
-        return True
-    return False if axes_l == [rank - 1] else None
-
-
-def _reduce_mean_ok(node: Node, arch: int, precision: str) -> Verdict:
-    if _global_mean(node) is None:
-        return Verdict.no("axes: only the last axis or H,W are supported on the GPU")
-    return Verdict.yes()
-
-
-@register("ReduceMean", supports=_reduce_mean_ok)
-def lower_reduce_mean(lw: Lowering, node: Node) -> None:
-    if _global_mean(node):
-        lower_global_avgpool(lw, node)
-        return
-    x = lw.value(node.input(0), node)
-    x = lw.ensure(x, "plain", lw.dt, node.name)
-    L = x.shape[-1]
-    rows = x.size // L
-    y = lw.new_value(lw.out_shape(node), "plain")
-    lw.emit(Launch(node.name, f"mean_lastdim_{lw.dt}", (rows, 1, 1), 256,
-                     [lw.ref(x), lw.ref(y)], [rows, L]))
-    lw.bind(node, y)
-
-
-def _last_axis_ok(node: Node, arch: int, precision: str) -> Verdict:
-    x = node.input(0)
-    assert x is not None  # supports() made sure
-    shape = x.static_shape()
-    axis = int(node.attrs.get("axis", -1)) % len(shape)
-    if any(d != 1 for d in shape[axis + 1:]):
-        return Verdict.no(f"axis {axis}: only the last axis is supported on the GPU")
-    return Verdict.yes()
-
-
-@register("Softmax", supports=_last_axis_ok)
-def lower_softmax(lw: Lowering, node: Node) -> None:
-    x, scale = _scaled(lw, node.input(0), node)
-    x = lw.ensure(x, "plain", lw.dt, node.name)
-    axis = int(node.attrs.get("axis", -1)) % len(x.shape)
-    L = x.shape[axis]
-    rows = x.size // L
-    y = lw.new_value(x.shape, "plain")
-    lw.emit(Launch(node.name, f"softmax_lastdim_{lw.dt}", (rows, 1, 1), 256,
-                     [lw.ref(x), lw.ref(y)], [rows, L], [scale]))
-    lw.bind(node, y)
-
-
-def _scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
+def scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
     """``t`` as (value, factor): a deferred multiplication or division by a constant
     (attention's 1/sqrt(d) before its softmax) is left to the reader, not run as a kernel."""
     x = lw.lazy(t, node)

@@ -151,7 +151,80 @@ def cases() -> list[Case]:
         c.append(Case(op.lower(), op, {"x": (2, 5, 3, 7)}, {}, attrs))
     c.append(Case("clip", "Clip", {"x": (2, 5, 3, 7)},
                   {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32)}))
+    c += reduction_cases()
     return c
+
+
+def reduction_cases() -> list[Case]:
+    """Reductions over any axes and softmax over any axis, in ops the importer takes (opset
+    17: ReduceSum's axes are an input, the others' an attribute)."""
+    c = [
+        Case("reducemean_hw", "ReduceMean", {"x": (2, 16, 5, 7)}, {},
+             dict(axes=[2, 3], keepdims=0)),  # ShuffleNet / MNASNet's head
+        Case("reducemean_c", "ReduceMean", {"x": (2, 9, 4, 5)}, {}, dict(axes=[1])),
+        Case("reducemean_all", "ReduceMean", {"x": (3, 4, 5)}, {}, dict(keepdims=0)),
+        Case("reducemean_rows", "ReduceMean", {"x": (3, 700)}, {}, dict(axes=[1])),
+        Case("reducemax_02", "ReduceMax", {"x": (3, 4, 5, 6)}, {}, dict(axes=[0, 2],
+                                                                            keepdims=0)),
+        Case("reducemin_last", "ReduceMin", {"x": (2, 3, 40)}, {}, dict(axes=[-1])),
+        Case("reducesum_13", "ReduceSum", {"x": (2, 6, 5, 4)},
+             {"axes": np.array([1, 3], np.int64)}, dict(keepdims=1)),
+        Case("reducesum_noop", "ReduceSum", {"x": (2, 3)}, {"axes": np.zeros(0, np.int64)},
+             dict(noop_with_empty_axes=1)),
+        Case("softmax_axis1", "Softmax", {"x": (2, 16, 4, 10)}, {}, dict(axis=1)),  # YOLO DFL
+        Case("softmax_axis0", "Softmax", {"x": (5, 3, 4)}, {}, dict(axis=0)),
+        Case("logsoftmax_last", "LogSoftmax", {"x": (3, 7, 50)}, {}, dict(axis=-1)),
+        Case("logsoftmax_mid", "LogSoftmax", {"x": (2, 6, 9)}, {}, dict(axis=1)),
+    ]
+    return c
+
+
+@dataclass
+class IrCase:
+    """A layer built straight on the IR: for ops the ONNX importer does not take yet."""
+
+    name: str
+    op: str
+    inputs: dict[str, tuple[int, ...]]
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    positive: bool = False  # feed |x| + 0.5 (logarithms)
+
+
+def ir_graph(case: IrCase) -> Graph:
+    """One node over graph inputs and constants; output shapes from the numpy reference."""
+    g = Graph(case.name, 21)
+    ins = [g.add_input(n, list(s)) for n, s in case.inputs.items()]
+    ins += [g.add_constant(n, v) for n, v in case.consts.items()]
+    node = g.add_node(case.op, ins, 1, dict(case.attrs), case.name)
+    args = [np.ones(t.static_shape(), np.float32) if t in g.inputs else t.values for t in ins]
+    for t, v in zip(node.outputs, evaluate_node(node, args)):
+        t.shape, t.dtype = list(v.shape), "float32"
+        g.mark_output(t)
+    return g
+
+
+def ir_feeds(case: IrCase, graph: Graph) -> dict[str, np.ndarray]:
+    feeds = feeds_for(graph)
+    return {k: np.abs(v) + 0.5 for k, v in feeds.items()} if case.positive else feeds
+
+
+def ir_cases() -> list[IrCase]:
+    i64 = np.int64
+    return [
+        IrCase("reduceprod", "ReduceProd", {"x": (2, 3, 4)}, {"a": np.array([1], i64)}),
+        IrCase("reducel1", "ReduceL1", {"x": (2, 5, 6)}, {"a": np.array([0, 2], i64)}),
+        IrCase("reducel2", "ReduceL2", {"x": (2, 5, 6)}, {"a": np.array([-1], i64)},
+               dict(keepdims=0)),
+        IrCase("reducesumsquare", "ReduceSumSquare", {"x": (4, 3, 5)},
+               {"a": np.array([1], i64)}),
+        IrCase("reducelogsum", "ReduceLogSum", {"x": (3, 4, 5)}, {"a": np.array([1, 2], i64)},
+               positive=True),
+        IrCase("reducelogsumexp", "ReduceLogSumExp", {"x": (2, 3, 4, 5)},
+               {"a": np.array([1, 3], i64)}),
+        IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
+               dict(keepdims=0)),
+    ]
 
 
 def mlp_model(opset: int = 17) -> onnx.ModelProto:

@@ -8,7 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.devices.gpu_cases import build, cases, feeds_for, graph_of, reference, rel_err
+from tests.devices.gpu_cases import (
+    build,
+    cases,
+    feeds_for,
+    graph_of,
+    ir_cases,
+    ir_feeds,
+    ir_graph,
+    reference,
+    rel_err,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -46,3 +56,23 @@ def test_fused_transformer_mlp(precision) -> None:
     with GpuRunner(graph, precision, autotune=False) as runner:
         got = runner.infer(feeds)["y0"]
     assert rel_err(got, ref) <= TOL[precision]
+
+
+IR_CASES = ir_cases()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", IR_CASES, ids=[c.name for c in IR_CASES])
+def test_ir_layer_matches_reference(case, precision) -> None:
+    """Layers of ops the importer does not take yet, built on the IR (ReduceProd, ReduceL2, ...)."""
+    from devices.gpu import GpuRunner
+
+    graph = ir_graph(case)
+    feeds = ir_feeds(case, graph)
+    ref = reference(graph, feeds)
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)
+    for name, r in ref.items():
+        assert got[name].shape == r.shape, name
+        err = rel_err(got[name], r)
+        assert err <= TOL[precision], f"{case.name} {precision} {name}: rel err {err:.2e}"

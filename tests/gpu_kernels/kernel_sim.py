@@ -54,6 +54,13 @@ def _index(dims: list[int], strides: list[int]) -> np.ndarray:
     return idx
 
 
+def _softmax(v: np.ndarray, log: bool) -> np.ndarray:
+    """Softmax (or its log) along the last axis, as the kernels compute it."""
+    m = v.max(axis=-1, keepdims=True)
+    s = np.exp(v - m).sum(axis=-1, keepdims=True)
+    return (v - m - np.log(s)) if log else np.exp(v - m) / s
+
+
 class KernelSim:
     def __init__(self, prog: GpuProgram) -> None:
         self.prog = prog
@@ -111,6 +118,12 @@ class KernelSim:
             self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith(("softmax_lastdim_", "layernorm_lastdim_")):
             self.rows(ln, kernel.split("_")[-1])
+        elif kernel.startswith("reduce_axes_"):
+            self.reduce(ln, kernel.split("_")[-1])
+        elif kernel.startswith("softmax_axis_"):
+            self.softmax_axis(ln, kernel.split("_")[-1])
+        elif kernel.startswith("pad_nd_"):
+            self.pad(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
             self.resize(ln, kernel.split("_")[-1])
         else:
@@ -249,9 +262,7 @@ class KernelSim:
         rows, length = ln.ints[:2]
         x = self.mem(ln.ptrs[0], dt)[:rows * length].reshape(rows, length).astype(np.float32)
         if ln.kernel.startswith("softmax"):
-            v = x * np.float32(ln.floats[0])
-            e = np.exp(v - v.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
+            out = _softmax(x * np.float32(ln.floats[0]), bool(ln.ints[2]))
         else:
             mean = x.mean(axis=1, keepdims=True)
             out = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True)
@@ -261,6 +272,51 @@ class KernelSim:
             if ln.ptrs[3] is not None:
                 out = out + self.mem(ln.ptrs[3], "f32")[:length]
         self.store(self.mem(ln.ptrs[1], dt), np.arange(rows * length), out.reshape(-1))
+
+    def reduce(self, ln: Launch, dt: str) -> None:
+        """reduce_axes: kept loops x reduced loops over the input, one output per kept index."""
+        op, _, rk = ln.ints[:3]
+        kd, ks = ln.ints[3:3 + rk], ln.ints[3 + MAXR:3 + MAXR + rk]
+        rr = ln.ints[3 + 2 * MAXR]
+        rd, rs = ln.ints[4 + 2 * MAXR:4 + 2 * MAXR + rr], ln.ints[4 + 3 * MAXR:4 + 3 * MAXR + rr]
+        x = self.mem(ln.ptrs[0], dt)
+        idx = _index(kd, ks)[:, None] + _index(rd, rs)[None, :]
+        v = x[idx].astype(np.float32)
+        with np.errstate(all="ignore"):
+            if op == 8:  # log-sum-exp, shifted by the (finite) max
+                m = v.max(axis=1)
+                m = np.where(np.isinf(m), 0, m)
+                out = np.log(np.exp(v - m[:, None]).sum(axis=1)) + m
+            else:
+                pre = {4: np.abs, 5: np.square, 6: np.square}.get(op, lambda u: u)(v)
+                acc = {1: np.max, 2: np.min, 3: np.prod}.get(op, np.sum)(pre, axis=1)
+                out = {5: np.sqrt, 7: np.log}.get(op, lambda u: u * np.float32(ln.floats[0]))(acc)
+        self.store(self.mem(ln.ptrs[1], dt), np.arange(out.size), out.astype(np.float32))
+
+    def softmax_axis(self, ln: Launch, dt: str) -> None:
+        rk = ln.ints[0]
+        kd, kx, ky = ln.ints[1:1 + rk], ln.ints[6:6 + rk], ln.ints[11:11 + rk]
+        length, xl, yl, log = ln.ints[16:20]
+        x = self.mem(ln.ptrs[0], dt)
+        xi = _index(kd, kx)[:, None] + np.arange(length)[None, :] * xl
+        yi = _index(kd, ky)[:, None] + np.arange(length)[None, :] * yl
+        out = _softmax(x[xi].astype(np.float32) * np.float32(ln.floats[0]), bool(log))
+        self.store(self.mem(ln.ptrs[1], dt), yi.reshape(-1), out.reshape(-1))
+
+    def pad(self, ln: Launch, dt: str) -> None:
+        rank, mode = ln.ints[:2]
+        od = ln.ints[2:2 + rank]
+        xd, xs = ln.ints[2 + MAXR:2 + MAXR + rank], ln.ints[2 + 2 * MAXR:2 + 2 * MAXR + rank]
+        ys = ln.ints[2 + 3 * MAXR:2 + 3 * MAXR + rank]
+        beg = ln.ints[2 + 4 * MAXR:2 + 4 * MAXR + rank]
+        x = self.mem(ln.ptrs[0], dt)[_index(xd, xs)].reshape(xd).astype(np.float32)
+        widths = [(b, o - d - b) for o, d, b in zip(od, xd, beg)]
+        assert all(lo >= 0 and hi >= 0 for lo, hi in widths), ln.layer  # crops are views
+        if mode == 0:
+            out = np.pad(x, widths, constant_values=ln.floats[0])
+        else:
+            out = np.pad(x, widths, mode=["constant", "reflect", "edge", "wrap"][mode])
+        self.store(self.mem(ln.ptrs[1], dt), _index(od, ys), out.reshape(-1))
 
     def resize(self, ln: Launch, dt: str) -> None:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]

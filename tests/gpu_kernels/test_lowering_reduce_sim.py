@@ -1,0 +1,121 @@
+"""CI (no GPU): reductions over any axes, softmax over any axis, Pad and the normalisations,
+lowered and run on the numpy kernel model against the CPU reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from gpu_kernels.lowering import lower, supports
+from tests.devices.gpu_cases import (
+    build,
+    feeds_for,
+    graph_of,
+    ir_cases,
+    ir_feeds,
+    ir_graph,
+    reduction_cases,
+    reference,
+    rel_err,
+)
+from tests.gpu_kernels.kernel_sim import simulate
+
+TOL = {"fp32": 1e-5, "fp16": 1e-2}
+CASES = reduction_cases()
+IR_CASES = ir_cases()
+
+
+def _check(graph, precision: str, feeds=None, tol: float | None = None):
+    feeds = feeds or feeds_for(graph)
+    for node in graph.nodes:
+        assert supports(node, 87, precision), node.name
+    prog = lower(graph, precision, arch=87)
+    got, ref = simulate(prog, feeds), reference(graph, feeds)
+    for name, r in ref.items():
+        assert got[name].shape == r.shape, name
+        err = rel_err(got[name], r)
+        assert err <= (tol or TOL[precision]), (name, err)
+    return prog
+
+
+def _kernels(prog) -> list[str]:
+    return [ln.kernel.rsplit("_", 1)[0] for ln in prog.launches]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_onnx_layer_matches_reference(case, precision) -> None:
+    _check(graph_of(build(case)), precision)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", IR_CASES, ids=[c.name for c in IR_CASES])
+def test_ir_layer_matches_reference(case, precision) -> None:
+    graph = ir_graph(case)
+    _check(graph, precision, ir_feeds(case, graph))
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                     for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(v, n) for n, v in dict(inits).items()])
+    return graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def _conv(name: str, x: str, k: int, c: int, inits: dict) -> helper.NodeProto:
+    inits[f"{name}_w"] = (np.random.default_rng(2).standard_normal((k, c, 1, 1)) * 0.3
+                          ).astype(np.float32)
+    return helper.make_node("Conv", [x, f"{name}_w"], [name], name=name)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("keep", [0, 1])
+def test_mean_over_hw_of_nhwc_data_is_the_global_pool(precision, keep) -> None:
+    inits: dict = {}
+    graph = _model([_conv("c", "x", 16, 8, inits),
+                    helper.make_node("ReduceMean", ["c"], ["y"], name="mean", axes=[2, 3],
+                                     keepdims=keep)], {"x": [2, 8, 5, 6]}, ["y"], inits)
+    prog = _check(graph, precision)
+    assert "global_avgpool" in _kernels(prog) and "reduce_axes" not in _kernels(prog)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_reductions_read_nhwc_data_in_place(precision) -> None:
+    """A max over channels and a sum over H of a convolution's NHWC output: no copy first."""
+    inits: dict = {}
+    graph = _model([_conv("c", "x", 12, 8, inits),
+                    helper.make_node("ReduceMax", ["c"], ["y0"], name="cmax", axes=[1]),
+                    helper.make_node("ReduceMin", ["c"], ["y1"], name="hmin", axes=[2],
+                                     keepdims=0)], {"x": [2, 8, 5, 6]}, ["y0", "y1"], inits)
+    prog = _check(graph, precision)
+    reads = [ln for ln in prog.launches if ln.kernel.startswith("reduce_axes")]
+    conv = [ln for ln in prog.launches if ln.layer == "c"][-1]
+    assert all(ln.ptrs[0].buf is conv.ptrs[4].buf for ln in reads)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_dfl_softmax_reads_the_transposed_view_in_place(precision) -> None:
+    """YOLOv8's DFL: (N, 64, A) -> (N, 4, 16, A) -> transpose(0, 2, 1, 3) -> softmax(axis 1):
+    one kernel over the view, no copy of the transpose."""
+    graph = _model([
+        helper.make_node("Reshape", ["x", "shape"], ["r"], name="r"),
+        helper.make_node("Transpose", ["r"], ["t"], name="t", perm=[0, 2, 1, 3]),
+        helper.make_node("Softmax", ["t"], ["y"], name="dfl", axis=1),
+    ], {"x": [2, 64, 30]}, ["y"], {"shape": np.array([2, 4, 16, 30], np.int64)})
+    prog = _check(graph, precision)
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["softmax_axis"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_scaled_log_softmax_folds_the_scale(precision) -> None:
+    graph = _model([helper.make_node("Mul", ["x", "s"], ["m"], name="scale"),
+                    helper.make_node("LogSoftmax", ["m"], ["y"], name="lsm", axis=-1)],
+                   {"x": [3, 40]}, ["y"], {"s": np.array(0.125, np.float32)})
+    prog = _check(graph, precision)
+    sm = [ln for ln in prog.launches if ln.kernel.startswith("softmax")]
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["softmax_lastdim"]
+    assert sm[0].ints[2] == 1 and sm[0].floats == [0.125]
+
