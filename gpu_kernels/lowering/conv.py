@@ -57,6 +57,9 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     P, Q = out_shape[2], out_shape[3]
     st = list(node.attrs.get("strides", [1, 1]))
     pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    if node.name in lw.pad_fold:  # a zero Pad before it: x is its input, unpadded
+        pads[0] += lw.pad_fold[node.name][0]
+        pads[1] += lw.pad_fold[node.name][1]
     dil = list(node.attrs.get("dilations", [1, 1]))
     # fusions: activation, residual add, activation after the add
     t = node.outputs[0]

@@ -1,5 +1,5 @@
-"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations and
-resizes. Most are views (no kernel): a reader that needs the data contiguous copies it once; a
+"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations, pads
+and resizes. Most are views (no kernel): a reader that needs the data contiguous copies it once; a
 Concat lets the producers of its inputs write straight into their slices of its buffer.
 """
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.program import ALIAS_OPS, Launch, Lazy, Leaf, Op, Value, grid1d
+from gpu_kernels.lowering.program import ALIAS_OPS, MAXR, Launch, Lazy, Leaf, Op, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node
@@ -278,3 +278,86 @@ def lower_resize(lw: Lowering, node: Node) -> None:
     lw.bind(node, y)
 
 
+_PAD_MODES = {"constant": 0, "reflect": 1, "edge": 2, "wrap": 3}
+
+
+def pad_widths(node: Node) -> list[tuple[int, int]] | None:
+    """(begin, end) per axis of a Pad node (negative: a crop), None when not constant."""
+    x = node.input(0)
+    assert x is not None
+    rank = len(x.static_shape())
+    pads = constant(node, 1) if node.input(1) is not None else \
+        np.asarray(node.attrs.get("pads", [0] * 2 * rank))
+    axes = constant(node, 3) if node.input(3) is not None else np.arange(rank)
+    if pads is None or axes is None:
+        return None
+    n = len(axes)
+    widths = [(0, 0)] * rank
+    for i, a in enumerate(axes.reshape(-1)):
+        widths[int(a) % rank] = (int(pads[i]), int(pads[i + n]))
+    return widths
+
+
+def _pad_value(node: Node) -> float | None:
+    if node.input(2) is None:
+        return float(node.attrs.get("value", 0.0))
+    v = constant(node, 2)
+    if v is None:
+        return None
+    return float(v.reshape(-1)[0]) if v.size else 0.0
+
+
+def _pad_ok(node: Node, arch: int, precision: str) -> Verdict:
+    mode = node.attrs.get("mode", "constant")
+    if mode not in _PAD_MODES:
+        return Verdict.no(f"mode '{mode}' unsupported (constant, reflect, edge or wrap)")
+    if pad_widths(node) is None:
+        return Verdict.no("run-time pads or axes unsupported (they must be constants)")
+    if mode == "constant" and _pad_value(node) is None:
+        return Verdict.no("run-time constant_value unsupported (it must be a constant)")
+    return Verdict.yes()
+
+
+def conv_pad_fold(lw: Lowering, node: Node) -> Node | None:
+    """The Conv this zero Pad folds into: its sole reader, padding only H and W, by no more
+    than grows the convolution's own (begin) padding -- what TensorRT does with TF-style
+    "same" padding. The kernels take any begin padding; the end is implied by the output
+    size."""
+    widths = pad_widths(node)
+    t = node.outputs[0]
+    if node.attrs.get("mode", "constant") != "constant" or _pad_value(node) != 0.0 \
+            or widths is None or len(widths) != 4 or any(widths[0] + widths[1]) \
+            or any(b < 0 or e < 0 for b, e in widths) or t in lw.graph.outputs \
+            or len(t.consumers) != 1:
+        return None
+    conv = t.consumers[0]
+    if conv.op != "Conv" or conv.input(0) is not t or list(conv.inputs).count(t) != 1 \
+            or conv.name in lw.pad_fold:
+        return None
+    return conv
+
+
+@register("Pad", supports=_pad_ok)
+def lower_pad(lw: Lowering, node: Node) -> None:
+    widths = pad_widths(node)
+    assert widths is not None  # _pad_ok made sure
+    conv = conv_pad_fold(lw, node)
+    if conv is not None:  # no kernel: the convolution pads
+        lw.pad_fold[conv.name] = (widths[2][0], widths[3][0])
+        lw.values[node.outputs[0].name] = lw.value(node.input(0), node)
+        return
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    xs = x.strides()
+    # a negative pad crops: a view of x, then only non-negative pads remain
+    off = x.offset + sum(max(-b, 0) * s for (b, _), s in zip(widths, xs))
+    xd = [d - max(-b, 0) - max(-e, 0) for d, (b, e) in zip(x.shape, widths)]
+    out = lw.out_shape(node)
+    nhwc = x.layout == "nhwc" and x.cs in (0, x.shape[1])
+    y = lw.new_value(out, "nhwc" if nhwc else "plain")
+    pad = [0] * (MAXR - len(out))
+    ints = [len(out), _PAD_MODES[node.attrs.get("mode", "constant")], *out, *pad, *xd, *pad,
+            *xs, *pad, *y.strides(), *pad, *(max(b, 0) for b, _ in widths), *pad]
+    src = Value(x.buf, tuple(xd), "strided", x.dtype, off, x.cs, tuple(xs))
+    lw.emit(Launch(node.name, f"pad_nd_{lw.dt}", grid1d(int(np.prod(out))), 256,
+                   [lw.ref(src), lw.ref(y)], ints, [_pad_value(node) or 0.0]))
+    lw.bind(node, y)

@@ -146,6 +146,8 @@ class Lowering:
         # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
         self.concat_slot: dict[str, tuple[Node, int]] = {}
         self.concat_values: dict[str, Value] = {}
+        # a zero Pad folded into the Conv reading it: Conv name -> extra (top, left) padding
+        self.pad_fold: dict[str, tuple[int, int]] = {}
         self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
 
     # ----- helpers -------------------------------------------------------------------------

@@ -176,6 +176,17 @@ def reduction_cases() -> list[Case]:
         Case("logsoftmax_last", "LogSoftmax", {"x": (3, 7, 50)}, {}, dict(axis=-1)),
         Case("logsoftmax_mid", "LogSoftmax", {"x": (2, 6, 9)}, {}, dict(axis=1)),
     ]
+    i64 = np.int64
+    c += [
+        Case("pad_const", "Pad", {"x": (1, 3, 5, 6)},
+             {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], i64), "v": np.array(0.5, np.float32)}),
+        Case("pad_reflect", "Pad", {"x": (2, 4, 5, 6)},
+             {"p": np.array([0, 0, 2, 2, 0, 0, 2, 2], i64)}, dict(mode="reflect")),
+        Case("pad_edge", "Pad", {"x": (2, 3, 4)}, {"p": np.array([0, 1, 0, 1, 0, 3], i64)},
+             dict(mode="edge")),
+        Case("pad_crop", "Pad", {"x": (1, 4, 6, 6)},
+             {"p": np.array([0, 0, -1, 1, 0, 0, 2, -2], i64)}),
+    ]
     return c
 
 

@@ -119,3 +119,30 @@ def test_scaled_log_softmax_folds_the_scale(precision) -> None:
     assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["softmax_lastdim"]
     assert sm[0].ints[2] == 1 and sm[0].floats == [0.125]
 
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("c", [3, 8, 16])
+def test_zero_pad_before_a_conv_folds_into_its_padding(precision, c) -> None:
+    """TF-style "same" padding (EfficientNet / MobileNet exports): Pad(0, 0, 1, 1 at the end)
+    then a stride-2 convolution without padding: no pad kernel, the convolution pads."""
+    inits = {"p": np.array([0, 0, 1, 0, 0, 0, 2, 1], np.int64),
+             "w": (np.random.default_rng(4).standard_normal((16, c, 3, 3)) * 0.3
+                   ).astype(np.float32)}
+    graph = _model([helper.make_node("Pad", ["x", "p"], ["xp"], name="pad"),
+                    helper.make_node("Conv", ["xp", "w"], ["y"], name="conv",
+                                     kernel_shape=[3, 3], strides=[2, 2])],
+                   {"x": [2, c, 9, 10]}, ["y"], inits)
+    prog = _check(graph, precision)
+    assert "pad_nd" not in _kernels(prog)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_reflect_pad_before_a_conv_runs_and_keeps_nhwc(precision) -> None:
+    inits: dict = {"p": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)}
+    graph = _model([_conv("c", "x", 8, 8, inits),
+                    helper.make_node("Pad", ["c", "p"], ["cp"], name="pad", mode="reflect"),
+                    _conv("y", "cp", 8, 8, inits)], {"x": [1, 8, 5, 6]}, ["y"], inits)
+    prog = _check(graph, precision)
+    pad = next(ln for ln in prog.launches if ln.kernel.startswith("pad_nd"))
+    assert pad.ints[2 + 3 * 6 + 1] == 1 and pad.ints[2 + 2 * 6 + 1] == 1  # C stride: NHWC
