@@ -92,6 +92,7 @@ __device__ __forceinline__ void st(i8_t* p, i64 i, float v) { p[i] = f2q(v); }
 #define ACT_SOFTPLUS 17
 #define ACT_MISH 18
 #define ACT_LOG 19
+#define ACT_GELU_TANH 20  // Gelu approximate="tanh" (opset 20)
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -116,6 +117,10 @@ __device__ __forceinline__ float activate(float x, int act, float a, float b) {
         case ACT_SOFTPLUS: return log1pf(expf(x));
         case ACT_MISH: return x * tanhf(log1pf(expf(x)));
         case ACT_LOG: return logf(x);
+        case ACT_GELU_TANH: {
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);  // sqrt(2/pi)
+            return 0.5f * x * (1.0f + tanhf(u));
+        }
         default: return x;
     }
 }

@@ -125,6 +125,9 @@ def _unary_ok(node: Node, arch: int, precision: str) -> Verdict:
         return Verdict.no("constant input not folded")
     if node.op == "Clip" and activation(node) is None:
         return Verdict.no("Clip with run-time min / max is not supported (constant bounds only)")
+    if node.op == "Gelu" and activation(node) is None:
+        return Verdict.no(f"approximate '{node.attrs.get('approximate')}' unsupported (none or "
+                          "tanh)")
     return Verdict.yes()
 
 

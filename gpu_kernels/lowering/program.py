@@ -22,6 +22,7 @@ ACT = {
     "none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "silu": 5, "hardswish": 6,
     "hardsigmoid": 7, "gelu": 8, "tanh": 9, "erf": 10, "exp": 11, "sqrt": 12, "recip": 13,
     "neg": 14, "abs": 15, "elu": 16, "softplus": 17, "mish": 18, "log": 19,
+    "gelu_tanh": 20,
 }
 UNARY_OPS = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky",

@@ -233,6 +233,8 @@ def ir_cases() -> list[IrCase]:
                positive=True),
         IrCase("reducelogsumexp", "ReduceLogSumExp", {"x": (2, 3, 4, 5)},
                {"a": np.array([1, 3], i64)}),
+        IrCase("gelu", "Gelu", {"x": (2, 5, 3, 7)}),
+        IrCase("gelu_tanh", "Gelu", {"x": (2, 5, 3, 7)}, attrs=dict(approximate="tanh")),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]

@@ -35,6 +35,9 @@ def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
         "elu": lambda v: np.where(v >= 0, v, a * (np.exp(v) - 1)),
         "softplus": lambda v: np.log1p(np.exp(v)), "log": np.log, "erf": _erf,
         "gelu": lambda v: 0.5 * v * (1 + _erf(v / np.sqrt(2.0))),
+        "gelu_tanh": lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi)
+                                                      * (v + 0.044715 * v ** 3))),
+        "mish": lambda v: v * np.tanh(np.log1p(np.exp(v))),
     }[kind]
     with np.errstate(all="ignore"):
         return f(x.astype(np.float32)).astype(np.float32)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from gpu_kernels.lowering import lower, supports
+from gpu_kernels.lowering import ACT, lower, supports
+from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
     build,
     feeds_for,
@@ -146,3 +147,25 @@ def test_a_reflect_pad_before_a_conv_runs_and_keeps_nhwc(precision) -> None:
     prog = _check(graph, precision)
     pad = next(ln for ln in prog.launches if ln.kernel.startswith("pad_nd"))
     assert pad.ints[2 + 3 * 6 + 1] == 1 and pad.ints[2 + 2 * 6 + 1] == 1  # C stride: NHWC
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_a_gemm_epilogue_keeps_its_form(precision, approximate) -> None:
+    """Opset 20 Gelu after a MatMul fuses into its epilogue as the form it asked for (the
+    tanh approximation once ran as erf)."""
+    g = Graph("mlp", 21)
+    x = g.add_input("x", [2, 5, 16])
+    w = g.add_constant("w", (np.random.default_rng(6).standard_normal((16, 24)) * 0.4
+                             ).astype(np.float32))
+    h = g.add_node("MatMul", [x, w], 1, {}, "fc").outputs[0]
+    h.shape, h.dtype = [2, 5, 24], "float32"
+    y = g.add_node("Gelu", [h], 1, {"approximate": approximate}, "gelu").outputs[0]
+    y.shape, y.dtype = [2, 5, 24], "float32"
+    g.mark_output(y)
+    prog = _check(g, precision)
+    assert not any(k.startswith("fused") for k in _kernels(prog))
+    gemm = next(ln for ln in prog.launches if ln.layer == "fc"
+                and not ln.kernel.startswith("copy"))
+    act = gemm.ints[10] if gemm.kernel.startswith("bmm") else gemm.ints[16]  # conv_ints' act
+    assert act == ACT["gelu_tanh" if approximate == "tanh" else "gelu"], gemm.kernel
