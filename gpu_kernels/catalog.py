@@ -10,7 +10,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "conv_tiled.cu": ("conv_tiled",),
     "elementwise.cu": ("fused", "copy", "space_to_depth"),
     "pool.cu": ("pool2d", "global_avgpool"),
-    "norm.cu": ("softmax_lastdim", "layernorm_lastdim"),
+    "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "groupnorm"),
     "reduce.cu": ("reduce_axes", "softmax_axis", "pad_nd"),
     "resize.cu": ("resize_nhwc",),
     "gemm.cu": ("bmm",),

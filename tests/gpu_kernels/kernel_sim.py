@@ -125,6 +125,8 @@ class KernelSim:
             self.reduce(ln, kernel.split("_")[-1])
         elif kernel.startswith("softmax_axis_"):
             self.softmax_axis(ln, kernel.split("_")[-1])
+        elif kernel.startswith("groupnorm_"):
+            self.groupnorm(ln, kernel.split("_")[-1])
         elif kernel.startswith("pad_nd_"):
             self.pad(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
@@ -305,6 +307,19 @@ class KernelSim:
         yi = _index(kd, ky)[:, None] + np.arange(length)[None, :] * yl
         out = _softmax(x[xi].astype(np.float32) * np.float32(ln.floats[0]), bool(log))
         self.store(self.mem(ln.ptrs[1], dt), yi.reshape(-1), out.reshape(-1))
+
+    def groupnorm(self, ln: Launch, dt: str) -> None:
+        rows, length, hw, cpg, groups, ns, cs, ps, chan_inner = ln.ints[:9]
+        n = rows // groups
+        x = self.mem(ln.ptrs[0], dt)
+        c = groups * cpg
+        idx = _index([n, c, hw], [ns, cs, ps]).reshape(n, groups, cpg * hw)
+        v = x[idx].astype(np.float32)
+        mean = v.mean(axis=2, keepdims=True)
+        var = ((v - mean) ** 2).mean(axis=2, keepdims=True)
+        out = ((v - mean) / np.sqrt(var + ln.floats[0])).reshape(n, c, hw)
+        out = out * self.mem(ln.ptrs[2], "f32")[:c, None] + self.mem(ln.ptrs[3], "f32")[:c, None]
+        self.store(self.mem(ln.ptrs[1], dt), idx.reshape(-1), out.reshape(-1))
 
     def pad(self, ln: Launch, dt: str) -> None:
         rank, mode = ln.ints[:2]

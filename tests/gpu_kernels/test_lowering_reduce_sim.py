@@ -169,3 +169,18 @@ def test_gelu_in_a_gemm_epilogue_keeps_its_form(precision, approximate) -> None:
                 and not ln.kernel.startswith("copy"))
     act = gemm.ints[10] if gemm.kernel.startswith("bmm") else gemm.ints[16]  # conv_ints' act
     assert act == ACT["gelu_tanh" if approximate == "tanh" else "gelu"], gemm.kernel
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_instance_norm_reads_and_writes_nhwc_in_place(precision) -> None:
+    inits: dict = {"s": np.linspace(0.5, 1.5, 16).astype(np.float32),
+                   "b": np.linspace(-1, 1, 16).astype(np.float32)}
+    graph = _model([_conv("c", "x", 16, 8, inits),
+                    helper.make_node("InstanceNormalization", ["c", "s", "b"], ["n"], name="in"),
+                    _conv("y", "n", 8, 16, inits)], {"x": [2, 8, 5, 6]}, ["y"], inits)
+    prog = _check(graph, precision)
+    norm = next(ln for ln in prog.launches if ln.kernel.startswith("groupnorm"))
+    assert norm.ints[8] == 1  # channels inner: NHWC
+    assert [ln.kernel for ln in prog.launches if ln.kernel.startswith("copy")] == [
+        ln.kernel for ln in prog.launches if ln.layer in ("c", "output:y")
+        and ln.kernel.startswith("copy")]  # only the boundary reformats
