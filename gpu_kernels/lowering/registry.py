@@ -31,7 +31,8 @@ LowerFn = Callable[["Lowering", Node], None]
 CheckFn = Callable[[Node, int, str], Verdict]
 PRECISIONS = ("fp32", "fp16", "int8")
 # the modules whose handlers fill the table (imported on first use: they import this one)
-_HANDLER_MODULES = ("conv", "gemm", "elementwise", "movement", "norms", "reduce", "int8")
+_HANDLER_MODULES = ("conv", "gemm", "elementwise", "movement", "norms", "reduce", "einsum",
+                    "int8")
 
 
 @dataclass(frozen=True)

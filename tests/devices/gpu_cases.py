@@ -221,6 +221,28 @@ def ir_graph(case: IrCase) -> Graph:
     return g
 
 
+# Einsum equations that are one batched matrix product (MaxViT's attention among them), with
+# operand shapes; the CPU reference for Einsum lands with the importer, so tests use np.einsum
+EINSUMS = [
+    ("bghid,bghjd->bghij", (1, 2, 3, 5, 8), (1, 2, 3, 7, 8)),
+    ("B G H I J, B G H J D -> B G H I D", (2, 1, 3, 5, 7), (2, 1, 3, 7, 4)),
+    ("bij,bjk->bik", (3, 4, 6), (1, 6, 5)),
+    ("ik,jk", (5, 6), (4, 6)),  # implicit output: ij
+    ("bhqd,bkhd->bhqk", (2, 3, 4, 8), (2, 6, 3, 8)),
+    ("bi,bj->bji", (2, 5), (2, 3)),  # outer product: no contracted index
+]
+
+
+def einsum_graph(equation: str, a: tuple[int, ...], b: tuple[int, ...]) -> Graph:
+    g = Graph("einsum", 21)
+    ta, tb = g.add_input("a", list(a)), g.add_input("b", list(b))
+    y = g.add_node("Einsum", [ta, tb], 1, {"equation": equation}, "einsum").outputs[0]
+    out = np.einsum(equation.replace(" ", ""), np.ones(a), np.ones(b))
+    y.shape, y.dtype = list(out.shape), "float32"
+    g.mark_output(y)
+    return g
+
+
 def ir_feeds(case: IrCase, graph: Graph) -> dict[str, np.ndarray]:
     feeds = feeds_for(graph)
     return {k: np.abs(v) + 0.5 for k, v in feeds.items()} if case.positive else feeds

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from tests.devices.gpu_cases import (
+    EINSUMS,
     build,
     cases,
+    einsum_graph,
     feeds_for,
     graph_of,
     ir_cases,
@@ -76,3 +78,17 @@ def test_ir_layer_matches_reference(case, precision) -> None:
         assert got[name].shape == r.shape, name
         err = rel_err(got[name], r)
         assert err <= TOL[precision], f"{case.name} {precision} {name}: rel err {err:.2e}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("equation,a,b", EINSUMS, ids=[e[0] for e in EINSUMS])
+def test_einsum_matches_numpy(equation, a, b, precision) -> None:
+    from devices.gpu import GpuRunner
+
+    graph = einsum_graph(equation, a, b)
+    feeds = feeds_for(graph)
+    ref = np.einsum(equation.replace(" ", ""), feeds["a"], feeds["b"])
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)[graph.outputs[0].name]
+    assert got.shape == ref.shape
+    assert rel_err(got, ref) <= TOL[precision], f"{equation} {precision}"

@@ -10,7 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 from gpu_kernels.lowering import ACT, lower, supports
 from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
+    EINSUMS,
     build,
+    einsum_graph,
     feeds_for,
     graph_of,
     ir_cases,
@@ -184,3 +186,30 @@ def test_instance_norm_reads_and_writes_nhwc_in_place(precision) -> None:
     assert [ln.kernel for ln in prog.launches if ln.kernel.startswith("copy")] == [
         ln.kernel for ln in prog.launches if ln.layer in ("c", "output:y")
         and ln.kernel.startswith("copy")]  # only the boundary reformats
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("equation,a,b", EINSUMS, ids=[e[0] for e in EINSUMS])
+def test_einsum_as_one_batched_product(equation, a, b, precision) -> None:
+    graph = einsum_graph(equation, a, b)
+    assert supports(graph.node("einsum"), 87, precision)
+    feeds = feeds_for(graph)
+    prog = lower(graph, precision, arch=87)
+    got = simulate(prog, feeds)[graph.outputs[0].name]
+    ref = np.einsum(equation.replace(" ", ""), feeds["a"], feeds["b"])
+    assert got.shape == ref.shape and rel_err(got, ref) <= TOL[precision]
+    assert [k for k in _kernels(prog) if k == "bmm"] == ["bmm"]
+
+
+@pytest.mark.parametrize("equation,why", [("ii->i", "two-operand"), ("ij,jk->i", "one operand"),
+                                          ("ab...,bc->ac", "ellipsis"),
+                                          ("abk,bck->ac", "more than one"),
+                                          ("ijk,kl->il", "summed over one operand")])
+def test_einsum_that_is_not_one_product_is_refused(equation, why) -> None:
+    g = Graph("e", 21)
+    ins = [g.add_input("a", [2, 2, 2]), g.add_input("b", [2, 2, 2])][:1 if "," not in equation
+                                                                      else 2]
+    node = g.add_node("Einsum", ins, 1, {"equation": equation}, "e")
+    node.outputs[0].shape, node.outputs[0].dtype = [2, 2], "float32"
+    verdict = supports(node, 87, "fp16")
+    assert not verdict and why in verdict.reason
