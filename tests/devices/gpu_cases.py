@@ -89,6 +89,13 @@ def cases() -> list[Case]:
                       {"w": w(rng, k, ci // g, r, s), "b": w(rng, k)},
                       dict(kernel_shape=[r, s], strides=[st, st], pads=[pd] * 4,
                            dilations=[dl, dl], group=g)))
+    # 1-D convolutions (wav2vec2's feature extractor and positional conv, Whisper's stem)
+    c.append(Case("conv1d", "Conv", {"x": (2, 8, 30)}, {"w": w(rng, 16, 8, 3), "b": w(rng, 16)},
+                  dict(kernel_shape=[3], strides=[2], pads=[1, 1])))
+    c.append(Case("conv1d_stem_c1", "Conv", {"x": (1, 1, 400)}, {"w": w(rng, 32, 1, 10)},
+                  dict(kernel_shape=[10], strides=[5])))
+    c.append(Case("conv1d_grouped", "Conv", {"x": (1, 16, 20)}, {"w": w(rng, 16, 4, 5)},
+                  dict(kernel_shape=[5], pads=[2, 2], group=4)))
     c.append(Case("convtranspose", "ConvTranspose", {"x": (1, 16, 7, 9)},
                   {"w": w(rng, 16, 8, 2, 2), "b": w(rng, 8)},
                   dict(kernel_shape=[2, 2], strides=[2, 2])))

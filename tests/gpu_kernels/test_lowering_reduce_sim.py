@@ -12,6 +12,7 @@ from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
     EINSUMS,
     build,
+    cases,
     einsum_graph,
     feeds_for,
     graph_of,
@@ -213,3 +214,31 @@ def test_einsum_that_is_not_one_product_is_refused(equation, why) -> None:
     node.outputs[0].shape, node.outputs[0].dtype = [2, 2], "float32"
     verdict = supports(node, 87, "fp16")
     assert not verdict and why in verdict.reason
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("name", ["conv1d", "conv1d_stem_c1"])
+def test_1d_convolution_runs_as_a_2d_one_of_height_1(name, precision) -> None:
+    case = next(c for c in cases() if c.name == name)
+    _check(graph_of(build(case)), precision)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_1d_convolution_then_gelu_fuses_and_feeds_a_layernorm(precision) -> None:
+    """Whisper's stem: Conv1d + GELU, then (N, C, L) -> (N, L, C) and a LayerNorm."""
+    rng = np.random.default_rng(8)
+    inits = {"w": (rng.standard_normal((16, 8, 3)) * 0.3).astype(np.float32),
+             "s": np.ones(16, np.float32), "sqrt2": np.array(2 ** 0.5, np.float32),
+             "one": np.array(1.0, np.float32), "half": np.array(0.5, np.float32)}
+    graph = _model([
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
+        helper.make_node("Div", ["c", "sqrt2"], ["d"], name="gd"),
+        helper.make_node("Erf", ["d"], ["e"], name="ge"),
+        helper.make_node("Add", ["e", "one"], ["e1"], name="ga"),
+        helper.make_node("Mul", ["c", "half"], ["h"], name="gh"),
+        helper.make_node("Mul", ["h", "e1"], ["g"], name="gm"),
+        helper.make_node("Transpose", ["g"], ["t"], name="t", perm=[0, 2, 1]),
+        helper.make_node("LayerNormalization", ["t", "s"], ["y"], name="ln", axis=-1),
+    ], {"x": [2, 8, 12]}, ["y"], inits)
+    prog = _check(graph, precision)
+    assert not any(k.startswith("fused") for k in _kernels(prog))
