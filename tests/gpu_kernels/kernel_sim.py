@@ -107,7 +107,7 @@ class KernelSim:
             self.fused(ln, kernel.split("_")[1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
-        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct")) \
+        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
         elif kernel.startswith("pool2d_"):
@@ -199,10 +199,14 @@ class KernelSim:
     def conv(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, k, p, q, r, s, sh, sw, ph, pw, dh, dw, groups, act, res_after, xcs, ycs,
          rcs) = ln.ints[:21]
-        if groups != 1:
-            raise NotImplementedError(f"grouped convolution ({ln.layer}) is not modelled")
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
-        wk = self.mem(ln.ptrs[1], dt)[:k * r * s * c].reshape(k, r, s, c).astype(np.float32)
+        cg, kg = c // groups, k // groups
+        if ln.kernel.startswith("conv_dw"):  # depthwise weights: [R][S][C]
+            wd = self.mem(ln.ptrs[1], dt)[:r * s * c].reshape(r, s, c).astype(np.float32)
+            wk = np.transpose(wd, (2, 0, 1))[:, :, :, None]  # [K = C][R][S][1]
+        else:  # [K][R][S][C / groups]
+            wk = self.mem(ln.ptrs[1], dt)[:k * r * s * cg].reshape(k, r, s, cg) \
+                .astype(np.float32)
         xp = np.zeros((n, h + ph + (p - 1) * sh + (r - 1) * dh + 1,
                        w + pw + (q - 1) * sw + (s - 1) * dw + 1, c), np.float32)
         xp[:, ph:ph + h, pw:pw + w] = x
@@ -210,7 +214,10 @@ class KernelSim:
         for i in range(r):
             for j in range(s):
                 tap = xp[:, i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
-                acc += np.einsum("npqc,kc->npqk", tap, wk[:, i, j])
+                for g in range(groups):
+                    ks = slice(g * kg, (g + 1) * kg)
+                    acc[..., ks] += np.einsum("npqc,kc->npqk", tap[..., g * cg:(g + 1) * cg],
+                                              wk[ks, i, j])
         if ln.ptrs[2] is not None:
             acc += self.mem(ln.ptrs[2], "f32")[:k]
         res = self.nhwc(ln.ptrs[3], dt, n, p, q, k, rcs).astype(np.float32) \

@@ -217,7 +217,7 @@ def test_einsum_that_is_not_one_product_is_refused(equation, why) -> None:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("name", ["conv1d", "conv1d_stem_c1"])
+@pytest.mark.parametrize("name", ["conv1d", "conv1d_stem_c1", "conv1d_grouped"])
 def test_1d_convolution_runs_as_a_2d_one_of_height_1(name, precision) -> None:
     case = next(c for c in cases() if c.name == name)
     _check(graph_of(build(case)), precision)
