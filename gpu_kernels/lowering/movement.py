@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpu_kernels.lowering.program import ALIAS_OPS, MAXR, Launch, Lazy, Leaf, Op, Value, grid1d
-from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node
 
@@ -70,15 +70,16 @@ def lower_alias(lw: Lowering, node: Node) -> None:
 
 def _cast_ok(node: Node, arch: int, precision: str) -> Verdict:
     if node.attrs.get("to") not in (1, 10, "float32", "float16", "float"):
-        return Verdict.no(f"to={node.attrs.get('to')}: only casts between float types run on "
+        return Verdict.no(f"to={node.attrs.get('to')}: only casts to float types run on "
                           "the GPU")
-    return Verdict.yes()
+    return bool_ok(node.input(0))
 
 
-@register("Cast", supports=_cast_ok)
+@register("Cast", supports=_cast_ok, data=())
 def lower_cast(lw: Lowering, node: Node) -> None:
-    # inside a segment every float is the compute precision
-    lw.bind(node, lw.value(node.input(0), node))
+    """Float to float, or a comparison's bool to float: inside a segment every float is the
+    compute precision and a bool is already 0 / 1 in it."""
+    lw.values[node.outputs[0].name] = lw.lazy(node.input(0), node)
 
 
 @register("Transpose", supports=_any)

@@ -11,6 +11,8 @@ import numpy as np
 
 from gpu_kernels.lowering.program import (
     BINARY_OPS,
+    IMM_LEFT,
+    IMM_RIGHT,
     GpuLoweringError,
     Launch,
     Lazy,
@@ -105,9 +107,9 @@ def scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
         root = x.root
         if isinstance(root, Op) and len(root.args) == 1 and isinstance(root.args[0], Leaf):
             mul, div = BINARY_OPS["Mul"], BINARY_OPS["Div"]
-            if root.code in (8 + mul, 16 + mul):
+            if root.code in (IMM_RIGHT + mul, IMM_LEFT + mul):
                 return root.args[0].value, root.imm[0]
-            if root.code == 8 + div and root.imm[0] != 0.0:
+            if root.code == IMM_RIGHT + div and root.imm[0] != 0.0:
                 return root.args[0].value, 1.0 / root.imm[0]
         x = lw.value(t, node)
     return x, 1.0

@@ -30,7 +30,15 @@ UNARY_OPS = {
     "Sqrt": "sqrt", "Reciprocal": "recip", "Neg": "neg", "Abs": "abs", "Elu": "elu",
     "Softplus": "softplus", "Mish": "mish", "Log": "log", "Gelu": "gelu", "Clip": "clip",
 }
-BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0}
+BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0,
+              "Mod": 7, "Equal": 8, "Less": 9, "Greater": 10, "LessOrEqual": 11,
+              "GreaterOrEqual": 12, "And": 13, "Or": 14}
+# comparisons and logic give 0 / 1 in the compute precision: a bool tensor inside a segment
+COMPARE_OPS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or")
+# instruction codes of the fused kernel (as elementwise.cu): a binary op b on two registers is
+# b, on a register and an immediate IMM_RIGHT + b, on an immediate and a register IMM_LEFT + b;
+# SELECT picks between two registers by a third; an activation is UNARY + its ACT code
+IMM_RIGHT, IMM_LEFT, SELECT, UNARY = 16, 32, 48, 64
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 MAXR = 6
 DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1}

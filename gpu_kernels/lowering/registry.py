@@ -133,6 +133,16 @@ def tensor_ok(t: Tensor | None, is_output: bool) -> Verdict:
     return Verdict.yes()
 
 
+def bool_ok(t: Tensor | None) -> Verdict:
+    """A condition / logic input: bool (0 / 1 in the compute precision inside a segment) or
+    float, of static shape."""
+    if t is not None and t.is_static:
+        dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
+        if dtype.kind == "b":
+            return tensor_ok(Tensor(t.name, list(t.static_shape()), "float32"), is_output=False)
+    return tensor_ok(t, is_output=False)
+
+
 def constant(node: Node, i: int) -> np.ndarray | None:
     """Input ``i`` when it is a constant (an absent optional input is None too)."""
     return node.constant_input(i)

@@ -213,13 +213,15 @@ class IrCase:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     positive: bool = False  # feed |x| + 0.5 (logarithms)
+    order: list[str] | None = None  # node input names in order (default: inputs, constants)
 
 
 def ir_graph(case: IrCase) -> Graph:
     """One node over graph inputs and constants; output shapes from the numpy reference."""
     g = Graph(case.name, 21)
-    ins = [g.add_input(n, list(s)) for n, s in case.inputs.items()]
-    ins += [g.add_constant(n, v) for n, v in case.consts.items()]
+    named = {n: g.add_input(n, list(s)) for n, s in case.inputs.items()}
+    named.update({n: g.add_constant(n, v) for n, v in case.consts.items()})
+    ins = [named[n] for n in case.order or named]
     node = g.add_node(case.op, ins, 1, dict(case.attrs), case.name)
     args = [np.ones(t.static_shape(), np.float32) if t in g.inputs else t.values for t in ins]
     for t, v in zip(node.outputs, evaluate_node(node, args)):
@@ -276,9 +278,42 @@ def ir_cases() -> list[IrCase]:
         IrCase("layernorm_2axes", "LayerNormalization", {"x": (2, 3, 6, 5)},
                {"s": np.linspace(0.5, 1.5, 30).reshape(6, 5).astype(np.float32),
                 "b": np.linspace(-1, 1, 5).astype(np.float32)}, dict(axis=-2)),
+        IrCase("mod", "Mod", {"x": (3, 4, 5)}, {"d": np.array(0.7, np.float32)}),
+        IrCase("fmod", "Mod", {"x": (3, 4, 5)}, {"d": np.array(-0.7, np.float32)},
+               dict(fmod=1)),
+        IrCase("mod_tensor", "Mod", {"x": (3, 4, 5), "d": (1, 4, 1)}, positive=True),
+        IrCase("where_const_cond", "Where", {"x": (2, 3, 4)},
+               {"c": np.array([True, False, True, True]), "y": np.array(-1e4, np.float32)},
+               order=["c", "x", "y"]),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]
+
+
+def mask_model(opset: int = 17) -> onnx.ModelProto:
+    """A mask as attention and Swin's shifted windows build one: comparisons, Not, a bool to
+    float Cast and Where filling with a large negative value -- all 0 / 1 values inside."""
+    init = {"t": np.array(0.3, np.float32), "neg": np.array(-1e4, np.float32),
+            "lo": np.array(-0.5, np.float32)}
+    nodes = [
+        helper.make_node("Greater", ["x", "t"], ["m"], name="gt"),
+        helper.make_node("Less", ["x", "lo"], ["l"], name="lt"),
+        helper.make_node("Not", ["m"], ["nm"], name="not"),
+        helper.make_node("Cast", ["nm"], ["c"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Where", ["m", "x", "neg"], ["w"], name="where"),
+        helper.make_node("Where", ["l", "neg", "b"], ["w2"], name="where2"),
+        helper.make_node("Equal", ["x", "b"], ["e"], name="eq"),
+        helper.make_node("Cast", ["e"], ["ec"], name="cast2", to=TensorProto.FLOAT),
+        helper.make_node("Add", ["w", "c"], ["s"], name="add"),
+        helper.make_node("Add", ["s", "w2"], ["s2"], name="add2"),
+        helper.make_node("Add", ["s2", "ec"], ["y0"], name="add3"),
+    ]
+    graph = helper.make_graph(
+        nodes, "mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8]),
+                        helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 1, 8])],
+        [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, n) for n, v in init.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def mlp_model(opset: int = 17) -> onnx.ModelProto:

@@ -92,3 +92,18 @@ def test_einsum_matches_numpy(equation, a, b, precision) -> None:
         got = runner.infer(feeds)[graph.outputs[0].name]
     assert got.shape == ref.shape
     assert rel_err(got, ref) <= TOL[precision], f"{equation} {precision}"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_mask_chain(precision) -> None:
+    """Comparisons, Not, bool-to-float Cast and Where on the GPU as 0 / 1 values."""
+    from devices.gpu import GpuRunner
+    from tests.devices.gpu_cases import mask_model
+
+    graph = graph_of(mask_model())
+    feeds = feeds_for(graph)
+    feeds["b"][0, 0, :3] = feeds["x"][0, 0, :3]
+    ref = reference(graph, feeds)["y0"]
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)["y0"]
+    assert rel_err(got, ref) <= TOL[precision]

@@ -44,9 +44,12 @@ def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
 
 
 def binop(op: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """As elementwise.cu's binop: arithmetic, fmod, comparisons and logic (0 / 1)."""
     with np.errstate(all="ignore"):
         return [np.add, np.subtract, np.multiply, np.divide, np.power, np.maximum,
-                np.minimum][op](u, v).astype(np.float32)
+                np.minimum, np.fmod, np.equal, np.less, np.greater, np.less_equal,
+                np.greater_equal, lambda a, b: (a != 0) & (b != 0),
+                lambda a, b: (a != 0) | (b != 0)][op](u, v).astype(np.float32)
 
 
 def _index(dims: list[int], strides: list[int]) -> np.ndarray:
@@ -161,14 +164,16 @@ class KernelSim:
         bits = ops.view(np.float32)
         for j in range(nops):
             code, a = int(ops[j, 0]), int(ops[j, 1])
-            if code < 8:
+            if code < 16:
                 r = binop(code, regs[a], regs[int(ops[j, 2])])
-            elif code < 16:
-                r = binop(code - 8, regs[a], bits[j, 2])
             elif code < 32:
-                r = binop(code - 16, bits[j, 2], regs[a])
+                r = binop(code - 16, regs[a], bits[j, 2])
+            elif code < 48:
+                r = binop(code - 32, bits[j, 2], regs[a])
+            elif code == 48:  # select
+                r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
             else:
-                r = activate(regs[a], code - 32, float(bits[j, 2]), float(bits[j, 3]))
+                r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
             regs.append(r)
         self.store(y, _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]]), regs[-1])
 

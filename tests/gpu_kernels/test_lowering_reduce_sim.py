@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from gpu_kernels.lowering import ACT, lower, supports
+from gpu_kernels.lowering import ACT, GpuLoweringError, lower, supports
 from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
     EINSUMS,
@@ -19,6 +19,7 @@ from tests.devices.gpu_cases import (
     ir_cases,
     ir_feeds,
     ir_graph,
+    mask_model,
     reduction_cases,
     reference,
     rel_err,
@@ -242,3 +243,26 @@ def test_1d_convolution_then_gelu_fuses_and_feeds_a_layernorm(precision) -> None
     ], {"x": [2, 8, 12]}, ["y"], inits)
     prog = _check(graph, precision)
     assert not any(k.startswith("fused") for k in _kernels(prog))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_masks_run_as_one_fused_chain(precision) -> None:
+    """Comparisons, Not, bool-to-float Casts and Where (a select) stay 0 / 1 values inside
+    the segment and fuse with the arithmetic around them."""
+    graph = graph_of(mask_model())
+    feeds = feeds_for(graph)
+    feeds["b"][0, 0, :3] = feeds["x"][0, 0, :3]  # some equal elements
+    prog = _check(graph, precision, feeds)
+    # the mask read twice (Not, Where) is computed once, then everything else in one chain
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["fused", "fused"]
+
+
+def test_a_bool_graph_output_is_refused_by_the_lowering() -> None:
+    g = Graph("cmp", 21)
+    x = g.add_input("x", [2, 3])
+    y = g.add_node("Greater", [x, g.add_constant("t", np.array(0.0, np.float32))], 1, {},
+                   "gt").outputs[0]
+    y.shape, y.dtype = [2, 3], "bool"
+    g.mark_output(y)
+    with pytest.raises(GpuLoweringError, match="dtype bool"):
+        lower(g, "fp16", arch=87)
