@@ -1,6 +1,7 @@
-"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations, pads
-and resizes. Most are views (no kernel): a reader that needs the data contiguous copies it once; a
-Concat lets the producers of its inputs write straight into their slices of its buffer.
+"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations, pads,
+expands, tiles and resizes. Most are views (no kernel): a reader that needs the data contiguous
+copies it once; a Concat lets the producers of its inputs write straight into their slices of
+its buffer.
 """
 
 from __future__ import annotations
@@ -361,4 +362,57 @@ def lower_pad(lw: Lowering, node: Node) -> None:
     src = Value(x.buf, tuple(xd), "strided", x.dtype, off, x.cs, tuple(xs))
     lw.emit(Launch(node.name, f"pad_nd_{lw.dt}", grid1d(int(np.prod(out))), 256,
                    [lw.ref(src), lw.ref(y)], ints, [_pad_value(node) or 0.0]))
+    lw.bind(node, y)
+
+
+def _expand_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if isinstance(node.input(0), Constant):
+        return Verdict.no("constant input not folded")
+    return Verdict.yes()  # the output's static shape is all the lowering needs
+
+
+@register("Expand", supports=_expand_ok)
+def lower_expand(lw: Lowering, node: Node) -> None:
+    """A broadcast view (stride 0 on the expanded axes), deferred: a reader in the fused
+    chain reads it in place; anything else copies it once."""
+    shape = lw.out_shape(node)
+    x = lw.lazy(node.input(0), node)
+    if isinstance(x, Lazy) and x.shape == shape:
+        lw.values[node.outputs[0].name] = x
+        return
+    root = lw.leaf(lw.value(node.input(0), node), shape, node.name)
+    lw.values[node.outputs[0].name] = Lazy(shape, root, "plain", lw.dt)
+
+
+def _tile_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    if isinstance(x, Constant):
+        return Verdict.no("constant input not folded")
+    if not node.outputs[0].is_static:
+        return Verdict.yes()  # supports() refuses the output
+    shape, out = x.static_shape(), node.outputs[0].static_shape()
+    loops = sum(d > 1 for d in shape) + sum(o // d > 1 for d, o in zip(shape, out) if d)
+    if loops > MAXR:
+        return Verdict.no(f"tiling {shape} to {out} takes {loops} loops; the copy kernel "
+                          f"runs at most {MAXR}")
+    return Verdict.yes()
+
+
+@register("Tile", supports=_tile_ok)
+def lower_tile(lw: Lowering, node: Node) -> None:
+    """One strided copy: x seen as (r0, d0, r1, d1, ...) with stride 0 over each repeat r,
+    written densely."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    y = lw.new_value(out, "plain")
+    xs, ys = x.strides(), y.strides()
+    shape: list[int] = []
+    src: list[int] = []
+    dst: list[int] = []
+    for d, o, s, t in zip(x.shape, out, xs, ys):
+        shape += [o // d, d]
+        src += [0, s]
+        dst += [d * t, t]
+    lw.copy(x, y, node.name, shape, src, dst)
     lw.bind(node, y)

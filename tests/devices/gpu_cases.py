@@ -197,6 +197,8 @@ def reduction_cases() -> list[Case]:
         Case("layernorm_axis1", "LayerNormalization", {"x": (2, 4, 3, 5)},
              {"s": np.linspace(0.5, 1.5, 60).reshape(4, 3, 5).astype(np.float32)},
              dict(axis=1)),
+        Case("expand", "Expand", {"x": (3, 1, 5)}, {"s": np.array([2, 3, 4, 5], i64)}),
+        Case("tile", "Tile", {"x": (2, 3, 4)}, {"r": np.array([2, 1, 3], i64)}),
         Case("pad_crop", "Pad", {"x": (1, 4, 6, 6)},
              {"p": np.array([0, 0, -1, 1, 0, 0, 2, -2], i64)}),
     ]

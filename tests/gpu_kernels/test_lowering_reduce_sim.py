@@ -266,3 +266,12 @@ def test_a_bool_graph_output_is_refused_by_the_lowering() -> None:
     g.mark_output(y)
     with pytest.raises(GpuLoweringError, match="dtype bool"):
         lower(g, "fp16", arch=87)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_an_expand_feeding_arithmetic_is_read_in_place(precision) -> None:
+    graph = _model([helper.make_node("Expand", ["x", "s"], ["e"], name="expand"),
+                    helper.make_node("Mul", ["e", "z"], ["y"], name="mul")],
+                   {"x": [3, 1, 5], "z": [3, 4, 5]}, ["y"], {"s": np.array([3, 4, 5], np.int64)})
+    prog = _check(graph, precision)
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["fused"]
