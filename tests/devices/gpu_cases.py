@@ -287,6 +287,11 @@ def ir_cases() -> list[IrCase]:
         IrCase("where_const_cond", "Where", {"x": (2, 3, 4)},
                {"c": np.array([True, False, True, True]), "y": np.array(-1e4, np.float32)},
                order=["c", "x", "y"]),
+        # a block per output (the reduced run is contiguous and long): max first for LSE
+        IrCase("reducelogsumexp_rows", "ReduceLogSumExp", {"x": (3, 300)},
+               {"a": np.array([1], i64)}),
+        IrCase("reducel2_rows", "ReduceL2", {"x": (2, 3, 200)}, {"a": np.array([2], i64)},
+               dict(keepdims=0)),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]
