@@ -1,4 +1,4 @@
-// Reductions over any set of axes, softmax / log-softmax over any axis, and Pad.
+// Reductions over any set of axes, and softmax / log-softmax over any axis.
 //
 // The host describes a reduction as two strided loops over the input (any strides: NHWC,
 // transposed or sliced views are read in place, no copy first): the kept axes (one output
@@ -172,52 +172,9 @@ __device__ void softmax_axis(const KArgs& a) {
     }
 }
 
-// Pad: y[o] = x[src(o)] for each output position, src per axis by mode (0 constant: outside x
-// is the value; 1 reflect; 2 edge; 3 wrap). A negative begin / end pad crops. x and y any
-// strides (NHWC stays NHWC). p = {x, y};
-// i = {rank, mode, odims[6], xdims[6], xstr[6], ystr[6], begin[6]}; f = {value}
-template <typename T>
-__device__ void pad_nd(const KArgs& a) {
-    const T* x = (const T*)a.p[0];
-    T* y = (T*)a.p[1];
-    const int rank = a.i[0], mode = a.i[1];
-    const int* od = a.i + 2;
-    const int* xd = a.i + 2 + MAXR;
-    const int* xs = a.i + 2 + 2 * MAXR;
-    const int* ys = a.i + 2 + 3 * MAXR;
-    const int* beg = a.i + 2 + 4 * MAXR;
-    int n = 1;
-    for (int d = 0; d < rank; ++d) n *= od[d];
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += gridDim.x * blockDim.x) {
-        int rem = idx;
-        i64 xo = 0, yo = 0;
-        bool inside = true;
-        for (int d = rank - 1; d >= 0; --d) {
-            const int c = rem % od[d];
-            rem /= od[d];
-            yo += (i64)c * ys[d];
-            int s = c - beg[d];
-            const int D = xd[d];
-            if (s < 0 || s >= D) {
-                if (mode == 0) inside = false;
-                else if (mode == 1) {  // reflect without repeating the edge (period 2D - 2)
-                    const int p = D > 1 ? 2 * D - 2 : 1;
-                    s = ((s % p) + p) % p;
-                    if (s >= D) s = p - s;
-                } else if (mode == 2) s = s < 0 ? 0 : D - 1;
-                else s = ((s % D) + D) % D;
-            }
-            xo += (i64)s * xs[d];
-        }
-        st(y, yo, inside ? ld(x, xo) : a.f[0]);
-    }
-}
-
 #define INSTANTIATE(fn)                                                                 \
     KERNEL(fn##_f32, fn<float>(a))                                                     \
     KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(reduce_axes)
 INSTANTIATE(softmax_axis)
-INSTANTIATE(pad_nd)

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.program import ALIAS_OPS, MAXR, Launch, Lazy, Leaf, Op, Value, grid1d
+from gpu_kernels.lowering.program import (
+    ALIAS_OPS,
+    INDEX_DTYPES,
+    MAXR,
+    Launch,
+    Lazy,
+    Leaf,
+    Op,
+    Value,
+    grid1d,
+)
 from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node
@@ -197,18 +207,31 @@ def lower_split(lw: Lowering, node: Node) -> None:
 
 def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
     idx = constant(node, 1)
-    if idx is None or idx.ndim > 1:
-        return Verdict.no("only constant scalar or 1-D indices run on the GPU")
+    if idx is not None:
+        if idx.ndim > 1:
+            return Verdict.no("constant indices of rank > 1 unsupported (scalar or 1-D)")
+        return Verdict.yes()
+    t = node.input(1)
+    if t is None or not t.is_static or np.dtype(t.dtype or "float32") not in INDEX_DTYPES:
+        return Verdict.no("run-time indices must be int64 or int32 of static shape")
+    if int(node.attrs.get("axis", 0)) != 0:
+        return Verdict.no("run-time indices only along axis 0 (an embedding lookup)")
+    if t.producer is not None:
+        return Verdict.no("run-time indices only from a graph input (computed integer "
+                          "indices are host-side shape math)")
     return Verdict.yes()
 
 
 @register("Gather", supports=_gather_ok)
 def lower_gather(lw: Lowering, node: Node) -> None:
     """Gather with constant indices: a view for a scalar index, one strided copy per index
-    for a 1-D one."""
+    for a 1-D one; with run-time integer indices from a graph input (token ids), one
+    row-gather kernel (an embedding lookup)."""
     x = lw.value(node.input(0), node)
     idx = constant(node, 1)
-    assert idx is not None  # _gather_ok made sure
+    if idx is None:  # run-time indices: rows of the table
+        _gather_rows(lw, node, x)
+        return
     axis = int(node.attrs.get("axis", 0)) % len(x.shape)
     out_shape = lw.out_shape(node)
     xs = x.strides()
@@ -230,6 +253,19 @@ def lower_gather(lw: Lowering, node: Node) -> None:
             dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * ys[axis])
             dst_strides = [st for a, st in enumerate(ys) if a != axis]
         lw.copy(src, dst, node.name, rest_shape, rest_strides, dst_strides)
+    lw.bind(node, y)
+
+
+def _gather_rows(lw: Lowering, node: Node, table: Value) -> None:
+    t = node.input(1)
+    assert t is not None  # _gather_ok made sure
+    ids = lw.values[t.name]
+    assert isinstance(ids, Value) and ids.dtype in ("i32", "i64"), node.name
+    table = lw.ensure(table, "plain", lw.dt, node.name)
+    row = int(np.prod(table.shape[1:], dtype=np.int64))
+    y = lw.new_value(lw.out_shape(node), "plain")
+    lw.emit(Launch(node.name, f"gather_rows_{lw.dt}_{ids.dtype}", grid1d(y.size), 256,
+                   [lw.ref(table), lw.ref(ids), lw.ref(y)], [ids.size, row, table.shape[0]]))
     lw.bind(node, y)
 
 

@@ -41,8 +41,11 @@ COMPARE_OPS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And
 IMM_RIGHT, IMM_LEFT, SELECT, UNARY = 16, 32, 48, 64
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 MAXR = 6
-DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1}
-NP_DTYPE = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
+DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1, "i32": 4, "i64": 8}
+NP_DTYPE = {"f16": np.float16, "f32": np.float32, "i8": np.int8, "i32": np.int32,
+            "i64": np.int64}
+# integer graph inputs a segment takes: only as a Gather's indices (embedding lookups)
+INDEX_DTYPES = {np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}
 
 
 class GpuLoweringError(UnsupportedOpError):

@@ -22,6 +22,7 @@ from gpu_kernels.lowering.int8 import Int8Plan
 from gpu_kernels.lowering.program import (
     DTYPE_BYTES,
     IMM_RIGHT,
+    INDEX_DTYPES,
     MAXR,
     NP_DTYPE,
     SELECT,
@@ -279,9 +280,13 @@ class Lowering:
         for t in g.inputs:
             shape = tuple(int(d) for d in t.static_shape())
             np_dt = np.dtype(t.dtype or "float32")
-            if np_dt.kind != "f":
-                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on GPU")
-            dt = "f16" if np_dt == np.float16 else "f32"
+            index = np_dt in INDEX_DTYPES and t.consumers and all(
+                n.op == "Gather" and n.input(1) is t and t not in n.inputs[:1]
+                for n in t.consumers)
+            if np_dt.kind != "f" and not index:
+                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on "
+                                       "GPU (integer inputs only as Gather indices)")
+            dt = INDEX_DTYPES[np_dt] if index else "f16" if np_dt == np.float16 else "f32"
             buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
             self.values[t.name] = Value(buf, shape, "plain", dt)
             inputs[t.name] = (buf, shape, np_dt)

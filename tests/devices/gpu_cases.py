@@ -297,6 +297,29 @@ def ir_cases() -> list[IrCase]:
     ]
 
 
+def embedding_graph(index_dtype: str = "int64") -> Graph:
+    """BERT's embeddings: token ids (a graph input) gather rows of a table, plus positions, then
+    a LayerNorm; a second Gather reads the same ids with negative indices allowed."""
+    rng = np.random.default_rng(9)
+    g = Graph("embed", 21)
+    ids = g.add_input("ids", [2, 7], index_dtype)
+    table = g.add_constant("table", w(rng, 50, 16, scale=1.0))
+    pos = g.add_constant("pos", w(rng, 7, 16, scale=1.0))
+    e = g.add_node("Gather", [table, ids], 1, {"axis": 0}, "word").outputs[0]
+    s = g.add_node("Add", [e, pos], 1, {}, "add").outputs[0]
+    y = g.add_node("LayerNormalization", [s, g.add_constant("g", np.ones(16, np.float32))], 1,
+                   {"axis": -1}, "ln").outputs[0]
+    for t in (e, s, y):
+        t.shape, t.dtype = [2, 7, 16], "float32"
+    g.mark_output(y)
+    return g
+
+
+def embedding_feeds(index_dtype: str = "int64") -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(3).integers(-50, 50, (2, 7)).astype(index_dtype)
+    return {"ids": ids}
+
+
 def mask_model(opset: int = 17) -> onnx.ModelProto:
     """A mask as attention and Swin's shifted windows build one: comparisons, Not, a bool to
     float Cast and Where filling with a large negative value -- all 0 / 1 values inside."""

@@ -107,3 +107,19 @@ def test_mask_chain(precision) -> None:
     with GpuRunner(graph, precision, autotune=False) as runner:
         got = runner.infer(feeds)["y0"]
     assert rel_err(got, ref) <= TOL[precision]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+def test_embedding_lookup_by_token_ids(index_dtype, precision) -> None:
+    """BERT's embeddings: an integer graph input gathers rows of a table on the GPU."""
+    from devices.gpu import GpuRunner
+    from tests.devices.gpu_cases import embedding_feeds, embedding_graph
+
+    graph = embedding_graph(index_dtype)
+    feeds = embedding_feeds(index_dtype)
+    ref = reference(graph, feeds)
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)
+    for name, r in ref.items():
+        assert rel_err(got[name], r) <= TOL[precision], name

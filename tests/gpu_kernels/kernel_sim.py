@@ -15,7 +15,8 @@ import numpy as np
 
 from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
 
-DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
+DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8, "i32": np.int32,
+          "i64": np.int64}
 _ACT = {v: k for k, v in ACT.items()}
 
 
@@ -130,6 +131,13 @@ class KernelSim:
             self.softmax_axis(ln, kernel.split("_")[-1])
         elif kernel.startswith("groupnorm_"):
             self.groupnorm(ln, kernel.split("_")[-1])
+        elif kernel.startswith("gather_rows_"):
+            n, row, vocab = ln.ints[:3]
+            dt, it = kernel.split("_")[2:4]
+            idx = self.mem(ln.ptrs[1], it)[:n].astype(np.int64)
+            idx = np.clip(np.where(idx < 0, idx + vocab, idx), 0, vocab - 1)
+            table = self.mem(ln.ptrs[0], dt)[:vocab * row].reshape(vocab, row)
+            self.mem(ln.ptrs[2], dt)[:n * row] = table[idx].reshape(-1)
         elif kernel.startswith("pad_nd_"):
             self.pad(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):

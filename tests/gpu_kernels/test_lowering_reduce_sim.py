@@ -14,6 +14,8 @@ from tests.devices.gpu_cases import (
     build,
     cases,
     einsum_graph,
+    embedding_feeds,
+    embedding_graph,
     feeds_for,
     graph_of,
     ir_cases,
@@ -275,3 +277,22 @@ def test_an_expand_feeding_arithmetic_is_read_in_place(precision) -> None:
                    {"x": [3, 1, 5], "z": [3, 4, 5]}, ["y"], {"s": np.array([3, 4, 5], np.int64)})
     prog = _check(graph, precision)
     assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["fused"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+def test_embedding_lookup_by_token_ids(index_dtype, precision) -> None:
+    graph = embedding_graph(index_dtype)
+    prog = _check(graph, precision, embedding_feeds(index_dtype))
+    assert _kernels(prog)[0] == f"gather_rows_{'f32' if precision == 'fp32' else 'f16'}"
+
+
+def test_integer_inputs_other_than_gather_indices_are_refused() -> None:
+    g = Graph("bad", 21)
+    x = g.add_input("x", [3], "int64")
+    y = g.add_node("Cast", [x], 1, {"to": 1}, "cast").outputs[0]
+    y.shape, y.dtype = [3], "float32"
+    g.mark_output(y)
+    assert not supports(g.node("cast"), 87, "fp16")
+    with pytest.raises(GpuLoweringError, match="integer inputs only as Gather indices"):
+        lower(g, "fp16", arch=87)
