@@ -292,6 +292,10 @@ def ir_cases() -> list[IrCase]:
                {"a": np.array([1], i64)}),
         IrCase("reducel2_rows", "ReduceL2", {"x": (2, 3, 200)}, {"a": np.array([2], i64)},
                dict(keepdims=0)),
+        # contiguous FP16 runs of a multiple of 8: 16-byte loads (a block / a thread per output)
+        IrCase("reducesum_rows_x8", "ReduceSum", {"x": (4, 512)}, {"a": np.array([1], i64)}),
+        IrCase("reducemax_short_rows_x8", "ReduceMax", {"x": (64, 16)},
+               {"a": np.array([1], i64)}),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]
