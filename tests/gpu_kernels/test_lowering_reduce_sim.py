@@ -296,3 +296,15 @@ def test_integer_inputs_other_than_gather_indices_are_refused() -> None:
     assert not supports(g.node("cast"), 87, "fp16")
     with pytest.raises(GpuLoweringError, match="integer inputs only as Gather indices"):
         lower(g, "fp16", arch=87)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_channel_softmax_of_nhwc_data_stays_nhwc(precision) -> None:
+    """A segmentation head's softmax over channels reads and writes NHWC (no reformat)."""
+    inits: dict = {}
+    graph = _model([_conv("c", "x", 16, 8, inits),
+                    helper.make_node("Softmax", ["c"], ["s"], name="sm", axis=1),
+                    _conv("y", "s", 8, 16, inits)], {"x": [2, 8, 5, 6]}, ["y"], inits)
+    prog = _check(graph, precision)
+    sm = next(ln for ln in prog.launches if ln.kernel.startswith("softmax_axis"))
+    assert sm.ints[17:19] == [1, 1]  # the channel axis is contiguous in x and y
