@@ -194,8 +194,14 @@ def _unary_ok(node: Node, arch: int, precision: str) -> Verdict:
 def lower_unary(lw: Lowering, node: Node) -> None:
     act = activation(node)
     if act is None:
-        alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
-        act = (UNARY_OPS[node.op], alpha, 0.0)
+        a = node.attrs
+        alpha, beta = {
+            "Elu": (a.get("alpha", 1.0), 0.0), "Celu": (a.get("alpha", 1.0), 0.0),
+            "ThresholdedRelu": (a.get("alpha", 1.0), 0.0),
+            "Selu": (a.get("alpha", 1.67326319217681884765625),
+                     a.get("gamma", 1.05070102214050292968750)),
+        }.get(node.op, (0.0, 0.0))
+        act = (UNARY_OPS[node.op], float(alpha), float(beta))
     shape = lw.out_shape(node)
     x = operand(lw, node.input(0), node, shape)
     assert not isinstance(x, float)  # _unary_ok made sure
@@ -230,3 +236,37 @@ def lower_batchnorm(lw: Lowering, node: Node) -> None:
     _define(lw, node, root, shape)
 
 # ----- pooling -------------------------------------------------------------------------
+
+
+def _prelu_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if _is_scalar(node.input(0)):
+        return Verdict.no("constant input not folded")
+    return Verdict.yes()
+
+
+@register("PRelu", supports=_prelu_ok, data=None)
+def lower_prelu(lw: Lowering, node: Node) -> None:
+    """max(x, 0) + slope * min(x, 0): exact, and four instructions of the fused chain (the
+    slope a per-channel leaf or an immediate)."""
+    shape = lw.out_shape(node)
+    x = operand(lw, node.input(0), node, shape)
+    slope = operand(lw, node.input(1), node, shape)
+    pos = _apply(lw, BINARY_OPS["Max"], [x, 0.0], shape, node.name)
+    neg = _apply(lw, BINARY_OPS["Min"], [x, 0.0], shape, node.name)
+    neg = _apply(lw, BINARY_OPS["Mul"], [neg, slope], shape, node.name)
+    _define(lw, node, _apply(lw, BINARY_OPS["Add"], [pos, neg], shape, node.name), shape)
+
+
+@register("Mean", supports=_binary_ok, data=None)
+def lower_mean(lw: Lowering, node: Node) -> None:
+    """The element-wise average of its inputs: a Sum chain times 1 / n."""
+    ins = [t for t in node.inputs if t is not None]
+    shape = lw.out_shape(node)
+    root = operand(lw, ins[0], node, shape)
+    for t in ins[1:]:
+        root = _apply(lw, BINARY_OPS["Add"], [root, operand(lw, t, node, shape)], shape,
+                      node.name)
+    if len(ins) > 1:
+        root = _apply(lw, BINARY_OPS["Mul"], [root, 1.0 / len(ins)], shape, node.name)
+    assert not isinstance(root, float)  # _binary_ok made sure
+    _define(lw, node, root, shape)

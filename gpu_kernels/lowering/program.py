@@ -22,13 +22,17 @@ ACT = {
     "none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "silu": 5, "hardswish": 6,
     "hardsigmoid": 7, "gelu": 8, "tanh": 9, "erf": 10, "exp": 11, "sqrt": 12, "recip": 13,
     "neg": 14, "abs": 15, "elu": 16, "softplus": 17, "mish": 18, "log": 19,
-    "gelu_tanh": 20,
+    "gelu_tanh": 20, "floor": 21, "ceil": 22, "round": 23, "sign": 24, "selu": 25, "celu": 26,
+    "softsign": 27, "thresholded_relu": 28, "sin": 29, "cos": 30,
 }
 UNARY_OPS = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky",
     "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Erf": "erf", "Exp": "exp",
     "Sqrt": "sqrt", "Reciprocal": "recip", "Neg": "neg", "Abs": "abs", "Elu": "elu",
     "Softplus": "softplus", "Mish": "mish", "Log": "log", "Gelu": "gelu", "Clip": "clip",
+    "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign", "Selu": "selu",
+    "Celu": "celu", "Softsign": "softsign", "ThresholdedRelu": "thresholded_relu",
+    "Sin": "sin", "Cos": "cos",
 }
 BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0,
               "Mod": 7, "Equal": 8, "Less": 9, "Greater": 10, "LessOrEqual": 11,

@@ -156,6 +156,11 @@ def cases() -> list[Case]:
                       ("HardSwish", {}), ("HardSigmoid", {}), ("Erf", {}), ("Abs", {}),
                       ("Neg", {}), ("Exp", {}), ("Elu", {"alpha": 0.7}), ("Softplus", {})):
         c.append(Case(op.lower(), op, {"x": (2, 5, 3, 7)}, {}, attrs))
+    c.append(Case("floor", "Floor", {"x": (2, 5, 3, 7)}))
+    c.append(Case("ceil", "Ceil", {"x": (2, 5, 3, 7)}))
+    c.append(Case("selu", "Selu", {"x": (2, 5, 3, 7)}, {}, {"alpha": 1.5, "gamma": 1.1}))
+    c.append(Case("prelu", "PRelu", {"x": (2, 5, 3, 7)},
+                  {"slope": np.linspace(0.1, 0.5, 5).reshape(5, 1, 1).astype(np.float32)}))
     c.append(Case("clip", "Clip", {"x": (2, 5, 3, 7)},
                   {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32)}))
     c += reduction_cases()
@@ -257,8 +262,19 @@ def einsum_graph(equation: str, a: tuple[int, ...], b: tuple[int, ...]) -> Graph
     return g
 
 
+# steps: FP16 inputs near a step would land on the other side of it
+DISCONTINUOUS = {"Floor", "Ceil", "Round", "Sign"}
+
+
+def away_from_steps(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inputs on a grid k / 4 + 0.1: at least 0.1 from every integer and half-integer."""
+    return {k: (np.round(v * 4) / 4 + 0.1).astype(np.float32) for k, v in feeds.items()}
+
+
 def ir_feeds(case: IrCase, graph: Graph) -> dict[str, np.ndarray]:
     feeds = feeds_for(graph)
+    if case.op in DISCONTINUOUS:
+        return away_from_steps(feeds)
     return {k: np.abs(v) + 0.5 for k, v in feeds.items()} if case.positive else feeds
 
 
@@ -299,6 +315,14 @@ def ir_cases() -> list[IrCase]:
         IrCase("reducesum_rows_x8", "ReduceSum", {"x": (4, 512)}, {"a": np.array([1], i64)}),
         IrCase("reducemax_short_rows_x8", "ReduceMax", {"x": (64, 16)},
                {"a": np.array([1], i64)}),
+        IrCase("round", "Round", {"x": (4, 9)}),
+        IrCase("sign", "Sign", {"x": (4, 9)}),
+        IrCase("celu", "Celu", {"x": (4, 9)}, attrs=dict(alpha=0.8)),
+        IrCase("softsign", "Softsign", {"x": (4, 9)}),
+        IrCase("thresholdedrelu", "ThresholdedRelu", {"x": (4, 9)}, attrs=dict(alpha=0.3)),
+        IrCase("sin", "Sin", {"x": (4, 9)}),
+        IrCase("cos", "Cos", {"x": (4, 9)}),
+        IrCase("mean3", "Mean", {"a": (2, 3, 4), "b": (1, 3, 4), "c": (2, 1, 4)}),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]

@@ -39,6 +39,11 @@ def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
         "gelu_tanh": lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi)
                                                       * (v + 0.044715 * v ** 3))),
         "mish": lambda v: v * np.tanh(np.log1p(np.exp(v))),
+        "floor": np.floor, "ceil": np.ceil, "round": np.rint, "sign": np.sign,
+        "selu": lambda v: b * np.where(v > 0, v, a * np.expm1(v)),
+        "celu": lambda v: np.maximum(v, 0) + np.minimum(0, a * np.expm1(v / a)),
+        "softsign": lambda v: v / (1 + np.abs(v)),
+        "thresholded_relu": lambda v: np.where(v > a, v, 0), "sin": np.sin, "cos": np.cos,
     }[kind]
     with np.errstate(all="ignore"):
         return f(x.astype(np.float32)).astype(np.float32)

@@ -10,7 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 from gpu_kernels.lowering import ACT, GpuLoweringError, lower, supports
 from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
+    DISCONTINUOUS,
     EINSUMS,
+    away_from_steps,
     build,
     cases,
     einsum_graph,
@@ -54,6 +56,17 @@ def _kernels(prog) -> list[str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_onnx_layer_matches_reference(case, precision) -> None:
     _check(graph_of(build(case)), precision)
+
+
+ACTIVATION_CASES = [c for c in cases() if c.name in ("floor", "ceil", "selu", "prelu")]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", ACTIVATION_CASES, ids=[c.name for c in ACTIVATION_CASES])
+def test_new_activations_match_reference(case, precision) -> None:
+    graph = graph_of(build(case))
+    feeds = feeds_for(graph)
+    _check(graph, precision, away_from_steps(feeds) if case.op in DISCONTINUOUS else feeds)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
