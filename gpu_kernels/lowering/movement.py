@@ -452,3 +452,39 @@ def lower_tile(lw: Lowering, node: Node) -> None:
         dst += [d * t, t]
     lw.copy(x, y, node.name, shape, src, dst)
     lw.bind(node, y)
+
+
+def _blocks_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    if len(x.static_shape()) != 4:
+        return Verdict.no("needs a 4-D input")
+    if node.op == "DepthToSpace" and node.attrs.get("mode", "DCR") not in ("DCR", "CRD"):
+        return Verdict.no(f"mode '{node.attrs.get('mode')}' unsupported (DCR or CRD)")
+    return Verdict.yes()
+
+
+@register("DepthToSpace", "SpaceToDepth", supports=_blocks_ok)
+def lower_blocks(lw: Lowering, node: Node) -> None:
+    """One strided copy over (N, C', H, b, W, b) (DepthToSpace) or (N, b, b, C, H, W)
+    (SpaceToDepth); NHWC data stays NHWC."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    b = int(node.attrs["blocksize"])
+    y = lw.new_value(out, "nhwc" if x.layout == "nhwc" else "plain")
+    (xn, xc, xh, xw), (yn, yc, yh, yw) = x.strides(), y.strides()
+    if node.op == "DepthToSpace":
+        c2 = out[1]
+        # input channel of (c', i, j): DCR (i * b + j) * C' + c'; CRD c' * b * b + i * b + j
+        ci, cj, cc = (b * c2 * xc, c2 * xc, xc) if node.attrs.get("mode", "DCR") == "DCR" \
+            else (b * xc, xc, b * b * xc)
+        shape = [out[0], c2, x.shape[2], b, x.shape[3], b]
+        src = [xn, cc, xh, ci, xw, cj]
+        dst = [yn, yc, b * yh, yh, b * yw, yw]
+    else:
+        c = x.shape[1]
+        shape = [out[0], b, b, c, out[2], out[3]]
+        src = [xn, xh, xw, xc, b * xh, b * xw]
+        dst = [yn, b * c * yc, c * yc, yc, yh, yw]
+    lw.copy(x, y, node.name, shape, src, dst)
+    lw.bind(node, y)

@@ -323,6 +323,11 @@ def ir_cases() -> list[IrCase]:
         IrCase("sin", "Sin", {"x": (4, 9)}),
         IrCase("cos", "Cos", {"x": (4, 9)}),
         IrCase("mean3", "Mean", {"a": (2, 3, 4), "b": (1, 3, 4), "c": (2, 1, 4)}),
+        IrCase("depthtospace_dcr", "DepthToSpace", {"x": (2, 12, 3, 4)},
+               attrs=dict(blocksize=2)),
+        IrCase("depthtospace_crd", "DepthToSpace", {"x": (1, 18, 2, 3)},
+               attrs=dict(blocksize=3, mode="CRD")),
+        IrCase("spacetodepth", "SpaceToDepth", {"x": (2, 3, 6, 4)}, attrs=dict(blocksize=2)),
         IrCase("reducemean18", "ReduceMean", {"x": (2, 8, 3, 3)}, {"a": np.array([1], i64)},
                dict(keepdims=0)),
     ]

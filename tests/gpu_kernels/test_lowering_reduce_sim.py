@@ -321,3 +321,22 @@ def test_channel_softmax_of_nhwc_data_stays_nhwc(precision) -> None:
     prog = _check(graph, precision)
     sm = next(ln for ln in prog.launches if ln.kernel.startswith("softmax_axis"))
     assert sm.ints[17:19] == [1, 1]  # the channel axis is contiguous in x and y
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_pixel_shuffle_after_a_conv_reads_and_writes_nhwc(precision) -> None:
+    g = Graph("shuffle", 21)
+    x = g.add_input("x", [1, 8, 5, 6])
+    w = g.add_constant("w", (np.random.default_rng(5).standard_normal((16, 8, 1, 1)) * 0.3
+                             ).astype(np.float32))
+    conv = dict(kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1],
+                group=1)
+    c = g.add_node("Conv", [x, w], 1, conv, "conv").outputs[0]
+    c.shape, c.dtype = [1, 16, 5, 6], "float32"
+    d = g.add_node("DepthToSpace", [c], 1, {"blocksize": 2}, "d2s").outputs[0]
+    d.shape, d.dtype = [1, 4, 10, 12], "float32"
+    g.mark_output(d)
+    prog = _check(g, precision)
+    d2s = next(ln for ln in prog.launches if ln.layer == "d2s")
+    assert d2s.kernel.startswith("copy")
+    assert sum(ln.kernel.startswith("copy") for ln in prog.launches) == 3  # in, d2s, out
