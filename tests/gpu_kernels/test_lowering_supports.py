@@ -101,6 +101,13 @@ REFUSED = {
                    "kernel_shape"),
     "global_pool_3d": (Case("p", "GlobalAveragePool", {"x": (1, 4, 8)}), "4-D input"),
     "no_kernel": (Case("t", "ArgMax", {"x": (4, 6)}), "ArgMax has no GPU kernel"),
+    "pad_runtime_pads": (Case("p", "Pad", {"x": (2, 3), "pads": (4,)}), "run-time pads"),
+    "instancenorm_runtime_scale": (Case("n", "InstanceNormalization",
+                                        {"x": (1, 4, 3, 3), "s": (4,)}, {"b": _w(4)}),
+                                   "run-time scale"),
+    "where_int_values": (Case("w", "Where", {"x": (4,)}, {
+        "c": np.array([True, False, True, True]), "y": np.arange(4, dtype=np.int64)},
+        input_order=["c", "x", "y"]), "non-float"),
 }
 
 
