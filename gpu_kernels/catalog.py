@@ -12,7 +12,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "pool.cu": ("pool2d", "global_avgpool"),
     "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "groupnorm"),
     "reduce.cu": ("reduce_axes", "softmax_axis"),
-    "indexing.cu": ("pad_nd", "gather_rows"),
+    "indexing.cu": ("pad_nd", "gather_rows", "grid_sample"),
     "resize.cu": ("resize_nhwc",),
     "gemm.cu": ("bmm",),
     "mma_peak.cu": ("mma_peak",),

@@ -1,7 +1,7 @@
 """Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations, pads,
-expands, tiles and resizes. Most are views (no kernel): a reader that needs the data contiguous
-copies it once; a Concat lets the producers of its inputs write straight into their slices of
-its buffer.
+expands, tiles, depth / space rearrangements, grid sampling and resizes. Most are views (no
+kernel): a reader that needs the data contiguous copies it once; a Concat lets the producers of
+its inputs write straight into their slices of its buffer.
 """
 
 from __future__ import annotations
@@ -487,4 +487,35 @@ def lower_blocks(lw: Lowering, node: Node) -> None:
         src = [xn, xh, xw, xc, b * xh, b * xw]
         dst = [yn, b * c * yc, c * yc, yc, yh, yw]
     lw.copy(x, y, node.name, shape, src, dst)
+    lw.bind(node, y)
+
+
+def _grid_sample_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x, grid = node.input(0), node.input(1)
+    assert x is not None and grid is not None  # supports() made sure
+    if len(x.static_shape()) != 4 or len(grid.static_shape()) != 4:
+        return Verdict.no("only 2-D sampling (4-D input and grid) runs on the GPU")
+    mode = node.attrs.get("mode", "bilinear")
+    if mode not in ("bilinear", "linear", "nearest"):
+        return Verdict.no(f"mode '{mode}' unsupported (bilinear / linear or nearest)")
+    padding = node.attrs.get("padding_mode", "zeros")
+    if padding not in ("zeros", "border"):
+        return Verdict.no(f"padding_mode '{padding}' unsupported (zeros or border)")
+    return Verdict.yes()
+
+
+@register("GridSample", supports=_grid_sample_ok, data=None)
+def lower_grid_sample(lw: Lowering, node: Node) -> None:
+    """One kernel; x read in place in any layout (NHWC stays NHWC), the grid any strides."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    grid = lw.ensure(lw.value(node.input(1), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    y = lw.new_value(out, "nhwc" if x.layout == "nhwc" else "plain")
+    N, C, H, W = x.shape
+    ints = [N, C, H, W, out[2], out[3], *x.strides(), *grid.strides(), *y.strides(),
+            int(node.attrs.get("mode", "bilinear") == "nearest"),
+            int(node.attrs.get("padding_mode", "zeros") == "border"),
+            int(node.attrs.get("align_corners", 0))]
+    lw.emit(Launch(node.name, f"grid_sample_{lw.dt}", grid1d(y.size), 256,
+                   [lw.ref(x), lw.ref(grid), lw.ref(y)], ints))
     lw.bind(node, y)

@@ -333,6 +333,56 @@ def ir_cases() -> list[IrCase]:
     ]
 
 
+# GridSample (opset 16): (mode, padding_mode, align_corners); the CPU reference lands with the
+# importer's, so tests compare with grid_sample_ref
+GRID_SAMPLES = [("bilinear", "zeros", 0), ("bilinear", "border", 1), ("nearest", "zeros", 1),
+                ("nearest", "border", 0)]
+
+
+def grid_sample_graph(mode: str, padding: str, align: int) -> Graph:
+    g = Graph("grid", 21)
+    x, grid = g.add_input("x", [2, 3, 5, 7]), g.add_input("grid", [2, 4, 6, 2])
+    y = g.add_node("GridSample", [x, grid], 1, {"mode": mode, "padding_mode": padding,
+                                                "align_corners": align}, "gs").outputs[0]
+    y.shape, y.dtype = [2, 3, 4, 6], "float32"
+    g.mark_output(y)
+    return g
+
+
+def grid_sample_feeds() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(4)
+    # coordinates a little beyond [-1, 1] (padding), kept off exact half-pixel ties
+    grid = (rng.uniform(-1.2, 1.2, (2, 4, 6, 2)) + 1e-3).astype(np.float32)
+    return {"x": rng.standard_normal((2, 3, 5, 7)).astype(np.float32), "grid": grid}
+
+
+def grid_sample_ref(x: np.ndarray, grid: np.ndarray, mode: str, padding: str,
+                    align: int) -> np.ndarray:
+    """ONNX GridSample, 2-D, bilinear / nearest, zeros / border padding."""
+    n, c, h, w = x.shape
+    gx, gy = grid[..., 0].astype(np.float64), grid[..., 1].astype(np.float64)
+    fx = (gx + 1) / 2 * (w - 1) if align else ((gx + 1) * w - 1) / 2
+    fy = (gy + 1) / 2 * (h - 1) if align else ((gy + 1) * h - 1) / 2
+    if padding == "border":
+        fx, fy = np.clip(fx, 0, w - 1), np.clip(fy, 0, h - 1)
+
+    def tap(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # (N, Ho, Wo) -> (N, C, Ho, Wo)
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        yc, xc = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+        v = x[np.arange(n)[:, None, None], :, yc, xc]  # (N, Ho, Wo, C)
+        if padding == "zeros":
+            v = v * inside[..., None]
+        return np.moveaxis(v, -1, 1)
+
+    if mode == "nearest":
+        return tap(np.rint(fy).astype(int), np.rint(fx).astype(int)).astype(np.float32)
+    x0, y0 = np.floor(fx).astype(int), np.floor(fy).astype(int)
+    dx, dy = (fx - x0)[:, None], (fy - y0)[:, None]
+    out = (1 - dy) * ((1 - dx) * tap(y0, x0) + dx * tap(y0, x0 + 1)) \
+        + dy * ((1 - dx) * tap(y0 + 1, x0) + dx * tap(y0 + 1, x0 + 1))
+    return out.astype(np.float32)
+
+
 def embedding_graph(index_dtype: str = "int64") -> Graph:
     """BERT's embeddings: token ids (a graph input) gather rows of a table, plus positions, then
     a LayerNorm; a second Gather reads the same ids with negative indices allowed."""

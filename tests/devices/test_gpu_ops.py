@@ -127,3 +127,20 @@ def test_embedding_lookup_by_token_ids(index_dtype, precision) -> None:
         got = runner.infer(feeds)
     for name, r in ref.items():
         assert rel_err(got[name], r) <= TOL[precision], name
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("mode,padding,align", [
+    ("bilinear", "zeros", 0), ("bilinear", "border", 1), ("nearest", "zeros", 1),
+    ("nearest", "border", 0)])
+def test_grid_sample(mode, padding, align, precision) -> None:
+    """Against grid_sample_ref (checked against ONNX Runtime 1.32 for these settings)."""
+    from devices.gpu import GpuRunner
+    from tests.devices.gpu_cases import grid_sample_feeds, grid_sample_graph, grid_sample_ref
+
+    graph = grid_sample_graph(mode, padding, align)
+    feeds = grid_sample_feeds()
+    ref = grid_sample_ref(feeds["x"], feeds["grid"], mode, padding, align)
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)[graph.outputs[0].name]
+    assert rel_err(got, ref) <= TOL[precision]

@@ -143,6 +143,8 @@ class KernelSim:
             idx = np.clip(np.where(idx < 0, idx + vocab, idx), 0, vocab - 1)
             table = self.mem(ln.ptrs[0], dt)[:vocab * row].reshape(vocab, row)
             self.mem(ln.ptrs[2], dt)[:n * row] = table[idx].reshape(-1)
+        elif kernel.startswith("grid_sample_"):
+            self.grid_sample(ln, kernel.split("_")[-1])
         elif kernel.startswith("pad_nd_"):
             self.pad(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
@@ -345,6 +347,19 @@ class KernelSim:
         out = ((v - mean) / np.sqrt(var + ln.floats[0])).reshape(n, c, hw)
         out = out * self.mem(ln.ptrs[2], "f32")[:c, None] + self.mem(ln.ptrs[3], "f32")[:c, None]
         self.store(self.mem(ln.ptrs[1], dt), idx.reshape(-1), out.reshape(-1))
+
+    def grid_sample(self, ln: Launch, dt: str) -> None:
+        from tests.devices.gpu_cases import grid_sample_ref
+
+        n, c, h, w, ho, wo = ln.ints[:6]
+        xs, gs, ys = ln.ints[6:10], ln.ints[10:14], ln.ints[14:18]
+        nearest, border, align = ln.ints[18:21]
+        x = self.mem(ln.ptrs[0], dt)[_index([n, c, h, w], xs)].reshape(n, c, h, w)
+        grid = self.mem(ln.ptrs[1], dt)[_index([n, ho, wo, 2], gs)].reshape(n, ho, wo, 2)
+        out = grid_sample_ref(x.astype(np.float32), grid.astype(np.float32),
+                              "nearest" if nearest else "bilinear",
+                              "border" if border else "zeros", align)
+        self.store(self.mem(ln.ptrs[2], dt), _index([n, c, ho, wo], ys), out.reshape(-1))
 
     def pad(self, ln: Launch, dt: str) -> None:
         rank, mode = ln.ints[:2]

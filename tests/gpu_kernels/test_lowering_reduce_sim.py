@@ -12,6 +12,7 @@ from partitioner.ir import Graph
 from tests.devices.gpu_cases import (
     DISCONTINUOUS,
     EINSUMS,
+    GRID_SAMPLES,
     away_from_steps,
     build,
     cases,
@@ -20,6 +21,9 @@ from tests.devices.gpu_cases import (
     embedding_graph,
     feeds_for,
     graph_of,
+    grid_sample_feeds,
+    grid_sample_graph,
+    grid_sample_ref,
     ir_cases,
     ir_feeds,
     ir_graph,
@@ -340,3 +344,16 @@ def test_pixel_shuffle_after_a_conv_reads_and_writes_nhwc(precision) -> None:
     d2s = next(ln for ln in prog.launches if ln.layer == "d2s")
     assert d2s.kernel.startswith("copy")
     assert sum(ln.kernel.startswith("copy") for ln in prog.launches) == 3  # in, d2s, out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("mode,padding,align", GRID_SAMPLES)
+def test_grid_sample_lowers_to_one_kernel(mode, padding, align, precision) -> None:
+    graph = grid_sample_graph(mode, padding, align)
+    assert supports(graph.node("gs"), 87, precision)
+    feeds = grid_sample_feeds()
+    prog = lower(graph, precision, arch=87)
+    got = simulate(prog, feeds)[graph.outputs[0].name]
+    ref = grid_sample_ref(feeds["x"], feeds["grid"], mode, padding, align)
+    assert rel_err(got, ref) <= TOL[precision]
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["grid_sample"]
