@@ -92,6 +92,17 @@ __device__ __forceinline__ void st(i8_t* p, i64 i, float v) { p[i] = f2q(v); }
 #define ACT_SOFTPLUS 17
 #define ACT_MISH 18
 #define ACT_LOG 19
+#define ACT_GELU_TANH 20  // Gelu approximate="tanh" (opset 20)
+#define ACT_FLOOR 21
+#define ACT_CEIL 22
+#define ACT_ROUND 23  // half to even, as ONNX Round
+#define ACT_SIGN 24
+#define ACT_SELU 25   // a = alpha, b = gamma
+#define ACT_CELU 26   // a = alpha
+#define ACT_SOFTSIGN 27
+#define ACT_THRESHOLDED_RELU 28  // a = alpha
+#define ACT_SIN 29
+#define ACT_COS 30
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -116,6 +127,20 @@ __device__ __forceinline__ float activate(float x, int act, float a, float b) {
         case ACT_SOFTPLUS: return log1pf(expf(x));
         case ACT_MISH: return x * tanhf(log1pf(expf(x)));
         case ACT_LOG: return logf(x);
+        case ACT_FLOOR: return floorf(x);
+        case ACT_CEIL: return ceilf(x);
+        case ACT_ROUND: return rintf(x);
+        case ACT_SIGN: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+        case ACT_SELU: return b * (x > 0.0f ? x : a * expm1f(x));
+        case ACT_CELU: return fmaxf(x, 0.0f) + fminf(0.0f, a * expm1f(x / a));
+        case ACT_SOFTSIGN: return x / (1.0f + fabsf(x));
+        case ACT_THRESHOLDED_RELU: return x > a ? x : 0.0f;
+        case ACT_SIN: return sinf(x);
+        case ACT_COS: return cosf(x);
+        case ACT_GELU_TANH: {
+            const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);  // sqrt(2/pi)
+            return 0.5f * x * (1.0f + tanhf(u));
+        }
         default: return x;
     }
 }

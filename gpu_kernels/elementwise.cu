@@ -12,6 +12,14 @@
 #define OP_POW 4
 #define OP_MAX 5
 #define OP_MIN 6
+#define OP_FMOD 7  // float Mod: C's fmod (ONNX: floats take fmod = 1), the dividend's sign
+#define OP_EQ 8    // comparisons and logic give 1 or 0 (a bool tensor inside a segment)
+#define OP_LT 9
+#define OP_GT 10
+#define OP_LE 11
+#define OP_GE 12
+#define OP_AND 13
+#define OP_OR 14
 
 __device__ __forceinline__ float binop(int op, float u, float v) {
     switch (op) {
@@ -21,7 +29,15 @@ __device__ __forceinline__ float binop(int op, float u, float v) {
         case OP_DIV: return u / v;
         case OP_POW: return v == 2.0f ? u * u : powf(u, v);  // x^2 (YOLO boxes) stays exact
         case OP_MAX: return fmaxf(u, v);
-        default: return fminf(u, v);
+        case OP_MIN: return fminf(u, v);
+        case OP_FMOD: return fmodf(u, v);
+        case OP_EQ: return u == v ? 1.0f : 0.0f;
+        case OP_LT: return u < v ? 1.0f : 0.0f;
+        case OP_GT: return u > v ? 1.0f : 0.0f;
+        case OP_LE: return u <= v ? 1.0f : 0.0f;
+        case OP_GE: return u >= v ? 1.0f : 0.0f;
+        case OP_AND: return (u != 0.0f && v != 0.0f) ? 1.0f : 0.0f;
+        default: return (u != 0.0f || v != 0.0f) ? 1.0f : 0.0f;  // OP_OR
     }
 }
 
@@ -32,10 +48,11 @@ __device__ __forceinline__ float binop(int op, float u, float v) {
 // p = {descriptor, y, x0 .. x5}; i = {rank, inputs, ops}
 // descriptor (int32, in the weight arena): shape[6], ystride[6], xstride[inputs][6],
 // then per op {code, a, b, c}; op j writes register inputs + j; the last register is y.
-//   code 0..6   r[a] OP r[b]                 (OP_* above)
-//   code 8..14  r[a] OP imm, imm = bits b
-//   code 16..22 imm OP r[a], imm = bits b
-//   code 32+act activate(r[a], alpha = bits b, beta = bits c)
+//   code 0..15  r[a] OP r[b]                 (OP_* above)
+//   code 16..31 r[a] OP imm, imm = bits b
+//   code 32..47 imm OP r[a], imm = bits b
+//   code 48     r[a] != 0 ? r[b] : r[c]      (Where)
+//   code 64+act activate(r[a], alpha = bits b, beta = bits c)
 #define FUSED_IN 6
 #define FUSED_OPS 24
 template <typename T>
@@ -71,10 +88,11 @@ __device__ void fused(const KArgs& a) {
             const int code = o[0];
             const float u = r[o[1]];
             float v;
-            if (code < 8) v = binop(code, u, r[o[2]]);
-            else if (code < 16) v = binop(code - 8, u, __int_as_float(o[2]));
-            else if (code < 32) v = binop(code - 16, __int_as_float(o[2]), u);
-            else v = activate(u, code - 32, __int_as_float(o[2]), __int_as_float(o[3]));
+            if (code < 16) v = binop(code, u, r[o[2]]);
+            else if (code < 32) v = binop(code - 16, u, __int_as_float(o[2]));
+            else if (code < 48) v = binop(code - 32, __int_as_float(o[2]), u);
+            else if (code == 48) v = u != 0.0f ? r[o[2]] : r[o[3]];
+            else v = activate(u, code - 64, __int_as_float(o[2]), __int_as_float(o[3]));
             r[nin + j] = v;
         }
         st(y, yo, r[nin + nops - 1]);

@@ -7,9 +7,12 @@ precision) -> Verdict`` that answers without lowering; :func:`supports` is the o
   memory plan; :mod:`.values` — the lowering's state: values, copies, deferred chains made real,
   channel-Concat planning, and :meth:`Lowering.run`;
 - :mod:`.epilogue` — what fuses into a convolution's or a GEMM's epilogue;
-- handlers: :mod:`.conv`, :mod:`.gemm` (and attention's batched products), :mod:`.elementwise`
-  (deferred, fused), :mod:`.norms` (pooling, reductions, normalisations), :mod:`.movement`
-  (views, Concat, Gather, Resize), :mod:`.int8` (INT8 decisions, Quantize / Dequantize).
+- handlers: :mod:`.conv` (1-D and 2-D), :mod:`.gemm` (and attention's batched products),
+  :mod:`.einsum` (as one batched product), :mod:`.elementwise` (deferred, fused: arithmetic,
+  comparisons, Where), :mod:`.norms` (pooling, layer / instance / group normalisation),
+  :mod:`.reduce` (reductions over any axes, softmax over any axis), :mod:`.movement` (views,
+  Concat, Gather, Pad, Expand, Tile, Resize), :mod:`.int8` (INT8 decisions, Quantize /
+  Dequantize).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 def _weights_refusal(node: Node) -> str | None:
     w = constant(node, 1)
-    if w is None or w.ndim != 4:
-        return "only 2-D convolutions with constant weights run on the GPU"
+    if w is None or w.ndim not in (3, 4):
+        return "only 1-D and 2-D convolutions with constant weights run on the GPU"
     if node.input(2) is not None and constant(node, 2) is None:
         return "run-time bias is not supported"
     return None
@@ -43,21 +43,41 @@ def _conv_ok(node: Node, arch: int, precision: str) -> Verdict:
     return Verdict.no(why) if why else Verdict.yes()
 
 
+def _as_2d(lw: Lowering, node: Node, x: Value) -> tuple[Value, np.ndarray, list[int],
+                                                          list[int], list[int]]:
+    """A 1-D convolution (wav2vec2's and Whisper's front ends) as a 2-D one of height 1:
+    x (N, C, L) seen as (N, C, 1, L), weights (K, C/g, R) as (K, C/g, 1, R); returns x, the
+    weights, strides, pads (top, left, bottom, right) and dilations."""
+    w = constant(node, 1)
+    assert w is not None  # _conv_ok made sure
+    st = list(node.attrs.get("strides", [1] * (w.ndim - 2)))
+    pads = list(node.attrs.get("pads", [0] * 2 * (w.ndim - 2)))
+    dil = list(node.attrs.get("dilations", [1] * (w.ndim - 2)))
+    if w.ndim == 4:
+        return x, w, st, pads, dil
+    x = lw.ensure(x, "plain", None, node.name)
+    x4 = Value(x.buf, (x.shape[0], x.shape[1], 1, x.shape[2]), "plain", x.dtype, x.offset,
+               scale=x.scale)
+    return x4, w[:, :, None, :], [1, st[0]], [0, pads[0], 0, pads[1]], [1, dil[0]]
+
+
 @register("Conv", supports=_conv_ok)
 def lower_conv(lw: Lowering, node: Node) -> None:
     s_in = lw.int8.conv_scale(node)
     x = lw.value(node.input(0), node, raw=s_in is not None)
-    w = constant(node, 1)
     b = constant(node, 2)
-    assert w is not None  # _conv_ok made sure
+    x, w, st, pads, dil = _as_2d(lw, node, x)
     groups = int(node.attrs.get("group", 1))
     K, Cg, R, S = (int(d) for d in w.shape)
     N, C, H, W = x.shape
     out_shape = lw.out_shape(node)
+    one_d = len(out_shape) == 3
+    if one_d:
+        out_shape = (out_shape[0], out_shape[1], 1, out_shape[2])
     P, Q = out_shape[2], out_shape[3]
-    st = list(node.attrs.get("strides", [1, 1]))
-    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
-    dil = list(node.attrs.get("dilations", [1, 1]))
+    if node.name in lw.pad_fold:  # a zero Pad before it: x is its input, unpadded
+        pads[0] += lw.pad_fold[node.name][0]
+        pads[1] += lw.pad_fold[node.name][1]
     # fusions: activation, residual add, activation after the add
     t = node.outputs[0]
     act, res, res_after = ("none", 0.0, 0.0), None, 0
@@ -76,7 +96,7 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     if s_in is not None:
         _conv_int8(lw, node, s_in, x, wk, b, res, t, out_shape, act, res_after,
                    (st[0], st[1]), (pads[0], pads[1]), (dil[0], dil[1]))
-        return
+        return  # (1-D convolutions never run INT8: conv_scale takes 4-D weights only)
     if groups == C == K and Cg == 1:
         wk = np.ascontiguousarray(np.transpose(w[:, 0], (1, 2, 0)))  # depthwise: [R][S][C]
         xin = lw.conv_input(x, node.name)
@@ -107,6 +127,10 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     conv_launch(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
                      lw.weight(b.astype(np.float32)) if b is not None else None,
                      rv, y, act, res_after)
+    if one_d:  # (N, K, 1, L) NHWC read as (N, K, L): a view
+        ys = y.strides()
+        y = Value(y.buf, (N, K, Q), "strided", y.dtype, y.offset, y.cs, (ys[0], ys[1], ys[3]),
+                  scale=y.scale)
     lw.values[t.name] = y
 
 

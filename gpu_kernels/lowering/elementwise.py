@@ -13,15 +13,20 @@ from gpu_kernels.lowering.epilogue import activation
 from gpu_kernels.lowering.program import (
     ACT,
     BINARY_OPS,
+    COMPARE_OPS,
     FUSED_IN,
     FUSED_OPS,
+    IMM_LEFT,
+    IMM_RIGHT,
+    SELECT,
+    UNARY,
     UNARY_OPS,
     GpuLoweringError,
     Lazy,
     Leaf,
     Op,
 )
-from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.registry import bool_ok, constant, register, tensor_ok
 from gpu_kernels.lowering.values import linearise
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node, Tensor
@@ -63,19 +68,18 @@ def _apply(lw: Lowering, code: int, args: list[Leaf | Op | float], shape: tuple[
            layer: str, imm: tuple[float, float] = (0.0, 0.0)) -> Leaf | Op:
     """One instruction over ``args``; a scalar becomes an immediate. Chains longer than the
     kernel takes are cut: the operands are computed into memory first."""
-    if code >= 32:  # unary
-        x = args[0]
-        assert not isinstance(x, float), layer
-        op = Op(code, (x,), imm)
+    if code >= UNARY or code == SELECT:  # operands that are all expressions
+        assert not any(isinstance(a, float) for a in args), layer
+        op = Op(code, tuple(a for a in args if not isinstance(a, float)), imm)
     else:
         x, y = args
         if isinstance(x, float) and isinstance(y, float):
             raise GpuLoweringError(f"layer '{layer}': constant expression not folded")
         if isinstance(y, float):
             assert not isinstance(x, float)
-            op = Op(code + 8, (x,), (y, 0.0))
+            op = Op(IMM_RIGHT + code, (x,), (y, 0.0))
         elif isinstance(x, float):
-            op = Op(code + 16, (y,), (x, 0.0))
+            op = Op(IMM_LEFT + code, (y,), (x, 0.0))
         else:
             op = Op(code, (x, y))
     leaves, ops = linearise(op)
@@ -104,9 +108,12 @@ def _binary_ok(node: Node, arch: int, precision: str) -> Verdict:
     return Verdict.yes()
 
 
-@register("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", supports=_binary_ok,
-          data=None)
+@register("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mod", *COMPARE_OPS[:5],
+          supports=_binary_ok, data=None)
 def lower_binary(lw: Lowering, node: Node) -> None:
+    """Arithmetic, float Mod (C's fmod whatever the attribute says: ONNX floats take fmod = 1,
+    as the CPU reference runs them) and comparisons (their bool result is 0 / 1 in the compute
+    precision: it feeds a Where, a logic op or a Cast)."""
     ins = [t for t in node.inputs if t is not None]
     if len(ins) == 1:  # a one-input Sum / Max / Min is its input
         lw.values[node.outputs[0].name] = lw.lazy(ins[0], node)
@@ -120,11 +127,66 @@ def lower_binary(lw: Lowering, node: Node) -> None:
     _define(lw, node, root, shape)
 
 
+def _logic_operand(lw: Lowering, t: Tensor | None, node: Node, shape: tuple[int, ...]
+                   ) -> Leaf | Op | float:
+    """A bool (or float) input as 0 / 1: a constant mask goes to the weight arena as floats."""
+    if isinstance(t, Constant) and t.values.dtype.kind != "f":
+        v = t.values.astype(np.float32)
+        return float(v.reshape(-1)[0]) if v.size == 1 else \
+            lw.leaf(lw.const_value(v, id(t)), shape, node.name)
+    return operand(lw, t, node, shape)
+
+
+def _logic_ok(node: Node, arch: int, precision: str) -> Verdict:
+    """Conditions and logic inputs bool (or float); Where's x and y float (int Where is
+    host-side shape math)."""
+    where = node.op == "Where"
+    for i, t in enumerate(node.inputs):
+        verdict = tensor_ok(t, is_output=False) if where and i else bool_ok(t)
+        if not verdict:
+            return verdict
+    if all(isinstance(t, Constant) for t in node.inputs):
+        return Verdict.no("constant expression not folded")
+    return Verdict.yes()
+
+
+@register("And", "Or", "Not", "Where", supports=_logic_ok, data=())
+def lower_logic(lw: Lowering, node: Node) -> None:
+    """Logic on 0 / 1 values, and Where as a select in the fused chain (attention masks,
+    Swin's shifted-window mask): x where the condition is non-zero, else y."""
+    shape = lw.out_shape(node)
+    args = [_logic_operand(lw, t, node, shape) for t in node.inputs]
+    if node.op == "Not":
+        root = _apply(lw, BINARY_OPS["Equal"], [args[0], 0.0], shape, node.name)
+    elif node.op == "Where":
+        if isinstance(args[0], float):  # a constant condition picks one side
+            pick = node.input(1 if args[0] != 0 else 2)
+            lw.values[node.outputs[0].name] = Lazy(shape, _as_expr(
+                lw, operand(lw, pick, node, shape), shape, node.name), "plain", lw.dt)
+            return
+        ops = [_as_expr(lw, a, shape, node.name) for a in args]
+        root = _apply(lw, SELECT, list(ops), shape, node.name)
+    else:
+        root = _apply(lw, BINARY_OPS[node.op], args, shape, node.name)
+    _define(lw, node, root, shape)
+
+
+def _as_expr(lw: Lowering, a: Leaf | Op | float, shape: tuple[int, ...], layer: str
+             ) -> Leaf | Op:
+    """An immediate as a broadcast constant leaf (a select takes registers only)."""
+    if isinstance(a, float):
+        return lw.leaf(lw.const_value(np.array(a, np.float32)), shape, layer)
+    return a
+
+
 def _unary_ok(node: Node, arch: int, precision: str) -> Verdict:
     if _is_scalar(node.input(0)):
         return Verdict.no("constant input not folded")
     if node.op == "Clip" and activation(node) is None:
         return Verdict.no("Clip with run-time min / max is not supported (constant bounds only)")
+    if node.op == "Gelu" and activation(node) is None:
+        return Verdict.no(f"approximate '{node.attrs.get('approximate')}' unsupported (none or "
+                          "tanh)")
     return Verdict.yes()
 
 
@@ -132,12 +194,18 @@ def _unary_ok(node: Node, arch: int, precision: str) -> Verdict:
 def lower_unary(lw: Lowering, node: Node) -> None:
     act = activation(node)
     if act is None:
-        alpha = float(node.attrs.get("alpha", 1.0)) if node.op == "Elu" else 0.0
-        act = (UNARY_OPS[node.op], alpha, 0.0)
+        a = node.attrs
+        alpha, beta = {
+            "Elu": (a.get("alpha", 1.0), 0.0), "Celu": (a.get("alpha", 1.0), 0.0),
+            "ThresholdedRelu": (a.get("alpha", 1.0), 0.0),
+            "Selu": (a.get("alpha", 1.67326319217681884765625),
+                     a.get("gamma", 1.05070102214050292968750)),
+        }.get(node.op, (0.0, 0.0))
+        act = (UNARY_OPS[node.op], float(alpha), float(beta))
     shape = lw.out_shape(node)
     x = operand(lw, node.input(0), node, shape)
     assert not isinstance(x, float)  # _unary_ok made sure
-    _define(lw, node, _apply(lw, 32 + ACT[act[0]], [x], shape, node.name,
+    _define(lw, node, _apply(lw, UNARY + ACT[act[0]], [x], shape, node.name,
                                    (act[1], act[2])), shape)
 
 
@@ -168,3 +236,37 @@ def lower_batchnorm(lw: Lowering, node: Node) -> None:
     _define(lw, node, root, shape)
 
 # ----- pooling -------------------------------------------------------------------------
+
+
+def _prelu_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if _is_scalar(node.input(0)):
+        return Verdict.no("constant input not folded")
+    return Verdict.yes()
+
+
+@register("PRelu", supports=_prelu_ok, data=None)
+def lower_prelu(lw: Lowering, node: Node) -> None:
+    """max(x, 0) + slope * min(x, 0): exact, and four instructions of the fused chain (the
+    slope a per-channel leaf or an immediate)."""
+    shape = lw.out_shape(node)
+    x = operand(lw, node.input(0), node, shape)
+    slope = operand(lw, node.input(1), node, shape)
+    pos = _apply(lw, BINARY_OPS["Max"], [x, 0.0], shape, node.name)
+    neg = _apply(lw, BINARY_OPS["Min"], [x, 0.0], shape, node.name)
+    neg = _apply(lw, BINARY_OPS["Mul"], [neg, slope], shape, node.name)
+    _define(lw, node, _apply(lw, BINARY_OPS["Add"], [pos, neg], shape, node.name), shape)
+
+
+@register("Mean", supports=_binary_ok, data=None)
+def lower_mean(lw: Lowering, node: Node) -> None:
+    """The element-wise average of its inputs: a Sum chain times 1 / n."""
+    ins = [t for t in node.inputs if t is not None]
+    shape = lw.out_shape(node)
+    root = operand(lw, ins[0], node, shape)
+    for t in ins[1:]:
+        root = _apply(lw, BINARY_OPS["Add"], [root, operand(lw, t, node, shape)], shape,
+                      node.name)
+    if len(ins) > 1:
+        root = _apply(lw, BINARY_OPS["Mul"], [root, 1.0 / len(ins)], shape, node.name)
+    assert not isinstance(root, float)  # _binary_ok made sure
+    _define(lw, node, root, shape)

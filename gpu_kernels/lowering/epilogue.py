@@ -35,8 +35,11 @@ def activation(node: Node) -> Activation | None:
     if op == "HardSigmoid":
         return "hardsigmoid", float(node.attrs.get("alpha", 0.2)), \
             float(node.attrs.get("beta", 0.5))
-    if op == "Gelu" and node.attrs.get("approximate", "none") == "none":
-        return "gelu", 0.0, 0.0
+    if op == "Gelu":  # opset 20: the erf form, or its tanh approximation
+        approximate = node.attrs.get("approximate", "none")
+        if approximate in ("none", "tanh"):
+            return ("gelu_tanh" if approximate == "tanh" else "gelu"), 0.0, 0.0
+        return None
     if op == "Clip":
         lo, hi = node.input(1), node.input(2)
         if (lo is not None and not isinstance(lo, Constant)) or (

@@ -124,12 +124,18 @@ def lower_matmul(lw: Lowering, node: Node) -> None:
         return
     b = lw.value(node.input(1), node)
     out_shape = lw.out_shape(node)
+    lw.bind(node, batched_product(lw, node, a, b, out_shape, _bmm_output(lw, node, out_shape)))
+
+
+def batched_product(lw: Lowering, node: Node, a: Value, b: Value, out_shape: tuple[int, ...],
+                    y: Value) -> Value:
+    """a @ b over the batch axes of ``out_shape`` into ``y`` (or, where ``y`` is a view the
+    kernel cannot write, a new contiguous value), as one ``bmm`` launch; returns the result."""
     M, Kd = a.shape[-2:]
     Nd = b.shape[-1]
     bshape = out_shape[:-2]
     # in place where the views allow (attention's head split, K^T, head merge); else the
     # operands, then the result too, are made contiguous, which always fits
-    y = _bmm_output(lw, node, out_shape)
     for attempt in range(3):
         va = lw.ensure(a, "plain", lw.dt, node.name) if attempt else a
         vb = lw.ensure(b, "plain", lw.dt, node.name) if attempt else b
@@ -152,7 +158,7 @@ def lower_matmul(lw: Lowering, node: Node) -> None:
     lw.emit(Launch(node.name, f"bmm_{lw.dt}",
                      ((Nd + 31) // 32, (M + 31) // 32, batch), 256,
                      [lw.ref(va), lw.ref(vb), None, lw.ref(y)], ints, [0.0, 0.0]))
-    lw.bind(node, y)
+    return y
 
 
 def _bmm_output(lw: Lowering, node: Node, shape: tuple[int, ...]) -> Value:

@@ -1,6 +1,7 @@
-"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations and
-resizes. Most are views (no kernel): a reader that needs the data contiguous copies it once; a
-Concat lets the producers of its inputs write straight into their slices of its buffer.
+"""Data movement: reshapes, casts, transposes, slices, splits, gathers, concatenations, pads,
+expands, tiles, depth / space rearrangements, grid sampling and resizes. Most are views (no
+kernel): a reader that needs the data contiguous copies it once; a Concat lets the producers of
+its inputs write straight into their slices of its buffer.
 """
 
 from __future__ import annotations
@@ -10,8 +11,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.program import ALIAS_OPS, Launch, Lazy, Leaf, Op, Value, grid1d
-from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.program import (
+    ALIAS_OPS,
+    INDEX_DTYPES,
+    MAXR,
+    Launch,
+    Lazy,
+    Leaf,
+    Op,
+    Value,
+    grid1d,
+)
+from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node
 
@@ -70,15 +81,16 @@ def lower_alias(lw: Lowering, node: Node) -> None:
 
 def _cast_ok(node: Node, arch: int, precision: str) -> Verdict:
     if node.attrs.get("to") not in (1, 10, "float32", "float16", "float"):
-        return Verdict.no(f"to={node.attrs.get('to')}: only casts between float types run on "
+        return Verdict.no(f"to={node.attrs.get('to')}: only casts to float types run on "
                           "the GPU")
-    return Verdict.yes()
+    return bool_ok(node.input(0))
 
 
-@register("Cast", supports=_cast_ok)
+@register("Cast", supports=_cast_ok, data=())
 def lower_cast(lw: Lowering, node: Node) -> None:
-    # inside a segment every float is the compute precision
-    lw.bind(node, lw.value(node.input(0), node))
+    """Float to float, or a comparison's bool to float: inside a segment every float is the
+    compute precision and a bool is already 0 / 1 in it."""
+    lw.values[node.outputs[0].name] = lw.lazy(node.input(0), node)
 
 
 @register("Transpose", supports=_any)
@@ -195,18 +207,31 @@ def lower_split(lw: Lowering, node: Node) -> None:
 
 def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
     idx = constant(node, 1)
-    if idx is None or idx.ndim > 1:
-        return Verdict.no("only constant scalar or 1-D indices run on the GPU")
+    if idx is not None:
+        if idx.ndim > 1:
+            return Verdict.no("constant indices of rank > 1 unsupported (scalar or 1-D)")
+        return Verdict.yes()
+    t = node.input(1)
+    if t is None or not t.is_static or np.dtype(t.dtype or "float32") not in INDEX_DTYPES:
+        return Verdict.no("run-time indices must be int64 or int32 of static shape")
+    if int(node.attrs.get("axis", 0)) != 0:
+        return Verdict.no("run-time indices only along axis 0 (an embedding lookup)")
+    if t.producer is not None:
+        return Verdict.no("run-time indices only from a graph input (computed integer "
+                          "indices are host-side shape math)")
     return Verdict.yes()
 
 
 @register("Gather", supports=_gather_ok)
 def lower_gather(lw: Lowering, node: Node) -> None:
     """Gather with constant indices: a view for a scalar index, one strided copy per index
-    for a 1-D one."""
+    for a 1-D one; with run-time integer indices from a graph input (token ids), one
+    row-gather kernel (an embedding lookup)."""
     x = lw.value(node.input(0), node)
     idx = constant(node, 1)
-    assert idx is not None  # _gather_ok made sure
+    if idx is None:  # run-time indices: rows of the table
+        _gather_rows(lw, node, x)
+        return
     axis = int(node.attrs.get("axis", 0)) % len(x.shape)
     out_shape = lw.out_shape(node)
     xs = x.strides()
@@ -228,6 +253,19 @@ def lower_gather(lw: Lowering, node: Node) -> None:
             dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * ys[axis])
             dst_strides = [st for a, st in enumerate(ys) if a != axis]
         lw.copy(src, dst, node.name, rest_shape, rest_strides, dst_strides)
+    lw.bind(node, y)
+
+
+def _gather_rows(lw: Lowering, node: Node, table: Value) -> None:
+    t = node.input(1)
+    assert t is not None  # _gather_ok made sure
+    ids = lw.values[t.name]
+    assert isinstance(ids, Value) and ids.dtype in ("i32", "i64"), node.name
+    table = lw.ensure(table, "plain", lw.dt, node.name)
+    row = int(np.prod(table.shape[1:], dtype=np.int64))
+    y = lw.new_value(lw.out_shape(node), "plain")
+    lw.emit(Launch(node.name, f"gather_rows_{lw.dt}_{ids.dtype}", grid1d(y.size), 256,
+                   [lw.ref(table), lw.ref(ids), lw.ref(y)], [ids.size, row, table.shape[0]]))
     lw.bind(node, y)
 
 
@@ -278,3 +316,206 @@ def lower_resize(lw: Lowering, node: Node) -> None:
     lw.bind(node, y)
 
 
+_PAD_MODES = {"constant": 0, "reflect": 1, "edge": 2, "wrap": 3}
+
+
+def pad_widths(node: Node) -> list[tuple[int, int]] | None:
+    """(begin, end) per axis of a Pad node (negative: a crop), None when not constant."""
+    x = node.input(0)
+    assert x is not None
+    rank = len(x.static_shape())
+    pads = constant(node, 1) if node.input(1) is not None else \
+        np.asarray(node.attrs.get("pads", [0] * 2 * rank))
+    axes = constant(node, 3) if node.input(3) is not None else np.arange(rank)
+    if pads is None or axes is None:
+        return None
+    n = len(axes)
+    widths = [(0, 0)] * rank
+    for i, a in enumerate(axes.reshape(-1)):
+        widths[int(a) % rank] = (int(pads[i]), int(pads[i + n]))
+    return widths
+
+
+def _pad_value(node: Node) -> float | None:
+    if node.input(2) is None:
+        return float(node.attrs.get("value", 0.0))
+    v = constant(node, 2)
+    if v is None:
+        return None
+    return float(v.reshape(-1)[0]) if v.size else 0.0
+
+
+def _pad_ok(node: Node, arch: int, precision: str) -> Verdict:
+    mode = node.attrs.get("mode", "constant")
+    if mode not in _PAD_MODES:
+        return Verdict.no(f"mode '{mode}' unsupported (constant, reflect, edge or wrap)")
+    if pad_widths(node) is None:
+        return Verdict.no("run-time pads or axes unsupported (they must be constants)")
+    if mode == "constant" and _pad_value(node) is None:
+        return Verdict.no("run-time constant_value unsupported (it must be a constant)")
+    return Verdict.yes()
+
+
+def conv_pad_fold(lw: Lowering, node: Node) -> Node | None:
+    """The Conv this zero Pad folds into: its sole reader, padding only H and W, by no more
+    than grows the convolution's own (begin) padding -- what TensorRT does with TF-style
+    "same" padding. The kernels take any begin padding; the end is implied by the output
+    size."""
+    widths = pad_widths(node)
+    t = node.outputs[0]
+    if node.attrs.get("mode", "constant") != "constant" or _pad_value(node) != 0.0 \
+            or widths is None or len(widths) != 4 or any(widths[0] + widths[1]) \
+            or any(b < 0 or e < 0 for b, e in widths) or t in lw.graph.outputs \
+            or len(t.consumers) != 1:
+        return None
+    conv = t.consumers[0]
+    if conv.op != "Conv" or conv.input(0) is not t or list(conv.inputs).count(t) != 1 \
+            or conv.name in lw.pad_fold:
+        return None
+    return conv
+
+
+@register("Pad", supports=_pad_ok)
+def lower_pad(lw: Lowering, node: Node) -> None:
+    widths = pad_widths(node)
+    assert widths is not None  # _pad_ok made sure
+    conv = conv_pad_fold(lw, node)
+    if conv is not None:  # no kernel: the convolution pads
+        lw.pad_fold[conv.name] = (widths[2][0], widths[3][0])
+        lw.values[node.outputs[0].name] = lw.value(node.input(0), node)
+        return
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    xs = x.strides()
+    # a negative pad crops: a view of x, then only non-negative pads remain
+    off = x.offset + sum(max(-b, 0) * s for (b, _), s in zip(widths, xs))
+    xd = [d - max(-b, 0) - max(-e, 0) for d, (b, e) in zip(x.shape, widths)]
+    out = lw.out_shape(node)
+    nhwc = x.layout == "nhwc" and x.cs in (0, x.shape[1])
+    y = lw.new_value(out, "nhwc" if nhwc else "plain")
+    pad = [0] * (MAXR - len(out))
+    ints = [len(out), _PAD_MODES[node.attrs.get("mode", "constant")], *out, *pad, *xd, *pad,
+            *xs, *pad, *y.strides(), *pad, *(max(b, 0) for b, _ in widths), *pad]
+    src = Value(x.buf, tuple(xd), "strided", x.dtype, off, x.cs, tuple(xs))
+    lw.emit(Launch(node.name, f"pad_nd_{lw.dt}", grid1d(int(np.prod(out))), 256,
+                   [lw.ref(src), lw.ref(y)], ints, [_pad_value(node) or 0.0]))
+    lw.bind(node, y)
+
+
+def _expand_ok(node: Node, arch: int, precision: str) -> Verdict:
+    if isinstance(node.input(0), Constant):
+        return Verdict.no("constant input not folded")
+    return Verdict.yes()  # the output's static shape is all the lowering needs
+
+
+@register("Expand", supports=_expand_ok)
+def lower_expand(lw: Lowering, node: Node) -> None:
+    """A broadcast view (stride 0 on the expanded axes), deferred: a reader in the fused
+    chain reads it in place; anything else copies it once."""
+    shape = lw.out_shape(node)
+    x = lw.lazy(node.input(0), node)
+    if isinstance(x, Lazy) and x.shape == shape:
+        lw.values[node.outputs[0].name] = x
+        return
+    root = lw.leaf(lw.value(node.input(0), node), shape, node.name)
+    lw.values[node.outputs[0].name] = Lazy(shape, root, "plain", lw.dt)
+
+
+def _tile_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    if isinstance(x, Constant):
+        return Verdict.no("constant input not folded")
+    if not node.outputs[0].is_static:
+        return Verdict.yes()  # supports() refuses the output
+    shape, out = x.static_shape(), node.outputs[0].static_shape()
+    loops = sum(d > 1 for d in shape) + sum(o // d > 1 for d, o in zip(shape, out) if d)
+    if loops > MAXR:
+        return Verdict.no(f"tiling {shape} to {out} takes {loops} loops; the copy kernel "
+                          f"runs at most {MAXR}")
+    return Verdict.yes()
+
+
+@register("Tile", supports=_tile_ok)
+def lower_tile(lw: Lowering, node: Node) -> None:
+    """One strided copy: x seen as (r0, d0, r1, d1, ...) with stride 0 over each repeat r,
+    written densely."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    y = lw.new_value(out, "plain")
+    xs, ys = x.strides(), y.strides()
+    shape: list[int] = []
+    src: list[int] = []
+    dst: list[int] = []
+    for d, o, s, t in zip(x.shape, out, xs, ys):
+        shape += [o // d, d]
+        src += [0, s]
+        dst += [d * t, t]
+    lw.copy(x, y, node.name, shape, src, dst)
+    lw.bind(node, y)
+
+
+def _blocks_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    if len(x.static_shape()) != 4:
+        return Verdict.no("needs a 4-D input")
+    if node.op == "DepthToSpace" and node.attrs.get("mode", "DCR") not in ("DCR", "CRD"):
+        return Verdict.no(f"mode '{node.attrs.get('mode')}' unsupported (DCR or CRD)")
+    return Verdict.yes()
+
+
+@register("DepthToSpace", "SpaceToDepth", supports=_blocks_ok)
+def lower_blocks(lw: Lowering, node: Node) -> None:
+    """One strided copy over (N, C', H, b, W, b) (DepthToSpace) or (N, b, b, C, H, W)
+    (SpaceToDepth); NHWC data stays NHWC."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    b = int(node.attrs["blocksize"])
+    y = lw.new_value(out, "nhwc" if x.layout == "nhwc" else "plain")
+    (xn, xc, xh, xw), (yn, yc, yh, yw) = x.strides(), y.strides()
+    if node.op == "DepthToSpace":
+        c2 = out[1]
+        # input channel of (c', i, j): DCR (i * b + j) * C' + c'; CRD c' * b * b + i * b + j
+        ci, cj, cc = (b * c2 * xc, c2 * xc, xc) if node.attrs.get("mode", "DCR") == "DCR" \
+            else (b * xc, xc, b * b * xc)
+        shape = [out[0], c2, x.shape[2], b, x.shape[3], b]
+        src = [xn, cc, xh, ci, xw, cj]
+        dst = [yn, yc, b * yh, yh, b * yw, yw]
+    else:
+        c = x.shape[1]
+        shape = [out[0], b, b, c, out[2], out[3]]
+        src = [xn, xh, xw, xc, b * xh, b * xw]
+        dst = [yn, b * c * yc, c * yc, yc, yh, yw]
+    lw.copy(x, y, node.name, shape, src, dst)
+    lw.bind(node, y)
+
+
+def _grid_sample_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x, grid = node.input(0), node.input(1)
+    assert x is not None and grid is not None  # supports() made sure
+    if len(x.static_shape()) != 4 or len(grid.static_shape()) != 4:
+        return Verdict.no("only 2-D sampling (4-D input and grid) runs on the GPU")
+    mode = node.attrs.get("mode", "bilinear")
+    if mode not in ("bilinear", "linear", "nearest"):
+        return Verdict.no(f"mode '{mode}' unsupported (bilinear / linear or nearest)")
+    padding = node.attrs.get("padding_mode", "zeros")
+    if padding not in ("zeros", "border"):
+        return Verdict.no(f"padding_mode '{padding}' unsupported (zeros or border)")
+    return Verdict.yes()
+
+
+@register("GridSample", supports=_grid_sample_ok, data=None)
+def lower_grid_sample(lw: Lowering, node: Node) -> None:
+    """One kernel; x read in place in any layout (NHWC stays NHWC), the grid any strides."""
+    x = lw.ensure(lw.value(node.input(0), node), None, lw.dt, node.name, keep_strided=True)
+    grid = lw.ensure(lw.value(node.input(1), node), None, lw.dt, node.name, keep_strided=True)
+    out = lw.out_shape(node)
+    y = lw.new_value(out, "nhwc" if x.layout == "nhwc" else "plain")
+    N, C, H, W = x.shape
+    ints = [N, C, H, W, out[2], out[3], *x.strides(), *grid.strides(), *y.strides(),
+            int(node.attrs.get("mode", "bilinear") == "nearest"),
+            int(node.attrs.get("padding_mode", "zeros") == "border"),
+            int(node.attrs.get("align_corners", 0))]
+    lw.emit(Launch(node.name, f"grid_sample_{lw.dt}", grid1d(y.size), 256,
+                   [lw.ref(x), lw.ref(grid), lw.ref(y)], ints))
+    lw.bind(node, y)

@@ -1,5 +1,6 @@
-"""Pooling, reductions and normalisations: MaxPool / AveragePool (NHWC, 8 channels a thread
-where aligned), global pools, ReduceMean, Softmax and LayerNormalization over the last axis.
+"""Pooling and normalisations: MaxPool / AveragePool (NHWC, 8 channels a thread
+where aligned), global pools, layer normalisation over any trailing axes, instance and group
+normalisation (reductions and softmax: :mod:`.reduce`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import numpy as np
 
 from gpu_kernels.lowering.program import (
     BINARY_OPS,
+    IMM_LEFT,
+    IMM_RIGHT,
     GpuLoweringError,
     Launch,
     Lazy,
@@ -96,62 +99,7 @@ def lower_global_maxpool(lw: Lowering, node: Node) -> None:
     lw.bind(node, y)
 
 
-def _global_mean(node: Node) -> bool | None:
-    """True for a mean over H, W (kept), False for one over the last axis, None otherwise."""
-    rank = _rank(node.input(0))
-    axes = constant(node, 1)
-    axes_l = sorted(int(a) % rank for a in (axes.reshape(-1) if axes is not None
-                                            else range(rank)))
-    if rank == 4 and axes_l == [2, 3] and int(node.attrs.get("keepdims", 1)):
-        return True
-    return False if axes_l == [rank - 1] else None
-
-
-def _reduce_mean_ok(node: Node, arch: int, precision: str) -> Verdict:
-    if _global_mean(node) is None:
-        return Verdict.no("axes: only the last axis or H,W are supported on the GPU")
-    return Verdict.yes()
-
-
-@register("ReduceMean", supports=_reduce_mean_ok)
-def lower_reduce_mean(lw: Lowering, node: Node) -> None:
-    if _global_mean(node):
-        lower_global_avgpool(lw, node)
-        return
-    x = lw.value(node.input(0), node)
-    x = lw.ensure(x, "plain", lw.dt, node.name)
-    L = x.shape[-1]
-    rows = x.size // L
-    y = lw.new_value(lw.out_shape(node), "plain")
-    lw.emit(Launch(node.name, f"mean_lastdim_{lw.dt}", (rows, 1, 1), 256,
-                     [lw.ref(x), lw.ref(y)], [rows, L]))
-    lw.bind(node, y)
-
-
-def _last_axis_ok(node: Node, arch: int, precision: str) -> Verdict:
-    x = node.input(0)
-    assert x is not None  # supports() made sure
-    shape = x.static_shape()
-    axis = int(node.attrs.get("axis", -1)) % len(shape)
-    if any(d != 1 for d in shape[axis + 1:]):
-        return Verdict.no(f"axis {axis}: only the last axis is supported on the GPU")
-    return Verdict.yes()
-
-
-@register("Softmax", supports=_last_axis_ok)
-def lower_softmax(lw: Lowering, node: Node) -> None:
-    x, scale = _scaled(lw, node.input(0), node)
-    x = lw.ensure(x, "plain", lw.dt, node.name)
-    axis = int(node.attrs.get("axis", -1)) % len(x.shape)
-    L = x.shape[axis]
-    rows = x.size // L
-    y = lw.new_value(x.shape, "plain")
-    lw.emit(Launch(node.name, f"softmax_lastdim_{lw.dt}", (rows, 1, 1), 256,
-                     [lw.ref(x), lw.ref(y)], [rows, L], [scale]))
-    lw.bind(node, y)
-
-
-def _scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
+def scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
     """``t`` as (value, factor): a deferred multiplication or division by a constant
     (attention's 1/sqrt(d) before its softmax) is left to the reader, not run as a kernel."""
     x = lw.lazy(t, node)
@@ -159,39 +107,109 @@ def _scaled(lw: Lowering, t: Tensor | None, node: Node) -> tuple[Value, float]:
         root = x.root
         if isinstance(root, Op) and len(root.args) == 1 and isinstance(root.args[0], Leaf):
             mul, div = BINARY_OPS["Mul"], BINARY_OPS["Div"]
-            if root.code in (8 + mul, 16 + mul):
+            if root.code in (IMM_RIGHT + mul, IMM_LEFT + mul):
                 return root.args[0].value, root.imm[0]
-            if root.code == 8 + div and root.imm[0] != 0.0:
+            if root.code == IMM_RIGHT + div and root.imm[0] != 0.0:
                 return root.args[0].value, 1.0 / root.imm[0]
         x = lw.value(t, node)
     return x, 1.0
 
 
+def _scale_bias_refusal(node: Node) -> str | None:
+    for i, what in ((1, "scale"), (2, "bias")):
+        if node.input(i) is not None and constant(node, i) is None:
+            return f"run-time {what} unsupported (it must be a constant)"
+    return None
+
+
 def _layernorm_ok(node: Node, arch: int, precision: str) -> Verdict:
     if any(t.consumers for t in node.outputs[1:]):
         return Verdict.no("Mean/InvStdDev outputs unsupported")
+    why = _scale_bias_refusal(node)
+    if why:
+        return Verdict.no(why)
     x = node.input(0)
     assert x is not None  # supports() made sure
-    rank = len(x.static_shape())
-    if int(node.attrs.get("axis", -1)) % rank != rank - 1:
-        return Verdict.no(f"axis {node.attrs.get('axis')}: only the last axis is supported on "
-                          "the GPU")
+    shape = x.static_shape()
+    axis = int(node.attrs.get("axis", -1)) % len(shape)
+    for i, what in ((1, "scale"), (2, "bias")):
+        v = constant(node, i)
+        if v is not None and np.broadcast_shapes(v.shape, shape[axis:]) != tuple(shape[axis:]):
+            return Verdict.no(f"{what} of shape {v.shape} does not broadcast to the "
+                              f"normalised axes {tuple(shape[axis:])}")
     return Verdict.yes()
 
 
 @register("LayerNormalization", supports=_layernorm_ok)
 def lower_layernorm(lw: Lowering, node: Node) -> None:
+    """Over the trailing axes from ``axis`` on: rows of L = their product elements."""
     x = lw.ensure(lw.value(node.input(0), node), "plain", lw.dt, node.name)
     # a Mean / InvStdDev output the segment hands on (supports() sees only readers)
     if len([t for t in node.outputs if t.consumers or t in lw.graph.outputs]) > 1:
         raise GpuLoweringError(f"layer '{node.name}': Mean/InvStdDev outputs unsupported")
-    gamma, beta = constant(node, 1), constant(node, 2)
-    L = x.shape[-1]
+    axis = int(node.attrs.get("axis", -1)) % len(x.shape)
+    inner = x.shape[axis:]
+    L = int(np.prod(inner))
     rows = x.size // L
+
+    def per_element(i: int) -> np.ndarray | None:  # scale / bias broadcast over the row
+        v = constant(node, i)
+        return None if v is None else np.broadcast_to(v.astype(np.float32), inner).reshape(-1)
+
+    gamma, beta = per_element(1), per_element(2)
     y = lw.new_value(x.shape, "plain")
     ptrs = [lw.ref(x), lw.ref(y),
-            lw.weight(gamma.astype(np.float32)) if gamma is not None else None,
-            lw.weight(beta.astype(np.float32)) if beta is not None else None]
+            lw.weight(gamma) if gamma is not None else None,
+            lw.weight(beta) if beta is not None else None]
     lw.emit(Launch(node.name, f"layernorm_lastdim_{lw.dt}", (rows, 1, 1), 256, ptrs,
                      [rows, L], [float(node.attrs.get("epsilon", 1e-5))]))
+    lw.bind(node, y)
+
+
+def _groupnorm_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    assert x is not None  # supports() made sure
+    shape = x.static_shape()
+    if len(shape) < 3:
+        return Verdict.no(f"needs an input of rank >= 3 (N, C, spatial...), got {len(shape)}")
+    if node.input(1) is None or node.input(2) is None:
+        return Verdict.no("needs scale and bias inputs")
+    why = _scale_bias_refusal(node)
+    if why:
+        return Verdict.no(why)
+    c = shape[1]
+    groups = int(node.attrs.get("num_groups", c)) if node.op == "GroupNormalization" else c
+    if groups <= 0 or c % groups:
+        return Verdict.no(f"num_groups {groups} does not divide the {c} channels")
+    for i, what in ((1, "scale"), (2, "bias")):
+        size = constant(node, i).size  # type: ignore[union-attr]
+        if size not in (c, groups):
+            return Verdict.no(f"{what} has {size} values; expected one per channel ({c})")
+    return Verdict.yes()
+
+
+@register("InstanceNormalization", "GroupNormalization", supports=_groupnorm_ok)
+def lower_groupnorm(lw: Lowering, node: Node) -> None:
+    """Statistics per (image, group of channels) over the channels and every spatial
+    position; InstanceNormalization is one channel a group. NHWC data is read in place."""
+    x = lw.value(node.input(0), node)
+    N, C = x.shape[:2]
+    HW = int(np.prod(x.shape[2:]))
+    G = int(node.attrs.get("num_groups", C)) if node.op == "GroupNormalization" else C
+    cpg = C // G
+    nhwc = x.layout == "nhwc" and x.cs in (0, C)
+    x = lw.ensure(x, "nhwc" if nhwc else "plain", lw.dt, node.name)
+    y = lw.new_value(x.shape, x.layout)
+
+    def per_channel(i: int) -> np.ndarray:  # opset 18's per-group scale repeats per channel
+        v = constant(node, i)
+        assert v is not None  # _groupnorm_ok made sure
+        v = v.astype(np.float32).reshape(-1)
+        return np.repeat(v, cpg) if v.size != C else v
+
+    strides = (HW * C, 1, C, 1) if nhwc else (C * HW, HW, 1, 0)
+    ints = [N * G, cpg * HW, HW, cpg, G, *strides[:3], strides[3]]
+    lw.emit(Launch(node.name, f"groupnorm_{lw.dt}", (N * G, 1, 1), 256,
+                   [lw.ref(x), lw.ref(y), lw.weight(per_channel(1)), lw.weight(per_channel(2))],
+                   ints, [float(node.attrs.get("epsilon", 1e-5))]))
     lw.bind(node, y)

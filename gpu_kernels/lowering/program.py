@@ -22,18 +22,34 @@ ACT = {
     "none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "silu": 5, "hardswish": 6,
     "hardsigmoid": 7, "gelu": 8, "tanh": 9, "erf": 10, "exp": 11, "sqrt": 12, "recip": 13,
     "neg": 14, "abs": 15, "elu": 16, "softplus": 17, "mish": 18, "log": 19,
+    "gelu_tanh": 20, "floor": 21, "ceil": 22, "round": 23, "sign": 24, "selu": 25, "celu": 26,
+    "softsign": 27, "thresholded_relu": 28, "sin": 29, "cos": 30,
 }
 UNARY_OPS = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": "leaky",
     "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Erf": "erf", "Exp": "exp",
     "Sqrt": "sqrt", "Reciprocal": "recip", "Neg": "neg", "Abs": "abs", "Elu": "elu",
     "Softplus": "softplus", "Mish": "mish", "Log": "log", "Gelu": "gelu", "Clip": "clip",
+    "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign", "Selu": "selu",
+    "Celu": "celu", "Softsign": "softsign", "ThresholdedRelu": "thresholded_relu",
+    "Sin": "sin", "Cos": "cos",
 }
-BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0}
+BINARY_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Pow": 4, "Max": 5, "Min": 6, "Sum": 0,
+              "Mod": 7, "Equal": 8, "Less": 9, "Greater": 10, "LessOrEqual": 11,
+              "GreaterOrEqual": 12, "And": 13, "Or": 14}
+# comparisons and logic give 0 / 1 in the compute precision: a bool tensor inside a segment
+COMPARE_OPS = ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or")
+# instruction codes of the fused kernel (as elementwise.cu): a binary op b on two registers is
+# b, on a register and an immediate IMM_RIGHT + b, on an immediate and a register IMM_LEFT + b;
+# SELECT picks between two registers by a third; an activation is UNARY + its ACT code
+IMM_RIGHT, IMM_LEFT, SELECT, UNARY = 16, 32, 48, 64
 ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 MAXR = 6
-DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1}
-NP_DTYPE = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
+DTYPE_BYTES = {"f16": 2, "f32": 4, "i8": 1, "i32": 4, "i64": 8}
+NP_DTYPE = {"f16": np.float16, "f32": np.float32, "i8": np.int8, "i32": np.int32,
+            "i64": np.int64}
+# integer graph inputs a segment takes: only as a Gather's indices (embedding lookups)
+INDEX_DTYPES = {np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}
 
 
 class GpuLoweringError(UnsupportedOpError):

@@ -31,7 +31,8 @@ LowerFn = Callable[["Lowering", Node], None]
 CheckFn = Callable[[Node, int, str], Verdict]
 PRECISIONS = ("fp32", "fp16", "int8")
 # the modules whose handlers fill the table (imported on first use: they import this one)
-_HANDLER_MODULES = ("conv", "gemm", "elementwise", "movement", "norms", "int8")
+_HANDLER_MODULES = ("conv", "gemm", "elementwise", "movement", "norms", "reduce", "einsum",
+                    "int8")
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,16 @@ def tensor_ok(t: Tensor | None, is_output: bool) -> Verdict:
         kind = "constant input" if isinstance(t, Constant) else "input"
         return Verdict.no(f"non-float {kind} '{t.name}' ({dtype}) is not supported on the GPU")
     return Verdict.yes()
+
+
+def bool_ok(t: Tensor | None) -> Verdict:
+    """A condition / logic input: bool (0 / 1 in the compute precision inside a segment) or
+    float, of static shape."""
+    if t is not None and t.is_static:
+        dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
+        if dtype.kind == "b":
+            return tensor_ok(Tensor(t.name, list(t.static_shape()), "float32"), is_output=False)
+    return tensor_ok(t, is_output=False)
 
 
 def constant(node: Node, i: int) -> np.ndarray | None:

@@ -21,8 +21,12 @@ from gpu_kernels.lowering.epilogue import Activation, match_act
 from gpu_kernels.lowering.int8 import Int8Plan
 from gpu_kernels.lowering.program import (
     DTYPE_BYTES,
+    IMM_RIGHT,
+    INDEX_DTYPES,
     MAXR,
     NP_DTYPE,
+    SELECT,
+    UNARY,
     GpuLoweringError,
     GpuProgram,
     Launch,
@@ -70,8 +74,8 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
         k = (e.code, tuple(a[0] for a in args), e.imm)
         if k not in regs:
             bits = np.asarray(e.imm, np.float32).view(np.int32)
-            r = [a[1] for a in args] + [0]
-            if e.code >= 8:  # immediate operand(s) in b (and c)
+            r = [a[1] for a in args] + [0, 0]
+            if IMM_RIGHT <= e.code < SELECT or e.code >= UNARY:  # immediate(s) in b (and c)
                 r = [r[0], int(bits[0]), int(bits[1])]
             ops.append([e.code] + r[:3])
             regs[k] = -len(ops)  # resolved below, once the leaf count is known
@@ -81,10 +85,8 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
     nin = len(leaves)
     # registers: leaves 0..nin-1, op j -> nin + j (ops were numbered -1, -2, ... as found)
     for o in ops:
-        if o[0] < 8:
-            o[1], o[2] = (x if x >= 0 else nin - x - 1 for x in o[1:3])
-        else:
-            o[1] = o[1] if o[1] >= 0 else nin - o[1] - 1
+        regs_in = 2 if o[0] < IMM_RIGHT else 3 if o[0] == SELECT else 1
+        o[1:1 + regs_in] = [x if x >= 0 else nin - x - 1 for x in o[1:1 + regs_in]]
     return leaves, ops
 
 
@@ -146,6 +148,8 @@ class Lowering:
         # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
         self.concat_slot: dict[str, tuple[Node, int]] = {}
         self.concat_values: dict[str, Value] = {}
+        # a zero Pad folded into the Conv reading it: Conv name -> extra (top, left) padding
+        self.pad_fold: dict[str, tuple[int, int]] = {}
         self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
 
     # ----- helpers -------------------------------------------------------------------------
@@ -276,9 +280,13 @@ class Lowering:
         for t in g.inputs:
             shape = tuple(int(d) for d in t.static_shape())
             np_dt = np.dtype(t.dtype or "float32")
-            if np_dt.kind != "f":
-                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on GPU")
-            dt = "f16" if np_dt == np.float16 else "f32"
+            index = np_dt in INDEX_DTYPES and t.consumers and all(
+                n.op == "Gather" and n.input(1) is t and t not in n.inputs[:1]
+                for n in t.consumers)
+            if np_dt.kind != "f" and not index:
+                raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on "
+                                       "GPU (integer inputs only as Gather indices)")
+            dt = INDEX_DTYPES[np_dt] if index else "f16" if np_dt == np.float16 else "f32"
             buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
             self.values[t.name] = Value(buf, shape, "plain", dt)
             inputs[t.name] = (buf, shape, np_dt)
@@ -304,6 +312,9 @@ class Lowering:
         for t in g.outputs:
             v = self.value(t, Node("output", "Output"))
             np_dt = np.dtype(t.dtype or "float32")
+            if np_dt.kind != "f":  # a comparison's 0 / 1 values cannot leave as bool
+                raise GpuLoweringError(f"output '{t.name}': dtype {np_dt} is not supported "
+                                       "on the GPU (keep the layer that reads it in the segment)")
             dt = "f16" if np_dt == np.float16 else "f32"
             buf = self.new_buf(v.size * np_dt.itemsize, "output", t.name)
             out = Value(buf, v.shape, "plain", dt)

@@ -15,7 +15,8 @@ import numpy as np
 
 from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
 
-DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8}
+DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8, "i32": np.int32,
+          "i64": np.int64}
 _ACT = {v: k for k, v in ACT.items()}
 
 
@@ -35,15 +36,26 @@ def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
         "elu": lambda v: np.where(v >= 0, v, a * (np.exp(v) - 1)),
         "softplus": lambda v: np.log1p(np.exp(v)), "log": np.log, "erf": _erf,
         "gelu": lambda v: 0.5 * v * (1 + _erf(v / np.sqrt(2.0))),
+        "gelu_tanh": lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi)
+                                                      * (v + 0.044715 * v ** 3))),
+        "mish": lambda v: v * np.tanh(np.log1p(np.exp(v))),
+        "floor": np.floor, "ceil": np.ceil, "round": np.rint, "sign": np.sign,
+        "selu": lambda v: b * np.where(v > 0, v, a * np.expm1(v)),
+        "celu": lambda v: np.maximum(v, 0) + np.minimum(0, a * np.expm1(v / a)),
+        "softsign": lambda v: v / (1 + np.abs(v)),
+        "thresholded_relu": lambda v: np.where(v > a, v, 0), "sin": np.sin, "cos": np.cos,
     }[kind]
     with np.errstate(all="ignore"):
         return f(x.astype(np.float32)).astype(np.float32)
 
 
 def binop(op: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """As elementwise.cu's binop: arithmetic, fmod, comparisons and logic (0 / 1)."""
     with np.errstate(all="ignore"):
         return [np.add, np.subtract, np.multiply, np.divide, np.power, np.maximum,
-                np.minimum][op](u, v).astype(np.float32)
+                np.minimum, np.fmod, np.equal, np.less, np.greater, np.less_equal,
+                np.greater_equal, lambda a, b: (a != 0) & (b != 0),
+                lambda a, b: (a != 0) | (b != 0)][op](u, v).astype(np.float32)
 
 
 def _index(dims: list[int], strides: list[int]) -> np.ndarray:
@@ -52,6 +64,13 @@ def _index(dims: list[int], strides: list[int]) -> np.ndarray:
     for n, s in zip(dims, strides):
         idx = (idx[:, None] + np.arange(n, dtype=np.int64)[None, :] * s).reshape(-1)
     return idx
+
+
+def _softmax(v: np.ndarray, log: bool) -> np.ndarray:
+    """Softmax (or its log) along the last axis, as the kernels compute it."""
+    m = v.max(axis=-1, keepdims=True)
+    s = np.exp(v - m).sum(axis=-1, keepdims=True)
+    return (v - m - np.log(s)) if log else np.exp(v - m) / s
 
 
 class KernelSim:
@@ -97,7 +116,7 @@ class KernelSim:
             self.fused(ln, kernel.split("_")[1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
-        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct")) \
+        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
         elif kernel.startswith("pool2d_"):
@@ -111,6 +130,23 @@ class KernelSim:
             self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith(("softmax_lastdim_", "layernorm_lastdim_")):
             self.rows(ln, kernel.split("_")[-1])
+        elif kernel.startswith("reduce_axes_"):
+            self.reduce(ln, kernel.split("_")[-1])
+        elif kernel.startswith("softmax_axis_"):
+            self.softmax_axis(ln, kernel.split("_")[-1])
+        elif kernel.startswith("groupnorm_"):
+            self.groupnorm(ln, kernel.split("_")[-1])
+        elif kernel.startswith("gather_rows_"):
+            n, row, vocab = ln.ints[:3]
+            dt, it = kernel.split("_")[2:4]
+            idx = self.mem(ln.ptrs[1], it)[:n].astype(np.int64)
+            idx = np.clip(np.where(idx < 0, idx + vocab, idx), 0, vocab - 1)
+            table = self.mem(ln.ptrs[0], dt)[:vocab * row].reshape(vocab, row)
+            self.mem(ln.ptrs[2], dt)[:n * row] = table[idx].reshape(-1)
+        elif kernel.startswith("grid_sample_"):
+            self.grid_sample(ln, kernel.split("_")[-1])
+        elif kernel.startswith("pad_nd_"):
+            self.pad(ln, kernel.split("_")[-1])
         elif kernel.startswith("resize_nhwc_"):
             self.resize(ln, kernel.split("_")[-1])
         else:
@@ -143,14 +179,16 @@ class KernelSim:
         bits = ops.view(np.float32)
         for j in range(nops):
             code, a = int(ops[j, 0]), int(ops[j, 1])
-            if code < 8:
+            if code < 16:
                 r = binop(code, regs[a], regs[int(ops[j, 2])])
-            elif code < 16:
-                r = binop(code - 8, regs[a], bits[j, 2])
             elif code < 32:
-                r = binop(code - 16, bits[j, 2], regs[a])
+                r = binop(code - 16, regs[a], bits[j, 2])
+            elif code < 48:
+                r = binop(code - 32, bits[j, 2], regs[a])
+            elif code == 48:  # select
+                r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
             else:
-                r = activate(regs[a], code - 32, float(bits[j, 2]), float(bits[j, 3]))
+                r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
             regs.append(r)
         self.store(y, _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]]), regs[-1])
 
@@ -181,10 +219,14 @@ class KernelSim:
     def conv(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, k, p, q, r, s, sh, sw, ph, pw, dh, dw, groups, act, res_after, xcs, ycs,
          rcs) = ln.ints[:21]
-        if groups != 1:
-            raise NotImplementedError(f"grouped convolution ({ln.layer}) is not modelled")
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
-        wk = self.mem(ln.ptrs[1], dt)[:k * r * s * c].reshape(k, r, s, c).astype(np.float32)
+        cg, kg = c // groups, k // groups
+        if ln.kernel.startswith("conv_dw"):  # depthwise weights: [R][S][C]
+            wd = self.mem(ln.ptrs[1], dt)[:r * s * c].reshape(r, s, c).astype(np.float32)
+            wk = np.transpose(wd, (2, 0, 1))[:, :, :, None]  # [K = C][R][S][1]
+        else:  # [K][R][S][C / groups]
+            wk = self.mem(ln.ptrs[1], dt)[:k * r * s * cg].reshape(k, r, s, cg) \
+                .astype(np.float32)
         xp = np.zeros((n, h + ph + (p - 1) * sh + (r - 1) * dh + 1,
                        w + pw + (q - 1) * sw + (s - 1) * dw + 1, c), np.float32)
         xp[:, ph:ph + h, pw:pw + w] = x
@@ -192,7 +234,10 @@ class KernelSim:
         for i in range(r):
             for j in range(s):
                 tap = xp[:, i * dh:i * dh + p * sh:sh, j * dw:j * dw + q * sw:sw]
-                acc += np.einsum("npqc,kc->npqk", tap, wk[:, i, j])
+                for g in range(groups):
+                    ks = slice(g * kg, (g + 1) * kg)
+                    acc[..., ks] += np.einsum("npqc,kc->npqk", tap[..., g * cg:(g + 1) * cg],
+                                              wk[ks, i, j])
         if ln.ptrs[2] is not None:
             acc += self.mem(ln.ptrs[2], "f32")[:k]
         res = self.nhwc(ln.ptrs[3], dt, n, p, q, k, rcs).astype(np.float32) \
@@ -249,9 +294,7 @@ class KernelSim:
         rows, length = ln.ints[:2]
         x = self.mem(ln.ptrs[0], dt)[:rows * length].reshape(rows, length).astype(np.float32)
         if ln.kernel.startswith("softmax"):
-            v = x * np.float32(ln.floats[0])
-            e = np.exp(v - v.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
+            out = _softmax(x * np.float32(ln.floats[0]), bool(ln.ints[2]))
         else:
             mean = x.mean(axis=1, keepdims=True)
             out = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=1, keepdims=True)
@@ -261,6 +304,77 @@ class KernelSim:
             if ln.ptrs[3] is not None:
                 out = out + self.mem(ln.ptrs[3], "f32")[:length]
         self.store(self.mem(ln.ptrs[1], dt), np.arange(rows * length), out.reshape(-1))
+
+    def reduce(self, ln: Launch, dt: str) -> None:
+        """reduce_axes: kept loops x reduced loops over the input, one output per kept index."""
+        op, _, rk = ln.ints[:3]
+        kd, ks = ln.ints[3:3 + rk], ln.ints[3 + MAXR:3 + MAXR + rk]
+        rr = ln.ints[3 + 2 * MAXR]
+        rd, rs = ln.ints[4 + 2 * MAXR:4 + 2 * MAXR + rr], ln.ints[4 + 3 * MAXR:4 + 3 * MAXR + rr]
+        x = self.mem(ln.ptrs[0], dt)
+        idx = _index(kd, ks)[:, None] + _index(rd, rs)[None, :]
+        v = x[idx].astype(np.float32)
+        with np.errstate(all="ignore"):
+            if op == 8:  # log-sum-exp, shifted by the (finite) max
+                m = v.max(axis=1)
+                m = np.where(np.isinf(m), 0, m)
+                out = np.log(np.exp(v - m[:, None]).sum(axis=1)) + m
+            else:
+                pre = {4: np.abs, 5: np.square, 6: np.square}.get(op, lambda u: u)(v)
+                acc = {1: np.max, 2: np.min, 3: np.prod}.get(op, np.sum)(pre, axis=1)
+                out = {5: np.sqrt, 7: np.log}.get(op, lambda u: u * np.float32(ln.floats[0]))(acc)
+        self.store(self.mem(ln.ptrs[1], dt), np.arange(out.size), out.astype(np.float32))
+
+    def softmax_axis(self, ln: Launch, dt: str) -> None:
+        rk = ln.ints[0]
+        kd, kx, ky = ln.ints[1:1 + rk], ln.ints[6:6 + rk], ln.ints[11:11 + rk]
+        length, xl, yl, log = ln.ints[16:20]
+        x = self.mem(ln.ptrs[0], dt)
+        xi = _index(kd, kx)[:, None] + np.arange(length)[None, :] * xl
+        yi = _index(kd, ky)[:, None] + np.arange(length)[None, :] * yl
+        out = _softmax(x[xi].astype(np.float32) * np.float32(ln.floats[0]), bool(log))
+        self.store(self.mem(ln.ptrs[1], dt), yi.reshape(-1), out.reshape(-1))
+
+    def groupnorm(self, ln: Launch, dt: str) -> None:
+        rows, length, hw, cpg, groups, ns, cs, ps, chan_inner = ln.ints[:9]
+        n = rows // groups
+        x = self.mem(ln.ptrs[0], dt)
+        c = groups * cpg
+        idx = _index([n, c, hw], [ns, cs, ps]).reshape(n, groups, cpg * hw)
+        v = x[idx].astype(np.float32)
+        mean = v.mean(axis=2, keepdims=True)
+        var = ((v - mean) ** 2).mean(axis=2, keepdims=True)
+        out = ((v - mean) / np.sqrt(var + ln.floats[0])).reshape(n, c, hw)
+        out = out * self.mem(ln.ptrs[2], "f32")[:c, None] + self.mem(ln.ptrs[3], "f32")[:c, None]
+        self.store(self.mem(ln.ptrs[1], dt), idx.reshape(-1), out.reshape(-1))
+
+    def grid_sample(self, ln: Launch, dt: str) -> None:
+        from tests.devices.gpu_cases import grid_sample_ref
+
+        n, c, h, w, ho, wo = ln.ints[:6]
+        xs, gs, ys = ln.ints[6:10], ln.ints[10:14], ln.ints[14:18]
+        nearest, border, align = ln.ints[18:21]
+        x = self.mem(ln.ptrs[0], dt)[_index([n, c, h, w], xs)].reshape(n, c, h, w)
+        grid = self.mem(ln.ptrs[1], dt)[_index([n, ho, wo, 2], gs)].reshape(n, ho, wo, 2)
+        out = grid_sample_ref(x.astype(np.float32), grid.astype(np.float32),
+                              "nearest" if nearest else "bilinear",
+                              "border" if border else "zeros", align)
+        self.store(self.mem(ln.ptrs[2], dt), _index([n, c, ho, wo], ys), out.reshape(-1))
+
+    def pad(self, ln: Launch, dt: str) -> None:
+        rank, mode = ln.ints[:2]
+        od = ln.ints[2:2 + rank]
+        xd, xs = ln.ints[2 + MAXR:2 + MAXR + rank], ln.ints[2 + 2 * MAXR:2 + 2 * MAXR + rank]
+        ys = ln.ints[2 + 3 * MAXR:2 + 3 * MAXR + rank]
+        beg = ln.ints[2 + 4 * MAXR:2 + 4 * MAXR + rank]
+        x = self.mem(ln.ptrs[0], dt)[_index(xd, xs)].reshape(xd).astype(np.float32)
+        widths = [(b, o - d - b) for o, d, b in zip(od, xd, beg)]
+        assert all(lo >= 0 and hi >= 0 for lo, hi in widths), ln.layer  # crops are views
+        if mode == 0:
+            out = np.pad(x, widths, constant_values=ln.floats[0])
+        else:
+            out = np.pad(x, widths, mode=["constant", "reflect", "edge", "wrap"][mode])
+        self.store(self.mem(ln.ptrs[1], dt), _index(od, ys), out.reshape(-1))
 
     def resize(self, ln: Launch, dt: str) -> None:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]

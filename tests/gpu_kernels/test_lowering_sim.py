@@ -21,8 +21,9 @@ MODELLED = {"MatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "
             "Clip", "Concat", "Transpose", "Slice", "Split", "Reshape", "Flatten",
             "BatchNormalization", "Gather", "MaxPool", "AveragePool", "Resize", "Softmax",
             "LayerNormalization"}
-CASES = [c for c in cases() if c.op in MODELLED or c.name in ("conv3x3", "conv_stem_c3",
-                                                               "conv_stride2", "conv1x1_oddk")]
+CASES = [c for c in cases() if c.op in MODELLED or c.name in (
+    "conv3x3", "conv_stem_c3", "conv_stride2", "conv1x1_oddk", "conv_dilated", "conv_depthwise",
+    "conv_dw_stride2", "conv_dw_c12", "conv_grouped")]
 
 
 def _check(graph, precision: str, arch: int = 90, tol: float | None = None):

@@ -77,10 +77,10 @@ REFUSED = {
     "gemm_c_per_row": (Case("g", "Gemm", {"a": (3, 5)}, {"b": _w(5, 4), "c": _w(3, 1)}),
                        "C must broadcast"),
     "matmul_1d": (Case("m", "MatMul", {"a": (5,), "b": (5, 4)}), "1-D operands"),
-    "softmax_axis": (Case("s", "Softmax", {"x": (3, 7, 5)}, attrs={"axis": 1}), "axis"),
-    "layernorm_axis": (Case("n", "LayerNormalization", {"x": (3, 7, 5)}, {"g": _w(7, 5)},
-                            attrs={"axis": 1}), "axis"),
-    "reducemean_axes": (Case("r", "ReduceMean", {"x": (3, 7, 5)}, {}, {"axes": [1]}), "axes"),
+    "layernorm_runtime_scale": (Case("n", "LayerNormalization", {"x": (3, 7, 5), "g": (5,)}),
+                                "run-time scale"),
+    "reducesum_runtime_axes": (Case("r", "ReduceSum", {"x": (3, 7, 5), "ax": (1,)}),
+                               "run-time axes"),
     "resize_cubic": (Case("r", "Resize", X4, {"scales": np.array([1, 1, 2, 2], np.float32)},
                           {"mode": "cubic"}, ["x", "", "scales"]), "mode 'cubic'"),
     "resize_transform": (Case("r", "Resize", X4, {"scales": np.array([1, 1, 2, 2], np.float32)},
@@ -101,6 +101,13 @@ REFUSED = {
                    "kernel_shape"),
     "global_pool_3d": (Case("p", "GlobalAveragePool", {"x": (1, 4, 8)}), "4-D input"),
     "no_kernel": (Case("t", "ArgMax", {"x": (4, 6)}), "ArgMax has no GPU kernel"),
+    "pad_runtime_pads": (Case("p", "Pad", {"x": (2, 3), "pads": (4,)}), "run-time pads"),
+    "instancenorm_runtime_scale": (Case("n", "InstanceNormalization",
+                                        {"x": (1, 4, 3, 3), "s": (4,)}, {"b": _w(4)}),
+                                   "run-time scale"),
+    "where_int_values": (Case("w", "Where", {"x": (4,)}, {
+        "c": np.array([True, False, True, True]), "y": np.arange(4, dtype=np.int64)},
+        input_order=["c", "x", "y"]), "non-float"),
 }
 
 
