@@ -105,15 +105,20 @@ def _binary_ok(node: Node, arch: int, precision: str) -> Verdict:
     ins = [t for t in node.inputs if t is not None]
     if len(ins) >= 2 and _is_scalar(ins[0]) and _is_scalar(ins[1]):
         return Verdict.no("constant expression not folded")
+    if node.op == "Mod" and not int(node.attrs.get("fmod", 0)):
+        # the kernel is C's fmod (the dividend's sign); fmod=0 takes the divisor's sign, which
+        # ONNX defines for floats only from opset 28: that one runs on the CPU reference
+        return Verdict.no("float Mod with fmod=0 (the divisor's sign) has no GPU kernel; "
+                          "fmod=1 runs on the GPU")
     return Verdict.yes()
 
 
 @register("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mod", *COMPARE_OPS[:5],
           supports=_binary_ok, data=None)
 def lower_binary(lw: Lowering, node: Node) -> None:
-    """Arithmetic, float Mod (C's fmod whatever the attribute says: ONNX floats take fmod = 1,
-    as the CPU reference runs them) and comparisons (their bool result is 0 / 1 in the compute
-    precision: it feeds a Where, a logic op or a Cast)."""
+    """Arithmetic, float Mod with fmod=1 (C's fmod, as ONNX defines float Mod) and comparisons
+    (their bool result is 0 / 1 in the compute precision: it feeds a Where, a logic op or a
+    Cast)."""
     ins = [t for t in node.inputs if t is not None]
     if len(ins) == 1:  # a one-input Sum / Max / Min is its input
         lw.values[node.outputs[0].name] = lw.lazy(ins[0], node)

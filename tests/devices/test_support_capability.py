@@ -255,24 +255,35 @@ def _softmax(axis: int, dims: tuple[object, ...] = (1, 8, 4, 4)) -> Graph:
     return g
 
 
+def _resize(mode: str) -> Graph:
+    g = Graph("g")
+    x = g.add_input("x", (1, 8, 4, 4))
+    scales = g.add_constant("scales", np.array([1, 1, 2, 2], np.float32))
+    node = g.add_node("Resize", [x, None, scales], 1, {"mode": mode}, name="rs")
+    g.mark_output(node.outputs[0])
+    infer_shapes(g)
+    return g
+
+
 @pytest.mark.parametrize("board", ["orin-agx-64gb", "xavier-nx"])
 def test_gpu_refuses_what_its_lowering_refuses_for_the_targets_arch(board: str):
-    """The table lists Softmax; the lowering takes the last axis only, and placement hears it."""
+    """The table lists Resize; the lowering takes nearest / linear only, and placement hears
+    it."""
     from gpu_kernels.compile import arch_number
     from gpu_kernels.lowering import supports
 
     target = load_target(board)
     assert target.gpu is not None
     gpu = GpuCapability(target)
-    for axis, ok in ((-1, True), (1, False)):
-        g = _softmax(axis)
+    for mode, ok in (("nearest", True), ("cubic", False)):
+        g = _resize(mode)
         node = g.nodes[0]
         lowered = supports(node, arch_number(target.gpu.arch), "fp16")
         verdict = gpu.supports(node, g, "fp16")
         assert verdict.ok is lowered.ok is ok
         if not ok:
-            assert verdict.reason == f"Softmax 'sm': {lowered.reason}"
-            assert "only the last axis" in verdict.reason
+            assert verdict.reason.startswith("Resize 'rs': ")
+            assert "cubic" in verdict.reason
 
 
 def test_a_dynamic_layer_is_judged_at_the_twins_concrete_shapes():

@@ -105,6 +105,8 @@ REFUSED = {
     "instancenorm_runtime_scale": (Case("n", "InstanceNormalization",
                                         {"x": (1, 4, 3, 3), "s": (4,)}, {"b": _w(4)}),
                                    "run-time scale"),
+    "mod_float_fmod0": (Case("m", "Mod", {"x": (4, 6)}, {"d": np.array(0.7, np.float32)}),
+                        "fmod=0"),
     "where_int_values": (Case("w", "Where", {"x": (4,)}, {
         "c": np.array([True, False, True, True]), "y": np.arange(4, dtype=np.int64)},
         input_order=["c", "x", "y"]), "non-float"),
