@@ -206,10 +206,7 @@ def lower_split(lw: Lowering, node: Node) -> None:
 
 
 def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
-    idx = constant(node, 1)
-    if idx is not None:
-        if idx.ndim > 1:
-            return Verdict.no("constant indices of rank > 1 unsupported (scalar or 1-D)")
+    if constant(node, 1) is not None:
         return Verdict.yes()
     t = node.input(1)
     if t is None or not t.is_static or np.dtype(t.dtype or "float32") not in INDEX_DTYPES:
@@ -224,8 +221,9 @@ def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
 
 @register("Gather", supports=_gather_ok)
 def lower_gather(lw: Lowering, node: Node) -> None:
-    """Gather with constant indices: a view for a scalar index, one strided copy per index
-    for a 1-D one; with run-time integer indices from a graph input (token ids), one
+    """Gather with constant indices: a view for a scalar index or for indices that step
+    evenly (torch.export writes ``as_strided`` as a Gather of an ``arange``), else one strided
+    copy per index; with run-time integer indices from a graph input (token ids), one
     row-gather kernel (an embedding lookup)."""
     x = lw.value(node.input(0), node)
     idx = constant(node, 1)
@@ -235,23 +233,27 @@ def lower_gather(lw: Lowering, node: Node) -> None:
     axis = int(node.attrs.get("axis", 0)) % len(x.shape)
     out_shape = lw.out_shape(node)
     xs = x.strides()
-    if idx.ndim == 0:  # one index: a view without the axis (attention's q / k / v split)
-        i = int(idx) % x.shape[axis]
-        lw.bind(node, Value(x.buf, out_shape, "strided", x.dtype, x.offset + i * xs[axis],
-                              x.cs, tuple(st for a, st in enumerate(xs) if a != axis)))
+    flat = idx.reshape(-1).astype(np.int64) % x.shape[axis]
+    step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+    if flat.size and step > 0 and bool(np.all(np.diff(flat) == step)):
+        # the index dims replace the axis; index element j sits (start + j * step) rows in
+        dims = idx.shape
+        in_idx = [int(np.prod(dims[i + 1:], dtype=np.int64)) * step * xs[axis]
+                  for i in range(len(dims))]
+        strides = (*xs[:axis], *in_idx, *xs[axis + 1:])
+        lw.bind(node, Value(x.buf, out_shape, "strided", x.dtype,
+                            x.offset + int(flat[0]) * xs[axis], x.cs, tuple(strides)))
         return
     y = lw.new_value(out_shape, "plain", x.dtype)
     ys = y.strides()
+    k = max(idx.ndim, 1)  # the index dims take the axis's place in y
+    unit = ys[axis + k - 1] if idx.ndim else 0
     rest_shape = [d for a, d in enumerate(x.shape) if a != axis]
     rest_strides = [st for a, st in enumerate(xs) if a != axis]
-    for j, i in enumerate(idx.reshape(-1)):
-        i = int(i) % x.shape[axis]
-        src = Value(x.buf, x.shape, x.layout, x.dtype, x.offset + i * xs[axis], x.cs)
-        if idx.ndim == 0:
-            dst, dst_strides = y, ys
-        else:
-            dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * ys[axis])
-            dst_strides = [st for a, st in enumerate(ys) if a != axis]
+    dst_strides = [*ys[:axis], *ys[axis + idx.ndim:]]
+    for j, i in enumerate(flat):
+        src = Value(x.buf, x.shape, x.layout, x.dtype, x.offset + int(i) * xs[axis], x.cs)
+        dst = Value(y.buf, y.shape, "plain", y.dtype, y.offset + j * unit)
         lw.copy(src, dst, node.name, rest_shape, rest_strides, dst_strides)
     lw.bind(node, y)
 

@@ -357,3 +357,22 @@ def test_grid_sample_lowers_to_one_kernel(mode, padding, align, precision) -> No
     ref = grid_sample_ref(feeds["x"], feeds["grid"], mode, padding, align)
     assert rel_err(got, ref) <= TOL[precision]
     assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["grid_sample"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize(("indices", "axis", "views"), [
+    (np.arange(24, dtype=np.int64).reshape(1, 24, 1, 1), 0, True),  # torch.export's as_strided
+    (np.arange(0, 12, 2, dtype=np.int64).reshape(2, 3), 1, True),  # an even step
+    (np.array([[3, 0], [1, 1]], np.int64), 1, False),  # any order: one copy per index
+])  # fmt: skip
+def test_gather_with_nd_constant_indices(precision, indices, axis, views) -> None:
+    """Gather with indices of rank > 1 (the dynamo exporter's ``as_strided``): the index dims
+    take the axis's place; an evenly stepping index set is a view, no kernel."""
+    x_shape = (24, 5) if axis == 0 else (2, 12, 3)
+    graph = _model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                    helper.make_node("Gather", ["r", "i"], ["g"], name="gather", axis=axis),
+                    helper.make_node("Neg", ["g"], ["y"], name="neg")],
+                   {"x": x_shape}, ["y"], {"i": indices})
+    prog = _check(graph, precision)
+    copies = [ln for ln in prog.launches if ln.layer == "gather" and "copy" in ln.kernel]
+    assert (not copies) if views else copies

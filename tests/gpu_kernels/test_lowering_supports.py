@@ -91,8 +91,6 @@ REFUSED = {
     "cast_to_int": (Case("c", "Cast", X4, attrs={"to": TensorProto.INT64}), "to=7"),
     "slice_runtime_starts": (Case("s", "Slice", {"x": (4, 6), "st": (1,)},
                                   {"en": np.array([3], np.int64)}), "starts"),
-    "gather_2d_indices": (Case("g", "Gather", {"x": (4, 6)},
-                               {"i": np.array([[0, 1]], np.int64)}), "indices"),
     "clip_runtime_min": (Case("c", "Clip", {"x": (4, 6), "lo": ()}), "min / max"),
     "batchnorm_training": (Case("b", "BatchNormalization", X4,
                                 {n: _w(8) ** 2 for n in ("s", "bb", "m", "v")},
