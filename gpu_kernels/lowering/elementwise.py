@@ -176,6 +176,20 @@ def lower_logic(lw: Lowering, node: Node) -> None:
     _define(lw, node, root, shape)
 
 
+def _isnan_ok(node: Node, arch: int, precision: str) -> Verdict:
+    return tensor_ok(node.input(0), is_output=False)
+
+
+@register("IsNaN", supports=_isnan_ok)
+def lower_isnan(lw: Lowering, node: Node) -> None:
+    """IsNaN as ``(x == x) == 0`` in the fused chain: NaN is the one value unequal to itself
+    (transformers' SDPA guards its softmax with it). The 0 / 1 result stays in the segment."""
+    shape = lw.out_shape(node)
+    x = operand(lw, node.input(0), node, shape)
+    same = _apply(lw, BINARY_OPS["Equal"], [x, x], shape, node.name)
+    _define(lw, node, _apply(lw, BINARY_OPS["Equal"], [same, 0.0], shape, node.name), shape)
+
+
 def _as_expr(lw: Lowering, a: Leaf | Op | float, shape: tuple[int, ...], layer: str
              ) -> Leaf | Op:
     """An immediate as a broadcast constant leaf (a select takes registers only)."""

@@ -41,12 +41,6 @@ def _pool_ok(node: Node, arch: int, precision: str) -> Verdict:
     return Verdict.yes()
 
 
-def _global_pool_ok(node: Node, arch: int, precision: str) -> Verdict:
-    if _rank(node.input(0)) != 4:
-        return Verdict.no(f"needs a 4-D input, got rank {_rank(node.input(0))}")
-    return Verdict.yes()
-
-
 def _pool(lw: Lowering, node: Node, is_max: bool) -> None:
     x = lw.conv_input(lw.value(node.input(0), node), node.name, align=1)
     N, C, H, W = x.shape
@@ -78,7 +72,6 @@ def lower_avgpool(lw: Lowering, node: Node) -> None:
     _pool(lw, node, False)
 
 
-@register("GlobalAveragePool", supports=_global_pool_ok)
 def lower_global_avgpool(lw: Lowering, node: Node) -> None:
     x = lw.ensure(lw.value(node.input(0), node), "nhwc", lw.dt, node.name)
     N, C, H, W = x.shape
@@ -88,7 +81,6 @@ def lower_global_avgpool(lw: Lowering, node: Node) -> None:
     lw.bind(node, y)
 
 
-@register("GlobalMaxPool", supports=_global_pool_ok)
 def lower_global_maxpool(lw: Lowering, node: Node) -> None:
     x = lw.ensure(lw.value(node.input(0), node), "nhwc", lw.dt, node.name)
     N, C, H, W = x.shape

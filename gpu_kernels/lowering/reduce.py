@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.norms import lower_global_avgpool, scaled
+from gpu_kernels.lowering.norms import lower_global_avgpool, lower_global_maxpool, scaled
 from gpu_kernels.lowering.program import MAXR, Launch, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
 from gpu_kernels.lowering.values import is_dense, loop_dims
@@ -67,13 +67,39 @@ def _merge(dims: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [d for d, _ in out], [s for _, s in out]
 
 
+def _global_pool_ok(node: Node, arch: int, precision: str) -> Verdict:
+    x = node.input(0)
+    rank = len(x.static_shape()) if x is not None else 0
+    if rank < 3:
+        return Verdict.no(f"needs an (N, C, ...) input, got rank {rank}")
+    return Verdict.yes()
+
+
+@register("GlobalAveragePool", "GlobalMaxPool", supports=_global_pool_ok)
+def lower_global_pool(lw: Lowering, node: Node) -> None:
+    """2-D pooling of 4-D input: the pool kernels; any other rank (Swin's (N, C, L) tokens):
+    the general reduction over every axis after the channels, keeping them as ONNX does."""
+    x = node.input(0)
+    assert x is not None
+    rank = len(x.static_shape())
+    if rank == 4:
+        pool = lower_global_avgpool if node.op == "GlobalAveragePool" else lower_global_maxpool
+        pool(lw, node)
+        return
+    op = "ReduceMean" if node.op == "GlobalAveragePool" else "ReduceMax"
+    _reduce(lw, node, op, tuple(range(2, rank)), keep=1)
+
+
 @register(*REDUCE_OPS, supports=_reduce_ok)
 def lower_reduce(lw: Lowering, node: Node) -> None:
     axes = reduce_axes(node)
     assert axes is not None  # _reduce_ok made sure
+    _reduce(lw, node, node.op, axes, int(node.attrs.get("keepdims", 1)))
+
+
+def _reduce(lw: Lowering, node: Node, op: str, axes: tuple[int, ...], keep: int) -> None:
     x = lw.value(node.input(0), node)
-    keep = int(node.attrs.get("keepdims", 1))
-    if node.op == "ReduceMean" and axes == (2, 3) and x.layout == "nhwc":
+    if op == "ReduceMean" and axes == (2, 3) and x.layout == "nhwc":
         lower_global_avgpool(lw, node)  # the SE block's squeeze: its own kernel
         if not keep:  # (N, C, 1, 1) NHWC is (N, C) row-major
             v = lw.values[node.outputs[0].name]
@@ -92,9 +118,9 @@ def lower_reduce(lw: Lowering, node: Node) -> None:
     # a block per output where the reduced elements are the nearer ones in memory
     per_block = bool(rd) and (not ks or min(rs) < min(ks)) and nr >= 32
     pad_k, pad_r = [0] * (MAXR - len(kd)), [0] * (MAXR - len(rd))
-    ints = [REDUCE_OPS[node.op], int(per_block), len(kd), *kd, *pad_k, *ks, *pad_k,
+    ints = [REDUCE_OPS[op], int(per_block), len(kd), *kd, *pad_k, *ks, *pad_k,
             len(rd), *rd, *pad_r, *rs, *pad_r]
-    scale = 1.0 / max(nr, 1) if node.op == "ReduceMean" and axes else 1.0
+    scale = 1.0 / max(nr, 1) if op == "ReduceMean" and axes else 1.0
     y = lw.new_value(lw.out_shape(node), "plain")
     if per_block:
         block = min(256, (nr + 31) // 32 * 32)

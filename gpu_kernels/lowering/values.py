@@ -283,13 +283,20 @@ class Lowering:
             index = np_dt in INDEX_DTYPES and t.consumers and all(
                 n.op == "Gather" and n.input(1) is t and t not in n.inputs[:1]
                 for n in t.consumers)
-            if np_dt.kind != "f" and not index:
+            if np_dt.kind not in "fb" and not index:
                 raise GpuLoweringError(f"input '{t.name}': dtype {np_dt} is not supported on "
                                        "GPU (integer inputs only as Gather indices)")
-            dt = INDEX_DTYPES[np_dt] if index else "f16" if np_dt == np.float16 else "f32"
             buf = self.new_buf(int(np.prod(shape)) * np_dt.itemsize, "input", t.name)
-            self.values[t.name] = Value(buf, shape, "plain", dt)
             inputs[t.name] = (buf, shape, np_dt)
+            if np_dt.kind == "b":
+                # a mask computed on the host (integer shape math: attention masks): its 0 / 1
+                # bytes are read as int8 with scale 1 and widened once to the compute precision,
+                # the 0 / 1 form every logic op and Where reads inside a segment
+                raw = Value(buf, shape, "plain", "i8", scale=1.0)
+                self.values[t.name] = self.ensure(raw, "plain", self.dt, t.name)
+                continue
+            dt = INDEX_DTYPES[np_dt] if index else "f16" if np_dt == np.float16 else "f32"
+            self.values[t.name] = Value(buf, shape, "plain", dt)
         self._plan_concats()
         for node in g.topological_order():
             if node.name in self.fused:

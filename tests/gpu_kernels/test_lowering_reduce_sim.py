@@ -376,3 +376,38 @@ def test_gather_with_nd_constant_indices(precision, indices, axis, views) -> Non
     prog = _check(graph, precision)
     copies = [ln for ln in prog.launches if ln.layer == "gather" and "copy" in ln.kernel]
     assert (not copies) if views else copies
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_bool_mask_from_the_host_enters_a_segment(precision) -> None:
+    """BERT's attention mask is integer math on the host; its bool result enters the GPU
+    segment as bytes, widened once to 0 / 1 in the compute precision, then Where / And read it."""
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["m"], ["nm"], name="not"),
+         helper.make_node("Div", ["x", "x"], ["q"], name="div"),  # 0 / 0: NaN where x is 0
+         helper.make_node("IsNaN", ["q"], ["nan"], name="isnan"),
+         helper.make_node("Or", ["nan", "k"], ["kn"], name="or"),
+         helper.make_node("And", ["m", "kn"], ["mk"], name="and"),
+         helper.make_node("Where", ["mk", "x", "big"], ["w"], name="where"),
+         helper.make_node("Where", ["nm", "w", "x"], ["y"], name="where2")],
+        "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3, 4)),
+              helper.make_tensor_value_info("m", TensorProto.BOOL, (2, 1, 4)),
+              helper.make_tensor_value_info("k", TensorProto.BOOL, (2, 3, 4))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(-1e4, np.float32), "big")])
+    g = graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    x[0, 1, :2] = 0.0
+    feeds = {"x": x, "m": rng.random((2, 1, 4)) > 0.5, "k": rng.random((2, 3, 4)) > 0.3}
+    _check(g, precision, feeds)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+@pytest.mark.parametrize("shape", [(2, 6, 7), (1, 4, 3, 2, 5)])
+def test_global_pool_of_any_rank(precision, op, shape) -> None:
+    """Swin's pooler: GlobalAveragePool over (N, C, L) tokens is the general reduction."""
+    graph = _model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                    helper.make_node(op, ["r"], ["y"], name="pool")], {"x": shape}, ["y"])
+    _check(graph, precision)

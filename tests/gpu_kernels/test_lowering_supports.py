@@ -97,7 +97,6 @@ REFUSED = {
                                 {"training_mode": 1}), "training_mode"),
     "maxpool_1d": (Case("p", "MaxPool", {"x": (1, 4, 8)}, attrs={"kernel_shape": [2]}),
                    "kernel_shape"),
-    "global_pool_3d": (Case("p", "GlobalAveragePool", {"x": (1, 4, 8)}), "4-D input"),
     "no_kernel": (Case("t", "ArgMax", {"x": (4, 6)}), "ArgMax has no GPU kernel"),
     "pad_runtime_pads": (Case("p", "Pad", {"x": (2, 3), "pads": (4,)}), "run-time pads"),
     "instancenorm_runtime_scale": (Case("n", "InstanceNormalization",
