@@ -7,7 +7,7 @@ Runs in ``.venv-paddle`` (paddle2onnx pins its own onnx; no torch there):
 
 The input specs are the ones those projects export with: dynamic (``None``) batch and spatial
 dims, so the files carry the Shape -> Gather -> Cast -> Concat -> Reshape chains that compute
-sizes at run time. Meta.dims names each dynamic dim (inputs and outputs) as paddle2onnx wrote
+sizes at run time. Meta.dims names each dynamic input dim as paddle2onnx wrote
 it, with the value the saved input gives it. Opset 11 (PaddleOCR's deployment docs) for the
 OCR models; 16 and 17 for the other two.
 """
@@ -345,16 +345,17 @@ def export(name: str, out: Path, seed: int) -> Path:
         paddle2onnx.export(program, prefix + ".pdiparams", str(onnx_path),
                            opset_version=opset, verbose=False)
         graph = onnx.load(str(onnx_path)).graph
-        # every dynamic dim paddle2onnx named, the output ones too ("DynamicDimension.3",
-        # "Reshape_138_o0__d0"), with the value the saved input gives it
+        # every dynamic dim of the input, by the name paddle2onnx gave it ("DynamicDimension.0")
+        # or as INPUT:AXIS where it gave none, with the value the saved input gives it (a build
+        # binds these; the output dims follow from them)
         dims: dict[str, int] = {}
-        for value, array in ((graph.input[0], x), (graph.output[0], expected)):
-            for axis, d in enumerate(value.type.tensor_type.shape.dim):
-                if d.HasField("dim_value"):
-                    continue
-                key = d.dim_param or f"<unnamed: {value.name} axis {axis}>"
-                if dims.setdefault(key, array.shape[axis]) != array.shape[axis]:
-                    raise RuntimeError(f"{name}: dim {key} is {dims[key]} and {array.shape[axis]}")
+        value = graph.input[0]
+        for axis, d in enumerate(value.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                continue
+            key = d.dim_param if d.dim_param and d.dim_param != "?" else f"{value.name}:{axis}"
+            if dims.setdefault(key, x.shape[axis]) != x.shape[axis]:
+                raise RuntimeError(f"{name}: dim {key} is {dims[key]} and {x.shape[axis]}")
         meta = Meta(source="paddle",
                     exporter=f"paddle.jit.save + paddle2onnx {paddle2onnx.__version__} "
                              f"paddle {paddle.__version__}",

@@ -56,21 +56,9 @@ MODELS: dict[str, tuple[str, ...]] = {
 # THE table of models that fail today because their fix is on another branch: model -> the
 # failing check(s) and the branch that fixes them. strict: a model that starts passing fails
 # here until its line is deleted, so the merge of a fix deletes the lines it fixes.
-_REDUCE_AXES = ("GPU-only builds: ReduceMean over the channel axis is not lowered ('only the last "
-                "axis or H,W'); Reduce* on any axes: wt-gpu-lowering")
 XFAIL: dict[str, str] = {
-    "tv-mnasnet1_0": _REDUCE_AXES,
-    "tv-shufflenet_v2_x1_0": _REDUCE_AXES,
-    "tv-vit_b_16": "import: Mod is not an imported op (the exporter's attention head split); "
-                   "Mod in the importer and CPU reference: wt-ops-ref",
-    "tv-swin_t": "import: Mod is not an imported op (the shifted-window mask); wt-ops-ref",
-    "tv-maxvit_t": "import: Einsum is not an imported op (relative-position attention); "
-                   "wt-ops-ref",
-    "tv-fcos_resnet50_fpn": "GPU-only builds: InstanceNormalization (GroupNorm as exported) has "
-                            "no GPU kernel, 40 layers fall to the CPU; wt-gpu-lowering",
-    "tvd-convnext_tiny": "GPU-only builds: the dynamo exporter's as_strided Gather has 2-D "
-                         "constant indices, the GPU Gather takes scalar / 1-D only; no branch "
-                         "covers it yet",
+    "paddle-ocr-rec-crnn": "GPU-only builds: LSTM has no GPU kernel, so the recurrent layer "
+                           "runs on the CPU between GPU segments (wt-gpu-lstm)",
 }
 
 
