@@ -142,6 +142,24 @@ def no_network(what: str) -> Iterator[None]:
         raise RuntimeError(f"{what} tried the network: {attempts}")
 
 
+def calibrate_batchnorm(model: Any, inputs: tuple[Any, ...]) -> None:
+    """Set every BatchNorm's running statistics to what the seeded input gives (one forward
+    pass in training mode, cumulative averaging): random weights in re-parameterisable
+    multi-branch blocks (MobileOne sums six branches a block) otherwise grow activations past
+    1e9, which says nothing about FP16 on a trained network and overflows it."""
+    import torch
+    from torch import nn
+
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one pass, the batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(*inputs)
+    model.eval()
+
+
 def main(
     models: Mapping[str, Any],
     export: Callable[[str, Path, int], Any],
