@@ -68,7 +68,8 @@ def _recurrent_ok(node: Node, arch: int, precision: str) -> Verdict:
     names = node.attrs.get("activations")
     if names:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-        if [n.lower() for n in names] not in (list(defaults), list(defaults) * 2):
+        # one direction's list serves both of a bidirectional layer (as the CPU reference)
+        if [n.lower() for n in names] not in (list(defaults), list(defaults) * _directions(node)):
             return Verdict.no(f"activations {names} unsupported (only the defaults "
                               f"{', '.join(d.capitalize() for d in defaults)})")
     if node.attrs.get("clip") is not None:
@@ -139,9 +140,12 @@ def lower_recurrent(lw: Lowering, node: Node) -> None:
 
     h0 = state(5)
     c0 = state(6) if node.op == "LSTM" else None
+    # Y, Y_h, Y_c where read (an output the exporter left out has no reader): the kernel
+    # skips a null pointer, so a CRNN head that reads only Y_h writes no Y
     outs: list[Value | None] = []
     for i, t in enumerate(node.outputs):
-        outs.append(lw.new_value(lw.out_shape(node, i), "plain") if t is not None else None)
+        read = t is not None and (t.consumers or t in lw.graph.outputs)
+        outs.append(lw.new_value(lw.out_shape(node, i), "plain") if read else None)
     outs += [None] * (3 - len(outs))
     if layout:  # Y [B, T, D, H]; states [B, D, H]
         y_t, y_d, y_b = dirs * hidden, hidden, steps * dirs * hidden

@@ -111,3 +111,28 @@ def test_sequence_lens_only_as_a_constant_full_length() -> None:
     graph = graph_of(model)
     node = next(n for n in graph.nodes if n.op == "LSTM")
     assert "run-time sequence_lens" in supports(node, 87, "fp16").reason
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_crnn_head_reads_a_transposed_feature_map_and_writes_only_y_h(precision) -> None:
+    """CRNN's shape: the CNN's features transposed to (T, B, C) feed the LSTM (a strided view
+    the lowering materialises once); only Y_h is read (Y and Y_c omitted as ""), so the kernel
+    is given no Y pointer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    case = recurrent_case("lstm", "LSTM", 10, 2, 6, 12, "bidirectional", seed=11)
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2], name="tr"),
+             helper.make_node("LSTM", ["xt", "W", "R", "B"], ["", "yh"], name="lstm",
+                              **case.attrs)]
+    model = helper.make_model(helper.make_graph(
+        nodes, "crnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 10, 6])],
+        [helper.make_tensor_value_info("yh", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, n) for n, v in case.consts.items()]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    graph = graph_of(model)
+    prog = lower(graph, precision, arch=87)
+    rnn = next(ln for ln in prog.launches if ln.kernel.startswith("rnn_"))
+    assert rnn.ptrs[5] is None and rnn.ptrs[6] is not None and rnn.ptrs[7] is None
+    feeds = feeds_for(graph)
+    got, ref = simulate(prog, feeds), reference(graph, feeds)
+    assert rel_err(got["yh"], ref["yh"]) <= TOL[precision]
