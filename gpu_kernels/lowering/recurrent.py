@@ -158,7 +158,9 @@ def lower_recurrent(lw: Lowering, node: Node) -> None:
                   == "reverse")
     ints = [steps, batch, hidden, gates, int(node.attrs.get("linear_before_reset", 0)),
             reverse, p_t, p_b, y_t, y_d, y_b, s_d, s_b]
-    threads = min(1024, (hidden + 31) // 32 * 32)
+    # a thread per hidden unit up to 256 (CRNN's sizes), more units a thread above: 256
+    # threads launch whatever registers the kernel takes (256 x 255 fits an SM's 64K)
+    threads = min(256, (hidden + 31) // 32 * 32)
     ptrs = [lw.ref(proj), rt, bref, *(lw.ref(v) if v is not None else None
                                      for v in (h0, c0, *outs))]
     lw.emit(Launch(node.name, f"rnn_{lw.dt}", (batch, dirs, 1), threads, ptrs, ints,

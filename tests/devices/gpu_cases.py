@@ -510,6 +510,6 @@ def recurrent_cases() -> list[Case]:
                        seed=7),
         recurrent_case("rnn_bidir_const_state", "RNN", 6, 2, 5, 8, "bidirectional", "const",
                        seed=8),
-        # more hidden units than threads in a block: each thread owns two units
+        # more hidden units than threads in a block: each thread owns several
         recurrent_case("lstm_wide", "LSTM", 3, 1, 8, 1100, "bidirectional", seed=9),
     ]
