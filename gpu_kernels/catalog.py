@@ -15,6 +15,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "indexing.cu": ("pad_nd", "gather_rows", "grid_sample"),
     "resize.cu": ("resize_nhwc",),
     "gemm.cu": ("bmm",),
+    "rnn.cu": ("rnn",),
     "mma_peak.cu": ("mma_peak",),
 }
 MMA_SOURCE = "conv_mma.cu"

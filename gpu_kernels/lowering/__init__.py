@@ -12,7 +12,8 @@ precision) -> Verdict`` that answers without lowering; :func:`supports` is the o
   comparisons, Where), :mod:`.norms` (pooling, layer / instance / group normalisation),
   :mod:`.reduce` (reductions over any axes, softmax over any axis), :mod:`.movement` (views,
   Concat, Gather, Pad, Expand, Tile, Resize), :mod:`.int8` (INT8 decisions, Quantize /
-  Dequantize).
+  Dequantize), :mod:`.recurrent` (RNN / GRU / LSTM: a projection GEMM, then one time-loop
+  kernel a layer).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ CheckFn = Callable[[Node, int, str], Verdict]
 PRECISIONS = ("fp32", "fp16", "int8")
 # the modules whose handlers fill the table (imported on first use: they import this one)
 _HANDLER_MODULES = ("conv", "gemm", "elementwise", "movement", "norms", "reduce", "einsum",
-                    "int8")
+                    "int8", "recurrent")
 
 
 @dataclass(frozen=True)

@@ -456,3 +456,60 @@ def mlp_model(opset: int = 17) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(v, n) for n, v in init.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def recurrent_case(name: str, op: str, steps: int, batch: int, isize: int, hidden: int,
+                   direction: str = "forward", states: str = "", layout: int = 0,
+                   bias: bool = True, seed: int = 0, **attrs: Any) -> Case:
+    """A one-node RNN / GRU / LSTM with constant W, R (and B); ``states``: "" (none), "const"
+    or "input" (initial_h, and LSTM's initial_c, as constants or run-time inputs)."""
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    gh = _GATES[op] * hidden
+    x_shape = (batch, steps, isize) if layout else (steps, batch, isize)
+    s_shape = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    inputs: dict[str, tuple[int, ...]] = {"x": x_shape}
+    consts = {"W": w(rng, dirs, gh, isize, scale=0.4), "R": w(rng, dirs, gh, hidden, scale=0.4)}
+    order = ["x", "W", "R", "B" if bias else "", ""]
+    if bias:
+        consts["B"] = w(rng, dirs, 2 * gh, scale=0.3)
+    state_names = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    for s in state_names if states else []:
+        if states == "const":
+            consts[s] = w(rng, *s_shape, scale=0.5)
+        else:
+            inputs[s] = s_shape
+    order += state_names if states else []
+    while order[-1] == "":
+        order.pop()
+    return Case(name, op, inputs, consts,
+                dict(hidden_size=hidden, direction=direction, layout=layout, **attrs),
+                input_order=order, n_outputs=3 if op == "LSTM" else 2)
+
+
+def recurrent_cases() -> list[Case]:
+    """The exported forms the GPU lowers (CRNN: bidirectional LSTM, batch 1, hidden 24+)."""
+    return [
+        recurrent_case("lstm_fwd", "LSTM", 7, 2, 5, 6),
+        recurrent_case("lstm_rev_const_state", "LSTM", 6, 3, 4, 8, "reverse", "const"),
+        recurrent_case("lstm_bidir_crnn", "LSTM", 12, 1, 16, 24, "bidirectional"),
+        recurrent_case("lstm_bidir_input_state", "LSTM", 5, 2, 6, 40, "bidirectional",
+                       "input", seed=1),
+        recurrent_case("lstm_bidir_layout1", "LSTM", 6, 3, 5, 7, "bidirectional", "const",
+                       layout=1, seed=2),
+        recurrent_case("lstm_no_bias", "LSTM", 5, 2, 3, 4, bias=False, seed=3),
+        recurrent_case("gru_fwd", "GRU", 7, 2, 5, 6),
+        recurrent_case("gru_fwd_lbr", "GRU", 7, 2, 5, 6, linear_before_reset=1, seed=4),
+        recurrent_case("gru_rev_input_state", "GRU", 6, 3, 4, 33, "reverse", "input", seed=5),
+        recurrent_case("gru_bidir_lbr_const_state", "GRU", 8, 2, 6, 10, "bidirectional",
+                       "const", linear_before_reset=1, seed=6),
+        recurrent_case("gru_bidir_layout1", "GRU", 5, 2, 4, 9, "bidirectional", layout=1,
+                       seed=7),
+        recurrent_case("rnn_bidir_const_state", "RNN", 6, 2, 5, 8, "bidirectional", "const",
+                       seed=8),
+        # more hidden units than threads in a block: each thread owns several
+        recurrent_case("lstm_wide", "LSTM", 3, 1, 8, 1100, "bidirectional", seed=9),
+    ]

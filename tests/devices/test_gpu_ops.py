@@ -20,6 +20,7 @@ from tests.devices.gpu_cases import (
     ir_cases,
     ir_feeds,
     ir_graph,
+    recurrent_cases,
     reference,
     rel_err,
 )
@@ -144,3 +145,21 @@ def test_grid_sample(mode, padding, align, precision) -> None:
     with GpuRunner(graph, precision, autotune=False) as runner:
         got = runner.infer(feeds)[graph.outputs[0].name]
     assert rel_err(got, ref) <= TOL[precision]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("case", recurrent_cases(), ids=lambda c: c.name)
+def test_recurrent_layer_matches_reference(case, precision) -> None:
+    """RNN / GRU / LSTM: one projection bmm + one rnn.cu time loop (a block per batch entry
+    and direction), every output (Y, Y_h, Y_c) against the CPU reference."""
+    from devices.gpu import GpuRunner
+
+    graph = graph_of(build(case))
+    feeds = feeds_for(graph)
+    ref = reference(graph, feeds)
+    with GpuRunner(graph, precision, autotune=False) as runner:
+        got = runner.infer(feeds)
+    for name, r in ref.items():
+        assert got[name].shape == r.shape, name
+        err = rel_err(got[name], r)
+        assert err <= TOL[precision], f"{case.name} {precision} {name}: rel err {err:.2e}"

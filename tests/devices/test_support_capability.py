@@ -293,3 +293,19 @@ def test_a_dynamic_layer_is_judged_at_the_twins_concrete_shapes():
     assert not verdict.ok and "--dim NAME=N" in verdict.reason and "profile" in verdict.reason
     verdict = GpuCapability(target, shapes=twin).supports(dynamic.nodes[0], dynamic, "fp16")
     assert verdict.ok, verdict.reason
+
+
+def test_a_crnn_lstm_stays_on_the_gpu_and_a_clipped_one_is_refused_with_the_reason():
+    """paddle2onnx's CRNN head (bidirectional LSTM, constant W / R / B) is no longer dropped
+    to the CPU between GPU segments; what the lowering refuses, placement hears."""
+    from tests.devices.gpu_cases import build, graph_of, recurrent_case
+
+    gpu = GpuCapability(load_target("orin-agx-64gb"))
+    for attrs, ok in (({}, True), ({"clip": 5.0}, False)):
+        g = graph_of(build(recurrent_case("lstm", "LSTM", 40, 1, 48, 24, "bidirectional",
+                                          **attrs)))
+        node = next(n for n in g.nodes if n.op == "LSTM")
+        verdict = gpu.supports(node, g, "fp16")
+        assert verdict.ok is ok, verdict.reason
+        if not ok:
+            assert "clip unsupported" in verdict.reason

@@ -128,6 +128,8 @@ class KernelSim:
             self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
         elif kernel.startswith("bmm_"):
             self.bmm(ln, kernel.split("_")[-1])
+        elif kernel.startswith("rnn_"):
+            self.rnn(ln, kernel.split("_")[-1])
         elif kernel.startswith(("softmax_lastdim_", "layernorm_lastdim_")):
             self.rows(ln, kernel.split("_")[-1])
         elif kernel.startswith("reduce_axes_"):
@@ -288,6 +290,53 @@ class KernelSim:
                 c = c + self.mem(ln.ptrs[2], "f32")[:n]
             c = activate(c, act, ln.floats[0], ln.floats[1])
             self.store(c_mem, bo * sc + bi * sci + _index([m, n], [ldc, 1]), c.reshape(-1))
+
+    def rnn(self, ln: Launch, dt: str) -> None:
+        """rnn.cu: per (batch entry, direction) the whole time loop, FP32 inside, states and
+        outputs stored in ``dt`` (the projection and R as the lowering stored them)."""
+        steps, batch, hid, gates, lbr, reverse, p_t, p_b, y_t, y_d, y_b, s_d, s_b = ln.ints[:13]
+        dirs = ln.grid[1]
+        gh = gates * hid
+        proj = self.mem(ln.ptrs[0], dt)[:dirs * steps * batch * gh].reshape(dirs, -1, gh)
+        rt = self.mem(ln.ptrs[1], dt)[:dirs * hid * gh].reshape(dirs, hid, gh).astype(np.float32)
+        bias = self.mem(ln.ptrs[2], "f32")[:dirs * 2 * gh].reshape(dirs, 2, gh)
+        h0, c0, y, yh, yc = (None if ref is None else self.mem(ref, dt) for ref in ln.ptrs[3:8])
+        sig = lambda v: (1.0 / (1.0 + np.exp(-v))).astype(np.float32)  # noqa: E731
+        j = np.arange(hid)
+        for d in range(dirs):
+            wb, rb = bias[d, 0], bias[d, 1]
+            rd = rt[d]
+            for b in range(batch):
+                s0 = d * s_d + b * s_b
+                h = h0[s0 + j].astype(np.float32) if h0 is not None else np.zeros(hid, np.float32)
+                c = c0[s0 + j].astype(np.float32) if c0 is not None and gates == 4 \
+                    else np.zeros(hid, np.float32)
+                for s in range(steps):
+                    t = steps - 1 - s if reverse or d == 1 else s
+                    x = proj[d, t * p_t + b * p_b].astype(np.float32)
+                    if gates == 1:
+                        h = np.tanh(x + wb + rb + h @ rd)
+                    elif gates == 4:
+                        g = x + wb + rb + h @ rd
+                        c = sig(g[2 * hid:3 * hid]) * c + sig(g[:hid]) * np.tanh(g[3 * hid:])
+                        h = sig(g[hid:2 * hid]) * np.tanh(c)
+                    else:
+                        xz, xr, xh = x[:hid], x[hid:2 * hid], x[2 * hid:]
+                        z = sig(xz + wb[:hid] + rb[:hid] + h @ rd[:, :hid])
+                        rg = sig(xr + wb[hid:2 * hid] + rb[hid:2 * hid] + h @ rd[:, hid:2 * hid])
+                        if lbr:
+                            cand = np.tanh(xh + wb[2 * hid:] + rg * (h @ rd[:, 2 * hid:]
+                                                                      + rb[2 * hid:]))
+                        else:
+                            cand = np.tanh(xh + wb[2 * hid:] + (rg * h) @ rd[:, 2 * hid:]
+                                           + rb[2 * hid:])
+                        h = ((1 - z) * cand + z * h).astype(np.float32)
+                    if y is not None:
+                        self.store(y, t * y_t + d * y_d + b * y_b + j, h)
+                if yh is not None:
+                    self.store(yh, s0 + j, h)
+                if yc is not None:
+                    self.store(yc, s0 + j, c)
 
     def rows(self, ln: Launch, dt: str) -> None:
         """softmax_lastdim / layernorm_lastdim: one row of L elements at a time."""
