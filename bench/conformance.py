@@ -217,10 +217,10 @@ def max_rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def gpu_only_policy() -> Any:
+def gpu_only_policy(precision: str = "fp16") -> Any:
     """``tandem build --fp16 --policy`` a file with ``default_device: gpu``: every layer the
     GPU can take goes there (``tandem exec`` without ``--useDLACore`` does the same)."""
-    return resolve_policy(None, precision="fp16").with_overrides(default_device="gpu")
+    return resolve_policy(None, precision=precision).with_overrides(default_device="gpu")
 
 
 def check_model(path: Path, source: str, threads: int = 2, import_only: bool = False) -> Row:

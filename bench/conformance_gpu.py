@@ -16,11 +16,20 @@ from typing import Any
 
 import gpu_vs_torch as gt  # bench/ is on sys.path: bench/conformance.py put it there
 import numpy as np
-from conformance import FP16_COSINE, FP32_RTOL, Row, Source, _err, one_line
+from conformance import (
+    FP16_COSINE,
+    FP32_RTOL,
+    Row,
+    Source,
+    _err,
+    gpu_only_policy,
+    one_line,
+)
 
 from devices.io import run_onnxruntime
 from partitioner.report import table
-from targets.build import load_model
+from targets.build import build, load_model, place, resolve_target
+from targets.request import BuildRequest
 
 FP16_TINY = 6.1e-5  # below FP16's smallest normal number nothing is representable as such
 
@@ -31,6 +40,7 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
     import torch
 
     from devices.gpu import GpuRunner
+    from devices.runtime import PlanRunner
 
     graph = load_model(path, json.loads(path.with_suffix(".json").read_text())["dims"] or {})
     with np.load(path.with_suffix(".npz")) as data:
@@ -38,9 +48,20 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
     names = [t.name for t in graph.outputs]
     feeds = {t.name: saved[t.name] for t in graph.inputs}
     oracle = run_onnxruntime(path, {k: v for k, v in saved.items() if k not in names})
+    dims = json.loads(path.with_suffix(".json").read_text())["dims"] or {}
+    host = [n for n, a in place(path, resolve_target("host"), gpu_only_policy(), dims,
+                                graph=graph.clone()).partition.assignments.items()
+            if a.device != "gpu"]  # fmt: skip
     for precision in ("fp32", "fp16"):
-        runner = GpuRunner(graph.clone(), precision, autotune=True)
         res: dict[str, Any] = {}
+        if host:  # integer mask math on the host: the plan a user runs (tandem run --backend cuda)
+            res["path"] = f"plan, {len(host)} host layer(s)"
+            request = BuildRequest(model=str(path), target=resolve_target("host"),
+                                   policy=gpu_only_policy(precision), graph=graph.clone(),
+                                   fixed_dims=dims)  # fmt: skip
+            runner: Any = PlanRunner(build(request).plan, "cuda")
+        else:  # one GPU segment: device time alone, as gpu_vs_torch.py times it
+            runner = GpuRunner(graph.clone(), precision, autotune=True)
         try:
             runner.activate()
             got = runner.infer(feeds)
@@ -58,7 +79,10 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
                 if not res["cosine"] >= FP16_COSINE and not tiny:  # NaN (overflow) fails
                     row.failures["gpu fp16"] = (f"FP16 cosine {res['cosine']:.5f} vs ONNX "
                                                 f"Runtime < {FP16_COSINE}")  # fmt: skip
-                res["tandem"] = gt.timed(runner.run_device, runner.ctx.synchronize, iters)
+                res["tandem"] = (gt.timed(functools.partial(runner.infer, feeds), lambda: None,
+                                          iters)
+                                 if host else
+                                 gt.timed(runner.run_device, runner.ctx.synchronize, iters))
         except Exception as err:
             row.failures[f"gpu {precision}"] = one_line(err)
             res["error"] = one_line(err)

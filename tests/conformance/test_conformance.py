@@ -56,10 +56,7 @@ MODELS: dict[str, tuple[str, ...]] = {
 # THE table of models that fail today because their fix is on another branch: model -> the
 # failing check(s) and the branch that fixes them. strict: a model that starts passing fails
 # here until its line is deleted, so the merge of a fix deletes the lines it fixes.
-XFAIL: dict[str, str] = {
-    "paddle-ocr-rec-crnn": "GPU-only builds: LSTM has no GPU kernel, so the recurrent layer "
-                           "runs on the CPU between GPU segments (wt-gpu-lstm)",
-}
+XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("source", list(MODELS))
