@@ -159,12 +159,39 @@ def form_segments(
     groups = _merge_adjacent(topo, groups, dev, debug)
     for g in groups:
         g.sort()
-    groups.sort(key=lambda g: g[0])
+    groups = _in_dependency_order(topo, groups)
     segments = [
         _make_segment(graph, f"{dev[g[0]]}_{i}", [topo.order[j] for j in g], devices, precisions)
         for i, g in enumerate(groups)
     ]
     return segments, debug
+
+
+def _in_dependency_order(topo: Topology, groups: list[list[int]]) -> list[list[int]]:
+    """The segments in an order that runs every producer before its consumers, earliest first
+    layer first among the ready ones. Not simply by first layer: a segment may start early (an
+    embedding lookup of one input) yet read a later one (a mask computed from another input on
+    the host)."""
+    seg_of = {i: k for k, g in enumerate(groups) for i in g}
+    succ: list[set[int]] = [set() for _ in groups]
+    for i, k in seg_of.items():
+        succ[k].update(seg_of[j] for j in topo.succ[i] if seg_of[j] != k)
+    indegree = [0] * len(groups)
+    for targets in succ:
+        for k in targets:
+            indegree[k] += 1
+    ready = [(groups[k][0], k) for k, d in enumerate(indegree) if d == 0]
+    heapq.heapify(ready)
+    out: list[list[int]] = []
+    while ready:
+        _, k = heapq.heappop(ready)
+        out.append(groups[k])
+        for m in succ[k]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                heapq.heappush(ready, (groups[m][0], m))
+    assert len(out) == len(groups), "segment graph has a cycle"  # _merge_adjacent prevents it
+    return out
 
 
 def _device_sticky_order(topo: Topology, dev: Sequence[str]) -> list[int]:

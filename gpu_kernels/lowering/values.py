@@ -173,6 +173,11 @@ class Lowering:
         return Ref(v.buf, v.offset * DTYPE_BYTES[v.dtype])
 
     def weight(self, array: np.ndarray, dtype: str | None = None) -> Ref:
+        if dtype == "f16" and array.dtype.kind == "f":
+            # beyond FP16's range a constant saturates to +-65504, as TensorRT clamps weights
+            # (transformers' attention masks fill with float32's minimum); infinities stay
+            finite = np.finfo(np.float16).max
+            array = np.where(np.isinf(array), array, np.clip(array, -finite, finite))
         arr = np.ascontiguousarray(array, dtype=NP_DTYPE[dtype] if dtype else None)
         off = self.weight_bytes
         self.weights.append((off, arr))

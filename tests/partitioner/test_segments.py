@@ -31,6 +31,9 @@ SEGMENT_TABLE = [
     ("a>b a>c b>d c>d", "a:d b:g c:g d:d", ["dla0_0=a", "gpu_1=b,c", "dla0_2=d"]),
     # cpu layers form their own segments
     ("a>b b>c", "a:g b:c c:g", ["gpu_0=a", "cpu_1=b", "gpu_2=c"]),
+    # a segment that starts first (an embedding lookup) but reads a host island (a mask from
+    # another input) runs after that island: dependency order, not first-layer order
+    ("a>b m>b", "a:g m:c b:g", ["cpu_0=m", "gpu_1=a,b"]),
 ]
 
 
