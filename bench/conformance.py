@@ -521,7 +521,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="--gpu without torch.compile (it compiles for tens of seconds)")
     parser.add_argument("--budget-s", type=float, default=1e9,
                         help="--gpu: models after this many seconds get no GPU checks")
+    parser.add_argument("--gpu-report", nargs="+", type=Path, metavar="JSON",
+                        help="print Markdown of device runs' --out-json files and exit")
     args = parser.parse_args(argv)
+    if args.gpu_report:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from conformance_gpu import gpu_report
+
+        print(gpu_report(args.gpu_report))
+        return 0
     unknown = sorted(set(args.sources.split(",")) - set(SOURCES))
     if unknown:
         parser.error(f"--sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")

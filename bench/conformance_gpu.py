@@ -166,3 +166,19 @@ def _gpu_cells(row: Row) -> list[str]:
 
 def gpu_table(rows: list[Row]) -> str:
     return "\n".join(table(GPU_HEADERS, [_gpu_cells(r) for r in rows]))
+
+
+def gpu_report(paths: list[Path]) -> str:
+    """Markdown of device runs' JSON files (``--out-json`` of ``--gpu``), newest row per model
+    (a later run of a model replaces an earlier one), with each run's command and date."""
+    rows: dict[str, Row] = {}
+    runs = []
+    for path in paths:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        runs.append(f"- `{doc['command']}` ({doc['date']})")
+        for d in doc["rows"]:
+            d = {k: v for k, v in d.items() if k != "inspect_s"}
+            rows[d["model"]] = Row(**d)
+    passed = sum(not r.failures for r in rows.values())
+    return "\n".join([f"{passed}/{len(rows)} models pass FP32 and FP16 on the GPU.", "",
+                      *gpu_table(list(rows.values())).splitlines(), "", "Runs:", *runs])

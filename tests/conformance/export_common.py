@@ -157,6 +157,11 @@ def calibrate_batchnorm(model: Any, inputs: tuple[Any, ...]) -> None:
     model.train()
     with torch.no_grad():
         model(*inputs)
+        for m in norms:
+            # a channel nearly constant on this one input would be scaled by up to 1/sqrt(eps)
+            # and amplify rounding noise: floor its variance at a quarter of the layer's median
+            floor = 0.25 * float(m.running_var.median())
+            m.running_var.clamp_(min=max(floor, float(m.eps)))
     model.eval()
 
 
