@@ -187,6 +187,7 @@ def main(
     unknown = [n for n in args.names if n not in models]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(models)}")
+    args.out.mkdir(parents=True, exist_ok=True)
     if setup is not None:
         setup()
     failed = []
