@@ -528,7 +528,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT / "bench"))
         from conformance_gpu import gpu_report
 
-        print(gpu_report(args.gpu_report))
+        try:
+            print(gpu_report(args.gpu_report))
+        except (OSError, ValueError, KeyError, TypeError) as err:  # a missing or foreign file
+            print(f"--gpu-report: {one_line(err)} (expected --out-json files of --gpu runs)",
+                  file=sys.stderr)
+            return 1
         return 0
     unknown = sorted(set(args.sources.split(",")) - set(SOURCES))
     if unknown:

@@ -170,11 +170,12 @@ def gpu_table(rows: list[Row]) -> str:
 
 def gpu_report(paths: list[Path]) -> str:
     """Markdown of device runs' JSON files (``--out-json`` of ``--gpu``), newest row per model
-    (a later run of a model replaces an earlier one), with each run's command and date."""
+    (a later run of a model replaces an earlier one, by the runs' dates, whatever the order of
+    ``paths``), with each run's command and date."""
     rows: dict[str, Row] = {}
     runs = []
-    for path in paths:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+    docs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    for doc in sorted(docs, key=lambda d: d["date"]):  # "YYYY-MM-DD HH:MM UTC": sorts as text
         runs.append(f"- `{doc['command']}` ({doc['date']})")
         for d in doc["rows"]:
             d = {k: v for k, v in d.items() if k != "inspect_s"}
