@@ -123,15 +123,22 @@ def exporter_env(cache: Path | None = None) -> dict[str, str]:
     it too, before there is a cache folder, hence the temp-dir default)."""
     config = (cache or Path(tempfile.gettempdir()) / "tandem-conformance") / "yolo-config"
     config.mkdir(parents=True, exist_ok=True)
+    # PYTHONIOENCODING: the scripts' libraries print non-ASCII (Ultralytics' check marks), which
+    # a child in an ASCII locale could not write; the parent decodes it as UTF-8 (TEXT below)
     return {**os.environ, "YOLO_CONFIG_DIR": str(config), "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
+            "TRANSFORMERS_OFFLINE": "1", "PYTHONIOENCODING": "utf-8"}  # fmt: skip
+
+
+# A child's output is decoded as UTF-8 whatever this process's locale (CI may run under an ASCII
+# one, where text=True raised UnicodeDecodeError on the first non-ASCII byte and lost the export)
+TEXT: dict[str, Any] = {"encoding": "utf-8", "errors": "replace"}
 
 
 def list_models(source: Source) -> list[str]:
     python = source.python()
     assert python is not None, source.missing()
     proc = subprocess.run([python, str(source.script), "--list"], capture_output=True,
-                          text=True, timeout=300, env=exporter_env())  # fmt: skip
+                          timeout=300, env=exporter_env(), **TEXT)  # fmt: skip
     if proc.returncode != 0:
         raise ExportError(f"{source.script.name} --list failed (exit {proc.returncode}): "
                           f"{_last_line(proc.stderr)}")  # fmt: skip
@@ -149,8 +156,8 @@ def export(source: Source, folder: Path, names: list[str], timeout: float = 3600
         return {}
     try:
         proc = subprocess.run([python, str(source.script), "--out", str(folder), *todo],
-                              capture_output=True, text=True, timeout=timeout,
-                              env=exporter_env(folder.parent))  # fmt: skip
+                              capture_output=True, timeout=timeout,
+                              env=exporter_env(folder.parent), **TEXT)  # fmt: skip
         stderr = proc.stderr
     except subprocess.TimeoutExpired as err:
         stderr = f"timed out after {timeout:.0f} s; {err.stderr or ''}"

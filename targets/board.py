@@ -79,7 +79,7 @@ def build_wheelhouse(
             ]
         )
     for argv in steps:
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = subprocess.run(argv, capture_output=True, encoding="utf-8", errors="replace")
         if proc.returncode != 0:
             raise SetupError(f"`{' '.join(argv)}` failed: {proc.stderr.strip()[-1500:]}")
     return sorted(out.glob("*.whl"))

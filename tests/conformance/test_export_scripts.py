@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.conformance import TEXT, exporter_env
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -32,7 +34,7 @@ def test_list(script: str) -> None:
     if python is None:
         pytest.skip(f"no exporter venv: no {venv} at the repo root and {env_var} is not set")
     result = subprocess.run([str(python), str(HERE / script), "--list"], capture_output=True,
-                            text=True, timeout=120, check=False)
+                            timeout=120, check=False, env=exporter_env(), **TEXT)
     assert result.returncode == 0, result.stderr
     names = result.stdout.split()
     assert len(names) >= fewest, names
