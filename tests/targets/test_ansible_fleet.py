@@ -194,10 +194,13 @@ def test_playbook_deploys_benchmarks_and_reports_a_fleet_with_a_dead_board(
     assert first[DOOMED]["ignored"] == 1 and first[DOOMED]["unreachable"] == 0
 
     fleet.boards[[b.name for b in fleet.boards].index(DOOMED)].start()  # the board is back
+    # The plans are kept this time (the default rebuilds them: same bytes, only slower).
+    extra["tandem_reuse_plans"] = True
     again = ansible(tmp_path, "-i", str(inventory), PLAYBOOK, "-e", json.dumps(extra))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     second = recap(again.stdout)
     assert {second[n]["changed"] for n in TARGETS} == {0}, again.stdout[-3000:]
+    assert second["localhost"]["changed"] == 1  # only the report was written
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["benchmarks"] == 5 and report["failures"] == []
     assert {r["deployed"] for r in report["boards"]} == {"unchanged"}
@@ -240,6 +243,9 @@ def test_host_keys_follow_ansibles_host_key_checking(fleet: Fleet, tmp_path: Pat
     trusted = ansible(tmp_path, *args, tool="ansible", ANSIBLE_HOST_KEY_CHECKING="False")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     assert '"changed": true' in trusted.stdout
+    assert "host_key_checking is off: trusted the new ssh-ed25519 host key of [127.0.0.1]:" in (
+        trusted.stdout + trusted.stderr
+    )
     assert board.known_hosts_line().split()[2] in fleet.known_hosts.read_text(encoding="utf-8")
     board.kill()
     board.host_key.unlink()

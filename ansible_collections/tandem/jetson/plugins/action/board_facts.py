@@ -22,12 +22,15 @@ class ActionModule(BoardAction):
         from partitioner.errors import TandemError
         from targets.board import board_facts
 
+        before = self.known_hosts_lines(args)
         try:
             board = self.board(task_vars, args)
             facts = board_facts(board, **self.ssh_options(args))
         except TandemError as err:
             result.update(board_failure(err))
             return result
+        finally:
+            self.note_recorded_keys(args, before, result)
         result["changed"] = False
         # tandem_build_target is what `tandem build --target` takes for this board.
         result["ansible_facts"] = {

@@ -28,6 +28,7 @@ class ActionModule(BoardAction):
             result.update(failed=True, msg="iterations must be at least 1")
             return result
         plan = self.local_path(args["plan"])
+        before = self.known_hosts_lines(args)
         try:
             board = self.board(task_vars, args)
             done = deploy_plan(
@@ -43,6 +44,8 @@ class ActionModule(BoardAction):
         except TandemError as err:
             result.update(board_failure(err))
             return result
+        finally:
+            self.note_recorded_keys(args, before, result)
         report = done.bench or {}
         bench = {
             "board": board.name,

@@ -23,6 +23,7 @@ class ActionModule(BoardAction):
         from targets.deploy import board_holds, deploy_plan
 
         plan = self.local_path(args["plan"])
+        before = self.known_hosts_lines(args)
         try:
             board = self.board(task_vars, args)
             ssh = self.ssh_options(args)
@@ -34,6 +35,8 @@ class ActionModule(BoardAction):
         except TandemError as err:
             result.update(board_failure(err))
             return result
+        finally:
+            self.note_recorded_keys(args, before, result)
         result.update(
             changed=done.uploaded,
             uploaded=done.uploaded,

@@ -114,6 +114,27 @@ class BoardAction(ActionBase):
             "timeouts": Timeouts(total=args["connect_timeout"], command=args["command_timeout"]),
         }
 
+    def known_hosts_lines(self, args: dict[str, Any]) -> list[str]:
+        from targets.ssh import default_known_hosts
+
+        try:
+            with open(args.get("known_hosts") or default_known_hosts(), encoding="utf-8") as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def note_recorded_keys(
+        self, args: dict[str, Any], before: list[str], result: dict[str, Any]
+    ) -> None:
+        """Say so when a first-seen host key was recorded (host_key_checking off): trusted on
+        first use, but not in silence."""
+        for line in self.known_hosts_lines(args)[len(before) :]:
+            host, kind = (line.split() + ["", ""])[:2]
+            result.setdefault("warnings", []).append(
+                f"host_key_checking is off: trusted the new {kind} host key of {host} and "
+                f"recorded it in {args.get('known_hosts') or '~/.ssh/known_hosts'}"
+            )
+
     def local_path(self, path: str) -> str:
         """A controller path as Ansible takes it: relative to the playbook's folder."""
         return str(self._loader.path_dwim(path))
