@@ -16,7 +16,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=FLEET_REPORT)
+        args = self.validate_argument_spec(argument_spec=FLEET_REPORT)[1]
         tandem()
 
         from partitioner.errors import TandemError

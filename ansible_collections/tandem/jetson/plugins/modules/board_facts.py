@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: board_facts
 short_description: Read what a Jetson board is and check it against its Tandem target
 version_added: "0.1.0"
-author: Tandem project
+author: Tandem project (!UNKNOWN)
 description:
   - The facts C(tandem board facts) reads, with the same code - arch, L4T, JetPack, CUDA and
     TensorRT versions, DLA core count (TensorRT's) and the nvpmodel power mode - checked

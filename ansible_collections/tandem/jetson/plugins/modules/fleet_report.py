@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: fleet_report
 short_description: Write one fleet report from every board's Tandem results
 version_added: "0.1.0"
-author: Tandem project
+author: Tandem project (!UNKNOWN)
 description:
   - Reads each host's registered results of M(tandem.jetson.board_facts),
     M(tandem.jetson.plan_deploy) and M(tandem.jetson.plan_bench) and writes one JSON document

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: plan_bench
 short_description: Benchmark a Tandem plan on a Jetson board; measured and predicted as facts
 version_added: "0.1.0"
-author: Tandem project
+author: Tandem project (!UNKNOWN)
 description:
   - Runs C(tandem run PLAN --json --profile) on the board with Tandem's own deploy code (the
     code of C(tandem deploy --bench)) and brings the JSON and the Chrome trace back to

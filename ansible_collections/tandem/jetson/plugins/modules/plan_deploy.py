@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: plan_deploy
 short_description: Copy a Tandem plan to a Jetson board, verified and atomic
 version_added: "0.1.0"
-author: Tandem project
+author: Tandem project (!UNKNOWN)
 description:
   - Uploads a plan built by C(tandem build) to C(REMOTE_DIR/plans/) on the board with Tandem's
     own deploy code (the code of C(tandem deploy)), to a temporary name; the copy's SHA-256 is
