@@ -28,16 +28,27 @@ HOST_VARS = {
 }
 
 
+# Imported here, at module level: ansible-playbook's strategy loads the action plugins in its
+# main process before it forks a worker per host and task, so every worker starts with Tandem
+# (numpy, ml_dtypes, paramiko: seconds of imports) already loaded.
+try:
+    import targets.board  # noqa: F401
+    import targets.deploy  # noqa: F401
+    import targets.fleet  # noqa: F401
+
+    TANDEM_MISSING: ImportError | None = None
+except ImportError as missing:  # the task says so, in one line (tandem())
+    TANDEM_MISSING = missing
+
+
 def tandem() -> None:
     """Fail the task in one line when Tandem cannot be imported on the controller."""
-    try:
-        import targets.deploy  # noqa: F401
-    except ImportError as err:
+    if TANDEM_MISSING is not None:
         raise AnsibleActionFail(
             f"the tandem.jetson modules run Tandem's own deploy code on the controller, and "
-            f"importing it failed ({err}); install Tandem (pip install tandem-rt) into the "
-            "Python that runs ansible-playbook"
-        ) from None
+            f"importing it failed ({TANDEM_MISSING}); install Tandem (pip install tandem-rt) "
+            "into the Python that runs ansible-playbook"
+        )
 
 
 class BoardAction(ActionBase):
