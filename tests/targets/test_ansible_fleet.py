@@ -229,9 +229,30 @@ def test_playbook_deploys_benchmarks_and_reports_a_fleet_with_a_dead_board(
 def test_host_keys_follow_ansibles_host_key_checking(fleet: Fleet, tmp_path: Path) -> None:
     board = fleet.add("stranger", trusted=False)
     inventory = ansible_inventory(fleet, tmp_path / "hosts.yml")
+    # The key file's path comes from Ansible vault (host_vars beside the inventory): the
+    # plugin gets what Ansible decrypted, or the board would refuse the login.
+    doc = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    host = doc["all"]["children"]["jetsons"]["hosts"]["stranger"]
+    key = host.pop("ansible_ssh_private_key_file")
+    inventory.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    secret = tmp_path / "vault-pass"
+    secret.write_text("not-a-real-secret\n", encoding="utf-8")
+    sealed = ansible(
+        tmp_path,
+        "encrypt_string",
+        "--vault-password-file",
+        str(secret),
+        "--name",
+        "ansible_ssh_private_key_file",
+        key,
+        tool="ansible-vault",
+    )
+    assert sealed.returncode == 0 and "$ANSIBLE_VAULT" in sealed.stdout, sealed.stderr
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "stranger.yml").write_text(sealed.stdout, encoding="utf-8")
     plan = build_plan(tmp_path)
     args = ["-i", str(inventory), "stranger", "-m", "tandem.jetson.plan_deploy"]
-    args += ["-a", f"plan={plan}"]
+    args += ["-a", f"plan={plan}", "--vault-password-file", str(secret)]
     refused = ansible(tmp_path, *args, tool="ansible")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "host key of [127.0.0.1]:" in refused.stdout and "is not in" in refused.stdout
