@@ -152,7 +152,11 @@ def _ms(figure: Mapping[str, Any] | None, key: str) -> str:
 
 
 def fleet_table(rows: Sequence[FleetRow]) -> str:
-    head = ("BOARD", "TARGET", "POWER_MODE", "DEPLOY", "MEASURED_MS", "PREDICTED_MS", "DETAIL")
+    head = (
+        "BOARD", "TARGET", "FACTS", "POWER_MODE", "DEPLOY", "MEASURED_MS", "PREDICTED_MS",
+        "DETAIL",
+    )  # fmt: skip
+    facts = {True: "match", False: "MISMATCH", None: "-"}
     table = [head]
     for r in rows:
         mode = r.power_mode or "-"
@@ -163,6 +167,7 @@ def fleet_table(rows: Sequence[FleetRow]) -> str:
             (
                 r.board,
                 r.target or "-",
+                facts[r.facts_ok],
                 mode,
                 r.deployed or "-",
                 _ms(r.measured, "median_ms"),
