@@ -32,9 +32,9 @@ HOST_VARS = {
 # main process before it forks a worker per host and task, so every worker starts with Tandem
 # (numpy, ml_dtypes, paramiko: seconds of imports) already loaded.
 try:
-    import targets.board  # noqa: F401
-    import targets.deploy  # noqa: F401
-    import targets.fleet  # noqa: F401
+    import targets.board  # noqa: F401  # pylint: disable=unused-import
+    import targets.deploy  # noqa: F401  # pylint: disable=unused-import
+    import targets.fleet  # noqa: F401  # pylint: disable=unused-import
 
     TANDEM_MISSING: ImportError | None = None
 except ImportError as missing:  # the task says so, in one line (tandem())
