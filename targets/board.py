@@ -3,12 +3,14 @@
 ``setup_board`` installs Tandem on a board with no internet: the wheels of a local wheelhouse go
 up (verified, atomic, like plans), a venv is made there and ``pip install --no-index
 --find-links`` fills it. ``board_facts`` reads what the board says it is (``uname -m``,
-``/etc/nv_tegra_release``, ``dpkg-query -W nvidia-jetpack``, ``nvpmodel -q``) and checks it
-against its catalog target (``targets/catalog.py``).
+``/etc/nv_tegra_release``, ``dpkg-query -W nvidia-jetpack``, ``nvpmodel -q``, CUDA's
+``version.json``, the ``tensorrt`` package, TensorRT's DLA core count) and checks it against its
+catalog target (``targets/catalog.py``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -178,12 +180,24 @@ class BoardFacts:
     l4t: str | None = None  # "R36.4.3"
     jetpack: str | None = None  # dpkg version of nvidia-jetpack, e.g. "6.2+b77"
     power_mode: str | None = None  # "MAXN"
+    cuda: str | None = None  # /usr/local/cuda/version.json, e.g. "12.6.68"
+    tensorrt: str | None = None  # dpkg version of tensorrt, e.g. "10.3.0.30-1+cuda12.5"
+    dla_cores: int | None = None  # TensorRT's Builder.num_DLA_cores
     raw: dict[str, str] = field(default_factory=dict)
     checks: list[FactCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    def mismatch(self) -> str | None:
+        """One line naming every fact that differs from the target's, or None."""
+        if self.ok:
+            return None
+        bad = ", ".join(
+            f"{c.fact} {c.actual} (target says {c.expected})" for c in self.checks if not c.ok
+        )
+        return f"board {self.board} does not match target {self.target}: {bad}"
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "checks"}
@@ -207,8 +221,18 @@ def parse_power_mode(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def parse_cuda_version(text: str) -> str | None:
+    """CUDA's ``version.json`` (CUDA 11.1 on: JetPack 5 and 6) -> ``"12.6.68"``."""
+    try:
+        version = json.loads(text)["cuda"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, str) else None
+
+
 def expected_facts(target: str) -> dict[str, Any]:
-    """What the catalog says a board of ``target`` runs: arch, L4T, JetPack, power modes."""
+    """What the catalog says a board of ``target`` runs: arch, L4T, JetPack, CUDA, TensorRT,
+    DLA cores, power modes."""
     from targets.catalog import load_target
 
     spec = load_target(target)
@@ -216,6 +240,9 @@ def expected_facts(target: str) -> dict[str, Any]:
         "arch": "aarch64",
         "l4t": spec.l4t,
         "jetpack": spec.jetpack,
+        "cuda": spec.cuda,
+        "tensorrt": spec.tensorrt,
+        "dla_cores": spec.dla.cores if spec.dla is not None else 0,
         "power_modes": [m.name for m in spec.power_modes],
     }
 
@@ -231,7 +258,7 @@ def compare_facts(facts: BoardFacts, expected: dict[str, Any]) -> list[FactCheck
     if expected.get("arch"):
         actual = facts.arch or "?"
         checks.append(FactCheck("arch", expected["arch"], actual, actual == expected["arch"]))
-    for fact in ("l4t", "jetpack"):
+    for fact in ("l4t", "jetpack", "cuda", "tensorrt"):
         want, have = expected.get(fact), getattr(facts, fact)
         if not want:
             continue
@@ -241,6 +268,17 @@ def compare_facts(facts: BoardFacts, expected: dict[str, Any]) -> list[FactCheck
             )
         else:
             checks.append(FactCheck(fact, str(want), have, _same_release(str(want), have)))
+    if expected.get("dla_cores") is not None:
+        want_cores, cores = int(expected["dla_cores"]), facts.dla_cores
+        checks.append(
+            FactCheck(
+                "dla_cores",
+                str(want_cores),
+                "absent" if cores is None else str(cores),
+                cores == want_cores,
+                "TensorRT's Python bindings did not answer" if cores is None else "",
+            )
+        )
     modes = expected.get("power_modes") or []
     if facts.power_mode is not None and modes:
         known = facts.power_mode in modes
@@ -264,7 +302,11 @@ FACT_COMMANDS: dict[str, Sequence[str]] = {
     "nv_tegra_release": ["cat", "/etc/nv_tegra_release"],
     "nvidia-jetpack": ["dpkg-query", "-W", "-f", "${Version}", "nvidia-jetpack"],
     "nvpmodel -q": ["nvpmodel", "-q"],
+    "cuda version.json": ["cat", "/usr/local/cuda/version.json"],
+    "tensorrt": ["dpkg-query", "-W", "-f", "${Version}", "tensorrt"],
 }
+# Run with the board's python: JetPack's TensorRT bindings come from apt, so the system one.
+DLA_CORES_SCRIPT = "import tensorrt as t; print(t.Builder(t.Logger()).num_DLA_cores)"
 
 
 def board_facts(
@@ -286,10 +328,17 @@ def board_facts(
             result = conn.run(list(argv), check=False, timeout=30)
             if result.rc == 0:
                 facts.raw[name] = result.stdout.strip()
+        result = conn.run([board.python, "-c", DLA_CORES_SCRIPT], check=False, timeout=60)
+        if result.rc == 0:
+            facts.raw["dla cores"] = result.stdout.strip()
     facts.arch = facts.raw.get("uname -m") or None
     facts.l4t = parse_l4t(facts.raw.get("nv_tegra_release", ""))
     facts.jetpack = facts.raw.get("nvidia-jetpack") or None
     facts.power_mode = parse_power_mode(facts.raw.get("nvpmodel -q", ""))
+    facts.cuda = parse_cuda_version(facts.raw.get("cuda version.json", ""))
+    facts.tensorrt = facts.raw.get("tensorrt") or None
+    cores = facts.raw.get("dla cores", "")
+    facts.dla_cores = int(cores) if cores.isdigit() else None
     if expected is None:
         try:
             expected = expected_facts(str(board.target))

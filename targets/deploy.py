@@ -104,6 +104,24 @@ def remote_plan_path(conn: BoardConnection, plan_path: str | Path) -> str:
     return f"{conn.resolve(conn.board.remote_dir).rstrip('/')}/plans/{Path(plan_path).name}"
 
 
+def board_holds(
+    plan_path: str | Path,
+    board: Board,
+    *,
+    accept_new_host_key: bool = False,
+    known_hosts: str | None = None,
+    timeouts: Timeouts | None = None,
+) -> tuple[str, bool]:
+    """Where the plan goes on the board and whether that file already has the plan's bytes:
+    what a deploy would do, found without changing the board (Ansible's check mode)."""
+    check_target(plan_path, board)
+    with BoardConnection(
+        board, accept_new_host_key=accept_new_host_key, known_hosts=known_hosts, timeouts=timeouts
+    ) as conn:
+        final = remote_plan_path(conn, plan_path)
+        return final, conn.sha256(final) == file_sha256(plan_path)
+
+
 def upload_verified(
     conn: BoardConnection,
     local: str | Path,

@@ -219,9 +219,12 @@ def _board(
     ``labels`` names each field as the file spells it (``boards.orin1.port``, ``ansible_port``).
     """
 
+    def where(at: int) -> str:  # line 0: the values came without lines (Ansible's vars)
+        return f"{path}:{at}" if at else str(path)
+
     def err(field_: str, what: str) -> ConfigError:
         label = (labels or {}).get(field_, f"boards.{name}.{field_}")
-        return ConfigError(f"{path}:{fields.get(field_, (None, line))[1]}: {label}: {what}")
+        return ConfigError(f"{where(fields.get(field_, (None, line))[1])}: {label}: {what}")
 
     def text(field_: str, default: str | None = None) -> str | None:
         if field_ not in fields or fields[field_][0] is None:
@@ -235,7 +238,7 @@ def _board(
         return value
 
     if not _NAME.match(name):
-        raise ConfigError(f"{path}:{line}: board name {name!r}: use letters, digits, . _ - @ :")
+        raise ConfigError(f"{where(line)}: board name {name!r}: use letters, digits, . _ - @ :")
     host = text("host", name)
     assert host is not None
     if not _is_host(host):
@@ -274,7 +277,7 @@ def _board(
         python=text("python", "python3") or "python3",
         known_hosts=known_hosts,
         agent=agent,
-        source=f"{path}:{line}",
+        source=where(line),
     )
 
 
@@ -437,21 +440,29 @@ class _AnsibleModel:
                 for gn in key:
                     merged[key].update(self.groups[gn].vars)
             variables = {**merged[key], **self.host_vars[host]}
-            fields: dict[str, tuple[Any, int]] = {}
-            labels: dict[str, str] = {}
-            for tandem_field, names in ANSIBLE_VARS.items():
-                for var in names:
-                    if var in variables:
-                        fields[tandem_field] = variables[var]
-                        labels[tandem_field] = f"host {host}: {var}"
-                        break
-            inv.boards[host] = _board(host, fields, self.path, self.host_line[host], labels)
+            inv.boards[host] = ansible_board(host, variables, self.path, self.host_line[host])
         all_hosts = list(self.host_vars)
         for gn, hosts in groups.items():
             inv.groups[gn] = all_hosts if gn == "all" else hosts
         if not inv.groups["ungrouped"]:
             del inv.groups["ungrouped"]
         return inv
+
+
+def ansible_board(
+    host: str, variables: dict[str, tuple[Any, int]], path: Path, line: int = 0
+) -> Board:
+    """The board an Ansible host's variables (``name -> (value, line)``) describe; also used
+    by the tandem.jetson collection with the variables Ansible resolved (``line`` 0: none)."""
+    fields: dict[str, tuple[Any, int]] = {}
+    labels: dict[str, str] = {}
+    for tandem_field, names in ANSIBLE_VARS.items():
+        for var in names:
+            if var in variables:
+                fields[tandem_field] = variables[var]
+                labels[tandem_field] = f"host {host}: {var}"
+                break
+    return _board(host, fields, path, line, labels)
 
 
 _BLANKS = re.compile(r"[ \t\r\n]+")  # what shlex splits words on

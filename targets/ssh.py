@@ -383,6 +383,8 @@ class BoardConnection:
                     time.sleep(0.005)
             rc = channel.recv_exit_status()
             channel.close()
+            if rc == -1 and self._dropped():
+                raise EOFError("connection lost")  # no exit status: the board went away
         except TandemError:
             raise
         except BaseException as exc:
@@ -400,6 +402,16 @@ class BoardConnection:
                 f"`{command}` failed on {self.label} with exit code {rc}: {tail}", result
             )
         return result
+
+    def _dropped(self, wait: float = 1.0) -> bool:
+        """Whether the session died. paramiko closes a dead session's channels (which then
+        report exit status -1) a moment before it marks the transport inactive."""
+        end = time.monotonic() + wait
+        while self.is_open:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _command(self, argv: Sequence[str]) -> str:
         """``argv`` as one shell line; a NUL cannot travel in it (C strings end there)."""

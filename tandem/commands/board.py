@@ -16,7 +16,8 @@ def register(subparsers: Any) -> None:
         "board",
         help="install Tandem on a board (setup) or check its identity (facts)",
         description="setup: upload the wheels of a local wheelhouse and install Tandem into a "
-        "venv on the board, offline. facts: read L4T, JetPack, power mode and arch and check "
+        "venv on the board, offline. facts: read L4T, JetPack, CUDA, TensorRT, DLA cores, power "
+        "mode and arch and check "
         "them against the board's target.",
     )
     p.add_argument("action", choices=["setup", "facts"])
@@ -77,20 +78,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(facts.to_json(), indent=2))
     else:
         print(f"board {facts.board}  target {facts.target}")
-        for fact in ("arch", "l4t", "jetpack", "power_mode"):
-            print(f"  {fact:<11} {getattr(facts, fact) or '-'}")
+        for fact in ("arch", "l4t", "jetpack", "cuda", "tensorrt", "dla_cores", "power_mode"):
+            value = getattr(facts, fact)
+            print(f"  {fact:<11} {'-' if value in (None, '') else value}")
         rows = [("CHECK", "EXPECTED", "ACTUAL", "OK")]
         rows += [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:
             print("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    if not facts.ok:
-        bad = ", ".join(
-            f"{c.fact} {c.actual} (target says {c.expected})" for c in facts.checks if not c.ok
-        )
-        print(
-            f"tandem: error: board {facts.board} does not match target {facts.target}: {bad}",
-            file=sys.stderr,
-        )
+    mismatch = facts.mismatch()
+    if mismatch is not None:
+        print(f"tandem: error: {mismatch}", file=sys.stderr)
         return 1
     return 0
