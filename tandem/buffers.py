@@ -46,7 +46,10 @@ def _driver() -> Any:
         from cuda.bindings import driver  # type: ignore[import-not-found]
     except ImportError:
         return None
-    (err,) = driver.cuInit(0)
+    try:
+        (err,) = driver.cuInit(0)
+    except Exception:  # noqa: BLE001 - no libcuda here (cuda-python raises its own loader error)
+        return None
     if err != driver.CUresult.CUDA_SUCCESS:
         return None
     err, count = driver.cuDeviceGetCount()

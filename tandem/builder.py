@@ -229,7 +229,7 @@ class BuilderConfig(TrtApi):
         return self._dla_verdict(layer).ok
 
     def get_DLA_reason(self, layer: ILayer) -> str:  # noqa: N802 - as can_run_on_DLA
-        return self._dla_verdict(layer).reason
+        return self._dla_verdict(layer).reason or "all DLA restrictions met"
 
     def _dla_verdict(self, layer: ILayer) -> Any:
         from devices.capability import capabilities_for
