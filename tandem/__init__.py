@@ -35,6 +35,7 @@ _EXPORTS = {
         (
             "LayerType", "NetworkDefinitionCreationFlag", "MemoryPoolType",
             "ProfilingVerbosity", "EngineCapability", "nptype", "volume",
+            "init_libnvinfer_plugins",
         ),
         "tandem.trt_types",
     ),

@@ -251,6 +251,17 @@ class ExecutionContext(TrtApi):
         return self.engine.get_tensor_shape(name)
 
     @property
+    def all_shape_inputs_specified(self) -> bool:
+        return True  # a Tandem plan has no shape-tensor inputs
+
+    def infer_shapes(self) -> list[str]:
+        """The dynamic inputs whose shape is not set yet (empty when every shape is known), as
+        TensorRT's ``infer_shapes`` lists them."""
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        return [n for n in names if self.engine.get_tensor_mode(n) == TensorIOMode.INPUT
+                and -1 in self.engine.get_tensor_shape(n) and n not in self._shapes]
+
+    @property
     def all_binding_shapes_specified(self) -> bool:
         return all(
             -1 not in self.engine.get_tensor_shape(n) or n in self._shapes

@@ -49,8 +49,7 @@ TRT10_NAMES: dict[str, frozenset[str]] = {
         SampleMode FillOperation GatherMode ScatterMode LoopOutput TripLimit BoundingBoxFormat
         CumulativeOperation PluginField PluginFieldCollection PluginFieldType IPluginCreator
         IPluginCreatorV3One IPluginV2 IPluginV2Ext IPluginV3 IPluginRegistry PluginCapabilityType
-        IPluginResourceContext get_plugin_registry init_libnvinfer_plugins
-        get_builder_plugin_registry
+        IPluginResourceContext get_plugin_registry get_builder_plugin_registry
         nptype volume bool float16 float32 int8 int32 int64 uint8 bfloat16 fp8 int4 fp4
         OnnxParserFlag ParserError ErrorCodeTRT get_nv_onnx_parser_version __version__
     """),
@@ -154,8 +153,8 @@ ALTERNATIVES: dict[str, str] = {
     "context.execute(feeds), which returns arrays of the actual shapes",
     "add_plugin_v2": "a plugin registered on tandem.get_plugin_registry() used by an ONNX op",
     "add_plugin_v3": "a plugin registered on tandem.get_plugin_registry() used by an ONNX op",
-    "init_libnvinfer_plugins": "nothing: Tandem's plugins register in Python "
-    "(tandem.get_plugin_registry())",
+    "set_dynamic_range": "an INT8 calibrator (config.int8_calibrator) or a Q/DQ (QAT) model, "
+    "whose scales Tandem takes",
 }
 
 
@@ -172,9 +171,17 @@ def missing(api: str, name: str) -> AttributeError:
 
 
 class TrtApi:
-    """Mixin: missing attributes that TensorRT 10 has raise :class:`UnsupportedApiError`."""
+    """Mixin: missing attributes that TensorRT 10 has raise :class:`UnsupportedApiError`; and
+    ``with trt.Builder(logger) as builder, ...:`` works, as in TensorRT scripts (nothing to
+    release early: Python frees these objects)."""
 
     _trt_api = "tensorrt"
 
     def __getattr__(self, name: str) -> Any:
         raise missing(type(self)._trt_api, name)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

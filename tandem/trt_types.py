@@ -309,3 +309,9 @@ def volume(shape: Iterable[int]) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def init_libnvinfer_plugins(logger: object = None, namespace: str = "") -> bool:
+    """TensorRT loads its bundled plugins here; Tandem's plugins register in Python
+    (``tandem.get_plugin_registry()``), so there is nothing to load: True, as TensorRT returns."""
+    return True

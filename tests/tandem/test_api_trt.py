@@ -16,6 +16,7 @@ import json
 import os
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto
 from onnx import helper as oh
@@ -200,6 +201,40 @@ def test_dla_build_without_a_target_names_config_target(tmp_path):
         build_dla_engine(resnet50(), calibrator, None)
 
 
+def test_dynamic_batch_by_address_with_set_input_shape(tmp_path):
+    model = onnx.load(str(zoo_model_path("resnet18", resolution=32)))
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    path = str(tmp_path / "resnet18_dynamic.onnx")
+    onnx.save(model, path)
+    with trt.Builder(TRT_LOGGER) as builder, builder.create_network(0) as network:
+        with trt.OnnxParser(network, TRT_LOGGER) as parser:
+            assert parser.parse_from_file(path)
+        config = builder.create_builder_config()
+        profile = builder.create_optimization_profile()
+        profile.set_shape("input", (1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))
+        config.add_optimization_profile(profile)
+        engine = trt.Runtime(TRT_LOGGER).deserialize_cuda_engine(
+            builder.build_serialized_network(network, config)
+        )
+    assert engine.get_tensor_shape("input") == (-1, 3, 32, 32)
+    context = engine.create_execution_context()
+    assert context.infer_shapes() == ["input"]
+    x = np.random.default_rng(5).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    logits = np.full((4, 1000), np.nan, np.float32)  # sized for the profile's max batch
+    context.set_tensor_address("input", x.ctypes.data)
+    context.set_tensor_address("logits", logits.ctypes.data)
+    with pytest.raises(trt.TandemError, match="call set_input_shape"):
+        context.execute_async_v3(0)
+    context.set_input_shape("input", x.shape)
+    assert context.infer_shapes() == []
+    assert context.execute_async_v3(0)
+    assert context.get_tensor_shape("logits") == (3, 1000)
+    expected = run_onnxruntime(path, {"input": x})["logits"]
+    assert closeness(logits[:3], expected)[0] < 1e-4
+    assert np.isnan(logits[3]).all()  # nothing written past the actual output
+
+
 # ----- the names, one by one --------------------------------------------------------------------
 def parsed(path):
     builder = trt.Builder(trt.Logger())
@@ -229,6 +264,7 @@ def test_tensorrt_names_tandem_lacks_raise_tandem_errors_naming_the_call():
     with pytest.raises(trt.TandemError, match=r"IBuilder\.build_engine_with_config.*build_ser"):
         builder.build_engine_with_config  # noqa: B018
     assert not hasattr(config, "set_preview_feature")  # still an AttributeError for hasattr
+    assert trt.init_libnvinfer_plugins(TRT_LOGGER, "")  # nothing to load: Python plugins
     with pytest.raises(AttributeError) as err:
         config.no_such_thing  # noqa: B018
     assert not isinstance(err.value, trt.TandemError)
