@@ -63,30 +63,34 @@ class Logger(ILogger):
             self.messages.append((severity, msg))
 
 
-class BuilderFlag(enum.Enum):
-    FP16 = "fp16"
-    INT8 = "int8"
-    GPU_FALLBACK = "gpu_fallback"
-    #: layer precisions (``layer.precision``, ``set_output_type``) that cannot be met: a warning
-    #: (PREFER) or a failed build (OBEY); without either they are honoured where possible
-    PREFER_PRECISION_CONSTRAINTS = "prefer_precision_constraints"
-    OBEY_PRECISION_CONSTRAINTS = "obey_precision_constraints"
-    # accepted, no effect on a Tandem plan (why, per flag): FP32 GPU kernels do not use TF32
-    # tensor cores; every plan is refittable (tandem.Refitter); weights are dense; tactics
-    # come from the cost model unless a timing cache is set; the runtime has no debug sync
-    TF32 = "tf32"
-    REFIT = "refit"
-    SPARSE_WEIGHTS = "sparse_weights"
-    DISABLE_TIMING_CACHE = "disable_timing_cache"
-    DEBUG = "debug"
-    # refused when set: Tandem's precisions are FP32, FP16 and INT8
-    BF16 = "bf16"
-    FP8 = "fp8"
-    INT4 = "int4"
+class BuilderFlag(enum.IntEnum):
+    """Numbered as TensorRT 10's ``BuilderFlag`` (NvInfer.h), so ``config.flags`` bit masks
+    written for TensorRT (``1 << int(trt.BuilderFlag.FP16)``) mean the same here."""
+
+    FP16 = 0
+    INT8 = 1
+    DEBUG = 2
+    GPU_FALLBACK = 3
+    REFIT = 4
+    DISABLE_TIMING_CACHE = 5
+    TF32 = 6
+    SPARSE_WEIGHTS = 7
+    #: layer precisions (``layer.precision``, ``set_output_type``) that cannot be met: a
+    #: failed build (OBEY) or a warning (PREFER); without either, honoured where possible
+    OBEY_PRECISION_CONSTRAINTS = 9
+    PREFER_PRECISION_CONSTRAINTS = 10
+    FP8 = 15
+    BF16 = 17
+    INT4 = 22
+
+    def __str__(self) -> str:
+        return f"BuilderFlag.{self.name}"
 
 
-_NO_EFFECT = {BuilderFlag.TF32, BuilderFlag.REFIT, BuilderFlag.SPARSE_WEIGHTS,
-              BuilderFlag.DISABLE_TIMING_CACHE, BuilderFlag.DEBUG}
+# Accepted, no effect on a Tandem plan: the runtime has no debug sync; every plan is refittable
+# (tandem.Refitter); tactics come from the cost model unless a timing cache is set; FP32 GPU
+# kernels do not use TF32 tensor cores; weights are dense. Refused: Tandem's precisions are
+# FP32, FP16 and INT8.
 _REFUSED = {BuilderFlag.BF16, BuilderFlag.FP8, BuilderFlag.INT4}
 
 
@@ -166,7 +170,7 @@ class BuilderConfig(TrtApi):
     _trt_api = "IBuilderConfig"
 
     def __init__(self) -> None:
-        self.flags: set[BuilderFlag] = set()
+        self._flags: set[BuilderFlag] = set()
         self.default_device_type = DeviceType.GPU  # TensorRT's default
         self.DLA_core = 0
         #: a catalog board (``orin-agx-64gb``), a target YAML path, or ``host``; unset, a GPU
@@ -191,13 +195,29 @@ class BuilderConfig(TrtApi):
                 f"IBuilderConfig.set_flag(BuilderFlag.{flag.name}): Tandem builds FP32, FP16 "
                 "and INT8 only; use BuilderFlag.FP16 or BuilderFlag.INT8"
             )
-        self.flags.add(flag)
+        self._flags.add(flag)
 
     def clear_flag(self, flag: BuilderFlag) -> None:
-        self.flags.discard(BuilderFlag(flag))
+        self._flags.discard(BuilderFlag(flag))
 
     def get_flag(self, flag: BuilderFlag) -> bool:
-        return BuilderFlag(flag) in self.flags
+        return BuilderFlag(flag) in self._flags
+
+    @property
+    def flags(self) -> int:
+        """The flags as TensorRT's bit mask (``1 << int(BuilderFlag.X)`` per flag set)."""
+        return sum(1 << int(f) for f in self._flags)
+
+    @flags.setter
+    def flags(self, mask: int) -> None:
+        known = {1 << int(f): f for f in BuilderFlag}
+        unknown = int(mask) & ~sum(known)
+        if unknown:
+            raise ConfigError(f"config.flags = {mask}: bits {unknown:#x} are no BuilderFlag")
+        self._flags = set()
+        for bit, flag in known.items():
+            if int(mask) & bit:
+                self.set_flag(flag)
 
     # ----- memory pools -----
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
@@ -276,9 +296,9 @@ class BuilderConfig(TrtApi):
 
     @property
     def precision(self) -> str:
-        if BuilderFlag.INT8 in self.flags:
+        if BuilderFlag.INT8 in self._flags:
             return "int8"
-        return "fp16" if BuilderFlag.FP16 in self.flags else "fp32"
+        return "fp16" if BuilderFlag.FP16 in self._flags else "fp32"
 
     @property
     def wants_dla(self) -> bool:
@@ -428,7 +448,7 @@ def _check_typing(network: NetworkDefinition, config: BuilderConfig) -> None:
     if not network.strongly_typed:
         return
     what = "NetworkDefinitionCreationFlag.STRONGLY_TYPED"
-    flags = sorted(f.name for f in config.flags & {BuilderFlag.FP16, BuilderFlag.INT8})
+    flags = sorted(f.name for f in config._flags & {BuilderFlag.FP16, BuilderFlag.INT8})
     if flags:
         raise ConfigError(f"{what}: precisions come from tensor types, so BuilderFlag."
                           f"{flags[0]} is refused (as TensorRT refuses it); create the network "
@@ -467,7 +487,7 @@ def _check_precisions(network: NetworkDefinition, config: BuilderConfig,
     if not unmet:
         return
     text = ", ".join(f"'{n}' ({want} set, runs {have})" for n, want, have in unmet[:10])
-    if BuilderFlag.OBEY_PRECISION_CONSTRAINTS in config.flags:
+    if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS):
         raise ConfigError(
             f"OBEY_PRECISION_CONSTRAINTS: {len(unmet)} layer(s) cannot run at their set "
             f"precision on {config.target or 'host'}: {text}; set PREFER_PRECISION_CONSTRAINTS "
@@ -514,7 +534,7 @@ def _policy(network: NetworkDefinition, config: BuilderConfig) -> Any:
     else:
         policy = policy.with_overrides(
             default_device=config.default_device_type.value,
-            gpu_fallback=BuilderFlag.GPU_FALLBACK in config.flags,
+            gpu_fallback=config.get_flag(BuilderFlag.GPU_FALLBACK),
         )
     rules: list[Rule] = []
     pins = _precision_pins(network)

@@ -372,6 +372,17 @@ def test_platform_queries_describe_the_configs_target():
     assert trt.nptype(trt.float16) is np.float16 and trt.volume((2, 3, 4)) == 24
 
 
+def test_builder_flags_as_tensorrts_bit_mask():
+    config = trt.Builder().create_builder_config()
+    config.flags = 1 << int(trt.BuilderFlag.FP16) | 1 << int(trt.BuilderFlag.GPU_FALLBACK)
+    assert config.get_flag(trt.BuilderFlag.FP16) and config.get_flag(trt.BuilderFlag.GPU_FALLBACK)
+    assert config.precision == "fp16"
+    config.set_flag(trt.BuilderFlag.INT8)
+    assert config.flags == 0b1011 and config.precision == "int8"
+    with pytest.raises(trt.TandemError, match="no BuilderFlag"):
+        config.flags = 1 << 30
+
+
 def test_memory_pools_follow_tensorrts_rules():
     config = trt.Builder().create_builder_config()
     assert config.get_memory_pool_limit(trt.MemoryPoolType.DLA_MANAGED_SRAM) == 1 << 20
