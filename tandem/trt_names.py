@@ -158,9 +158,31 @@ ALTERNATIVES: dict[str, str] = {
 }
 
 
+#: TensorRT 8 names that TensorRT 10 removed (its 10.0 release notes' "API changes"), met in
+#: older scripts: the same AttributeError TensorRT 10 gives, with the replacement named
+REMOVED_IN_10: dict[str, str] = {
+    "build_engine": "build_serialized_network(network, config)",
+    "max_workspace_size": "config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, size)",
+    "num_bindings": "engine.num_io_tensors",
+    "get_binding_name": "engine.get_tensor_name(i)",
+    "get_binding_shape": "engine.get_tensor_shape(name) / context.get_tensor_shape(name)",
+    "get_binding_dtype": "engine.get_tensor_dtype(name)",
+    "binding_is_input": "engine.get_tensor_mode(name) == TensorIOMode.INPUT",
+    "set_binding_shape": "context.set_input_shape(name, shape)",
+    "execute_async_v2": "context.set_tensor_address(name, ptr) per tensor, then "
+    "execute_async_v3(stream)",
+}
+
+
 def missing(api: str, name: str) -> AttributeError:
     """The error for attribute ``name`` missing on API object ``api``: an
-    :class:`UnsupportedApiError` when TensorRT 10 has it, else a plain ``AttributeError``."""
+    :class:`UnsupportedApiError` when TensorRT 10 has it (or removed it, naming the
+    replacement), else a plain ``AttributeError``."""
+    if name in REMOVED_IN_10:
+        return UnsupportedApiError(
+            f"{api}.{name} was removed in TensorRT 10 (Tandem follows TensorRT 10); use "
+            f"{REMOVED_IN_10[name]}"
+        )
     if name.startswith("_") or name not in TRT10_NAMES.get(api, frozenset()):
         return AttributeError(f"'{api}' object has no attribute {name!r}")
     call = f"{api}.{name}" if api != "tensorrt" else f"tensorrt.{name}"

@@ -265,6 +265,11 @@ def test_tensorrt_names_tandem_lacks_raise_tandem_errors_naming_the_call():
         builder.build_engine_with_config  # noqa: B018
     assert not hasattr(config, "set_preview_feature")  # still an AttributeError for hasattr
     assert trt.init_libnvinfer_plugins(TRT_LOGGER, "")  # nothing to load: Python plugins
+    engine = trt.Runtime().deserialize_cuda_engine(
+        builder.build_serialized_network(conv_relu_network(builder), config)
+    )
+    with pytest.raises(trt.TandemError, match=r"removed in TensorRT 10.*num_io_tensors"):
+        engine.num_bindings  # noqa: B018 - a TensorRT 8 script's call
     with pytest.raises(AttributeError) as err:
         config.no_such_thing  # noqa: B018
     assert not isinstance(err.value, trt.TandemError)
