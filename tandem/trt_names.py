@@ -64,7 +64,8 @@ TRT10_NAMES: dict[str, frozenset[str]] = {
         set_flag clear_flag get_flag flags set_memory_pool_limit get_memory_pool_limit
         profiling_verbosity engine_capability default_device_type DLA_core
         set_device_type get_device_type reset_device_type is_device_type_set
-        can_run_on_DLA int8_calibrator add_optimization_profile num_optimization_profiles
+        can_run_on_DLA int8_calibrator profile_stream add_optimization_profile
+        num_optimization_profiles
         set_calibration_profile get_calibration_profile create_timing_cache set_timing_cache
         get_timing_cache set_tactic_sources get_tactic_sources set_preview_feature
         get_preview_feature algorithm_selector avg_timing_iterations builder_optimization_level
