@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **dict.fromkeys(
         (
-            "NetworkDefinition", "INetworkDefinition", "OnnxParser", "ITensor", "ILayer",
+            "NetworkDefinition", "INetworkDefinition", "ITensor", "ILayer",
             "IConvolutionLayer", "IPoolingLayer", "IActivationLayer", "IConcatenationLayer",
             "IConstantLayer", "DataType", "ActivationType", "PoolingType",
             "ElementWiseOperation", "MatrixOperation", "float32", "float16", "int8", "int32",
@@ -27,10 +27,21 @@ _EXPORTS = {
     **dict.fromkeys(
         (
             "Builder", "BuilderConfig", "IBuilderConfig", "BuilderFlag", "DeviceType",
-            "Logger", "TimingCache", "IInt8Calibrator", "IInt8EntropyCalibrator2",
+            "Logger", "ILogger", "TimingCache", "IInt8Calibrator", "IInt8EntropyCalibrator2",
         ),
         "tandem.builder",
     ),
+    **dict.fromkeys(
+        (
+            "LayerType", "NetworkDefinitionCreationFlag", "MemoryPoolType",
+            "ProfilingVerbosity", "EngineCapability", "nptype", "volume",
+            "init_libnvinfer_plugins",
+        ),
+        "tandem.trt_types",
+    ),
+    "OnnxParser": "tandem.onnx_parser",
+    "IProfiler": "tandem.profiler",
+    "UnsupportedApiError": "tandem.trt_names",
     **dict.fromkeys(
         (
             "Runtime", "Engine", "ICudaEngine", "ExecutionContext", "IExecutionContext",
@@ -59,7 +70,10 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'tandem' has no attribute {name!r}")
+        # a TensorRT 10 name Tandem lacks: a TandemError naming it (and still an AttributeError)
+        from tandem.trt_names import missing
+
+        raise missing("tensorrt", name)
     mod = importlib.import_module(module)
     if name == "Refitter":
         value: Any = mod._refitter_class()

@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from devices.plan import Plan, decode_plan, encode_plan
-from devices.runtime import PlanRunner, RuntimeError_
+from devices.runtime import PlanRunner, RuntimeError_, plan_footprint
 from partitioner.errors import InputError
 from partitioner.profiles import check_shape, dims_text, profiles_from_data
+from tandem.buffers import address_of, read_buffer, write_buffer
 from tandem.builder import Logger
 from tandem.network import DataType
+from tandem.profiler import report
+from tandem.trt_names import TrtApi
+from tandem.trt_types import ProfilingVerbosity, nptype
 
 
 class TensorIOMode(enum.Enum):
@@ -34,8 +38,10 @@ class LayerInformationFormat(enum.Enum):
     JSON = 1
 
 
-class Runtime:
+class Runtime(TrtApi):
     """Deserialises plans. ``backend`` chooses where GPU segments run: auto | cuda | cpu."""
+
+    _trt_api = "Runtime"
 
     def __init__(self, logger: Logger | None = None, backend: str = "auto") -> None:
         self.logger = logger or Logger()
@@ -46,8 +52,10 @@ class Runtime:
         return Engine(decode_plan(data, where="<serialized engine>"), self.backend)
 
 
-class Engine:
+class Engine(TrtApi):
     """A built plan: its I/O tensors, profiles and layers (TensorRT's ``ICudaEngine``)."""
+
+    _trt_api = "ICudaEngine"
 
     def __init__(self, plan: Plan, backend: str = "auto") -> None:
         self.plan = plan
@@ -112,6 +120,23 @@ class Engine:
         return len(self.plan.header.get("layers", []))
 
     @property
+    def device_memory_size(self) -> int:
+        """Bytes of activations live at the peak of a run (the footprint estimate the runtime's
+        memory check uses), at each input's largest shape: its last profile's max, or the
+        static shape. TensorRT's figure also counts tactic scratch, which Tandem has none of."""
+        shapes = {}
+        for b in self.plan.header["inputs"]:
+            name = b["name"]
+            shapes[name] = (self.get_tensor_profile_shape(name, len(self.profiles) - 1)[2]
+                            if self.profiles else self.get_tensor_shape(name))
+        return int(plan_footprint(self.plan, shapes).peak_bytes)
+
+    @property
+    def profiling_verbosity(self) -> ProfilingVerbosity:
+        """What the inspector tells (plans from ``tandem build`` record everything)."""
+        return ProfilingVerbosity[self.plan.header.get("profiling_verbosity", "DETAILED")]
+
+    @property
     def device_types(self) -> dict[str, str]:
         """Layer name -> device (``gpu``, ``dla0``, ``dla1``, ``cpu``) as placed at build."""
         return {entry["name"]: entry["device"] for entry in self.plan.header.get("layers", [])}
@@ -127,25 +152,36 @@ class Engine:
 
 
 class EngineInspector:
-    """Per-layer information (TensorRT's ``IEngineInspector``); JSON as ``--exportLayerInfo``."""
+    """Per-layer information (TensorRT's ``IEngineInspector``); JSON as ``--exportLayerInfo``.
+    As in TensorRT, what it tells follows the build's ``config.profiling_verbosity``: DETAILED
+    everything, LAYER_NAMES_ONLY the names, NONE nothing."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def get_layer_information(self, index: int, format: LayerInformationFormat) -> str:
-        layer = layer_info(self.engine.plan)["Layers"][index]
+    def _layer(self, layer: dict[str, Any], format: LayerInformationFormat) -> Any:
+        verbosity = self.engine.profiling_verbosity
+        if verbosity == ProfilingVerbosity.LAYER_NAMES_ONLY:
+            return layer["Name"] if format != LayerInformationFormat.JSON else {
+                "Name": layer["Name"]}
         if format == LayerInformationFormat.JSON:
-            return json.dumps(layer)
+            return layer
         return f"{layer['Name']} [{layer['LayerType']}] on {layer['Device']} {layer['Precision']}"
 
+    def get_layer_information(self, index: int, format: LayerInformationFormat) -> str:
+        if self.engine.profiling_verbosity == ProfilingVerbosity.NONE:
+            return ""
+        layer = self._layer(layer_info(self.engine.plan)["Layers"][index], format)
+        return json.dumps(layer) if format == LayerInformationFormat.JSON else str(layer)
+
     def get_engine_information(self, format: LayerInformationFormat) -> str:
+        if self.engine.profiling_verbosity == ProfilingVerbosity.NONE:
+            return ""
         info = layer_info(self.engine.plan)
+        layers = [self._layer(layer, format) for layer in info["Layers"]]
         if format == LayerInformationFormat.JSON:
-            return json.dumps(info)
-        return "\n".join(
-            f"{layer['Name']} [{layer['LayerType']}] on {layer['Device']} {layer['Precision']}"
-            for layer in info["Layers"]
-        )
+            return json.dumps({**info, "Layers": layers})
+        return "\n".join(str(layer) for layer in layers)
 
 
 def layer_info(plan: Plan) -> dict[str, Any]:
@@ -171,11 +207,18 @@ def layer_info(plan: Plan) -> dict[str, Any]:
     return {"Layers": layers, "Bindings": bindings}
 
 
-class ExecutionContext:
-    """Runs an engine: ``set_input_shape`` for dynamic inputs, then ``execute(feeds)``."""
+class ExecutionContext(TrtApi):
+    """Runs an engine: ``set_input_shape`` for dynamic inputs, then ``execute(feeds)`` with
+    numpy arrays, or TensorRT's ``set_tensor_address`` + ``execute_async_v3(stream)`` /
+    ``execute_v2(bindings)`` with buffer addresses (see :mod:`tandem.buffers`)."""
+
+    _trt_api = "IExecutionContext"
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: an :class:`~tandem.profiler.IProfiler`: gets each run's segment times
+        self.profiler: Any = None
+        self._addresses: dict[str, int] = {}
         self._runner = PlanRunner(engine.plan, engine.backend)
         self._runner.activate()
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -208,6 +251,17 @@ class ExecutionContext:
         return self.engine.get_tensor_shape(name)
 
     @property
+    def all_shape_inputs_specified(self) -> bool:
+        return True  # a Tandem plan has no shape-tensor inputs
+
+    def infer_shapes(self) -> list[str]:
+        """The dynamic inputs whose shape is not set yet (empty when every shape is known), as
+        TensorRT's ``infer_shapes`` lists them."""
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        return [n for n in names if self.engine.get_tensor_mode(n) == TensorIOMode.INPUT
+                and -1 in self.engine.get_tensor_shape(n) and n not in self._shapes]
+
+    @property
     def all_binding_shapes_specified(self) -> bool:
         return all(
             -1 not in self.engine.get_tensor_shape(n) or n in self._shapes
@@ -227,7 +281,66 @@ class ExecutionContext:
             check_shape(self.engine.profiles, arrays, self.active_optimization_profile)
         outputs = self._runner.infer(arrays)
         self._last = {name: tuple(a.shape) for name, a in {**arrays, **outputs}.items()}
+        if self.profiler is not None:
+            report(self.profiler, self._runner.segment_ms, self._runner.backends())
         return outputs
+
+    # ----- TensorRT's address-based I/O -----
+    def set_tensor_address(self, name: str, memory: Any) -> bool:
+        """The buffer of I/O tensor ``name``: a device pointer (cuda-python, PyTorch) or a
+        host address (a numpy array's ``ctypes.data``)."""
+        self.engine.get_tensor_mode(name)  # the name must be an I/O tensor
+        self._addresses[name] = address_of(memory, f"set_tensor_address('{name}')")
+        return True
+
+    def get_tensor_address(self, name: str) -> int:
+        self.engine.get_tensor_mode(name)
+        return self._addresses.get(name, 0)
+
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: Any) -> bool:
+        if not 0 <= profile_index < self.engine.num_optimization_profiles:
+            raise InputError(f"profile {profile_index} does not exist; the engine has "
+                             f"{self.engine.num_optimization_profiles}")
+        self.active_optimization_profile = int(profile_index)
+        return True
+
+    def execute_async_v3(self, stream_handle: Any = 0) -> bool:
+        """Run on the buffers given by ``set_tensor_address``. Work already queued on the
+        stream (input copies) finishes first; the results are in the output buffers when this
+        returns (the runtime's CUDA segments run on their own stream), so later work on the
+        stream sees them."""
+        _synchronize(stream_handle)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        unset = [n for n in names if n not in self._addresses]
+        if unset:
+            raise InputError(f"no address for tensor(s) {', '.join(unset)}: call "
+                             "set_tensor_address(name, pointer) for every I/O tensor first")
+        feeds = {}
+        for name in names:
+            if self.engine.get_tensor_mode(name) != TensorIOMode.INPUT:
+                continue
+            shape = self.get_tensor_shape(name) if name in self._shapes else (
+                self.engine.get_tensor_shape(name))
+            if -1 in shape:
+                raise InputError(f"input '{name}' is dynamic ({dims_text(shape)}): call "
+                                 "set_input_shape before execute_async_v3")
+            dtype = nptype(self.engine.get_tensor_dtype(name))
+            feeds[name] = read_buffer(self._addresses[name], shape, dtype)
+        outputs = self.execute(feeds)
+        for name, array in outputs.items():
+            write_buffer(self._addresses[name], array)
+        return True
+
+    def execute_v2(self, bindings: Sequence[Any]) -> bool:
+        """Run synchronously on ``bindings``: one buffer address per I/O tensor, in the
+        engine's I/O tensor order (``get_tensor_name(i)``)."""
+        count = self.engine.num_io_tensors
+        if len(bindings) != count:
+            raise InputError(f"execute_v2: {len(bindings)} binding(s) given, the engine has "
+                             f"{count} I/O tensors (in get_tensor_name(i) order)")
+        for i, memory in enumerate(bindings):
+            self.set_tensor_address(self.engine.get_tensor_name(i), memory)
+        return self.execute_async_v3(0)
 
     def execute_async(self, feeds: Mapping[str, np.ndarray], stream: Any) -> dict[str, np.ndarray]:
         """Run with GPU segments on CUDA (needs the plan's GPU here, else an error).
@@ -275,14 +388,16 @@ class ExecutionContext:
 
 def _synchronize(stream: Any) -> None:
     """Wait for a CUDA stream given as a ``cuda.core`` Stream, a driver handle, or an int."""
-    if stream is None or stream == 0:
-        return
+    if hasattr(stream, "cuda_stream"):  # a torch.cuda.Stream
+        stream = stream.cuda_stream
     if hasattr(stream, "sync"):
         stream.sync()
         return
+    if stream is None or int(stream) == 0:
+        return
     from cuda.bindings import driver
 
-    (err,) = driver.cuStreamSynchronize(stream)
+    (err,) = driver.cuStreamSynchronize(driver.CUstream(int(stream)))
     if err != driver.CUresult.CUDA_SUCCESS:
         raise RuntimeError_(f"cuStreamSynchronize failed: {err}")
 

@@ -14,7 +14,6 @@ dimension is ``-1`` as in TensorRT and becomes the symbolic dim ``<input>_d<axis
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,8 @@ import numpy as np
 from partitioner.errors import GraphError, ModelError, ShapeError, TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
 from partitioner.shape_inference import infer_shapes
+from tandem.trt_names import TrtApi
+from tandem.trt_types import LayerType, NetworkDefinitionCreationFlag, layer_type
 
 
 class DataType(enum.Enum):
@@ -89,8 +90,10 @@ class MatrixOperation(enum.Enum):
 
 
 # ----- tensors and layers ----------------------------------------------------------------------
-class ITensor:
+class ITensor(TrtApi):
     """A tensor of a network; ``shape`` uses -1 for a dynamic dimension, as TensorRT does."""
+
+    _trt_api = "ITensor"
 
     def __init__(self, network: NetworkDefinition, tensor: Tensor) -> None:
         self._network = network
@@ -129,8 +132,10 @@ class ITensor:
         return f"ITensor({self.name!r})"
 
 
-class ILayer:
+class ILayer(TrtApi):
     """A layer: one IR node (its ``name`` is the layer name placement and rules use)."""
+
+    _trt_api = "ILayer"
 
     def __init__(self, network: NetworkDefinition, node: Node) -> None:
         self._network = network
@@ -145,8 +150,13 @@ class ILayer:
         self._network._rename_node(self._node, value)
 
     @property
-    def type(self) -> str:
-        """The ONNX op type of the layer (``Conv``, ``Relu``, ...)."""
+    def type(self) -> LayerType:
+        """TensorRT's layer type (``LayerType.CONVOLUTION``, ...); ``op_type`` is the ONNX op."""
+        return layer_type(self._node.op)
+
+    @property
+    def op_type(self) -> str:
+        """The ONNX op of the layer (``Conv``, ``Relu``, ...)."""
         return self._node.op
 
     @property
@@ -183,11 +193,27 @@ class ILayer:
     def reset_precision(self) -> None:
         self._network.layer_precisions.pop(self.name, None)
 
+    # output types, as TensorRT's ``set_output_type``: a Tandem layer computes and writes in one
+    # precision, so a float output type constrains the layer's precision (see the builder)
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self.get_output(index)  # the index must exist
+        self._network.output_types[(self.name, int(index))] = DataType(dtype)
+
+    def get_output_type(self, index: int) -> DataType:
+        key = (self.name, int(index))
+        return self._network.output_types.get(key) or self.get_output(index).dtype
+
+    def output_type_is_set(self, index: int) -> bool:
+        return (self.name, int(index)) in self._network.output_types
+
+    def reset_output_type(self, index: int) -> None:
+        self._network.output_types.pop((self.name, int(index)), None)
+
     def _pairs(self, key: str) -> tuple[int, ...]:
         return tuple(self._node.attrs[key])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, {self.type})"
+        return f"{type(self).__name__}({self.name!r}, {self.op_type})"
 
 
 class IConvolutionLayer(ILayer):
@@ -315,13 +341,25 @@ def _weights(values: Any, name: str) -> np.ndarray:
 
 
 # ----- the network -----------------------------------------------------------------------------
-class NetworkDefinition:
+class NetworkDefinition(TrtApi):
     """A network under construction; ``graph`` is the IR it builds."""
 
-    def __init__(self, name: str = "network") -> None:
+    _trt_api = "INetworkDefinition"
+
+    def __init__(self, name: str = "network", flags: int = 0) -> None:
         self.graph = Graph(name)
+        #: ``1 << NetworkDefinitionCreationFlag`` bits, as ``builder.create_network(flags)``
+        self.flags = int(flags)
+        known = sum(1 << int(f) for f in NetworkDefinitionCreationFlag)
+        if self.flags & ~known:
+            raise GraphError(
+                f"create_network({flags}): unknown NetworkDefinitionCreationFlag bits; expected "
+                "1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH or STRONGLY_TYPED)"
+            )
         #: layer name -> "fp32" | "fp16" | "int8" (set through ``layer.precision``)
         self.layer_precisions: dict[str, str] = {}
+        #: (layer name, output index) -> type, set through ``layer.set_output_type``
+        self.output_types: dict[tuple[str, int], DataType] = {}
         #: the ONNX file this network came from (OnnxParser), for messages and the plan header
         self.source: str | None = None
         self._dirty = True
@@ -329,6 +367,13 @@ class NetworkDefinition:
     @property
     def name(self) -> str:
         return self.graph.name
+
+    def get_flag(self, flag: NetworkDefinitionCreationFlag) -> bool:
+        return bool(self.flags & (1 << int(flag)))
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
     # ----- queries -----
     @property
@@ -505,6 +550,8 @@ class NetworkDefinition:
         self.graph.rename_node(node, name)
         if old in self.layer_precisions:
             self.layer_precisions[name] = self.layer_precisions.pop(old)
+        for (layer, index) in [k for k in self.output_types if k[0] == old]:
+            self.output_types[(name, index)] = self.output_types.pop((layer, index))
 
     def _rename_tensor(self, tensor: Tensor, name: str) -> None:
         if name == tensor.name:
@@ -524,60 +571,3 @@ def _wrap(network: NetworkDefinition, node: Node) -> ILayer:
     if cls is None and node.op in {t.value for t in ActivationType}:
         cls = IActivationLayer
     return (cls or ILayer)(network, node)
-
-
-class OnnxParser:
-    """Fills a network from an ONNX model (TensorRT's ``OnnxParser``): symbolic dims are kept.
-
-    As in TensorRT, ``parse*`` return False on failure and the errors are kept
-    (``num_errors`` / ``get_error(i)``); ``raise_errors=True`` raises them instead.
-    """
-
-    def __init__(self, network: NetworkDefinition, logger: Any = None,
-                 raise_errors: bool = False) -> None:
-        self.network = network
-        self.logger = logger
-        self.raise_errors = raise_errors
-        self.errors: list[str] = []
-
-    @property
-    def num_errors(self) -> int:
-        return len(self.errors)
-
-    def get_error(self, index: int) -> str:
-        return self.errors[index]
-
-    def clear_errors(self) -> None:
-        self.errors = []
-
-    def parse_from_file(self, path: str | os.PathLike[str]) -> bool:
-        return self._parse(path, str(path))
-
-    def parse(self, model: bytes) -> bool:
-        import onnx
-
-        try:
-            proto = onnx.load_from_string(model)
-        except Exception as err:  # protobuf's DecodeError and friends
-            return self._fail(ModelError(f"<bytes>: not an ONNX model ({err})"))
-        return self._parse(proto, "<bytes>")
-
-    def _parse(self, source: Any, label: str) -> bool:
-        from partitioner.onnx_import import import_onnx
-
-        if self.network.graph.nodes or self.network.graph.inputs:
-            return self._fail(GraphError("the network already has layers; parse into a new one"))
-        try:
-            graph = import_onnx(source)
-        except TandemError as err:
-            return self._fail(err)
-        self.network.graph = graph
-        self.network.source = label
-        self.network._dirty = True
-        return True
-
-    def _fail(self, err: TandemError) -> bool:
-        if self.raise_errors:
-            raise err
-        self.errors.append(str(err))
-        return False

@@ -163,6 +163,7 @@ def test_layer_precision_and_device_type_pins():
     config.DLA_core = 1
     config.set_device_type(layers["layer1.0.conv2"], tandem.DeviceType.GPU)
     assert config.get_device_type("layer1.0.conv2") == tandem.DeviceType.GPU
+    config.profiling_verbosity = tandem.ProfilingVerbosity.DETAILED  # the inspector's details
     engine = tandem.Runtime().deserialize_cuda_engine(
         builder.build_serialized_network(network, config))
     devices = engine.device_types
