@@ -308,6 +308,8 @@ def build_profiles(opts: ExecOptions, graph: Graph, log: Log) -> list[Optimizati
             )
             profile.set_shape(t.name, shape, shape, shape)
         return [profile]
+    if mid and not lo and not hi:  # trtexec: opt shapes alone set min and max to them too
+        lo, hi = mid, mid
     if (lo or mid or hi) and not (set(lo) == set(mid) == set(hi)):
         raise UsageError("--minShapes, --optShapes and --maxShapes must name the same inputs")
     profile = OptimizationProfile()
