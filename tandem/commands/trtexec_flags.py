@@ -350,7 +350,49 @@ def markdown_table() -> str:
         lines.append(f"| `{spelled}` | {cells[0]} | {cells[1]} | {note.replace('|', '/')} |")
     removed = ", ".join(f"`--{n}`" for n in REMOVED_8X)
     lines += ["", f"Refused as removed in trtexec 10 (Caffe/UFF/implicit batch): {removed}.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + NOTES)
+
+
+NOTES = [
+    "## What the implemented flags do",
+    "",
+    "- `--skipInference` (trtexec 8.x: `--buildOnly`): build, write `--saveEngine`, dump or",
+    "  export the layer information, and exit before any inference.",
+    "- `--memPoolSize`: sizes in bytes (B/K/M/G, MiB without a suffix, decimals rounded down;",
+    "  dlaSRAM down to a power of 2, as trtexec) are recorded in the plan's",
+    "  `metadata.trtexec.mem_pool_bytes`; a dlaSRAM larger than the board's DLA SRAM is refused.",
+    "  Nothing else changes: the DLA latency model keeps intermediate tensors in DRAM and does",
+    "  not model pool capacities (`dla_sim/latency.py`), so placement and costs are unchanged.",
+    "- `--inputIOFormats` / `--outputIOFormats`: one `type:format[+format]` per tensor in the",
+    "  model's order, or one for all (trtexec 11: `format` alone, the type is the model's). Each",
+    "  is checked against the tensor's rank and type (TensorRT's `TensorFormat` rules;",
+    "  `dla_hwc4` also needs 1, 3 or 4 channels). A tensor in a DLA format (`chw4`, `chw16`,",
+    "  `chw32`, `dla_linear`, `dla_hwc4`) that the DLA reads or writes crosses the GPU<->DLA",
+    "  boundary without the GPU reformat kernel: its predicted cost is the switch overhead only",
+    "  (`devices/cost.transition_cost_for`). The formats are recorded in",
+    "  `metadata.trtexec.io_formats`; the bindings `tandem exec` and `tandem run` feed stay in",
+    "  the model's dtype and layout.",
+    "- `--buildDLAStandalone`: needs `--useDLACore` and DLA I/O formats, refuses",
+    "  `--allowGPUFallback`, implies `--skipInference`; the build fails naming the first layer",
+    "  that does not run on the DLA. The plan then has a single DLA segment, the network cuDLA",
+    "  would load; it is a Tandem plan, not a cuDLA loadable file. On a Jetson, the runtime hands",
+    "  a DLA segment to TensorRT there (`devices/dla.TrtDlaRunner`), which compiles the",
+    "  loadable; the board-side export per TensorRT generation is documented with that runner.",
+    "- `--profilingVerbosity` (trtexec 8.x: `--nvtxMode`): recorded at build like TensorRT;",
+    "  `detailed` exports every layer's device, precision, type, segment and reason;",
+    "  `layer_names_only` (trtexec's default) the names; `none` the layer indices.",
+    "- TensorRT 11 targets (and `--stronglyTyped` on 10.x): the precision is the model's: INT8",
+    "  when it has Q/DQ nodes (their scales, no calibrator), FP16 when its float tensors are",
+    "  mostly FP16, else FP32 (which the DLA cannot run). `--fp16`, `--int8`, `--best` and",
+    "  `--calib` are refused on TensorRT 11 as trtexec 11 does. NVIDIA's TensorRT 11.4.0",
+    "  documentation says DLA is not supported on JetPack in 11.4.0",
+    "  (inference-library/dla-build-and-run.html); `--useDLACore` on a TensorRT 11 target is",
+    "  still built and predicted, following trtexec 11's flags, for the board generation the",
+    "  target file names.",
+    "- `--target`: without it, on a Jetson whose device tree names a catalog board (and",
+    "  `/proc/meminfo` its memory size), that board; elsewhere the host.",
+    "",
+]
 
 
 def help_text() -> str:
