@@ -41,6 +41,7 @@ from tandem.commands.exec_build import (
     check_values,
     exec_target,
     exported_layer_info,
+    load_inputs,
     plan_generation,
     profiling_verbosity,
 )
@@ -257,7 +258,13 @@ def _feeds(opts: ExecOptions, plan: Plan, log: Log) -> dict[str, np.ndarray]:
                          f"(its inputs: {', '.join(t.name for t in stub.inputs)})")
     for t in stub.inputs:
         log.debug(f"Input {t.name}: {dims_text(t.shape or ())} {t.dtype}")
-    return random_inputs(stub, seed=int(opts.number("seed", 0, int)))
+    feeds = random_inputs(stub, seed=int(opts.number("seed", 0, int)))
+    if opts.get("loadInputs"):
+        loaded = load_inputs(str(opts.get("loadInputs")), feeds)
+        for name, array in loaded.items():
+            log.info(f"Input {name}: {array.nbytes} bytes from --loadInputs")
+        feeds.update(loaded)
+    return feeds
 
 
 # ----- the benchmark loop ----------------------------------------------------------------------
@@ -319,6 +326,7 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
     else:
         transfers = not opts.on("noDataTransfers")
     idle_s = opts.number("idleTime", 0.0) / 1e3
+    sleep_s = opts.number("sleepTime", 0.0) / 1e3
     runner = PlanRunner(plan, opts.get("backend") or "auto",
                         timing_cache=opts.get("timingCacheFile"))
     timings: list[Timing] = []
@@ -329,7 +337,6 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
         while (time.perf_counter() - start) * 1e3 < warmup_ms:
             runner.infer(feeds)
         log.info(f"Warmup completed in {(time.perf_counter() - start) * 1e3:g} ms")
-        time.sleep(opts.number("sleepTime", 0.0) / 1e3)
         t0 = time.perf_counter()
 
         def ms() -> float:
@@ -340,6 +347,8 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
             s_h2d = ms()
             staged = {k: np.array(v, copy=True) for k, v in feeds.items()} if transfers else feeds
             e_h2d = ms() if transfers else s_h2d
+            if sleep_s:  # trtexec's --sleepTime: a gap between launch and compute
+                time.sleep(sleep_s)
             s_c = ms()
             outputs = runner.infer(staged, check_inputs=False)
             e_c = ms()

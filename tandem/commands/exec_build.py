@@ -10,7 +10,10 @@ memory pools, I/O formats and profiles; and what the plan records of them
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from devices.calibration import Calibration, RandomInputs, source_from_path
 from devices.hardware import TargetSpec
@@ -330,3 +333,32 @@ def exported_layer_info(plan: Plan, verbosity: str) -> dict[str, Any]:
     elif verbosity == "none":
         doc["Layers"] = [str(i) for i in range(len(doc["Layers"]))]
     return doc
+
+
+def load_inputs(spec: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """trtexec's ``--loadInputs=name:file.bin,...``: raw little-endian data of each input's
+    dtype and shape (as ``numpy.ndarray.tofile`` writes it); ``feeds`` gives both."""
+    loaded: dict[str, np.ndarray] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, sep, file = item.rpartition(":")
+        name = name.strip().strip("'\"")
+        if not sep or not name or not file:
+            raise UsageError(f"--loadInputs: cannot read '{item}'; expected INPUT:FILE")
+        if name not in feeds:
+            raise InputError(
+                f"--loadInputs names '{name}', which the model does not have (its "
+                f"inputs: {', '.join(feeds)})"
+            )
+        want = feeds[name]
+        try:
+            data = Path(file).read_bytes()
+        except OSError as err:
+            raise InputError(f"--loadInputs {file}: {err.strerror}") from None
+        if len(data) != want.nbytes:
+            raise InputError(
+                f"--loadInputs {file}: {len(data)} bytes; input '{name}' "
+                f"({dims_text(want.shape)} {want.dtype}) needs {want.nbytes}"
+            )
+        dtype = want.dtype.newbyteorder("<")
+        loaded[name] = np.frombuffer(data, dtype=dtype).reshape(want.shape).astype(want.dtype)
+    return loaded

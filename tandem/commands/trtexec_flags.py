@@ -271,8 +271,6 @@ def bind_io_formats(
                     f"{flag}: '{name}' as {dtype}:{f}: format {f} takes "
                     f"{'/'.join(sorted(types))} only"
                 )
-            if f == "chw32" and fmt.dla_native and dtype not in ("int8", "fp16", "fp32"):
-                raise UsageError(f"{flag}: '{name}' as {dtype}:{f}: chw32 takes int8/fp16/fp32")
             if rank is not None and rank < least_rank:
                 raise UsageError(
                     f"{flag}: '{name}' has rank {rank}; format {f} needs at least "

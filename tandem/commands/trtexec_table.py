@@ -253,7 +253,7 @@ FLAG_LIST: tuple[Flag, ...] = (
     ),
     _f("tacticSources", True, NO_OP, "GPU kernels are Tandem's own (no cuBLAS/cuDNN tactics)"),
     _f("noBuilderCache", False, NO_OP, "there is no builder cache besides --timingCacheFile"),
-    _f("noCompilationCache", False, NO_OP, "kernels compile once per plan build"),
+    _f("noCompilationCache", False, NO_OP, "there is no compilation cache to disable"),
     _f("errorOnTimingCacheMiss", False, REFUSED, "a timing cache miss is priced by the cost model"),
     _f(
         "timingCacheFile",
@@ -278,7 +278,7 @@ FLAG_LIST: tuple[Flag, ...] = (
     ),
     _f("tempdir", True, NO_OP, "no temporary executables are written"),
     _f("tempfileControls", True, NO_OP, "no temporary executables are written"),
-    _f("maxAuxStreams", True, NO_OP, "segments run in plan order on one stream per device"),
+    _f("maxAuxStreams", True, NO_OP, "no auxiliary streams: segments run in plan order"),
     _f("profile", True, REFUSED, "one optimization profile per exec build"),
     _f("calibProfile", True, REFUSED, "calibration uses profile 0", **_ONLY10),
     _f("allowWeightStreaming", False, REFUSED, "weight streaming is not implemented"),
@@ -302,14 +302,17 @@ FLAG_LIST: tuple[Flag, ...] = (
     _f(
         "loadInputs",
         True,
-        REFUSED,
-        "inputs are random (--seed); feed your own with `tandem run PLAN --input ...`",
+        IMPLEMENTED,
+        "name:file.bin,...: raw data of the input's dtype and shape (numpy tofile), instead of "
+        "random values",
     ),
     _f("loadRefOutputs", True, REFUSED, _COMPARE, **_ONLY11),
     _f("iterations", True, IMPLEMENTED, "run at least N inferences (default 10)"),
     _f("warmUp", True, IMPLEMENTED, "warm up for N ms (default 200)"),
     _f("duration", True, IMPLEMENTED, "run at least N seconds (default 3)"),
-    _f("sleepTime", True, IMPLEMENTED, "wait N ms before the timed runs"),
+    _f(
+        "sleepTime", True, IMPLEMENTED, "a gap of N ms between launch and compute of each inference"
+    ),
     _f("idleTime", True, IMPLEMENTED, "sleep N ms between inferences"),
     _f(
         "infStreams",
@@ -358,7 +361,7 @@ FLAG_LIST: tuple[Flag, ...] = (
     _f("skipInference", False, IMPLEMENTED, "build (and --saveEngine) only"),
     _f("persistentCacheRatio", True, NO_OP, "no L2 persistence control"),
     _f("useProfile", True, IMPLEMENTED, "only 0 (plans built here have one profile)"),
-    _f("allocationStrategy", True, NO_OP, "activations are allocated per run"),
+    _f("allocationStrategy", True, NO_OP, "there is no allocation strategy to choose"),
     _f("accuracyAlgorithm", True, REFUSED, _COMPARE, **_ONLY11),
     _f("atol", True, REFUSED, _COMPARE, **_ONLY11),
     _f("rtol", True, REFUSED, _COMPARE, **_ONLY11),

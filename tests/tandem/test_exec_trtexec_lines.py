@@ -29,6 +29,7 @@ from devices.calibration import Calibration, RandomInputs, calibrate
 from devices.plan import read_plan
 from dla_sim.calibration import write_cache
 from tandem.cli import main
+from tandem.commands.exec_build import load_inputs
 from tandem.commands.trtexec_flags import markdown_table
 from targets.build import load_model
 from targets.local_board import LocalBoard, local_board
@@ -635,3 +636,43 @@ def test_without_a_jetson_dla_lines_keep_the_clear_error(capsys, models, tmp_pat
 def test_committed_compatibility_table_is_the_generated_one():
     assert (ROOT / "docs/trtexec.md").read_text(encoding="utf-8") == markdown_table()
     assert len(LINES) + len(LOAD_LINES) >= 20
+
+
+def test_readme_custom_input_data(capsys, models, tmp_path):
+    """README 'Using custom input data' (https://github.com/NVIDIA/TensorRT/blob/release/10.3/
+    samples/trtexec/README.md): numpy writes the file, --loadInputs feeds it."""
+    data = np.ones((1, 3, 32, 32), dtype=np.float32)
+    data.tofile(tmp_path / "data.bin")
+    line = './trtexec --onnx={model_bn} --loadInputs="input":{tmp}/data.bin'
+    code, out, err = run_line(capsys, line, tmp_path, models, AGX)
+    _passed(code, out)
+    assert "Input input: 12288 bytes from --loadInputs" in out
+    zeros = {"input": np.zeros((1, 3, 32, 32), np.float32)}
+    loaded = load_inputs(f"'input':{tmp_path / 'data.bin'}", zeros)
+    np.testing.assert_array_equal(loaded["input"], data)
+    data[:, :2].tofile(tmp_path / "data.bin")  # two channels only: the size is wrong
+    code, out, err = run_line(capsys, line, tmp_path, models, AGX)
+    assert (
+        code == 1
+        and f"--loadInputs {tmp_path / 'data.bin'}: 8192 bytes; input 'input' "
+        "(1x3x32x32 float32) needs 12288"
+        in err
+    )
+
+
+def test_sleep_time_is_a_gap_before_each_compute(capsys, models, tmp_path):
+    # https://github.com/NVIDIA/TensorRT/blob/release/10.3/samples/trtexec/README.md lists
+    # --sleepTime; its gap lies outside the compute time and inside the end-to-end time
+    code, out, err = run_line(
+        capsys,
+        "trtexec --onnx={conv} --iterations=5 --duration=0 --warmUp=0 --sleepTime=100 "
+        "--exportTimes={tmp}/t.json",
+        tmp_path,
+        models,
+        AGX,
+    )
+    _passed(code, out)
+    records = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    assert len(records) == 5
+    assert all(r["endToEndMs"] - r["latencyMs"] >= 100 * 0.95 for r in records)
+    assert all(r["computeMs"] < 100 for r in records)
