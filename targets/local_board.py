@@ -9,10 +9,13 @@ marks an L4T system), plus the two that name the module: the device tree's model
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets.board import parse_l4t
+from targets.board import parse_l4t, parse_power_mode
 
 # model-string words -> (catalog name below the memory split, name above it, split in GiB).
 # MemTotal is what the kernel leaves, a little under the module's size (62.8 GiB on 64 GB).
@@ -32,6 +35,7 @@ class LocalBoard:
     model: str  # the device tree's model string
     l4t: str | None
     mem_gib: float | None
+    power_mode: str | None = None  # ``nvpmodel -q``'s mode name, e.g. "MAXN", "MODE_15W"
 
 
 def _read(path: Path) -> str | None:
@@ -41,7 +45,21 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def local_board(root: str | Path = "/") -> LocalBoard | None:
+def nvpmodel_query() -> str | None:
+    """``nvpmodel -q`` on this machine (the power mode ``tandem board facts`` reads over SSH)."""
+    exe = shutil.which("nvpmodel")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, "-q"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def local_board(
+    root: str | Path = "/", nvpmodel: Callable[[], str | None] = nvpmodel_query
+) -> LocalBoard | None:
     """This machine's catalog board, or None when it is not a Jetson this catalog describes."""
     base = Path(root)
     release = _read(base / "etc/nv_tegra_release")
@@ -56,5 +74,6 @@ def local_board(root: str | Path = "/") -> LocalBoard | None:
     for keys, small, large, split in _MODULES:
         if all(k in lowered for k in keys):
             name = large if mem_gib is not None and mem_gib > split else small
-            return LocalBoard(name, model, parse_l4t(release), mem_gib)
+            mode = parse_power_mode(nvpmodel() or "")
+            return LocalBoard(name, model, parse_l4t(release), mem_gib, mode)
     return None

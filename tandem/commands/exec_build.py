@@ -34,6 +34,7 @@ from tandem.commands.trtexec_flags import (
     standalone_format_ok,
 )
 from tandem.engine import layer_info
+from targets.board import BoardFacts, compare_facts
 from targets.build import load_model, resolve_policy, resolve_target
 from targets.catalog import load_target
 from targets.local_board import local_board
@@ -54,11 +55,28 @@ def exec_target(opts: ExecOptions, log: Log) -> TargetSpec:
         return resolve_target(name)
     board = local_board()
     if board is not None:
+        target = resolve_target(board.target)
         log.info(
-            f"Target {board.target}: this board ('{board.model}', L4T {board.l4t or '?'}); "
-            "--target overrides"
+            f"Target {board.target}: this board ('{board.model}', L4T {board.l4t or '?'}, "
+            f"power mode {board.power_mode or '?'}); --target overrides"
         )
-        return resolve_target(board.target)
+        # nvpmodel says MODE_30W where a board file may say 30W (targets.catalog reads both)
+        modes = {m.name.removeprefix("MODE_"): m.name for m in target.power_modes}
+        mode = modes.get((board.power_mode or "").removeprefix("MODE_"))
+        if mode is not None:
+            target = target.with_power_mode(mode)
+        elif board.power_mode:
+            log.warn(
+                f"power mode {board.power_mode} is not one the {board.target} file "
+                f"describes; predictions use {target.power_mode}"
+            )
+        facts = BoardFacts("this board", board.target, l4t=board.l4t)
+        if board.l4t and not all(c.ok for c in compare_facts(facts, {"l4t": target.l4t})):
+            log.warn(
+                f"this board runs L4T {board.l4t}; the {board.target} file describes "
+                f"{target.l4t} (its software versions are the file's)"
+            )
+        return target
     return resolve_target("host")
 
 

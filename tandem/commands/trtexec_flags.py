@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -394,13 +395,20 @@ NOTES = [
 
 
 def help_text() -> str:
-    width = max(len(f.name) for f in FLAG_LIST) + 3
+    """The implemented flags with the first clause of their note, and the no-ops by name, in
+    100 columns; the full table is ``--help-table``."""
+    listed = [f for f in FLAG_LIST if f.status == IMPLEMENTED and (f.versions or f.tandem)]
+    width = max(len(f.name) for f in listed) + 2
     lines = [
         "usage: tandem exec --onnx=MODEL.onnx | --loadEngine=PLAN [trtexec flags]",
-        "(every flag of trtexec 10.3 and 11; `tandem exec --help-table` says what each does)",
+        "Every flag of trtexec 10.3 and 11 is known: `tandem exec --help-table` (docs/trtexec.md)",
+        "says what each does on each TensorRT generation.",
         "",
     ]
-    for f in FLAG_LIST:
-        if f.status != REFUSED and (f.versions or f.tandem):
-            lines.append(f"  --{f.name:<{width}}{f.note if f.status == IMPLEMENTED else 'no-op'}")
+    for f in listed:
+        text = textwrap.wrap(f.note.split("; ")[0], 100 - width - 4) or [""]
+        lines.append(f"  --{f.name:<{width}}{text[0]}")
+        lines += [" " * (width + 4) + t for t in text[1:]]
+    noops = ", ".join(f"--{f.name}" for f in FLAG_LIST if f.status == NO_OP and f.versions)
+    lines += ["", *textwrap.wrap(f"Accepted as no-ops (a note says why): {noops}", 100)]
     return "\n".join(lines)

@@ -358,7 +358,7 @@ FLAG_LIST: tuple[Flag, ...] = (
         "per-layer times are split from segment times",
         v11=(NO_OP, "trtexec 11: always a separate profile run"),
     ),
-    _f("skipInference", False, IMPLEMENTED, "build (and --saveEngine) only"),
+    _f("skipInference", False, IMPLEMENTED, "build and --saveEngine only, no inference"),
     _f("persistentCacheRatio", True, NO_OP, "no L2 persistence control"),
     _f("useProfile", True, IMPLEMENTED, "only 0 (plans built here have one profile)"),
     _f("allocationStrategy", True, NO_OP, "there is no allocation strategy to choose"),

@@ -595,30 +595,36 @@ def test_target_defaults_from_this_jetson(capsys, models, tmp_path, monkeypatch)
     )
     (root / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\0")
     (root / "proc/meminfo").write_text("MemTotal:       65881860 kB\n")
-    board = local_board(root)
+    board = local_board(root, nvpmodel=lambda: "NV Power Mode: MODE_30W\n2\n")
     assert board == LocalBoard(
         "orin-agx-64gb",
         "NVIDIA Jetson AGX Orin Developer Kit",
         "R36.4.3",
         pytest.approx(62.83, abs=0.01),
+        "MODE_30W",
     )
     monkeypatch.setattr("tandem.commands.exec_build.local_board", lambda: board)
-    code, out, err = run_line(
-        capsys,
+    line = (
         "./trtexec --onnx={resnet} --useDLACore=0 --fp16 --allowGPUFallback "
-        "--skipInference --dumpLayerInfo",
-        tmp_path,
-        models,
+        "--skipInference --dumpLayerInfo"
     )
+    code, out, err = run_line(capsys, line, tmp_path, models)
     _passed(code, out)
     assert (
         "Target orin-agx-64gb: this board ('NVIDIA Jetson AGX Orin Developer Kit', "
-        "L4T R36.4.3)" in out
+        "L4T R36.4.3, power mode MODE_30W)" in out
     )
+    assert "Building for orin-agx-64gb (30W," in out and "[W] this board runs L4T" not in out
     _layer_names_only(code, out, err, tmp_path)
+    # an older L4T than the board file's: said, and the file's numbers are used
+    (root / "etc/nv_tegra_release").write_text("# R35 (release), REVISION: 6.0, GCID: 1\n")
+    monkeypatch.setattr("tandem.commands.exec_build.local_board", lambda: local_board(root))
+    code, out, err = run_line(capsys, line, tmp_path, models)
+    _passed(code, out)
+    assert "[W] this board runs L4T R35.6.0; the orin-agx-64gb file describes R36.4.3" in out
     # a 32 GB module, and a machine that is no Jetson
     (root / "proc/meminfo").write_text("MemTotal:       30536436 kB\n")
-    assert local_board(root).target == "orin-agx-32gb"  # type: ignore[union-attr]
+    assert local_board(root, nvpmodel=lambda: None).target == "orin-agx-32gb"  # type: ignore[union-attr]
     assert local_board(tmp_path / "nowhere") is None
 
 
