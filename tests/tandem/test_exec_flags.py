@@ -19,7 +19,7 @@ from tandem.commands.trtexec_flags import (
 )
 from targets.catalog import load_target
 from tests.models import zoo_model_path
-from tests.tandem.test_exec_trtexec_lines import _conv_model
+from tests.tandem.trtexec_models import conv_model
 
 AGX = "--target=orin-agx-64gb"
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("flags")
     conv = folder / "conv.onnx"
-    _conv_model(conv)
+    conv_model(conv)
     trt11 = folder / "jp72.yaml"
     text = (ROOT / "targets/boards/orin-agx-64gb.yaml").read_text(encoding="utf-8")
     trt11.write_text(text.replace('tensorrt: "10.3"', 'tensorrt: "11.4.1"'), "utf-8")

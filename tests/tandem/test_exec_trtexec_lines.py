@@ -21,9 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from devices.calibration import Calibration, RandomInputs, calibrate
 from devices.plan import read_plan
@@ -35,6 +33,7 @@ from targets.build import load_model
 from targets.local_board import LocalBoard, local_board
 from tests.models import zoo_model_path
 from tests.tandem.test_qat import _qat_model
+from tests.tandem.trtexec_models import conv_model, model_bn
 
 ROOT = Path(__file__).resolve().parents[2]
 AGX = "--target=orin-agx-64gb"
@@ -45,12 +44,12 @@ AGX = "--target=orin-agx-64gb"
 def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     resnet = zoo_model_path("resnet18", resolution=32)
-    model_bn = folder / "model_bn.onnx"
-    _model_bn(model_bn)
+    model_bn_path = folder / "model_bn.onnx"
+    model_bn(model_bn_path)
     qat = folder / "qat.onnx"
     _qat_model(qat)
     conv = folder / "conv.onnx"
-    _conv_model(conv)
+    conv_model(conv)
     cache = folder / "qat2ptq.cache"
     write_cache(cache, calibrate(load_model(qat), Calibration(RandomInputs(2))))
     trt11 = folder / "orin-agx-64gb-jp72.yaml"  # the same board on JetPack 7.2 / TensorRT 11.4
@@ -59,88 +58,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
     trt11.write_text(text.replace("name: orin-agx-64gb", "name: orin-agx-64gb-jp72"), "utf-8")
     return {
         "resnet": resnet,
-        "model_bn": model_bn,
+        "model_bn": model_bn_path,
         "qat": qat,
         "conv": conv,
         "cache": cache,
         "trt11": trt11,
     }
-
-
-def _model_bn(path: Path) -> None:
-    """The DLA tutorial's ModelBN for CIFAR10 (4 x conv/BN/ReLU, global pool, linear) with its
-    exported dynamic batch axis ``batch_size``."""
-    rng = np.random.default_rng(2)
-    inits, nodes, x = [], [], "input"
-    for k, (cin, cout) in enumerate(((3, 64), (64, 128), (128, 256), (256, 512))):
-        w = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3)).astype(np.float32)
-        bn = [np.ones(cout), np.zeros(cout), rng.normal(0, 0.1, cout), np.ones(cout)]
-        names = [f"w{k}", f"g{k}", f"b{k}", f"m{k}", f"v{k}"]
-        for name, value in zip(names, [w, *bn]):
-            inits.append(onnx.numpy_helper.from_array(value.astype(np.float32), name))
-        nodes += [
-            helper.make_node(
-                "Conv",
-                [x, names[0]],
-                [f"c{k}"],
-                name=f"Conv_{k}",
-                strides=[2, 2],
-                pads=[1, 1, 1, 1],
-            ),
-            helper.make_node(
-                "BatchNormalization",
-                [f"c{k}", *names[1:]],
-                [f"n{k}"],
-                name=f"BatchNormalization_{k}",
-            ),
-            helper.make_node("Relu", [f"n{k}"], [f"r{k}"], name=f"Relu_{k}"),
-        ]
-        x = f"r{k}"
-    inits += [
-        onnx.numpy_helper.from_array(rng.normal(0, 0.05, (10, 512)).astype(np.float32), "fw"),
-        onnx.numpy_helper.from_array(np.zeros(10, np.float32), "fb"),
-    ]
-    nodes += [
-        helper.make_node("GlobalAveragePool", [x], ["p"], name="GlobalAveragePool_8"),
-        helper.make_node("Flatten", ["p"], ["f"], name="Flatten_9"),
-        helper.make_node("Gemm", ["f", "fw", "fb"], ["output"], name="Gemm_15", transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "model_bn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size", 3, 32, 32])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", 10])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
-def _conv_model(path: Path) -> None:
-    """A conv-only network every layer of which the DLA runs (cuDLA-samples' trimmed YOLOv5)."""
-    rng = np.random.default_rng(1)
-    inits = [
-        onnx.numpy_helper.from_array(rng.normal(0, 0.2, (16, 3, 3, 3)).astype(np.float32), "w1"),
-        onnx.numpy_helper.from_array(rng.normal(0, 0.1, (16, 16, 3, 3)).astype(np.float32), "w2"),
-    ]
-    nodes = [
-        helper.make_node(
-            "Conv", ["images", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]
-        ),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "w2"], ["out"], name="conv2", pads=[1, 1, 1, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "conv",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 16, 16])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
 
 
 def run_line(
@@ -170,7 +93,7 @@ def _passed(code: int, out: str) -> None:
 
 
 def _devices(plan: Path) -> set[str]:
-    return {seg["device"] for seg in read_plan(plan).header["segments"]}
+    return _devices_of(read_plan(plan))
 
 
 def _layers(path: Path) -> list:  # type: ignore[type-arg]
