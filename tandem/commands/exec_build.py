@@ -161,7 +161,7 @@ def build_request(
     pools = mem_pools(opts, target, log)
     if pools:
         record["mem_pool_bytes"] = pools
-    native, formats = io_formats(opts, graph, generation, standalone)
+    native, formats = io_formats(opts, graph, generation, standalone, log)
     if formats:
         record["io_formats"] = formats
     if standalone:
@@ -256,7 +256,7 @@ def mem_pools(opts: ExecOptions, target: TargetSpec, log: Log) -> dict[str, int]
 
 
 def io_formats(
-    opts: ExecOptions, graph: Graph, generation: int, standalone: bool
+    opts: ExecOptions, graph: Graph, generation: int, standalone: bool, log: Log
 ) -> tuple[set[str], dict[str, str]]:
     """Bind --inputIOFormats/--outputIOFormats to the model's tensors (checked against rank and
     type); return the DLA-native ones (no reformat at their boundary) and the record."""
@@ -276,8 +276,18 @@ def io_formats(
                 )
             continue
         formats = parse_io_formats(text, f"--{flag}", generation)
+        if generation == 11 and any(f.dtype for f in formats):
+            # trtexec 11 reads formats only ("Invalid TensorFormat fp16:chw16"); a 10.x script
+            # keeps working here, its types checked against the model's instead
+            log.warn(
+                f"--{flag}={text}: trtexec 11 takes formats only (chw16, not fp16:chw16): the "
+                "tensor's type is the model's; the types given are checked against it"
+            )
         bound = bind_io_formats(
-            formats, [(t.name, t.shape, t.dtype or "float32") for t in tensors], f"--{flag}"
+            formats,
+            [(t.name, t.shape, t.dtype or "float32") for t in tensors],
+            f"--{flag}",
+            typed=generation == 11,
         )
         for name, fmt in bound.items():
             if standalone and not standalone_format_ok(fmt, is_input, generation):

@@ -250,9 +250,11 @@ def bind_io_formats(
     formats: list[IOFormat],
     tensors: Sequence[tuple[str, tuple[object, ...] | None, str]],
     flag: str,
+    typed: bool = False,
 ) -> dict[str, IOFormat]:
     """One format per tensor (in the model's order) or one for all, each checked against the
-    tensor's rank and type: ``tensors`` is ``(name, shape, numpy dtype)``."""
+    tensor's rank and type: ``tensors`` is ``(name, shape, numpy dtype)``. ``typed`` (trtexec
+    11's strongly typed networks): a type given must be the model's own."""
     if len(formats) not in (1, len(tensors)):
         raise UsageError(
             f"{flag}: {len(formats)} formats for {len(tensors)} tensors "
@@ -288,10 +290,10 @@ def bind_io_formats(
                     f"{flag}: '{name}' has {shape[1]} channels; dla_hwc4 takes 1, 3 "
                     "or 4 (an image input)"
                 )
-        if fmt.dtype and fmt.dtype != model_type and fmt.dtype not in ("fp16", "int8"):
+        if fmt.dtype and fmt.dtype != model_type and (typed or fmt.dtype not in ("fp16", "int8")):
             raise UsageError(
                 f"{flag}: '{name}' is {model_type} in the model; a {fmt.dtype} "
-                "binding is not supported (fp16 and int8 bindings are)"
+                "binding is not supported" + ("" if typed else " (fp16 and int8 bindings are)")
             )
         bound[name] = fmt
     return bound

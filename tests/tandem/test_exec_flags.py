@@ -184,3 +184,14 @@ def test_trtexec_11_has_no_calibrator(capsys, models):
                               "--calib=qat2ptq.cache", "--skipInference")  # fmt: skip
     assert code == 2 and "&&&& FAILED" in out
     assert "--calib exists only in trtexec 10 (this target's TensorRT is 11.x)" in err
+
+
+def test_trtexec_11_io_formats_keep_the_models_types(capsys, models):
+    trt11 = f"--target={models['trt11']}"
+    code, out, err = run_exec(capsys, f"--onnx={models['conv']}", trt11, "--skipInference",
+                              "--inputIOFormats=fp32:chw", "--outputIOFormats=chw")  # fmt: skip
+    assert code == 0 and "[W] --inputIOFormats=fp32:chw: trtexec 11 takes formats only" in out
+    code, out, err = run_exec(capsys, f"--onnx={models['conv']}", trt11, "--skipInference",
+                              "--inputIOFormats=fp16:chw")  # fmt: skip
+    assert code == 2
+    assert "'images' is fp32 in the model; a fp16 binding is not supported\n" in err
