@@ -81,6 +81,11 @@ def exec_target(opts: ExecOptions, log: Log) -> TargetSpec:
 
 
 def plan_generation(plan: Plan) -> int:
+    """The trtexec generation a plan was built under: recorded by ``tandem exec``, else its
+    catalog board's TensorRT, else 10."""
+    recorded = ((plan.header.get("metadata") or {}).get("trtexec") or {}).get("generation")
+    if recorded in (10, 11):
+        return int(recorded)
     try:
         return generation_of(load_target(plan.target).tensorrt)
     except TandemError:  # a board file not on this machine, or the host

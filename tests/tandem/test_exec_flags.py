@@ -195,3 +195,18 @@ def test_trtexec_11_io_formats_keep_the_models_types(capsys, models):
                               "--inputIOFormats=fp16:chw")  # fmt: skip
     assert code == 2
     assert "'images' is fp32 in the model; a fp16 binding is not supported\n" in err
+
+
+def test_a_loaded_plan_keeps_the_generation_it_was_built_under(capsys, models, tmp_path):
+    engine = tmp_path / "conv11.plan"
+    code, out, _ = run_exec(capsys, f"--onnx={models['conv']}", f"--target={models['trt11']}",
+                            "--skipInference", f"--saveEngine={engine}")  # fmt: skip
+    assert code == 0
+    assert read_plan(engine).header["metadata"]["trtexec"]["generation"] == 11
+    # trtexec 11 leaves copies out unless asked, and has no --noDataTransfers of its own
+    code, out, err = run_exec(capsys, f"--loadEngine={engine}", "--noDataTransfers",
+                              "--iterations=2", "--duration=0", "--warmUp=0")  # fmt: skip
+    assert code == 0 and "[W] --noDataTransfers has no effect here: trtexec 11 leaves" in out
+    assert "[I] H2D Latency: min = 0 ms, max = 0 ms" in out
+    code, out, err = run_exec(capsys, f"--loadEngine={engine}", "--minShapesCalib=images:1x3")
+    assert code == 2 and "--minShapesCalib exists only in trtexec 10" in err
