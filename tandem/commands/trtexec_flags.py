@@ -346,7 +346,11 @@ def markdown_table() -> str:
                 cells.append(flag.rule(gen)[0])
         note = flag.note
         if flag.v11 is not None and flag.v11[1] != flag.note:
-            note = f"{flag.note}. trtexec 11: {flag.v11[1]}"
+            note = (
+                f"{flag.note}. "
+                + ("" if flag.v11[1].startswith("trtexec 11") else "trtexec 11: ")
+                + flag.v11[1]
+            )
         spelled = f"--{flag.name}" + ("=V" if flag.value else "")
         lines.append(f"| `{spelled}` | {cells[0]} | {cells[1]} | {note.replace('|', '/')} |")
     removed = ", ".join(f"`--{n}`" for n in REMOVED_8X)

@@ -457,6 +457,4 @@ FLAG_LIST: tuple[Flag, ...] = (
 )
 FLAGS: dict[str, Flag] = {f.name: f for f in FLAG_LIST}
 # trtexec 8.x flags of non-ONNX front ends: refused by name (no Caffe/UFF import here)
-REMOVED_8X = (
-    "deploy model output uff uffInput uffNHWC maxBatch batch explicitPrecision int8Calib calibCache"
-).split()
+REMOVED_8X = ("deploy model output uff uffInput uffNHWC maxBatch batch explicitPrecision").split()
