@@ -210,3 +210,28 @@ def test_a_loaded_plan_keeps_the_generation_it_was_built_under(capsys, models, t
     assert "[I] H2D Latency: min = 0 ms, max = 0 ms" in out
     code, out, err = run_exec(capsys, f"--loadEngine={engine}", "--minShapesCalib=images:1x3")
     assert code == 2 and "--minShapesCalib exists only in trtexec 10" in err
+
+
+def test_standalone_refuses_a_layer_the_dla_does_not_support(capsys, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = onnx.numpy_helper.from_array(np.full((4, 3, 1, 1), 0.1, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["c"], name="conv"),
+         helper.make_node("GlobalAveragePool", ["c"], ["out"], name="avgpool")],
+        "pooled",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 1, 1])],
+        [w],
+    )  # fmt: skip
+    model = tmp_path / "pooled.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    code, out, err = run_exec(
+        capsys, f"--onnx={model}", "--fp16", AGX, "--useDLACore=0", "--buildDLAStandalone",
+        "--inputIOFormats=fp16:chw16", "--outputIOFormats=fp16:chw16",
+    )  # fmt: skip
+    assert code == 1 and "&&&& FAILED" in out
+    assert err.startswith("tandem: error: --buildDLAStandalone: every layer must run on the DLA")
+    assert "'avgpool'" in err and "'conv'" not in err  # the conv runs on the DLA
