@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from devices.cost import SWITCH_OVERHEAD_SECONDS, transition_seconds
 from devices.plan import read_plan
@@ -213,10 +216,6 @@ def test_a_loaded_plan_keeps_the_generation_it_was_built_under(capsys, models, t
 
 
 def test_standalone_refuses_a_layer_the_dla_does_not_support(capsys, tmp_path):
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper
-
     w = onnx.numpy_helper.from_array(np.full((4, 3, 1, 1), 0.1, np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("Conv", ["images", "w"], ["c"], name="conv"),
