@@ -319,13 +319,19 @@ def _kind(device: str) -> str:
 
 
 def transition_cost_for(
-    target: TargetSpec, precision: str = "fp16"
+    target: TargetSpec, precision: str = "fp16", native_io: frozenset[str] = frozenset()
 ) -> Callable[[Tensor, str, str], float]:
     """``transition_cost(tensor, src, dst)`` for ``partitioner.assign.partition``: boundary
-    tensors cross in the DLA's format at ``precision`` (FP32 requests cross as FP16)."""
+    tensors cross in the DLA's format at ``precision`` (FP32 requests cross as FP16).
+
+    ``native_io``: graph inputs/outputs bound in a DLA-native layout (trtexec's
+    ``--inputIOFormats=fp16:chw16`` and the like): the DLA reads/writes them in place, so
+    their GPU<->DLA crossing pays the switch overhead only, no reformat kernel."""
     bpe = BYTES_PER_ELEMENT["fp16" if precision == "fp32" else precision]
 
     def cost(tensor: Tensor, src: str, dst: str) -> float:
+        if tensor.name in native_io and {_kind(src), _kind(dst)} == {"gpu", "dla"}:
+            return SWITCH_OVERHEAD_SECONDS
         return transition_seconds(_numel(tensor) * bpe, target, src, dst)
 
     return cost

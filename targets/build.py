@@ -133,6 +133,7 @@ def place_for(request: BuildRequest) -> Placement:
         graph=request.graph,
         profiles=list(request.profiles),
         input_shapes=dict(request.input_shapes),
+        native_io=request.native_io,
     )
 
 
@@ -213,6 +214,7 @@ def place(
     graph: Graph | None = None,
     profiles: list[OptimizationProfile] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    native_io: frozenset[str] = frozenset(),
 ) -> Placement:
     """Import (unless ``graph`` is given), then partition for ``target`` under ``policy``.
 
@@ -244,7 +246,7 @@ def place(
     cpu_only = "gpu" not in caps
     if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
         caps["gpu"] = caps["cpu"]
-    transition = transition_cost_for(target, policy.precision)
+    transition = transition_cost_for(target, policy.precision, native_io)
     if opt_graph is not None:
         # Costs of a dynamic graph are priced at the first profile's opt shapes, as TensorRT
         # tunes for opt; support verdicts still see the symbolic dims (the GPU lowering's

@@ -46,3 +46,6 @@ class BuildRequest:
     #: cross-compile the GPU kernels into the plan; off (``--no-cubins``): the board compiles
     #: them with NVRTC when the plan loads
     cubins: bool = True
+    #: graph inputs/outputs bound in a DLA-native layout (``tandem exec --inputIOFormats``):
+    #: their GPU<->DLA boundary is priced without a reformat kernel
+    native_io: frozenset[str] = frozenset()

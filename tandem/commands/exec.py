@@ -1,7 +1,8 @@
 """``tandem exec --onnx=MODEL.onnx ...``: trtexec's command line, on Tandem's builder and runtime.
 
-Flags are trtexec's, spelled as trtexec spells them (``--flag=value`` or ``--flag value``); a
-trtexec flag Tandem does not implement is named in an error (exit 2), never ignored. Semantics
+Flags are trtexec's, spelled as trtexec spells them (``--flag=value`` or ``--flag value``). Every
+flag of trtexec 10.3 and 11 is known (``trtexec_flags``: implemented, a no-op with its note, or
+refused with the reason, per the target's TensorRT generation; ``docs/trtexec.md``). Semantics
 follow TensorRT: without ``--useDLACore`` every layer runs on the GPU; with it the DLA is the
 default device and ``--allowGPUFallback`` lets unsupported layers move to the GPU.
 
@@ -20,151 +21,42 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from devices.calibration import Calibration, RandomInputs, source_from_path
+from devices.calibration import RandomInputs
 from devices.io import random_inputs, write_atomic
 from devices.plan import Plan, read_plan, write_plan
 from devices.runtime import PlanRunner
 from partitioner.assign import PartitionError
 from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph
-from partitioner.policy import Rule
-from partitioner.profiles import (
-    OptimizationProfile,
-    dims_text,
-    parse_shape_list,
+from partitioner.profiles import dims_text, parse_shape_list
+from tandem.commands.exec_build import (
+    build_request,
+    check_values,
+    exec_target,
+    exported_layer_info,
+    load_inputs,
+    plan_generation,
+    profiling_verbosity,
 )
-from tandem.commands._args import timing_cache_at
-from tandem.engine import layer_info
-from targets.build import build, build_notes, load_model, resolve_policy, resolve_target
-from targets.request import BuildRequest
+from tandem.commands.trtexec_flags import (
+    ExecOptions,
+    UsageError,
+    check_flags,
+    generation_of,
+    help_text,
+    markdown_table,
+    parse_flags,
+)
+from targets.build import build, build_notes
 
-
-class UsageError(TandemError):
-    """A command line trtexec would not accept, or a flag Tandem does not implement."""
-
-    exit_code = 2
-
-
-# ----- the flag table --------------------------------------------------------------------------
-# name -> (takes a value, help). Only these are accepted; everything else is refused by name.
-FLAGS: dict[str, tuple[bool, str]] = {
-    "onnx": (True, "ONNX model to build"),
-    "saveEngine": (True, "write the built plan here"),
-    "loadEngine": (True, "run this plan instead of building"),
-    "fp16": (False, "enable FP16 layers"),
-    "int8": (False, "enable INT8 layers"),
-    "best": (False, "enable every precision (INT8 with FP16/FP32 fallback)"),
-    "calib": (True, "INT8 calibration: a cache file (TensorRT text format) or a folder of .npz"),
-    "useDLACore": (True, "run on DLA core N (the DLA becomes the default device)"),
-    "allowGPUFallback": (False, "layers the DLA cannot run go to the GPU"),
-    "shapes": (True, "inference shapes name:1x3x224x224,... (and the profile when building)"),
-    "minShapes": (True, "profile min shapes"),
-    "optShapes": (True, "profile opt shapes"),
-    "maxShapes": (True, "profile max shapes"),
-    "layerPrecisions": (True, "per-layer precision name:fp16,... (* matches every layer)"),
-    "layerDeviceTypes": (True, "per-layer device name:GPU|DLA,..."),
-    "precisionConstraints": (True, "none|prefer|obey (layer precisions are always obeyed)"),
-    "timingCacheFile": (True, "tactic timing cache (picks tactics at build; read and updated "
-                        "by CUDA GPU segments)"),
-    "iterations": (True, "run at least N inferences (default 10)"),
-    "warmUp": (True, "warm up for N ms (default 200)"),
-    "duration": (True, "run at least N seconds (default 3)"),
-    "avgRuns": (True, "report averages over N consecutive runs with --verbose (default 10)"),
-    "exportTimes": (True, "write per-inference timings (trtexec JSON)"),
-    "exportProfile": (True, "write per-layer times (trtexec JSON)"),
-    "exportLayerInfo": (True, "write layer and binding information (trtexec JSON)"),
-    "dumpProfile": (False, "print per-layer times"),
-    "verbose": (False, "print placements and per-run averages"),
-    "noDataTransfers": (False, "leave host<->device copies out of the timings"),
-    "useCudaGraph": (False, "replay CUDA graphs (the CUDA backend always does)"),
-    "target": (True, "Tandem: board to build for (catalog name, YAML, or host; default host)"),
-    "backend": (True, "Tandem: auto|cuda|cpu for GPU segments (default auto)"),
-    "seed": (True, "Tandem: seed of the random input data (default 0)"),
-    "help": (False, "this list"),
-}
-
-# trtexec flags that exist but are not implemented here: named as such in the error.
-KNOWN_TRTEXEC = (
-    "uff deploy model output uffInput uffNHWC workspace memPoolSize maxBatch "
-    "minTiming avgTiming refit sparsity tf32 fp8 bf16 int4 stronglyTyped directIO "
-    "inputIOFormats outputIOFormats layerOutputTypes safe consistency restricted buildOnly "
-    "skipInference plugins setPluginsToSerialize dynamicPlugins tacticSources noBuilderCache "
-    "builderOptimizationLevel hardwareCompatibilityLevel profilingVerbosity versionCompatible "
-    "excludeLeanRuntime calibProfile maxAuxStreams preview loadInputs streams infStreams "
-    "exposeDMA useSpinWait threads useManagedMemory idleTime persistentCacheRatio "
-    "separateProfileRun dumpOutput dumpRawBindingsToFile dumpLayerInfo exportOutput "
-    "profile device timeDeserialize timeRefit useRuntime leanDLLPath allowWeightStreaming "
-    "weightStreamingBudget saveLayerInfo skipInference noTF32 getPlanVersionOnly"
-).split()
-
-
-@dataclass
-class ExecOptions:
-    values: dict[str, str] = field(default_factory=dict)
-    switches: set[str] = field(default_factory=set)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name, default)
-
-    def on(self, name: str) -> bool:
-        return name in self.switches
-
-    def number(self, name: str, default: float, kind: Callable[[str], float] = float) -> float:
-        text = self.values.get(name)
-        if text is None:
-            return default
-        try:
-            value = kind(text)
-        except ValueError:
-            raise UsageError(f"--{name}={text}: expected a number") from None
-        if value < 0:
-            raise UsageError(f"--{name}={text}: expected a non-negative number")
-        return value
-
-
-def parse_flags(argv: Sequence[str]) -> ExecOptions:
-    """trtexec's syntax: ``--name=value``, ``--name value`` for valued flags, ``--switch``."""
-    opts = ExecOptions()
-    unknown: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("--") or len(arg) < 3:
-            raise UsageError(f"unexpected argument '{arg}': trtexec flags look like --name=value")
-        name, eq, value = arg[2:].partition("=")
-        if name not in FLAGS:
-            unknown.append(f"--{name}")
-            continue
-        takes_value, _ = FLAGS[name]
-        if takes_value:
-            if not eq:
-                if i >= len(argv) or argv[i].startswith("--"):
-                    raise UsageError(f"--{name} needs a value: --{name}=VALUE")
-                value = argv[i]
-                i += 1
-            opts.values[name] = value
-        else:
-            if eq:
-                raise UsageError(f"--{name} takes no value (got --{name}={value})")
-            opts.switches.add(name)
-    if unknown:
-        known = [u for u in unknown if u[2:] in KNOWN_TRTEXEC]
-        other = [u for u in unknown if u[2:] not in KNOWN_TRTEXEC]
-        parts = []
-        if known:
-            parts.append(f"trtexec flag(s) not supported by tandem exec: {', '.join(known)}")
-        if other:
-            parts.append(f"unknown flag(s): {', '.join(other)}")
-        raise UsageError("; ".join(parts) + " (tandem exec --help lists the supported flags)")
-    return opts
+__all__ = ["ExecOptions", "UsageError", "parse_flags", "percentile", "run"]
 
 
 # ----- CLI wiring ------------------------------------------------------------------------------
@@ -180,30 +72,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def help_text() -> str:
-    width = max(len(n) for n in FLAGS) + 3
-    lines = ["usage: tandem exec --onnx=MODEL.onnx | --loadEngine=PLAN [trtexec flags]", ""]
-    lines += [f"  --{name:<{width}}{text}" for name, (_, text) in FLAGS.items()]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     argv = list(args.flags)
     if not argv or "--help" in argv or "-h" in argv:
         print(help_text())
         return 0 if argv else 2
+    if "--help-table" in argv:
+        print(markdown_table(), end="")
+        return 0
     opts = parse_flags(argv)
     log = Log(opts.on("verbose"))
     command = f"tandem exec {' '.join(argv)}"
     log.line(f"&&&& RUNNING tandem exec # {command}", raw=True)
     try:
         plan = _load_or_build(opts, log)
+        if plan is None:  # --getPlanVersionOnly
+            log.line(f"&&&& PASSED tandem exec # {command}", raw=True)
+            return 0
         if opts.get("saveEngine"):
             path = write_plan(plan, str(opts.get("saveEngine")))
             log.info(f"Engine saved to {path} ({path.stat().st_size} bytes)")
-        feeds = _feeds(opts, plan, log)
-        result = benchmark(plan, feeds, opts, log)
-        _report(plan, result, opts, log)
+        verbosity = profiling_verbosity(opts, plan)
+        if opts.on("dumpLayerInfo"):
+            _print_layer_info(plan, verbosity, log)
+        if opts.on("dumpOptimizationProfile"):
+            _print_profiles(plan, log)
+        if opts.get("exportLayerInfo"):
+            _write_json(str(opts.get("exportLayerInfo")), exported_layer_info(plan, verbosity))
+            log.info(f"Exported layer information to {opts.get('exportLayerInfo')}")
+        if _skip_inference(opts):
+            log.info("Skipped inference phase since --"
+                     + next(f for f in ("skipInference", "buildOnly", "buildDLAStandalone")
+                            if opts.on(f)) + " is set.")
+        else:
+            feeds = _feeds(opts, plan, log)
+            result = benchmark(plan, feeds, opts, log)
+            _report(plan, result, opts, log)
     except TandemError:
         log.line(f"&&&& FAILED tandem exec # {command}", raw=True)
         raise
@@ -235,25 +139,47 @@ class Log:
             self.line(text, "V")
 
 
+def _skip_inference(opts: ExecOptions) -> bool:
+    # trtexec: --buildDLAStandalone enables --skipInference (AllOptions::parse)
+    return any(opts.on(f) for f in ("skipInference", "buildOnly", "buildDLAStandalone"))
+
+
 # ----- build -----------------------------------------------------------------------------------
-def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
+def _load_or_build(opts: ExecOptions, log: Log) -> Plan | None:
     onnx, engine = opts.get("onnx"), opts.get("loadEngine")
     if bool(onnx) == bool(engine):
         raise UsageError("give exactly one model: --onnx=MODEL.onnx or --loadEngine=PLAN")
+    check_values(opts)
     if engine:
         plan = read_plan(engine)
+        for note in check_flags(opts, plan_generation(plan)):
+            log.warn(note)
+        if opts.on("getPlanVersionOnly"):
+            log.info(f"Plan was created with Tandem {plan.header.get('tandem_version')} "
+                     f"(plan format {plan.header.get('format_version')}) for {plan.target}")
+            return None
         log.info(f"Loaded engine {engine}: target {plan.target}, precision "
                  f"{plan.header.get('precision')}, {len(plan.header['segments'])} segments")
         return plan
     assert onnx is not None
-    request = _request(onnx, opts, log)
-    policy, target = request.policy, request.target
-    log.info(f"Building for {target.name} ({target.power_mode}), precision {policy.precision}, "
-             f"default device {policy.default_device}"
+    if opts.on("getPlanVersionOnly"):
+        raise UsageError("--getPlanVersionOnly reads a plan: give --loadEngine=PLAN")
+    target = exec_target(opts, log)
+    generation = generation_of(target.tensorrt)
+    for note in check_flags(opts, generation):
+        log.warn(note)
+    request, record = build_request(onnx, target, generation, opts, log)
+    policy = request.policy
+    log.info(f"Building for {target.name} ({target.power_mode}, trtexec {generation} rules), "
+             f"precision {policy.precision}, default device {policy.default_device}"
              + (f" core {policy.dla_core}" if policy.default_device == "dla" else ""))
+    standalone = opts.on("buildDLAStandalone")
     try:
         built = build(request, lambda m: log.debug(m))
     except PartitionError as err:
+        if standalone:
+            raise PartitionError(f"--buildDLAStandalone: every layer must run on the DLA: "
+                                 f"{err}") from None
         if policy.gpu_fallback:
             raise
         raise PartitionError(
@@ -262,6 +188,15 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
         ) from None
     placement, plan = built
     part = placement.partition
+    if standalone:
+        off = [(n, a) for n, a in part.assignments.items() if not a.device.startswith("dla")]
+        if off:
+            name, a = off[0]
+            raise PartitionError(f"--buildDLAStandalone: every layer must run on the DLA; layer "
+                                 f"'{name}' runs on {a.device}: {a.reason}")
+        log.info(f"DLA standalone: all {len(part.assignments)} layers on "
+                 f"{part.segments[0].device}; the plan's DLA segment is the loadable cuDLA "
+                 "would load (docs/trtexec.md)")
     for warning in part.warnings:
         log.warn(warning)
     for note in build_notes(built):
@@ -276,100 +211,32 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan:
         counts[a.device] = counts.get(a.device, 0) + 1
     log.info("Engine built: " + ", ".join(f"{n} layers on {d}" for d, n in sorted(counts.items()))
              + f", {len(part.segments)} segments")
+    plan.header.setdefault("metadata", {})["trtexec"] = record
     return plan
 
 
-def _request(onnx: str, opts: ExecOptions, log: Log) -> BuildRequest:
-    """trtexec's flags as a BuildRequest: without --useDLACore everything is on the GPU."""
-    target = resolve_target(opts.get("target") or "host")
-    policy = replace(resolve_policy(None, precision=_precision(opts)), source="trtexec flags")
-    dla_core = opts.get("useDLACore")
-    if dla_core is not None:
-        if dla_core not in ("0", "1"):
-            raise UsageError(f"--useDLACore={dla_core}: expected 0 or 1")
-        if target.dla is None:
-            raise InputError(
-                f"--useDLACore={dla_core}: target {target.name} has no DLA; pass "
-                "--target=<a Jetson board> (e.g. --target=orin-agx-64gb) to build for one"
-            )
-        if policy.precision == "fp32":
-            log.warn("--useDLACore without --fp16/--int8/--best: enabling FP16 (the DLA has "
-                     "no FP32)")
-            policy = policy.with_overrides(precision="fp16")
-        policy = policy.with_overrides(
-            default_device="dla", dla_core=int(dla_core),
-            gpu_fallback=opts.on("allowGPUFallback"),
-        )
-    else:
-        policy = policy.with_overrides(default_device="gpu")
-    rules = _layer_rules(opts)
-    if rules:
-        policy = replace(policy, rules=tuple(rules))
-    graph = load_model(onnx)  # read here: a dynamic input without shapes gets a profile
-    calib = opts.get("calib")
-    # trtexec calibrates INT8 without data on arbitrary ranges; two random inputs stand in
-    source = source_from_path(calib, f"--calib={calib}") if calib else RandomInputs(2)
-    return BuildRequest(
-        model=onnx,
-        target=target,
-        policy=policy,
-        graph=graph,
-        profiles=tuple(_build_profiles(opts, graph, log)),
-        calibration=Calibration(source),
-        timing_cache=timing_cache_at(opts.get("timingCacheFile")),  # trtexec builds with it
-    )
+# ----- layer information -----------------------------------------------------------------------
+def _print_layer_info(plan: Plan, verbosity: str, log: Log) -> None:
+    doc = exported_layer_info(plan, verbosity)
+    log.info(f"Layer Information ({len(doc['Layers'])} layers, profiling verbosity "
+             f"{verbosity}):")
+    for layer in doc["Layers"]:
+        if isinstance(layer, dict):
+            log.info(f"Layer({layer['LayerType']}): {layer['Name']}, Device: {layer['Device']}, "
+                     f"Precision: {layer['Precision']}, Segment: {layer['Segment']}")
+        else:
+            log.info(f"Layer: {layer}")
+    log.info(f"Bindings: {', '.join(doc['Bindings'])}")
 
 
-def _precision(opts: ExecOptions) -> str:
-    if opts.on("best") or opts.on("int8"):
-        return "int8"
-    return "fp16" if opts.on("fp16") else "fp32"
-
-
-def _layer_rules(opts: ExecOptions) -> list[Rule]:
-    rules: list[Rule] = []
-    for flag, kind in (("layerPrecisions", "precision"), ("layerDeviceTypes", "device")):
-        text = opts.get(flag)
-        if not text:
-            continue
-        for item in filter(None, (s.strip() for s in text.split(","))):
-            name, sep, value = item.rpartition(":")
-            value = value.strip().lower()
-            allowed = ("fp32", "fp16", "int8") if kind == "precision" else ("gpu", "dla")
-            if not sep or not name or value not in allowed:
-                raise UsageError(
-                    f"--{flag}: cannot read '{item}'; expected LAYER:"
-                    + ("fp32|fp16|int8" if kind == "precision" else "GPU|DLA")
-                )
-            rules.append(Rule(index=len(rules) + 1, name=name, **{kind: value}))  # type: ignore[arg-type]
-    return rules
-
-
-def _build_profiles(opts: ExecOptions, graph: Graph, log: Log) -> list[OptimizationProfile]:
-    lo = parse_shape_list(opts.get("minShapes") or "", "--minShapes")
-    mid = parse_shape_list(opts.get("optShapes") or "", "--optShapes")
-    hi = parse_shape_list(opts.get("maxShapes") or "", "--maxShapes")
-    run_shapes = parse_shape_list(opts.get("shapes") or "", "--shapes")
-    dynamic = [t for t in graph.inputs if not t.is_static]
-    if not (lo or mid or hi or run_shapes):
-        if not dynamic:
-            return []
-        profile = OptimizationProfile()
-        for t in dynamic:
-            shape = tuple(d if isinstance(d, int) else 1 for d in (t.shape or ()))
-            log.warn(f"Dynamic dimensions required for input: {t.name}, but no shapes were "
-                     f"provided. Automatically overriding shape to: {dims_text(shape)}")
-            profile.set_shape(t.name, shape, shape, shape)
-        return [profile]
-    if (lo or mid or hi) and not (set(lo) == set(mid) == set(hi)):
-        raise UsageError("--minShapes, --optShapes and --maxShapes must name the same inputs")
-    profile = OptimizationProfile()
-    for name in lo:
-        profile.set_shape(name, lo[name], mid[name], hi[name])
-    for name, shape in run_shapes.items():
-        if name not in profile.shapes:  # trtexec: --shapes alone means min = opt = max
-            profile.set_shape(name, shape, shape, shape)
-    return [profile]
+def _print_profiles(plan: Plan, log: Log) -> None:
+    profiles = plan.header.get("profiles") or []
+    if not profiles:
+        log.info("Optimization profiles: none (static shapes)")
+    for k, prof in enumerate(profiles):
+        for name, dims in prof.get("inputs", {}).items():
+            log.info(f"Optimization profile {k}: {name}: min {dims_text(dims['min'])}, opt "
+                     f"{dims_text(dims['opt'])}, max {dims_text(dims['max'])}")
 
 
 # ----- inputs ----------------------------------------------------------------------------------
@@ -391,7 +258,13 @@ def _feeds(opts: ExecOptions, plan: Plan, log: Log) -> dict[str, np.ndarray]:
                          f"(its inputs: {', '.join(t.name for t in stub.inputs)})")
     for t in stub.inputs:
         log.debug(f"Input {t.name}: {dims_text(t.shape or ())} {t.dtype}")
-    return random_inputs(stub, seed=int(opts.number("seed", 0, int)))
+    feeds = random_inputs(stub, seed=int(opts.number("seed", 0, int)))
+    if opts.get("loadInputs"):
+        loaded = load_inputs(str(opts.get("loadInputs")), feeds)
+        for name, array in loaded.items():
+            log.info(f"Input {name}: {array.nbytes} bytes from --loadInputs")
+        feeds.update(loaded)
+    return feeds
 
 
 # ----- the benchmark loop ----------------------------------------------------------------------
@@ -445,7 +318,15 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
     warmup_ms = opts.number("warmUp", 200.0)
     duration_s = opts.number("duration", 3.0)
     iterations = int(opts.number("iterations", 10, int))
-    transfers = not opts.on("noDataTransfers")
+    # trtexec 10 times host<->device copies unless --noDataTransfers; trtexec 11 leaves them out
+    # unless --includeDataTransfers (InferenceOptions::parse of each)
+    recorded = (plan.header.get("metadata") or {}).get("trtexec") or {}
+    if recorded.get("generation", 10) == 11:
+        transfers = opts.on("includeDataTransfers")
+    else:
+        transfers = not opts.on("noDataTransfers")
+    idle_s = opts.number("idleTime", 0.0) / 1e3
+    sleep_s = opts.number("sleepTime", 0.0) / 1e3
     runner = PlanRunner(plan, opts.get("backend") or "auto",
                         timing_cache=opts.get("timingCacheFile"))
     timings: list[Timing] = []
@@ -462,17 +343,22 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
             return (time.perf_counter() - t0) * 1e3
 
         while len(timings) < max(iterations, 1) or ms() < duration_s * 1e3:
+            # without transfers trtexec reports H2D / D2H as 0, so no clock is read for them
             s_h2d = ms()
             staged = {k: np.array(v, copy=True) for k, v in feeds.items()} if transfers else feeds
-            e_h2d = ms()
+            e_h2d = ms() if transfers else s_h2d
+            if sleep_s:  # trtexec's --sleepTime: a gap between launch and compute
+                time.sleep(sleep_s)
             s_c = ms()
             outputs = runner.infer(staged, check_inputs=False)
             e_c = ms()
             if transfers:
                 outputs = {k: np.array(v, copy=True) for k, v in outputs.items()}
-            e_d2h = ms()
+            e_d2h = ms() if transfers else e_c
             timings.append(Timing(s_c, e_c, s_h2d, e_h2d, s_c, e_c, e_c, e_d2h))
             segment_ms.append(dict(runner.segment_ms))
+            if idle_s:
+                time.sleep(idle_s)
         walltime = time.perf_counter() - t0
         backends = runner.backends()
     notes = list(runner.notes)
@@ -588,9 +474,6 @@ def _report(plan: Plan, result: BenchResult, opts: ExecOptions, log: Log) -> Non
         doc: list[dict[str, Any]] = [{"count": len(result.timings), "split": split}]
         _write_json(str(opts.get("exportProfile")), doc + rows)
         log.info(f"Exported profile to {opts.get('exportProfile')}")
-    if opts.get("exportLayerInfo"):
-        _write_json(str(opts.get("exportLayerInfo")), layer_info(plan))
-        log.info(f"Exported layer information to {opts.get('exportLayerInfo')}")
 
 
 def _print_profile(rows: list[dict[str, Any]], count: int, split: str, log: Log) -> None:

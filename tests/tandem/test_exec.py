@@ -58,6 +58,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
         capsys, f"--onnx={model}", "--fp16", "--useDLACore=0", "--allowGPUFallback",
         "--target=orin-agx-64gb", *FAST, "--dumpProfile", f"--exportTimes={times}",
         f"--exportProfile={prof}", f"--exportLayerInfo={info}", f"--saveEngine={engine}",
+        "--profilingVerbosity=detailed",
     )
     assert code == 0
     assert out.startswith("&&&& RUNNING tandem exec") and "&&&& PASSED" in out
@@ -101,7 +102,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
 def test_without_dla_core_everything_runs_on_the_gpu(capsys, model, tmp_path):
     info = tmp_path / "l.json"
     code, out, _ = run_exec(capsys, f"--onnx={model}", "--fp16", "--target=orin-agx-64gb",
-                            *FAST, f"--exportLayerInfo={info}")
+                            *FAST, f"--exportLayerInfo={info}", "--profilingVerbosity=detailed")
     assert code == 0
     assert {layer["Device"] for layer in _layers(info)} == {"GPU"}
 
@@ -123,6 +124,7 @@ def test_layer_device_types_and_precisions(capsys, model, tmp_path):
         capsys, f"--onnx={model}", "--fp16", "--useDLACore=0", "--allowGPUFallback",
         "--target=orin-agx-64gb", "--layerDeviceTypes=layer1.0.conv1:GPU",
         "--layerPrecisions=layer4.*:fp32", *FAST, f"--exportLayerInfo={info}",
+        "--profilingVerbosity=detailed",
     )
     assert code == 0
     layers = {layer["Name"]: layer for layer in _layers(info)}
@@ -139,7 +141,7 @@ def test_int8_with_a_calibration_cache(capsys, model, tmp_path):
     info = tmp_path / "l.json"
     code, out, _ = run_exec(capsys, f"--onnx={model}", "--int8", f"--calib={cache}",
                             "--useDLACore=0", "--allowGPUFallback", "--target=orin-agx-64gb",
-                            *FAST, f"--exportLayerInfo={info}")
+                            *FAST, f"--exportLayerInfo={info}", "--profilingVerbosity=detailed")
     assert code == 0 and "INT8 without --calib" not in out
     precisions = {layer["Precision"] for layer in _layers(info)}
     assert "int8" in precisions
@@ -166,8 +168,8 @@ def test_dynamic_shapes_from_min_opt_max(capsys, model, tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--onnx=m.onnx", "--workspace=64", "--foo"],
-         "not supported by tandem exec: --workspace; unknown flag(s): --foo"),
+        (["--onnx=m.onnx", "--uff=m.uff", "--foo"],
+         "removed in trtexec 10 (Caffe/UFF/implicit batch): --uff; unknown flag(s): --foo"),
         (["--onnx=m.onnx", "--fp16=1"], "--fp16 takes no value"),
         (["--onnx"], "--onnx needs a value"),
         (["model.onnx"], "unexpected argument 'model.onnx'"),
