@@ -188,10 +188,11 @@ def export_all(exporter: Exporter, folder: Path) -> None:
 
 # ----- the conformance models (tests/conformance/) -------------------------------------------
 # Exported a few at a time and deleted by their test once checked, so the suite's temp folder
-# holds at most one chunk of models (ResNet-50-class FP32 exports are 100-350 MB each; all 70 at
-# once are gigabytes, and a CI box with little free disk ran out mid-suite). A chunk is one
-# exporter process: a larger one saves a torch import (about 5 s), a smaller one saves disk.
-CONFORMANCE_CHUNK = 6
+# holds one chunk of models: torchvision's 33 exports alone are 2.36 GB (FP32 weights: ViT-B/16
+# 346 MB, Wide ResNet-50 275 MB), and a CI box with little free disk ran out at the 29th; a chunk
+# of 4 is at most 0.70 GB (measured 2026-12-01). A chunk is one exporter process: a larger one
+# saves a torch import (about 5 s), a smaller one saves disk.
+CONFORMANCE_CHUNK = 4
 _conformance_failed: dict[Path, dict[str, str]] = {}
 _conformance_tried: set[tuple[Path, str]] = set()
 
