@@ -39,6 +39,7 @@ from partitioner.segments import CONTENTION_ROUNDS, Slowdown
 #: above this many whole assignments the exhaustive baseline refuses (3 lanes ** 8 models)
 MAX_ASSIGNMENTS = 6561
 _EPS = 1e-9
+TIE = 5e-3  # relative: lanes within 0.5 % of the used lanes' cost are reported as a tie
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,12 @@ def _reason(
         prices.get(d, 0.0) * lane.loads.get(d, 0.0) * factors.get(d, 1.0) for d in lane.devices
     )
     worth = abs(values.get(lane.model, 0.0))
+    if saturated and worth > _EPS and cost / worth < 1 + TIE:
+        return (
+            f"unused: a tie -- at the prices of the saturated device(s) {', '.join(saturated)} "
+            f"it costs what {lane.model}'s used lanes pay; the solver kept those "
+            f"({_per_frame(lane, factors)})"
+        )
     if saturated and worth > _EPS:
         return (
             f"unused: on the saturated device(s) {', '.join(saturated)} a frame through it "

@@ -28,6 +28,7 @@ from partitioner.concurrency import (
 )
 from partitioner.errors import ConfigError
 from partitioner.policy import Policy
+from partitioner.yaml_reader import is_number, read_yaml, reject_unknown, require
 from targets.build import Placement, build, place_for
 from targets.request import BuildRequest
 
@@ -229,3 +230,43 @@ def build_concurrent(
     name = model_name(request.model)
     group = plan_group({name: request}, [Demand(name)], contention)
     return group, build_group(group, progress)[name]
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One model of a plan group file: its ONNX path and its demand."""
+
+    path: Path
+    demand: Demand
+
+
+GROUP_KEYS = ("model", "rate", "weight", "priority")
+
+
+def read_group(path: str | Path) -> list[GroupMember]:
+    """A plan group YAML (``models: [{model: a.onnx, rate: 30, weight: 1, priority: 0}]``;
+    model paths relative to the file), through the project's YAML reader: an error names the
+    file, the line and the field."""
+    doc = read_yaml(path, "plan group file")
+    reject_unknown(doc, (), ("models",))
+    models = require(doc, ("models",), "a list of models", lambda v: isinstance(v, list) and v)
+    base = Path(path).parent
+    out = []
+    for i in range(len(models)):
+        where = ("models", i)
+        require(doc, where, "a mapping with 'model'", lambda v: isinstance(v, dict))
+        reject_unknown(doc, where, GROUP_KEYS)
+        file = require(doc, (*where, "model"), "an ONNX path", lambda v: isinstance(v, str) and v)
+        rate = require(doc, (*where, "rate"), "frames/s > 0", _positive, None)
+        weight = require(doc, (*where, "weight"), "a number > 0", _positive, 1.0)
+        priority = require(doc, (*where, "priority"), "an integer", lambda v: isinstance(v, int), 0)
+        model_path = base / file
+        if not model_path.is_file():
+            raise doc.fail((*where, "model"), f"{model_path} does not exist")
+        demand = Demand(model_name(model_path), float(weight), rate and float(rate), priority)
+        out.append(GroupMember(model_path, demand))
+    return out
+
+
+def _positive(value: Any) -> bool:
+    return is_number(value) and value > 0
