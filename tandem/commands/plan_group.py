@@ -3,8 +3,9 @@
 Every model gets its candidate lanes (GPU; each allowed DLA core with its GPU fallback; GPU+DLA
 pipelines) and ``targets.concurrency.plan_group`` solves their rates at once: equal frame counts
 (the makespan of one batch of each) unless a group file (``--config GROUP.yaml``) gives rates,
-weights or priorities. Every DLA core is a candidate unless ``--dla-core`` names one. It prints every lane's decision with its reason, each model's rate beside
-the best single-device assignment, and, with ``-o DIR``, builds one concurrent plan per model.
+weights or priorities. Every DLA core is a candidate unless ``--dla-core`` names one. It
+prints every lane's decision with its reason, each model's rate beside the best single-device
+assignment, and, with ``-o DIR``, builds one concurrent plan per model.
 """
 
 from __future__ import annotations
