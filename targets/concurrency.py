@@ -249,14 +249,18 @@ def read_group(path: str | Path) -> list[GroupMember]:
     file, the line and the field."""
     doc = read_yaml(path, "plan group file")
     reject_unknown(doc, (), ("models",))
-    models = require(doc, ("models",), "a list of models", lambda v: isinstance(v, list) and v)
+    models = require(
+        doc, ("models",), "a list of models", lambda v: isinstance(v, list) and bool(v)
+    )
     base = Path(path).parent
     out = []
     for i in range(len(models)):
         where = ("models", i)
         require(doc, where, "a mapping with 'model'", lambda v: isinstance(v, dict))
         reject_unknown(doc, where, GROUP_KEYS)
-        file = require(doc, (*where, "model"), "an ONNX path", lambda v: isinstance(v, str) and v)
+        file = require(
+            doc, (*where, "model"), "an ONNX path", lambda v: isinstance(v, str) and bool(v)
+        )
         rate = require(doc, (*where, "rate"), "frames/s > 0", _positive, None)
         weight = require(doc, (*where, "weight"), "a number > 0", _positive, 1.0)
         priority = require(doc, (*where, "priority"), "an integer", lambda v: isinstance(v, int), 0)
