@@ -39,6 +39,7 @@ from partitioner.segments import CONTENTION_ROUNDS, Slowdown
 #: above this many whole assignments the exhaustive baseline refuses (3 lanes ** 8 models)
 MAX_ASSIGNMENTS = 6561
 _EPS = 1e-9
+SECOND_TERM = 1e-3  # weight of the rated models' own rates beside the common scale
 TIE = 5e-3  # relative: lanes within 0.5 % of the used lanes' cost are reported as a tie
 
 
@@ -168,21 +169,19 @@ def _solve_levels(
 ) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
     """Priority levels, highest first: each maximises its common scale with the levels above
     fixed at what they got. Returns lane rates, device prices and per-model values (duals of
-    the last level that could still grow: what a frame of each model is worth per device-s)."""
+    the last level: what a frame of each model is worth in device-seconds)."""
     fixed: dict[str, float] = {}
     x = np.zeros(len(lanes))
     prices: dict[str, float] = {}
     values: dict[str, float] = {}
     for level in sorted({d.priority for d in demands}, reverse=True):
         group = [d for d in demands if d.priority == level]
-        x, lam, prices_l, values_l = _lp(lanes, group, fixed, devices, factors)
-        prices = prices_l  # the last level's: every model placed, the real bottlenecks
+        x, lam, prices, values_l = _lp(lanes, group, fixed, devices, factors)
         values.update(values_l)
         for d in group:
-            target = d.rate if d.rate is not None else d.weight
-            capped = min(lam, 1.0) if d.rate is not None else lam
-            fixed[d.model] = capped * target
-    # rates that are met leave headroom: run them at their targets, not above
+            got = sum(x[i] for i, lane in enumerate(lanes) if lane.model == d.model)
+            fixed[d.model] = float(got) if d.rate is not None else lam * d.weight
+    # met rates leave headroom: serve exactly the rates with the least busy bottleneck
     return _lp_fixed(lanes, fixed, devices, factors, x), prices, values
 
 
@@ -193,47 +192,60 @@ def _lp(
     devices: Sequence[str],
     factors: Mapping[str, float],
 ) -> tuple[np.ndarray, float, dict[str, float], dict[str, float]]:
-    """max lam s.t. each device busy <= 1; models of ``group`` at lam x demand, ``fixed`` at
-    their rates, models of lower levels free to be 0. Variables: lane rates, then lam."""
+    """max lam s.t. each device busy <= 1; ``fixed`` models at their rates; models of lower
+    levels free (they may get 0). A model of ``group`` with a weight runs at exactly lam x
+    weight; one with a rate target at >= lam x target and <= the target, and a small second
+    term lets each rated model take what it can up to its target once lam is as high as it
+    goes (a model whose devices are free is not held down to the common scale).
+    Variables: lane rates, then lam."""
     n = len(lanes)
     c = np.zeros(n + 1)
     c[n] = -1.0
-    a_ub = np.zeros((len(devices), n + 1))
-    for j, dev in enumerate(devices):
+    ub_rows: list[np.ndarray] = []
+    ub_rhs: list[float] = []
+    for dev in devices:
+        row = np.zeros(n + 1)
         for i, lane in enumerate(lanes):
-            a_ub[j, i] = lane.loads.get(dev, 0.0) * factors[dev]
-    b_ub = np.ones(len(devices))
-    rows, rhs, owners = [], [], []
+            row[i] = lane.loads.get(dev, 0.0) * factors[dev]
+        ub_rows.append(row)
+        ub_rhs.append(1.0)
+    eq_rows: list[np.ndarray] = []
+    eq_rhs: list[float] = []
+    eq_owner: list[str] = []
+    ub_owner: dict[int, str] = {}
+    second = SECOND_TERM / max(1, len(group))
     for d in group:
-        row = np.zeros(n + 1)
-        for i, lane in enumerate(lanes):
-            if lane.model == d.model:
-                row[i] = 1.0
-        row[n] = -(d.rate if d.rate is not None else d.weight)
-        rows.append(row)
-        rhs.append(0.0)
-        owners.append(d.model)
+        mine = np.array([1.0 if lane.model == d.model else 0.0 for lane in lanes] + [0.0])
+        if d.rate is None:
+            eq_rows.append(mine - np.eye(n + 1)[n] * d.weight)
+            eq_rhs.append(0.0)
+            eq_owner.append(d.model)
+            continue
+        ub_owner[len(ub_rows)] = d.model
+        ub_rows.append(np.eye(n + 1)[n] * d.rate - mine)  # rate >= lam x target
+        ub_rhs.append(0.0)
+        ub_rows.append(mine)  # rate <= target
+        ub_rhs.append(d.rate)
+        c -= mine * second / d.rate
     for model, rate in fixed.items():
-        row = np.zeros(n + 1)
-        for i, lane in enumerate(lanes):
-            if lane.model == model:
-                row[i] = 1.0
-        rows.append(row)
-        rhs.append(rate)
-        owners.append(model)
+        eq_rows.append(np.array([1.0 if lane.model == model else 0.0 for lane in lanes] + [0.0]))
+        eq_rhs.append(rate)
+        eq_owner.append(model)
     res = linprog(
         c,
-        A_ub=a_ub,
-        b_ub=b_ub,
-        A_eq=np.array(rows),
-        b_eq=np.array(rhs),
+        A_ub=np.array(ub_rows),
+        b_ub=np.array(ub_rhs),
+        A_eq=np.array(eq_rows) if eq_rows else None,
+        b_eq=np.array(eq_rhs) if eq_rows else None,
         bounds=[(0, None)] * (n + 1),
         method="highs",
     )
     if res.status != 0:
         raise ConfigError(f"the group cannot be scheduled: {res.message}")
-    prices = {d: -float(m) for d, m in zip(devices, res.ineqlin.marginals)}
-    values = {m: float(v) for m, v in zip(owners, res.eqlin.marginals)}
+    marg = res.ineqlin.marginals
+    prices = {d: -float(m) for d, m in zip(devices, marg[: len(devices)])}
+    values = {m: float(v) for m, v in zip(eq_owner, res.eqlin.marginals if eq_rows else [])}
+    values.update({m: float(marg[row]) for row, m in ub_owner.items() if m not in values})
     return np.asarray(res.x[:n]), float(res.x[n]), prices, values
 
 
