@@ -130,3 +130,34 @@ def test_a_lane_naming_a_missing_segment_is_refused(concurrent_plan):
     header["lanes"][0]["segments"].append("nope")
     with pytest.raises(HeaderFieldError, match="lanes.*no segment 'nope'"):
         decode_header(header)
+
+
+@pytest.mark.gpu
+def test_concurrent_plan_on_cuda_and_the_emulator(tmp_path, zoo_model):
+    """CUDA + emulator: an AGX Orin board file whose GPU is this machine's (same SoC, DLAs,
+    clocks and DRAM; only the arch differs) so the GPU segments run on CUDA here, each in the
+    GPU worker's thread and stream, while the DLA segments run on the emulator beside them."""
+    from devices.runtime import cuda_arch_here
+    from targets.catalog import BOARDS_DIR
+
+    text = (BOARDS_DIR / "orin-agx-64gb.yaml").read_text()
+    text = text.replace("name: orin-agx-64gb", "name: orin-with-this-gpu")
+    text = text.replace("arch: sm_87", f"arch: {cuda_arch_here()}")
+    board = tmp_path / "orin-with-this-gpu.yaml"
+    board.write_text(text)
+    model = zoo_model("resnet18", resolution=64)
+    policy = Policy.from_yaml("dla_core: any\nprecision: fp16\n", "p.yaml")
+    # no cubins: the kernels compile with this machine's NVRTC when the plan loads
+    request = BuildRequest(str(model), resolve_target(str(board)), policy, cubins=False)
+    _, plan = build_concurrent(request)
+    name = str(plan.header["model"])
+    frames = [random_inputs(model, seed=i) for i in range(FRAMES)]
+    with ConcurrentRunner(plan, backend="cuda") as runner:
+        out = runner.run_frames({name: frames})[name]
+        backends = set(runner.backends().values())
+        trace = list(runner.trace)
+    assert {"cuda", "dla-emulator"} <= backends, backends
+    for feeds, got in zip(frames, out):
+        for key, ref in ort_run(model, feeds).items():
+            assert closeness(got[key], ref).cosine >= 0.999, key
+    assert any("GPU" in p and any(t.startswith("DLA") for t in p) for p in overlapping(trace))
