@@ -106,7 +106,12 @@ def schedule(
     slowdown: Slowdown | None = None,
 ) -> Schedule:
     """Rates for ``lanes`` serving ``demands`` (see the module docstring); exact for the lanes
-    given. A model without a lane, or a lane of an unknown model, is a ConfigError."""
+    given. A model without a lane, or a lane of an unknown model, is a ConfigError.
+
+    With contention, a lightly used device still slows the others down, so every subset of
+    the devices is solved on its own (at most 7 for GPU + 2 DLAs) and the best kept: adding a
+    lane or a device never makes the answer worse, and a device the best schedule leaves idle
+    says why in its lanes' reasons."""
     models = [d.model for d in demands]
     if len(set(models)) != len(models):
         raise ConfigError(f"a model is named twice in the group: {', '.join(models)}")
@@ -116,6 +121,48 @@ def schedule(
         if (d.rate is not None and not d.rate > 0) or not d.weight > 0:
             raise ConfigError(f"model '{d.model}': rate and weight must be positive")
     lanes = [lane for lane in lanes if lane.model in set(models)]
+    full = _schedule_on(lanes, demands, slowdown)
+    devices = sorted({d for lane in lanes for d in lane.devices})
+    if slowdown is None or len(devices) < 2:
+        return full
+    best, best_key = full, _key(full, demands)
+    for size in range(1, len(devices)):
+        for subset in itertools.combinations(devices, size):
+            inside = [lane for lane in lanes if set(lane.devices) <= set(subset)]
+            if any(not any(lane.model == m for lane in inside) for m in models):
+                continue
+            trial = _schedule_on(inside, demands, slowdown)
+            key = _key(trial, demands)
+            if key[0] > best_key[0] or (
+                key[0] == best_key[0] and key[1] > best_key[1] * (1 + 1e-9)
+            ):
+                best, best_key = trial, key
+    if best is full:
+        return full
+    kept = {id(u.lane) for u in best.uses}
+    busy = {d for u in best.uses if u.rate > _EPS for d in u.lane.devices}
+    idle = sorted(set(devices) - busy)
+    why = (
+        f"unused: the best schedule leaves {', '.join(idle)} idle -- running it too would slow "
+        "the other devices down (DRAM contention) by more than it adds"
+    )
+    uses = list(best.uses) + [LaneUse(lane, 0.0, why) for lane in lanes if id(lane) not in kept]
+    best.uses = sorted(uses, key=lambda u: lanes.index(u.lane))
+    best.notes.append(f"{', '.join(idle)} left idle: contention outweighs what it would add")
+    return best
+
+
+def _key(sched: Schedule, demands: Sequence[Demand]) -> tuple[int, float]:
+    return sum(sched.met.values()), _scale(sched, demands)
+
+
+def _schedule_on(
+    lanes: Sequence[Lane],
+    demands: Sequence[Demand],
+    slowdown: Slowdown | None,
+) -> Schedule:
+    """:func:`schedule` on exactly these lanes (the contention fixed point around the LP)."""
+    models = [d.model for d in demands]
     devices = sorted({d for lane in lanes for d in lane.devices})
     factors = dict.fromkeys(devices, 1.0)
     x = np.zeros(len(lanes))

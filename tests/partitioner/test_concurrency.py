@@ -41,6 +41,21 @@ def test_contention_slows_every_device_and_is_a_fixed_point():
     assert sched.slowdown == pytest.approx({"gpu": 1.2, "dla0": 1.2})
 
 
+def test_a_device_that_slows_the_others_more_than_it_adds_is_left_idle():
+    # the GPU runs 3x slower while the DLA is busy: GPU alone 1000 frames/s beats both
+    # together (1000 / 3 + 100); more lanes or devices never make the answer worse
+    lanes = [lane("m", "gpu", gpu=1.0), lane("m", "dla0", dla0=10.0)]
+
+    def slowdown(device, others):
+        return 1.0 + 2.0 * others.get("dla0", 0.0) if device == "gpu" else 1.0
+
+    sched = schedule(lanes, [Demand("m")], slowdown)
+    assert sched.rates["m"] == pytest.approx(1000.0)
+    reasons = {u.lane.name: u.reason for u in sched.uses}
+    assert "leaves dla0 idle" in reasons["dla0"] and "contention" in reasons["dla0"]
+    assert sched.notes == ["dla0 left idle: contention outweighs what it would add"]
+
+
 def test_pipeline_lane_wins_when_it_balances_the_devices_and_unused_lanes_say_why():
     # the pipeline puts 1 ms on each device: 1000 frames/s with both busy; the GPU lane alone
     # would need 1.6 ms of the GPU, the DLA lane 3 ms of the DLA plus 0.4 ms of the GPU
