@@ -99,3 +99,25 @@ def test_group_plans_run_together_and_match_onnxruntime(tmp_path, capsys, two_mo
         for feeds, outputs in zip(frames[name], got[name]):
             for key, ref in ort_run(model, feeds).items():
                 assert closeness(outputs[key], ref).cosine >= 0.999, (name, key)
+
+
+def test_build_with_dla_core_any_and_throughput_writes_a_concurrent_plan(
+    tmp_path, capsys, two_models
+):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("dla_core: any\nobjective: throughput\n")
+    plan_path = tmp_path / "r18.plan"
+    capsys.readouterr()
+    argv = ["build", str(two_models[0]), "--target", "orin-agx-64gb", "--fp16", "--policy",
+            str(policy), "-o", str(plan_path), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "concurrent plan of" in printed and "frames/s" in printed
+    header = read_plan(plan_path).header
+    assert len(header["lanes"]) >= 2
+    assert {"gpu", "dla0"} <= {s["device"] for s in header["segments"]}
+    # a latency objective with dla_core any stays one engine on core 0
+    policy.write_text("dla_core: any\n")
+    assert main(argv) == 0
+    header = read_plan(plan_path).header
+    assert "lanes" not in header and "dla1" not in {s["device"] for s in header["segments"]}
