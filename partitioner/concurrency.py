@@ -39,6 +39,7 @@ from partitioner.segments import CONTENTION_ROUNDS, Slowdown
 #: above this many whole assignments the exhaustive baseline refuses (3 lanes ** 8 models)
 MAX_ASSIGNMENTS = 6561
 _EPS = 1e-9
+MAX_LONE_COMBINATIONS = 32  # one-lane-per-model trials :func:`schedule` also solves
 SECOND_TERM = 1e-3  # weight of the rated models' own rates beside the common scale
 TIE = 5e-3  # relative: lanes within 0.5 % of the used lanes' cost are reported as a tie
 
@@ -126,29 +127,40 @@ def schedule(
     if slowdown is None or len(devices) < 2:
         return full
     best, best_key = full, _key(full, demands)
+    trials: list[list[Lane]] = []
     for size in range(1, len(devices)):
         for subset in itertools.combinations(devices, size):
             inside = [lane for lane in lanes if set(lane.devices) <= set(subset)]
-            if any(not any(lane.model == m for lane in inside) for m in models):
-                continue
-            trial = _schedule_on(inside, demands, slowdown)
-            key = _key(trial, demands)
-            if key[0] > best_key[0] or (
-                key[0] == best_key[0] and key[1] > best_key[1] * (1 + 1e-9)
-            ):
-                best, best_key = trial, key
+            if all(any(lane.model == m for lane in inside) for m in models):
+                trials.append(inside)
+    # one lane per model too, where that is few combinations: the contention fixed point
+    # around the LP is not itself an optimisation, and a lone pipeline can beat a mix
+    per_model = [[lane for lane in lanes if lane.model == m] for m in models]
+    if math.prod(len(p) for p in per_model) <= MAX_LONE_COMBINATIONS:
+        trials += [list(combo) for combo in itertools.product(*per_model)]
+    for inside in trials:
+        trial = _schedule_on(inside, demands, slowdown)
+        key = _key(trial, demands)
+        if key[0] > best_key[0] or (key[0] == best_key[0] and key[1] > best_key[1] * (1 + 1e-9)):
+            best, best_key = trial, key
     if best is full:
         return full
     kept = {id(u.lane) for u in best.uses}
     busy = {d for u in best.uses if u.rate > _EPS for d in u.lane.devices}
     idle = sorted(set(devices) - busy)
-    why = (
-        f"unused: the best schedule leaves {', '.join(idle)} idle -- running it too would slow "
-        "the other devices down (DRAM contention) by more than it adds"
-    )
+    if idle:
+        why = (
+            f"unused: the best schedule leaves {', '.join(idle)} idle -- running it too would "
+            "slow the other devices down (DRAM contention) by more than it adds"
+        )
+        best.notes.append(f"{', '.join(idle)} left idle: contention outweighs what it would add")
+    else:
+        why = (
+            "unused: adding it to the used lanes raises the DRAM contention on their devices "
+            "by more than it adds"
+        )
     uses = list(best.uses) + [LaneUse(lane, 0.0, why) for lane in lanes if id(lane) not in kept]
     best.uses = sorted(uses, key=lambda u: lanes.index(u.lane))
-    best.notes.append(f"{', '.join(idle)} left idle: contention outweighs what it would add")
     return best
 
 
