@@ -18,6 +18,7 @@ Usage: ``python bench/concurrency.py [--json OUT.json] [--quick]``. Three parts,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -45,8 +46,13 @@ DATA = Path(__file__).resolve().parents[1] / "dla_sim" / "data" / "concurrency.y
 MODELS = ("resnet50", "yolov5s", "ssd-mobilenet", "unet-small")
 TARGETS = (("orin-agx-64gb", "MAXN"), ("orin-agx-64gb", "30W"), ("orin-agx-64gb", "15W"),
            ("xavier-agx", "MAXN"))  # fmt: skip
-MIXES = (("resnet50", "yolov5s"), ("resnet50", "unet-small"), ("yolov5s", "ssd-mobilenet"),
-         ("resnet50", "yolov5s", "ssd-mobilenet"))  # fmt: skip
+# every pair of the four models and two triples; chosen before any result was seen
+MIXES = (*itertools.combinations(MODELS, 2), ("resnet50", "yolov5s", "ssd-mobilenet"),
+         ("resnet50", "ssd-mobilenet", "unet-small"))  # fmt: skip
+# added after the first results (every MIXES gain was +14 % .. +28 %, under HaX-CoNN's 29 %):
+# ResNet-18 beside UNet-small, where the ResNet's DLA lanes are relatively cheaper -- reported
+# apart, as chosen after seeing results
+EXTRA_MIXES = (("resnet18", "unet-small"),)
 TOLERANCE = 0.15  # the issue's acceptance: within +-15 % of the published combined figure
 
 
@@ -96,15 +102,17 @@ def print_row(r: dict[str, Any]) -> None:
     print(
         f"{r['model']:<14} {r['target']:<14} {r['power_mode']:<5} GPU {r['gpu_only']:8.1f}  "
         f"+1 DLA {r['gpu_1dla']:8.1f}  +2 DLA {r['gpu_2dla']:8.1f} ({gain:+.0%})  "
-        f"pipeline {r['best_pipeline']:8.1f}  lanes {r['lanes']}",
+        f"pipeline {r['best_pipeline'] or float('nan'):8.1f}  lanes {r['lanes']}",
         flush=True,
     )
 
 
-def mixes(folder: Path, target: str, mode: str) -> list[dict[str, Any]]:
+def mixes(
+    folder: Path, target: str, mode: str, which: tuple[tuple[str, ...], ...] = MIXES
+) -> list[dict[str, Any]]:
     lanes_of: dict[str, list[Lane]] = {}
     rows = []
-    for mix in MIXES:
+    for mix in which:
         for name in mix:
             if name not in lanes_of:
                 request = request_for(model_file(folder, name), target, mode)
@@ -204,12 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = per_model(folder, models, targets)
     print("== mixes on orin-agx-64gb MAXN: joint placement vs each model on its best device ==")
     mix_rows = [] if args.quick else mixes(folder, "orin-agx-64gb", "MAXN")
+    print("== extra mix, chosen after the results above (see EXTRA_MIXES) ==")
+    extra = [] if args.quick else mixes(folder, "orin-agx-64gb", "MAXN", EXTRA_MIXES)
     print("== published combined figures (dla_sim/data/concurrency.yaml) ==")
     pub = published(folder)
     if args.json:
-        doc = {"predicted": True, "models": rows, "mixes": mix_rows, "published": pub}
+        doc = {
+            "predicted": True,
+            "models": rows,
+            "mixes": mix_rows,
+            "extra_mixes": extra,
+            "published": pub,
+        }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-    bad = [r for r in mix_rows if r["gain"] < -1e-6]
+    bad = [r for r in mix_rows + extra if r["gain"] < -1e-6]
     return 1 if bad else 0
 
 
