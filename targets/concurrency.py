@@ -283,7 +283,13 @@ def read_group(path: str | Path) -> list[GroupMember]:
         )
         rate = require(doc, (*where, "rate"), "frames/s > 0", _positive, None)
         weight = require(doc, (*where, "weight"), "a number > 0", _positive, 1.0)
-        priority = require(doc, (*where, "priority"), "an integer", lambda v: isinstance(v, int), 0)
+        priority = require(
+            doc,
+            (*where, "priority"),
+            "an integer",
+            lambda v: isinstance(v, int) and not isinstance(v, bool),
+            0,
+        )
         model_path = base / file
         if not model_path.is_file():
             raise doc.fail((*where, "model"), f"{model_path} does not exist")
