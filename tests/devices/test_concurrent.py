@@ -33,11 +33,13 @@ FRAMES = 6
 
 @pytest.fixture(scope="module")
 def concurrent_plan(zoo_model, tmp_path_factory):
-    model = zoo_model("resnet18", resolution=64)
+    # UNet-small at 64x64, FP16, AGX Orin MAXN: the schedule uses the GPU and a whole copy on
+    # each DLA core (bench/concurrency.py's planner; ResNet-18 there is one GPU+DLA pipeline)
+    model = zoo_model("unet-small", resolution=64)
     policy = Policy.from_yaml("dla_core: any\nobjective: throughput\nprecision: fp16\n", "p.yaml")
     request = BuildRequest(str(model), resolve_target("orin-agx-64gb"), policy)
     group, plan = build_concurrent(request)
-    path = write_plan(plan, tmp_path_factory.mktemp("conc") / "r18.plan")
+    path = write_plan(plan, tmp_path_factory.mktemp("conc") / "unet.plan")
     return model, group, read_plan(path)
 
 
@@ -145,7 +147,7 @@ def test_concurrent_plan_on_cuda_and_the_emulator(tmp_path, zoo_model):
     text = text.replace("arch: sm_87", f"arch: {cuda_arch_here()}")
     board = tmp_path / "orin-with-this-gpu.yaml"
     board.write_text(text)
-    model = zoo_model("resnet18", resolution=64)
+    model = zoo_model("unet-small", resolution=64)
     policy = Policy.from_yaml("dla_core: any\nprecision: fp16\n", "p.yaml")
     # no cubins: the kernels compile with this machine's NVRTC when the plan loads
     request = BuildRequest(str(model), resolve_target(str(board)), policy, cubins=False)
