@@ -244,6 +244,25 @@ class CapabilityRow:
 
 
 @dataclass(frozen=True)
+class LaneRecord:
+    """One lane of a concurrent plan (``targets.concurrency``): the segments that carry a whole
+    frame, in run order, and the frames/s the planner gave it (lanes run at the same time)."""
+
+    name: str
+    segments: list[str]
+    rate_fps: float = 0.0
+    reason: str = ""
+    #: the lane's seconds per frame on each device, in ms (before contention)
+    load_ms: dict[str, float] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not self.segments:
+            raise HeaderFieldError("segments", "a lane runs at least one segment")
+        if not self.rate_fps >= 0:
+            raise HeaderFieldError("rate_fps", f"{self.rate_fps} is not a rate (>= 0)")
+
+
+@dataclass(frozen=True)
 class PlanHeader:
     """Every field the runtime, refit and the commands read; other keys may be present."""
 
@@ -269,6 +288,8 @@ class PlanHeader:
     warnings: list[str] = field(default_factory=list)
     #: false: built without cubins (``--no-cubins``); GPU kernels compile when the plan loads
     cubins: bool = True
+    #: a concurrent plan's lanes (empty: one engine, the segments run in order)
+    lanes: list[LaneRecord] = field(default_factory=list)
 
     def check(self) -> None:
         names: set[str] = set()
@@ -288,6 +309,16 @@ class PlanHeader:
                 for key, attr in node.attrs.items():
                     if attr.array is not None:
                         self._blob(attr.array, f"{where}.graph.nodes[{j}].attrs.{key}", None)
+        owner: dict[str, str] = {}
+        for i, lane in enumerate(self.lanes):
+            for seg_name in lane.segments:
+                if seg_name not in names:
+                    raise HeaderFieldError(f"lanes[{i}].segments", f"no segment {seg_name!r}")
+                if seg_name in owner:
+                    raise HeaderFieldError(
+                        f"lanes[{i}].segments", f"{seg_name!r} is in lane {owner[seg_name]!r} too"
+                    )
+                owner[seg_name] = lane.name
         for key, scale in self.calibration.items():
             if not scale > 0:
                 raise HeaderFieldError(f"calibration.{key}", f"scale {scale} is not positive")

@@ -520,7 +520,12 @@ def chrome_trace(events: list[TraceEvent], iteration: int = 0) -> list[dict[str,
 
 def predicted_trace(plan: Plan) -> list[TraceEvent]:
     """The board timeline the cost models predict: each segment's layers back to back on its
-    device's "predicted" track, segments in run order (what a Jetson would show, not this host)."""
+    device's "predicted" track, segments in run order (what a Jetson would show, not this host).
+    A concurrent plan's lanes overlap: ``devices.concurrent.predicted_schedule`` lays them out."""
+    if plan.header.get("lanes"):
+        from devices.concurrent import predicted_schedule  # it builds on this module
+
+        return predicted_schedule(plan).events
     layer_ms = {row["name"]: row.get("predicted_ms") for row in plan.header.get("layers", [])}
     events: list[TraceEvent] = []
     clock_us = 0.0

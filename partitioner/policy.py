@@ -5,7 +5,7 @@ A policy file looks like this (every key optional; ``docs/policy.md`` has the fu
     default_device: dla        # gpu | dla
     gpu_fallback: true         # layers the DLA cannot run go to the GPU (else: build error)
     cpu_fallback: true         # layers neither can run go to the board's CPU (else: build error)
-    dla_core: 0                # 0 | 1
+    dla_core: 0                # 0 | 1 | any (concurrent plans: the planner picks the cores)
     precision: fp16            # fp32 | fp16 | int8
     objective: latency         # latency | throughput | energy (joules per inference)
     partition: trt             # trt | cost
@@ -172,6 +172,9 @@ class Policy:
     energy_budget_mj: float | None = None
     rules: tuple[Rule, ...] = ()
     source: str = "<default policy>"  # file name used in reasons and messages
+    #: ``dla_core: any``: a concurrent plan (targets.concurrency) may use every DLA core; a
+    #: single-engine build uses ``dla_core`` (0)
+    dla_any: bool = False
 
     @property
     def dla_device(self) -> str:
@@ -186,7 +189,8 @@ class Policy:
         if unknown:
             raise ConfigError(f"{self.source}: unknown policy field '{unknown[0]}'")
         checked = Policy.from_dict(data, source=self.source)
-        return replace(checked, rules=self.rules)
+        dla_any = checked.dla_any or (self.dla_any and "dla_core" not in changes)
+        return replace(checked, rules=self.rules, dla_any=dla_any)
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:
@@ -285,7 +289,8 @@ def _build(doc: YamlDoc) -> Policy:
         elif key in ("gpu_fallback", "cpu_fallback"):
             kw[key] = _boolean(doc, path)
         elif key == "dla_core":
-            kw[key] = _choice(doc, path, (0, 1))
+            core = _choice(doc, path, (0, 1, "any"))
+            kw[key], kw["dla_any"] = (0, True) if core == "any" else (core, False)
         elif key == "precision":
             kw[key] = _choice(doc, path, PRECISIONS)
         elif key == "objective":

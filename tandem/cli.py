@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "run",
     "compare",
     "build",
+    "plan_group",
     "deploy",
     "board",
     "refit",

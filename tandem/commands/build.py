@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from devices.plan import write_plan
 from tandem.commands._args import add_build_args, build_request
 from tandem.commands._common import human
 from targets.build import build, build_notes
+from targets.concurrency import build_concurrent
+from targets.request import BuildRequest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
-    built = build(build_request(args), progress)
+    request = build_request(args)
+    if request.policy.dla_any and request.policy.objective == "throughput":
+        return _build_concurrent(args, request, progress, start)
+    built = build(request, progress)
     placement, plan = built
     path = write_plan(plan, args.output)
     part = placement.partition
@@ -45,4 +51,25 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     for warning in part.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _build_concurrent(
+    args: argparse.Namespace, request: BuildRequest, progress: Any, start: float
+) -> int:
+    """``dla_core: any`` with ``objective: throughput``: a concurrent plan (docs/concurrency.md)."""
+    group, plan = build_concurrent(request, progress)
+    path = write_plan(plan, args.output)
+    lanes = plan.header["lanes"]
+    rate = sum(lane["rate_fps"] for lane in lanes)
+    alone = next(iter(group.baseline.rates.values()))
+    print(
+        f"wrote {path}: target {request.target.name} ({request.target.power_mode}), precision "
+        f"{request.policy.precision}, concurrent plan of {len(lanes)} lanes "
+        f"({', '.join(lane['name'] for lane in lanes)}), {human(path.stat().st_size, 'B')}; "
+        f"predicted {rate:.1f} frames/s (best single device {alone:.1f}); "
+        f"built in {time.perf_counter() - start:.1f} s"
+    )
+    for lane in lanes:
+        print(f"  {lane['name']}: {lane['reason']}")
     return 0

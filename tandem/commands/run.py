@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.concurrent import runner_for
 from devices.cpu import CpuRunner
 from devices.io import (
     load_feeds,
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         plan = build(request).plan
     runner: BaseRunner
     if plan is not None:
-        runner = PlanRunner(plan, args.backend, timing_cache=args.timing_cache)
+        runner = runner_for(plan, args.backend, timing_cache=args.timing_cache)
         expected = {b["name"]: b for b in plan.header["inputs"]}
         feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [], plan)
     else:

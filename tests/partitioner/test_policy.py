@@ -83,8 +83,8 @@ BAD = [
         "gpu_fallback: yes please\n",
         "p.yaml:1: gpu_fallback: expected true or false, got 'yes please'",
     ),
-    ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1, got 2"),
-    ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1, got True"),
+    ("dla_core: 2\n", "p.yaml:1: dla_core: expected one of 0, 1, any, got 2"),
+    ("dla_core: true\n", "p.yaml:1: dla_core: expected one of 0, 1, any, got True"),
     ("precision: fp64\n", "p.yaml:1: precision: expected one of fp32, fp16, int8, got 'fp64'"),
     (
         "objective: speed\n",
