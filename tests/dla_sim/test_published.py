@@ -5,7 +5,7 @@ are asserted here. Acceptance: every whole-network validate figure within +-15 %
 absolute error at most 8 %, errors of both signs. Rows the model misses today are listed in
 ``KNOWN_MISSES`` with how far they are off, so the test still fails if they get worse or if any
 other row leaves the band; BENCHMARKS.md explains each. The two hybrid (GPU + DLA pipeline) rows
-are printed by bench/dla_latency.py but not asserted: both are 35-43 % low (BENCHMARKS.md).
+are printed by bench/dla_latency.py but not asserted: both are 35-45 % low (BENCHMARKS.md).
 """
 
 from __future__ import annotations
