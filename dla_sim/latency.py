@@ -18,11 +18,15 @@ For each engine operation (dla.md §4, the NVDLA primer and performance spreadsh
 - Memory: bytes as the hardware lays tensors out (``formats.tensor_bytes``: kCHW16 / kCHW32
   padding). When input and weights do not both fit the convolution buffer (CBUF), the cheaper
   of re-reading the input once per weight chunk or the weights once per input chunk is taken
-  (the primer's rule). Tensors move over the DRAM port at
+  (the primer's rule). Fetch and MACs overlap only when the banks left beside the weight
+  chunk hold two input slices (ping-pong); otherwise they take turns (MAC + DRAM cycles).
+  Tensors move over the DRAM port at
   ``min(DBB width * clock, DRAM bandwidth * efficiency)``; intermediate tensors live in local
   DRAM (the managed SRAM serves communication inside a layer, per TensorRT's documentation).
-- Post-processing engines stream at their elements/cycle; fused SDP/PDP run concurrently with
-  the convolution, so they only count when slower.
+- Post-processing engines stream at their elements/cycle (an SDP pass with a LUT activation at
+  the LUT unit's slower rate); fused SDP/PDP run concurrently with the convolution, so they only
+  count when slower. ``x * sigmoid(x)`` (SiLU) on a convolution's output is one LUT function
+  run in that convolution's SDP pass (:func:`lut_tails`).
 - Concatenation along channels is free when its inputs are written in place by ops inside the
   loadable (the DLA compiler points producers at the concat buffer).
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dla_sim import formats
 from dla_sim.compiler import compile_loadable
@@ -83,6 +88,14 @@ class LoadableTiming:
         return out
 
 
+# SDP post-op names of the LUT activations (dla_sim.fusion.LUT_OPS as the compiler writes them).
+_LUT_POST = frozenset({"sigmoid", "tanh", "sin", "cos", "atanh", "atan"})
+
+
+def outs_shape(op: EngineOp, tensors: dict[str, TensorDesc]) -> tuple[int, ...]:
+    return tuple(tensors[op.outputs[0]].shape)
+
+
 def _check_clock(clock_hz: float, dram_bytes_per_s: float) -> None:
     if not (clock_hz > 0 and math.isfinite(clock_hz)):
         raise ConfigError(f"DLA clock must be a positive frequency in Hz, got {clock_hz!r}")
@@ -109,8 +122,11 @@ def op_timing(
     clock_hz: float,
     dram_bytes_per_s: float,
     external: frozenset[str] = frozenset(),
+    fused_lut: dict[str, float] | None = None,
 ) -> OpTiming:
-    """Predict one engine op. ``external`` names the loadable's own inputs and outputs."""
+    """Predict one engine op. ``external`` names the loadable's own inputs and outputs;
+    ``fused_lut`` maps SDP ops that run inside their producing convolution (:func:`lut_tails`)
+    to that convolution's cycles."""
     _check_clock(clock_hz, dram_bytes_per_s)
     dram_per_cycle = min(cfg.dbb_bytes_per_cycle, dram_bytes_per_s * cfg.dram_efficiency / clock_hz)
     ins = [tensors[t] for t in op.inputs]
@@ -124,9 +140,18 @@ def op_timing(
 
     engine_cycles: dict[str, float] = {}
     macs = 0
+    serial = False
     p = op.params
+    fused_lut = fused_lut or {}
+    if op.name in fused_lut:
+        # x * f(x) behind a convolution runs in the conv's own SDP pass through the LUT unit:
+        # nothing moves, but the stream is throttled to the LUT's rate. ``fused_lut`` maps the
+        # op to the convolution's cycles; only LUT cycles beyond them are added.
+        lut = math.prod(outs_shape(op, tensors)) / cfg.sdp_lut_elems_per_cycle
+        extra = max(0.0, lut - fused_lut[op.name])
+        return OpTiming(op.name, op.engine, list(op.layers), extra / clock_hz, extra, "lut")
     if op.engine == "conv":
-        engine_cycles, macs = _conv_cycles(op, ins, outs, cfg, move, traffic)
+        engine_cycles, macs, serial = _conv_cycles(op, ins, outs, cfg, move, traffic)
     elif op.engine == "bdma" and p.get("kind") == "concat" and not (set(op.inputs) & external):
         # Producers wrote into the concat buffer: nothing moves, no hardware layer runs.
         return OpTiming(op.name, op.engine, list(op.layers), 0.0, 0.0, "elided")
@@ -138,7 +163,9 @@ def op_timing(
         elems_in = sum(math.prod(d.shape) for d in ins[:1])
         elems_out = sum(math.prod(d.shape) for d in outs)
         if op.engine == "sdp":
-            engine_cycles["sdp"] = elems_out / cfg.sdp_elems_per_cycle
+            lut = any(q.get("op") in _LUT_POST for q in p.get("post", []))
+            rate = cfg.sdp_lut_elems_per_cycle if lut else cfg.sdp_elems_per_cycle
+            engine_cycles["sdp"] = elems_out / rate
         elif op.engine == "pdp":
             engine_cycles["pdp"] = elems_in / cfg.pdp_elems_per_cycle
         elif op.engine == "cdp":
@@ -152,6 +179,8 @@ def op_timing(
         elif op.engine == "bdma":
             engine_cycles["bdma"] = sum(d.bytes for d in outs) / cfg.bdma_bytes_per_cycle
     engine_cycles["dram"] = traffic["dram"] / dram_per_cycle
+    if serial:
+        engine_cycles["mac"] += engine_cycles["dram"]  # fetch and MACs take turns (above)
     engine_cycles["sram"] = traffic["sram"] / cfg.sramif_bytes_per_cycle
     bound = max(engine_cycles, key=lambda k: engine_cycles[k])
     # The DLA has no batching gain: a loadable runs its hardware layers once per image (cuDLA's
@@ -179,7 +208,7 @@ def _conv_cycles(
     cfg: DlaConfig,
     move: Callable[..., None],
     traffic: dict[str, float],
-) -> tuple[dict[str, float], int]:
+) -> tuple[dict[str, float], int, bool]:
     p = op.params
     prec = p.get("precision", "int8" if ins[0].dtype == "int8" else "fp16")
     rates = cfg.rates(prec)
@@ -240,6 +269,7 @@ def _conv_cycles(
     )
     min_in = data_banks * cfg.cbuf_bank_bytes
     min_w = max(wt_banks, 1) * cfg.cbuf_bank_bytes
+    serial = False
     if in_img + weight_bytes <= cbuf:
         input_reads, weight_reads = float(images), 1.0
     else:
@@ -249,6 +279,13 @@ def _conv_cycles(
         reread_weights = weight_bytes * chunks_in + in_img
         if reread_input <= reread_weights:
             input_reads, weight_reads = float(images * chunks_w), float(images)
+            # The weight chunk stays in CBUF while the input streams through the banks left.
+            # The next input rows can only be fetched while the current ones are convolved
+            # when those banks hold two slices' worth (ping-pong); otherwise each fetch waits
+            # for the MACs to free a bank and the fetch and the MACs take turns (INFERRED from
+            # the CBUF's bank split, dla.md §1.2: wide, deep maps beside a large weight chunk).
+            chunk_banks = _ceil_div(_ceil_div(int(weight_bytes), chunks_w), cfg.cbuf_bank_bytes)
+            serial = cfg.cbuf_banks - chunk_banks < 2 * data_banks
         else:
             input_reads, weight_reads = float(images), float(images * chunks_in)
     move(x, in_img * input_reads)
@@ -261,7 +298,44 @@ def _conv_cycles(
         move(extra)
     for d in outs:
         move(d)
-    return cycles, macs
+    return cycles, macs, serial
+
+
+def _is_lut_tail(post: list[dict[str, Any]], inputs: list[str]) -> bool:
+    """``f(x) * x`` as one SDP op: a LUT activation then a multiply by its own input."""
+    return (
+        len(post) == 2
+        and post[0].get("op") in _LUT_POST
+        and post[1].get("op") == "eltwise"
+        and post[1].get("kind") == "mul"
+        and len(inputs) == 2
+        and inputs[0] == inputs[1]
+    )
+
+
+def lut_tails(ops: list[EngineOp], external: frozenset[str] = frozenset()) -> frozenset[str]:
+    """SDP ops computing ``x * f(x)`` (SiLU: Sigmoid then Mul) on a convolution's output that
+    nothing else reads. The SDP's LUT is a programmable piecewise-linear table of one input
+    (dla.md §2.3: Y sub-unit), so ``x * sigmoid(x)`` is one LUT function that runs in the
+    convolution's own SDP pass, and TensorRT's DLA compiler fuses Conv + Sigmoid + Mul into one
+    DLA layer: INFERRED from cuDLA-samples (README note 2 calls the v2 build's FP16 layers "the
+    last 4 layers": build_dla_standalone_loadable_v2.sh lists the three head convolutions and
+    model.23.cv3's Conv, Sigmoid and Mul, i.e. 4 DLA layers from 6 ONNX nodes)."""
+    producer = {t: op for op in ops for t in op.outputs}
+    readers: dict[str, int] = {}
+    for op in ops:
+        for t in set(op.inputs):
+            readers[t] = readers.get(t, 0) + 1
+    out = set()
+    for op in ops:
+        if op.engine != "sdp" or not _is_lut_tail(op.params.get("post", []), list(op.inputs)):
+            continue
+        src = op.inputs[0]
+        prod = producer.get(src)
+        if prod is not None and prod.engine == "conv" and readers.get(src) == 1:
+            if src not in external:
+                out.add(op.name)
+    return frozenset(out)
 
 
 def predict_loadable(
@@ -273,10 +347,16 @@ def predict_loadable(
     """Per-op predicted times of a compiled loadable (plus its fixed submission cost)."""
     cfg = config or dla_config(loadable.dla_version)
     external = frozenset(loadable.inputs) | frozenset(loadable.outputs)
-    ops = [
-        op_timing(op, loadable.tensors, cfg, clock_hz, dram_bytes_per_s, external)
-        for op in loadable.ops
-    ]
+    tails = lut_tails(loadable.ops, external)
+    ops: list[OpTiming] = []
+    by_output: dict[str, OpTiming] = {}
+    fused: dict[str, float] = {}
+    for op in loadable.ops:
+        if op.name in tails:
+            fused[op.name] = by_output[op.inputs[0]].cycles
+        t = op_timing(op, loadable.tensors, cfg, clock_hz, dram_bytes_per_s, external, fused)
+        ops.append(t)
+        by_output.update({name: t for name in op.outputs})
     return LoadableTiming(ops, cfg.loadable_fixed_seconds)
 
 
@@ -335,6 +415,18 @@ def predict_layer_seconds(
     """
     cfg = config or dla_config(dla_version)
     group = group_of(node, graph)
+    if _graph_lut_tail(group, graph):
+        # Runs inside the producing convolution's SDP pass (lut_tails): what the LUT's rate
+        # adds beyond that convolution, on the tail's first layer.
+        if node is not group.nodes[0]:
+            return 0.0
+        x = node.inputs[0]
+        assert x is not None and x.producer is not None
+        conv = _group_seconds(group_of(x.producer, graph), graph, precision, cfg, clock_hz,
+                              dram_bytes_per_s)  # fmt: skip
+        elems = float(math.prod(x.static_shape()))
+        lut = elems / cfg.sdp_lut_elems_per_cycle / clock_hz
+        return max(0.0, lut - conv)
     index = next(i for i, n in enumerate(group.nodes) if n is node)
     now = _group_seconds(
         Group(group.engine, group.nodes[: index + 1]),
@@ -350,6 +442,21 @@ def predict_layer_seconds(
         Group(group.engine, group.nodes[:index]), graph, precision, cfg, clock_hz, dram_bytes_per_s
     )
     return max(0.0, now - before)
+
+
+def _graph_lut_tail(group: Group, graph: Graph) -> bool:
+    """:func:`lut_tails`'s rule on graph layers (what per-layer pricing sees)."""
+    if group.engine != "sdp" or len(group.nodes) != 2:
+        return False
+    act, mul = group.nodes
+    if act.op.lower() not in _LUT_POST or mul.op != "Mul" or not act.inputs:
+        return False
+    x = act.inputs[0]
+    if x is None or {t.name for t in mul.inputs if t is not None} != {x.name, act.outputs[0].name}:
+        return False
+    if x.producer is None or x in graph.outputs or len(x.consumers) != 2:
+        return False
+    return group_of(x.producer, graph).engine == "conv"
 
 
 def _group_seconds(

@@ -114,3 +114,59 @@ def test_dlas_running_copies_share_the_dram():
     alone = predict_graph(g, "int8", 2, 1.6e9, 20e9).total_seconds
     shared = predict_graph(g, "int8", 2, 1.6e9, 20e9, concurrent_dlas=2).total_seconds
     assert shared > 1.5 * alone  # memory-bound at 20 GB/s: half the bandwidth, ~twice the time
+
+
+def _silu_graph(c: int, k: int, hw: int, kernel: int = 1, second_reader: bool = False) -> Graph:
+    b = Builder("silu")
+    x = b.input("x", (1, c, hw, hw))
+    y = b.conv(x, np.zeros((k, c, kernel, kernel)), pads=(kernel // 2,) * 4)
+    s = b.op("Sigmoid", [y], (1, k, hw, hw))
+    out = b.op("Mul", [y, s], (1, k, hw, hw))
+    if second_reader:
+        return b.output(out, b.op("Relu", [y], (1, k, hw, hw)))
+    return b.output(out)
+
+
+def test_silu_runs_in_the_convolutions_sdp_pass_at_the_lut_rate():
+    cfg = dla_config(2)
+    clock, bw = 1.6e9, 204.8e9
+    # A cheap 1x1 convolution: the LUT (Y unit) streams slower than the MACs, so the tail adds
+    # only the difference, and nothing more moves through the DRAM.
+    cheap = _silu_graph(16, 64, 112)
+    t = predict_graph(cheap, "int8", 2, clock, bw)
+    conv, tail = t.ops
+    assert (tail.bound, tail.dram_bytes) == ("lut", 0)
+    assert conv.cycles + tail.cycles == pytest.approx(64 * 112 * 112 / cfg.sdp_lut_elems_per_cycle)
+    # A heavy 3x3 convolution hides the LUT entirely.
+    heavy = _silu_graph(256, 256, 28, kernel=3)
+    h = predict_graph(heavy, "int8", 2, clock, bw)
+    assert h.ops[1].seconds == 0.0
+    # inspect's per-layer prices add up to the loadable's.
+    for g, timing in ((cheap, t), (heavy, h)):
+        layers = [predict_layer_seconds(n, g, "int8", 2, clock, bw) for n in g.nodes]
+        assert sum(layers) == pytest.approx(
+            timing.total_seconds - segment_overhead_seconds(2), rel=0.02
+        )
+    # When something else reads the convolution's output, the SiLU is its own SDP op again:
+    # it reads x twice (LUT input and multiplier operand) and writes the result.
+    shared = predict_graph(_silu_graph(16, 64, 112, second_reader=True), "int8", 2, clock, bw)
+    tail = next(o for o in shared.ops if "sigmoid" in o.layers[0])
+    assert tail.dram_bytes >= 3 * 64 * 112 * 112
+
+
+def test_fetch_and_macs_take_turns_when_cbuf_cannot_double_buffer():
+    # 256 -> 256 3x3 INT8: 576 KiB of weights never fit the 512 KiB CBUF, so they load in two
+    # chunks beside the input. At 150 wide an input slice needs 4 banks and the 7 left cannot
+    # hold two: fetches wait for the MACs (time = MAC + DRAM). At 56 wide (2 banks) they can.
+    cfg = dla_config(2)
+    for hw, serial in ((150, True), (56, False)):
+        slow = predict_graph(_conv_graph(256, 256, hw), "int8", 2, 1.6e9, 100e9).ops[0]
+        fast = predict_graph(_conv_graph(256, 256, hw), "int8", 2, 1.6e9, 1e15).ops[0]
+        assert slow.bound == fast.bound == "mac"
+        # DRAM cycles at 100 GB/s x efficiency, and at the DBB port's width when DRAM is free.
+        port = cfg.dbb_bytes_per_cycle
+        dram = slow.dram_bytes / min(port, 100e9 * cfg.dram_efficiency / 1.6e9)
+        if serial:
+            assert slow.cycles - fast.cycles == pytest.approx(dram - slow.dram_bytes / port)
+        else:
+            assert slow.cycles == fast.cycles > dram
