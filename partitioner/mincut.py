@@ -293,18 +293,6 @@ class _CutModel:
         }
 
 
-def _cut(
-    a: Analysis,
-    fixed: Mapping[str, str],
-    tc: TransitionCost | None,
-    w_gpu: float,
-    w_dla: float,
-    penalty: float = 0.0,
-) -> dict[str, str]:
-    """Solve one weighted s-t cut; return the device of every layer."""
-    return _CutModel(a, fixed, tc).solve(w_gpu, w_dla, penalty)
-
-
 def _sink_side(
     rows: np.ndarray, cols: np.ndarray, values: np.ndarray, infinite: np.ndarray, size: int
 ) -> np.ndarray:
