@@ -141,16 +141,17 @@ def match_act(graph: Graph, t: Tensor) -> tuple[list[Node], Activation, Tensor] 
 
 
 def epilogue_kind(node: Node) -> str | None:
-    """``conv``, ``deconv`` or ``gemm`` for a layer whose GPU kernel has an epilogue."""
+    """``conv``, ``deconv`` or ``gemm`` for a layer whose GPU kernel has an epilogue (the GPU
+    runs those with constant weights only)."""
+    w = node.input(1)
+    if not isinstance(w, Constant):
+        return None  # MatMul of two run-time operands: a batched product, no epilogue
     if node.op == "Conv":
         return "conv"
     if node.op == "ConvTranspose":
         return "deconv"
-    if node.op == "Gemm":
+    if node.op in ("Gemm", "MatMul") and w.values.ndim == 2:
         return "gemm"
-    w = node.input(1)
-    if node.op == "MatMul" and isinstance(w, Constant) and w.values.ndim == 2:
-        return "gemm"  # constant weights: a GEMM; two run-time operands are a batched product
     return None
 
 

@@ -327,6 +327,28 @@ def test_conv_output_read_twice_is_not_fused() -> None:
     assert not any("fusion" in n.meta for n in g.nodes)
 
 
+def test_gemm_epilogue_bias_activation_residual_and_run_time_operands() -> None:
+    from partitioner.shape_inference import infer_shapes
+
+    g = Graph("g")
+    x = g.add_input("x", (4, 8))
+    w = g.add_constant("w", np.ones((8, 8), np.float32))
+    b = g.add_constant("b", np.ones(8, np.float32))
+    t = g.add_node("MatMul", [x, w], 1, name="mm").outputs[0]
+    t = g.add_node("Add", [t, b], 1, name="bias").outputs[0]
+    t = g.add_node("Relu", [t], 1, name="act").outputs[0]
+    t = g.add_node("Add", [t, x], 1, name="res").outputs[0]
+    x2 = g.add_input("x2", (8, 3))
+    y = g.add_node("MatMul", [t, x2], 1, name="bmm").outputs[0]  # run-time operands: no epilogue
+    g.add_node("Relu", [y], 1, name="after_bmm")
+    g.mark_output(g.node("after_bmm").outputs[0])
+    infer_shapes(g)
+    mark_fusions(g)
+    marked = {n.name: n.meta["fusion"]["role"] for n in g.nodes if "fusion" in n.meta}
+    assert marked == {"mm": "conv", "bias": "bias", "act": "activation", "res": "residual"}
+    assert g.node("res").meta["fusion"]["pattern"] == "MatMul+relu+Add"
+
+
 # ----- the default pipeline -----------------------------------------------------------------------
 @pytest.mark.parametrize("name,opset", [("resnet18", 11), ("mobilenetv2", 13), ("yolov5s", 17),
                                         ("vit-tiny", 21), ("unet-small", 17)])  # fmt: skip
