@@ -4,8 +4,8 @@
 ``partitioner.assign.partition`` takes. Each object implements
 ``partitioner.capability.DeviceCapability``: ``supports(node, graph, precision) -> Verdict`` (the
 reason names the layer and the limit) and ``cost(node, graph, precision) -> seconds`` at the
-target's selected power mode. :func:`capability_report` rolls DLA verdicts up into the
-``Operator | Count | Reason | Layers`` table that ``tandem inspect`` prints.
+target's selected power mode. The ``Operator | Count | Reason | Layers`` table that
+``tandem inspect`` prints groups the placement's reasons: ``partitioner.report.capability_rows``.
 
 The GPU answers with two sources, both of which must agree: its table (``tables/gpu.yaml``: the
 ops, the precisions with a native kernel, what the cost model prices) and the GPU lowering's own
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -266,76 +265,6 @@ def capabilities_for(
         caps["dla"] = DlaCapability(target, dla_core, table)
     caps["cpu"] = CpuCapability(target)
     return caps
-
-
-# ----- capability report --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One line of ``Operator | Count | Reason | Layers``."""
-
-    operator: str
-    count: int
-    reason: str
-    layers: tuple[str, ...]
-
-
-def capability_report(
-    graph: Graph,
-    dla: DlaCapability,
-    precision: Precision | Mapping[str, Precision] = "fp16",
-    extra: Mapping[str, str] | None = None,
-) -> list[ReportRow]:
-    """Why layers left the DLA, grouped by operator and reason, most frequent first.
-
-    ``precision`` is one precision or a per-layer mapping (missing layers: fp16). ``extra`` maps
-    layer names to reasons from elsewhere (a policy pin, the loadable limit) for layers the DLA
-    could run but that were placed off it anyway; those rows use the reason as given.
-    """
-    groups: dict[tuple[str, str], list[str]] = {}
-    extra = dict(extra or {})
-    for node in graph.topological_order():
-        p = precision.get(node.name, "fp16") if isinstance(precision, Mapping) else precision
-        if p == "fp32":
-            detail = "FP32 requested (DLA runs FP16/INT8 only)"
-        else:
-            result = dla.explain(node, graph, p)
-            if result.ok:
-                if node.name not in extra:
-                    continue
-                detail = _strip_layer(node, extra.pop(node.name))
-            else:
-                detail = result.detail
-        groups.setdefault((node.op, detail), []).append(node.name)
-    rows = [
-        ReportRow(op, len(names), reason, tuple(names)) for (op, reason), names in groups.items()
-    ]
-    rows.sort(key=lambda r: (-r.count, r.operator, r.reason))
-    return rows
-
-
-def _strip_layer(node: Node, reason: str) -> str:
-    prefix = f"{node.op} '{node.name}': "
-    return reason[len(prefix) :] if reason.startswith(prefix) else reason
-
-
-def format_report(rows: Iterable[ReportRow], max_layers: int = 5) -> str:
-    """The rows as a plain-text table (Polygraphy's ``inspect capability`` layout)."""
-    lines = [("Operator", "Count", "Reason", "Layers")]
-    for r in rows:
-        shown = ", ".join(r.layers[:max_layers])
-        if len(r.layers) > max_layers:
-            shown += f", ... (+{len(r.layers) - max_layers})"
-        lines.append((r.operator, str(r.count), r.reason, shown))
-    widths = [max(len(row[i]) for row in lines) for i in range(3)]
-    out = []
-    for i, row in enumerate(lines):
-        cells = [row[j].ljust(widths[j]) for j in range(3)] + [row[3]]
-        out.append(" | ".join(cells).rstrip())
-        if i == 0:
-            out.append("-+-".join("-" * w for w in widths) + "-+-" + "-" * 6)
-    return "\n".join(out)
 
 
 # ----- per-segment limits -------------------------------------------------------------------------

@@ -5,10 +5,10 @@ SMs and clock the power mode leaves, and its DRAM bandwidth, plus a per-kernel l
 
     seconds = launch + max(flops / (peak * compute_eff), bytes / (dram * memory_eff))
 
-Layers the GPU backend fuses into the producing convolution's epilogue (activation, residual
-Add: ``node.meta["fusion"]`` from the fusion pass, or the same pattern found locally) pay no
-launch and only the extra bytes they read. Layers that only relabel data (Reshape, Flatten, ...)
-are free views.
+Layers the GPU kernels fold into a convolution's or a GEMM's epilogue (activation, bias and
+residual Add: ``node.meta["fusion"]``, written by ``partitioner.passes.fusion`` from the very
+decision the lowering follows) pay no launch and only the extra bytes they read. Layers that
+only relabel data (Reshape, Flatten, ...) are free views.
 
 DLA: the latency model of the DLA emulator (``dla_sim.latency.predict_layer_seconds``: MAC
 atomics, CBUF re-reads, engine rates, DBB bandwidth). Where it cannot model a layer, a simple
@@ -66,11 +66,9 @@ DLA_DEMAND_RELATIVE_TO_GPU = 0.5
 # The host CPU when it is the device (a planning figure, not a measurement of this machine).
 CPU_PEAK_FLOPS = 50e9
 
-# Ops that are views (no kernel, no traffic) and ops the GPU fuses into a conv/GEMM epilogue.
+# Ops that are views (no kernel, no traffic).
 FREE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
                       "Shape", "Constant", "ConstantOfShape"})  # fmt: skip
-EPILOGUE_OPS = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish",
-                          "HardSigmoid", "Mish", "Add", "BatchNormalization", "PRelu"})  # fmt: skip
 MAIN_LOOP_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
@@ -121,15 +119,11 @@ def _uses_tensor_cores(node: Node, precision: str) -> bool:
 
 
 def fused_into_epilogue(node: Node) -> bool:
-    """True when the GPU backend folds ``node`` into its producer's epilogue."""
+    """True when the GPU kernels fold ``node`` into a convolution's or a GEMM's epilogue: the
+    fusion pass marked it (the build's passes always run it; an unmarked graph fuses nothing
+    here rather than guess at what the lowering does)."""
     fusion = node.meta.get("fusion")
-    if isinstance(fusion, dict):
-        return fusion.get("role") not in (None, "conv")
-    if node.op not in EPILOGUE_OPS:
-        return False
-    src = node.input(0)
-    producer = src.producer if src is not None else None
-    return producer is not None and producer.op in MAIN_LOOP_OPS and len(src.consumers) == 1  # type: ignore[union-attr]
+    return isinstance(fusion, dict) and fusion.get("role") not in (None, "conv")
 
 
 def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:

@@ -255,21 +255,6 @@ class GpuRunner(BaseRunner):
         # copies: the staging buffers are overwritten by the next inference
         return {name: self._staging[id(buf)].copy() for name, (buf, _, _) in prog.outputs.items()}
 
-    def time_ms(self, iterations: int = 100, warmup: int = 10) -> list[float]:
-        """Per-inference device time (CUDA events) of ``iterations`` replays, inputs resident."""
-        ctx = self.ctx
-        assert ctx is not None
-        for _ in range(warmup):
-            self.run_device()
-        ctx.synchronize()
-        events = [ctx.event() for _ in range(iterations + 1)]
-        ctx.record(events[0])
-        for i in range(iterations):
-            self.run_device()
-            ctx.record(events[i + 1])
-        ctx.synchronize()
-        return [ctx.elapsed_ms(events[i], events[i + 1]) for i in range(iterations)]
-
     def profile(self, iterations: int = 10) -> list[dict[str, Any]]:
         """Per-launch device time as the CUDA graph runs it, slowest first.
 
@@ -329,11 +314,3 @@ class GpuRunner(BaseRunner):
                  cuda_graph=self._cuda_graph is not None, programmatic_launch=self.pdl,
                  compile_seconds=round(self.lib.compile_seconds, 2))
         return d
-
-
-def gpu_available() -> bool:
-    try:
-        Context()
-        return True
-    except Exception:
-        return False

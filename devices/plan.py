@@ -246,11 +246,6 @@ def read_plan(
     return plan
 
 
-def peek_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The header only, checked for structure but without hashing the blobs (cheap on big plans)."""
-    return read_plan(path, verify=False).header
-
-
 def decode_plan(
     data: bytes | memoryview,
     *,

@@ -109,16 +109,11 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
-class TensorRecord:
-    name: str
-    shape: list[Dim] | None = None
-    dtype: str | None = None
-    array: str | None = None
+class TensorRecord(Binding):
+    """A tensor of a segment's graph: a binding's fields (and checks), and the blob holding
+    its values where it is a constant."""
 
-    def check(self) -> None:
-        if self.shape is not None:
-            _check_dims(self.shape, "shape")
-        _check_dtype(self.dtype)
+    array: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from devices.support_checks import (
     NodeView,
     Note,
     SupportEnv,
-    cbuf_banks_needed,
     conv_geometry,
 )
 from partitioner.capability import PRECISIONS, Verdict
@@ -37,7 +36,7 @@ TABLES_DIR = Path(__file__).with_name("tables")
 
 __all__ = [
     "CHECKS", "ConvGeometry", "Note", "NodeView", "SupportEnv", "SupportResult", "SupportTable",
-    "OpRule", "Check", "cbuf_banks_needed", "conv_geometry", "dla_table", "gpu_table",
+    "OpRule", "Check", "conv_geometry", "dla_table", "gpu_table",
     "evaluate", "load_table",
 ]  # fmt: skip
 

@@ -8,13 +8,13 @@ the YAML name to the function; ``devices/support.py`` loads tables and applies t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from dla_sim.formats import cbuf_banks_needed
 from partitioner.ir import Constant, Graph, Node
 
 # ONNX TensorProto dtype codes that a comparison's Cast may convert to on the DLA.
@@ -269,24 +269,15 @@ def _grouped_int8(v: NodeView, p: dict[str, Any]) -> str | None:
     return None
 
 
-def cbuf_banks_needed(geo: ConvGeometry, int8: bool, p: dict[str, Any]) -> tuple[int, int]:
-    """(weight banks, data banks), verbatim from TensorRT's DLA CBUF pseudocode."""
-    bpe = 1 if int8 else 2
-    weight_bytes = geo.c * geo.r * geo.s * bpe
-    rounded = -(-weight_bytes // 128) * 128
-    wt_banks = math.ceil(rounded / p.get("weight_bank_bytes", 32768))
-    entries_per_slice = math.ceil(math.ceil(geo.c * bpe / 32) * geo.w / 4)
-    dilated_kh = (geo.r - 1) * geo.dil_h + 1
-    data_banks = math.ceil(entries_per_slice * dilated_kh / p.get("data_bank_entries", 256))
-    return wt_banks, data_banks
-
-
 @check("cbuf")
 def _cbuf(v: NodeView, p: dict[str, Any]) -> str | None:
     geo = conv_geometry(v)
     if geo is None:
         return None
-    wt, data = cbuf_banks_needed(geo, v.precision == "int8", p)
+    wt, data = cbuf_banks_needed(
+        geo.c, geo.r, geo.s, geo.w, geo.dil_h, v.precision,
+        p.get("weight_bank_bytes", 32768), p.get("data_bank_entries", 256),
+    )  # fmt: skip
     if wt + data > p["banks"]:
         return (f"convolution buffer needs {wt + data} banks (weights {wt} + data {data}) > "
                 f"{p['banks']} on {v.label}; reduce input width, channels or kernel")  # fmt: skip

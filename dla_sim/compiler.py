@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dla_sim import formats
-from dla_sim.fusion import LUT_OPS, SDP_BINARY_OPS, Group, engine_of, group_nodes, variable_inputs
+from dla_sim.fusion import SDP_BINARY_OPS, Group, engine_of, group_nodes, variable_inputs
 from dla_sim.hardware import DlaConfig, dla_config
 from dla_sim.loadable import EngineOp, Loadable, LoadableError, TensorDesc
 from dla_sim.numerics import quantize_weights_per_channel, round_half_away
@@ -716,11 +716,6 @@ def _per_channel(c: np.ndarray, k: int, channel_axis: int, rank: int) -> np.ndar
     if full[axis] != k or any(d != 1 for i, d in enumerate(full) if i != axis):
         return None
     return c.reshape(-1).astype(np.float64)
-
-
-def lut_in_post(op: EngineOp) -> bool:
-    """True when the op's SDP chain uses the LUT (TensorRT runs those in FP16)."""
-    return any(p.get("op") in {o.lower() for o in LUT_OPS} for p in op.params.get("post", []))
 
 
 __all__ = ["DlaCompileError", "compile_loadable", "LoadableError"]

@@ -120,16 +120,24 @@ def unpack(buffer: np.ndarray, fmt: str, shape: tuple[int, ...], dtype: str) -> 
 
 
 def cbuf_banks_needed(
-    channels: int, kernel_h: int, kernel_w: int, width: int, dilation_h: int, precision: str
+    channels: int,
+    kernel_h: int,
+    kernel_w: int,
+    width: int,
+    dilation_h: int,
+    precision: str,
+    weight_bank_bytes: int = 32768,
+    data_bank_entries: int = 256,
 ) -> tuple[int, int]:
     """(weight banks for one kernel, minimum data banks) as TensorRT's CBUF check computes them.
 
     From the TensorRT 8.4 DLA FAQ pseudocode (dla.md §1.2): a convolution fails on the DLA when
-    their sum exceeds the 16 banks of the convolution buffer.
+    their sum exceeds the 16 banks of the convolution buffer. The bank sizes are the support
+    table's (``devices/tables/dla*.yaml``, check ``cbuf``) where the support check asks.
     """
     e = 1 if precision == "int8" else 2
-    wt_banks = math.ceil(round_up(channels * kernel_h * kernel_w * e, 128) / 32768)
+    wt_banks = math.ceil(round_up(channels * kernel_h * kernel_w * e, 128) / weight_bank_bytes)
     entries_per_slice = math.ceil(math.ceil(channels * e / 32) * width / 4)
     dilated_kh = (kernel_h - 1) * dilation_h + 1
-    data_banks = math.ceil(entries_per_slice * dilated_kh / 256)
+    data_banks = math.ceil(entries_per_slice * dilated_kh / data_bank_entries)
     return wt_banks, data_banks

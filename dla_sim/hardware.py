@@ -94,7 +94,6 @@ class DlaConfig:
     loadable_fixed_seconds: float
     # What the version can do at all.
     has_softmax: bool
-    max_loadables_per_core: int
     hwc4_row_align_bytes: int
 
     def pixel_overhead_atomics(self, stride: int) -> float:
@@ -166,7 +165,6 @@ XAVIER = DlaConfig(
     op_fixed_seconds=0.5e-6,
     loadable_fixed_seconds=50e-6,
     has_softmax=False,
-    max_loadables_per_core=16,
     hwc4_row_align_bytes=32,
 )
 
@@ -220,7 +218,6 @@ ORIN = DlaConfig(
     op_fixed_seconds=0.5e-6,
     loadable_fixed_seconds=50e-6,
     has_softmax=True,
-    max_loadables_per_core=16,
     hwc4_row_align_bytes=64,
 )
 

@@ -109,12 +109,6 @@ class Loadable:
     #: executor scratch (weights widened for BLAS); never serialised or compared
     cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
-    def op_named(self, name: str) -> EngineOp:
-        for op in self.ops:
-            if op.name == name:
-                return op
-        raise LoadableError(f"loadable '{self.name}' has no engine op '{name}'")
-
     @property
     def weight_bytes(self) -> int:
         return sum(int(b.nbytes) for b in self.blobs.values())

@@ -53,8 +53,3 @@ class KernelLibrary:
     def conv_mma(self, tactic: ConvTactic) -> Any:
         src, opts = mma_module(tactic)
         return self.module(src, opts).function(tactic.kernel, tactic.smem_bytes)
-
-
-def elementwise_grid(n: int, block: int = 256, max_blocks: int = 65535 * 8) -> tuple[int, int, int]:
-    """A 1-D grid for grid-stride kernels over ``n`` elements."""
-    return (max(1, min((n + block - 1) // block, max_blocks)), 1, 1)

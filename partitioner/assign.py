@@ -156,7 +156,15 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         topo,
         _slowdown(caps),
         _watts(caps),
+        _dla_limit(policy, dla_cap),
     )
+
+
+def _dla_limit(policy: Policy, dla_cap: DeviceCapability | None) -> int | None:
+    if policy.max_dla_subgraphs is not None:
+        return policy.max_dla_subgraphs
+    held = getattr(dla_cap, "max_loadables", None)  # partitioner.capability.HoldsLoadables
+    return held if isinstance(held, int) else None
 
 
 def _watts(caps: Capabilities) -> Watts | None:
@@ -371,8 +379,8 @@ def enforce_dla_limits(
         if short:
             segments, seg_debug, precisions = segment()
     dla_segments = [s for s in segments if s.device == a.dla]
-    limit = policy.max_dla_subgraphs
-    if len(dla_segments) > limit:
+    limit = a.dla_limit
+    if limit is not None and len(dla_segments) > limit:
         ranked = drop_order(dla_segments) if drop_order else dla_segments[::-1]
         movable = [s for s in ranked if not stuck(s)]
         excess = len(dla_segments) - limit

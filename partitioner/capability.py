@@ -61,6 +61,14 @@ class SharesMemory(Protocol):
     def slowdown(self, device: str, others: Mapping[str, float]) -> float: ...
 
 
+class HoldsLoadables(Protocol):
+    """Optional, for a DLA: how many loadables one core holds at once (its support table's
+    figure). A policy's ``max_dla_subgraphs`` overrides it; without either, no limit applies."""
+
+    @property
+    def max_loadables(self) -> int | None: ...
+
+
 class DrawsPower(Protocol):
     """Optional: a capability that knows the power its device draws while busy (watts, None
     where unknown); predictions then carry joules per inference and ``objective: energy``

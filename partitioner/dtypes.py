@@ -62,11 +62,3 @@ def numpy_dtype_name(code: int) -> str:
             f"ONNX element type {code} is not supported; expected one of "
             f"{', '.join(sorted(ONNX_TO_NUMPY.values()))}"
         ) from None
-
-
-def onnx_dtype_code(name: str) -> int:
-    """The ONNX element-type code for a numpy dtype name."""
-    try:
-        return NUMPY_TO_ONNX[name]
-    except KeyError:
-        raise ModelError(f"dtype '{name}' has no ONNX element type in Tandem") from None

@@ -81,6 +81,9 @@ class Analysis:
     topo: Topology | None = None
     slowdown: Slowdown | None = None  # DRAM contention between devices running at once
     watts: Watts | None = None  # power while busy per device (energy predictions)
+    # DLA loadables one core holds: the policy's max_dla_subgraphs, else the DLA's own figure
+    # (its support table); None where neither says (no limit is enforced)
+    dla_limit: int | None = None
 
     def cost(self, node: Node, device: str) -> float:
         return self.layers[node.name].costs.get(device, float("inf"))
@@ -91,7 +94,6 @@ class Analysis:
         if p is None:
             raise InternalError(f"layer '{name}' was placed on {device}, which cannot run it")
         return p
-
 
 
 def _copy_changes(

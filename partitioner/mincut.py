@@ -162,8 +162,8 @@ def _latency_cuts(
     dropping whole segments afterwards; the caller keeps whichever predicts best."""
     model = _CutModel(a, fixed, tc)
     exact = model.solve(w_gpu, w_dla)
-    limit = a.policy.max_dla_subgraphs
-    if _dla_segment_count(a, exact) <= limit:
+    limit = a.dla_limit
+    if limit is None or _dla_segment_count(a, exact) <= limit:
         return [exact]
     total = max(w_gpu, w_dla) * sum(min(f.costs.values()) for f in a.layers.values()) or 1e-3
     lo, hi = total * 1e-6, total
@@ -291,18 +291,6 @@ class _CutModel:
             n.name: fixed.get(n.name, dla if on_dla[self.index[n.name]] else "gpu")
             for n in self.a.order
         }
-
-
-def _cut(
-    a: Analysis,
-    fixed: Mapping[str, str],
-    tc: TransitionCost | None,
-    w_gpu: float,
-    w_dla: float,
-    penalty: float = 0.0,
-) -> dict[str, str]:
-    """Solve one weighted s-t cut; return the device of every layer."""
-    return _CutModel(a, fixed, tc).solve(w_gpu, w_dla, penalty)
 
 
 def _sink_side(
@@ -480,7 +468,7 @@ def _balance(
     segment's maximal stretch of layers that no rule or restriction fixes, or a prefix or
     suffix of one (halving lengths)."""
     assert a.dla is not None
-    dla, limit = a.dla, a.policy.max_dla_subgraphs
+    dla, limit = a.dla, a.dla_limit
     devices = dict(start)
     current = predict(a.graph, devices, a.cost, tc, a.io_device, slowdown=a.slowdown)
     tried: set[tuple[tuple[str, ...], str]] = set()
@@ -491,7 +479,7 @@ def _balance(
         src, dst = (dla, "gpu") if busy >= gpu else ("gpu", dla)
         segments, _ = form_segments(a.graph, devices, None, a.topo)
         # at the limit, only a run touching a DLA layer can move there without a new loadable
-        full = dst == dla and sum(s.device == dla for s in segments) >= limit
+        full = dst == dla and limit is not None and sum(s.device == dla for s in segments) >= limit
         best: tuple[float, tuple[str, ...]] | None = None
         for s in segments:
             if s.device != src:
@@ -510,7 +498,7 @@ def _balance(
         tried.add((nodes, dst))
         for n in nodes:
             devices[n] = dst
-        if _dla_segment_count(a, devices) > limit:
+        if limit is not None and _dla_segment_count(a, devices) > limit:
             for n in nodes:
                 devices[n] = src
             continue

@@ -166,7 +166,8 @@ class Policy:
     precision: Precision = "fp16"
     objective: Objective = "latency"
     partition: Strategy = "trt"
-    max_dla_subgraphs: int = 16
+    # None: the DLA's own limit (max_loadables_per_core in its support table: 16)
+    max_dla_subgraphs: int | None = None
     min_dla_segment_layers: int = 1
     # ``partition: cost`` keeps predicted joules per inference at or under this (millijoules)
     energy_budget_mj: float | None = None
@@ -297,6 +298,8 @@ def _build(doc: YamlDoc) -> Policy:
             kw[key] = _choice(doc, path, OBJECTIVES)
         elif key == "partition":
             kw[key] = _choice(doc, path, STRATEGIES)
+        elif key == "max_dla_subgraphs" and _scalar(doc, path) is None:
+            kw[key] = None  # the DLA's own limit
         elif key in ("max_dla_subgraphs", "min_dla_segment_layers"):
             kw[key] = _integer(doc, path, 1)
         elif key == "energy_budget_mj":

@@ -336,30 +336,6 @@ def _make_segment(
     )
 
 
-def segment_graph_is_acyclic(graph: Graph, segments: Sequence[Segment]) -> bool:
-    """Check the quotient graph (segments as vertices) is a DAG; used by tests and asserts."""
-    seg_of = {name: i for i, s in enumerate(segments) for name in s.nodes}
-    succ: dict[int, set[int]] = {i: set() for i in range(len(segments))}
-    for n in graph.nodes:
-        for s in graph.successors(n):
-            if seg_of[n.name] != seg_of[s.name]:
-                succ[seg_of[n.name]].add(seg_of[s.name])
-    indegree = {i: 0 for i in succ}
-    for vs in succ.values():
-        for v in vs:
-            indegree[v] += 1
-    ready = [i for i, d in indegree.items() if d == 0]
-    seen = 0
-    while ready:
-        i = ready.pop()
-        seen += 1
-        for v in succ[i]:
-            indegree[v] -= 1
-            if indegree[v] == 0:
-                ready.append(v)
-    return seen == len(segments)
-
-
 # ----- prediction --------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -242,10 +242,8 @@ def place(
         policy = policy.with_overrides(default_device="gpu")
     opt_graph = opt_shapes(graph, profiles)
     capabilities = capabilities_for(target, policy.dla_core, shapes=opt_graph)
+    # a host without a GPU has no "gpu" capability: the partitioner places on its CPU then
     caps: dict[str, Any] = dict(capabilities)
-    cpu_only = "gpu" not in caps
-    if cpu_only:  # a host without a GPU: the CPU reference stands where the GPU would
-        caps["gpu"] = caps["cpu"]
     transition = transition_cost_for(target, policy.precision, native_io)
     if opt_graph is not None:
         # Costs of a dynamic graph are priced at the first profile's opt shapes, as TensorRT
@@ -254,8 +252,6 @@ def place(
         caps = {kind: _PricedAt(cap, opt_graph) for kind, cap in caps.items()}
         transition = _transition_at(transition, opt_graph)
     part = partition(graph, caps, policy, transition)
-    if cpu_only:
-        part = _relabel_gpu_as_cpu(part)
     return Placement(
         str(model),
         graph,
@@ -321,26 +317,6 @@ def fix_dims(graph: Graph, dims: dict[str, int]) -> Graph:
             t.shape = tuple(dims.get(d, d) if isinstance(d, str) else d for d in t.shape)
     infer_shapes(g)
     return simplify(g, evaluate_node) or g
-
-
-def _relabel_gpu_as_cpu(part: Partition) -> Partition:
-    def dev(d: str) -> str:
-        return "cpu" if d == "gpu" else d
-
-    part.assignments = {
-        name: replace(a, device=dev(a.device), reason=a.reason.replace("GPU", "CPU", 1))
-        for name, a in part.assignments.items()
-    }
-    part.segments = [
-        replace(s, device=dev(s.device), name=s.name.replace("gpu_", "cpu_", 1))
-        if s.device == "gpu"
-        else s
-        for s in part.segments
-    ]
-    part.predicted = replace(
-        part.predicted, per_device={dev(k): v for k, v in part.predicted.per_device.items()}
-    )
-    return part
 
 
 def build_plan(

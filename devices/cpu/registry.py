@@ -120,11 +120,6 @@ def const_ints(value: np.ndarray | None) -> list[int] | None:
     return [int(v) for v in np.asarray(value).reshape(-1)]
 
 
-def compute_dtype(x: np.ndarray) -> np.dtype:
-    """The dtype arithmetic runs in: FP16 accumulates in FP32, everything else in its own type."""
-    return np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
-
-
 def as_compute(x: np.ndarray) -> np.ndarray:
     """``x`` in its compute dtype (FP16 widened to FP32, no copy otherwise)."""
     return x.astype(np.float32) if x.dtype == np.float16 else x

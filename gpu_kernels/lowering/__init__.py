@@ -6,7 +6,8 @@ precision) -> Verdict`` that answers without lowering; :func:`supports` is the o
 - :mod:`.program` — what a lowering produces (buffers, values, launches, the program) and the
   memory plan; :mod:`.values` — the lowering's state: values, copies, deferred chains made real,
   channel-Concat planning, and :meth:`Lowering.run`;
-- :mod:`.epilogue` — what fuses into a convolution's or a GEMM's epilogue;
+- what fuses into a convolution's or a GEMM's epilogue is decided by
+  :func:`partitioner.passes.fusion.epilogue` (the cost model reads the same answer);
 - handlers: :mod:`.conv` (1-D and 2-D), :mod:`.gemm` (and attention's batched products),
   :mod:`.einsum` (as one batched product), :mod:`.elementwise` (deferred, fused: arithmetic,
   comparisons, Where), :mod:`.norms` (pooling, layer / instance / group normalisation),

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.epilogue import Activation, match_residual
 from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
 from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
 from partitioner.capability import Verdict
 from partitioner.ir import Node, Tensor
+from partitioner.passes.fusion import Activation
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
@@ -79,18 +79,8 @@ def lower_conv(lw: Lowering, node: Node) -> None:
         pads[0] += lw.pad_fold[node.name][0]
         pads[1] += lw.pad_fold[node.name][1]
     # fusions: activation, residual add, activation after the add
-    t = node.outputs[0]
-    act, res, res_after = ("none", 0.0, 0.0), None, 0
-    act, t = lw.fuse_activation(t, act)
-    r = match_residual(lw.graph, lw.values, t, out_shape)
-    if r:
-        add, other = r
-        res_after = 1 if act[0] != "none" else 0
-        res = other
-        lw.fused.add(add.name)
-        t = add.outputs[0]
-        if act[0] == "none":
-            act, t = lw.fuse_activation(t, act)
+    ep = lw.fuse_epilogue(node, out_shape)
+    act, res, res_after, t = ep.act, ep.residual, ep.res_after, ep.out
     # weights: OIHW -> [K][R][S][C/g]
     wk = np.ascontiguousarray(np.transpose(w, (0, 2, 3, 1)))
     if s_in is not None:
@@ -261,9 +251,8 @@ def lower_conv_transpose(lw: Lowering, node: Node) -> None:
     st = list(node.attrs.get("strides", [1, 1]))
     pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
     dil = list(node.attrs.get("dilations", [1, 1]))
-    t = node.outputs[0]
-    act = ("none", 0.0, 0.0)
-    act, t = lw.fuse_activation(t, act)
+    ep = lw.fuse_epilogue(node, out_shape)
+    act, t = ep.act, ep.out
     if [R, S] == st and not any(pads) and dil == [1, 1] and groups == 1 \
             and tuple(out_shape[2:]) == (H * R, W * S):
         # stride == kernel (U-Net's 2x2/2): non-overlapping taps, so it is a 1x1

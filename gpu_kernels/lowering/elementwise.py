@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.epilogue import activation
 from gpu_kernels.lowering.program import (
     ACT,
     BINARY_OPS,
@@ -30,6 +29,7 @@ from gpu_kernels.lowering.registry import bool_ok, constant, register, tensor_ok
 from gpu_kernels.lowering.values import linearise
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node, Tensor
+from partitioner.passes.fusion import activation
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering

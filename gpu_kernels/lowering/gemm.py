@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpu_kernels.lowering.conv import conv_launch
-from gpu_kernels.lowering.epilogue import match_residual, sole_reader
 from gpu_kernels.lowering.program import GpuLoweringError, Launch, Value
 from gpu_kernels.lowering.registry import constant, register, tensor_ok
 from gpu_kernels.tactics import ConvProblem
 from partitioner.capability import Verdict
-from partitioner.ir import Constant, Node
+from partitioner.ir import Node
+from partitioner.passes.fusion import sole_reader
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
@@ -28,28 +28,15 @@ def _gemm_const(lw: Lowering, node: Node, a: Value, wkn: np.ndarray, bias: np.nd
     Kd, Nd = wkn.shape
     a = lw.ensure(a, "plain", lw.dt, node.name)
     M = a.size // Kd
-    t = node.outputs[0]
-    act, t = lw.fuse_activation(t, ("none", 0.0, 0.0))
-    if act[0] == "none":
-        # a following bias Add (MatMul + Add as exported) folds into the epilogue
-        add = sole_reader(lw.graph, t)
-        if add is not None and add.op == "Add" and len(add.inputs) == 2:
-            c = next((x for x in add.inputs if isinstance(x, Constant)), None)
-            if c is not None and c.values.size == Nd and c.values.shape[-1] == Nd:
-                extra = c.values.reshape(-1).astype(np.float32)
-                bias = extra if bias is None else bias + extra
-                lw.fused.add(add.name)
-                t = add.outputs[0]
-                act, t = lw.fuse_activation(t, act)
-    res, res_after = None, 0
-    r = match_residual(lw.graph, lw.values, t, out_shape)
-    if r:
-        add, other = r
-        rv = lw.ensure(lw.value(other, node), "plain", lw.dt, node.name)
+    ep = lw.fuse_epilogue(node, out_shape)
+    act, t, res_after = ep.act, ep.out, ep.res_after
+    if ep.bias is not None:  # a following bias Add (MatMul + Add as exported)
+        extra = ep.bias.values.reshape(-1).astype(np.float32)
+        bias = extra if bias is None else bias + extra
+    res = None
+    if ep.residual is not None:
+        rv = lw.ensure(lw.value(ep.residual, node), "plain", lw.dt, node.name)
         res = Value(rv.buf, (M, Nd, 1, 1), "nhwc", rv.dtype, rv.offset)
-        res_after = 1 if act[0] != "none" else 0
-        lw.fused.add(add.name)
-        t = add.outputs[0]
     x4 = Value(a.buf, (M, Kd, 1, 1), "nhwc", a.dtype, a.offset)
     y = lw.new_value(out_shape, "plain")
     y4 = Value(y.buf, (M, Nd, 1, 1), "nhwc", y.dtype, y.offset)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.epilogue import activation
 from gpu_kernels.lowering.program import NP_DTYPE, GpuLoweringError, Value
 from gpu_kernels.lowering.registry import constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.passes.fusion import activation
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering

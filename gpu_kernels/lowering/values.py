@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from gpu_kernels.lowering.epilogue import Activation, match_act
 from gpu_kernels.lowering.int8 import Int8Plan
 from gpu_kernels.lowering.program import (
     DTYPE_BYTES,
@@ -49,6 +48,7 @@ from gpu_kernels.lowering.registry import (
 )
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.passes.fusion import Epilogue, epilogue
 
 
 def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
@@ -401,16 +401,18 @@ class Lowering:
     def bind(self, node: Node, v: Value, i: int = 0) -> None:
         self.values[node.outputs[i].name] = v
 
-    def fuse_activation(self, t: Tensor, act: Activation) -> tuple[Activation, Tensor]:
-        """The activation reading ``t`` folded into the epilogue of the kernel writing it (its
-        layers marked fused, its output the kernel's), or ``act`` and ``t`` as they are."""
-        m = match_act(self.graph, t)
-        if not m:
-            return act, t
-        nodes, act, t = m
-        self.fused.update(n.name for n in nodes)
-        return act, t
+    def fuse_epilogue(self, node: Node, out_shape: tuple[int, ...]) -> Epilogue:
+        """What folds into the epilogue of ``node``'s kernel writing ``out_shape``, as
+        :func:`partitioner.passes.fusion.epilogue` decides for the cost model too; its layers
+        are marked fused. A residual must already have a value here."""
 
+        def shape_of(t: Tensor) -> tuple[int, ...] | None:
+            v = self.values.get(t.name)
+            return v.shape if v is not None else None
+
+        ep = epilogue(self.graph, node, out_shape, shape_of)
+        self.fused.update(n.name for n, _, _ in ep.layers)
+        return ep
 
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
         """``t`` for a reader that can extend a deferred chain: the chain itself when this is

@@ -10,8 +10,6 @@ from devices.capability import (
     DlaCapability,
     GpuCapability,
     capabilities_for,
-    capability_report,
-    format_report,
 )
 from partitioner.errors import ConfigError
 from partitioner.ir import Graph
@@ -95,39 +93,6 @@ def test_cpu_capability_runs_fp32():
     verdict = cpu.supports(g.node("hs"), g, "int8")
     assert verdict.ok and "runs in FP32 on the CPU" in verdict.reason
     assert cpu.cost(g.node("c1"), g, "fp32") > 0
-
-
-def test_capability_report_rows():
-    t = load_target("orin-agx-64gb")
-    g = small_net()
-    rows = capability_report(
-        g, DlaCapability(t), "fp16", extra={"c1": "Conv 'c1': pinned to gpu by rule 1"}
-    )
-    table = [(r.operator, r.count, r.reason, r.layers) for r in rows]
-    assert table == [
-        ("ConvTranspose", 2, "padding (1,1) not supported on DLA (must be 0)", ("up3", "up4")),
-        ("Conv", 1, "pinned to gpu by rule 1", ("c1",)),
-        (
-            "HardSwish",
-            1,
-            "HardSwish is not a DLA activation (ReLU, Sigmoid, TanH, Clip, LeakyReLU only)",
-            ("hs",),
-        ),
-    ]
-    text = format_report(rows)
-    header = [cell.strip() for cell in text.splitlines()[0].split(" | ")]
-    assert header == ["Operator", "Count", "Reason", "Layers"]
-    assert "ConvTranspose | 2     | padding (1,1) not supported on DLA (must be 0)" in text
-    assert "up3, up4" in text
-
-
-def test_capability_report_fp32_and_per_layer_precision():
-    t = load_target("xavier-agx")
-    g = small_net()
-    rows = capability_report(g, DlaCapability(t), {"c1": "fp32", "r1": "int8"})
-    reasons = {r.layers[0]: r.reason for r in rows}
-    assert reasons["c1"] == "FP32 requested (DLA runs FP16/INT8 only)"
-    assert "r1" not in reasons  # ReLU runs on the DLA in INT8
 
 
 def _reshape_to_2d() -> Graph:

@@ -18,12 +18,12 @@ import pytest
 from devices.support import (
     ConvGeometry,
     SupportEnv,
-    cbuf_banks_needed,
     dla_table,
     evaluate,
     gpu_table,
     load_table,
 )
+from dla_sim.formats import cbuf_banks_needed
 from partitioner.errors import ConfigError
 from partitioner.ir import Graph
 from partitioner.shape_inference import infer_shapes
@@ -476,7 +476,9 @@ def test_every_rule_of_both_tables_is_exercised():
     ],
 )
 def test_cbuf_pseudocode(geo: ConvGeometry, int8: bool, banks: tuple[int, int]):
-    assert cbuf_banks_needed(geo, int8, {}) == banks
+    # the one formula (dla_sim.formats), which the support check and the DLA compiler share
+    precision = "int8" if int8 else "fp16"
+    assert cbuf_banks_needed(geo.c, geo.r, geo.s, geo.w, geo.dil_h, precision) == banks
 
 
 @pytest.mark.parametrize("version", [1, 2])

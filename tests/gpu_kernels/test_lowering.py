@@ -99,3 +99,21 @@ def test_conv_outputs_are_written_into_their_concat() -> None:
     concats = {n.name for n in graph.nodes if n.op == "Concat"}
     # U-Net concats join a ConvTranspose output and a skip conv: both write in place
     assert concats and not any(ln.layer in concats for ln in prog.launches)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3-small", "yolov5s", "unet-small",
+                                  "vit-tiny"])
+def test_cost_model_prices_exactly_the_fusions_the_lowering_makes(name) -> None:
+    """One decision (partitioner.passes.fusion): the layers the fusion pass marks, which the GPU
+    cost model prices as epilogue work, are the layers the lowering folds into kernels."""
+    from devices.cost import fused_into_epilogue
+    from gpu_kernels.lowering import Lowering
+    from gpu_kernels.tactics import heuristic
+    from tandem.zoo import build_model
+
+    graph = graph_of(build_model(name, 1))
+    lw = Lowering(graph, "fp16", 87, lambda p: heuristic(p, 87, 16), None)
+    lw.run()
+    priced = {n.name for n in graph.nodes if fused_into_epilogue(n)}
+    assert lw.fused  # every one of these models has epilogue fusions
+    assert priced == lw.fused

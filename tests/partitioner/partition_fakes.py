@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from partitioner.capability import Precision, Verdict
 from partitioner.ir import Graph, Node, Tensor
+from partitioner.segments import Segment
 
 
 class FakeCap:
@@ -92,3 +93,27 @@ def dag(edges: str, ops: Mapping[str, str] | None = None, outputs: Sequence[str]
 
 def chain(*names: str, ops: Mapping[str, str] | None = None) -> Graph:
     return dag(" ".join(f"{a}>{b}" for a, b in zip(names, names[1:])) or names[0], ops)
+
+
+def segment_graph_is_acyclic(graph: Graph, segments: Sequence[Segment]) -> bool:
+    """The quotient graph (segments as vertices) is a DAG: the invariant every partition keeps."""
+    seg_of = {name: i for i, s in enumerate(segments) for name in s.nodes}
+    succ: dict[int, set[int]] = {i: set() for i in range(len(segments))}
+    for n in graph.nodes:
+        for s in graph.successors(n):
+            if seg_of[n.name] != seg_of[s.name]:
+                succ[seg_of[n.name]].add(seg_of[s.name])
+    indegree = {i: 0 for i in succ}
+    for vs in succ.values():
+        for v in vs:
+            indegree[v] += 1
+    ready = [i for i, d in indegree.items() if d == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for v in succ[i]:
+            indegree[v] -= 1
+            if indegree[v] == 0:
+                ready.append(v)
+    return seen == len(segments)

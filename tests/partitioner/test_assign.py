@@ -208,6 +208,20 @@ def test_trt_loadable_limit_drops_the_later_segments() -> None:
     assert _segments(part) == ["dla0_0=a0", "gpu_1=u0", "dla0_2=a1", "gpu_3=u1,a2,u2,a3,u3,a4"]
 
 
+def test_the_loadable_limit_is_the_dlas_unless_the_policy_sets_one() -> None:
+    g, caps = _alternating(5)
+    caps["dla"].max_loadables = 3  # type: ignore[attr-defined]  # the support table's figure
+    part = partition(g, caps, Policy.from_dict({}, source="p.yaml"))
+    assert [n for n, a in part.assignments.items() if a.device == "dla0"] == ["a0", "a1", "a2"]
+    part = partition(g, caps, Policy.from_dict({"max_dla_subgraphs": 4}, source="p.yaml"))
+    assert [n for n, a in part.assignments.items() if a.device == "dla0"] == [
+        "a0", "a1", "a2", "a3"
+    ]  # fmt: skip
+    del caps["dla"].max_loadables  # type: ignore[attr-defined]
+    part = partition(g, caps, Policy.from_dict({}, source="p.yaml"))  # neither: no limit
+    assert sum(a.device == "dla0" for a in part.assignments.values()) == 5
+
+
 def test_min_dla_segment_layers_moves_short_segments_but_not_pinned_ones() -> None:
     g = chain("a", "b", "u1", "c", "u2", "d", "e", "f", ops={"u1": "Resize", "u2": "Resize"})
     policy = Policy.from_dict({"min_dla_segment_layers": 2}, source="p.yaml")

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from partitioner.assign import PartitionError, partition
 from partitioner.ir import Graph, Tensor
 from partitioner.policy import Policy
-from partitioner.segments import predict, segment_graph_is_acyclic
-from tests.partitioner.partition_fakes import FakeCap
+from partitioner.segments import predict
+from tests.partitioner.partition_fakes import FakeCap, segment_graph_is_acyclic
 
 OPS = ("Conv", "Relu", "Resize", "Add", "Concat", "Sigmoid")
 

@@ -285,20 +285,24 @@ def conv_chain(*steps: str) -> Graph:
     "steps,pattern,roles",
     [
         (["Relu"], "Conv+relu", {"conv": "conv", "a0": "activation"}),
-        (["relu6"], "Conv+relu6", {"conv": "conv", "a0": "activation"}),
+        (["relu6"], "Conv+clip", {"conv": "conv", "a0": "activation"}),
         (["clip"], "Conv+clip", {"conv": "conv", "a0": "activation"}),
-        (["LeakyRelu"], "Conv+leaky_relu", {"conv": "conv", "a0": "activation"}),
+        (["LeakyRelu"], "Conv+leaky", {"conv": "conv", "a0": "activation"}),
         (["Sigmoid"], "Conv+sigmoid", {"conv": "conv", "a0": "activation"}),
         (["Tanh"], "Conv+tanh", {"conv": "conv", "a0": "activation"}),
-        (["HardSwish"], "Conv+hard_swish", {"conv": "conv", "a0": "activation"}),
-        (["Mish"], "Conv+mish", {"conv": "conv", "a0": "activation"}),
+        (["HardSwish"], "Conv+hardswish", {"conv": "conv", "a0": "activation"}),
         (["silu"], "Conv+silu", {"conv": "conv", "s0": "activation", "m0": "activation"}),
-        (["hswish"], "Conv+hard_swish", {"conv": "conv", "h0": "activation", "m0": "activation"}),
         (["add"], "Conv+Add", {"conv": "conv", "add0": "residual"}),
-        (["Relu", "add", "Relu"], "Conv+relu+Add+relu",
-         {"conv": "conv", "a0": "activation", "add1": "residual", "a2": "post_activation"}),
+        # after an activation and the Add, a second activation is a kernel of its own
+        (["Relu", "add", "Relu"], "Conv+relu+Add",
+         {"conv": "conv", "a0": "activation", "add1": "residual"}),
+        (["add", "Relu"], "Conv+Add+relu",
+         {"conv": "conv", "add0": "residual", "a1": "post_activation"}),
         (["silu", "add"], "Conv+silu+Add",
          {"conv": "conv", "s0": "activation", "m0": "activation", "add1": "residual"}),
+        # the GPU kernels have no Mish epilogue nor x * HardSigmoid(x): priced as kernels
+        (["Mish"], None, {}),
+        (["hswish"], None, {}),
         (["badd"], None, {}),
         (["Softmax"], None, {}),
         (["Relu", "Relu"], "Conv+relu", {"conv": "conv", "a0": "activation"}),
@@ -321,6 +325,28 @@ def test_conv_output_read_twice_is_not_fused() -> None:
     g.mark_output(conv_out)
     mark_fusions(g)
     assert not any("fusion" in n.meta for n in g.nodes)
+
+
+def test_gemm_epilogue_bias_activation_residual_and_run_time_operands() -> None:
+    from partitioner.shape_inference import infer_shapes
+
+    g = Graph("g")
+    x = g.add_input("x", (4, 8))
+    w = g.add_constant("w", np.ones((8, 8), np.float32))
+    b = g.add_constant("b", np.ones(8, np.float32))
+    t = g.add_node("MatMul", [x, w], 1, name="mm").outputs[0]
+    t = g.add_node("Add", [t, b], 1, name="bias").outputs[0]
+    t = g.add_node("Relu", [t], 1, name="act").outputs[0]
+    t = g.add_node("Add", [t, x], 1, name="res").outputs[0]
+    x2 = g.add_input("x2", (8, 3))
+    y = g.add_node("MatMul", [t, x2], 1, name="bmm").outputs[0]  # run-time operands: no epilogue
+    g.add_node("Relu", [y], 1, name="after_bmm")
+    g.mark_output(g.node("after_bmm").outputs[0])
+    infer_shapes(g)
+    mark_fusions(g)
+    marked = {n.name: n.meta["fusion"]["role"] for n in g.nodes if "fusion" in n.meta}
+    assert marked == {"mm": "conv", "bias": "bias", "act": "activation", "res": "residual"}
+    assert g.node("res").meta["fusion"]["pattern"] == "MatMul+relu+Add"
 
 
 # ----- the default pipeline -----------------------------------------------------------------------

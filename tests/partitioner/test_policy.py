@@ -22,7 +22,7 @@ def test_defaults_match_trtexec_dla_fp16_with_fallback() -> None:
     assert (p.objective, p.partition, p.max_dla_subgraphs, p.min_dla_segment_layers) == (
         "latency",
         "trt",
-        16,
+        None,  # the DLA's own limit (its support table)
         1,
     )
     assert p.rules == () and p.dla_device == "dla0"

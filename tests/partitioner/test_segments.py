@@ -8,8 +8,8 @@ import pytest
 
 from partitioner.ir import Tensor
 from partitioner.report import capability_rows, format_text, layer_rows, to_dot, to_json
-from partitioner.segments import form_segments, predict, segment_graph_is_acyclic, transfers
-from tests.partitioner.partition_fakes import chain, dag
+from partitioner.segments import form_segments, predict, transfers
+from tests.partitioner.partition_fakes import chain, dag, segment_graph_is_acyclic
 
 
 def _place(spec: str) -> dict[str, str]:
