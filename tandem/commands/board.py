@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tandem.commands._common import print_table
 from targets.board import board_facts, setup_board
 from targets.inventory import load_inventory
 
@@ -79,11 +80,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"board {facts.board}  target {facts.target}")
         for fact in ("arch", "l4t", "jetpack", "power_mode"):
             print(f"  {fact:<11} {getattr(facts, fact) or '-'}")
-        rows = [("CHECK", "EXPECTED", "ACTUAL", "OK")]
-        rows += [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for r in rows:
-            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        print_table(
+            ("Check", "Expected", "Actual", "OK"),
+            [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks],
+        )
     if not facts.ok:
         bad = ", ".join(
             f"{c.fact} {c.actual} (target says {c.expected})" for c in facts.checks if not c.ok

@@ -67,7 +67,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
         assert stats["min"] <= stats["median"] <= stats["max"]
         assert stats["min"] <= stats["percentile(90%)"] <= stats["percentile(99%)"] <= stats["max"]
     assert s["qps"] > 0 and s["wall"] > 0 and 0 < s["gpu"] <= s["wall"]
-    assert "Predicted on orin-agx-64gb by the cost model (not measured)" in out
+    assert "Predicted for orin-agx-64gb MAXN by the cost model (not measured)" in out
     assert "=== Profile (3 iterations ) ===" in out
 
     records = json.loads(times.read_text(encoding="utf-8"))
