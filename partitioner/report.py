@@ -148,8 +148,9 @@ def to_dot(graph: Graph, part: Partition) -> str:
         for name in s.nodes:
             a = part.assignments[name]
             text = f"{name}\n{ops[name]} {a.precision}"
+            tip = f"{name} ({ops[name]}): {a.device} {a.precision}\n{a.reason}"
             lines.append(
-                f"    {_quote('L:' + name)} [label={_quote(text)}, "
+                f"    {_quote('L:' + name)} [label={_quote(text)}, tooltip={_quote(tip)}, "
                 f"fillcolor={_quote(COLOURS.get(kind, '#ffffff'))}];"
             )
         lines.append("  }")
@@ -171,8 +172,39 @@ def to_dot(graph: Graph, part: Partition) -> str:
         )
         if out.producer is not None:
             lines.append(f"  {_quote('L:' + out.producer.name)} -> {_quote('O:' + out.name)};")
+    lines += _legend(part)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+_MEANING = {
+    "gpu": "GPU layer",
+    "dla": "DLA layer",
+    "cpu": "CPU layer (numpy reference)",
+}
+
+
+def _legend(part: Partition) -> list[str]:
+    """A boxed key: the fill of each device kind the plan uses, and the red edge of a tensor
+    crossing devices (each layer's tooltip holds its device, precision and placement reason)."""
+    kinds = sorted({"dla" if s.device.startswith("dla") else s.device for s in part.segments})
+    lines = [
+        "  subgraph cluster_legend {",
+        '    label="Legend (hover a layer for its placement reason)"; style=dashed; '
+        'color="#888888";',
+    ]
+    for kind in kinds:
+        lines.append(
+            f"    {_quote('legend:' + kind)} [label={_quote(_MEANING.get(kind, kind))}, "
+            f"fillcolor={_quote(COLOURS.get(kind, '#ffffff'))}];"
+        )
+    lines += [
+        '    "legend:from" [label="", shape=point, width=0.05];',
+        '    "legend:to" [label="device boundary (copy + reformat)", shape=plaintext, style=""];',
+        '    "legend:from" -> "legend:to" [color="#c0392b", penwidth=2];',
+        "  }",
+    ]
+    return lines
 
 
 # ----- text ----------------------------------------------------------------------------------
@@ -237,7 +269,7 @@ def format_text(
     if p.period > 0 and len([t for t in p.per_device.values() if t > 0]) > 1:
         ideal = p.ideal_period if p.ideal_period is not None else p.period
         lines.append(
-            f"Pipelined, {source}: {1 / p.period:.1f} inferences/s (period "
+            f"Pipelined: {1 / p.period:.1f} inferences/s, {source} (period "
             f"{p.period * 1e3:.3f} ms with the devices sharing the DRAM, {ideal * 1e3:.3f} ms "
             "without)"
         )

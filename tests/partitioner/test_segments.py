@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -173,7 +174,10 @@ def test_format_text_has_every_table() -> None:
     text = format_text(g, part)
     for heading in ("Layers:", "Layers not on the DLA:", "Segments:", "Boundaries: 4", "Predicted"):
         assert heading in text
-    assert "Resize   | 1     | mode cubic not supported | up" in text
+    assert re.search(r"^Resize +1 +mode cubic not supported +up$", text, re.M)
+    assert "up     Resize   gpu     fp16       GPU: Resize 'up': mode cubic not supported" in text
+    summary = format_text(g, part, layers=False)
+    assert "Layers: " in summary and "GPU: Resize 'up'" not in summary
 
 
 def test_dot_renders_with_graphviz(tmp_path) -> None:  # type: ignore[no-untyped-def]
