@@ -7,6 +7,7 @@ import sys
 import time
 
 from devices.plan import write_plan
+from devices.timesource import predicted_source
 from tandem.commands._args import add_build_args, build_request
 from tandem.commands._common import human
 from targets.build import build, build_notes
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path}: target {placement.target.name} ({placement.target.power_mode}), "
         f"precision {placement.policy.precision}, {len(part.segments)} segments on "
         f"{', '.join(devices)}, {part.boundary_count} boundaries, {human(size, 'B')}; "
-        f"predicted {part.predicted.total * 1e3:.3f} ms; "
-        f"built in {time.perf_counter() - start:.1f} s"
+        f"{predicted_source(placement.target.name, placement.target.power_mode)} "
+        f"{part.predicted.total * 1e3:.3f} ms; built in {time.perf_counter() - start:.1f} s"
     )
     for note in build_notes(built):
         print(note)

@@ -163,7 +163,11 @@ def test_dot_boxes_segments_and_colours_devices() -> None:
     g, part = _partition()
     dot = to_dot(g, part)
     assert dot.startswith('digraph "test" {') and dot.rstrip().endswith("}")
-    assert dot.count("subgraph cluster_") == len(part.segments) == 4
+    assert len(re.findall(r"subgraph cluster_\d", dot)) == len(part.segments) == 4
+    # the legend: each device kind used and the boundary edge; each layer's reason as tooltip
+    assert "subgraph cluster_legend" in dot and '"legend:dla" [label="DLA layer"' in dot
+    assert '"legend:gpu" [label="GPU layer"' in dot and "device boundary" in dot
+    assert "tooltip=\"up (Resize): gpu fp16\\nGPU: Resize 'up': mode cubic not supported\"" in dot
     assert 'label="gpu_1 (gpu, 1 layer)"' in dot
     assert '"L:c2" -> "L:up" [label="c2_out", color="#c0392b", penwidth=2];' in dot
     assert '"L:c1" -> "L:c2";' in dot
