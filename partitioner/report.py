@@ -243,7 +243,7 @@ def format_text(
             ("Operator", "Count", "Reason", "Layers"),
             [(r.operator, str(r.count), r.reason, _abbreviate(r.layers, shown)) for r in caps],
         )
-    lines += ["", "Segments:"]
+    lines += ["", f"Segments ({part.boundary_count} boundaries):"]
     lines += table(
         ("Segment", "Device", "Layers", "Inputs", "Outputs"),
         [
@@ -260,11 +260,7 @@ def format_text(
     ms = part.predicted.as_ms()
     times = ", ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
     source = predicted_for or "predicted by the cost model"
-    lines += [
-        "",
-        f"Boundaries: {part.boundary_count}",
-        f"{source[0].upper()}{source[1:]} ({part.strategy}): {times}",
-    ]
+    lines += ["", f"{source[0].upper()}{source[1:]} ({part.strategy}): {times}"]
     p = part.predicted
     if p.period > 0 and len([t for t in p.per_device.values() if t > 0]) > 1:
         ideal = p.ideal_period if p.ideal_period is not None else p.period

@@ -114,3 +114,16 @@ def progress_bar(description: str, total: float | None) -> Iterator[Callable[[fl
     """One bar; yields ``advance(amount)``."""
     with progress_bars() as bars:
         yield bars.add(description, total)
+
+
+@contextmanager
+def progress_status() -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr that each step message replaces and that vanishes when the
+    work ends (a build's steps); yields ``say(message)``. Nothing where bars are not shown."""
+    if not progress_shown():
+        yield lambda _message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("") as status:
+        yield lambda message: status.update(message)

@@ -9,7 +9,7 @@ import time
 from devices.plan import write_plan
 from devices.timesource import predicted_source
 from tandem.commands._args import add_build_args, build_request
-from tandem.commands._common import human
+from tandem.commands._common import human, progress_status
 from targets.build import build, build_notes
 
 
@@ -18,18 +18,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.plan", help="plan file to write")
     add_build_args(p, target_required=True)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress at all")
+    shown.add_argument(
+        "--verbose", action="store_true", help="a line per build step (default: a status line "
+        "on a terminal, which the summary replaces)"
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
-    def progress(msg: str) -> None:
-        if not args.quiet:
-            print(f"  {msg}", file=sys.stderr, flush=True)
+    def line(msg: str) -> None:
+        print(f"  {msg}", file=sys.stderr, flush=True)
 
-    built = build(build_request(args), progress)
+    if args.verbose:
+        built = build(build_request(args), line)
+    elif args.quiet:
+        built = build(build_request(args))
+    else:
+        with progress_status() as say:
+            built = build(build_request(args), say)
     placement, plan = built
     path = write_plan(plan, args.output)
     part = placement.partition

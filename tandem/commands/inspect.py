@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
             for info in summary.layers
         ]
         print_table(("Layer", "Op", "Output shape", "Params", "FLOPs"), rows, right=(3, 4))
-    else:
-        print_table(("Op", "Layers", "Params", "FLOPs"), _per_op(summary.layers), right=(1, 2, 3))
-        print("(--verbose lists every layer)")
-    print()
+        print()
     for t in graph.inputs:
         dims = [s for name, _, s in dynamic_dims([t]) if name == t.name]
         dynamic = f" (dynamic: {', '.join(dims)}; bind with --dim/--shapes)" if dims else ""
@@ -103,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         f"{len(summary.layers)} layers, {summary.total_params:,} parameters, "
         f"{human(summary.total_flops, 'FLOPs')}{unknown}"
     )
+    if not args.verbose:
+        print(f"ops: {_op_mix(summary.layers)} (--verbose lists every layer)")
     return 0
 
 
@@ -128,7 +127,6 @@ def inspect_placement(args: argparse.Namespace) -> int:
         f"target {target.name} ({target.soc}), power mode {target.power_mode}, "
         f"policy {placement.policy.source}, strategy {part.strategy}"
     )
-    print()
     foretold = predicted_source(target.name, target.power_mode)
     print(format_text(graph, part, predicted_for=foretold, layers=args.verbose), end="")
     if args.svg:
@@ -251,18 +249,13 @@ def inspect_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _per_op(layers: Sequence[LayerInfo]) -> list[tuple[str, str, str, str]]:
-    """One row per op type, most layers first: the model's make-up in a dozen lines."""
-    groups: dict[str, list[LayerInfo]] = {}
+def _op_mix(layers: Sequence[LayerInfo]) -> str:
+    """``Conv 60, Mul 69, ...``: the layers per op type, most first (the model in one line)."""
+    counts: dict[str, int] = {}
     for info in layers:
-        groups.setdefault(info.op, []).append(info)
-    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    rows = []
-    for op, infos in ranked:
-        flops = [i.flops for i in infos]
-        shown = "?" if any(f is None for f in flops) else human(sum(f or 0 for f in flops))
-        rows.append((op, str(len(infos)), f"{sum(i.params for i in infos):,}", shown))
-    return rows
+        counts[info.op] = counts.get(info.op, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{op} {n}" for op, n in ranked)
 
 
 def _dims(shape: object) -> str:

@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=0, metavar="N", help="untimed runs first")
     p.add_argument("--profile", metavar="TRACE.json", help="write a Chrome trace (Perfetto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "--verbose", action="store_true", help="each segment's time (default: per backend)"
+    )
     add_build_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -164,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((name, shape_text(arr.shape), str(arr.dtype), *shown))
     print_table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows, right=(3, 4, 5))
     print()
-    if segment_ms:
+    if segment_ms and args.verbose:
         print_table(
             ("Segment", "Backend", "Last run (ms)", "Source"),
             [
@@ -172,6 +175,20 @@ def run(args: argparse.Namespace) -> int:
                 for s, ms in segment_ms.items()
             ],
             right=(2,),
+        )
+        print()
+    elif segment_ms:  # one row per backend: a screen for a plan of many segments
+        print("Time per backend (--verbose: each segment):")
+        per_backend: dict[str, list[float]] = {}
+        for s, ms in segment_ms.items():
+            per_backend.setdefault(backends[s], []).append(ms)
+        print_table(
+            ("Backend", "Segments", "Last run (ms)", "Source"),
+            [
+                (b, str(len(times)), f"{sum(times):.2f}", backend_source(b))
+                for b, times in per_backend.items()
+            ],
+            right=(1, 2),
         )
         print()
     for note in notes:

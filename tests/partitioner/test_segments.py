@@ -176,7 +176,7 @@ def test_dot_boxes_segments_and_colours_devices() -> None:
 def test_format_text_has_every_table() -> None:
     g, part = _partition()
     text = format_text(g, part)
-    for heading in ("Layers:", "Layers not on the DLA:", "Segments:", "Boundaries: 4", "Predicted"):
+    for heading in ("Layers:", "Layers not on the DLA:", "Segments (4 boundaries):", "Predicted"):
         assert heading in text
     assert re.search(r"^Resize +1 +mode cubic not supported +up$", text, re.M)
     assert "up     Resize   gpu     fp16       GPU: Resize 'up': mode cubic not supported" in text
