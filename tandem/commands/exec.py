@@ -592,11 +592,15 @@ def _report(plan: Plan, result: BenchResult, opts: ExecOptions, log: Log) -> Non
     rows, split = layer_times(plan, result)
     if opts.on("dumpProfile"):
         _print_profile(rows, len(result.timings), split, run_source(result.backends.values()), log)
-    if opts.get("exportTimes"):
-        _write_json(str(opts.get("exportTimes")), [t.record() for t in result.timings])
+    source = run_source(result.backends.values())
+    if opts.get("exportTimes"):  # trtexec's records, each with what produced its times
+        records = [{**t.record(), "source": source} for t in result.timings]
+        _write_json(str(opts.get("exportTimes")), records)
         log.info(f"Exported times to {opts.get('exportTimes')}")
     if opts.get("exportProfile"):
-        doc: list[dict[str, Any]] = [{"count": len(result.timings), "split": split}]
+        doc: list[dict[str, Any]] = [
+            {"count": len(result.timings), "split": split, "source": source}
+        ]
         _write_json(str(opts.get("exportProfile")), doc + rows)
         log.info(f"Exported profile to {opts.get('exportProfile')}")
     if opts.get("exportLayerInfo"):

@@ -120,6 +120,7 @@ def inspect_placement(args: argparse.Namespace) -> int:
                 power_mode=target.power_mode,
                 policy=placement.policy.source,
                 precision=placement.policy.precision,
+                predicted_source=predicted_source(target.name, target.power_mode),
             )
         )
         return 0
@@ -186,6 +187,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "cubins": h.get("cubins", True),
                 "capability": h.get("capability", []),
                 "predicted_ms": h.get("predicted_ms", {}),
+                "predicted_source": predicted_source(h["target"], h.get("power_mode")),
                 "predicted_at": h.get("predicted_at"),
                 "profiles": h.get("profiles", []),
                 "plugins": h.get("plugins", []),
