@@ -243,6 +243,21 @@ class PlanRunner(BaseRunner):
         self.segments = [
             self._segment_runner(rec, gpu_backend) for rec in self.plan.header["segments"]
         ]
+        # the numpy reference computes in FP32 whatever precision a segment was planned at
+        lowered = [
+            f"{rec['name']} ({rec.get('precision')})"
+            for rec, seg in zip(self.plan.header["segments"], self.segments)
+            if seg.backend == "cpu" and rec.get("precision") in ("fp16", "int8")
+        ]
+        if lowered:
+            more = f" and {len(lowered) - 3} more" if lowered[3:] else ""
+            which = ", ".join(lowered[:3]) + more
+            fp32 = f"in FP32: the FP16/INT8 numerics of {which} are not emulated here"
+            gpu_note = [i for i, n in enumerate(self.notes) if n.startswith(_GPU_ON_CPU)]
+            if gpu_note:
+                self.notes[gpu_note[-1]] += f"; {fp32}"
+            else:
+                self.notes.append(f"segments ran on the CPU reference {fp32}")
 
     def deactivate_impl(self) -> None:
         for seg in self.segments:
@@ -329,7 +344,7 @@ class PlanRunner(BaseRunner):
                 "--target host"
             )
         why = "no CUDA GPU here" if here is None else f"this GPU is {here}, the plan is for {arch}"
-        self.notes.append(f"GPU segments ran on the CPU reference: {why}")
+        self.notes.append(f"{_GPU_ON_CPU}: {why}")
         return "cpu"
 
     def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
@@ -491,6 +506,9 @@ def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
         g.toposort()
         infer_shapes(g)
     return g
+
+
+_GPU_ON_CPU = "GPU segments ran on the CPU reference"
 
 
 def _track(seg: SegmentRunner) -> str:

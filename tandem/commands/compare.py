@@ -101,12 +101,14 @@ def run(args: argparse.Namespace) -> int:
     if args.bisect:
         return _bisect(args, graph, feeds, plan, atol, rtol)
     reference = run_onnxruntime(args.model, feeds)
-    side, ran = "cpu", ["cpu"]
+    side, ran, notes = "cpu", ["cpu"], []
     if plan is not None:
         with PlanRunner(plan, args.backend) as runner:
             actual = runner.infer(feeds)
             ran = sorted(set(runner.backends().values()))
             side = f"plan ({', '.join(ran)})"
+        # a match says nothing of FP16/INT8 where the reference ran those segments in FP32
+        notes = [n for n in runner.notes if "not emulated" in n]
     else:
         with CpuRunner(graph) as runner:
             actual = runner.infer(feeds)
@@ -132,10 +134,13 @@ def run(args: argparse.Namespace) -> int:
                     for n, r in results.items()
                 },
                 "match": ok,
+                "notes": notes,
             }
         )
     else:
         print_table(*_results_table(results, verdicts))
+        for note in notes:
+            print(f"note: {note}")
         verdict = "match" if ok else "MISMATCH"
         print(f"\nTandem ({side}; {run_source(ran)}) vs ONNX Runtime: {verdict}")
     return 0 if ok else MISMATCH_EXIT

@@ -5,11 +5,13 @@ and a DLA build of a dynamic-batch model that places no layer on the DLA says wh
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
 import pytest
 
+from devices.runtime import cuda_arch_here
 from tandem.cli import main
 from tests.models import zoo_model_path
 
@@ -58,3 +60,16 @@ def test_dynamic_batch_build_says_why_nothing_is_on_the_dla(model, tmp_path, cap
     # the static model builds with DLA layers and no such note
     assert main([*argv[:1], str(model), *argv[2:6], "-o", str(tmp_path / "s.plan")]) == 0
     assert "no layer runs on the DLA" not in capsys.readouterr().out
+
+
+def test_a_match_of_segments_run_in_fp32_says_so(model, capsys) -> None:
+    """``compare --target host --fp16`` where no GPU runs the FP16 code: the CPU reference
+    computes those segments in FP32, and a match must not read as an FP16 result."""
+    if cuda_arch_here() is not None:
+        pytest.skip("a CUDA GPU is here: the host plan's FP16 segments run on it")
+    assert main(["compare", str(model), "--target", "host", "--fp16", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["match"] and any("FP16/INT8 numerics of" in n for n in doc["notes"])
+    assert main(["compare", str(model), "--target", "host", "--fp16"]) == 0
+    out = capsys.readouterr().out
+    assert "ran on the CPU reference in FP32" in out and "(fp16) are not emulated here" in out
