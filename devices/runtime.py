@@ -31,6 +31,7 @@ from devices.dla import DlaHardwareBackend, TrtDlaRunner
 from devices.hardware import probe_local_gpu
 from devices.plan import Plan
 from devices.runner import BaseRunner
+from devices.timesource import backend_source, predicted_source
 from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from gpu_kernels.lowering import segment_precision
@@ -242,6 +243,21 @@ class PlanRunner(BaseRunner):
         self.segments = [
             self._segment_runner(rec, gpu_backend) for rec in self.plan.header["segments"]
         ]
+        # the numpy reference computes in FP32 whatever precision a segment was planned at
+        lowered = [
+            f"{rec['name']} ({rec.get('precision')})"
+            for rec, seg in zip(self.plan.header["segments"], self.segments)
+            if seg.backend == "cpu" and rec.get("precision") in ("fp16", "int8")
+        ]
+        if lowered:
+            more = f" and {len(lowered) - 3} more" if lowered[3:] else ""
+            which = ", ".join(lowered[:3]) + more
+            fp32 = f"in FP32: the FP16/INT8 numerics of {which} are not emulated here"
+            gpu_note = [i for i, n in enumerate(self.notes) if n.startswith(_GPU_ON_CPU)]
+            if gpu_note:
+                self.notes[gpu_note[-1]] += f"; {fp32}"
+            else:
+                self.notes.append(f"segments ran on the CPU reference {fp32}")
 
     def deactivate_impl(self) -> None:
         for seg in self.segments:
@@ -278,7 +294,11 @@ class PlanRunner(BaseRunner):
                     track,
                     (start - t0) * 1e6,
                     (end - start) * 1e6,
-                    {"backend": seg.backend, "device": seg.device},
+                    {
+                        "backend": seg.backend,
+                        "device": seg.device,
+                        "source": backend_source(seg.backend),
+                    },
                 )
             )
             for name in seg.outputs:
@@ -324,7 +344,7 @@ class PlanRunner(BaseRunner):
                 "--target host"
             )
         why = "no CUDA GPU here" if here is None else f"this GPU is {here}, the plan is for {arch}"
-        self.notes.append(f"GPU segments ran on the CPU reference: {why}")
+        self.notes.append(f"{_GPU_ON_CPU}: {why}")
         return "cpu"
 
     def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
@@ -488,6 +508,9 @@ def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
     return g
 
 
+_GPU_ON_CPU = "GPU segments ran on the CPU reference"
+
+
 def _track(seg: SegmentRunner) -> str:
     if seg.device.startswith("dla"):
         return seg.device.upper()
@@ -495,19 +518,42 @@ def _track(seg: SegmentRunner) -> str:
 
 
 def chrome_trace(events: list[TraceEvent], iteration: int = 0) -> list[dict[str, Any]]:
-    """Chrome trace events (open in Perfetto / chrome://tracing): one track per device."""
-    tracks = sorted({e.track for e in events}, key=lambda t: (t == "copy", t))
-    tid = {t: i + 1 for i, t in enumerate(tracks)}
+    """Chrome trace events (open in Perfetto / chrome://tracing): one track per device, and one
+    process per kind of time, named by its source (``devices.timesource``): what ran on this
+    host (measured or emulated) is process 1, the cost model's board prediction process 2, so
+    milliseconds of prediction are not drawn as slivers inside seconds of emulation."""
+    procs = {False: 1, True: 2}
+    sources: dict[bool, list[str]] = {False: [], True: []}
+    for e in events:
+        source = e.args.get("source")
+        kind = bool(e.args.get("predicted"))
+        if source and source not in sources[kind]:
+            sources[kind].append(source)
+    names = {
+        False: "ran here: " + (" + ".join(sources[False]) or "host"),
+        True: " + ".join(sources[True]) or "predicted",
+    }
+    tracks = sorted(
+        {(bool(e.args.get("predicted")), e.track) for e in events},
+        key=lambda kt: (kt[0], kt[1] == "copy", kt[1]),
+    )
+    tid = {kt: i + 1 for i, kt in enumerate(tracks)}
     out: list[dict[str, Any]] = [
-        {"ph": "M", "pid": 1, "tid": tid[t], "name": "thread_name", "args": {"name": t}}
-        for t in tracks
+        {"ph": "M", "pid": procs[kind], "name": "process_name", "args": {"name": names[kind]}}
+        for kind in sorted({kind for kind, _ in tracks})
+    ]
+    out += [
+        {"ph": "M", "pid": procs[kind], "tid": tid[(kind, t)], "name": "thread_name",
+         "args": {"name": t}}
+        for kind, t in tracks
     ]
     for e in events:
+        kind = bool(e.args.get("predicted"))
         out.append(
             {
                 "ph": "X" if e.duration_us > 0 else "i",
-                "pid": 1,
-                "tid": tid[e.track],
+                "pid": procs[kind],
+                "tid": tid[(kind, e.track)],
                 "name": e.name,
                 "ts": e.start_us,
                 "dur": e.duration_us,
@@ -529,6 +575,7 @@ def predicted_trace(plan: Plan) -> list[TraceEvent]:
     layer_ms = {row["name"]: row.get("predicted_ms") for row in plan.header.get("layers", [])}
     events: list[TraceEvent] = []
     clock_us = 0.0
+    source = predicted_source(plan.target, plan.header.get("power_mode"))
     for rec in plan.header["segments"]:
         per_layer = rec.get("predicted_layer_ms") or {}
         track = f"{rec['device'].upper()} predicted on {plan.target}"
@@ -538,7 +585,11 @@ def predicted_trace(plan: Plan) -> list[TraceEvent]:
                 continue
             events.append(
                 TraceEvent(
-                    layer, track, clock_us, ms * 1e3, {"segment": rec["name"], "predicted": True}
+                    layer,
+                    track,
+                    clock_us,
+                    ms * 1e3,
+                    {"segment": rec["name"], "predicted": True, "source": source},
                 )
             )
             clock_us += ms * 1e3

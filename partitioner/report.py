@@ -8,7 +8,8 @@
   (``layers``, ``segments``, ``predicted_ms``)
 - :func:`to_dot` — Graphviz text: layers coloured by device, each segment boxed as a cluster
 - :func:`format_text` — the same tables as aligned text, for a terminal
-- :func:`table` — the one table renderer (text or Markdown) those and the bench reports use
+- the tables are drawn by :func:`partitioner.tables.table`, the one renderer (re-exported here for
+  the bench reports)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from partitioner.ir import Graph, Tensor
 from partitioner.segments import Partition
+from partitioner.tables import table
 
 COLOURS = {"gpu": "#b7e07a", "dla": "#8ec5f0", "cpu": "#d9d9d9"}
 BORDERS = {"gpu": "#4e7a0e", "dla": "#1f5f99", "cpu": "#666666"}
@@ -146,8 +148,9 @@ def to_dot(graph: Graph, part: Partition) -> str:
         for name in s.nodes:
             a = part.assignments[name]
             text = f"{name}\n{ops[name]} {a.precision}"
+            tip = f"{name} ({ops[name]}): {a.device} {a.precision}\n{a.reason}"
             lines.append(
-                f"    {_quote('L:' + name)} [label={_quote(text)}, "
+                f"    {_quote('L:' + name)} [label={_quote(text)}, tooltip={_quote(tip)}, "
                 f"fillcolor={_quote(COLOURS.get(kind, '#ffffff'))}];"
             )
         lines.append("  }")
@@ -169,72 +172,102 @@ def to_dot(graph: Graph, part: Partition) -> str:
         )
         if out.producer is not None:
             lines.append(f"  {_quote('L:' + out.producer.name)} -> {_quote('O:' + out.name)};")
+    lines += _legend(part)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
+_MEANING = {
+    "gpu": "GPU layer",
+    "dla": "DLA layer",
+    "cpu": "CPU layer (numpy reference)",
+}
+
+
+def _legend(part: Partition) -> list[str]:
+    """A boxed key: the fill of each device kind the plan uses, and the red edge of a tensor
+    crossing devices (each layer's tooltip holds its device, precision and placement reason)."""
+    kinds = sorted({"dla" if s.device.startswith("dla") else s.device for s in part.segments})
+    lines = [
+        "  subgraph cluster_legend {",
+        '    label="Legend (hover a layer for its placement reason)"; style=dashed; '
+        'color="#888888";',
+    ]
+    for kind in kinds:
+        lines.append(
+            f"    {_quote('legend:' + kind)} [label={_quote(_MEANING.get(kind, kind))}, "
+            f"fillcolor={_quote(COLOURS.get(kind, '#ffffff'))}];"
+        )
+    lines += [
+        '    "legend:from" [label="", shape=point, width=0.05];',
+        '    "legend:to" [label="device boundary (copy + reformat)", shape=plaintext, style=""];',
+        '    "legend:from" -> "legend:to" [color="#c0392b", penwidth=2];',
+        "  }",
+    ]
+    return lines
+
+
 # ----- text ----------------------------------------------------------------------------------
-
-
-def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False
-) -> list[str]:
-    """Aligned ``a | b`` lines; ``markdown``: a GitHub Markdown table (the same alignment, outer
-    pipes, ``|`` in a cell escaped), so reports written to docs/ share this renderer."""
-    if markdown:
-        rows = [[c.replace("|", "\\|") for c in r] for r in rows]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
-    if markdown:
-        fmt = f"| {fmt} |"
-        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-        return [fmt.format(*headers), rule, *(fmt.format(*r) for r in rows)]
-    out = [fmt.format(*headers).rstrip(), "-+-".join("-" * w for w in widths)]
-    out += [fmt.format(*r).rstrip() for r in rows]
-    return out
 
 
 def _abbreviate(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names)} total)" if len(names) > limit else "")
 
 
-def format_text(graph: Graph, part: Partition) -> str:
-    """Layers, capability report, segments and predicted times as aligned text tables."""
-    lines = ["Layers:"]
-    lines += table(
-        ("Layer", "Op", "Device", "Precision", "Reason"),
-        [(r.name, r.op, r.device, r.precision, r.reason) for r in layer_rows(graph, part)],
-    )
+def format_text(
+    graph: Graph, part: Partition, *, predicted_for: str = "", layers: bool = True
+) -> str:
+    """Layers, capability report, segments and predicted times as aligned text tables.
+
+    ``predicted_for``: the board and power mode the cost model predicted for (every time printed
+    names its source); ``layers=False``: one line of counts instead of the per-layer table (the
+    summary a user reads in one screen)."""
+    rows = layer_rows(graph, part)
+    shown = 8 if layers else 2  # names per cell before "... (N total)"
+    if layers:
+        lines = ["Layers:"]
+        lines += table(
+            ("Layer", "Op", "Device", "Precision", "Reason"),
+            [(r.name, r.op, r.device, r.precision, r.reason) for r in rows],
+        )
+    else:
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.device] = counts.get(r.device, 0) + 1
+        placed = ", ".join(f"{n} on {d}" for d, n in sorted(counts.items()))
+        lines = [f"Layers: {len(rows)} ({placed}); --verbose lists each with its reason"]
     caps = capability_rows(graph, part)
     if caps:
         lines += ["", "Layers not on the DLA:"]
         lines += table(
             ("Operator", "Count", "Reason", "Layers"),
-            [(r.operator, str(r.count), r.reason, _abbreviate(r.layers)) for r in caps],
+            [(r.operator, str(r.count), r.reason, _abbreviate(r.layers, shown)) for r in caps],
         )
-    lines += ["", "Segments:"]
+    lines += ["", f"Segments ({part.boundary_count} boundaries):"]
     lines += table(
         ("Segment", "Device", "Layers", "Inputs", "Outputs"),
         [
             (
                 s.name,
                 s.device,
-                _abbreviate(s.nodes, 4),
-                _abbreviate(s.inputs, 4),
-                _abbreviate(s.outputs, 4),
+                _abbreviate(s.nodes, shown // 2),
+                _abbreviate(s.inputs, shown // 2),
+                _abbreviate(s.outputs, shown // 2),
             )
             for s in part.segments
         ],
     )
     ms = part.predicted.as_ms()
     times = ", ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
-    lines += ["", f"Boundaries: {part.boundary_count}", f"Predicted ({part.strategy}): {times}"]
+    source = predicted_for or "predicted by the cost model"
+    lines += ["", f"{source[0].upper()}{source[1:]} ({part.strategy}): {times}"]
     p = part.predicted
     if p.period > 0 and len([t for t in p.per_device.values() if t > 0]) > 1:
         ideal = p.ideal_period if p.ideal_period is not None else p.period
         lines.append(
-            f"Pipelined: {1 / p.period:.1f} inferences/s (period {p.period * 1e3:.3f} ms with "
-            f"the devices sharing the DRAM, {ideal * 1e3:.3f} ms without)"
+            f"Pipelined: {1 / p.period:.1f} inferences/s, {source} (period "
+            f"{p.period * 1e3:.3f} ms with the devices sharing the DRAM, {ideal * 1e3:.3f} ms "
+            "without)"
         )
     mj = p.as_mj()
     if mj is not None:

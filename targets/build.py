@@ -120,6 +120,18 @@ def build_notes(built: Built, limit: int = 20) -> list[str]:
             notes.append(f"  ... and {len(cpu) - limit} more (tandem inspect PLAN lists them)")
     if built.plan.header.get("cubins") is False:
         notes.append(NO_CUBINS_NOTE)
+    policy = built.placement.policy
+    on_dla = [a for a in part.assignments.values() if a.device.startswith("dla")]
+    if target.dla is not None and policy.default_device == "dla" and not on_dla:
+        # a silent all-GPU plan for a DLA build: say why without --verbose (issue 18)
+        by_reason: dict[str, int] = {}
+        for row in capability_rows(built.placement.graph, part):
+            by_reason[row.reason] = by_reason.get(row.reason, 0) + row.count
+        ranked = sorted(by_reason.items(), key=lambda kv: -kv[1])
+        notes.append("no layer runs on the DLA; why, most layers first:")
+        notes += [f"  {n} layer(s): {reason}" for reason, n in ranked[:3]]
+        if len(ranked) > 3:
+            notes.append(f"  ... {len(ranked) - 3} more (tandem inspect MODEL --target lists them)")
     return notes
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 from devices.io import write_atomic
 from devices.plan import file_sha256, read_plan
+from devices.timesource import MEASURED_BACKENDS
 from partitioner.errors import TandemError
+from partitioner.tables import table
 from targets.inventory import Board
 from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
 
@@ -406,13 +408,15 @@ def deploy_group(
 
 
 def summary_table(results: Sequence[DeployResult]) -> str:
-    """One row per board: status, what happened, latency when benchmarked, or the error."""
-    rows = [("BOARD", "HOST", "TARGET", "STATUS", "ACTION", "MEDIAN_MS", "SECONDS", "DETAIL")]
+    """One row per board: status, what happened, latency (with what produced it) when
+    benchmarked, or the error."""
+    rows = []
     for r in results:
-        median = ""
+        median, source = "", ""
         latency = (r.bench or {}).get("latency_ms")
         if isinstance(latency, dict) and isinstance(latency.get("median"), (int, float)):
             median = f"{latency['median']:.3f}"
+            source = bench_source(r.bench or {})
         action = "" if not r.ok else ("uploaded" if r.uploaded else "unchanged")
         detail = r.error or r.remote_path
         rows.append(
@@ -423,13 +427,26 @@ def summary_table(results: Sequence[DeployResult]) -> str:
                 "ok" if r.ok else "FAILED",
                 action,
                 median,
+                source,
                 f"{r.seconds:.2f}",
                 detail.replace("\n", " "),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("  ".join(cells + [row[-1]]).rstrip())
-    return "\n".join(lines)
+    headers = (
+        "Board", "Host", "Target", "Status", "Action", "Median (ms)", "Source", "Deploy (s)",
+        "Detail",
+    )  # fmt: skip
+    return "\n".join(table(headers, rows, right=(5, 7)))
+
+
+def bench_source(report: dict[str, Any]) -> str:
+    """What produced a board's benchmark: the label its own Tandem wrote beside the times
+    (``measured on Orin``, ``emulated on x86_64 CPU (...)``), or, from a Tandem that wrote none,
+    what its backends say."""
+    latency = report.get("latency_ms")
+    if isinstance(latency, dict) and isinstance(latency.get("source"), str):
+        return latency["source"]
+    backends = set((report.get("backends") or {}).values())
+    if backends and backends <= MEASURED_BACKENDS:
+        return "measured on the board's GPU/DLA"
+    return "emulated on the board's CPU (backends: " + ", ".join(sorted(backends)) + ")"

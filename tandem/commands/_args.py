@@ -103,6 +103,24 @@ class TargetArgs:
             prec.add_argument(f"--{name}", dest="precision", action="store_const", const=name)
 
     @staticmethod
+    def check_honoured(args: argparse.Namespace, plan: str | None = None) -> None:
+        """``--fp16``/``--int8`` mean nothing without a target that builds at that precision:
+        the numpy reference would run FP32 and report on it, so refuse instead (a plan carries
+        its own precision, so these flags beside ``plan`` are refused too)."""
+        precision = getattr(args, "precision", None)
+        if precision not in ("fp16", "int8") or (args.target and not plan):
+            return
+        if plan:
+            raise InputError(
+                f"--{precision} with a plan: the plan's precision was fixed when it was built "
+                f"({plan}); drop --{precision}, or give --target T instead of the plan"
+            )
+        raise InputError(
+            f"--{precision} needs --target T (a board, or 'host'): without one the model runs "
+            f"whole on the FP32 numpy reference and --{precision} would change nothing"
+        )
+
+    @staticmethod
     def decode(args: argparse.Namespace) -> tuple[TargetSpec, Policy]:
         target = resolve_target(args.target, args.power_mode)
         policy = resolve_policy(

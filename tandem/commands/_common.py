@@ -1,15 +1,19 @@
-"""Pieces several commands share: table printing and JSON output (the build's argument groups
-are in ``_args``)."""
+"""Pieces several commands share: table printing, JSON output and progress bars (the build's
+argument groups are in ``_args``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from partitioner.tables import table
 
 
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
@@ -33,20 +37,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    """An aligned text table; columns listed in ``right`` are right-aligned (numbers)."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(list(headers)), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()
+) -> None:
+    """Print a table on stdout through the one renderer (``partitioner.tables``); ``right``:
+    indexes of right-aligned (numeric) columns."""
+    print("\n".join(table(headers, rows, right)))
 
 
 def shape_text(shape: Sequence[Any] | None) -> str:
@@ -60,3 +56,74 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= div:
             return f"{n / div:.2f} {suffix}{unit}"
     return f"{n:.0f} {unit}".rstrip()
+
+
+def progress_shown() -> bool:
+    """Progress bars go to stderr, on a TTY only, unless TANDEM_PROGRESS says otherwise (1:
+    always, e.g. under CI that keeps stderr; 0: never)."""
+    forced = os.environ.get("TANDEM_PROGRESS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return sys.stderr.isatty()
+
+
+class Bars:
+    """Progress bars on stderr (``rich.progress``, thread-safe); a disabled one draws nothing."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self._progress = progress
+
+    def add(self, description: str, total: float | None) -> Callable[[float], None]:
+        """A new bar; returns ``advance(amount)``."""
+        if self._progress is None:
+            return lambda _amount: None
+        task = self._progress.add_task(description, total=total)
+        return lambda amount: self._progress.advance(task, amount)
+
+
+@contextmanager
+def progress_bars() -> Iterator[Bars]:
+    """Bars with ETA for long work (iterations, uploads, boards) where :func:`progress_shown`."""
+    if not progress_shown():
+        yield Bars()
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield Bars(progress)
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
+    """One bar; yields ``advance(amount)``."""
+    with progress_bars() as bars:
+        yield bars.add(description, total)
+
+
+@contextmanager
+def progress_status() -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr that each step message replaces and that vanishes when the
+    work ends (a build's steps); yields ``say(message)``. Nothing where bars are not shown."""
+    if not progress_shown():
+        yield lambda _message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("") as status:
+        yield lambda message: status.update(message)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tandem.commands._common import print_table
 from targets.board import board_facts, setup_board
 from targets.inventory import load_inventory
 
@@ -81,11 +82,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for fact in ("arch", "l4t", "jetpack", "cuda", "tensorrt", "dla_cores", "power_mode"):
             value = getattr(facts, fact)
             print(f"  {fact:<11} {'-' if value in (None, '') else value}")
-        rows = [("CHECK", "EXPECTED", "ACTUAL", "OK")]
-        rows += [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for r in rows:
-            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        print_table(
+            ("Check", "Expected", "Actual", "OK"),
+            [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks],
+        )
     mismatch = facts.mismatch()
     if mismatch is not None:
         print(f"tandem: error: {mismatch}", file=sys.stderr)

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from devices.plan import write_plan
+from devices.timesource import predicted_source
 from tandem.commands._args import add_build_args, build_request
-from tandem.commands._common import human
+from tandem.commands._common import human, progress_status
 from targets.build import build, build_notes
 from targets.concurrency import build_concurrent
 from targets.request import BuildRequest
@@ -20,21 +21,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an ONNX model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.plan", help="plan file to write")
     add_build_args(p, target_required=True)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress at all")
+    shown.add_argument(
+        "--verbose", action="store_true", help="a line per build step (default: a status line "
+        "on a terminal, which the summary replaces)"
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
-    def progress(msg: str) -> None:
-        if not args.quiet:
-            print(f"  {msg}", file=sys.stderr, flush=True)
+    def line(msg: str) -> None:
+        print(f"  {msg}", file=sys.stderr, flush=True)
 
     request = build_request(args)
     if request.policy.dla_any and request.policy.objective == "throughput":
-        return _build_concurrent(args, request, progress, start)
-    built = build(request, progress)
+        return _build_concurrent(args, request, line if args.verbose else None, start)
+    if args.verbose:
+        built = build(request, line)
+    elif args.quiet:
+        built = build(request)
+    else:
+        with progress_status() as say:
+            built = build(request, say)
     placement, plan = built
     path = write_plan(plan, args.output)
     part = placement.partition
@@ -44,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path}: target {placement.target.name} ({placement.target.power_mode}), "
         f"precision {placement.policy.precision}, {len(part.segments)} segments on "
         f"{', '.join(devices)}, {part.boundary_count} boundaries, {human(size, 'B')}; "
-        f"predicted {part.predicted.total * 1e3:.3f} ms; "
-        f"built in {time.perf_counter() - start:.1f} s"
+        f"{predicted_source(placement.target.name, placement.target.power_mode)} "
+        f"{part.predicted.total * 1e3:.3f} ms; built in {time.perf_counter() - start:.1f} s"
     )
     for note in build_notes(built):
         print(note)
@@ -67,7 +78,8 @@ def _build_concurrent(
         f"wrote {path}: target {request.target.name} ({request.target.power_mode}), precision "
         f"{request.policy.precision}, concurrent plan of {len(lanes)} lanes "
         f"({', '.join(lane['name'] for lane in lanes)}), {human(path.stat().st_size, 'B')}; "
-        f"predicted {rate:.1f} frames/s (best single device {alone:.1f}); "
+        f"{predicted_source(request.target.name, request.target.power_mode)} {rate:.1f} "
+        f"frames/s (best single device {alone:.1f}); "
         f"built in {time.perf_counter() - start:.1f} s"
     )
     for lane in lanes:

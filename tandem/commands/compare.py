@@ -19,15 +19,16 @@ from devices.cpu import CpuRunner
 from devices.io import load_feeds, random_inputs, run_onnxruntime, save_npz
 from devices.plan import read_plan
 from devices.runtime import PlanRunner, check_memory
+from devices.timesource import run_source
 from partitioner.errors import InputError, TandemError
 from partitioner.footprint import graph_footprint
 from partitioner.ir import Graph
 from tandem.bisect import bisect
-from tandem.commands._args import ModelArgs, add_build_args, build_request
+from tandem.commands._args import ModelArgs, TargetArgs, add_build_args, build_request
 from tandem.commands._common import (
     add_json_arg,
     print_json,
-    table,
+    print_table,
 )
 from tandem.metrics import Closeness, closeness
 from targets.build import bind_inputs, build
@@ -83,6 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    TargetArgs.check_honoured(args, args.plan)
     graph = ModelArgs.load(args)
     feeds = _feeds(args, graph)
     # the arrays bind the model's dynamic dims (one value per dim name), as ONNX Runtime does
@@ -99,11 +101,14 @@ def run(args: argparse.Namespace) -> int:
     if args.bisect:
         return _bisect(args, graph, feeds, plan, atol, rtol)
     reference = run_onnxruntime(args.model, feeds)
-    side = "cpu"
+    side, ran, notes = "cpu", ["cpu"], []
     if plan is not None:
         with PlanRunner(plan, args.backend) as runner:
             actual = runner.infer(feeds)
-            side = f"plan ({', '.join(sorted(set(runner.backends().values())))})"
+            ran = sorted(set(runner.backends().values()))
+            side = f"plan ({', '.join(ran)})"
+        # a match says nothing of FP16/INT8 where the reference ran those segments in FP32
+        notes = [n for n in runner.notes if "not emulated" in n]
     else:
         with CpuRunner(graph) as runner:
             actual = runner.infer(feeds)
@@ -129,11 +134,15 @@ def run(args: argparse.Namespace) -> int:
                     for n, r in results.items()
                 },
                 "match": ok,
+                "notes": notes,
             }
         )
     else:
-        print(_results_table(results, verdicts))
-        print(f"\nTandem ({side}) vs ONNX Runtime: {'match' if ok else 'MISMATCH'}")
+        print_table(*_results_table(results, verdicts))
+        for note in notes:
+            print(f"note: {note}")
+        verdict = "match" if ok else "MISMATCH"
+        print(f"\nTandem ({side}; {run_source(ran)}) vs ONNX Runtime: {verdict}")
     return 0 if ok else MISMATCH_EXIT
 
 
@@ -146,7 +155,9 @@ def _bisect(args, graph, feeds, plan, atol, rtol) -> int:  # type: ignore[no-unt
     return 0 if found.first_bad is None else MISMATCH_EXIT
 
 
-def _results_table(results: Mapping[str, Closeness], verdicts: Mapping[str, bool]) -> str:
+def _results_table(
+    results: Mapping[str, Closeness], verdicts: Mapping[str, bool]
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     rows = [
         (
             name,
@@ -160,7 +171,7 @@ def _results_table(results: Mapping[str, Closeness], verdicts: Mapping[str, bool
         for name, r in results.items()
     ]
     headers = ("Output", "Max abs", "Mean abs", "Max rel", "Cosine", "NaN/inf", "Verdict")
-    return table(headers, rows)
+    return headers, rows
 
 
 def _nonfinite(r: Closeness) -> str:

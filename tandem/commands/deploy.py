@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from tandem.commands._common import progress_bars
 from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
 from targets.ssh import Timeouts
@@ -99,28 +101,42 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     run_args = ["--backend", args.backend] if args.backend else []
     timeouts = Timeouts(total=args.connect_timeout, command=args.command_timeout)
 
-    def progress(board: str, event: str, details: dict[str, Any]) -> None:
-        if event in _SHOWN and not args.json:
-            extra = details.get("error") or details.get("path") or ""
-            print(f"{board}: {event} {extra}".rstrip(), file=sys.stderr)
+    with progress_bars() as bars:
+        boards_done = bars.add("boards", len(boards))
+        uploads: dict[str, Callable[[float], None]] = {}
+        sent: dict[str, float] = {}
 
-    options: dict[str, Any] = {
-        "bench": args.bench,
-        "tune": args.tune,
-        "iterations": args.iterations,
-        "run_args": run_args,
-        "results_dir": args.results,
-        "accept_new_host_key": args.accept_new_host_key,
-        "known_hosts": args.known_hosts,
-        "timeouts": timeouts,
-        "retries": args.retries,
-        "progress": progress,
-    }
-    if args.board is not None:
-        # One board: its error is the command's error (one line, exit 1), not a table row.
-        results = [deploy_plan(args.plan, boards[0], **options)]
-    else:
-        results = deploy_group(args.plan, boards, concurrency=args.concurrency, **options)
+        def progress(board: str, event: str, details: dict[str, Any]) -> None:
+            # bars, drawn only on a TTY, for what takes long: each upload's bytes, the boards
+            if event == "upload":
+                uploads[board] = bars.add(f"{board}: upload", details.get("bytes"))
+                sent[board] = 0.0
+            elif event == "sent" and board in uploads:
+                uploads[board](details["sent"] - sent[board])
+                sent[board] = details["sent"]
+            elif event == "done":
+                boards_done(1)
+            if event in _SHOWN and not args.json:
+                extra = details.get("error") or details.get("path") or ""
+                print(f"{board}: {event} {extra}".rstrip(), file=sys.stderr)
+
+        options: dict[str, Any] = {
+            "bench": args.bench,
+            "tune": args.tune,
+            "iterations": args.iterations,
+            "run_args": run_args,
+            "results_dir": args.results,
+            "accept_new_host_key": args.accept_new_host_key,
+            "known_hosts": args.known_hosts,
+            "timeouts": timeouts,
+            "retries": args.retries,
+            "progress": progress,
+        }
+        if args.board is not None:
+            # One board: its error is the command's error (one line, exit 1), not a table row.
+            results = [deploy_plan(args.plan, boards[0], **options)]
+        else:
+            results = deploy_group(args.plan, boards, concurrency=args.concurrency, **options)
     if args.tune and args.timing_cache:
         merged = merge_timing_caches(args.timing_cache, [r.timing_cache for r in results])
         if not args.json:

@@ -32,10 +32,13 @@ from devices.calibration import RandomInputs
 from devices.io import random_inputs, write_atomic
 from devices.plan import Plan, read_plan, write_plan
 from devices.runtime import PlanRunner
+from devices.timesource import predicted_source, run_source
 from partitioner.assign import PartitionError
 from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph
 from partitioner.profiles import dims_text, parse_shape_list
+from partitioner.tables import table
+from tandem.commands._common import progress_bar
 from tandem.commands.exec_build import (
     build_request,
     check_values,
@@ -331,12 +334,13 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
                         timing_cache=opts.get("timingCacheFile"))
     timings: list[Timing] = []
     segment_ms: list[dict[str, float]] = []
-    with runner:
+    with runner, progress_bar("inferences", max(iterations, 1)) as advance:
         start = time.perf_counter()
         runner.infer(feeds)  # the first run compiles (CUDA) and checks the inputs
         while (time.perf_counter() - start) * 1e3 < warmup_ms:
             runner.infer(feeds)
-        log.info(f"Warmup completed in {(time.perf_counter() - start) * 1e3:g} ms")
+        source = run_source(runner.backends().values())
+        log.info(f"Warmup completed in {(time.perf_counter() - start) * 1e3:g} ms [{source}]")
         t0 = time.perf_counter()
 
         def ms() -> float:
@@ -357,6 +361,7 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
             e_d2h = ms() if transfers else e_c
             timings.append(Timing(s_c, e_c, s_h2d, e_h2d, s_c, e_c, e_c, e_d2h))
             segment_ms.append(dict(runner.segment_ms))
+            advance(1)
             if idle_s:
                 time.sleep(idle_s)
         walltime = time.perf_counter() - t0
@@ -388,13 +393,17 @@ def stats(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def stats_line(label: str, values: Sequence[float]) -> str:
+def stats_line(label: str, values: Sequence[float], source: str) -> str:
     s = stats(values)
-    return f"{label}: " + ", ".join(f"{k} = {v:g} ms" for k, v in s.items())
+    return f"{label}: " + ", ".join(f"{k} = {v:g} ms" for k, v in s.items()) + f" [{source}]"
 
 
 def summary_lines(result: BenchResult) -> list[str]:
+    """trtexec's summary, each time followed by ``[what produced it]`` (``devices.timesource``):
+    trtexec's layout up to the label, so scripts that parse its lines keep working, and a
+    "GPU Compute Time" that the CPU emulated says so on its own line."""
     records = [t.record() for t in result.timings]
+    source = run_source(result.backends.values())
 
     def col(key: str) -> list[float]:
         return [r[key] for r in records]
@@ -402,14 +411,14 @@ def summary_lines(result: BenchResult) -> list[str]:
     total_compute_s = sum(col("computeMs")) / 1e3
     return [
         "=== Performance summary ===",
-        f"Throughput: {len(records) / result.walltime_s:g} qps",
-        stats_line("Latency", col("latencyMs")),
-        stats_line("Enqueue Time", col("enqueueMs")),
-        stats_line("H2D Latency", col("h2dMs")),
-        stats_line("GPU Compute Time", col("computeMs")),
-        stats_line("D2H Latency", col("d2hMs")),
-        f"Total Host Walltime: {result.walltime_s:g} s",
-        f"Total GPU Compute Time: {total_compute_s:g} s",
+        f"Throughput: {len(records) / result.walltime_s:g} qps [{source}]",
+        stats_line("Latency", col("latencyMs"), source),
+        stats_line("Enqueue Time", col("enqueueMs"), source),
+        stats_line("H2D Latency", col("h2dMs"), source),
+        stats_line("GPU Compute Time", col("computeMs"), source),
+        stats_line("D2H Latency", col("d2hMs"), source),
+        f"Total Host Walltime: {result.walltime_s:g} s [{source}]",
+        f"Total GPU Compute Time: {total_compute_s:g} s [{source}]",
     ]
 
 
@@ -444,7 +453,7 @@ def layer_times(plan: Plan, result: BenchResult) -> tuple[list[dict[str, Any]], 
 
 def _report(plan: Plan, result: BenchResult, opts: ExecOptions, log: Log) -> None:
     where = ", ".join(f"{seg} on {b}" for seg, b in result.backends.items())
-    log.info(f"Measured here: {where}")
+    log.info(f"Ran here: {where}; times {run_source(result.backends.values())}")
     for note in result.notes:
         log.info(f"Note: {note}")
     if opts.on("verbose"):
@@ -455,37 +464,49 @@ def _report(plan: Plan, result: BenchResult, opts: ExecOptions, log: Log) -> Non
             log.debug(
                 f"Average on {len(chunk)} runs - GPU latency: "
                 f"{np.mean([r['computeMs'] for r in chunk]):g} ms - Host latency: "
-                f"{np.mean([r['latencyMs'] for r in chunk]):g} ms"
+                f"{np.mean([r['latencyMs'] for r in chunk]):g} ms "
+                f"[{run_source(result.backends.values())}]"
             )
     for line in summary_lines(result):
         log.info(line)
     predicted = plan.header.get("predicted_ms") or {}
     if predicted:
         parts = ", ".join(f"{k} {v:g} ms" for k, v in predicted.items() if k != "total")
-        log.info(f"Predicted on {plan.target} by the cost model (not measured): "
+        foretold = predicted_source(plan.target, plan.header.get("power_mode"))
+        log.info(f"{foretold[0].upper()}{foretold[1:]} by the cost model (not measured): "
                  f"{predicted.get('total', 0.0):g} ms ({parts})")
     rows, split = layer_times(plan, result)
     if opts.on("dumpProfile"):
-        _print_profile(rows, len(result.timings), split, log)
-    if opts.get("exportTimes"):
-        _write_json(str(opts.get("exportTimes")), [t.record() for t in result.timings])
+        _print_profile(rows, len(result.timings), split, run_source(result.backends.values()), log)
+    source = run_source(result.backends.values())
+    if opts.get("exportTimes"):  # trtexec's records, each with what produced its times
+        records = [{**t.record(), "source": source} for t in result.timings]
+        _write_json(str(opts.get("exportTimes")), records)
         log.info(f"Exported times to {opts.get('exportTimes')}")
     if opts.get("exportProfile"):
-        doc: list[dict[str, Any]] = [{"count": len(result.timings), "split": split}]
+        doc: list[dict[str, Any]] = [
+            {"count": len(result.timings), "split": split, "source": source}
+        ]
         _write_json(str(opts.get("exportProfile")), doc + rows)
         log.info(f"Exported profile to {opts.get('exportProfile')}")
 
 
-def _print_profile(rows: list[dict[str, Any]], count: int, split: str, log: Log) -> None:
+def _print_profile(
+    rows: list[dict[str, Any]], count: int, split: str, source: str, log: Log
+) -> None:
     log.info(f"=== Profile ({count} iterations ) ===")
-    log.info(f"(per-layer times: each segment's measured time split by {split})")
-    log.info(f"{'Time(ms)':>12}  {'Avg.(ms)':>10}  {'Median(ms)':>10}  {'Time(%)':>8}   Layer")
-    for r in rows:
-        log.info(f"{r['timeMs']:12.4f}  {r['averageMs']:10.4f}  {r['medianMs']:10.4f}  "
-                 f"{r['percentage']:8.1f}   {r['name']}")
+    log.info(f"(per-layer times {source}: each segment's time split by {split})")
+    cells = [
+        (f"{r['timeMs']:.4f}", f"{r['averageMs']:.4f}", f"{r['medianMs']:.4f}",
+         f"{r['percentage']:.1f}", r["name"])
+        for r in rows
+    ]
     total = sum(r["timeMs"] for r in rows)
     avg = sum(r["averageMs"] for r in rows)
-    log.info(f"{total:12.4f}  {avg:10.4f}  {'':>10}  {100.0:8.1f}   Total")
+    cells.append((f"{total:.4f}", f"{avg:.4f}", "", "100.0", "Total"))
+    headers = ("Time(ms)", "Avg.(ms)", "Median(ms)", "Time(%)", "Layer")
+    for line in table(headers, cells, right=(0, 1, 2, 3)):
+        log.info(line)
 
 
 def _write_json(path: str, doc: Any) -> None:

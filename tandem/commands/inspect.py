@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from devices.plan import read_plan
-from partitioner.analysis import summarize
+from devices.timesource import predicted_source
+from partitioner.analysis import LayerInfo, summarize
 from partitioner.bindings import declared, dynamic_dims
 from partitioner.errors import TandemError
 from partitioner.report import format_text, to_dot, to_json
@@ -15,8 +17,8 @@ from tandem.commands._common import (
     add_json_arg,
     human,
     print_json,
+    print_table,
     shape_text,
-    table,
 )
 from tandem.svg import render_svg
 from targets.build import place_for
@@ -28,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an ONNX model or a plan file")
     add_build_args(p)  # profiles too: --target places dynamic dims the way a build would
     p.add_argument("--svg", metavar="OUT.svg", help="draw the graph coloured by device (Graphviz)")
+    p.add_argument(
+        "--verbose", action="store_true", help="every layer in a table (default: a summary)"
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -66,18 +71,19 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    rows = [
-        (
-            info.name,
-            info.op,
-            ", ".join(shape_text(s) for s in info.output_shapes),
-            f"{info.params:,}",
-            "?" if info.flops is None else human(info.flops),
-        )
-        for info in summary.layers
-    ]
-    print(table(("Layer", "Op", "Output shape", "Params", "FLOPs"), rows, right=(3, 4)))
-    print()
+    if args.verbose:
+        rows = [
+            (
+                info.name,
+                info.op,
+                ", ".join(shape_text(s) for s in info.output_shapes),
+                f"{info.params:,}",
+                "?" if info.flops is None else human(info.flops),
+            )
+            for info in summary.layers
+        ]
+        print_table(("Layer", "Op", "Output shape", "Params", "FLOPs"), rows, right=(3, 4))
+        print()
     for t in graph.inputs:
         dims = [s for name, _, s in dynamic_dims([t]) if name == t.name]
         dynamic = f" (dynamic: {', '.join(dims)}; bind with --dim/--shapes)" if dims else ""
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         f"{len(summary.layers)} layers, {summary.total_params:,} parameters, "
         f"{human(summary.total_flops, 'FLOPs')}{unknown}"
     )
+    if not args.verbose:
+        print(f"ops: {_op_mix(summary.layers)} (--verbose lists every layer)")
     return 0
 
 
@@ -112,6 +120,7 @@ def inspect_placement(args: argparse.Namespace) -> int:
                 power_mode=target.power_mode,
                 policy=placement.policy.source,
                 precision=placement.policy.precision,
+                predicted_source=predicted_source(target.name, target.power_mode),
             )
         )
         return 0
@@ -119,8 +128,8 @@ def inspect_placement(args: argparse.Namespace) -> int:
         f"target {target.name} ({target.soc}), power mode {target.power_mode}, "
         f"policy {placement.policy.source}, strategy {part.strategy}"
     )
-    print()
-    print(format_text(graph, part))
+    foretold = predicted_source(target.name, target.power_mode)
+    print(format_text(graph, part, predicted_for=foretold, layers=args.verbose), end="")
     if args.svg:
         print(f"\nwrote {args.svg}")
     return 0
@@ -178,6 +187,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "cubins": h.get("cubins", True),
                 "capability": h.get("capability", []),
                 "predicted_ms": h.get("predicted_ms", {}),
+                "predicted_source": predicted_source(h["target"], h.get("power_mode")),
                 "predicted_at": h.get("predicted_at"),
                 "profiles": h.get("profiles", []),
                 "plugins": h.get("plugins", []),
@@ -191,33 +201,32 @@ def inspect_plan(args: argparse.Namespace) -> int:
     )
     print(f"model {h.get('model')}, strategy {h.get('strategy')}")
     print()
-    print(
-        table(
+    if args.verbose:
+        print_table(
             ("Layer", "Op", "Device", "Runs on", "Precision", "Reason"),
             [
                 (r["name"], r["op"], r["device"], r["backend"], r["precision"], r["reason"])
                 for r in rows
             ],
         )
+        print()
+    print_table(
+        ("Segment", "Device", "Runs on", "Precision", "Layers", "Size"),
+        [
+            (
+                s["name"],
+                s["device"],
+                s["backend"],
+                s["precision"] or "mixed",
+                len(s["layers"]),
+                human(s["bytes"], "B"),
+            )
+            for s in segments
+        ],
+        right=(4, 5),
     )
-    print()
-    print(
-        table(
-            ("Segment", "Device", "Runs on", "Precision", "Layers", "Size"),
-            [
-                (
-                    s["name"],
-                    s["device"],
-                    s["backend"],
-                    s["precision"] or "mixed",
-                    len(s["layers"]),
-                    human(s["bytes"], "B"),
-                )
-                for s in segments
-            ],
-            right=(4, 5),
-        )
-    )
+    if not args.verbose:
+        print(f"({len(rows)} layers; --verbose lists each with its device and reason)")
     cpu = [r["name"] for r in rows if r["device"] == "cpu"]
     if cpu:
         print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
@@ -236,9 +245,19 @@ def inspect_plan(args: argparse.Namespace) -> int:
         print(f"needs plugin {plugin.get('key')} version {plugin.get('version')} ({layers})")
     pred = h.get("predicted_ms", {})
     if pred:
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in pred.items() if k != "total")
-        print(f"\npredicted {pred.get('total', 0):.3f} ms end to end ({parts})")
+        parts = ", ".join(f"{k} {v:.3f} ms" for k, v in pred.items() if k != "total")
+        foretold = predicted_source(h["target"], h.get("power_mode"))
+        print(f"\n{foretold}: {pred.get('total', 0):.3f} ms end to end ({parts}; cost model)")
     return 0
+
+
+def _op_mix(layers: Sequence[LayerInfo]) -> str:
+    """``Conv 60, Mul 69, ...``: the layers per op type, most first (the model in one line)."""
+    counts: dict[str, int] = {}
+    for info in layers:
+        counts[info.op] = counts.get(info.op, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{op} {n}" for op, n in ranked)
 
 
 def _dims(shape: object) -> str:

@@ -33,15 +33,23 @@ from devices.runtime import (
     plan_footprint,
     predicted_trace,
 )
+from devices.timesource import backend_source, predicted_source, run_source
 from partitioner.errors import TandemError
 from partitioner.footprint import Footprint, graph_footprint
 from partitioner.ir import Graph
-from tandem.commands._args import ModelArgs, add_build_args, build_request, is_plan
+from tandem.commands._args import (
+    ModelArgs,
+    TargetArgs,
+    add_build_args,
+    build_request,
+    is_plan,
+)
 from tandem.commands._common import (
     add_json_arg,
     print_json,
+    print_table,
+    progress_bar,
     shape_text,
-    table,
 )
 from targets.build import bind_inputs, build
 
@@ -61,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=0, metavar="N", help="untimed runs first")
     p.add_argument("--profile", metavar="TRACE.json", help="write a Chrome trace (Perfetto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "--verbose", action="store_true", help="each segment's time (default: per backend)"
+    )
     add_build_args(p)
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -70,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations < 1:
         raise TandemError(f"--iterations {args.iterations}: expected a positive count")
     plan: Plan | None = None
+    TargetArgs.check_honoured(args, args.model if is_plan(args.model) else None)
     if is_plan(args.model):
         plan = read_plan(args.model)
     elif args.target:
@@ -97,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
     with runner:
         for _ in range(args.warmup):
             runner.infer(feeds)
-        for _ in range(args.iterations):
-            start = time.perf_counter()
-            outputs = runner.infer(feeds)
-            times_ms.append((time.perf_counter() - start) * 1e3)
+        with progress_bar("inferences", args.iterations) as advance:
+            for _ in range(args.iterations):
+                start = time.perf_counter()
+                outputs = runner.infer(feeds)
+                times_ms.append((time.perf_counter() - start) * 1e3)
+                advance(1)
         backends = runner.backends() if isinstance(runner, PlanRunner) else {"model": "cpu"}
     if args.save_outputs:
         save_npz(args.save_outputs, outputs)
@@ -112,12 +126,13 @@ def run(args: argparse.Namespace) -> int:
                 "displayTimeUnit": "ms",
             },
         )
-    latency = {
+    latency: dict[str, Any] = {
         "min": float(np.min(times_ms)),
         "median": float(np.median(times_ms)),
         "mean": float(np.mean(times_ms)),
         "max": float(np.max(times_ms)),
         "iterations": len(times_ms),
+        "source": run_source(backends.values()),
     }
     if isinstance(runner, PlanRunner):
         predicted = plan.header.get("predicted_ms", {}) if plan else {}
@@ -125,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
         segment_ms = runner.segment_ms
     else:
         predicted, notes, segment_ms = {}, [], {}
+    foretold = (
+        predicted_source(plan.header["target"], plan.header.get("power_mode")) if plan else None
+    )
     if args.json:
         doc: dict[str, Any] = {
             "model": str(args.model),
@@ -133,11 +151,13 @@ def run(args: argparse.Namespace) -> int:
             "predicted_ms": predicted,
             "backends": backends,
             "segment_ms": segment_ms,
+            "segment_sources": {s: backend_source(backends[s]) for s in segment_ms},
             "notes": notes,
         }
         if plan is not None:
             doc["target"] = plan.header["target"]
             doc["power_mode"] = plan.header.get("power_mode")
+            doc["predicted_source"] = foretold
             doc["predicted_layer_ms"] = _predicted_layers(plan)
         print_json(doc)
         return 0
@@ -146,24 +166,41 @@ def run(args: argparse.Namespace) -> int:
         stats = _stats(arr)
         shown = [f"{stats[k]:.4g}" if stats else "-" for k in ("min", "max", "mean")]
         rows.append((name, shape_text(arr.shape), str(arr.dtype), *shown))
-    print(table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows))
+    print_table(("Output", "Shape", "Dtype", "Min", "Max", "Mean"), rows, right=(3, 4, 5))
     print()
-    if segment_ms:
-        print(
-            table(
-                ("Segment", "Backend", "Last run (ms)"),
-                [(s, backends[s], f"{ms:.2f}") for s, ms in segment_ms.items()],
-                right=(2,),
-            )
+    if segment_ms and args.verbose:
+        print_table(
+            ("Segment", "Backend", "Last run (ms)", "Source"),
+            [
+                (s, backends[s], f"{ms:.2f}", backend_source(backends[s]))
+                for s, ms in segment_ms.items()
+            ],
+            right=(2,),
+        )
+        print()
+    elif segment_ms:  # one row per backend: a screen for a plan of many segments
+        print("Time per backend (--verbose: each segment):")
+        per_backend: dict[str, list[float]] = {}
+        for s, ms in segment_ms.items():
+            per_backend.setdefault(backends[s], []).append(ms)
+        print_table(
+            ("Backend", "Segments", "Last run (ms)", "Source"),
+            [
+                (b, str(len(times)), f"{sum(times):.2f}", backend_source(b))
+                for b, times in per_backend.items()
+            ],
+            right=(1, 2),
         )
         print()
     for note in notes:
         print(f"note: {note}")
     where = "numpy reference" if plan is None else f"plan for {plan.header['target']}"
-    line = f"{where}: median {latency['median']:.2f} ms here over {len(times_ms)} run(s)"
+    print(
+        f"{where}: median {latency['median']:.2f} ms over {len(times_ms)} run(s), "
+        f"{latency['source']}"
+    )
     if predicted:
-        line += f"; predicted on the board {predicted.get('total', 0):.3f} ms"
-    print(line)
+        print(f"{foretold}: {predicted.get('total', 0):.3f} ms end to end (cost model)")
     return 0
 
 

@@ -22,7 +22,7 @@ from devices.cpu import evaluate_node
 from devices.io import write_atomic
 from partitioner.errors import InputError, InternalError, TandemError
 from partitioner.ir import Graph
-from partitioner.onnx_export import export_onnx
+from partitioner.onnx_export import MIN_EXPORT_OPSET, export_onnx
 from partitioner.onnx_import import import_onnx
 from partitioner.passes import simplify
 from partitioner.profiles import parse_shape_list
@@ -55,7 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="model to write")
-    p.add_argument("--opset", type=int, metavar="N", help="export opset (default 21)")
+    p.add_argument(
+        "--opset", type=int, metavar="N", help="export opset (default: the input model's)"
+    )
 
 
 # ----- the two operations, usable from Python -------------------------------------------------
@@ -80,7 +82,7 @@ def extract_model(
             f"{model}: the shape or dtype of {', '.join(unknown)} is unknown, so the extracted "
             "model could not declare its inputs; run `tandem surgeon sanitize --shapes` first"
         )
-    return _checked(export_onnx(sub, opset), f"extract of {model}")
+    return _checked(export_onnx(sub, _opset(model, opset)), f"extract of {model}")
 
 
 def sanitize_model(
@@ -93,7 +95,20 @@ def sanitize_model(
     if shapes:
         fix_input_shapes(graph, shapes)
     graph = simplify(graph, evaluate_node)
-    return _checked(export_onnx(graph, opset), f"sanitized {model}")
+    return _checked(export_onnx(graph, _opset(model, opset)), f"sanitized {model}")
+
+
+def _opset(model: str | os.PathLike[str], asked: int | None) -> int | None:
+    """The opset to write: the one asked for, else the input's own (the IR is opset-21 form
+    inside; writing 21 would silently upgrade a model that a runtime accepts only at 17)."""
+    if asked is not None:
+        return asked
+    try:
+        proto = onnx.load(os.fspath(model), load_external_data=False)
+    except Exception:  # import_onnx has read it already; None keeps the exporter's default
+        return None
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    return max(int(versions[0]), MIN_EXPORT_OPSET) if versions else None
 
 
 def _checked(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
@@ -123,7 +138,7 @@ def _names(text: str | None) -> list[str] | None:
 def run_extract(args: argparse.Namespace) -> int:
     model = extract_model(args.model, _names(args.inputs), _names(args.outputs), args.opset)
     path = write_model(model, args.output)
-    print(f"wrote {path}: {len(model.graph.node)} layers; {_io(model)}")
+    print(f"wrote {path}: {len(model.graph.node)} layers, opset {_written(model)}; {_io(model)}")
     return 0
 
 
@@ -132,8 +147,15 @@ def run_sanitize(args: argparse.Namespace) -> int:
     before = _count_nodes(args.model)
     model = sanitize_model(args.model, shapes, args.opset)
     path = write_model(model, args.output)
-    print(f"wrote {path}: {before} -> {len(model.graph.node)} layers; {_io(model)}")
+    print(
+        f"wrote {path}: {before} -> {len(model.graph.node)} layers, opset {_written(model)}; "
+        f"{_io(model)}"
+    )
     return 0
+
+
+def _written(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _count_nodes(path: str) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import onnx
 
 from devices.io import write_atomic
+from partitioner.tables import table
 from tandem.zoo import MAX_OPSET, MIN_OPSET, ZOO_MODELS, ZooError, build_model
 
 
@@ -53,16 +54,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def format_listing() -> str:
-    rows = [("NAME", "DEFAULT", "RESOLUTION", "DESCRIPTION")]
+    rows = []
     for name, spec in ZOO_MODELS.items():
         rule = f">= {spec.min_resolution}"
         if spec.multiple > 1:
             rule += f", x{spec.multiple}"
         rows.append((name, str(spec.resolution), rule, spec.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths)) + "  " + r[3] for r in rows
-    )
+    return "\n".join(table(("Name", "Default", "Resolution", "Description"), rows, right=(1,)))
 
 
 def write_model_atomic(model: onnx.ModelProto, path: Path) -> None:

@@ -40,7 +40,7 @@ class Command:
 
 
 # inspect twice: --json (whose escapes hide bad strings) and the text report, which prints layer
-# and rule names as they are.
+# and rule names as they are (--verbose: every layer's row, not the summary).
 _INSPECT = ("inspect", "{model}", "--target", TARGET)
 _BUILD = ("build", "{model}", "--target", TARGET, "--fp16", "--quiet", "-o", f"{OUT}/model.plan")
 _PLAN_OUT = (f"{OUT}/model.plan",)
@@ -52,19 +52,19 @@ _DEPLOY = ("--inventory", "{input}", "--json", "--retries", "0", "--connect-time
 COMMANDS: dict[str, list[Command]] = {
     "onnx": [
         Command("inspect", ("inspect", "{input}", "--target", TARGET, "--json"), json=True),
-        Command("inspect-text", ("inspect", "{input}", "--target", TARGET)),
+        Command("inspect-text", ("inspect", "{input}", "--target", TARGET, "--verbose")),
         Command("build", tuple(a.replace("{model}", "{input}") for a in _BUILD), _PLAN_OUT),
         Command("run", ("run", "{input}", "--json", *_SAVE), _NPZ_OUT, json=True),
         Command("compare", ("compare", "{input}"), mismatch=True),
     ],
     "policy": [
         Command("inspect", (*_INSPECT, "--policy", "{input}", "--json"), json=True),
-        Command("inspect-text", (*_INSPECT, "--policy", "{input}")),
+        Command("inspect-text", (*_INSPECT, "--policy", "{input}", "--verbose")),
         Command("build", (*_BUILD, "--policy", "{input}"), _PLAN_OUT),
     ],
     "target": [
         Command("inspect", ("inspect", "{model}", "--target", "{input}", "--json"), json=True),
-        Command("inspect-text", ("inspect", "{model}", "--target", "{input}")),
+        Command("inspect-text", ("inspect", "{model}", "--target", "{input}", "--verbose")),
         Command("build", tuple(a if a != TARGET else "{input}" for a in _BUILD), _PLAN_OUT),
     ],
     "inventory": [
@@ -74,7 +74,7 @@ COMMANDS: dict[str, list[Command]] = {
     ],
     "plan": [
         Command("inspect", ("inspect", "{input}", "--json"), json=True),
-        Command("inspect-text", ("inspect", "{input}")),
+        Command("inspect-text", ("inspect", "{input}", "--verbose")),
         Command("run", ("run", "{input}", "--backend", "cpu", "--json", *_SAVE), _NPZ_OUT, True),
         Command(
             "compare",

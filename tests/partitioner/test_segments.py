@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -162,7 +163,11 @@ def test_dot_boxes_segments_and_colours_devices() -> None:
     g, part = _partition()
     dot = to_dot(g, part)
     assert dot.startswith('digraph "test" {') and dot.rstrip().endswith("}")
-    assert dot.count("subgraph cluster_") == len(part.segments) == 4
+    assert len(re.findall(r"subgraph cluster_\d", dot)) == len(part.segments) == 4
+    # the legend: each device kind used and the boundary edge; each layer's reason as tooltip
+    assert "subgraph cluster_legend" in dot and '"legend:dla" [label="DLA layer"' in dot
+    assert '"legend:gpu" [label="GPU layer"' in dot and "device boundary" in dot
+    assert "tooltip=\"up (Resize): gpu fp16\\nGPU: Resize 'up': mode cubic not supported\"" in dot
     assert 'label="gpu_1 (gpu, 1 layer)"' in dot
     assert '"L:c2" -> "L:up" [label="c2_out", color="#c0392b", penwidth=2];' in dot
     assert '"L:c1" -> "L:c2";' in dot
@@ -171,9 +176,12 @@ def test_dot_boxes_segments_and_colours_devices() -> None:
 def test_format_text_has_every_table() -> None:
     g, part = _partition()
     text = format_text(g, part)
-    for heading in ("Layers:", "Layers not on the DLA:", "Segments:", "Boundaries: 4", "Predicted"):
+    for heading in ("Layers:", "Layers not on the DLA:", "Segments (4 boundaries):", "Predicted"):
         assert heading in text
-    assert "Resize   | 1     | mode cubic not supported | up" in text
+    assert re.search(r"^Resize +1 +mode cubic not supported +up$", text, re.M)
+    assert "up     Resize   gpu     fp16       GPU: Resize 'up': mode cubic not supported" in text
+    summary = format_text(g, part, layers=False)
+    assert "Layers: " in summary and "GPU: Resize 'up'" not in summary
 
 
 def test_dot_renders_with_graphviz(tmp_path) -> None:  # type: ignore[no-untyped-def]

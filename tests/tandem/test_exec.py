@@ -12,6 +12,7 @@ import pytest
 
 from devices.calibration import Calibration, RandomInputs, calibrate
 from devices.plan import read_plan
+from devices.timesource import cpu_name
 from dla_sim.calibration import write_cache
 from tandem.cli import main
 from tandem.commands.exec import parse_flags, percentile
@@ -68,11 +69,12 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
         assert stats["min"] <= stats["median"] <= stats["max"]
         assert stats["min"] <= stats["percentile(90%)"] <= stats["percentile(99%)"] <= stats["max"]
     assert s["qps"] > 0 and s["wall"] > 0 and 0 < s["gpu"] <= s["wall"]
-    assert "Predicted on orin-agx-64gb by the cost model (not measured)" in out
+    assert "Predicted for orin-agx-64gb MAXN by the cost model (not measured)" in out
     assert "=== Profile (3 iterations ) ===" in out
 
     records = json.loads(times.read_text(encoding="utf-8"))
     assert len(records) == 3 and all(TIME_KEYS <= set(r) for r in records)
+    assert {r["source"] for r in records} == {f"emulated on {cpu_name()}"}  # no GPU ran them
     for r in records:
         assert r["latencyMs"] == pytest.approx(r["h2dMs"] + r["computeMs"] + r["d2hMs"])
         assert r["startH2DMs"] <= r["endH2DMs"] <= r["startComputeMs"] <= r["endComputeMs"]
@@ -82,6 +84,7 @@ def test_dla_build_prints_summary_and_writes_trtexec_exports(capsys, model, tmp_
 
     profile = json.loads(prof.read_text(encoding="utf-8"))
     assert profile[0]["count"] == 3 and profile[0]["split"] == "predicted-cost"
+    assert profile[0]["source"] == f"emulated on {cpu_name()}"
     layers = profile[1:]
     assert {"name", "timeMs", "averageMs", "medianMs", "percentage"} <= set(layers[0])
     assert sum(r["percentage"] for r in layers) == pytest.approx(100.0)

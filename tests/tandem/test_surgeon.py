@@ -128,6 +128,29 @@ def test_sanitize_zoo_model_matches_the_original(resnet, tmp_path):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
 
 
+def _opset(model: Path | onnx.ModelProto) -> int:
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+@pytest.mark.parametrize("action", ["sanitize", "extract"])
+def test_surgeon_keeps_the_input_opset_unless_asked(resnet, tmp_path, action, capsys):
+    """An opset-17 model stays opset 17 (a runtime that accepts 17 may refuse 21); --opset
+    moves it, and the written model says which it is."""
+    assert _opset(resnet) == 17
+    kept, moved = tmp_path / "kept.onnx", tmp_path / "moved.onnx"
+    assert main(["surgeon", action, str(resnet), "-o", str(kept)]) == 0
+    assert "opset 17" in capsys.readouterr().out
+    assert main(["surgeon", action, str(resnet), "--opset", "21", "-o", str(moved)]) == 0
+    assert "opset 21" in capsys.readouterr().out
+    assert (_opset(_check(kept)), _opset(_check(moved))) == (17, 21)
+    feeds = random_inputs(resnet)
+    want = ort_run(resnet, feeds)
+    for got in (ort_run(kept, feeds), ort_run(moved, feeds)):
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

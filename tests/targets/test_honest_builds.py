@@ -81,7 +81,7 @@ def test_a_layer_the_gpu_lowering_refuses_goes_to_the_cpu_with_its_reason(
     assert CUBIC in layers["up"]["reason"]
     (row,) = [r for r in doc["capability"] if r["layers"] == ["up"]]
     assert row["operator"] == "Resize" and CUBIC in row["reason"]
-    assert main(args) == 0  # the text tables carry the same reason
+    assert main([*args, "--verbose"]) == 0  # the text tables carry the same reason
     text = capsys.readouterr().out
     assert sum(CUBIC in line and line.startswith("up ") for line in text.splitlines()) == 1
 
@@ -194,7 +194,7 @@ def test_inspect_plan_shows_what_runs_each_layer_on_the_board(
     assert backends["conv1"] == ("dla0", "dla loadable")
     assert backends["up"] == ("cpu", "cpu reference")
     assert doc["cubins"] is True
-    assert main(["inspect", str(plan)]) == 0
+    assert main(["inspect", str(plan), "--verbose"]) == 0  # every layer
     lines = capsys.readouterr().out.splitlines()
     row = next(line.split() for line in lines if line.startswith("up "))
     assert row[:5] == ["up", "Resize", "cpu", "cpu", "reference"]
