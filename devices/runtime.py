@@ -249,6 +249,11 @@ class PlanRunner(BaseRunner):
             for rec, seg in zip(self.plan.header["segments"], self.segments)
             if seg.backend == "cpu" and rec.get("precision") in ("fp16", "int8")
         ]
+        asked = self.plan.header.get("precision")
+        planned = {rec.get("precision") for rec in self.plan.header["segments"]}
+        if not lowered and asked in ("fp16", "int8") and asked not in planned:
+            # built --fp16/--int8 for a host without a GPU: every layer was placed at FP32
+            lowered = [f"this {asked} plan (its target has no GPU: every layer is FP32)"]
         if lowered:
             more = f" and {len(lowered) - 3} more" if lowered[3:] else ""
             which = ", ".join(lowered[:3]) + more

@@ -111,7 +111,7 @@ def build_notes(built: Built, limit: int = 20) -> list[str]:
     cpu = [(name, a.reason) for name, a in part.assignments.items() if a.device == "cpu"]
     if cpu and target.gpu is None:
         notes.append(f"the target has no GPU: all {len(cpu)} layers run on its CPU "
-                     "(numpy reference)")
+                     "(numpy reference, FP32)")
     elif cpu:
         notes.append(f"{len(cpu)} layer(s) will run on the board's CPU (numpy reference):")
         for name, reason in cpu[:limit]:
