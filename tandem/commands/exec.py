@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.calib_images import parse_preprocess
 from devices.calibration import Calibration, RandomInputs, source_from_path
 from devices.io import random_inputs, write_atomic
 from devices.plan import Plan, read_plan, write_plan
@@ -61,7 +62,10 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "fp16": (False, "enable FP16 layers"),
     "int8": (False, "enable INT8 layers"),
     "best": (False, "enable every precision (INT8 with FP16/FP32 fallback)"),
-    "calib": (True, "INT8 calibration: a cache file (TensorRT text format) or a folder of .npz"),
+    "calib": (True, "INT8 calibration: a cache file (TensorRT text format), a folder of .npz "
+              "or a folder of .jpg/.png images (see calibPreprocess)"),
+    "calibPreprocess": (True, "Tandem's: how --calib images become inputs, as `tandem build "
+                        "--calib-preprocess` takes it"),
     "useDLACore": (True, "run on DLA core N (the DLA becomes the default device)"),
     "allowGPUFallback": (False, "layers the DLA cannot run go to the GPU"),
     "shapes": (True, "inference shapes name:1x3x224x224,... (and the profile when building)"),
@@ -308,7 +312,11 @@ def _request(onnx: str, opts: ExecOptions, log: Log) -> BuildRequest:
     graph = load_model(onnx)  # read here: a dynamic input without shapes gets a profile
     calib = opts.get("calib")
     # trtexec calibrates INT8 without data on arbitrary ranges; two random inputs stand in
-    source = source_from_path(calib, f"--calib={calib}") if calib else RandomInputs(2)
+    spec = opts.get("calibPreprocess")
+    if spec and not calib:
+        raise InputError("--calibPreprocess: give --calib=DIR (a folder of images) too")
+    preprocess = parse_preprocess(spec) if spec else None
+    source = source_from_path(calib, f"--calib={calib}", preprocess) if calib else RandomInputs(2)
     return BuildRequest(
         model=onnx,
         target=target,
