@@ -192,7 +192,8 @@ def _load(path: Path, spec: Preprocess, h: int, w: int, c: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise InputError(
-            f"--calib {path.parent}: reading images needs Pillow (pip install 'tandem[images]')"
+            f"--calib {path.parent}: reading images needs Pillow, a dependency of Tandem "
+            "(pip install pillow)"
         ) from None
     try:
         with Image.open(path) as img:

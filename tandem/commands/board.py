@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(facts.to_json(), indent=2))
     else:
         print(f"board {facts.board}  target {facts.target}")
-        for fact in ("arch", "l4t", "jetpack", "power_mode"):
+        for fact in ("arch", "l4t", "jetpack", "power_mode", "dla_export"):
             print(f"  {fact:<11} {getattr(facts, fact) or '-'}")
         rows = [("CHECK", "EXPECTED", "ACTUAL", "OK")]
         rows += [(c.fact, c.expected, c.actual, "yes" if c.ok else "NO") for c in facts.checks]
