@@ -211,9 +211,7 @@ def _cache_calibrator(trt: Any, cache: bytes) -> Any:
         def write_calibration_cache(self, data: Any) -> None:
             return None
 
-    calibrator = CacheCalibrator()
-    trt.IInt8EntropyCalibrator2.__init__(calibrator)
-    return calibrator
+    return CacheCalibrator()
 
 
 class TrtDlaRunner(BaseRunner):

@@ -36,12 +36,19 @@ from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from tests.models import max_rel_error
 
-# max |ORT - emulator| / max |emulator| per output. FP16: both sides compute in FP16 but round
-# at different points (measured <= 1e-3 on the zoo). INT8: an FP16-staged value next to a
-# rounding boundary flips one INT8 step now and then and the flips add up over tens of layers;
-# the same bound as the GPU's INT8 against its fake-quant reference (tests/devices/
-# test_gpu_int8.py::test_zoo_model_int8).
-TOLERANCE = {"fp16": 1e-2, "int8": 1e-1}
+# ONNX Runtime vs the emulator, per output. FP16: max |a - b| / max |b|; both sides compute in
+# FP16 but round at different points (measured <= 4.9e-3 on the zoo: mobilenetv2). INT8: the two
+# sides quantise the same tensors with the same scales, but round ties differently (half to even vs
+# half away) and accumulate in different float orders, so a value next to a rounding boundary
+# flips one INT8 step now and then and the flips add up over tens of layers (tests/devices/
+# test_gpu_int8.py says the same of the GPU's INT8). Measured on the zoo (2-input calibration,
+# tests/devices/test_dla_export.py -s): cosine >= 0.9955 on every segment; max rel error up to
+# 0.086 (ssd-mobilenet) and 0.131 / 0.186 (mobilenetv2, TensorRT 10 / 11 style: 17 inverted-
+# residual blocks, a few elements; its 99th percentile is 0.07), where plain FP32 is 0.44 away
+# (cosine 0.966) -- so the cosine is what tells a quantised export from an unquantised one.
+# Bounds: cosine >= 0.99 (the GPU INT8 tests' accuracy bound) and max rel error <= 0.25.
+FP16_MAX_REL = 1e-2
+INT8_COSINE, INT8_MAX_REL = 0.99, 0.25
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Checked:
     generation: str
     precision: str
     error: float  # max rel error against the emulator
+    cosine: float
     qdq_pairs: int
 
 
@@ -87,13 +95,15 @@ def check_plan(plan: Plan, seed: int = 0) -> list[Checked]:
             if ex.segment not in emulated:
                 feeds = _feeds(plan.segment_graph(rec), seed)
                 emulated[ex.segment] = feeds, run_loadable(loadable, feeds)
-            error = _max_error(model, *emulated[ex.segment])
-            assert error <= TOLERANCE[ex.precision], (
-                f"{where}: ONNX Runtime vs emulator max rel error {error:.3g} > "
-                f"{TOLERANCE[ex.precision]:g}"
-            )
+            error, cosine = _compare(model, *emulated[ex.segment])
+            if ex.precision == "fp16":
+                assert error <= FP16_MAX_REL, f"{where}: max rel error {error:.3g} vs emulator"
+            else:
+                assert cosine >= INT8_COSINE and error <= INT8_MAX_REL, (
+                    f"{where}: vs emulator cosine {cosine:.5f}, max rel error {error:.3g}"
+                )
             pairs = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
-            done.append(Checked(ex.segment, generation.name, ex.precision, error, pairs))
+            done.append(Checked(ex.segment, generation.name, ex.precision, error, cosine, pairs))
     return done
 
 
@@ -157,9 +167,10 @@ def _feeds(graph, seed: int) -> dict[str, np.ndarray]:  # type: ignore[no-untype
     return {t.name: rng.uniform(-1, 1, t.static_shape()).astype(np.float32) for t in graph.inputs}
 
 
-def _max_error(
+def _compare(
     model: onnx.ModelProto, feeds: dict[str, np.ndarray], want: dict[str, np.ndarray]
-) -> float:
+) -> tuple[float, float]:
+    """(max rel error, smallest cosine) of ONNX Runtime's outputs against ``want``."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 2
@@ -169,4 +180,11 @@ def _max_error(
     )
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(names, feeds)))
-    return max(max_rel_error(got[k], want[k]) for k in want)
+    error = max(max_rel_error(got[k], want[k]) for k in want)
+    return error, min(_cosine(got[k], want[k]) for k in want)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    norms = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norms if norms > 0 else float(np.array_equal(x, y))

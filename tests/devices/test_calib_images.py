@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tandem
 from devices.calib_images import ImageFolder, Preprocess, image_batches, parse_preprocess
 from devices.calibration import Calibration, NpzFolder, calibrate, source_from_path
 from devices.plan import read_plan
@@ -205,6 +206,18 @@ def test_build_and_exec_take_the_same_image_folder(tmp_path: Path, capsys) -> No
     assert code == 0, out.err
     assert "INT8 without --calib" not in out.out
     assert read_plan(tmp_path / "e.plan").header["calibration"] == scales
+    # the Python API: the same decoder's source as the config's calibrator
+    builder = tandem.Builder()
+    network = builder.create_network()
+    assert tandem.OnnxParser(network).parse_from_file(str(model))
+    config = builder.create_builder_config()
+    config.target = "orin-agx-64gb"
+    config.set_flag(tandem.BuilderFlag.INT8)
+    config.int8_calibrator = source_from_path(folder, preprocess=parse_preprocess(IMAGENET))
+    engine = tandem.Runtime().deserialize_cuda_engine(
+        builder.build_serialized_network(network, config)
+    )
+    assert engine.plan.header["calibration"] == scales
     code = main(
         [
             "build",

@@ -41,6 +41,7 @@ def test_zoo_dla_segments_export_for_both_generations(tmp_path, zoo_model, name,
     for c in checked:
         print(
             f"{name} {c.segment} {c.generation} {c.precision}: max rel err {c.error:.2e}, "
+            f"cosine {c.cosine:.5f}, "
             f"{c.qdq_pairs} Q/DQ pairs"
         )
 
