@@ -12,7 +12,8 @@ precision; DLA returns on Jetson AGX Orin with JetPack 7.2.2):
   exported segment carries its precision: FP32 inputs are Cast to FP16 on entry and outputs
   Cast back to FP32 on exit, every weight and computed tensor is FP16, and each tensor the
   plan's loadable stores as INT8 goes through a QuantizeLinear/DequantizeLinear pair with that
-  tensor's scale (FP16, the network's type: DequantizeLinear-19/20 output the scale's type);
+  tensor's scale (FP16, the network's type: DequantizeLinear-19/20 output the scale's type;
+  held to FP16's range, see ``FP16_SCALE_RANGE``);
   an INT8 convolution's weights get per-output-channel Q/DQ (``max|w| / 127``, as the emulator
   quantises them). Opset 20, as NVIDIA's AutoCast migration example writes.
 
@@ -303,7 +304,7 @@ def quantize_dequantize(
         src = f"{name}/fp16" if f"{name}/fp16" in made else name
         if name in outputs or src in outputs:
             continue
-        deq = _qdq_pair(g, pairs, src, f"{name}/qdq", np.asarray(scale, dtype), None)
+        deq = _qdq_pair(g, pairs, src, f"{name}/qdq", network_scale(scale, dtype), None)
         for node in g.node:
             if node.op_type == "Cast" and node.output[0] in outputs:
                 continue  # the exit Cast reads the output itself
@@ -322,7 +323,7 @@ def quantize_dequantize(
         w = numpy_helper.to_array(inits[wname]).astype(np.float32)
         axis = axis % w.ndim
         amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
-        per_channel = np.where(amax > 0, amax / 127.0, 1.0).astype(dtype)
+        per_channel = network_scale(np.where(amax > 0, amax / 127.0, 1.0), dtype)
         node.input[1] = _qdq_pair(g, pairs, wname, f"{wname}/qdq", per_channel, axis)
         weights[wname] = [float(v) for v in per_channel]
     nodes = [*pairs, *g.node]
@@ -331,6 +332,22 @@ def quantize_dequantize(
     g.node.extend(_topological(nodes, ready))
     typed = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     return typed, qdq, weights
+
+
+# The FP16 range a Q/DQ scale of an FP16 network is held to: at most 65504 / 128, so that the
+# most negative INT8 value (-128) dequantises to a finite FP16 number (a tensor of an FP16
+# network cannot exceed 65504 anyway: an attention mask filled with -3.4e38 has a calibrated
+# scale of 2.7e36, which is inf in FP16 and made ONNX Runtime's DequantizeLinear give NaN), and
+# at least FP16's smallest subnormal, 2**-24, so that no scale rounds to zero.
+FP16_SCALE_RANGE = (2.0**-24, 65504.0 / 128.0)
+
+
+def network_scale(scale: Any, dtype: Any) -> np.ndarray:
+    """``scale`` as the Q/DQ pair of a network of float type ``dtype`` carries it."""
+    values = np.asarray(scale, np.float64)
+    if np.dtype(dtype) == np.float16:
+        values = np.clip(values, *FP16_SCALE_RANGE)
+    return values.astype(dtype)
 
 
 def _to_fp16(values: np.ndarray) -> np.ndarray:
