@@ -3,6 +3,8 @@
 A calibration source is one of
 
 - :class:`NpzFolder` -- a folder of ``.npz`` feeds (one batch per file, sorted by name);
+- :class:`~devices.calib_images.ImageFolder` -- a folder of JPEG/PNG images and the
+  preprocessing that turns them into the model's input (``devices/calib_images.py``);
 - :class:`CacheFile` -- a TensorRT-format calibration cache to read the scales from;
 - :class:`RandomInputs` -- N seeded random feeds (a smoke run: valid timings, not accuracy);
 - a :class:`Calibrator` -- an object with TensorRT's calibrator methods (``get_batch`` and the
@@ -10,7 +12,8 @@ A calibration source is one of
 
 Batches run through the FP32 CPU reference with every tensor captured, and ``dla_sim``'s
 EntropyCalibrator2 turns the activations into scales (``dla_sim`` may not import ``devices``,
-so the reference is wired in here). A folder of images would be one more source beside these.
+so the reference is wired in here). ``source_from_path`` is the one decoder of ``--calib PATH``
+for every front end (``build``, ``run``, ``compare``, ``inspect``, ``exec``, the Python API).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from devices.calib_images import ImageFolder, Preprocess, image_batches, image_files
 from devices.cpu import CpuRunner
 from devices.io import load_feeds, random_inputs
 from dla_sim.calibration import (
@@ -62,7 +66,7 @@ class Calibrator(Protocol):
     def write_calibration_cache(self, cache: bytes) -> None: ...
 
 
-Source = NpzFolder | CacheFile | RandomInputs | Calibrator
+Source = NpzFolder | ImageFolder | CacheFile | RandomInputs | Calibrator
 
 
 @dataclass(frozen=True)
@@ -82,25 +86,34 @@ class Calibration:
         return self.source is not None or self.cache is not None
 
 
-def source_from_path(path: str | Path, given_as: str | None = None) -> NpzFolder | CacheFile:
-    """``--calib PATH`` in every command: a folder is a set of ``.npz`` feeds, a file is a
-    calibration cache; told apart by what the path is, not by its name. ``given_as`` is how
-    the user wrote it (``--calib=cal.cache`` in ``tandem exec``), for the error."""
+def source_from_path(
+    path: str | Path, given_as: str | None = None, preprocess: Preprocess | None = None
+) -> NpzFolder | ImageFolder | CacheFile:
+    """``--calib PATH`` in every command: a folder of ``.npz`` feeds, a folder of JPEG/PNG
+    images (made into inputs by ``preprocess``), or a calibration cache file; told apart by
+    what the path is and holds, not by its name. ``given_as`` is how the user wrote it
+    (``--calib=cal.cache`` in ``tandem exec``), for the error."""
     p = Path(path)
     flag = given_as or f"--calib {p}"
-    if p.is_dir():
-        return NpzFolder(p)
-    if p.is_file():
-        if p.suffix == ".npz":
-            raise InputError(
-                f"{flag}: a single .npz file; expected a folder of .npz files or a "
-                "TensorRT calibration cache file"
-            )
-        return CacheFile(p)
-    raise InputError(
-        f"{flag}: no such file or folder; expected a folder of .npz files or a TensorRT "
+    expected = (
+        "expected a folder of .npz files, a folder of .jpg/.png images or a TensorRT "
         "calibration cache file"
     )
+    if p.is_dir():
+        images = image_files(p)
+        if images and any(p.glob("*.npz")):
+            raise InputError(f"{flag}: holds both .npz files and images; {expected}, not both")
+        if images:
+            return ImageFolder(p, preprocess or Preprocess())
+        if preprocess is not None:
+            raise InputError(f"{flag}: holds no .jpg/.png images; --calib-preprocess applies "
+                             "to a folder of images")
+        return NpzFolder(p)  # an empty folder is refused when its batches are read
+    if p.is_file():
+        if p.suffix == ".npz" or p.suffix.lower() in (".jpg", ".jpeg", ".png"):
+            raise InputError(f"{flag}: a single {p.suffix} file; {expected}")
+        return CacheFile(p)
+    raise InputError(f"{flag}: no such file or folder; {expected}")
 
 
 def calibrate(graph: Graph, calibration: Calibration, method: str = "entropy") -> dict[str, float]:
@@ -112,7 +125,7 @@ def calibrate(graph: Graph, calibration: Calibration, method: str = "entropy") -
         if cache is not None and cache.exists():
             return read_cache(cache)
         raise CalibrationError(f"an INT8 build needs calibration data: {calibration.hint}")
-    if isinstance(source, (NpzFolder, RandomInputs)):
+    if isinstance(source, (NpzFolder, ImageFolder, RandomInputs)):
         scales = scales_from_activations(activations(graph, batches(graph, source)), method)
         if cache is not None:
             write_cache(cache, scales, method)
@@ -134,8 +147,13 @@ def _from_calibrator(graph: Graph, calibrator: Calibrator, method: str) -> dict[
     return scales
 
 
-def batches(graph: Graph, source: NpzFolder | RandomInputs) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+    graph: Graph, source: NpzFolder | ImageFolder | RandomInputs
+) -> Iterator[dict[str, np.ndarray]]:
     """Feed dicts for ``graph``'s inputs, read one at a time."""
+    if isinstance(source, ImageFolder):
+        yield from image_batches(graph, source)
+        return
     if isinstance(source, RandomInputs):
         if source.count < 1:
             raise InputError(f"--calib-random {source.count}: expected N >= 1")

@@ -2,9 +2,10 @@
 
 - :class:`DlaEmulatorRunner` runs a DLA segment through ``dla_sim`` (compile to a loadable, run
   with DLA numerics). Outputs are float32 NCHW arrays, like every other runner's.
-- :class:`DlaHardwareBackend` is the path to a real DLA: export the segment as ONNX and build
-  it with TensorRT for ``DeviceType.DLA`` on a Jetson. It is detected through ``import
-  tensorrt`` and the DLA core count, and refuses plainly everywhere else.
+- :class:`DlaHardwareBackend` is the path to a real DLA: export the segment as ONNX in the style
+  of the board's TensorRT generation (``devices/dla_export.py``) and build it with TensorRT for
+  ``DeviceType.DLA`` on a Jetson. It is detected through ``import tensorrt`` and the DLA core
+  count, and refuses plainly everywhere else.
 """
 
 from __future__ import annotations
@@ -139,14 +140,15 @@ class DlaHardwareBackend:
         calibration_cache: str | None = None,
         gpu_fallback: bool = False,
         scales: Mapping[str, float] | None = None,
-        onnx_opset: int = 17,
+        loadable: Loadable | None = None,
     ) -> bytes:
         """A serialized TensorRT engine running ``graph`` on DLA core ``dla_core``.
 
-        INT8 scales come from ``scales`` (a plan's calibration) or a ``calibration_cache``
-        file. The segment travels as ONNX at ``onnx_opset`` (17: what JetPack 5's TensorRT
-        8.5 parses; DLA segments hold no op that needs a newer opset)."""
-        from partitioner.onnx_export import export_onnx
+        The segment travels as :func:`devices.dla_export.export_segment` makes it for this
+        board's TensorRT generation (TensorRT 8.5/10: FP32 ONNX, precision flags and the
+        calibration cache; TensorRT 11: a strongly typed FP16 / Q-DQ ONNX, no flags). INT8
+        scales come from ``scales`` (a plan's calibration) or a ``calibration_cache`` file."""
+        from devices.dla_export import export_segment, generation_for
 
         info = self.probe()
         trt = self._trt
@@ -154,41 +156,36 @@ class DlaHardwareBackend:
             raise DlaUnavailableError(
                 f"DLA core {dla_core} does not exist; this board has {info.dla_cores}"
             )
-        model = export_onnx(graph, opset=onnx_opset)
+        if precision == "int8" and scales is None and calibration_cache is not None:
+            with open(calibration_cache) as f:
+                _, scales = parse_cache(f.read(), calibration_cache)
+        export = export_segment(
+            graph,
+            precision,
+            generation_for(tensorrt=info.tensorrt_version),
+            scales=scales,
+            loadable=loadable,
+            dla_core=dla_core,
+            gpu_fallback=gpu_fallback,
+        )
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
-        network = builder.create_network(0)
+        typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        flags = 1 << int(typed) if export.generation.strongly_typed and typed is not None else 0
+        network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse(model.SerializeToString()):
+        if not parser.parse(export.model.SerializeToString()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise TandemError(f"TensorRT cannot parse DLA segment '{graph.name}': {errors}")
         config = builder.create_builder_config()
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
-        config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            if scales is None:
-                if calibration_cache is None:
-                    raise TandemError(
-                        f"INT8 DLA segment '{graph.name}' needs a calibration cache (--calib)"
-                    )
-                with open(calibration_cache) as f:
-                    _, scales = parse_cache(f.read(), calibration_cache)
-            for i in range(network.num_layers):
-                layer = network.get_layer(i)
-                for j in range(layer.num_outputs):
-                    t = layer.get_output(j)
-                    if t.name in scales:
-                        amax = scales[t.name] * 127.0
-                        t.set_dynamic_range(-amax, amax)
-            for i in range(network.num_inputs):
-                t = network.get_input(i)
-                if t.name in scales:
-                    amax = scales[t.name] * 127.0
-                    t.set_dynamic_range(-amax, amax)
-        if gpu_fallback:
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        for flag in export.builder["flags"]:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+        if export.cache is not None:
+            # TensorRT reads the scales through a calibrator that has a cache and no batches,
+            # as trtexec --calib does
+            config.int8_calibrator = _cache_calibrator(trt, export.cache.encode("utf-8"))
         engine = builder.build_serialized_network(network, config)
         if engine is None:
             raise TandemError(
@@ -196,6 +193,25 @@ class DlaHardwareBackend:
                 "run with gpu_fallback=True or check the layers against the DLA support table"
             )
         return bytes(engine)
+
+
+def _cache_calibrator(trt: Any, cache: bytes) -> Any:
+    """A TensorRT ``IInt8EntropyCalibrator2`` that only hands over ``cache``."""
+
+    class CacheCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names: Any) -> None:
+            return None
+
+        def read_calibration_cache(self) -> bytes:
+            return cache
+
+        def write_calibration_cache(self, data: Any) -> None:
+            return None
+
+    return CacheCalibrator()
 
 
 class TrtDlaRunner(BaseRunner):
@@ -213,6 +229,7 @@ class TrtDlaRunner(BaseRunner):
         dla_core: int = 0,
         scales: Mapping[str, float] | None = None,
         backend: DlaHardwareBackend | None = None,
+        loadable: Loadable | None = None,
     ) -> None:
         super().__init__(graph, f"dla{dla_core}-trt:{graph.name}")
         self.segment = graph
@@ -220,6 +237,9 @@ class TrtDlaRunner(BaseRunner):
         self.dla_core = dla_core
         self.scales = dict(scales or {})
         self.backend = backend or DlaHardwareBackend()
+        #: the plan's compiled segment: where the emulator stores INT8, so where TensorRT 11's
+        #: export puts Q/DQ
+        self.loadable = loadable
         self._context: Any = None
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
 
@@ -229,7 +249,11 @@ class TrtDlaRunner(BaseRunner):
         from gpu_kernels.driver import check
 
         engine_bytes = self.backend.build(
-            self.segment, self.precision, self.dla_core, scales=self.scales or None
+            self.segment,
+            self.precision,
+            self.dla_core,
+            scales=self.scales or None,
+            loadable=self.loadable,
         )
         trt = self.backend._trt
         check(driver.cuInit(0), "cuInit")

@@ -28,6 +28,7 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ import numpy as np
 from devices.io import write_atomic
 from devices.plan_header import BLOB_DTYPES, HeaderFieldError, PlanHeader, decode_header
 from partitioner.errors import TandemError
+from partitioner.ir import Graph
+from partitioner.serialize import graph_from_data
 
 MAGIC = b"\x89TDM\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -44,6 +47,7 @@ ALIGN = 64
 _PRELUDE = struct.Struct("<8sIIQQ32s")  # magic, version, reserved, header len, file len, sha256
 PRELUDE_SIZE = 64
 _HEADER_LIMIT = 64 << 20  # a header is metadata; 64 MiB of JSON means a corrupt length field
+
 
 class PlanError(TandemError):
     """A plan file is unreadable, corrupt, or made for another target / version."""
@@ -122,6 +126,17 @@ class Plan:
         except KeyError:
             where = f" in {self.path}" if self.path else ""
             raise PlanError(f"plan{where} has no blob named {name!r}") from None
+
+    def segment_graph(self, rec: Mapping[str, Any]) -> Graph:
+        """The graph of segment record ``rec`` (``header["segments"][i]``), its weights read
+        from this plan's blobs."""
+        structure = rec["graph"]
+        arrays = {t["array"]: self.array(t["array"]) for t in structure["tensors"] if "array" in t}
+        for node in structure["nodes"]:
+            for attr in node["attrs"].values():
+                if "array" in attr:
+                    arrays[attr["array"]] = self.array(attr["array"])
+        return graph_from_data(structure, arrays)
 
 
 def tandem_version() -> str:

@@ -41,7 +41,6 @@ from partitioner.ir import Graph
 from partitioner.passes import eliminate_dead_nodes, fold_constants, run_passes
 from partitioner.plugins import PLUGINS
 from partitioner.profiles import check_shape, profiles_from_data
-from partitioner.serialize import graph_from_data
 from partitioner.validate import human_bytes
 
 BACKENDS = ("auto", "cuda", "cpu")
@@ -360,19 +359,20 @@ class PlanRunner(BaseRunner):
             return SegmentRunner(name, device, backend, inputs, outputs, run, close, captured)
 
         if device.startswith("dla"):
+            loadable = Loadable.from_bytes(
+                bytes(self.plan.blob(rec["loadable"]).data),
+                f"{self.plan.path or 'plan'}: segment {name!r} loadable",
+            )
             if self._real_dla():
                 trt = TrtDlaRunner(
                     self._segment_graph(rec),
                     rec.get("precision") or "fp16",
                     int(device[3:] or 0),
                     self.plan.header.get("calibration"),
+                    loadable=loadable,
                 )
                 trt.activate()
                 return made("dla-trt", trt.infer, trt.deactivate)
-            loadable = Loadable.from_bytes(
-                bytes(self.plan.blob(rec["loadable"]).data),
-                f"{self.plan.path or 'plan'}: segment {name!r} loadable",
-            )
             return made("dla-emulator", lambda feeds: run_loadable(loadable, feeds))
         graph = self._segment_graph(rec)
         if gpu_backend == "cuda" and device == "gpu":  # "cpu" segments: no GPU kernel exists
@@ -427,15 +427,7 @@ class PlanRunner(BaseRunner):
         return self._dla_probe
 
     def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
-        structure = rec["graph"]
-        arrays = {
-            t["array"]: self.plan.array(t["array"]) for t in structure["tensors"] if "array" in t
-        }
-        for node in structure["nodes"]:
-            for attr in node["attrs"].values():
-                if "array" in attr:
-                    arrays[attr["array"]] = self.plan.array(attr["array"])
-        return graph_from_data(structure, arrays)
+        return self.plan.segment_graph(rec)
 
 
 class _ShapeKeyedGpu:

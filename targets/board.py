@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.dla_export import generation_for
 from devices.plan import file_sha256
-from partitioner.errors import ConfigError, TandemError
+from partitioner.errors import ConfigError, InputError, TandemError
 from targets.deploy import Progress, emit, upload_verified
 from targets.inventory import Board
 from targets.ssh import BoardConnection, BoardError, Timeouts
@@ -199,10 +200,21 @@ class BoardFacts:
         )
         return f"board {self.board} does not match target {self.target}: {bad}"
 
+    @property
+    def dla_export(self) -> str | None:
+        """The TensorRT generation whose DLA segment files this board's JetPack takes
+        (``trt10``: precision flags + calibration cache; ``trt11``: strongly typed), or None
+        when the JetPack version is unknown."""
+        try:
+            return generation_for(jetpack=self.jetpack).name if self.jetpack else None
+        except InputError:
+            return None
+
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "checks"}
         out["checks"] = [c.__dict__ for c in self.checks]
         out["ok"] = self.ok
+        out["dla_export"] = self.dla_export
         return out
 
 

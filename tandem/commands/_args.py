@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from devices.calib_images import parse_preprocess
 from devices.calibration import Calibration, RandomInputs, Source, source_from_path
 from devices.hardware import TargetSpec
 from devices.io import parse_dims
@@ -130,11 +131,12 @@ class TargetArgs:
 
 
 class CalibrationArgs:
-    """``--calib DIR|FILE``, ``--calib-random N``, ``--calib-cache FILE`` -> a Calibration."""
+    """``--calib DIR|FILE [--calib-preprocess SPEC]``, ``--calib-random N``, ``--calib-cache
+    FILE`` -> a Calibration."""
 
     HINT = (
-        "pass --calib DIR|FILE (a folder of .npz files or a calibration cache), --calib-random N "
-        "(a smoke run), or --calib-cache FILE (an existing cache)"
+        "pass --calib DIR|FILE (a folder of .npz files or of images, or a calibration cache), "
+        "--calib-random N (a smoke run), or --calib-cache FILE (an existing cache)"
     )
 
     @staticmethod
@@ -142,8 +144,14 @@ class CalibrationArgs:
         group.add_argument(
             "--calib",
             metavar="DIR|FILE",
-            help="INT8 calibration: a folder of .npz inputs, or a TensorRT-format calibration "
-            "cache file",
+            help="INT8 calibration: a folder of .npz inputs, a folder of .jpg/.png images, or "
+            "a TensorRT-format calibration cache file",
+        )
+        group.add_argument(
+            "--calib-preprocess",
+            metavar="SPEC|FILE.yaml",
+            help="how --calib images become inputs: 'resize=256,crop=224,mean=0.485,0.456,0.406,"
+            "std=0.229,0.224,0.225,order=rgb,layout=nchw,range=1' or a YAML file of those keys",
         )
         group.add_argument(
             "--calib-random",
@@ -164,8 +172,11 @@ class CalibrationArgs:
         if args.calib and args.calib_random:
             raise InputError("--calib and --calib-random: give one calibration source, not both")
         source: Source | None = None
+        if args.calib_preprocess and not args.calib:
+            raise InputError("--calib-preprocess: give --calib DIR (a folder of images) too")
         if args.calib:
-            source = source_from_path(args.calib)
+            spec = parse_preprocess(args.calib_preprocess) if args.calib_preprocess else None
+            source = source_from_path(args.calib, preprocess=spec)
         elif args.calib_random:
             source = RandomInputs(args.calib_random)
         cache = Path(args.calib_cache) if args.calib_cache else None

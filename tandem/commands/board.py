@@ -79,7 +79,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(facts.to_json(), indent=2))
     else:
         print(f"board {facts.board}  target {facts.target}")
-        for fact in ("arch", "l4t", "jetpack", "cuda", "tensorrt", "dla_cores", "power_mode"):
+        for fact in ("arch", "l4t", "jetpack", "cuda", "tensorrt", "dla_cores", "power_mode",
+                     "dla_export"):
             value = getattr(facts, fact)
             print(f"  {fact:<11} {'-' if value in (None, '') else value}")
         print_table(

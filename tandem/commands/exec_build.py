@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from devices.calib_images import parse_preprocess
 from devices.calibration import Calibration, RandomInputs, source_from_path
 from devices.hardware import TargetSpec
 from devices.plan import Plan
@@ -172,8 +173,12 @@ def build_request(
     if standalone:
         record["dla_standalone"] = True
     calib = opts.get("calib")
+    spec = opts.get("calibPreprocess")
+    if spec and not calib:
+        raise InputError("--calibPreprocess: give --calib=DIR (a folder of images) too")
     if calib:
-        source: Any = source_from_path(calib, f"--calib={calib}")
+        preprocess = parse_preprocess(spec) if spec else None
+        source: Any = source_from_path(calib, f"--calib={calib}", preprocess)
     elif typed:
         source = None  # strongly typed: INT8 only from the model's own Q/DQ scales
     else:

@@ -226,7 +226,8 @@ FLAG_LIST: tuple[Flag, ...] = (
         "calib",
         True,
         IMPLEMENTED,
-        "INT8 calibration: a cache file (TensorRT text format) or a folder of .npz",
+        "INT8 calibration: a cache file (TensorRT text format), a folder of .npz, or a folder "
+        "of .jpg/.png images (see --calibPreprocess)",
         versions=(10,),
     ),
     _f("safe", False, REFUSED, "safety-certified engines are out of scope"),
@@ -447,6 +448,13 @@ FLAG_LIST: tuple[Flag, ...] = (
     ),
     _f("backend", True, IMPLEMENTED, "auto|cuda|cpu for GPU segments (default auto)", tandem=True),
     _f("seed", True, IMPLEMENTED, "seed of the random input data (default 0)", tandem=True),
+    _f(
+        "calibPreprocess",
+        True,
+        IMPLEMENTED,
+        "how --calib images become inputs, as `tandem build --calib-preprocess` takes it",
+        tandem=True,
+    ),
     _f(
         "help-table",
         False,

@@ -60,7 +60,8 @@ def test_calib_path_is_told_apart_by_what_it_is(tmp_path: Path) -> None:
     assert source_from_path(tmp_path) == NpzFolder(tmp_path)
     assert source_from_path(str(cache)) == CacheFile(cache)
     with pytest.raises(InputError, match=r"^--calib .*nope: no such file or folder; expected a "
-                       r"folder of \.npz files or a TensorRT calibration cache file$"):
+                       r"folder of \.npz files, a folder of \.jpg/\.png images or a TensorRT "
+                       r"calibration cache file$"):
         source_from_path(tmp_path / "nope")
     single = tmp_path / "one.npz"
     np.savez(single, x=np.zeros(3))
