@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bench.conformance import SOURCES, check_model, list_models
+from tests.conformance.dla_exports import check_dla_exports
 from tests.models import release_conformance_model
 
 # The models each source's export script writes, in its --list order. A source whose script is
@@ -54,8 +55,8 @@ MODELS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
 }
 
-# THE table of models that fail today because their fix is on another branch: model -> the
-# failing check(s) and the branch that fixes them. strict: a model that starts passing fails
+# THE table of checks that fail today because their fix is on another branch: "MODEL-CHECK" (a
+# CHECKS entry) -> why and the branch that fixes it. strict: a model that starts passing fails
 # here until its line is deleted, so the merge of a fix deletes the lines it fixes.
 XFAIL: dict[str, str] = {}
 
@@ -75,24 +76,35 @@ def test_static_list_matches_the_export_script(source: str) -> None:
 
 
 def test_xfail_table_names_known_models() -> None:
-    known = {n for names in MODELS.values() for n in names}
+    known = {f"{n}-{c}" for names in MODELS.values() for n in names for c in CHECKS}
     assert set(XFAIL) <= known, f"XFAIL names unknown models: {sorted(set(XFAIL) - known)}"
+
+
+# Per model, in this order while its export is on disk: the conformance checks, then issue 18's
+# board-side DLA segment exports (TensorRT 10 and 11 styles) at FP16 and INT8.
+CHECKS = ("conforms", "dla-export-fp16", "dla-export-int8")
 
 
 def _params() -> list[Any]:
     params = []
     for source, names in MODELS.items():
         for name in names:
-            marks = [pytest.mark.xfail(strict=True, reason=XFAIL[name])] if name in XFAIL else []
-            params.append(pytest.param(source, name, id=name, marks=marks))
+            for check in CHECKS:
+                xfail = XFAIL.get(f"{name}-{check}")
+                marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+                params.append(pytest.param(source, name, check, id=f"{name}-{check}", marks=marks))
     return params
 
 
-@pytest.mark.parametrize(("source", "name"), _params())
-def test_model_conforms(source: str, name: str, conformance_model: Callable[..., Path]) -> None:
+@pytest.mark.parametrize(("source", "name", "check"), _params())
+def test_model(source: str, name: str, check: str, conformance_model: Callable[..., Path]) -> None:
     path = conformance_model(source, name, MODELS[source])
     try:
-        row = check_model(path, source)
-    finally:  # each model is checked once: its disk goes back before the next chunk exports
-        release_conformance_model(path)
-    assert not row.failures, "; ".join(f"{check}: {why}" for check, why in row.failures.items())
+        if check == "conforms":
+            row = check_model(path, source)
+            assert not row.failures, "; ".join(f"{c}: {why}" for c, why in row.failures.items())
+        else:
+            check_dla_exports(path, check.rsplit("-", 1)[1])
+    finally:  # the model's last check gives its disk back before the next chunk exports
+        if check == CHECKS[-1]:
+            release_conformance_model(path)

@@ -1,6 +1,6 @@
 """The checks of a plan's board-side DLA exports (devices/dla_export.py), shared by the zoo tests
-(tests/devices/test_dla_export.py) and the conformance models (tests/conformance/
-test_dla_exports.py): for TensorRT 10's and 11's style, every DLA segment's files are
+(tests/devices/test_dla_export.py) and the conformance models (tests/conformance/dla_exports.py,
+run by test_conformance.py): for TensorRT 10's and 11's style, every DLA segment's files are
 
 - valid ONNX (``onnx.checker``, full check) at the generation's opset;
 - TensorRT 10: plain FP32, FP16 (+ INT8) builder flags, and for INT8 a calibration cache whose

@@ -3,15 +3,15 @@ on orin-agx-64gb, both DLA segment exports (TensorRT 10 and TensorRT 11 style) a
 checked (tests/devices/dla_export_checks.py: valid ONNX, strongly typed where required, cache and
 Q/DQ scales equal to the plan's, ONNX Runtime vs the emulator within FP16 / INT8 tolerance).
 
-The models are the session's exports (the ``conformance_model`` fixture: exported once per
-session, shared with test_conformance.py). INT8 calibrates on the one input the exporter saved
-beside each model (``NAME.npz``): one FP32 reference pass, the least a calibration can cost.
+test_conformance.py runs these checks on each model right after its conformance check, while
+the export is on disk. INT8 calibrates on the one input the exporter saved beside each model
+(``NAME.npz``): one FP32 reference pass, the least a calibration can cost.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from devices.calibration import Calibration
-from tests.conformance.test_conformance import MODELS
 from tests.devices.dla_export_checks import check_plan
 
 DLA_TARGET = "orin-agx-64gb"  # bench/conformance.py's DLA placement target
@@ -46,23 +45,12 @@ class SavedInput:
         return None
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(source, name, precision, id=f"{name}-{precision}")
-        for source, names in MODELS.items()
-        for name in names
-        for precision in ("fp16", "int8")
-    ]
-
-
-@pytest.mark.parametrize(("source", "name", "precision"), _params())
-def test_dla_segments_export_for_both_generations(
-    source: str, name: str, precision: str, conformance_model: Callable[..., Path]
-) -> None:
+def check_dla_exports(path: Path, precision: str) -> None:
+    """Build ``path`` for the DLA target at ``precision`` and check both generations' exports of
+    its DLA segments (skips a model with no DLA layer)."""
     from targets.build import build, load_model, resolve_policy, resolve_target
     from targets.request import BuildRequest
 
-    path = conformance_model(source, name, MODELS[source])
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     dims = dict(meta.get("dims") or {})
     saved = SavedInput(path.with_suffix(".npz")) if precision == "int8" else None
@@ -76,6 +64,6 @@ def test_dla_segments_export_for_both_generations(
     )
     plan = build(request).plan
     if not any(str(s["device"]).startswith("dla") for s in plan.header["segments"]):
-        pytest.skip(f"{name}: no layer placed on the DLA of {DLA_TARGET}")
+        pytest.skip(f"{path.stem}: no layer placed on the DLA of {DLA_TARGET}")
     checked = check_plan(plan)
     assert {c.generation for c in checked} == {"trt10", "trt11"}
