@@ -18,7 +18,7 @@ for every front end (``build``, ``run``, ``compare``, ``inspect``, ``exec``, the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +67,8 @@ class Calibrator(Protocol):
 
 
 Source = NpzFolder | ImageFolder | CacheFile | RandomInputs | Calibrator
+#: the sources that are data, not a calibrator object
+DATA_SOURCES = (NpzFolder, ImageFolder, CacheFile, RandomInputs)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,17 @@ def source_from_path(
     raise InputError(f"{flag}: no such file or folder; {expected}")
 
 
-def calibrate(graph: Graph, calibration: Calibration, method: str = "entropy") -> dict[str, float]:
+#: ``progress(batches_done, batches_total)`` after each calibration batch (total None: unknown,
+#: as for a TensorRT-style calibrator that says only when it is out of batches)
+BatchProgress = Callable[[int, int | None], None]
+
+
+def calibrate(
+    graph: Graph,
+    calibration: Calibration,
+    method: str = "entropy",
+    progress: BatchProgress | None = None,
+) -> dict[str, float]:
     """INT8 scales for ``graph`` (at fixed shapes) from ``calibration``'s source or cache."""
     source, cache = calibration.source, calibration.cache
     if isinstance(source, CacheFile):
@@ -126,21 +138,42 @@ def calibrate(graph: Graph, calibration: Calibration, method: str = "entropy") -
             return read_cache(cache)
         raise CalibrationError(f"an INT8 build needs calibration data: {calibration.hint}")
     if isinstance(source, (NpzFolder, ImageFolder, RandomInputs)):
-        scales = scales_from_activations(activations(graph, batches(graph, source)), method)
+        captured = _counted(activations(graph, batches(graph, source)), _batch_count(source),
+                            progress)  # fmt: skip
+        scales = scales_from_activations(captured, method)
         if cache is not None:
             write_cache(cache, scales, method)
         return scales
-    return _from_calibrator(graph, source, method)
+    return _from_calibrator(graph, source, method, progress)
 
 
-def _from_calibrator(graph: Graph, calibrator: Calibrator, method: str) -> dict[str, float]:
+def _batch_count(source: NpzFolder | ImageFolder | RandomInputs) -> int | None:
+    if isinstance(source, RandomInputs):
+        return source.count
+    if isinstance(source, ImageFolder):
+        return None  # images are grouped into the input's batch size as they are read
+    return len(list(source.path.glob("*.npz"))) if source.path.is_dir() else None
+
+
+def _counted(
+    captured: Iterator[dict[str, np.ndarray]], total: int | None, progress: BatchProgress | None
+) -> Iterator[dict[str, np.ndarray]]:
+    for done, batch in enumerate(captured, 1):
+        yield batch
+        if progress is not None:
+            progress(done, total)
+
+
+def _from_calibrator(
+    graph: Graph, calibrator: Calibrator, method: str, progress: BatchProgress | None = None
+) -> dict[str, float]:
     """TensorRT's order: the calibrator's own cache when it has one, else its batches (and
     the scales handed back to it to cache)."""
     cached = calibrator.read_calibration_cache()
     if cached:
         return parse_cache(bytes(cached).decode("utf-8"), "<calibrator cache>")[1]
-    scales = scales_from_activations(activations(graph, _calibrator_batches(graph, calibrator)),
-                                     method)
+    captured = activations(graph, _calibrator_batches(graph, calibrator))
+    scales = scales_from_activations(_counted(captured, None, progress), method)
     if not scales:
         raise CalibrationError("the calibrator gave no batches: get_batch returned None at once")
     calibrator.write_calibration_cache(format_cache(scales, method).encode("utf-8"))

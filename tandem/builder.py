@@ -392,7 +392,7 @@ class Builder(TrtApi):
 
     def build_serialized_network(self, network: NetworkDefinition, config: BuilderConfig) -> bytes:
         """The plan's bytes (write them to a ``.plan`` file, or give them to ``Runtime``)."""
-        from devices.calibration import Calibration
+        from devices.calibration import DATA_SOURCES, Calibration
         from targets.build import build, resolve_target
         from targets.request import BuildRequest
 
@@ -418,8 +418,10 @@ class Builder(TrtApi):
             graph=graph,
             profiles=tuple(config.profiles),
             calibration=Calibration(
-                None if calibrator is None else _AddressBatches(
-                    calibrator, _input_specs(graph, config.profiles)),
+                # a TensorRT-style calibrator's buffers are read at the input shapes; what
+                # tandem.source_from_path gives (a folder of images or .npz, a cache) is a source
+                calibrator if calibrator is None or isinstance(calibrator, DATA_SOURCES)
+                else _AddressBatches(calibrator, _input_specs(graph, config.profiles)),
                 hint="set config.int8_calibrator (a tandem.IInt8EntropyCalibrator2 whose "
                 "get_batch returns input buffers)",
             ),

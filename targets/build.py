@@ -13,6 +13,7 @@ plan whose segment would not run where its placement says.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,9 +156,30 @@ def _int8_scales(placement: Placement, request: BuildRequest, say: Progress) -> 
     if placement.qdq_scales and not request.calibration.given:
         say(f"using the {len(placement.qdq_scales)} scales of the model's Q/DQ layers")
         return dict(placement.qdq_scales)
-    scales = calibrate(placement.opt_graph or placement.graph, request.calibration)
+    scales = calibrate(placement.opt_graph or placement.graph, request.calibration,
+                       progress=_calibration_progress(say))  # fmt: skip
     scales.update(placement.qdq_scales)
     return scales
+
+
+def _calibration_progress(say: Progress) -> Callable[[int, int | None], None]:
+    """Step messages for calibration batches with an ETA (a TTY's status line shows each; at
+    most one a second, and the last, so ``--verbose`` logs stay short)."""
+    start = time.perf_counter()
+    last = [start]
+
+    def step(done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if now - last[0] < 1.0 and done != total:
+            return
+        last[0] = now
+        if total:
+            eta = (now - start) / done * (total - done)
+            say(f"calibrating INT8 scales: {done}/{total} batches, ETA {eta:.0f} s")
+        else:
+            say(f"calibrating INT8 scales: {done} batches")
+
+    return step
 
 
 def resolve_target(name_or_path: str, power_mode: str | None = None) -> TargetSpec:

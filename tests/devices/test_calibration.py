@@ -126,3 +126,18 @@ def test_bad_sources_fail_in_one_line_naming_what(tmp_path: Path) -> None:
         calibrate(g, Calibration(CacheFile(bad)))
     write_cache(tmp_path / "ok.cache", {"x": 0.25})
     assert calibrate(g, Calibration(CacheFile(tmp_path / "ok.cache"))) == {"x": 0.25}
+
+
+def test_progress_counts_every_batch_with_its_total_when_known(tmp_path: Path) -> None:
+    g = _conv_relu()
+    seen: list[tuple[int, int | None]] = []
+    calibrate(g, Calibration(RandomInputs(3)), progress=lambda *step: seen.append(step))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    seen.clear()
+    calibrate(g, Calibration(NpzFolder(_npz_folder(tmp_path, 2))),
+              progress=lambda *step: seen.append(step))  # fmt: skip
+    assert seen == [(1, 2), (2, 2)]
+    seen.clear()  # a calibrator says only when it is out of batches: no total
+    feeds = [{"x": np.ones((1, 3, 8, 8), np.float32)}] * 2
+    calibrate(g, Calibration(ListCalibrator(feeds)), progress=lambda *step: seen.append(step))
+    assert seen == [(1, None), (2, None)]
