@@ -199,7 +199,12 @@ def run(args: argparse.Namespace) -> int:
         f"{where}: median {latency['median']:.2f} ms over {len(times_ms)} run(s), "
         f"{latency['source']}"
     )
-    if predicted:
+    lanes = plan.header.get("lanes") if plan else None
+    if lanes:  # lanes run at once: the board figure is their summed rate, not one lane's time
+        rate = sum(lane["rate_fps"] for lane in lanes)
+        print(f"{foretold}: {rate:.1f} frames/s over {len(lanes)} concurrent lanes "
+              f"({', '.join(lane['name'] for lane in lanes)}; cost model)")  # fmt: skip
+    elif predicted:
         print(f"{foretold}: {predicted.get('total', 0):.3f} ms end to end (cost model)")
     return 0
 

@@ -163,3 +163,16 @@ def test_concurrent_plan_on_cuda_and_the_emulator(tmp_path, zoo_model):
         for key, ref in ort_run(model, feeds).items():
             assert closeness(got[key], ref).cosine >= 0.999, key
     assert any("GPU" in p and any(t.startswith("DLA") for t in p) for p in overlapping(trace))
+
+
+def test_cli_run_of_a_concurrent_plan_states_the_lanes_rate(concurrent_plan, capsys):
+    """The board figure of a concurrent plan is the lanes' summed frames/s (one lane's
+    predicted_ms would read as the whole plan's latency)."""
+    _, _, plan = concurrent_plan
+    capsys.readouterr()
+    assert main(["run", str(plan.path)]) == 0
+    out = capsys.readouterr().out
+    rate = sum(lane["rate_fps"] for lane in plan.header["lanes"])
+    line = next(ln for ln in out.splitlines() if ln.startswith("predicted for"))
+    assert f"{rate:.1f} frames/s over {len(plan.header['lanes'])} concurrent lanes" in line
+    assert "ms end to end" not in out
