@@ -315,16 +315,22 @@ def quantize_dequantize(
     inits = {init.name: init for init in g.initializer}
     dequantized = {n.output[0] for n in pairs if n.op_type == "DequantizeLinear"}
     weights: dict[str, list[float]] = {}
+    shared: dict[str, str] = {}  # a weight read by several layers (RetinaNet's head convs on
+    # every FPN level) gets one Q/DQ pair; a second pair of the same name is an invalid model
     for node in g.node:
         axis = _weight_axis(node)
         wname = node.input[1] if len(node.input) > 1 else ""
         if axis is None or node.input[0] not in dequantized or wname not in inits:
             continue
+        if wname in shared:
+            node.input[1] = shared[wname]
+            continue
         w = numpy_helper.to_array(inits[wname]).astype(np.float32)
         axis = axis % w.ndim
         amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
         per_channel = network_scale(np.where(amax > 0, amax / 127.0, 1.0), dtype)
-        node.input[1] = _qdq_pair(g, pairs, wname, f"{wname}/qdq", per_channel, axis)
+        node.input[1] = shared[wname] = _qdq_pair(g, pairs, wname, f"{wname}/qdq", per_channel,
+                                                  axis)  # fmt: skip
         weights[wname] = [float(v) for v in per_channel]
     nodes = [*pairs, *g.node]
     del g.node[:]

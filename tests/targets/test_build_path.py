@@ -102,7 +102,7 @@ def test_a_bad_calib_is_one_line_naming_the_flag(
     cases = [
         ([*build, "--calib", str(tmp_path / "nope"), *out],
          f"--calib {tmp_path / 'nope'}: no such file or folder; expected a folder of .npz "
-         "files or a TensorRT calibration cache file"),
+         "files, a folder of .jpg/.png images or a TensorRT calibration cache file"),
         ([*build, "--calib", str(npz_folder / "0.npz"), *out],
          f"--calib {npz_folder / '0.npz'}: a single .npz file"),
         ([*build, "--calib", str(npz_folder), "--calib-random", "2", *out],
