@@ -66,9 +66,9 @@ class Calibrator(Protocol):
     def write_calibration_cache(self, cache: bytes) -> None: ...
 
 
-Source = NpzFolder | ImageFolder | CacheFile | RandomInputs | Calibrator
-#: the sources that are data, not a calibrator object
-DATA_SOURCES = (NpzFolder, ImageFolder, CacheFile, RandomInputs)
+#: the sources that are data, not a calibrator object (``isinstance`` takes the union)
+DataSource = NpzFolder | ImageFolder | CacheFile | RandomInputs
+Source = DataSource | Calibrator
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,11 @@ def _batch_count(source: NpzFolder | ImageFolder | RandomInputs) -> int | None:
         return source.count
     if isinstance(source, ImageFolder):
         return None  # images are grouped into the input's batch size as they are read
-    return len(list(source.path.glob("*.npz"))) if source.path.is_dir() else None
+    return len(_npz_files(source))
+
+
+def _npz_files(source: NpzFolder) -> list[Path]:
+    return sorted(source.path.glob("*.npz")) if source.path.is_dir() else []
 
 
 def _counted(
@@ -193,7 +197,7 @@ def batches(
         for i in range(source.count):
             yield random_inputs(graph, seed=source.seed + i)
         return
-    files = sorted(source.path.glob("*.npz")) if source.path.is_dir() else []
+    files = _npz_files(source)
     if not files:
         raise InputError(f"{source.path}: expected a folder of .npz calibration files; found none")
     for f in files:

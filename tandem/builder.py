@@ -392,7 +392,7 @@ class Builder(TrtApi):
 
     def build_serialized_network(self, network: NetworkDefinition, config: BuilderConfig) -> bytes:
         """The plan's bytes (write them to a ``.plan`` file, or give them to ``Runtime``)."""
-        from devices.calibration import DATA_SOURCES, Calibration
+        from devices.calibration import Calibration, DataSource
         from targets.build import build, resolve_target
         from targets.request import BuildRequest
 
@@ -420,7 +420,7 @@ class Builder(TrtApi):
             calibration=Calibration(
                 # a TensorRT-style calibrator's buffers are read at the input shapes; what
                 # tandem.source_from_path gives (a folder of images or .npz, a cache) is a source
-                calibrator if calibrator is None or isinstance(calibrator, DATA_SOURCES)
+                calibrator if calibrator is None or isinstance(calibrator, DataSource)
                 else _AddressBatches(calibrator, _input_specs(graph, config.profiles)),
                 hint="set config.int8_calibrator (a tandem.IInt8EntropyCalibrator2 whose "
                 "get_batch returns input buffers)",
