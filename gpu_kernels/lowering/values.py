@@ -48,7 +48,7 @@ from gpu_kernels.lowering.registry import (
 )
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
-from partitioner.passes.fusion import Epilogue, epilogue
+from partitioner.passes.fusion import Epilogue, SqueezeExcitation, epilogue, squeeze_excitation
 
 
 def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
@@ -413,6 +413,15 @@ class Lowering:
         ep = epilogue(self.graph, node, out_shape, shape_of)
         self.fused.update(n.name for n, _, _ in ep.layers)
         return ep
+
+    def fuse_squeeze_excitation(self, pool: Node) -> SqueezeExcitation | None:
+        """The squeeze-and-excitation block ``pool`` starts, as
+        :func:`partitioner.passes.fusion.squeeze_excitation` decides for the cost model too;
+        its layers after the pool are marked fused (the SE kernels run them)."""
+        se = squeeze_excitation(self.graph, pool)
+        if se is not None:
+            self.fused.update(n.name for n, _, _ in se.layers)
+        return se
 
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
         """``t`` for a reader that can extend a deferred chain: the chain itself when this is

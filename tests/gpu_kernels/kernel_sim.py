@@ -126,6 +126,10 @@ class KernelSim:
             dt = kernel.split("_")[-1]
             x = self.mem(ln.ptrs[0], dt)[:n * hw * c].reshape(n, hw, c).astype(np.float32)
             self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
+        elif kernel.startswith("se_pool_"):
+            self.se_pool(ln, kernel.split("_")[-1])
+        elif kernel.startswith("se_scale_"):
+            self.se_scale(ln, kernel.split("_")[-1])
         elif kernel.startswith("bmm_"):
             self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith("rnn_"):
@@ -250,6 +254,26 @@ class KernelSim:
         if res_after:
             acc = acc + res
         self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
+
+    def se_pool(self, ln: Launch, dt: str) -> None:
+        n, hw, c, xcs = ln.ints[:4]
+        assert ln.grid == (-(-c // 32), n, 1), ln.layer  # a CTA per 32 channels and image
+        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
+        self.mem(ln.ptrs[1], "f32")[:n * c] = x.mean(axis=(1, 2)).reshape(-1)
+
+    def se_scale(self, ln: Launch, dt: str) -> None:
+        """Both FCs and the gate in FP32 from the pooled means, then x * gate (se.cu)."""
+        n, hw, c, s, xcs, ycs, act, gate, pixels = ln.ints[:9]
+        assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
+        mean = self.mem(ln.ptrs[1], "f32")[:n * c].reshape(n, c)
+        w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
+        w2 = self.mem(ln.ptrs[4], dt)[:c * s].reshape(c, s).astype(np.float32)
+        hid = mean @ w1.T + (self.mem(ln.ptrs[3], "f32")[:s] if ln.ptrs[3] else 0.0)
+        hid = activate(hid, act, ln.floats[0], ln.floats[1])
+        g = hid @ w2.T + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
+        g = activate(g, gate, ln.floats[2], ln.floats[3])
+        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
+        self.put_nhwc(ln.ptrs[6], dt, x * g[:, None, None, :], ycs)
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,

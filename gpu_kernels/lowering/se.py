@@ -1,0 +1,64 @@
+"""Squeeze-and-excitation blocks as two kernels of ``se.cu``: the per-(n, c) means (``se_pool``),
+then both FCs, the gate and the scale of the block's input in one pass (``se_scale``).
+
+Which blocks qualify is :func:`partitioner.passes.fusion.squeeze_excitation`'s answer, asked
+through :meth:`Lowering.fuse_squeeze_excitation` when the lowering reaches the block's pool, so
+the GPU cost model prices exactly these kernels. Before, a block took five to seven launches:
+the pool, two GEMM-tile convolutions on a 1x1 image (with a pad copy where the hidden width is
+not a multiple of 8) and the element-wise Mul.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gpu_kernels.lowering.program import ACT, Launch
+from partitioner.ir import Node
+
+if TYPE_CHECKING:
+    from gpu_kernels.lowering.values import Lowering
+
+THREADS = 256  # SE_THREADS in se.cu
+POOL_CHANNELS = 32  # SE_POOL_CHANNELS in se.cu
+# Elements a se_scale CTA streams: enough that recomputing the FCs (2 C S MACs, from L2) stays
+# a small part of its work, few enough that a batch-1 image still spreads over many SMs.
+SCALE_ELEMENTS = 4096
+
+
+def scale_pixels(hw: int, c: int, elements: int = SCALE_ELEMENTS) -> int:
+    """Pixels one ``se_scale`` CTA scales."""
+    return max(1, min(hw, math.ceil(elements / c)))
+
+
+def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
+    """Emit the SE block whose squeeze is ``pool`` as two kernels; False when ``pool`` does not
+    start one (then it is lowered as a plain pool)."""
+    se = lw.fuse_squeeze_excitation(pool)
+    if se is None:
+        return False
+    x = lw.conv_input(lw.value(se.x, pool), pool.name, align=1)
+    n, c, h, w = x.shape
+    hw = h * w
+    w1 = se.fc1.constant_input(1)
+    w2 = se.fc2.constant_input(1)
+    assert w1 is not None and w2 is not None  # squeeze_excitation made sure
+    s = int(w1.shape[0])
+    b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
+    mean = lw.new_value((n, c), "plain", "f32")
+    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, 1),
+                   THREADS, [lw.ref(x), lw.ref(mean)], [n, hw, c, x.cs or c]))
+    y = lw.out_nhwc(se.out, (n, c, h, w))
+    pixels = scale_pixels(hw, c)
+    ptrs = [lw.ref(x), lw.ref(mean), lw.weight(w1.reshape(s, c), lw.dt),
+            lw.weight(b1.astype(np.float32)) if b1 is not None else None,
+            lw.weight(w2.reshape(c, s), lw.dt),
+            lw.weight(b2.astype(np.float32)) if b2 is not None else None, lw.ref(y)]
+    ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels]
+    lw.emit(Launch(se.scale.name, f"se_scale_{lw.dt}", (math.ceil(hw / pixels), n, 1),
+                   THREADS, ptrs, ints, [se.act[1], se.act[2], se.gate[1], se.gate[2]],
+                   smem=(2 * c + s) * 4))
+    lw.values[se.out.name] = y
+    return True

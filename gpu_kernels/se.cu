@@ -1,0 +1,94 @@
+// Squeeze-and-excitation in two kernels (partitioner/passes/fusion.py decides where):
+//   se_pool:  the mean over H, W of each (n, c) of an NHWC tensor, in FP32;
+//   se_scale: per CTA, both small FCs and the gate from those means (a few thousand MACs,
+//             recomputed by every CTA of an image instead of a kernel launch of their own),
+//             then y = x * gate[n, c] over the CTA's slice of pixels.
+// Plain SIMT loads and FMAs only: the same code on sm_72, sm_87 and sm_90.
+#include "common.cuh"
+
+#define SE_THREADS 256
+#define SE_POOL_CHANNELS 32  // channels a pool CTA reduces: one warp-wide row of them
+#define SE_POOL_ROWS (SE_THREADS / SE_POOL_CHANNELS)
+
+// p = {x, mean (FP32, N x C)}; i = {N, HW, C, xcs}; grid (ceil(C / 32), N).
+// Each warp reads 32 neighbouring channels of one pixel (coalesced); the 8 warps take every
+// 8th pixel and a shared-memory sum joins them.
+template <typename T>
+__device__ void se_pool(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    float* mean = (float*)a.p[1];
+    const int HW = a.i[1], C = a.i[2], xcs = a.i[3];
+    const int n = blockIdx.y;
+    const int lane = threadIdx.x % SE_POOL_CHANNELS, row = threadIdx.x / SE_POOL_CHANNELS;
+    const int c = blockIdx.x * SE_POOL_CHANNELS + lane;
+    __shared__ float part[SE_POOL_ROWS][SE_POOL_CHANNELS + 1];
+    float acc = 0.0f;
+    if (c < C) {
+        const T* xp = x + (i64)n * HW * xcs + c;
+        for (int i = row; i < HW; i += SE_POOL_ROWS) acc += ld(xp, (i64)i * xcs);
+    }
+    part[row][lane] = acc;
+    __syncthreads();
+    if (row == 0 && c < C) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int r = 0; r < SE_POOL_ROWS; ++r) sum += part[r][lane];
+        mean[(i64)n * C + c] = sum / (float)HW;
+    }
+}
+
+// p = {x, mean (FP32), w1 (S x C), b1 (FP32 S, or 0), w2 (C x S), b2 (FP32 C, or 0), y};
+// i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA}; f = {act a, act b, gate a, gate b};
+// grid (ceil(HW / pixels), N); dynamic shared memory (2 C + S) floats.
+template <typename T>
+__device__ void se_scale(const KArgs& a) {
+    const T* x = (const T*)a.p[0];
+    const float* mean = (const float*)a.p[1];
+    const T* w1 = (const T*)a.p[2];
+    const float* b1 = (const float*)a.p[3];
+    const T* w2 = (const T*)a.p[4];
+    const float* b2 = (const float*)a.p[5];
+    T* y = (T*)a.p[6];
+    const int HW = a.i[1], C = a.i[2], S = a.i[3], xcs = a.i[4], ycs = a.i[5];
+    const int act = a.i[6], gate_act = a.i[7], chunk = a.i[8];
+    const int n = blockIdx.y;
+    extern __shared__ float smem[];
+    float* s_mean = smem;        // C
+    float* s_gate = smem + C;    // C
+    float* s_hid = smem + 2 * C; // S
+    for (int c = threadIdx.x; c < C; c += blockDim.x) s_mean[c] = mean[(i64)n * C + c];
+    __syncthreads();
+    // fc1: a warp per hidden unit, its lanes over the input channels, then a shuffle sum
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    for (int s = warp; s < S; s += warps) {
+        float acc = 0.0f;
+        for (int c = lane; c < C; c += 32) acc += ld(w1, (i64)s * C + c) * s_mean[c];
+#pragma unroll
+        for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+        if (lane == 0) s_hid[s] = activate(acc + (b1 ? b1[s] : 0.0f), act, a.f[0], a.f[1]);
+    }
+    __syncthreads();
+    // fc2 and the gate: a thread per output channel
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float acc = b2 ? b2[c] : 0.0f;
+        for (int s = 0; s < S; ++s) acc += ld(w2, (i64)c * S + s) * s_hid[s];
+        s_gate[c] = activate(acc, gate_act, a.f[2], a.f[3]);
+    }
+    __syncthreads();
+    // the scale over this CTA's pixels, channel fastest (coalesced)
+    const int p0 = blockIdx.x * chunk;
+    const int pixels = min(chunk, HW - p0);
+    const int total = pixels * C;
+    const i64 base = (i64)n * HW + p0;
+    for (int e = threadIdx.x; e < total; e += blockDim.x) {
+        const int pix = e / C, c = e - pix * C;
+        st(y, (base + pix) * ycs + c, ld(x, (base + pix) * xcs + c) * s_gate[c]);
+    }
+}
+
+#define INSTANTIATE(fn)                                                                 \
+    KERNEL(fn##_f32, fn<float>(a))                                                     \
+    KERNEL(fn##_f16, fn<half_t>(a))
+
+INSTANTIATE(se_pool)
+INSTANTIATE(se_scale)
