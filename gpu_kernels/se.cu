@@ -1,5 +1,5 @@
 // Squeeze-and-excitation in two kernels (partitioner/passes/fusion.py decides where):
-//   se_pool:  the mean over H, W of each (n, c) of an NHWC tensor, in FP32;
+//   se_pool:  sums over H, W (in a few pixel ranges) of each (n, c) of an NHWC tensor, in FP32;
 //   se_scale: per CTA, both small FCs and the gate from those means (a few thousand MACs,
 //             recomputed by every CTA of an image instead of a kernel launch of their own),
 //             then y = x * gate[n, c] over the CTA's slice of pixels.
@@ -10,22 +10,27 @@
 #define SE_POOL_CHANNELS 32  // channels a pool CTA reduces: one warp-wide row of them
 #define SE_POOL_ROWS (SE_THREADS / SE_POOL_CHANNELS)
 
-// p = {x, mean (FP32, N x C)}; i = {N, HW, C, xcs}; grid (ceil(C / 32), N).
+// p = {x, sums (FP32, N x splits x C)}; i = {N, HW, C, xcs, splits};
+// grid (ceil(C / 32), N, splits): CTA z sums pixels [z * per, (z + 1) * per) of its 32
+// channels, per = ceil(HW / splits), so a large image with few channels (EfficientNet's first
+// block: 112 x 112 x 32) still spreads over many SMs; se_scale adds the splits' sums.
 // Each warp reads 32 neighbouring channels of one pixel (coalesced); the 8 warps take every
 // 8th pixel and a shared-memory sum joins them.
 template <typename T>
 __device__ void se_pool(const KArgs& a) {
     const T* x = (const T*)a.p[0];
-    float* mean = (float*)a.p[1];
-    const int HW = a.i[1], C = a.i[2], xcs = a.i[3];
-    const int n = blockIdx.y;
+    float* sums = (float*)a.p[1];
+    const int HW = a.i[1], C = a.i[2], xcs = a.i[3], splits = a.i[4];
+    const int n = blockIdx.y, z = blockIdx.z;
+    const int per = (HW + splits - 1) / splits;
+    const int begin = z * per, end = min(HW, begin + per);
     const int lane = threadIdx.x % SE_POOL_CHANNELS, row = threadIdx.x / SE_POOL_CHANNELS;
     const int c = blockIdx.x * SE_POOL_CHANNELS + lane;
     __shared__ float part[SE_POOL_ROWS][SE_POOL_CHANNELS + 1];
     float acc = 0.0f;
     if (c < C) {
         const T* xp = x + (i64)n * HW * xcs + c;
-        for (int i = row; i < HW; i += SE_POOL_ROWS) acc += ld(xp, (i64)i * xcs);
+        for (int i = begin + row; i < end; i += SE_POOL_ROWS) acc += ld(xp, (i64)i * xcs);
     }
     part[row][lane] = acc;
     __syncthreads();
@@ -33,30 +38,35 @@ __device__ void se_pool(const KArgs& a) {
         float sum = 0.0f;
 #pragma unroll
         for (int r = 0; r < SE_POOL_ROWS; ++r) sum += part[r][lane];
-        mean[(i64)n * C + c] = sum / (float)HW;
+        sums[((i64)n * splits + z) * C + c] = sum;
     }
 }
 
-// p = {x, mean (FP32), w1 (S x C), b1 (FP32 S, or 0), w2 (C x S), b2 (FP32 C, or 0), y};
-// i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA}; f = {act a, act b, gate a, gate b};
+// p = {x, sums (FP32, se_pool's), w1 (S x C), b1 (FP32 S, or 0), w2 (C x S), b2 (FP32 C, or 0),
+// y}; i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA, splits};
+// f = {act a, act b, gate a, gate b};
 // grid (ceil(HW / pixels), N); dynamic shared memory (2 C + S) floats.
 template <typename T>
 __device__ void se_scale(const KArgs& a) {
     const T* x = (const T*)a.p[0];
-    const float* mean = (const float*)a.p[1];
+    const float* sums = (const float*)a.p[1];
     const T* w1 = (const T*)a.p[2];
     const float* b1 = (const float*)a.p[3];
     const T* w2 = (const T*)a.p[4];
     const float* b2 = (const float*)a.p[5];
     T* y = (T*)a.p[6];
     const int HW = a.i[1], C = a.i[2], S = a.i[3], xcs = a.i[4], ycs = a.i[5];
-    const int act = a.i[6], gate_act = a.i[7], chunk = a.i[8];
+    const int act = a.i[6], gate_act = a.i[7], chunk = a.i[8], splits = a.i[9];
     const int n = blockIdx.y;
     extern __shared__ float smem[];
     float* s_mean = smem;        // C
     float* s_gate = smem + C;    // C
     float* s_hid = smem + 2 * C; // S
-    for (int c = threadIdx.x; c < C; c += blockDim.x) s_mean[c] = mean[(i64)n * C + c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float sum = 0.0f;
+        for (int z = 0; z < splits; ++z) sum += sums[((i64)n * splits + z) * C + c];
+        s_mean[c] = sum / (float)HW;
+    }
     __syncthreads();
     // fc1: a warp per hidden unit, its lanes over the input channels, then a shuffle sum
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;

@@ -1,4 +1,4 @@
-"""Squeeze-and-excitation blocks as two kernels of ``se.cu``: the per-(n, c) means (``se_pool``),
+"""Squeeze-and-excitation blocks as two kernels of ``se.cu``: per-(n, c) sums (``se_pool``),
 then both FCs, the gate and the scale of the block's input in one pass (``se_scale``).
 
 Which blocks qualify is :func:`partitioner.passes.fusion.squeeze_excitation`'s answer, asked
@@ -26,11 +26,20 @@ POOL_CHANNELS = 32  # SE_POOL_CHANNELS in se.cu
 # Elements a se_scale CTA streams: enough that recomputing the FCs (2 C S MACs, from L2) stays
 # a small part of its work, few enough that a batch-1 image still spreads over many SMs.
 SCALE_ELEMENTS = 4096
+# Pixels a se_pool CTA sums at least before the image is split over more CTAs, and the most
+# splits (se_scale adds that many partial sums per channel).
+POOL_PIXELS = 256
+MAX_POOL_SPLITS = 32
 
 
 def scale_pixels(hw: int, c: int, elements: int = SCALE_ELEMENTS) -> int:
     """Pixels one ``se_scale`` CTA scales."""
     return max(1, min(hw, math.ceil(elements / c)))
+
+
+def pool_splits(hw: int) -> int:
+    """Pixel ranges ``se_pool`` sums an image's channels in (its grid's z)."""
+    return max(1, min(MAX_POOL_SPLITS, hw // POOL_PIXELS))
 
 
 def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
@@ -47,16 +56,18 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     assert w1 is not None and w2 is not None  # squeeze_excitation made sure
     s = int(w1.shape[0])
     b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
-    mean = lw.new_value((n, c), "plain", "f32")
-    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, 1),
-                   THREADS, [lw.ref(x), lw.ref(mean)], [n, hw, c, x.cs or c]))
+    splits = pool_splits(hw)
+    sums = lw.new_value((n, splits, c), "plain", "f32")
+    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
+                   THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
     y = lw.out_nhwc(se.out, (n, c, h, w))
     pixels = scale_pixels(hw, c)
-    ptrs = [lw.ref(x), lw.ref(mean), lw.weight(w1.reshape(s, c), lw.dt),
+    ptrs = [lw.ref(x), lw.ref(sums), lw.weight(w1.reshape(s, c), lw.dt),
             lw.weight(b1.astype(np.float32)) if b1 is not None else None,
             lw.weight(w2.reshape(c, s), lw.dt),
             lw.weight(b2.astype(np.float32)) if b2 is not None else None, lw.ref(y)]
-    ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels]
+    ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels,
+            splits]
     lw.emit(Launch(se.scale.name, f"se_scale_{lw.dt}", (math.ceil(hw / pixels), n, 1),
                    THREADS, ptrs, ints, [se.act[1], se.act[2], se.gate[1], se.gate[2]],
                    smem=(2 * c + s) * 4))

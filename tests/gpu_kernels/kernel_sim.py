@@ -256,16 +256,20 @@ class KernelSim:
         self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
 
     def se_pool(self, ln: Launch, dt: str) -> None:
-        n, hw, c, xcs = ln.ints[:4]
-        assert ln.grid == (-(-c // 32), n, 1), ln.layer  # a CTA per 32 channels and image
-        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
-        self.mem(ln.ptrs[1], "f32")[:n * c] = x.mean(axis=(1, 2)).reshape(-1)
+        """Per-(n, c) sums over ``splits`` ranges of pixels (se.cu)."""
+        n, hw, c, xcs, splits = ln.ints[:5]
+        assert ln.grid == (-(-c // 32), n, splits), ln.layer  # 32 channels x image x range
+        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
+        per = -(-hw // splits)
+        sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
+        self.mem(ln.ptrs[1], "f32")[:n * splits * c] = sums.reshape(-1)
 
     def se_scale(self, ln: Launch, dt: str) -> None:
-        """Both FCs and the gate in FP32 from the pooled means, then x * gate (se.cu)."""
-        n, hw, c, s, xcs, ycs, act, gate, pixels = ln.ints[:9]
+        """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu)."""
+        n, hw, c, s, xcs, ycs, act, gate, pixels, splits = ln.ints[:10]
         assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
-        mean = self.mem(ln.ptrs[1], "f32")[:n * c].reshape(n, c)
+        sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
+        mean = sums.sum(axis=1) / hw
         w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
         w2 = self.mem(ln.ptrs[4], dt)[:c * s].reshape(c, s).astype(np.float32)
         hid = mean @ w1.T + (self.mem(ln.ptrs[3], "f32")[:s] if ln.ptrs[3] else 0.0)

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
-from gpu_kernels.lowering.se import scale_pixels
+from gpu_kernels.lowering.se import pool_splits, scale_pixels
 from tests.conformance.test_conformance import MODELS
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
@@ -89,6 +89,7 @@ SE_VARIANTS = {
     "reducemean_nobias_batch2": {"pool": "ReduceMean", "bias": False, "n": 2},
     "unaligned_wide": {"c": 40, "s": 3, "hw": (9, 11)},
     "into_concat": {"concat": True, "c": 16, "s": 4},
+    "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: 4 ranges, the last short
 }
 
 
@@ -117,7 +118,8 @@ def test_blocks_the_se_kernels_do_not_take_lower_as_before(variant, why) -> None
     assert not any(ln.kernel.startswith("se_") for ln in prog.launches), why
 
 
-def test_scale_pixels_per_cta() -> None:
+def test_work_per_cta() -> None:
+    assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
     assert scale_pixels(12544, 32) == 128  # 4096 elements a CTA
     assert scale_pixels(49, 1152) == 4
     assert scale_pixels(1, 4096) == 1  # never fewer than one pixel, never more than HW
