@@ -46,7 +46,9 @@ __device__ void se_pool(const KArgs& a) {
 // y}; i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA, splits};
 // f = {act a, act b, gate a, gate b};
 // grid (ceil(HW / pixels), N); dynamic shared memory (2 C + S) floats.
-template <typename T>
+// V channels a thread in the scale: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host
+// checks C, xcs, ycs and the x / y element offsets are multiples of 8).
+template <int V, typename T>
 __device__ void se_scale(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     const float* sums = (const float*)a.p[1];
@@ -88,11 +90,16 @@ __device__ void se_scale(const KArgs& a) {
     // the scale over this CTA's pixels, channel fastest (coalesced)
     const int p0 = blockIdx.x * chunk;
     const int pixels = min(chunk, HW - p0);
-    const int total = pixels * C;
+    const int CV = C / V;
+    const int total = pixels * CV;
     const i64 base = (i64)n * HW + p0;
     for (int e = threadIdx.x; e < total; e += blockDim.x) {
-        const int pix = e / C, c = e - pix * C;
-        st(y, (base + pix) * ycs + c, ld(x, (base + pix) * xcs + c) * s_gate[c]);
+        const int pix = e / CV, c = (e - pix * CV) * V;
+        float v[V];
+        ld_vec<V>(x + (base + pix) * xcs + c, v);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] *= s_gate[c + j];
+        st_vec<V>(y + (base + pix) * ycs + c, v);
     }
 }
 
@@ -101,4 +108,6 @@ __device__ void se_scale(const KArgs& a) {
     KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(se_pool)
-INSTANTIATE(se_scale)
+KERNEL(se_scale_f32, se_scale<1, float>(a))
+KERNEL(se_scale_f16, se_scale<1, half_t>(a))
+KERNEL(se_scale_x8_f16, se_scale<8, half_t>(a))

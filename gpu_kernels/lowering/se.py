@@ -68,8 +68,9 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
             lw.weight(b2.astype(np.float32)) if b2 is not None else None, lw.ref(y)]
     ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels,
             splits]
-    lw.emit(Launch(se.scale.name, f"se_scale_{lw.dt}", (math.ceil(hw / pixels), n, 1),
-                   THREADS, ptrs, ints, [se.act[1], se.act[2], se.gate[1], se.gate[2]],
-                   smem=(2 * c + s) * 4))
+    x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (c, ints[4], ints[5], x.offset, y.offset))
+    kernel = f"se_scale_{'x8_' if x8 else ''}{lw.dt}"
+    lw.emit(Launch(se.scale.name, kernel, (math.ceil(hw / pixels), n, 1), THREADS, ptrs, ints,
+                   [se.act[1], se.act[2], se.gate[1], se.gate[2]], smem=(2 * c + s) * 4))
     lw.values[se.out.name] = y
     return True

@@ -268,6 +268,9 @@ class KernelSim:
         """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu)."""
         n, hw, c, s, xcs, ycs, act, gate, pixels, splits = ln.ints[:10]
         assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                            ln.ptrs[6].byte_offset // 2)), ln.layer
         sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
         mean = sums.sum(axis=1) / hw
         w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
