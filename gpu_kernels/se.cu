@@ -44,11 +44,12 @@ __device__ void se_pool(const KArgs& a) {
 
 // p = {x, sums (FP32, se_pool's), w1 (S x C), b1 (FP32 S, or 0), w2 (C x S), b2 (FP32 C, or 0),
 // y}; i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA, splits};
-// f = {act a, act b, gate a, gate b};
+// f = {act a, act b, gate a, gate b, 1 / y's INT8 scale (1 for a float y)};
 // grid (ceil(HW / pixels), N); dynamic shared memory (2 C + S) floats.
 // V channels a thread in the scale: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host
-// checks C, xcs, ycs and the x / y element offsets are multiples of 8).
-template <int V, typename T>
+// checks C, xcs, ycs and the x / y element offsets are multiples of 8). O: y's type (INT8 when
+// the next convolution reads INT8: quantised here instead of by a copy kernel).
+template <int V, typename T, typename O>
 __device__ void se_scale(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     const float* sums = (const float*)a.p[1];
@@ -56,9 +57,10 @@ __device__ void se_scale(const KArgs& a) {
     const float* b1 = (const float*)a.p[3];
     const T* w2 = (const T*)a.p[4];
     const float* b2 = (const float*)a.p[5];
-    T* y = (T*)a.p[6];
+    O* y = (O*)a.p[6];
     const int HW = a.i[1], C = a.i[2], S = a.i[3], xcs = a.i[4], ycs = a.i[5];
     const int act = a.i[6], gate_act = a.i[7], chunk = a.i[8], splits = a.i[9];
+    const float out_scale = a.f[4];
     const int n = blockIdx.y;
     extern __shared__ float smem[];
     float* s_mean = smem;        // C
@@ -98,7 +100,7 @@ __device__ void se_scale(const KArgs& a) {
         float v[V];
         ld_vec<V>(x + (base + pix) * xcs + c, v);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] *= s_gate[c + j];
+        for (int j = 0; j < V; ++j) v[j] *= s_gate[c + j] * out_scale;
         st_vec<V>(y + (base + pix) * ycs + c, v);
     }
 }
@@ -108,6 +110,8 @@ __device__ void se_scale(const KArgs& a) {
     KERNEL(fn##_f16, fn<half_t>(a))
 
 INSTANTIATE(se_pool)
-KERNEL(se_scale_f32, se_scale<1, float>(a))
-KERNEL(se_scale_f16, se_scale<1, half_t>(a))
-KERNEL(se_scale_x8_f16, se_scale<8, half_t>(a))
+KERNEL(se_scale_f32, se_scale<1, float, float>(a))
+KERNEL(se_scale_f16, se_scale<1, half_t, half_t>(a))
+KERNEL(se_scale_x8_f16, se_scale<8, half_t, half_t>(a))
+KERNEL(se_scale_f16_i8, se_scale<1, half_t, i8_t>(a))
+KERNEL(se_scale_x8_f16_i8, se_scale<8, half_t, i8_t>(a))

@@ -60,7 +60,7 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     sums = lw.new_value((n, splits, c), "plain", "f32")
     lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
                    THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
-    y = lw.out_nhwc(se.out, (n, c, h, w))
+    y = lw.out_nhwc(se.out, (n, c, h, w), int8_ok=lw.dt == "f16")
     pixels = scale_pixels(hw, c)
     ptrs = [lw.ref(x), lw.ref(sums), lw.weight(w1.reshape(s, c), lw.dt),
             lw.weight(b1.astype(np.float32)) if b1 is not None else None,
@@ -69,8 +69,9 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels,
             splits]
     x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (c, ints[4], ints[5], x.offset, y.offset))
-    kernel = f"se_scale_{'x8_' if x8 else ''}{lw.dt}"
+    kernel = f"se_scale_{'x8_' if x8 else ''}{lw.dt}{'_i8' if y.dtype == 'i8' else ''}"
+    floats = [se.act[1], se.act[2], se.gate[1], se.gate[2], 1.0 / y.scale if y.scale else 1.0]
     lw.emit(Launch(se.scale.name, kernel, (math.ceil(hw / pixels), n, 1), THREADS, ptrs, ints,
-                   [se.act[1], se.act[2], se.gate[1], se.gate[2]], smem=(2 * c + s) * 4))
+                   floats, smem=(2 * c + s) * 4))
     lw.values[se.out.name] = y
     return True

@@ -129,7 +129,8 @@ class KernelSim:
         elif kernel.startswith("se_pool_"):
             self.se_pool(ln, kernel.split("_")[-1])
         elif kernel.startswith("se_scale_"):
-            self.se_scale(ln, kernel.split("_")[-1])
+            self.se_scale(ln, kernel.removesuffix("_i8").split("_")[-1],
+                          "i8" if kernel.endswith("_i8") else kernel.split("_")[-1])
         elif kernel.startswith("bmm_"):
             self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith("rnn_"):
@@ -264,13 +265,15 @@ class KernelSim:
         sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
         self.mem(ln.ptrs[1], "f32")[:n * splits * c] = sums.reshape(-1)
 
-    def se_scale(self, ln: Launch, dt: str) -> None:
-        """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu)."""
+    def se_scale(self, ln: Launch, dt: str, to: str) -> None:
+        """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu), written
+        as ``to`` (INT8: times 1 / its scale, rounded and saturated)."""
         n, hw, c, s, xcs, ycs, act, gate, pixels, splits = ln.ints[:10]
         assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
         if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            y_offset = ln.ptrs[6].byte_offset // (1 if to == "i8" else 2)
             assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
-                                            ln.ptrs[6].byte_offset // 2)), ln.layer
+                                            y_offset)), ln.layer
         sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
         mean = sums.sum(axis=1) / hw
         w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
@@ -280,7 +283,7 @@ class KernelSim:
         g = hid @ w2.T + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
         g = activate(g, gate, ln.floats[2], ln.floats[3])
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
-        self.put_nhwc(ln.ptrs[6], dt, x * g[:, None, None, :], ycs)
+        self.put_nhwc(ln.ptrs[6], to, x * g[:, None, None, :] * ln.floats[4], ycs)
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,

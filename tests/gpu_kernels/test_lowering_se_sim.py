@@ -119,6 +119,20 @@ def test_blocks_the_se_kernels_do_not_take_lower_as_before(variant, why) -> None
     assert not any(ln.kernel.startswith("se_") for ln in prog.launches), why
 
 
+@pytest.mark.parametrize("c", [32, 48])  # INT8 convolutions take C % 16 == 0
+def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
+    """The projection conv reads INT8: se_scale quantises as it stores, no copy kernel."""
+    from tests.devices.int8_cases import minmax_scales
+
+    graph = se_model(c=c, s=8)
+    scales = minmax_scales(graph, [feeds_for(graph, seed) for seed in (1, 2)])
+    prog = lower(graph, "int8", arch=87, sm_count=16, scales=scales)
+    scale = next(ln for ln in prog.launches if ln.layer == "scale")
+    assert scale.kernel == "se_scale_x8_f16_i8"
+    assert scale.floats[4] == pytest.approx(1 / scales["e"])
+    assert [ln.kernel for ln in prog.launches if ln.layer == "proj"] == ["conv_mma_i8"]
+
+
 def test_work_per_cta() -> None:
     assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
     assert scale_pixels(12544, 32) == 128  # 4096 elements a CTA
@@ -168,6 +182,18 @@ def test_se_kernels_on_cuda_match_reference(variant, precision) -> None:
         got = runner.infer(feeds)
     for out, r in ref.items():
         assert rel_err(got[out], r) <= TOL[precision], out
+
+
+@pytest.mark.gpu
+def test_se_int8_on_cuda_matches_fake_quant_reference() -> None:
+    from tests.devices.int8_cases import minmax_scales
+    from tests.devices.test_gpu_int8 import _check as check_int8
+
+    graph = se_model(c=32, s=8)
+    calib = [feeds_for(graph, seed) for seed in (1, 2)]
+    feeds = feeds_for(graph, 0)
+    check_int8(graph, minmax_scales(graph, calib + [feeds]), feeds, {"autotune": False}, 2e-2,
+               0.999)
 
 
 @pytest.mark.gpu
