@@ -42,8 +42,9 @@ __device__ void se_pool(const KArgs& a) {
     }
 }
 
-// p = {x, sums (FP32, se_pool's), w1 (S x C), b1 (FP32 S, or 0), w2 (C x S), b2 (FP32 C, or 0),
-// y}; i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA, splits};
+// p = {x, sums (FP32, se_pool's), w1 (S x C), b1 (FP32 S, or 0), w2t (S x C: fc2's weight
+// transposed, so that threads of neighbouring channels read neighbouring weights), b2 (FP32 C,
+// or 0), y}; i = {N, HW, C, S, xcs, ycs, act, gate, pixels a CTA, splits};
 // f = {act a, act b, gate a, gate b, 1 / y's INT8 scale (1 for a float y)};
 // grid (ceil(HW / pixels), N); dynamic shared memory (2 C + S) floats.
 // V channels a thread in the scale: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host
@@ -55,7 +56,7 @@ __device__ void se_scale(const KArgs& a) {
     const float* sums = (const float*)a.p[1];
     const T* w1 = (const T*)a.p[2];
     const float* b1 = (const float*)a.p[3];
-    const T* w2 = (const T*)a.p[4];
+    const T* w2t = (const T*)a.p[4];
     const float* b2 = (const float*)a.p[5];
     O* y = (O*)a.p[6];
     const int HW = a.i[1], C = a.i[2], S = a.i[3], xcs = a.i[4], ycs = a.i[5];
@@ -76,6 +77,7 @@ __device__ void se_scale(const KArgs& a) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (int s = warp; s < S; s += warps) {
         float acc = 0.0f;
+#pragma unroll 4
         for (int c = lane; c < C; c += 32) acc += ld(w1, (i64)s * C + c) * s_mean[c];
 #pragma unroll
         for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
@@ -85,7 +87,8 @@ __device__ void se_scale(const KArgs& a) {
     // fc2 and the gate: a thread per output channel
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = b2 ? b2[c] : 0.0f;
-        for (int s = 0; s < S; ++s) acc += ld(w2, (i64)c * S + s) * s_hid[s];
+#pragma unroll 4
+        for (int s = 0; s < S; ++s) acc += ld(w2t, (i64)s * C + c) * s_hid[s];
         s_gate[c] = activate(acc, gate_act, a.f[2], a.f[3]);
     }
     __syncthreads();

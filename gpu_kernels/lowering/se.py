@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 THREADS = 256  # SE_THREADS in se.cu
 POOL_CHANNELS = 32  # SE_POOL_CHANNELS in se.cu
-# Elements a se_scale CTA streams: enough that recomputing the FCs (2 C S MACs, from L2) stays
-# a small part of its work, few enough that a batch-1 image still spreads over many SMs.
+# Elements a se_scale CTA streams at least: enough that recomputing the FCs stays a small part
+# of its work (and at least the 2 C S weights it reads for them), few enough that a batch-1
+# image still spreads over many SMs.
 SCALE_ELEMENTS = 4096
 # Pixels a se_pool CTA sums at least before the image is split over more CTAs, and the most
 # splits (se_scale adds that many partial sums per channel).
@@ -32,9 +33,9 @@ POOL_PIXELS = 256
 MAX_POOL_SPLITS = 32
 
 
-def scale_pixels(hw: int, c: int, elements: int = SCALE_ELEMENTS) -> int:
-    """Pixels one ``se_scale`` CTA scales."""
-    return max(1, min(hw, math.ceil(elements / c)))
+def scale_pixels(hw: int, c: int, s: int) -> int:
+    """Pixels one ``se_scale`` CTA scales (``c`` channels, ``s`` hidden units)."""
+    return max(1, min(hw, math.ceil(max(SCALE_ELEMENTS, 2 * c * s) / c)))
 
 
 def pool_splits(hw: int) -> int:
@@ -61,10 +62,10 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
                    THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
     y = lw.out_nhwc(se.out, (n, c, h, w), int8_ok=lw.dt == "f16")
-    pixels = scale_pixels(hw, c)
+    pixels = scale_pixels(hw, c, s)
     ptrs = [lw.ref(x), lw.ref(sums), lw.weight(w1.reshape(s, c), lw.dt),
             lw.weight(b1.astype(np.float32)) if b1 is not None else None,
-            lw.weight(w2.reshape(c, s), lw.dt),
+            lw.weight(w2.reshape(c, s).T, lw.dt),
             lw.weight(b2.astype(np.float32)) if b2 is not None else None, lw.ref(y)]
     ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels,
             splits]

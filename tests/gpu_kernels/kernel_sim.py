@@ -277,10 +277,10 @@ class KernelSim:
         sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
         mean = sums.sum(axis=1) / hw
         w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
-        w2 = self.mem(ln.ptrs[4], dt)[:c * s].reshape(c, s).astype(np.float32)
+        w2t = self.mem(ln.ptrs[4], dt)[:s * c].reshape(s, c).astype(np.float32)
         hid = mean @ w1.T + (self.mem(ln.ptrs[3], "f32")[:s] if ln.ptrs[3] else 0.0)
         hid = activate(hid, act, ln.floats[0], ln.floats[1])
-        g = hid @ w2.T + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
+        g = hid @ w2t + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
         g = activate(g, gate, ln.floats[2], ln.floats[3])
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
         self.put_nhwc(ln.ptrs[6], to, x * g[:, None, None, :] * ln.floats[4], ycs)

@@ -135,10 +135,11 @@ def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
 
 def test_work_per_cta() -> None:
     assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
-    assert scale_pixels(12544, 32) == 128  # 4096 elements a CTA
-    assert scale_pixels(49, 1152) == 4
-    assert scale_pixels(1, 4096) == 1  # never fewer than one pixel, never more than HW
-    assert scale_pixels(4, 8) == 4
+    assert scale_pixels(12544, 32, 8) == 128  # 4096 elements a CTA
+    assert scale_pixels(196, 480, 20) == 40  # as many elements as the FCs' 2 C S weights
+    assert scale_pixels(49, 1152, 48) == 49  # one CTA: recomputing the FCs costs more
+    assert scale_pixels(1, 4096, 4) == 1  # never fewer than one pixel, never more than HW
+    assert scale_pixels(4, 8, 2) == 4
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
