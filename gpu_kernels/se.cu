@@ -1,4 +1,6 @@
 // Squeeze-and-excitation in two kernels (partitioner/passes/fusion.py decides where):
+//   se_dw_pool: where a depthwise convolution writes the block's input, that convolution,
+//             summing its output per channel as it writes it (else se_pool);
 //   se_pool:  sums over H, W (in a few pixel ranges) of each (n, c) of an NHWC tensor, in FP32;
 //   se_scale: per CTA, both small FCs and the gate from those means (a few thousand MACs,
 //             recomputed by every CTA of an image instead of a kernel launch of their own),
@@ -108,6 +110,75 @@ __device__ void se_scale(const KArgs& a) {
     }
 }
 
+// One output element group (V channels of pixel o) of a depthwise convolution (args as
+// conv_simt.cu's conv_dw), epilogue applied. The same loop as conv_dw's body, which keeps its
+// own copy so that plans without SE blocks stay byte-identical (tests/data/plan_digests.json):
+// let conv_dw call this at the next regeneration of the digests.
+template <int V, typename T>
+__device__ __forceinline__ void dw_point(const KArgs& a, const ConvArgs& cv, const NhwcPos& o,
+                                         float (&out)[V]) {
+    const T* x = (const T*)a.p[0];
+    const T* w = (const T*)a.p[1];
+    const float* bias = (const float*)a.p[2];
+    const T* res = (const T*)a.p[3];
+    const int c = o.c * V;
+    float acc[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+    const int ih0 = o.p * cv.sh - cv.ph, iw0 = o.q * cv.sw - cv.pw;
+    for (int r = 0; r < cv.R; ++r) {
+        const int ih = ih0 + r * cv.dh;
+        if (ih < 0 || ih >= cv.H) continue;
+        const T* xrow = x + ((i64)(o.n * cv.H + ih) * cv.W) * cv.xcs + c;
+        for (int s = 0; s < cv.S; ++s) {
+            const int iw = iw0 + s * cv.dw;
+            if (iw < 0 || iw >= cv.W) continue;
+            float xv[V], wv[V];
+            ld_vec<V>(xrow + (i64)iw * cv.xcs, xv);
+            ld_vec<V>(w + ((r * cv.S + s) * cv.C + c), wv);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] += xv[j] * wv[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+        const float rv = res ? ld(res, (i64)o.m * cv.rcs + c + j) : 0.0f;
+        out[j] = cv.epilogue(acc[j], bias, c + j, rv, res != 0);
+    }
+}
+
+// Depthwise convolution that also sums its output over H, W per channel: the squeeze of the
+// squeeze-and-excitation block it feeds (partitioner/passes/fusion.py: se_pooled_by), so that
+// no kernel reads the output again for the pool. p[5] = partial sums (FP32, N x B x C); i[21] =
+// elements (of V channels) a CTA; grid (B, N); dynamic shared memory C floats. CTA (b, n) covers
+// elements [b * chunk, (b + 1) * chunk) of image n, sums them per channel in shared memory and
+// writes its C sums (se_scale adds the B partials: no atomics in global memory, no zeroing).
+template <int V, typename T>
+__device__ void se_dw_pool(const KArgs& a) {
+    T* y = (T*)a.p[4];
+    float* partial = (float*)a.p[5];
+    const ConvArgs cv = conv_args(a);
+    const int chunk = a.i[21];
+    const int CV = cv.C / V;
+    const int per_image = cv.P * cv.Q * CV;
+    const int n = blockIdx.y;
+    extern __shared__ float s_sum[];
+    for (int c = threadIdx.x; c < cv.C; c += blockDim.x) s_sum[c] = 0.0f;
+    __syncthreads();
+    const int begin = blockIdx.x * chunk, end = min(per_image, begin + chunk);
+    for (int e = begin + threadIdx.x; e < end; e += blockDim.x) {
+        const NhwcPos o = nhwc_pos(n * per_image + e, CV, cv.P, cv.Q);
+        float out[V];
+        dw_point<V, T>(a, cv, o, out);
+        st_vec<V>(y + (i64)o.m * cv.ycs + o.c * V, out);
+#pragma unroll
+        for (int j = 0; j < V; ++j) atomicAdd(&s_sum[o.c * V + j], out[j]);
+    }
+    __syncthreads();
+    float* dst = partial + ((i64)n * gridDim.x + blockIdx.x) * cv.C;
+    for (int c = threadIdx.x; c < cv.C; c += blockDim.x) dst[c] = s_sum[c];
+}
+
 #define INSTANTIATE(fn)                                                                 \
     KERNEL(fn##_f32, fn<float>(a))                                                     \
     KERNEL(fn##_f16, fn<half_t>(a))
@@ -118,3 +189,6 @@ KERNEL(se_scale_f16, se_scale<1, half_t, half_t>(a))
 KERNEL(se_scale_x8_f16, se_scale<8, half_t, half_t>(a))
 KERNEL(se_scale_f16_i8, se_scale<1, half_t, i8_t>(a))
 KERNEL(se_scale_x8_f16_i8, se_scale<8, half_t, i8_t>(a))
+KERNEL(se_dw_pool_f32, se_dw_pool<1, float>(a))
+KERNEL(se_dw_pool_f16, se_dw_pool<1, half_t>(a))
+KERNEL(se_dw_pool_x8_f16, se_dw_pool<8, half_t>(a))

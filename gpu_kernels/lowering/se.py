@@ -5,7 +5,9 @@ Which blocks qualify is :func:`partitioner.passes.fusion.squeeze_excitation`'s a
 through :meth:`Lowering.fuse_squeeze_excitation` when the lowering reaches the block's pool, so
 the GPU cost model prices exactly these kernels. Before, a block took five to seven launches:
 the pool, two GEMM-tile convolutions on a 1x1 image (with a pad copy where the hidden width is
-not a multiple of 8) and the element-wise Mul.
+not a multiple of 8) and the element-wise Mul. Where a depthwise convolution writes the block's
+input, it sums its output per channel itself (``se_dw_pool``, :mod:`.conv`) and ``se_scale``
+follows it directly: the pool reads nothing again.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.program import ACT, Launch
+from gpu_kernels.lowering.program import ACT, Launch, Value
 from partitioner.ir import Node
+from partitioner.passes.fusion import SqueezeExcitation
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
@@ -43,6 +46,13 @@ def pool_splits(hw: int) -> int:
     return max(1, min(MAX_POOL_SPLITS, hw // POOL_PIXELS))
 
 
+def dw_pool_blocks(per_image: int) -> tuple[int, int]:
+    """(CTAs an image, elements a CTA) of ``se_dw_pool`` over ``per_image`` elements (of
+    its V channels): a thread an element, at most MAX_POOL_SPLITS partial sums a channel."""
+    chunk = max(THREADS, math.ceil(per_image / MAX_POOL_SPLITS))
+    return math.ceil(per_image / chunk), chunk
+
+
 def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     """Emit the SE block whose squeeze is ``pool`` as two kernels; False when ``pool`` does not
     start one (then it is lowered as a plain pool)."""
@@ -52,15 +62,25 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     x = lw.conv_input(lw.value(se.x, pool), pool.name, align=1)
     n, c, h, w = x.shape
     hw = h * w
+    splits = pool_splits(hw)
+    sums = lw.new_value((n, splits, c), "plain", "f32")
+    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
+                   THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
+    lower_se_scale(lw, se, x, sums)
+    return True
+
+
+def lower_se_scale(lw: Lowering, se: SqueezeExcitation, x: Value, sums: Value) -> None:
+    """The ``se_scale`` kernel of ``se`` over its input ``x`` (NHWC), given the per-channel
+    sums in ``sums`` (FP32, N x splits x C: se_pool's or se_dw_pool's partial sums)."""
+    n, c, h, w = x.shape
+    hw = h * w
+    splits = sums.shape[1]
     w1 = se.fc1.constant_input(1)
     w2 = se.fc2.constant_input(1)
     assert w1 is not None and w2 is not None  # squeeze_excitation made sure
     s = int(w1.shape[0])
     b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
-    splits = pool_splits(hw)
-    sums = lw.new_value((n, splits, c), "plain", "f32")
-    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
-                   THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
     y = lw.out_nhwc(se.out, (n, c, h, w), int8_ok=lw.dt == "f16")
     pixels = scale_pixels(hw, c, s)
     ptrs = [lw.ref(x), lw.ref(sums), lw.weight(w1.reshape(s, c), lw.dt),
@@ -75,4 +95,3 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     lw.emit(Launch(se.scale.name, kernel, (math.ceil(hw / pixels), n, 1), THREADS, ptrs, ints,
                    floats, smem=(2 * c + s) * 4))
     lw.values[se.out.name] = y
-    return True

@@ -48,7 +48,13 @@ from gpu_kernels.lowering.registry import (
 )
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
-from partitioner.passes.fusion import Epilogue, SqueezeExcitation, epilogue, squeeze_excitation
+from partitioner.passes.fusion import (
+    Epilogue,
+    SqueezeExcitation,
+    epilogue,
+    se_pooled_by,
+    squeeze_excitation,
+)
 
 
 def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
@@ -420,6 +426,16 @@ class Lowering:
         its layers after the pool are marked fused (the SE kernels run them)."""
         se = squeeze_excitation(self.graph, pool)
         if se is not None:
+            self.fused.update(n.name for n, _, _ in se.layers)
+        return se
+
+    def fuse_se_pool(self, conv: Node, ep: Epilogue) -> SqueezeExcitation | None:
+        """The squeeze-and-excitation block whose input the depthwise ``conv`` writes, as
+        :func:`partitioner.passes.fusion.se_pooled_by` decides for the cost model too; its pool
+        and layers are marked fused (``conv``'s kernel sums, the SE kernel follows it)."""
+        se = se_pooled_by(self.graph, conv, ep)
+        if se is not None:
+            self.fused.add(se.pool.name)
             self.fused.update(n.name for n, _, _ in se.layers)
         return se
 

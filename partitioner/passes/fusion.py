@@ -19,7 +19,9 @@ activation -> 1x1 conv -> sigmoid / hard sigmoid -> Mul over the block's input, 
 EfficientNet, MobileNetV3 and RegNetY export it) runs as two kernels: the pool (role ``conv``,
 the group's main layer) and one kernel that computes both small FCs and the gate per CTA and
 scales the input while streaming it (the Mul: role ``scale``). The FCs (role ``se_fc``) and
-their activations (``activation``) have no kernel of their own.
+their activations (``activation``) have no kernel of their own. Where a depthwise convolution
+writes the block's input (:func:`se_pooled_by`, EfficientNet's and MobileNetV3's MBConv), it
+also sums its output per channel and the pool has no kernel either (role ``pooled``).
 """
 
 from __future__ import annotations
@@ -334,6 +336,23 @@ def squeeze_excitation(graph: Graph, pool: Node) -> SqueezeExcitation | None:
     return SqueezeExcitation(pool, fc1, act, fc2, gate, mul, x, out, tuple(layers))
 
 
+def se_pooled_by(graph: Graph, conv: Node, ep: Epilogue) -> SqueezeExcitation | None:
+    """The squeeze-and-excitation block whose input ``conv`` writes (``ep`` being its
+    epilogue) when ``conv`` is depthwise: its kernel then also sums its output per channel, so
+    the pool needs no kernel of its own (role ``pooled``)."""
+    w = conv.input(1)
+    if conv.op != "Conv" or not isinstance(w, Constant) or w.values.ndim != 4:
+        return None
+    k = int(w.values.shape[0])
+    if w.values.shape[1] != 1 or int(conv.attrs.get("group", 1)) != k:
+        return None
+    for pool in ep.out.consumers:
+        se = squeeze_excitation(graph, pool)
+        if se is not None and se.x is ep.out:
+            return se
+    return None
+
+
 def _mark(
     group: str, pattern: str, marks: list[tuple[Node, dict[str, Any]]], fused: set[int]
 ) -> None:
@@ -376,6 +395,9 @@ def mark_fusions(graph: Graph) -> bool:
         if kind == "conv" and len(out_shape) == 3:
             out_shape = (out_shape[0], out_shape[1], 1, out_shape[2])  # 1-D as (N, K, 1, L)
         ep = epilogue(graph, node, out_shape, shape_of)
+        se = se_pooled_by(graph, node, ep)
+        if se is not None:
+            se.pool.meta["fusion"] = {**se.pool.meta["fusion"], "role": "pooled"}
         if not ep.layers:
             continue
         pattern = [node.op]

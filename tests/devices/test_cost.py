@@ -164,6 +164,10 @@ def test_squeeze_excitation_is_priced_as_its_two_kernels():
     assert fused["fc1"] == pytest.approx((4 * 16 + 4) * 2 / bandwidth)  # weights and bias
     assert fused["act"] == fused["gate"] == 0.0
     assert sum(fused.values()) < sum(unfused.values()) - 3 * GPU_LAUNCH_SECONDS
+    # after a depthwise conv, the conv's kernel sums for the pool: no launch, no read
+    g = se_block(dw=True)
+    mark_fusions(g)
+    assert gpu_layer_seconds(g.node("pool"), g, "fp16", t) == 0.0
 
 
 def test_int8_request_priced_at_the_precision_that_runs():

@@ -116,7 +116,8 @@ class KernelSim:
             self.fused(ln, kernel.split("_")[1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
-        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw")) \
+        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw",
+                                "se_dw_pool")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
         elif kernel.startswith("pool2d_"):
@@ -228,7 +229,7 @@ class KernelSim:
          rcs) = ln.ints[:21]
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
-        if ln.kernel.startswith("conv_dw"):  # depthwise weights: [R][S][C]
+        if ln.kernel.startswith(("conv_dw", "se_dw_pool")):  # depthwise weights: [R][S][C]
             wd = self.mem(ln.ptrs[1], dt)[:r * s * c].reshape(r, s, c).astype(np.float32)
             wk = np.transpose(wd, (2, 0, 1))[:, :, :, None]  # [K = C][R][S][1]
         else:  # [K][R][S][C / groups]
@@ -255,6 +256,24 @@ class KernelSim:
         if res_after:
             acc = acc + res
         self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
+        if ln.kernel.startswith("se_dw_pool"):
+            self.dw_pool_sums(ln, acc)
+
+    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
+        """se_dw_pool's partial sums: CTA (b, n) sums elements (of V channels) [b * chunk,
+        (b + 1) * chunk) of image n's output per channel."""
+        n, p, q, k = out.shape
+        v = 8 if "_x8_" in ln.kernel else 1
+        blocks, chunk = ln.grid[0], ln.ints[21]
+        assert ln.grid[1] == n and ln.smem >= k * 4, ln.layer
+        elems = out.reshape(n, p * q * (k // v), v)  # element e: pixel e // (k / v)
+        sums = np.zeros((n, blocks, k), np.float32)
+        for b in range(blocks):
+            part = elems[:, b * chunk:(b + 1) * chunk]
+            cv = (np.arange(b * chunk, b * chunk + part.shape[1]) % (k // v))
+            for j in range(v):
+                np.add.at(sums[:, b], (slice(None), cv * v + j), part[:, :, j])
+        self.mem(ln.ptrs[5], "f32")[:sums.size] = sums.reshape(-1)
 
     def se_pool(self, ln: Launch, dt: str) -> None:
         """Per-(n, c) sums over ``splits`` ranges of pixels (se.cu)."""

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
-from gpu_kernels.lowering.se import pool_splits, scale_pixels
+from gpu_kernels.lowering.se import dw_pool_blocks, pool_splits, scale_pixels
 from tests.conformance.test_conformance import MODELS
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
@@ -25,10 +25,11 @@ TOL = {"fp32": 1e-5, "fp16": 1e-2}
 def se_model(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
              act: str = "Silu", gate: str = "Sigmoid", pool: str = "GlobalAveragePool",
              bias: bool = True, gate_first: bool = True, extra_reader: bool = False,
-             concat: bool = False):
+             concat: bool = False, depthwise: bool = True):
     """x -> depthwise 3x3 conv -> SE block (pool, 1x1 conv, act, 1x1 conv, gate, Mul) -> 1x1
     projection, as torchvision's MBConv; ``extra_reader``: the gate is also a graph output;
-    ``concat``: the SE output goes into a channel Concat (written in place)."""
+    ``concat``: the SE output goes into a channel Concat (written in place); not
+    ``depthwise``: a full 3x3 conv writes the block's input (RegNetY's are grouped)."""
     rng = np.random.default_rng(7)
     inits: list = []
 
@@ -37,8 +38,9 @@ def se_model(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
             (rng.standard_normal(shape) * scale).astype(np.float32), name))
         return name
 
-    nodes = [helper.make_node("Conv", ["x", const("wd", c, 1, 3, 3), const("bd", c)], ["d"],
-                              name="dw", group=c, pads=[1, 1, 1, 1])]
+    nodes = [helper.make_node("Conv", ["x", const("wd", c, 1 if depthwise else c, 3, 3),
+                                           const("bd", c)], ["d"], name="dw",
+                              group=c if depthwise else 1, pads=[1, 1, 1, 1])]
     if pool == "ReduceMean":
         inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
         nodes.append(helper.make_node("ReduceMean", ["d", "axes"], ["p"], name="pool"))
@@ -87,6 +89,7 @@ SE_VARIANTS = {
     "efficientnet": {},  # SiLU, sigmoid, biases, gate * x
     "mobilenetv3": {"act": "Relu", "gate": "HardSigmoid", "gate_first": False},
     "reducemean_nobias_batch2": {"pool": "ReduceMean", "bias": False, "n": 2},
+    "after_full_conv": {"depthwise": False, "n": 2, "hw": (23, 24)},  # se_pool: 2 ranges
     "unaligned_wide": {"c": 36, "s": 3, "hw": (9, 11)},  # not 8 channels a thread
     "into_concat": {"concat": True, "c": 16, "s": 4},
     "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: 4 ranges, the last short
@@ -99,8 +102,12 @@ def test_se_block_is_two_kernels(variant, precision) -> None:
     prog = _check(se_model(**SE_VARIANTS[variant]), precision)
     dt = "f32" if precision == "fp32" else "f16"
     x8 = "x8_" if dt == "f16" and SE_VARIANTS[variant].get("c", 24) % 8 == 0 else ""
-    se = [(ln.layer, ln.kernel) for ln in prog.launches if ln.kernel.startswith("se_")]
-    assert se == [("pool", f"se_pool_{dt}"), ("scale", f"se_scale_{x8}{dt}")]
+    se = [(ln.layer, ln.kernel) for ln in prog.launches
+          if ln.kernel.startswith(("se_", "conv_dw"))]
+    if SE_VARIANTS[variant].get("depthwise", True):  # the depthwise conv sums for the pool
+        assert se == [("dw", f"se_dw_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
+    else:
+        assert se == [("pool", f"se_pool_{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     # neither FC, the activations nor the Mul has a kernel of its own
     layers = {ln.layer for ln in prog.launches}
     assert not layers & {"fc1", "fc2", "act", "act_sig", "act_mul", "gate"}
@@ -135,6 +142,9 @@ def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
 
 def test_work_per_cta() -> None:
     assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
+    assert dw_pool_blocks(12544 * 4) == (32, 1568)  # EfficientNet-B0's first dw conv, x8
+    assert dw_pool_blocks(49 * 144) == (28, 256)  # a thread an element
+    assert dw_pool_blocks(100) == (1, 256)
     assert scale_pixels(12544, 32, 8) == 128  # 4096 elements a CTA
     assert scale_pixels(196, 480, 20) == 40  # as many elements as the FCs' 2 C S weights
     assert scale_pixels(49, 1152, 48) == 49  # one CTA: recomputing the FCs costs more
@@ -145,8 +155,9 @@ def test_work_per_cta() -> None:
 # ----- real exports against ONNX Runtime --------------------------------------------------------
 # (model, SE blocks, kernels before this fusion, kernels now) at FP16 on sm_87, 64 x 64 input:
 # each block went from pool + 2 convs (+ a memset and pad copy per FC whose input width is not a
-# multiple of 8) + the Mul's fused kernel to se_pool + se_scale.
-EXPORTS = [("tv-efficientnet_b0", 16, 139, 85), ("tv-mobilenet_v3_small", 9, 75, 57)]
+# multiple of 8) + the Mul's fused kernel to se_scale, the pool summed by the depthwise conv
+# that writes the block's input (se_dw_pool) in every block of both models.
+EXPORTS = [("tv-efficientnet_b0", 16, 139, 69), ("tv-mobilenet_v3_small", 9, 75, 48)]
 
 
 def _export(conformance_model, name: str) -> Path:
@@ -161,7 +172,7 @@ def test_exported_se_models_match_onnx_runtime(name, blocks, before, now,
     feeds = random_inputs(path)
     prog = lower(graph, "fp16", arch=87)
     kernels = [ln.kernel for ln in prog.launches]
-    assert kernels.count("se_pool_f16") == blocks
+    assert kernels.count("se_dw_pool_x8_f16") + kernels.count("se_pool_f16") == blocks
     assert kernels.count("se_scale_x8_f16") + kernels.count("se_scale_f16") == blocks
     assert prog.kernel_count == now < before
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
