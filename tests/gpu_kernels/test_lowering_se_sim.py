@@ -14,7 +14,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
 from gpu_kernels.lowering.se import dw_pool_blocks, pool_splits, scale_pixels
-from tests.conformance.test_conformance import MODELS
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
 from tests.models import ort_run, random_inputs
@@ -161,7 +160,8 @@ EXPORTS = [("tv-efficientnet_b0", 16, 139, 69), ("tv-mobilenet_v3_small", 9, 75,
 
 
 def _export(conformance_model, name: str) -> Path:
-    return conformance_model("torchvision", name, MODELS["torchvision"])
+    # both exported by one run of tests/conformance/export_torchvision.py
+    return conformance_model("torchvision", name, tuple(e[0] for e in EXPORTS))
 
 
 @pytest.mark.parametrize("name,blocks,before,now", EXPORTS, ids=[e[0] for e in EXPORTS])
