@@ -117,9 +117,10 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     depthwise = groups == C == K and Cg == 1
     y = lw.out_nhwc(t, out_shape, int8_ok=mma_eligible(problem, lw.arch)
                       or (depthwise and lw.dt == "f16"))
-    se = lw.fuse_se_pool(node, ep) if depthwise and not one_d else None
-    if se is not None:  # the squeeze of the SE block it feeds in its epilogue, then the SE
-        assert y.dtype == lw.dt  # (read by the pool and the Mul only: never INT8)
+    # the squeeze of the SE block it feeds in its epilogue, then the SE (its input is read by
+    # the pool and the Mul, so it is INT8 only as part of an INT8 Concat: then the plain path)
+    se = lw.fuse_se_pool(node, ep) if depthwise and not one_d and y.dtype == lw.dt else None
+    if se is not None:
         sums = _depthwise_pooled(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
                                  lw.weight(b.astype(np.float32)) if b is not None else None,
                                  rv, y, act, res_after)
