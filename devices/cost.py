@@ -7,8 +7,9 @@ SMs and clock the power mode leaves, and its DRAM bandwidth, plus a per-kernel l
 
 Layers the GPU kernels fold into a convolution's or a GEMM's epilogue (activation, bias and
 residual Add: ``node.meta["fusion"]``, written by ``partitioner.passes.fusion`` from the very
-decision the lowering follows) pay no launch and only the extra bytes they read. Layers that
-only relabel data (Reshape, Flatten, ...) are free views.
+decision the lowering follows) pay no launch and only the extra bytes they read; a
+squeeze-and-excitation block's Mul (role ``scale``) is the one launch that runs its FCs and
+streams its input. Layers that only relabel data (Reshape, Flatten, ...) are free views.
 
 DLA: the latency model of the DLA emulator (``dla_sim.latency.predict_layer_seconds``: MAC
 atomics, CBUF re-reads, engine rates, DBB bandwidth). Where it cannot model a layer, a simple
@@ -122,8 +123,13 @@ def fused_into_epilogue(node: Node) -> bool:
     """True when the GPU kernels fold ``node`` into a convolution's or a GEMM's epilogue: the
     fusion pass marked it (the build's passes always run it; an unmarked graph fuses nothing
     here rather than guess at what the lowering does)."""
+    return fusion_role(node) not in (None, "conv")
+
+
+def fusion_role(node: Node) -> str | None:
+    """The role the fusion pass gave ``node`` in its kernel, None when it marked none."""
     fusion = node.meta.get("fusion")
-    return isinstance(fusion, dict) and fusion.get("role") not in (None, "conv")
+    return fusion.get("role") if isinstance(fusion, dict) else None
 
 
 def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:
@@ -135,6 +141,11 @@ def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSp
         return 0.0
     mode = target.power_mode
     bandwidth = target.dram_bytes_per_s * MEMORY_EFFICIENCY
+    if fusion_role(node) == "scale":
+        # a squeeze-and-excitation block's second kernel: one launch that reads the block's
+        # input and writes it scaled (its FCs, role se_fc, add their weights' bytes)
+        streamed = sum(_numel(t) for t in node.inputs if t is not None) + _numel(node.outputs[0])
+        return GPU_LAUNCH_SECONDS + streamed * BYTES_PER_ELEMENT[precision] / bandwidth
     if fused_into_epilogue(node):
         # Only the extra operands are read (the residual of an Add, BN parameters).
         src = node.input(0)

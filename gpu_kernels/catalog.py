@@ -10,6 +10,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "conv_tiled.cu": ("conv_tiled",),
     "elementwise.cu": ("fused", "copy", "space_to_depth"),
     "pool.cu": ("pool2d", "global_avgpool"),
+    "se.cu": ("se_pool", "se_scale", "se_dw_pool"),
     "norm.cu": ("softmax_lastdim", "layernorm_lastdim", "groupnorm"),
     "reduce.cu": ("reduce_axes", "softmax_axis"),
     "indexing.cu": ("pad_nd", "gather_rows", "grid_sample"),

@@ -7,7 +7,9 @@ precision) -> Verdict`` that answers without lowering; :func:`supports` is the o
   memory plan; :mod:`.values` — the lowering's state: values, copies, deferred chains made real,
   channel-Concat planning, and :meth:`Lowering.run`;
 - what fuses into a convolution's or a GEMM's epilogue is decided by
-  :func:`partitioner.passes.fusion.epilogue` (the cost model reads the same answer);
+  :func:`partitioner.passes.fusion.epilogue`, and which squeeze-and-excitation blocks run as
+  the two SE kernels (:mod:`.se`) by :func:`partitioner.passes.fusion.squeeze_excitation` (the
+  cost model reads the same answers);
 - handlers: :mod:`.conv` (1-D and 2-D), :mod:`.gemm` (and attention's batched products),
   :mod:`.einsum` (as one batched product), :mod:`.elementwise` (deferred, fused: arithmetic,
   comparisons, Where), :mod:`.norms` (pooling, layer / instance / group normalisation),

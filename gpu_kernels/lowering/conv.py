@@ -3,7 +3,9 @@ on tensor cores) and ConvTranspose, with their epilogues.
 
 Fusions done here: Conv + bias (+ BatchNorm, folded earlier by the importer's passes) +
 activation (incl. x*sigmoid(x) = SiLU) + residual Add (+ activation after the Add). A strided
-RGB stem runs as space-to-depth plus a stride-1 convolution (:func:`_space_to_depth`).
+RGB stem runs as space-to-depth plus a stride-1 convolution (:func:`_space_to_depth`). A
+depthwise convolution feeding a squeeze-and-excitation block also sums its output per channel
+(the block's squeeze) and the SE kernel follows it (:mod:`.se`).
 
 INT8 (see :mod:`~gpu_kernels.lowering.int8` for when): weights are quantised per output channel
 (symmetric, max-abs / 127), the epilogue dequantises (input scale x weight scale[k]), adds bias /
@@ -20,6 +22,7 @@ import numpy as np
 
 from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.se import dw_pool_blocks, lower_se_scale
 from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
 from partitioner.capability import Verdict
 from partitioner.ir import Node, Tensor
@@ -114,6 +117,16 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     depthwise = groups == C == K and Cg == 1
     y = lw.out_nhwc(t, out_shape, int8_ok=mma_eligible(problem, lw.arch)
                       or (depthwise and lw.dt == "f16"))
+    # the squeeze of the SE block it feeds in its epilogue, then the SE (its input is read by
+    # the pool and the Mul, so it is INT8 only as part of an INT8 Concat: then the plain path)
+    se = lw.fuse_se_pool(node, ep) if depthwise and not one_d and y.dtype == lw.dt else None
+    if se is not None:
+        sums = _depthwise_pooled(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
+                                 lw.weight(b.astype(np.float32)) if b is not None else None,
+                                 rv, y, act, res_after)
+        lw.values[t.name] = y
+        lower_se_scale(lw, se, y, sums)
+        return
     conv_launch(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
                      lw.weight(b.astype(np.float32)) if b is not None else None,
                      rv, y, act, res_after)
@@ -232,6 +245,23 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
                      [lw.ref(x), w, bias, resr, lw.ref(y), lw.ref(ws), counters, dq],
                      ints + p.mma_ints(tactic.splits, res_i8, out_i8), floats,
                      tactic.smem_bytes, tactic, p))
+
+
+def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref,
+                      bias: Ref | None, res: Value | None, y: Value, act: Activation,
+                      res_after: int) -> Value:
+    """A depthwise convolution that also sums its output per channel (``se_dw_pool``);
+    returns the partial sums (FP32, N x CTAs an image x K) for ``se_scale``."""
+    ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
+    x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (p.c, x.cs or p.c, y.cs or p.k, x.offset,
+                                                    y.offset))
+    blocks, chunk = dw_pool_blocks(p.p * p.q * p.k // (8 if x8 else 1))
+    sums = lw.new_value((p.n, blocks, p.k), "plain", "f32")
+    lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if x8 else ''}{lw.dt}", (blocks, p.n, 1), 256,
+                   [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(sums)],
+                   ints + [chunk], [act[1], act[2], 0.0, 0.0], smem=p.k * 4, problem=p,
+                   tactic=DIRECT))
+    return sums
 
 
 @register("ConvTranspose", supports=_conv_ok)

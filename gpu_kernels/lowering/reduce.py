@@ -4,7 +4,8 @@ LogSum / LogSumExp) and Softmax / LogSoftmax over any axis, as kernels of ``redu
 One general strided reduction rather than special cases: the input's axes split into kept and
 reduced ones, neighbours merged where memory allows, and the kernel reads the input in place
 whatever its layout (NHWC, a transposed or sliced view). A mean over H, W that keeps its dims
-on NHWC data stays the global average pool (its own kernel, 8 channels a thread).
+on NHWC data stays the global average pool (its own kernel, 8 channels a thread). Either
+pool, as the squeeze of a squeeze-and-excitation block, starts that block's kernels (:mod:`.se`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from gpu_kernels.lowering.norms import lower_global_avgpool, lower_global_maxpool, scaled
 from gpu_kernels.lowering.program import MAXR, Launch, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
+from gpu_kernels.lowering.se import lower_squeeze_excitation
 from gpu_kernels.lowering.values import is_dense, loop_dims
 from partitioner.capability import Verdict
 from partitioner.ir import Node
@@ -82,6 +84,8 @@ def lower_global_pool(lw: Lowering, node: Node) -> None:
     x = node.input(0)
     assert x is not None
     rank = len(x.static_shape())
+    if node.op == "GlobalAveragePool" and lower_squeeze_excitation(lw, node):
+        return
     if rank == 4:
         pool = lower_global_avgpool if node.op == "GlobalAveragePool" else lower_global_maxpool
         pool(lw, node)
@@ -94,6 +98,8 @@ def lower_global_pool(lw: Lowering, node: Node) -> None:
 def lower_reduce(lw: Lowering, node: Node) -> None:
     axes = reduce_axes(node)
     assert axes is not None  # _reduce_ok made sure
+    if node.op == "ReduceMean" and lower_squeeze_excitation(lw, node):
+        return
     _reduce(lw, node, node.op, axes, int(node.attrs.get("keepdims", 1)))
 
 

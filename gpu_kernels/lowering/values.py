@@ -48,7 +48,13 @@ from gpu_kernels.lowering.registry import (
 )
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
-from partitioner.passes.fusion import Epilogue, epilogue
+from partitioner.passes.fusion import (
+    Epilogue,
+    SqueezeExcitation,
+    epilogue,
+    se_pooled_by,
+    squeeze_excitation,
+)
 
 
 def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
@@ -413,6 +419,25 @@ class Lowering:
         ep = epilogue(self.graph, node, out_shape, shape_of)
         self.fused.update(n.name for n, _, _ in ep.layers)
         return ep
+
+    def fuse_squeeze_excitation(self, pool: Node) -> SqueezeExcitation | None:
+        """The squeeze-and-excitation block ``pool`` starts, as
+        :func:`partitioner.passes.fusion.squeeze_excitation` decides for the cost model too;
+        its layers after the pool are marked fused (the SE kernels run them)."""
+        se = squeeze_excitation(self.graph, pool)
+        if se is not None:
+            self.fused.update(n.name for n, _, _ in se.layers)
+        return se
+
+    def fuse_se_pool(self, conv: Node, ep: Epilogue) -> SqueezeExcitation | None:
+        """The squeeze-and-excitation block whose input the depthwise ``conv`` writes, as
+        :func:`partitioner.passes.fusion.se_pooled_by` decides for the cost model too; its pool
+        and layers are marked fused (``conv``'s kernel sums, the SE kernel follows it)."""
+        se = se_pooled_by(self.graph, conv, ep)
+        if se is not None:
+            self.fused.add(se.pool.name)
+            self.fused.update(n.name for n, _, _ in se.layers)
+        return se
 
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
         """``t`` for a reader that can extend a deferred chain: the chain itself when this is

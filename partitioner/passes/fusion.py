@@ -13,6 +13,15 @@ an activation after the Add. A ConvTranspose fuses the activation only.
 Marks: ``{"group", "pattern", "role", ...}`` with roles ``conv`` (the main layer, also for a
 GEMM), ``activation`` (with ``"activation"`` naming the kind), ``bias``, ``residual``,
 ``post_activation``. The group id is the main layer's name, so it is stable across edits.
+
+A squeeze-and-excitation block (:func:`squeeze_excitation`: global average pool -> 1x1 conv ->
+activation -> 1x1 conv -> sigmoid / hard sigmoid -> Mul over the block's input, as torchvision's
+EfficientNet, MobileNetV3 and RegNetY export it) runs as two kernels: the pool (role ``conv``,
+the group's main layer) and one kernel that computes both small FCs and the gate per CTA and
+scales the input while streaming it (the Mul: role ``scale``). The FCs (role ``se_fc``) and
+their activations (``activation``) have no kernel of their own. Where a depthwise convolution
+writes the block's input (:func:`se_pooled_by`, EfficientNet's and MobileNetV3's MBConv), it
+also sums its output per channel and the pool has no kernel either (role ``pooled``).
 """
 
 from __future__ import annotations
@@ -218,6 +227,140 @@ def _residual_after(
     return (add, other) if shape_of(other) == shape else None
 
 
+# The SE kernel keeps the pooled means, the hidden layer and the gate in shared memory as FP32:
+# (2 C + S) * 4 bytes within the 48 KiB a kernel gets without opting in to more.
+SE_SMEM_FLOATS = 48 * 1024 // 4
+
+
+@dataclass(frozen=True)
+class SqueezeExcitation:
+    """One squeeze-and-excitation block: ``out = x * gate(fc2(act(fc1(mean_hw(x)))))``."""
+
+    pool: Node
+    fc1: Node
+    act: Activation
+    fc2: Node
+    gate: Activation
+    scale: Node  # the Mul
+    x: Tensor
+    out: Tensor
+    layers: tuple[tuple[Node, str, str], ...]  # (layer, role, activation kind), pool excluded
+
+
+def _pools_hw(node: Node) -> bool:
+    """GlobalAveragePool, or ReduceMean over (H, W) keeping them, of a 4-D tensor."""
+    x = node.input(0)
+    if x is None or not x.is_static or len(x.static_shape()) != 4:
+        return False
+    if node.op == "GlobalAveragePool":
+        return True
+    if node.op != "ReduceMean" or int(node.attrs.get("keepdims", 1)) != 1:
+        return False
+    axes_in = node.input(1)
+    if axes_in is not None:
+        if not isinstance(axes_in, Constant):
+            return False
+        axes = [int(a) for a in axes_in.values.reshape(-1)]
+    else:
+        axes = [int(a) for a in node.attrs.get("axes", [])]
+    return sorted(a % 4 for a in axes) == [2, 3]
+
+
+def _fc_1x1(node: Node | None, t: Tensor, c_in: int) -> int | None:
+    """Output channels of ``node`` when it is a plain 1x1 Conv of ``t`` (``c_in`` channels,
+    constant weight and bias), else None."""
+    if node is None or node.op != "Conv" or node.inputs[0] is not t:
+        return None
+    w, b = node.input(1), node.input(2)
+    if (
+        not isinstance(w, Constant)
+        or w.values.dtype.kind != "f"
+        or w.values.ndim != 4
+        or w.values.shape[1:] != (c_in, 1, 1)
+    ):
+        return None
+    if b is not None and (not isinstance(b, Constant) or b.values.size != w.values.shape[0]):
+        return None
+    a = node.attrs
+    plain = (
+        int(a.get("group", 1)) == 1
+        and all(int(v) == 1 for v in a.get("strides", [1]))
+        and all(int(v) == 0 for v in a.get("pads", [0]))
+        and all(int(v) == 1 for v in a.get("dilations", [1]))
+        and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+    )
+    return int(w.values.shape[0]) if plain else None
+
+
+def squeeze_excitation(graph: Graph, pool: Node) -> SqueezeExcitation | None:
+    """The squeeze-and-excitation block whose squeeze is ``pool``, when the SE kernels run it:
+    every intermediate has one reader and is no graph output, the FCs are plain 1x1 Convs with
+    constant weights, the gate is a sigmoid or hard sigmoid, and (2 C + S) floats fit the
+    kernel's shared memory."""
+    if not _pools_hw(pool):
+        return None
+    x = pool.inputs[0]
+    assert x is not None  # _pools_hw made sure
+    n, c, h, w = x.static_shape()
+    fc1 = sole_reader(graph, pool.outputs[0])
+    s = _fc_1x1(fc1, pool.outputs[0], c)
+    if fc1 is None or s is None or 2 * c + s > SE_SMEM_FLOATS:
+        return None
+    layers: list[tuple[Node, str, str]] = [(fc1, "se_fc", "")]
+    hidden, act = fc1.outputs[0], NO_ACTIVATION
+    m = match_act(graph, hidden)
+    if m:
+        nodes, act, hidden = m
+        layers.extend((node, "activation", act[0]) for node in nodes)
+    fc2 = sole_reader(graph, hidden)
+    if fc2 is None or _fc_1x1(fc2, hidden, s) != c:
+        return None
+    layers.append((fc2, "se_fc", ""))
+    g = match_act(graph, fc2.outputs[0])
+    if not g or g[1][0] not in ("sigmoid", "hardsigmoid"):
+        return None
+    gate_nodes, gate, gated = g
+    layers.extend((node, "activation", gate[0]) for node in gate_nodes)
+    mul = sole_reader(graph, gated)
+    if (
+        mul is None
+        or mul.op != "Mul"
+        or len(mul.inputs) != 2
+        or {id(t) for t in mul.inputs} != {id(x), id(gated)}
+    ):
+        return None
+    out = mul.outputs[0]
+    if not out.is_static or out.static_shape() != (n, c, h, w):
+        return None
+    layers.append((mul, "scale", ""))
+    return SqueezeExcitation(pool, fc1, act, fc2, gate, mul, x, out, tuple(layers))
+
+
+def se_pooled_by(graph: Graph, conv: Node, ep: Epilogue) -> SqueezeExcitation | None:
+    """The squeeze-and-excitation block whose input ``conv`` writes (``ep`` being its
+    epilogue) when ``conv`` is depthwise: its kernel then also sums its output per channel, so
+    the pool needs no kernel of its own (role ``pooled``)."""
+    w = conv.input(1)
+    if conv.op != "Conv" or not isinstance(w, Constant) or w.values.ndim != 4:
+        return None
+    k = int(w.values.shape[0])
+    if w.values.shape[1] != 1 or int(conv.attrs.get("group", 1)) != k:
+        return None
+    for pool in ep.out.consumers:
+        se = squeeze_excitation(graph, pool)
+        if se is not None and se.x is ep.out:
+            return se
+    return None
+
+
+def _mark(
+    group: str, pattern: str, marks: list[tuple[Node, dict[str, Any]]], fused: set[int]
+) -> None:
+    for n, info in marks:
+        n.meta["fusion"] = {"group": group, "pattern": pattern, **info}
+        fused.add(id(n))
+
+
 def mark_fusions(graph: Graph) -> bool:
     """Write each epilogue into the marks; returns True when they differ from before."""
     before = {n.name: n.meta.get("fusion") for n in graph.nodes}
@@ -227,6 +370,15 @@ def mark_fusions(graph: Graph) -> bool:
     position = {id(n): i for i, n in enumerate(order)}
     fused: set[int] = set()
     inside: set[int] = set()  # tensors a kernel keeps in registers: never in memory
+    for node in order:  # SE blocks first: their FCs are Convs the loop below would claim
+        se = squeeze_excitation(graph, node)
+        if se is not None:
+            se_marks: list[tuple[Node, dict[str, Any]]] = [(node, {"role": "conv"})]
+            se_marks += [
+                (n, {"role": r, "activation": a} if a else {"role": r}) for n, r, a in se.layers
+            ]
+            kinds = [node.op, "Conv", se.act[0], "Conv", se.gate[0], "Mul"]
+            _mark(node.name, "+".join(k for k in kinds if k != "none"), se_marks, fused)
     for node in order:
         kind = epilogue_kind(node)
         if kind is None or id(node) in fused or not node.outputs[0].is_static:
@@ -243,6 +395,9 @@ def mark_fusions(graph: Graph) -> bool:
         if kind == "conv" and len(out_shape) == 3:
             out_shape = (out_shape[0], out_shape[1], 1, out_shape[2])  # 1-D as (N, K, 1, L)
         ep = epilogue(graph, node, out_shape, shape_of)
+        se = se_pooled_by(graph, node, ep)
+        if se is not None:
+            se.pool.meta["fusion"] = {**se.pool.meta["fusion"], "role": "pooled"}
         if not ep.layers:
             continue
         pattern = [node.op]
@@ -251,8 +406,7 @@ def mark_fusions(graph: Graph) -> bool:
             marks.append((n, {"role": role, "activation": act} if act else {"role": role}))
             if role != "bias" and (i == 0 or ep.layers[i - 1][1] != role):
                 pattern.append(act or n.op)  # a multi-layer activation (SiLU, GELU) once
-        for n, info in marks:
-            n.meta["fusion"] = {"group": node.name, "pattern": "+".join(pattern), **info}
-            fused.add(id(n))
+        _mark(node.name, "+".join(pattern), marks, fused)
+        for n, _ in marks:
             inside.update(id(t) for t in n.outputs if t is not ep.out)
     return before != {n.name: n.meta.get("fusion") for n in graph.nodes}

@@ -148,6 +148,28 @@ def test_fused_activation_and_views_are_free_on_gpu():
     assert gpu_layer_seconds(g2.node("s"), g2, "fp16", t) > GPU_LAUNCH_SECONDS
 
 
+def test_squeeze_excitation_is_priced_as_its_two_kernels():
+    """The pool and the Mul each pay a launch; the FCs and activations only their weights."""
+    from tests.partitioner.test_passes import se_block
+
+    t = load_target("orin-agx-64gb")
+    g = se_block()
+    unfused = {n.name: gpu_layer_seconds(n, g, "fp16", t) for n in g.nodes}
+    mark_fusions(g)
+    fused = {n.name: gpu_layer_seconds(n, g, "fp16", t) for n in g.nodes}
+    bandwidth = t.dram_bytes_per_s * MEMORY_EFFICIENCY
+    assert fused["pool"] == unfused["pool"] > GPU_LAUNCH_SECONDS
+    # x (16 x 4 x 4) and the gate (16) read, the scaled x written, at 2 bytes an element
+    assert fused["scale"] == pytest.approx(GPU_LAUNCH_SECONDS + (256 + 16 + 256) * 2 / bandwidth)
+    assert fused["fc1"] == pytest.approx((4 * 16 + 4) * 2 / bandwidth)  # weights and bias
+    assert fused["act"] == fused["gate"] == 0.0
+    assert sum(fused.values()) < sum(unfused.values()) - 3 * GPU_LAUNCH_SECONDS
+    # after a depthwise conv, the conv's kernel sums for the pool: no launch, no read
+    g = se_block(dw=True)
+    mark_fusions(g)
+    assert gpu_layer_seconds(g.node("pool"), g, "fp16", t) == 0.0
+
+
 def test_int8_request_priced_at_the_precision_that_runs():
     t = load_target("orin-agx-64gb")
     g = Graph("t")

@@ -116,7 +116,8 @@ class KernelSim:
             self.fused(ln, kernel.split("_")[1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
-        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw")) \
+        elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw",
+                                "se_dw_pool")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
         elif kernel.startswith("pool2d_"):
@@ -126,6 +127,11 @@ class KernelSim:
             dt = kernel.split("_")[-1]
             x = self.mem(ln.ptrs[0], dt)[:n * hw * c].reshape(n, hw, c).astype(np.float32)
             self.store(self.mem(ln.ptrs[1], dt), np.arange(n * c), x.mean(axis=1).reshape(-1))
+        elif kernel.startswith("se_pool_"):
+            self.se_pool(ln, kernel.split("_")[-1])
+        elif kernel.startswith("se_scale_"):
+            self.se_scale(ln, kernel.removesuffix("_i8").split("_")[-1],
+                          "i8" if kernel.endswith("_i8") else kernel.split("_")[-1])
         elif kernel.startswith("bmm_"):
             self.bmm(ln, kernel.split("_")[-1])
         elif kernel.startswith("rnn_"):
@@ -223,7 +229,7 @@ class KernelSim:
          rcs) = ln.ints[:21]
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
-        if ln.kernel.startswith("conv_dw"):  # depthwise weights: [R][S][C]
+        if ln.kernel.startswith(("conv_dw", "se_dw_pool")):  # depthwise weights: [R][S][C]
             wd = self.mem(ln.ptrs[1], dt)[:r * s * c].reshape(r, s, c).astype(np.float32)
             wk = np.transpose(wd, (2, 0, 1))[:, :, :, None]  # [K = C][R][S][1]
         else:  # [K][R][S][C / groups]
@@ -250,6 +256,53 @@ class KernelSim:
         if res_after:
             acc = acc + res
         self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
+        if ln.kernel.startswith("se_dw_pool"):
+            self.dw_pool_sums(ln, acc)
+
+    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
+        """se_dw_pool's partial sums: CTA (b, n) sums elements (of V channels) [b * chunk,
+        (b + 1) * chunk) of image n's output per channel."""
+        n, p, q, k = out.shape
+        v = 8 if "_x8_" in ln.kernel else 1
+        blocks, chunk = ln.grid[0], ln.ints[21]
+        assert ln.grid[1] == n and ln.smem >= k * 4, ln.layer
+        elems = out.reshape(n, p * q * (k // v), v)  # element e: pixel e // (k / v)
+        sums = np.zeros((n, blocks, k), np.float32)
+        for b in range(blocks):
+            part = elems[:, b * chunk:(b + 1) * chunk]
+            cv = (np.arange(b * chunk, b * chunk + part.shape[1]) % (k // v))
+            for j in range(v):
+                np.add.at(sums[:, b], (slice(None), cv * v + j), part[:, :, j])
+        self.mem(ln.ptrs[5], "f32")[:sums.size] = sums.reshape(-1)
+
+    def se_pool(self, ln: Launch, dt: str) -> None:
+        """Per-(n, c) sums over ``splits`` ranges of pixels (se.cu)."""
+        n, hw, c, xcs, splits = ln.ints[:5]
+        assert ln.grid == (-(-c // 32), n, splits), ln.layer  # 32 channels x image x range
+        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
+        per = -(-hw // splits)
+        sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
+        self.mem(ln.ptrs[1], "f32")[:n * splits * c] = sums.reshape(-1)
+
+    def se_scale(self, ln: Launch, dt: str, to: str) -> None:
+        """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu), written
+        as ``to`` (INT8: times 1 / its scale, rounded and saturated)."""
+        n, hw, c, s, xcs, ycs, act, gate, pixels, splits = ln.ints[:10]
+        assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            y_offset = ln.ptrs[6].byte_offset // (1 if to == "i8" else 2)
+            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                            y_offset)), ln.layer
+        sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
+        mean = sums.sum(axis=1) / hw
+        w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
+        w2t = self.mem(ln.ptrs[4], dt)[:s * c].reshape(s, c).astype(np.float32)
+        hid = mean @ w1.T + (self.mem(ln.ptrs[3], "f32")[:s] if ln.ptrs[3] else 0.0)
+        hid = activate(hid, act, ln.floats[0], ln.floats[1])
+        g = hid @ w2t + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
+        g = activate(g, gate, ln.floats[2], ln.floats[3])
+        x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
+        self.put_nhwc(ln.ptrs[6], to, x * g[:, None, None, :] * ln.floats[4], ycs)
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,

@@ -319,6 +319,71 @@ def test_fusion_patterns(steps: list[str], pattern: str | None, roles: dict[str,
     assert not mark_fusions(g)  # idempotent
 
 
+def se_block(
+    gate: str = "Sigmoid", group: int = 1, pool_read_twice: bool = False, dw: bool = False
+) -> Graph:
+    """x -> GlobalAveragePool -> Conv 1x1 -> Relu -> Conv 1x1 -> gate -> Mul(x); ``dw``: x is
+    written by a depthwise conv + ReLU6."""
+    from partitioner.shape_inference import infer_shapes
+
+    g = Graph("g")
+    x = g.add_input("x", (1, 16, 4, 4))
+    if dw:
+        wd = g.add_constant("wd", np.ones((16, 1, 3, 3), np.float32))
+        attrs = {"group": 16, "pads": [1, 1, 1, 1]}
+        x = g.add_node("Conv", [x, wd], 1, attrs, name="dw").outputs[0]
+        lo = g.add_constant("lo", np.array(0.0, np.float32))
+        hi = g.add_constant("hi", np.array(6.0, np.float32))
+        x = g.add_node("Clip", [x, lo, hi], 1, name="relu6").outputs[0]
+    p = g.add_node("GlobalAveragePool", [x], 1, name="pool").outputs[0]
+    w1 = g.add_constant("w1", np.ones((4, 16 // group, 1, 1), np.float32))
+    b1 = g.add_constant("b1", np.ones(4, np.float32))
+    h = g.add_node("Conv", [p, w1, b1], 1, {"group": group}, name="fc1").outputs[0]
+    h = g.add_node("Relu", [h], 1, name="act").outputs[0]
+    w2 = g.add_constant("w2", np.ones((16, 4, 1, 1), np.float32))
+    s = g.add_node("Conv", [h, w2], 1, name="fc2").outputs[0]
+    s = g.add_node(gate, [s], 1, name="gate").outputs[0]
+    g.mark_output(g.add_node("Mul", [x, s], 1, name="scale").outputs[0])
+    if pool_read_twice:
+        g.mark_output(p)
+    infer_shapes(g)
+    return g
+
+
+@pytest.mark.parametrize(
+    "options,roles",
+    [
+        ({}, {"pool": "conv", "fc1": "se_fc", "act": "activation", "fc2": "se_fc",
+              "gate": "activation", "scale": "scale"}),
+        ({"gate": "HardSigmoid"}, {"pool": "conv", "fc1": "se_fc", "act": "activation",
+                                   "fc2": "se_fc", "gate": "activation", "scale": "scale"}),
+        # the depthwise conv writing x sums it per channel: the pool has no kernel
+        ({"dw": True}, {"dw": "conv", "relu6": "activation", "pool": "pooled", "fc1": "se_fc",
+                        "act": "activation", "fc2": "se_fc", "gate": "activation",
+                        "scale": "scale"}),
+        # not an SE block the kernels take: the FCs keep their own epilogues
+        ({"gate": "Tanh"}, {"fc1": "conv", "act": "activation", "fc2": "conv",
+                            "gate": "activation"}),
+        ({"group": 2}, {"fc1": "conv", "act": "activation", "fc2": "conv",
+                        "gate": "activation"}),
+        ({"pool_read_twice": True}, {"fc1": "conv", "act": "activation", "fc2": "conv",
+                                     "gate": "activation"}),
+    ],
+)  # fmt: skip
+def test_squeeze_excitation_marks(options: dict[str, Any], roles: dict[str, str]) -> None:
+    g = se_block(**options)
+    assert mark_fusions(g)
+    marked = {n.name: n.meta["fusion"] for n in g.nodes if "fusion" in n.meta}
+    assert {k: v["role"] for k, v in marked.items()} == roles
+    if "scale" in roles:
+        gate = options.get("gate", "Sigmoid").lower()
+        assert {v["pattern"] for k, v in marked.items() if k not in ("dw", "relu6")} == {
+            f"GlobalAveragePool+Conv+relu+Conv+{gate}+Mul"
+        }
+        assert {v["group"] for k, v in marked.items() if k not in ("dw", "relu6")} == {"pool"}
+    assert not mark_fusions(g)  # idempotent
+
+
 def test_conv_output_read_twice_is_not_fused() -> None:
     g = conv_chain("Relu")
     conv_out = g.node("conv").outputs[0]
