@@ -77,19 +77,23 @@ class Stop(BaseException):
 
 
 @contextlib.contextmanager
-def time_cap(seconds: float) -> Iterator[None]:
+def time_cap(seconds: float) -> Iterator[list[str]]:
     """Raise :class:`CapExceeded` in the main thread once ``seconds`` have passed (SIGALRM:
-    torch.compile's Python-side work is interrupted between bytecodes)."""
+    torch.compile's Python-side work is interrupted between bytecodes). The list it yields gets
+    the reason when the cap rang: Dynamo re-raises an error in what it traces as its own
+    InternalTorchDynamoError, so the type alone does not tell."""
     if seconds <= 0:
         raise CapExceeded("no time left for it")
+    rang: list[str] = []
 
     def ring(signum: int, frame: Any) -> None:
-        raise CapExceeded(f"over its cap of {seconds:.0f} s")
+        rang.append(f"over its cap of {seconds:g} s")
+        raise CapExceeded(rang[0])
 
     old = signal.signal(signal.SIGALRM, ring)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield rang
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -235,10 +239,11 @@ def compile_side(module, xs, ref: list[np.ndarray], mode: str, iters: int,
 
     torch._dynamo.reset()
     t0 = time.time()
+    rang: list[str] = []
     try:
         cm = torch.compile(module, mode=mode)
         with torch.inference_mode():
-            with time_cap(cap_s) if cap_s is not None else contextlib.nullcontext():
+            with time_cap(cap_s) if cap_s is not None else contextlib.nullcontext([]) as rang:
                 for _ in range(3):
                     outs = cm(*xs)
             err = max(rel_err(o.float().cpu().numpy(), r) for o, r in zip(outs, ref))
@@ -246,11 +251,11 @@ def compile_side(module, xs, ref: list[np.ndarray], mode: str, iters: int,
         res["compile_s"] = round(time.time() - t0, 1)
         res["max_rel_err_vs_eager"] = err
         return res
-    except CapExceeded as exc:
-        torch._dynamo.reset()  # drop the half-compiled graph before the next model
-        return {"error": f"compile {exc}", "compile_s": round(time.time() - t0, 1)}
     except Exception as exc:  # report, keep benchmarking the rest
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if not rang:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        torch._dynamo.reset()  # drop the half-compiled graph before the next model
+        return {"error": f"compile {rang[0]}", "compile_s": round(time.time() - t0, 1)}
 
 
 def tandem_runner_of(model: gbm.BenchModel, graph, batch: int, precision: str, args, cache,
