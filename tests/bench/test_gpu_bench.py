@@ -299,3 +299,29 @@ def test_integer_inputs_get_valid_token_ids_and_masks():
     feeds = gt.feeds_of(g)
     assert feeds["ids"].dtype == np.int64 and set(np.unique(feeds["ids"])) <= {0, 1}
     assert feeds["x"].dtype == np.float32 and feeds["x"].shape == (1, 3)
+
+
+# ----- on a GPU (the integrator's device run) -------------------------------------------------
+@pytest.mark.gpu
+def test_one_gpu_run_measures_every_peer_and_writes_the_acceptance(tmp_path):
+    """A zoo model, a conformance CNN and BERT (a plan with host layers) at batch 1 against
+    eager and reduce-overhead: every row timed on both sides, outputs agree, and the Markdown
+    carries the three acceptance lines."""
+    if SOURCES["torchvision"].missing() or SOURCES["transformers"].missing():
+        pytest.skip(SOURCES["torchvision"].missing() or SOURCES["transformers"].missing())
+    out = tmp_path / "r.json"
+    argv = ["--out", str(out), "--models", "resnet18,tv-regnet_y_400mf,bert", "--batches", "1",
+            "--peers", "eager,reduce-overhead", "--compile-cap-s", "120", "--iters", "20",
+            "--budget-s", "400", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert gt.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert "stopped" not in doc and len(doc["results"]) == 3
+    for row in doc["results"]:
+        assert "error" not in row, row
+        for peer in ("tandem", "eager", "compile_reduce-overhead"):
+            assert row[peer]["b2b_ms"] > 0 and row[peer]["p50_ms"] > 0, (row["model"], peer)
+        assert row["max_rel_err_vs_torch"] < 5e-2, row  # FP16 both sides
+    bert = doc["results"][2]
+    assert bert["path"].startswith("plan, ") and "tandem_timing" in bert
+    md = out.with_suffix(".md").read_text()
+    assert md.count("batch 1: Tandem") == 2 and "batch 32: Tandem throughput" in md
