@@ -116,8 +116,9 @@ def merge(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[s
 def _cell(r: dict | None) -> str:
     if not r:
         return "-"
-    if "error" in r:
-        return "error"
+    if "error" in r:  # the JSON has the message; the table says which kind
+        err = r["error"]
+        return "over cap" if "over its cap" in err else "not run" if "not run" in err else "error"
     return f"{r['b2b_ms']:.3f} / {r['p50_ms']:.3f}"
 
 

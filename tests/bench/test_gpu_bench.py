@@ -179,7 +179,11 @@ def test_sigterm_during_the_export_writes_what_was_done(tmp_path):
         [sys.executable, str(ROOT / "bench" / "gpu_vs_torch.py"), "--out", str(out),
          "--models", "tv-densenet121", "--batches", "1", "--cache", str(tmp_path / "cache")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    time.sleep(8)  # past the imports, inside the exporter's subprocess
+    folder = tmp_path / "cache" / "torchvision-b1-s224"  # made just before the exporter starts
+    deadline = time.time() + 120
+    while not folder.is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1)  # inside the exporter's subprocess (its torch import alone takes longer)
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, stdout
