@@ -139,6 +139,8 @@ def row_line(row: dict[str, Any]) -> str:
             parts.append(f"{label} {_cell(res) if 'error' not in res else res['error'][:60]}")
     ratio = _ratio(row, RO)
     tail = f" | tandem/RO b2b {ratio}" if ratio != "-" else ""
+    if "torch_error" in row:
+        tail += f" | torch: {row['torch_error'][:80]}"
     return f"{head} " + " | ".join(parts) + tail
 
 

@@ -7,12 +7,14 @@ weights (the ONNX initializers drive both: bench/gpu_torch_interp.py), outputs
 cross-checked. Both sides are timed the same way, with host clocks:
   * ``b2b_ms``: N calls back to back, one synchronize at the end, total / N;
   * ``p50_ms``: median over N of (call + synchronize), i.e. latency of one inference.
-Inputs stay resident on the GPU (no host copies) for both. Also measured: the mma.sync
+Inputs stay resident on the GPU (no host copies) for both, except where Tandem runs a plan with
+host layers (BERT's integer mask math): that one is timed through ``infer`` with its copies, as
+``tandem run --backend cuda`` runs it. Also measured: the mma.sync
 register-only peaks (m16n8k16 FP16 and m16n8k32 INT8), cuBLAS's FP16 GEMM rate, and the
 achieved TFLOPS of the main convolution tactics chosen by the autotuner.
 
-Precisions, run in this order whatever ``--precisions`` lists (so the FP16 acceptance rows come
-first when ``--budget-s`` runs out):
+Precisions (default fp16), run in this order whatever ``--precisions`` lists (so the FP16
+acceptance rows come first when ``--budget-s`` runs out):
   * ``fp16``: Tandem FP16 vs eager FP16 and torch.compile;
   * ``int8``: Tandem INT8, per-tensor scales (threshold / 127) from the project's entropy
     calibrator run on the CPU reference over a few standard-normal batch-1 inputs (seed 1; the
@@ -328,7 +330,10 @@ def bench_float(model: gbm.BenchModel, batch: int, precision: str, args, cache, 
     with contextlib.nullcontext() if precision == "fp16" else true_fp32():
         if precision == "fp32":
             row["tf32"] = False
-        peers_side(graph, feeds, got, row, dtype, args)
+        try:
+            peers_side(graph, feeds, got, row, dtype, args)
+        except Exception as exc:  # the peers are references: Tandem's numbers stay in the row
+            row["torch_error"] = f"{type(exc).__name__}: {exc}"[:300]
     torch.cuda.empty_cache()  # the peer's module and inputs are gone: the next model's room
     return row
 
