@@ -23,6 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the repository's packages
+    sys.path.insert(0, str(ROOT))
+
 B1_SHARE = 0.8  # b2b <= reduce-overhead on at least this share of the batch-1 models
 P50_RATIO = 0.8  # p50 <= this times reduce-overhead's, on every batch-1 model
 B32_MODELS = ("resnet50", "mobilenetv2", "tv-efficientnet_b0", "yolov5s", "unet-small")
@@ -276,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         docs.append(doc)
     text = markdown(docs)
     if args.out_md:
-        args.out_md.write_text(text, encoding="utf-8")
+        from partitioner.files import write_atomic
+
+        write_atomic(args.out_md, text.encode())
     else:
         print(text, end="")
     return 0

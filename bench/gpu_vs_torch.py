@@ -461,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from partitioner.files import write_atomic
+
     cuda = torch.cuda.is_available()
     command = " ".join(["python bench/gpu_vs_torch.py", *(sys.argv[1:] if argv is None else argv)])
     doc: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
@@ -475,11 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     def left() -> float:
         return args.budget_s - (time.time() - args.start)
 
-    def write() -> None:
+    def write() -> None:  # never a half-written file under the name (SIGTERM may come at any time)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")  # never a half-written file under the name
-        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        tmp.replace(out)
+        write_atomic(out, json.dumps(doc, indent=1).encode())
 
     def emit(row: dict) -> None:
         doc["results"].append(row)
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     write()
     report.print_table(doc)
     text = report.markdown([doc])
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    write_atomic(out.with_suffix(".md"), text.encode())
     print(f"\n{text}\nwrote {out} and {out.with_suffix('.md')}")
     return 0
 
