@@ -113,8 +113,10 @@ def run_node(node: Node, ins: list[Any], dtype: torch.dtype = torch.float16) -> 
         half = len(pads) // 2  # ONNX: all begins, then all ends; F.pad: last axis first
         flat = [p for i in reversed(range(half)) for p in (pads[i], pads[half + i])]
         return [F.pad(x, flat, value=float(value))]
-    if op == "Where":
-        return [torch.where(x, ins[1], ins[2])]
+    if op == "Where":  # scalar branches in the module's dtype: no promotion of what meets them
+        a_, b_ = (torch.tensor(v, dtype=dtype, device=x.device) if isinstance(v, float) else v
+                  for v in ins[1:3])  # fmt: skip
+        return [torch.where(x, a_, b_)]
     if op == "Gemm":
         A = x.t() if a.get("transA", 0) else x
         B = ins[1].t() if a.get("transB", 0) else ins[1]

@@ -145,6 +145,12 @@ def test_exports_at_the_asked_batch_and_side_run_in_the_torch_interpreter(tmp_pa
         oracle = run_onnxruntime(path, feeds)
         for name, value in zip(module.out_names, got):
             assert gt.rel_err(value.numpy(), oracle[name]) < 1e-4, (model.name, name)
+        # in FP16 nothing is promoted to FP32 on the way (BERT's mask: Where of two scalars)
+        half = TorchGraph(graph, torch.float16).eval()
+        xs = [torch.from_numpy(feeds[n]) for n in half.in_names]
+        with torch.inference_mode():
+            outs = half(*[x.half() if x.is_floating_point() else x for x in xs])
+        assert [o.dtype for o in outs] == [torch.float16] * len(outs), model.name
 
 
 def test_a_missing_export_is_one_line_naming_the_file(tmp_path):
