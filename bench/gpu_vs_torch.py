@@ -200,8 +200,10 @@ def torch_outputs(module, xs) -> list[np.ndarray]:
 def tandem_side(runner, feeds: dict[str, np.ndarray], row: dict, iters: int):
     """Time an activated runner into ``row``; return its outputs for ``feeds``. A plan with
     host layers (BERT's integer mask math) is timed as users run it, copies included."""
+    from devices.gpu import GpuRunner
+
     got = runner.infer(feeds)
-    if not hasattr(runner, "run_device"):
+    if not isinstance(runner, GpuRunner):
         row["tandem"] = timed(functools.partial(runner.infer, feeds), lambda: None, iters)
         row["tandem_timing"] = "plan with host layers: infer() with its copies"
         return got
@@ -318,7 +320,7 @@ def bench_float(model: gbm.BenchModel, batch: int, precision: str, args, cache, 
         runner.activate()
         row["tandem_build_s"] = round(time.time() - t0, 2)
         got = tandem_side(runner, feeds, row, args.iters)
-        if hasattr(runner, "run_device"):  # one GPU segment: its tactics and profile
+        if "path" not in row:  # one GPU segment (not a plan): its tactics and profile
             if precision == "fp16" and model.name == "resnet50" and batch == max(args.batch_list):
                 doc["conv_tactics"] = gpu_peaks.conv_tflops(runner)
             if model.name in args.profile.split(","):
