@@ -490,10 +490,9 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = [(p, m, b) for p in args.precision_list for m in args.model_list
             for b in args.batch_list]  # fmt: skip
-    done = 0
     old_term = signal.signal(signal.SIGTERM, _stop)
     try:
-        if cuda and left() > 0:
+        if cuda and left() > 0 and not args.export_only:
             doc.update(gpu_peaks.mma_peak_tflops())
             print({k: v for k, v in doc.items() if "peak" in k or "cublas" in k}, flush=True)
         failed: dict[tuple[str, int], str] = {}
@@ -540,14 +539,15 @@ def main(argv: list[str] | None = None) -> int:
                     emit(bench_int8(model, batch, scales, args, cache, doc, fp16_row))
                 else:
                     emit({**head, "error": f"calibration failed: {calib_err or 'no scales'}"})
-            done += 1
     except Stop as why:
         doc["stopped"] = f"{why} after {time.time() - args.start:.0f} s"
     finally:
         signal.signal(signal.SIGTERM, old_term)
-    if done < len(plan):
+    written = {(r["model"], r["batch"], r["precision"]) for r in doc["results"]}
+    rest = [(p, m, b) for p, m, b in plan if (m.name, b, p) not in written]
+    if rest:
         doc.setdefault("stopped", f"--budget-s {args.budget_s:g} spent")
-        for precision, model, batch in plan[done:]:
+        for precision, model, batch in rest:
             doc["results"].append({"model": model.name, "source": model.source,
                                    "input": model.input_note, "batch": batch,
                                    "precision": precision, "not_run": doc["stopped"]})  # fmt: skip
