@@ -143,11 +143,13 @@ def prepare(
         left = deadline - time.time()
         if why is None and left <= 0:
             why = "no time left in --budget-s"
-        errors = (
-            {n: why for n in names}
-            if why
-            else export(SOURCES[source], folder, names, timeout=left, options=options)
-        )
+        if why is None:
+            try:
+                errors = export(SOURCES[source], folder, names, timeout=left, options=options)
+            except OSError as err:  # the interpreter named for the source is not there
+                why = f"export: {SOURCES[source].python()}: {err.strerror or err}"
+        if why is not None:
+            errors = {n: why for n in names}
         failed.update({(n, b): errors[n] for n, b in items if n in errors})
     return failed
 

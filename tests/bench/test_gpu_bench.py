@@ -153,6 +153,20 @@ def test_exports_at_the_asked_batch_and_side_run_in_the_torch_interpreter(tmp_pa
         assert [o.dtype for o in outs] == [torch.float16] * len(outs), model.name
 
 
+def test_an_exporter_that_cannot_start_fails_its_rows_in_one_line(tmp_path, monkeypatch):
+    python = tmp_path / "no-python"
+    monkeypatch.setenv("TANDEM_EXPORT_PYTHON", str(python))
+    models = [gbm.MODELS["tv-swin_t"], gbm.MODELS["resnet18"], gbm.MODELS["bert"]]
+    failed = gbm.prepare(models, [1, 32], tmp_path, 60)
+    assert sorted(failed) == [("bert", 1), ("bert", 32), ("tv-swin_t", 1), ("tv-swin_t", 32)]
+    assert failed["tv-swin_t", 32] == f"export: {python}: No such file or directory"
+    assert failed["bert", 1] == failed["tv-swin_t", 1]
+    assert gbm.prepare(models, [1], tmp_path, 0) == {  # no time left: nothing started
+        ("tv-swin_t", 1): "no time left in --budget-s",
+        ("bert", 1): "no time left in --budget-s",
+    }
+
+
 def test_a_missing_export_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tv-swin_t\.onnx: not exported"):
         gbm.load_graph(gbm.MODELS["tv-swin_t"], 1, tmp_path)
