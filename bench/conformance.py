@@ -145,9 +145,11 @@ def list_models(source: Source) -> list[str]:
     return proc.stdout.split()
 
 
-def export(source: Source, folder: Path, names: list[str], timeout: float = 3600) -> dict[str, str]:
+def export(source: Source, folder: Path, names: list[str], timeout: float = 3600,
+           options: tuple[str, ...] = ()) -> dict[str, str]:  # fmt: skip
     """Run the source's script once for ``names`` into ``folder`` (models already there are
-    kept); ``{name: why}`` for each model it did not write."""
+    kept), with ``options`` (``--batch N --size S``); ``{name: why}`` for each model it did not
+    write."""
     python = source.python()
     assert python is not None, source.missing()
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,7 @@ def export(source: Source, folder: Path, names: list[str], timeout: float = 3600
     if not todo:
         return {}
     try:
-        proc = subprocess.run([python, str(source.script), "--out", str(folder), *todo],
+        proc = subprocess.run([python, str(source.script), "--out", str(folder), *options, *todo],
                               capture_output=True, timeout=timeout,
                               env=exporter_env(folder.parent), **TEXT)  # fmt: skip
         stderr = proc.stderr

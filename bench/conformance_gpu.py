@@ -39,9 +39,6 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
     """Tandem's GPU backend (FP32, FP16) vs ONNX Runtime, and FP16 latency vs PyTorch."""
     import torch
 
-    from devices.gpu import GpuRunner
-    from devices.runtime import PlanRunner
-
     graph = load_model(path, json.loads(path.with_suffix(".json").read_text())["dims"] or {})
     with np.load(path.with_suffix(".npz")) as data:
         saved = {k: data[k] for k in data.files}
@@ -49,19 +46,12 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
     feeds = {t.name: saved[t.name] for t in graph.inputs}
     oracle = run_onnxruntime(path, {k: v for k, v in saved.items() if k not in names})
     dims = json.loads(path.with_suffix(".json").read_text())["dims"] or {}
-    host = [n for n, a in place(path, resolve_target("host"), gpu_only_policy(), dims,
-                                graph=graph.clone()).partition.assignments.items()
-            if a.device != "gpu"]  # fmt: skip
+    host = host_layers(path, graph, dims)
     for precision in ("fp32", "fp16"):
         res: dict[str, Any] = {}
-        if host:  # integer mask math on the host: the plan a user runs (tandem run --backend cuda)
+        if host:
             res["path"] = f"plan, {len(host)} host layer(s)"
-            request = BuildRequest(model=str(path), target=resolve_target("host"),
-                                   policy=gpu_only_policy(precision), graph=graph.clone(),
-                                   fixed_dims=dims)  # fmt: skip
-            runner: Any = PlanRunner(build(request).plan, "cuda")
-        else:  # one GPU segment: device time alone, as gpu_vs_torch.py times it
-            runner = GpuRunner(graph.clone(), precision, autotune=True)
+        runner = tandem_runner(path, graph, dims, precision, host)
         try:
             runner.activate()
             got = runner.infer(feeds)
@@ -108,6 +98,29 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
         row.gpu["torch_error"] = one_line(err)
     finally:
         torch.cuda.empty_cache()
+
+
+def host_layers(path: Path, graph: Any, dims: dict[str, int]) -> list[str]:
+    """The layers of ``graph`` that a GPU-only placement leaves on the host (integer mask math:
+    devices.capability.host_values)."""
+    placed = place(path, resolve_target("host"), gpu_only_policy(), dims, graph=graph.clone())
+    return [n for n, a in placed.partition.assignments.items() if a.device != "gpu"]
+
+
+def tandem_runner(path: Path, graph: Any, dims: dict[str, int], precision: str,
+                  host: list[str], timing_cache: Any = None) -> Any:  # fmt: skip
+    """The runner a user gets for ``graph`` on the GPU (not activated): one ``GpuRunner``
+    segment (device time alone, as gpu_vs_torch.py times it) when every layer is the GPU's, else
+    the plan with its ``host`` layers (``tandem run --backend cuda``)."""
+    from devices.gpu import GpuRunner
+    from devices.runtime import PlanRunner
+
+    if not host:
+        return GpuRunner(graph.clone(), precision, autotune=True, timing_cache=timing_cache)
+    request = BuildRequest(model=str(path), target=resolve_target("host"),
+                           policy=gpu_only_policy(precision), graph=graph.clone(),
+                           fixed_dims=dims)  # fmt: skip
+    return PlanRunner(build(request).plan, "cuda")
 
 
 @functools.cache

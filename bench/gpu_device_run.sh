@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One full device call: environment facts, the GPU tests, then the benchmark; logs under $OUT.
 #   bench/gpu_device_run.sh [tests|bench|all] [pytest -k expression]
-#   BENCH_ARGS='--precisions fp16,int8 --compile=none' bench/gpu_device_run.sh bench
+#   BENCH_ARGS='--models zoo --precisions fp16,int8 --peers eager' bench/gpu_device_run.sh bench
 #   CONF_SOURCES=timm,ultralytics CONF_ARGS=--no-compile bench/gpu_device_run.sh conformance
 #     the GPU side of the conformance suite (bench/conformance.py --gpu-only): exports with the
 #     machine's own torch into build/conf-device (kept while the machine stays warm; paddle's
 #     files are carried there, the machine has no paddle)
+#   GB_TAG=b1-zoo GB_ARGS='--models zoo --batches 1' bench/gpu_device_run.sh gpubench
+#     issue #19's benchmark (bench/gpu_vs_torch.py: zoo + conformance models, --peers): the
+#     conformance exports are kept in build/gpu-bench while the machine stays warm; JSON, .md
+#     and the log come back as $OUT/gpubench-$GB_TAG.*; merge calls with bench/gpu_bench_report.py
 # INT8 calibration caches (TensorRT format) come back in $OUT/calib/<model>.calib.
 set -u
 MODE=${1:-all}
@@ -39,4 +43,10 @@ if [ "$MODE" = conformance ]; then
     --gpu-only ${CONF_SOURCES:+--sources "$CONF_SOURCES"} --cache build/conf-device \
     --budget-s ${CONF_BUDGET:-420} --iters ${CONF_ITERS:-20} --out-json "$OUT/conformance-gpu-$TAG.json" \
     ${CONF_ARGS:-} 2>&1 | tee "$OUT/conformance-$TAG.txt" | tail -90
+fi
+if [ "$MODE" = gpubench ]; then
+  TAG=${GB_TAG:-run}
+  TANDEM_EXPORT_PYTHON=python3 HF_HUB_OFFLINE=1 timeout ${GB_TIMEOUT:-560} python3 bench/gpu_vs_torch.py \
+    --out "$OUT/gpubench-$TAG.json" --cache build/gpu-bench --budget-s ${GB_BUDGET:-470} \
+    ${GB_ARGS:-} 2>&1 | tee "$OUT/gpubench-$TAG.txt" | tail -80
 fi

@@ -48,7 +48,7 @@ class TorchGraph(torch.nn.Module):
         env: dict[str, Any] = dict(zip(self.in_names, xs))
         for node in self.order:
             ins = [self._get(env, t.name) if t is not None else None for t in node.inputs]
-            outs = run_node(node, ins)
+            outs = run_node(node, ins, self.dtype)
             for t, v in zip(node.outputs, outs):
                 env[t.name] = v
         return tuple(env[n] for n in self.out_names)
@@ -71,7 +71,12 @@ def _pad_asym(x: torch.Tensor, pads: list[int], value: float = 0.0
     return F.pad(x, (w0, w1, h0, h1), value=value), [0, 0]
 
 
-def run_node(node: Node, ins: list[Any]) -> list[Any]:
+# ONNX TensorProto element types a Cast may target; floats become the module's dtype, so a mask
+# cast to float does not promote the FP16 activations it meets to FP32
+_CAST = {6: torch.int32, 7: torch.int64, 9: torch.bool}
+
+
+def run_node(node: Node, ins: list[Any], dtype: torch.dtype = torch.float16) -> list[Any]:
     op, a = node.op, node.attrs
     x = ins[0]
     if op == "Conv":
@@ -97,8 +102,21 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
         return [x.mean((2, 3), keepdim=True)]
     if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
         return [x.reshape(_shape(node))]
+    if op == "Cast" and isinstance(x, torch.Tensor):
+        return [x.to(_CAST.get(a["to"], dtype))]
     if op in ("Identity", "Dropout", "Cast"):
         return [x]
+    if op == "Expand":
+        return [x.expand(_shape(node))]
+    if op == "Pad" and a.get("mode", "constant") == "constant":
+        pads, value = _ints(ins[1]), ins[2] if len(ins) > 2 and ins[2] is not None else 0.0
+        half = len(pads) // 2  # ONNX: all begins, then all ends; F.pad: last axis first
+        flat = [p for i in reversed(range(half)) for p in (pads[i], pads[half + i])]
+        return [F.pad(x, flat, value=float(value))]
+    if op == "Where":  # scalar branches in the module's dtype: no promotion of what meets them
+        a_, b_ = (torch.tensor(v, dtype=dtype, device=x.device) if isinstance(v, float) else v
+                  for v in ins[1:3])  # fmt: skip
+        return [torch.where(x, a_, b_)]
     if op == "Gemm":
         A = x.t() if a.get("transA", 0) else x
         B = ins[1].t() if a.get("transB", 0) else ins[1]
@@ -126,6 +144,11 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
         return [x[tuple(idx)]]
     if op == "Gather":
         axis = a.get("axis", 0)
+        if isinstance(ins[1], torch.Tensor) or np.ndim(ins[1]) > 1:
+            # run-time indices (token ids into an embedding), or constant ones of any rank
+            idx = torch.as_tensor(ins[1], device=x.device)
+            flat = torch.index_select(x, axis, idx.reshape(-1))
+            return [flat.reshape(*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :])]
         if not isinstance(ins[1], list):
             return [x.select(axis, int(ins[1]))]
         return [torch.index_select(x, axis, torch.tensor(ins[1], device=x.device))]
@@ -149,9 +172,16 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
         axes = _ints(ins[1])
         return [x.mean(axes, keepdim=bool(a.get("keepdims", 1)))]
     binary = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div,
-              "Pow": torch.pow, "Max": torch.maximum, "Min": torch.minimum}
+              "Pow": torch.pow, "Max": torch.maximum, "Min": torch.minimum,
+              "And": torch.logical_and, "Or": torch.logical_or, "Equal": torch.eq,
+              "Less": torch.lt, "Greater": torch.gt}
     if op in binary:
-        return [binary[op](x, ins[1])]
+        y = ins[1]
+        if isinstance(x, list):  # an integer / boolean constant (kept as a list, see __init__)
+            x = torch.as_tensor(x, device=y.device)
+        if isinstance(y, list):
+            y = torch.as_tensor(y, device=x.device)
+        return [binary[op](x, y)]
     if op == "Clip":
         lo = ins[1] if len(ins) > 1 else None
         hi = ins[2] if len(ins) > 2 else None
@@ -162,7 +192,8 @@ def run_node(node: Node, ins: list[Any]) -> list[Any]:
         return [F.leaky_relu(x, a.get("alpha", 0.01))]
     unary = {"Relu": torch.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh,
              "HardSwish": F.hardswish, "Erf": torch.erf, "Exp": torch.exp, "Sqrt": torch.sqrt,
-             "Neg": torch.neg, "Abs": torch.abs, "Gelu": F.gelu}
+             "Neg": torch.neg, "Abs": torch.abs, "Gelu": F.gelu, "IsNaN": torch.isnan,
+             "Not": torch.logical_not}
     if op in unary:
         return [unary[op](x)]
     raise NotImplementedError(f"torch interpreter: op {op} ({node.name})")

@@ -1,15 +1,20 @@
 """Tandem's GPU backend vs PyTorch (eager cuDNN channels_last, torch.compile) on one GPU.
 
-One process, same weights (the ONNX initializers drive both: bench/gpu_torch_interp.py), outputs
+The models: the six zoo models and conformance models at realistic inputs (ImageNet CNNs at
+224, YOLO at 640, BERT at 128 tokens; bench/gpu_bench_models.py), each at every ``--batches``,
+against the ``--peers`` eager, torch.compile reduce-overhead and max-autotune. One process, same
+weights (the ONNX initializers drive both: bench/gpu_torch_interp.py), outputs
 cross-checked. Both sides are timed the same way, with host clocks:
   * ``b2b_ms``: N calls back to back, one synchronize at the end, total / N;
   * ``p50_ms``: median over N of (call + synchronize), i.e. latency of one inference.
-Inputs stay resident on the GPU (no host copies) for both. Also measured: the mma.sync
+Inputs stay resident on the GPU (no host copies) for both, except where Tandem runs a plan with
+host layers (BERT's integer mask math): that one is timed through ``infer`` with its copies, as
+``tandem run --backend cuda`` runs it. Also measured: the mma.sync
 register-only peaks (m16n8k16 FP16 and m16n8k32 INT8), cuBLAS's FP16 GEMM rate, and the
 achieved TFLOPS of the main convolution tactics chosen by the autotuner.
 
-Precisions, run in this order whatever ``--precisions`` lists (so the FP16 acceptance rows come
-first when ``--budget-s`` runs out):
+Precisions (default fp16), run in this order whatever ``--precisions`` lists (so the FP16
+acceptance rows come first when ``--budget-s`` runs out):
   * ``fp16``: Tandem FP16 vs eager FP16 and torch.compile;
   * ``int8``: Tandem INT8, per-tensor scales (threshold / 127) from the project's entropy
     calibrator run on the CPU reference over a few standard-normal batch-1 inputs (seed 1; the
@@ -21,15 +26,27 @@ first when ``--budget-s`` runs out):
     False for the FP32 peers, their defaults recorded in the JSON), so both sides do true FP32
     arithmetic. torch.compile only with ``--compile-fp32``.
 
-    python3 bench/gpu_vs_torch.py --out results.json [--models resnet50,...] [--batches 1,32]
-        [--precisions fp16,int8,fp32] [--calib-batches 2] [--calib-cache DIR]
+    python3 bench/gpu_vs_torch.py --out results.json [--models zoo,tv-swin_t,...]
+        [--batches 1,32] [--peers eager,reduce-overhead,max-autotune] [--compile-cap-s 150]
+        [--budget-s 480] [--cache build/gpu-bench] [--precisions fp16,int8,fp32]
+        [--calib-batches 2] [--calib-cache DIR]
+
+A device call is short (bench/gpu_device_run.sh ``gpubench``), so: conformance models are
+exported once into ``--cache`` and found there by later calls; no row starts after
+``--budget-s`` (those are written as not run), a torch.compile stops at ``--compile-cap-s`` (or
+at the budget's end) and is recorded as over its cap, SIGTERM writes what was measured; every
+row is written to ``--out`` as it ends, with one line printed. At the end, the tables and issue
+#19's acceptance lines (bench/gpu_bench_report.py, which also merges several runs' JSON) go to
+the console and to ``--out`` with ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+import signal
 import statistics
 import sys
 import time
@@ -43,8 +60,45 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-MODELS = ["resnet18", "resnet50", "mobilenetv2", "yolov5s", "unet-small", "vit-tiny"]
+import gpu_bench_calib  # noqa: E402 - bench/ is on sys.path from here on
+import gpu_bench_models as gbm  # noqa: E402
+import gpu_bench_report as report  # noqa: E402
+import gpu_peaks  # noqa: E402
+
 PRECISIONS = ("fp16", "int8", "fp32")  # the run order (see the module docstring)
+PEERS = ("eager", "reduce-overhead", "max-autotune")
+
+
+class CapExceeded(Exception):
+    """A torch.compile ran past its time cap."""
+
+
+class Stop(BaseException):
+    """SIGTERM (the device call's ``timeout``): not an Exception, so no per-row handler keeps
+    going; main writes what was measured."""
+
+
+@contextlib.contextmanager
+def time_cap(seconds: float) -> Iterator[list[str]]:
+    """Raise :class:`CapExceeded` in the main thread once ``seconds`` have passed (SIGALRM:
+    torch.compile's Python-side work is interrupted between bytecodes). The list it yields gets
+    the reason when the cap rang: Dynamo re-raises an error in what it traces as its own
+    InternalTorchDynamoError, so the type alone does not tell."""
+    if seconds <= 0:
+        raise CapExceeded("no time left for it")
+    rang: list[str] = []
+
+    def ring(signum: int, frame: Any) -> None:
+        rang.append(f"over its cap of {seconds:g} s")
+        raise CapExceeded(rang[0])
+
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield rang
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def timed(call, sync, iters: int, warmup: int = 10) -> dict[str, float]:
@@ -74,74 +128,6 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-300))
-
-
-def _register_peak(ctx, mod, kernel: str, ops_per_mma: int) -> float:
-    """Tera-ops/s of a register-only mma.sync loop kernel (8 chains per warp, see mma_peak.cu)."""
-    from gpu_kernels.driver import KArgs
-
-    f = mod.function(kernel)
-    sink = ctx.alloc(4096)
-    iters, blocks, threads = 4096, ctx.info.sm_count * 8, 256
-    args = KArgs.make([sink], [iters])
-    ctx.launch(f, (blocks, 1, 1), threads, args)
-    ctx.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        ctx.launch(f, (blocks, 1, 1), threads, args)
-    ctx.synchronize()
-    dt = (time.perf_counter() - t0) / 5
-    ctx.free(sink)
-    return blocks * threads / 32 * iters * 8 * ops_per_mma / dt / 1e12
-
-
-def mma_peak_tflops() -> dict[str, float]:
-    import torch
-
-    from gpu_kernels.compile import compile_kernel
-    from gpu_kernels.driver import Context
-
-    ctx = Context()
-    mod = ctx.load_module(compile_kernel("mma_peak.cu", f"sm_{ctx.info.arch}").cubin)
-    peaks = {"mma_sync_peak_tflops": round(_register_peak(ctx, mod, "mma_peak", 2 * 16 * 8 * 16),
-                                           1)}
-    try:  # m16n8k32 s8: 2 * 16 * 8 * 32 integer ops per instruction
-        peaks["mma_sync_int8_peak_tops"] = round(
-            _register_peak(ctx, mod, "mma_peak_int8", 2 * 16 * 8 * 32), 1)
-    except Exception as exc:  # report, keep benchmarking the rest
-        peaks["mma_sync_int8_peak_tops"] = f"error: {type(exc).__name__}: {exc}"[:200]
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    peaks["cublas_fp16_8192_tflops"] = round(
-        2 * 8192**3 / ((time.perf_counter() - t0) / 10) / 1e12, 1)
-    return peaks
-
-
-def conv_tflops(runner, top: int = 8) -> list[dict]:
-    """Achieved T(FL)OPS of the chosen tactic for the largest convolutions of a built runner."""
-    out, seen = [], set()
-    for ln in runner.program.launches:
-        p = ln.problem
-        # "mma" in kind: the FP16 tactics and the INT8 ones, whatever suffix their kind has
-        if p is None or ln.tactic is None or "mma" not in str(ln.tactic.kind) \
-                or p.signature() in seen:
-            continue
-        seen.add(p.signature())
-        times = runner.timing_cache.times(p.signature(), runner.arch_key)
-        if ln.tactic.name not in times:
-            continue
-        ms = times[ln.tactic.name]
-        out.append({"layer": ln.layer, "problem": p.signature(), "tactic": ln.tactic.name,
-                    "gflop": round(p.flops / 1e9, 3), "ms": round(ms, 4),
-                    "tflops": round(p.flops / (ms * 1e-3) / 1e12, 1)})
-    return sorted(out, key=lambda r: -r["gflop"])[:top]
 
 
 def channels_last(module):
@@ -181,9 +167,13 @@ def true_fp32() -> Iterator[None]:
 
 
 def feeds_of(graph) -> dict[str, np.ndarray]:
+    """Standard-normal float inputs; integer ones (token ids, attention masks, token types) in
+    {0, 1}, valid for each of those."""
     rng = np.random.default_rng(0)
-    return {t.name: rng.standard_normal(t.static_shape()).astype(np.float32)
-            for t in graph.inputs}
+    return {t.name: (rng.integers(0, 2, size=t.static_shape()).astype(t.dtype)
+                     if str(t.dtype).startswith(("int", "uint")) else
+                     rng.standard_normal(t.static_shape()).astype(np.float32))
+            for t in graph.inputs}  # fmt: skip
 
 
 def torch_side(graph, feeds: dict[str, np.ndarray], dtype):
@@ -194,7 +184,8 @@ def torch_side(graph, feeds: dict[str, np.ndarray], dtype):
     module = channels_last(TorchGraph(graph, dtype).cuda().eval())
     xs = []
     for n in module.in_names:
-        x = torch.from_numpy(feeds[n]).cuda().to(dtype)
+        x = torch.from_numpy(feeds[n]).cuda()
+        x = x.to(dtype) if x.is_floating_point() else x
         xs.append(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
     return module, xs
 
@@ -207,8 +198,15 @@ def torch_outputs(module, xs) -> list[np.ndarray]:
 
 
 def tandem_side(runner, feeds: dict[str, np.ndarray], row: dict, iters: int):
-    """Time an activated runner into ``row``; return its outputs for ``feeds``."""
+    """Time an activated runner into ``row``; return its outputs for ``feeds``. A plan with
+    host layers (BERT's integer mask math) is timed as users run it, copies included."""
+    from devices.gpu import GpuRunner
+
     got = runner.infer(feeds)
+    if not isinstance(runner, GpuRunner):
+        row["tandem"] = timed(functools.partial(runner.infer, feeds), lambda: None, iters)
+        row["tandem_timing"] = "plan with host layers: infer() with its copies"
+        return got
     summ = runner.summary()
     row.update(kernels=summ["kernels"],
                peak_activation_mb=round(summ["peak_activation_bytes"] / 2**20, 2))
@@ -237,155 +235,123 @@ def record_profile(runner, doc: dict, key: str) -> None:
         "sum_ms": round(sum(r["ms"] for r in prof), 4), "by_kernel": by_kernel, "top": prof[:12]}
 
 
-def compile_side(module, xs, ref: list[np.ndarray], mode: str, iters: int) -> dict:
+def compile_side(module, xs, ref: list[np.ndarray], mode: str, iters: int,
+                 cap_s: float | None = None) -> dict:  # fmt: skip
+    """torch.compile(``mode``) timed like Tandem; its compile (the first calls) stops after
+    ``cap_s`` seconds (None: no cap), recorded as an error with the seconds it had."""
     import torch
 
     torch._dynamo.reset()
     t0 = time.time()
+    rang: list[str] = []
     try:
         cm = torch.compile(module, mode=mode)
         with torch.inference_mode():
-            for _ in range(3):
-                outs = cm(*xs)
+            with time_cap(cap_s) if cap_s is not None else contextlib.nullcontext([]) as rang:
+                for _ in range(3):
+                    outs = cm(*xs)
             err = max(rel_err(o.float().cpu().numpy(), r) for o, r in zip(outs, ref))
             res = timed(lambda: cm(*xs), torch.cuda.synchronize, iters)
         res["compile_s"] = round(time.time() - t0, 1)
         res["max_rel_err_vs_eager"] = err
         return res
     except Exception as exc:  # report, keep benchmarking the rest
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if not rang:
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        torch._dynamo.reset()  # drop the half-compiled graph before the next model
+        return {"error": f"compile {rang[0]}", "compile_s": round(time.time() - t0, 1)}
 
 
-def calibrate_all(models: list[str], batches: int, cache_dir: str,
-                  workers: int) -> dict[str, tuple[dict[str, float] | None, float | None, str]]:
-    """``calibration_scales`` of every model in parallel processes (CPU work: the H100 host has
-    16 cores), run between GPU phases so it perturbs no timing. ``{model: (scales or None,
-    seconds, error)}``; falls back to one model after the other if the pool cannot start."""
-    import concurrent.futures as cf
-    import multiprocessing
-    import os
+def tandem_runner_of(model: gbm.BenchModel, graph, batch: int, precision: str, args, cache,
+                     row: dict):  # fmt: skip
+    """Tandem's runner for ``graph`` (not activated): a zoo model is one GPU segment; a
+    conformance model gets what ``tandem run --backend cuda`` runs (conformance_gpu)."""
+    from devices.gpu import GpuRunner
 
-    out: dict[str, tuple[dict[str, float] | None, float | None, str]] = {}
-    workers = max(1, min(workers, len(models)))
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    env_keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in env_keys}
-    try:
-        # spawn, not fork: this process holds a CUDA context; the children inherit the thread
-        # caps from the environment before they import numpy
-        os.environ.update({k: threads for k in env_keys})
-        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) \
-                as pool:
-            futs = {pool.submit(calibration_scales, m, batches, cache_dir): m for m in models}
-            for fut in cf.as_completed(futs):
-                try:
-                    scales, secs = fut.result()
-                    out[futs[fut]] = (scales, secs, "")
-                except Exception as exc:
-                    out[futs[fut]] = (None, None, f"{type(exc).__name__}: {exc}"[:300])
-    except Exception as exc:  # no process pool here: one after the other
-        print(f"calibration pool failed ({type(exc).__name__}: {exc}); calibrating serially")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    for m in models:
-        if m not in out or out[m][0] is None:
-            try:
-                scales, secs = calibration_scales(m, batches, cache_dir)
-                out[m] = (scales, secs, "")
-            except Exception as exc:
-                out[m] = (None, None, f"{type(exc).__name__}: {exc}"[:300])
-    return out
+    if model.source == "zoo":
+        return GpuRunner(graph, precision, autotune=True, timing_cache=cache)
+    from conformance_gpu import host_layers, tandem_runner
+
+    path, dims = gbm.model_file(model, batch, args.cache)
+    host = host_layers(path, graph, dims)
+    if host:
+        row["path"] = f"plan, {len(host)} host layer(s)"
+    return tandem_runner(path, graph, dims, precision, host, cache)
 
 
-def calibration_scales(name: str, batches: int, cache_dir: str) -> tuple[dict[str, float], float]:
-    """Per-tensor INT8 scales of zoo model ``name`` at batch 1, and the seconds they took.
-
-    The project's calibrator (EntropyCalibrator2 over the CPU reference's activations) on
-    ``batches`` standard-normal inputs, the distribution the benchmark feeds. Read from / written
-    to ``cache_dir/<name>.calib`` (TensorRT's cache format) when a folder is given.
-    """
-    from devices.calibration import activations
-    from dla_sim.calibration import calibrate, random_batches, read_cache, write_cache
-    from tandem.zoo import build_model
-    from tests.devices.gpu_cases import graph_of
-
-    t0 = time.time()
-    path = Path(cache_dir) / f"{name}.calib" if cache_dir else None
-    if path is not None and path.is_file():
-        return read_cache(path), round(time.time() - t0, 2)
-    graph = graph_of(build_model(name, 1))
-    inputs = {t.name: (t.static_shape(), "float32") for t in graph.inputs}
-    scales = calibrate(activations(graph, random_batches(inputs, batches, seed=1)), "entropy")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_cache(path, scales)
-    return scales, round(time.time() - t0, 2)
+MIN_COMPILE_S = 20.0  # a torch.compile given less than this is not started (none finishes)
 
 
-def bench_float(name: str, batch: int, precision: str, args, cache, doc: dict) -> dict:
-    """One FP16 or FP32 row: Tandem vs eager (and torch.compile where asked)."""
+def peers_side(graph, feeds, got: dict, row: dict, dtype, args) -> None:
+    """The PyTorch peers of one row (eager, then each torch.compile mode, each capped at
+    ``--compile-cap-s`` and at what is left of ``--budget-s``), and Tandem's error against
+    eager."""
     import torch
 
-    from devices.gpu import GpuRunner
-    from tandem.zoo import build_model
-    from tests.devices.gpu_cases import graph_of
+    module, xs = torch_side(graph, feeds, dtype)
+    ref = torch_outputs(module, xs)
+    if "eager" in args.peer_list:
+        with torch.inference_mode():
+            row["eager"] = timed(lambda: module(*xs), torch.cuda.synchronize, args.iters)
+    row["max_rel_err_vs_torch"] = max(rel_err(got[n], r) for n, r in zip(module.out_names, ref))
+    if row["precision"] == "fp32" and not args.compile_fp32:
+        return
+    for mode in args.modes:
+        left = args.budget_s - (time.time() - args.start)
+        cap = min(args.compile_cap_s, left)
+        if cap < MIN_COMPILE_S:
+            row[f"compile_{mode}"] = {"error": f"not run: {max(left, 0):.0f} s of --budget-s left"}
+            continue
+        row[f"compile_{mode}"] = compile_side(module, xs, ref, mode, args.iters, cap)
 
-    row: dict = {"model": name, "batch": batch, "precision": precision}
-    graph = graph_of(build_model(name, batch))
+
+def bench_float(model: gbm.BenchModel, batch: int, precision: str, args, cache, doc: dict
+                ) -> dict:  # fmt: skip
+    """One FP16 or FP32 row: Tandem vs the peers."""
+    import torch
+
+    row: dict = {"model": model.name, "source": model.source, "input": model.input_note,
+                 "batch": batch, "precision": precision}  # fmt: skip
+    graph = gbm.load_graph(model, batch, args.cache)
     feeds = feeds_of(graph)
     t0 = time.time()
-    runner = GpuRunner(graph, precision, autotune=True, timing_cache=cache)
+    runner = tandem_runner_of(model, graph, batch, precision, args, cache, row)
     try:
         runner.activate()
         row["tandem_build_s"] = round(time.time() - t0, 2)
         got = tandem_side(runner, feeds, row, args.iters)
-        if precision == "fp16" and name == "resnet50" and batch == max(args.batch_list):
-            doc["conv_tactics"] = conv_tflops(runner)
-        if name in args.profile.split(","):
-            suffix = "" if precision == "fp16" else f"_{precision}"  # FP16 keys as before
-            record_profile(runner, doc, f"{name}_b{batch}{suffix}")
+        if "path" not in row:  # one GPU segment (not a plan): its tactics and profile
+            if precision == "fp16" and model.name == "resnet50" and batch == max(args.batch_list):
+                doc["conv_tactics"] = gpu_peaks.conv_tflops(runner)
+            if model.name in args.profile.split(","):
+                suffix = "" if precision == "fp16" else f"_{precision}"  # FP16 keys as before
+                record_profile(runner, doc, f"{model.name}_b{batch}{suffix}")
     finally:
         runner.deactivate()
-
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    fp_mode = contextlib.nullcontext() if precision == "fp16" else true_fp32()
-    with fp_mode:
+    with contextlib.nullcontext() if precision == "fp16" else true_fp32():
         if precision == "fp32":
             row["tf32"] = False
-        module, xs = torch_side(graph, feeds, dtype)
-        ref = torch_outputs(module, xs)
-        with torch.inference_mode():
-            row["eager"] = timed(lambda: module(*xs), torch.cuda.synchronize, args.iters)
-        row["max_rel_err_vs_torch"] = max(
-            rel_err(got[n], r) for n, r in zip(module.out_names, ref))
-        if precision == "fp16" or args.compile_fp32:
-            for mode in args.modes:
-                if batch > 1 and name not in args.compile_batch32.split(","):
-                    continue
-                if time.time() - args.start > args.budget_s - 60:
-                    print(f"budget: skipping torch.compile {mode} for {name} b{batch} "
-                          f"{precision}")
-                    continue
-                row[f"compile_{mode}"] = compile_side(module, xs, ref, mode, args.iters)
+        try:
+            peers_side(graph, feeds, got, row, dtype, args)
+        except Exception as exc:  # the peers are references: Tandem's numbers stay in the row
+            row["torch_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    torch.cuda.empty_cache()  # the peer's module and inputs are gone: the next model's room
     return row
 
 
-def bench_int8(name: str, batch: int, scales: dict[str, float], args, cache, doc: dict,
-               fp16_row: dict | None) -> dict:
+def bench_int8(model: gbm.BenchModel, batch: int, scales: dict[str, float], args, cache,
+               doc: dict, fp16_row: dict | None) -> dict:  # fmt: skip
     """One INT8 row: Tandem INT8 timed; speed-ups over eager FP16 and Tandem FP16; accuracy
     against eager FP32 (TF32 off)."""
     import torch
 
     from devices.gpu import GpuRunner
-    from tandem.zoo import build_model
-    from tests.devices.gpu_cases import graph_of
 
-    row: dict = {"model": name, "batch": batch, "precision": "int8", "n_scales": len(scales)}
-    graph = graph_of(build_model(name, batch))
+    name = model.name
+    row: dict = {"model": name, "source": model.source, "input": model.input_note, "batch": batch,
+                 "precision": "int8", "n_scales": len(scales)}  # fmt: skip
+    graph = gbm.load_graph(model, batch, args.cache)
     feeds = feeds_of(graph)
     out_names = [t.name for t in graph.outputs]
     with true_fp32():  # the reference first: the INT8 lowering gets the graph afterwards
@@ -401,7 +367,7 @@ def bench_int8(name: str, batch: int, scales: dict[str, float], args, cache, doc
         got = tandem_side(runner, feeds, row, args.iters)
         try:  # reports only: a failure here must not hide the timed result
             if name == "resnet50" and batch == max(args.batch_list):
-                doc["conv_tactics_int8"] = conv_tflops(runner)
+                doc["conv_tactics_int8"] = gpu_peaks.conv_tflops(runner)
             if name in args.profile.split(","):
                 record_profile(runner, doc, f"{name}_b{batch}_int8")
         except Exception as exc:
@@ -431,184 +397,166 @@ def bench_int8(name: str, batch: int, scales: dict[str, float], args, cache, doc
     return row
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="gpu_vs_torch.json")
-    ap.add_argument("--models", default=",".join(MODELS))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: ``model_list``, ``batch_list``, ``peer_list``, ``modes`` (the
+    torch.compile peers) and ``precision_list`` added; a bad value is one argparse error."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="gpu_vs_torch.json", help="JSON; the Markdown goes to .md")
+    ap.add_argument("--models", default="all",
+                    help="comma list of names, zoo, conformance or all (bench/gpu_bench_models.py)")
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--precisions", default=",".join(PRECISIONS),
+    ap.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}")
+    ap.add_argument("--compile-cap-s", type=float, default=150.0,
+                    help="seconds one torch.compile may take before it is given up")
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="no row starts after this many seconds; the rest are written as not run")
+    ap.add_argument("--cache", type=Path, default=gbm.DEFAULT_CACHE,
+                    help="folder of the conformance exports, kept between calls")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export the conformance models into --cache and stop")
+    ap.add_argument("--precisions", default="fp16",
                     help="comma list of fp16, int8, fp32 (always run in that order)")
     ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--compile", default="reduce-overhead",
-                    help="comma list of torch.compile modes to run ('' or none for none)")
-    ap.add_argument("--compile-batch32", default="resnet50,mobilenetv2",
-                    help="models that also get torch.compile at batch > 1")
     ap.add_argument("--compile-fp32", action="store_true",
-                    help="also torch.compile the FP32 peers (same modes and models)")
-    ap.add_argument("--max-autotune", default="",
-                    help="models (batch 1, FP16) that also get torch.compile max-autotune")
+                    help="also torch.compile the FP32 peers (same modes)")
     ap.add_argument("--calib-batches", type=int, default=2,
                     help="random batch-1 inputs for the INT8 calibration of each model")
     ap.add_argument("--calib-workers", type=int, default=6,
                     help="processes calibrating the models in parallel (CPU)")
     ap.add_argument("--calib-cache", default="",
                     help="folder of <model>.calib scale caches (read if there, else written)")
-    ap.add_argument("--budget-s", type=float, default=480.0)
     ap.add_argument("--profile", default="resnet50,mobilenetv2",
                     help="models whose per-layer GPU times are recorded")
-    args = ap.parse_args()
-    args.start = time.time()
-    args.batch_list = [int(b) for b in args.batches.split(",")]
-    args.modes = [m for m in args.compile.split(",") if m and m != "none"]
+    args = ap.parse_args(argv)
+    try:
+        args.model_list = gbm.resolve(args.models)
+    except gbm.ModelListError as err:
+        ap.error(str(err))
+    try:
+        args.batch_list = [int(b) for b in args.batches.split(",")]
+        if not args.batch_list or min(args.batch_list) < 1:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--batches: expected a comma list of positive integers, got {args.batches!r}")
+    args.peer_list = [p for p in args.peers.split(",") if p and p != "none"]
+    unknown = sorted(set(args.peer_list) - set(PEERS))
+    if unknown:
+        ap.error(f"--peers: unknown {', '.join(unknown)}; use {', '.join(PEERS)} (or none)")
+    args.modes = [p for p in args.peer_list if p != "eager"]
     wanted = set(filter(None, args.precisions.split(",")))
-    if wanted - set(PRECISIONS):
-        ap.error(f"--precisions: unknown {sorted(wanted - set(PRECISIONS))}; use "
-                 f"{','.join(PRECISIONS)}")
-    models = args.models.split(",")
+    if not wanted or wanted - set(PRECISIONS):
+        ap.error(f"--precisions: unknown {sorted(wanted - set(PRECISIONS)) or 'empty list'}; "
+                 f"use {','.join(PRECISIONS)}")
+    args.precision_list = [p for p in PRECISIONS if p in wanted]
+    if args.budget_s < 0 or args.compile_cap_s <= 0 or args.iters < 1:
+        ap.error("--budget-s must be >= 0, --compile-cap-s and --iters > 0")
+    return args
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stop(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.start = time.time()
 
     import torch
 
-    from gpu_kernels.timing_cache import TimingCache
-    from tandem.zoo import build_model
-    from tests.devices.gpu_cases import graph_of
+    from partitioner.files import write_atomic
 
-    torch.backends.cudnn.benchmark = True
-    doc: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                 "cudnn": torch.backends.cudnn.version(), "tf32_defaults": tf32_flags(),
-                 "fp32_peers_tf32": False, "precisions": [p for p in PRECISIONS if p in wanted],
-                 "results": [], "conv_tactics": []}
-    doc.update(mma_peak_tflops())
-    print(json.dumps({k: v for k, v in doc.items() if k not in ("results", "conv_tactics")}))
-    cache = TimingCache()
+    cuda = torch.cuda.is_available()
+    command = " ".join(["python bench/gpu_vs_torch.py", *(sys.argv[1:] if argv is None else argv)])
+    doc: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
+                 "device": torch.cuda.get_device_name(0) if cuda else "no CUDA device",
+                 "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+                 "tf32_defaults": tf32_flags(), "fp32_peers_tf32": False,
+                 "precisions": args.precision_list, "peers": args.peer_list,
+                 "compile_cap_s": args.compile_cap_s, "budget_s": args.budget_s,
+                 "results": [], "conv_tactics": []}  # fmt: skip
+    out = Path(args.out)
 
-    def over_budget(what: str) -> bool:
-        if time.time() - args.start > args.budget_s:
-            print(f"budget exhausted: skipping {what}")
-            return True
-        return False
+    def left() -> float:
+        return args.budget_s - (time.time() - args.start)
+
+    def write() -> None:  # never a half-written file under the name (SIGTERM may come at any time)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, json.dumps(doc, indent=1).encode())
 
     def emit(row: dict) -> None:
         doc["results"].append(row)
-        print(json.dumps(row))
-        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        print(report.row_line(row), flush=True)
+        write()
 
-    calib: dict[str, tuple[dict[str, float] | None, float | None, str]] | None = None
-    for precision in PRECISIONS:
-        if precision not in wanted:
-            continue
-        for name in models:
-            for batch in args.batch_list:
-                if over_budget(f"{name} b{batch} {precision}"):
-                    continue
-                if precision != "int8":
-                    try:
-                        emit(bench_float(name, batch, precision, args, cache, doc))
-                    except Exception as exc:  # record it, benchmark the rest
-                        emit({"model": name, "batch": batch, "precision": precision,
-                              "error": f"{type(exc).__name__}: {exc}"[:500]})
-                    continue
+    plan = [(p, m, b) for p in args.precision_list for m in args.model_list
+            for b in args.batch_list]  # fmt: skip
+    old_term = signal.signal(signal.SIGTERM, _stop)
+    try:
+        if cuda and left() > 0 and not args.export_only:
+            doc.update(gpu_peaks.mma_peak_tflops())
+            print({k: v for k, v in doc.items() if "peak" in k or "cublas" in k}, flush=True)
+        failed: dict[tuple[str, int], str] = {}
+        if left() > 0:
+            t0 = time.time()
+            failed = gbm.prepare(args.model_list, args.batch_list, args.cache, left())
+            doc["export_s"] = round(time.time() - t0, 1)
+            doc["export_failed"] = {f"{n} b{b}": why for (n, b), why in failed.items()}
+            print(f"exports in {args.cache}: {doc['export_s']} s, {len(failed)} failed "
+                  f"{sorted(doc['export_failed'])}", flush=True)  # fmt: skip
+        if args.export_only:
+            plan = []
+        if plan and left() > 0:
+            from gpu_kernels.timing_cache import TimingCache
+
+            torch.backends.cudnn.benchmark = True
+            cache = TimingCache()
+        calib: dict[str, gpu_bench_calib.Scales] | None = None
+        for precision, model, batch in plan:
+            if left() <= 0:
+                break
+            head = {"model": model.name, "source": model.source, "input": model.input_note,
+                    "batch": batch, "precision": precision}  # fmt: skip
+            if (model.name, batch) in failed:
+                emit({**head, "error": failed[model.name, batch]})
+            elif precision != "int8":
+                try:
+                    emit(bench_float(model, batch, precision, args, cache, doc))
+                except Exception as exc:  # record it, benchmark the rest
+                    emit({**head, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            else:
                 if calib is None:  # once per run, at batch 1, reused for every batch
                     t0 = time.time()
-                    calib = calibrate_all(models, args.calib_batches, args.calib_cache,
-                                          args.calib_workers)
+                    calib = gpu_bench_calib.calibrate_all(
+                        args.model_list, args.calib_batches, args.calib_cache,
+                        args.calib_workers, args.cache)  # fmt: skip
                     doc["calibration_wall_s"] = round(time.time() - t0, 2)
                     doc["calibration_s"] = {m: c[1] for m, c in calib.items()}
-                    for m, c in calib.items():
-                        if c[2]:
-                            print(f"calibration of {m} failed: {c[2]}")
-                scales, _, calib_err = calib[name]
-                fp16_row = next((r for r in doc["results"] if r["model"] == name
-                                 and r["batch"] == batch and r["precision"] == "fp16"), None)
-                if not scales:
-                    emit({"model": name, "batch": batch, "precision": "int8",
-                          "error": f"calibration failed: {calib_err or 'no scales'}"})
-                    continue
-                emit(bench_int8(name, batch, scales, args, cache, doc, fp16_row))
-
-    # max-autotune compiles for minutes per model: a last pass, only while the budget lasts
-    for name in filter(None, args.max_autotune.split(",")):
-        if time.time() - args.start > args.budget_s - 120:
-            print(f"budget: skipping torch.compile max-autotune for {name}")
-            continue
-        row = next((r for r in doc["results"] if r["model"] == name and r["batch"] == 1
-                    and r["precision"] == "fp16"), None)
-        if row is None:
-            continue
-        graph = graph_of(build_model(name, 1))
-        module, xs = torch_side(graph, feeds_of(graph), torch.float16)
-        ref = torch_outputs(module, xs)
-        res = compile_side(module, xs, ref, "max-autotune", args.iters)
-        row["compile_max-autotune"] = res
-        print(json.dumps({"model": name, "max-autotune": res}))
-        Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    print_table(doc)
-    Path(args.out).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+                scales, _, calib_err = calib[model.name]
+                fp16_row = next((r for r in doc["results"] if r["model"] == model.name
+                                 and r["batch"] == batch and r["precision"] == "fp16"
+                                 and "tandem" in r), None)  # fmt: skip
+                if scales:
+                    emit(bench_int8(model, batch, scales, args, cache, doc, fp16_row))
+                else:
+                    emit({**head, "error": f"calibration failed: {calib_err or 'no scales'}"})
+    except Stop as why:
+        doc["stopped"] = f"{why} after {time.time() - args.start:.0f} s"
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    written = {(r["model"], r["batch"], r["precision"]) for r in doc["results"]}
+    rest = [(p, m, b) for p, m, b in plan if (m.name, b, p) not in written]
+    if rest:
+        doc.setdefault("stopped", f"--budget-s {args.budget_s:g} spent")
+        for precision, model, batch in rest:
+            doc["results"].append({"model": model.name, "source": model.source,
+                                   "input": model.input_note, "batch": batch,
+                                   "precision": precision, "not_run": doc["stopped"]})  # fmt: skip
+    write()
+    report.print_table(doc)
+    text = report.markdown([doc])
+    write_atomic(out.with_suffix(".md"), text.encode())
+    print(f"\n{text}\nwrote {out} and {out.with_suffix('.md')}")
     return 0
-
-
-def _cell(r: dict | None) -> str:
-    if not r:
-        return "-"
-    if "error" in r:
-        return "error"
-    return f"{r['b2b_ms']:.3f} / {r['p50_ms']:.3f}"
-
-
-def print_int8_table(doc: dict, sel: list[dict]) -> None:
-    if not sel:
-        return
-    print(f"\nINT8 (calibration: {doc.get('calibration_wall_s')} s wall, per model "
-          f"{doc.get('calibration_s')})")
-    print("| model | batch | Tandem INT8 b2b / p50 ms | Tandem FP16 b2b / p50 ms | eager FP16 "
-          "b2b / p50 ms | x Tandem FP16 (b2b) | x eager FP16 (b2b) | cosine vs FP32 | "
-          "rel err vs FP32 | kernels |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in sel:
-        if "error" in r:
-            print(f"| {r['model']} | {r['batch']} | error: {r['error'][:120]} | | | | | | | |")
-            continue
-        sp = [r.get(f"speedup_vs_{p}", {}).get("b2b_ms", "-")
-              for p in ("tandem_fp16", "eager_fp16")]
-        print(f"| {r['model']} | {r['batch']} | {_cell(r.get('tandem'))} | "
-              f"{_cell(r.get('tandem_fp16'))} | {_cell(r.get('eager_fp16'))} | {sp[0]} | "
-              f"{sp[1]} | {r['cosine_vs_torch_fp32']:.5f} | "
-              f"{r['max_rel_err_vs_torch_fp32']:.1e} | {r['kernels']} |")
-
-
-def print_table(doc: dict) -> None:
-    print(f"\n{doc['date']}  {doc['device']}  torch {doc['torch']}  cuDNN {doc['cudnn']}")
-    print(f"mma.sync peak FP16 {doc['mma_sync_peak_tflops']} TFLOPS, INT8 "
-          f"{doc.get('mma_sync_int8_peak_tops', '-')} TOPS; cuBLAS FP16 "
-          f"{doc['cublas_fp16_8192_tflops']} TFLOPS")
-    rows = doc["results"]
-    for precision in PRECISIONS:
-        sel = [r for r in rows if r.get("precision", "fp16") == precision]
-        if precision == "int8":
-            print_int8_table(doc, sel)
-        if precision == "int8" or not sel:
-            continue
-        note = " (eager and compile with TF32 off)" if precision == "fp32" else ""
-        print(f"\n{precision.upper()}{note}")
-        print("| model | batch | Tandem b2b / p50 ms | eager b2b / p50 ms | reduce-overhead b2b "
-              "/ p50 ms | max-autotune b2b / p50 ms | kernels | rel err vs torch |")
-        print("|---|---|---|---|---|---|---|---|")
-        for r in sel:
-            if "error" in r:
-                print(f"| {r['model']} | {r['batch']} | error: {r['error'][:120]} | | | | | |")
-                continue
-            print(f"| {r['model']} | {r['batch']} | {_cell(r.get('tandem'))} | "
-                  f"{_cell(r.get('eager'))} | {_cell(r.get('compile_reduce-overhead'))} | "
-                  f"{_cell(r.get('compile_max-autotune'))} | {r['kernels']} | "
-                  f"{r['max_rel_err_vs_torch']:.1e} |")
-    for key, prof in doc.get("profiles", {}).items():
-        print(f"profile {key}: sum {prof['sum_ms']} ms by kernel {prof['by_kernel']}")
-        for r in prof["top"][:6]:
-            print(f"   {r['layer']} {r['kernel']} {r['tactic']} {r['ms']} ms")
-    for key, unit in (("conv_tactics", "TFLOPS"), ("conv_tactics_int8", "TOPS")):
-        for c in doc.get(key, []):
-            print(f"conv {c['layer']}: {c['tactic']} {c['gflop']} G(FL)OP {c['ms']} ms "
-                  f"= {c['tflops']} {unit}")
 
 
 if __name__ == "__main__":

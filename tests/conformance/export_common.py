@@ -171,14 +171,24 @@ def main(
     description: str,
     argv: list[str] | None = None,
     setup: Callable[[], None] | None = None,
+    resizable: bool = False,
 ) -> int:
-    """The command line every export script has: ``--list``; ``--out DIR [NAME ...]``."""
+    """The command line every export script has: ``--list``; ``--out DIR [NAME ...]``;
+    ``resizable`` scripts also take ``--batch N --size S`` (an image side; the benchmark's
+    realistic inputs, bench/gpu_bench_models.py), passed to ``export`` as keywords."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("names", nargs="*", help="models to export (default: all)")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="print the model names and exit")
+    parser.add_argument("--batch", type=int, help="batch of the exported input (default 1)")
+    parser.add_argument("--size", type=int, help="image side of the input (default: the model's)")
     args = parser.parse_args(argv)
+    shape = {k: v for k, v in (("batch", args.batch), ("size", args.size)) if v is not None}
+    if shape and not resizable:
+        parser.error("--batch/--size: this script's models are exported at their fixed inputs")
+    if any(v < 1 for v in shape.values()):
+        parser.error(f"--batch/--size must be positive, got {shape}")
     if args.list:
         print("\n".join(models))
         return 0
@@ -195,7 +205,7 @@ def main(
         if (args.out / f"{name}.onnx").exists():
             continue  # an earlier run exported it (the .onnx is written last)
         try:
-            export(name, args.out, args.seed)
+            export(name, args.out, args.seed, **shape)
         except Exception as err:  # one model's exporter failure must not hide the others
             failed.append(name)
             print(f"{name}: export failed: {type(err).__name__}: {err}", file=sys.stderr)

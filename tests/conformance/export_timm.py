@@ -48,26 +48,31 @@ MODELS: dict[str, tuple[str, int, dict]] = {
 CALIBRATED = {"timm-repvgg-a0", "timm-mobileone-s0"}
 
 
-def build(name: str, seed: int = 0):
-    """The module (eval mode, seeded weights) and its example input, as exported."""
+def build(name: str, seed: int = 0, batch: int = 1, size: int | None = None):
+    """The module (eval mode, seeded weights) and its example input, as exported
+    (``batch`` x 3 x ``size`` x ``size``; ``size`` defaults to the table's)."""
     import timm
     import torch
 
     arch, side, extra = MODELS[name]
+    side = size or side
+    if "img_size" in extra:  # a model that fixes its input side follows the one asked for
+        extra = {**extra, "img_size": side}
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=100, **extra).eval()
     randomise_torch(model, seed)
-    x = torch.from_numpy(seeded_array((1, 3, side, side), seed))
+    x = torch.from_numpy(seeded_array((batch, 3, side, side), seed))
     if name in CALIBRATED:
         calibrate_batchnorm(model, (x,))
     return model, (x,)
 
 
-def export(name: str, out: Path, seed: int = 0) -> Path:
+def export(name: str, out: Path, seed: int = 0, batch: int = 1, size: int | None = None
+           ) -> Path:  # fmt: skip
     import timm
     import torch
 
-    model, (x,) = build(name, seed)
+    model, (x,) = build(name, seed, batch, size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -90,4 +95,4 @@ def _setup() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(MODELS, export, __doc__.splitlines()[0], setup=_setup))
+    sys.exit(main(MODELS, export, __doc__.splitlines()[0], setup=_setup, resizable=True))

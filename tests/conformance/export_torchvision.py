@@ -149,30 +149,38 @@ def output_names(name: str) -> list[str]:
     return ["out"] if kind == "seg" else ["logits"]
 
 
-def build(name: str, seed: int = 0) -> tuple[Any, tuple[Any, ...]]:
-    """Model ``name`` in eval mode with seeded random weights, and its example inputs."""
+def build(name: str, seed: int = 0, batch: int = 1, size: int | None = None
+          ) -> tuple[Any, tuple[Any, ...]]:  # fmt: skip
+    """Model ``name`` in eval mode with seeded random weights, and its example inputs
+    (``batch`` x 3 x ``size`` x ``size``; ``size`` defaults to the spec's)."""
     import torch
 
     spec = MODELS[name]
+    size = size or spec.size
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {"weights": None, **dict(spec.kwargs)}
+    # the models whose constructor fixes the input side follow the one asked for
+    if "image_size" in kwargs:
+        kwargs["image_size"] = size
+    if "input_size" in kwargs:
+        kwargs["input_size"] = (size, size)
     if spec.kind:
         kwargs.update(_SEG_DET_KWARGS)
     model = _constructor(spec.ctor)(**kwargs)
     randomise_torch(model, seed)
     module = _wrap(model, spec.kind).eval()
-    x = torch.from_numpy(seeded_array((1, 3, spec.size, spec.size), seed))
+    x = torch.from_numpy(seeded_array((batch, 3, size, size), seed))
     return module, (x,)
 
 
-def export(name: str, out: Path, seed: int) -> None:
+def export(name: str, out: Path, seed: int, batch: int = 1, size: int | None = None) -> None:
     import io
 
     import torch
     import torchvision
 
     spec = MODELS[name]
-    module, inputs = build(name, seed)
+    module, inputs = build(name, seed, batch, size)
     outs = output_names(name)
     start = time.perf_counter()
     with torch.no_grad():
@@ -209,7 +217,8 @@ def export(name: str, out: Path, seed: int) -> None:
     )
     params = sum(p.numel() for p in module.parameters())
     print(f"{name}: exported in {seconds:.1f} s, {len(onnx_bytes) / 1e6:.1f} MB, "
-          f"{params / 1e6:.1f} M parameters, input {spec.size}x{spec.size}", flush=True)
+          f"{params / 1e6:.1f} M parameters, input {'x'.join(map(str, inputs[0].shape))}",
+          flush=True)
 
 
 def _quiet() -> None:
@@ -219,4 +228,5 @@ def _quiet() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(MODELS, export, __doc__.split("\n\n")[0], setup=_quiet))
+    raise SystemExit(main(MODELS, export, __doc__.split("\n\n")[0], setup=_quiet,
+                         resizable=True))

@@ -87,22 +87,24 @@ def _seed(model: Any, seed: int) -> None:
             conv.weight.copy_(weight)
 
 
-def _input(imgsz: int, seed: int) -> np.ndarray:
+def _input(imgsz: int, seed: int, batch: int = 1) -> np.ndarray:
     # an image as the exporter's users feed it: RGB in [0, 1]
-    return np.random.default_rng(seed).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    return np.random.default_rng(seed).random((batch, 3, imgsz, imgsz), dtype=np.float32)
 
 
-def _export(name: str, folder: Path, seed: int) -> tuple[Any, Path]:
-    """Build NAME from its YAML, seed it, export it into ``folder``; return the Exporter (its
-    ``.model`` is the module it traced) and the ONNX path."""
+def _export(name: str, folder: Path, seed: int, batch: int = 1, imgsz: int | None = None
+            ) -> tuple[Any, Path]:  # fmt: skip
+    """Build NAME from its YAML, seed it, export it into ``folder`` (at ``batch`` and ``imgsz``,
+    default the table's); return the Exporter (its ``.model`` is the module it traced) and the
+    ONNX path."""
     import torch
     from ultralytics import YOLO
     from ultralytics.engine.exporter import Exporter
 
-    yaml, imgsz = MODELS[name]
+    yaml, side = MODELS[name]
     torch.manual_seed(seed)
-    args = {"format": "onnx", "imgsz": imgsz, "opset": OPSET, "dynamic": False,
-            "simplify": False, "batch": 1, "device": "cpu",
+    args = {"format": "onnx", "imgsz": imgsz or side, "opset": OPSET, "dynamic": False,
+            "simplify": False, "batch": batch, "device": "cpu",
             "verbose": False, "data": None, "mode": "export"}
     with no_network(f"ultralytics {name}"), _cwd(folder):
         yolo = YOLO(yaml)  # the packaged YAML; the scale letter picks depth/width; no weights
@@ -112,14 +114,16 @@ def _export(name: str, folder: Path, seed: int) -> tuple[Any, Path]:
     return exporter, path
 
 
-def build(name: str, seed: int = 0) -> tuple[Any, tuple[Any, ...]]:
+def build(name: str, seed: int = 0, batch: int = 1, size: int | None = None
+          ) -> tuple[Any, tuple[Any, ...]]:  # fmt: skip
     """The module the exporter traced (eval, BN fused, head in export mode) and its input."""
     import torch
 
     setup()
     with tempfile.TemporaryDirectory() as tmp:
-        exporter, _ = _export(name, Path(tmp), seed)
-    return exporter.model.eval(), (torch.from_numpy(_input(MODELS[name][1], seed)),)
+        exporter, _ = _export(name, Path(tmp), seed, batch, size)
+    x = _input(size or MODELS[name][1], seed, batch)
+    return exporter.model.eval(), (torch.from_numpy(x),)
 
 
 def _flatten(y: Any) -> list[Any]:
@@ -128,7 +132,7 @@ def _flatten(y: Any) -> list[Any]:
     return [y]
 
 
-def export(name: str, out: Path, seed: int) -> Path:
+def export(name: str, out: Path, seed: int, batch: int = 1, size: int | None = None) -> Path:
     import onnx
     import torch
     import ultralytics
@@ -137,8 +141,9 @@ def export(name: str, out: Path, seed: int) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     # a temp dir beside the output, so the final move is a rename on one file system
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}-") as tmp:
-        exporter, path = _export(name, Path(tmp), seed)
-        x = _input(MODELS[name][1], seed)
+        exporter, path = _export(name, Path(tmp), seed, batch, size)
+        imgsz = size or MODELS[name][1]
+        x = _input(imgsz, seed, batch)
         with torch.no_grad():
             ys = [t.numpy() for t in _flatten(exporter.model(torch.from_numpy(x)))]
         graph = onnx.load(str(path), load_external_data=False).graph
@@ -150,12 +155,12 @@ def export(name: str, out: Path, seed: int) -> Path:
             exporter=f"ultralytics {ultralytics.__version__} Exporter(format='onnx') "
                      f"torch {torch.__version__}",
             opset=OPSET,
-            notes=f"{MODELS[name][0]} imgsz={MODELS[name][1]} dynamic=False simplify=False "
-                  f"batch=1 fp32; export {time.perf_counter() - start:.1f} s",
+            notes=f"{MODELS[name][0]} imgsz={imgsz} dynamic=False simplify=False "
+                  f"batch={batch} fp32; export {time.perf_counter() - start:.1f} s",
         )
         return write_export(out, name, None, {graph.input[0].name: x}, dict(zip(outputs, ys)),
                             meta, onnx_file=path)
 
 
 if __name__ == "__main__":
-    sys.exit(main(MODELS, export, __doc__.splitlines()[0], setup=setup))
+    sys.exit(main(MODELS, export, __doc__.splitlines()[0], setup=setup, resizable=True))
