@@ -150,9 +150,12 @@ __device__ __forceinline__ void dw_point(const KArgs& a, const ConvArgs& cv, con
 // Depthwise convolution that also sums its output over H, W per channel: the squeeze of the
 // squeeze-and-excitation block it feeds (partitioner/passes/fusion.py: se_pooled_by), so that
 // no kernel reads the output again for the pool. p[5] = partial sums (FP32, N x B x C); i[21] =
-// elements (of V channels) a CTA; grid (B, N); dynamic shared memory C floats. CTA (b, n) covers
-// elements [b * chunk, (b + 1) * chunk) of image n, sums them per channel in shared memory and
-// writes its C sums (se_scale adds the B partials: no atomics in global memory, no zeroing).
+// elements (of V channels) a CTA; grid (B, N); dynamic shared memory C + blockDim.x x V floats.
+// CTA (b, n) covers elements [b * chunk, (b + 1) * chunk) of image n and writes its C sums
+// (se_scale adds the B partials: no atomics in global memory, no zeroing). The sums are made in
+// a fixed order, so a replay gives the same bits: each round of blockDim.x elements is staged in
+// shared memory, then the one thread that owns a channel vector adds that round's elements of
+// it in element order (shared-memory float atomics would add them in arrival order).
 template <int V, typename T>
 __device__ void se_dw_pool(const KArgs& a) {
     T* y = (T*)a.p[4];
@@ -163,18 +166,31 @@ __device__ void se_dw_pool(const KArgs& a) {
     const int per_image = cv.P * cv.Q * CV;
     const int n = blockIdx.y;
     extern __shared__ float s_sum[];
+    float* s_round = s_sum + cv.C;  // blockDim.x x V outputs of the current round
     for (int c = threadIdx.x; c < cv.C; c += blockDim.x) s_sum[c] = 0.0f;
     __syncthreads();
     const int begin = blockIdx.x * chunk, end = min(per_image, begin + chunk);
-    for (int e = begin + threadIdx.x; e < end; e += blockDim.x) {
-        const NhwcPos o = nhwc_pos(n * per_image + e, CV, cv.P, cv.Q);
-        float out[V];
-        dw_point<V, T>(a, cv, o, out);
-        st_vec<V>(y + (i64)o.m * cv.ycs + o.c * V, out);
+    for (int e0 = begin; e0 < end; e0 += blockDim.x) {
+        const int e = e0 + threadIdx.x;
+        if (e < end) {
+            const NhwcPos o = nhwc_pos(n * per_image + e, CV, cv.P, cv.Q);
+            float out[V];
+            dw_point<V, T>(a, cv, o, out);
+            st_vec<V>(y + (i64)o.m * cv.ycs + o.c * V, out);
 #pragma unroll
-        for (int j = 0; j < V; ++j) atomicAdd(&s_sum[o.c * V + j], out[j]);
+            for (int j = 0; j < V; ++j) s_round[threadIdx.x * V + j] = out[j];
+        }
+        __syncthreads();
+        // element e0 + t holds channel vector (e0 + t) % CV (elements are pixel-major)
+        const int count = min((int)blockDim.x, end - e0), first = e0 % CV;
+        for (int cvec = threadIdx.x; cvec < CV; cvec += blockDim.x) {
+            for (int t = cvec >= first ? cvec - first : cvec - first + CV; t < count; t += CV) {
+#pragma unroll
+                for (int j = 0; j < V; ++j) s_sum[cvec * V + j] += s_round[t * V + j];
+            }
+        }
+        __syncthreads();
     }
-    __syncthreads();
     float* dst = partial + ((i64)n * gridDim.x + blockIdx.x) * cv.C;
     for (int c = threadIdx.x; c < cv.C; c += blockDim.x) dst[c] = s_sum[c];
 }

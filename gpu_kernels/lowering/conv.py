@@ -22,7 +22,7 @@ import numpy as np
 
 from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
-from gpu_kernels.lowering.se import dw_pool_blocks, lower_se_scale
+from gpu_kernels.lowering.se import THREADS, dw_pool_blocks, lower_se_scale
 from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
 from partitioner.capability import Verdict
 from partitioner.ir import Node, Tensor
@@ -257,9 +257,11 @@ def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref
                                                     y.offset))
     blocks, chunk = dw_pool_blocks(p.p * p.q * p.k // (8 if x8 else 1))
     sums = lw.new_value((p.n, blocks, p.k), "plain", "f32")
-    lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if x8 else ''}{lw.dt}", (blocks, p.n, 1), 256,
+    # shared memory: the K sums, then one round of every thread's (8 or 1) outputs
+    lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if x8 else ''}{lw.dt}", (blocks, p.n, 1), THREADS,
                    [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(sums)],
-                   ints + [chunk], [act[1], act[2], 0.0, 0.0], smem=p.k * 4, problem=p,
+                   ints + [chunk], [act[1], act[2], 0.0, 0.0],
+                   smem=(p.k + THREADS * (8 if x8 else 1)) * 4, problem=p,
                    tactic=DIRECT))
     return sums
 
