@@ -2,8 +2,8 @@
 
 Usage: ``python bench/dla_latency.py [--only fit|validate] [--per-op ID]``. Prints one table row
 per figure: published and predicted milliseconds (DLA time of the figure's batch on one DLA, or
-the boundary / hybrid / contention quantity; energy rows: the unitless DLA-over-GPU perf/W
-ratio), the signed error, and whether the figure was used to
+the boundary / hybrid / contention quantity, or the difference between two builds; energy rows:
+the unitless DLA-over-GPU perf/W ratio), the signed error, and whether the figure was used to
 fit constants (``fit``) or only checks the model (``validate``); then the summary the acceptance
 criteria of issue 17 read (max |error|, median |error|, signs). ``tests/dla_sim/test_published.py``
 asserts the same numbers.
@@ -87,9 +87,9 @@ def clocks(fig: dict[str, Any]) -> tuple[float, float, int]:
     return target.dla_clock_hz, target.dram_bytes_per_s, target.dla.version
 
 
-def predict_network(fig: dict[str, Any]) -> LoadableTiming:
+def predict_network(fig: dict[str, Any], extra_fp16: tuple[str, ...] = ()) -> LoadableTiming:
     """The whole network as one loadable on one DLA, with the published I/O formats; DLAs that
-    run copies at once share the DRAM."""
+    run copies at once share the DRAM. ``extra_fp16`` layers run in FP16 besides the figure's."""
     n, _, h, w = fig["input"]
     g = network(fig["model"], n, h, w)
     clock, dram, version = clocks(fig)
@@ -101,7 +101,7 @@ def predict_network(fig: dict[str, Any]) -> LoadableTiming:
         clock,
         dram,
         output_dtype={"int8": "int8", "fp16": "float16"}.get(io.get("output", "")),
-        layer_precisions={name: "fp16" for name in fig.get("fp16_layers", [])} or None,
+        layer_precisions={x: "fp16" for x in [*fig.get("fp16_layers", []), *extra_fp16]} or None,
         input_format=io.get("input") if io.get("input") == "hwc4" else None,
         concurrent_dlas=int(fig.get("dlas", 1)),
     )
@@ -116,6 +116,19 @@ def network_rows(data: dict[str, Any]) -> list[Row]:
         pub = published_ms(fig, fig["input"][0])
         what = f"{what}, {fig['board']} {where}"
         rows.append(Row(fig["id"], "network", pub, t.total_seconds * 1e3, fig["use"], what))
+    return rows
+
+
+def delta_rows(data: dict[str, Any]) -> list[Row]:
+    """The same network built twice, the second with more layers in FP16: the difference."""
+    networks = {f["id"]: f for f in data["networks"]}
+    rows = []
+    for fig in data.get("deltas", []):
+        base = networks[fig["base"]]
+        ms = (predict_network(base, tuple(fig["fp16_layers"])).total_seconds
+              - predict_network(base).total_seconds) * 1e3  # fmt: skip
+        what = f"{fig['base']} + {len(fig['fp16_layers'])} layers in FP16"
+        rows.append(Row(fig["id"], "delta", float(fig["published"]), ms, fig["use"], what))
     return rows
 
 
@@ -198,6 +211,7 @@ def all_rows() -> list[Row]:
     data = load()
     return (
         network_rows(data)
+        + delta_rows(data)
         + per_layer_rows(data)
         + transition_rows(data)
         + hybrid_rows(data)
@@ -236,7 +250,7 @@ def main() -> None:
         print(f"| {r.id} | {r.kind} | {r.what} | {r.published_ms:.3f} | {r.predicted_ms:.3f} | "
               f"{r.error:+.1%} | {r.use} |")  # fmt: skip
     print()
-    for kind in ("network", "layer", "transition", "hybrid", "contention", "energy"):
+    for kind in ("network", "delta", "layer", "transition", "hybrid", "contention", "energy"):
         for use in ("fit", "validate"):
             chosen = [r for r in rows if r.use == use and r.kind == kind]
             if chosen:

@@ -176,21 +176,30 @@ XAVIER = DlaConfig(
 # copies. So INT8 is 2 pipes x (atomic-C 64 x atomic-K 64) = 8192 MACs; 2:4 sparsity along C
 # "needs C > 64" (§1.4) fits atomic-C 64. FP16 convolution on Rubik: Orin "trades FP16
 # convolution compute for INT8" and FP16 conv "may be up to 2x slower than Xavier" (§2.1,
-# §1.2), i.e. half of Xavier's 1024 at similar clocks: 512 FP16 MACs per cycle (32 x 16),
-# UNCONFIRMED, overridable. Each CPIPE carries an nv_full-sized SDP (16 elements/cycle) and
+# §1.2); no figure of the rate is published. fit: 256 FP16 MACs per cycle (16 x 16; only the
+# product is fitted, the split is assumed), grid {512 (32 x 16, half of Xavier's 1024, the
+# value before session 4), 256, 128 (16 x 8)} jointly with the LUT rate below, by the sum of
+# squared log errors over the fit rows they move: yolov5s-v2-fp16-cv3 (the cost of one 1x1
+# conv + SiLU moved to FP16, published 0.46 ms: 512 gives 0.16-0.17, 256 0.31-0.34, 128
+# 0.66-0.69 ms for any LUT rate) and yolov5s-bs1 (three FP16 head convs). The other fit rows
+# have no Orin FP16 layer. Each CPIPE carries an nv_full-sized SDP (16 elements/cycle) and
 # PDP/CDP (8), so the DLA has twice that. The depth-wise processor is taken to handle atomic-C
 # channels per cycle (UNCONFIRMED). DBB 512 bits as nv_full's (INFERRED).
 ORIN = DlaConfig(
     version=2,
     name="DLA 2.0 (Orin)",
     int8=EngineRates(atomic_c=64, atomic_k=64),
-    fp16=EngineRates(atomic_c=32, atomic_k=16),
+    fp16=EngineRates(atomic_c=16, atomic_k=16),
     int8_conv_pipes=2,
     fp16_conv_pipes=1,
     cbuf_banks=16,
     cbuf_bank_bytes=32 * 1024,
     sdp_elems_per_cycle=32,
-    sdp_lut_elems_per_cycle=8,  # nv_full's 4 per CPIPE, x 2 (INFERRED like the SDP rate)
+    # fit: 10 (5 per CPIPE; nv_full's Y unit does 4), grid 4..16 with the FP16 rate above on
+    # yolov5s-bs1 and yolov5s-v2-fp16-cv3 (sum of squared log errors 0.1009; 9: 0.1044, 11:
+    # 0.1014; 8, INFERRED as nv_full's 4 x 2 before session 4: 0.1153). YOLOv5s' SiLUs are the
+    # only LUT work in the fit rows.
+    sdp_lut_elems_per_cycle=10,
     # fit: stem+pool of the layer-wise ResNet-34 sample (0.581 ms for the 64x384x640 INT8
     # max-pool at 1152 MHz = 23.5 input elements per cycle); 16 per CPIPE-pair is nv_full's 8 x 2.
     pdp_elems_per_cycle=24,
@@ -211,7 +220,8 @@ ORIN = DlaConfig(
     # 1.5, 2, 2.5, 3} x {2000, 3000, 4000} (0.5 at 3000 only), best 1 / 2 and 3000 cycles
     # (sum of squared log errors 0.0201; 2 / 4 gives 0.0236; errors +6, +1, +5, +1, -3, -9, 0,
     # -7 %). The layer-wise sample alone would ask for 6 / 11 (layer1.0.a, layer2.0.a), which
-    # the whole-network table rules out (BENCHMARKS.md).
+    # the whole-network table rules out (BENCHMARKS.md). Not refitted in session 4 (the FP16
+    # and LUT rates moved yolov5s-bs1 from -6.9 % to -2.5 %; no other fit row moved).
     pixel_overhead_s1=1.0,
     pixel_overhead_strided=2.0,
     op_fixed_cycles=3000,

@@ -23,10 +23,6 @@ TOLERANCE = 0.15
 MEDIAN_LIMIT = 0.08
 # id -> the largest |error| tolerated while the cause is open (see BENCHMARKS.md).
 KNOWN_MISSES = {
-    # +23 %: the README's "about 2.4 ms"; the 1.42 ms gap to the FP16-head run is 0.75 ms here,
-    # so either Orin's FP16 convolution (512 MAC/cycle, UNCONFIRMED) is slower or the INT8 body
-    # (SiLU at the SDP LUT rate) faster than modelled; no figure separates the two
-    "yolov5s-bs1-int8out": 0.25,
     "googlenet-split-81": 0.20,  # +18 %: same-size splits published 46.6 .. 56.1 us
     "googlenet-split-95": 0.25,  # +22 %
     # -28 %: forum 219770's conv2d slows the GPU 1.77x beside both DLAs, issue 2745's models
@@ -36,7 +32,8 @@ KNOWN_MISSES = {
 # The layer-wise sample is ~1.5x slower per cycle than the whole-network table allows (see
 # BENCHMARKS.md): its rows are held to where the model is today, not to +-25 % (-32 .. -45 %
 # since the session-3 refit of the conv overhead on the whole-network fit rows; -26 .. -35 %
-# before it).
+# before it). It is not a per-loadable cost: the sample submits the whole backbone loadable
+# as one cudlaSubmitTask and its layers follow each other 0.7 us apart.
 LAYER_TOLERANCE = 0.46
 
 
@@ -52,8 +49,9 @@ def validate(kind: str) -> list[Row]:
 @pytest.mark.slow
 def test_every_figure_is_marked_and_at_most_half_are_fit():
     data = load()
-    figures = (data["networks"] + data["per_layer"]["layers"] + data["transitions"]
-               + data["hybrid"] + data["contention"] + data["energy"])  # fmt: skip
+    figures = (data["networks"] + data["deltas"] + data["per_layer"]["layers"]
+               + data["transitions"] + data["hybrid"] + data["contention"]
+               + data["energy"])  # fmt: skip
     assert {f["use"] for f in figures} <= {"fit", "validate"}
     assert sum(f["use"] == "fit" for f in figures) <= len(figures) / 2
     assert all(f["id"] for f in figures) and len({f["id"] for f in figures}) == len(figures)
@@ -86,6 +84,15 @@ def test_per_layer_figures_stay_where_they_are():
     assert len(layers) == 8
     for r in layers:
         assert abs(r.error) <= LAYER_TOLERANCE, f"{r.id}: {r.error:+.1%}"
+
+
+@pytest.mark.slow
+def test_fp16_rate_witness_stays_where_it_is():
+    # The one figure isolating Orin's FP16 convolution (fit, cuDLA-samples note 2): 27 % low at
+    # the fitted 256 MAC/cycle; 512 (the value before) gives -64 %, 128 gives +48 %.
+    (row,) = [r for r in rows() if r.kind == "delta"]
+    assert row.id == "yolov5s-v2-fp16-cv3" and row.use == "fit"
+    assert -0.30 <= row.error <= 0.0, f"{row.id}: {row.error:+.1%}"
 
 
 @pytest.mark.slow
