@@ -113,7 +113,8 @@ class SegmentExport:
     cache: str | None = None
     #: tensor -> the scale its Q/DQ pair carries (strongly typed, INT8)
     qdq: dict[str, float] = field(default_factory=dict)
-    #: weight initializer -> its per-output-channel Q/DQ scales (strongly typed, INT8)
+    #: weight initializer -> the per-output-channel scales of its INT8 form's DequantizeLinear
+    #: (strongly typed, INT8)
     weight_qdq: dict[str, list[float]] = field(default_factory=dict)
 
     def write(self, folder: str | Path) -> list[Path]:

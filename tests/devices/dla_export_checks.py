@@ -94,6 +94,7 @@ def check_plan(
     done: list[Checked] = []
     emulated = segment_activations(plan, feeds if feeds is not None else model_feeds(plan, seed))
     plain: dict[str, onnx.ModelProto] = {}  # segment -> its FP32 export (TensorRT 10's file)
+    stored_of: dict[str, dict[str, np.ndarray]] = {}  # segment -> the emulator's stored tensors
     for generation in (TRT10, TRT11):
         exports = export_plan(plan, generation)
         assert exports, "the plan has no DLA segment"
@@ -131,7 +132,8 @@ def check_plan(
                 within = cosine >= INT8_COSINE
             note = None
             if not within:
-                local = op_by_op(model, loadable, seg_feeds)
+                stored = stored_of.setdefault(ex.segment, {})  # one emulator run for both
+                local = op_by_op(model, loadable, seg_feeds, stored)
                 assert local.agrees, f"{where}: {gap}; op by op: {local}"
                 e32, c32 = compare(plain[ex.segment], seg_feeds, want)
                 note = (
@@ -283,12 +285,20 @@ class OpByOp:
         )
 
 
-def op_by_op(model: onnx.ModelProto, loadable: Loadable, feeds: dict[str, np.ndarray]) -> OpByOp:
+def op_by_op(
+    model: onnx.ModelProto,
+    loadable: Loadable,
+    feeds: dict[str, np.ndarray],
+    stored: dict[str, np.ndarray] | None = None,
+) -> OpByOp:
     """Run ``model`` with each tensor the emulator stores (on ``feeds``) fed in place of the
     model's own value: the producing node's result is read out as ``NAME/local`` and compared
-    with the emulator's, so errors cannot build up from one op to the next."""
-    stored: dict[str, np.ndarray] = {}
-    run_loadable(loadable, feeds, stored=stored)
+    with the emulator's, so errors cannot build up from one op to the next. ``stored``: the
+    emulator's tensors of an earlier call on the same feeds (filled here when empty)."""
+    if stored is None:
+        stored = {}
+    if not stored:
+        run_loadable(loadable, feeds, stored=stored)
     m = onnx.shape_inference.infer_shapes(model)
     g = m.graph
     types = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.output]}
