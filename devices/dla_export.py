@@ -14,8 +14,13 @@ precision; DLA returns on Jetson AGX Orin with JetPack 7.2.2):
   plan's loadable stores as INT8 goes through a QuantizeLinear/DequantizeLinear pair with that
   tensor's scale (FP16, the network's type: DequantizeLinear-19/20 output the scale's type;
   held to FP16's range, see ``FP16_SCALE_RANGE``);
-  an INT8 convolution's weights get per-output-channel Q/DQ (``max|w| / 127``, as the emulator
-  quantises them). Opset 20, as NVIDIA's AutoCast migration example writes.
+  an INT8 convolution's weights are quantised here, from their FP32 values, exactly as the
+  emulator quantises them (``dla_sim.numerics.quantize_weights_per_channel``: per output channel,
+  ``max|w| / 127``, ties away from zero) and stored as an INT8 initializer read by a
+  DequantizeLinear (TensorRT's pre-quantised weights form). A QuantizeLinear on FP16 weights
+  would round them to FP16 first and move some across a rounding boundary: one INT8 step on a
+  share of RepVGG's weights, up to 2 steps on its convolutions' outputs (issue 18). Opset 20, as
+  NVIDIA's AutoCast migration example writes.
 
 Which tensors are INT8 comes from the segment's compiled loadable (``TensorDesc.dtype``), so the
 exported Q/DQ sit exactly where the emulator quantises: engine-op boundaries, with data-movement
@@ -41,6 +46,7 @@ from devices.plan import Plan
 from dla_sim.calibration import format_cache
 from dla_sim.compiler import compile_loadable
 from dla_sim.loadable import Loadable
+from dla_sim.numerics import quantize_weights_per_channel
 from partitioner.errors import InputError, TandemError
 from partitioner.ir import Graph
 from partitioner.onnx_export import export_onnx
@@ -107,7 +113,8 @@ class SegmentExport:
     cache: str | None = None
     #: tensor -> the scale its Q/DQ pair carries (strongly typed, INT8)
     qdq: dict[str, float] = field(default_factory=dict)
-    #: weight initializer -> its per-output-channel Q/DQ scales (strongly typed, INT8)
+    #: weight initializer -> the per-output-channel scales of its INT8 form's DequantizeLinear
+    #: (strongly typed, INT8)
     weight_qdq: dict[str, list[float]] = field(default_factory=dict)
 
     def write(self, folder: str | Path) -> list[Path]:
@@ -229,7 +236,8 @@ def strongly_typed(
     """``model`` (FP32, as exported) rewritten so that every tensor's type is explicit: FP16
     compute between Casts at the I/O, Q/DQ pairs on the ``int8`` tensors. Returns the model,
     the scale each activation's Q/DQ pair carries and each weight's per-channel scales."""
-    return quantize_dequantize(fp16_typed(model), int8, np.float16)
+    fp32 = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    return quantize_dequantize(fp16_typed(model), int8, np.float16, fp32)
 
 
 def fp16_typed(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -284,11 +292,16 @@ def fp16_typed(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantize_dequantize(
-    model: onnx.ModelProto, int8: Mapping[str, float], dtype: Any = np.float32
+    model: onnx.ModelProto,
+    int8: Mapping[str, float],
+    dtype: Any = np.float32,
+    weights: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, float], dict[str, list[float]]]:
     """``model`` with a QuantizeLinear/DequantizeLinear pair (scales of ``dtype``, the
     network's float type) after each tensor of ``int8`` -- read by all its consumers -- and
-    per-output-channel pairs on the weights of convolutions whose input is quantised. A
+    the weights of convolutions whose input is quantised as INT8 initializers (quantised per
+    output channel as the emulator does, from ``weights``' values where given: the FP32
+    weights of a model whose initializers were made FP16) read by a DequantizeLinear. A
     network output keeps its float type (the DLA's outputs are FP16, kCHW16, unless an INT8
     output format is asked for). The pair follows the tensor's ``NAME/fp16`` form where
     :func:`fp16_typed` made one."""
@@ -314,7 +327,7 @@ def quantize_dequantize(
         qdq[name] = float(scale)
     inits = {init.name: init for init in g.initializer}
     dequantized = {n.output[0] for n in pairs if n.op_type == "DequantizeLinear"}
-    weights: dict[str, list[float]] = {}
+    quantized: dict[str, list[float]] = {}
     shared: dict[str, str] = {}  # a weight read by several layers (RetinaNet's head convs on
     # every FPN level) gets one Q/DQ pair; a second pair of the same name is an invalid model
     for node in g.node:
@@ -325,19 +338,33 @@ def quantize_dequantize(
         if wname in shared:
             node.input[1] = shared[wname]
             continue
-        w = numpy_helper.to_array(inits[wname]).astype(np.float32)
+        w = (weights or {}).get(wname)
+        w = numpy_helper.to_array(inits[wname]) if w is None else w
         axis = axis % w.ndim
-        amax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
-        per_channel = network_scale(np.where(amax > 0, amax / 127.0, 1.0), dtype)
-        node.input[1] = shared[wname] = _qdq_pair(g, pairs, wname, f"{wname}/qdq", per_channel,
-                                                  axis)  # fmt: skip
-        weights[wname] = [float(v) for v in per_channel]
+        q, scale = quantize_weights_per_channel(np.moveaxis(np.asarray(w, np.float64), axis, 0))
+        per_channel = network_scale(scale, dtype)
+        stem = f"{wname}/qdq"
+        g.initializer.extend([
+            numpy_helper.from_array(np.ascontiguousarray(np.moveaxis(q, 0, axis)), f"{stem}/q"),
+            numpy_helper.from_array(per_channel, f"{stem}/scale"),
+            numpy_helper.from_array(np.zeros(per_channel.shape, np.int8), f"{stem}/zero"),
+        ])  # fmt: skip
+        pairs.append(helper.make_node("DequantizeLinear", [f"{stem}/q", f"{stem}/scale",
+                                      f"{stem}/zero"], [f"{stem}/dq"], name=f"{stem}/dq",
+                                      axis=axis))  # fmt: skip
+        node.input[1] = shared[wname] = f"{stem}/dq"
+        quantized[wname] = [float(v) for v in per_channel]
+    # a weight read only through its INT8 form leaves the file
+    read = {i for node in [*g.node, *pairs] for i in node.input}
+    kept = [init for init in g.initializer if init.name in read or init.name not in shared]
+    del g.initializer[:]
+    g.initializer.extend(kept)
     nodes = [*pairs, *g.node]
     del g.node[:]
     ready = {vi.name for vi in g.input} | {init.name for init in g.initializer}
     g.node.extend(_topological(nodes, ready))
     typed = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
-    return typed, qdq, weights
+    return typed, qdq, quantized
 
 
 # The FP16 range a Q/DQ scale of an FP16 network is held to: at most 65504 / 128, so that the

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from devices.runner import BaseRunner
+from devices.tuning import tactic_timed
 from gpu_kernels.driver import Context, CudaError, CudaGraph, KArgs
 from gpu_kernels.lowering import GpuProgram, Launch, args_for, describe, lower
 from gpu_kernels.tactics import ConvProblem, ConvTactic, candidates, heuristic, mma_eligible
@@ -208,6 +209,7 @@ class GpuRunner(BaseRunner):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(end)
                 out[t.name] = ctx.elapsed_ms(start, end) / reps  # split-K reduction included
+                tactic_timed(p.signature(), len(out), len(cands))
             return out
         finally:
             ctx.synchronize()

@@ -29,14 +29,22 @@ Array = np.ndarray
 
 
 def run_loadable(
-    loadable: Loadable, feeds: dict[str, np.ndarray], raw: bool = False
+    loadable: Loadable,
+    feeds: dict[str, np.ndarray],
+    raw: bool = False,
+    stored: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Execute ``loadable`` on ``feeds`` (name -> NCHW array). Returns its outputs.
 
     Outputs are float32 (dequantised) NCHW arrays, or with ``raw=True`` the stored values
-    (int8 or float16) as the DLA leaves them.
+    (int8 or float16) as the DLA leaves them. ``stored``, when given, receives every tensor the
+    run stored (each engine op's outputs, the inputs as the DLA holds them) in the same form.
     """
-    return _Executor(loadable).run(feeds, raw)
+    executor = _Executor(loadable)
+    out = executor.run(feeds, raw)
+    if stored is not None:
+        stored.update({name: executor.value(name, raw) for name in executor.env})
+    return out
 
 
 class _Executor:
@@ -91,16 +99,16 @@ class _Executor:
                 raise ExecutionError(self._where(op) + str(err)) from err
             except (ValueError, IndexError, KeyError, TypeError, FloatingPointError) as err:
                 raise ExecutionError(self._where(op) + f"{type(err).__name__}: {err}") from err
-        out: dict[str, np.ndarray] = {}
-        for name in self.l.outputs:
-            v = self.env[name]
-            if raw:
-                out[name] = v
-            elif self.desc(name).dtype == "int8":
-                out[name] = dequantize(v, self.desc(name).scale).astype(np.float32)  # type: ignore[arg-type]
-            else:
-                out[name] = v.astype(np.float32)
-        return out
+        return {name: self.value(name, raw) for name in self.l.outputs}
+
+    def value(self, name: str, raw: bool) -> np.ndarray:
+        """Stored tensor ``name`` as the DLA holds it (``raw``) or as float32 real numbers."""
+        v = self.env[name]
+        if raw:
+            return v
+        if self.desc(name).dtype == "int8":
+            return dequantize(v, self.desc(name).scale).astype(np.float32)  # type: ignore[arg-type]
+        return v.astype(np.float32)
 
     def _where(self, op: EngineOp) -> str:
         return (

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -73,12 +74,22 @@ class Bars:
     def __init__(self, progress: Any = None) -> None:
         self._progress = progress
 
-    def add(self, description: str, total: float | None) -> Callable[[float], None]:
-        """A new bar; returns ``advance(amount)``."""
+    def add(
+        self, description: str, total: float | None, *, drop_when_done: bool = False
+    ) -> Callable[[float], None]:
+        """A new bar; returns ``advance(amount)``. ``drop_when_done``: the bar goes once full
+        (one of many short ones: a layer's tactic sweep)."""
         if self._progress is None:
             return lambda _amount: None
-        task = self._progress.add_task(description, total=total)
-        return lambda amount: self._progress.advance(task, amount)
+        progress = self._progress
+        task = progress.add_task(description, total=total)
+
+        def advance(amount: float) -> None:
+            progress.advance(task, amount)
+            if drop_when_done and any(t.id == task and t.finished for t in progress.tasks):
+                progress.remove_task(task)
+
+        return advance
 
 
 @contextmanager
@@ -107,6 +118,29 @@ def progress_bars() -> Iterator[Bars]:
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         yield Bars(progress)
+
+
+@contextmanager
+def tactic_bars(bars: Bars) -> Iterator[None]:
+    """While the block runs, autotuning draws in ``bars``: a bar per layer's tactic sweep (its
+    tactics timed, with an ETA; gone when the sweep ends) and a count of the layers tuned."""
+    from devices.tuning import observing_tactics
+
+    sweeps: dict[tuple[int, str], Callable[[float], None]] = {}
+    layers: list[Callable[[float], None]] = []
+
+    def timed(signature: str, done: int, total: int) -> None:
+        key = (threading.get_ident(), signature)  # concurrent lanes tune in their own threads
+        if done == 1:
+            if not layers:
+                layers.append(bars.add("autotune: layers tuned", None))
+            sweeps[key] = bars.add(f"autotune {signature}", total, drop_when_done=True)
+        sweeps[key](1)
+        if done == total:
+            layers[0](1)
+
+    with observing_tactics(timed):
+        yield
 
 
 @contextmanager

@@ -48,8 +48,9 @@ from tandem.commands._common import (
     add_json_arg,
     print_json,
     print_table,
-    progress_bar,
+    progress_bars,
     shape_text,
+    tactic_bars,
 )
 from targets.build import bind_inputs, build
 
@@ -106,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
         feeds = _graph_feeds(args, graph, lambda shapes: graph_footprint(graph, shapes))
         runner = CpuRunner(graph)
     times_ms: list[float] = []
-    with runner:
+    # one set of bars: the GPU segments autotune while the runner starts (with --timing-cache,
+    # how `deploy --tune` measures a board), then the timed runs
+    with progress_bars() as bars, tactic_bars(bars), runner:
         for _ in range(args.warmup):
             runner.infer(feeds)
-        with progress_bar("inferences", args.iterations) as advance:
-            for _ in range(args.iterations):
-                start = time.perf_counter()
-                outputs = runner.infer(feeds)
-                times_ms.append((time.perf_counter() - start) * 1e3)
-                advance(1)
+        advance = bars.add("inferences", args.iterations)
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            outputs = runner.infer(feeds)
+            times_ms.append((time.perf_counter() - start) * 1e3)
+            advance(1)
         backends = runner.backends() if isinstance(runner, PlanRunner) else {"model": "cpu"}
     if args.save_outputs:
         save_npz(args.save_outputs, outputs)

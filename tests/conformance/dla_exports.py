@@ -5,12 +5,14 @@ Q/DQ scales equal to the plan's, ONNX Runtime vs the emulator within FP16 / INT8
 
 test_conformance.py runs these checks on each model right after its conformance check, while
 the export is on disk. INT8 calibrates on the one input the exporter saved beside each model
-(``NAME.npz``): one FP32 reference pass, the least a calibration can cost.
+(``NAME.npz``): one FP32 reference pass, the least a calibration can cost. The same input runs
+the plan, so each DLA segment is checked on the activations its model makes for it.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,17 +55,21 @@ def check_dla_exports(path: Path, precision: str) -> None:
 
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     dims = dict(meta.get("dims") or {})
-    saved = SavedInput(path.with_suffix(".npz")) if precision == "int8" else None
+    saved = SavedInput(path.with_suffix(".npz"))
     request = BuildRequest(
         model=str(path),
         target=resolve_target(DLA_TARGET),
         policy=resolve_policy(None, precision),
         graph=load_model(path, dims),
         fixed_dims=dims,
-        calibration=Calibration(saved),
+        calibration=Calibration(saved if precision == "int8" else None),
     )
     plan = build(request).plan
     if not any(str(s["device"]).startswith("dla") for s in plan.header["segments"]):
         pytest.skip(f"{path.stem}: no layer placed on the DLA of {DLA_TARGET}")
-    checked = check_plan(plan)
+    feeds = {b["name"]: saved.feeds[b["name"]] for b in plan.header["inputs"]}
+    checked = check_plan(plan, feeds)
     assert {c.generation for c in checked} == {"trt10", "trt11"}
+    for c in checked:  # an end-to-end gap that op by op agreement explains: shown, not hidden
+        if c.note:
+            warnings.warn(f"{path.stem}: {c.note}", stacklevel=1)

@@ -58,16 +58,7 @@ MODELS: dict[str, tuple[str, ...]] = {
 # THE table of checks that fail today because their fix is on another branch: "MODEL-CHECK" (a
 # CHECKS entry) -> why and the branch that fixes it. strict: a model that starts passing fails
 # here until its line is deleted, so the merge of a fix deletes the lines it fixes.
-XFAIL: dict[str, str] = {
-    # issue 18, open: the TensorRT 10 export run on ONNX Runtime (FP32 graph, the cache's scales
-    # applied as fake quantization / FP16 rounding) disagrees with the DLA emulator on the
-    # multi-branch RepVGG/MobileOne blocks and EfficientViT; which side is wrong is not known
-    # (measured 2026-12-01; the TensorRT 11 style was not reached: the check stops at the first)
-    "timm-repvgg-a0-dla-export-int8": "dla0_0 trt10 int8: cosine 0.960 vs the emulator (>= 0.99)",
-    "timm-mobileone-s0-dla-export-fp16": "dla0_0 trt10 fp16: max rel error 0.038 (<= 0.01)",
-    "timm-mobileone-s0-dla-export-int8": "dla0_0 trt10 int8: cosine 0.869 vs the emulator",
-    "timm-efficientvit-b0-dla-export-int8": "dla0_28 trt10 int8: NaN/inf in the export's run",
-}
+XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("source", list(MODELS))

@@ -10,16 +10,33 @@ run by test_conformance.py): for TensorRT 10's and 11's style, every DLA segment
   loadable's INT8 scales (as FP16, the network's type);
 - numerically the emulator's segment on ONNX Runtime: TensorRT 11's file as it is, TensorRT 10's
   with its cache applied the way TensorRT applies it (FP32 Q/DQ at the tensors it quantises).
+
+Each DLA segment is fed the activations the plan makes for it: the whole plan runs once on the
+model's input (``PlanRunner``, DLA segments on the emulator), and each DLA segment's inputs and the
+emulator's outputs are read from that run. Uniform(-1, 1) fed to a segment's inputs is a value
+its model never makes: EfficientViT's linear attention divides by a sum of ReLU'd products that is
+positive in the model and crosses zero under uniform noise (inf in both sides, issue 18).
+
+A segment that misses the end-to-end bound is then checked op by op (:func:`op_by_op`): every
+tensor the emulator stores is fed to the export in place of the export's own value, so each engine
+op of the export starts from the emulator's inputs, and its result must be within one INT8 step
+(INT8 tensors) or FP16_MAX_REL (FP16 tensors) of the emulator's. Where every op agrees, the
+end-to-end gap is the segment's own amplification of rounding differences (RepVGG and MobileOne
+in their multi-branch training form: tens of INT8 layers where a one-step flip of a few inputs
+flips the next layer's outputs; 225 FP16 roundings in MobileOne's first segment), not a fault of
+either side: the check passes and says so in ``Checked.note`` with the numbers. An op that
+disagrees fails the check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from devices.dla_export import (
     TRT10,
@@ -31,6 +48,7 @@ from devices.dla_export import (
     quantize_dequantize,
 )
 from devices.plan import Plan
+from devices.runtime import PlanRunner
 from dla_sim.calibration import parse_cache
 from dla_sim.compiler import compile_loadable
 from dla_sim.execute import run_loadable
@@ -61,15 +79,22 @@ class Checked:
     error: float  # max rel error against the emulator
     cosine: float
     qdq_pairs: int
+    #: why an end-to-end gap beyond the bound is not a fault (op by op agreement), with numbers
+    note: str | None = None
 
 
-def check_plan(plan: Plan, seed: int = 0) -> list[Checked]:
-    """Every check above for every DLA segment of ``plan``; an AssertionError names the
-    segment, the generation and what is wrong."""
+def check_plan(
+    plan: Plan, feeds: Mapping[str, np.ndarray] | None = None, seed: int = 0
+) -> list[Checked]:
+    """Every check above for every DLA segment of ``plan``, run on the model input ``feeds``
+    (default: uniform(-1, 1) of ``seed``); an AssertionError names the segment, the generation
+    and what is wrong."""
     records = {r["name"]: r for r in plan.header["segments"]}
     scales = plan.header.get("calibration") or {}
     done: list[Checked] = []
-    emulated: dict[str, tuple[dict, dict]] = {}  # segment -> (feeds, emulator outputs)
+    emulated = segment_activations(plan, feeds if feeds is not None else model_feeds(plan, seed))
+    plain: dict[str, onnx.ModelProto] = {}  # segment -> its FP32 export (TensorRT 10's file)
+    stored_of: dict[str, dict[str, np.ndarray]] = {}  # segment -> the emulator's stored tensors
     for generation in (TRT10, TRT11):
         exports = export_plan(plan, generation)
         assert exports, "the plan has no DLA segment"
@@ -95,18 +120,30 @@ def check_plan(plan: Plan, seed: int = 0) -> list[Checked]:
                         assert ex.qdq[tensor] == scales[tensor], f"{where}: {tensor}"
             else:
                 model = _applied_cache(ex, plan, rec, loadable, where)
-            if ex.segment not in emulated:
-                feeds = _feeds(plan.segment_graph(rec), seed)
-                emulated[ex.segment] = feeds, run_loadable(loadable, feeds)
-            error, cosine = _compare(model, *emulated[ex.segment])
+            if not generation.strongly_typed:
+                plain[ex.segment] = ex.model
+            seg_feeds, want = emulated[ex.segment]
+            error, cosine = compare(model, seg_feeds, want)
             if ex.precision == "fp16":
-                assert error <= FP16_MAX_REL, f"{where}: max rel error {error:.3g} vs emulator"
+                gap = f"max rel error {error:.3g} vs emulator (bound {FP16_MAX_REL})"
+                within = error <= FP16_MAX_REL
             else:
-                assert cosine >= INT8_COSINE, (
-                    f"{where}: vs emulator cosine {cosine:.5f}, max rel error {error:.3g}"
+                gap = f"vs emulator cosine {cosine:.5f} (bound {INT8_COSINE}), max rel {error:.3g}"
+                within = cosine >= INT8_COSINE
+            note = None
+            if not within:
+                stored = stored_of.setdefault(ex.segment, {})  # one emulator run for both
+                local = op_by_op(model, loadable, seg_feeds, stored)
+                assert local.agrees, f"{where}: {gap}; op by op: {local}"
+                e32, c32 = compare(plain[ex.segment], seg_feeds, want)
+                note = (
+                    f"{where}: end to end {gap}, but {local}: the segment amplifies rounding "
+                    f"differences (its emulated run vs FP32: cosine {c32:.4f}, max rel {e32:.3g})"
                 )
             pairs = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
-            done.append(Checked(ex.segment, generation.name, ex.precision, error, cosine, pairs))
+            done.append(
+                Checked(ex.segment, generation.name, ex.precision, error, cosine, pairs, note)
+            )
     return done
 
 
@@ -165,15 +202,43 @@ def _applied_cache(
     return quantize_dequantize(ex.model, int8_scales(applied), np.float32)[0]
 
 
-def _feeds(graph, seed: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def model_feeds(plan: Plan, seed: int = 0) -> dict[str, np.ndarray]:
+    """Uniform(-1, 1) for each of the plan's (float, static) model inputs."""
     rng = np.random.default_rng(seed)
-    return {t.name: rng.uniform(-1, 1, t.static_shape()).astype(np.float32) for t in graph.inputs}
+    feeds = {}
+    for binding in plan.header["inputs"]:
+        shape = [int(d) for d in binding["shape"]]
+        feeds[binding["name"]] = rng.uniform(-1, 1, shape).astype(binding.get("dtype") or "float32")
+    return feeds
 
 
-def _compare(
+def segment_activations(
+    plan: Plan, feeds: Mapping[str, np.ndarray]
+) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """DLA segment -> (its inputs, the emulator's outputs) in one run of the whole plan on the
+    model input ``feeds``: the values the segment meets in its model (``--backend cpu`` runs the
+    DLA segments on the emulator, ``run_loadable``, and the others on the FP32 reference)."""
+    with PlanRunner(plan, "cpu", capture=True) as runner:
+        runner.infer(dict(feeds))
+        seen = {**feeds, **runner.captured}
+    return {
+        rec["name"]: ({n: seen[n] for n in rec["inputs"]}, {n: seen[n] for n in rec["outputs"]})
+        for rec in plan.header["segments"]
+        if str(rec["device"]).startswith("dla")
+    }
+
+
+def compare(
     model: onnx.ModelProto, feeds: dict[str, np.ndarray], want: dict[str, np.ndarray]
 ) -> tuple[float, float]:
     """(max rel error, smallest cosine) of ONNX Runtime's outputs against ``want``."""
+    got = run_ort(model, feeds)
+    error = max(max_rel_error(got[k], want[k]) for k in want)
+    return error, min(_cosine(got[k], want[k]) for k in want)
+
+
+def run_ort(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of ``model`` on ONNX Runtime's CPU, unoptimised (as written)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 2
@@ -182,12 +247,99 @@ def _compare(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, feeds)))
-    error = max(max_rel_error(got[k], want[k]) for k in want)
-    return error, min(_cosine(got[k], want[k]) for k in want)
+    return dict(zip(names, session.run(names, dict(feeds))))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     norms = float(np.linalg.norm(x) * np.linalg.norm(y))
     return float(x @ y) / norms if norms > 0 else float(np.array_equal(x, y))
+
+
+@dataclass
+class OpByOp:
+    """The export's engine ops, each started from the emulator's inputs, against the emulator."""
+
+    tensors: int  # stored tensors compared
+    int8: int  # of which INT8
+    int8_steps: float  # worst |export - emulator| in INT8 steps (INT8 tensors)
+    fp16_rel: float  # worst max rel error (FP16 tensors)
+    worst: str  # the tensor of the worst excess over its bound
+    flipped: float  # share of INT8 elements more than half a step away (a rounding flip)
+
+    @property
+    def agrees(self) -> bool:
+        return self.int8_steps <= 1.0 and self.fp16_rel <= FP16_MAX_REL
+
+    def __str__(self) -> str:
+        within = []
+        if self.int8:
+            within.append(f"{self.int8_steps:.2f} INT8 step(s) (bound 1; {self.flipped:.2%} of "
+                          "elements flipped one step)")  # fmt: skip
+        if self.tensors > self.int8:
+            within.append(f"FP16 max rel {self.fp16_rel:.3g} (bound {FP16_MAX_REL})")
+        return (
+            f"each of its {self.tensors} stored tensors, computed by the export from the "
+            f"emulator's inputs, is within {' and '.join(within)} of the emulator's "
+            f"(worst: {self.worst})"
+        )
+
+
+def op_by_op(
+    model: onnx.ModelProto,
+    loadable: Loadable,
+    feeds: dict[str, np.ndarray],
+    stored: dict[str, np.ndarray] | None = None,
+) -> OpByOp:
+    """Run ``model`` with each tensor the emulator stores (on ``feeds``) fed in place of the
+    model's own value: the producing node's result is read out as ``NAME/local`` and compared
+    with the emulator's, so errors cannot build up from one op to the next. ``stored``: the
+    emulator's tensors of an earlier call on the same feeds (filled here when empty)."""
+    if stored is None:
+        stored = {}
+    if not stored:
+        run_loadable(loadable, feeds, stored=stored)
+    m = onnx.shape_inference.infer_shapes(model)
+    g = m.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.value_info, *g.output]}
+    boundary = {vi.name for vi in [*g.input, *g.output]}
+    cut = [
+        out
+        for node in g.node
+        for out in node.output
+        if out in stored and out not in boundary and out not in loadable.inputs
+    ]
+    for node in g.node:
+        for i, out in enumerate(node.output):
+            if out in cut:
+                node.output[i] = f"{out}/local"
+    for name in cut:
+        elem = types.get(name, TensorProto.FLOAT)
+        g.input.append(helper.make_tensor_value_info(name, elem, None))
+        g.output.append(helper.make_tensor_value_info(f"{name}/local", elem, None))
+    dtype = {TensorProto.FLOAT16: np.float16}
+    forced = {n: stored[n].astype(dtype.get(types.get(n, 0), np.float32)) for n in cut}
+    # the inputs too as the DLA holds them (INT8 or FP16): a network input that TensorRT 11's
+    # file Casts to FP16 before its QuantizeLinear would otherwise flip values next to a step
+    held = {n: stored[n] if n in stored else v for n, v in feeds.items()}
+    got = run_ort(m, {**held, **forced})
+    compared = {f"{n}/local": n for n in cut}
+    compared.update({o.name: o.name for o in model.graph.output if o.name in stored})
+    steps, rel, flips, elems, worst, excess, int8 = 0.0, 0.0, 0, 0, "", -1.0, 0
+    for key, name in compared.items():
+        desc = loadable.tensors[name]
+        value, want = got[key].astype(np.float64), stored[name].astype(np.float64)
+        if desc.dtype == "int8" and desc.scale:
+            s = float(desc.scale)
+            diff = np.abs(np.clip(value, -128 * s, 127 * s) - want) / s
+            err, bound = float(diff.max(initial=0.0)), 1.0
+            steps = max(steps, err)
+            flips += int((diff > 0.5).sum())
+            elems += diff.size
+            int8 += 1
+        else:
+            err, bound = max_rel_error(value, want), FP16_MAX_REL
+            rel = max(rel, err)
+        if err / bound > excess:
+            worst, excess = f"{name} {err:.3g}", err / bound
+    return OpByOp(len(compared), int8, steps, rel, worst, flips / max(elems, 1))
