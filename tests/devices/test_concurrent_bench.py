@@ -99,3 +99,44 @@ def test_load_group_keeps_the_order_it_was_given(group_dir: Path) -> None:
     assert [p.path for p in load_group(paths)] == paths
     with pytest.raises(InputError, match="both serve model"):
         load_group([paths[0], paths[0]])
+
+
+@pytest.mark.gpu
+def test_group_on_cuda_and_the_emulator_labels_each_device(tmp_path: Path, zoo_model) -> None:
+    """CUDA + emulator: an AGX Orin board file whose GPU is this machine's (as
+    tests/devices/test_concurrent.py does), so GPU segments are measured here and DLA segments
+    emulated beside them; each device's figure says which."""
+    from devices.concurrent_bench import bench_group
+    from devices.runtime import cuda_arch_here
+    from partitioner.concurrency import Demand
+    from partitioner.policy import Policy
+    from targets.build import resolve_target
+    from targets.catalog import BOARDS_DIR
+    from targets.concurrency import build_group, plan_group
+    from targets.request import BuildRequest
+
+    text = (BOARDS_DIR / "orin-agx-64gb.yaml").read_text(encoding="utf-8")
+    text = text.replace("name: orin-agx-64gb", "name: orin-with-this-gpu")
+    text = text.replace("arch: sm_87", f"arch: {cuda_arch_here()}")
+    board = tmp_path / "orin-with-this-gpu.yaml"
+    board.write_text(text, encoding="utf-8")
+    policy = Policy.from_yaml("dla_core: any\nprecision: fp16\n", "p.yaml")
+    models = {name: zoo_model(name, resolution=64) for name in ("unet-small", "mobilenetv3-small")}
+    # no cubins: the kernels compile with this machine's NVRTC when the plans load
+    requests = {
+        name: BuildRequest(str(path), resolve_target(str(board)), policy, cubins=False)
+        for name, path in models.items()
+    }
+    group = plan_group(requests, [Demand(name) for name in models])
+    plans = list(build_group(group).values())
+    report = bench_group(plans, frames=6, backend="cuda").report
+    devices = report["devices"]
+    assert devices["gpu"]["measured_busy"] > 0, devices
+    assert devices["gpu"]["measured_source"].startswith("measured on "), devices
+    for dla in ("dla0", "dla1"):
+        if devices[dla]["measured_busy"] > 0:
+            assert devices[dla]["measured_source"].startswith("emulated on "), devices
+    assert "measured on " in report["measured_source"]
+    for model in report["models"].values():
+        assert model["measured_fps"] > 0
+        assert model["predicted_source"] == "predicted for orin-with-this-gpu MAXN"
