@@ -73,6 +73,13 @@ def load_group(paths: Sequence[Path]) -> list[Plan]:
     """The plans of ``paths``, refused unless they are for one target and power mode and serve
     distinct models (each model runs once in a group)."""
     plans = [read_plan(p) for p in paths]
+    check_group(paths, plans)
+    return plans
+
+
+def check_group(paths: Sequence[Path], plans: Sequence[Plan]) -> None:
+    """Refuse plans (read from ``paths``) that are not one group: another target or power
+    mode, or a model served twice."""
     boards = {(p.target, p.header.get("power_mode")) for p in plans}
     if len(boards) > 1:
         where = ", ".join(
@@ -89,7 +96,6 @@ def load_group(paths: Sequence[Path]) -> list[Plan]:
                 "model once"
             )
         models[model] = path
-    return plans
 
 
 def model_of(plan: Plan) -> str:
@@ -125,7 +131,12 @@ def plan_feeds(plan: Plan, seed: int = 0) -> dict[str, np.ndarray]:
         shape = binding.get("shape")
         if shape and profiles and not all(isinstance(d, int) for d in shape):
             shape = profiles[0].get("inputs", {}).get(binding["name"], {}).get("opt", shape)
-        stub.add_input(binding["name"], tuple(shape) if shape else None, binding.get("dtype"))
+        if shape is None:
+            raise InputError(
+                f"{plan.path or model_of(plan)}: input '{binding['name']}' has no shape in the "
+                "plan, so random data has none; rebuild the plan from a model with input shapes"
+            )
+        stub.add_input(binding["name"], tuple(shape), binding.get("dtype"))
     return random_inputs(stub, seed=seed)
 
 
@@ -149,8 +160,9 @@ def bench_group(
         raise InputError(f"frames {frames}: expected a positive count")
     counts = frame_counts(plans, frames)
     feeds = {model_of(p): plan_feeds(p, seed) for p in plans}
-    with ConcurrentRunner(list(plans), backend) as runner:
-        warm = {m: [feeds[m]] * sum(1 for lane in runner.lanes if lane.model == m) for m in feeds}
+    runner = ConcurrentRunner(list(plans), backend)
+    with runner:
+        warm = {m: [feeds[m]] * [lane.model for lane in runner.lanes].count(m) for m in feeds}
         runner.run_frames(warm)
         start = time.perf_counter()
         runner.run_frames({m: [feeds[m]] * counts[m] for m in feeds})

@@ -29,7 +29,7 @@ from devices.concurrent_bench import check_group, group_plan_paths
 from devices.io import write_atomic
 from devices.plan import Plan, file_sha256, read_plan
 from devices.timesource import MEASURED_BACKENDS
-from partitioner.errors import TandemError
+from partitioner.errors import InputError, TandemError
 from partitioner.tables import table
 from targets.inventory import Board
 from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
@@ -359,6 +359,12 @@ def deploy_plan(
     such as an upload that dropped, does not count)."""
     start = time.monotonic()
     what = deployable(plan_path, board)
+    if tune and what.group:
+        # one timing cache per plan, and a model placed wholly on a DLA has nothing to time
+        raise InputError(
+            f"--tune takes one plan, not the plan group {plan_path}: tune each plan with a GPU "
+            "part (`tandem deploy PLAN --tune`)"
+        )
     hashes = [file_sha256(f) for f in what.files]
     digest = group_digest([(f.name, h) for f, h in zip(what.files, hashes)])
     result = DeployResult(

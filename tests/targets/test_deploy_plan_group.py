@@ -136,6 +136,14 @@ def test_wrong_target_in_the_group_is_refused_before_upload(
     assert not (orin.board_dir / "plans").exists()
 
 
+def test_tune_of_a_group_is_refused_before_connecting(fleet: Fleet, group_dir: Path) -> None:
+    board = fleet.add("orin")
+    inv = load_inventory(fleet.inventory())
+    board.kill()
+    with pytest.raises(TandemError, match="--tune takes one plan, not the plan group"):
+        deploy_plan(group_dir, inv.board("orin"), tune=True, timeouts=FAST)
+
+
 def test_a_model_twice_in_a_group_is_refused(fleet: Fleet, tmp_path: Path, group_dir: Path):
     fleet.add("orin")
     inv = load_inventory(fleet.inventory())
