@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from targets.deploy import TargetMismatchError, deploy_group, deploy_plan, summa
 from targets.fleet import bench_figures
 from targets.inventory import load_inventory
 from targets.ssh import TransientError
-from tests.sshd import Fleet, fleet_of_boards
+from tests.sshd import Fleet, SshdBoard, _descendants, fleet_of_boards
 from tests.targets.test_deploy import FAST, make_plan
 
 TARGET = "orin-agx-64gb"
@@ -154,6 +155,28 @@ def test_a_model_twice_in_a_group_is_refused(fleet: Fleet, tmp_path: Path, group
         deploy_plan(twice, inv.board("orin"), timeouts=FAST)
 
 
+def kill_once_benching(board: SshdBoard, within: float = 60.0) -> threading.Thread:
+    """A thread that SIGKILLs ``board`` (its sshd and every session) as soon as one of its
+    sessions runs ``tandem run-group``: the board dies in the middle of the benchmark."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and board.proc is not None:
+            for pid in _descendants(board.proc.pid):
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"run-group" in argv:
+                    board.kill()
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_board_dying_mid_bench_fails_it_alone(
     fleet: Fleet, tmp_path: Path, group_dir: Path
 ) -> None:
@@ -161,14 +184,11 @@ def test_board_dying_mid_bench_fails_it_alone(
     for board in boards.values():
         board.install_tandem_shim()
     inv = load_inventory(fleet.inventory())
-    killed: list[threading.Timer] = []
+    killed: list[threading.Thread] = []
 
     def kill_during_bench(name: str, event: str, details: dict) -> None:
-        # the remote run-group takes seconds (interpreter start, plan load, frames): 1 s in,
-        # the board is in the middle of it
         if name == "doomed" and event == "bench" and not killed:
-            killed.append(threading.Timer(1.0, boards["doomed"].kill))
-            killed[0].start()
+            killed.append(kill_once_benching(boards["doomed"]))
 
     results = deploy_group(
         group_dir,
@@ -184,6 +204,7 @@ def test_board_dying_mid_bench_fails_it_alone(
         progress=kill_during_bench,
     )
     killed[0].join()
+    assert boards["doomed"].proc is None  # it was killed, mid-bench
     by_name = {r.board: r for r in results}
     assert by_name["steady"].ok and (by_name["steady"].bench or {})["models"]
     doomed = by_name["doomed"]
@@ -198,15 +219,15 @@ def test_board_dying_mid_bench_fails_it_alone(
 
     # a board that dies mid-bench with no retries left is one error, the transient kind
     board = boards["steady"]
-    timer = threading.Timer(1.0, board.kill)
+    timers: list[threading.Thread] = []
 
     def kill_steady(name: str, event: str, details: dict) -> None:
         if event == "bench":
-            timer.start()
+            timers.append(kill_once_benching(board))
 
     with pytest.raises(TransientError, match="gave up after 1 attempts"):
         deploy_plan(
             group_dir, inv.board("steady"), bench=True, iterations=2, run_args=CPU,
             results_dir=tmp_path / "again", retries=0, timeouts=FAST, progress=kill_steady,
         )  # fmt: skip
-    timer.join()
+    timers[0].join()
