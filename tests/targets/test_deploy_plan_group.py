@@ -20,7 +20,13 @@ import pytest
 from devices.plan import file_sha256, read_plan
 from partitioner.errors import TandemError
 from tandem.cli import main
-from targets.deploy import TargetMismatchError, deploy_group, deploy_plan, summary_table
+from targets.deploy import (
+    TargetMismatchError,
+    board_holds,
+    deploy_group,
+    deploy_plan,
+    summary_table,
+)
 from targets.fleet import bench_figures
 from targets.inventory import load_inventory
 from targets.ssh import TransientError
@@ -113,6 +119,11 @@ def test_group_uploads_every_plan_and_benches_them_at_once(
     assert "Predicted frames/s" in out and "Predicted busy" in out
     for device in ("gpu", "dla0", "dla1"):
         assert any(line.startswith(device) for line in out.splitlines()), out
+    # Ansible's check mode: the board holds the whole group, and not once a plan is gone
+    entry = load_inventory(fleet.inventory()).board("orin")
+    assert board_holds(group_dir, entry, timeouts=FAST) == (str(remote), True)
+    (remote / plans[0].name).unlink()
+    assert board_holds(group_dir, entry, timeouts=FAST) == (str(remote), False)
 
 
 def test_wrong_target_in_the_group_is_refused_before_upload(
