@@ -242,3 +242,25 @@ def test_board_dying_mid_bench_fails_it_alone(
             results_dir=tmp_path / "again", retries=0, timeouts=FAST, progress=kill_steady,
         )  # fmt: skip
     timers[0].join()
+
+
+def test_a_concurrent_plan_alone_is_benchmarked_by_run_group(
+    fleet: Fleet, tmp_path: Path, group_dir: Path
+) -> None:
+    fleet.add("orin").install_tandem_shim()
+    plan = sorted(group_dir.glob("*.plan"))[0]
+    assert read_plan(plan).header["lanes"]
+    result = deploy_plan(
+        plan,
+        load_inventory(fleet.inventory()).board("orin"),
+        bench=True,
+        iterations=2,
+        run_args=CPU,
+        results_dir=tmp_path / "results",
+        timeouts=FAST,
+    )
+    assert result.plans == [] and result.sha256 == file_sha256(plan)
+    report = result.bench or {}
+    assert report["kind"] == "plan-group-bench"
+    assert list(report["models"]) == [read_plan(plan).header["model"]]
+    assert Path(result.bench_json or "").name == f"{plan.stem}.json"
