@@ -33,6 +33,7 @@ import numpy as np
 
 from devices.plan import Plan
 from devices.runtime import PlanRunner, SegmentRunner, TraceEvent
+from devices.timesource import backend_source, predicted_source
 from partitioner.errors import InputError, TandemError
 
 #: frames a lane may hold per stage: one in work, one waiting at the boundary (double buffer)
@@ -123,6 +124,8 @@ class ConcurrentRunner(PlanRunner):
         self._slots: list[threading.Semaphore] = []
         self._t0 = 0.0
         self._lock = threading.Lock()
+        #: the note about ``infer``'s frames per run (not said of ``run_frames``' explicit frames)
+        self.run_note = ""
         #: every frame's outputs of the last ``infer`` / ``run_frames``, in frame order
         self.last_outputs: list[dict[str, np.ndarray]] = []
 
@@ -161,10 +164,11 @@ class ConcurrentRunner(PlanRunner):
             )
         # the workers' segment runners said where they ran (emulator, CPU reference)
         self.notes = list(dict.fromkeys(n for r in self.runners for n in r.notes))
-        self.notes.append(
+        self.run_note = (
             f"concurrent plan: each run serves {self.frames_per_run} frames on "
             f"{len(self.lanes)} lanes at once (latency is per run, not per frame)"
         )
+        self.notes.append(self.run_note)
 
     def deactivate_impl(self) -> None:
         for q in self._queues.values():
@@ -299,8 +303,12 @@ class ConcurrentRunner(PlanRunner):
                     (end - start) * 1e6,
                     {
                         "lane": lane.label,
+                        "model": lane.model,
                         "frame": job.index,
+                        "segment": rec["name"],
+                        "device": rec["device"],
                         "backend": seg.backend,
+                        "source": backend_source(seg.backend),
                         "predicted_ms": rec.get("predicted_ms"),
                     },
                 )
@@ -363,6 +371,7 @@ def predicted_schedule(
             seq += 1
     free: dict[str, float] = {}
     events: list[TraceEvent] = []
+    foretold = predicted_source(target, group[0].header.get("power_mode"))
     end_all = 0.0
     while ready:
         at, _, lane, k, stage = heapq.heappop(ready)
@@ -379,7 +388,7 @@ def predicted_schedule(
                 f"{device.upper()} predicted on {target}",
                 start * 1e6,
                 ms * 1e3,
-                {"lane": lanes[lane].label, "frame": k, "predicted": True},
+                {"lane": lanes[lane].label, "frame": k, "predicted": True, "source": foretold},
             )
         )
         if stage + 1 < len(lanes[lane].segments):

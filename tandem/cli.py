@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "compare",
     "build",
     "plan_group",
+    "run_group",
     "deploy",
     "board",
     "refit",

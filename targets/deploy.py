@@ -5,10 +5,17 @@ SHA-256 on the board with ``sha256sum``, ``mv -f`` onto the final name (atomic o
 filesystem), skip when the board already holds the same bytes; retry transient failures with
 exponential backoff. A group: boards in parallel with bounded concurrency; one board's failure
 never stops the others, and every board gets a :class:`DeployResult` for the summary table.
+
+A plan group (the folder ``tandem plan-group -o DIR`` writes) deploys as a whole: every plan is
+checked against the board's target before connecting, then each is uploaded by the same
+protocol into ``plans/<folder name>/``; its benchmark is ``tandem run-group`` on the board (the
+models served at once: frames/s per model, busy fraction per device, beside the predictions).
+A concurrent plan (one with lanes) is benchmarked by ``run-group`` too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -18,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.concurrent_bench import check_group, group_plan_paths
 from devices.io import write_atomic
-from devices.plan import file_sha256, read_plan
+from devices.plan import Plan, file_sha256, read_plan
 from devices.timesource import MEASURED_BACKENDS
-from partitioner.errors import TandemError
+from partitioner.errors import InputError, TandemError
 from partitioner.tables import table
 from targets.inventory import Board
 from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
@@ -77,6 +85,9 @@ class DeployResult:
     profile: str | None = None  # local path of the fetched Chrome trace
     timing_cache: str | None = None  # local path of the timing cache measured with ``tune``
     error: str | None = None
+    #: a plan group's plans, each {plan, remote_path, sha256, uploaded} (empty for one plan;
+    #: then ``remote_path`` is the group's folder and ``sha256`` :func:`group_digest`)
+    plans: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,21 +100,56 @@ class DeployResult:
         return out
 
 
-def check_target(plan_path: str | Path, board: Board) -> dict[str, Any]:
-    """The plan's header, after refusing a plan built for another target than the board's."""
+def check_target(plan_path: str | Path, board: Board) -> Plan:
+    """The plan, after refusing a plan built for another target than the board's."""
     board.with_target()
-    header = read_plan(plan_path).header  # also refuses corrupt or foreign-version plans
-    if header["target"] != board.target:
+    plan = read_plan(plan_path)  # also refuses corrupt or foreign-version plans
+    if plan.header["target"] != board.target:
         raise TargetMismatchError(
-            f"plan {plan_path} is built for target {header['target']!r} but board {board.name} "
-            f"({board.source}) is {board.target!r}; nothing was uploaded. Rebuild it with "
-            f"`tandem build MODEL.onnx --target {board.target}`"
+            f"plan {plan_path} is built for target {plan.header['target']!r} but board "
+            f"{board.name} ({board.source}) is {board.target!r}; nothing was uploaded. Rebuild "
+            f"it with `tandem build MODEL.onnx --target {board.target}`"
         )
-    return header
+    return plan
 
 
-def remote_plan_path(conn: BoardConnection, plan_path: str | Path) -> str:
-    return f"{conn.resolve(conn.board.remote_dir).rstrip('/')}/plans/{Path(plan_path).name}"
+@dataclass(frozen=True)
+class Deployable:
+    """What one deploy uploads: a plan file, or a plan group's plans (``group`` names the
+    folder they go to under ``plans/`` on the board); ``concurrent`` when the benchmark is
+    ``tandem run-group`` (a group, or a plan with lanes)."""
+
+    files: tuple[Path, ...]
+    group: str | None
+    concurrent: bool
+    target: str
+
+
+def deployable(plan_path: str | Path, board: Board) -> Deployable:
+    """The plans at ``plan_path`` (a plan file or a plan-group folder), every one checked
+    against the board's target (before any connection) and, for a group, serving distinct
+    models."""
+    path = Path(plan_path)
+    files = group_plan_paths([path])
+    plans = [check_target(f, board) for f in files]
+    if not path.is_dir():
+        return Deployable((path,), None, bool(plans[0].header.get("lanes")), plans[0].target)
+    check_group(files, plans)
+    return Deployable(tuple(files), path.resolve().name, True, plans[0].target)
+
+
+def group_digest(hashes: Sequence[tuple[str, str]]) -> str:
+    """One SHA-256 for a plan group: over its ``name sha256`` lines in name order (a plan
+    added, removed, renamed or changed changes it)."""
+    text = "".join(f"{name} {digest}\n" for name, digest in sorted(hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def remote_plan_path(conn: BoardConnection, plan_path: str | Path, group: str | None = None) -> str:
+    folder = f"{conn.resolve(conn.board.remote_dir).rstrip('/')}/plans"
+    return (
+        f"{folder}/{group}/{Path(plan_path).name}" if group else f"{folder}/{Path(plan_path).name}"
+    )
 
 
 def board_holds(
@@ -114,14 +160,16 @@ def board_holds(
     known_hosts: str | None = None,
     timeouts: Timeouts | None = None,
 ) -> tuple[str, bool]:
-    """Where the plan goes on the board and whether that file already has the plan's bytes:
-    what a deploy would do, found without changing the board (Ansible's check mode)."""
-    check_target(plan_path, board)
+    """Where the plan goes on the board and whether that file already has the plan's bytes
+    (a group: its folder, and whether every plan is there): what a deploy would do, found
+    without changing the board (Ansible's check mode)."""
+    what = deployable(plan_path, board)
     with BoardConnection(
         board, accept_new_host_key=accept_new_host_key, known_hosts=known_hosts, timeouts=timeouts
     ) as conn:
-        final = remote_plan_path(conn, plan_path)
-        return final, conn.sha256(final) == file_sha256(plan_path)
+        finals = [remote_plan_path(conn, f, what.group) for f in what.files]
+        held = all(conn.sha256(r) == file_sha256(f) for f, r in zip(what.files, finals))
+        return (finals[0].rsplit("/", 1)[0] if what.group else finals[0]), held
 
 
 def upload_verified(
@@ -189,36 +237,46 @@ def emit(progress: Progress | None, board: str, event: str, **details: Any) -> N
 
 def bench_remote(
     conn: BoardConnection,
-    remote_plan: str,
+    remote_plan: str | Sequence[str],
     results_dir: Path,
     *,
     iterations: int | None = None,
     run_args: Sequence[str] = (),
     timeout: float | None = None,
+    stem: str | None = None,
 ) -> tuple[dict[str, Any], Path, Path | None]:
-    """``tandem run PLAN --json --profile TRACE`` on the board; the JSON and trace come back."""
+    """``tandem run PLAN --json --profile TRACE`` on the board; the JSON and trace come back.
+
+    Several plans (a plan group, or a list of one concurrent plan) run with ``tandem run-group
+    PLANS --json --profile TRACE`` (``iterations``: the fastest model's frames); ``stem`` names
+    the results (default: the plan's)."""
     board = conn.board
-    stem = Path(remote_plan).name.removesuffix(".plan")
+    group = not isinstance(remote_plan, str)
+    plans = list(remote_plan) if not isinstance(remote_plan, str) else [remote_plan]
+    stem = stem or Path(plans[0]).name.removesuffix(".plan")
     results = f"{conn.resolve(board.remote_dir).rstrip('/')}/results"
     trace = f"{results}/{stem}.trace.json"
     conn.run(["mkdir", "-p", "--", results])
-    argv = [conn.resolve(board.remote_tandem), "run", remote_plan, "--json", "--profile", trace]
+    command = "run-group" if group else "run"
+    argv = [conn.resolve(board.remote_tandem), command, *plans, "--json", "--profile", trace]
     if iterations is not None:
-        argv += ["--iterations", str(int(iterations))]
+        argv += ["--frames" if group else "--iterations", str(int(iterations))]
     argv += list(run_args)
     result = conn.run(argv, check=False, timeout=timeout)
     if result.rc != 0:
         tail = (result.stderr.strip() or result.stdout.strip())[-1500:]
-        raise BenchError(f"`tandem run` on {conn.label} exited {result.rc}: {tail}")
+        raise BenchError(f"`tandem {command}` on {conn.label} exited {result.rc}: {tail}")
     try:
         report = json.loads(result.stdout)
     except ValueError:
         raise BenchError(
-            f"`tandem run --json` on {conn.label} printed no JSON document: "
+            f"`tandem {command} --json` on {conn.label} printed no JSON document: "
             f"{result.stdout.strip()[:300]!r}"
         ) from None
     if not isinstance(report, dict):
-        raise BenchError(f"`tandem run --json` on {conn.label} printed {type(report).__name__}")
+        raise BenchError(
+            f"`tandem {command} --json` on {conn.label} printed {type(report).__name__}"
+        )
     local_dir = _local_dir(results_dir, board)
     saved = write_atomic(
         local_dir / f"{stem}.json", json.dumps(report, indent=2, sort_keys=True).encode()
@@ -293,15 +351,25 @@ def deploy_plan(
     backoff: float = 0.5,
     progress: Progress | None = None,
 ) -> DeployResult:
-    """Deploy (and with ``bench`` benchmark) one plan on one board; raises on failure.
+    """Deploy (and with ``bench`` benchmark) one plan, or a plan-group folder's plans, on one
+    board; raises on failure.
 
     A transient failure is retried up to ``retries`` times; failing to reach the board stops
     retrying once ``timeouts.total`` seconds are spent on it (time after a session opened,
     such as an upload that dropped, does not count)."""
     start = time.monotonic()
-    header = check_target(plan_path, board)
-    local_hash = file_sha256(plan_path)
-    result = DeployResult(board.name, board.host, str(header["target"]), sha256=local_hash)
+    what = deployable(plan_path, board)
+    if tune and what.group:
+        # one timing cache per plan, and a model placed wholly on a DLA has nothing to time
+        raise InputError(
+            f"--tune takes one plan, not the plan group {plan_path}: tune each plan with a GPU "
+            "part (`tandem deploy PLAN --tune`)"
+        )
+    hashes = [file_sha256(f) for f in what.files]
+    digest = group_digest([(f.name, h) for f, h in zip(what.files, hashes)])
+    result = DeployResult(
+        board.name, board.host, what.target, sha256=digest if what.group else hashes[0]
+    )
     timeouts = timeouts or Timeouts()
     reaching = 0.0  # seconds spent failing to open a session, backoff included
     for attempt in range(max(retries, 0) + 1):
@@ -317,21 +385,20 @@ def deploy_plan(
                 emit(progress, board.name, "connect", attempt=attempt + 1)
                 conn.open(deadline=opening + timeouts.total - reaching)
                 opened = True
-                final = remote_plan_path(conn, plan_path)
-                result.remote_path = final
-                result.uploaded = (
-                    upload_verified(conn, plan_path, final, local_hash, progress=progress)
-                    or result.uploaded
-                )
-                if result.uploaded:
-                    result.bytes = Path(plan_path).stat().st_size
+                finals = _upload_all(conn, what, hashes, result, progress)
+                final = finals[0]
                 if tune:
                     emit(progress, board.name, "tune", path=final)
                     result.timing_cache = str(tune_remote(conn, final, Path(results_dir)))
                 if bench:
                     emit(progress, board.name, "bench", path=final)
                     report, saved, profile = bench_remote(
-                        conn, final, Path(results_dir), iterations=iterations, run_args=run_args
+                        conn,
+                        finals if what.concurrent else final,
+                        Path(results_dir),
+                        iterations=iterations,
+                        run_args=run_args,
+                        stem=what.group,
                     )
                     result.bench, result.bench_json = report, str(saved)
                     result.profile = str(profile) if profile else None
@@ -347,6 +414,34 @@ def deploy_plan(
     result.seconds = time.monotonic() - start
     emit(progress, board.name, "done", seconds=result.seconds)
     return result
+
+
+def _upload_all(
+    conn: BoardConnection,
+    what: Deployable,
+    hashes: Sequence[str],
+    result: DeployResult,
+    progress: Progress | None,
+) -> list[str]:
+    """Every plan of ``what`` uploaded (or found there) by :func:`upload_verified`; the
+    result records what happened (kept across retries: a plan uploaded before a dropped
+    connection counts as uploaded). Returns the plans' paths on the board."""
+    finals = [remote_plan_path(conn, f, what.group) for f in what.files]
+    done = {p["plan"]: p for p in result.plans}
+    for file, final, digest in zip(what.files, finals, hashes):
+        entry = done.get(str(file)) or {"plan": str(file), "uploaded": False}
+        entry.update(remote_path=final, sha256=digest)
+        entry["uploaded"] = upload_verified(conn, file, final, digest, progress=progress) or bool(
+            entry["uploaded"]
+        )
+        done[str(file)] = entry
+    if what.group:
+        result.plans = [done[str(f)] for f in what.files]
+    uploaded = [f for f in what.files if done[str(f)]["uploaded"]]
+    result.uploaded = bool(uploaded)
+    result.bytes = sum(f.stat().st_size for f in uploaded)
+    result.remote_path = finals[0].rsplit("/", 1)[0] if what.group else finals[0]
+    return finals
 
 
 def deploy_group(
@@ -412,11 +507,10 @@ def summary_table(results: Sequence[DeployResult]) -> str:
     benchmarked, or the error."""
     rows = []
     for r in results:
-        median, source = "", ""
+        median, source = "", bench_source(r.bench) if r.bench else ""
         latency = (r.bench or {}).get("latency_ms")
         if isinstance(latency, dict) and isinstance(latency.get("median"), (int, float)):
             median = f"{latency['median']:.3f}"
-            source = bench_source(r.bench or {})
         action = "" if not r.ok else ("uploaded" if r.uploaded else "unchanged")
         detail = r.error or r.remote_path
         rows.append(
@@ -446,6 +540,8 @@ def bench_source(report: dict[str, Any]) -> str:
     latency = report.get("latency_ms")
     if isinstance(latency, dict) and isinstance(latency.get("source"), str):
         return latency["source"]
+    if isinstance(report.get("measured_source"), str):  # a plan group's (``run-group``)
+        return str(report["measured_source"])
     backends = set((report.get("backends") or {}).values())
     if backends and backends <= MEASURED_BACKENDS:
         return "measured on the board's GPU/DLA"

@@ -49,7 +49,24 @@ def bench_figures(report: Mapping[str, Any], board: str) -> dict[str, Any]:
         f"power mode {report.get('power_mode') or '?'}",
         "power_mode": report.get("power_mode"),
     }
+    if report.get("kind") == "plan-group-bench":  # ``tandem run-group``: rates, not latency
+        _group_figures(report, measured, predicted)
     return {"measured": measured, "predicted": predicted}
+
+
+def _group_figures(
+    report: Mapping[str, Any], measured: dict[str, Any], predicted: dict[str, Any]
+) -> None:
+    """A plan group's figures: each model's frames/s and each device's busy fraction, measured
+    (or emulated) on the board beside the planner's prediction."""
+    models = report.get("models") or {}
+    devices = report.get("devices") or {}
+    measured["where"] = f"`tandem run-group` on the board: {report.get('measured_source')}"
+    measured["models_fps"] = {m: f.get("measured_fps") for m, f in models.items()}
+    measured["devices_busy"] = {d: f.get("measured_busy") for d, f in devices.items()}
+    predicted["where"] = f"the plan group's planner: {report.get('predicted_source')}"
+    predicted["models_fps"] = {m: f.get("predicted_fps") for m, f in models.items()}
+    predicted["devices_busy"] = {d: f.get("predicted_busy") for d, f in devices.items()}
 
 
 @dataclass

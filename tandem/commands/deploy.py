@@ -1,4 +1,5 @@
-"""``tandem deploy PLAN --board NAME | --group G``: verified upload, optional remote benchmark."""
+"""``tandem deploy PLAN|DIR --board NAME | --group G``: verified upload, optional remote
+benchmark; a plan-group folder deploys all its plans and benchmarks them running at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from devices.concurrent_bench import report_lines
 from tandem.commands._common import progress_bars
 from targets.deploy import DeployResult, deploy_group, deploy_plan, summary_table
 from targets.inventory import load_inventory
@@ -22,12 +24,19 @@ def register(subparsers: Any) -> None:
         help="copy a plan to boards over SSH (verified, atomic), optionally benchmark it there",
         description="Copy a plan to one board or a group over SSH: upload to a temp name, "
         "verify its SHA-256 on the board, rename atomically; skip boards that already hold it. "
-        "With --bench, run `tandem run PLAN --json` there and bring back results and profile.",
+        "With --bench, run `tandem run PLAN --json` there and bring back results and profile. "
+        "A plan-group folder (`tandem plan-group -o DIR`) or a concurrent plan is benchmarked "
+        "with `tandem run-group`: every model at once, frames/s per model and busy fraction per "
+        "device beside the predicted figures.",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--board", metavar="NAME", help="a board of the inventory")
     where.add_argument("--group", metavar="G", help="a group of the inventory (in parallel)")
-    p.add_argument("plan", metavar="PLAN", help="a plan file from `tandem build`")
+    p.add_argument(
+        "plan",
+        metavar="PLAN|DIR",
+        help="a plan file from `tandem build`, or a plan-group folder from `tandem plan-group -o`",
+    )
     p.add_argument(
         "--inventory",
         metavar="INV",
@@ -44,7 +53,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--timing-cache", metavar="FILE", help="with --tune: merge the boards' caches into FILE"
     )
-    p.add_argument("--iterations", type=int, metavar="N", help="benchmark iterations (--bench)")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        metavar="N",
+        help="benchmark iterations (--bench); for a plan group, the frames of its fastest model",
+    )
     p.add_argument(
         "--backend", choices=["auto", "cuda", "cpu"], help="backend for the remote run (--bench)"
     )
@@ -145,6 +159,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps({"plan": args.plan, "boards": [r.to_json() for r in results]}, indent=2))
     else:
         print(summary_table(results))
+        for r in results:
+            if (r.bench or {}).get("kind") == "plan-group-bench":
+                print(f"\n{r.board}: plan group {r.remote_path}")
+                print("\n".join(report_lines(r.bench or {})))
     return report_exit(results)
 
 

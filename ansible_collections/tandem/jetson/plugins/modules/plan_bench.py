@@ -19,7 +19,9 @@ description:
 options:
   plan:
     description:
-      - The plan file on the controller; a relative path is taken from the playbook's folder.
+      - The plan file on the controller, or a plan-group folder (C(tandem plan-group -o DIR)),
+        whose plans all go up and, benchmarked, run at once; a relative path is taken from the
+        playbook's folder.
     type: path
     required: true
   retries:
@@ -79,7 +81,9 @@ ansible_facts:
       description:
         - C(measured) (median_ms, min_ms, max_ms, iterations, source, where, backends) and
           C(predicted) (total_ms, source, where, power_mode), plus board, target, plan,
-          remote_path, sha256 and the controller paths bench_json and profile.
+          remote_path, sha256 and the controller paths bench_json and profile. A plan group
+          adds models_fps (frames/s per model) and devices_busy (busy fraction per device) to
+          both, and its latency keys are null.
       returned: success
       type: dict
 """

@@ -19,7 +19,9 @@ description:
 options:
   plan:
     description:
-      - The plan file on the controller; a relative path is taken from the playbook's folder.
+      - The plan file on the controller, or a plan-group folder (C(tandem plan-group -o DIR)),
+        whose plans all go up and, benchmarked, run at once; a relative path is taken from the
+        playbook's folder.
     type: path
     required: true
   retries:
