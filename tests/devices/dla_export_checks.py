@@ -96,7 +96,7 @@ def check_plan(plan: Plan, seed: int = 0) -> list[Checked]:
             else:
                 model = _applied_cache(ex, plan, rec, loadable, where)
             if ex.segment not in emulated:
-                feeds = _feeds(plan.segment_graph(rec), seed)
+                feeds = _feeds(plan.segment_graph(plan.record.segment(ex.segment)), seed)
                 emulated[ex.segment] = feeds, run_loadable(loadable, feeds)
             error, cosine = _compare(model, *emulated[ex.segment])
             if ex.precision == "fp16":
@@ -156,7 +156,7 @@ def _applied_cache(
     header, cached = parse_cache(ex.cache, where)
     assert header == "TRT-100300-EntropyCalibration2", f"{where}: header {header}"
     scales = plan.header["calibration"]
-    graph = plan.segment_graph(rec)
+    graph = plan.segment_graph(plan.record.segment(rec["name"]))
     mine = {t: scales[t] for t in graph.tensors if t in scales}
     assert cached == mine, f"{where}: cache scales differ from the plan's"
     # TensorRT quantises the tensors the DLA stores as INT8, with the cache's scales

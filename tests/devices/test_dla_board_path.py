@@ -33,7 +33,7 @@ def test_dla_segments_export_for_tensorrt(tmp_path, zoo_model, name):
         dla = [rec for rec in plan.header["segments"] if rec["device"].startswith("dla")]
         assert dla
         for rec in dla:
-            graph = runner._segment_graph(rec)
+            graph = plan.segment_graph(plan.record.segment(rec["name"]))
             exported = export_onnx(graph, opset=17)
             onnx.checker.check_model(exported, full_check=True)
             assert exported.opset_import[0].version == 17
