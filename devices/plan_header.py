@@ -183,6 +183,8 @@ class CudaRecord:
     modules: list[CudaModule] = field(default_factory=list)
     layer_tactics: dict[str, str] = field(default_factory=dict)
     tactic_sources: list[str] = field(default_factory=list)
+    #: set by Tandems that recorded a segment whose lowering failed (none do now)
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,9 @@ class PlanHeader:
     #: a concurrent plan's lanes (empty: one engine, the segments run in order)
     lanes: list[LaneRecord] = field(default_factory=list)
     concurrency: ConcurrencyRecord | None = None
+    #: how the partitioner searched, and where a dynamic plan's predictions were priced
+    strategy: str | None = None
+    predicted_at: str | None = None
     #: how much per-layer detail the Python Builder's config asked profiles to show
     profiling_verbosity: str | None = None
 
@@ -319,6 +324,15 @@ class PlanHeader:
             if seg.name == name:
                 return seg
         raise KeyError(name)
+
+    def feed_shape(self, binding: Binding) -> list[Dim] | None:
+        """The shape to draw random feeds of ``binding`` at: its declared shape, or for a
+        dynamic input of a plan with profiles, the first profile's opt shape."""
+        shape: list[Dim] | None = binding.shape
+        if shape and self.profiles and not all(isinstance(d, int) for d in shape):
+            opt = self.profiles[0].inputs.get(binding.name)
+            return list(opt.opt) if opt is not None else shape
+        return shape
 
     def layer_rows(self) -> dict[str, LayerRecord]:
         """The placement table by layer name."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from devices.io import write_atomic
 from devices.plan import file_sha256, read_plan
+from devices.plan_header import PlanHeader
 from devices.timesource import MEASURED_BACKENDS
 from partitioner.errors import TandemError
 from partitioner.tables import table
@@ -89,13 +90,13 @@ class DeployResult:
         return out
 
 
-def check_target(plan_path: str | Path, board: Board) -> dict[str, Any]:
+def check_target(plan_path: str | Path, board: Board) -> PlanHeader:
     """The plan's header, after refusing a plan built for another target than the board's."""
     board.with_target()
-    header = read_plan(plan_path).header  # also refuses corrupt or foreign-version plans
-    if header["target"] != board.target:
+    header = read_plan(plan_path).record  # also refuses corrupt or foreign-version plans
+    if header.target != board.target:
         raise TargetMismatchError(
-            f"plan {plan_path} is built for target {header['target']!r} but board {board.name} "
+            f"plan {plan_path} is built for target {header.target!r} but board {board.name} "
             f"({board.source}) is {board.target!r}; nothing was uploaded. Rebuild it with "
             f"`tandem build MODEL.onnx --target {board.target}`"
         )
@@ -301,7 +302,7 @@ def deploy_plan(
     start = time.monotonic()
     header = check_target(plan_path, board)
     local_hash = file_sha256(plan_path)
-    result = DeployResult(board.name, board.host, str(header["target"]), sha256=local_hash)
+    result = DeployResult(board.name, board.host, header.target, sha256=local_hash)
     timeouts = timeouts or Timeouts()
     reaching = 0.0  # seconds spent failing to open a session, backoff included
     for attempt in range(max(retries, 0) + 1):
