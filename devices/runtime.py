@@ -9,6 +9,10 @@ Backends per segment:
 - DLA segments run on the DLA through TensorRT on a Jetson that has one, else on the bundled
   emulator from the plan's loadable.
 
+Each segment is held as a :class:`~devices.runner.BaseRunner` (``CpuRunner``,
+``GpuSegmentRunner``, ``DlaEmulatorRunner``, ``TrtDlaRunner``), activated when the plan runner
+is, and run by one loop that hands tensors across and records the trace.
+
 Boundary tensors travel as NCHW numpy arrays; each crossing between devices is recorded as a
 ``copy`` event in the profile so the trace shows where data moved.
 """
