@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from devices.plan import Plan
+from devices.plan_header import SegmentRecord
 from devices.runtime import PlanRunner, SegmentRunner, TraceEvent
 from devices.timesource import backend_source, predicted_source
 from partitioner.errors import InputError, TandemError
@@ -46,7 +47,7 @@ class LaneSpec:
 
     model: str
     name: str
-    segments: tuple[Mapping[str, Any], ...]
+    segments: tuple[SegmentRecord, ...]
     rate_fps: float
 
     @property
@@ -56,19 +57,13 @@ class LaneSpec:
 
 def plan_lanes(plan: Plan) -> list[LaneSpec]:
     """The lanes of ``plan``; a single-engine plan is one lane of all its segments in order."""
-    model = str(plan.header.get("model") or "model")
-    records = {rec["name"]: rec for rec in plan.header["segments"]}
-    lanes = plan.header.get("lanes") or []
-    if not lanes:
-        return [LaneSpec(model, "serial", tuple(plan.header["segments"]), 1.0)]
+    head = plan.record
+    model = head.model or "model"
+    if not head.lanes:
+        return [LaneSpec(model, "serial", tuple(head.segments), 1.0)]
     return [
-        LaneSpec(
-            model,
-            lane["name"],
-            tuple(records[s] for s in lane["segments"]),
-            float(lane.get("rate_fps") or 0.0),
-        )
-        for lane in lanes
+        LaneSpec(model, lane.name, tuple(map(head.segment, lane.segments)), float(lane.rate_fps))
+        for lane in head.lanes
     ]
 
 
@@ -112,7 +107,7 @@ class ConcurrentRunner(PlanRunner):
             for lane in plan_lanes(plan):
                 self.lanes.append(lane)
                 self._lane_plan.append(i)
-        models = [str(p.header.get("model") or "model") for p in group]
+        models = [p.record.model or "model" for p in group]
         if len(set(models)) != len(models):
             raise InputError(f"a plan group runs each model once; got {', '.join(models)}")
         self.models = models
@@ -132,10 +127,10 @@ class ConcurrentRunner(PlanRunner):
     # ----- activation: one worker thread per device, building its own runners --------------
     def activate_impl(self) -> None:
         gpu_backend = {i: r._choose_gpu_backend() for i, r in enumerate(self.runners)}
-        by_device: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+        by_device: dict[str, list[tuple[int, SegmentRecord]]] = {}
         for i, lane in enumerate(self.lanes):
             for rec in lane.segments:
-                by_device.setdefault(rec["device"], []).append((self._lane_plan[i], rec))
+                by_device.setdefault(rec.device, []).append((self._lane_plan[i], rec))
         ready: dict[str, threading.Event] = {}
         failures: dict[str, BaseException] = {}
         for device, recs in sorted(by_device.items()):
@@ -183,7 +178,7 @@ class ConcurrentRunner(PlanRunner):
     def _worker(
         self,
         device: str,
-        recs: Sequence[tuple[int, Mapping[str, Any]]],
+        recs: Sequence[tuple[int, SegmentRecord]],
         gpu_backend: Mapping[int, str],
         ready: threading.Event,
         failures: dict[str, BaseException],
@@ -192,7 +187,7 @@ class ConcurrentRunner(PlanRunner):
         try:
             for plan_index, rec in recs:
                 runner = self.runners[plan_index]._segment_runner(rec, gpu_backend[plan_index])
-                self._seg[(plan_index, rec["name"])] = runner
+                self._seg[(plan_index, rec.name)] = runner
                 mine.append(runner)
         except BaseException as err:  # reported by activate_impl, in the caller's thread
             failures[device] = err
@@ -205,8 +200,7 @@ class ConcurrentRunner(PlanRunner):
                 break
             self._run_stage(item)
         for runner in mine:
-            if runner.close:
-                runner.close()
+            runner.close()
 
     # ----- running ---------------------------------------------------------------------------
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -245,7 +239,7 @@ class ConcurrentRunner(PlanRunner):
         out: dict[str, list[dict[str, np.ndarray]]] = {m: [] for m in frames}
         for job in sorted(jobs, key=lambda j: (self.lanes[j.lane].model, j.index)):
             lane = self.lanes[job.lane]
-            names = [b["name"] for b in self.plans[self._lane_plan[job.lane]].header["outputs"]]
+            names = self.plans[self._lane_plan[job.lane]].record.output_names
             missing = [n for n in names if n not in job.env]
             if missing:
                 raise TandemError(f"lane {lane.label} produced no value for {', '.join(missing)}")
@@ -276,12 +270,12 @@ class ConcurrentRunner(PlanRunner):
 
     def _dispatch(self, job: _Frame) -> None:
         rec = self.lanes[job.lane].segments[job.stage]
-        self._queues[rec["device"]].put(job)
+        self._queues[rec.device].put(job)
 
     def _run_stage(self, job: _Frame) -> None:
         lane = self.lanes[job.lane]
         rec = lane.segments[job.stage]
-        seg = self._seg[(self._lane_plan[job.lane], rec["name"])]
+        seg = self._seg[(self._lane_plan[job.lane], rec.name)]
         start = time.perf_counter()
         try:
             produced = seg.run({name: job.env[name] for name in seg.inputs})
@@ -297,23 +291,23 @@ class ConcurrentRunner(PlanRunner):
         with self._lock:
             self.trace.append(
                 TraceEvent(
-                    f"{rec['name']} #{job.index}",
-                    _track(rec["device"], seg.backend),
+                    f"{rec.name} #{job.index}",
+                    _track(rec.device, seg.backend),
                     (start - self._t0) * 1e6,
                     (end - start) * 1e6,
                     {
                         "lane": lane.label,
                         "model": lane.model,
                         "frame": job.index,
-                        "segment": rec["name"],
-                        "device": rec["device"],
+                        "segment": rec.name,
+                        "device": rec.device,
                         "backend": seg.backend,
                         "source": backend_source(seg.backend),
-                        "predicted_ms": rec.get("predicted_ms"),
+                        "predicted_ms": rec.predicted_ms,
                     },
                 )
             )
-            self.segment_ms[rec["name"]] = (end - start) * 1e3
+            self.segment_ms[rec.name] = (end - start) * 1e3
         job.stage += 1
         if job.error is None and job.stage < len(lane.segments):
             self._dispatch(job)
@@ -354,7 +348,7 @@ def predicted_schedule(
     target = group[0].target
     for plan in group:
         lanes += plan_lanes(plan)
-        slow.update((plan.header.get("concurrency") or {}).get("slowdown") or {})
+        slow.update(plan.record.concurrency.slowdown if plan.record.concurrency else {})
     per_model = frames or 50 * max(
         sum(1 for lane in lanes if lane.model == m) for m in {lane.model for lane in lanes}
     )
@@ -376,15 +370,15 @@ def predicted_schedule(
     while ready:
         at, _, lane, k, stage = heapq.heappop(ready)
         rec = lanes[lane].segments[stage]
-        device = rec["device"]
-        ms = float(rec.get("predicted_ms") or 0.0) * slow.get(device, 1.0)
+        device = rec.device
+        ms = float(rec.predicted_ms or 0.0) * slow.get(device, 1.0)
         start = max(at, free.get(device, 0.0))
         end = start + ms * 1e-3
         free[device] = end
         end_all = max(end_all, end)
         events.append(
             TraceEvent(
-                f"{rec['name']} #{k}",
+                f"{rec.name} #{k}",
                 f"{device.upper()} predicted on {target}",
                 start * 1e6,
                 ms * 1e3,
@@ -415,6 +409,6 @@ def overlapping(events: Sequence[TraceEvent]) -> set[frozenset[str]]:
 
 def runner_for(plan: Plan, backend: str = "auto", timing_cache: str | None = None) -> PlanRunner:
     """The runner a plan needs: concurrent when it has lanes, else the serial PlanRunner."""
-    if plan.header.get("lanes"):
+    if plan.record.lanes:
         return ConcurrentRunner(plan, backend, timing_cache=timing_cache)
     return PlanRunner(plan, backend, timing_cache=timing_cache)

@@ -197,24 +197,24 @@ def export_plan(
     plan: Plan, generation: TrtGeneration, gpu_fallback: bool = False
 ) -> list[SegmentExport]:
     """Every DLA segment of ``plan``, in plan order."""
-    scales = plan.header.get("calibration") or {}
+    head = plan.record
     out = []
-    for rec in plan.header["segments"]:
-        if not str(rec["device"]).startswith("dla"):
+    for rec in head.segments:
+        if not rec.device.startswith("dla") or rec.loadable is None:
             continue
         loadable = Loadable.from_bytes(
-            bytes(plan.blob(rec["loadable"]).data),
-            f"{plan.path or 'plan'}: segment {rec['name']!r} loadable",
+            bytes(plan.blob(rec.loadable).data),
+            f"{plan.path or 'plan'}: segment {rec.name!r} loadable",
         )
         out.append(
             export_segment(
                 plan.segment_graph(rec),
-                rec.get("precision") or "fp16",
+                rec.precision or "fp16",
                 generation,
-                scales=scales,
+                scales=head.calibration,
                 loadable=loadable,
                 dla_version=loadable.dla_version,
-                dla_core=int(str(rec["device"])[3:] or 0),
+                dla_core=int(rec.device[3:] or 0),
                 gpu_fallback=gpu_fallback,
             )
         )

@@ -28,7 +28,6 @@ import math
 import mmap
 import os
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,13 @@ from typing import Any
 import numpy as np
 
 from devices.io import write_atomic
-from devices.plan_header import BLOB_DTYPES, HeaderFieldError, PlanHeader, decode_header
+from devices.plan_header import (
+    BLOB_DTYPES,
+    HeaderFieldError,
+    PlanHeader,
+    SegmentRecord,
+    decode_header,
+)
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
 from partitioner.serialize import graph_from_data
@@ -103,13 +108,26 @@ class Plan:
     header: dict[str, Any]
     blobs: dict[str, Blob] = field(default_factory=dict)
     path: Path | None = None
-    #: the header as typed records, decoded when the plan was read or last encoded (decode
-    #: ``header`` again with :func:`~devices.plan_header.decode_header` after editing it)
-    record: PlanHeader | None = field(default=None, repr=False, compare=False)
+    #: the typed header, set when the plan was read or last encoded (see :attr:`record`)
+    _record: PlanHeader | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def record(self) -> PlanHeader:
+        """The header as typed records: what every consumer reads. Decoded when the plan was
+        read or last encoded, else on first use (a plan built in memory); code that edits
+        ``header`` after that encodes the plan (or calls :meth:`edited`) before reading it."""
+        if self._record is None:
+            where = str(self.path or "<plan in memory>")
+            self._record = checked_header(_full_header(self), where, "rebuild the plan")
+        return self._record
+
+    def edited(self) -> None:
+        """``header`` changed: decode it again on the next read of :attr:`record`."""
+        self._record = None
 
     @property
     def target(self) -> str:
-        return str(self.header.get("target", ""))
+        return self.record.target
 
     def add_array(self, name: str, array: np.ndarray, kind: str = "weights") -> None:
         self.blobs[name] = Blob.from_array(array, kind)
@@ -127,16 +145,18 @@ class Plan:
             where = f" in {self.path}" if self.path else ""
             raise PlanError(f"plan{where} has no blob named {name!r}") from None
 
-    def segment_graph(self, rec: Mapping[str, Any]) -> Graph:
-        """The graph of segment record ``rec`` (``header["segments"][i]``), its weights read
-        from this plan's blobs."""
-        structure = rec["graph"]
-        arrays = {t["array"]: self.array(t["array"]) for t in structure["tensors"] if "array" in t}
-        for node in structure["nodes"]:
-            for attr in node["attrs"].values():
-                if "array" in attr:
-                    arrays[attr["array"]] = self.array(attr["array"])
-        return graph_from_data(structure, arrays)
+    def segment_graph(self, rec: SegmentRecord) -> Graph:
+        """The graph of segment ``rec`` (one of ``record.segments``), its weights read from
+        this plan's blobs."""
+        arrays = {t.array: self.array(t.array) for t in rec.graph.tensors if t.array}
+        for node in rec.graph.nodes:
+            for attr in node.attrs.values():
+                if attr.array is not None:
+                    arrays[attr.array] = self.array(attr.array)
+        # the IR is built from the stored JSON (``partitioner.serialize``'s format), which the
+        # typed record mirrors field for field
+        index = [s.name for s in self.record.segments].index(rec.name)
+        return graph_from_data(self.header["segments"][index]["graph"], arrays)
 
 
 def tandem_version() -> str:
@@ -191,8 +211,9 @@ def _checksum(prelude_head: bytes, body: Any) -> bytes:
     return digest.digest()
 
 
-def encode_plan(plan: Plan) -> bytes:
-    """The plan's bytes as :func:`write_plan` stores them."""
+def _full_header(plan: Plan) -> dict[str, Any]:
+    """The header as encoded: ``plan.header`` with the versions defaulted and the blob table
+    written from ``plan.blobs``."""
     header = dict(plan.header)
     header.setdefault("format_version", FORMAT_VERSION)
     header.setdefault("tandem_version", tandem_version())
@@ -206,7 +227,13 @@ def encode_plan(plan: Plan) -> bytes:
         table[name] = entry
         offset = _align(offset + len(blob.data))
     header["blobs"] = table
-    plan.record = checked_header(header, "<plan being written>", "the plan was not written")
+    return header
+
+
+def encode_plan(plan: Plan) -> bytes:
+    """The plan's bytes as :func:`write_plan` stores them."""
+    header = _full_header(plan)
+    plan._record = checked_header(header, "<plan being written>", "the plan was not written")
     try:
         text = json.dumps(header, sort_keys=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as err:
@@ -347,7 +374,7 @@ def decode_plan(
             except PlanError as err:
                 raise PlanError(f"{where}: blob {name!r}: {err}; rebuild it") from None
         blobs[name] = blob
-    return Plan(header=header, blobs=blobs, record=record)
+    return Plan(header=header, blobs=blobs, _record=record)
 
 
 def checked_header(header: Any, where: str, advice: str) -> PlanHeader:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from partitioner.dtypes import ONNX_TO_NUMPY
+from partitioner.profiles import OptimizationProfile
 from partitioner.serialize import FORMAT as GRAPH_FORMAT
 
 #: element types a tensor or binding may have (the IR's numpy names of ONNX's types).
@@ -182,6 +183,8 @@ class CudaRecord:
     modules: list[CudaModule] = field(default_factory=list)
     layer_tactics: dict[str, str] = field(default_factory=dict)
     tactic_sources: list[str] = field(default_factory=list)
+    #: set by Tandems that recorded a segment whose lowering failed (none do now)
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,16 @@ class LaneRecord:
 
 
 @dataclass(frozen=True)
+class ConcurrencyRecord:
+    """What the concurrency planner predicted for a concurrent plan's lanes together."""
+
+    frames_per_s: float = 0.0
+    #: each device's busy share, and the contention slowdown of its segments' times
+    utilisation: dict[str, float] = field(default_factory=dict)
+    slowdown: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PlanHeader:
     """Every field the runtime, refit and the commands read; other keys may be present."""
 
@@ -285,6 +298,56 @@ class PlanHeader:
     cubins: bool = True
     #: a concurrent plan's lanes (empty: one engine, the segments run in order)
     lanes: list[LaneRecord] = field(default_factory=list)
+    concurrency: ConcurrencyRecord | None = None
+    #: how the partitioner searched, and where a dynamic plan's predictions were priced
+    strategy: str | None = None
+    predicted_at: str | None = None
+    #: how much per-layer detail the Python Builder's config asked profiles to show
+    profiling_verbosity: str | None = None
+
+    @property
+    def lanes_fps(self) -> float:
+        """A concurrent plan's board rate: its lanes run at once, so their rates add up."""
+        return sum(lane.rate_fps for lane in self.lanes)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [b.name for b in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [b.name for b in self.outputs]
+
+    def segment(self, name: str) -> SegmentRecord:
+        """The segment called ``name`` (KeyError when there is none)."""
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        raise KeyError(name)
+
+    def feed_shape(self, binding: Binding) -> list[Dim] | None:
+        """The shape to draw random feeds of ``binding`` at: its declared shape, or for a
+        dynamic input of a plan with profiles, the first profile's opt shape."""
+        shape: list[Dim] | None = binding.shape
+        if shape and self.profiles and not all(isinstance(d, int) for d in shape):
+            opt = self.profiles[0].inputs.get(binding.name)
+            return list(opt.opt) if opt is not None else shape
+        return shape
+
+    def layer_rows(self) -> dict[str, LayerRecord]:
+        """The placement table by layer name."""
+        return {row.name: row for row in self.layers}
+
+    def optimization_profiles(self) -> list[OptimizationProfile]:
+        """The shape profiles the runtime checks feeds against (``min <= opt <= max`` is
+        checked here, as when a build sets them)."""
+        out = []
+        for p in self.profiles:
+            profile = OptimizationProfile()
+            for name, r in p.inputs.items():
+                profile.set_shape(name, r.min, r.opt, r.max)
+            out.append(profile)
+        return out
 
     def check(self) -> None:
         names: set[str] = set()

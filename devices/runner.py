@@ -39,6 +39,8 @@ class BaseRunner:
         self.is_active = False
         #: wall-clock seconds of the last ``infer_impl`` call
         self.last_inference_time: float | None = None
+        #: intermediate tensors the last run exposed, by name (a runner asked to capture them)
+        self.captured: dict[str, np.ndarray] = {}
 
     # ----- hooks for subclasses --------------------------------------------------------------
     def activate_impl(self) -> None:

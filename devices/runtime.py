@@ -9,13 +9,17 @@ Backends per segment:
 - DLA segments run on the DLA through TensorRT on a Jetson that has one, else on the bundled
   emulator from the plan's loadable.
 
+Each segment is held as a :class:`~devices.runner.BaseRunner` (``CpuRunner``,
+``GpuSegmentRunner``, ``DlaEmulatorRunner``, ``TrtDlaRunner``), activated when the plan runner
+is, and run by one loop that hands tensors across and records the trace.
+
 Boundary tensors travel as NCHW numpy arrays; each crossing between devices is recorded as a
 ``copy`` event in the profile so the trace shows where data moved.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import re
 import time
@@ -26,21 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from devices.cpu import CpuRunner, evaluate_node
-from devices.dla import DlaHardwareBackend, TrtDlaRunner
+from devices.cpu import CpuRunner
+from devices.dla import DlaEmulatorRunner, DlaHardwareBackend, TrtDlaRunner
+from devices.gpu_segment import GpuSegmentRunner
 from devices.hardware import probe_local_gpu
 from devices.plan import Plan
+from devices.plan_header import SegmentRecord
 from devices.runner import BaseRunner
 from devices.timesource import backend_source, predicted_source
-from dla_sim.execute import run_loadable
 from dla_sim.loadable import Loadable
 from gpu_kernels.lowering import segment_precision
 from partitioner.errors import InputError, TandemError
 from partitioner.footprint import Footprint, Step, TensorInfo, bind_symbols, bound, estimate
-from partitioner.ir import Graph
-from partitioner.passes import eliminate_dead_nodes, fold_constants, run_passes
 from partitioner.plugins import PLUGINS
-from partitioner.profiles import check_shape, profiles_from_data
+from partitioner.profiles import check_shape
 from partitioner.validate import human_bytes
 
 BACKENDS = ("auto", "cuda", "cpu")
@@ -140,31 +143,30 @@ def plan_footprint(plan: Plan, input_shapes: Mapping[str, Sequence[int]]) -> Foo
     """The peak bytes a PlanRunner holds: every segment's tensors as the CPU reference would
     hold them, and every tensor crossing a segment boundary until the end of the run (GPU
     segments on CUDA hold theirs on the GPU: counting them here errs on the safe side)."""
-    header = plan.header
-    declared = {b["name"]: b.get("shape") for b in header["inputs"]}
+    header = plan.record
+    declared = {b.name: tuple(b.shape) if b.shape is not None else None for b in header.inputs}
     binding = bind_symbols(declared, input_shapes)
     tensors: dict[str, TensorInfo] = {}
-    for b in header["inputs"]:
-        shape = input_shapes.get(b["name"], b.get("shape"))
-        tensors[b["name"]] = (tuple(shape) if shape is not None else None, b.get("dtype"))
+    for b in header.inputs:
+        fed = input_shapes.get(b.name)
+        tensors[b.name] = (tuple(fed) if fed is not None else declared[b.name], b.dtype)
     steps: list[Step] = []
-    keep = {b["name"] for b in header["outputs"]}
-    for rec in header["segments"]:
-        structure = rec["graph"]
-        constants = {t["name"] for t in structure["tensors"] if "array" in t}
-        for t in structure["tensors"]:
-            if t["name"] not in constants and t["name"] not in tensors:
-                shape = bound(tuple(t["shape"]) if t["shape"] is not None else None, binding)
-                tensors[t["name"]] = (shape, t["dtype"])
+    keep = set(header.output_names)
+    for rec in header.segments:
+        constants = {t.name for t in rec.graph.tensors if t.array is not None}
+        for t in rec.graph.tensors:
+            if t.name not in constants and t.name not in tensors:
+                shape = bound(tuple(t.shape) if t.shape is not None else None, binding)
+                tensors[t.name] = (shape, t.dtype)
         steps += [
             Step(
-                n["name"],
-                tuple(i for i in n["inputs"] if i is not None and i not in constants),
-                tuple(n["outputs"]),
+                n.name,
+                tuple(i for i in n.inputs if i is not None and i not in constants),
+                tuple(n.outputs),
             )
-            for n in structure["nodes"]
+            for n in rec.graph.nodes
         ]
-        keep.update(rec["outputs"])
+        keep.update(rec.outputs)
     return estimate(steps, tensors, declared, keep)
 
 
@@ -181,14 +183,35 @@ class TraceEvent:
 
 @dataclass
 class SegmentRunner:
-    name: str
-    device: str
-    backend: str  # "cuda" | "cpu" | "dla-emulator" | "dla-trt"
-    inputs: list[str]
-    outputs: list[str]
-    run: Any  # Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-    close: Any = None
-    captured: Any = None  # Callable[[], dict[str, np.ndarray]]: intermediates of the last run
+    """A plan segment and the runner executing it, activated: the numpy reference
+    (:class:`CpuRunner`), CUDA (:class:`GpuSegmentRunner`), the DLA emulator
+    (:class:`DlaEmulatorRunner`) or a real DLA through TensorRT (:class:`TrtDlaRunner`)."""
+
+    record: SegmentRecord
+    backend: str  # "cuda" | "cpu" | "dla-emulator" | "dla-trt": traces' and timings' label
+    runner: BaseRunner
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def device(self) -> str:
+        return self.record.device
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.record.inputs
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.record.outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner.infer(feeds)
+
+    def close(self) -> None:
+        self.runner.deactivate()
 
 
 def cuda_arch_here() -> str | None:
@@ -210,8 +233,11 @@ class PlanRunner(BaseRunner):
         if backend not in BACKENDS:
             raise RuntimeError_(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
         # Like TensorRT's deserialisation: a plan using plugins loads only when they are registered.
-        PLUGINS.check_available(plan.header.get("plugins"), str(plan.path or "the plan"))
-        super().__init__(None, f"plan:{plan.header.get('model', '?')}")
+        head = plan.record
+        PLUGINS.check_available(
+            [dataclasses.asdict(p) for p in head.plugins] or None, str(plan.path or "the plan")
+        )
+        super().__init__(None, f"plan:{head.model or '?'}")
         self.plan = plan
         self.backend = backend
         self.segments: list[SegmentRunner] = []
@@ -223,33 +249,29 @@ class PlanRunner(BaseRunner):
         self.captured: dict[str, np.ndarray] = {}
         #: tactic timing cache file for CUDA GPU segments (read, then updated by autotuning)
         self.timing_cache = timing_cache
-        self._outputs = [b["name"] for b in plan.header["outputs"]]
-        self._inputs = plan.header["inputs"]
+        self._outputs = head.output_names
+        self._inputs = head.inputs
         #: optimisation profiles of a dynamic-shape plan; a feed outside all of them is refused
-        self.profiles = profiles_from_data(plan.header.get("profiles", []))
+        self.profiles = head.optimization_profiles()
         #: the profile the last run's shapes fell in (None for a static plan)
         self.active_profile: int | None = None
 
     # ----- BaseRunner ----------------------------------------------------------------------
     def input_metadata(self) -> dict[str, tuple[str | None, Any]]:
-        return {
-            b["name"]: (b.get("dtype"), tuple(b["shape"]) if b.get("shape") else None)
-            for b in self._inputs
-        }
+        return {b.name: (b.dtype, tuple(b.shape) if b.shape else None) for b in self._inputs}
 
     def activate_impl(self) -> None:
         gpu_backend = self._choose_gpu_backend()
-        self.segments = [
-            self._segment_runner(rec, gpu_backend) for rec in self.plan.header["segments"]
-        ]
+        head = self.plan.record
+        self.segments = [self._segment_runner(rec, gpu_backend) for rec in head.segments]
         # the numpy reference computes in FP32 whatever precision a segment was planned at
         lowered = [
-            f"{rec['name']} ({rec.get('precision')})"
-            for rec, seg in zip(self.plan.header["segments"], self.segments)
-            if seg.backend == "cpu" and rec.get("precision") in ("fp16", "int8")
+            f"{seg.name} ({seg.record.precision})"
+            for seg in self.segments
+            if seg.backend == "cpu" and seg.record.precision in ("fp16", "int8")
         ]
-        asked = self.plan.header.get("precision")
-        planned = {rec.get("precision") for rec in self.plan.header["segments"]}
+        asked = head.precision
+        planned = {rec.precision for rec in head.segments}
         if not lowered and asked in ("fp16", "int8") and asked not in planned:
             # built --fp16/--int8 for a host without a GPU: every layer was placed at FP32
             lowered = [f"this {asked} plan (its target has no GPU: every layer is FP32)"]
@@ -265,8 +287,7 @@ class PlanRunner(BaseRunner):
 
     def deactivate_impl(self) -> None:
         for seg in self.segments:
-            if seg.close:
-                seg.close()
+            seg.close()
         self.segments = []
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -309,7 +330,7 @@ class PlanRunner(BaseRunner):
                 env[name] = produced[name]
                 where[name] = track
             if self.capture:
-                self.captured.update(seg.captured() if seg.captured else {})
+                self.captured.update(seg.runner.captured)
                 self.captured.update({name: produced[name] for name in seg.outputs})
         missing = [n for n in self._outputs if n not in env]
         if missing:
@@ -333,8 +354,8 @@ class PlanRunner(BaseRunner):
         )
 
     def _choose_gpu_backend(self) -> str:
-        arch = self.plan.header.get("arch")
-        has_gpu_segments = any(rec["device"] == "gpu" for rec in self.plan.header["segments"])
+        arch = self.plan.record.arch
+        has_gpu_segments = any(rec.device == "gpu" for rec in self.plan.record.segments)
         if self.backend == "cpu" or not has_gpu_segments:
             return "cpu"
         here = cuda_arch_here()
@@ -351,42 +372,40 @@ class PlanRunner(BaseRunner):
         self.notes.append(f"{_GPU_ON_CPU}: {why}")
         return "cpu"
 
-    def _segment_runner(self, rec: Mapping[str, Any], gpu_backend: str) -> SegmentRunner:
-        name, device = rec["name"], rec["device"]
-
-        def made(backend: str, run: Any, close: Any = None, captured: Any = None) -> SegmentRunner:
-            inputs, outputs = list(rec["inputs"]), list(rec["outputs"])
-            return SegmentRunner(name, device, backend, inputs, outputs, run, close, captured)
-
-        if device.startswith("dla"):
+    def _segment_runner(self, rec: SegmentRecord, gpu_backend: str) -> SegmentRunner:
+        """The segment's runner, activated."""
+        head = self.plan.record
+        runner: BaseRunner
+        if rec.device.startswith("dla") and rec.loadable is not None:  # decoding checked it
             loadable = Loadable.from_bytes(
-                bytes(self.plan.blob(rec["loadable"]).data),
-                f"{self.plan.path or 'plan'}: segment {name!r} loadable",
+                bytes(self.plan.blob(rec.loadable).data),
+                f"{self.plan.path or 'plan'}: segment {rec.name!r} loadable",
             )
             if self._real_dla():
-                trt = TrtDlaRunner(
-                    self._segment_graph(rec),
-                    rec.get("precision") or "fp16",
-                    int(device[3:] or 0),
-                    self.plan.header.get("calibration"),
+                backend = "dla-trt"
+                runner = TrtDlaRunner(
+                    self.plan.segment_graph(rec),
+                    rec.precision or "fp16",
+                    int(rec.device[3:] or 0),
+                    head.calibration,
                     loadable=loadable,
                 )
-                trt.activate()
-                return made("dla-trt", trt.infer, trt.deactivate)
-            return made("dla-emulator", lambda feeds: run_loadable(loadable, feeds))
-        graph = self._segment_graph(rec)
-        if gpu_backend == "cuda" and device == "gpu":  # "cpu" segments: no GPU kernel exists
-            gpu = _ShapeKeyedGpu(
-                graph,
+            else:
+                backend, runner = "dla-emulator", DlaEmulatorRunner(loadable=loadable)
+        elif gpu_backend == "cuda" and rec.device == "gpu":  # "cpu" segments: no GPU kernel
+            backend = "cuda"
+            runner = GpuSegmentRunner(
+                self.plan.segment_graph(rec),
                 self._gpu_precision(rec),
                 self.timing_cache or self._plan_cache(),
                 self._prebuilt(rec),
-                self.plan.header.get("calibration"),
+                head.calibration,
             )
-            return made("cuda", gpu.infer, gpu.close)
-        cpu = CpuRunner(graph, capture=self.capture)
-        cpu.activate()
-        return made("cpu", cpu.infer, cpu.deactivate, lambda: cpu.captured)
+        else:
+            backend = "cpu"
+            runner = CpuRunner(self.plan.segment_graph(rec), capture=self.capture)
+        runner.activate()
+        return SegmentRunner(rec, backend, runner)
 
     def _plan_cache(self) -> Any:
         """The timing cache the builder stored in the plan (``BuilderConfig.set_timing_cache``)."""
@@ -397,22 +416,20 @@ class PlanRunner(BaseRunner):
         text = bytes(self.plan.blob("timing_cache").data).decode("utf-8")
         return TimingCache.from_json(text, "the plan's timing cache")
 
-    def _prebuilt(self, rec: Mapping[str, Any]) -> dict[tuple[str, tuple[str, ...]], bytes]:
+    def _prebuilt(self, rec: SegmentRecord) -> dict[tuple[str, tuple[str, ...]], bytes]:
         """The segment's cross-built cubins (the plan's arch is this GPU's: checked before)."""
-        cuda = rec.get("cuda") or {}
         return {
-            (m["source"], tuple(m["options"])): bytes(self.plan.blob(m["blob"]).data)
-            for m in cuda.get("modules", [])
+            (m.source, tuple(m.options)): bytes(self.plan.blob(m.blob).data)
+            for m in (rec.cuda.modules if rec.cuda else [])
         }
 
-    def _gpu_precision(self, rec: Mapping[str, Any]) -> str:
+    def _gpu_precision(self, rec: SegmentRecord) -> str:
         """The precision the builder lowered this GPU segment at (``segment_precision``)."""
-        cuda = rec.get("cuda") or {}
-        if cuda.get("precision") in ("fp32", "fp16", "int8"):
-            return str(cuda["precision"])
-        wanted = {row["name"]: row["precision"] for row in self.plan.header.get("layers", [])}
-        return segment_precision((wanted.get(n) for n in rec["layers"]),
-                                 bool(self.plan.header.get("calibration")))
+        if rec.cuda is not None and rec.cuda.precision is not None:
+            return rec.cuda.precision
+        rows = self.plan.record.layer_rows()
+        wanted = (rows[n].precision if n in rows else None for n in rec.layers)
+        return segment_precision(wanted, bool(self.plan.record.calibration))
 
     def _real_dla(self) -> bool:
         """A real DLA through TensorRT on a Jetson; the emulator everywhere else (and always
@@ -422,87 +439,9 @@ class PlanRunner(BaseRunner):
         if not hasattr(self, "_dla_probe"):
             ok, why = DlaHardwareBackend().available()
             self._dla_probe = ok
-            if not ok and any(r["device"].startswith("dla") for r in self.plan.header["segments"]):
+            if not ok and any(r.device.startswith("dla") for r in self.plan.record.segments):
                 self.notes.append(f"DLA segments ran on the emulator: {why}")
         return self._dla_probe
-
-    def _segment_graph(self, rec: Mapping[str, Any]) -> Graph:
-        return self.plan.segment_graph(rec)
-
-
-class _ShapeKeyedGpu:
-    """A GPU segment: one compiled GpuRunner per distinct input-shape set.
-
-    Kernels, launch grids and the memory plan are specialised to static shapes, so a segment
-    with symbolic dims (a dynamic-shape plan) compiles once per shape it meets, like an engine
-    per profile shape. A static segment compiles exactly once, at activation.
-    """
-
-    def __init__(
-        self,
-        graph: Graph,
-        precision: str,
-        timing_cache: Any = None,
-        prebuilt: Mapping[tuple[str, tuple[str, ...]], bytes] | None = None,
-        scales: Mapping[str, float] | None = None,
-    ) -> None:
-        self.graph = graph
-        self.precision = precision
-        self.scales = dict(scales or {})
-        self.timing_cache = timing_cache
-        self.prebuilt = dict(prebuilt or {})
-        self.runners: dict[tuple[tuple[int, ...], ...], Any] = {}
-        if all(t.is_static for t in graph.inputs):
-            self._runner(tuple(t.static_shape() for t in graph.inputs))
-
-    def _runner(self, key: tuple[tuple[int, ...], ...]) -> Any:
-        runner = self.runners.get(key)
-        if runner is None:
-            from devices.gpu import GpuRunner
-
-            graph = self.graph
-            if not all(t.is_static for t in graph.inputs):
-                graph = _specialise(graph, key)
-            runner = GpuRunner(
-                graph,
-                precision=self.precision,
-                timing_cache=self.timing_cache,
-                prebuilt=self.prebuilt,
-                scales=self.scales,
-            )
-            runner.activate()
-            self.runners[key] = runner
-        return runner
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(tuple(int(d) for d in feeds[t.name].shape) for t in self.graph.inputs)
-        return self._runner(key).infer(feeds)  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        for runner in self.runners.values():
-            runner.deactivate()
-        self.runners = {}
-
-
-def _specialise(graph: Graph, shapes: tuple[tuple[int, ...], ...]) -> Graph:
-    """A copy of ``graph`` with its inputs at ``shapes``, every shape re-inferred, and the shape
-    computations the segment carries (``Shape -> Gather -> Concat -> Reshape`` arguments, host
-    values) folded to constants: the kernels see static shapes and float tensors only."""
-    from partitioner.shape_inference import infer_shapes
-
-    g = graph.clone()
-    for t, shape in zip(g.inputs, shapes):
-        t.shape = shape
-    for t in g.tensors.values():
-        if t.producer is not None and not t.is_static:
-            t.shape = None  # symbolic hints from the build do not survive a fixed shape
-    infer_shapes(g)
-    if any(n.op == "Shape" for n in g.nodes):
-        fold = functools.partial(fold_constants, evaluate=evaluate_node)
-        run_passes(g, [fold, eliminate_dead_nodes])
-        g.toposort()
-        infer_shapes(g)
-    return g
 
 
 _GPU_ON_CPU = "GPU segments ran on the CPU reference"
@@ -565,18 +504,19 @@ def predicted_trace(plan: Plan) -> list[TraceEvent]:
     """The board timeline the cost models predict: each segment's layers back to back on its
     device's "predicted" track, segments in run order (what a Jetson would show, not this host).
     A concurrent plan's lanes overlap: ``devices.concurrent.predicted_schedule`` lays them out."""
-    if plan.header.get("lanes"):
+    head = plan.record
+    if head.lanes:
         from devices.concurrent import predicted_schedule  # it builds on this module
 
         return predicted_schedule(plan).events
-    layer_ms = {row["name"]: row.get("predicted_ms") for row in plan.header.get("layers", [])}
+    layer_ms = {row.name: row.predicted_ms for row in head.layers}
     events: list[TraceEvent] = []
     clock_us = 0.0
-    source = predicted_source(plan.target, plan.header.get("power_mode"))
-    for rec in plan.header["segments"]:
-        per_layer = rec.get("predicted_layer_ms") or {}
-        track = f"{rec['device'].upper()} predicted on {plan.target}"
-        for layer in rec["layers"]:
+    source = predicted_source(plan.target, head.power_mode)
+    for rec in head.segments:
+        per_layer = rec.predicted_layer_ms
+        track = f"{rec.device.upper()} predicted on {plan.target}"
+        for layer in rec.layers:
             ms = per_layer.get(layer, layer_ms.get(layer))
             if not ms:
                 continue
@@ -586,7 +526,7 @@ def predicted_trace(plan: Plan) -> list[TraceEvent]:
                     track,
                     clock_us,
                     ms * 1e3,
-                    {"segment": rec["name"], "predicted": True, "source": source},
+                    {"segment": rec.name, "predicted": True, "source": source},
                 )
             )
             clock_us += ms * 1e3

@@ -122,17 +122,6 @@ class OptimizationProfile:
             for name, r in self.shapes.items()
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "<profile>") -> OptimizationProfile:
-        profile = cls()
-        if not isinstance(data, Mapping):
-            raise ShapeError(f"{where}: a profile must map input names to min/opt/max")
-        for name, r in data.items():
-            if not isinstance(r, Mapping) or not {"min", "opt", "max"} <= set(r):
-                raise ShapeError(f"{where}: input '{name}' needs min, opt and max shapes")
-            profile.set_shape(str(name), r["min"], r["opt"], r["max"])
-        return profile
-
 
 def _dims(name: str, which: str, shape: Sequence[int]) -> Dims:
     try:
@@ -244,16 +233,6 @@ def _first_outside(p: OptimizationProfile, shapes: Mapping[str, Dims]) -> tuple[
 def profiles_to_data(profiles: Iterable[OptimizationProfile]) -> list[dict[str, Any]]:
     """The plan header's ``profiles`` list."""
     return [{"inputs": p.to_dict()} for p in profiles]
-
-
-def profiles_from_data(data: Any, where: str = "<plan>") -> list[OptimizationProfile]:
-    if not isinstance(data, list):
-        raise ShapeError(f"{where}: 'profiles' must be a list")
-    out = []
-    for i, entry in enumerate(data):
-        inputs = entry.get("inputs") if isinstance(entry, Mapping) else None
-        out.append(OptimizationProfile.from_dict(inputs or {}, f"{where}: profile {i}"))
-    return out
 
 
 def parse_shape_list(text: str, flag: str = "--shapes") -> dict[str, Dims]:

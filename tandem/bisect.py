@@ -117,7 +117,9 @@ def bisect(
         with PlanRunner(plan, backend, capture=True) as runner:
             runner.infer(feeds)
             actual = dict(runner.captured)
-        placed = {r["name"]: (r["device"], r["precision"]) for r in plan.header.get("layers", [])}
+        placed: dict[str, tuple[str, Any]] = {
+            r.name: (r.device, r.precision) for r in plan.record.layers
+        }
     else:
         with CpuRunner(graph, capture=True) as cpu:
             outputs = cpu.infer(feeds)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from devices.plan import encode_plan
+from devices.plan_header import LayerRecord
 from dla_sim.calibration import CalibrationError
 from partitioner.errors import ConfigError
 from partitioner.ir import Graph
@@ -428,7 +429,7 @@ class Builder(TrtApi):
             timing_cache=cache._cache if cache is not None else None,
         )
         plan = build(request).plan
-        _check_precisions(network, config, plan.header.get("layers", []), self.logger)
+        _check_precisions(network, config, plan.record.layers, self.logger)
         plan.header["profiling_verbosity"] = config.profiling_verbosity.name
         return encode_plan(plan)
 
@@ -485,10 +486,10 @@ def _precision_pins(network: NetworkDefinition) -> dict[str, str]:
 
 
 def _check_precisions(network: NetworkDefinition, config: BuilderConfig,
-                      layers: Sequence[Mapping[str, Any]], logger: ILogger) -> None:
+                      layers: Sequence[LayerRecord], logger: ILogger) -> None:
     """Precision constraints the plan does not meet: OBEY fails the build, otherwise a
     warning to the logger (TensorRT's PREFER and default behaviours)."""
-    got = {entry["name"]: entry.get("precision") for entry in layers}
+    got: dict[str, str | None] = {entry.name: entry.precision for entry in layers}
     unmet = [(name, want, got[name]) for name, want in _precision_pins(network).items()
              if name in got and got[name] != want]
     if not unmet:

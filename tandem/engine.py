@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from devices.plan import Plan, decode_plan, encode_plan
+from devices.plan_header import Binding
 from devices.runtime import PlanRunner, RuntimeError_, plan_footprint
 from partitioner.errors import InputError
-from partitioner.profiles import check_shape, dims_text, profiles_from_data
+from partitioner.profiles import check_shape, dims_text
 from tandem.buffers import address_of, read_buffer, write_buffer
 from tandem.builder import Logger
 from tandem.network import DataType
@@ -60,16 +61,17 @@ class Engine(TrtApi):
     def __init__(self, plan: Plan, backend: str = "auto") -> None:
         self.plan = plan
         self.backend = backend
-        header = plan.header
-        self._io = [(b, TensorIOMode.INPUT) for b in header["inputs"]] + [
-            (b, TensorIOMode.OUTPUT) for b in header["outputs"]
+        head = plan.record
+        self._io = [(b, TensorIOMode.INPUT) for b in head.inputs] + [
+            (b, TensorIOMode.OUTPUT) for b in head.outputs
         ]
-        self._by_name = {b["name"]: (b, mode) for b, mode in self._io}
-        self.profiles = profiles_from_data(header.get("profiles", []))
+        self._by_name = {b.name: (b, mode) for b, mode in self._io}
+        self.profiles = head.optimization_profiles()
 
     @property
     def name(self) -> str:
-        return str(self.plan.header.get("model", "engine"))
+        model = self.plan.record.model
+        return "engine" if model is None else model
 
     @property
     def target(self) -> str:
@@ -80,9 +82,9 @@ class Engine(TrtApi):
         return len(self._io)
 
     def get_tensor_name(self, index: int) -> str:
-        return str(self._io[index][0]["name"])
+        return self._io[index][0].name
 
-    def _binding(self, name: str) -> tuple[dict[str, Any], TensorIOMode]:
+    def _binding(self, name: str) -> tuple[Binding, TensorIOMode]:
         try:
             return self._by_name[name]
         except KeyError:
@@ -95,11 +97,11 @@ class Engine(TrtApi):
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         """The shape with -1 for each dynamic dimension (as TensorRT reports it)."""
-        shape = self._binding(name)[0].get("shape") or []
+        shape = self._binding(name)[0].shape or []
         return tuple(d if isinstance(d, int) else -1 for d in shape)
 
     def get_tensor_dtype(self, name: str) -> DataType:
-        return DataType.of(self._binding(name)[0].get("dtype") or "float32")
+        return DataType.of(self._binding(name)[0].dtype or "float32")
 
     @property
     def num_optimization_profiles(self) -> int:
@@ -117,7 +119,7 @@ class Engine(TrtApi):
 
     @property
     def num_layers(self) -> int:
-        return len(self.plan.header.get("layers", []))
+        return len(self.plan.record.layers)
 
     @property
     def device_memory_size(self) -> int:
@@ -125,8 +127,7 @@ class Engine(TrtApi):
         memory check uses), at each input's largest shape: its last profile's max, or the
         static shape. TensorRT's figure also counts tactic scratch, which Tandem has none of."""
         shapes = {}
-        for b in self.plan.header["inputs"]:
-            name = b["name"]
+        for name in self.plan.record.input_names:
             shapes[name] = (self.get_tensor_profile_shape(name, len(self.profiles) - 1)[2]
                             if self.profiles else self.get_tensor_shape(name))
         return int(plan_footprint(self.plan, shapes).peak_bytes)
@@ -134,12 +135,12 @@ class Engine(TrtApi):
     @property
     def profiling_verbosity(self) -> ProfilingVerbosity:
         """What the inspector tells (plans from ``tandem build`` record everything)."""
-        return ProfilingVerbosity[self.plan.header.get("profiling_verbosity", "DETAILED")]
+        return ProfilingVerbosity[self.plan.record.profiling_verbosity or "DETAILED"]
 
     @property
     def device_types(self) -> dict[str, str]:
         """Layer name -> device (``gpu``, ``dla0``, ``dla1``, ``cpu``) as placed at build."""
-        return {entry["name"]: entry["device"] for entry in self.plan.header.get("layers", [])}
+        return {entry.name: entry.device for entry in self.plan.record.layers}
 
     def serialize(self) -> bytes:
         return encode_plan(self.plan)
@@ -186,25 +187,23 @@ class EngineInspector:
 
 def layer_info(plan: Plan) -> dict[str, Any]:
     """trtexec's ``--exportLayerInfo`` layout: ``{"Layers": [...], "Bindings": [...]}``."""
-    segment_of = {name: seg for seg in plan.header["segments"] for name in seg["layers"]}
+    head = plan.record
+    segment_of = {name: seg for seg in head.segments for name in seg.layers}
     layers = []
-    for entry in plan.header.get("layers", []):
-        seg = segment_of.get(entry["name"], {})
+    for entry in head.layers:
+        seg = segment_of.get(entry.name)
         layers.append({
-            "Name": entry["name"],
-            "LayerType": entry.get("op"),
-            "Device": str(entry.get("device", "")).upper(),
-            "Precision": entry.get("precision"),
-            "Segment": seg.get("name"),
-            "Reason": entry.get("reason"),
-            "PredictedMs": entry.get("predicted_ms"),
-            "SegmentInputs": list(seg.get("inputs", [])),
-            "SegmentOutputs": list(seg.get("outputs", [])),
+            "Name": entry.name,
+            "LayerType": entry.op,
+            "Device": entry.device.upper(),
+            "Precision": entry.precision,
+            "Segment": seg.name if seg else None,
+            "Reason": entry.reason,
+            "PredictedMs": entry.predicted_ms,
+            "SegmentInputs": list(seg.inputs) if seg else [],
+            "SegmentOutputs": list(seg.outputs) if seg else [],
         })
-    bindings = [b["name"] for b in plan.header["inputs"]] + [
-        b["name"] for b in plan.header["outputs"]
-    ]
-    return {"Layers": layers, "Bindings": bindings}
+    return {"Layers": layers, "Bindings": head.input_names + head.output_names}
 
 
 class ExecutionContext(TrtApi):
@@ -354,7 +353,7 @@ class ExecutionContext(TrtApi):
                 "execute_async needs CUDA: this context runs "
                 + (", ".join(sorted(backends)) or "nothing")
                 + f" (the plan is for {self.engine.target}, built for GPU arch "
-                f"{self.engine.plan.header.get('arch')}); use execute(), or build for "
+                f"{self.engine.plan.record.arch}); use execute(), or build for "
                 "target 'host' on a machine with a GPU"
             )
         _synchronize(stream)

@@ -119,7 +119,7 @@ def build_notes(built: Built, limit: int = 20) -> list[str]:
             notes.append(f"  {name}: {reason.removeprefix('CPU: ')}")
         if len(cpu) > limit:
             notes.append(f"  ... and {len(cpu) - limit} more (tandem inspect PLAN lists them)")
-    if built.plan.header.get("cubins") is False:
+    if not built.plan.record.cubins:
         notes.append(NO_CUBINS_NOTE)
     policy = built.placement.policy
     on_dla = [a for a in part.assignments.values() if a.device.startswith("dla")]

@@ -164,7 +164,7 @@ def merge_lanes(
             renamed["predicted_ms"] = shares[rec["name"]]
             header["segments"].append(renamed)
             names.append(renamed["name"])
-        calibration.update(plan.header.get("calibration", {}))
+        calibration.update(plan.record.calibration)
         header["lanes"].append(
             {
                 "name": lane.name,
@@ -191,17 +191,15 @@ def _segment_shares(plan: Plan, lane: Lane) -> dict[str, float]:
     """Each segment's predicted board ms: its device's per-frame load in the lane (the
     planner's figure, boundary reformats on the GPU included) split over that device's
     segments by their layers' predicted times (evenly where none is known)."""
-    layer_ms = {row["name"]: row.get("predicted_ms") or 0.0 for row in plan.header["layers"]}
-    own = {
-        rec["name"]: sum(layer_ms.get(layer, 0.0) for layer in rec["layers"])
-        for rec in plan.header["segments"]
-    }
+    segments = plan.record.segments
+    layer_ms = {row.name: row.predicted_ms or 0.0 for row in plan.record.layers}
+    own = {rec.name: sum(layer_ms.get(layer, 0.0) for layer in rec.layers) for rec in segments}
     out = {}
-    for rec in plan.header["segments"]:
-        peers = [r["name"] for r in plan.header["segments"] if r["device"] == rec["device"]]
+    for rec in segments:
+        peers = [r.name for r in segments if r.device == rec.device]
         total = sum(own[n] for n in peers)
-        share = own[rec["name"]] / total if total > 0 else 1.0 / len(peers)
-        out[rec["name"]] = lane.loads.get(rec["device"], 0.0) * 1e3 * share
+        share = own[rec.name] / total if total > 0 else 1.0 / len(peers)
+        out[rec.name] = lane.loads.get(rec.device, 0.0) * 1e3 * share
     return out
 
 

@@ -104,9 +104,9 @@ def check_target(plan_path: str | Path, board: Board) -> Plan:
     """The plan, after refusing a plan built for another target than the board's."""
     board.with_target()
     plan = read_plan(plan_path)  # also refuses corrupt or foreign-version plans
-    if plan.header["target"] != board.target:
+    if plan.record.target != board.target:
         raise TargetMismatchError(
-            f"plan {plan_path} is built for target {plan.header['target']!r} but board "
+            f"plan {plan_path} is built for target {plan.record.target!r} but board "
             f"{board.name} ({board.source}) is {board.target!r}; nothing was uploaded. Rebuild "
             f"it with `tandem build MODEL.onnx --target {board.target}`"
         )
@@ -133,7 +133,7 @@ def deployable(plan_path: str | Path, board: Board) -> Deployable:
     files = group_plan_paths([path])
     plans = [check_target(f, board) for f in files]
     if not path.is_dir():
-        return Deployable((path,), None, bool(plans[0].header.get("lanes")), plans[0].target)
+        return Deployable((path,), None, bool(plans[0].record.lanes), plans[0].target)
     check_group(files, plans)
     return Deployable(tuple(files), path.resolve().name, True, plans[0].target)
 

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from devices.plan import Blob, Plan, read_plan
+from devices.plan_header import GraphRecord, PlanHeader, SegmentRecord
 from dla_sim.compiler import compile_loadable
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
-from partitioner.profiles import fixed_dims, profiles_from_data
-from partitioner.serialize import graph_from_data, graph_to_data
+from partitioner.profiles import fixed_dims
+from partitioner.serialize import graph_to_data
 from partitioner.subgraph import extract_subgraph
 from targets.build import fix_dims, load_model
 
@@ -54,8 +55,8 @@ class Refitter:
         self.where = str(self.plan.path or "the plan")
         #: weight name -> the blob keys holding it (a constant read by two segments is in both)
         self._keys: dict[str, list[str]] = {}
-        for rec in self.plan.header["segments"]:
-            for name, key in _segment_arrays(rec["graph"]).items():
+        for rec in self.plan.record.segments:
+            for name, key in _segment_arrays(rec).items():
                 self._keys.setdefault(name, []).append(key)
         self._pending: dict[str, np.ndarray] = {}
 
@@ -95,16 +96,16 @@ class Refitter:
         attributes, constant shapes or dtypes) when the model is not the plan's graph.
         """
         graph = self._import_like_build(path)
-        problems = _compare(self.plan.header, graph, Path(path).name)
+        problems = _compare(self.plan.record, graph, Path(path).name)
         if problems:
             raise RefitError(
                 f"{path}: not the structure of {self.where}: {_summary(problems)}; refit needs "
                 "the same layers, ops and weight shapes — rebuild with `tandem build`"
             )
-        for rec in self.plan.header["segments"]:
-            sub = extract_subgraph(graph, list(rec["layers"]), rec["name"])
-            _, arrays = graph_to_data(sub, array_key=_blob_key(rec["name"]))
-            for name, key in _segment_arrays(rec["graph"]).items():
+        for rec in self.plan.record.segments:
+            sub = extract_subgraph(graph, list(rec.layers), rec.name)
+            _, arrays = graph_to_data(sub, array_key=_blob_key(rec.name))
+            for name, key in _segment_arrays(rec).items():
                 self.set_named_weights(name, arrays[key])
         return True
 
@@ -125,24 +126,24 @@ class Refitter:
             for key in self._keys[name]:
                 blobs[key] = Blob.from_array(array, self.plan.blob(key).kind)
                 changed_keys.add(key)
-        header = copy.deepcopy(self.plan.header)
+        refitted = Plan(copy.deepcopy(self.plan.header), blobs)
         recompiled = []
-        for rec in header["segments"]:
-            if "loadable" not in rec:
+        for rec in self.plan.record.segments:
+            if rec.loadable is None:
                 continue
-            keys = set(_segment_arrays(rec["graph"]).values())
-            if keys & changed_keys:
-                blobs[rec["loadable"]] = self._recompile(rec, blobs)
-                recompiled.append(rec["name"])
-        header["metadata"] = {
-            **header.get("metadata", {}),
+            if set(_segment_arrays(rec).values()) & changed_keys:
+                blobs[rec.loadable] = self._recompile(refitted, rec)
+                recompiled.append(rec.name)
+        refitted.header["metadata"] = {
+            **self.plan.record.metadata,
             "refit": {
                 "weights_set": len(self._pending),
                 "weights_changed": changed,
                 "recompiled": recompiled,
             },  # fmt: skip
         }
-        return Plan(header, blobs)
+        refitted.edited()
+        return refitted
 
     # ----- helpers ------------------------------------------------------------------------------
     def _key(self, name: str) -> str:
@@ -154,27 +155,26 @@ class Refitter:
             )
         return keys[0]
 
-    def _recompile(self, rec: Mapping[str, Any], blobs: Mapping[str, Blob]) -> Blob:
-        header = self.plan.header
-        structure = rec["graph"]
-        arrays = {key: blobs[key].array() for key in _segment_arrays(structure).values()}
-        sub = graph_from_data(structure, arrays)
-        scales = header.get("calibration") or {}
-        precision = rec.get("precision") or "fp16"
+    def _recompile(self, refitted: Plan, rec: SegmentRecord) -> Blob:
+        """DLA segment ``rec``'s loadable compiled from ``refitted``'s (new) weights."""
+        assert rec.loadable is not None
+        head = self.plan.record
+        sub = refitted.segment_graph(rec)
+        scales = head.calibration
+        precision = rec.precision or "fp16"
         seg_scales = None
         if precision == "int8" and scales:
             seg_scales = {t: scales[t] for t in sub.tensors if t in scales}
-        version = header.get("dla_version")
-        if version is None:
+        if head.dla_version is None:
             raise RefitError(f"{self.where} has DLA segments but no dla_version; rebuild it")
-        loadable = compile_loadable(sub, precision, int(version), seg_scales, rec["name"])
-        return Blob(loadable.to_bytes(), blobs[rec["loadable"]].kind)
+        loadable = compile_loadable(sub, precision, head.dla_version, seg_scales, rec.name)
+        return Blob(loadable.to_bytes(), refitted.blob(rec.loadable).kind)
 
     def _import_like_build(self, path: str | os.PathLike[str]) -> Graph:
         """Import ``path`` as the build imported the plan's model: the same passes, the same
         symbolic dims fixed (``--dim`` at import, profile-pinned dims afterwards)."""
         graph = load_model(path)
-        plan_shapes = {b["name"]: b.get("shape") for b in self.plan.header["inputs"]}
+        plan_shapes = {b.name: b.shape for b in self.plan.record.inputs}
         dims: dict[str, int] = {}
         for t in graph.inputs:
             for d, p in zip(t.shape or (), plan_shapes.get(t.name) or ()):
@@ -182,7 +182,7 @@ class Refitter:
                     dims[d] = p
         if not dims:
             return graph
-        profiles = profiles_from_data(self.plan.header.get("profiles", []), self.where)
+        profiles = self.plan.record.optimization_profiles()
         pinned = fixed_dims(profiles, graph.inputs) if profiles else {}
         at_import = {k: v for k, v in dims.items() if k not in pinned}
         if at_import:
@@ -203,13 +203,13 @@ def _blob_key(segment: str) -> Callable[[str], str]:
     return lambda name: f"{segment}/{name}"
 
 
-def _segment_arrays(structure: Mapping[str, Any]) -> dict[str, str]:
+def _segment_arrays(rec: SegmentRecord) -> dict[str, str]:
     """Weight name -> blob key for one stored segment graph."""
-    out = {t["name"]: t["array"] for t in structure["tensors"] if "array" in t}
-    for node in structure["nodes"]:
-        for attr, value in node["attrs"].items():
-            if "array" in value:
-                out[f"{node['name']}/attr/{attr}"] = value["array"]
+    out = {t.name: t.array for t in rec.graph.tensors if t.array is not None}
+    for node in rec.graph.nodes:
+        for attr, value in node.attrs.items():
+            if value.array is not None:
+                out[f"{node.name}/attr/{attr}"] = value.array
     return out
 
 
@@ -228,16 +228,16 @@ def _summary(problems: list[str]) -> str:
     return "; ".join(parts)
 
 
-def _compare(header: Mapping[str, Any], graph: Graph, label: str) -> list[str]:
+def _compare(header: PlanHeader, graph: Graph, label: str) -> list[str]:
     """What differs between the plan's segment graphs and ``graph``, one phrase each."""
     problems: list[str] = []
-    plan_inputs = [b["name"] for b in header["inputs"]]
-    plan_outputs = [b["name"] for b in header["outputs"]]
+    plan_inputs = header.input_names
+    plan_outputs = header.output_names
     if [t.name for t in graph.inputs] != plan_inputs:
         problems.append(f"inputs {[t.name for t in graph.inputs]} (plan: {plan_inputs})")
     if [t.name for t in graph.outputs] != plan_outputs:
         problems.append(f"outputs {[t.name for t in graph.outputs]} (plan: {plan_outputs})")
-    plan_layers = [layer for rec in header["segments"] for layer in rec["layers"]]
+    plan_layers = [layer for rec in header.segments for layer in rec.layers]
     have = {n.name for n in graph.nodes}
     missing = [name for name in plan_layers if name not in have]
     extra = sorted(have - set(plan_layers))
@@ -247,50 +247,58 @@ def _compare(header: Mapping[str, Any], graph: Graph, label: str) -> list[str]:
         problems.append(f"layers {label} adds: {', '.join(extra[:_MAX_SHOWN])}")
     if missing:
         return problems  # segment graphs cannot be cut from the new model
-    for rec in header["segments"]:
-        sub = extract_subgraph(graph, list(rec["layers"]), rec["name"])
-        new, _ = graph_to_data(sub, array_key=_blob_key(rec["name"]))
-        problems += _compare_structures(rec["graph"], new)
+    for rec in header.segments:
+        sub = extract_subgraph(graph, list(rec.layers), rec.name)
+        new, _ = graph_to_data(sub, array_key=_blob_key(rec.name))
+        problems += _compare_structures(rec.graph, new)
     return problems
 
 
-def _compare_structures(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+_ABSENT = object()  # an attribute a side lacks (or holds as an array): not a value
+
+
+def _shown(value: Any) -> Any:
+    return "absent" if value is _ABSENT else value
+
+
+def _compare_structures(old: GraphRecord, new: Mapping[str, Any]) -> list[str]:
+    """The plan's stored segment graph against the new model's (``graph_to_data``'s form)."""
     out: list[str] = []
     new_nodes = {n["name"]: n for n in new["nodes"]}
-    for n in old["nodes"]:
-        m = new_nodes.get(n["name"])
+    for n in old.nodes:
+        m = new_nodes.get(n.name)
         if m is None:
             continue  # reported as a missing layer
-        where = f"layer '{n['name']}'"
-        if (n["op"], n.get("domain", "")) != (m["op"], m.get("domain", "")):
-            out.append(f"{where}: op {m['op']} (plan: {n['op']})")
+        where = f"layer '{n.name}'"
+        if (n.op, n.domain) != (m["op"], m.get("domain", "")):
+            out.append(f"{where}: op {m['op']} (plan: {n.op})")
             continue
-        if n["inputs"] != m["inputs"]:
-            out.append(f"{where}: inputs {m['inputs']} (plan: {n['inputs']})")
-        if n["outputs"] != m["outputs"]:
-            out.append(f"{where}: outputs {m['outputs']} (plan: {n['outputs']})")
-        for attr in sorted(set(n["attrs"]) | set(m["attrs"])):
-            a, b = n["attrs"].get(attr), m["attrs"].get(attr)
-            if "value" in (a or {}) or "value" in (b or {}):
-                if a != b:
-                    shown = b["value"] if b else "absent"
-                    was = a["value"] if a else "absent"
-                    out.append(f"{where}: attribute {attr} = {shown} (plan: {was})")
-    old_tensors = {t["name"]: t for t in old["tensors"]}
+        if n.inputs != m["inputs"]:
+            out.append(f"{where}: inputs {m['inputs']} (plan: {n.inputs})")
+        if n.outputs != m["outputs"]:
+            out.append(f"{where}: outputs {m['outputs']} (plan: {n.outputs})")
+        for attr in sorted(set(n.attrs) | set(m["attrs"])):
+            a, b = n.attrs.get(attr), m["attrs"].get(attr)
+            was = a.value if a is not None and a.array is None else _ABSENT
+            shown = b["value"] if b is not None and "value" in b else _ABSENT
+            if (was is not _ABSENT or shown is not _ABSENT) and was != shown:
+                out.append(f"{where}: attribute {attr} = {_shown(shown)} (plan: {_shown(was)})")
+    old_tensors = {t.name: t for t in old.tensors}
     new_tensors = {t["name"]: t for t in new["tensors"]}
     for name, t in old_tensors.items():
         u = new_tensors.get(name)
+        weight = t.array is not None
         if u is None:
-            if "array" in t:
+            if weight:
                 out.append(f"weight '{name}' is missing")
             continue
-        if ("array" in t) != ("array" in u):
+        if weight != ("array" in u):
             kind = "a weight" if "array" in u else "computed"
             out.append(f"tensor '{name}' is {kind} in the new model")
-        elif (t["shape"], t["dtype"]) != (u["shape"], u["dtype"]):
+        elif (t.shape, t.dtype) != (u["shape"], u["dtype"]):
             out.append(
-                f"{'weight' if 'array' in t else 'tensor'} '{name}': {u['dtype']} {u['shape']} "
-                f"(plan: {t['dtype']} {t['shape']})"
+                f"{'weight' if weight else 'tensor'} '{name}': {u['dtype']} {u['shape']} "
+                f"(plan: {t.dtype} {t.shape})"
             )
     for name, u in new_tensors.items():
         if name not in old_tensors and "array" in u:

@@ -71,17 +71,17 @@ def _build_concurrent(
     """``dla_core: any`` with ``objective: throughput``: a concurrent plan (docs/concurrency.md)."""
     group, plan = build_concurrent(request, progress)
     path = write_plan(plan, args.output)
-    lanes = plan.header["lanes"]
-    rate = sum(lane["rate_fps"] for lane in lanes)
+    lanes = plan.record.lanes
+    rate = plan.record.lanes_fps
     alone = next(iter(group.baseline.rates.values()))
     print(
         f"wrote {path}: target {request.target.name} ({request.target.power_mode}), precision "
         f"{request.policy.precision}, concurrent plan of {len(lanes)} lanes "
-        f"({', '.join(lane['name'] for lane in lanes)}), {human(path.stat().st_size, 'B')}; "
+        f"({', '.join(lane.name for lane in lanes)}), {human(path.stat().st_size, 'B')}; "
         f"{predicted_source(request.target.name, request.target.power_mode)} {rate:.1f} "
         f"frames/s (best single device {alone:.1f}); "
         f"built in {time.perf_counter() - start:.1f} s"
     )
     for lane in lanes:
-        print(f"  {lane['name']}: {lane['reason']}")
+        print(f"  {lane.name}: {lane.reason}")
     return 0

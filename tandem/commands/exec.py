@@ -158,11 +158,11 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan | None:
         for note in check_flags(opts, plan_generation(plan)):
             log.warn(note)
         if opts.on("getPlanVersionOnly"):
-            log.info(f"Plan was created with Tandem {plan.header.get('tandem_version')} "
-                     f"(plan format {plan.header.get('format_version')}) for {plan.target}")
+            log.info(f"Plan was created with Tandem {plan.record.tandem_version} "
+                     f"(plan format {plan.record.format_version}) for {plan.target}")
             return None
         log.info(f"Loaded engine {engine}: target {plan.target}, precision "
-                 f"{plan.header.get('precision')}, {len(plan.header['segments'])} segments")
+                 f"{plan.record.precision}, {len(plan.record.segments)} segments")
         return plan
     assert onnx is not None
     if opts.on("getPlanVersionOnly"):
@@ -206,7 +206,7 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan | None:
         log.warn(note.strip())
     for name, a in part.assignments.items():
         log.debug(f"Layer {name}: {a.device} {a.precision}: {a.reason}")
-    if isinstance(request.calibration.source, RandomInputs) and "calibration" in plan.header:
+    if isinstance(request.calibration.source, RandomInputs) and plan.record.calibration:
         log.warn("INT8 without --calib: scales came from 2 random inputs; performance "
                  "numbers are valid, accuracy is not (trtexec sets arbitrary ranges too)")
     counts: dict[str, int] = {}
@@ -215,6 +215,7 @@ def _load_or_build(opts: ExecOptions, log: Log) -> Plan | None:
     log.info("Engine built: " + ", ".join(f"{n} layers on {d}" for d, n in sorted(counts.items()))
              + f", {len(part.segments)} segments")
     plan.header.setdefault("metadata", {})["trtexec"] = record
+    plan.edited()
     return plan
 
 
@@ -233,28 +234,23 @@ def _print_layer_info(plan: Plan, verbosity: str, log: Log) -> None:
 
 
 def _print_profiles(plan: Plan, log: Log) -> None:
-    profiles = plan.header.get("profiles") or []
+    profiles = plan.record.profiles
     if not profiles:
         log.info("Optimization profiles: none (static shapes)")
     for k, prof in enumerate(profiles):
-        for name, dims in prof.get("inputs", {}).items():
-            log.info(f"Optimization profile {k}: {name}: min {dims_text(dims['min'])}, opt "
-                     f"{dims_text(dims['opt'])}, max {dims_text(dims['max'])}")
+        for name, dims in prof.inputs.items():
+            log.info(f"Optimization profile {k}: {name}: min {dims_text(dims.min)}, opt "
+                     f"{dims_text(dims.opt)}, max {dims_text(dims.max)}")
 
 
 # ----- inputs ----------------------------------------------------------------------------------
 def _feeds(opts: ExecOptions, plan: Plan, log: Log) -> dict[str, np.ndarray]:
     shapes = parse_shape_list(opts.get("shapes") or "", "--shapes")
-    profiles = plan.header.get("profiles") or []
     stub = Graph("inputs")
-    for b in plan.header["inputs"]:
-        shape = b.get("shape")
-        if b["name"] in shapes:
-            shape = list(shapes[b["name"]])
-        elif shape and not all(isinstance(d, int) for d in shape) and profiles:
-            shape = profiles[0]["inputs"].get(b["name"], {}).get("opt", shape)
-        stub.add_input(b["name"], tuple(shape) if shape else None,  # type: ignore[arg-type]
-                       b.get("dtype") or "float32")
+    for b in plan.record.inputs:
+        shape = list(shapes[b.name]) if b.name in shapes else plan.record.feed_shape(b)
+        stub.add_input(b.name, tuple(shape) if shape else None,  # type: ignore[arg-type]
+                       b.dtype or "float32")
     unknown = sorted(set(shapes) - {t.name for t in stub.inputs})
     if unknown:
         raise InputError(f"--shapes names {', '.join(unknown)}, which the model does not have "
@@ -323,7 +319,7 @@ def benchmark(plan: Plan, feeds: dict[str, np.ndarray], opts: ExecOptions, log: 
     iterations = int(opts.number("iterations", 10, int))
     # trtexec 10 times host<->device copies unless --noDataTransfers; trtexec 11 leaves them out
     # unless --includeDataTransfers (InferenceOptions::parse of each)
-    recorded = (plan.header.get("metadata") or {}).get("trtexec") or {}
+    recorded = plan.record.metadata.get("trtexec") or {}
     if recorded.get("generation", 10) == 11:
         transfers = opts.on("includeDataTransfers")
     else:
@@ -424,17 +420,17 @@ def summary_lines(result: BenchResult) -> list[str]:
 
 def layer_times(plan: Plan, result: BenchResult) -> tuple[list[dict[str, Any]], str]:
     """Per layer: each run's segment time split by predicted cost (evenly without costs)."""
-    layers = {entry["name"]: entry for entry in plan.header.get("layers", [])}
+    layers = plan.record.layer_rows()
     per_layer: dict[str, list[float]] = {}
     split = "predicted-cost"
-    for seg in plan.header["segments"]:
-        names = list(seg["layers"])
-        costs = [float(layers.get(n, {}).get("predicted_ms") or 0.0) for n in names]
+    for seg in plan.record.segments:
+        names = list(seg.layers)
+        costs = [float(layers[n].predicted_ms or 0.0) if n in layers else 0.0 for n in names]
         if sum(costs) <= 0:
             costs, split = [1.0] * len(names), "even"
         weights = np.asarray(costs) / sum(costs)
         for run in result.segment_ms:
-            seg_ms = run.get(seg["name"], 0.0)
+            seg_ms = run.get(seg.name, 0.0)
             for name, w in zip(names, weights):
                 per_layer.setdefault(name, []).append(seg_ms * float(w))
     total = sum(sum(v) for v in per_layer.values()) or 1.0
@@ -469,10 +465,10 @@ def _report(plan: Plan, result: BenchResult, opts: ExecOptions, log: Log) -> Non
             )
     for line in summary_lines(result):
         log.info(line)
-    predicted = plan.header.get("predicted_ms") or {}
+    predicted = plan.record.predicted_ms
     if predicted:
         parts = ", ".join(f"{k} {v:g} ms" for k, v in predicted.items() if k != "total")
-        foretold = predicted_source(plan.target, plan.header.get("power_mode"))
+        foretold = predicted_source(plan.target, plan.record.power_mode)
         log.info(f"{foretold[0].upper()}{foretold[1:]} by the cost model (not measured): "
                  f"{predicted.get('total', 0.0):g} ms ({parts})")
     rows, split = layer_times(plan, result)

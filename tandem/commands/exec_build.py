@@ -84,7 +84,7 @@ def exec_target(opts: ExecOptions, log: Log) -> TargetSpec:
 def plan_generation(plan: Plan) -> int:
     """The trtexec generation a plan was built under: recorded by ``tandem exec``, else its
     catalog board's TensorRT, else 10."""
-    recorded = ((plan.header.get("metadata") or {}).get("trtexec") or {}).get("generation")
+    recorded = (plan.record.metadata.get("trtexec") or {}).get("generation")
     if recorded in (10, 11):
         return int(recorded)
     try:
@@ -233,7 +233,7 @@ def profiling_verbosity(opts: ExecOptions, plan: Plan | None) -> str:
             )
         return text
     if plan is not None:
-        recorded = (plan.header.get("metadata") or {}).get("trtexec", {})
+        recorded = plan.record.metadata.get("trtexec", {})
         return str(recorded.get("profiling_verbosity", "detailed"))
     return "layer_names_only"  # trtexec's default
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
 from devices.plan import read_plan
+from devices.plan_header import SegmentRecord
 from devices.timesource import predicted_source
 from partitioner.analysis import LayerInfo, summarize
 from partitioner.bindings import declared, dynamic_dims
@@ -135,78 +135,80 @@ def inspect_placement(args: argparse.Namespace) -> int:
     return 0
 
 
-def board_backend(segment: dict[str, Any]) -> str:
+def board_backend(segment: SegmentRecord) -> str:
     """What runs a plan segment on its board: the GPU's CUDA kernels (cross-built, or compiled
     by NVRTC when the plan loads), the DLA loadable, or the CPU's numpy reference."""
-    device = segment["device"]
-    if device.startswith("dla"):
+    if segment.device.startswith("dla"):
         return "dla loadable"
-    if device != "gpu":
+    if segment.device != "gpu":
         return "cpu reference"
-    cuda = segment.get("cuda") or {}
-    if cuda.get("error"):  # a plan from a Tandem that recorded lowering failures
+    cuda = segment.cuda
+    if cuda is not None and cuda.error:  # a plan from a Tandem that recorded lowering failures
         return "none: the GPU lowering failed at build (rebuild the plan)"
-    modules = cuda.get("modules") or []
-    if modules:
-        return f"cuda kernels ({len(modules)} cubins for {cuda.get('arch')})"
+    if cuda is not None and cuda.modules:
+        return f"cuda kernels ({len(cuda.modules)} cubins for {cuda.arch})"
     return "cuda kernels (NVRTC compiles them at load)"
 
 
 def inspect_plan(args: argparse.Namespace) -> int:
     plan = read_plan(args.model)
-    h = plan.header
+    h = plan.record
     blob_bytes = {name: len(b.data) for name, b in plan.blobs.items()}
-    segments = [
-        {
-            "name": s["name"],
-            "device": s["device"],
-            "backend": board_backend(s),
-            "precision": s.get("precision"),
-            "layers": s["layers"],
-            "inputs": s["inputs"],
-            "outputs": s["outputs"],
-            "bytes": sum(v for k, v in blob_bytes.items() if k.startswith(s["name"] + "/")),
-        }
-        for s in h["segments"]
-    ]
-    backend_of = {name: s["backend"] for s in segments for name in s["layers"]}
-    rows = [{**r, "backend": backend_of.get(r["name"], "")} for r in h.get("layers", [])]
+    backends = {s.name: board_backend(s) for s in h.segments}
+    backend_of = {name: backends[s.name] for s in h.segments for name in s.layers}
     if args.json:
+        stored = plan.header  # the sections --json shows as the plan file stores them
+        segments = [
+            {
+                "name": s.name,
+                "device": s.device,
+                "backend": backends[s.name],
+                "precision": s.precision,
+                "layers": s.layers,
+                "inputs": s.inputs,
+                "outputs": s.outputs,
+                "bytes": sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")),
+            }
+            for s in h.segments
+        ]
         print_json(
             {
                 "plan": str(args.model),
-                "target": h["target"],
-                "power_mode": h.get("power_mode"),
-                "precision": h["precision"],
-                "tandem_version": h["tandem_version"],
-                "format_version": h["format_version"],
-                "inputs": h["inputs"],
-                "outputs": h["outputs"],
-                "layers": rows,
+                "target": h.target,
+                "power_mode": h.power_mode,
+                "precision": h.precision,
+                "tandem_version": h.tandem_version,
+                "format_version": h.format_version,
+                "inputs": stored["inputs"],
+                "outputs": stored["outputs"],
+                "layers": [
+                    {**r, "backend": backend_of.get(r["name"], "")}
+                    for r in stored.get("layers", [])
+                ],
                 "segments": segments,
-                "cubins": h.get("cubins", True),
-                "capability": h.get("capability", []),
-                "predicted_ms": h.get("predicted_ms", {}),
-                "predicted_source": predicted_source(h["target"], h.get("power_mode")),
-                "predicted_at": h.get("predicted_at"),
-                "profiles": h.get("profiles", []),
-                "plugins": h.get("plugins", []),
+                "cubins": h.cubins,
+                "capability": stored["capability"],
+                "predicted_ms": h.predicted_ms,
+                "predicted_source": predicted_source(h.target, h.power_mode),
+                "predicted_at": h.predicted_at,
+                "profiles": stored["profiles"],
+                "plugins": stored.get("plugins", []),
                 "file_bytes": plan.path.stat().st_size if plan.path else None,
             }
         )
         return 0
     print(
-        f"plan {args.model}: target {h['target']} ({h.get('power_mode')}), precision "
-        f"{h['precision']}, built by tandem {h['tandem_version']}, format {h['format_version']}"
+        f"plan {args.model}: target {h.target} ({h.power_mode}), precision "
+        f"{h.precision}, built by tandem {h.tandem_version}, format {h.format_version}"
     )
-    print(f"model {h.get('model')}, strategy {h.get('strategy')}")
+    print(f"model {h.model}, strategy {h.strategy}")
     print()
     if args.verbose:
         print_table(
             ("Layer", "Op", "Device", "Runs on", "Precision", "Reason"),
             [
-                (r["name"], r["op"], r["device"], r["backend"], r["precision"], r["reason"])
-                for r in rows
+                (r.name, r.op, r.device, backend_of.get(r.name, ""), r.precision, r.reason)
+                for r in h.layers
             ],
         )
         print()
@@ -214,39 +216,38 @@ def inspect_plan(args: argparse.Namespace) -> int:
         ("Segment", "Device", "Runs on", "Precision", "Layers", "Size"),
         [
             (
-                s["name"],
-                s["device"],
-                s["backend"],
-                s["precision"] or "mixed",
-                len(s["layers"]),
-                human(s["bytes"], "B"),
+                s.name,
+                s.device,
+                backends[s.name],
+                s.precision or "mixed",
+                len(s.layers),
+                human(sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")), "B"),
             )
-            for s in segments
+            for s in h.segments
         ],
         right=(4, 5),
     )
     if not args.verbose:
-        print(f"({len(rows)} layers; --verbose lists each with its device and reason)")
-    cpu = [r["name"] for r in rows if r["device"] == "cpu"]
+        print(f"({len(h.layers)} layers; --verbose lists each with its device and reason)")
+    cpu = [r.name for r in h.layers if r.device == "cpu"]
     if cpu:
         print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
               + ", ".join(cpu))
-    if h.get("cubins") is False:
+    if not h.cubins:
         print(f"\n{NO_CUBINS_NOTE}")
-    for i, prof in enumerate(h.get("profiles", [])):
+    for i, prof in enumerate(h.profiles):
         shapes = "; ".join(
-            f"{name}: {_dims(r.get('min'))} .. {_dims(r.get('max'))} (opt {_dims(r.get('opt'))})"
-            for name, r in prof.get("inputs", {}).items()
-            if isinstance(r, dict)
+            f"{name}: {_dims(r.min)} .. {_dims(r.max)} (opt {_dims(r.opt)})"
+            for name, r in prof.inputs.items()
         )
         print(f"profile {i}: {shapes}")
-    for plugin in h.get("plugins", []):
-        layers = ", ".join(plugin.get("layers", []))
-        print(f"needs plugin {plugin.get('key')} version {plugin.get('version')} ({layers})")
-    pred = h.get("predicted_ms", {})
+    for plugin in h.plugins:
+        layers = ", ".join(plugin.layers)
+        print(f"needs plugin {plugin.key} version {plugin.version} ({layers})")
+    pred = h.predicted_ms
     if pred:
         parts = ", ".join(f"{k} {v:.3f} ms" for k, v in pred.items() if k != "total")
-        foretold = predicted_source(h["target"], h.get("power_mode"))
+        foretold = predicted_source(h.target, h.power_mode)
         print(f"\n{foretold}: {pred.get('total', 0):.3f} ms end to end ({parts}; cost model)")
     return 0
 

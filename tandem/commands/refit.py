@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     plan = refitter.refit_cuda_engine()
     plan.header["metadata"]["refit"]["weights_from"] = str(args.weights)
     path = write_plan(plan, args.output)
-    info = plan.header["metadata"]["refit"]
+    info = plan.record.metadata["refit"]
     if args.json:
         print_json({"plan": str(path), "bytes": path.stat().st_size, **info})
         return 0

@@ -93,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     runner: BaseRunner
     if plan is not None:
         runner = runner_for(plan, args.backend, timing_cache=args.timing_cache)
-        expected = {b["name"]: b for b in plan.header["inputs"]}
-        feeds = _plan_feeds(args, expected, plan.header.get("profiles") or [], plan)
+        feeds = _plan_feeds(args, plan)
     else:
         if args.backend == "cuda":
             raise TandemError(
@@ -138,14 +137,12 @@ def run(args: argparse.Namespace) -> int:
         "source": run_source(backends.values()),
     }
     if isinstance(runner, PlanRunner):
-        predicted = plan.header.get("predicted_ms", {}) if plan else {}
+        predicted = plan.record.predicted_ms if plan else {}
         notes = runner.notes
         segment_ms = runner.segment_ms
     else:
         predicted, notes, segment_ms = {}, [], {}
-    foretold = (
-        predicted_source(plan.header["target"], plan.header.get("power_mode")) if plan else None
-    )
+    foretold = predicted_source(plan.target, plan.record.power_mode) if plan else None
     if args.json:
         doc: dict[str, Any] = {
             "model": str(args.model),
@@ -158,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
             "notes": notes,
         }
         if plan is not None:
-            doc["target"] = plan.header["target"]
-            doc["power_mode"] = plan.header.get("power_mode")
+            doc["target"] = plan.target
+            doc["power_mode"] = plan.record.power_mode
             doc["predicted_source"] = foretold
             doc["predicted_layer_ms"] = _predicted_layers(plan)
         print_json(doc)
@@ -197,16 +194,15 @@ def run(args: argparse.Namespace) -> int:
         print()
     for note in notes:
         print(f"note: {note}")
-    where = "numpy reference" if plan is None else f"plan for {plan.header['target']}"
+    where = "numpy reference" if plan is None else f"plan for {plan.target}"
     print(
         f"{where}: median {latency['median']:.2f} ms over {len(times_ms)} run(s), "
         f"{latency['source']}"
     )
-    lanes = plan.header.get("lanes") if plan else None
-    if lanes:  # lanes run at once: the board figure is their summed rate, not one lane's time
-        rate = sum(lane["rate_fps"] for lane in lanes)
-        print(f"{foretold}: {rate:.1f} frames/s over {len(lanes)} concurrent lanes "
-              f"({', '.join(lane['name'] for lane in lanes)}; cost model)")  # fmt: skip
+    lanes = plan.record.lanes if plan else []
+    if plan and lanes:  # lanes run at once: the board figure is their summed rate
+        print(f"{foretold}: {plan.record.lanes_fps:.1f} frames/s over {len(lanes)} concurrent "
+              f"lanes ({', '.join(lane.name for lane in lanes)}; cost model)")  # fmt: skip
     elif predicted:
         print(f"{foretold}: {predicted.get('total', 0):.3f} ms end to end (cost model)")
     return 0
@@ -215,16 +211,12 @@ def run(args: argparse.Namespace) -> int:
 def _predicted_layers(plan: Plan) -> dict[str, dict[str, Any]]:
     """Per layer: device, precision and predicted board time (DLA layers from the latency
     model of the compiled loadable, others from the device cost model)."""
-    out = {
-        row["name"]: {
-            "device": row["device"],
-            "precision": row["precision"],
-            "ms": row.get("predicted_ms"),
-        }
-        for row in plan.header.get("layers", [])
+    out: dict[str, dict[str, Any]] = {
+        row.name: {"device": row.device, "precision": row.precision, "ms": row.predicted_ms}
+        for row in plan.record.layers
     }
-    for rec in plan.header["segments"]:
-        for layer, ms in (rec.get("predicted_layer_ms") or {}).items():
+    for rec in plan.record.segments:
+        for layer, ms in rec.predicted_layer_ms.items():
             if layer in out:
                 out[layer]["ms"] = ms
     return out
@@ -253,21 +245,15 @@ def _bound_to_inputs(args: argparse.Namespace, graph: Graph) -> Graph:
     return bind_inputs(graph, shapes, str(args.inputs))
 
 
-def _plan_feeds(
-    args: argparse.Namespace, expected: dict[str, Any], profiles: list[Any], plan: Plan
-) -> dict[str, np.ndarray]:
+def _plan_feeds(args: argparse.Namespace, plan: Plan) -> dict[str, np.ndarray]:
     from partitioner.profiles import parse_shape_list
 
     shapes = parse_shape_list(args.shapes) if getattr(args, "shapes", None) else {}
     stub = Graph("inputs")
-    for name, b in expected.items():
-        shape = b.get("shape")
-        if name in shapes:
-            shape = list(shapes[name])
-        elif shape and profiles and not all(isinstance(d, int) for d in shape):
-            # a dynamic-shape plan: random data at the first profile's opt shapes
-            shape = profiles[0].get("inputs", {}).get(name, {}).get("opt", shape)
-        stub.add_input(name, tuple(shape) if shape else None, b.get("dtype"))
+    for b in plan.record.inputs:
+        shape = list(shapes[b.name]) if b.name in shapes else plan.record.feed_shape(b)
+        # an unknown shape or dtype stays unknown: the feed is then drawn as the model's
+        stub.add_input(b.name, tuple(shape) if shape else None, b.dtype)  # type: ignore[arg-type]
     return _graph_feeds(args, stub, lambda shapes: plan_footprint(plan, shapes))
 
 

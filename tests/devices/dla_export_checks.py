@@ -193,7 +193,7 @@ def _applied_cache(
     header, cached = parse_cache(ex.cache, where)
     assert header == "TRT-100300-EntropyCalibration2", f"{where}: header {header}"
     scales = plan.header["calibration"]
-    graph = plan.segment_graph(rec)
+    graph = plan.segment_graph(plan.record.segment(rec["name"]))
     mine = {t: scales[t] for t in graph.tensors if t in scales}
     assert cached == mine, f"{where}: cache scales differ from the plan's"
     # TensorRT quantises the tensors the DLA stores as INT8, with the cache's scales

@@ -46,7 +46,7 @@ def concurrent_plan(zoo_model, tmp_path_factory):
 def test_plan_lists_lanes_on_gpu_dla0_and_dla1(concurrent_plan):
     _, group, plan = concurrent_plan
     lanes = plan_lanes(plan)
-    devices = {rec["device"] for lane in lanes for rec in lane.segments}
+    devices = {rec.device for lane in lanes for rec in lane.segments}
     assert {"gpu", "dla0", "dla1"} <= devices
     assert len(lanes) >= 2
     (rate,) = group.schedule.rates.values()

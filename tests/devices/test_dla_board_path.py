@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from devices.cpu import CpuRunner
+from devices.dla import DlaEmulatorRunner
 from devices.plan import read_plan
 from devices.runtime import PlanRunner
 from partitioner.onnx_export import export_onnx
@@ -30,10 +31,13 @@ def test_dla_segments_export_for_tensorrt(tmp_path, zoo_model, name):
     plan = _plan(tmp_path, model)
     with PlanRunner(plan, "cpu") as runner:
         runner.infer(random_inputs(model))
+        # each segment runs through its device's BaseRunner: the emulator's for DLA segments
+        runners = {seg.backend: type(seg.runner) for seg in runner.segments}
+        assert runners == {"dla-emulator": DlaEmulatorRunner, "cpu": CpuRunner}
         dla = [rec for rec in plan.header["segments"] if rec["device"].startswith("dla")]
         assert dla
         for rec in dla:
-            graph = runner._segment_graph(rec)
+            graph = plan.segment_graph(plan.record.segment(rec["name"]))
             exported = export_onnx(graph, opset=17)
             onnx.checker.check_model(exported, full_check=True)
             assert exported.opset_import[0].version == 17

@@ -244,3 +244,44 @@ def test_run_names_the_plan_and_segment_of_a_bad_loadable(built, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"{path}: segment '" in err and "params.strides: [0, 0]" in err
+
+
+# ----- the typed header of a plan in memory, and what consumers read from it -------------------
+def test_a_plan_in_memory_decodes_with_its_blob_table_and_again_after_edited() -> None:
+    plan = Plan(new_header("orin-agx-64gb", "fp16", segments=[segment("s", "dla0", loadable="L")]))
+    plan.add_bytes("L", b"\0" * 100, "dla-loadable")
+    # the blob table is written from plan.blobs, as encode_plan writes it
+    assert plan.record.blobs["L"].size == 100
+    assert plan.record.segments[0].loadable == "L"
+    plan.header["power_mode"] = "MAXN"
+    assert plan.record.power_mode is None  # decoded once: an edit is not seen ...
+    plan.edited()
+    assert plan.record.power_mode == "MAXN"  # ... until the plan says it was edited
+    plan.header["segments"][0]["device"] = "dla7"
+    plan.edited()
+    with pytest.raises(PlanError, match=r"^<plan in memory>: segments\[0\]\.device: 'dla7'"):
+        plan.record  # noqa: B018
+
+
+def test_lanes_fps_sums_the_lanes_and_feed_shape_takes_profile_0_opt() -> None:
+    header = new_header(
+        "orin-agx-64gb",
+        "fp16",
+        segments=[segment("a", "gpu"), segment("b", "cpu")],
+        inputs=[{"name": "x", "shape": ["n", 3, 8, 8], "dtype": "float32"},
+                {"name": "k", "shape": [2], "dtype": "int64"}],
+        profiles=[{"inputs": {"x": {"min": [1, 3, 8, 8], "opt": [4, 3, 8, 8],
+                                    "max": [8, 3, 8, 8]}}}],
+        lanes=[{"name": "gpu", "segments": ["a"], "rate_fps": 120.5},
+               {"name": "cpu", "segments": ["b"], "rate_fps": 9.5}],
+    )
+    record = decode_header(header)
+    assert record.lanes_fps == 130.0
+    x, k = record.inputs
+    assert record.feed_shape(x) == [4, 3, 8, 8]
+    assert record.feed_shape(k) == [2]
+    (profile,) = record.optimization_profiles()
+    assert profile.get_shape("x") == ((1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8))
+    assert record.segment("b").device == "cpu"
+    with pytest.raises(KeyError):
+        record.segment("c")

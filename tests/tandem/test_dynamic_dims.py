@@ -282,7 +282,8 @@ def recognizer() -> onnx.ModelProto:
 
 
 def test_profile_range_keeps_shape_computations_inside_one_gpu_segment(tmp_path):
-    from devices.runtime import PlanRunner, _specialise
+    from devices.gpu_segment import _specialise
+    from devices.runtime import PlanRunner
     from partitioner.profiles import OptimizationProfile
     from partitioner.subgraph import extract_subgraph
     from targets.build import build_plan

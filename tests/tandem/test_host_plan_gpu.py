@@ -64,7 +64,7 @@ def test_host_plan_loads_its_cross_built_cubins(tmp_path, zoo_model):
     assert all(rec["cuda"]["modules"] for rec in plan.header["segments"] if rec["device"] == "gpu")
     with PlanRunner(plan, "cuda") as runner:
         runner.infer(random_inputs(model))
-        gpu_runners = [r for seg in runner.segments for r in seg.run.__self__.runners.values()]
+        gpu_runners = [r for seg in runner.segments for r in seg.runner.runners.values()]
         assert gpu_runners and all(r.lib.prebuilt_loaded > 0 for r in gpu_runners)
 
 
@@ -87,7 +87,7 @@ def test_a_plan_without_cubins_compiles_its_kernels_when_it_loads(tmp_path, zoo_
     with PlanRunner(plan, "cuda") as runner:
         got = runner.infer(feeds)
         assert set(runner.backends().values()) == {"cuda"}
-        gpu_runners = [r for seg in runner.segments for r in seg.run.__self__.runners.values()]
+        gpu_runners = [r for seg in runner.segments for r in seg.runner.runners.values()]
         # every kernel that ran came from NVRTC (or its disk cache) at activation
         assert gpu_runners and all(r.lib.prebuilt_loaded == 0 for r in gpu_runners)
     for out, ref in ort_run(model, feeds).items():
@@ -110,7 +110,7 @@ def test_int8_host_plan_runs_int8_kernels_on_cuda(tmp_path, zoo_model, name):
     feeds = random_inputs(model)
     with PlanRunner(plan, "cuda") as runner:
         got = runner.infer(feeds)
-        gpu_runners = [r for seg in runner.segments for r in seg.run.__self__.runners.values()]
+        gpu_runners = [r for seg in runner.segments for r in seg.runner.runners.values()]
     assert gpu_runners and all(r.precision == "int8" for r in gpu_runners)
     assert any(ln.kernel == "conv_mma_i8" for r in gpu_runners for ln in r.program.launches)
     for out, ref in ort_run(model, feeds).items():
