@@ -365,7 +365,7 @@ def predicted_schedule(
             seq += 1
     free: dict[str, float] = {}
     events: list[TraceEvent] = []
-    foretold = predicted_source(target, group[0].header.get("power_mode"))
+    foretold = predicted_source(target, group[0].record.power_mode)
     end_all = 0.0
     while ready:
         at, _, lane, k, stage = heapq.heappop(ready)

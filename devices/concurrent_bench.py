@@ -80,10 +80,10 @@ def load_group(paths: Sequence[Path]) -> list[Plan]:
 def check_group(paths: Sequence[Path], plans: Sequence[Plan]) -> None:
     """Refuse plans (read from ``paths``) that are not one group: another target or power
     mode, or a model served twice."""
-    boards = {(p.target, p.header.get("power_mode")) for p in plans}
+    boards = {(p.target, p.record.power_mode) for p in plans}
     if len(boards) > 1:
         where = ", ".join(
-            f"{path} ({p.target} {p.header.get('power_mode') or ''})".replace(" )", ")")
+            f"{path} ({p.target} {p.record.power_mode or ''})".replace(" )", ")")
             for path, p in zip(paths, plans)
         )
         raise InputError(f"a plan group runs on one board, but its plans are for {where}")
@@ -99,23 +99,23 @@ def check_group(paths: Sequence[Path], plans: Sequence[Plan]) -> None:
 
 
 def model_of(plan: Plan) -> str:
-    return str(plan.header.get("model") or "model")
+    return plan.record.model or "model"
 
 
 def predicted_rate(plan: Plan) -> float:
     """The frames/s the planner gave the plan's model: its lanes' summed rates, or for a
     single-engine plan one frame per predicted end-to-end time."""
-    lanes = plan.header.get("lanes") or []
-    if lanes:
-        return float(sum(float(lane.get("rate_fps") or 0.0) for lane in lanes))
-    total = float((plan.header.get("predicted_ms") or {}).get("total") or 0.0)
+    head = plan.record
+    if head.lanes:
+        return head.lanes_fps
+    total = float(head.predicted_ms.get("total") or 0.0)
     return 1e3 / total if total > 0 else 0.0
 
 
-def frame_counts(plans: Sequence[Plan], frames: int) -> dict[str, int]:
-    """Frames per model: ``frames`` for the fastest planned model, the others in proportion
-    to their planned rates, at least :data:`MIN_FRAMES` (equal counts where no rate is known)."""
-    rates = {model_of(p): predicted_rate(p) for p in plans}
+def frame_counts(rates: Mapping[str, float], frames: int) -> dict[str, int]:
+    """Frames per model from its planned frames/s (:func:`predicted_rate`): ``frames`` for the
+    fastest, the others in proportion, at least :data:`MIN_FRAMES` (equal counts where no rate
+    is known)."""
     top = max(rates.values(), default=0.0)
     if top <= 0:
         return {m: max(frames, MIN_FRAMES) for m in rates}
@@ -126,17 +126,15 @@ def plan_feeds(plan: Plan, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random inputs of the plan's input bindings (static shapes; a dynamic-shape plan
     gets its first profile's opt shapes)."""
     stub = Graph("inputs")
-    profiles = plan.header.get("profiles") or []
-    for binding in plan.header["inputs"]:
-        shape = binding.get("shape")
-        if shape and profiles and not all(isinstance(d, int) for d in shape):
-            shape = profiles[0].get("inputs", {}).get(binding["name"], {}).get("opt", shape)
+    head = plan.record
+    for binding in head.inputs:
+        shape = head.feed_shape(binding)
         if shape is None:
             raise InputError(
-                f"{plan.path or model_of(plan)}: input '{binding['name']}' has no shape in the "
+                f"{plan.path or model_of(plan)}: input '{binding.name}' has no shape in the "
                 "plan, so random data has none; rebuild the plan from a model with input shapes"
             )
-        stub.add_input(binding["name"], tuple(shape), binding.get("dtype"))
+        stub.add_input(binding.name, tuple(shape), binding.dtype or "float32")
     return random_inputs(stub, seed=seed)
 
 
@@ -158,7 +156,7 @@ def bench_group(
     measured and predicted figures side by side (see the module docstring)."""
     if frames < 1:
         raise InputError(f"frames {frames}: expected a positive count")
-    counts = frame_counts(plans, frames)
+    counts = frame_counts({model_of(p): predicted_rate(p) for p in plans}, frames)
     feeds = {model_of(p): plan_feeds(p, seed) for p in plans}
     runner = ConcurrentRunner(list(plans), backend)
     with runner:
@@ -185,10 +183,8 @@ def _report(
     predicted_events: Sequence[TraceEvent],
 ) -> dict[str, Any]:
     first = plans[0]
-    foretold = predicted_source(first.target, first.header.get("power_mode"))
-    segment_device = {
-        rec["name"]: rec["device"] for plan in plans for rec in plan.header["segments"]
-    }
+    foretold = predicted_source(first.target, first.record.power_mode)
+    segment_device = {rec.name: rec.device for plan in plans for rec in plan.record.segments}
     by_model: dict[str, list[TraceEvent]] = {}
     by_device: dict[str, list[TraceEvent]] = {}
     for e in events:
@@ -233,7 +229,7 @@ def _report(
     return {
         "kind": "plan-group-bench",
         "target": first.target,
-        "power_mode": first.header.get("power_mode"),
+        "power_mode": first.record.power_mode,
         "plans": [str(p.path) if p.path else model_of(p) for p in plans],
         "wall_s": wall,
         "measured_source": run_source(backends.values()),
@@ -251,7 +247,9 @@ def _predicted_busy(
     """Each device's predicted busy fraction: the planner's (``concurrency.utilisation``),
     which every plan of one ``plan-group`` run carries alike; plans from different runs give
     different ones, and then the predicted schedule of this very dealing stands in."""
-    records = [(p.header.get("concurrency") or {}).get("utilisation") for p in plans]
+    records = [
+        (p.record.concurrency.utilisation or None) if p.record.concurrency else None for p in plans
+    ]
     if records[0] is not None and all(r == records[0] for r in records):
         return {str(d): float(u) for d, u in records[0].items()}, []
     busy: dict[str, float] = {}

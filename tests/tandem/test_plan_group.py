@@ -114,7 +114,9 @@ def test_build_with_dla_core_any_and_throughput_writes_a_concurrent_plan(
     printed = capsys.readouterr().out
     assert "concurrent plan of" in printed and "frames/s" in printed
     header = read_plan(plan_path).header
-    assert len(header["lanes"]) >= 2
+    # how many lanes win is the cost model's call (since the Orin DLA FP16 rate refit, ResNet-18
+    # at 64 px is one GPU+DLA pipeline lane; before, GPU and DLA copies side by side)
+    assert header["lanes"] and all(lane["rate_fps"] > 0 for lane in header["lanes"])
     assert {"gpu", "dla0"} <= {s["device"] for s in header["segments"]}
     # a latency objective with dla_core any stays one engine on core 0
     policy.write_text("dla_core: any\n")
