@@ -19,7 +19,7 @@ import pytest
 
 from bench.conformance import SOURCES, check_model, list_models
 from tests.conformance.dla_exports import check_dla_exports
-from tests.models import release_conformance_model
+from tests.models import conformance_group, release_conformance_model
 
 # The models each source's export script writes, in its --list order. A source whose script is
 # on another branch lists nothing here; its line fills when the script merges (the sync test
@@ -100,7 +100,10 @@ def _params() -> list[Any]:
         for name in names:
             for check in CHECKS:
                 xfail = XFAIL.get(f"{name}-{check}")
-                marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+                # one worker runs a chunk's checks in order (tests/models.py conformance_group)
+                marks = [pytest.mark.xdist_group(conformance_group(source, name, names))]
+                if xfail:
+                    marks.append(pytest.mark.xfail(strict=True, reason=xfail))
                 params.append(pytest.param(source, name, check, id=f"{name}-{check}", marks=marks))
     return params
 
