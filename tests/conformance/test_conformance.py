@@ -19,7 +19,7 @@ import pytest
 
 from bench.conformance import SOURCES, check_model, list_models
 from tests.conformance.dla_exports import check_dla_exports
-from tests.models import conformance_group, release_conformance_model
+from tests.models import CONFORMANCE_CHUNK, conformance_group, release_conformance_model
 
 # The models each source's export script writes, in its --list order. A source whose script is
 # on another branch lists nothing here; its line fills when the script merges (the sync test
@@ -106,6 +106,23 @@ def _params() -> list[Any]:
                     marks.append(pytest.mark.xfail(strict=True, reason=xfail))
                 params.append(pytest.param(source, name, check, id=f"{name}-{check}", marks=marks))
     return params
+
+
+def test_each_export_chunk_is_one_xdist_group_in_check_order() -> None:
+    """``make test`` runs on pytest-xdist workers with ``--dist loadgroup``: a group's tests run
+    on one worker in collection order. A group must be one export chunk, each model's checks in
+    CHECKS order, so the chunk is exported once and each model is deleted by its last check
+    (a chunk split over two workers would export twice and hold its files twice)."""
+    groups: dict[str, list[str]] = {}
+    for param in _params():
+        (mark,) = [m for m in param.marks if m.name == "xdist_group"]
+        groups.setdefault(mark.args[0], []).append(str(param.id))
+    for source, names in MODELS.items():
+        for start in range(0, len(names), CONFORMANCE_CHUNK):
+            chunk = names[start : start + CONFORMANCE_CHUNK]
+            group = groups.pop(conformance_group(source, chunk[0], names))
+            assert group == [f"{n}-{c}" for n in chunk for c in CHECKS], f"{source}: {chunk}"
+    assert not groups, f"groups that are no export chunk: {sorted(groups)}"
 
 
 @pytest.mark.parametrize(("source", "name", "check"), _params())
