@@ -94,7 +94,7 @@ typecheck: $(TEST_STAMP)
 	$(BIN)/mypy partitioner
 
 # The suite on TEST_WORKERS pytest-xdist workers (CI has 2 cores): --dist loadgroup keeps each
-# conformance chunk on one worker (tests/models.py conformance_group), so a worker exports a
+# conformance chunk on one worker (tests/conftest.py, tests/models.py), so a worker exports a
 # chunk once and deletes it as it goes, and the temp folder holds at most one chunk per worker.
 # --durations=25: where the time went, in every CI log.
 TEST_WORKERS ?= 2

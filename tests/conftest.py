@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason="board test: needs a real Jetson board over SSH")
             )
+
+
+# ----- pytest-xdist: `make test` runs -n 2 --dist loadgroup ------------------------------------
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with each conformance export chunk as one group (one worker runs it,
+    in order: it exports the chunk once and deletes each model after its last check).
+
+    Not ``xdist_group`` marks: pytest-xdist 3.8 groups by appending ``@group`` to ``item._nodeid``,
+    which pytest 9.2's nodes no longer read (a node id is ``Node._id``), so the marks were silently
+    ignored and a chunk's checks went to both workers. The controller finds the group from the
+    node id instead; every other test is balanced one by one, as ``--dist load`` does."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    from tests.conformance.test_conformance import xdist_group_of
+
+    class ChunkScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or str(super()._split_scope(nodeid))
+
+    return ChunkScheduling(config, log)
 
 
 # ----- model files (tests/models.py): built once per session, never downloaded -------------------

@@ -203,7 +203,7 @@ def _chunk_of(name: str, names: tuple[str, ...]) -> list[str]:
 
 
 def conformance_group(source: str, name: str, names: tuple[str, ...]) -> str:
-    """The pytest-xdist group (``--dist loadgroup``) of a conformance model's tests: its chunk.
+    """The pytest-xdist group of a conformance model's tests (tests/conftest.py): its chunk.
     A chunk's tests then run on one worker, in order, so its models are exported once (by the
     first test) and deleted by their last check there; with N workers the temp folder holds at
     most N chunks (2 x 0.70 GB under ``make test``)."""

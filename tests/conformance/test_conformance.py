@@ -11,6 +11,7 @@ script under its own venv, and deleted once checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,24 @@ def _params() -> list[Any]:
         for name in names:
             for check in CHECKS:
                 xfail = XFAIL.get(f"{name}-{check}")
-                # one worker runs a chunk's checks in order (tests/models.py conformance_group)
-                marks = [pytest.mark.xdist_group(conformance_group(source, name, names))]
-                if xfail:
-                    marks.append(pytest.mark.xfail(strict=True, reason=xfail))
+                marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
                 params.append(pytest.param(source, name, check, id=f"{name}-{check}", marks=marks))
     return params
+
+
+_TEST_MODEL = re.compile(rf".*::test_model\[(.+)-({'|'.join(CHECKS)})\]")
+_SOURCE_OF = {name: source for source, names in MODELS.items() for name in names}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The pytest-xdist group of a test, by node id (tests/conftest.py's scheduler for
+    ``--dist loadgroup``): a conformance model's checks belong to its export chunk's group
+    (tests/models.py conformance_group); None for every other test."""
+    match = _TEST_MODEL.fullmatch(nodeid)
+    if match is None or match.group(1) not in _SOURCE_OF:
+        return None
+    source = _SOURCE_OF[match.group(1)]
+    return conformance_group(source, match.group(1), MODELS[source])
 
 
 def test_each_export_chunk_is_one_xdist_group_in_check_order() -> None:
@@ -115,14 +128,17 @@ def test_each_export_chunk_is_one_xdist_group_in_check_order() -> None:
     (a chunk split over two workers would export twice and hold its files twice)."""
     groups: dict[str, list[str]] = {}
     for param in _params():
-        (mark,) = [m for m in param.marks if m.name == "xdist_group"]
-        groups.setdefault(mark.args[0], []).append(str(param.id))
+        nodeid = f"tests/conformance/test_conformance.py::test_model[{param.id}]"
+        group = xdist_group_of(nodeid)
+        assert group is not None, nodeid
+        groups.setdefault(group, []).append(str(param.id))
     for source, names in MODELS.items():
         for start in range(0, len(names), CONFORMANCE_CHUNK):
             chunk = names[start : start + CONFORMANCE_CHUNK]
             group = groups.pop(conformance_group(source, chunk[0], names))
             assert group == [f"{n}-{c}" for n in chunk for c in CHECKS], f"{source}: {chunk}"
     assert not groups, f"groups that are no export chunk: {sorted(groups)}"
+    assert xdist_group_of("tests/conformance/test_conformance.py::test_xfail_table") is None
 
 
 @pytest.mark.parametrize(("source", "name", "check"), _params())
