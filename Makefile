@@ -93,8 +93,13 @@ layering: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy partitioner
 
+# The suite on TEST_WORKERS pytest-xdist workers (CI has 2 cores): --dist loadgroup keeps each
+# conformance chunk on one worker (tests/conftest.py, tests/models.py), so a worker exports a
+# chunk once and deletes it as it goes, and the temp folder holds at most one chunk per worker.
+# --durations=25: where the time went, in every CI log.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP) system-deps paddle-env export-env lint layering typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The ONNX node-test report; its expected values depend on the locked onnx / ml_dtypes.
 node-tests-report: $(TEST_STAMP)

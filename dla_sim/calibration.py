@@ -102,11 +102,21 @@ def collect_histograms(
     return hists
 
 
-def entropy_threshold(counts: np.ndarray, bin_width: float, chunk: int = 64) -> float:
+def entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
     """TensorRT EntropyCalibrator2's threshold for a 2048-bin |x| histogram.
 
-    All candidate thresholds are evaluated at once (``chunk`` candidates per step) with
-    cumulative sums instead of a Python loop per candidate; the arithmetic is the same.
+    KL(P||Q) of every candidate i at once, summed per quantisation level instead of per bin:
+    within a level Q is one value for every non-zero bin, so a level's part of the sum needs
+    only its sums of c and c*log(c) (prefix sums), and a candidate costs 128 terms, not i. The
+    maths is the plain loop's (tests/dla_sim/test_calibration.py checks they pick the same bin);
+    per bin it took 43 ms a tensor, about 2 of the 3.5 s of an INT8 ResNet-18 build.
+
+    For candidate i (bins [0, i), level j = bins [j*i//128, (j+1)*i//128)), with c the counts,
+    S their total, L_j / Z_j a level's count and non-zero bins, C = sum(c[:i]), N0 = i - sum(Z)
+    and D = C * (1 + 1e-4 * N0) (Q's normalisation after the epsilon): every non-zero bin b
+    below i-1 has P = c_b/S and Q = L_j/(Z_j*D), so those bins give
+    (sum c*log(c) - sum_j M_j*log(L_j/Z_j) + M*(log(D) - log(S))) / S, with M_j a level's count
+    without bin i-1; bin i-1 holds c[i-1] plus the tail beyond i and is added on its own.
     """
     counts = np.asarray(counts, dtype=np.float64).copy()
     n = counts.size
@@ -116,40 +126,33 @@ def entropy_threshold(counts: np.ndarray, bin_width: float, chunk: int = 64) -> 
     # NVIDIA's pytorch-quantization entropy calibrator, replace the zero bin's spike by its
     # neighbour's count so it does not dominate the divergence.
     counts[0] = counts[1]
-    nonzero = (counts != 0).astype(np.float64)
+    nonzero = counts != 0
+    clogc = counts * np.log(counts, out=np.zeros(n), where=nonzero)
     csum = np.concatenate([[0.0], np.cumsum(counts)])
     zsum = np.concatenate([[0.0], np.cumsum(nonzero)])
-    tail = csum[-1] - csum  # tail[i] = sum(counts[i:])
-    best_i, best_kl = n, math.inf
-    for start in range(NUM_QUANT_BINS, n + 1, chunk):
-        cand = np.arange(start, min(start + chunk, n + 1))
-        rows = np.arange(cand.size)[:, None]
-        width = int(cand[-1])  # bins at or beyond the largest candidate play no part
-        bins = np.arange(width)
-        # Level j of candidate i covers bins [floor(j*i/128), floor((j+1)*i/128)).
-        edges = (np.arange(NUM_QUANT_BINS + 1)[None, :] * cand[:, None]) // NUM_QUANT_BINS
-        level_sum = csum[edges[:, 1:]] - csum[edges[:, :-1]]
-        level_nz = zsum[edges[:, 1:]] - zsum[edges[:, :-1]]
-        per_bin = np.where(level_nz > 0, level_sum / np.maximum(level_nz, 1), 0.0)
-        level_of = (NUM_QUANT_BINS * (bins[None, :] + 1) + cand[:, None] - 1) // cand[:, None] - 1
-        valid = bins[None, :] < cand[:, None]
-        q = per_bin[rows, np.clip(level_of, 0, NUM_QUANT_BINS - 1)] * nonzero[None, :width] * valid
-        ref = counts[None, :width] * valid
-        ref[rows[:, 0], cand - 1] += np.where(cand < n, tail[np.minimum(cand, n)], 0.0)
-        q_total = q.sum(axis=1, keepdims=True)
-        p = ref / ref.sum(axis=1, keepdims=True)
-        q = np.where(q_total > 0, q / np.where(q_total > 0, q_total, 1.0), 0.0)
-        q = np.where(valid & (q == 0), 1e-4, q)  # smoothing: zero bins of Q get epsilon
-        q = q / np.where(valid, q, 0.0).sum(axis=1, keepdims=True)
-        mask = p > 0
-        terms = np.zeros_like(p)
-        np.divide(p, q, out=terms, where=mask)
-        np.log(terms, out=terms, where=mask)
-        kl = np.where(q_total[:, 0] > 0, (p * terms).sum(axis=1), math.inf)
-        j = int(np.argmin(kl))
-        if kl[j] < best_kl:
-            best_kl, best_i = float(kl[j]), int(cand[j])
-    return (best_i + 0.5) * bin_width
+    clsum = np.concatenate([[0.0], np.cumsum(clogc)])
+    total = csum[-1]
+    cand = np.arange(NUM_QUANT_BINS, n + 1)
+    last = cand - 1  # the bin the tail folds into: always in the last level
+    edges = (np.arange(NUM_QUANT_BINS + 1)[None, :] * cand[:, None]) // NUM_QUANT_BINS
+    level_sum = np.diff(csum[edges], axis=1)
+    level_nz = np.diff(zsum[edges], axis=1)
+    own = level_sum.copy()  # M_j: the level's counts without bin i-1
+    own[:, -1] -= counts[last]
+    own_clogc = np.diff(clsum[edges], axis=1)
+    own_clogc[:, -1] -= clogc[last]
+    mean = np.where(level_nz > 0, level_sum / np.maximum(level_nz, 1), 1.0)  # Q in a level
+    kept = csum[cand]  # C: Q's total before normalising
+    smoothing = 1 + 1e-4 * (cand - zsum[cand])  # the epsilon given to Q's zero bins
+    norm = kept * smoothing
+    with np.errstate(divide="ignore", invalid="ignore"):  # C == 0: no Q, that i is skipped
+        within = (own_clogc - own * np.log(mean)).sum(axis=1)
+        kl = (within + (kept - counts[last]) * (np.log(norm) - math.log(total))) / total
+        p_last = (counts[last] + total - kept) / total
+        q_last = np.where(nonzero[last], mean[:, -1] / norm, 1e-4 / smoothing)
+        kl += np.where(p_last > 0, p_last * np.log(p_last / q_last), 0.0)
+    kl = np.where(kept > 0, kl, math.inf)
+    return (int(cand[int(np.argmin(kl))]) + 0.5) * bin_width
 
 
 def percentile_threshold(hist: AbsHistogram, percentile: float) -> float:

@@ -202,6 +202,14 @@ def _chunk_of(name: str, names: tuple[str, ...]) -> list[str]:
     return list(names[start : start + CONFORMANCE_CHUNK])
 
 
+def conformance_group(source: str, name: str, names: tuple[str, ...]) -> str:
+    """The pytest-xdist group of a conformance model's tests (tests/conftest.py): its chunk.
+    A chunk's tests then run on one worker, in order, so its models are exported once (by the
+    first test) and deleted by their last check there; with N workers the temp folder holds at
+    most N chunks (2 x 0.70 GB under ``make test``)."""
+    return f"conformance-{source}-{names.index(name) // CONFORMANCE_CHUNK}"
+
+
 def conformance_model_path(
     source: str, name: str, names: tuple[str, ...], cache_dir: Path | None = None
 ) -> Path:

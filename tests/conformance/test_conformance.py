@@ -11,6 +11,7 @@ script under its own venv, and deleted once checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 from bench.conformance import SOURCES, check_model, list_models
 from tests.conformance.dla_exports import check_dla_exports
-from tests.models import release_conformance_model
+from tests.models import CONFORMANCE_CHUNK, conformance_group, release_conformance_model
 
 # The models each source's export script writes, in its --list order. A source whose script is
 # on another branch lists nothing here; its line fills when the script merges (the sync test
@@ -94,6 +95,41 @@ def _params() -> list[Any]:
                 marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
                 params.append(pytest.param(source, name, check, id=f"{name}-{check}", marks=marks))
     return params
+
+
+_TEST_MODEL = re.compile(rf".*::test_model\[(.+)-({'|'.join(CHECKS)})\]")
+_SOURCE_OF = {name: source for source, names in MODELS.items() for name in names}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The pytest-xdist group of a test, by node id (tests/conftest.py's scheduler for
+    ``--dist loadgroup``): a conformance model's checks belong to its export chunk's group
+    (tests/models.py conformance_group); None for every other test."""
+    match = _TEST_MODEL.fullmatch(nodeid)
+    if match is None or match.group(1) not in _SOURCE_OF:
+        return None
+    source = _SOURCE_OF[match.group(1)]
+    return conformance_group(source, match.group(1), MODELS[source])
+
+
+def test_each_export_chunk_is_one_xdist_group_in_check_order() -> None:
+    """``make test`` runs on pytest-xdist workers with ``--dist loadgroup``: a group's tests run
+    on one worker in collection order. A group must be one export chunk, each model's checks in
+    CHECKS order, so the chunk is exported once and each model is deleted by its last check
+    (a chunk split over two workers would export twice and hold its files twice)."""
+    groups: dict[str, list[str]] = {}
+    for param in _params():
+        nodeid = f"tests/conformance/test_conformance.py::test_model[{param.id}]"
+        group = xdist_group_of(nodeid)
+        assert group is not None, nodeid
+        groups.setdefault(group, []).append(str(param.id))
+    for source, names in MODELS.items():
+        for start in range(0, len(names), CONFORMANCE_CHUNK):
+            chunk = names[start : start + CONFORMANCE_CHUNK]
+            group = groups.pop(conformance_group(source, chunk[0], names))
+            assert group == [f"{n}-{c}" for n in chunk for c in CHECKS], f"{source}: {chunk}"
+    assert not groups, f"groups that are no export chunk: {sorted(groups)}"
+    assert xdist_group_of("tests/conformance/test_conformance.py::test_xfail_table") is None
 
 
 @pytest.mark.parametrize(("source", "name", "check"), _params())

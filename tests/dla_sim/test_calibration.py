@@ -161,7 +161,7 @@ def reference_entropy_threshold(counts: np.ndarray, bin_width: float) -> float:
     return (best_i + 0.5) * bin_width
 
 
-@pytest.mark.parametrize("kind", ["gauss", "relu", "sparse"])
+@pytest.mark.parametrize("kind", ["gauss", "relu", "sparse", "outliers"])
 def test_vectorised_entropy_search_equals_the_plain_loop(kind: str) -> None:
     rng = np.random.default_rng(4)
     x = rng.standard_normal(50_000)
@@ -169,6 +169,8 @@ def test_vectorised_entropy_search_equals_the_plain_loop(kind: str) -> None:
         x = np.maximum(x, 0) ** 2
     elif kind == "sparse":
         x = np.concatenate([rng.integers(0, 5, 3000) * 0.7, [9.0]])
+    elif kind == "outliers":  # the tail folded into bin i-1 decides the threshold
+        x = np.concatenate([x, rng.standard_normal(5) * 1000])
     hist = AbsHistogram.empty()
     hist.add(x)
     want = reference_entropy_threshold(hist.counts, hist.bin_width)
