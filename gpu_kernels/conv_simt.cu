@@ -2,7 +2,7 @@
 // FP16 storage with FP32 accumulation. It is the grouped path on every arch (one group runs the
 // tiled SIMT GEMM of conv_tiled.cu or the tensor cores of conv_mma.cu).
 // Also: depthwise convolution and ConvTranspose (direct, NHWC).
-#include "common.cuh"
+#include "depthwise.cuh"
 
 // The input row (or column) i that filter tap r of output row p reads; false where there is none
 // (padding, or between two strides). Convolution: i = p * stride - pad + r * dil. ConvTranspose
@@ -74,10 +74,6 @@ __device__ void conv_transpose_direct(const KArgs& a) { conv_gather<T, true>(a);
 // stride and every base offset are multiples of 8 elements).
 template <int V, typename T, typename TO = T>
 __device__ void conv_dw(const KArgs& a) {
-    const T* x = (const T*)a.p[0];
-    const T* w = (const T*)a.p[1];
-    const float* bias = (const float*)a.p[2];
-    const T* res = (const T*)a.p[3];
     TO* y = (TO*)a.p[4];
     const float out_factor = sizeof(TO) == 1 ? a.f[2] : 1.0f;
     const ConvArgs cv = conv_args(a);
@@ -86,32 +82,9 @@ __device__ void conv_dw(const KArgs& a) {
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += gridDim.x * blockDim.x) {
         const NhwcPos o = nhwc_pos(idx, CV, cv.P, cv.Q);
-        const int c = o.c * V;
-        float acc[V];
-#pragma unroll
-        for (int j = 0; j < V; ++j) acc[j] = 0.0f;
-        const int ih0 = o.p * cv.sh - cv.ph, iw0 = o.q * cv.sw - cv.pw;
-        for (int r = 0; r < cv.R; ++r) {
-            const int ih = ih0 + r * cv.dh;
-            if (ih < 0 || ih >= cv.H) continue;
-            const T* xrow = x + ((i64)(o.n * cv.H + ih) * cv.W) * cv.xcs + c;
-            for (int s = 0; s < cv.S; ++s) {
-                const int iw = iw0 + s * cv.dw;
-                if (iw < 0 || iw >= cv.W) continue;
-                float xv[V], wv[V];
-                ld_vec<V>(xrow + (i64)iw * cv.xcs, xv);
-                ld_vec<V>(w + ((r * cv.S + s) * cv.C + c), wv);
-#pragma unroll
-                for (int j = 0; j < V; ++j) acc[j] += xv[j] * wv[j];
-            }
-        }
         float out[V];
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-            const float rv = res ? ld(res, (i64)o.m * cv.rcs + c + j) : 0.0f;
-            out[j] = cv.epilogue(acc[j], bias, c + j, rv, res != 0) * out_factor;
-        }
-        st_vec<V>(y + (i64)o.m * cv.ycs + c, out);
+        dw_point<V, T>(a, cv, o, out, out_factor);
+        st_vec<V>(y + (i64)o.m * cv.ycs + o.c * V, out);
     }
 }
 

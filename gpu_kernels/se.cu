@@ -6,7 +6,7 @@
 //             recomputed by every CTA of an image instead of a kernel launch of their own),
 //             then y = x * gate[n, c] over the CTA's slice of pixels.
 // Plain SIMT loads and FMAs only: the same code on sm_72, sm_87 and sm_90.
-#include "common.cuh"
+#include "depthwise.cuh"
 
 #define SE_THREADS 256
 #define SE_POOL_CHANNELS 32  // channels a pool CTA reduces: one warp-wide row of them
@@ -107,43 +107,6 @@ __device__ void se_scale(const KArgs& a) {
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] *= s_gate[c + j] * out_scale;
         st_vec<V>(y + (base + pix) * ycs + c, v);
-    }
-}
-
-// One output element group (V channels of pixel o) of a depthwise convolution (args as
-// conv_simt.cu's conv_dw), epilogue applied. The same loop as conv_dw's body, which keeps its
-// own copy so that plans without SE blocks stay byte-identical (tests/data/plan_digests.json):
-// let conv_dw call this at the next regeneration of the digests.
-template <int V, typename T>
-__device__ __forceinline__ void dw_point(const KArgs& a, const ConvArgs& cv, const NhwcPos& o,
-                                         float (&out)[V]) {
-    const T* x = (const T*)a.p[0];
-    const T* w = (const T*)a.p[1];
-    const float* bias = (const float*)a.p[2];
-    const T* res = (const T*)a.p[3];
-    const int c = o.c * V;
-    float acc[V];
-#pragma unroll
-    for (int j = 0; j < V; ++j) acc[j] = 0.0f;
-    const int ih0 = o.p * cv.sh - cv.ph, iw0 = o.q * cv.sw - cv.pw;
-    for (int r = 0; r < cv.R; ++r) {
-        const int ih = ih0 + r * cv.dh;
-        if (ih < 0 || ih >= cv.H) continue;
-        const T* xrow = x + ((i64)(o.n * cv.H + ih) * cv.W) * cv.xcs + c;
-        for (int s = 0; s < cv.S; ++s) {
-            const int iw = iw0 + s * cv.dw;
-            if (iw < 0 || iw >= cv.W) continue;
-            float xv[V], wv[V];
-            ld_vec<V>(xrow + (i64)iw * cv.xcs, xv);
-            ld_vec<V>(w + ((r * cv.S + s) * cv.C + c), wv);
-#pragma unroll
-            for (int j = 0; j < V; ++j) acc[j] += xv[j] * wv[j];
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-        const float rv = res ? ld(res, (i64)o.m * cv.rcs + c + j) : 0.0f;
-        out[j] = cv.epilogue(acc[j], bias, c + j, rv, res != 0);
     }
 }
 
