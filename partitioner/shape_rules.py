@@ -2,35 +2,22 @@
 ScatterND, OneHot, ...), Einsum, GridSample, NonZero / NonMaxSuppression (data-dependent
 sizes: a ``None`` dim), block rearrangements and the extra element-wise math.
 
-``shape_inference`` owns the rule machinery and merges :data:`RULES` into its table; the rules
-here use its context and dim helpers.
+``shape_inference`` merges :data:`RULES` into its table; the rules here use the context and dim
+helpers of ``shape_context`` and reuse the generic rules of ``shape_rules_math``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from partitioner.ir import Dim, Shape
-from partitioner.shape_inference import (
-    Result,
-    _argmax,
-    _axis,
-    _bool_like,
-    _Ctx,
-    _elementwise,
-    _reduce,
-    _same,
-    broadcast_shapes,
-)
-
-Rule = Callable[[_Ctx], list[Result]]
+from partitioner.shape_context import Result, Rule, RuleContext, broadcast_shapes, norm_axis
+from partitioner.shape_rules_math import argmax, bool_like, elementwise, reduce, same
 
 
 def _times(d: Dim, k: int) -> Dim:
     return d * k if isinstance(d, int) else (d if k == 1 else None)
 
 
-def _divided(d: Dim, k: int, ctx: _Ctx, what: str) -> Dim:
+def _divided(d: Dim, k: int, ctx: RuleContext, what: str) -> Dim:
     if not isinstance(d, int):
         return d if k == 1 else None
     if d % k:
@@ -38,14 +25,14 @@ def _divided(d: Dim, k: int, ctx: _Ctx, what: str) -> Dim:
     return d // k
 
 
-def _block(ctx: _Ctx) -> int:
+def _block(ctx: RuleContext) -> int:
     b = int(ctx.attr("blocksize", 0))
     if b < 1:
         raise ctx.fail(f"blocksize {b} must be >= 1")
     return b
 
 
-def _depth_to_space(ctx: _Ctx) -> list[Result]:
+def _depth_to_space(ctx: RuleContext) -> list[Result]:
     x = ctx.shape(0)
     if x is None:
         return [(None, ctx.dtype(0))]
@@ -56,7 +43,7 @@ def _depth_to_space(ctx: _Ctx) -> list[Result]:
     return [((x[0], c, _times(x[2], b), _times(x[3], b)), ctx.dtype(0))]
 
 
-def _space_to_depth(ctx: _Ctx) -> list[Result]:
+def _space_to_depth(ctx: RuleContext) -> list[Result]:
     x = ctx.shape(0)
     if x is None:
         return [(None, ctx.dtype(0))]
@@ -67,22 +54,22 @@ def _space_to_depth(ctx: _Ctx) -> list[Result]:
     return [((x[0], _times(x[1], b * b), h, w), ctx.dtype(0))]
 
 
-def _cast_like(ctx: _Ctx) -> list[Result]:
+def _cast_like(ctx: RuleContext) -> list[Result]:
     return [(ctx.shape(0), ctx.dtype(1))]
 
 
-def _size(ctx: _Ctx) -> list[Result]:
+def _size(ctx: RuleContext) -> list[Result]:
     return [((), "int64")]
 
 
-def _gather_elements(ctx: _Ctx) -> list[Result]:
+def _gather_elements(ctx: RuleContext) -> list[Result]:
     x, idx = ctx.shape(0), ctx.shape(1)
     if x is not None and idx is not None and len(x) != len(idx):
         raise ctx.fail(f"indices {idx} must have the rank of the data {x}")
     return [(idx, ctx.dtype(0))]
 
 
-def _gather_nd(ctx: _Ctx) -> list[Result]:
+def _gather_nd(ctx: RuleContext) -> list[Result]:
     x, idx = ctx.shape(0), ctx.shape(1)
     b = int(ctx.attr("batch_dims", 0))
     if x is None or idx is None or not idx or not isinstance(idx[-1], int):
@@ -93,19 +80,19 @@ def _gather_nd(ctx: _Ctx) -> list[Result]:
     return [((*idx[:-1], *x[b + k :]), ctx.dtype(0))]
 
 
-def _scatter_nd(ctx: _Ctx) -> list[Result]:
+def _scatter_nd(ctx: RuleContext) -> list[Result]:
     x, idx = ctx.shape(0), ctx.shape(1)
     if x is not None and idx is not None and idx and isinstance(idx[-1], int) and idx[-1] > len(x):
         raise ctx.fail(f"index depth {idx[-1]} exceeds the rank of data {x}")
     return [(x, ctx.dtype(0))]
 
 
-def _one_hot(ctx: _Ctx) -> list[Result]:
+def _one_hot(ctx: RuleContext) -> list[Result]:
     idx, depth = ctx.shape(0), ctx.static_ints(1)
     dtype = ctx.dtype(2)
     if idx is None:
         return [(None, dtype)]
-    axis = _axis(int(ctx.attr("axis", -1)), len(idx) + 1, ctx)
+    axis = norm_axis(int(ctx.attr("axis", -1)), len(idx) + 1, ctx)
     d: Dim = depth[0] if depth is not None and len(depth) == 1 else None
     if isinstance(d, int) and d < 1:
         raise ctx.fail(f"depth {d} must be >= 1")
@@ -114,24 +101,24 @@ def _one_hot(ctx: _Ctx) -> list[Result]:
     return [(tuple(out), dtype)]
 
 
-def _trilu(ctx: _Ctx) -> list[Result]:
+def _trilu(ctx: RuleContext) -> list[Result]:
     x = ctx.shape(0)
     if x is not None and len(x) < 2:
         raise ctx.fail(f"input must have rank >= 2, got {x}")
     return [(x, ctx.dtype(0))]
 
 
-def _nonzero(ctx: _Ctx) -> list[Result]:
+def _nonzero(ctx: RuleContext) -> list[Result]:
     x = ctx.shape(0)
     rank: Dim = max(len(x), 1) if x is not None else None
     return [((rank, None), "int64")]
 
 
-def _nms(ctx: _Ctx) -> list[Result]:
+def _nms(ctx: RuleContext) -> list[Result]:
     return [((None, 3), "int64")]
 
 
-def _grid_sample(ctx: _Ctx) -> list[Result]:
+def _grid_sample(ctx: RuleContext) -> list[Result]:
     x, grid = ctx.shape(0), ctx.shape(1)
     if x is None or grid is None:
         return [(None, ctx.dtype(0))]
@@ -140,7 +127,7 @@ def _grid_sample(ctx: _Ctx) -> list[Result]:
     return [((x[0], x[1], *grid[1:-1]), ctx.dtype(0))]
 
 
-def _einsum(ctx: _Ctx) -> list[Result]:
+def _einsum(ctx: RuleContext) -> list[Result]:
     n = len(ctx.node.inputs)
     shapes = [ctx.shape(i) for i in range(n)]
     dtype = ctx.dtype(0)
@@ -177,7 +164,7 @@ def _einsum(ctx: _Ctx) -> list[Result]:
     return [(tuple(out), dtype)]
 
 
-def _recurrent(ctx: _Ctx) -> list[Result]:
+def _recurrent(ctx: RuleContext) -> list[Result]:
     """RNN / GRU / LSTM: Y, Y_h (and LSTM's Y_c), in the layout the node asks for."""
     x, dtype = ctx.shape(0), ctx.dtype(0)
     layout = int(ctx.attr("layout", 0))
@@ -200,16 +187,16 @@ def _recurrent(ctx: _Ctx) -> list[Result]:
 _UNARY = """Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Sign Round Softsign Celu
 ThresholdedRelu Hardmax CumSum ScatterElements""".split()
 
-RULES: dict[str, Rule] = {op: _same for op in _UNARY}
-RULES.update({op: _elementwise() for op in ("Mod", "Mean")})
-RULES.update({op: _elementwise("bool") for op in "And Or Xor GreaterOrEqual LessOrEqual".split()})
-RULES.update({op: _reduce for op in """ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp
+RULES: dict[str, Rule] = {op: same for op in _UNARY}
+RULES.update({op: elementwise() for op in ("Mod", "Mean")})
+RULES.update({op: elementwise("bool") for op in "And Or Xor GreaterOrEqual LessOrEqual".split()})
+RULES.update({op: reduce for op in """ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp
 ReduceSumSquare""".split()})  # fmt: skip
 RULES.update(
     {
-        "IsNaN": _bool_like,
-        "IsInf": _bool_like,
-        "ArgMin": _argmax,
+        "IsNaN": bool_like,
+        "IsInf": bool_like,
+        "ArgMin": argmax,
         "CastLike": _cast_like,
         "Size": _size,
         "DepthToSpace": _depth_to_space,
