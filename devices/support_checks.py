@@ -586,7 +586,7 @@ def _reduce_axes(v: NodeView, p: dict[str, Any]) -> str | None:
         return f"reducing over the batch dim (axes {shown}) is not supported on {v.label}"
     if p.get("hw_keepdims") and (axes != [2, 3] or not int(v.attr("keepdims", 1))):
         # the DLA takes CHW axes (DLASW), but a loadable's max-reduce is a PDP pooling over
-        # H,W here (dla_sim/compiler.py): anything else would fail the build after placement
+        # H,W here (dla_sim/engine_lowering.py): anything else would fail the build after placement
         return f"only a keepdims max over H and W is compiled for {v.label} (axes {axes})"
     return None
 

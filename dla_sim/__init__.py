@@ -7,6 +7,9 @@ Modules, bottom up (each imports only those above it and ``partitioner``):
 - ``numerics``    -- round half away from zero, saturation, symmetric INT8 quantisation.
 - ``fusion``      -- which engine runs an op; grouping layers into engine operations.
 - ``loadable``    -- ``Loadable`` and its versioned binary format (``LOADABLE.md``).
+- ``compile_context`` -- the state one compilation shares; ``DlaCompileError``.
+- ``conv_lowering``   -- convolution-core ops: geometry, folding, weight quantisation, CBUF.
+- ``engine_lowering`` -- SDP post-ops, PDP, Rubik and BDMA parameters.
 - ``compiler``    -- ``compile_loadable(graph, precision, dla_version, scales, name)``.
 - ``execute``     -- ``run_loadable(loadable, feeds)`` with DLA numerics.
 - ``latency``     -- ``predict_layer_seconds``, ``predict_graph``, ``predict_loadable``.
