@@ -53,6 +53,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def interrupt(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Send SIGINT to ``proc`` and return its (stdout, stderr); if it has not ended after
+    ``timeout`` s, fail naming its signal state (/proc: blocked, ignored and caught masks, run
+    state), which tells a lost or ignored signal from a slow exit."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            with open(f"/proc/{proc.pid}/status", encoding="utf-8") as f:
+                state = " ".join(
+                    line.strip() for line in f if line.startswith(("State", "SigBlk", "SigIgn",
+                                                                   "SigCgt", "Threads"))
+                )
+        except OSError as err:
+            state = f"(no /proc status: {err})"
+        pytest.fail(f"no exit {timeout:g} s after SIGINT; the process: {state}", pytrace=False)
+
+
 def _descendants(pid: int) -> list[int]:
     """Every live process whose parent chain leads to ``pid`` (sshd's per-connection children)."""
     parents: dict[int, int] = {}

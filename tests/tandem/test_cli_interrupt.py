@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.sshd import REPO
+from tests.sshd import REPO, interrupt
 from tests.targets.test_deploy import make_plan
 
 # Measured from the moment ``tandem.cli`` is imported (``-X importtime`` says when): before that
@@ -56,8 +55,7 @@ def test_ctrl_c_at_any_moment_is_exit_130_and_one_line(hung_deploy: list[str], d
             if line.rstrip().endswith("| tandem.cli"):
                 break
         time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = interrupt(proc, 30)
     finally:
         proc.kill()
     err = "".join(line + "\n" for line in err.splitlines() if not line.startswith("import time:"))

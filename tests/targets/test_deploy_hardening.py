@@ -29,7 +29,7 @@ from targets.ssh import (
     Timeouts,
     TransientError,
 )
-from tests.sshd import REPO, Fleet, fleet_of_boards
+from tests.sshd import REPO, Fleet, fleet_of_boards, interrupt
 from tests.targets.test_deploy import FAST, final_path, make_plan, parts_left
 
 
@@ -321,8 +321,7 @@ def test_ctrl_c_during_a_group_deploy_exits_at_once(tmp_path: Path, silent_port:
         _wait_for(proc, ": connect", count=2)
         time.sleep(0.3)
         sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        _, err = interrupt(proc, 30)
     finally:
         proc.kill()
     assert proc.returncode == 130 and time.monotonic() - sent < 5
