@@ -17,6 +17,13 @@ KEXPR=${2:-}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TANDEM_CACHE_DIR=/tmp/tandem-cache
+# The lent GPU has only CUDA 13's NVRTC; the tests that cross-build for Orin (CUDA 12.6) need 12's.
+# Carry it (here: pip download nvidia-cuda-nvrtc-cu12==<the lock's pin>, then
+# tar -cJf .whl/nvrtc12.tar.xz nvidia/cuda_nvrtc/lib/{libnvrtc.so.12,libnvrtc-builtins.so.12.9}).
+if [ -z "${TANDEM_NVRTC12_LIB:-}" ] && [ -f .whl/nvrtc12.tar.xz ]; then
+  mkdir -p /tmp/nv12 && tar -xJf .whl/nvrtc12.tar.xz -C /tmp/nv12 \
+    && export TANDEM_NVRTC12_LIB=/tmp/nv12/nvidia/cuda_nvrtc/lib/libnvrtc.so.12
+fi
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
   python3 -c "import cuda.bindings, cuda.core, numpy, onnx; print('cuda-bindings', cuda.bindings.__version__, 'cuda-core', cuda.core.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"
