@@ -53,6 +53,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def with_ctrl_c() -> None:
+    """``preexec_fn`` of a child that a test interrupts: SIGINT as a terminal gives it. A suite
+    started in the background (``make test &``, nohup) runs with SIGINT ignored, every child
+    inherits that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """Send SIGINT to ``proc`` and return its (stdout, stderr); if it has not ended after
     ``timeout`` s, fail naming its signal state (/proc: blocked, ignored and caught masks, run

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.sshd import REPO, interrupt
+from tests.sshd import REPO, interrupt, with_ctrl_c
 from tests.targets.test_deploy import make_plan
 
 # Measured from the moment ``tandem.cli`` is imported (``-X importtime`` says when): before that
@@ -49,6 +49,7 @@ def test_ctrl_c_at_any_moment_is_exit_130_and_one_line(hung_deploy: list[str], d
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        preexec_fn=with_ctrl_c,
     )
     try:
         for line in proc.stderr:

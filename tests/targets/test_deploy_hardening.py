@@ -29,7 +29,7 @@ from targets.ssh import (
     Timeouts,
     TransientError,
 )
-from tests.sshd import REPO, Fleet, fleet_of_boards, interrupt
+from tests.sshd import REPO, Fleet, fleet_of_boards, interrupt, with_ctrl_c
 from tests.targets.test_deploy import FAST, final_path, make_plan, parts_left
 
 
@@ -296,6 +296,7 @@ def _start(argv: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        preexec_fn=with_ctrl_c,
     )
 
 
