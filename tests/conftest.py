@@ -100,6 +100,21 @@ def model_file(model_cache_dir: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def group_dir(tmp_path_factory: pytest.TempPathFactory, zoo_model) -> Path:
+    """A plan group of two models (FP16 on orin-agx-64gb, both DLA cores candidates), as
+    ``tandem plan-group -o`` writes it; tests copy it before changing anything."""
+    from tandem.cli import main
+
+    out = tmp_path_factory.mktemp("group") / "mix"
+    models = [zoo_model("unet-small", resolution=32), zoo_model("mobilenetv3-small", resolution=32)]
+    argv = ["plan-group", *map(str, models), "--target", "orin-agx-64gb", "--fp16", "-o", str(out),
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert len(list(out.glob("*.plan"))) == 2
+    return out
+
+
+@pytest.fixture(scope="session")
 def conformance_model(model_cache_dir: Path) -> Callable[..., Path]:
     """``conformance_model(source, name, names) -> Path``: tests/conformance's exports."""
     from tests.models import conformance_model_path

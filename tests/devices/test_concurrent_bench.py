@@ -14,17 +14,6 @@ from devices.plan import Plan, new_header, read_plan, write_plan
 from partitioner.errors import InputError
 from tandem.cli import main
 
-TARGET = "orin-agx-64gb"
-
-
-@pytest.fixture(scope="module")
-def group_dir(tmp_path_factory, zoo_model) -> Path:
-    out = tmp_path_factory.mktemp("group") / "mix"
-    models = [zoo_model("unet-small", resolution=32), zoo_model("mobilenetv3-small", resolution=32)]
-    argv = ["plan-group", *map(str, models), "--target", TARGET, "--fp16", "-o", str(out), "--json"]
-    assert main(argv) == 0
-    return out
-
 
 def test_run_group_reports_each_model_and_device_with_sources(
     group_dir: Path, tmp_path: Path, capsys

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -337,8 +336,7 @@ def test_ctrl_c_mid_upload_leaves_nothing_on_the_board(fleet: Fleet, tmp_path: P
     proc = _start(["deploy", str(plan), "--board", "slow", "--inventory", str(fleet.inventory())])
     try:
         _wait_for(proc, "slow: upload")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = interrupt(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err

@@ -42,17 +42,6 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     yield from fleet_of_boards(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def group_dir(tmp_path_factory, zoo_model) -> Path:
-    """A plan group of two models (FP16, both DLA cores candidates), as plan-group writes it."""
-    out = tmp_path_factory.mktemp("group") / "mix"
-    models = [zoo_model("unet-small", resolution=32), zoo_model("mobilenetv3-small", resolution=32)]
-    argv = ["plan-group", *map(str, models), "--target", TARGET, "--fp16", "-o", str(out), "--json"]
-    assert main(argv) == 0
-    assert len(list(out.glob("*.plan"))) == 2
-    return out
-
-
 def copy_group(group_dir: Path, where: Path) -> Path:
     dest = where / group_dir.name
     shutil.copytree(group_dir, dest)
