@@ -10,6 +10,8 @@
 #     issue #19's benchmark (bench/gpu_vs_torch.py: zoo + conformance models, --peers): the
 #     conformance exports are kept in build/gpu-bench while the machine stays warm; JSON, .md
 #     and the log come back as $OUT/gpubench-$GB_TAG.*; merge calls with bench/gpu_bench_report.py
+#   CT_ARGS='--batch 32' bench/gpu_device_run.sh convtiles
+#     issue #19 item 3: every conv tile on ResNet-50's batch-32 shapes vs cuDNN (bench/conv_tiles.py)
 # INT8 calibration caches (TensorRT format) come back in $OUT/calib/<model>.calib.
 set -u
 MODE=${1:-all}
@@ -57,4 +59,8 @@ if [ "$MODE" = gpubench ]; then
   TANDEM_EXPORT_PYTHON=python3 HF_HUB_OFFLINE=1 timeout ${GB_TIMEOUT:-560} python3 bench/gpu_vs_torch.py \
     --out "$OUT/gpubench-$TAG.json" --cache build/gpu-bench --budget-s ${GB_BUDGET:-470} \
     ${GB_ARGS:-} 2>&1 | tee "$OUT/gpubench-$TAG.txt" | tail -80
+fi
+if [ "$MODE" = convtiles ]; then
+  timeout ${CT_TIMEOUT:-560} python3 bench/conv_tiles.py --out "$OUT/conv_tiles.json" ${CT_ARGS:-} \
+    2>&1 | tee "$OUT/conv_tiles.txt" | tail -80
 fi

@@ -83,7 +83,11 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
 //      dq f32[K] (INT8 only: input scale x weight scale per output channel)}
 // Two 256-thread CTAs of a tile up to 128 wide share an SM only with <= 128 registers a thread.
-#if NT == 256 && BN <= 128
+// MIN_CTAS=1 (a tactic's "_o1") gives up the second CTA for registers: with FRAG_BUFS=2 ("_f2")
+// a large warp tile double-buffers its fragments instead of spilling.
+#if defined(MIN_CTAS)
+#define BOUNDS __launch_bounds__(NT, MIN_CTAS)
+#elif NT == 256 && BN <= 128
 #define BOUNDS __launch_bounds__(NT, 2)
 #else
 #define BOUNDS __launch_bounds__(NT)
@@ -233,7 +237,11 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     // for the next k16 step (or the next k-tile's first) are in flight during this step's
     // mma.sync instead of exposing their latency (one warp per scheduler at batch 1).
     constexpr int KS = BK / MMA_K;  // k16 steps per k-tile (even: buffer parity is per step)
+#ifdef FRAG_BUFS
+    constexpr int FB = FRAG_BUFS;
+#else
     constexpr int FB = MI * NI <= 8 ? 2 : 1;  // bigger warp tiles would spill at 128 registers
+#endif
     static_assert(KS % 2 == 0, "the fragment buffers alternate per k16 step");
     unsigned af[FB][MI][4], bf[FB][NI][2];
     auto load_frags = [&](int buf, unsigned at, unsigned bt, int k16) {

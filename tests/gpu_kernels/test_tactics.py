@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -47,6 +48,20 @@ def test_heuristic_prefers_split_k_at_batch_1_and_big_tiles_at_batch_32() -> Non
     assert big.splits == 1 and big.bm * big.bn >= 64 * 64
     assert estimate_seconds(BIG, big, 132) > estimate_seconds(SMALL, heuristic(SMALL, 90, 132),
                                                               132)
+
+
+def test_measured_only_tiles_reach_the_autotuner_not_the_heuristic() -> None:
+    # the wide (one CTA per SM) tiles have no efficiency in the cost model: only a measurement
+    # (autotuning, a board's timing cache) may pick them, and never with split-K
+    wide = [t for t in MMA_TILES if t.wide]
+    assert wide and all(ConvTactic.from_name(t.name) == t for t in wide)
+    for problem in (SMALL, BIG, replace(BIG, dtype="int8"), replace(SMALL, dtype="int8")):
+        cands = candidates(problem, 87)
+        assert any(t.wide for t in cands)
+        assert all(t.splits == 1 for t in cands if t.wide)
+        assert not heuristic(problem, 87, 16).wide and not heuristic(problem, 90, 132).wide
+    assert "-DFRAG_BUFS=2" in wide[0].compile_options()
+    assert "-DFRAG_BUFS=2" not in MMA_TILES[0].compile_options()
 
 
 def test_timing_cache_round_trip_and_merge(tmp_path) -> None:
