@@ -8,7 +8,9 @@ in a CUDA graph.
 Views: Transpose, Slice / Split and a Reshape that splits NHWC channels make "strided" values
 (no kernel); element-wise chains and copies read any strides, everything else materialises a
 view once. A Concat along channels lets the convolutions producing its inputs write straight
-into their channel slice of its buffer (zero-copy).
+into their channel slice of its buffer (zero-copy); Concats nested as prefixes of a wider one
+(DenseNet's dense blocks, :mod:`partitioner.passes.concat_chains`) are views of the widest
+one's buffer, so each input is written once however many of them take it.
 """
 
 from __future__ import annotations

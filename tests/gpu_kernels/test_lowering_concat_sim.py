@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from devices.cost import fused_into_epilogue, fusion_role, gpu_layer_seconds
 from gpu_kernels.lowering import Lowering, lower
 from gpu_kernels.tactics import heuristic
+from partitioner.passes import mark_fusions
 from partitioner.passes.concat_chains import concat_chains
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
@@ -229,6 +230,8 @@ def test_cost_model_prices_no_kernel_for_a_view() -> None:
     prog = lw.run()
     views = {n.name for n in graph.nodes if fusion_role(n) == "concat_view"}
     assert views == {f"cat{i}" for i in range(4)}
+    assert {graph.node(v).meta["fusion"]["group"] for v in views} == {"block"}
+    assert not mark_fusions(graph)  # the same marks again
     assert not views & {ln.layer for ln in prog.launches}
     target = load_target("orin-agx-64gb")
     assert all(gpu_layer_seconds(graph.node(v), graph, "fp16", target) == 0.0 for v in views)
