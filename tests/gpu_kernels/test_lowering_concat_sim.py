@@ -35,6 +35,8 @@ def dense_block(
     scaled: int = -1,
     output_cat: int = -1,
     diverge: bool = False,
+    pre_act: bool = True,
+    pools: bool = False,
 ) -> onnx.ModelProto:
     """A DenseNet dense block as torchvision exports it: before layer i, Concat(f0 .. fi)
     (one input for the first) -> BatchNorm -> Relu -> 1x1 conv (4 x growth) -> BatchNorm ->
@@ -44,7 +46,9 @@ def dense_block(
     write in place); ``scaled``: layer whose feature map is ``0.5 x conv`` (an element-wise
     result, not written in place by a kernel); ``output_cat``: layer whose Concat is also a
     graph output; ``diverge``: a second Concat extends f0, f1 with another map (the prefix
-    f0, f1 is nested in two chains)."""
+    f0, f1 is nested in two chains); not ``pre_act``: the 1x1 convs read the Concats themselves
+    (no BatchNorm + Relu before them); ``pools``: a max pool, an average pool and a global
+    average pool of the second Concat are graph outputs too."""
     rng = np.random.default_rng(3)
     inits: list = []
 
@@ -85,12 +89,13 @@ def dense_block(
         nodes.append(helper.make_node("Concat", list(feats), [cat], name=cat, axis=1))
         if i == output_cat:
             outs.append(cat)
-        nodes += bn(cat, c, f"l{i}.n1")
-        nodes.append(helper.make_node("Relu", [f"l{i}.n1"], [f"l{i}.r1"], name=f"l{i}.r1"))
+        if pre_act:
+            nodes += bn(cat, c, f"l{i}.n1")
+            nodes.append(helper.make_node("Relu", [f"l{i}.n1"], [f"l{i}.r1"], name=f"l{i}.r1"))
         nodes.append(
             helper.make_node(
                 "Conv",
-                [f"l{i}.r1", const(f"l{i}.w1", 4 * growth, c, 1, 1)],
+                [f"l{i}.r1" if pre_act else cat, const(f"l{i}.w1", 4 * growth, c, 1, 1)],
                 [f"l{i}.c1"],
                 name=f"l{i}.c1",
             )
@@ -116,6 +121,14 @@ def dense_block(
     nodes.append(helper.make_node("Concat", feats, ["block"], name="block", axis=1))
     nodes += bn("block", sum(chans), "final.n")
     nodes.append(helper.make_node("Relu", ["final.n"], ["y"], name="final.r"))
+    if pools:
+        nodes += [
+            helper.make_node("MaxPool", ["cat1"], ["mp"], name="mp", kernel_shape=[3, 3],
+                             pads=[1, 1, 1, 1]),
+            helper.make_node("AveragePool", ["cat1"], ["ap"], name="ap", kernel_shape=[2, 2]),
+            helper.make_node("GlobalAveragePool", ["cat1"], ["gap"], name="gap"),
+        ]  # fmt: skip
+        outs += ["mp", "ap", "gap"]
     if diverge:
         nodes.append(
             helper.make_node("Conv", [feats[0], const("wd", growth, c0, 1, 1)], ["g"], name="side")
@@ -143,6 +156,10 @@ BLOCKS = {
     "scaled_feature": {"scaled": 1},  # an element-wise f2: materialised, copied once
     "narrow_output": {"output_cat": 2},  # a view leaves the graph
     "diverging": {"diverge": True},
+    "convs_read_views": {"pre_act": False},  # in place: pixel stride 48, offset 0
+    # pixel stride 12 + 4 x 12 = 60, no multiple of 8: each conv copies its view once
+    "convs_read_unaligned_views": {"pre_act": False, "c0": 12, "growth": 12},
+    "pools_read_a_view": {"pools": True},  # the global pool copies it once
 }
 
 
@@ -188,6 +205,14 @@ def test_dense_block_matches_onnx_runtime(variant, precision, tmp_path) -> None:
         ]
     else:
         assert copies == []
+    chain_buf = {ln.ptrs[4].buf for ln in prog.launches if ln.layer == "l0.c2"}
+    if variant.startswith("convs_read"):  # the first operand of the 1x1 convs
+        reads = {ln.ptrs[0].buf for ln in prog.launches if ln.layer.endswith(".c1")}
+        assert (reads == chain_buf) is (variant == "convs_read_views")
+    if variant == "pools_read_a_view":
+        pools = {ln.layer: ln for ln in prog.launches if ln.layer in ("mp", "ap", "gap")}
+        assert {ln.ptrs[0].buf for k, ln in pools.items() if k != "gap"} == chain_buf
+        assert pools["gap"].ptrs[0].buf not in chain_buf
 
 
 def test_every_feature_map_is_written_once_into_the_widest_buffer() -> None:
