@@ -9,7 +9,9 @@ Layers the GPU kernels fold into a convolution's or a GEMM's epilogue (activatio
 residual Add: ``node.meta["fusion"]``, written by ``partitioner.passes.fusion`` from the very
 decision the lowering follows) pay no launch and only the extra bytes they read; a
 squeeze-and-excitation block's Mul (role ``scale``) is the one launch that runs its FCs and
-streams its input. Layers that only relabel data (Reshape, Flatten, ...) are free views.
+streams its input. Layers that only relabel data (Reshape, Flatten, ...) are free views, and
+so is a channel Concat nested in a wider one (role ``concat_view``, DenseNet's dense blocks:
+``partitioner.passes.concat_chains``; the producers write once into the widest one's buffer).
 
 DLA: the latency model of the DLA emulator (``dla_sim.latency.predict_layer_seconds``: MAC
 atomics, CBUF re-reads, engine rates, DBB bandwidth). Where it cannot model a layer, a simple
@@ -123,7 +125,7 @@ def fused_into_epilogue(node: Node) -> bool:
     """True when the GPU kernels fold ``node`` into a convolution's or a GEMM's epilogue: the
     fusion pass marked it (the build's passes always run it; an unmarked graph fuses nothing
     here rather than guess at what the lowering does)."""
-    return fusion_role(node) not in (None, "conv")
+    return fusion_role(node) not in (None, "conv", "concat_view")
 
 
 def fusion_role(node: Node) -> str | None:
@@ -137,7 +139,7 @@ def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSp
     gpu = target.gpu
     if gpu is None:
         raise ConfigError(f"target '{target.name}' has no GPU")
-    if node.op in FREE_OPS:
+    if node.op in FREE_OPS or fusion_role(node) == "concat_view":
         return 0.0
     mode = target.power_mode
     bandwidth = target.dram_bytes_per_s * MEMORY_EFFICIENCY

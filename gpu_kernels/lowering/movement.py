@@ -127,21 +127,28 @@ def lower_concat(lw: Lowering, node: Node) -> None:
                 v = lw.ensure(v, None, lw.dt, node.name, keep_strided=True)
             lw.copy(v, part, node.name, list(v.shape), None, strides)
 
-    planned = any(slot[0] is node for slot in lw.concat_slot.values())
-    if planned:
-        y = lw.concat_value(node)
+    chain = lw.concat_chain.get(node.name)
+    if chain is not None and (len(chain.members) > 1 or any(
+            slot[0] is chain.root for slot in lw.concat_slot.values())):
+        # the chain's buffer: each input lands in its slice once (written there by its
+        # producer, else copied by the first Concat of the chain that has it)
+        y = lw.concat_value(chain.root)
         ys = y.strides()
+        off = 0
         for t, v in zip([t for t in node.inputs if t is not None], ins):
-            slot = lw.concat_slot.get(t.name)
-            in_place = isinstance(v, Value) and slot is not None and slot[0] is node \
-                and v.buf is y.buf and v.offset == y.offset + slot[1]
-            if not in_place:  # produced by a kernel that cannot write a channel slice
-                off = slot[1] if slot is not None and slot[0] is node else \
-                    sum(int(u.static_shape()[1]) for u in node.inputs[:list(
-                        node.inputs).index(t)] if u is not None)
-                put(v, Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
-                             scale=y.scale), ys)
-        lw.bind(node, y)
+            if (chain.root.name, off) not in lw.concat_filled:
+                slot = lw.concat_slot.get(t.name)
+                in_place = isinstance(v, Value) and slot is not None \
+                    and slot[0] is chain.root and slot[1] == off \
+                    and v.buf is y.buf and v.offset == y.offset + off
+                if not in_place:  # produced by a kernel that cannot write a channel slice
+                    put(v, Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
+                                 scale=y.scale), ys)
+                lw.concat_filled.add((chain.root.name, off))
+            off += v.shape[1]
+        # a narrower Concat of the chain: its leading channels, the same pixel stride
+        lw.bind(node, y if node is chain.root else Value(
+            y.buf, out_shape, "nhwc", y.dtype, y.offset, y.cs or y.shape[1], scale=y.scale))
         return
     y = lw.new_value(out_shape, layout)
     ys = y.strides()

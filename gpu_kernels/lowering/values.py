@@ -8,7 +8,9 @@ in a CUDA graph.
 Views: Transpose, Slice / Split and a Reshape that splits NHWC channels make "strided" values
 (no kernel); element-wise chains and copies read any strides, everything else materialises a
 view once. A Concat along channels lets the convolutions producing its inputs write straight
-into their channel slice of its buffer (zero-copy).
+into their channel slice of its buffer (zero-copy); Concats nested as prefixes of a wider one
+(DenseNet's dense blocks, :mod:`partitioner.passes.concat_chains`) are views of the widest
+one's buffer, so each input is written once however many of them take it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from gpu_kernels.lowering.registry import (
 )
 from partitioner.errors import TandemError
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.passes.concat_chains import ConcatChain, concat_chains
 from partitioner.passes.fusion import (
     Epilogue,
     SqueezeExcitation,
@@ -151,9 +154,13 @@ class Lowering:
         self._weight_cache: dict[tuple[int, str], Ref] = {}
         self.fused: set[str] = set()
         self.converted: dict[tuple[Any, ...], Value] = {}
-        # zero-copy channel concat: producer output tensor -> (Concat node, channel offset)
+        # zero-copy channel concat: producer output tensor -> (its chain's widest Concat,
+        # channel offset); the chain of each channel Concat; each chain's buffer; the
+        # (widest Concat, channel offset) slices already holding their input
         self.concat_slot: dict[str, tuple[Node, int]] = {}
+        self.concat_chain: dict[str, ConcatChain] = {}
         self.concat_values: dict[str, Value] = {}
+        self.concat_filled: set[tuple[str, int]] = set()
         # a zero Pad folded into the Conv reading it: Conv name -> extra (top, left) padding
         self.pad_fold: dict[str, tuple[int, int]] = {}
         self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
@@ -214,8 +221,10 @@ class Lowering:
                 f"layer '{node.name}' ({node.op}): input '{t.name}' has no value"
             )
         v = self.values[t.name]
-        if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader
-            v = self.values[t.name] = self.materialise(v, node.name)
+        if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader,
+            # straight into its Concat's slice where one awaits it
+            dst = self.out_nhwc(t, v.shape) if t.name in self.concat_slot else None
+            v = self.values[t.name] = self.materialise(v, node.name, dst)
         if v.dtype == "i8" and not raw:
             return self.ensure(v, None, self.dt, node.name)
         return v
@@ -258,9 +267,10 @@ class Lowering:
         """
         if v.layout == "strided" and is_dense(v):  # e.g. a transpose of a transposed write
             v = Value(v.buf, v.shape, "plain", v.dtype, v.offset, scale=v.scale)
+        if keep_strided and layout is None and (dtype or v.dtype) == v.dtype \
+                and v.layout in ("strided", "nhwc"):
+            return v  # NHWC channel slices too (a Concat's inputs, a chain's views)
         if v.layout == "strided":
-            if keep_strided and layout is None and (dtype or v.dtype) == v.dtype:
-                return v
             layout = layout or "plain"
         layout = layout or v.layout
         dtype = dtype or v.dtype
@@ -343,36 +353,37 @@ class Lowering:
                           outputs, arena, naive)
 
     def _plan_concats(self) -> None:
-        """Let producers of channel-Concat inputs write straight into the Concat's buffer."""
+        """Let producers of channel-Concat inputs write straight into the Concat's buffer: the
+        buffer of its chain's widest Concat (:func:`concat_chains`), of which every narrower
+        Concat of the chain is a channel-prefix view."""
+        self.concat_chain = concat_chains(self.graph)
         for node in self.graph.nodes:
-            if node.op != "Concat" or not node.outputs[0].is_static:
+            chain = self.concat_chain.get(node.name)
+            if chain is None:
                 continue
-            out = node.outputs[0].static_shape()
-            ins = list(node.inputs)
-            if len(out) != 4 or int(node.attrs.get("axis", 1)) % 4 != 1:
-                continue
-            if any(t is None or isinstance(t, Constant) or not t.is_static
-                   or len(t.static_shape()) != 4 for t in ins):
-                continue
+            ins = list(chain.root.inputs)
             off = 0
-            for t in ins:
-                assert t is not None
+            for t in node.inputs:  # a prefix of the root's: the same offsets
+                assert t is not None  # channel_concat made sure
                 if ins.count(t) == 1 and t not in self.graph.outputs \
                         and t not in self.graph.inputs and t.name not in self.concat_slot:
-                    self.concat_slot[t.name] = (node, off)
+                    self.concat_slot[t.name] = (chain.root, off)
                 off += int(t.static_shape()[1])
 
-    def concat_value(self, node: Node) -> Value:
-        """The buffer a channel Concat's producers write into: INT8 (with the Concat output's
-        scale, so each producer requantises into it) when every reader takes INT8 and every
-        input comes from an INT8 convolution, else the compute precision."""
-        if node.name not in self.concat_values:
-            t = node.outputs[0]
-            int8 = self.int8.wants(t) and all(self.int8.from_conv(u) for u in node.inputs)
-            v = self.new_value(self.out_shape(node), "nhwc", "i8" if int8 else None)
+    def concat_value(self, root: Node) -> Value:
+        """The buffer a channel Concat chain's producers write into (``root``: its widest
+        Concat): INT8 (with the Concat output's scale, so each producer requantises into it)
+        when the chain is one Concat, every reader takes INT8 and every input comes from an
+        INT8 convolution, else the compute precision (a longer chain's views would need each
+        their own scale)."""
+        if root.name not in self.concat_values:
+            t = root.outputs[0]
+            int8 = len(self.concat_chain[root.name].members) == 1 and self.int8.wants(t) \
+                and all(self.int8.from_conv(u) for u in root.inputs)
+            v = self.new_value(self.out_shape(root), "nhwc", "i8" if int8 else None)
             v.scale = self.scales[t.name] if int8 else 0.0
-            self.concat_values[node.name] = v
-        return self.concat_values[node.name]
+            self.concat_values[root.name] = v
+        return self.concat_values[root.name]
 
     def out_nhwc(self, t: Tensor, shape: tuple[int, ...], int8_ok: bool = False) -> Value:
         """A new NHWC output for tensor ``t``: a channel slice of a Concat when one awaits it,

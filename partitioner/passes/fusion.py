@@ -22,6 +22,9 @@ scales the input while streaming it (the Mul: role ``scale``). The FCs (role ``s
 their activations (``activation``) have no kernel of their own. Where a depthwise convolution
 writes the block's input (:func:`se_pooled_by`, EfficientNet's and MobileNetV3's MBConv), it
 also sums its output per channel and the pool has no kernel either (role ``pooled``).
+
+A channel Concat nested in a wider one (DenseNet's dense blocks) is a view of the wider one's
+buffer, with no kernel (role ``concat_view``: :mod:`partitioner.passes.concat_chains`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from partitioner.ir import Constant, Graph, Node, Tensor
+from partitioner.passes.concat_chains import mark_concat_views
 
 Activation = tuple[str, float, float]  # (kind, alpha, beta), kinds as the GPU's ACT table
 NO_ACTIVATION: Activation = ("none", 0.0, 0.0)
@@ -409,4 +413,5 @@ def mark_fusions(graph: Graph) -> bool:
         _mark(node.name, "+".join(pattern), marks, fused)
         for n, _ in marks:
             inside.update(id(t) for t in n.outputs if t is not ep.out)
+    mark_concat_views(graph)
     return before != {n.name: n.meta.get("fusion") for n in graph.nodes}
