@@ -58,8 +58,13 @@ class GroupPlan:
         return next(c.policy for c in self.choices if c.lane == lane)
 
 
+#: the 3-stage lane: GPU, DLA0 and DLA1 each run a stage (``partitioner.dla_stages``)
+THREE_STAGE = "gpu+dla0+dla1"
+
+
 def lane_policies(policy: Policy, cores: int) -> list[tuple[str, str, Policy]]:
-    """(name, kind, policy) of every candidate lane for a target with ``cores`` DLA cores."""
+    """(name, kind, policy) of every candidate lane for a target with ``cores`` DLA cores;
+    with ``dla_core: any`` and two cores, also the 3-stage GPU -> DLA0 -> DLA1 pipeline."""
     out = [("gpu", "single", policy.with_overrides(default_device="gpu", partition="trt"))]
     chosen = range(cores) if policy.dla_any else [policy.dla_core] if cores else []
     for core in chosen:
@@ -72,6 +77,12 @@ def lane_policies(policy: Policy, cores: int) -> list[tuple[str, str, Policy]]:
                 dla.with_overrides(partition="cost", objective="throughput"),
             )
         )
+    if policy.dla_any and cores >= 2:
+        split = policy.with_overrides(
+            default_device="dla", dla_core=0, gpu_fallback=True, partition="cost",
+            objective="throughput", dla_stages=2,
+        )  # fmt: skip
+        out.append((THREE_STAGE, "pipeline", split))
     return out
 
 
@@ -90,6 +101,8 @@ def candidate_lanes(request: BuildRequest, model: str) -> list[LaneChoice]:
         lane = _lane(model, name, kind, placement)
         if kind == "pipeline" and len(lane.devices) < 2:
             continue
+        if name == THREE_STAGE and not {"dla0", "dla1"} <= set(lane.devices):
+            continue  # no DLA layers to split over two cores
         out.append(LaneChoice(lane, policy))
     return out
 
