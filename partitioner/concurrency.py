@@ -358,6 +358,11 @@ def _reason(
             if lane.kind == "pipeline"
             else "a whole copy"
         )
+        if lane.kind == "pipeline" and len(lane.devices) > 2:
+            shape = (
+                f"{len(lane.devices)}-stage pipeline over {', '.join(lane.devices)}: its "
+                "stages work on consecutive frames"
+            )
         return (
             f"{rate:.1f} frames/s ({share:.0%} of {lane.model}'s frames), {shape}; "
             f"{_per_frame(lane, factors)}"
