@@ -285,7 +285,7 @@ def transition_seconds(
     and synchronisation).
     """
     kinds = {_kind(src), _kind(dst)}
-    if kinds == {"dla"} and src != dst:
+    if kinds == {"dla"} and src != dst and "dla" not in (src, dst):  # two named cores
         return SWITCH_OVERHEAD_SECONDS
     if len(kinds) == 1:
         return 0.0

@@ -81,6 +81,8 @@ def test_a_core_to_core_handoff_costs_the_switch_and_no_reformat() -> None:
     spec = load_target(ORIN)
     assert transition_seconds(1e6, spec, "dla0", "dla1") == SWITCH_OVERHEAD_SECONDS
     assert transition_seconds(1e6, spec, "dla", "dla") == 0.0
+    assert transition_seconds(1e6, spec, "dla1", "dla1") == 0.0
+    assert transition_seconds(1e6, spec, "dla0", "dla") == 0.0  # a kind: the same core
     assert transition_seconds(1e6, spec, "gpu", "dla1") > SWITCH_OVERHEAD_SECONDS
     part = _split("resnet50", 64)
     devices = {n: a.device for n, a in part.assignments.items()}
