@@ -382,14 +382,15 @@ def check_devices(plan: Plan, target: TargetSpec, where: str | None = None) -> N
     """Refuse (one line) a plan with a segment on a DLA core ``target`` lacks: a 3-stage
     pipeline's ``dla1`` stage on a board with one DLA core (or a DLA segment without a DLA)."""
     cores = target.dla_devices
-    for seg in plan.record.segments:
-        if seg.device.startswith("dla") and seg.device not in cores:
-            has = f"{len(cores)} DLA core(s) ({', '.join(cores)})" if cores else "no DLA"
-            raise PlanError(
-                f"{where or plan.path or 'the plan'}: segment {seg.name!r} runs on {seg.device} "
-                f"but target {target.name!r} has {has}; plan it for this target "
-                f"(`tandem build` / `tandem plan-group` --target {target.name})"
-            )
+    missing = [core for core in plan.record.dla_cores if core not in cores]
+    if missing:
+        seg = next(s for s in plan.record.segments if s.device == missing[0])
+        has = f"{len(cores)} DLA core(s) ({', '.join(cores)})" if cores else "no DLA"
+        raise PlanError(
+            f"{where or plan.path or 'the plan'}: segment {seg.name!r} runs on {seg.device} "
+            f"but target {target.name!r} has {has}; plan it for this target "
+            f"(`tandem build` / `tandem plan-group` --target {target.name})"
+        )
 
 
 def checked_header(header: Any, where: str, advice: str) -> PlanHeader:

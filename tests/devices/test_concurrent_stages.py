@@ -73,6 +73,7 @@ def test_the_lane_holds_segments_on_gpu_dla0_and_dla1(staged):
         assert rec.name.split(".", 1)[1].startswith(rec.device + "_")
         if rec.device.startswith("dla"):
             assert rec.loadable and plan.blobs[rec.loadable].kind == "dla-loadable"
+    assert plan.record.dla_cores == ["dla0", "dla1"]
     (record,) = plan.record.lanes
     assert set(record.load_ms) == {"gpu", "dla0", "dla1"}
     assert "pipeline" in record.reason and record.rate_fps > 0
@@ -155,6 +156,22 @@ def test_a_one_dla_target_refuses_the_split(staged, zoo_model):
         place_for(BuildRequest(request.model, request.target, policy))
     names = [c.lane.name for c in candidate_lanes(request, "resnet18")]
     assert THREE_STAGE not in names and "dla0" in names
+
+
+def test_deploy_to_a_one_dla_board_refuses_the_plan_before_connecting(staged, tmp_path):
+    """A plan claiming a one-DLA target while holding a DLA1 stage (a hand-edited header, or a
+    user's board file with one core under a catalog name) is refused before any upload."""
+    from devices.plan import Plan
+    from targets.deploy import deployable
+    from targets.inventory import Board
+
+    _, plan = staged
+    header = json.loads(json.dumps(plan.header))
+    header["target"] = "orin-nx-8gb"
+    path = write_plan(Plan(header, dict(plan.blobs)), tmp_path / "resnet18.plan")
+    board = Board("nx8", "127.0.0.1", "orin-nx-8gb", port=1, source="inv.yaml:3")
+    with pytest.raises(PlanError, match=r"resnet18.plan: segment '.*' runs on dla1 but target"):
+        deployable(path, board)
 
 
 def test_plan_group_shows_the_lane_and_its_reason(zoo_model, capsys):
