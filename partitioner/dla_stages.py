@@ -36,6 +36,7 @@ from partitioner.facts import Analysis, ms
 from partitioner.mincut import BALANCE_ROUNDS, PENDING, free_runs, touches
 from partitioner.segments import Partition, TransitionCost, form_segments, predict
 
+_DEBUG, _PERIOD = "3-stage: ", ": predicted period "  # the search's line in ``Partition.debug``
 #: cut positions tried at first (quantiles of the cumulative DLA time); pairs: GRID^2 / 2 x 3
 GRID = 12
 
@@ -131,10 +132,19 @@ def split_cores(
             part.assignments[n] = dataclasses.replace(x, reason=why)
     part.debug.insert(
         0,
-        f"3-stage: {how}: predicted period {ms(period)} ms vs {ms(one_core)} ms for the "
-        f"GPU+{first} cost placement ({len(cache)} placements tried)",
+        f"{_DEBUG}{how}{_PERIOD}{ms(period)} ms vs {ms(one_core)} ms for the GPU+{first} cost "
+        f"placement ({len(cache)} placements tried)",
     )
     return part
+
+
+def summary(part: Partition) -> str:
+    """How :func:`split_cores` placed ``part`` (its stage order and cuts, as its debug line
+    says), or "" for a placement it did not make."""
+    for line in part.debug:
+        if line.startswith(_DEBUG):
+            return line.removeprefix(_DEBUG).split(_PERIOD)[0]
+    return ""
 
 
 def _mobility(a: Analysis, name: str, placed: str) -> str:

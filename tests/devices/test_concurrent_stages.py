@@ -129,12 +129,18 @@ def test_the_planner_uses_the_lane_only_where_it_predicts_more(zoo_model):
         without = schedule(others, [Demand(model)], slowdown_for(request)).rates[model]
         with_it = group.schedule.rates[model]
         assert with_it >= without * (1 - 1e-6)
+        (note,) = [n for n in group.schedule.notes if n.startswith("3-stage lane(s)")]
+        assert f"{without:.4g} without them" in note
         if use.rate > 1e-6:
             seen_used = True
-            assert "3-stage pipeline over dla0, dla1, gpu" in use.reason
+            # how its placement was found (stage order and cuts): partitioner.dla_stages
+            assert use.lane.note
+            assert f"3-stage pipeline over dla0, dla1, gpu ({use.lane.note}): " in use.reason
             assert with_it > without * (1 + 1e-6), (name, with_it, without)
+            assert note.startswith("3-stage lane(s) used")
         else:
             assert use.reason.startswith("unused"), use.reason
+            assert note.startswith("3-stage lane(s) unused")
     # FP16 ResNet-18 at 64x64 on AGX Orin MAXN: the 3-stage lane alone is the plan (4091
     # frames/s predicted against 3849 for the best mix without it, when this was written)
     assert seen_used
