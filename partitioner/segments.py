@@ -449,6 +449,7 @@ def pipelined_period(loads: Mapping[str, float], slowdown: Slowdown | None = Non
         period = max(stretched.values())
         busy = {d: min(1.0, t / period) for d, t in stretched.items()}
         stretched = {
-            d: t * slowdown(d, {o: f for o, f in busy.items() if o != d}) for d, t in active.items()
+            d: t * slowdown(d, {o: f for o, f in busy.items() if o != d})
+            for d, t in active.items()
         }
     return max(stretched.values())

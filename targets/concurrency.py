@@ -144,11 +144,12 @@ def plan_group(
         # what the 3-stage lanes change: the same LP without them
         with_it = group_throughput(sched, demands)
         without = group_throughput(schedule(others, demands, slow), demands)
-        used = any(u.lane.name == THREE_STAGE and u.rate > 0 for u in sched.uses)
+        used = any(u.lane.name == THREE_STAGE for d in demands for u in sched.lanes_of(d.model))
+        gain = f"{with_it / without - 1:+.1%}; " if without > 0 else ""
         sched.notes.append(
             f"3-stage lane(s) {'used' if used else 'unused'}: the schedule reaches "
             f"{with_it:.4g} with them and {without:.4g} without them "
-            f"({with_it / without - 1:+.1%}; frames/s per unit of each model's demand)"
+            f"({gain}frames/s per unit of each model's demand)"
         )
     return GroupPlan(sched, base, base_lanes, choices, list(demands), dict(requests))
 
