@@ -193,6 +193,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "predicted_at": h.predicted_at,
                 "profiles": stored["profiles"],
                 "plugins": stored.get("plugins", []),
+                "lanes": stored.get("lanes", []),
                 "file_bytes": plan.path.stat().st_size if plan.path else None,
             }
         )
@@ -229,6 +230,10 @@ def inspect_plan(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         print(f"({len(h.layers)} layers; --verbose lists each with its device and reason)")
+    if h.lanes:  # a concurrent plan (docs/concurrency.md): its lanes run at once
+        print(f"\n{len(h.lanes)} concurrent lane(s), {h.lanes_fps:.1f} frames/s planned:")
+        for lane in h.lanes:
+            print(f"  {lane.name} [{', '.join(lane.segments)}]: {lane.reason}")
     cpu = [r.name for r in h.layers if r.device == "cpu"]
     if cpu:
         print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
@@ -245,7 +250,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
         layers = ", ".join(plugin.layers)
         print(f"needs plugin {plugin.key} version {plugin.version} ({layers})")
     pred = h.predicted_ms
-    if pred:
+    if pred and not h.lanes:  # a concurrent plan's figure is its lanes' rate (above)
         parts = ", ".join(f"{k} {v:.3f} ms" for k, v in pred.items() if k != "total")
         foretold = predicted_source(h.target, h.power_mode)
         print(f"\n{foretold}: {pred.get('total', 0):.3f} ms end to end ({parts}; cost model)")

@@ -197,6 +197,20 @@ def test_plan_group_shows_the_lane_and_its_reason(zoo_model, capsys):
     assert lane["reason"]
 
 
+def test_inspect_shows_the_lane_its_segments_and_reason(staged, capsys):
+    _, plan = staged
+    capsys.readouterr()
+    assert main(["inspect", str(plan.path), "--json"]) == 0
+    (lane,) = json.loads(capsys.readouterr().out)["lanes"]
+    assert lane["name"] == THREE_STAGE and "3-stage pipeline over dla0, dla1, gpu" in lane["reason"]
+    assert main(["inspect", str(plan.path)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"  {THREE_STAGE} ["))
+    assert all(name in line for name in lane["segments"]) and lane["reason"] in line
+    assert f"{plan.record.lanes_fps:.1f} frames/s planned" in out
+    assert "ms end to end" not in out  # one lane's serial latency is not the plan's figure
+
+
 def test_build_writes_the_lane_into_a_concurrent_plan(zoo_model):
     _, plan = build_concurrent(_request(zoo_model("resnet18", resolution=64)))
     assert THREE_STAGE in [lane.name for lane in plan.record.lanes]
