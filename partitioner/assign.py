@@ -10,7 +10,9 @@ The entry point is :func:`partition`. It runs in three named steps:
    ``max_dla_subgraphs`` move to the GPU, each with a reason; then the final segments.
 
 Capabilities come as ``{"gpu": cap, "dla": cap, "cpu": cap}``; ``dla`` and ``cpu`` may be absent.
-One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does.
+One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does; with
+``policy.dla_stages`` 2 (a concurrent plan's 3-stage lane) ``partitioner.dla_stages`` then cuts
+the placement into a GPU, a DLA0 and a DLA1 stage, and the limits hold per core.
 """
 
 from __future__ import annotations
