@@ -155,6 +155,14 @@ def inspect_plan(args: argparse.Namespace) -> int:
     h = plan.record
     blob_bytes = {name: len(b.data) for name, b in plan.blobs.items()}
     backends = {s.name: board_backend(s) for s in h.segments}
+    # a segment's blobs are "<segment>/..."; in a concurrent plan "<lane>/<segment>/..."
+    # for segment "<lane>.<segment>" (targets.concurrency.merge_lanes)
+    seg_bytes = {
+        s.name: sum(
+            v for k, v in blob_bytes.items() if k.startswith(s.name.replace(".", "/", 1) + "/")
+        )
+        for s in h.segments
+    }
     backend_of = {name: backends[s.name] for s in h.segments for name in s.layers}
     if args.json:
         stored = plan.header  # the sections --json shows as the plan file stores them
@@ -167,7 +175,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "layers": s.layers,
                 "inputs": s.inputs,
                 "outputs": s.outputs,
-                "bytes": sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")),
+                "bytes": seg_bytes[s.name],
             }
             for s in h.segments
         ]
@@ -222,7 +230,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 backends[s.name],
                 s.precision or "mixed",
                 len(s.layers),
-                human(sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")), "B"),
+                human(seg_bytes[s.name], "B"),
             )
             for s in h.segments
         ],

@@ -201,7 +201,10 @@ def test_inspect_shows_the_lane_its_segments_and_reason(staged, capsys):
     _, plan = staged
     capsys.readouterr()
     assert main(["inspect", str(plan.path), "--json"]) == 0
-    (lane,) = json.loads(capsys.readouterr().out)["lanes"]
+    doc = json.loads(capsys.readouterr().out)
+    (lane,) = doc["lanes"]
+    # each segment's blobs (weights, loadables) are counted under its lane-prefixed name
+    assert all(seg["bytes"] > 0 for seg in doc["segments"] if seg["device"].startswith("dla"))
     assert lane["name"] == THREE_STAGE and "3-stage pipeline over dla0, dla1, gpu" in lane["reason"]
     assert main(["inspect", str(plan.path)]) == 0
     out = capsys.readouterr().out
