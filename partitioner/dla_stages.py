@@ -19,9 +19,11 @@ costs on their devices, every boundary transition (a DLA0 -> DLA1 handoff includ
 ``segments.handoff``) charged to the GPU, and the DRAM contention term -- the same formula the
 2-stage throughput placement is judged by. The search: cut positions at ``GRID`` quantiles of
 the cumulative DLA time, every ordered pair of them, then the best pair refined by moving each
-cut by halving steps while that lowers the period. Not exhaustive (a chain is not every
-placement, and the grid is not every pair): a heuristic, whose result the concurrency LP then
-weighs against whole copies and 2-stage pipelines. Segments are formed per core and the loadable
+cut by halving steps while that lowers the period; the best candidate is then balanced
+(:func:`_balance`: runs of layers move off the busiest device to a device they border while
+that lowers the period, as ``mincut._balance`` does for two devices). Not exhaustive (a chain is
+not every placement, the grid is not every pair, the balance is greedy): a heuristic, whose
+result the concurrency LP then weighs against whole copies and 2-stage pipelines. Segments are formed per core and the loadable
 limit is enforced per core (``assign.enforce_dla_limits``).
 """
 
