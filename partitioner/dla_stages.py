@@ -23,8 +23,8 @@ cut by halving steps while that lowers the period; the best candidate is then ba
 (:func:`_balance`: runs of layers move off the busiest device to a device they border while
 that lowers the period, as ``mincut._balance`` does for two devices). Not exhaustive (a chain is
 not every placement, the grid is not every pair, the balance is greedy): a heuristic, whose
-result the concurrency LP then weighs against whole copies and 2-stage pipelines. Segments are formed per core and the loadable
-limit is enforced per core (``assign.enforce_dla_limits``).
+result the concurrency LP then weighs against whole copies and 2-stage pipelines. Segments are
+formed per core and the loadable limit is enforced per core (``assign.enforce_dla_limits``).
 """
 
 from __future__ import annotations
