@@ -5,8 +5,9 @@ Usage: ``python bench/concurrency.py [--json OUT.json] [--quick]``. Three parts,
 
 1. per model (ResNet-50, YOLOv5s, SSD-MobileNet, UNet-small from ``tandem.zoo``, INT8, batch 1)
    and target (AGX Orin MAXN / 30W / 15W, AGX Xavier MAXN): frames/s of the GPU alone, GPU + one
-   DLA, GPU + both DLAs (any mix of whole copies and GPU+DLA pipelines the LP picks), and the
-   best single pipeline lane alone;
+   DLA, GPU + both DLAs (any mix of whole copies, GPU+DLA pipelines and the 3-stage
+   GPU/DLA0/DLA1 pipeline the LP picks), the same without the 3-stage lane, the best 2-stage
+   pipeline lane alone and the 3-stage lane alone;
 2. 2- and 3-model mixes on AGX Orin MAXN: the joint placement against every model on its best
    single device (the exact whole-assignment baseline), equal frame counts (makespan);
 3. the published combined figures of ``dla_sim/data/concurrency.yaml`` (NVIDIA's MLPerf Orin
@@ -39,7 +40,7 @@ from partitioner.concurrency import (
 from partitioner.policy import default_policy
 from tandem.zoo import build_model
 from targets.build import place_for, resolve_target
-from targets.concurrency import candidate_lanes, slowdown_for
+from targets.concurrency import THREE_STAGE, candidate_lanes, slowdown_for
 from targets.request import BuildRequest
 
 DATA = Path(__file__).resolve().parents[1] / "dla_sim" / "data" / "concurrency.yaml"
@@ -83,14 +84,17 @@ def per_model(folder: Path, models: tuple[str, ...], targets: tuple[tuple[str, s
             lanes = [c.lane for c in candidate_lanes(request, name)]
             slow = slowdown_for(request)
             one = [lane for lane in lanes if set(lane.devices) <= {"gpu", "dla0"}]
-            pipes = [lane for lane in lanes if lane.kind == "pipeline"]
+            three = [lane for lane in lanes if lane.name == THREE_STAGE]
+            pipes = [lane for lane in lanes if lane.kind == "pipeline" and lane not in three]
             best = schedule(lanes, [Demand(name)], slow)
             rows.append({
                 "model": name, "target": target, "power_mode": mode,
                 "gpu_only": fps([lane for lane in lanes if lane.name == "gpu"], name, slow),
                 "gpu_1dla": fps(one, name, slow),
                 "gpu_2dla": best.rates[name],
+                "gpu_2dla_without_3stage": fps([x for x in lanes if x not in three], name, slow),
                 "best_pipeline": max((fps([p], name, slow) for p in pipes), default=0.0),
+                "three_stage": fps(three, name, slow),
                 "lanes": {u.lane.name: round(u.rate, 1) for u in best.uses if u.rate > 1e-6},
             })  # fmt: skip
             print_row(rows[-1])
@@ -102,7 +106,9 @@ def print_row(r: dict[str, Any]) -> None:
     print(
         f"{r['model']:<14} {r['target']:<14} {r['power_mode']:<5} GPU {r['gpu_only']:8.1f}  "
         f"+1 DLA {r['gpu_1dla']:8.1f}  +2 DLA {r['gpu_2dla']:8.1f} ({gain:+.0%})  "
-        f"pipeline {r['best_pipeline'] or float('nan'):8.1f}  lanes {r['lanes']}",
+        f"(without 3-stage {r['gpu_2dla_without_3stage']:8.1f})  "
+        f"pipeline {r['best_pipeline'] or float('nan'):8.1f}  "
+        f"3-stage {r['three_stage'] or float('nan'):8.1f}  lanes {r['lanes']}",
         flush=True,
     )
 

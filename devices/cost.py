@@ -281,9 +281,14 @@ def transition_seconds(
     """Cost of handing a tensor of ``tensor_bytes`` from device kind ``src`` to ``dst``.
 
     reformat (a GPU kernel reading and writing the tensor between GPU and DLA layouts) +
-    transfer (0: one shared DRAM) + per-switch overhead. Same kind on both sides: 0.
+    transfer (0: one shared DRAM) + per-switch overhead. Same kind on both sides: 0, except
+    two DLA cores (``dla0`` -> ``dla1``): the tensor stays in the DLA's layout in DRAM, so no
+    reformat, but the next core's task waits for this one's (the switch overhead's submission
+    and synchronisation).
     """
     kinds = {_kind(src), _kind(dst)}
+    if kinds == {"dla"} and src != dst and "dla" not in (src, dst):  # two named cores
+        return SWITCH_OVERHEAD_SECONDS
     if len(kinds) == 1:
         return 0.0
     if "cpu" in kinds:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.hardware import TargetSpec
 from devices.io import write_atomic
 from devices.plan_header import (
     BLOB_DTYPES,
@@ -375,6 +376,21 @@ def decode_plan(
                 raise PlanError(f"{where}: blob {name!r}: {err}; rebuild it") from None
         blobs[name] = blob
     return Plan(header=header, blobs=blobs, _record=record)
+
+
+def check_devices(plan: Plan, target: TargetSpec, where: str | None = None) -> None:
+    """Refuse (one line) a plan with a segment on a DLA core ``target`` lacks: a 3-stage
+    pipeline's ``dla1`` stage on a board with one DLA core (or a DLA segment without a DLA)."""
+    cores = target.dla_devices
+    missing = [core for core in plan.record.dla_cores if core not in cores]
+    if missing:
+        seg = next(s for s in plan.record.segments if s.device == missing[0])
+        has = f"{len(cores)} DLA core(s) ({', '.join(cores)})" if cores else "no DLA"
+        raise PlanError(
+            f"{where or plan.path or 'the plan'}: segment {seg.name!r} runs on {seg.device} "
+            f"but target {target.name!r} has {has}; plan it for this target "
+            f"(`tandem build` / `tandem plan-group` --target {target.name})"
+        )
 
 
 def checked_header(header: Any, where: str, advice: str) -> PlanHeader:

@@ -311,6 +311,11 @@ class PlanHeader:
         return sum(lane.rate_fps for lane in self.lanes)
 
     @property
+    def dla_cores(self) -> list[str]:
+        """The DLA cores the segments run on (``dla0``, ``dla1``; both for a 3-stage lane)."""
+        return sorted({seg.device for seg in self.segments if seg.device.startswith("dla")})
+
+    @property
     def input_names(self) -> list[str]:
         return [b.name for b in self.inputs]
 

@@ -10,7 +10,9 @@ The entry point is :func:`partition`. It runs in three named steps:
    ``max_dla_subgraphs`` move to the GPU, each with a reason; then the final segments.
 
 Capabilities come as ``{"gpu": cap, "dla": cap, "cpu": cap}``; ``dla`` and ``cpu`` may be absent.
-One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does.
+One model uses one DLA core (``policy.dla_core``), as a TensorRT engine does; with
+``policy.dla_stages`` 2 (a concurrent plan's 3-stage lane) ``partitioner.dla_stages`` then cuts
+the placement into a GPU, a DLA0 and a DLA1 stage, and the limits hold per core.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from partitioner.segments import (
 )
 
 Capabilities = Mapping[str, DeviceCapability]
+#: segments, their formation's debug lines, and each layer's precision
+Formed = tuple[list[Segment], list[str], dict[str, Precision]]
 
 # Wider precisions first: a GPU without an INT8 kernel for a layer runs it in FP16, then FP32.
 _GPU_PRECISION_ORDER: dict[str, tuple[Precision, ...]] = {
@@ -82,7 +86,12 @@ def partition(
             "its devices (a power mode without a budget, or a DLA without published perf/W) "
             "— choose objective latency or throughput, or a power mode with a budget"
         )
-    return place_cost(facts, tc, trt)
+    cost = place_cost(facts, tc, trt)
+    if policy.dla_stages == 2 and facts.dla is not None:
+        from partitioner.dla_stages import split_cores  # it builds on this module's steps
+
+        return split_cores(facts, tc, trt, cost)
+    return cost
 
 
 def _adapt_transition_cost(fn: Callable[..., float] | None) -> TransitionCost | None:
@@ -116,6 +125,8 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
     pins = resolve_pins(policy, order)
     dla_cap = caps.get("dla")
     dla = policy.dla_device if dla_cap is not None else None
+    # the other core of a 3-stage pipeline: the cores are identical, one capability prices both
+    second = policy.second_dla_device if dla is not None and policy.dla_stages == 2 else None
     layers: dict[str, LayerFacts] = {}
     for position, node in enumerate(order):
         device_pin = pins.device.get(node.name)
@@ -139,6 +150,7 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         for device, kind, p in (
             ("gpu", "gpu", facts.gpu_precision),
             (dla, "dla", facts.dla_precision),
+            (second, "dla", facts.dla_precision),
             ("cpu", "cpu", facts.cpu_precision),
         ):
             if device is not None and p is not None:
@@ -353,7 +365,7 @@ def enforce_dla_limits(
                 return True
         return False
 
-    def segment() -> tuple[list[Segment], list[str], dict[str, Precision]]:
+    def segment() -> Formed:
         precisions = {n: a.precision_on(n, d) for n, d in devices.items()}
         return (*form_segments(a.graph, devices, precisions, a.topo), precisions)
 
@@ -363,7 +375,7 @@ def enforce_dla_limits(
         short = [
             s
             for s in segments
-            if s.device == a.dla
+            if s.device.startswith("dla")
             and len(s.nodes) < minimum
             and not any(a.layers[n].pin_device for n in s.nodes)
             and not stuck(s)
@@ -378,7 +390,50 @@ def enforce_dla_limits(
                 )
         if short:
             segments, seg_debug, precisions = segment()
-    dla_segments = [s for s in segments if s.device == a.dla]
+    for core in sorted({s.device for s in segments if s.device.startswith("dla")}):
+        segments, seg_debug, precisions = _limit_core(
+            a,
+            core,
+            (segments, seg_debug, precisions),
+            devices,
+            reasons,
+            warnings,
+            stuck,
+            segment,
+            drop_order,
+        )
+    assignments = {
+        n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
+    }
+    cores = sorted({d for d in devices.values() if d.startswith("dla") and d != a.dla})
+    known = [a.io_device] + ([a.dla] if a.dla else []) + cores
+    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown, a.watts)
+    return Partition(
+        assignments,
+        segments,
+        warnings,
+        prediction,
+        strategy,
+        policy.objective,
+        debug + seg_debug,
+    )
+
+
+def _limit_core(
+    a: Analysis,
+    core: str,
+    formed: Formed,
+    devices: dict[str, str],
+    reasons: dict[str, str],
+    warnings: list[str],
+    stuck: Callable[[Segment], bool],
+    segment: Callable[[], Formed],
+    drop_order: Callable[[list[Segment]], list[Segment]] | None,
+) -> Formed:
+    """The loadable limit of one DLA core (each core holds its own loadables)."""
+    policy = a.policy
+    segments = formed[0]
+    dla_segments = [s for s in segments if s.device == core]
     limit = a.dla_limit
     if limit is not None and len(dla_segments) > limit:
         ranked = drop_order(dla_segments) if drop_order else dla_segments[::-1]
@@ -388,7 +443,7 @@ def enforce_dla_limits(
             kept = [s for s in dla_segments if stuck(s)]
             raise PartitionError(
                 f"the DLA loadable limit {limit} (max_dla_subgraphs in {policy.source}) is "
-                f"exceeded on {a.dla}: {len(kept)} DLA segments hold layers that cannot fall "
+                f"exceeded on {core}: {len(kept)} DLA segments hold layers that cannot fall "
                 "back to the GPU: "
                 + ", ".join(f"{s.name} [{_short_list(s.nodes)}]" for s in kept)
                 + " — set gpu_fallback: true, raise max_dla_subgraphs, or pin layers to gpu"
@@ -401,29 +456,16 @@ def enforce_dla_limits(
                 devices[n] = "gpu"
                 reasons[n] = _gpu_reason(
                     a.layers[n],
-                    f"DLA loadable limit {limit} reached on {a.dla} "
+                    f"DLA loadable limit {limit} reached on {core} "
                     f"(segment {index[s.name]} of {len(dla_segments)})",
                 )
         shown = ", ".join(f"segment {index[s.name]} [{_short_list(s.nodes)}]" for s in dropped)
         warnings.append(
             f"DLA loadable limit {limit} (max_dla_subgraphs in {policy.source}) reached on "
-            f"{a.dla}: {len(dropped)} of {len(dla_segments)} DLA segments switched to GPU: {shown}"
+            f"{core}: {len(dropped)} of {len(dla_segments)} DLA segments switched to GPU: {shown}"
         )
-        segments, seg_debug, precisions = segment()
-    assignments = {
-        n.name: Assignment(devices[n.name], precisions[n.name], reasons[n.name]) for n in a.order
-    }
-    known = [a.io_device] + ([a.dla] if a.dla else [])
-    prediction = predict(a.graph, devices, a.cost, tc, a.io_device, known, a.slowdown, a.watts)
-    return Partition(
-        assignments,
-        segments,
-        warnings,
-        prediction,
-        strategy,
-        policy.objective,
-        debug + seg_debug,
-    )
+        return segment()
+    return formed
 
 
 def _short_list(names: Sequence[str], limit: int = 6) -> str:

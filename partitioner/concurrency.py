@@ -53,6 +53,7 @@ class Lane:
     loads: Mapping[str, float]
     latency: float  # one frame alone, serially (seconds)
     kind: str = "single"  # "single": one device (+ its GPU fallback); "pipeline": stages
+    note: str = ""  # how its placement was found, shown in its reason when used
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -358,6 +359,12 @@ def _reason(
             if lane.kind == "pipeline"
             else "a whole copy"
         )
+        if lane.kind == "pipeline" and len(lane.devices) > 2:
+            shape = (
+                f"{len(lane.devices)}-stage pipeline over {', '.join(lane.devices)}"
+                + (f" ({lane.note})" if lane.note else "")
+                + ": its stages work on consecutive frames"
+            )
         return (
             f"{rate:.1f} frames/s ({share:.0%} of {lane.model}'s frames), {shape}; "
             f"{_per_frame(lane, factors)}"

@@ -484,8 +484,8 @@ def _balance(
         for s in segments:
             if s.device != src:
                 continue
-            for run in _free_runs(s.nodes, fixed):
-                if (run, dst) in tried or (full and not _touches(a, devices, run, dst)):
+            for run in free_runs(s.nodes, fixed):
+                if (run, dst) in tried or (full and not touches(a, devices, run, dst)):
                     continue
                 d_gpu, d_dla, d_copy = move_effect(a, devices, run, dst, tc)
                 loads = {"gpu": gpu + d_gpu + d_copy, dla: busy + d_dla, "cpu": cpu}
@@ -506,7 +506,7 @@ def _balance(
     return devices
 
 
-def _touches(a: Analysis, devices: Mapping[str, str], run: Sequence[str], device: str) -> bool:
+def touches(a: Analysis, devices: Mapping[str, str], run: Sequence[str], device: str) -> bool:
     graph = a.graph
     for name in (run[0], run[-1]):
         node = a.layers[name].node
@@ -517,7 +517,7 @@ def _touches(a: Analysis, devices: Mapping[str, str], run: Sequence[str], device
     return False
 
 
-def _free_runs(nodes: Sequence[str], fixed: Mapping[str, str]) -> list[tuple[str, ...]]:
+def free_runs(nodes: Sequence[str], fixed: Mapping[str, str]) -> list[tuple[str, ...]]:
     """Maximal stretches of movable layers, with their halving prefixes and suffixes (so a long
     segment can give part of its work to the other device)."""
     runs: list[list[str]] = [[]]

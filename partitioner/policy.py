@@ -176,6 +176,10 @@ class Policy:
     #: ``dla_core: any``: a concurrent plan (targets.concurrency) may use every DLA core; a
     #: single-engine build uses ``dla_core`` (0)
     dla_any: bool = False
+    #: 2: the DLA layers are cut into a stage on ``dla_core`` and one on the other core, a
+    #: GPU/DLA0/DLA1 pipeline (``partitioner.dla_stages``). Set by the concurrency planner for
+    #: its 3-stage lane, not a policy-file key; 1: one core, as a TensorRT engine
+    dla_stages: int = 1
 
     @property
     def dla_device(self) -> str:
@@ -183,7 +187,11 @@ class Policy:
         return f"dla{self.dla_core}"
 
     def with_overrides(self, **changes: Any) -> Policy:
-        """A copy with some top-level fields changed (CLI flags such as ``--int8``), validated."""
+        """A copy with some top-level fields changed (CLI flags such as ``--int8``), validated;
+        ``dla_stages`` (1 or 2, not a file key) may be changed too."""
+        stages = changes.pop("dla_stages", self.dla_stages)
+        if stages not in (1, 2):
+            raise ConfigError(f"{self.source}: dla_stages must be 1 or 2, got {stages!r}")
         data: dict[str, Any] = {k: getattr(self, k) for k in TOP_KEYS if k != "rules"}
         data.update(changes)
         unknown = sorted(set(data) - set(TOP_KEYS))
@@ -191,7 +199,12 @@ class Policy:
             raise ConfigError(f"{self.source}: unknown policy field '{unknown[0]}'")
         checked = Policy.from_dict(data, source=self.source)
         dla_any = checked.dla_any or (self.dla_any and "dla_core" not in changes)
-        return replace(checked, rules=self.rules, dla_any=dla_any)
+        return replace(checked, rules=self.rules, dla_any=dla_any, dla_stages=stages)
+
+    @property
+    def second_dla_device(self) -> str:
+        """The other core of a 2-core DLA (``dla_stages: 2``'s second stage)."""
+        return f"dla{1 - self.dla_core}"
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Policy:

@@ -22,7 +22,8 @@ from partitioner.capability import Precision
 from partitioner.ir import Constant, Graph, Node, Tensor
 
 # ``transition_cost(tensor, src, dst) -> seconds`` for moving ``tensor`` from device kind ``src``
-# to ``dst`` (``"gpu"``, ``"dla"``, ``"cpu"``): reformat + transfer + per-switch overhead.
+# to ``dst`` (``"gpu"``, ``"dla"``, ``"cpu"``): reformat + transfer + per-switch overhead; between
+# two DLA cores it gets the device names (``"dla0"``, ``"dla1"``: see :func:`handoff`).
 TransitionCost = Callable[[Tensor, str, str], float]
 
 # ``slowdown(device, others) -> factor``: how much longer ``device``'s work takes while each device
@@ -349,7 +350,15 @@ def copy_cost(
     dsts = {device(c.name) for c in t.consumers}
     if t.name in outputs:
         dsts.add(IO_DEVICE)
-    return sum(tc(t, device_kind(src), device_kind(d)) for d in dsts - {src})
+    return sum(handoff(tc, t, src, d) for d in dsts - {src})
+
+
+def handoff(tc: TransitionCost, t: Tensor, src: str, dst: str) -> float:
+    """``tc`` for moving ``t`` from device ``src`` to ``dst`` (``src != dst``): called with the
+    device kinds, except between two DLA cores (``dla0`` -> ``dla1``, a 3-stage pipeline), where
+    the kinds are equal and the device names tell the cost model it is a core-to-core handoff."""
+    a, b = device_kind(src), device_kind(dst)
+    return tc(t, src, dst) if a == b == "dla" else tc(t, a, b)
 
 
 def transfers(
@@ -400,7 +409,7 @@ def predict(
     moves = transfers(graph, devices, io_device)
     transfer = 0.0
     if transition_cost is not None:
-        transfer = sum(transition_cost(t, device_kind(s), device_kind(d)) for t, s, d in moves)
+        transfer = sum(handoff(transition_cost, t, s, d) for t, s, d in moves)
     total = sum(busy.values()) + transfer
     loads = dict(busy)
     loads[io_device] = loads.get(io_device, 0.0) + transfer

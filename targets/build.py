@@ -30,7 +30,7 @@ from dla_sim.latency import predict_loadable
 from partitioner.assign import partition
 from partitioner.bindings import describe_dynamic, resolve_bindings, unbound_hint
 from partitioner.capability import DeviceCapability
-from partitioner.errors import ShapeError, TandemError
+from partitioner.errors import ConfigError, ShapeError, TandemError
 from partitioner.ir import Graph, Tensor
 from partitioner.onnx_import import import_onnx
 from partitioner.passes import HOST_SHAPE, has_qdq, simplify, strip_qdq
@@ -274,6 +274,12 @@ def place(
     if target.dla is None and policy.default_device == "dla":
         # No DLA on this board: everything runs on the GPU, and the reasons say so.
         policy = policy.with_overrides(default_device="gpu")
+    cores = target.dla.cores if target.dla else 0
+    if policy.dla_stages == 2 and cores < 2:
+        raise ConfigError(
+            f"target '{target.name}' has {cores} DLA core(s): a pipeline with a stage on each "
+            "of two DLA cores (dla_stages 2) cannot run there; plan it for a target with two"
+        )
     opt_graph = opt_shapes(graph, profiles)
     capabilities = capabilities_for(target, policy.dla_core, shapes=opt_graph)
     # a host without a GPU has no "gpu" capability: the partitioner places on its CPU then

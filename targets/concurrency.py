@@ -24,8 +24,10 @@ from partitioner.concurrency import (
     Lane,
     Schedule,
     best_whole_assignment,
+    group_throughput,
     schedule,
 )
+from partitioner.dla_stages import summary
 from partitioner.errors import ConfigError
 from partitioner.policy import Policy
 from partitioner.yaml_reader import is_number, read_yaml, reject_unknown, require
@@ -58,8 +60,13 @@ class GroupPlan:
         return next(c.policy for c in self.choices if c.lane == lane)
 
 
+#: the 3-stage lane: GPU, DLA0 and DLA1 each run a stage (``partitioner.dla_stages``)
+THREE_STAGE = "gpu+dla0+dla1"
+
+
 def lane_policies(policy: Policy, cores: int) -> list[tuple[str, str, Policy]]:
-    """(name, kind, policy) of every candidate lane for a target with ``cores`` DLA cores."""
+    """(name, kind, policy) of every candidate lane for a target with ``cores`` DLA cores;
+    with ``dla_core: any`` and two cores, also the 3-stage GPU -> DLA0 -> DLA1 pipeline."""
     out = [("gpu", "single", policy.with_overrides(default_device="gpu", partition="trt"))]
     chosen = range(cores) if policy.dla_any else [policy.dla_core] if cores else []
     for core in chosen:
@@ -72,6 +79,12 @@ def lane_policies(policy: Policy, cores: int) -> list[tuple[str, str, Policy]]:
                 dla.with_overrides(partition="cost", objective="throughput"),
             )
         )
+    if policy.dla_any and cores >= 2:
+        split = policy.with_overrides(
+            default_device="dla", dla_core=0, gpu_fallback=True, partition="cost",
+            objective="throughput", dla_stages=2,
+        )  # fmt: skip
+        out.append((THREE_STAGE, "pipeline", split))
     return out
 
 
@@ -90,6 +103,8 @@ def candidate_lanes(request: BuildRequest, model: str) -> list[LaneChoice]:
         lane = _lane(model, name, kind, placement)
         if kind == "pipeline" and len(lane.devices) < 2:
             continue
+        if name == THREE_STAGE and not {"dla0", "dla1"} <= set(lane.devices):
+            continue  # no DLA layers to split over two cores
         out.append(LaneChoice(lane, policy))
     return out
 
@@ -100,7 +115,8 @@ def _lane(model: str, name: str, kind: str, placement: Placement) -> Lane:
     # boundary reformats run on the GPU (segments.predict charges them to the I/O device)
     if predicted.transfer > 0:
         loads["gpu"] = loads.get("gpu", 0.0) + predicted.transfer
-    return Lane(model, name, loads, predicted.total, kind)
+    # a 3-stage lane's stage order and cuts (partitioner.dla_stages), shown in its reason
+    return Lane(model, name, loads, predicted.total, kind, summary(placement.partition))
 
 
 def slowdown_for(request: BuildRequest) -> Any:
@@ -123,6 +139,18 @@ def plan_group(
     lanes = [c.lane for c in choices]
     sched = schedule(lanes, demands, slow)
     base, base_lanes = best_whole_assignment(lanes, demands, slow)
+    others = [lane for lane in lanes if lane.name != THREE_STAGE]
+    if len(others) < len(lanes) and {o.model for o in others} == {d.model for d in demands}:
+        # what the 3-stage lanes change: the same LP without them
+        with_it = group_throughput(sched, demands)
+        without = group_throughput(schedule(others, demands, slow), demands)
+        used = any(u.lane.name == THREE_STAGE for d in demands for u in sched.lanes_of(d.model))
+        gain = f"{with_it / without - 1:+.1%}; " if without > 0 else ""
+        sched.notes.append(
+            f"3-stage lane(s) {'used' if used else 'unused'}: the schedule reaches "
+            f"{with_it:.4g} with them and {without:.4g} without them "
+            f"({gain}frames/s per unit of each model's demand)"
+        )
     return GroupPlan(sched, base, base_lanes, choices, list(demands), dict(requests))
 
 

@@ -27,10 +27,11 @@ from typing import Any
 
 from devices.concurrent_bench import check_group, group_plan_paths
 from devices.io import write_atomic
-from devices.plan import Plan, file_sha256, read_plan
+from devices.plan import Plan, check_devices, file_sha256, read_plan
 from devices.timesource import MEASURED_BACKENDS
 from partitioner.errors import InputError, TandemError
 from partitioner.tables import table
+from targets.catalog import list_targets, load_target
 from targets.inventory import Board
 from targets.ssh import BoardConnection, BoardError, Timeouts, TransientError
 
@@ -110,6 +111,8 @@ def check_target(plan_path: str | Path, board: Board) -> Plan:
             f"{board.name} ({board.source}) is {board.target!r}; nothing was uploaded. Rebuild "
             f"it with `tandem build MODEL.onnx --target {board.target}`"
         )
+    if board.target in list_targets():  # a catalog board: its DLA cores are known
+        check_devices(plan, load_target(board.target), str(plan_path))
     return plan
 
 

@@ -155,6 +155,14 @@ def inspect_plan(args: argparse.Namespace) -> int:
     h = plan.record
     blob_bytes = {name: len(b.data) for name, b in plan.blobs.items()}
     backends = {s.name: board_backend(s) for s in h.segments}
+    # a segment's blobs are "<segment>/..."; in a concurrent plan "<lane>/<segment>/..."
+    # for segment "<lane>.<segment>" (targets.concurrency.merge_lanes)
+    seg_bytes = {
+        s.name: sum(
+            v for k, v in blob_bytes.items() if k.startswith(s.name.replace(".", "/", 1) + "/")
+        )
+        for s in h.segments
+    }
     backend_of = {name: backends[s.name] for s in h.segments for name in s.layers}
     if args.json:
         stored = plan.header  # the sections --json shows as the plan file stores them
@@ -167,7 +175,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "layers": s.layers,
                 "inputs": s.inputs,
                 "outputs": s.outputs,
-                "bytes": sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")),
+                "bytes": seg_bytes[s.name],
             }
             for s in h.segments
         ]
@@ -193,6 +201,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "predicted_at": h.predicted_at,
                 "profiles": stored["profiles"],
                 "plugins": stored.get("plugins", []),
+                "lanes": stored.get("lanes", []),
                 "file_bytes": plan.path.stat().st_size if plan.path else None,
             }
         )
@@ -221,7 +230,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 backends[s.name],
                 s.precision or "mixed",
                 len(s.layers),
-                human(sum(v for k, v in blob_bytes.items() if k.startswith(s.name + "/")), "B"),
+                human(seg_bytes[s.name], "B"),
             )
             for s in h.segments
         ],
@@ -229,6 +238,10 @@ def inspect_plan(args: argparse.Namespace) -> int:
     )
     if not args.verbose:
         print(f"({len(h.layers)} layers; --verbose lists each with its device and reason)")
+    if h.lanes:  # a concurrent plan (docs/concurrency.md): its lanes run at once
+        print(f"\n{len(h.lanes)} concurrent lane(s), {h.lanes_fps:.1f} frames/s planned:")
+        for lane in h.lanes:
+            print(f"  {lane.name} [{', '.join(lane.segments)}]: {lane.reason}")
     cpu = [r.name for r in h.layers if r.device == "cpu"]
     if cpu:
         print(f"\n{len(cpu)} layer(s) run on the board's CPU (numpy reference): "
@@ -245,7 +258,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
         layers = ", ".join(plugin.layers)
         print(f"needs plugin {plugin.key} version {plugin.version} ({layers})")
     pred = h.predicted_ms
-    if pred:
+    if pred and not h.lanes:  # a concurrent plan's figure is its lanes' rate (above)
         parts = ", ".join(f"{k} {v:.3f} ms" for k, v in pred.items() if k != "total")
         foretold = predicted_source(h.target, h.power_mode)
         print(f"\n{foretold}: {pred.get('total', 0):.3f} ms end to end ({parts}; cost model)")
