@@ -53,7 +53,7 @@ BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 GPU_LAUNCH_SECONDS = 5e-6
 # Per-kernel cost of a Jetson GPU's layers (launch, the drain/fill between dependent kernels,
 # the per-kernel host work of the SoC's CPU), per arch; GPU_LAUNCH_SECONDS elsewhere. fit (jointly
-# with TC_SUSTAINED and GROUPED_CONV_EFFICIENCY, see there); the batch-1 rows set it: Orin 5 us
+# with TC_SUSTAINED, see there); the batch-1 rows set it: Orin 5 us
 # (= the H100 launch figure), Xavier 13 us (its Carmel CPU and Volta front end are slower).
 GPU_KERNEL_SECONDS = {"sm_72": 13e-6, "sm_87": 5e-6}
 # Fractions of peak a hand-written kernel reaches. Tensor-core implicit GEMM with mma.sync stays
@@ -63,17 +63,21 @@ TENSOR_EFFICIENCY = 0.5
 SIMT_EFFICIENCY = 0.7
 MEMORY_EFFICIENCY = 0.8
 # The fraction of the SM's MMA peak a well-fed tile sustains (issue, pipeline fill, epilogue).
-# fit, per arch with GPU_KERNEL_SECONDS and GROUPED_CONV_EFFICIENCY, minimising the squared log
-# error of devices/data/gpu_published.yaml's fit rows (bench/gpu_latency.py prints every row):
+# fit, per arch with GPU_KERNEL_SECONDS and the grouped-conv fractions below, minimising the
+# squared log error of devices/data/gpu_published.yaml's fit rows (bench/gpu_latency.py):
 # sm_87 (Orin) on orin-rn50-ss, orin-retinanet-offline, orinnx-rn50-offline; sm_72 (Xavier) on
 # xavier-ssdmn-ss, xavier-ssdrn34-offline, xaviernx-ssdmn-offline, xaviernx-ssdrn34-offline.
 # Both arches came out at 0.64 (grid step 0.02): the figures ask for no per-arch fraction.
 TC_SUSTAINED = {"sm_72": 0.64, "sm_87": 0.64}
-# Grouped and depthwise INT8 convolutions on the CUDA cores reach this fraction of their roofline
-# (few channels per group: no dp4a reduction, strided gathers, little reuse), per arch. fit with
-# TC_SUSTAINED: sm_87 0.11 (set by orin-retinanet-offline, ResNeXt-50's 32 groups of 4 channels),
-# sm_72 0.35 (by xaviernx-ssdmn-offline, SSD-MobileNet's depthwise); none on other arches.
-GROUPED_CONV_EFFICIENCY = {"sm_72": 0.35, "sm_87": 0.11}
+# INT8 depthwise and grouped convolutions on the CUDA cores reach these fractions of their
+# roofline (few channels per group: no dp4a reduction, strided gathers, little reuse). fit with
+# TC_SUSTAINED: depthwise (one channel per group) 0.35, set by xaviernx-ssdmn-offline
+# (SSD-MobileNet); grouped (several channels per group) 0.11, set by orin-retinanet-offline
+# (ResNeXt-50's 32 groups of 4 channels). Each is fitted on one arch and used on every arch:
+# no figure has the other kind on the other arch (orin-ssdmn-offline, added after the fit,
+# checks the depthwise one on Orin).
+DEPTHWISE_CONV_EFFICIENCY = 0.35
+GROUPED_CONV_EFFICIENCY = 0.11
 # CTA tiles (output rows x columns) of the implicit-GEMM kernels a builder picks among (CUTLASS's
 # Ampere/Volta tensor-op conv and GEMM configurations span 256x128 .. 32x32); each layer is
 # priced with the tile that finishes first, as TensorRT's tactic timing picks the fastest kernel.
@@ -218,7 +222,11 @@ def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSp
         # depthwise conv reduces over few channels per group, so it runs at the scalar rate
         peak = gpu.peak_ops_per_s("fp32", mode, tensor=False)
         roofline = max(work.flops / (peak * SIMT_EFFICIENCY), memory)
-        return launch + roofline / GROUPED_CONV_EFFICIENCY.get(gpu.arch, 1.0)
+        weight = node.input(1)
+        depthwise = weight is not None and bool(weight.shape) and weight.shape[1] == 1
+        return launch + roofline / (
+            DEPTHWISE_CONV_EFFICIENCY if depthwise else GROUPED_CONV_EFFICIENCY
+        )
     peak = gpu.peak_ops_per_s(precision, mode, tensor=False)  # type: ignore[arg-type]
     return launch + max(work.flops / (peak * SIMT_EFFICIENCY), memory)
 

@@ -7,8 +7,8 @@ import pytest
 
 from devices.capability import DlaCapability, GpuCapability
 from devices.cost import (
+    DEPTHWISE_CONV_EFFICIENCY,
     GPU_LAUNCH_SECONDS,
-    GROUPED_CONV_EFFICIENCY,
     L2_BYTES_PER_CLOCK_PER_SM,
     MEMORY_EFFICIENCY,
     REFORMAT_EFFICIENCY,
@@ -87,13 +87,13 @@ def test_gpu_batching_fills_the_sms():
 
 def test_int8_grouped_conv_runs_at_the_scalar_rate():
     # Depthwise 3x3 on 256x56x56 INT8, AGX Orin MAXN: no dp4a (one channel per group), so the
-    # CUDA cores' FP32 rate, at GROUPED_CONV_EFFICIENCY of the roofline.
+    # CUDA cores' FP32 rate, at DEPTHWISE_CONV_EFFICIENCY of the roofline.
     t = load_target("orin-agx-64gb")
     g = conv_graph(c=256, k=256, group=256)
     nbytes = 256 * 56 * 56 * 2 + 256 * 9
     memory = nbytes / (2 * 3199e6 * 32 * MEMORY_EFFICIENCY)
     compute = 2 * 256 * 56 * 56 * 9 / (16 * 1300.5e6 * 256 * 0.7)
-    roofline = max(compute, memory) / GROUPED_CONV_EFFICIENCY["sm_87"]
+    roofline = max(compute, memory) / DEPTHWISE_CONV_EFFICIENCY
     got = gpu_layer_seconds(g.node("conv"), g, "int8", t)
     assert got == pytest.approx(gpu_kernel_seconds("sm_87") + roofline, rel=1e-9)
 
