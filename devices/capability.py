@@ -26,6 +26,7 @@ from devices.cost import (
     concurrent_slowdown,
     cpu_layer_seconds,
     dla_layer_seconds,
+    fusion_anchor,
     gpu_layer_seconds,
 )
 from devices.cpu import supported_ops
@@ -179,7 +180,9 @@ class GpuCapability(_TableCapability):
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
         if node.meta.get(HOST_SHAPE):
             return 0.0  # a few integers, computed on the host (see host_values)
-        return gpu_layer_seconds(node, graph, self.runs_as(node, graph, precision), self.target)
+        # a layer fused into a kernel's epilogue moves its operands at that kernel's precision
+        kernel = fusion_anchor(node, graph) or node
+        return gpu_layer_seconds(node, graph, self.runs_as(kernel, graph, precision), self.target)
 
 
 class DlaCapability(_TableCapability):

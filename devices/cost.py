@@ -3,7 +3,15 @@
 GPU: a roofline per layer from the target's arch (per-SM throughput, ``devices.hardware``), the
 SMs and clock the power mode leaves, and its DRAM bandwidth, plus a per-kernel launch overhead::
 
-    seconds = launch + max(flops / (peak * compute_eff), bytes / (dram * memory_eff))
+    seconds = launch + max(compute, bytes / (dram * memory_eff))
+
+A tensor-core layer's compute is priced as the implicit-GEMM kernel runs it
+(:func:`tensor_core_seconds`): the output GEMM (M = batch x output pixels, N = output channels)
+is cut into CTA tiles, the tiles run in waves of one per SM, and a tile computes at the SM's MMA
+rate times the arch's sustained fraction (``TC_SUSTAINED``) unless the L2 cannot feed its operands
+(small tiles reuse each loaded byte less). Small GEMMs (batch 1, late layers) fill few SMs or pay
+for padded tiles; large ones approach the sustained fraction, which is where batching gains come
+from. Other layers (depthwise, pooling, element-wise) run on the CUDA cores at SIMT_EFFICIENCY.
 
 Layers the GPU kernels fold into a convolution's or a GEMM's epilogue (activation, bias and
 residual Add: ``node.meta["fusion"]``, written by ``partitioner.passes.fusion`` from the very
@@ -45,11 +53,46 @@ BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 # Per-kernel launch overhead: ~5.7 us per cuda.core launch measured on an H100 (gpu.md §4).
 GPU_LAUNCH_SECONDS = 5e-6
+# Per-kernel cost of a Jetson GPU's layers (launch, the drain/fill between dependent kernels,
+# the per-kernel host work of the SoC's CPU), per arch; GPU_LAUNCH_SECONDS elsewhere. fit (jointly
+# with TC_SUSTAINED, see there); the batch-1 rows set it: Orin 5 us
+# (= the H100 launch figure), Xavier 13 us (its Carmel CPU and Volta front end are slower).
+GPU_KERNEL_SECONDS = {"sm_72": 13e-6, "sm_87": 5e-6}
 # Fractions of peak a hand-written kernel reaches. Tensor-core implicit GEMM with mma.sync stays
 # well below peak (gpu.md §2: 35-98% depending on tuning); SIMT and streaming kernels do better.
+# TENSOR_EFFICIENCY is the sustained MMA fraction of an arch without its own TC_SUSTAINED entry.
 TENSOR_EFFICIENCY = 0.5
 SIMT_EFFICIENCY = 0.7
 MEMORY_EFFICIENCY = 0.8
+# The fraction of the SM's MMA peak a well-fed tile sustains (issue, pipeline fill, epilogue).
+# fit, per arch with GPU_KERNEL_SECONDS and the grouped-conv fractions below, minimising the
+# squared log error of devices/data/gpu_published.yaml's fit rows (bench/gpu_latency.py):
+# sm_87 (Orin) on orin-rn50-ss, orin-retinanet-offline, orinnx-rn50-offline; sm_72 (Xavier) on
+# xavier-ssdmn-ss, xavier-ssdrn34-offline, xaviernx-ssdmn-offline, xaviernx-ssdrn34-offline.
+# Both arches came out at 0.64 (grid step 0.02): the figures ask for no per-arch fraction.
+TC_SUSTAINED = {"sm_72": 0.64, "sm_87": 0.64}
+# INT8 depthwise and grouped convolutions on the CUDA cores reach these fractions of their
+# roofline (few channels per group: no dp4a reduction, strided gathers, little reuse). fit with
+# TC_SUSTAINED: depthwise (one channel per group) 0.35, set by xaviernx-ssdmn-offline
+# (SSD-MobileNet); grouped (several channels per group) 0.11, set by orin-retinanet-offline
+# (ResNeXt-50's 32 groups of 4 channels). Each is fitted on one arch and used on every arch:
+# no figure has the other kind on the other arch (orin-ssdmn-offline, added after the fit,
+# checks the depthwise one on Orin).
+DEPTHWISE_CONV_EFFICIENCY = 0.35
+GROUPED_CONV_EFFICIENCY = 0.11
+# CTA tiles (output rows x columns) of the implicit-GEMM kernels a builder picks among (CUTLASS's
+# Ampere/Volta tensor-op conv and GEMM configurations span 256x128 .. 32x32); each layer is
+# priced with the tile that finishes first, as TensorRT's tactic timing picks the fastest kernel.
+GEMM_TILES = ((256, 128), (128, 256), (128, 128), (128, 64), (64, 128), (64, 64), (64, 32),
+              (32, 64), (32, 32))  # fmt: skip
+# L2 -> SM bytes per clock per SM: the operand feed of a tile. A100 reads 5120 B/clk from L2
+# over 108 SMs (47.4) and V100 2048 B/clk over 80 SMs (25.6) (NVIDIA A100 Tensor Core GPU
+# Architecture whitepaper, L2 section); Orin (sm_87) and Xavier (sm_72) are taken at their
+# generation's per-SM figure (UNCONFIRMED for the Tegra parts).
+L2_BYTES_PER_CLOCK_PER_SM = {"sm_72": 25.6, "sm_87": 47.4}
+# K (the reduction) runs in whole MMA k-steps: 32 bytes of each operand (m16n8k32 INT8,
+# m16n8k16 FP16).
+MMA_K_BYTES = 32
 # A GPU<->DLA switch costs a + b * bytes: a least-squares line through HaX-CoNN's split costs at
 # 81.5, 200.7, 301.1 and 752.6 KB (46.3, 48.4, 73.5, 67.2 us; fit rows googlenet-split-110, -67,
 # -10, -38 of published.yaml) gives a = 49.0 us, b = 29.3 us/MB. a is the launch of the reformat
@@ -128,6 +171,19 @@ def fused_into_epilogue(node: Node) -> bool:
     return fusion_role(node) not in (None, "conv", "concat_view")
 
 
+def fusion_anchor(node: Node, graph: Graph) -> Node | None:
+    """The convolution / GEMM whose kernel runs ``node`` as its epilogue (the fusion group's
+    main layer), None for a layer not fused into one. Its precision is the kernel's: an INT8
+    convolution reads a fused residual in INT8 (``gpu_kernels/lowering/int8.py``)."""
+    fusion = node.meta.get("fusion")
+    if not fused_into_epilogue(node) or not isinstance(fusion, dict):
+        return None
+    try:
+        return graph.node(str(fusion.get("group")))
+    except (KeyError, TandemError):
+        return None
+
+
 def fusion_role(node: Node) -> str | None:
     """The role the fusion pass gave ``node`` in its kernel, None when it marked none."""
     fusion = node.meta.get("fusion")
@@ -143,22 +199,106 @@ def gpu_layer_seconds(node: Node, graph: Graph, precision: str, target: TargetSp
         return 0.0
     mode = target.power_mode
     bandwidth = target.dram_bytes_per_s * MEMORY_EFFICIENCY
+    launch = gpu_kernel_seconds(gpu.arch)
     if fusion_role(node) == "scale":
         # a squeeze-and-excitation block's second kernel: one launch that reads the block's
         # input and writes it scaled (its FCs, role se_fc, add their weights' bytes)
         streamed = sum(_numel(t) for t in node.inputs if t is not None) + _numel(node.outputs[0])
-        return GPU_LAUNCH_SECONDS + streamed * BYTES_PER_ELEMENT[precision] / bandwidth
+        return launch + streamed * BYTES_PER_ELEMENT[precision] / bandwidth
     if fused_into_epilogue(node):
         # Only the extra operands are read (the residual of an Add, BN parameters).
         src = node.input(0)
         extra = sum(_numel(t) for t in node.inputs[1:] if t is not None and t is not src)
         return extra * BYTES_PER_ELEMENT[precision] / bandwidth
     work = layer_work(node, precision)
-    if work.tensor_cores:
-        compute = gpu.peak_ops_per_s(precision, mode, tensor=True) * TENSOR_EFFICIENCY  # type: ignore[arg-type]
+    memory = work.bytes / bandwidth
+    shape = gemm_shape(node) if work.tensor_cores else None
+    if shape is not None:
+        return launch + max(tensor_core_seconds(shape, precision, target)[0], memory)
+    if work.tensor_cores:  # shapes unknown: the sustained fraction of the peak
+        sustained = TC_SUSTAINED.get(gpu.arch, TENSOR_EFFICIENCY)
+        peak = gpu.peak_ops_per_s(precision, mode, tensor=True)  # type: ignore[arg-type]
+        return launch + max(work.flops / (peak * sustained), memory)
+    if precision == "int8" and int(node.attrs.get("group", 1)) > 1:
+        # INT8 on CUDA cores is dp4a, a 4-long dot product along the reduction; a grouped /
+        # depthwise conv reduces over few channels per group, so it runs at the scalar rate
+        peak = gpu.peak_ops_per_s("fp32", mode, tensor=False)
+        roofline = max(work.flops / (peak * SIMT_EFFICIENCY), memory)
+        weight = node.input(1)
+        depthwise = weight is not None and bool(weight.shape) and weight.shape[1] == 1
+        return launch + roofline / (
+            DEPTHWISE_CONV_EFFICIENCY if depthwise else GROUPED_CONV_EFFICIENCY
+        )
+    peak = gpu.peak_ops_per_s(precision, mode, tensor=False)  # type: ignore[arg-type]
+    return launch + max(work.flops / (peak * SIMT_EFFICIENCY), memory)
+
+
+def gpu_kernel_seconds(arch: str) -> float:
+    """Fixed seconds per GPU kernel on ``arch`` (:data:`GPU_KERNEL_SECONDS`)."""
+    return GPU_KERNEL_SECONDS.get(arch, GPU_LAUNCH_SECONDS)
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """The implicit GEMM of a conv / GEMM layer: ``groups`` independent (m x k) @ (k x n)."""
+
+    m: int
+    n: int
+    k: int
+    groups: int = 1
+
+
+def gemm_shape(node: Node) -> GemmShape | None:
+    """M (batch x output pixels, or rows), N (output channels per group) and K (reduction)
+    of a Conv / ConvTranspose / Gemm / MatMul with known shapes; None otherwise."""
+    if node.op not in MAIN_LOOP_OPS or not node.outputs:
+        return None
+    flops, shape = layer_flops(node), node.outputs[0].shape
+    out = [d for d in shape or () if isinstance(d, int)]
+    if not flops or not out or len(out) != len(shape or ()):
+        return None
+    groups = int(node.attrs.get("group", 1)) if node.op in ("Conv", "ConvTranspose") else 1
+    if node.op in ("Conv", "ConvTranspose"):
+        if len(out) < 3:
+            return None
+        n = out[1] // groups
+        m = math.prod(out) // out[1]
     else:
-        compute = gpu.peak_ops_per_s(precision, mode, tensor=False) * SIMT_EFFICIENCY  # type: ignore[arg-type]
-    return GPU_LAUNCH_SECONDS + max(work.flops / compute, work.bytes / bandwidth)
+        n = out[-1]
+        m = math.prod(out) // n if n else 0
+    if not (m and n and groups):
+        return None
+    return GemmShape(m, n, max(1, round(flops / (2 * m * n * groups))), groups)
+
+
+def tensor_core_seconds(
+    shape: GemmShape, precision: str, target: TargetSpec
+) -> tuple[float, tuple[int, int], int]:
+    """(seconds, tile, waves) of ``shape`` on the target's tensor cores with the fastest tile.
+
+    Tiles run in waves of one per SM; a tile takes tm x tn x K MACs at the SM's MMA rate times
+    TC_SUSTAINED, or at the rate the L2 feeds its operands (tm + tn) x K bytes when that is
+    lower (:data:`L2_BYTES_PER_CLOCK_PER_SM`). K is rounded up to whole MMA k-steps."""
+    gpu = target.gpu
+    assert gpu is not None
+    mode = target.power_mode
+    sms, clock = gpu.sms(mode), float(gpu.clock_hz[mode])
+    bpe = BYTES_PER_ELEMENT[precision]
+    macs_per_clock = gpu.throughput.ops_per_clock(precision, tensor=True) / 2  # type: ignore[arg-type]
+    sustained = macs_per_clock * TC_SUSTAINED.get(gpu.arch, TENSOR_EFFICIENCY)
+    feed = L2_BYTES_PER_CLOCK_PER_SM.get(gpu.arch)
+    step = max(1, MMA_K_BYTES // bpe)
+    k = math.ceil(shape.k / step) * step
+    best: tuple[float, tuple[int, int], int] | None = None
+    for tm, tn in GEMM_TILES:
+        tiles = math.ceil(shape.m / tm) * math.ceil(shape.n / tn) * shape.groups
+        waves = math.ceil(tiles / sms)
+        rate = sustained if feed is None else min(sustained, feed * tm * tn / ((tm + tn) * bpe))
+        seconds = waves * tm * tn * k / rate / clock
+        if best is None or seconds < best[0]:
+            best = (seconds, (tm, tn), waves)
+    assert best is not None
+    return best
 
 
 def dla_roofline_seconds(node: Node, graph: Graph, precision: str, target: TargetSpec) -> float:

@@ -7,14 +7,20 @@ import pytest
 
 from devices.capability import DlaCapability, GpuCapability
 from devices.cost import (
+    DEPTHWISE_CONV_EFFICIENCY,
     GPU_LAUNCH_SECONDS,
+    L2_BYTES_PER_CLOCK_PER_SM,
     MEMORY_EFFICIENCY,
     REFORMAT_EFFICIENCY,
     SWITCH_OVERHEAD_SECONDS,
-    TENSOR_EFFICIENCY,
+    TC_SUSTAINED,
+    GemmShape,
     dla_layer_seconds,
     dla_roofline_seconds,
+    gemm_shape,
+    gpu_kernel_seconds,
     gpu_layer_seconds,
+    tensor_core_seconds,
     transition_cost_for,
     transition_seconds,
 )
@@ -44,17 +50,70 @@ def conv_graph(c: int = 64, k: int = 64, hw: int = 56, kernel: int = 3, group: i
 
 
 def test_gpu_roofline_matches_hand_computation():
-    # Orin AGX 64GB at MAXN: 16 SMs x 1300.5 MHz x 2048 FP16 tensor FLOPs/clk/SM; 204.7 GB/s.
+    # Orin AGX 64GB at MAXN: 16 SMs x 1300.5 MHz, 1024 FP16 MACs/clk/SM; 204.7 GB/s. The 3x3
+    # conv 64 -> 64 at 56x56 is a GEMM of M = 3136 output pixels, N = 64, K = 576.
     t = load_target("orin-agx-64gb")
     g = conv_graph()
-    flops = 2 * 56 * 56 * 64 * 64 * 9  # 231,211,008
-    compute = flops / (16 * 1300.5e6 * 2048 * TENSOR_EFFICIENCY)
+    node = g.node("conv")
+    assert gemm_shape(node) == GemmShape(m=3136, n=64, k=576)
+    # A 128x64 tile: 25 tiles, 2 waves on 16 SMs; the L2 feeds 47.4 x 128 x 64 / (192 x 2)
+    # = 1011 MACs/clk, more than the 1024 x TC_SUSTAINED the tile computes at.
+    rate = 1024 * TC_SUSTAINED["sm_87"]
+    assert rate < L2_BYTES_PER_CLOCK_PER_SM["sm_87"] * 128 * 64 / (192 * 2)
+    compute = 2 * 128 * 64 * 576 / rate / 1300.5e6
+    assert tensor_core_seconds(gemm_shape(node), "fp16", t) == (
+        pytest.approx(compute, rel=1e-9), (128, 64), 2)  # fmt: skip
     nbytes = (64 * 56 * 56 * 2) * 2 + 64 * 64 * 9 * 2  # input + output + weights, FP16
     memory = nbytes / (2 * 3199e6 * 32 * MEMORY_EFFICIENCY)
-    expected = GPU_LAUNCH_SECONDS + max(compute, memory)
+    expected = gpu_kernel_seconds("sm_87") + max(compute, memory)
     assert compute > memory  # this layer is compute-bound on Orin
-    assert gpu_layer_seconds(g.node("conv"), g, "fp16", t) == pytest.approx(expected, rel=1e-9)
-    assert expected == pytest.approx(15.85e-6, rel=1e-3)
+    assert gpu_layer_seconds(node, g, "fp16", t) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(16.07e-6, rel=1e-3)
+
+
+def test_gpu_batching_fills_the_sms():
+    """A late ResNet layer (7x7 output, 512 channels, K = 3x3x512) at batch 1 has 8 64x64 tiles
+    for Orin's 16 SMs; smaller tiles fill them but the L2 feeds those more slowly. At batch 64
+    the tiles fill every SM and the layer runs near the sustained fraction of the peak."""
+    t = load_target("orin-agx-64gb")
+    one = tensor_core_seconds(GemmShape(m=49, n=512, k=4608), "int8", t)
+    many = tensor_core_seconds(GemmShape(m=49 * 64, n=512, k=4608), "int8", t)
+    assert one[0] > 1.5 * many[0] / 64
+    peak = t.gpu.peak_ops_per_s("int8", "MAXN") * TC_SUSTAINED["sm_87"]
+    assert 2 * 49 * 64 * 512 * 4608 / many[0] == pytest.approx(peak, rel=0.15)
+    # well below it at batch 1
+    assert 2 * 49 * 512 * 4608 / one[0] < 0.65 * peak
+
+
+def test_int8_grouped_conv_runs_at_the_scalar_rate():
+    # Depthwise 3x3 on 256x56x56 INT8, AGX Orin MAXN: no dp4a (one channel per group), so the
+    # CUDA cores' FP32 rate, at DEPTHWISE_CONV_EFFICIENCY of the roofline.
+    t = load_target("orin-agx-64gb")
+    g = conv_graph(c=256, k=256, group=256)
+    nbytes = 256 * 56 * 56 * 2 + 256 * 9
+    memory = nbytes / (2 * 3199e6 * 32 * MEMORY_EFFICIENCY)
+    compute = 2 * 256 * 56 * 56 * 9 / (16 * 1300.5e6 * 256 * 0.7)
+    roofline = max(compute, memory) / DEPTHWISE_CONV_EFFICIENCY
+    got = gpu_layer_seconds(g.node("conv"), g, "int8", t)
+    assert got == pytest.approx(gpu_kernel_seconds("sm_87") + roofline, rel=1e-9)
+
+
+def test_fused_residual_moves_at_the_kernels_precision():
+    """An Add fused into an INT8 conv's epilogue reads the residual in INT8 (the GPU lowering's
+    INT8 path), although an Add alone would run in FP16."""
+    t = load_target("orin-agx-64gb")
+    g = Graph("t")
+    x = g.add_input("x", (1, 64, 56, 56))
+    w = g.add_constant("w", np.zeros((64, 64, 1, 1), np.float32))
+    conv = g.add_node("Conv", [x, w], 1, {"kernel_shape": [1, 1]}, name="conv")
+    add = g.add_node("Add", [conv.outputs[0], x], 1, name="add")
+    g.mark_output(add.outputs[0])
+    infer_shapes(g)
+    mark_fusions(g)
+    gpu = GpuCapability(t)
+    assert gpu.runs_as(g.node("add"), g, "int8") == "fp16"
+    bandwidth = t.dram_bytes_per_s * MEMORY_EFFICIENCY
+    assert gpu.cost(g.node("add"), g, "int8") == pytest.approx(64 * 56 * 56 / bandwidth)
 
 
 def test_gpu_memory_bound_depthwise_hand_computation():
@@ -67,7 +126,7 @@ def test_gpu_memory_bound_depthwise_hand_computation():
     compute = flops / (8 * 1377e6 * 256 * 0.7)  # half2 SIMT: 2 x 128 FLOPs/clk/SM
     assert memory > compute
     got = gpu_layer_seconds(g.node("conv"), g, "fp16", t)
-    assert got == pytest.approx(GPU_LAUNCH_SECONDS + memory, rel=1e-9)
+    assert got == pytest.approx(gpu_kernel_seconds("sm_72") + memory, rel=1e-9)
 
 
 def test_dla_roofline_hand_computation():
