@@ -82,6 +82,24 @@ def _attr_to_input(attr: str, index: int) -> _Handler:
     return handler
 
 
+def _attr_defaults(**defaults: Any) -> _Handler:
+    """Ops whose ONNX defaults the opset-21 form states explicitly, so readers need not."""
+
+    def handler(
+        imp: Importer,
+        op: str,
+        name: str,
+        ins: list[Tensor | None],
+        outs: list[Tensor | None],
+        attrs: dict[str, Any],
+    ) -> None:
+        for key, default in defaults.items():
+            attrs.setdefault(key, default)
+        imp.emit(op, name, ins, outs, attrs)
+
+    return handler
+
+
 def _split(
     imp: Importer,
     op: str,
@@ -245,32 +263,6 @@ def _pool(
     imp.emit(op, name, ins, outs, attrs)
 
 
-def _gemm(
-    imp: Importer,
-    op: str,
-    name: str,
-    ins: list[Tensor | None],
-    outs: list[Tensor | None],
-    attrs: dict[str, Any],
-) -> None:
-    for key, default in (("alpha", 1.0), ("beta", 1.0), ("transA", 0), ("transB", 0)):
-        attrs.setdefault(key, default)
-    imp.emit(op, name, ins, outs, attrs)
-
-
-def _lrn(
-    imp: Importer,
-    op: str,
-    name: str,
-    ins: list[Tensor | None],
-    outs: list[Tensor | None],
-    attrs: dict[str, Any],
-) -> None:
-    for key, default in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)):
-        attrs.setdefault(key, default)
-    imp.emit(op, name, ins, outs, attrs)
-
-
 def _grid_sample(
     imp: Importer,
     op: str,
@@ -309,8 +301,8 @@ HANDLERS: dict[str, _Handler] = {
     "AveragePool": _pool,
     "Conv": _conv,
     "ConvTranspose": _conv,
-    "Gemm": _gemm,
-    "LRN": _lrn,
+    "Gemm": _attr_defaults(alpha=1.0, beta=1.0, transA=0, transB=0),
+    "LRN": _attr_defaults(alpha=1e-4, beta=0.75, bias=1.0),
 }
 
 
