@@ -176,8 +176,8 @@ def main() -> int:
             p = base if prec == "f16" else replace(base, dtype="int8")
             listed = candidates(p, arch)  # what the autotuner may pick today
             shipped = {t.name for t in listed}
-            cands = listed + [t if prec == "f16" else replace(t, bk=2 * t.bk, dtype="i8")
-                              for t in extra]
+            trials = [t if prec == "f16" else replace(t, bk=2 * t.bk, dtype="i8") for t in extra]
+            cands = listed + [t for t in trials if t.name not in shipped]  # adopted: once
             sweep = Sweep(ctx, lib, p, rng, max(t.splits for t in cands))
             row: dict = {"shape": p.signature(), "precision": prec, "count": count,
                          "gflop": round(p.flops / 1e9, 3), "r": p.r, "tactics": {}}
