@@ -232,7 +232,7 @@ def record_profile(runner, doc: dict, key: str) -> None:
     for r in prof:
         by_kernel[r["kernel"]] = round(by_kernel.get(r["kernel"], 0.0) + r["ms"], 4)
     doc.setdefault("profiles", {})[key] = {
-        "sum_ms": round(sum(r["ms"] for r in prof), 4), "by_kernel": by_kernel, "top": prof[:12]}
+        "sum_ms": round(sum(r["ms"] for r in prof), 4), "by_kernel": by_kernel, "top": prof[:40]}
 
 
 def compile_side(module, xs, ref: list[np.ndarray], mode: str, iters: int,

@@ -120,6 +120,8 @@ class KernelSim:
                                 "se_dw_pool")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
+        elif kernel == "conv_mma_i8":
+            self.conv(ln, "i8")
         elif kernel.startswith("pool2d_"):
             self.pool(ln, kernel.split("_")[-1])
         elif kernel.startswith("global_avgpool_"):
@@ -225,8 +227,14 @@ class KernelSim:
                    v.reshape(-1))
 
     def conv(self, ln: Launch, dt: str) -> None:
+        """Every convolution kernel; ``dt`` "i8" is conv_mma_i8: INT8 input and weights, the
+        integer sums times dq[k] (input scale x the channel's weight scale), then bias,
+        residual (INT8: times its scale) and activation, written FP16 or INT8 (i[23])."""
         (n, h, w, c, k, p, q, r, s, sh, sw, ph, pw, dh, dw, groups, act, res_after, xcs, ycs,
          rcs) = ln.ints[:21]
+        i8, mma = dt == "i8", ln.kernel.startswith("conv_mma")  # only conv_mma has i[22:24]
+        res_dt = "i8" if mma and ln.ints[22] else ("f16" if i8 else dt)
+        out_dt = "i8" if mma and ln.ints[23] else ("f16" if i8 else dt)
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
         if ln.kernel.startswith(("conv_dw", "se_dw_pool")):  # depthwise weights: [R][S][C]
@@ -246,16 +254,22 @@ class KernelSim:
                     ks = slice(g * kg, (g + 1) * kg)
                     acc[..., ks] += np.einsum("npqc,kc->npqk", tap[..., g * cg:(g + 1) * cg],
                                               wk[ks, i, j])
+        if i8:
+            acc *= self.mem(ln.ptrs[7], "f32")[:k]
         if ln.ptrs[2] is not None:
             acc += self.mem(ln.ptrs[2], "f32")[:k]
-        res = self.nhwc(ln.ptrs[3], dt, n, p, q, k, rcs).astype(np.float32) \
+        res = self.nhwc(ln.ptrs[3], res_dt, n, p, q, k, rcs).astype(np.float32) \
             if ln.ptrs[3] is not None else 0.0
+        if res_dt == "i8":
+            res = res * np.float32(ln.floats[3])
         if not res_after:
             acc = acc + res
         acc = activate(acc, act, ln.floats[0], ln.floats[1])
         if res_after:
             acc = acc + res
-        self.put_nhwc(ln.ptrs[4], dt, acc, ycs)
+        if out_dt == "i8":
+            acc = acc * np.float32(ln.floats[2])
+        self.put_nhwc(ln.ptrs[4], out_dt, acc, ycs)
         if ln.kernel.startswith("se_dw_pool"):
             self.dw_pool_sums(ln, acc)
 

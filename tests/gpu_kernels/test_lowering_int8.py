@@ -125,3 +125,23 @@ def test_asymmetric_or_per_channel_qdq_is_refused_with_the_layer() -> None:
 
     with pytest.raises(GpuLoweringError, match="'q'.*zero point 0"):
         lower(graph_of(qdq_model(TensorProto.UINT8)), "fp16", arch=90)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "depthwise"])  # its INT8-output
+def test_the_kernel_model_of_conv_mma_i8_matches_fake_quant(name) -> None:  # dw is not modelled
+    """The numpy model of the INT8 tensor-core convolution (tests/gpu_kernels/kernel_sim.py),
+    the oracle of the CPU INT8 lowering tests, against the fake-quant reference on the networks
+    the GPU test checks with the same 2e-2 (measured 2.8e-4 to 5.6e-3: it stages in FP32, not
+    FP16, so it flips fewer roundings than the GPU)."""
+    from tests.devices.gpu_cases import feeds_for, rel_err
+    from tests.devices.int8_cases import fake_quant_reference
+    from tests.gpu_kernels.kernel_sim import simulate
+
+    graph = graph_of(MODELS[name])
+    feeds = feeds_for(graph, 0)
+    scales = minmax_scales(graph, [feeds_for(graph, seed) for seed in (1, 2)] + [feeds])
+    prog = lower(graph, "int8", arch=87, scales=scales)
+    assert "conv_mma_i8" in {ln.kernel for ln in prog.launches}
+    got = simulate(prog, feeds)
+    for out, ref in fake_quant_reference(graph, feeds, lowering(graph, scales, 87)).items():
+        assert rel_err(got[out], ref) <= 2e-2, out
