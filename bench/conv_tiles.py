@@ -12,6 +12,10 @@ convolutions and over all, as a fraction of the register-only mma.sync peak meas
 process (bench/gpu_peaks.py), and INT8's speed-up over FP16.
 
     python bench/conv_tiles.py --out conv_tiles.json [--batch 32] [--extra NAME,NAME]
+
+``--network narrow`` sweeps instead every tensor-core convolution with at most 64 output channels
+of the zoo's unet-small, yolov5s and mobilenetv2 (as the lowering emits them: stems after their
+space-to-depth), with ``NARROW_TILES`` as the trial tiles: long, thin GEMMs of few k-tiles.
 """
 
 from __future__ import annotations
@@ -38,6 +42,31 @@ EXTRA_TILES = (
     "mma_256x64_w4x1_s4_k1_f2", "mma_64x128_w1x2_s4_k1_f2", "mma_128x64_w2x1_s4_k1_f2",
     "mma_128x128_b64_w2x4_s3_k1_f2", "mma_128x128_b64_w2x2_s3_k1_f2", "mma_128x64_w2x2_s4_k1",
 )
+
+# Trial tiles for narrow layers (N <= 64 output channels, often <= 10 k-tiles): more warps or
+# more resident CTAs to overlap each CTA's load latency (the "_oN" occupancy caps), deeper
+# pipelines, and 64-row warp tiles that halve the loader's work per mma.sync.
+NARROW_TILES = (
+    "mma_128x32_w4x1_s4_k1", "mma_128x32_w4x1_s3_k1_o5", "mma_128x32_w4x1_s4_k1_o5",
+    "mma_64x32_w2x1_s6_k1", "mma_128x32_w2x1_s3_k1", "mma_256x32_w4x1_s3_k1",
+    "mma_256x32_w4x1_s4_k1", "mma_128x64_w4x1_s3_k1", "mma_128x64_w4x1_s4_k1",
+    "mma_256x64_w8x1_s3_k1", "mma_256x64_w4x1_s3_k1_f2", "mma_64x16_w2x1_s4_k1",
+)
+
+
+def narrow_convs(batch: int) -> list[tuple[ConvProblem, int]]:
+    """Every tensor-core convolution of at most 64 output channels that the lowering emits
+    for the zoo's unet-small, yolov5s and mobilenetv2 at ``batch``, with its count."""
+    from gpu_kernels.lowering import lower
+    from tandem.zoo import build_model
+    from tests.devices.gpu_cases import graph_of
+
+    shapes: dict[ConvProblem, int] = {}
+    for name in ("unet-small", "yolov5s", "mobilenetv2"):
+        for ln in lower(graph_of(build_model(name, batch)), "fp16", 90).launches:
+            if ln.kernel == "conv_mma_f16" and ln.problem.k <= 64:
+                shapes[ln.problem] = shapes.get(ln.problem, 0) + 1
+    return list(shapes.items())
 
 
 def resnet50_convs(batch: int) -> list[tuple[ConvProblem, int]]:
@@ -151,7 +180,8 @@ def main() -> int:
     ap.add_argument("--out", default="conv_tiles.json")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--extra", default=",".join(EXTRA_TILES))
+    ap.add_argument("--network", choices=("resnet50", "narrow"), default="resnet50")
+    ap.add_argument("--extra", default=None, help="trial tiles (default: the network's list)")
     ap.add_argument("--precisions", default="f16,i8")
     args = ap.parse_args()
 
@@ -166,12 +196,16 @@ def main() -> int:
     lib = KernelLibrary(ctx)
     arch = ctx.info.arch
     peaks = mma_peak_tflops()
-    extra = [ConvTactic.from_name(n) for n in args.extra.split(",") if n]
+    names = args.extra if args.extra is not None else ",".join(
+        NARROW_TILES if args.network == "narrow" else EXTRA_TILES)
+    extra = [ConvTactic.from_name(n) for n in names.split(",") if n]
     doc: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "device": ctx.info.name, "batch": args.batch, "peaks": peaks, "rows": []}
+                 "device": ctx.info.name, "batch": args.batch, "network": args.network,
+                 "peaks": peaks, "rows": []}
     print(json.dumps(doc["peaks"]), flush=True)
     rng = np.random.default_rng(0)
-    for base, count in resnet50_convs(args.batch):
+    shapes = narrow_convs if args.network == "narrow" else resnet50_convs
+    for base, count in shapes(args.batch):
         for prec in args.precisions.split(","):
             p = base if prec == "f16" else replace(base, dtype="int8")
             listed = candidates(p, arch)  # what the autotuner may pick today

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from conv_tiles import EXTRA_TILES, resnet50_convs, summarise  # noqa: E402
+from conv_tiles import EXTRA_TILES, NARROW_TILES, narrow_convs, resnet50_convs, summarise  # noqa: E402
 
 from gpu_kernels.tactics import ConvTactic  # noqa: E402
 
@@ -38,5 +38,16 @@ def test_summary_weighs_shapes_by_count() -> None:
 
 
 def test_extra_tiles_are_valid_tactic_names() -> None:
-    for name in EXTRA_TILES:
+    for name in EXTRA_TILES + NARROW_TILES:
         assert ConvTactic.from_name(name).name == name
+    occ = ConvTactic.from_name("mma_128x32_w4x1_s3_k1_o5")
+    assert occ.occupancy == 5 and "-DMIN_CTAS=5" in occ.compile_options()
+
+
+def test_narrow_sweep_takes_the_zoo_layers_of_at_most_64_channels() -> None:
+    convs = narrow_convs(32)
+    assert all(p.k <= 64 and p.n == 32 for p, _ in convs)
+    # unet-small's 11 shapes (its 16-channel layers at 256 px among them), yolov5s' 10
+    # (its stem after space-to-depth: 16 channels on 322 x 322), mobilenetv2's 8
+    assert len(convs) == 29 and sum(count for _, count in convs) == 42
+    assert any(p.c == 16 and p.h == 322 and p.k == 32 for p, _ in convs)
