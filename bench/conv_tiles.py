@@ -43,14 +43,13 @@ EXTRA_TILES = (
     "mma_128x128_b64_w2x4_s3_k1_f2", "mma_128x128_b64_w2x2_s3_k1_f2", "mma_128x64_w2x2_s4_k1",
 )
 
-# Trial tiles for narrow layers (N <= 64 output channels, often <= 10 k-tiles): more warps or
-# more resident CTAs to overlap each CTA's load latency (the "_oN" occupancy caps), deeper
-# pipelines, and 64-row warp tiles that halve the loader's work per mma.sync.
+# Trial tiles for narrow layers (N <= 64 output channels, often <= 10 k-tiles): more warps,
+# deeper pipelines, and 64-row warp tiles that halve the loader's work per mma.sync.
 NARROW_TILES = (
-    "mma_128x32_w4x1_s4_k1", "mma_128x32_w4x1_s3_k1_o5", "mma_128x32_w4x1_s4_k1_o5",
-    "mma_64x32_w2x1_s6_k1", "mma_128x32_w2x1_s3_k1", "mma_256x32_w4x1_s3_k1",
-    "mma_256x32_w4x1_s4_k1", "mma_128x64_w4x1_s3_k1", "mma_128x64_w4x1_s4_k1",
-    "mma_256x64_w8x1_s3_k1", "mma_256x64_w4x1_s3_k1_f2", "mma_64x16_w2x1_s4_k1",
+    "mma_128x32_w4x1_s4_k1", "mma_64x32_w2x1_s6_k1", "mma_128x32_w2x1_s3_k1",
+    "mma_256x32_w4x1_s3_k1", "mma_256x32_w4x1_s4_k1", "mma_128x64_w4x1_s3_k1",
+    "mma_128x64_w4x1_s4_k1", "mma_256x64_w8x1_s3_k1", "mma_256x64_w4x1_s3_k1_f2",
+    "mma_64x16_w2x1_s4_k1",
 )
 
 

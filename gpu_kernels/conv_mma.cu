@@ -83,9 +83,8 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
 //      dq f32[K] (INT8 only: input scale x weight scale per output channel)}
 // Two 256-thread CTAs of a tile up to 128 wide share an SM only with <= 128 registers a thread.
-// MIN_CTAS=1 gives up the second CTA for registers: with FRAG_BUFS=2 (a tactic's "_f2") a large
-// warp tile double-buffers its fragments instead of spilling. MIN_CTAS=N alone (a tactic's
-// "_oN") caps registers so N CTAs fit: small tiles with few k-tiles overlap more loads.
+// MIN_CTAS=1 (a tactic's "_o1") gives up the second CTA for registers: with FRAG_BUFS=2 ("_f2")
+// a large warp tile double-buffers its fragments instead of spilling.
 #if defined(MIN_CTAS)
 #define BOUNDS __launch_bounds__(NT, MIN_CTAS)
 #elif NT == 256 && BN <= 128

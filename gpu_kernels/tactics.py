@@ -94,9 +94,6 @@ class ConvTactic:
     # one CTA per SM with all the registers it wants, fragments double-buffered ("_f2"): for
     # warp tiles that would spill at two CTAs' 128 registers a thread
     wide: bool = False
-    # CTAs an SM must fit ("_o4": registers capped to allow 4): for small tiles whose few
-    # k-tiles leave each CTA waiting on its loads, so more of them must overlap; 0: the default
-    occupancy: int = 0
 
     @property
     def kernel(self) -> str:
@@ -109,9 +106,8 @@ class ConvTactic:
         bk = "" if self.bk == _DEFAULT_BK[self.dtype] else f"_b{self.bk}"
         dt = "" if self.dtype == "f16" else f"_{self.dtype}"
         wide = "_f2" if self.wide else ""
-        occ = f"_o{self.occupancy}" if self.occupancy else ""
         return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
-                f"_k{self.splits}{wide}{occ}{dt}")
+                f"_k{self.splits}{wide}{dt}")
 
     @property
     def tile(self) -> ConvTactic:
@@ -136,8 +132,6 @@ class ConvTactic:
                 f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}", f"-DBK={self.bk}")
         if self.wide:
             opts += ("-DMIN_CTAS=1", "-DFRAG_BUFS=2")
-        elif self.occupancy:
-            opts += (f"-DMIN_CTAS={self.occupancy}",)
         return opts + (("-DINT8=1",) if self.dtype == "i8" else ())
 
     @staticmethod
@@ -148,7 +142,6 @@ class ConvTactic:
         dtype = "f16"
         if parts[-1] in _ELEM_BYTES:
             dtype = parts.pop()
-        occupancy = int(parts.pop()[1:]) if parts[-1][0] == "o" else 0
         wide = parts[-1] == "f2"
         if wide:
             parts.pop()
@@ -159,7 +152,7 @@ class ConvTactic:
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
         return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk, dtype,
-                          wide, occupancy)
+                          wide)
 
 
 _ELEM_BYTES = {"f16": 2, "i8": 1}
@@ -191,6 +184,12 @@ _MEASURED_ONLY: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 128, 128, 2, 4, 3, bk=64, wide=True),
     ConvTactic("mma", 256, 128, 4, 2, 3, wide=True),  # 64x64 warp tiles
     ConvTactic("mma", 128, 128, 2, 4, 4),
+    # Narrow layers (<= 64 output channels: UNet's, YOLO's first stages, MobileNet's projections):
+    # the three that cut the summed time most in bench/conv_tiles.py --network narrow (H200,
+    # 2026-12-02, 29 shapes of unet-small, yolov5s and mobilenetv2 at batch 32: -9.9 %).
+    ConvTactic("mma", 256, 32, 4, 1, 3),  # 64x32 warp tiles: half the loader work per mma
+    ConvTactic("mma", 256, 64, 8, 1, 3),
+    ConvTactic("mma", 64, 16, 2, 1, 4),  # 16 or fewer output channels
 )
 MMA_TILES = _MODELLED_TILES + _MEASURED_ONLY
 # The INT8 tiles: the same block shapes with k-tiles of the same bytes (twice the elements).
