@@ -16,13 +16,14 @@
 #define SE_SCALE_UNROLL 4    // vectors a se_scale thread loads before it stores any
 
 // ----- the excitation: once per image, by the last CTA of its pool --------------------------
-// ws = {partial sums (FP32, N x B x C), gate (FP32, N x C)}; fc = FP32 {w1 (S x C), w2t (S x C:
-// fc2's weight transposed, so that threads of neighbouring channels read neighbouring
-// weights), b1 (S), b2 (C)} (zero biases where the model has none);
-// i = {C, S, HW, B, act, gate act}, f = {act a, act b, gate a, gate b}.
+// ws = {partial sums (FP32, N x B x C), gate (FP32, N x C)}; fc = {w1 (S x C), w2t (S x C: fc2's
+// weight transposed, so that threads of neighbouring channels read neighbouring weights), both
+// of the activations' type T, then from the next 16-byte boundary b1 (S), b2 (C) in FP32 (zero
+// where the model has no bias)}; i = {C, S, HW, B, act, gate act}, f = {act a, act b, gate a,
+// gate b}.
 struct SeGate {
     float* ws;
-    const float* fc;
+    const void* fc;
     int C, S, HW, B, act, gate_act;
     float act_a, act_b, gate_a, gate_b;
 };
@@ -35,9 +36,75 @@ __device__ __forceinline__ float ld_l2(const float* p) {
     return v;
 }
 
+// sum_j w[j] * m[j] over V channels (w: V weights of T, m: V means in shared memory)
+template <int V, typename T>
+__device__ __forceinline__ float dot_vec(const T* w, const float* m) {
+    float wv[V];
+    ld_vec<V>(w, wv);
+    float acc = 0.0f;
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc += wv[j] * m[j];
+    return acc;
+}
+
+// fc1, fc2 and the gate of image n from its means in s_mean (a chain of dependent L2 reads
+// that one CTA waits on: V = 8 reads 16 bytes of FP16 weights at a time, two hidden units a
+// warp at once, so that the chain stays a few reads long).
+template <int V, typename T>
+__device__ void se_excite(const SeGate& g, int n, const float* s_mean, float* s_hid) {
+    const int C = g.C, S = g.S, CV = C / V, tid = threadIdx.x;
+    const T* w1 = (const T*)g.fc;
+    const T* w2t = w1 + (i64)S * C;
+    const float* b1 = (const float*)((const char*)g.fc +
+                                     (((i64)2 * S * C * sizeof(T) + 15) & ~(i64)15));
+    const float* b2 = b1 + S;
+    // fc1: a warp per two hidden units (s and s + 8), its lanes over the channel vectors, then
+    // shuffle sums
+    const int warp = tid / 32, lane = tid % 32, warps = SE_THREADS / 32;
+    for (int s = warp; s < S; s += 2 * warps) {
+        const int s2 = s + warps;
+        float acc = 0.0f, acc2 = 0.0f;
+#pragma unroll 4
+        for (int cv = lane; cv < CV; cv += 32) {
+            acc += dot_vec<V, T>(w1 + (i64)s * C + cv * V, s_mean + cv * V);
+            if (s2 < S) acc2 += dot_vec<V, T>(w1 + (i64)s2 * C + cv * V, s_mean + cv * V);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off /= 2) {
+            acc += __shfl_xor_sync(0xffffffffu, acc, off);
+            acc2 += __shfl_xor_sync(0xffffffffu, acc2, off);
+        }
+        if (lane == 0) {
+            s_hid[s] = activate(acc + b1[s], g.act, g.act_a, g.act_b);
+            if (s2 < S) s_hid[s2] = activate(acc2 + b1[s2], g.act, g.act_a, g.act_b);
+        }
+    }
+    __syncthreads();
+    // fc2 and the gate: a thread per channel vector, 8 weight reads in flight
+    float* gate = g.ws + (i64)gridDim.z * g.B * C + (i64)n * C;
+    for (int cv = tid; cv < CV; cv += SE_THREADS) {
+        float acc[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[j] = b2[cv * V + j];
+#pragma unroll 8
+        for (int s = 0; s < S; ++s) {
+            float wv[V];
+            ld_vec<V>(w2t + (i64)s * C + cv * V, wv);
+            const float h = s_hid[s];
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] += wv[j] * h;
+        }
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+            gate[cv * V + j] = activate(acc[j], g.gate_act, g.gate_a, g.gate_b);
+    }
+}
+
 // Called by every CTA of image n once its partial sums are stored: the last one (a counter per
-// image, left at zero again for the next launch / graph replay) computes the gate.
+// image, left at zero again for the next launch / graph replay) computes the gate. V: 8 where
+// T is FP16 and C a multiple of 8 (16-byte weight reads), else 1.
 // Dynamic shared memory: at least C + S + SE_THREADS floats.
+template <int V, typename T>
 __device__ void se_gate_if_last(const SeGate& g, int n, int ctas, int* counters,
                                 float* smem) {
     __shared__ int is_last;
@@ -51,7 +118,7 @@ __device__ void se_gate_if_last(const SeGate& g, int n, int ctas, int* counters,
     float* s_mean = smem;          // C
     float* s_hid = smem + C;       // S
     float* s_grp = smem + C + S;   // SE_THREADS: the groups' sums of the means
-    // means: thread (c, group) adds partials group, group + G, ... (all loads issued first);
+    // means: thread (c, group) adds partials group, group + G, ... (8 loads issued at a time);
     // then the G group sums of each channel in group order
     const float* part = g.ws + (i64)n * g.B * C;
     const int G = max(1, min(SE_THREADS / C, g.B));
@@ -80,34 +147,11 @@ __device__ void se_gate_if_last(const SeGate& g, int n, int ctas, int* counters,
         }
         __syncthreads();
     }
-    // fc1: a warp per hidden unit, its lanes over the input channels (8 loads in flight each),
-    // then a shuffle sum
-    const float* w1 = g.fc;
-    const float* w2t = g.fc + (i64)S * C;
-    const float* b1 = w2t + (i64)S * C;
-    const float* b2 = b1 + S;
-    const int warp = tid / 32, lane = tid % 32;
-    for (int s = warp; s < S; s += SE_THREADS / 32) {
-        float acc = 0.0f;
-#pragma unroll 8
-        for (int c = lane; c < C; c += 32) acc += w1[(i64)s * C + c] * s_mean[c];
-#pragma unroll
-        for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-        if (lane == 0) s_hid[s] = activate(acc + b1[s], g.act, g.act_a, g.act_b);
-    }
-    __syncthreads();
-    // fc2 and the gate: a thread per output channel, 8 loads in flight
-    float* gate = g.ws + (i64)gridDim.z * g.B * C + (i64)n * C;
-    for (int c = tid; c < C; c += SE_THREADS) {
-        float acc = b2[c];
-#pragma unroll 8
-        for (int s = 0; s < S; ++s) acc += w2t[(i64)s * C + c] * s_hid[s];
-        gate[c] = activate(acc, g.gate_act, g.gate_a, g.gate_b);
-    }
+    se_excite<V, T>(g, n, s_mean, s_hid);
     if (tid == 0) counters[n] = 0;
 }
 
-__device__ __forceinline__ SeGate se_gate_args(float* ws, const float* fc, const int* i,
+__device__ __forceinline__ SeGate se_gate_args(float* ws, const void* fc, const int* i,
                                                const float* f) {
     return SeGate{ws, fc, i[0], i[1], i[2], i[3], i[4], i[5], f[0], f[1], f[2], f[3]};
 }
@@ -144,8 +188,11 @@ __device__ void se_pool(const KArgs& a) {
     }
     const int gi[6] = {C, a.i[5], HW, splits, a.i[6], a.i[7]};
     extern __shared__ float smem[];
-    se_gate_if_last(se_gate_args(ws, (const float*)a.p[2], gi, a.f), n, gridDim.x * gridDim.y,
-                    (int*)a.p[3], smem);
+    const SeGate g = se_gate_args(ws, (const void*)a.p[2], gi, a.f);
+    if (sizeof(T) == 2 && C % 8 == 0)  // 16-byte weight reads (the weights are FP16)
+        se_gate_if_last<8, half_t>(g, n, gridDim.x * gridDim.y, (int*)a.p[3], smem);
+    else
+        se_gate_if_last<1, T>(g, n, gridDim.x * gridDim.y, (int*)a.p[3], smem);
 }
 
 // ----- se_dw_pool: the depthwise convolution that writes the block's input ------------------
@@ -209,8 +256,8 @@ __device__ void se_dw_pool(const KArgs& a) {
     }
     __syncthreads();  // smem is se_gate's from here
     const int gi[6] = {cv.C, a.i[23], HW, (int)gridDim.x, a.i[24], a.i[25]};
-    se_gate_if_last(se_gate_args(ws, (const float*)a.p[6], gi, a.f + 2), n,
-                    gridDim.x * gridDim.y, (int*)a.p[7], smem);
+    se_gate_if_last<V, T>(se_gate_args(ws, (const void*)a.p[6], gi, a.f + 2), n,
+                          gridDim.x * gridDim.y, (int*)a.p[7], smem);
 }
 
 // ----- se_scale -----------------------------------------------------------------------------
@@ -260,4 +307,8 @@ KERNEL(se_scale_f16_i8, se_scale<1, half_t, i8_t>(a))
 KERNEL(se_scale_x8_f16_i8, se_scale<8, half_t, i8_t>(a))
 KERNEL(se_dw_pool_f32, se_dw_pool<1, float>(a))
 KERNEL(se_dw_pool_f16, se_dw_pool<1, half_t>(a))
-KERNEL(se_dw_pool_x8_f16, se_dw_pool<8, half_t>(a))
+// 4 CTAs an SM (at most 64 registers; 72 without the bound): more 16-byte reads in flight
+extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_dw_pool_x8_f16(const KArgs a) {
+    await_previous_kernel();
+    se_dw_pool<8, half_t>(a);
+}

@@ -83,12 +83,19 @@ def se_workspace(lw: Lowering, se: SqueezeExcitation, n: int, c: int,
                                f"{c + s + THREADS} floats exceed the kernel's shared memory "
                                f"({SE_SMEM_FLOATS})")
     b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
-    fc = np.concatenate([w1.reshape(s, c).reshape(-1), w2.reshape(c, s).T.reshape(-1),
-                         b1.reshape(-1) if b1 is not None else np.zeros(s),
-                         b2.reshape(-1) if b2 is not None else np.zeros(c)])
+    # {w1, w2t} in the activations' type, then at the next 16 bytes {b1, b2} in FP32
+    wt = np.float16 if lw.dt == "f16" else np.float32
+    finite = float(np.finfo(wt).max)  # saturated as Lowering.weight does
+    weights = np.clip(np.concatenate([w1.reshape(s, c).reshape(-1),
+                                      w2.reshape(c, s).T.reshape(-1)]), -finite, finite)
+    wbytes = weights.astype(wt).view(np.uint8)
+    biases = np.concatenate([b1.reshape(-1) if b1 is not None else np.zeros(s),
+                             b2.reshape(-1) if b2 is not None else np.zeros(c)])
+    fc = np.concatenate([wbytes, np.zeros(-wbytes.size % 16, np.uint8),
+                         biases.astype(np.float32).view(np.uint8)])
     ws = lw.new_value((n * blocks * c + n * c,), "plain", "f32")
     gate = Value(ws.buf, (n, c), "plain", "f32", offset=n * blocks * c)
-    ptrs = [lw.weight(fc.astype(np.float32)), lw.weight(np.zeros(n, np.int32))]
+    ptrs = [lw.weight(fc), lw.weight(np.zeros(n, np.int32))]
     return (ws, gate, ptrs, [s, ACT[se.act[0]], ACT[se.gate[0]]],
             [se.act[1], se.act[2], se.gate[1], se.gate[2]])
 

@@ -272,22 +272,26 @@ class KernelSim:
         px = out.reshape(n, p * q, k)
         sums = np.stack([px[:, b * chunk:(b + 1) * chunk].sum(axis=1) for b in range(blocks)],
                         1)
-        self.se_gate(ln, sums, ln.ptrs[5], ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[21 + 2:],
-                     ln.floats[2:])
+        self.se_gate(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
+                     ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[23:], ln.floats[2:])
 
-    def se_gate(self, ln: Launch, sums: np.ndarray, ws: Ref | None, fc: Ref | None,
+    def se_gate(self, ln: Launch, dt: str, sums: np.ndarray, ws: Ref | None, fc: Ref | None,
                 counters: Ref | None, hw: int, ints: list[int], floats: list[float]) -> None:
         """The pools' workspace: the partial sums (N x B x C), then the gate (N x C) that the
-        last CTA of each image computes from them (se.cu: se_gate_if_last; FP32 weights
-        {w1, w2t, b1, b2}); the per-image counters stay zero."""
+        last CTA of each image computes from them (se.cu: se_gate_if_last; weights {w1, w2t}
+        of the activations' type ``dt``, then {b1, b2} in FP32 16-byte aligned); the per-image
+        counters stay zero."""
         n, blocks, c = sums.shape
         s, act, gate = ints[:3]
-        assert counters is not None and not self.mem(counters, "i32")[:n].any(), ln.layer
-        w = self.mem(fc, "f32")[:2 * s * c + s + c]
-        w1, w2t = w[:s * c].reshape(s, c), w[s * c:2 * s * c].reshape(s, c)
-        hid = activate(sums.sum(axis=1) / hw @ w1.T + w[2 * s * c:2 * s * c + s], act,
-                       floats[0], floats[1])
-        g = activate(hid @ w2t + w[2 * s * c + s:], gate, floats[2], floats[3])
+        assert counters is not None and fc is not None and ws is not None, ln.layer
+        assert not self.mem(counters, "i32")[:n].any(), ln.layer
+        w = self.mem(fc, dt)[:2 * s * c].astype(np.float32)
+        w1, w2t = w[:s * c].reshape(s, c), w[s * c:].reshape(s, c)
+        nbytes = 2 * s * c * np.dtype(DTYPES[dt]).itemsize
+        b = self.mem(Ref(None, fc.byte_offset + -(-nbytes // 16) * 16, weight=True),
+                     "f32")[:s + c]
+        hid = activate(sums.sum(axis=1) / hw @ w1.T + b[:s], act, floats[0], floats[1])
+        g = activate(hid @ w2t + b[s:], gate, floats[2], floats[3])
         out = self.mem(ws, "f32")
         out[:sums.size] = sums.reshape(-1)
         out[sums.size:sums.size + n * c] = g.reshape(-1)
@@ -300,7 +304,7 @@ class KernelSim:
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
         per = -(-hw // splits)
         sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
-        self.se_gate(ln, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[5:],
+        self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[5:],
                      ln.floats)
 
     def se_scale(self, ln: Launch, dt: str, to: str) -> None:
