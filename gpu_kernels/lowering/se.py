@@ -38,11 +38,12 @@ SCALE_UNROLL = 4  # SE_SCALE_UNROLL in se.cu: vectors a se_scale thread
 # splits (the last CTA of an image adds that many partial sums per channel).
 POOL_PIXELS = 256
 MAX_POOL_SPLITS = 32
-# Pixels a se_dw_pool thread computes (a 3x3 or 5x5 window each): enough that the partial sums
-# stay few (B <= 64 an image at 112 x 112 x 32), few enough that an image spreads over dozens
-# of CTAs at batch 1.
-DW_POOL_PIXELS = 4
-MAX_DW_POOL_BLOCKS = 64
+# Pixels a se_dw_pool thread computes (a 3x3 or 5x5 window each), the most that still give the
+# grid DW_POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's pixels are a latency
+# chain), and the most pixel blocks an image (the partial sums its last CTA adds a channel).
+DW_POOL_PIXELS = (4, 2, 1)
+DW_POOL_WAVES = 4
+MAX_DW_POOL_BLOCKS = 256
 
 
 def pool_splits(hw: int) -> int:
@@ -50,13 +51,18 @@ def pool_splits(hw: int) -> int:
     return max(1, min(MAX_POOL_SPLITS, hw // POOL_PIXELS))
 
 
-def dw_pool_tiling(hw: int, cv: int) -> tuple[int, int, int]:
+def dw_pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
     """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_dw_pool``
-    over ``hw`` pixels of ``cv`` channel vectors: the vectors split evenly over tiles of at most
-    32 lanes, 256 / CT pixel rows, ``DW_POOL_PIXELS`` pixels a row."""
-    ct = math.ceil(cv / math.ceil(cv / 32))
+    over ``n`` images of ``hw`` pixels of ``cv`` channel vectors on ``sm_count`` SMs: the
+    vectors split evenly over tiles of at most 32 lanes, 256 / CT pixel rows, 4, 2 or 1 pixels
+    a row."""
+    tiles = math.ceil(cv / 32)
+    ct = math.ceil(cv / tiles)
     rows = THREADS // ct
-    chunk = rows * DW_POOL_PIXELS
+    for pixels in DW_POOL_PIXELS:
+        chunk = rows * pixels
+        if n * tiles * math.ceil(hw / chunk) >= DW_POOL_WAVES * sm_count:
+            break
     blocks = math.ceil(hw / chunk)
     if blocks > MAX_DW_POOL_BLOCKS:
         chunk = math.ceil(hw / MAX_DW_POOL_BLOCKS)

@@ -151,12 +151,16 @@ def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
 def test_work_per_cta() -> None:
     """The grids grow with the batch and the pixels: (CT lanes, B blocks, pixels a block)."""
     assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
-    # EfficientNet-B0's features.1.0 (112 x 112 x 32, x8): 4 lanes x 64 rows, 4 pixels a row
-    assert dw_pool_tiling(12544, 4) == (4, 49, 256)
-    assert dw_pool_tiling(3136, 18) == (18, 56, 56)  # 56 x 56 x 144: 14 rows (252 threads)
-    assert dw_pool_tiling(49, 144) == (29, 2, 32)  # 7 x 7 x 1152: 5 tiles of 29, 28 vectors
-    assert dw_pool_tiling(100000, 1) == (1, 64, 1563)  # at most 64 partial sums a channel
-    assert dw_pool_tiling(1, 3) == (3, 1, 340)
+    # EfficientNet-B0's features.1.0 (112 x 112 x 32, x8): 4 lanes x 64 rows; at batch 32 4
+    # pixels a row, at batch 1 one (4 x 132 SMs' worth of CTAs where the image allows)
+    assert dw_pool_tiling(12544, 4, 32, 132) == (4, 49, 256)
+    assert dw_pool_tiling(12544, 4, 1, 132) == (4, 196, 64)
+    assert dw_pool_tiling(12544, 4, 1, 16) == (4, 98, 128)  # Orin: 16 SMs, 2 pixels a row
+    assert dw_pool_tiling(3136, 18, 32, 132) == (18, 56, 56)  # 14 rows (252 threads)
+    assert dw_pool_tiling(49, 144, 32, 132) == (29, 4, 16)  # 7 x 7 x 1152: 5 tiles of 29
+    assert dw_pool_tiling(49, 144, 1, 132) == (29, 7, 8)
+    assert dw_pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
+    assert dw_pool_tiling(1, 3, 1, 132) == (3, 1, 85)
     assert scale_blocks(32, 12544, 4) == 1568 and scale_blocks(1, 49, 144) == 7
     assert scale_blocks(1, 1, 3) == 1
 
@@ -195,13 +199,14 @@ def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
 
 
 def test_grids_grow_with_the_batch() -> None:
-    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 32 times the CTAs of batch 1
-    (work a CTA unchanged), not the same CTAs looping 32 times as long."""
+    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 8 (se_dw_pool) and 32
+    (se_scale) times the CTAs of batch 1, not the same CTAs looping 32 times as long; at
+    batch 1 se_dw_pool takes one pixel a thread to fill more SMs."""
     grids = {}
     for n in (1, 32):
         prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
         grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert grids[1] == {"se_dw_pool_x8_f16": (56, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
+    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
     assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (1764, 1, 1)}
 
 
