@@ -300,3 +300,21 @@ def test_exported_se_models_on_cuda_match_onnx_runtime(name, conformance_model) 
         got = runner.infer(feeds)
     for out, r in ref.items():
         assert rel_err(got[out], r) <= 1e-2, out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_zoo_mobilenetv3_at_batch_4_matches_onnx_runtime(precision) -> None:
+    """The zoo's MobileNetV3-Small (9 SE blocks, every one pooled by its depthwise conv) at
+    batch 4 through the kernel model against ONNX Runtime."""
+    from tests.models import zoo_model_path
+
+    path = zoo_model_path("mobilenetv3-small", batch=4)
+    graph = graph_of(onnx.load(path))
+    feeds = random_inputs(path)
+    prog = lower(graph, precision, arch=87, sm_count=16)
+    kernels = [ln.kernel for ln in prog.launches]
+    assert sum(k.startswith("se_dw_pool_") for k in kernels) == 9
+    assert sum(k.startswith("se_scale_") for k in kernels) == 9
+    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    for out, r in ref.items():
+        assert rel_err(got[out], r) <= (1e-4 if precision == "fp32" else 3e-2), out
