@@ -1,6 +1,7 @@
 // Squeeze-and-excitation in two kernels (partitioner/passes/fusion.py decides where):
 //   se_dw_pool: where a depthwise convolution writes the block's input, that convolution,
-//             summing its output per channel as it writes it (else se_pool, which only sums);
+//             summing its output per channel as it writes it (else se_pool, which only sums),
+//             in blocks of pixels x tiles of channels x images;
 //             the last CTA of an image to finish adds the partial sums and runs both small
 //             FCs and the gate once for that image (se_gate), writing gate[n][c] (FP32);
 //   se_scale: y = x * gate[n, c], one streaming pass whose grid covers batch x pixels x
@@ -11,8 +12,6 @@
 #include "depthwise.cuh"
 
 #define SE_THREADS 256
-#define SE_POOL_CHANNELS 32  // channels a se_pool CTA reduces: one warp-wide row of them
-#define SE_POOL_ROWS (SE_THREADS / SE_POOL_CHANNELS)
 #define SE_SCALE_UNROLL 4    // vectors a se_scale thread loads before it stores any
 
 // ----- the excitation: once per image, by the last CTA of its pool --------------------------
@@ -156,38 +155,68 @@ __device__ __forceinline__ SeGate se_gate_args(float* ws, const void* fc, const 
     return SeGate{ws, fc, i[0], i[1], i[2], i[3], i[4], i[5], f[0], f[1], f[2], f[3]};
 }
 
-// ----- se_pool: the squeeze of a block whose input a depthwise convolution does not write ---
-// p = {x, ws, fc, counters}; i = {N, HW, C, xcs, splits, S, act, gate act}; f = {act a, act b,
-// gate a, gate b}; grid (ceil(C / 32), splits, N); dynamic shared memory C + S + 256 floats.
-// CTA (x, z, n) sums pixels [z * per, (z + 1) * per) of its 32 channels, per = ceil(HW /
-// splits). Each warp reads 32 neighbouring channels of one pixel (coalesced); the 8 warps take
-// every 8th pixel and a shared-memory sum in warp order joins them.
-template <typename T>
+// ----- the squeeze: partial sums of pixel blocks --------------------------------------------
+// Both pools run as CT lanes (channel vectors of V channels: 16-byte accesses for V = 8) by
+// R = 256 / CT rows (pixels); grid (B pixel blocks, ceil(C / V / CT) channel tiles, N). Thread
+// (lane, row) takes pixels p0 + row, p0 + row + R, ... of its block and sums them in registers
+// (no shared memory in the loop, no serial pass); se_block_sums adds the R rows' sums in a
+// fixed pairwise tree and row 0 stores the block's partial sums (no atomics on data, no
+// zeroing); se_gate_if_last adds the B blocks in block order.
+template <int V>
+__device__ void se_block_sums(const float (&acc)[V], int CT, int cvec, int CV, int C, float* ws,
+                              float* smem) {
+    const int R = SE_THREADS / CT, row = threadIdx.x / CT;
+    if (row < R) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) smem[threadIdx.x * V + j] = acc[j];
+    }
+    int h = 1;  // the largest power of two below R (R >= 2), then halves
+    while (2 * h < R) h *= 2;
+    for (; h > 0; h /= 2) {
+        __syncthreads();
+        if (row < h && row + h < R) {
+#pragma unroll
+            for (int j = 0; j < V; ++j)
+                smem[threadIdx.x * V + j] += smem[(threadIdx.x + h * CT) * V + j];
+        }
+    }
+    __syncthreads();
+    if (row == 0 && cvec < CV) {
+        float* dst = ws + ((i64)blockIdx.z * gridDim.x + blockIdx.x) * C + cvec * V;
+#pragma unroll
+        for (int j = 0; j < V; ++j) dst[j] = smem[threadIdx.x * V + j];
+    }
+    __syncthreads();  // smem is se_gate's from here
+}
+
+// se_pool: the squeeze of a block whose input a depthwise convolution does not write.
+// p = {x, ws, fc, counters}; i = {N, HW, C, xcs, CT, pixels a block, S, act, gate act};
+// f = {act a, act b, gate a, gate b}; dynamic shared memory max(256 V, C + S + 256) floats.
+template <int V, typename T>
 __device__ void se_pool(const KArgs& a) {
     const T* x = (const T*)a.p[0];
     float* ws = (float*)a.p[1];
-    const int HW = a.i[1], C = a.i[2], xcs = a.i[3], splits = a.i[4];
-    const int n = blockIdx.z, z = blockIdx.y;
-    const int per = (HW + splits - 1) / splits;
-    const int begin = z * per, end = min(HW, begin + per);
-    const int lane = threadIdx.x % SE_POOL_CHANNELS, row = threadIdx.x / SE_POOL_CHANNELS;
-    const int c = blockIdx.x * SE_POOL_CHANNELS + lane;
-    __shared__ float part[SE_POOL_ROWS][SE_POOL_CHANNELS + 1];
-    float acc = 0.0f;
-    if (c < C) {
-        const T* xp = x + (i64)n * HW * xcs + c;
-        for (int i = begin + row; i < end; i += SE_POOL_ROWS) acc += ld(xp, (i64)i * xcs);
-    }
-    part[row][lane] = acc;
-    __syncthreads();
-    if (row == 0 && c < C) {
-        float sum = 0.0f;
+    const int HW = a.i[1], C = a.i[2], xcs = a.i[3], CT = a.i[4], chunk = a.i[5];
+    const int CV = C / V, R = SE_THREADS / CT;
+    const int lane = threadIdx.x % CT, row = threadIdx.x / CT;
+    const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
+    const int p0 = blockIdx.x * chunk, p1 = min(HW, p0 + chunk);
+    float acc[V];
 #pragma unroll
-        for (int r = 0; r < SE_POOL_ROWS; ++r) sum += part[r][lane];
-        ws[((i64)n * splits + z) * C + c] = sum;
+    for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+    if (row < R && cvec < CV) {
+        const T* xp = x + (i64)n * HW * xcs + cvec * V;
+#pragma unroll 4
+        for (int pix = p0 + row; pix < p1; pix += R) {
+            float v[V];
+            ld_vec<V>(xp + (i64)pix * xcs, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] += v[j];
+        }
     }
-    const int gi[6] = {C, a.i[5], HW, splits, a.i[6], a.i[7]};
     extern __shared__ float smem[];
+    se_block_sums<V>(acc, CT, cvec, CV, C, ws, smem);
+    const int gi[6] = {C, a.i[6], HW, (int)gridDim.x, a.i[7], a.i[8]};
     const SeGate g = se_gate_args(ws, (const void*)a.p[2], gi, a.f);
     if (sizeof(T) == 2 && C % 8 == 0)  // 16-byte weight reads (the weights are FP16)
         se_gate_if_last<8, half_t>(g, n, gridDim.x * gridDim.y, (int*)a.p[3], smem);
@@ -195,24 +224,17 @@ __device__ void se_pool(const KArgs& a) {
         se_gate_if_last<1, T>(g, n, gridDim.x * gridDim.y, (int*)a.p[3], smem);
 }
 
-// ----- se_dw_pool: the depthwise convolution that writes the block's input ------------------
-// p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT channel
-// vectors a CTA, pixels a CTA, S, act, gate act}; f = {conv act a, conv act b, act a, act b,
-// gate a, gate b}; grid (B pixel blocks, ceil(C / V / CT) channel tiles, N); dynamic shared
-// memory max(256 V, C + S + 256) floats.
-// A CTA is CT lanes (channel vectors of V channels: 16-byte accesses for V = 8) by R = 256 / CT
-// rows (pixels): thread (lane, row) writes its channel vector of pixels p0 + row, p0 + row + R,
-// ... of its block and sums them in registers (no shared memory in the loop, no serial pass),
-// then the R rows' sums are added in a fixed pairwise tree, and row 0 stores the block's
-// partial sums (no atomics on data, no zeroing); se_gate_if_last adds the B blocks in order.
+// se_dw_pool: the depthwise convolution that writes the block's input, summing what it writes.
+// p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT, pixels a
+// block, S, act, gate act}; f = {conv act a, conv act b, act a, act b, gate a, gate b}; dynamic
+// shared memory max(256 V, C + S + 256) floats.
 template <int V, typename T>
 __device__ void se_dw_pool(const KArgs& a) {
     T* y = (T*)a.p[4];
     float* ws = (float*)a.p[5];
     const ConvArgs cv = conv_args(a);
     const int CT = a.i[21], chunk = a.i[22];
-    const int CV = cv.C / V, HW = cv.P * cv.Q;
-    const int R = SE_THREADS / CT;
+    const int CV = cv.C / V, HW = cv.P * cv.Q, R = SE_THREADS / CT;
     const int lane = threadIdx.x % CT, row = threadIdx.x / CT;
     const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
     const int p0 = blockIdx.x * chunk, p1 = min(HW, p0 + chunk);
@@ -234,27 +256,8 @@ __device__ void se_dw_pool(const KArgs& a) {
             for (int j = 0; j < V; ++j) acc[j] += out[j];
         }
     }
-    extern __shared__ float smem[];  // rows x CT x V sums, then se_gate's
-    if (row < R) {
-#pragma unroll
-        for (int j = 0; j < V; ++j) smem[threadIdx.x * V + j] = acc[j];
-    }
-    int h = 1;  // the largest power of two below R (R >= 2), then halves
-    while (2 * h < R) h *= 2;
-    for (; h > 0; h /= 2) {
-        __syncthreads();
-        if (row < h && row + h < R) {
-#pragma unroll
-            for (int j = 0; j < V; ++j) smem[threadIdx.x * V + j] += smem[(threadIdx.x + h * CT) * V + j];
-        }
-    }
-    __syncthreads();
-    if (row == 0 && cvec < CV) {
-        float* dst = ws + ((i64)n * gridDim.x + blockIdx.x) * cv.C + cvec * V;
-#pragma unroll
-        for (int j = 0; j < V; ++j) dst[j] = smem[threadIdx.x * V + j];
-    }
-    __syncthreads();  // smem is se_gate's from here
+    extern __shared__ float smem[];
+    se_block_sums<V>(acc, CT, cvec, CV, cv.C, ws, smem);
     const int gi[6] = {cv.C, a.i[23], HW, (int)gridDim.x, a.i[24], a.i[25]};
     se_gate_if_last<V, T>(se_gate_args(ws, (const void*)a.p[6], gi, a.f + 2), n,
                           gridDim.x * gridDim.y, (int*)a.p[7], smem);
@@ -295,11 +298,9 @@ __device__ void se_scale(const KArgs& a) {
     }
 }
 
-#define INSTANTIATE(fn)                                                                 \
-    KERNEL(fn##_f32, fn<float>(a))                                                     \
-    KERNEL(fn##_f16, fn<half_t>(a))
-
-INSTANTIATE(se_pool)
+KERNEL(se_pool_f32, se_pool<1, float>(a))
+KERNEL(se_pool_f16, se_pool<1, half_t>(a))
+KERNEL(se_pool_x8_f16, se_pool<8, half_t>(a))
 KERNEL(se_scale_f32, se_scale<1, float, float>(a))
 KERNEL(se_scale_f16, se_scale<1, half_t, half_t>(a))
 KERNEL(se_scale_x8_f16, se_scale<8, half_t, half_t>(a))

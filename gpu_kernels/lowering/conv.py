@@ -22,7 +22,7 @@ import numpy as np
 
 from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
-from gpu_kernels.lowering.se import THREADS, dw_pool_tiling, lower_se_scale, se_workspace
+from gpu_kernels.lowering.se import THREADS, lower_se_scale, pool_tiling, se_workspace
 from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
 from partitioner.capability import Verdict
 from partitioner.ir import Node, Tensor
@@ -256,7 +256,7 @@ def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref
     ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
     v = 8 if lw.dt == "f16" and all(
         c % 8 == 0 for c in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)) else 1
-    ct, blocks, chunk = dw_pool_tiling(p.p * p.q, p.k // v, p.n, lw.sm_count)
+    ct, blocks, chunk = pool_tiling(p.p * p.q, p.k // v, p.n, lw.sm_count)
     ws, gate, se_ptrs, se_ints, se_floats = se_workspace(lw, se, p.n, p.k, blocks)
     lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if v == 8 else ''}{lw.dt}",
                    (blocks, math.ceil(p.k // v / ct), p.n), THREADS,

@@ -32,40 +32,30 @@ if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
 
 THREADS = 256  # SE_THREADS in se.cu
-POOL_CHANNELS = 32  # SE_POOL_CHANNELS in se.cu
 SCALE_UNROLL = 4  # SE_SCALE_UNROLL in se.cu: vectors a se_scale thread
-# Pixels a se_pool CTA sums at least before the image is split over more CTAs, and the most
-# splits (the last CTA of an image adds that many partial sums per channel).
-POOL_PIXELS = 256
-MAX_POOL_SPLITS = 32
-# Pixels a se_dw_pool thread computes (a 3x3 or 5x5 window each), the most that still give the
-# grid DW_POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's pixels are a latency
+# Pixels a pool thread sums (se_dw_pool: a 3x3 or 5x5 window each), the most that still give
+# the grid POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's pixels are a latency
 # chain), and the most pixel blocks an image (the partial sums its last CTA adds a channel).
-DW_POOL_PIXELS = (4, 2, 1)
-DW_POOL_WAVES = 4
-MAX_DW_POOL_BLOCKS = 256
+POOL_PIXELS = (4, 2, 1)
+POOL_WAVES = 4
+MAX_POOL_BLOCKS = 256
 
 
-def pool_splits(hw: int) -> int:
-    """Pixel ranges ``se_pool`` sums an image's channels in (its grid's y)."""
-    return max(1, min(MAX_POOL_SPLITS, hw // POOL_PIXELS))
-
-
-def dw_pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
-    """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_dw_pool``
-    over ``n`` images of ``hw`` pixels of ``cv`` channel vectors on ``sm_count`` SMs: the
-    vectors split evenly over tiles of at most 32 lanes, 256 / CT pixel rows, 4, 2 or 1 pixels
-    a row."""
+def pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
+    """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_pool`` and
+    ``se_dw_pool`` over ``n`` images of ``hw`` pixels of ``cv`` channel vectors on ``sm_count``
+    SMs: the vectors split evenly over tiles of at most 32 lanes, 256 / CT pixel rows, 4, 2 or
+    1 pixels a row."""
     tiles = math.ceil(cv / 32)
     ct = math.ceil(cv / tiles)
     rows = THREADS // ct
-    for pixels in DW_POOL_PIXELS:
+    for pixels in POOL_PIXELS:
         chunk = rows * pixels
-        if n * tiles * math.ceil(hw / chunk) >= DW_POOL_WAVES * sm_count:
+        if n * tiles * math.ceil(hw / chunk) >= POOL_WAVES * sm_count:
             break
     blocks = math.ceil(hw / chunk)
-    if blocks > MAX_DW_POOL_BLOCKS:
-        chunk = math.ceil(hw / MAX_DW_POOL_BLOCKS)
+    if blocks > MAX_POOL_BLOCKS:
+        chunk = math.ceil(hw / MAX_POOL_BLOCKS)
         blocks = math.ceil(hw / chunk)
     return ct, blocks, chunk
 
@@ -115,12 +105,13 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     x = lw.conv_input(lw.value(se.x, pool), pool.name, align=1)
     n, c, h, w = x.shape
     hw = h * w
-    splits = pool_splits(hw)
-    ws, gate, ptrs, ints, floats = se_workspace(lw, se, n, c, splits)
-    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), splits, n),
-                   THREADS, [lw.ref(x), lw.ref(ws), *ptrs],
-                   [n, hw, c, x.cs or c, splits, *ints], floats,
-                   smem=(c + ints[0] + THREADS) * 4))
+    v = 8 if lw.dt == "f16" and all(e % 8 == 0 for e in (c, x.cs or c, x.offset)) else 1
+    ct, blocks, chunk = pool_tiling(hw, c // v, n, lw.sm_count)
+    ws, gate, ptrs, ints, floats = se_workspace(lw, se, n, c, blocks)
+    lw.emit(Launch(pool.name, f"se_pool_{'x8_' if v == 8 else ''}{lw.dt}",
+                   (blocks, math.ceil(c // v / ct), n), THREADS, [lw.ref(x), lw.ref(ws), *ptrs],
+                   [n, hw, c, x.cs or c, ct, chunk, *ints], floats,
+                   smem=max(THREADS * v, c + ints[0] + THREADS) * 4))
     lower_se_scale(lw, se, x, gate)
     return True
 

@@ -259,19 +259,24 @@ class KernelSim:
         if ln.kernel.startswith("se_dw_pool"):
             self.dw_pool_sums(ln, acc)
 
-    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
-        """se_dw_pool's partial sums: CTA (b, tile, n) sums pixels [b * chunk, (b + 1) *
-        chunk) of image n's output over its CT channel vectors; then the gate (se_gate)."""
-        n, p, q, k = out.shape
+    @staticmethod
+    def pool_sums(ln: Launch, px: np.ndarray, ct: int, chunk: int, smem_floats: int) -> np.ndarray:
+        """The pools' partial sums of ``px`` (N x HW x C): CTA (b, tile, n) sums pixels
+        [b * chunk, (b + 1) * chunk) of image n over its CT channel vectors (se.cu)."""
+        n, hw, k = px.shape
         v = 8 if "_x8_" in ln.kernel else 1
-        ct, chunk, s = ln.ints[21:24]
         blocks, tiles = ln.grid[:2]
         assert ln.grid[2] == n and tiles == -(-(k // v) // ct) and ct <= 32, ln.layer
-        assert (blocks - 1) * chunk < p * q <= blocks * chunk, ln.layer  # every pixel, once
-        assert ln.smem >= max(256 * v, k + s + 256) * 4, ln.layer
-        px = out.reshape(n, p * q, k)
-        sums = np.stack([px[:, b * chunk:(b + 1) * chunk].sum(axis=1) for b in range(blocks)],
+        assert (blocks - 1) * chunk < hw <= blocks * chunk, ln.layer  # every pixel, once
+        assert ln.block == 256 and ln.smem >= max(256 * v, smem_floats) * 4, ln.layer
+        return np.stack([px[:, b * chunk:(b + 1) * chunk].sum(axis=1) for b in range(blocks)],
                         1)
+
+    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
+        """se_dw_pool's partial sums of its output, then the gate (se_gate)."""
+        n, p, q, k = out.shape
+        ct, chunk, s = ln.ints[21:24]
+        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk, k + s + 256)
         self.se_gate(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
                      ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[23:], ln.floats[2:])
 
@@ -297,14 +302,13 @@ class KernelSim:
         out[sums.size:sums.size + n * c] = g.reshape(-1)
 
     def se_pool(self, ln: Launch, dt: str) -> None:
-        """Per-(n, c) sums over ``splits`` ranges of pixels, then the gate (se.cu)."""
-        n, hw, c, xcs, splits = ln.ints[:5]
-        assert ln.grid == (-(-c // 32), splits, n), ln.layer  # 32 channels x range x image
-        assert ln.smem >= (c + ln.ints[5] + 256) * 4, ln.layer
+        """se_pool's partial sums of its input, then the gate (se_gate)."""
+        n, hw, c, xcs, ct, chunk, s = ln.ints[:7]
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
-        per = -(-hw // splits)
-        sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
-        self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[5:],
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            assert all(e % 8 == 0 for e in (c, xcs, ln.ptrs[0].byte_offset // 2)), ln.layer
+        sums = self.pool_sums(ln, x, ct, chunk, c + s + 256)
+        self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[6:],
                      ln.floats)
 
     def se_scale(self, ln: Launch, dt: str, to: str) -> None:

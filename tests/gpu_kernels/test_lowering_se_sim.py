@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
-from gpu_kernels.lowering.se import dw_pool_tiling, pool_splits, scale_blocks
+from gpu_kernels.lowering.se import pool_tiling, scale_blocks
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
 from tests.models import ort_run, random_inputs
@@ -97,10 +97,10 @@ SE_VARIANTS = {
     "efficientnet": {},  # SiLU, sigmoid, biases, gate * x
     "mobilenetv3": {"act": "Relu", "gate": "HardSigmoid", "gate_first": False},
     "reducemean_nobias_batch2": {"pool": "ReduceMean", "bias": False, "n": 2},
-    "after_full_conv": {"depthwise": False, "n": 2, "hw": (23, 24)},  # se_pool: 2 ranges
+    "after_full_conv": {"depthwise": False, "n": 2, "hw": (23, 24)},  # se_pool
     "unaligned_wide": {"c": 36, "s": 3, "hw": (9, 11)},  # not 8 channels a thread
     "into_concat": {"concat": True, "c": 16, "s": 4},
-    "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: 4 ranges, the last short
+    "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: the last block short
 }
 
 
@@ -115,7 +115,7 @@ def test_se_block_is_two_kernels(variant, precision) -> None:
     if SE_VARIANTS[variant].get("depthwise", True):  # the depthwise conv sums for the pool
         assert se == [("dw", f"se_dw_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     else:
-        assert se == [("pool", f"se_pool_{dt}"), ("scale", f"se_scale_{x8}{dt}")]
+        assert se == [("pool", f"se_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     # neither FC, the activations nor the Mul has a kernel of its own
     layers = {ln.layer for ln in prog.launches}
     assert not layers & {"fc1", "fc2", "act", "act_sig", "act_mul", "gate"}
@@ -150,17 +150,16 @@ def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
 
 def test_work_per_cta() -> None:
     """The grids grow with the batch and the pixels: (CT lanes, B blocks, pixels a block)."""
-    assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
     # EfficientNet-B0's features.1.0 (112 x 112 x 32, x8): 4 lanes x 64 rows; at batch 32 4
     # pixels a row, at batch 1 one (4 x 132 SMs' worth of CTAs where the image allows)
-    assert dw_pool_tiling(12544, 4, 32, 132) == (4, 49, 256)
-    assert dw_pool_tiling(12544, 4, 1, 132) == (4, 196, 64)
-    assert dw_pool_tiling(12544, 4, 1, 16) == (4, 98, 128)  # Orin: 16 SMs, 2 pixels a row
-    assert dw_pool_tiling(3136, 18, 32, 132) == (18, 56, 56)  # 14 rows (252 threads)
-    assert dw_pool_tiling(49, 144, 32, 132) == (29, 4, 16)  # 7 x 7 x 1152: 5 tiles of 29
-    assert dw_pool_tiling(49, 144, 1, 132) == (29, 7, 8)
-    assert dw_pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
-    assert dw_pool_tiling(1, 3, 1, 132) == (3, 1, 85)
+    assert pool_tiling(12544, 4, 32, 132) == (4, 49, 256)
+    assert pool_tiling(12544, 4, 1, 132) == (4, 196, 64)
+    assert pool_tiling(12544, 4, 1, 16) == (4, 98, 128)  # Orin: 16 SMs, 2 pixels a row
+    assert pool_tiling(3136, 18, 32, 132) == (18, 56, 56)  # 14 rows (252 threads)
+    assert pool_tiling(49, 144, 32, 132) == (29, 4, 16)  # 7 x 7 x 1152: 5 tiles of 29
+    assert pool_tiling(49, 144, 1, 132) == (29, 7, 8)
+    assert pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
+    assert pool_tiling(1, 3, 1, 132) == (3, 1, 85)
     assert scale_blocks(32, 12544, 4) == 1568 and scale_blocks(1, 49, 144) == 7
     assert scale_blocks(1, 1, 3) == 1
 
