@@ -102,7 +102,7 @@ __device__ void se_excite(const SeGate& g, int n, const float* s_mean, float* s_
 // Called by every CTA of image n once its partial sums are stored: the last one (a counter per
 // image, left at zero again for the next launch / graph replay) computes the gate. V: 8 where
 // T is FP16 and C a multiple of 8 (16-byte weight reads), else 1.
-// Dynamic shared memory: at least C + S + SE_THREADS floats.
+// Dynamic shared memory: at least C + max(S, SE_THREADS) floats.
 template <int V, typename T>
 __device__ void se_gate_if_last(const SeGate& g, int n, int ctas, int* counters,
                                 float* smem) {
@@ -114,9 +114,10 @@ __device__ void se_gate_if_last(const SeGate& g, int n, int ctas, int* counters,
     if (!is_last) return;
     __threadfence();
     const int C = g.C, S = g.S, tid = threadIdx.x;
-    float* s_mean = smem;          // C
-    float* s_hid = smem + C;       // S
-    float* s_grp = smem + C + S;   // SE_THREADS: the groups' sums of the means
+    float* s_mean = smem;     // C
+    float* s_grp = smem + C;  // SE_THREADS: the groups' sums of the means, then
+    float* s_hid = smem + C;  // S: the hidden layer (so C + max(S, 256) floats fit whenever
+                              // fusion.py's 2 C + S do)
     // means: thread (c, group) adds partials group, group + G, ... (8 loads issued at a time);
     // then the G group sums of each channel in group order
     const float* part = g.ws + (i64)n * g.B * C;
@@ -191,7 +192,7 @@ __device__ void se_block_sums(const float (&acc)[V], int CT, int cvec, int CV, i
 
 // se_pool: the squeeze of a block whose input a depthwise convolution does not write.
 // p = {x, ws, fc, counters}; i = {N, HW, C, xcs, CT, pixels a block, S, act, gate act};
-// f = {act a, act b, gate a, gate b}; dynamic shared memory max(256 V, C + S + 256) floats.
+// f = {act a, act b, gate a, gate b}; dynamic shared memory max(256 V, C + max(S, 256)) floats.
 template <int V, typename T>
 __device__ void se_pool(const KArgs& a) {
     const T* x = (const T*)a.p[0];
@@ -227,7 +228,7 @@ __device__ void se_pool(const KArgs& a) {
 // se_dw_pool: the depthwise convolution that writes the block's input, summing what it writes.
 // p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT, pixels a
 // block, S, act, gate act}; f = {conv act a, conv act b, act a, act b, gate a, gate b}; dynamic
-// shared memory max(256 V, C + S + 256) floats.
+// shared memory max(256 V, C + max(S, 256)) floats.
 template <int V, typename T>
 __device__ void se_dw_pool(const KArgs& a) {
     T* y = (T*)a.p[4];

@@ -262,7 +262,7 @@ def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref
                    (blocks, math.ceil(p.k // v / ct), p.n), THREADS,
                    [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(ws),
                     *se_ptrs], ints + [ct, chunk, *se_ints], [act[1], act[2], *se_floats],
-                   smem=max(THREADS * v, p.k + se_ints[0] + THREADS) * 4, problem=p,
+                   smem=max(THREADS * v, p.k + max(se_ints[0], THREADS)) * 4, problem=p,
                    tactic=DIRECT))
     return gate
 

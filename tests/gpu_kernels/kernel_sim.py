@@ -276,7 +276,7 @@ class KernelSim:
         """se_dw_pool's partial sums of its output, then the gate (se_gate)."""
         n, p, q, k = out.shape
         ct, chunk, s = ln.ints[21:24]
-        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk, k + s + 256)
+        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk, k + max(s, 256))
         self.se_gate(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
                      ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[23:], ln.floats[2:])
 
@@ -307,7 +307,7 @@ class KernelSim:
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
         if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
             assert all(e % 8 == 0 for e in (c, xcs, ln.ptrs[0].byte_offset // 2)), ln.layer
-        sums = self.pool_sums(ln, x, ct, chunk, c + s + 256)
+        sums = self.pool_sums(ln, x, ct, chunk, c + max(s, 256))
         self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[6:],
                      ln.floats)
 
