@@ -176,6 +176,8 @@ BATCH_VARIANTS = {
     "b32_stride2_5x5": {"c": 40, "s": 10, "n": 32, "hw": (15, 13), "kernel": 5, "stride": 2},
     "b32_odd_pool": {"c": 21, "s": 5, "n": 32, "hw": (17, 16), "depthwise": False},
     "b3_pool_splits": {"c": 40, "s": 6, "n": 3, "hw": (41, 30), "depthwise": False},
+    # 300 hidden units: more than the 256 group sums whose shared memory they reuse
+    "b2_wide_hidden": {"c": 16, "s": 300, "n": 2, "hw": (33, 31)},
 }
 
 
