@@ -64,4 +64,4 @@ def lower(graph: Graph, precision: str = "fp16", arch: int = 90,
     from gpu_kernels.tactics import heuristic
 
     chooser = choose or (lambda p: heuristic(p, arch, sm_count))
-    return Lowering(graph, precision, arch, chooser, scales).run()
+    return Lowering(graph, precision, arch, chooser, scales, sm_count).run()

@@ -1,13 +1,20 @@
-"""Squeeze-and-excitation blocks as two kernels of ``se.cu``: per-(n, c) sums (``se_pool``),
-then both FCs, the gate and the scale of the block's input in one pass (``se_scale``).
+"""Squeeze-and-excitation blocks as two kernels of ``se.cu``: the per-(n, c) sums, whose last
+CTA of each image also runs both FCs and the gate once (``se_pool``, or ``se_dw_pool`` where a
+depthwise convolution writes the block's input and sums what it writes), then ``se_scale``,
+one streaming pass of ``x * gate`` over batch x pixels x channel vectors.
 
 Which blocks qualify is :func:`partitioner.passes.fusion.squeeze_excitation`'s answer, asked
 through :meth:`Lowering.fuse_squeeze_excitation` when the lowering reaches the block's pool, so
 the GPU cost model prices exactly these kernels. Before, a block took five to seven launches:
 the pool, two GEMM-tile convolutions on a 1x1 image (with a pad copy where the hidden width is
-not a multiple of 8) and the element-wise Mul. Where a depthwise convolution writes the block's
-input, it sums its output per channel itself (``se_dw_pool``, :mod:`.conv`) and ``se_scale``
-follows it directly: the pool reads nothing again.
+not a multiple of 8) and the element-wise Mul.
+
+Work split (``THREADS`` threads a CTA everywhere): the pools give each CTA a block of an
+image's pixels (and a tile of its channels), so their grids grow with the batch and the pixel
+count; the partial sums of the blocks go to a workspace (N x B x C, FP32) and the last CTA of
+an image to finish (an int32 counter per image, left at zero) adds them in block order: the
+same bits whichever CTA is last. ``se_scale`` reads the gate (N x C, FP32, after the sums in
+the same workspace) and scales 4 vectors a thread.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.program import ACT, Launch, Value
+from gpu_kernels.lowering.program import ACT, Launch, Ref, Value
 from partitioner.ir import Node
 from partitioner.passes.fusion import SqueezeExcitation
 
@@ -25,32 +32,64 @@ if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
 
 THREADS = 256  # SE_THREADS in se.cu
-POOL_CHANNELS = 32  # SE_POOL_CHANNELS in se.cu
-# Elements a se_scale CTA streams at least: enough that recomputing the FCs stays a small part
-# of its work (and at least the 2 C S weights it reads for them), few enough that a batch-1
-# image still spreads over many SMs.
-SCALE_ELEMENTS = 4096
-# Pixels a se_pool CTA sums at least before the image is split over more CTAs, and the most
-# splits (se_scale adds that many partial sums per channel).
-POOL_PIXELS = 256
-MAX_POOL_SPLITS = 32
+SCALE_UNROLL = 4  # SE_SCALE_UNROLL in se.cu: vectors a se_scale thread
+# Pixels a pool thread sums (se_dw_pool: a 3x3 or 5x5 window each), the most that still give
+# the grid POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's pixels are a latency
+# chain), and the most pixel blocks an image (the partial sums its last CTA adds a channel).
+POOL_PIXELS = (4, 2, 1)
+POOL_WAVES = 4
+MAX_POOL_BLOCKS = 256
 
 
-def scale_pixels(hw: int, c: int, s: int) -> int:
-    """Pixels one ``se_scale`` CTA scales (``c`` channels, ``s`` hidden units)."""
-    return max(1, min(hw, math.ceil(max(SCALE_ELEMENTS, 2 * c * s) / c)))
+def pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
+    """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_pool`` and
+    ``se_dw_pool`` over ``n`` images of ``hw`` pixels of ``cv`` channel vectors on ``sm_count``
+    SMs: the vectors split evenly over tiles of at most 32 lanes, 256 / CT pixel rows, 4, 2 or
+    1 pixels a row."""
+    tiles = math.ceil(cv / 32)
+    ct = math.ceil(cv / tiles)
+    rows = THREADS // ct
+    for pixels in POOL_PIXELS:
+        chunk = rows * pixels
+        if n * tiles * math.ceil(hw / chunk) >= POOL_WAVES * sm_count:
+            break
+    blocks = math.ceil(hw / chunk)
+    if blocks > MAX_POOL_BLOCKS:
+        chunk = math.ceil(hw / MAX_POOL_BLOCKS)
+        blocks = math.ceil(hw / chunk)
+    return ct, blocks, chunk
 
 
-def pool_splits(hw: int) -> int:
-    """Pixel ranges ``se_pool`` sums an image's channels in (its grid's z)."""
-    return max(1, min(MAX_POOL_SPLITS, hw // POOL_PIXELS))
+def scale_blocks(n: int, hw: int, cv: int) -> int:
+    """CTAs of ``se_scale`` over ``n`` x ``hw`` pixels of ``cv`` channel vectors."""
+    return math.ceil(n * hw * cv / (THREADS * SCALE_UNROLL))
 
 
-def dw_pool_blocks(per_image: int) -> tuple[int, int]:
-    """(CTAs an image, elements a CTA) of ``se_dw_pool`` over ``per_image`` elements (of
-    its V channels): a thread an element, at most MAX_POOL_SPLITS partial sums a channel."""
-    chunk = max(THREADS, math.ceil(per_image / MAX_POOL_SPLITS))
-    return math.ceil(per_image / chunk), chunk
+def se_workspace(lw: Lowering, se: SqueezeExcitation, n: int, c: int,
+                 blocks: int) -> tuple[Value, Value, list[Ref | None], list[int], list[float]]:
+    """The pools' workspace (FP32 partial sums N x blocks x C, then the gate N x C) and gate
+    view, and the pointers {fc params, counters}, ints {S, act, gate act} and floats {act a,
+    act b, gate a, gate b} of ``se``'s excitation (se.cu's se_gate_if_last)."""
+    w1 = se.fc1.constant_input(1)
+    w2 = se.fc2.constant_input(1)
+    assert w1 is not None and w2 is not None  # squeeze_excitation made sure
+    s = int(w1.shape[0])
+    b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
+    # {w1, w2t} in the activations' type, then at the next 16 bytes {b1, b2} in FP32
+    wt = np.float16 if lw.dt == "f16" else np.float32
+    finite = float(np.finfo(wt).max)  # saturated as Lowering.weight does
+    weights = np.clip(np.concatenate([w1.reshape(s, c).reshape(-1),
+                                      w2.reshape(c, s).T.reshape(-1)]), -finite, finite)
+    wbytes = weights.astype(wt).view(np.uint8)
+    biases = np.concatenate([b1.reshape(-1) if b1 is not None else np.zeros(s),
+                             b2.reshape(-1) if b2 is not None else np.zeros(c)])
+    fc = np.concatenate([wbytes, np.zeros(-wbytes.size % 16, np.uint8),
+                         biases.astype(np.float32).view(np.uint8)])
+    ws = lw.new_value((n * blocks * c + n * c,), "plain", "f32")
+    gate = Value(ws.buf, (n, c), "plain", "f32", offset=n * blocks * c)
+    ptrs = [lw.weight(fc), lw.weight(np.zeros(n, np.int32))]
+    return (ws, gate, ptrs, [s, ACT[se.act[0]], ACT[se.gate[0]]],
+            [se.act[1], se.act[2], se.gate[1], se.gate[2]])
 
 
 def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
@@ -62,36 +101,27 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
     x = lw.conv_input(lw.value(se.x, pool), pool.name, align=1)
     n, c, h, w = x.shape
     hw = h * w
-    splits = pool_splits(hw)
-    sums = lw.new_value((n, splits, c), "plain", "f32")
-    lw.emit(Launch(pool.name, f"se_pool_{lw.dt}", (math.ceil(c / POOL_CHANNELS), n, splits),
-                   THREADS, [lw.ref(x), lw.ref(sums)], [n, hw, c, x.cs or c, splits]))
-    lower_se_scale(lw, se, x, sums)
+    v = 8 if lw.dt == "f16" and all(e % 8 == 0 for e in (c, x.cs or c, x.offset)) else 1
+    ct, blocks, chunk = pool_tiling(hw, c // v, n, lw.sm_count)
+    ws, gate, ptrs, ints, floats = se_workspace(lw, se, n, c, blocks)
+    lw.emit(Launch(pool.name, f"se_pool_{'x8_' if v == 8 else ''}{lw.dt}",
+                   (blocks, math.ceil(c // v / ct), n), THREADS, [lw.ref(x), lw.ref(ws), *ptrs],
+                   [n, hw, c, x.cs or c, ct, chunk, *ints], floats,
+                   smem=max(THREADS * v, c + max(ints[0], THREADS)) * 4))
+    lower_se_scale(lw, se, x, gate)
     return True
 
 
-def lower_se_scale(lw: Lowering, se: SqueezeExcitation, x: Value, sums: Value) -> None:
-    """The ``se_scale`` kernel of ``se`` over its input ``x`` (NHWC), given the per-channel
-    sums in ``sums`` (FP32, N x splits x C: se_pool's or se_dw_pool's partial sums)."""
+def lower_se_scale(lw: Lowering, se: SqueezeExcitation, x: Value, gate: Value) -> None:
+    """The ``se_scale`` kernel of ``se`` over its input ``x`` (NHWC), given the gate (FP32,
+    N x C, written by the pool kernel's last CTA of each image)."""
     n, c, h, w = x.shape
     hw = h * w
-    splits = sums.shape[1]
-    w1 = se.fc1.constant_input(1)
-    w2 = se.fc2.constant_input(1)
-    assert w1 is not None and w2 is not None  # squeeze_excitation made sure
-    s = int(w1.shape[0])
-    b1, b2 = se.fc1.constant_input(2), se.fc2.constant_input(2)
     y = lw.out_nhwc(se.out, (n, c, h, w), int8_ok=lw.dt == "f16")
-    pixels = scale_pixels(hw, c, s)
-    ptrs = [lw.ref(x), lw.ref(sums), lw.weight(w1.reshape(s, c), lw.dt),
-            lw.weight(b1.astype(np.float32)) if b1 is not None else None,
-            lw.weight(w2.reshape(c, s).T, lw.dt),
-            lw.weight(b2.astype(np.float32)) if b2 is not None else None, lw.ref(y)]
-    ints = [n, hw, c, s, x.cs or c, y.cs or c, ACT[se.act[0]], ACT[se.gate[0]], pixels,
-            splits]
-    x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (c, ints[4], ints[5], x.offset, y.offset))
+    ints = [n, hw, c, x.cs or c, y.cs or c]
+    x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (c, ints[3], ints[4], x.offset, y.offset))
     kernel = f"se_scale_{'x8_' if x8 else ''}{lw.dt}{'_i8' if y.dtype == 'i8' else ''}"
-    floats = [se.act[1], se.act[2], se.gate[1], se.gate[2], 1.0 / y.scale if y.scale else 1.0]
-    lw.emit(Launch(se.scale.name, kernel, (math.ceil(hw / pixels), n, 1), THREADS, ptrs, ints,
-                   floats, smem=(2 * c + s) * 4))
+    floats = [1.0 / y.scale if y.scale else 1.0]
+    lw.emit(Launch(se.scale.name, kernel, (scale_blocks(n, hw, c // (8 if x8 else 1)), 1, 1),
+                   THREADS, [lw.ref(x), lw.ref(gate), lw.ref(y)], ints, floats))
     lw.values[se.out.name] = y

@@ -131,7 +131,7 @@ class Lowering:
     """One graph being lowered: its values, buffers, weights and launches so far."""
 
     def __init__(self, graph: Graph, precision: str, arch: int, choose: TacticChooser,
-                 scales: dict[str, float] | None = None) -> None:
+                 scales: dict[str, float] | None = None, sm_count: int = 132) -> None:
         if precision not in PRECISIONS:
             raise GpuLoweringError(unknown_precision(precision))
         if precision == "int8" and not scales:
@@ -145,6 +145,7 @@ class Lowering:
         self.scales = {k: float(v) for k, v in (scales or {}).items() if v > 0} \
             if precision == "int8" else {}
         self.arch = arch
+        self.sm_count = sm_count  # the GPU's SMs: grids of memory-bound kernels fill them
         self.choose = choose
         self.launches: list[Launch] = []
         self.buffers: list[VBuf] = []

@@ -273,50 +273,71 @@ class KernelSim:
         if ln.kernel.startswith("se_dw_pool"):
             self.dw_pool_sums(ln, acc)
 
-    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
-        """se_dw_pool's partial sums: CTA (b, n) sums elements (of V channels) [b * chunk,
-        (b + 1) * chunk) of image n's output per channel."""
-        n, p, q, k = out.shape
+    @staticmethod
+    def pool_sums(ln: Launch, px: np.ndarray, ct: int, chunk: int, smem_floats: int) -> np.ndarray:
+        """The pools' partial sums of ``px`` (N x HW x C): CTA (b, tile, n) sums pixels
+        [b * chunk, (b + 1) * chunk) of image n over its CT channel vectors (se.cu)."""
+        n, hw, k = px.shape
         v = 8 if "_x8_" in ln.kernel else 1
-        blocks, chunk = ln.grid[0], ln.ints[21]
-        assert ln.grid[1] == n and ln.smem >= k * 4, ln.layer
-        elems = out.reshape(n, p * q * (k // v), v)  # element e: pixel e // (k / v)
-        sums = np.zeros((n, blocks, k), np.float32)
-        for b in range(blocks):
-            part = elems[:, b * chunk:(b + 1) * chunk]
-            cv = (np.arange(b * chunk, b * chunk + part.shape[1]) % (k // v))
-            for j in range(v):
-                np.add.at(sums[:, b], (slice(None), cv * v + j), part[:, :, j])
-        self.mem(ln.ptrs[5], "f32")[:sums.size] = sums.reshape(-1)
+        blocks, tiles = ln.grid[:2]
+        assert ln.grid[2] == n and tiles == -(-(k // v) // ct) and ct <= 32, ln.layer
+        assert (blocks - 1) * chunk < hw <= blocks * chunk, ln.layer  # every pixel, once
+        assert ln.block == 256 and ln.smem >= max(256 * v, smem_floats) * 4, ln.layer
+        return np.stack([px[:, b * chunk:(b + 1) * chunk].sum(axis=1) for b in range(blocks)],
+                        1)
+
+    def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
+        """se_dw_pool's partial sums of its output, then the gate (se_gate)."""
+        n, p, q, k = out.shape
+        ct, chunk, s = ln.ints[21:24]
+        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk, k + max(s, 256))
+        self.se_gate(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
+                     ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[23:], ln.floats[2:])
+
+    def se_gate(self, ln: Launch, dt: str, sums: np.ndarray, ws: Ref | None, fc: Ref | None,
+                counters: Ref | None, hw: int, ints: list[int], floats: list[float]) -> None:
+        """The pools' workspace: the partial sums (N x B x C), then the gate (N x C) that the
+        last CTA of each image computes from them (se.cu: se_gate_if_last; weights {w1, w2t}
+        of the activations' type ``dt``, then {b1, b2} in FP32 16-byte aligned); the per-image
+        counters stay zero."""
+        n, blocks, c = sums.shape
+        s, act, gate = ints[:3]
+        assert counters is not None and fc is not None and ws is not None, ln.layer
+        assert not self.mem(counters, "i32")[:n].any(), ln.layer
+        w = self.mem(fc, dt)[:2 * s * c].astype(np.float32)
+        w1, w2t = w[:s * c].reshape(s, c), w[s * c:].reshape(s, c)
+        nbytes = 2 * s * c * np.dtype(DTYPES[dt]).itemsize
+        b = self.mem(Ref(None, fc.byte_offset + -(-nbytes // 16) * 16, weight=True),
+                     "f32")[:s + c]
+        hid = activate(sums.sum(axis=1) / hw @ w1.T + b[:s], act, floats[0], floats[1])
+        g = activate(hid @ w2t + b[s:], gate, floats[2], floats[3])
+        out = self.mem(ws, "f32")
+        out[:sums.size] = sums.reshape(-1)
+        out[sums.size:sums.size + n * c] = g.reshape(-1)
 
     def se_pool(self, ln: Launch, dt: str) -> None:
-        """Per-(n, c) sums over ``splits`` ranges of pixels (se.cu)."""
-        n, hw, c, xcs, splits = ln.ints[:5]
-        assert ln.grid == (-(-c // 32), n, splits), ln.layer  # 32 channels x image x range
+        """se_pool's partial sums of its input, then the gate (se_gate)."""
+        n, hw, c, xcs, ct, chunk, s = ln.ints[:7]
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
-        per = -(-hw // splits)
-        sums = np.stack([x[:, z * per:(z + 1) * per].sum(axis=1) for z in range(splits)], 1)
-        self.mem(ln.ptrs[1], "f32")[:n * splits * c] = sums.reshape(-1)
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            assert all(e % 8 == 0 for e in (c, xcs, ln.ptrs[0].byte_offset // 2)), ln.layer
+        sums = self.pool_sums(ln, x, ct, chunk, c + max(s, 256))
+        self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[6:],
+                     ln.floats)
 
     def se_scale(self, ln: Launch, dt: str, to: str) -> None:
-        """Both FCs and the gate in FP32 from the pooled sums, then x * gate (se.cu), written
-        as ``to`` (INT8: times 1 / its scale, rounded and saturated)."""
-        n, hw, c, s, xcs, ycs, act, gate, pixels, splits = ln.ints[:10]
-        assert ln.grid == (-(-hw // pixels), n, 1) and ln.smem >= (2 * c + s) * 4, ln.layer
-        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
-            y_offset = ln.ptrs[6].byte_offset // (1 if to == "i8" else 2)
-            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+        """x * gate (FP32, N x C, the pool's last CTAs wrote it), written as ``to`` (INT8:
+        times 1 / its scale, rounded and saturated); 4 vectors a thread over N x HW x C / V."""
+        n, hw, c, xcs, ycs = ln.ints[:5]
+        v = 8 if "_x8_" in ln.kernel else 1
+        assert ln.grid == (-(-(n * hw * c // v) // 1024), 1, 1) and ln.block == 256, ln.layer
+        if v == 8:  # 16-byte vectors: the lowering's promise
+            y_offset = ln.ptrs[2].byte_offset // (1 if to == "i8" else 2)
+            assert all(e % 8 == 0 for e in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
                                             y_offset)), ln.layer
-        sums = self.mem(ln.ptrs[1], "f32")[:n * splits * c].reshape(n, splits, c)
-        mean = sums.sum(axis=1) / hw
-        w1 = self.mem(ln.ptrs[2], dt)[:s * c].reshape(s, c).astype(np.float32)
-        w2t = self.mem(ln.ptrs[4], dt)[:s * c].reshape(s, c).astype(np.float32)
-        hid = mean @ w1.T + (self.mem(ln.ptrs[3], "f32")[:s] if ln.ptrs[3] else 0.0)
-        hid = activate(hid, act, ln.floats[0], ln.floats[1])
-        g = hid @ w2t + (self.mem(ln.ptrs[5], "f32")[:c] if ln.ptrs[5] else 0.0)
-        g = activate(g, gate, ln.floats[2], ln.floats[3])
+        g = self.mem(ln.ptrs[1], "f32")[:n * c].reshape(n, c)
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
-        self.put_nhwc(ln.ptrs[6], to, x * g[:, None, None, :] * ln.floats[4], ycs)
+        self.put_nhwc(ln.ptrs[2], to, x * g[:, None, None, :] * ln.floats[0], ycs)
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,

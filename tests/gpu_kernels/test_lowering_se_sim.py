@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
-from gpu_kernels.lowering.se import dw_pool_blocks, pool_splits, scale_pixels
+from gpu_kernels.lowering.se import pool_tiling, scale_blocks
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
 from tests.models import ort_run, random_inputs
@@ -21,10 +21,16 @@ from tests.models import ort_run, random_inputs
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
 
-def se_model(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
+def se_model(**kwargs):
+    """:func:`se_proto` as the framework's graph."""
+    return graph_of(se_proto(**kwargs))
+
+
+def se_proto(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
              act: str = "Silu", gate: str = "Sigmoid", pool: str = "GlobalAveragePool",
              bias: bool = True, gate_first: bool = True, extra_reader: bool = False,
-             concat: bool = False, depthwise: bool = True):
+             concat: bool = False, depthwise: bool = True, kernel: int = 3,
+             stride: int = 1) -> onnx.ModelProto:
     """x -> depthwise 3x3 conv -> SE block (pool, 1x1 conv, act, 1x1 conv, gate, Mul) -> 1x1
     projection, as torchvision's MBConv; ``extra_reader``: the gate is also a graph output;
     ``concat``: the SE output goes into a channel Concat (written in place); not
@@ -37,9 +43,10 @@ def se_model(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
             (rng.standard_normal(shape) * scale).astype(np.float32), name))
         return name
 
-    nodes = [helper.make_node("Conv", ["x", const("wd", c, 1 if depthwise else c, 3, 3),
-                                           const("bd", c)], ["d"], name="dw",
-                              group=c if depthwise else 1, pads=[1, 1, 1, 1])]
+    nodes = [helper.make_node("Conv", ["x", const("wd", c, 1 if depthwise else c, kernel,
+                                                 kernel), const("bd", c)], ["d"], name="dw",
+                              group=c if depthwise else 1, pads=[kernel // 2] * 4,
+                              strides=[stride, stride])]
     if pool == "ReduceMean":
         inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
         nodes.append(helper.make_node("ReduceMean", ["d", "axes"], ["p"], name="pool"))
@@ -71,7 +78,9 @@ def se_model(c: int = 24, s: int = 6, n: int = 1, hw: tuple[int, int] = (5, 7),
     graph = helper.make_graph(
         nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, *hw])],
         [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
-    return graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8  # the GPU machine's onnxruntime reads IR <= 13 only
+    return model
 
 
 def _check(graph, precision: str, tol: float | None = None):
@@ -88,10 +97,10 @@ SE_VARIANTS = {
     "efficientnet": {},  # SiLU, sigmoid, biases, gate * x
     "mobilenetv3": {"act": "Relu", "gate": "HardSigmoid", "gate_first": False},
     "reducemean_nobias_batch2": {"pool": "ReduceMean", "bias": False, "n": 2},
-    "after_full_conv": {"depthwise": False, "n": 2, "hw": (23, 24)},  # se_pool: 2 ranges
+    "after_full_conv": {"depthwise": False, "n": 2, "hw": (23, 24)},  # se_pool
     "unaligned_wide": {"c": 36, "s": 3, "hw": (9, 11)},  # not 8 channels a thread
     "into_concat": {"concat": True, "c": 16, "s": 4},
-    "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: 4 ranges, the last short
+    "pool_split_4": {"c": 8, "s": 2, "hw": (41, 30)},  # 1230 pixels: the last block short
 }
 
 
@@ -106,13 +115,13 @@ def test_se_block_is_two_kernels(variant, precision) -> None:
     if SE_VARIANTS[variant].get("depthwise", True):  # the depthwise conv sums for the pool
         assert se == [("dw", f"se_dw_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     else:
-        assert se == [("pool", f"se_pool_{dt}"), ("scale", f"se_scale_{x8}{dt}")]
+        assert se == [("pool", f"se_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     # neither FC, the activations nor the Mul has a kernel of its own
     layers = {ln.layer for ln in prog.launches}
     assert not layers & {"fc1", "fc2", "act", "act_sig", "act_mul", "gate"}
     if variant == "into_concat":  # written straight into its slice of the concat (32 channels)
         scale = next(ln for ln in prog.launches if ln.kernel.startswith("se_scale"))
-        assert scale.ints[5] == 32 and "cat" not in layers
+        assert scale.ints[4] == 32 and "cat" not in layers
 
 
 @pytest.mark.parametrize("variant,why", [
@@ -135,20 +144,71 @@ def test_se_output_read_by_an_int8_conv_is_written_int8(c) -> None:
     prog = lower(graph, "int8", arch=87, sm_count=16, scales=scales)
     scale = next(ln for ln in prog.launches if ln.layer == "scale")
     assert scale.kernel == "se_scale_x8_f16_i8"
-    assert scale.floats[4] == pytest.approx(1 / scales["e"])
+    assert scale.floats[0] == pytest.approx(1 / scales["e"])
     assert [ln.kernel for ln in prog.launches if ln.layer == "proj"] == ["conv_mma_i8"]
 
 
 def test_work_per_cta() -> None:
-    assert pool_splits(12544) == 32 and pool_splits(1230) == 4 and pool_splits(49) == 1
-    assert dw_pool_blocks(12544 * 4) == (32, 1568)  # EfficientNet-B0's first dw conv, x8
-    assert dw_pool_blocks(49 * 144) == (28, 256)  # a thread an element
-    assert dw_pool_blocks(100) == (1, 256)
-    assert scale_pixels(12544, 32, 8) == 128  # 4096 elements a CTA
-    assert scale_pixels(196, 480, 20) == 40  # as many elements as the FCs' 2 C S weights
-    assert scale_pixels(49, 1152, 48) == 49  # one CTA: recomputing the FCs costs more
-    assert scale_pixels(1, 4096, 4) == 1  # never fewer than one pixel, never more than HW
-    assert scale_pixels(4, 8, 2) == 4
+    """The grids grow with the batch and the pixels: (CT lanes, B blocks, pixels a block)."""
+    # EfficientNet-B0's features.1.0 (112 x 112 x 32, x8): 4 lanes x 64 rows; at batch 32 4
+    # pixels a row, at batch 1 one (4 x 132 SMs' worth of CTAs where the image allows)
+    assert pool_tiling(12544, 4, 32, 132) == (4, 49, 256)
+    assert pool_tiling(12544, 4, 1, 132) == (4, 196, 64)
+    assert pool_tiling(12544, 4, 1, 16) == (4, 98, 128)  # Orin: 16 SMs, 2 pixels a row
+    assert pool_tiling(3136, 18, 32, 132) == (18, 56, 56)  # 14 rows (252 threads)
+    assert pool_tiling(49, 144, 32, 132) == (29, 4, 16)  # 7 x 7 x 1152: 5 tiles of 29
+    assert pool_tiling(49, 144, 1, 132) == (29, 7, 8)
+    assert pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
+    assert pool_tiling(1, 3, 1, 132) == (3, 1, 85)
+    assert scale_blocks(32, 12544, 4) == 1568 and scale_blocks(1, 49, 144) == 7
+    assert scale_blocks(1, 1, 3) == 1
+
+
+# ----- batches against ONNX Runtime -----------------------------------------------------------
+# The pools split an image over (pixel blocks x channel tiles) CTAs whose partial sums the last
+# CTA of each image adds; se_scale covers batch x pixels x channel vectors. Shapes where the
+# splits do not divide evenly, at batch 1, 2 and 32.
+BATCH_VARIANTS = {
+    "b1_many_blocks": {"c": 8, "s": 2, "hw": (67, 61)},  # 4087 pixels: 4 blocks, last short
+    "b2_odd_channels": {"c": 13, "s": 3, "n": 2, "hw": (23, 19)},  # one channel a vector
+    "b2_two_tiles": {"c": 320, "s": 20, "n": 2, "hw": (6, 5)},  # 40 vectors: 2 tiles of 20
+    "b32_small": {"c": 16, "s": 4, "n": 32, "hw": (9, 7)},
+    "b32_stride2_5x5": {"c": 40, "s": 10, "n": 32, "hw": (15, 13), "kernel": 5, "stride": 2},
+    "b32_odd_pool": {"c": 21, "s": 5, "n": 32, "hw": (17, 16), "depthwise": False},
+    "b3_pool_splits": {"c": 40, "s": 6, "n": 3, "hw": (41, 30), "depthwise": False},
+    # 300 hidden units: more than the 256 group sums whose shared memory they reuse
+    "b2_wide_hidden": {"c": 16, "s": 300, "n": 2, "hw": (33, 31)},
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("variant", list(BATCH_VARIANTS))
+def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
+    model = se_proto(**BATCH_VARIANTS[variant])
+    path = tmp_path / "se.onnx"
+    onnx.save(model, path)
+    graph = graph_of(model)
+    feeds = feeds_for(graph)
+    prog = lower(graph, precision, arch=87)
+    kernels = [ln.kernel for ln in prog.launches if ln.kernel.startswith("se_")]
+    pool = "se_pool" if BATCH_VARIANTS[variant].get("depthwise") is False else "se_dw_pool"
+    assert len(kernels) == 2 and kernels[0].startswith(f"{pool}_"), kernels
+    assert kernels[1].startswith("se_scale_"), kernels
+    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    for name, r in ref.items():
+        assert rel_err(got[name], r) <= TOL[precision], (name, rel_err(got[name], r))
+
+
+def test_grids_grow_with_the_batch() -> None:
+    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 8 (se_dw_pool) and 32
+    (se_scale) times the CTAs of batch 1, not the same CTAs looping 32 times as long; at
+    batch 1 se_dw_pool takes one pixel a thread to fill more SMs."""
+    grids = {}
+    for n in (1, 32):
+        prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
+        grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
+    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
+    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (1764, 1, 1)}
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
@@ -183,17 +243,37 @@ def test_exported_se_models_match_onnx_runtime(name, blocks, before, now,
 # ----- on CUDA (the integrator's GPU run) -------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("variant", list(SE_VARIANTS))
+@pytest.mark.parametrize("variant", list(SE_VARIANTS) + list(BATCH_VARIANTS))
 def test_se_kernels_on_cuda_match_reference(variant, precision) -> None:
     from devices.gpu import GpuRunner
 
-    graph = se_model(**SE_VARIANTS[variant])
+    graph = se_model(**{**SE_VARIANTS, **BATCH_VARIANTS}[variant])
     feeds = feeds_for(graph)
     ref = reference(graph, feeds)
     with GpuRunner(graph, precision, autotune=False) as runner:
         got = runner.infer(feeds)
     for out, r in ref.items():
         assert rel_err(got[out], r) <= TOL[precision], out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["b32_small", "b3_pool_splits"])
+def test_se_kernels_on_cuda_are_bit_reproducible(variant) -> None:
+    """The last CTA of each image adds the partial sums in block order, whichever CTA it is,
+    and leaves its counter at zero: other inputs in between get their own gate, and the same
+    inputs again give the same bits."""
+    from devices.gpu import GpuRunner
+
+    graph = se_model(**BATCH_VARIANTS[variant])
+    first, other = feeds_for(graph, 0), feeds_for(graph, 1)
+    with GpuRunner(graph, "fp16", autotune=False) as runner:
+        before = runner.infer(first)
+        between = runner.infer(other)
+        again = runner.infer(first)
+    for out, r in reference(graph, other).items():
+        assert rel_err(between[out], r) <= TOL["fp16"], out
+    for out in before:
+        assert np.array_equal(before[out], again[out]), out
 
 
 @pytest.mark.gpu
@@ -221,3 +301,21 @@ def test_exported_se_models_on_cuda_match_onnx_runtime(name, conformance_model) 
         got = runner.infer(feeds)
     for out, r in ref.items():
         assert rel_err(got[out], r) <= 1e-2, out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_zoo_mobilenetv3_at_batch_4_matches_onnx_runtime(precision) -> None:
+    """The zoo's MobileNetV3-Small (9 SE blocks, every one pooled by its depthwise conv) at
+    batch 4 through the kernel model against ONNX Runtime."""
+    from tests.models import zoo_model_path
+
+    path = zoo_model_path("mobilenetv3-small", batch=4)
+    graph = graph_of(onnx.load(path))
+    feeds = random_inputs(path)
+    prog = lower(graph, precision, arch=87, sm_count=16)
+    kernels = [ln.kernel for ln in prog.launches]
+    assert sum(k.startswith("se_dw_pool_") for k in kernels) == 9
+    assert sum(k.startswith("se_scale_") for k in kernels) == 9
+    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    for out, r in ref.items():
+        assert rel_err(got[out], r) <= (1e-4 if precision == "fp32" else 3e-2), out
