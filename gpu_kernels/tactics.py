@@ -97,6 +97,9 @@ class ConvTactic:
     # CTAs an SM must fit ("_o4": registers capped to allow 4): for small tiles whose few
     # k-tiles leave each CTA waiting on its loads, so more of them must overlap; 0: the default
     occupancy: int = 0
+    # the epilogue writes a kernel == stride ConvTranspose's output upsampled in place ("_d2s",
+    # -DD2S in conv_mma.cu); never timed on its own: it is the chosen tile with this set
+    d2s: bool = False
 
     @property
     def kernel(self) -> str:
@@ -110,8 +113,9 @@ class ConvTactic:
         dt = "" if self.dtype == "f16" else f"_{self.dtype}"
         wide = "_f2" if self.wide else ""
         occ = f"_o{self.occupancy}" if self.occupancy else ""
+        d2s = "_d2s" if self.d2s else ""
         return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
-                f"_k{self.splits}{wide}{occ}{dt}")
+                f"_k{self.splits}{wide}{occ}{dt}{d2s}")
 
     @property
     def tile(self) -> ConvTactic:
@@ -138,13 +142,17 @@ class ConvTactic:
             opts += ("-DMIN_CTAS=1", "-DFRAG_BUFS=2")
         elif self.occupancy:
             opts += (f"-DMIN_CTAS={self.occupancy}",)
-        return opts + (("-DINT8=1",) if self.dtype == "i8" else ())
+        opts += ("-DINT8=1",) if self.dtype == "i8" else ()
+        return opts + (("-DD2S=1",) if self.d2s else ())
 
     @staticmethod
     def from_name(name: str) -> ConvTactic:
         if name == "direct":
             return DIRECT
         parts = name.split("_")[1:]
+        d2s = parts[-1] == "d2s"
+        if d2s:
+            parts.pop()
         dtype = "f16"
         if parts[-1] in _ELEM_BYTES:
             dtype = parts.pop()
@@ -159,7 +167,7 @@ class ConvTactic:
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
         return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk, dtype,
-                          wide, occupancy)
+                          wide, occupancy, d2s)
 
 
 _ELEM_BYTES = {"f16": 2, "i8": 1}

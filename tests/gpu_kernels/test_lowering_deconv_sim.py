@@ -1,0 +1,200 @@
+"""CI (no GPU): a kernel == stride ConvTranspose (U-Net's 2x2 / 2) runs as one tensor-core GEMM
+whose epilogue writes the upsampled output in place (conv_mma.cu -DD2S), into the Concat's
+channel slice that awaits it, with no depth-to-space copy; FP32 and the shapes the tensor-core
+kernel does not take keep the GEMM + copy. Checked on the numpy kernel model (kernel_sim)
+against ONNX Runtime on U-Net up-blocks built here and on the zoo's unet-small; the same on
+CUDA is the @pytest.mark.gpu tests at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from gpu_kernels.lowering import lower
+from gpu_kernels.tactics import ConvTactic
+from tandem.zoo import build_model
+from tests.devices.gpu_cases import graph_of, rel_err
+from tests.gpu_kernels.kernel_sim import simulate
+from tests.models import ort_run, random_inputs
+
+TOL = {"fp32": 1e-5, "fp16": 1e-2}
+
+
+def up_block(
+    n: int = 1,
+    c: int = 16,
+    ko: int = 16,
+    f: tuple[int, int] = (2, 2),
+    bias: bool = True,
+    relu: str = "deconv",
+    skip_first: bool = False,
+    hw: tuple[int, int] = (5, 6),
+    skip_c: int = 8,
+) -> onnx.ModelProto:
+    """A U-Net decoder step: ConvTranspose (kernel = stride = ``f``) of the low-resolution
+    ``x`` (N, c, H, W) to ``ko`` channels -> Concat with a 3x3 conv of the skip input ``s``
+    (``skip_first``: the skip's channels come first, the deconv writes at an offset) -> 3x3
+    conv. ``relu``: after the deconv ("deconv", fused into its epilogue), after the Concat
+    ("concat") or nowhere ("none")."""
+    rng = np.random.default_rng(7)
+    h, w = hw
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), nm)
+        for nm, shape in (
+            ("wt", (c, ko, *f)),
+            ("ws", (skip_c, 4, 3, 3)),
+            ("wo", (6, ko + skip_c, 3, 3)),
+        )
+    ]
+    up_in = ["x", "wt"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(ko).astype(np.float32), "bt"))
+        up_in.append("bt")
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", up_in, ["up"], name="up", kernel_shape=list(f), strides=list(f)
+        ),
+        helper.make_node("Conv", ["s", "ws"], ["skip"], name="skip", pads=[1] * 4),
+    ]
+    up = "up"
+    if relu == "deconv":
+        nodes.append(helper.make_node("Relu", ["up"], ["up_act"], name="up_act"))
+        up = "up_act"
+    cat = [up, "skip"] if not skip_first else ["skip", up]
+    nodes.append(helper.make_node("Concat", cat, ["cat"], name="cat", axis=1))
+    joined = "cat"
+    if relu == "concat":
+        nodes.append(helper.make_node("Relu", ["cat"], ["cat_act"], name="cat_act"))
+        joined = "cat_act"
+    nodes.append(helper.make_node("Conv", [joined, "wo"], ["y"], name="out", pads=[1] * 4))
+    hf, wf = h * f[0], w * f[1]
+    graph = helper.make_graph(
+        nodes,
+        "up_block",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [n, 4, hf, wf]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, 6, hf, wf])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # the GPU machine's onnxruntime reads IR <= 13
+    return model
+
+
+# variant -> (up_block arguments, whether the FP16 tensor-core epilogue upsamples in place)
+BLOCKS: dict[str, tuple[dict, bool]] = {
+    "k2_bias_relu": (dict(), True),
+    "k2_nobias_relu_after_concat_skip_first": (
+        dict(bias=False, relu="concat", skip_first=True),
+        True,
+    ),
+    "k2_odd_k": (dict(ko=5, relu="none"), True),  # 8 columns straddle taps: per-column stores
+    "k2_odd_k_skip_first": (dict(ko=13, skip_first=True, skip_c=3), True),
+    "k4": (dict(ko=8, f=(4, 4), hw=(3, 2)), True),
+    "k2x1": (dict(f=(2, 1)), False),  # taps not square: GEMM + copy
+    "c4": (dict(c=4), False),  # C % 8: the SIMT GEMM + copy
+}
+
+
+def _saved(model: onnx.ModelProto, tmp_path: Path) -> Path:
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: float):
+    path = _saved(model, tmp_path)
+    feeds = random_inputs(path)
+    prog = lower(graph_of(model), precision, arch=87)
+    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    for out, r in ref.items():
+        err = rel_err(got[out], r)
+        assert err <= tol, (out, err)
+    return prog
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("variant", list(BLOCKS))
+def test_up_block_matches_onnx_runtime(variant, batch, precision, tmp_path) -> None:
+    kwargs, in_place = BLOCKS[variant]
+    prog = _check_sim(up_block(n=batch, **kwargs), precision, tmp_path, TOL[precision])
+    deconv = [ln for ln in prog.launches if ln.layer == "up" and ln.kernel.startswith("conv")]
+    copies = [ln.layer for ln in prog.launches if ln.kernel.startswith("copy_")]
+    # the Concat is never a launch: the skip conv and the deconv (or its copy) write its slices
+    assert not any(ln.layer == "cat" for ln in prog.launches)
+    if precision == "fp16" and in_place:
+        assert len(deconv) == 1 and deconv[0].tactic is not None and deconv[0].tactic.d2s
+        f = kwargs.get("f", (2, 2))[0]
+        assert deconv[0].ints[15] == f  # the upsampling factor, in the groups slot
+        assert "up:depth_to_space" not in copies
+    else:  # the documented fallback: GEMM (no d2s epilogue), then the copy
+        assert not any(ln.tactic is not None and ln.tactic.d2s for ln in deconv)
+        assert "up:depth_to_space" in copies
+
+
+def test_unet_small_has_no_depth_to_space_copy_and_matches_onnx_runtime(tmp_path) -> None:
+    """The zoo U-Net (4 up-blocks, 2x2 / 2 deconvs into Concats) at batch 2: 30 kernels in
+    FP16, 4 fewer than with the copies (34, 4 copy_f16_f16), and the same outputs as ORT."""
+    model = build_model("unet-small", 2, 32)
+    model.ir_version = 8
+    prog = _check_sim(model, "fp16", tmp_path, 2e-2)
+    deconvs = {n.name for n in graph_of(model).nodes if n.op == "ConvTranspose"}
+    assert len(deconvs) == 4
+    d2s = [ln for ln in prog.launches if ln.tactic is not None and ln.tactic.d2s]
+    assert {ln.layer for ln in d2s} == deconvs
+    assert not any(ln.kernel == "copy_f16_f16" for ln in prog.launches)
+    assert len(prog.launches) == 30
+
+
+def test_d2s_tactic_name_round_trips_and_compiles_the_switch() -> None:
+    t = ConvTactic("mma", 128, 64, 2, 2, 3, splits=2, d2s=True)
+    assert t.name == "mma_128x64_w2x2_s3_k2_d2s"
+    assert ConvTactic.from_name(t.name) == t
+    assert "-DD2S=1" in t.compile_options()
+    assert "-DD2S=1" not in ConvTactic("mma", 128, 64, 2, 2, 3).compile_options()
+    i8 = ConvTactic("mma", 64, 64, 2, 2, 3, bk=64, dtype="i8", wide=True, d2s=True)
+    assert ConvTactic.from_name(i8.name) == i8
+    assert {"-DINT8=1", "-DD2S=1"} <= set(i8.compile_options())
+
+
+# ----- on CUDA (the integrator's GPU run) -------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("variant", list(BLOCKS))
+def test_up_block_on_cuda_matches_onnx_runtime(variant, batch, precision, tmp_path) -> None:
+    from devices.gpu import GpuRunner
+
+    kwargs, _ = BLOCKS[variant]
+    model = up_block(n=batch, **kwargs)
+    path = _saved(model, tmp_path)
+    feeds = random_inputs(path)
+    ref = ort_run(path, feeds)
+    with GpuRunner(graph_of(model), precision, autotune=False) as runner:
+        got = runner.infer(feeds)
+    for out, r in ref.items():
+        assert rel_err(got[out], r) <= TOL[precision] * (10 if precision == "fp32" else 1), out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 32])
+def test_unet_small_on_cuda_matches_onnx_runtime(batch, tmp_path) -> None:
+    from devices.gpu import GpuRunner
+
+    model = build_model("unet-small", batch, 64)
+    model.ir_version = 8
+    path = _saved(model, tmp_path)
+    feeds = random_inputs(path)
+    ref = ort_run(path, feeds)
+    with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
+        got = runner.infer(feeds)
+        assert runner.program.kernel_count == 30
+    for out, r in ref.items():
+        assert rel_err(got[out], r) <= 2e-2, out
