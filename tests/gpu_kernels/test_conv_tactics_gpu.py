@@ -65,3 +65,41 @@ def test_autotune_fills_the_cache_and_a_rebuild_uses_it(tmp_path) -> None:
         assert set(second.tactic_source.values()) == {"cache"}
     name = cache.best(problem_of(graph).signature(), second.arch_key)
     assert ConvTactic.from_name(name).name == name
+
+
+def deconv_case(n: int, c: int, h: int, ko: int, f: int, seed: int) -> Case:
+    rng = np.random.default_rng(seed)
+    return Case(f"deconv_n{n}c{c}h{h}k{ko}f{f}", "ConvTranspose", {"x": (n, c, h, h + 1)},
+                {"w": (rng.standard_normal((c, ko, f, f)) * 0.1).astype(np.float32),
+                 "b": rng.standard_normal(ko).astype(np.float32)},
+                dict(kernel_shape=[f, f], strides=[f, f]))
+
+
+# (N, C, H, Ko, F): split-K 2 and 4 among the candidates (C = 512, a small grid); taps
+# straddling N-tiles (Ko = 24); 8 columns straddling two taps (Ko = 5: per-column stores); 4x4 / 4
+DECONV_SHAPES = [(1, 512, 4, 24, 2), (2, 64, 7, 5, 2), (1, 32, 5, 16, 4)]
+
+
+@pytest.mark.parametrize("shape", DECONV_SHAPES, ids=str)
+def test_every_tactic_upsamples_a_deconv_in_its_epilogue(shape) -> None:
+    """The tile chosen for a kernel == stride ConvTranspose's GEMM runs with the -DD2S
+    epilogue: every candidate (tile x split-K) gives ONNX's output."""
+    from devices.gpu import GpuRunner
+
+    graph = graph_of(build(deconv_case(*shape, seed=5)))
+    feeds = feeds_for(graph)
+    ref = reference(graph, feeds)["y0"]
+    p = problem_of(graph)
+    tactics = candidates(p, 90)
+    assert len(tactics) > 1 and (shape[1] < 512 or {t.splits for t in tactics} == {1, 2, 4})
+    for t in tactics:
+        cache = TimingCache()
+        cache.record(p.signature(), "sm_90", t.name, 0.0)  # force this tactic
+        with GpuRunner(graph, "fp16", timing_cache=cache, autotune=False) as runner:
+            if runner.arch_key != "sm_90":
+                pytest.skip("tactic forcing assumes an sm_90 GPU")
+            got = runner.infer(feeds)["y0"]
+            ran = [ln.tactic for ln in runner.program.launches if ln.tactic is not None]
+        assert [(r.tile, r.splits, r.d2s) for r in ran] == [(t.tile, t.splits, True)]
+        err = rel_err(got, ref)
+        assert err <= 1e-2, f"{t.name}: rel err {err:.2e}"
