@@ -9,6 +9,8 @@ from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
     "conv_simt.cu": ("conv_direct", "conv_dw", "conv_transpose_direct"),
+    # (before conv_tiled.cu: source_of takes the first source whose prefix fits)
+    "conv_tiled_d2s.cu": ("conv_tiled_d2s",),
     "conv_tiled.cu": ("conv_tiled",),
     "elementwise.cu": ("fused", "copy", "space_to_depth"),
     "pool.cu": ("pool2d", "global_avgpool"),

@@ -15,7 +15,7 @@
 // tile (correct, slow): the host picks conv_direct there instead.
 // -DD2S: the GEMM is a kernel == stride transposed convolution (U-Net's 2x2 / 2) lowered as a
 // 1x1 convolution to F*F*Ko columns, and the epilogue writes each column straight into the
-// F-times upsampled output (OutMap below) instead of leaving a depth-to-space copy to a second
+// F-times upsampled output (d2s.cuh) instead of leaving a depth-to-space copy to a second
 // kernel. A compile-time switch: the ordinary build's epilogue is unchanged.
 #include "common.cuh"
 
@@ -82,32 +82,13 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 
 // Where the epilogue stores GEMM output (row m, column k) in y, in elements: OUT_AT(m, k), and
 // OUT_AT8(m, k0, j) for column k0 + j of a chunk of 8 (k0 a multiple of 8). Ordinarily row m of
-// a [M][ycs] matrix (ycs > K: a Concat's channel slice). With -DD2S, row m = (n*H + h)*W + w is
-// input pixel (n, h, w) and column k = (dy*F + dx)*Ko + ko (lower_conv_transpose's weight
-// order) goes to pixel (n, h*F + dy, w*F + dx), channel ko, of the [N][H*F][W*F] output whose
-// pixels are ycs elements apart (OutMap): a row part plus a column part, so a thread computes
-// its columns' part once. F is i[15], the groups slot (groups is always 1 here); Ko = K / F^2.
+// a [M][ycs] matrix (ycs > K: a Concat's channel slice); with -DD2S upsampled (d2s.cuh).
 // Macros, so that the ordinary build compiles to the same code as before D2S existed.
 #ifdef D2S
-struct OutMap {
-    int f, ko, q, qf, ycs;  // q: the GEMM's Q (= W: 1x1, stride 1); qf = output width W*F
-    FastDiv by_q;
-    __device__ __forceinline__ OutMap(const KArgs& a, const ConvArgs& cv)
-        : f(a.i[15]), ko(cv.K / (a.i[15] * a.i[15])), q(cv.Q), qf(cv.Q * a.i[15]), ycs(cv.ycs),
-          by_q{(unsigned)a.i[24], a.i[25]} {}
-    __device__ __forceinline__ i64 row(int m) const {
-        const int nh = by_q.div(m);  // n*H + h: output row (n, h*F)
-        return ((i64)nh * f * qf + (m - nh * q) * f) * ycs;
-    }
-    __device__ __forceinline__ i64 col(int k) const {
-        const int g = k / ko, dy = g / f;
-        return (i64)(dy * qf + g - dy * f) * ycs + (k - g * ko);
-    }
-    __device__ __forceinline__ i64 at(int m, int k) const { return row(m) + col(k); }
-};
+#include "d2s.cuh"
 #define OUT_AT(m, k) om.at(m, k)
 #define OUT_AT8(m, k0, j) om.at(m, (k0) + (j))
-#define OUT_CHUNKS (om.ko % 8 == 0)  // 8 columns from a multiple of 8 stay in one group
+#define OUT_CHUNKS om.chunks_of_8()
 #else
 #define OUT_AT(m, k) ((i64)(m) * cv.ycs + (k))
 #define OUT_AT8(m, k0, j) ((i64)(m) * cv.ycs + (k0) + (j))
@@ -144,7 +125,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     const float out_inv = a.f[2], res_scale = a.f[3];
     const ConvArgs cv = conv_args(a);
 #ifdef D2S
-    const OutMap om(a, cv);
+    const D2sMap om(a, cv);
 #endif
     const int splits = a.i[21];
     const int M = cv.N * cv.P * cv.Q;

@@ -235,8 +235,9 @@ class KernelSim:
         i8, mma = dt == "i8", ln.kernel.startswith("conv_mma")  # only conv_mma has i[22:24]
         res_dt = "i8" if mma and ln.ints[22] else ("f16" if i8 else dt)
         out_dt = "i8" if mma and ln.ints[23] else ("f16" if i8 else dt)
-        # conv_mma -DD2S: a 1x1 GEMM to F*F*Ko columns written upsampled; F in the groups slot
-        d2s = groups if ln.tactic is not None and ln.tactic.d2s else 0
+        # conv_mma -DD2S / conv_tiled_d2s: a 1x1 GEMM to F*F*Ko columns written upsampled; F
+        # in the groups slot
+        d2s = groups if (ln.tactic is not None and ln.tactic.d2s) or "_d2s_" in ln.kernel else 0
         groups = 1 if d2s else groups
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups

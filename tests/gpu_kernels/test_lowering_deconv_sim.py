@@ -87,7 +87,7 @@ def up_block(
     return model
 
 
-# variant -> (up_block arguments, whether the FP16 tensor-core epilogue upsamples in place)
+# variant -> (up_block arguments, whether the GEMM's kernel stores the upsampled output itself)
 BLOCKS: dict[str, tuple[dict, bool]] = {
     "k2_bias_relu": (dict(), True),
     "k2_nobias_relu_after_concat_skip_first": (
@@ -98,7 +98,7 @@ BLOCKS: dict[str, tuple[dict, bool]] = {
     "k2_odd_k_skip_first": (dict(ko=13, skip_first=True, skip_c=3), True),
     "k4": (dict(ko=8, f=(4, 4), hw=(3, 2)), True),
     "k2x1": (dict(f=(2, 1)), False),  # taps not square: GEMM + copy
-    "c4": (dict(c=4), False),  # C % 8: the SIMT GEMM + copy
+    "c4": (dict(c=4), True),  # C % 8: the SIMT tiles (conv_tiled_d2s) in FP16 too
 }
 
 
@@ -108,10 +108,10 @@ def _saved(model: onnx.ModelProto, tmp_path: Path) -> Path:
     return path
 
 
-def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: float):
+def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: float, arch: int = 87):
     path = _saved(model, tmp_path)
     feeds = random_inputs(path)
-    prog = lower(graph_of(model), precision, arch=87)
+    prog = lower(graph_of(model), precision, arch=arch)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
     for out, r in ref.items():
         err = rel_err(got[out], r)
@@ -119,38 +119,55 @@ def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: floa
     return prog
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision,arch", [("fp32", 87), ("fp16", 87), ("fp16", 72)])
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("variant", list(BLOCKS))
-def test_up_block_matches_onnx_runtime(variant, batch, precision, tmp_path) -> None:
+def test_up_block_matches_onnx_runtime(variant, batch, precision, arch, tmp_path) -> None:
     kwargs, in_place = BLOCKS[variant]
-    prog = _check_sim(up_block(n=batch, **kwargs), precision, tmp_path, TOL[precision])
+    prog = _check_sim(up_block(n=batch, **kwargs), precision, tmp_path, TOL[precision], arch)
     deconv = [ln for ln in prog.launches if ln.layer == "up" and ln.kernel.startswith("conv")]
     copies = [ln.layer for ln in prog.launches if ln.kernel.startswith("copy_")]
     # the Concat is never a launch: the skip conv and the deconv (or its copy) write its slices
     assert not any(ln.layer == "cat" for ln in prog.launches)
-    if precision == "fp16" and in_place:
-        assert len(deconv) == 1 and deconv[0].tactic is not None and deconv[0].tactic.d2s
-        f = kwargs.get("f", (2, 2))[0]
-        assert deconv[0].ints[15] == f  # the upsampling factor, in the groups slot
-        assert "up:depth_to_space" not in copies
-    else:  # the documented fallback: GEMM (no d2s epilogue), then the copy
-        assert not any(ln.tactic is not None and ln.tactic.d2s for ln in deconv)
+    assert len(deconv) == 1
+    ln = deconv[0]
+    if not in_place:  # the documented fallback: the GEMM's plain output, then the copy
+        assert "d2s" not in ln.kernel and not (ln.tactic and ln.tactic.d2s)
         assert "up:depth_to_space" in copies
+        return
+    assert "up:depth_to_space" not in copies
+    assert ln.ints[15] == kwargs.get("f", (2, 2))[0]  # the upsampling factor, groups slot
+    if precision == "fp16" and arch >= 80 and kwargs.get("c", 16) % 8 == 0:
+        assert ln.kernel == "conv_mma_f16" and ln.tactic is not None and ln.tactic.d2s
+    else:  # FP32, Xavier's FP16, C % 8: the SIMT tiles' upsampling build
+        assert ln.kernel == f"conv_tiled_d2s_{'f32' if precision == 'fp32' else 'f16'}"
 
 
-def test_unet_small_has_no_depth_to_space_copy_and_matches_onnx_runtime(tmp_path) -> None:
-    """The zoo U-Net (4 up-blocks, 2x2 / 2 deconvs into Concats) at batch 2: 30 kernels in
-    FP16, 4 fewer than with the copies (34, 4 copy_f16_f16), and the same outputs as ORT."""
+# (precision, arch) -> kernels of unet-small with the four depth-to-space copies (before #19's
+# change, measured with this lowering at batch 2 and 32) and the GEMM's kernel now
+UNET = {
+    ("fp16", 87): (34, "conv_mma_f16"),
+    ("fp32", 87): (33, "conv_tiled_d2s_f32"),
+    ("fp16", 72): (33, "conv_tiled_d2s_f16"),
+}
+
+
+@pytest.mark.parametrize("precision,arch", list(UNET))
+def test_unet_small_has_no_depth_to_space_copy_and_matches_onnx_runtime(
+    precision, arch, tmp_path
+) -> None:
+    """The zoo U-Net (4 up-blocks, 2x2 / 2 deconvs into Concats) at batch 2: 4 kernels fewer
+    than with the copies, and the same outputs as ORT."""
     model = build_model("unet-small", 2, 32)
     model.ir_version = 8
-    prog = _check_sim(model, "fp16", tmp_path, 2e-2)
+    prog = _check_sim(model, precision, tmp_path, 2e-2 if precision == "fp16" else 1e-4, arch)
     deconvs = {n.name for n in graph_of(model).nodes if n.op == "ConvTranspose"}
     assert len(deconvs) == 4
-    d2s = [ln for ln in prog.launches if ln.tactic is not None and ln.tactic.d2s]
-    assert {ln.layer for ln in d2s} == deconvs
-    assert not any(ln.kernel == "copy_f16_f16" for ln in prog.launches)
-    assert len(prog.launches) == 30
+    before, kernel = UNET[(precision, arch)]
+    ups = [ln for ln in prog.launches if ln.layer in deconvs]
+    assert [ln.kernel for ln in ups] == [kernel] * 4 and all(ln.ints[15] == 2 for ln in ups)
+    assert not any("depth_to_space" in ln.layer for ln in prog.launches)
+    assert len(prog.launches) == before - 4
 
 
 def test_d2s_tactic_name_round_trips_and_compiles_the_switch() -> None:
