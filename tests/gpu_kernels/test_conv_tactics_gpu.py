@@ -84,6 +84,8 @@ DECONV_SHAPES = [(1, 512, 4, 24, 2), (2, 64, 7, 5, 2), (1, 32, 5, 16, 4)]
 def test_every_tactic_upsamples_a_deconv_in_its_epilogue(shape) -> None:
     """The tile chosen for a kernel == stride ConvTranspose's GEMM runs with the -DD2S
     epilogue: every candidate (tile x split-K) gives ONNX's output."""
+    from dataclasses import replace
+
     from devices.gpu import GpuRunner
 
     graph = graph_of(build(deconv_case(*shape, seed=5)))
@@ -100,7 +102,7 @@ def test_every_tactic_upsamples_a_deconv_in_its_epilogue(shape) -> None:
                 pytest.skip("tactic forcing assumes an sm_90 GPU")
             got = runner.infer(feeds)["y0"]
             ran = [ln.tactic for ln in runner.program.launches if ln.tactic is not None]
-        assert [(r.tile, r.splits, r.d2s) for r in ran] == [(t.tile, t.splits, True)]
+        assert [(replace(r, d2s=False), r.d2s) for r in ran] == [(t, True)]  # t, upsampling
         err = rel_err(got, ref)
         assert err <= 1e-2, f"{t.name}: rel err {err:.2e}"
 
