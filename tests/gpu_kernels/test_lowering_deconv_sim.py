@@ -215,3 +215,18 @@ def test_unet_small_on_cuda_matches_onnx_runtime(batch, tmp_path) -> None:
         assert runner.program.kernel_count == 30
     for out, r in ref.items():
         assert rel_err(got[out], r) <= 2e-2, out
+
+
+@pytest.mark.parametrize("precision,arch", [("fp32", 87), ("fp16", 87), ("fp16", 72)])
+def test_a_lone_deconv_writes_its_own_output_upsampled(precision, arch, tmp_path) -> None:
+    """gpu_cases' 2x2 / 2 ConvTranspose (the per-layer GPU tests run it too) as the graph's
+    output: no Concat awaits it, the GEMM's kernel writes a dense NHWC value upsampled and the
+    output conversion follows, no depth-to-space copy."""
+    from tests.devices.gpu_cases import build, cases
+
+    model = build(next(c for c in cases() if c.name == "convtranspose"))
+    model.ir_version = 8
+    prog = _check_sim(model, precision, tmp_path, TOL[precision], arch)
+    assert not any("depth_to_space" in ln.layer for ln in prog.launches)
+    up = [ln for ln in prog.launches if ln.kernel.startswith("conv")]
+    assert len(up) == 1 and up[0].ints[15] == 2 and up[0].ints[19] == 8  # F, Ko-wide pixels
