@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
 
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
     "conv_simt.cu": ("conv_direct", "conv_dw", "conv_transpose_direct"),
+    # (before conv_tiled.cu: source_of takes the first source whose prefix fits)
+    "conv_tiled_d2s.cu": ("conv_tiled_d2s",),
     "conv_tiled.cu": ("conv_tiled",),
     "elementwise.cu": ("fused", "copy", "space_to_depth"),
     "pool.cu": ("pool2d", "global_avgpool"),
@@ -32,9 +36,14 @@ def source_of(kernel: str) -> str:
 
 def all_modules() -> list[tuple[str, tuple[str, ...]]]:
     """Every (source, options) pair a build may compile: the fixed sources and each MMA tile
-    (FP16 and INT8)."""
+    (FP16 and INT8), plain and with the transposed convolution's upsampling epilogue (any tile
+    may be the one chosen for a ConvTranspose's GEMM)."""
     mods: list[tuple[str, tuple[str, ...]]] = [(src, ()) for src in SOURCES]
-    mods += [(MMA_SOURCE, t.compile_options()) for t in MMA_TILES + MMA_TILES_I8]
+    mods += [
+        (MMA_SOURCE, replace(t, d2s=d2s).compile_options())
+        for d2s in (False, True)
+        for t in MMA_TILES + MMA_TILES_I8
+    ]
     return mods
 
 

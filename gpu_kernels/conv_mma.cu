@@ -13,6 +13,10 @@
 // and groups == 1. Tile shape comes from -D options: one compiled module per tactic
 // (gpu_kernels/tactics.py). Below sm_80 the same entry point runs a plain SIMT loop over its
 // tile (correct, slow): the host picks conv_direct there instead.
+// -DD2S: the GEMM is a kernel == stride transposed convolution (U-Net's 2x2 / 2) lowered as a
+// 1x1 convolution to F*F*Ko columns, and the epilogue writes each column straight into the
+// F-times upsampled output (d2s.cuh) instead of leaving a depth-to-space copy to a second
+// kernel. A compile-time switch: the ordinary build's epilogue is unchanged.
 #include "common.cuh"
 
 #ifdef INT8
@@ -76,8 +80,24 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
     else ((half_t*)y)[i] = f2h(v);
 }
 
-// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups, act, res_after, xcs, ycs, rcs (ConvArgs,
-//      common.cuh), splits, res_i8, out_i8, FastDiv (multiplier, shift) by Q, P, C, S}
+// Where the epilogue stores GEMM output (row m, column k) in y, in elements: OUT_AT(m, k), and
+// OUT_AT8(m, k0, j) for column k0 + j of a chunk of 8 (k0 a multiple of 8). Ordinarily row m of
+// a [M][ycs] matrix (ycs > K: a Concat's channel slice); with -DD2S upsampled (d2s.cuh).
+// Macros, so that the ordinary build compiles to the same code as before D2S existed.
+#ifdef D2S
+#include "d2s.cuh"
+#define OUT_AT(m, k) om.at(m, k)
+#define OUT_AT8(m, k0, j) om.at(m, (k0) + (j))
+#define OUT_CHUNKS om.chunks_of_8()
+#else
+#define OUT_AT(m, k) ((i64)(m) * cv.ycs + (k))
+#define OUT_AT8(m, k0, j) ((i64)(m) * cv.ycs + (k0) + (j))
+#define OUT_CHUNKS true
+#endif
+
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups (D2S: F), act, res_after, xcs, ycs,
+//      rcs (ConvArgs, common.cuh), splits, res_i8, out_i8, FastDiv (multiplier, shift) by Q, P,
+//      C, S}
 // f = {act alpha, act beta, 1 / output scale (out_i8), residual scale (res_i8)}
 // p = {x, w[K][R][S][C], bias f32 | 0, residual | 0, y, workspace f32 (split-K),
 //      tile counters int32 (split-K; zero before the first launch, left zero after),
@@ -103,6 +123,9 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     const int res_i8 = a.i[22], out_i8 = a.i[23];
     const float out_inv = a.f[2], res_scale = a.f[3];
     const ConvArgs cv = conv_args(a);
+#ifdef D2S
+    const D2sMap om(a, cv);
+#endif
     const int splits = a.i[21];
     const int M = cv.N * cv.P * cv.Q;
     const int Kgemm = cv.R * cv.S * cv.C;
@@ -415,8 +438,8 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                     const int m = mg[g], k = kg[g] + q;
                     const float r =
                         res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
-                    st_out(y, (i64)m * cv.ycs + k, cv.epilogue(v[g][q], bias, k, r, res != 0),
-                           out_i8, out_inv);
+                    st_out(y, OUT_AT(m, k), cv.epilogue(v[g][q], bias, k, r, res != 0), out_i8,
+                           out_inv);
                 }
         }
         if (tid == 0) counters[tile] = 0;  // ready for the next launch / graph replay
@@ -448,6 +471,11 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         }
     __syncthreads();
     const int esz = out_i8 ? 1 : 2, rsz = res_i8 ? 1 : 2;
+#ifdef D2S
+    // a thread stores the same 8 columns in every row it visits: their part of the address once
+    static_assert(NT % (BN / 8) == 0, "a thread's columns must not change from row to row");
+    const i64 col_off = om.col(block_n + tid % (BN / 8) * 8);
+#endif
     for (int e = tid; e < BM * (BN / 8); e += NT) {
         const int row = e / (BN / 8), c8 = e % (BN / 8);
         const int m = block_m + row, k0 = block_n + c8 * 8;
@@ -455,9 +483,14 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         union { uint4 v; half_t h[8]; } sv, rv, ov;  // staged (acc + bias), residual, output
         union { uint2 v; i8_t q[8]; } rq, oq;
         sv.v = *(const uint4*)(Cs + row * LDC + c8 * 8);
+#ifdef D2S
+        char* yp = (char*)y + (om.row(m) + col_off) * esz;
+#else
         char* yp = (char*)y + ((i64)m * cv.ycs + k0) * esz;
+#endif
         const char* rp = res ? (const char*)res + ((i64)m * cv.rcs + k0) * rsz : nullptr;
-        const bool vec = k0 + 8 <= cv.K && ((unsigned long long)yp & (8 * esz - 1)) == 0 &&
+        const bool vec = k0 + 8 <= cv.K && OUT_CHUNKS &&
+                         ((unsigned long long)yp & (8 * esz - 1)) == 0 &&
                          (!rp || ((unsigned long long)rp & (8 * rsz - 1)) == 0);
         if (vec) {
             if (rp && res_i8) rq.v = *(const uint2*)rp;
@@ -481,7 +514,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
             for (int q = 0; q < 8 && k0 + q < cv.K; ++q) {
                 const float r =
                     rp ? ld_res(res, (i64)m * cv.rcs + k0 + q, res_i8, res_scale) : 0.0f;
-                st_out(y, (i64)m * cv.ycs + k0 + q,
+                st_out(y, OUT_AT8(m, k0, q),
                        cv.epilogue(h2f(sv.h[q]), nullptr, 0, r, rp != nullptr), out_i8, out_inv);
             }
         }
@@ -506,7 +539,7 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         acc *= ((const float*)a.p[7])[k];
 #endif
         const float rv = res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
-        st_out(y, (i64)m * cv.ycs + k, cv.epilogue(acc, bias, k, rv, res != 0), out_i8, out_inv);
+        st_out(y, OUT_AT(m, k), cv.epilogue(acc, bias, k, rv, res != 0), out_i8, out_inv);
     }
 #endif
 }

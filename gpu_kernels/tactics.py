@@ -94,6 +94,9 @@ class ConvTactic:
     # one CTA per SM with all the registers it wants, fragments double-buffered ("_f2"): for
     # warp tiles that would spill at two CTAs' 128 registers a thread
     wide: bool = False
+    # the epilogue writes a kernel == stride ConvTranspose's output upsampled in place ("_d2s",
+    # -DD2S in conv_mma.cu); never timed on its own: it is the chosen tile with this set
+    d2s: bool = False
 
     @property
     def kernel(self) -> str:
@@ -106,8 +109,9 @@ class ConvTactic:
         bk = "" if self.bk == _DEFAULT_BK[self.dtype] else f"_b{self.bk}"
         dt = "" if self.dtype == "f16" else f"_{self.dtype}"
         wide = "_f2" if self.wide else ""
+        d2s = "_d2s" if self.d2s else ""
         return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
-                f"_k{self.splits}{wide}{dt}")
+                f"_k{self.splits}{wide}{dt}{d2s}")
 
     @property
     def tile(self) -> ConvTactic:
@@ -132,13 +136,17 @@ class ConvTactic:
                 f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}", f"-DBK={self.bk}")
         if self.wide:
             opts += ("-DMIN_CTAS=1", "-DFRAG_BUFS=2")
-        return opts + (("-DINT8=1",) if self.dtype == "i8" else ())
+        opts += ("-DINT8=1",) if self.dtype == "i8" else ()
+        return opts + (("-DD2S=1",) if self.d2s else ())
 
     @staticmethod
     def from_name(name: str) -> ConvTactic:
         if name == "direct":
             return DIRECT
         parts = name.split("_")[1:]
+        d2s = parts[-1] == "d2s"
+        if d2s:
+            parts.pop()
         dtype = "f16"
         if parts[-1] in _ELEM_BYTES:
             dtype = parts.pop()
@@ -152,7 +160,7 @@ class ConvTactic:
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
         return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk, dtype,
-                          wide)
+                          wide, d2s)
 
 
 _ELEM_BYTES = {"f16": 2, "i8": 1}

@@ -16,6 +16,7 @@ reader takes INT8, else FP16.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -204,9 +205,18 @@ def _padded_nhwc(lw: Lowering, x: Value, cp: int, layer: str) -> Value:
 
 def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias: Ref | None,
                 res: Value | None, y: Value, act: Activation,
-                res_after: int, dq: Ref | None = None) -> None:
+                res_after: int, dq: Ref | None = None, d2s: int = 0) -> None:
+    """``d2s`` = F > 0: ``p`` is a 1x1 GEMM to F*F*Ko columns, (dy*F + dx)*Ko + ko, that the
+    kernel (tensor-core or SIMT tiles) writes upsampled into ``y`` (N, Ko, H*F, W*F)
+    (:func:`_deconv_as_gemm`; no residual)."""
     tactic = lw.choose(p) if mma_eligible(p, lw.arch) else DIRECT
     ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
+    if d2s:
+        assert p.groups == 1 and res is None and y.dtype != "i8", layer
+        if tactic.kind == "mma":
+            tactic = replace(tactic, d2s=True)  # the chosen tile, with the upsampling epilogue
+        ints[15] = d2s  # the groups slot carries F (d2s.cuh)
+        ints[19] = y.cs or p.k // (d2s * d2s)  # ycs: elements between output pixels
     res_i8, out_i8 = int(res is not None and res.dtype == "i8"), int(y.dtype == "i8")
     # only the tensor-core kernel reads the INT8 flags (i[22:24], f[2:4]) and dq (p[7])
     floats = [act[1], act[2], 1.0 / y.scale if out_i8 else 0.0,
@@ -217,8 +227,11 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
         kernel = "conv_dw" if p.groups == p.c == p.k else "conv_direct"
         if p.groups == 1 and not out_i8:  # SIMT implicit GEMM, 64x64 tiles
             grid = (math.ceil(p.gemm_m / 64), math.ceil(p.k / 64), 1)
-            lw.emit(Launch(layer, f"conv_tiled_{lw.dt}", grid, 256,
-                             [lw.ref(x), w, bias, resr, lw.ref(y)], ints, floats,
+            # the upsampling build is its own module (conv_tiled_d2s.cu), reading the FastDiv
+            # by Q where conv_mma has it
+            kernel, more = ("conv_tiled_d2s", p.mma_ints(1)) if d2s else ("conv_tiled", [])
+            lw.emit(Launch(layer, f"{kernel}_{lw.dt}", grid, 256,
+                             [lw.ref(x), w, bias, resr, lw.ref(y)], ints + more, floats,
                              problem=p, tactic=tactic))
             return
         if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
@@ -289,7 +302,7 @@ def lower_conv_transpose(lw: Lowering, node: Node) -> None:
     if [R, S] == st and not any(pads) and dil == [1, 1] and groups == 1 \
             and tuple(out_shape[2:]) == (H * R, W * S):
         # stride == kernel (U-Net's 2x2/2): non-overlapping taps, so it is a 1x1
-        # convolution to R*S*K channels (tensor cores) followed by depth-to-space
+        # convolution to R*S*K channels (tensor cores) writing each tap's pixels in place
         lw.values[t.name] = _deconv_as_gemm(lw, node, x, wk, b, act, out_shape, t)
         return
     y = lw.new_value(out_shape, "nhwc")
@@ -306,15 +319,23 @@ def lower_conv_transpose(lw: Lowering, node: Node) -> None:
 def _deconv_as_gemm(lw: Lowering, node: Node, x: Value, wk: np.ndarray, b: np.ndarray | None,
                    act: Activation, out_shape: tuple[int, ...],
                    t: Tensor) -> Value:
+    """GEMM column (r*S + s)*K + k of input pixel (n, h, w) is output pixel (n, h*R + r,
+    w*S + s), channel k. With square taps the GEMM's kernel stores it there itself (-DD2S:
+    conv_mma.cu, or conv_tiled_d2s.cu for FP32, C % 8 and below sm_80); other taps (2x1)
+    write the GEMM's output and a depth-to-space copy moves it."""
     K, R, S, C = wk.shape
     N, _, H, W = x.shape
     w2 = np.ascontiguousarray(wk.transpose(1, 2, 0, 3).reshape(R * S * K, 1, 1, C))
     bias = np.tile(b.astype(np.float32), R * S) if b is not None else None
-    mid = lw.new_value((N, R * S * K, H, W), "nhwc")
     p = ConvProblem(N, H, W, C, R * S * K, H, W, 1, 1,
                     dtype="float16" if lw.dt == "f16" else "float32")
-    conv_launch(lw, node.name, p, x, lw.weight(w2, lw.dt),
-                     lw.weight(bias) if bias is not None else None, None, mid, act, 0)
+    w_ref, b_ref = lw.weight(w2, lw.dt), lw.weight(bias) if bias is not None else None
+    if R == S:
+        y = lw.out_nhwc(t, out_shape)  # a Concat's channel slice when one awaits it
+        conv_launch(lw, node.name, p, x, w_ref, b_ref, None, y, act, 0, d2s=R)
+        return y
+    mid = lw.new_value((N, R * S * K, H, W), "nhwc")
+    conv_launch(lw, node.name, p, x, w_ref, b_ref, None, mid, act, 0)
     y = lw.out_nhwc(t, out_shape)
     P, Q = out_shape[2], out_shape[3]
     cs = y.cs or K

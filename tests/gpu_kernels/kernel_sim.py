@@ -235,6 +235,10 @@ class KernelSim:
         i8, mma = dt == "i8", ln.kernel.startswith("conv_mma")  # only conv_mma has i[22:24]
         res_dt = "i8" if mma and ln.ints[22] else ("f16" if i8 else dt)
         out_dt = "i8" if mma and ln.ints[23] else ("f16" if i8 else dt)
+        # conv_mma -DD2S / conv_tiled_d2s: a 1x1 GEMM to F*F*Ko columns written upsampled; F
+        # in the groups slot
+        d2s = groups if (ln.tactic is not None and ln.tactic.d2s) or "_d2s_" in ln.kernel else 0
+        groups = 1 if d2s else groups
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
         if ln.kernel.startswith(("conv_dw", "se_dw_pool")):  # depthwise weights: [R][S][C]
@@ -267,6 +271,9 @@ class KernelSim:
         acc = activate(acc, act, ln.floats[0], ln.floats[1])
         if res_after:
             acc = acc + res
+        if d2s:  # column (dy*F + dx)*Ko + ko of pixel (h, w) is channel ko of (h*F+dy, w*F+dx)
+            acc = acc.reshape(n, p, q, d2s, d2s, k // d2s ** 2).transpose(0, 1, 3, 2, 4, 5) \
+                .reshape(n, p * d2s, q * d2s, k // d2s ** 2)
         if out_dt == "i8":
             acc = acc * np.float32(ln.floats[2])
         self.put_nhwc(ln.ptrs[4], out_dt, acc, ycs)

@@ -65,3 +65,97 @@ def test_autotune_fills_the_cache_and_a_rebuild_uses_it(tmp_path) -> None:
         assert set(second.tactic_source.values()) == {"cache"}
     name = cache.best(problem_of(graph).signature(), second.arch_key)
     assert ConvTactic.from_name(name).name == name
+
+
+def deconv_case(n: int, c: int, h: int, ko: int, f: int, seed: int) -> Case:
+    rng = np.random.default_rng(seed)
+    return Case(f"deconv_n{n}c{c}h{h}k{ko}f{f}", "ConvTranspose", {"x": (n, c, h, h + 1)},
+                {"w": (rng.standard_normal((c, ko, f, f)) * 0.1).astype(np.float32),
+                 "b": rng.standard_normal(ko).astype(np.float32)},
+                dict(kernel_shape=[f, f], strides=[f, f]))
+
+
+# (N, C, H, Ko, F): split-K 2 and 4 among the candidates (C = 512, a small grid); taps
+# straddling N-tiles (Ko = 24); 8 columns straddling two taps (Ko = 5: per-column stores); 4x4 / 4
+DECONV_SHAPES = [(1, 512, 4, 24, 2), (2, 64, 7, 5, 2), (1, 32, 5, 16, 4)]
+
+
+@pytest.mark.parametrize("shape", DECONV_SHAPES, ids=str)
+def test_every_tactic_upsamples_a_deconv_in_its_epilogue(shape) -> None:
+    """The tile chosen for a kernel == stride ConvTranspose's GEMM runs with the -DD2S
+    epilogue: every candidate (tile x split-K) gives ONNX's output."""
+    from dataclasses import replace
+
+    from devices.gpu import GpuRunner
+
+    graph = graph_of(build(deconv_case(*shape, seed=5)))
+    feeds = feeds_for(graph)
+    ref = reference(graph, feeds)["y0"]
+    p = problem_of(graph)
+    tactics = candidates(p, 90)
+    assert len(tactics) > 1 and (shape[1] < 512 or {t.splits for t in tactics} == {1, 2, 4})
+    for t in tactics:
+        cache = TimingCache()
+        cache.record(p.signature(), "sm_90", t.name, 0.0)  # force this tactic
+        with GpuRunner(graph, "fp16", timing_cache=cache, autotune=False) as runner:
+            if runner.arch_key != "sm_90":
+                pytest.skip("tactic forcing assumes an sm_90 GPU")
+            got = runner.infer(feeds)["y0"]
+            ran = [ln.tactic for ln in runner.program.launches if ln.tactic is not None]
+        assert [(replace(r, d2s=False), r.d2s) for r in ran] == [(t, True)]  # t, upsampling
+        err = rel_err(got, ref)
+        assert err <= 1e-2, f"{t.name}: rel err {err:.2e}"
+
+
+def test_int8_tiles_upsample_into_a_channel_slice() -> None:
+    """conv_mma_i8 -DD2S launched directly (the lowering runs ConvTranspose in FP16 only): every
+    INT8 candidate tile x split-K stores the dequantised GEMM (+ bias, Relu) upsampled into the
+    first Ko channels of pixels Ko + 8 apart, and leaves the other 8 channels alone."""
+    from dataclasses import replace
+
+    from gpu_kernels.driver import Context, KArgs
+    from gpu_kernels.library import KernelLibrary
+
+    ctx = Context(0)
+    if ctx.info.arch < 80:
+        pytest.skip("the INT8 tensor-core kernel needs sm_80+")
+    lib = KernelLibrary(ctx)
+    n, h, w, c, f, ko = 1, 4, 5, 512, 2, 24
+    ycs, k = ko + 8, f * f * ko
+    p = ConvProblem(n, h, w, c, k, h, w, 1, 1, dtype="int8")
+    rng = np.random.default_rng(11)
+    x = rng.integers(-127, 128, (n * h * w, c), dtype=np.int8)
+    wq = rng.integers(-127, 128, (k, c), dtype=np.int8)
+    dq = rng.uniform(1e-4, 3e-4, k).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    gemm = np.maximum(x.astype(np.float64) @ wq.T.astype(np.float64) * dq + bias, 0.0)
+    want = gemm.reshape(n, h, w, f, f, ko).transpose(0, 1, 3, 2, 4, 5).reshape(-1, ko)
+    sentinel = np.float16(-7.0)
+    tactics = candidates(p, ctx.info.arch)
+    assert any(t.splits > 1 for t in tactics)
+    bufs = [ctx.alloc(v.nbytes) for v in (x, wq, bias, dq)]
+    y = ctx.alloc(n * h * f * w * f * ycs * 2)
+    ws = ctx.alloc(max(t.splits for t in tactics) * p.gemm_m * k * 4)
+    counters = ctx.alloc(4096)
+    try:
+        for b, v in zip(bufs, (x, wq, bias, dq), strict=True):
+            ctx.upload(b, v)
+        ctx.memset(counters, 0, 4096)
+        for t in tactics:
+            ctx.upload(y, np.full(n * h * f * w * f * ycs, sentinel, np.float16))
+            ints = p.conv_ints(1, 0, c, ycs) + p.mma_ints(t.splits)  # act 1: Relu
+            ints[15] = f
+            d2s = replace(t, d2s=True)
+            args = KArgs.make([bufs[0], bufs[1], bufs[2], 0, y, ws, counters, bufs[3]], ints,
+                              [0.0, 0.0, 0.0, 0.0])
+            grid = (-(-p.gemm_m // t.bm), -(-k // t.bn), t.splits)
+            ctx.launch(lib.conv_mma(d2s), grid, d2s.threads, args, d2s.smem_bytes)
+            ctx.synchronize()
+            got = ctx.download(y, (n * h * f * w * f, ycs), np.float16).astype(np.float64)
+            err = np.abs(got[:, :ko] - want).max() / np.abs(want).max()
+            assert err <= 1e-3, f"{d2s.name}: rel err {err:.2e}"
+            assert (got[:, ko:] == sentinel).all(), f"{d2s.name} wrote outside its slice"
+    finally:
+        ctx.synchronize()
+        for b in (*bufs, y, ws, counters):
+            ctx.free(b)
