@@ -21,7 +21,9 @@ import numpy as np
 
 from gpu_kernels.lowering.int8 import Int8Plan
 from gpu_kernels.lowering.program import (
+    ALIAS_OPS,
     DTYPE_BYTES,
+    FUSED_V,
     IMM_RIGHT,
     INDEX_DTYPES,
     MAXR,
@@ -40,6 +42,7 @@ from gpu_kernels.lowering.program import (
     VBuf,
     grid1d,
     plan_memory,
+    reshaped,
 )
 from gpu_kernels.lowering.registry import (
     PRECISIONS,
@@ -161,6 +164,9 @@ class Lowering:
         self.concat_chain: dict[str, ConcatChain] = {}
         self.concat_values: dict[str, Value] = {}
         self.concat_filled: set[tuple[str, int]] = set()
+        # where a tensor is written in place (destination()): by tensor name, None for none
+        self.dests: dict[str, Value | None] = {}
+        self.concat_bufs: dict[str, Value] = {}  # non-channel Concats' buffers, by name
         # a zero Pad folded into the Conv reading it: Conv name -> extra (top, left) padding
         self.pad_fold: dict[str, tuple[int, int]] = {}
         self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
@@ -223,7 +229,8 @@ class Lowering:
         v = self.values[t.name]
         if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader,
             # straight into its Concat's slice where one awaits it
-            dst = self.out_nhwc(t, v.shape) if t.name in self.concat_slot else None
+            dst = self.out_nhwc(t, v.shape) if t.name in self.concat_slot \
+                else self.destination(t)
             v = self.values[t.name] = self.materialise(v, node.name, dst)
         if v.dtype == "i8" and not raw:
             return self.ensure(v, None, self.dt, node.name)
@@ -338,19 +345,83 @@ class Lowering:
                 ) from err
         outputs = {}
         for t in g.outputs:
-            v = self.value(t, Node("output", "Output"))
             np_dt = np.dtype(t.dtype or "float32")
             if np_dt.kind != "f":  # a comparison's 0 / 1 values cannot leave as bool
                 raise GpuLoweringError(f"output '{t.name}': dtype {np_dt} is not supported "
                                        "on the GPU (keep the layer that reads it in the segment)")
-            dt = "f16" if np_dt == np.float16 else "f32"
-            buf = self.new_buf(v.size * np_dt.itemsize, "output", t.name)
-            out = Value(buf, v.shape, "plain", dt)
-            self.copy(v, out, f"output:{t.name}")
-            outputs[t.name] = (buf, v.shape, np_dt)
+            v = self.values.get(t.name)
+            out = self._output_value(t, v.shape if v is not None else self.out_shape_of(t))
+            if isinstance(v, Lazy):  # read by nobody: the chain writes the output itself
+                self.materialise(v, f"output:{t.name}", out)
+            elif not (isinstance(v, Value) and v.buf is out.buf):  # else written in place
+                self.copy(self.value(t, Node("output", "Output")), out, f"output:{t.name}")
+            outputs[t.name] = (out.buf, out.shape, np_dt)
         arena, naive = plan_memory(self.buffers)
         return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
                           outputs, arena, naive)
+
+    def _output_value(self, t: Tensor, shape: tuple[int, ...]) -> Value:
+        """Graph output ``t``'s buffer (plain, in the output's dtype), made once."""
+        if self.dests.get(t.name) is None:
+            dt = "f16" if np.dtype(t.dtype or "float32") == np.float16 else "f32"
+            buf = self.new_buf(int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[dt], "output",
+                               t.name)
+            self.dests[t.name] = Value(buf, tuple(shape), "plain", dt)
+        out = self.dests[t.name]
+        assert out is not None
+        return out
+
+    def out_shape_of(self, t: Tensor) -> tuple[int, ...]:
+        return tuple(int(d) for d in t.static_shape())
+
+    def destination(self, t: Tensor) -> Value | None:
+        """Where the producer of ``t`` writes it in place, or None (a buffer of its own): a
+        float graph output that nothing reads is its output buffer, in the output's dtype (no
+        conversion pass after it); a tensor whose one reader is a Concat (not a channel
+        Concat: those have their chains, :meth:`_plan_concats`), or a Reshape-like view
+        leading to one, is its slice of that Concat's buffer -- itself the Concat output's
+        destination where it has one. YOLO's decoded scales land in the detection output so."""
+        if t.name in self.dests:
+            return self.dests[t.name]
+        self.dests[t.name] = None  # a cycle cannot form (a DAG), but stay safe
+        dest = None
+        readers = {id(c): c for c in t.consumers}
+        if t in self.graph.inputs or not t.is_static:
+            pass
+        elif t in self.graph.outputs:
+            if not readers and np.dtype(t.dtype or "float32").kind == "f" \
+                    and list(self.graph.outputs).count(t) == 1:
+                dest = self._output_value(t, self.out_shape_of(t))
+        elif len(readers) == 1:
+            (c,) = readers.values()
+            if list(c.inputs).count(t) == 1 and c.outputs[0].is_static:
+                if c.op in ALIAS_OPS - {"Dropout"} and c.input(0) is t:
+                    whole = self.destination(c.outputs[0])
+                    dest = reshaped(whole, self.out_shape_of(t)) if whole is not None else None
+                elif c.op == "Concat" and c.name not in self.concat_chain \
+                        and "axis" in c.attrs:
+                    dest = self._concat_slice(c, t)
+        self.dests[t.name] = dest
+        return dest
+
+    def _concat_slice(self, concat: Node, t: Tensor) -> Value:
+        """Input ``t``'s slice of a (non-channel) Concat's buffer: the Concat output's
+        destination, else a plain buffer of its own made once."""
+        y = self.destination(concat.outputs[0])
+        if y is None:
+            if concat.name not in self.concat_bufs:
+                self.concat_bufs[concat.name] = self.new_value(self.out_shape(concat), "plain")
+            y = self.concat_bufs[concat.name]
+        ys = y.strides()
+        axis = int(concat.attrs["axis"]) % len(y.shape)
+        start = 0
+        for u in concat.inputs:
+            if u is t:
+                break
+            start += int(u.static_shape()[axis]) if u is not None else 0
+        shape = self.out_shape_of(t)
+        return Value(y.buf, shape, "strided", y.dtype, y.offset + start * ys[axis], y.cs,
+                     tuple(st if d != 1 else 0 for st, d in zip(ys, shape)), scale=y.scale)
 
     def _plan_concats(self) -> None:
         """Let producers of channel-Concat inputs write straight into the Concat's buffer: the
@@ -470,7 +541,7 @@ class Lowering:
     def materialise(self, lz: Lazy, layer: str, dst: Value | None = None,
                     dst_strides: list[int] | None = None) -> Value:
         """Emit a deferred chain as one kernel into ``dst`` (default: a new buffer)."""
-        if dst is not None and dst.dtype != self.dt:  # e.g. an INT8 concat: quantising copy
+        if dst is not None and dst.dtype not in ("f16", "f32"):  # an INT8 concat: quantising copy
             tmp = self.materialise(lz, layer)
             self.copy(tmp, dst, layer, list(lz.shape), None, dst_strides)
             return dst
@@ -486,7 +557,8 @@ class Lowering:
         desc = dims + pad + [x for st in strides for x in st + pad]
         desc += [x for o in ops for x in o]
         n = int(np.prod(dims))
-        self.emit(Launch(layer, f"fused_{self.dt}", grid1d(n), 256,
+        kernel = f"fused_{self.dt}" if y.dtype == self.dt else f"fused_{self.dt}_{y.dtype}"
+        self.emit(Launch(layer, kernel, grid1d((n + FUSED_V - 1) // FUSED_V), 256,
                          [self.weight(np.asarray(desc, np.int32)), self.ref(y),
                           *(self.ref(v) for v in leaves)], [len(dims), len(leaves), len(ops)]))
         return y

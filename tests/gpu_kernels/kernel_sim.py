@@ -112,8 +112,9 @@ class KernelSim:
             self.mem(ln.ptrs[0], "i8")[:ln.ints[0]] = 0
         elif kernel.startswith("copy_"):
             self.copy(ln, *kernel.split("_")[1:3])
-        elif kernel.startswith("fused_"):
-            self.fused(ln, kernel.split("_")[1])
+        elif kernel.startswith("fused_"):  # fused_T (in and out T) or fused_T_TO
+            dts = kernel.split("_")[1:3]
+            self.fused(ln, dts[0], dts[-1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
         elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw",
@@ -174,11 +175,12 @@ class KernelSim:
         v = x[_index(dims, xs)].astype(np.float32)
         self.store(y, _index(dims, ys), v * np.float32(ln.floats[0]))
 
-    def fused(self, ln: Launch, dt: str) -> None:
+    def fused(self, ln: Launch, dt: str, to: str) -> None:
+        """Inputs read and the program computed in ``dt``, the result stored as ``to``."""
         rank, nin, nops = ln.ints
         desc = self.mem(ln.ptrs[0], "f32").view(np.int32)
         dims = [int(d) for d in desc[:rank]]
-        y = self.mem(ln.ptrs[1], dt)
+        y = self.mem(ln.ptrs[1], to)
         regs = []
         for j in range(nin):
             st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
