@@ -523,10 +523,16 @@ class Lowering:
 
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
         """``t`` for a reader that can extend a deferred chain: the chain itself when this is
-        its only reader (so nothing is computed twice), else the value in memory."""
+        its only reader (so nothing is computed twice) or every reader is a Slice / Split view
+        (older YOLO exports slice xy, wh and conf apart: each view computes its own elements,
+        which costs no more memory traffic than writing the whole once and reading it back),
+        else the value in memory."""
         if t is not None and not isinstance(t, Constant) and t not in self.graph.outputs:
             v = self.values.get(t.name)
-            if isinstance(v, Lazy) and len({id(c) for c in t.consumers}) == 1:
+            readers = {id(c): c for c in t.consumers}.values()
+            if isinstance(v, Lazy) and (len(readers) == 1 or all(
+                    c.op in ("Slice", "Split") and list(c.inputs).count(t) == 1
+                    and c.input(0) is t for c in readers)):
                 return v
         return self.value(t, node, raw)
 
