@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gpu_kernels.lowering.elementwise import emit_concat
 from gpu_kernels.lowering.program import (
     ALIAS_OPS,
     INDEX_DTYPES,
@@ -164,6 +165,10 @@ def lower_concat(lw: Lowering, node: Node) -> None:
     # where its reader wants it (a wider Concat's slice, an FP32 graph output), else its own
     y = lw.destination(node.outputs[0]) or lw.new_value(out_shape, layout)
     ys = y.strides()
+    placed = any(isinstance(v, Value) and v.buf is y.buf for v in ins)
+    if not placed and emit_concat(lw, ins, axis, y, ys, node.name):  # one kernel
+        lw.bind(node, y)
+        return
     start = 0
     for v in ins:
         part = Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs,

@@ -210,7 +210,8 @@ def grid1d(n: int, block: int = 256) -> tuple[int, int, int]:
     return (max(1, min((n + block - 1) // block, 65535 * 8)), 1, 1)
 
 
-FUSED_IN, FUSED_OPS, FUSED_V = 6, 24, 4  # as elementwise.cu (FUSED_V: elements a thread)
+# as elementwise.cu (FUSED_V: elements a thread; FUSED_PIECES: inputs of a Concat in one)
+FUSED_IN, FUSED_OPS, FUSED_V, FUSED_PIECES = 6, 24, 4, 8
 
 
 # ----- memory planning ---------------------------------------------------------------------

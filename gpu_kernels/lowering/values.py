@@ -67,22 +67,38 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
     """An expression tree as the ``fused`` kernel's register program: distinct leaves first
     (one register each), then one instruction per distinct operation (common subexpressions,
     e.g. the x of x * sigmoid(x), computed once)."""
+    leaves, ops, _, _, _ = linearise_pieces([root])
+    return leaves, ops
+
+
+def linearise_pieces(roots: list[Leaf | Op]) -> tuple[
+        list[Value], list[list[int]], list[int], list[set[int]], list[int]]:
+    """Several expressions as one register program: their distinct leaves shared (one register
+    each), then each root's instructions in turn, consecutive (common subexpressions shared
+    within a root only: the kernel runs only the instructions of the pieces an element is
+    in). Returns (leaves, ops, each root's result register, each root's leaf registers, the
+    op count after each root's instructions)."""
     leaves: list[Value] = []
-    regs: dict[Any, int] = {}
+    leaf_regs: dict[Any, int] = {}
     ops: list[list[int]] = []
+    results: list[int] = []
+    used: list[set[int]] = []
+    op_ends: list[int] = []
 
     def key_of(v: Value) -> tuple[Any, ...]:
         where = ("w", v.buf.offset) if v.buf.kind == "weight" else ("a", id(v.buf))
         return where + (v.offset, v.custom, v.dtype)
 
-    def visit(e: Leaf | Op) -> tuple[Any, int]:
+    def visit(e: Leaf | Op, regs: dict[Any, int], mine: set[int]) -> tuple[Any, int]:
+        """Registers of ``e`` (``regs``: this root's operations; ``mine``: its leaves)."""
         if isinstance(e, Leaf):
             k: Any = key_of(e.value)
-            if k not in regs:
-                regs[k] = len(leaves)
+            if k not in leaf_regs:
+                leaf_regs[k] = len(leaves)
                 leaves.append(e.value)
-            return k, regs[k]
-        args = [visit(x) for x in e.args]
+            mine.add(leaf_regs[k])
+            return k, leaf_regs[k]
+        args = [visit(x, regs, mine) for x in e.args]
         k = (e.code, tuple(a[0] for a in args), e.imm)
         if k not in regs:
             bits = np.asarray(e.imm, np.float32).view(np.int32)
@@ -93,13 +109,16 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
             regs[k] = -len(ops)  # resolved below, once the leaf count is known
         return k, regs[k]
 
-    visit(root)
+    for root in roots:
+        used.append(set())
+        results.append(visit(root, {}, used[-1])[1])
+        op_ends.append(len(ops))
     nin = len(leaves)
     # registers: leaves 0..nin-1, op j -> nin + j (ops were numbered -1, -2, ... as found)
     for o in ops:
         regs_in = 2 if o[0] < IMM_RIGHT else 3 if o[0] == SELECT else 1
         o[1:1 + regs_in] = [x if x >= 0 else nin - x - 1 for x in o[1:1 + regs_in]]
-    return leaves, ops
+    return leaves, ops, [x if x >= 0 else nin - x - 1 for x in results], used, op_ends
 
 
 def loop_dims(shape: list[int], strides: list[list[int]], layer: str) -> tuple[

@@ -176,31 +176,58 @@ class KernelSim:
         self.store(y, _index(dims, ys), v * np.float32(ln.floats[0]))
 
     def fused(self, ln: Launch, dt: str, to: str) -> None:
-        """Inputs read and the program computed in ``dt``, the result stored as ``to``."""
-        rank, nin, nops = ln.ints
+        """Inputs read and the program computed in ``dt``, the result stored as ``to``; with
+        pieces (a Concat of chains), each element runs its piece's instructions only and
+        reads only the inputs its piece uses (at their shifted offsets)."""
+        rank, nin, nops = ln.ints[:3]
+        npieces = ln.ints[3] if len(ln.ints) > 3 else 0
         desc = self.mem(ln.ptrs[0], "f32").view(np.int32)
         dims = [int(d) for d in desc[:rank]]
         y = self.mem(ln.ptrs[1], to)
-        regs = []
-        for j in range(nin):
-            st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
-            regs.append(self.mem(ln.ptrs[2 + j], dt)[_index(dims, st)].astype(np.float32))
-        ops = desc[MAXR * (2 + nin):MAXR * (2 + nin) + 4 * nops].reshape(nops, 4)
+        yidx = _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]])
+        at = MAXR * (2 + nin)
+        coord = np.zeros(yidx.size, np.int64)
+        if npieces:
+            coord = _index(dims, [int(s) for s in desc[at:at + rank]])
+            at += MAXR
+        ops = desc[at:at + 4 * nops].reshape(nops, 4)
         bits = ops.view(np.float32)
-        for j in range(nops):
-            code, a = int(ops[j, 0]), int(ops[j, 1])
-            if code < 16:
-                r = binop(code, regs[a], regs[int(ops[j, 2])])
-            elif code < 32:
-                r = binop(code - 16, regs[a], bits[j, 2])
-            elif code < 48:
-                r = binop(code - 32, bits[j, 2], regs[a])
-            elif code == 48:  # select
-                r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
-            else:
-                r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
-            regs.append(r)
-        self.store(y, _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]]), regs[-1])
+        at += 4 * nops
+        if npieces:
+            ptab = desc[at:at + 3 * npieces].reshape(npieces, 3).astype(np.int64)
+            ltab = desc[at + 3 * npieces:at + 3 * npieces + 2 * nin].reshape(nin, 2)
+        else:
+            ptab = np.array([[2**31 - 1, nops, nin + nops - 1]], np.int64)
+            ltab = np.array([[0, 1]] * nin, np.int64)
+        piece = np.searchsorted(ptab[:-1, 0], coord, side="right")
+        for p in range(len(ptab)):
+            sel = piece == p
+            if not sel.any():
+                continue
+            regs: list[np.ndarray] = []
+            for j in range(nin):
+                if int(ltab[j, 1]) >> p & 1:
+                    st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
+                    idx = _index(dims, st)[sel] + int(ltab[j, 0])
+                    regs.append(self.mem(ln.ptrs[2 + j], dt)[idx].astype(np.float32))
+                else:  # not read for this piece (the kernel loads 0)
+                    regs.append(np.zeros(int(sel.sum()), np.float32))
+            regs += [np.zeros(0, np.float32)] * nops
+            first = int(ptab[p - 1, 1]) if p else 0
+            for j in range(first, int(ptab[p, 1])):
+                code, a = int(ops[j, 0]), int(ops[j, 1])
+                if code < 16:
+                    r = binop(code, regs[a], regs[int(ops[j, 2])])
+                elif code < 32:
+                    r = binop(code - 16, regs[a], bits[j, 2])
+                elif code < 48:
+                    r = binop(code - 32, bits[j, 2], regs[a])
+                elif code == 48:  # select
+                    r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
+                else:
+                    r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
+                regs[nin + j] = r
+            self.store(y, yidx[sel], regs[int(ptab[p, 2])])
 
     def space_to_depth(self, ln: Launch, ti: str, to: str) -> None:
         N, C, H, W, s, ph, pw, U, V, cp = ln.ints
