@@ -372,7 +372,8 @@ class Lowering:
             out = self._output_value(t, v.shape if v is not None else self.out_shape_of(t))
             if isinstance(v, Lazy):  # read by nobody: the chain writes the output itself
                 self.materialise(v, f"output:{t.name}", out)
-            elif not (isinstance(v, Value) and v.buf is out.buf):  # else written in place
+            elif not (isinstance(v, Value) and v.buf is out.buf and v.offset == out.offset
+                      and v.dtype == out.dtype and is_dense(v)):  # else written in place
                 self.copy(self.value(t, Node("output", "Output")), out, f"output:{t.name}")
             outputs[t.name] = (out.buf, out.shape, np_dt)
         arena, naive = plan_memory(self.buffers)

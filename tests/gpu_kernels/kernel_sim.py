@@ -511,6 +511,10 @@ class KernelSim:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]
         if linear:
             raise NotImplementedError("linear resizing is not modelled")
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            assert not linear and dt == "f16", ln.layer
+            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                            ln.ptrs[1].byte_offset // 2)), ln.layer
 
         def source(out: int, size: int, scale: float) -> np.ndarray:
             o = np.arange(out, dtype=np.float64)

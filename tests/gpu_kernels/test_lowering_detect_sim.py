@@ -178,6 +178,9 @@ def test_zoo_yolov5s_head_writes_its_output_in_place(batch) -> None:
         (f"model.24.m.{i}.cat", "fused_f16_f32") for i in range(3)
     ]
     assert prog.kernel_count == 69
+    # the two nearest 2x upsamples (FPN) move 8 channels a thread, into their Concats' slices
+    ups = [ln for ln in prog.launches if ln.layer in ("model.11", "model.15")]
+    assert [ln.kernel for ln in ups] == ["resize_nhwc_x8_f16"] * 2
 
 
 # ----- on CUDA (the integrator's GPU run) -------------------------------------------------------
