@@ -154,8 +154,9 @@ __device__ void fused(const KArgs& a) {
     const int cs_inner = np > 0 ? cstride[last] : 0;
     int n = 1;  // 32-bit index math: see common.cuh
     for (int k = 0; k < rank; ++k) n *= d[k];
+    const int step = gridDim.x * blockDim.x * FUSED_V;  // <= 2^29: grid1d caps the grid
     for (int base = (blockIdx.x * blockDim.x + threadIdx.x) * FUSED_V; base < n;
-         base += gridDim.x * blockDim.x * FUSED_V) {
+         base = base < n - step ? base + step : n) {  // no signed overflow near 2^31
         // loop coordinates of the first element: c_inner along the innermost loop dim; co the
         // coordinate along a Concat's axis (pieces)
         int rem = base / inner, c_inner = base - rem * inner;

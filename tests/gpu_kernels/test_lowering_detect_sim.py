@@ -263,3 +263,18 @@ def test_concat_of_chains_is_one_kernel(axis, precision, tmp_path) -> None:
     assert [(ln.layer, ln.ints[3]) for ln in fused] == [("cat", 4)]  # one kernel, 4 pieces
     # nothing else but (in FP16) the FP32 inputs' conversions
     assert len(prog.launches) == 1 + 4 * (precision == "fp16")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("axis", [0, 2, 3])
+def test_concat_of_chains_on_cuda_matches_onnx_runtime(axis, precision, tmp_path) -> None:
+    from devices.gpu import GpuRunner
+
+    model = _chains_concat(axis)
+    path = _saved(model, tmp_path)
+    feeds = random_inputs(path)
+    ref = ort_run(path, feeds)
+    with GpuRunner(graph_of(model), precision, autotune=False) as runner:
+        got = runner.infer(feeds)
+    assert rel_err(got["y"], ref["y"]) <= TOL[precision]
