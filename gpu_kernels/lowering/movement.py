@@ -163,7 +163,7 @@ def lower_concat(lw: Lowering, node: Node) -> None:
             y.buf, out_shape, "nhwc", y.dtype, y.offset, y.cs or y.shape[1], scale=y.scale))
         return
     # where its reader wants it (a wider Concat's slice, an FP32 graph output), else its own
-    y = lw.destination(node.outputs[0]) or lw.new_value(out_shape, layout)
+    y = lw.concat_buffer(node, layout)
     ys = y.strides()
     placed = any(isinstance(v, Value) and v.buf is y.buf for v in ins)
     if not placed and emit_concat(lw, ins, axis, y, ys, node.name):  # one kernel

@@ -424,14 +424,20 @@ class Lowering:
         self.dests[t.name] = dest
         return dest
 
-    def _concat_slice(self, concat: Node, t: Tensor) -> Value:
-        """Input ``t``'s slice of a (non-channel) Concat's buffer: the Concat output's
-        destination, else a plain buffer of its own made once."""
+    def concat_buffer(self, concat: Node, layout: str = "plain") -> Value:
+        """Where a (non-channel) Concat is written: its output's destination, else a buffer of
+        its own (``layout``), made once -- its inputs' producers may have written there."""
         y = self.destination(concat.outputs[0])
         if y is None:
             if concat.name not in self.concat_bufs:
-                self.concat_bufs[concat.name] = self.new_value(self.out_shape(concat), "plain")
+                self.concat_bufs[concat.name] = self.new_value(self.out_shape(concat), layout)
             y = self.concat_bufs[concat.name]
+        return y
+
+    def _concat_slice(self, concat: Node, t: Tensor) -> Value:
+        """Input ``t``'s slice of a (non-channel) Concat's buffer: the Concat output's
+        destination, else a plain buffer of its own made once."""
+        y = self.concat_buffer(concat)
         ys = y.strides()
         axis = int(concat.attrs["axis"]) % len(y.shape)
         start = 0

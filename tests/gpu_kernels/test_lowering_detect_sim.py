@@ -183,6 +183,26 @@ def test_zoo_yolov5s_head_writes_its_output_in_place(batch) -> None:
     assert [ln.kernel for ln in ups] == ["resize_nhwc_x8_f16"] * 2
 
 
+def test_ssd_head_maps_are_copied_once_into_their_concats(tmp_path) -> None:
+    """SSD's heads (conv -> Transpose -> Reshape -> Concat): each map is copied once, by its
+    Reshape, straight into its rows of the Concat -- the boxes' FP32 graph output itself (no
+    output cast), the scores' Concat buffer the Softmax reads (no Concat copy)."""
+    model = build_model("ssd-mobilenet", 1, 64)
+    model.ir_version = 8
+    path = _saved(model, tmp_path)
+    feeds = random_inputs(path)
+    prog = lower(graph_of(model), "fp16", arch=87)
+    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    for name, r in ref.items():
+        assert rel_err(got[name], r) <= 2e-2, name
+    layers = [ln.layer for ln in prog.launches]
+    assert not {"head.box.concat", "head.cls.concat", "output:boxes"} & set(layers)
+    boxes = prog.outputs["boxes"][0]
+    into = [ln for ln in prog.launches if ln.ptrs[1] is not None and ln.ptrs[1].buf is boxes]
+    assert [ln.kernel for ln in into] == ["copy_f16_f32"] * 6  # the six box maps
+    assert prog.kernel_count == 62  # 63 before: the boxes' output cast
+
+
 # ----- on CUDA (the integrator's GPU run) -------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
