@@ -383,8 +383,9 @@ class Lowering:
     def _output_value(self, t: Tensor, shape: tuple[int, ...]) -> Value:
         """Graph output ``t``'s buffer (plain, in the output's dtype), made once."""
         if self.dests.get(t.name) is None:
-            dt = "f16" if np.dtype(t.dtype or "float32") == np.float16 else "f32"
-            buf = self.new_buf(int(np.prod(shape, dtype=np.int64)) * DTYPE_BYTES[dt], "output",
+            np_dt = np.dtype(t.dtype or "float32")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(int(np.prod(shape, dtype=np.int64)) * np_dt.itemsize, "output",
                                t.name)
             self.dests[t.name] = Value(buf, tuple(shape), "plain", dt)
         out = self.dests[t.name]
