@@ -185,9 +185,13 @@ __device__ void fused(const KArgs& a) {
             if (v < cnt) pmin = min(pmin, p), pmax = max(pmax, p);
 #pragma unroll
             for (int j = 0; j < FUSED_IN; ++j)
-                if (j < nin)
-                    r[j][v] = v < cnt && (ltab[2 * j + 1] >> p & 1)
-                        ? ld(x[j], xo[j] + ltab[2 * j]) : 0.0f;
+                if (j < nin) {
+                    if (np == 0)  // one program: every input, unshifted
+                        r[j][v] = v < cnt ? ld(x[j], xo[j]) : 0.0f;
+                    else
+                        r[j][v] = v < cnt && (ltab[2 * j + 1] >> p & 1)
+                            ? ld(x[j], xo[j] + ltab[2 * j]) : 0.0f;
+                }
             if (v + 1 < cnt) {  // step to the next element: the innermost dim, else a carry
                 if (++c_inner < inner) {
                     yo += d[MAXR + last];
