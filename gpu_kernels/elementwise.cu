@@ -44,8 +44,10 @@ __device__ __forceinline__ float binop(int op, float u, float v) {
 // A chain of element-wise layers as one kernel: a small register program, interpreted per
 // element, over up to FUSED_IN strided inputs (stride 0 where broadcast) and one strided
 // output -- so activations, broadcasting arithmetic, views (transpose, slice) and writing into a
-// concat slice cost one pass over memory instead of one kernel per layer.
-// p = {descriptor, y, x0 .. x5}; i = {rank, inputs, ops}
+// concat slice cost one pass over memory instead of one kernel per layer. The inputs are read
+// (and the program computed) in T, the output written as TO: a chain that ends in an FP32 graph
+// output writes it itself, with no conversion pass after it.
+// p = {descriptor, y, x0 .. x5}; i = {rank, inputs, ops, pieces}
 // descriptor (int32, in the weight arena): shape[6], ystride[6], xstride[inputs][6],
 // then per op {code, a, b, c}; op j writes register inputs + j; the last register is y.
 //   code 0..15  r[a] OP r[b]                 (OP_* above)
@@ -53,49 +55,185 @@ __device__ __forceinline__ float binop(int op, float u, float v) {
 //   code 32..47 imm OP r[a], imm = bits b
 //   code 48     r[a] != 0 ? r[b] : r[c]      (Where)
 //   code 64+act activate(r[a], alpha = bits b, beta = bits c)
+// pieces > 0: a Concat of chains in one kernel (YOLO's xy / wh / conf, each its own program):
+// after xstride, cstride[6] (the loop strides of the coordinate along the Concat axis: 1 on
+// its loop dim, 0 elsewhere); after the ops, per piece {end, op_end, result} (the piece holds
+// the elements whose coordinate is below end and at least the previous piece's; it runs ops
+// [previous op_end, op_end) and y is register result); then per input {shift, mask}: input j
+// is read at x_j + offset + shift, and only for elements of the pieces in bit mask. Registers
+// are numbered as for one program; an input may serve several pieces.
+//
+// Thread -> element mapping: each thread takes FUSED_V consecutive elements of the loop (the
+// lowering orders it by the output's memory order, innermost contiguous, and merges
+// contiguous neighbours), so the division-heavy index decomposition runs once per FUSED_V
+// elements and the rest step an odometer (an add per operand; a carry at a row's end); each
+// instruction is decoded once and applied to the FUSED_V elements (of a Concat's pieces, only
+// those present among them run). A warp's loads and stores cover 32 x FUSED_V neighbouring
+// elements. Offsets are 32-bit: every buffer and constant holds fewer than 2^31 elements
+// (Lowering.new_value refuses larger), so no view reaches past that.
 #define FUSED_IN 6
 #define FUSED_OPS 24
-template <typename T>
+#define FUSED_V 4
+#define FUSED_PIECES 8
+
+// op applied to FUSED_V lanes, the dispatch once: the common cases stay branch-free per lane
+__device__ __forceinline__ void binop_v(int op, const float* u, const float* v, float* o) {
+    switch (op) {
+        case OP_ADD:
+#pragma unroll
+            for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] + v[k];
+            return;
+        case OP_MUL:
+#pragma unroll
+            for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] * v[k];
+            return;
+        default:
+#pragma unroll
+            for (int k = 0; k < FUSED_V; ++k) o[k] = binop(op, u[k], v[k]);
+    }
+}
+
+__device__ __forceinline__ void binop_imm_v(int op, const float* u, float imm, bool left,
+                                            float* o) {
+    if (!left && op == OP_MUL) {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] * imm;
+    } else if (op == OP_ADD) {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] + imm;
+    } else if (!left && op == OP_POW && imm == 2.0f) {  // x^2 (YOLO boxes) stays exact
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] * u[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = left ? binop(op, imm, u[k]) : binop(op, u[k], imm);
+    }
+}
+
+__device__ __forceinline__ void activate_v(int act, const float* u, float al, float be,
+                                           float* o) {
+    if (act == ACT_SIGMOID) {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = sigmoidf_(u[k]);
+    } else if (act == ACT_SILU) {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = u[k] * sigmoidf_(u[k]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < FUSED_V; ++k) o[k] = activate(u[k], act, al, be);
+    }
+}
+
+template <typename T, typename TO>
 __device__ void fused(const KArgs& a) {
-    __shared__ int d[MAXR * (2 + FUSED_IN) + 4 * FUSED_OPS];
-    const int rank = a.i[0], nin = a.i[1], nops = a.i[2];
+    __shared__ int d[MAXR * (3 + FUSED_IN) + 4 * FUSED_OPS + 3 * FUSED_PIECES + 2 * FUSED_IN];
+    const int rank = a.i[0], nin = a.i[1], nops = a.i[2], np = a.i[3];
+    const int pieces = np > 0 ? np : 1;
     const int* desc = (const int*)a.p[0];
     const int* istride = d + 2 * MAXR;
-    const int* ops = d + MAXR * (2 + nin);
-    for (int t = threadIdx.x; t < MAXR * (2 + nin) + 4 * nops; t += blockDim.x) d[t] = desc[t];
+    const int* cstride = d + MAXR * (2 + nin);  // pieces only
+    const int* ops = cstride + (np > 0 ? MAXR : 0);
+    const int* ptab = ops + 4 * nops;  // per piece {end, op_end, result}
+    const int* ltab = ptab + 3 * pieces;  // per input {shift, mask}
+    const int total = np > 0 ? (int)(ltab - d) + 2 * nin : (int)(ptab - d);
+    for (int t = threadIdx.x; t < total; t += blockDim.x) d[t] = desc[t];
+    if (np == 0 && threadIdx.x == 0) {  // one program: one piece over everything
+        int* pt = d + total;
+        pt[0] = 0x7fffffff;
+        pt[1] = nops;
+        pt[2] = nin + nops - 1;
+        for (int j = 0; j < nin; ++j) pt[3 + 2 * j] = 0, pt[4 + 2 * j] = 1;
+    }
     __syncthreads();
-    T* y = (T*)a.p[1];
+    TO* y = (TO*)a.p[1];
+    const T* x[FUSED_IN];
+#pragma unroll
+    for (int j = 0; j < FUSED_IN; ++j) x[j] = (const T*)a.p[2 + j];
+    const int last = rank - 1;
+    const int inner = d[last];
+    const int cs_inner = np > 0 ? cstride[last] : 0;
     int n = 1;  // 32-bit index math: see common.cuh
     for (int k = 0; k < rank; ++k) n *= d[k];
-    for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-         idx += gridDim.x * blockDim.x) {
-        int rem = idx;
-        i64 yo = 0, xo[FUSED_IN] = {0, 0, 0, 0, 0, 0};
-        for (int k = rank - 1; k >= 0; --k) {
-            const int c = rem % d[k];
-            rem /= d[k];
-            yo += (i64)c * d[MAXR + k];
+    const int step = gridDim.x * blockDim.x * FUSED_V;  // <= 2^29: grid1d caps the grid
+    for (int base = (blockIdx.x * blockDim.x + threadIdx.x) * FUSED_V; base < n;
+         base = base < n - step ? base + step : n) {  // no signed overflow near 2^31
+        // loop coordinates of the first element: c_inner along the innermost loop dim; co the
+        // coordinate along a Concat's axis (pieces)
+        int rem = base / inner, c_inner = base - rem * inner;
+        int yo = c_inner * d[MAXR + last], co = c_inner * cs_inner, xo[FUSED_IN];
+#pragma unroll
+        for (int j = 0; j < FUSED_IN; ++j) xo[j] = j < nin ? c_inner * istride[j * MAXR + last] : 0;
+        for (int k = last - 1; k >= 0; --k) {
+            const int q = rem / d[k], c = rem - q * d[k];
+            rem = q;
+            yo += c * d[MAXR + k];
+            if (np > 0) co += c * cstride[k];
 #pragma unroll
             for (int j = 0; j < FUSED_IN; ++j)
-                if (j < nin) xo[j] += (i64)c * istride[j * MAXR + k];
+                if (j < nin) xo[j] += c * istride[j * MAXR + k];
         }
-        float r[FUSED_IN + FUSED_OPS];
+        const int cnt = min(FUSED_V, n - base);
+        float r[FUSED_IN + FUSED_OPS][FUSED_V];
+        int yoff[FUSED_V], pv[FUSED_V];
+        int pmin = pieces, pmax = 0;
 #pragma unroll
-        for (int j = 0; j < FUSED_IN; ++j)
-            if (j < nin) r[j] = ld((const T*)a.p[2 + j], xo[j]);
-        for (int j = 0; j < nops; ++j) {
+        for (int v = 0; v < FUSED_V; ++v) {
+            yoff[v] = yo;
+            int p = 0;
+            while (p + 1 < pieces && co >= ptab[3 * p]) ++p;
+            pv[v] = p;
+            if (v < cnt) pmin = min(pmin, p), pmax = max(pmax, p);
+#pragma unroll
+            for (int j = 0; j < FUSED_IN; ++j)
+                if (j < nin) {
+                    if (np == 0)  // one program: every input, unshifted
+                        r[j][v] = v < cnt ? ld(x[j], xo[j]) : 0.0f;
+                    else
+                        r[j][v] = v < cnt && (ltab[2 * j + 1] >> p & 1)
+                            ? ld(x[j], xo[j] + ltab[2 * j]) : 0.0f;
+                }
+            if (v + 1 < cnt) {  // step to the next element: the innermost dim, else a carry
+                if (++c_inner < inner) {
+                    yo += d[MAXR + last];
+                    co += cs_inner;
+#pragma unroll
+                    for (int j = 0; j < FUSED_IN; ++j)
+                        if (j < nin) xo[j] += istride[j * MAXR + last];
+                } else {  // a row ends (rare but for tiny inner dims): decompose afresh
+                    c_inner = 0;
+                    int e = base + v + 1;
+                    yo = 0;
+                    co = 0;
+#pragma unroll
+                    for (int j = 0; j < FUSED_IN; ++j) xo[j] = 0;
+                    for (int k = last; k >= 0; --k) {
+                        const int q = e / d[k], c = e - q * d[k];
+                        e = q;
+                        yo += c * d[MAXR + k];
+                        if (np > 0) co += c * cstride[k];
+#pragma unroll
+                        for (int j = 0; j < FUSED_IN; ++j)
+                            if (j < nin) xo[j] += c * istride[j * MAXR + k];
+                    }
+                }
+            }
+        }
+        for (int j = pmin > 0 ? ptab[3 * pmin - 2] : 0; j < ptab[3 * pmax + 1]; ++j) {
             const int* o = ops + 4 * j;
             const int code = o[0];
-            const float u = r[o[1]];
-            float v;
-            if (code < 16) v = binop(code, u, r[o[2]]);
-            else if (code < 32) v = binop(code - 16, u, __int_as_float(o[2]));
-            else if (code < 48) v = binop(code - 32, __int_as_float(o[2]), u);
-            else if (code == 48) v = u != 0.0f ? r[o[2]] : r[o[3]];
-            else v = activate(u, code - 64, __int_as_float(o[2]), __int_as_float(o[3]));
-            r[nin + j] = v;
+            float* out = r[nin + j];
+            if (code < 16) binop_v(code, r[o[1]], r[o[2]], out);
+            else if (code < 48) binop_imm_v(code & 15, r[o[1]], __int_as_float(o[2]), code >= 32,
+                                            out);
+            else if (code == 48) {
+#pragma unroll
+                for (int k = 0; k < FUSED_V; ++k)
+                    out[k] = r[o[1]][k] != 0.0f ? r[o[2]][k] : r[o[3]][k];
+            } else activate_v(code - 64, r[o[1]], __int_as_float(o[2]), __int_as_float(o[3]), out);
         }
-        st(y, yo, r[nin + nops - 1]);
+#pragma unroll
+        for (int v = 0; v < FUSED_V; ++v)
+            if (v < cnt) st(y, yoff[v], r[ptab[3 * pv[v] + 2]][v]);
     }
 }
 
@@ -166,8 +304,10 @@ __device__ void space_to_depth(const KArgs& a) {
 KERNEL(space_to_depth_f32_f16, space_to_depth<float>(a))
 KERNEL(space_to_depth_f16_f16, space_to_depth<half_t>(a))
 
-KERNEL(fused_f32, fused<float>(a))
-KERNEL(fused_f16, fused<half_t>(a))
+KERNEL(fused_f32, fused<float, float>(a))
+KERNEL(fused_f16, fused<half_t, half_t>(a))
+KERNEL(fused_f16_f32, fused<half_t, float>(a))  // an FP32 output written by its producer
+KERNEL(fused_f32_f16, fused<float, half_t>(a))  // an FP16 output of an FP32 segment
 
 KERNEL(copy_f32_f32, copy_strided<float, float>(a))
 KERNEL(copy_f16_f16, copy_strided<half_t, half_t>(a))

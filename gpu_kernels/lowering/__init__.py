@@ -5,18 +5,20 @@ precision) -> Verdict`` that answers without lowering; :func:`supports` is the o
 
 - :mod:`.program` — what a lowering produces (buffers, values, launches, the program) and the
   memory plan; :mod:`.values` — the lowering's state: values, copies, deferred chains made real,
-  channel-Concat planning, and :meth:`Lowering.run`;
+  channel-Concat planning, destinations (a tensor whose one reader is a Concat, through
+  Reshape views, or an FP32 graph output is written there by its producer), and
+  :meth:`Lowering.run`;
 - what fuses into a convolution's or a GEMM's epilogue is decided by
   :func:`partitioner.passes.fusion.epilogue`, and which squeeze-and-excitation blocks run as
   the two SE kernels (:mod:`.se`) by :func:`partitioner.passes.fusion.squeeze_excitation` (the
   cost model reads the same answers);
 - handlers: :mod:`.conv` (1-D and 2-D), :mod:`.gemm` (and attention's batched products),
   :mod:`.einsum` (as one batched product), :mod:`.elementwise` (deferred, fused: arithmetic,
-  comparisons, Where), :mod:`.norms` (pooling, layer / instance / group normalisation),
-  :mod:`.reduce` (reductions over any axes, softmax over any axis), :mod:`.movement` (views,
-  Concat, Gather, Pad, Expand, Tile, Resize), :mod:`.int8` (INT8 decisions, Quantize /
-  Dequantize), :mod:`.recurrent` (RNN / GRU / LSTM: a projection GEMM, then one time-loop
-  kernel a layer).
+  comparisons, Where; a Concat of chains as one kernel), :mod:`.norms` (pooling, layer /
+  instance / group normalisation), :mod:`.reduce` (reductions over any axes, softmax over any
+  axis), :mod:`.movement` (views, Concat, Gather, Pad, Expand, Tile, Resize), :mod:`.int8`
+  (INT8 decisions, Quantize / Dequantize), :mod:`.recurrent` (RNN / GRU / LSTM: a projection
+  GEMM, then one time-loop kernel a layer).
 """
 
 from __future__ import annotations

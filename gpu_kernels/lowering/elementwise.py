@@ -15,18 +15,24 @@ from gpu_kernels.lowering.program import (
     COMPARE_OPS,
     FUSED_IN,
     FUSED_OPS,
+    FUSED_PIECES,
+    FUSED_V,
     IMM_LEFT,
     IMM_RIGHT,
+    MAXR,
     SELECT,
     UNARY,
     UNARY_OPS,
     GpuLoweringError,
+    Launch,
     Lazy,
     Leaf,
     Op,
+    Value,
+    grid1d,
 )
 from gpu_kernels.lowering.registry import bool_ok, constant, register, tensor_ok
-from gpu_kernels.lowering.values import linearise
+from gpu_kernels.lowering.values import linearise, linearise_pieces, loop_dims
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node, Tensor
 from partitioner.passes.fusion import activation
@@ -289,3 +295,64 @@ def lower_mean(lw: Lowering, node: Node) -> None:
         root = _apply(lw, BINARY_OPS["Mul"], [root, 1.0 / len(ins)], shape, node.name)
     assert not isinstance(root, float)  # _binary_ok made sure
     _define(lw, node, root, shape)
+
+
+# ----- a Concat of chains as one kernel ----------------------------------------------------------
+
+
+def _widen(e: Leaf | Op, start: int, axis: int, shape: tuple[int, ...]) -> Leaf | Op:
+    """An input's expression over the whole Concat ``shape``: each leaf indexed by the Concat's
+    coordinate (its offset moved back by ``start`` along ``axis``; possibly before its buffer,
+    a key only: :func:`emit_concat` passes a pointer inside it and a shift)."""
+    if isinstance(e, Leaf):
+        v = e.value
+        st = v.strides()
+        return Leaf(Value(v.buf, shape, "strided", v.dtype, v.offset - start * st[axis], v.cs,
+                          tuple(st)))
+    return Op(e.code, tuple(_widen(a, start, axis, shape) for a in e.args), e.imm)
+
+
+def emit_concat(lw: Lowering, ins: list[Value | Lazy], axis: int, y: Value, ys: list[int],
+                layer: str) -> bool:
+    """A Concat of element-wise chains (and views) along ``axis`` as one ``fused`` kernel with
+    a piece per input: each element runs its own input's instructions. YOLO's xy / wh / conf
+    become one pass writing whole rows, instead of a kernel per input each writing a few
+    columns; the sigmoid's input, read by all three, is one register. False (nothing emitted)
+    when there is no deferred chain among two or more inputs, or the pieces do not fit one
+    kernel: then each input is written on its own."""
+    parts, start = [], 0
+    for v in ins:
+        if v.shape[axis]:
+            parts.append((start, v))
+        start += v.shape[axis]
+    if y.dtype not in ("f16", "f32") or not 2 <= len(parts) <= FUSED_PIECES \
+            or not any(isinstance(v, Lazy) for _, v in parts):
+        return False
+    roots = [_widen(v.root if isinstance(v, Lazy) else lw.leaf(v, v.shape, layer), s0, axis,
+                    y.shape) for s0, v in parts]
+    leaves, ops, results, used, op_ends = linearise_pieces(roots)
+    if len(leaves) > FUSED_IN or len(ops) > FUSED_OPS:
+        return False
+    ends = [s0 + v.shape[axis] for s0, v in parts]
+    refs, ltab = [], []
+    for j, leaf in enumerate(leaves):
+        mine = [k for k in range(len(parts)) if j in used[k]]
+        step = leaf.strides()[axis]
+        # the pointer: the leaf's first element read, inside its buffer (the key may not be)
+        low = min(min(parts[k][0] * step, (ends[k] - 1) * step) for k in mine)
+        refs.append(lw.ref(Value(leaf.buf, leaf.shape, "strided", leaf.dtype,
+                                 leaf.offset + low, leaf.cs, leaf.custom)))
+        ltab += [-low, sum(1 << k for k in mine)]
+    coord = [int(a == axis) for a in range(len(y.shape))]
+    dims, strides = loop_dims(list(y.shape), [ys, coord] + [lf.strides() for lf in leaves],
+                              layer)
+    pad = [0] * (MAXR - len(dims))
+    desc = dims + pad + strides[0] + pad + [x for st in strides[2:] for x in st + pad]
+    desc += strides[1] + pad + [x for o in ops for x in o]
+    desc += [x for k in range(len(parts)) for x in (ends[k], op_ends[k], results[k])] + ltab
+    n = int(np.prod(dims))
+    kernel = f"fused_{lw.dt}" if y.dtype == lw.dt else f"fused_{lw.dt}_{y.dtype}"
+    lw.emit(Launch(layer, kernel, grid1d((n + FUSED_V - 1) // FUSED_V), 256,
+                   [lw.weight(np.asarray(desc, np.int32)), lw.ref(y), *refs],
+                   [len(dims), len(leaves), len(ops), len(parts)]))
+    return True

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gpu_kernels.lowering.elementwise import emit_concat
 from gpu_kernels.lowering.program import (
     ALIAS_OPS,
     INDEX_DTYPES,
@@ -21,6 +22,7 @@ from gpu_kernels.lowering.program import (
     Op,
     Value,
     grid1d,
+    reshaped,
 )
 from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
@@ -75,8 +77,18 @@ def lower_alias(lw: Lowering, node: Node) -> None:
         lw.bind(node, Value(x.buf, out, "strided", x.dtype, x.offset, x.cs,
                               (n_s, out[2], 1, h_s, w_s)))
         return
+    view = reshaped(x, out) if x.layout == "strided" else None
+    if view is not None:  # e.g. a detection scale written into its slice of the output
+        lw.bind(node, view)
+        return
+    dst = lw.destination(node.outputs[0])
+    into = reshaped(dst, x.shape) if dst is not None else None
+    if into is not None:  # copied once, straight to where its reader wants it
+        lw.copy(lw.ensure(x, None, None, node.name, keep_strided=True), into, node.name)
+        lw.bind(node, dst)
+        return
     x = lw.ensure(x, "plain", None, node.name)
-    lw.bind(node, Value(x.buf, lw.out_shape(node), "plain", x.dtype, x.offset))
+    lw.bind(node, Value(x.buf, out, "plain", x.dtype, x.offset))
 
 
 def _cast_ok(node: Node, arch: int, precision: str) -> Verdict:
@@ -150,11 +162,22 @@ def lower_concat(lw: Lowering, node: Node) -> None:
         lw.bind(node, y if node is chain.root else Value(
             y.buf, out_shape, "nhwc", y.dtype, y.offset, y.cs or y.shape[1], scale=y.scale))
         return
-    y = lw.new_value(out_shape, layout)
+    # where its reader wants it (a wider Concat's slice, an FP32 graph output), else its own
+    y = lw.concat_buffer(node, layout)
     ys = y.strides()
+    placed = any(isinstance(v, Value) and v.buf is y.buf for v in ins)
+    if not placed and emit_concat(lw, ins, axis, y, ys, node.name):  # one kernel
+        lw.bind(node, y)
+        return
     start = 0
     for v in ins:
-        put(v, Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs), ys)
+        part = Value(y.buf, y.shape, y.layout, y.dtype, y.offset + start * ys[axis], y.cs,
+                     y.custom)
+        in_place = isinstance(v, Value) and v.buf is y.buf and v.offset == part.offset \
+            and v.dtype == y.dtype and all(d == 1 or a == b for d, a, b in zip(
+                v.shape, v.strides(), ys))
+        if not in_place:  # else its producer wrote it there (Lowering.destination)
+            put(v, part, ys)
         start += v.shape[axis]
     lw.bind(node, y)
 
@@ -317,7 +340,11 @@ def lower_resize(lw: Lowering, node: Node) -> None:
     else:
         sh, sw = out[2] / H, out[3] / W
     y = lw.out_nhwc(node.outputs[0], out)  # a Concat's channel slice when one awaits it
-    lw.emit(Launch(node.name, f"resize_nhwc_{lw.dt}", grid1d(int(np.prod(out))), 256,
+    # nearest in FP16 with 16-byte aligned channel runs: 8 channels a thread
+    x8 = mode == "nearest" and lw.dt == "f16" and y.dtype == "f16" and all(
+        v % 8 == 0 for v in (C, x.cs or C, y.cs or out[1], x.offset, y.offset))
+    lw.emit(Launch(node.name, f"resize_nhwc_{'x8_' if x8 else ''}{lw.dt}",
+                   grid1d(int(np.prod(out)) // (8 if x8 else 1)), 256,
                      [lw.ref(x), lw.ref(y)],
                      [N, H, W, C, out[2], out[3], int(mode == "linear"), ctm, nmode,
                       x.cs or C, y.cs or out[1]],

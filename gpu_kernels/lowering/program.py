@@ -101,6 +101,38 @@ class Value:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+def reshaped(v: Value, shape: tuple[int, ...]) -> Value | None:
+    """``v`` seen in another ``shape`` over the same elements in row-major order, with no copy,
+    when its strides allow it (numpy's rule: each run of old dims that the new dims regroup is
+    contiguous within itself); else None. E.g. a (N, 3, H, W, 85) slice of a detection
+    Concat's (N, B, 85) buffer read back as (N, 3*H*W, 85)."""
+    if v.size == 0 or int(np.prod(shape, dtype=np.int64)) != v.size:
+        return None
+    old = [(d, st) for d, st in zip(v.shape, v.strides()) if d != 1]
+    out = [0] * len(shape)
+    i = j = 0
+    while j < len(shape):
+        if shape[j] == 1:
+            j += 1
+            continue
+        i0, j0 = i, j
+        have, want = old[i][0], shape[j]
+        i, j = i + 1, j + 1
+        while have != want:  # equal products: the dims of one regrouped run
+            if have < want:
+                have, i = have * old[i][0], i + 1
+            else:
+                want, j = want * shape[j], j + 1
+        if any(old[k][1] != old[k + 1][1] * old[k + 1][0] for k in range(i0, i - 1)):
+            return None
+        step = old[i - 1][1]
+        for k in range(j - 1, j0 - 1, -1):
+            out[k] = step if shape[k] != 1 else 0
+            step *= shape[k]
+    return Value(v.buf, tuple(shape), "strided", v.dtype, v.offset, v.cs, tuple(out),
+                 scale=v.scale)
+
+
 @dataclass(eq=False)
 class Leaf:
     """An input of a deferred element-wise expression: a value viewed over the expression's
@@ -178,7 +210,8 @@ def grid1d(n: int, block: int = 256) -> tuple[int, int, int]:
     return (max(1, min((n + block - 1) // block, 65535 * 8)), 1, 1)
 
 
-FUSED_IN, FUSED_OPS = 6, 24  # as elementwise.cu
+# as elementwise.cu (FUSED_V: elements a thread; FUSED_PIECES: inputs of a Concat in one)
+FUSED_IN, FUSED_OPS, FUSED_V, FUSED_PIECES = 6, 24, 4, 8
 
 
 # ----- memory planning ---------------------------------------------------------------------

@@ -21,7 +21,9 @@ import numpy as np
 
 from gpu_kernels.lowering.int8 import Int8Plan
 from gpu_kernels.lowering.program import (
+    ALIAS_OPS,
     DTYPE_BYTES,
+    FUSED_V,
     IMM_RIGHT,
     INDEX_DTYPES,
     MAXR,
@@ -40,6 +42,7 @@ from gpu_kernels.lowering.program import (
     VBuf,
     grid1d,
     plan_memory,
+    reshaped,
 )
 from gpu_kernels.lowering.registry import (
     PRECISIONS,
@@ -64,22 +67,38 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
     """An expression tree as the ``fused`` kernel's register program: distinct leaves first
     (one register each), then one instruction per distinct operation (common subexpressions,
     e.g. the x of x * sigmoid(x), computed once)."""
+    leaves, ops, _, _, _ = linearise_pieces([root])
+    return leaves, ops
+
+
+def linearise_pieces(roots: list[Leaf | Op]) -> tuple[
+        list[Value], list[list[int]], list[int], list[set[int]], list[int]]:
+    """Several expressions as one register program: their distinct leaves shared (one register
+    each), then each root's instructions in turn, consecutive (common subexpressions shared
+    within a root only: the kernel runs only the instructions of the pieces an element is
+    in). Returns (leaves, ops, each root's result register, each root's leaf registers, the
+    op count after each root's instructions)."""
     leaves: list[Value] = []
-    regs: dict[Any, int] = {}
+    leaf_regs: dict[Any, int] = {}
     ops: list[list[int]] = []
+    results: list[int] = []
+    used: list[set[int]] = []
+    op_ends: list[int] = []
 
     def key_of(v: Value) -> tuple[Any, ...]:
         where = ("w", v.buf.offset) if v.buf.kind == "weight" else ("a", id(v.buf))
         return where + (v.offset, v.custom, v.dtype)
 
-    def visit(e: Leaf | Op) -> tuple[Any, int]:
+    def visit(e: Leaf | Op, regs: dict[Any, int], mine: set[int]) -> tuple[Any, int]:
+        """Registers of ``e`` (``regs``: this root's operations; ``mine``: its leaves)."""
         if isinstance(e, Leaf):
             k: Any = key_of(e.value)
-            if k not in regs:
-                regs[k] = len(leaves)
+            if k not in leaf_regs:
+                leaf_regs[k] = len(leaves)
                 leaves.append(e.value)
-            return k, regs[k]
-        args = [visit(x) for x in e.args]
+            mine.add(leaf_regs[k])
+            return k, leaf_regs[k]
+        args = [visit(x, regs, mine) for x in e.args]
         k = (e.code, tuple(a[0] for a in args), e.imm)
         if k not in regs:
             bits = np.asarray(e.imm, np.float32).view(np.int32)
@@ -90,13 +109,16 @@ def linearise(root: Leaf | Op) -> tuple[list[Value], list[list[int]]]:
             regs[k] = -len(ops)  # resolved below, once the leaf count is known
         return k, regs[k]
 
-    visit(root)
+    for root in roots:
+        used.append(set())
+        results.append(visit(root, {}, used[-1])[1])
+        op_ends.append(len(ops))
     nin = len(leaves)
     # registers: leaves 0..nin-1, op j -> nin + j (ops were numbered -1, -2, ... as found)
     for o in ops:
         regs_in = 2 if o[0] < IMM_RIGHT else 3 if o[0] == SELECT else 1
         o[1:1 + regs_in] = [x if x >= 0 else nin - x - 1 for x in o[1:1 + regs_in]]
-    return leaves, ops
+    return leaves, ops, [x if x >= 0 else nin - x - 1 for x in results], used, op_ends
 
 
 def loop_dims(shape: list[int], strides: list[list[int]], layer: str) -> tuple[
@@ -162,6 +184,9 @@ class Lowering:
         self.concat_chain: dict[str, ConcatChain] = {}
         self.concat_values: dict[str, Value] = {}
         self.concat_filled: set[tuple[str, int]] = set()
+        # where a tensor is written in place (destination()): by tensor name, None for none
+        self.dests: dict[str, Value | None] = {}
+        self.concat_bufs: dict[str, Value] = {}  # non-channel Concats' buffers, by name
         # a zero Pad folded into the Conv reading it: Conv name -> extra (top, left) padding
         self.pad_fold: dict[str, tuple[int, int]] = {}
         self.int8 = Int8Plan(graph, self.scales, arch, self.concat_slot)
@@ -224,7 +249,8 @@ class Lowering:
         v = self.values[t.name]
         if isinstance(v, Lazy):  # a deferred chain is computed once, for every reader,
             # straight into its Concat's slice where one awaits it
-            dst = self.out_nhwc(t, v.shape) if t.name in self.concat_slot else None
+            dst = self.out_nhwc(t, v.shape) if t.name in self.concat_slot \
+                else self.destination(t)
             v = self.values[t.name] = self.materialise(v, node.name, dst)
         if v.dtype == "i8" and not raw:
             return self.ensure(v, None, self.dt, node.name)
@@ -339,19 +365,91 @@ class Lowering:
                 ) from err
         outputs = {}
         for t in g.outputs:
-            v = self.value(t, Node("output", "Output"))
             np_dt = np.dtype(t.dtype or "float32")
             if np_dt.kind != "f":  # a comparison's 0 / 1 values cannot leave as bool
                 raise GpuLoweringError(f"output '{t.name}': dtype {np_dt} is not supported "
                                        "on the GPU (keep the layer that reads it in the segment)")
-            dt = "f16" if np_dt == np.float16 else "f32"
-            buf = self.new_buf(v.size * np_dt.itemsize, "output", t.name)
-            out = Value(buf, v.shape, "plain", dt)
-            self.copy(v, out, f"output:{t.name}")
-            outputs[t.name] = (buf, v.shape, np_dt)
+            v = self.values.get(t.name)
+            out = self._output_value(t, v.shape if v is not None else self.out_shape_of(t))
+            if isinstance(v, Lazy):  # read by nobody: the chain writes the output itself
+                self.materialise(v, f"output:{t.name}", out)
+            elif not (isinstance(v, Value) and v.buf is out.buf and v.offset == out.offset
+                      and v.dtype == out.dtype and is_dense(v)):  # else written in place
+                self.copy(self.value(t, Node("output", "Output")), out, f"output:{t.name}")
+            outputs[t.name] = (out.buf, out.shape, np_dt)
         arena, naive = plan_memory(self.buffers)
         return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,
                           outputs, arena, naive)
+
+    def _output_value(self, t: Tensor, shape: tuple[int, ...]) -> Value:
+        """Graph output ``t``'s buffer (plain, in the output's dtype), made once."""
+        if self.dests.get(t.name) is None:
+            np_dt = np.dtype(t.dtype or "float32")
+            dt = "f16" if np_dt == np.float16 else "f32"
+            buf = self.new_buf(int(np.prod(shape, dtype=np.int64)) * np_dt.itemsize, "output",
+                               t.name)
+            self.dests[t.name] = Value(buf, tuple(shape), "plain", dt)
+        out = self.dests[t.name]
+        assert out is not None
+        return out
+
+    def out_shape_of(self, t: Tensor) -> tuple[int, ...]:
+        return tuple(int(d) for d in t.static_shape())
+
+    def destination(self, t: Tensor) -> Value | None:
+        """Where the producer of ``t`` writes it in place, or None (a buffer of its own): a
+        float graph output that nothing reads is its output buffer, in the output's dtype (no
+        conversion pass after it); a tensor whose one reader is a Concat (not a channel
+        Concat: those have their chains, :meth:`_plan_concats`), or a Reshape-like view
+        leading to one, is its slice of that Concat's buffer -- itself the Concat output's
+        destination where it has one. YOLO's decoded scales land in the detection output so."""
+        if t.name in self.dests:
+            return self.dests[t.name]
+        self.dests[t.name] = None  # a cycle cannot form (a DAG), but stay safe
+        dest = None
+        readers = {id(c): c for c in t.consumers}
+        if t in self.graph.inputs or not t.is_static:
+            pass
+        elif t in self.graph.outputs:
+            if not readers and np.dtype(t.dtype or "float32").kind == "f" \
+                    and list(self.graph.outputs).count(t) == 1:
+                dest = self._output_value(t, self.out_shape_of(t))
+        elif len(readers) == 1:
+            (c,) = readers.values()
+            if list(c.inputs).count(t) == 1 and c.outputs[0].is_static:
+                if c.op in ALIAS_OPS - {"Dropout"} and c.input(0) is t:
+                    whole = self.destination(c.outputs[0])
+                    dest = reshaped(whole, self.out_shape_of(t)) if whole is not None else None
+                elif c.op == "Concat" and c.name not in self.concat_chain \
+                        and "axis" in c.attrs:
+                    dest = self._concat_slice(c, t)
+        self.dests[t.name] = dest
+        return dest
+
+    def concat_buffer(self, concat: Node, layout: str = "plain") -> Value:
+        """Where a (non-channel) Concat is written: its output's destination, else a buffer of
+        its own (``layout``), made once -- its inputs' producers may have written there."""
+        y = self.destination(concat.outputs[0])
+        if y is None:
+            if concat.name not in self.concat_bufs:
+                self.concat_bufs[concat.name] = self.new_value(self.out_shape(concat), layout)
+            y = self.concat_bufs[concat.name]
+        return y
+
+    def _concat_slice(self, concat: Node, t: Tensor) -> Value:
+        """Input ``t``'s slice of a (non-channel) Concat's buffer: the Concat output's
+        destination, else a plain buffer of its own made once."""
+        y = self.concat_buffer(concat)
+        ys = y.strides()
+        axis = int(concat.attrs["axis"]) % len(y.shape)
+        start = 0
+        for u in concat.inputs:
+            if u is t:
+                break
+            start += int(u.static_shape()[axis]) if u is not None else 0
+        shape = self.out_shape_of(t)
+        return Value(y.buf, shape, "strided", y.dtype, y.offset + start * ys[axis], y.cs,
+                     tuple(st if d != 1 else 0 for st, d in zip(ys, shape)), scale=y.scale)
 
     def _plan_concats(self) -> None:
         """Let producers of channel-Concat inputs write straight into the Concat's buffer: the
@@ -453,10 +551,16 @@ class Lowering:
 
     def lazy(self, t: Tensor | None, node: Node, raw: bool = False) -> Value | Lazy:
         """``t`` for a reader that can extend a deferred chain: the chain itself when this is
-        its only reader (so nothing is computed twice), else the value in memory."""
+        its only reader (so nothing is computed twice) or every reader is a Slice / Split view
+        (older YOLO exports slice xy, wh and conf apart: each view computes its own elements,
+        which costs no more memory traffic than writing the whole once and reading it back),
+        else the value in memory."""
         if t is not None and not isinstance(t, Constant) and t not in self.graph.outputs:
             v = self.values.get(t.name)
-            if isinstance(v, Lazy) and len({id(c) for c in t.consumers}) == 1:
+            readers = {id(c): c for c in t.consumers}.values()
+            if isinstance(v, Lazy) and (len(readers) == 1 or all(
+                    c.op in ("Slice", "Split") and list(c.inputs).count(t) == 1
+                    and c.input(0) is t for c in readers)):
                 return v
         return self.value(t, node, raw)
 
@@ -471,7 +575,7 @@ class Lowering:
     def materialise(self, lz: Lazy, layer: str, dst: Value | None = None,
                     dst_strides: list[int] | None = None) -> Value:
         """Emit a deferred chain as one kernel into ``dst`` (default: a new buffer)."""
-        if dst is not None and dst.dtype != self.dt:  # e.g. an INT8 concat: quantising copy
+        if dst is not None and dst.dtype not in ("f16", "f32"):  # an INT8 concat: quantising copy
             tmp = self.materialise(lz, layer)
             self.copy(tmp, dst, layer, list(lz.shape), None, dst_strides)
             return dst
@@ -487,7 +591,8 @@ class Lowering:
         desc = dims + pad + [x for st in strides for x in st + pad]
         desc += [x for o in ops for x in o]
         n = int(np.prod(dims))
-        self.emit(Launch(layer, f"fused_{self.dt}", grid1d(n), 256,
+        kernel = f"fused_{self.dt}" if y.dtype == self.dt else f"fused_{self.dt}_{y.dtype}"
+        self.emit(Launch(layer, kernel, grid1d((n + FUSED_V - 1) // FUSED_V), 256,
                          [self.weight(np.asarray(desc, np.int32)), self.ref(y),
                           *(self.ref(v) for v in leaves)], [len(dims), len(leaves), len(ops)]))
         return y

@@ -112,8 +112,9 @@ class KernelSim:
             self.mem(ln.ptrs[0], "i8")[:ln.ints[0]] = 0
         elif kernel.startswith("copy_"):
             self.copy(ln, *kernel.split("_")[1:3])
-        elif kernel.startswith("fused_"):
-            self.fused(ln, kernel.split("_")[1])
+        elif kernel.startswith("fused_"):  # fused_T (in and out T) or fused_T_TO
+            dts = kernel.split("_")[1:3]
+            self.fused(ln, dts[0], dts[-1])
         elif kernel.startswith("space_to_depth_"):
             self.space_to_depth(ln, *kernel.split("_")[3:5])
         elif kernel.startswith(("conv_mma", "conv_tiled", "conv_direct", "conv_dw",
@@ -176,31 +177,59 @@ class KernelSim:
         v = x[_index(dims, xs)].astype(np.float32)
         self.store(y, _index(dims, ys), v * np.float32(ln.floats[0]))
 
-    def fused(self, ln: Launch, dt: str) -> None:
-        rank, nin, nops = ln.ints
+    def fused(self, ln: Launch, dt: str, to: str) -> None:
+        """Inputs read and the program computed in ``dt``, the result stored as ``to``; with
+        pieces (a Concat of chains), each element runs its piece's instructions only and
+        reads only the inputs its piece uses (at their shifted offsets)."""
+        rank, nin, nops = ln.ints[:3]
+        npieces = ln.ints[3] if len(ln.ints) > 3 else 0
         desc = self.mem(ln.ptrs[0], "f32").view(np.int32)
         dims = [int(d) for d in desc[:rank]]
-        y = self.mem(ln.ptrs[1], dt)
-        regs = []
-        for j in range(nin):
-            st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
-            regs.append(self.mem(ln.ptrs[2 + j], dt)[_index(dims, st)].astype(np.float32))
-        ops = desc[MAXR * (2 + nin):MAXR * (2 + nin) + 4 * nops].reshape(nops, 4)
+        y = self.mem(ln.ptrs[1], to)
+        yidx = _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]])
+        at = MAXR * (2 + nin)
+        coord = np.zeros(yidx.size, np.int64)
+        if npieces:
+            coord = _index(dims, [int(s) for s in desc[at:at + rank]])
+            at += MAXR
+        ops = desc[at:at + 4 * nops].reshape(nops, 4)
         bits = ops.view(np.float32)
-        for j in range(nops):
-            code, a = int(ops[j, 0]), int(ops[j, 1])
-            if code < 16:
-                r = binop(code, regs[a], regs[int(ops[j, 2])])
-            elif code < 32:
-                r = binop(code - 16, regs[a], bits[j, 2])
-            elif code < 48:
-                r = binop(code - 32, bits[j, 2], regs[a])
-            elif code == 48:  # select
-                r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
-            else:
-                r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
-            regs.append(r)
-        self.store(y, _index(dims, [int(s) for s in desc[MAXR:MAXR + rank]]), regs[-1])
+        at += 4 * nops
+        if npieces:
+            ptab = desc[at:at + 3 * npieces].reshape(npieces, 3).astype(np.int64)
+            ltab = desc[at + 3 * npieces:at + 3 * npieces + 2 * nin].reshape(nin, 2)
+        else:
+            ptab = np.array([[2**31 - 1, nops, nin + nops - 1]], np.int64)
+            ltab = np.array([[0, 1]] * nin, np.int64)
+        piece = np.searchsorted(ptab[:-1, 0], coord, side="right")
+        for p in range(len(ptab)):
+            sel = piece == p
+            if not sel.any():
+                continue
+            regs: list[np.ndarray] = []
+            for j in range(nin):
+                if int(ltab[j, 1]) >> p & 1:
+                    st = [int(s) for s in desc[MAXR * (2 + j):MAXR * (2 + j) + rank]]
+                    idx = _index(dims, st)[sel] + int(ltab[j, 0])
+                    regs.append(self.mem(ln.ptrs[2 + j], dt)[idx].astype(np.float32))
+                else:  # not read for this piece (the kernel loads 0)
+                    regs.append(np.zeros(int(sel.sum()), np.float32))
+            regs += [np.zeros(0, np.float32)] * nops
+            first = int(ptab[p - 1, 1]) if p else 0
+            for j in range(first, int(ptab[p, 1])):
+                code, a = int(ops[j, 0]), int(ops[j, 1])
+                if code < 16:
+                    r = binop(code, regs[a], regs[int(ops[j, 2])])
+                elif code < 32:
+                    r = binop(code - 16, regs[a], bits[j, 2])
+                elif code < 48:
+                    r = binop(code - 32, bits[j, 2], regs[a])
+                elif code == 48:  # select
+                    r = np.where(regs[a] != 0, regs[int(ops[j, 2])], regs[int(ops[j, 3])])
+                else:
+                    r = activate(regs[a], code - 64, float(bits[j, 2]), float(bits[j, 3]))
+                regs[nin + j] = r
+            self.store(y, yidx[sel], regs[int(ptab[p, 2])])
 
     def space_to_depth(self, ln: Launch, ti: str, to: str) -> None:
         N, C, H, W, s, ph, pw, U, V, cp = ln.ints
@@ -524,6 +553,10 @@ class KernelSim:
         n, h, w, c, oh, ow, linear, ctm, nmode, xcs, ycs = ln.ints[:11]
         if linear:
             raise NotImplementedError("linear resizing is not modelled")
+        if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
+            assert not linear and dt == "f16", ln.layer
+            assert all(v % 8 == 0 for v in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                            ln.ptrs[1].byte_offset // 2)), ln.layer
 
         def source(out: int, size: int, scale: float) -> np.ndarray:
             o = np.arange(out, dtype=np.float64)

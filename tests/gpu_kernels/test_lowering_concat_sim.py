@@ -219,12 +219,14 @@ def test_dense_block_matches_onnx_runtime(variant, precision, tmp_path) -> None:
 
 def test_every_feature_map_is_written_once_into_the_widest_buffer() -> None:
     """growth 8, 4 layers, FP16: 3 kernels a layer (BatchNorm + Relu fused, the two convs),
-    3 for the stem (its 3 input channels padded to 8: memset, copy, conv), the last BatchNorm
-    + Relu and the output copy; the stem and the 3x3 convs write the block's buffer at
-    channels 0, 16, 24, 32, 40 with its 48-channel pixel stride."""
+    3 for the stem (its 3 input channels padded to 8: memset, copy, conv) and the last
+    BatchNorm + Relu, which writes the FP32 output itself (no output copy); the stem and the
+    3x3 convs write the block's buffer at channels 0, 16, 24, 32, 40 with its 48-channel pixel
+    stride."""
     graph = graph_of(dense_block())
     prog = lower(graph, "fp16", arch=87)
-    assert prog.kernel_count == 3 + 4 * 3 + 1 + 1
+    assert prog.kernel_count == 3 + 4 * 3 + 1
+    assert prog.launches[-1].kernel == "fused_f16_f32"
     stem = next(ln for ln in prog.launches if ln.layer == "stem" and ln.problem is not None)
     writes = [stem] + [next(ln for ln in prog.launches if ln.layer == f"l{i}.c2") for i in range(4)]
     buf = stem.ptrs[4].buf
@@ -235,7 +237,8 @@ def test_every_feature_map_is_written_once_into_the_widest_buffer() -> None:
 
 def test_plain_path_without_chains_is_unchanged() -> None:
     """Two Concats of the same maps in another order nest in neither: each its own buffer,
-    the second one's inputs copied (the maps were written into the first)."""
+    the second one's inputs copied (the maps were written into the first) -- straight into the
+    FP32 graph output it is, converting on the way (no output copy after it)."""
     model = dense_block(layers=1)
     g = model.graph
     g.node.append(helper.make_node("Concat", ["f1", "f0"], ["swap"], name="swap", axis=1))
@@ -243,7 +246,8 @@ def test_plain_path_without_chains_is_unchanged() -> None:
     graph = graph_of(model)
     assert concat_chains(graph)["swap"].members == (graph.node("swap"),)
     prog = lower(graph, "fp16", arch=87)
-    assert [ln.kernel for ln in prog.launches if ln.layer == "swap"] == ["copy_f16_f16"] * 2
+    assert [ln.kernel for ln in prog.launches if ln.layer == "swap"] == ["copy_f16_f32"] * 2
+    assert "output:swap" not in {ln.layer for ln in prog.launches}
 
 
 def test_cost_model_prices_no_kernel_for_a_view() -> None:
