@@ -277,7 +277,7 @@ def test_a_compile_over_its_cap_is_recorded_not_raised(tmp_path, monkeypatch):
     assert children() <= children_before
 
 
-def test_stopping_compile_workers_cancels_queued_jobs_and_ends_the_threads(monkeypatch):
+def test_stopping_compile_threads_cancels_queued_jobs_and_ends_the_threads(monkeypatch):
     """The C++ compile thread pool after a cap: what runs finishes, what waits never starts."""
     from torch._inductor import config
     from torch._inductor.async_compile import AsyncCompile
@@ -286,7 +286,7 @@ def test_stopping_compile_workers_cancels_queued_jobs_and_ends_the_threads(monke
     threads_before = set(threading.enumerate())
     jobs = [AsyncCompile.submit(functools.partial(subprocess.run, ["sleep", "2"]))
             for _ in range(6)]  # fmt: skip
-    gt.stop_compile_workers()
+    gt.stop_compile_threads()
     assert all(job.done() for job in jobs)
     assert any(job.cancelled() for job in jobs)  # 2 threads, 2 s each: 2, not 6, had started
     assert all(job.result().returncode == 0 for job in jobs if not job.cancelled())
