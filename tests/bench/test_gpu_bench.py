@@ -5,11 +5,13 @@ compile cap, and issue #19's acceptance math on recorded H100 runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -226,14 +228,30 @@ def test_time_cap_interrupts_python_work_and_restores_the_handler():
     assert time.perf_counter() - t0 < 2
     assert signal.getsignal(signal.SIGALRM) == before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    with pytest.raises(gt.CapExceeded, match="over its cap of 0.2 s"):
+        with gt.time_cap(0.2):
+            try:  # as torch.compile's fallbacks do (AOTAutogradCache.try_load: a cache bypass)
+                while True:
+                    sum(range(1000))
+            except Exception:
+                pass
+            pytest.fail("the cap was swallowed by an except Exception")
     with pytest.raises(gt.CapExceeded, match="no time left"):
         with gt.time_cap(0):
             pass
 
 
+def children() -> set[int]:
+    return {int(pid) for task in Path("/proc/self/task").iterdir()
+            for pid in (task / "children").read_text().split()}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_a_compile_over_its_cap_is_recorded_not_raised(tmp_path, monkeypatch):
-    """torch.compile max-autotune of a real zoo model (CPU) stopped after 1 s."""
+    """torch.compile max-autotune of a real zoo model (CPU) stopped after 1 s, promptly and
+    with nothing left running. The cap once rang inside AOTAutogradCache's ``except
+    Exception`` (a cache bypass) and the compile went on to its end (24-40 s measured): the
+    empty reference here then raised after it, which was taken for the cap."""
     # inductor's cache of its own, not /tmp/torchinductor_<user> shared with every other run of
     # the suite (a fresh-clone run once got a UnicodeDecodeError from inside the compile)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
@@ -246,10 +264,36 @@ def test_a_compile_over_its_cap_is_recorded_not_raised(tmp_path, monkeypatch):
     graph = graph_of(build_model("resnet18", 1, 64))
     module = TorchGraph(graph, torch.float32).eval()
     xs = [torch.from_numpy(gt.feeds_of(graph)[n]) for n in module.in_names]
+    # their first imports (3.3 s alone, up to 14 s on the shared 2-core machine under load) are
+    # not the compile: from here the capped compile_side took 1.0-1.3 s with both cores busy
+    import torch._dynamo
+    import torch._inductor.compile_fx  # noqa: F401
+
+    threads_before, children_before = set(threading.enumerate()), children()
     t0 = time.time()
     res = gt.compile_side(module, xs, [], "max-autotune", 1, cap_s=1.0)
     assert res["error"] == "compile over its cap of 1 s"
-    assert res["compile_s"] >= 1.0 and time.time() - t0 < 30
+    assert res["compile_s"] >= 1.0 and time.time() - t0 < 15
+    assert set(threading.enumerate()) <= threads_before
+    assert children() <= children_before
+
+
+def test_stopping_compile_threads_cancels_queued_jobs_and_ends_the_threads(monkeypatch):
+    """The C++ compile thread pool after a cap: what runs finishes, what waits never starts."""
+    from torch._inductor import config
+    from torch._inductor.async_compile import AsyncCompile
+
+    monkeypatch.setattr(config, "compile_threads", 2)
+    gt.stop_compile_threads()  # the pool is made here with 2 threads, not left by a compile
+    threads_before = set(threading.enumerate())
+    jobs = [AsyncCompile.submit(functools.partial(subprocess.run, ["sleep", "2"]))
+            for _ in range(6)]  # fmt: skip
+    gt.stop_compile_threads()
+    assert all(job.done() for job in jobs)
+    assert any(job.cancelled() for job in jobs)  # 2 threads, 2 s each: 2, not 6, had started
+    assert all(job.result().returncode == 0 for job in jobs if not job.cancelled())
+    assert set(threading.enumerate()) <= threads_before
+    assert AsyncCompile.pool.cache_info().currsize == 0  # the next compile makes a new pool
 
 
 # ----- issue #19's acceptance on recorded runs ------------------------------------------------
@@ -352,3 +396,23 @@ def test_one_gpu_run_measures_every_peer_and_writes_the_acceptance(tmp_path):
     assert bert["path"].startswith("plan, ") and "tandem_timing" in bert
     md = out.with_suffix(".md").read_text()
     assert md.count("batch 1: Tandem") == 2 and "batch 32: Tandem throughput" in md
+
+
+@pytest.mark.gpu
+def test_a_gpu_compile_over_its_cap_stops_there_and_the_next_compile_works(tmp_path):
+    """max-autotune of resnet50 (241-261 s uncapped on the H100, bench/*maxautotune.json)
+    capped at 20 s as --compile-cap-s does, then reduce-overhead of the same module: the cap
+    leaves torch.compile usable for the next rows."""
+    import torch
+
+    graph = gbm.load_graph(gbm.MODELS["resnet50"], 1, tmp_path)
+    feeds = gt.feeds_of(graph)
+    module, xs = gt.torch_side(graph, feeds, torch.float16)
+    ref = gt.torch_outputs(module, xs)
+    t0 = time.time()
+    capped = gt.compile_side(module, xs, ref, "max-autotune", 20, cap_s=20.0)
+    assert capped["error"] == "compile over its cap of 20 s", capped
+    # the handler waits for the C call it rang in: a Triton compile in-process can take seconds
+    assert 20 <= capped["compile_s"] < 30 and time.time() - t0 < 45, capped
+    after = gt.compile_side(module, xs, ref, "reduce-overhead", 20, cap_s=150.0)
+    assert "error" not in after and after["max_rel_err_vs_eager"] < 5e-2, after
