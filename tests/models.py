@@ -328,6 +328,15 @@ def random_inputs(path: Path, seed: int = 0, symbolic: int = 1) -> dict[str, np.
     }
 
 
+def saved_for_ort(model: onnx.ModelProto, tmp_path: Path) -> Path:
+    """``model`` saved as ``tmp_path``/model.onnx at IR version 8: onnx writes newer IR versions
+    than the GPU machine's onnxruntime reads (13 at most)."""
+    model.ir_version = 8
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
 def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs of ONNX Runtime (CPU, all graph optimisations off: the plainest reference)."""
     import onnxruntime as ort

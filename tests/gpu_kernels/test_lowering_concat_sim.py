@@ -6,8 +6,6 @@ on dense blocks built here and on torchvision's densenet121; the same on CUDA is
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -20,7 +18,7 @@ from partitioner.passes import mark_fusions
 from partitioner.passes.concat_chains import concat_chains
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs
+from tests.models import ort_run, random_inputs, saved_for_ort
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
@@ -146,7 +144,6 @@ def dense_block(
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # the GPU machine's onnxruntime reads IR <= 13; onnx writes newer
     return model
 
 
@@ -165,11 +162,6 @@ BLOCKS = {
 }
 
 
-def _saved(model: onnx.ModelProto, tmp_path: Path) -> Path:
-    path = tmp_path / "block.onnx"
-    onnx.save(model, path)
-    return path
-
 
 def _concat_launches(prog, graph) -> list[str]:
     concats = {n.name for n in graph.nodes if n.op == "Concat"}
@@ -180,7 +172,7 @@ def _concat_launches(prog, graph) -> list[str]:
 @pytest.mark.parametrize("variant", list(BLOCKS))
 def test_dense_block_matches_onnx_runtime(variant, precision, tmp_path) -> None:
     model = dense_block(**BLOCKS[variant])
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     graph = graph_of(model)
     feeds = random_inputs(path)
     prog = lower(graph, precision, arch=87)
@@ -355,7 +347,7 @@ def test_dense_block_on_cuda_matches_onnx_runtime(variant, precision, tmp_path) 
     from devices.gpu import GpuRunner
 
     model = dense_block(**BLOCKS[variant])
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:

@@ -19,7 +19,7 @@ from gpu_kernels.tactics import ConvTactic
 from tandem.zoo import build_model
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs
+from tests.models import ort_run, random_inputs, saved_for_ort
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
@@ -83,7 +83,6 @@ def up_block(
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # the GPU machine's onnxruntime reads IR <= 13
     return model
 
 
@@ -102,14 +101,9 @@ BLOCKS: dict[str, tuple[dict, bool]] = {
 }
 
 
-def _saved(model: onnx.ModelProto, tmp_path: Path) -> Path:
-    path = tmp_path / "model.onnx"
-    onnx.save(model, path)
-    return path
-
 
 def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: float, arch: int = 87):
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     prog = lower(graph_of(model), precision, arch=arch)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -159,7 +153,6 @@ def test_unet_small_has_no_depth_to_space_copy_and_matches_onnx_runtime(
     """The zoo U-Net (4 up-blocks, 2x2 / 2 deconvs into Concats) at batch 2: 4 kernels fewer
     than with the copies, and the same outputs as ORT."""
     model = build_model("unet-small", 2, 32)
-    model.ir_version = 8
     prog = _check_sim(model, precision, tmp_path, 2e-2 if precision == "fp16" else 1e-4, arch)
     deconvs = {n.name for n in graph_of(model).nodes if n.op == "ConvTranspose"}
     assert len(deconvs) == 4
@@ -191,7 +184,7 @@ def test_up_block_on_cuda_matches_onnx_runtime(variant, batch, precision, tmp_pa
 
     kwargs, _ = BLOCKS[variant]
     model = up_block(n=batch, **kwargs)
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
@@ -206,8 +199,7 @@ def test_unet_small_on_cuda_matches_onnx_runtime(batch, tmp_path) -> None:
     from devices.gpu import GpuRunner
 
     model = build_model("unet-small", batch, 64)
-    model.ir_version = 8
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
@@ -225,7 +217,6 @@ def test_a_lone_deconv_writes_its_own_output_upsampled(precision, arch, tmp_path
     from tests.devices.gpu_cases import build, cases
 
     model = build(next(c for c in cases() if c.name == "convtranspose"))
-    model.ir_version = 8
     prog = _check_sim(model, precision, tmp_path, TOL[precision], arch)
     assert not any("depth_to_space" in ln.layer for ln in prog.launches)
     up = [ln for ln in prog.launches if ln.kernel.startswith("conv")]

@@ -7,8 +7,6 @@ the @pytest.mark.gpu test at the end (``test_detect_head_on_cuda_matches_onnx_ru
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -18,7 +16,7 @@ from gpu_kernels.lowering import lower
 from tandem.zoo import build_model
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs
+from tests.models import ort_run, random_inputs, saved_for_ort
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 STRIDES = (8, 16, 32)
@@ -117,14 +115,8 @@ def detect_head(
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # the GPU machine's onnxruntime reads IR <= 13 only
     return model
 
-
-def _saved(model: onnx.ModelProto, tmp_path: Path) -> Path:
-    path = tmp_path / "model.onnx"
-    onnx.save(model, path)
-    return path
 
 
 def _head_launches(prog) -> list:
@@ -138,7 +130,7 @@ def _head_launches(prog) -> list:
 @pytest.mark.parametrize("batch", [1, 2])
 def test_detect_head_matches_onnx_runtime(batch, split, precision, tmp_path) -> None:
     model = detect_head(batch, split)
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     prog = lower(graph_of(model), precision, arch=87)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -155,8 +147,7 @@ def test_detect_head_matches_onnx_runtime(batch, split, precision, tmp_path) -> 
 
 def test_zoo_yolov5s_matches_onnx_runtime(tmp_path) -> None:
     model = build_model("yolov5s", 1, 64)
-    model.ir_version = 8
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     prog = lower(graph_of(model), "fp16", arch=87)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -188,8 +179,7 @@ def test_ssd_head_maps_are_copied_once_into_their_concats(tmp_path) -> None:
     Reshape, straight into its rows of the Concat -- the boxes' FP32 graph output itself (no
     output cast), the scores' Concat buffer the Softmax reads (no Concat copy)."""
     model = build_model("ssd-mobilenet", 1, 64)
-    model.ir_version = 8
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     prog = lower(graph_of(model), "fp16", arch=87)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -212,7 +202,7 @@ def test_detect_head_on_cuda_matches_onnx_runtime(batch, split, precision, tmp_p
     from devices.gpu import GpuRunner
 
     model = detect_head(batch, split, res=128)
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
@@ -225,8 +215,7 @@ def test_zoo_yolov5s_on_cuda_matches_onnx_runtime(tmp_path) -> None:
     from devices.gpu import GpuRunner
 
     model = build_model("yolov5s", 2, 320)
-    model.ir_version = 8
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
@@ -264,7 +253,6 @@ def _chains_concat(axis: int) -> onnx.ModelProto:
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     return model
 
 
@@ -274,7 +262,7 @@ def test_concat_of_chains_is_one_kernel(axis, precision, tmp_path) -> None:
     """Pieces along the outer (batch), a middle and the innermost axis (a thread's elements
     then span pieces, or rows whose pieces differ), one piece a plain input, one a view."""
     model = _chains_concat(axis)
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     prog = lower(graph_of(model), precision, arch=87)
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -292,7 +280,7 @@ def test_concat_of_chains_on_cuda_matches_onnx_runtime(axis, precision, tmp_path
     from devices.gpu import GpuRunner
 
     model = _chains_concat(axis)
-    path = _saved(model, tmp_path)
+    path = saved_for_ort(model, tmp_path)
     feeds = random_inputs(path)
     ref = ort_run(path, feeds)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
