@@ -147,12 +147,12 @@ def lower_concat(lw: Lowering, node: Node) -> None:
         y = lw.concat_value(chain.root)
         ys = y.strides()
         off = 0
-        for t, v in zip([t for t in node.inputs if t is not None], ins):
+        for v in ins:
             if (chain.root.name, off) not in lw.concat_filled:
-                slot = lw.concat_slot.get(t.name)
-                in_place = isinstance(v, Value) and slot is not None \
-                    and slot[0] is chain.root and slot[1] == off \
-                    and v.buf is y.buf and v.offset == y.offset + off
+                # written there by its producer (its slot), or a view of what was (a Split)
+                in_place = isinstance(v, Value) and v.buf is y.buf and v.layout == "nhwc" \
+                    and v.offset == y.offset + off and v.dtype == y.dtype \
+                    and (v.cs or v.shape[1]) == (y.cs or y.shape[1])
                 if not in_place:  # produced by a kernel that cannot write a channel slice
                     put(v, Value(y.buf, y.shape, "nhwc", y.dtype, y.offset + off, y.cs,
                                  scale=y.scale), ys)
@@ -187,6 +187,12 @@ def _slice(lw: Lowering, node: Node, x: Value | Lazy, starts: list[int], steps: 
     def sliced(v: Value) -> Value:
         vs = v.strides()
         off = v.offset + sum(s * st for s, st in zip(starts, vs))
+        if v.layout == "nhwc" and steps == [1, 1, 1, 1] and out_shape[0] == v.shape[0] \
+                and out_shape[2:] == v.shape[2:]:
+            # a channel range of NHWC data (YOLOv8's C2f Split) is NHWC with the same pixel
+            # stride, as a Concat's channel slice is: convolutions and pools read it in place
+            return Value(v.buf, out_shape, "nhwc", v.dtype, off, v.cs or v.shape[1],
+                         scale=v.scale)
         return Value(v.buf, out_shape, "strided", v.dtype, off, v.cs,
                      tuple(st * s for st, s in zip(vs, steps)))
     lw.values[node.outputs[i].name] = _view(x, out_shape, sliced)

@@ -462,11 +462,17 @@ class Lowering:
                 continue
             ins = list(chain.root.inputs)
             off = 0
-            for t in node.inputs:  # a prefix of the root's: the same offsets
+            for i, t in enumerate(node.inputs):  # a prefix of the root's: the same offsets
                 assert t is not None  # channel_concat made sure
                 if ins.count(t) == 1 and t not in self.graph.outputs \
                         and t not in self.graph.inputs and t.name not in self.concat_slot:
                     self.concat_slot[t.name] = (chain.root, off)
+                src = _split_source(node, i)
+                if src is not None and src not in self.graph.outputs \
+                        and src not in self.graph.inputs and src.name not in self.concat_slot:
+                    # every output of a channel Split, in order (YOLOv8's C2f): the Split's
+                    # input is written into their slices and the outputs are views of it
+                    self.concat_slot[src.name] = (chain.root, off)
                 off += int(t.static_shape()[1])
 
     def concat_value(self, root: Node) -> Value:
@@ -597,3 +603,20 @@ class Lowering:
                           *(self.ref(v) for v in leaves)], [len(dims), len(leaves), len(ops)]))
         return y
 
+
+def _split_source(concat: Node, i: int) -> Tensor | None:
+    """The input of a channel Split whose outputs are, in order, ``concat``'s inputs from
+    ``i`` on (each once), else None."""
+    t = concat.inputs[i]
+    sp = t.producer if t is not None else None
+    if sp is None or sp.op != "Split" or sp.outputs[0] is not t:
+        return None
+    src = sp.inputs[0]
+    if src is None or isinstance(src, Constant) or not src.is_static \
+            or len(src.static_shape()) != 4 or int(sp.attrs.get("axis", 0)) % 4 != 1:
+        return None
+    outs = list(sp.outputs)
+    run = list(concat.inputs[i:i + len(outs)])
+    if run != outs or any(list(concat.inputs).count(o) != 1 for o in outs):
+        return None
+    return src
