@@ -87,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser()
         return _run(parser.parse_args(argv))
     except KeyboardInterrupt:
-        print("tandem: interrupted", file=sys.stderr)
+        print("tandem: interrupted", file=sys.stderr, flush=True)
+        if any(t.is_alive() for t in threading.enumerate() if t is not threading.current_thread()):
+            # threads left behind on purpose (a group deploy's workers on hung boards) would
+            # go on printing while the interpreter shuts down (a retry after a socket closed
+            # under them, seen in a full test run): this line is the last word
+            sys.stdout.flush()
+            os._exit(130)
         return 130
 
 
