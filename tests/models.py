@@ -328,13 +328,17 @@ def random_inputs(path: Path, seed: int = 0, symbolic: int = 1) -> dict[str, np.
     }
 
 
-def saved_for_ort(model: onnx.ModelProto, tmp_path: Path) -> Path:
-    """``model`` saved as ``tmp_path``/model.onnx at IR version 8: onnx writes newer IR versions
-    than the GPU machine's onnxruntime reads (13 at most)."""
+def ort_reference(
+    model: onnx.ModelProto, tmp_path: Path
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Random feeds for ``model`` and ONNX Runtime's outputs for them. The model is saved as
+    ``tmp_path``/model.onnx at IR version 8: onnx writes newer IR versions than the GPU
+    machine's onnxruntime reads (13 at most)."""
     model.ir_version = 8
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    return path
+    feeds = random_inputs(path)
+    return feeds, ort_run(path, feeds)
 
 
 def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

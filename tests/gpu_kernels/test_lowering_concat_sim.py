@@ -18,7 +18,7 @@ from partitioner.passes import mark_fusions
 from partitioner.passes.concat_chains import concat_chains
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs, saved_for_ort
+from tests.models import ort_reference, ort_run, random_inputs
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
@@ -172,11 +172,10 @@ def _concat_launches(prog, graph) -> list[str]:
 @pytest.mark.parametrize("variant", list(BLOCKS))
 def test_dense_block_matches_onnx_runtime(variant, precision, tmp_path) -> None:
     model = dense_block(**BLOCKS[variant])
-    path = saved_for_ort(model, tmp_path)
+    feeds, ref = ort_reference(model, tmp_path)
     graph = graph_of(model)
-    feeds = random_inputs(path)
     prog = lower(graph, precision, arch=87)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     for name, r in ref.items():
         assert rel_err(got[name], r) <= TOL[precision], name
     chains = concat_chains(graph)
@@ -347,9 +346,7 @@ def test_dense_block_on_cuda_matches_onnx_runtime(variant, precision, tmp_path) 
     from devices.gpu import GpuRunner
 
     model = dense_block(**BLOCKS[variant])
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
         got = runner.infer(feeds)
     for out, r in ref.items():

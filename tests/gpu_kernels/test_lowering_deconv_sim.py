@@ -19,7 +19,7 @@ from gpu_kernels.tactics import ConvTactic
 from tandem.zoo import build_model
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs, saved_for_ort
+from tests.models import ort_reference
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
@@ -103,10 +103,9 @@ BLOCKS: dict[str, tuple[dict, bool]] = {
 
 
 def _check_sim(model: onnx.ModelProto, precision: str, tmp_path: Path, tol: float, arch: int = 87):
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), precision, arch=arch)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     for out, r in ref.items():
         err = rel_err(got[out], r)
         assert err <= tol, (out, err)
@@ -184,9 +183,7 @@ def test_up_block_on_cuda_matches_onnx_runtime(variant, batch, precision, tmp_pa
 
     kwargs, _ = BLOCKS[variant]
     model = up_block(n=batch, **kwargs)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
         got = runner.infer(feeds)
     for out, r in ref.items():
@@ -199,9 +196,7 @@ def test_unet_small_on_cuda_matches_onnx_runtime(batch, tmp_path) -> None:
     from devices.gpu import GpuRunner
 
     model = build_model("unet-small", batch, 64)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
         got = runner.infer(feeds)
         assert runner.program.kernel_count == 30

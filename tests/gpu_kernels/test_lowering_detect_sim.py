@@ -16,7 +16,7 @@ from gpu_kernels.lowering import lower
 from tandem.zoo import build_model
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs, saved_for_ort
+from tests.models import ort_reference
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 STRIDES = (8, 16, 32)
@@ -130,10 +130,9 @@ def _head_launches(prog) -> list:
 @pytest.mark.parametrize("batch", [1, 2])
 def test_detect_head_matches_onnx_runtime(batch, split, precision, tmp_path) -> None:
     model = detect_head(batch, split)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), precision, arch=87)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     assert got["output0"].dtype == np.float32
     assert rel_err(got["output0"], ref["output0"]) <= TOL[precision]
     head = _head_launches(prog)
@@ -147,10 +146,9 @@ def test_detect_head_matches_onnx_runtime(batch, split, precision, tmp_path) -> 
 
 def test_zoo_yolov5s_matches_onnx_runtime(tmp_path) -> None:
     model = build_model("yolov5s", 1, 64)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), "fp16", arch=87)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     for name, r in ref.items():
         assert rel_err(got[name], r) <= 2e-2, name
 
@@ -179,10 +177,9 @@ def test_ssd_head_maps_are_copied_once_into_their_concats(tmp_path) -> None:
     Reshape, straight into its rows of the Concat -- the boxes' FP32 graph output itself (no
     output cast), the scores' Concat buffer the Softmax reads (no Concat copy)."""
     model = build_model("ssd-mobilenet", 1, 64)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), "fp16", arch=87)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     for name, r in ref.items():
         assert rel_err(got[name], r) <= 2e-2, name
     layers = [ln.layer for ln in prog.launches]
@@ -202,9 +199,7 @@ def test_detect_head_on_cuda_matches_onnx_runtime(batch, split, precision, tmp_p
     from devices.gpu import GpuRunner
 
     model = detect_head(batch, split, res=128)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
         got = runner.infer(feeds)
     assert rel_err(got["output0"], ref["output0"]) <= TOL[precision]
@@ -215,9 +210,7 @@ def test_zoo_yolov5s_on_cuda_matches_onnx_runtime(tmp_path) -> None:
     from devices.gpu import GpuRunner
 
     model = build_model("yolov5s", 2, 320)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
         got = runner.infer(feeds)
     for name, r in ref.items():
@@ -262,10 +255,9 @@ def test_concat_of_chains_is_one_kernel(axis, precision, tmp_path) -> None:
     """Pieces along the outer (batch), a middle and the innermost axis (a thread's elements
     then span pieces, or rows whose pieces differ), one piece a plain input, one a view."""
     model = _chains_concat(axis)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), precision, arch=87)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     assert rel_err(got["y"], ref["y"]) <= TOL[precision]
     fused = [ln for ln in prog.launches if ln.kernel.startswith("fused")]
     assert [(ln.layer, ln.ints[3]) for ln in fused] == [("cat", 4)]  # one kernel, 4 pieces
@@ -280,9 +272,7 @@ def test_concat_of_chains_on_cuda_matches_onnx_runtime(axis, precision, tmp_path
     from devices.gpu import GpuRunner
 
     model = _chains_concat(axis)
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), precision, autotune=False) as runner:
         got = runner.infer(feeds)
     assert rel_err(got["y"], ref["y"]) <= TOL[precision]

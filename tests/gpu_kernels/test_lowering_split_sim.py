@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from gpu_kernels.lowering import lower
 from tests.devices.gpu_cases import graph_of, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
-from tests.models import ort_run, random_inputs, saved_for_ort
+from tests.models import ort_reference, ort_run, random_inputs
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
 
@@ -77,10 +77,9 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_c2f_matches_onnx_runtime(variant, precision, tmp_path) -> None:
     model = c2f_block(**VARIANTS[variant])
-    path = saved_for_ort(model, tmp_path)
+    feeds, ref = ort_reference(model, tmp_path)
     prog = lower(graph_of(model), precision, arch=87)
-    feeds = random_inputs(path)
-    got, ref = simulate(prog, feeds), ort_run(path, feeds)
+    got = simulate(prog, feeds)
     for name, r in ref.items():
         assert rel_err(got[name], r) <= TOL[precision], name
     copies = [ln.layer for ln in prog.launches if ln.kernel.startswith(("copy_", "memset"))]
@@ -125,9 +124,7 @@ def test_c2f_on_cuda_matches_onnx_runtime(variant, tmp_path) -> None:
     from devices.gpu import GpuRunner
 
     model = c2f_block(**VARIANTS[variant])
-    path = saved_for_ort(model, tmp_path)
-    feeds = random_inputs(path)
-    ref = ort_run(path, feeds)
+    feeds, ref = ort_reference(model, tmp_path)
     with GpuRunner(graph_of(model), "fp16", autotune=False) as runner:
         got = runner.infer(feeds)
     for name, r in ref.items():
