@@ -235,10 +235,11 @@ def write_atomic(
 
 
 def run_onnxruntime(
-    model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray]
+    model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray], optimize: bool = True
 ) -> dict[str, np.ndarray]:
-    """The oracle: ONNX Runtime on the CPU."""
-    return _run_ort(str(model_path), feeds, str(model_path))
+    """The oracle: ONNX Runtime on the CPU; ``optimize=False``: with its graph optimisations
+    (fusions, constant folding) off, the same maths rounded in another order."""
+    return _run_ort(str(model_path), feeds, str(model_path), optimize)
 
 
 def run_onnxruntime_model(
@@ -249,7 +250,7 @@ def run_onnxruntime_model(
 
 
 def _run_ort(
-    model: str | bytes, feeds: Mapping[str, np.ndarray], model_path: str
+    model: str | bytes, feeds: Mapping[str, np.ndarray], model_path: str, optimize: bool = True
 ) -> dict[str, np.ndarray]:
     try:
         import onnxruntime as ort
@@ -260,6 +261,8 @@ def _run_ort(
     ort.set_default_logger_severity(4)
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     run_options = ort.RunOptions()
     run_options.log_severity_level = 4
     try:
