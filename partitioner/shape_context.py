@@ -49,7 +49,12 @@ class RuleContext:
         if isinstance(t, Constant):
             if t.values.size > _MAX_VALUES:
                 return None
-            return [int(v) for v in np.asarray(t.values).reshape(-1)]
+            flat = np.asarray(t.values).reshape(-1)
+            # a float constant is a shape value only where it holds whole numbers (exporters
+            # do size arithmetic in float); an attention mask's -inf or a 0.5 is not one
+            if flat.dtype.kind == "f" and not np.all(np.isfinite(flat) & (flat == np.trunc(flat))):
+                return None
+            return [int(v) for v in flat]
         return self.values.get(t.name)
 
     def static_ints(self, i: int) -> list[int] | None:

@@ -42,7 +42,7 @@ def _gemm_const(lw: Lowering, node: Node, a: Value, wkn: np.ndarray, bias: np.nd
     y4 = Value(y.buf, (M, Nd, 1, 1), "nhwc", y.dtype, y.offset)
     p = ConvProblem(M, 1, 1, Kd, Nd, 1, 1, 1, 1,
                     dtype="float16" if lw.dt == "f16" else "float32")
-    wref = lw.weight(np.ascontiguousarray(wkn.T), lw.dt)
+    wref = lw.weight(wkn.T, lw.dt)
     bref = lw.weight(np.ascontiguousarray(bias, np.float32)) if bias is not None else None
     conv_launch(lw, node.name, p, x4, wref, bref, res, y4, act, res_after)
     lw.values[t.name] = y
@@ -78,7 +78,8 @@ def lower_gemm(lw: Lowering, node: Node) -> None:
     bias = None
     if c is not None:
         bias = np.broadcast_to(beta * c.reshape(-1).astype(np.float32), (Nd,))
-    _gemm_const(lw, node, a, alpha * wkn.astype(np.float32), bias, lw.out_shape(node))
+    wkn = np.asarray(wkn, np.float32)  # no copy when it is FP32 already (hundreds of MB)
+    _gemm_const(lw, node, a, wkn if alpha == 1.0 else alpha * wkn, bias, lw.out_shape(node))
 
 
 def _matmul_ok(node: Node, arch: int, precision: str) -> Verdict:
@@ -107,7 +108,7 @@ def lower_matmul(lw: Lowering, node: Node) -> None:
     bw = constant(node, 1)
     a = lw.value(node.input(0), node)
     if bw is not None and bw.ndim == 2:
-        _gemm_const(lw, node, a, bw.astype(np.float32), None, lw.out_shape(node))
+        _gemm_const(lw, node, a, np.asarray(bw, np.float32), None, lw.out_shape(node))
         return
     b = lw.value(node.input(1), node)
     out_shape = lw.out_shape(node)

@@ -117,3 +117,24 @@ def test_cost_model_prices_exactly_the_fusions_the_lowering_makes(name) -> None:
     priced = {n.name for n in graph.nodes if fused_into_epilogue(n)}
     assert lw.fused  # every one of these models has epilogue fusions
     assert priced == lw.fused
+
+
+@pytest.mark.parametrize("op", ["Add", "MatMul"])
+def test_fp16_constants_saturate_at_fp16s_range_and_infinities_stay(op) -> None:
+    """As TensorRT clamps weights: float32's minimum (an attention mask's fill) becomes
+    -65504, an infinity stays one; in-range constants are only rounded to FP16. The GEMM's
+    weights are stored transposed (N, K)."""
+    big = np.float32(np.finfo(np.float32).min)
+    values = np.array([[1.5, big, np.inf, 7e4], [-2.0, 3.0, -np.inf, 0.25]], np.float32)
+    shape = (2, 4) if op == "Add" else (3, 2)
+    case = Case("clamp", op, {"x": shape}, {"c": values})
+    prog = lower(graph_of(build(case)), "fp16", arch=87)
+    stored = [a for _, a in prog.weights if a.dtype == np.float16 and a.size == values.size]
+    assert len(stored) == 1
+    want = np.clip(values, -65504, 65504).astype(np.float16)
+    want[np.isinf(values)] = values[np.isinf(values)]
+    got = stored[0].reshape(values.shape if op == "Add" else values.T.shape)
+    np.testing.assert_array_equal(got, want if op == "Add" else want.T)
+    in_range = Case("plain", op, {"x": shape}, {"c": np.ones_like(values) * 0.1})
+    prog = lower(graph_of(build(in_range)), "fp16", arch=87)
+    assert any(a.dtype == np.float16 and np.all(a == np.float16(0.1)) for _, a in prog.weights)

@@ -202,3 +202,20 @@ def test_fix_input_shapes_refuses_two_values_for_one_symbol() -> None:
     g.mark_output(g.add_node("Relu", [x], 1).outputs[0])
     with pytest.raises(ShapeError, match="symbol 'H' is given two values: 4 and 5"):
         fix_input_shapes(g, {"x": (1, 3, 4, 5)})
+
+
+@pytest.mark.parametrize("fill", [-np.inf, np.nan, 0.5])
+def test_float_constants_that_are_not_whole_numbers_are_not_shape_values(fill: float) -> None:
+    """An additive attention mask (-inf where masked) added to a float input: value tracking
+    for shape arithmetic once turned every constant into ints and raised OverflowError on the
+    infinity (a traceback from ``tandem inspect``)."""
+    mask = np.array([[0.0, fill, 1.0, 2.0]], np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "mask"], ["y"])], "masked",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(mask, "mask")],
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    g = import_onnx(model)
+    assert g.tensors["y"].static_shape() == (1, 4)
