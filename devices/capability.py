@@ -20,8 +20,6 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
-
 from devices.cost import (
     concurrent_slowdown,
     cpu_layer_seconds,
@@ -47,7 +45,7 @@ from gpu_kernels.lowering import supports as lowering_supports
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
-from partitioner.passes import HOST_SHAPE
+from partitioner.passes import HOST_SHAPE, host_math
 from partitioner.plugins import PLUGINS
 
 
@@ -110,17 +108,11 @@ def host_values(node: Node, kind: str) -> SupportResult | None:
                 True, notes=("shape computation: evaluated on the host with its GPU segment",)
             )
         return SupportResult(False, "shape computation: a host value, kept with the GPU segment")
-    tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
-    if tensors and all(_integer(t) for t in tensors):
+    if host_math(node):
+        tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
         dtypes = ", ".join(sorted({str(t.dtype) for t in tensors}))
         return SupportResult(False, f"integer-only math ({dtypes}): runs on the CPU")
     return None
-
-
-def _integer(t: Tensor) -> bool:
-    if isinstance(t, Constant):
-        return t.values.dtype.kind in "iub"
-    return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
 
 
 class GpuCapability(_TableCapability):

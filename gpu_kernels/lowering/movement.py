@@ -27,6 +27,7 @@ from gpu_kernels.lowering.program import (
 from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
 from partitioner.ir import Constant, Node
+from partitioner.passes import host_math
 
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
@@ -249,9 +250,11 @@ def _gather_ok(node: Node, arch: int, precision: str) -> Verdict:
         return Verdict.no("run-time indices must be int64 or int32 of static shape")
     if int(node.attrs.get("axis", 0)) != 0:
         return Verdict.no("run-time indices only along axis 0 (an embedding lookup)")
-    if t.producer is not None:
-        return Verdict.no("run-time indices only from a graph input (computed integer "
-                          "indices are host-side shape math)")
+    if t.producer is not None and not host_math(t.producer):
+        return Verdict.no("run-time indices only from a graph input or integer math on the "
+                          "host (the GPU computes no integers)")
+    # host-computed indices (GPT-2's reshaped token ids, RoBERTa's position ids from the
+    # mask) reach the GPU segment as an input, as token ids do
     return Verdict.yes()
 
 

@@ -9,6 +9,7 @@ from partitioner.passes.fold import (
     MAX_EXPANDED_ELEMENTS,
     Evaluate,
     fold_constants,
+    host_math,
     mark_shape_computations,
 )
 from partitioner.passes.fusion import mark_fusions
@@ -27,6 +28,7 @@ __all__ = [
     "fold_batchnorm_into_conv",
     "fold_constants",
     "has_qdq",
+    "host_math",
     "mark_fusions",
     "mark_shape_computations",
     "resolve_auto_pad",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from partitioner.errors import ExecutionError
-from partitioner.ir import Constant, Graph, Node
+from partitioner.ir import Constant, Graph, Node, Tensor
 from partitioner.passes._rewrite import replace_with_constants
 from partitioner.shape_inference import static_values
 
@@ -32,6 +32,23 @@ _SHAPE_ARITHMETIC = frozenset(
 #: ``node.meta`` key set on the layers of shape computations (see :func:`mark_shape_computations`)
 HOST_SHAPE = "host_shape"
 _MAX_HOST_VALUES = 64
+
+
+def host_math(node: Node) -> bool:
+    """True for a layer whose values the host computes: a shape computation (``HOST_SHAPE``)
+    or integer-only math (every input and output an int or bool tensor: token-id reshapes,
+    position ids from a mask's cumulative sum). No GPU or DLA kernel computes integers; a GPU
+    layer may still read them, as a segment input (an embedding's indices)."""
+    if node.meta.get(HOST_SHAPE):
+        return True
+    tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
+    return bool(tensors) and all(_integer(t) for t in tensors)
+
+
+def _integer(t: Tensor) -> bool:
+    if isinstance(t, Constant):
+        return t.values.dtype.kind in "iub"
+    return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
 
 
 def fold_constants(graph: Graph, evaluate: Evaluate) -> bool:
