@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+
 from devices.cost import (
     concurrent_slowdown,
     cpu_layer_seconds,
@@ -111,8 +113,15 @@ def host_values(node: Node, kind: str) -> SupportResult | None:
     if host_math(node):
         tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
         dtypes = ", ".join(sorted({str(t.dtype) for t in tensors}))
+        if node.op == "Cast" and not _integer(node.outputs[0]):
+            return SupportResult(False, f"integer-only math's result converted ({dtypes}): "
+                                        "runs on the CPU")
         return SupportResult(False, f"integer-only math ({dtypes}): runs on the CPU")
     return None
+
+
+def _integer(t: Tensor) -> bool:
+    return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
 
 
 class GpuCapability(_TableCapability):

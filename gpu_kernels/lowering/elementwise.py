@@ -196,6 +196,15 @@ def lower_isnan(lw: Lowering, node: Node) -> None:
     _define(lw, node, _apply(lw, BINARY_OPS["Equal"], [same, 0.0], shape, node.name), shape)
 
 
+def define_nonzero(lw: Lowering, node: Node) -> None:
+    """``node``'s output as ``x != 0`` in the fused chain, i.e. ``(x == 0) == 0``: a Cast of a
+    float to bool, whose 0 / 1 result stays in the segment as every comparison's does."""
+    shape = lw.out_shape(node)
+    x = operand(lw, node.input(0), node, shape)
+    zero = _apply(lw, BINARY_OPS["Equal"], [x, 0.0], shape, node.name)
+    _define(lw, node, _apply(lw, BINARY_OPS["Equal"], [zero, 0.0], shape, node.name), shape)
+
+
 def _as_expr(lw: Lowering, a: Leaf | Op | float, shape: tuple[int, ...], layer: str
              ) -> Leaf | Op:
     """An immediate as a broadcast constant leaf (a select takes registers only)."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpu_kernels.lowering.elementwise import emit_concat
+from gpu_kernels.lowering.elementwise import define_nonzero, emit_concat
 from gpu_kernels.lowering.program import (
     ALIAS_OPS,
     INDEX_DTYPES,
@@ -26,7 +26,7 @@ from gpu_kernels.lowering.program import (
 )
 from gpu_kernels.lowering.registry import bool_ok, constant, register
 from partitioner.capability import Verdict
-from partitioner.ir import Constant, Node
+from partitioner.ir import Constant, Node, Tensor
 from partitioner.passes import host_math
 
 if TYPE_CHECKING:
@@ -92,18 +92,32 @@ def lower_alias(lw: Lowering, node: Node) -> None:
     lw.bind(node, Value(x.buf, out, "plain", x.dtype, x.offset))
 
 
+_TO_FLOAT = (1, 10, "float32", "float16", "float")
+_TO_BOOL = (9, "bool")
+
+
 def _cast_ok(node: Node, arch: int, precision: str) -> Verdict:
-    if node.attrs.get("to") not in (1, 10, "float32", "float16", "float"):
-        return Verdict.no(f"to={node.attrs.get('to')}: only casts to float types run on "
-                          "the GPU")
+    if node.attrs.get("to") not in _TO_FLOAT + _TO_BOOL:
+        return Verdict.no(f"to={node.attrs.get('to')}: only casts to float types and bool run "
+                          "on the GPU")
     return bool_ok(node.input(0))
 
 
 @register("Cast", supports=_cast_ok, data=())
 def lower_cast(lw: Lowering, node: Node) -> None:
-    """Float to float, or a comparison's bool to float: inside a segment every float is the
-    compute precision and a bool is already 0 / 1 in it."""
-    lw.values[node.outputs[0].name] = lw.lazy(node.input(0), node)
+    """Float to float, a comparison's bool to float or to bool: inside a segment every float
+    is the compute precision and a bool is already 0 / 1 in it. A float to bool is x != 0
+    (DeBERTa's attention mask)."""
+    x = node.input(0)
+    if node.attrs.get("to") in _TO_BOOL and x is not None and not _is_bool(x):
+        define_nonzero(lw, node)
+        return
+    lw.values[node.outputs[0].name] = lw.lazy(x, node)
+
+
+def _is_bool(t: Tensor) -> bool:
+    dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
+    return dtype.kind == "b"
 
 
 @register("Transpose", supports=_any)

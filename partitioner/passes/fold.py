@@ -35,13 +35,17 @@ _MAX_HOST_VALUES = 64
 
 
 def host_math(node: Node) -> bool:
-    """True for a layer whose values the host computes: a shape computation (``HOST_SHAPE``)
-    or integer-only math (every input and output an int or bool tensor: token-id reshapes,
-    position ids from a mask's cumulative sum). No GPU or DLA kernel computes integers; a GPU
-    layer may still read them, as a segment input (an embedding's indices)."""
+    """True for a layer whose values the host computes: a shape computation (``HOST_SHAPE``),
+    integer-only math (every input and output an int or bool tensor: token-id reshapes,
+    position ids from a mask's cumulative sum), or the Cast of such integers to float
+    (DeBERTa's relative positions). No GPU or DLA kernel computes or converts integers; a GPU
+    layer may still read them, as a segment input (an embedding's indices, the Cast's float)."""
     if node.meta.get(HOST_SHAPE):
         return True
     tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
+    if node.op == "Cast" and node.input(0) is not None:
+        x = node.input(0)
+        return x.dtype is not None and np.dtype(x.dtype).kind in "iu"  # type: ignore[union-attr]
     return bool(tensors) and all(_integer(t) for t in tensors)
 
 

@@ -280,6 +280,27 @@ def test_masks_run_as_one_fused_chain(precision) -> None:
     assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["fused", "fused"]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_float_to_bool_cast_is_nonzero_inside_the_chain(precision) -> None:
+    """DeBERTa casts a float mask to bool before a Where: x != 0 (NaN too), fused."""
+    g = Graph("cast_bool", 21)
+    x, a = g.add_input("x", [2, 8]), g.add_input("a", [2, 8])
+    m = g.add_node("Cast", [x], 1, {"to": 9}, "to_bool").outputs[0]
+    m.shape, m.dtype = [2, 8], "bool"
+    y = g.add_node("Where", [m, a, g.add_constant("fill", np.array(-7.0, np.float32))], 1, {},
+                   "where").outputs[0]
+    y.shape, y.dtype = [2, 8], "float32"
+    g.mark_output(y)
+    feeds = feeds_for(g)
+    feeds["x"][0, :4] = 0.0
+    feeds["x"][1, 0] = np.nan
+    prog = _check(g, precision, feeds)
+    assert [k for k in _kernels(prog) if not k.startswith("copy")] == ["fused"]
+    got = simulate(prog, feeds)[y.name]
+    np.testing.assert_array_equal(got[0, :4], -7.0)
+    assert got[1, 0] == pytest.approx(feeds["a"][1, 0], rel=1e-3)
+
+
 def test_a_bool_graph_output_is_refused_by_the_lowering() -> None:
     g = Graph("cmp", 21)
     x = g.add_input("x", [2, 3])
