@@ -370,7 +370,14 @@ class Lowering:
         outputs = {}
         for t in g.outputs:
             np_dt = np.dtype(t.dtype or "float32")
-            if np_dt.kind != "f":  # a comparison's 0 / 1 values cannot leave as bool
+            if np_dt.kind == "b":  # 0 / 1 in the compute precision, leaving as bool's bytes
+                v = self.value(t, Node("output", "Output"))
+                out = Value(self.new_buf(v.size, "output", t.name), v.shape, "plain", "i8",
+                            scale=1.0)
+                self.copy(v, out, f"output:{t.name}")
+                outputs[t.name] = (out.buf, out.shape, np_dt)
+                continue
+            if np_dt.kind != "f":
                 raise GpuLoweringError(f"output '{t.name}': dtype {np_dt} is not supported "
                                        "on the GPU (keep the layer that reads it in the segment)")
             v = self.values.get(t.name)

@@ -43,9 +43,9 @@ def host_math(node: Node) -> bool:
     if node.meta.get(HOST_SHAPE):
         return True
     tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
-    if node.op == "Cast" and node.input(0) is not None:
-        x = node.input(0)
-        return x.dtype is not None and np.dtype(x.dtype).kind in "iu"  # type: ignore[union-attr]
+    x = node.input(0) if node.op == "Cast" else None
+    if x is not None and x.dtype is not None and np.dtype(x.dtype).kind in "iu":
+        return True  # integers converted (to float, or to other integers)
     return bool(tensors) and all(_integer(t) for t in tensors)
 
 

@@ -172,6 +172,41 @@ def _wav2vec2() -> Any:
                                         mask_time_prob=0.0, attn_implementation="eager"))
 
 
+def _gpt2() -> Any:
+    # a decoder: the causal mask, Conv1D (Gemm) projections; its token ids are reshaped before
+    # the embedding lookup (integer math on the host, the lookup on the GPU)
+    from transformers import GPT2Config, GPT2Model
+    return GPT2Model(GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                                bos_token_id=998, eos_token_id=999,
+                                attn_implementation="eager"))
+
+
+def _roberta() -> Any:
+    # position ids computed from the padding mask (Equal / Not / CumSum on int64)
+    from transformers import RobertaConfig, RobertaModel
+    return RobertaModel(RobertaConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, intermediate_size=128,
+                                      max_position_embeddings=SEQ + 2,
+                                      attn_implementation="eager"), add_pooling_layer=False)
+
+
+def _deberta_v2() -> Any:
+    # disentangled attention: relative positions as int64 math cast to float, log buckets,
+    # a float mask cast to bool
+    from transformers import DebertaV2Config, DebertaV2Model
+    return DebertaV2Model(DebertaV2Config(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                                          num_attention_heads=4, intermediate_size=128,
+                                          max_position_embeddings=128))
+
+
+def _clip_text() -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+    return CLIPTextModel(CLIPTextConfig(vocab_size=1000, hidden_size=64, intermediate_size=128,
+                                        num_hidden_layers=2, num_attention_heads=4,
+                                        max_position_embeddings=SEQ, bos_token_id=998,
+                                        eos_token_id=999, attn_implementation="eager"))
+
+
 MODELS: dict[str, Spec] = {
     "bert": Spec(_bert, _text, ["last_hidden_state"],
                  dynamic={k: {0: "batch", 1: "sequence"}
@@ -194,6 +229,11 @@ MODELS: dict[str, Spec] = {
                             ["last_hidden_state"]),
     "wav2vec2": Spec(_wav2vec2, lambda s: {"input_values": seeded_array((1, 8000), s)},
                      ["last_hidden_state"]),
+    "gpt2": Spec(_gpt2, lambda s: _text(s, token_types=False), ["last_hidden_state"]),
+    "roberta": Spec(_roberta, lambda s: _text(s, token_types=False), ["last_hidden_state"]),
+    "deberta-v2": Spec(_deberta_v2, lambda s: _text(s, token_types=False),
+                       ["last_hidden_state"]),
+    "clip-text": Spec(_clip_text, lambda s: _text(s, token_types=False), ["last_hidden_state"]),
 }
 
 

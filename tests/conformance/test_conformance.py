@@ -48,7 +48,8 @@ MODELS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     "transformers": (
         "bert", "distilbert", "hf-vit", "hf-vit-dynamo", "detr", "segformer", "swin", "convnext",
-        "mobilevit", "whisper-encoder", "wav2vec2",
+        "mobilevit", "whisper-encoder", "wav2vec2", "gpt2", "roberta", "deberta-v2",
+        "clip-text",
     ),  # fmt: skip
     "paddle": (
         "paddle-ocr-rec-svtr", "paddle-ocr-rec-crnn", "paddle-ocr-det-db", "paddle-pplcnet",

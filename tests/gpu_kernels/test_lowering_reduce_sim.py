@@ -301,15 +301,23 @@ def test_a_float_to_bool_cast_is_nonzero_inside_the_chain(precision) -> None:
     assert got[1, 0] == pytest.approx(feeds["a"][1, 0], rel=1e-3)
 
 
-def test_a_bool_graph_output_is_refused_by_the_lowering() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_bool_segment_output_leaves_as_bools_bytes(precision) -> None:
+    """A comparison (or a Cast to bool) read by a layer on the host: its 0 / 1 values are
+    written out as one byte each, numpy's bool, by a copy that rounds them into INT8."""
     g = Graph("cmp", 21)
-    x = g.add_input("x", [2, 3])
+    x = g.add_input("x", [2, 3, 4, 5])
     y = g.add_node("Greater", [x, g.add_constant("t", np.array(0.0, np.float32))], 1, {},
                    "gt").outputs[0]
-    y.shape, y.dtype = [2, 3], "bool"
+    y.shape, y.dtype = [2, 3, 4, 5], "bool"
     g.mark_output(y)
-    with pytest.raises(GpuLoweringError, match="dtype bool"):
-        lower(g, "fp16", arch=87)
+    prog = lower(g, precision, arch=87)
+    assert prog.outputs[y.name][2] == np.dtype(bool)
+    assert prog.launches[-1].kernel == f"copy_{'f32' if precision == 'fp32' else 'f16'}_i8"
+    feeds = feeds_for(g)
+    got = simulate(prog, feeds)[y.name]
+    assert got.dtype == np.dtype(bool)
+    np.testing.assert_array_equal(got, feeds["x"] > 0)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
