@@ -10,7 +10,7 @@ directories when the installed wheel has them, otherwise the same cases generate
 ``onnx.backend.test.case.node`` (recent wheels ship the generators, not the ``.pb`` files).
 
 A case is *in scope* when every op of its graph is in ``partitioner.onnx_import.SUPPORTED_OPS``.
-Tandem imports opsets 11..21; a case written for another opset is re-declared at the nearest
+Tandem imports opsets 7..21; a case written for another opset is re-declared at the nearest
 opset in that range only when every op it uses has the very same schema there (ONNX bumps an
 op's version when its semantics change, so an unchanged ``since_version`` means an identical
 op). Every element type ONNX defines has an IR dtype name (bfloat16, float8, float4, int4, int2
@@ -311,7 +311,7 @@ def run_case(case: NodeCase) -> Outcome:
     """Import and run one in-scope case; the outcome says pass / fail (with the reason)."""
     model, why = retarget_opset(case.model)
     if model is None:
-        return Outcome(case.name, "fail", why + "; Tandem imports opsets 11..21")
+        return Outcome(case.name, "fail", why + f"; Tandem imports opsets {MIN_OPSET}..{MAX_OPSET}")
     try:
         graph = import_onnx(model)
     except TandemError as err:
@@ -482,7 +482,7 @@ def render(summary: Summary) -> str:
         f"element types ({narrow_pass} pass).",
         f"- Out of scope (an op outside `SUPPORTED_OPS`): {len(summary.of('unsupported'))}.",
         "",
-        "Cases written for an opset outside 11..21 run re-declared at the nearest opset in that "
+        f"Cases written for an opset outside {MIN_OPSET}..{MAX_OPSET} run re-declared at the nearest opset in that "
         "range when every op they use means the same there (same inputs, outputs and attribute "
         "defaults, no attribute set that only one version has); otherwise they fail with that "
         "reason. Outputs are compared at the ONNX backend runner's tolerances (rtol 1e-3, atol "

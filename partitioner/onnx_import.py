@@ -46,7 +46,7 @@ from partitioner.passes.padding import resolve_auto_pad
 from partitioner.plugins import PLUGINS
 from partitioner.shape_inference import ShapeRule, infer_shapes
 
-MIN_OPSET = 11
+MIN_OPSET = 7  # opset 7 made arithmetic broadcast as numpy does (onnx_opset: 7..20 -> 21)
 MAX_OPSET = 21
 TARGET_OPSET = 21
 
@@ -80,7 +80,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
         "ReduceSumSquare", "ArgMin", "Hardmax", "CumSum", "Einsum",
         # ... indexing, rearrangement, sampling, detection (data-dependent sizes on the host)
-        "GatherElements", "GatherND", "ScatterND", "ScatterElements", "OneHot", "Trilu",
+        "GatherElements", "GatherND", "ScatterND", "ScatterElements", "Scatter", "OneHot", "Trilu",
         "DepthToSpace", "SpaceToDepth", "GridSample", "NonZero", "NonMaxSuppression",
         # ... recurrent layers (paddle2onnx's CRNN text recognisers)
         "RNN", "GRU", "LSTM",
@@ -88,8 +88,9 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 # Ops onnx.checker checks against their schema: Tandem's own (plugins) have none, and the checker
-# refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it.
-_CHECKED_OPS = SUPPORTED_OPS - {"Upsample"}
+# refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it;
+# Scatter (opsets 9-10, imported as ScatterElements) likewise from 11 on.
+_CHECKED_OPS = SUPPORTED_OPS - {"Upsample", "Scatter"}
 
 
 def import_onnx(

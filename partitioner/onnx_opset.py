@@ -1,7 +1,9 @@
-"""Per-op normalisation of opsets 11..20 to the opset-21 form, as the importer adds each node.
+"""Per-op normalisation of opsets 7..20 to the opset-21 form, as the importer adds each node.
 
 One handler per op that changed across those opsets: attributes that later opsets turned into
-inputs become Constant inputs, ``Upsample`` becomes ``Resize``, Conv / ConvTranspose / pools / LRN /
+inputs become Constant inputs (Slice <= 9, Pad and Clip <= 10, TopK <= 9, axes, splits),
+``Upsample`` and opset 10's ``Resize`` become an asymmetric ``Resize``, ``Scatter`` is
+``ScatterElements``, Conv / ConvTranspose / pools / LRN /
 Gemm get every attribute made explicit, and optional extra outputs nobody reads are dropped.
 Softmax's coerced-2D semantics (opset < 13) need ranks, so the handler only records the node and
 :func:`fix_legacy_softmax` rewrites it after shape inference. Handlers see the importer only
@@ -130,6 +132,68 @@ def _softmax(
         imp.legacy_softmax.append(node)
 
 
+def _attrs_to_inputs(*moves: tuple[str, int, Any]) -> _Handler:
+    """Ops whose attributes became inputs (name, input index, dtype; None: the data input's)
+    in a later opset: Slice's starts / ends / axes (opset 10), Pad's pads and value and Clip's
+    min / max (opset 11)."""
+
+    def handler(
+        imp: Importer,
+        op: str,
+        name: str,
+        ins: list[Tensor | None],
+        outs: list[Tensor | None],
+        attrs: dict[str, Any],
+    ) -> None:
+        x = ins[0] if ins else None
+        for attr, index, dtype in moves:
+            if attr in attrs:
+                dt = dtype or np.dtype((x.dtype if x is not None else None) or "float32")
+                _set_input(ins, index, imp.const(f"{name}_{attr}", attrs.pop(attr), dt))
+        imp.emit(op, name, ins, outs, attrs)
+
+    return handler
+
+
+def _topk(
+    imp: Importer,
+    op: str,
+    name: str,
+    ins: list[Tensor | None],
+    outs: list[Tensor | None],
+    attrs: dict[str, Any],
+) -> None:
+    if "k" in attrs:  # opset <= 9: k an attribute, a 1-element int64 input since 10
+        _set_input(ins, 1, imp.const(f"{name}_k", [int(attrs.pop("k"))]))
+    imp.emit(op, name, ins, outs, attrs)
+
+
+def _batchnorm(
+    imp: Importer,
+    op: str,
+    name: str,
+    ins: list[Tensor | None],
+    outs: list[Tensor | None],
+    attrs: dict[str, Any],
+) -> None:
+    # opsets 7 / 8: spatial=1 (the default) is the only form later opsets kept
+    if int(attrs.pop("spatial", 1)) != 1:
+        raise UnsupportedOpError(f"{imp.label}: BatchNormalization '{name}': spatial=0 "
+                                 "(per-element statistics, opsets 7-8) is not supported")
+    _drop_unused_extra_outputs(imp, op, name, ins, outs, attrs)
+
+
+def _scatter(
+    imp: Importer,
+    op: str,
+    name: str,
+    ins: list[Tensor | None],
+    outs: list[Tensor | None],
+    attrs: dict[str, Any],
+) -> None:
+    imp.emit("ScatterElements", name, ins, outs, attrs)  # renamed in opset 11, same maths
+
+
 def _upsample(
     imp: Importer,
     op: str,
@@ -158,6 +222,9 @@ def _resize(
     outs: list[Tensor | None],
     attrs: dict[str, Any],
 ) -> None:
+    if imp.opset < 11:  # opset 10's Resize (X, scales) is Upsample's maths
+        _upsample(imp, op, name, ins, outs, attrs)
+        return
     # Opset 11 required roi and scales even when unused: an empty tensor means "absent".
     for i in (1, 2):
         t = ins[i] if i < len(ins) else None
@@ -295,8 +362,14 @@ HANDLERS: dict[str, _Handler] = {
     "Hardmax": _softmax,
     "Upsample": _upsample,
     "Resize": _resize,
+    "Slice": _attrs_to_inputs(("starts", 1, np.int64), ("ends", 2, np.int64),
+                              ("axes", 3, np.int64)),
+    "Pad": _attrs_to_inputs(("pads", 1, np.int64), ("value", 2, None)),
+    "Clip": _attrs_to_inputs(("min", 1, None), ("max", 2, None)),
+    "TopK": _topk,
+    "Scatter": _scatter,
     "Dropout": _drop_unused_extra_outputs,
-    "BatchNormalization": _drop_unused_extra_outputs,
+    "BatchNormalization": _batchnorm,
     "MaxPool": _drop_unused_extra_outputs,
     "AveragePool": _pool,
     "Conv": _conv,
