@@ -482,8 +482,9 @@ def render(summary: Summary) -> str:
         f"element types ({narrow_pass} pass).",
         f"- Out of scope (an op outside `SUPPORTED_OPS`): {len(summary.of('unsupported'))}.",
         "",
-        f"Cases written for an opset outside {MIN_OPSET}..{MAX_OPSET} run re-declared at the nearest opset in that "
-        "range when every op they use means the same there (same inputs, outputs and attribute "
+        f"Cases written for an opset outside {MIN_OPSET}..{MAX_OPSET} run re-declared at the "
+        "nearest opset in that range when every op they use means the same there (same inputs, "
+        "outputs and attribute "
         "defaults, no attribute set that only one version has); otherwise they fail with that "
         "reason. Outputs are compared at the ONNX backend runner's tolerances (rtol 1e-3, atol "
         "1e-7, or the case's own); bfloat16 / float8 / float4 outputs exactly, NaN equal to NaN. "
