@@ -59,6 +59,7 @@ from partitioner.ir import Graph  # noqa: E402
 from partitioner.onnx_import import (  # noqa: E402
     MAX_OPSET,
     MIN_OPSET,
+    RENAMED_OPS,
     SUPPORTED_OPS,
     import_onnx,
 )
@@ -436,9 +437,10 @@ def run_all(limit_to: set[str] | None = None) -> Summary:
         if limit_to is not None and case.name not in limit_to:
             continue
         ops = _ops(case.model)
-        if not ops <= SUPPORTED_OPS:
+        if not ops <= SUPPORTED_OPS | set(RENAMED_OPS):
             summary.outcomes.append(
-                Outcome(case.name, "unsupported", ", ".join(sorted(ops - SUPPORTED_OPS)))
+                Outcome(case.name, "unsupported",
+                        ", ".join(sorted(ops - SUPPORTED_OPS - set(RENAMED_OPS))))
             )
             continue
         types = _not_run_types(case.model)

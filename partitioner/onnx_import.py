@@ -80,7 +80,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
         "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
         "ReduceSumSquare", "ArgMin", "Hardmax", "CumSum", "Einsum",
         # ... indexing, rearrangement, sampling, detection (data-dependent sizes on the host)
-        "GatherElements", "GatherND", "ScatterND", "ScatterElements", "Scatter", "OneHot", "Trilu",
+        "GatherElements", "GatherND", "ScatterND", "ScatterElements", "OneHot", "Trilu",
         "DepthToSpace", "SpaceToDepth", "GridSample", "NonZero", "NonMaxSuppression",
         # ... recurrent layers (paddle2onnx's CRNN text recognisers)
         "RNN", "GRU", "LSTM",
@@ -88,9 +88,11 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 # Ops onnx.checker checks against their schema: Tandem's own (plugins) have none, and the checker
-# refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it;
-# Scatter (opsets 9-10, imported as ScatterElements) likewise from 11 on.
-_CHECKED_OPS = SUPPORTED_OPS - {"Upsample", "Scatter"}
+# refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it.
+_CHECKED_OPS = SUPPORTED_OPS - {"Upsample"}
+# Ops of old opsets that import under their later name (partitioner.onnx_opset): no layer of
+# the graph ever has the old one
+RENAMED_OPS: dict[str, str] = {"Scatter": "ScatterElements"}
 
 
 def import_onnx(
@@ -115,7 +117,7 @@ def import_onnx(
     # registered plugins (partitioner.plugins) import like ops passed in ``custom_ops``
     custom = {**PLUGINS.shape_rules(), **dict(custom_ops or {})}
     check_text(model, label)
-    check_ops(model, label, SUPPORTED_OPS | set(custom))
+    check_ops(model, label, SUPPORTED_OPS | set(RENAMED_OPS) | set(custom))
     importer = _Importer(model, label, opset, dict(fixed_dims or {}), dict(input_shapes or {}))
     graph = importer.build()
     rules = {k: v for k, v in custom.items() if v is not None}

@@ -47,8 +47,8 @@ def assert_same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
 
 
 def test_case_table_covers_every_supported_op() -> None:
-    # Upsample and Scatter exist only in old opsets: tests/partitioner/test_old_opsets.py
-    covered = {n.op_type for c in CASES for n in c.nodes(21)[0]} | {"Upsample", "Scatter"}
+    # Upsample exists only in old opsets: tests/partitioner/test_old_opsets.py
+    covered = {n.op_type for c in CASES for n in c.nodes(21)[0]} | {"Upsample"}
     assert SUPPORTED_OPS - covered == set()
 
 
