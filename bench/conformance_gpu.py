@@ -18,7 +18,6 @@ import gpu_vs_torch as gt  # bench/ is on sys.path: bench/conformance.py put it 
 import numpy as np
 from conformance import (
     FP16_COSINE,
-    FP32_RTOL,
     Row,
     Source,
     _err,
@@ -59,9 +58,7 @@ def check_gpu(row: Row, path: Path, source: Source, iters: int, with_compile: bo
             got = runner.infer(feeds)
             if precision == "fp32":
                 res["max_rel_err"] = max(gt.rel_err(got[n], oracle[n]) for n in names)
-                bound = FP32_RTOL
-                if res["max_rel_err"] > FP32_RTOL:
-                    bound = fp32_bound(row, path, ort_feeds, names)
+                bound = fp32_bound(row, path, ort_feeds, names, res["max_rel_err"])
                 if res["max_rel_err"] > bound:
                     row.failures["gpu fp32"] = (f"FP32 max rel err {res['max_rel_err']:.2e} vs "
                                                 f"ONNX Runtime > {bound:.2g}")  # fmt: skip

@@ -20,8 +20,6 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
-
 from devices.cost import (
     concurrent_slowdown,
     cpu_layer_seconds,
@@ -47,7 +45,7 @@ from gpu_kernels.lowering import supports as lowering_supports
 from partitioner.capability import DeviceCapability, Precision, Verdict
 from partitioner.errors import ConfigError
 from partitioner.ir import Constant, Graph, Node, Tensor
-from partitioner.passes import HOST_SHAPE, host_math
+from partitioner.passes import HOST_SHAPE, host_math, integer_tensor
 from partitioner.plugins import PLUGINS
 
 
@@ -113,15 +111,11 @@ def host_values(node: Node, kind: str) -> SupportResult | None:
     if host_math(node):
         tensors = [t for t in (*node.inputs, *node.outputs) if t is not None]
         dtypes = ", ".join(sorted({str(t.dtype) for t in tensors}))
-        if node.op == "Cast" and not _integer(node.outputs[0]):
+        if node.op == "Cast" and not integer_tensor(node.outputs[0]):
             return SupportResult(False, f"integer-only math's result converted ({dtypes}): "
                                         "runs on the CPU")
         return SupportResult(False, f"integer-only math ({dtypes}): runs on the CPU")
     return None
-
-
-def _integer(t: Tensor) -> bool:
-    return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
 
 
 class GpuCapability(_TableCapability):

@@ -41,7 +41,7 @@ from partitioner.onnx_load import (
     dtype_name,
     load_model,
 )
-from partitioner.onnx_opset import HANDLERS, emit_as_is, fix_legacy_softmax
+from partitioner.onnx_opset import HANDLERS, RENAMED_OPS, emit_as_is, fix_legacy_softmax
 from partitioner.passes.padding import resolve_auto_pad
 from partitioner.plugins import PLUGINS
 from partitioner.shape_inference import ShapeRule, infer_shapes
@@ -90,9 +90,6 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 # Ops onnx.checker checks against their schema: Tandem's own (plugins) have none, and the checker
 # refuses Upsample from opset 10 on as deprecated, where ONNX Runtime (and Tandem) still run it.
 _CHECKED_OPS = SUPPORTED_OPS - {"Upsample"}
-# Ops of old opsets that import under their later name (partitioner.onnx_opset): no layer of
-# the graph ever has the old one
-RENAMED_OPS: dict[str, str] = {"Scatter": "ScatterElements"}
 
 
 def import_onnx(

@@ -66,24 +66,6 @@ def _set_input(ins: list[Tensor | None], index: int, t: Tensor) -> None:
     ins[index] = t
 
 
-def _attr_to_input(attr: str, index: int) -> _Handler:
-    """Ops whose ``attr`` became input ``index`` (int64) in a later opset."""
-
-    def handler(
-        imp: Importer,
-        op: str,
-        name: str,
-        ins: list[Tensor | None],
-        outs: list[Tensor | None],
-        attrs: dict[str, Any],
-    ) -> None:
-        if attr in attrs:
-            _set_input(ins, index, imp.const(f"{name}_{attr}", attrs.pop(attr)))
-        imp.emit(op, name, ins, outs, attrs)
-
-    return handler
-
-
 def _attr_defaults(**defaults: Any) -> _Handler:
     """Ops whose ONNX defaults the opset-21 form states explicitly, so readers need not."""
 
@@ -135,7 +117,7 @@ def _softmax(
 def _attrs_to_inputs(*moves: tuple[str, int, Any]) -> _Handler:
     """Ops whose attributes became inputs (name, input index, dtype; None: the data input's)
     in a later opset: Slice's starts / ends / axes (opset 10), Pad's pads and value and Clip's
-    min / max (opset 11)."""
+    min / max (opset 11), the axes of Squeeze, Unsqueeze and the reductions (opsets 13, 18)."""
 
     def handler(
         imp: Importer,
@@ -183,7 +165,12 @@ def _batchnorm(
     _drop_unused_extra_outputs(imp, op, name, ins, outs, attrs)
 
 
-def _scatter(
+# Ops of old opsets that import under their later name, with the same maths: no layer of the
+# graph ever has the old one (onnx_import admits them beside SUPPORTED_OPS)
+RENAMED_OPS: dict[str, str] = {"Scatter": "ScatterElements"}  # renamed in opset 11
+
+
+def _renamed(
     imp: Importer,
     op: str,
     name: str,
@@ -191,7 +178,7 @@ def _scatter(
     outs: list[Tensor | None],
     attrs: dict[str, Any],
 ) -> None:
-    imp.emit("ScatterElements", name, ins, outs, attrs)  # renamed in opset 11, same maths
+    imp.emit(RENAMED_OPS[op], name, ins, outs, attrs)
 
 
 def _upsample(
@@ -347,16 +334,18 @@ def _grid_sample(
 _MORE_REDUCTIONS = ("ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
                     "ReduceSumSquare")  # fmt: skip
 # Ops absent here import through emit_as_is.
+_AXES_TO_INPUT = _attrs_to_inputs(("axes", 1, np.int64))  # Squeeze, Unsqueeze, reductions
+
 HANDLERS: dict[str, _Handler] = {
     "GridSample": _grid_sample,
     "Split": _split,
-    "Squeeze": _attr_to_input("axes", 1),
-    "Unsqueeze": _attr_to_input("axes", 1),
-    "ReduceMean": _attr_to_input("axes", 1),
-    "ReduceSum": _attr_to_input("axes", 1),
-    "ReduceMax": _attr_to_input("axes", 1),
-    "ReduceMin": _attr_to_input("axes", 1),
-    **{op: _attr_to_input("axes", 1) for op in _MORE_REDUCTIONS},
+    "Squeeze": _AXES_TO_INPUT,
+    "Unsqueeze": _AXES_TO_INPUT,
+    "ReduceMean": _AXES_TO_INPUT,
+    "ReduceSum": _AXES_TO_INPUT,
+    "ReduceMax": _AXES_TO_INPUT,
+    "ReduceMin": _AXES_TO_INPUT,
+    **{op: _AXES_TO_INPUT for op in _MORE_REDUCTIONS},
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
     "Hardmax": _softmax,
@@ -367,7 +356,7 @@ HANDLERS: dict[str, _Handler] = {
     "Pad": _attrs_to_inputs(("pads", 1, np.int64), ("value", 2, None)),
     "Clip": _attrs_to_inputs(("min", 1, None), ("max", 2, None)),
     "TopK": _topk,
-    "Scatter": _scatter,
+    **dict.fromkeys(RENAMED_OPS, _renamed),
     "Dropout": _drop_unused_extra_outputs,
     "BatchNormalization": _batchnorm,
     "MaxPool": _drop_unused_extra_outputs,

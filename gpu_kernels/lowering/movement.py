@@ -24,9 +24,9 @@ from gpu_kernels.lowering.program import (
     grid1d,
     reshaped,
 )
-from gpu_kernels.lowering.registry import bool_ok, constant, register
+from gpu_kernels.lowering.registry import bool_ok, constant, element_dtype, register
 from partitioner.capability import Verdict
-from partitioner.ir import Constant, Node, Tensor
+from partitioner.ir import Constant, Node
 from partitioner.passes import host_math
 
 if TYPE_CHECKING:
@@ -109,15 +109,10 @@ def lower_cast(lw: Lowering, node: Node) -> None:
     is the compute precision and a bool is already 0 / 1 in it. A float to bool is x != 0
     (DeBERTa's attention mask)."""
     x = node.input(0)
-    if node.attrs.get("to") in _TO_BOOL and x is not None and not _is_bool(x):
+    if node.attrs.get("to") in _TO_BOOL and x is not None and element_dtype(x).kind != "b":
         define_nonzero(lw, node)
         return
     lw.values[node.outputs[0].name] = lw.lazy(x, node)
-
-
-def _is_bool(t: Tensor) -> bool:
-    dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
-    return dtype.kind == "b"
 
 
 @register("Transpose", supports=_any)

@@ -111,6 +111,11 @@ def supports(node: Node, arch: int, precision: str) -> Verdict:
     return verdict
 
 
+def element_dtype(t: Tensor) -> np.dtype:
+    """``t``'s element type: a constant's values', else the declared one (float32 if none)."""
+    return t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
+
+
 def tensor_ok(t: Tensor | None, is_output: bool) -> Verdict:
     if t is None:
         return Verdict.yes() if is_output else Verdict.no("a required input is missing")
@@ -126,7 +131,7 @@ def tensor_ok(t: Tensor | None, is_output: bool) -> Verdict:
             return Verdict.no(f"tensor '{t.name}' of shape {shape} has more than 2^31 "
                               "elements; split the batch to run it on the GPU")
         return Verdict.yes()
-    dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
+    dtype = element_dtype(t)
     if dtype.kind != "f":
         kind = "constant input" if isinstance(t, Constant) else "input"
         return Verdict.no(f"non-float {kind} '{t.name}' ({dtype}) is not supported on the GPU")
@@ -137,8 +142,7 @@ def bool_ok(t: Tensor | None) -> Verdict:
     """A condition / logic input: bool (0 / 1 in the compute precision inside a segment) or
     float, of static shape."""
     if t is not None and t.is_static:
-        dtype = t.values.dtype if isinstance(t, Constant) else np.dtype(t.dtype or "float32")
-        if dtype.kind == "b":
+        if element_dtype(t).kind == "b":
             return tensor_ok(Tensor(t.name, list(t.static_shape()), "float32"), is_output=False)
     return tensor_ok(t, is_output=False)
 

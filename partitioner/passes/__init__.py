@@ -10,6 +10,7 @@ from partitioner.passes.fold import (
     Evaluate,
     fold_constants,
     host_math,
+    integer_tensor,
     mark_shape_computations,
 )
 from partitioner.passes.fusion import mark_fusions
@@ -29,6 +30,7 @@ __all__ = [
     "fold_constants",
     "has_qdq",
     "host_math",
+    "integer_tensor",
     "mark_fusions",
     "mark_shape_computations",
     "resolve_auto_pad",

@@ -46,10 +46,11 @@ def host_math(node: Node) -> bool:
     x = node.input(0) if node.op == "Cast" else None
     if x is not None and x.dtype is not None and np.dtype(x.dtype).kind in "iu":
         return True  # integers converted (to float, or to other integers)
-    return bool(tensors) and all(_integer(t) for t in tensors)
+    return bool(tensors) and all(integer_tensor(t) for t in tensors)
 
 
-def _integer(t: Tensor) -> bool:
+def integer_tensor(t: Tensor) -> bool:
+    """An int or bool tensor (a constant by its values' dtype)."""
     if isinstance(t, Constant):
         return t.values.dtype.kind in "iub"
     return t.dtype is not None and np.dtype(t.dtype).kind in "iub"
