@@ -23,7 +23,14 @@ import numpy as np
 
 from gpu_kernels.lowering.program import ACT, DTYPE_BYTES, Launch, Ref, Value, grid1d
 from gpu_kernels.lowering.registry import constant, register
-from gpu_kernels.lowering.se import THREADS, lower_se_scale, pool_tiling, se_workspace
+from gpu_kernels.lowering.se import (
+    THREADS,
+    Excitation,
+    lower_se_scale,
+    pool_smem,
+    pool_tiling,
+    se_workspace,
+)
 from gpu_kernels.tactics import DIRECT, ConvProblem, mma_eligible
 from partitioner.capability import Verdict
 from partitioner.ir import Node, Tensor
@@ -122,11 +129,11 @@ def lower_conv(lw: Lowering, node: Node) -> None:
     # the pool and the Mul, so it is INT8 only as part of an INT8 Concat: then the plain path)
     se = lw.fuse_se_pool(node, ep) if depthwise and not one_d and y.dtype == lw.dt else None
     if se is not None:
-        gate = _depthwise_pooled(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
-                                 lw.weight(b.astype(np.float32)) if b is not None else None,
-                                 rv, y, act, res_after, se)
+        ex = _depthwise_pooled(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
+                               lw.weight(b.astype(np.float32)) if b is not None else None,
+                               rv, y, act, res_after, se)
         lw.values[t.name] = y
-        lower_se_scale(lw, se, y, gate)
+        lower_se_scale(lw, se, y, ex)
         return
     conv_launch(lw, node.name, problem, xin, lw.weight(wk, lw.dt),
                      lw.weight(b.astype(np.float32)) if b is not None else None,
@@ -262,22 +269,22 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
 
 def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref,
                       bias: Ref | None, res: Value | None, y: Value, act: Activation,
-                      res_after: int, se: SqueezeExcitation) -> Value:
-    """A depthwise convolution that also sums its output per channel, its last CTA of each
-    image running ``se``'s excitation (``se_dw_pool``); returns the gate (FP32, N x K) for
-    ``se_scale``."""
+                      res_after: int, se: SqueezeExcitation) -> Excitation:
+    """A depthwise convolution that also sums its output per channel, its last CTAs running
+    ``se``'s first FC (``se_dw_pool``); returns what ``se_scale`` reads."""
     ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
     v = 8 if lw.dt == "f16" and all(
         c % 8 == 0 for c in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)) else 1
     ct, blocks, chunk = pool_tiling(p.p * p.q, p.k // v, p.n, lw.sm_count)
-    ws, gate, se_ptrs, se_ints, se_floats = se_workspace(lw, se, p.n, p.k, blocks)
+    tiles = math.ceil(p.k // v / ct)
+    ex = se_workspace(lw, se, p.n, p.k, blocks, tiles)
     lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if v == 8 else ''}{lw.dt}",
-                   (blocks, math.ceil(p.k // v / ct), p.n), THREADS,
-                   [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(ws),
-                    *se_ptrs], ints + [ct, chunk, *se_ints], [act[1], act[2], *se_floats],
-                   smem=max(THREADS * v, p.k + max(se_ints[0], THREADS)) * 4, problem=p,
+                   (blocks, tiles, p.n), THREADS,
+                   [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(ex.ws),
+                    ex.fc, ex.counters], ints + [ct, chunk, ex.s, ex.act[0]],
+                   [act[1], act[2], *ex.act[1:]], smem=pool_smem(v), problem=p,
                    tactic=DIRECT))
-    return gate
+    return ex
 
 
 @register("ConvTranspose", supports=_conv_ok)

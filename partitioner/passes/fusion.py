@@ -231,9 +231,11 @@ def _residual_after(
     return (add, other) if shape_of(other) == shape else None
 
 
-# The SE kernel keeps the pooled means, the hidden layer and the gate in shared memory as FP32:
-# (2 C + S) * 4 bytes within the 48 KiB a kernel gets without opting in to more.
+# The SE kernels' shared memory (FP32), within the 48 KiB a kernel gets without opting in to
+# more: the pool's is at most 256 x 8 floats whatever C; se_scale's holds the hidden layer, its
+# rows' second-FC sums and the gate: S + (256 + 8) x 8 at most (gpu_kernels/lowering/se.py).
 SE_SMEM_FLOATS = 48 * 1024 // 4
+SE_SCALE_SMEM_FLOATS = (256 + 8) * 8
 
 
 @dataclass(frozen=True)
@@ -299,8 +301,8 @@ def _fc_1x1(node: Node | None, t: Tensor, c_in: int) -> int | None:
 def squeeze_excitation(graph: Graph, pool: Node) -> SqueezeExcitation | None:
     """The squeeze-and-excitation block whose squeeze is ``pool``, when the SE kernels run it:
     every intermediate has one reader and is no graph output, the FCs are plain 1x1 Convs with
-    constant weights, the gate is a sigmoid or hard sigmoid, and (2 C + S) floats fit the
-    kernel's shared memory."""
+    constant weights, the gate is a sigmoid or hard sigmoid, and the hidden layer fits
+    se_scale's shared memory."""
     if not _pools_hw(pool):
         return None
     x = pool.inputs[0]
@@ -308,7 +310,7 @@ def squeeze_excitation(graph: Graph, pool: Node) -> SqueezeExcitation | None:
     n, c, h, w = x.static_shape()
     fc1 = sole_reader(graph, pool.outputs[0])
     s = _fc_1x1(fc1, pool.outputs[0], c)
-    if fc1 is None or s is None or 2 * c + s > SE_SMEM_FLOATS:
+    if fc1 is None or s is None or s + SE_SCALE_SMEM_FLOATS > SE_SMEM_FLOATS:
         return None
     layers: list[tuple[Node, str, str]] = [(fc1, "se_fc", "")]
     hidden, act = fc1.outputs[0], NO_ACTIVATION

@@ -310,7 +310,7 @@ class KernelSim:
             self.dw_pool_sums(ln, acc)
 
     @staticmethod
-    def pool_sums(ln: Launch, px: np.ndarray, ct: int, chunk: int, smem_floats: int) -> np.ndarray:
+    def pool_sums(ln: Launch, px: np.ndarray, ct: int, chunk: int) -> np.ndarray:
         """The pools' partial sums of ``px`` (N x HW x C): CTA (b, tile, n) sums pixels
         [b * chunk, (b + 1) * chunk) of image n over its CT channel vectors (se.cu)."""
         n, hw, k = px.shape
@@ -318,62 +318,81 @@ class KernelSim:
         blocks, tiles = ln.grid[:2]
         assert ln.grid[2] == n and tiles == -(-(k // v) // ct) and ct <= 32, ln.layer
         assert (blocks - 1) * chunk < hw <= blocks * chunk, ln.layer  # every pixel, once
-        assert ln.block == 256 and ln.smem >= max(256 * v, smem_floats) * 4, ln.layer
+        assert ln.block == 256 and ln.smem >= 256 * max(v, 2) * 4, ln.layer
         return np.stack([px[:, b * chunk:(b + 1) * chunk].sum(axis=1) for b in range(blocks)],
                         1)
 
     def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
-        """se_dw_pool's partial sums of its output, then the gate (se_gate)."""
+        """se_dw_pool's partial sums of its output, then the hidden layer (se_hidden)."""
         n, p, q, k = out.shape
-        ct, chunk, s = ln.ints[21:24]
-        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk, k + max(s, 256))
-        self.se_gate(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
-                     ln.ptrs[6], ln.ptrs[7], p * q, ln.ints[23:], ln.floats[2:])
+        ct, chunk = ln.ints[21:23]
+        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk)
+        self.se_hidden(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
+                       ln.ptrs[6], ln.ptrs[7], p * q, ct, ln.ints[23:25], ln.floats[2:4])
 
-    def se_gate(self, ln: Launch, dt: str, sums: np.ndarray, ws: Ref | None, fc: Ref | None,
-                counters: Ref | None, hw: int, ints: list[int], floats: list[float]) -> None:
-        """The pools' workspace: the partial sums (N x B x C), then the gate (N x C) that the
-        last CTA of each image computes from them (se.cu: se_gate_if_last; weights {w1, w2t}
-        of the activations' type ``dt``, then {b1, b2} in FP32 16-byte aligned); the per-image
-        counters stay zero."""
-        n, blocks, c = sums.shape
-        s, act, gate = ints[:3]
-        assert counters is not None and fc is not None and ws is not None, ln.layer
-        assert not self.mem(counters, "i32")[:n].any(), ln.layer
+    def se_fc(self, fc: Ref | None, dt: str, s: int, c: int) -> tuple[np.ndarray, ...]:
+        """An SE block's {w1 (S x C), w2t (S x C)} of the activations' type ``dt``, then {b1,
+        b2} in FP32 at the next 16 bytes (se.cu: se_biases)."""
+        assert fc is not None
         w = self.mem(fc, dt)[:2 * s * c].astype(np.float32)
-        w1, w2t = w[:s * c].reshape(s, c), w[s * c:].reshape(s, c)
         nbytes = 2 * s * c * np.dtype(DTYPES[dt]).itemsize
         b = self.mem(Ref(None, fc.byte_offset + -(-nbytes // 16) * 16, weight=True),
                      "f32")[:s + c]
-        hid = activate(sums.sum(axis=1) / hw @ w1.T + b[:s], act, floats[0], floats[1])
-        g = activate(hid @ w2t + b[s:], gate, floats[2], floats[3])
+        return w[:s * c].reshape(s, c), w[s * c:].reshape(s, c), b[:s], b[s:]
+
+    def se_hidden(self, ln: Launch, dt: str, sums: np.ndarray, ws: Ref | None, fc: Ref | None,
+                  counters: Ref | None, hw: int, ct: int, ints: list[int],
+                  floats: list[float]) -> None:
+        """The pools' workspace: the partial sums (N x B x C), each channel tile's share of the
+        first FC (N x tiles x S: its means times its columns of w1, by the last CTA of the
+        tile), then the hidden layer (N x S: the shares added in tile order, the bias, the
+        activation, by the last of those CTAs of each image; se.cu: se_hidden_if_last). The
+        counters (per (image, tile), then per image) stay zero."""
+        n, blocks, c = sums.shape
+        s, act = ints
+        width = ct * (8 if "_x8_" in ln.kernel else 1)  # a tile's channels
+        tiles = ln.grid[1]
+        assert counters is not None and ws is not None, ln.layer
+        assert not self.mem(counters, "i32")[:n * tiles + n].any(), ln.layer
+        w1, _, b1, _ = self.se_fc(fc, dt, s, c)
+        means = sums.sum(axis=1) / hw
+        shares = np.stack([means[:, t * width:(t + 1) * width] @ w1[:, t * width:(t + 1) * width].T
+                           for t in range(tiles)], 1)  # N x tiles x S
+        hid = activate(b1 + shares.sum(axis=1), act, floats[0], floats[1])
         out = self.mem(ws, "f32")
         out[:sums.size] = sums.reshape(-1)
-        out[sums.size:sums.size + n * c] = g.reshape(-1)
+        out[sums.size:sums.size + shares.size] = shares.reshape(-1)
+        out[sums.size + shares.size:sums.size + shares.size + n * s] = hid.reshape(-1)
 
     def se_pool(self, ln: Launch, dt: str) -> None:
-        """se_pool's partial sums of its input, then the gate (se_gate)."""
-        n, hw, c, xcs, ct, chunk, s = ln.ints[:7]
+        """se_pool's partial sums of its input, then the hidden layer (se_hidden)."""
+        n, hw, c, xcs, ct, chunk = ln.ints[:6]
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)[:, 0]
         if "_x8_" in ln.kernel:  # 16-byte vectors: the lowering's promise
             assert all(e % 8 == 0 for e in (c, xcs, ln.ptrs[0].byte_offset // 2)), ln.layer
-        sums = self.pool_sums(ln, x, ct, chunk, c + max(s, 256))
-        self.se_gate(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ln.ints[6:],
-                     ln.floats)
+        sums = self.pool_sums(ln, x, ct, chunk)
+        self.se_hidden(ln, dt, sums, ln.ptrs[1], ln.ptrs[2], ln.ptrs[3], hw, ct, ln.ints[6:8],
+                       ln.floats[:2])
 
     def se_scale(self, ln: Launch, dt: str, to: str) -> None:
-        """x * gate (FP32, N x C, the pool's last CTAs wrote it), written as ``to`` (INT8:
-        times 1 / its scale, rounded and saturated); 4 vectors a thread over N x HW x C / V."""
-        n, hw, c, xcs, ycs = ln.ints[:5]
+        """The gate (fc2 of the hidden layer the pool's last CTAs wrote, N x S FP32) and
+        x * gate, written as ``to`` (INT8: times 1 / its scale, rounded and saturated); CTA
+        (block, tile, n) over its pixels x CT channel vectors."""
+        n, hw, c, xcs, ycs, ct, chunk, s, gate = ln.ints[:9]
         v = 8 if "_x8_" in ln.kernel else 1
-        assert ln.grid == (-(-(n * hw * c // v) // 1024), 1, 1) and ln.block == 256, ln.layer
+        blocks, tiles = ln.grid[:2]
+        assert ln.grid[2] == n and tiles == -(-(c // v) // ct) and ct <= 32, ln.layer
+        assert (blocks - 1) * chunk < hw <= blocks * chunk, ln.layer  # every pixel, once
+        assert ln.block == 256 and ln.smem >= (s + (256 + ct) * v) * 4, ln.layer
         if v == 8:  # 16-byte vectors: the lowering's promise
             y_offset = ln.ptrs[2].byte_offset // (1 if to == "i8" else 2)
             assert all(e % 8 == 0 for e in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
                                             y_offset)), ln.layer
-        g = self.mem(ln.ptrs[1], "f32")[:n * c].reshape(n, c)
+        hid = self.mem(ln.ptrs[1], "f32")[:n * s].reshape(n, s)
+        _, w2t, _, b2 = self.se_fc(ln.ptrs[3], dt, s, c)
+        g = activate(hid @ w2t + b2, gate, ln.floats[1], ln.floats[2])
         x = self.nhwc(ln.ptrs[0], dt, n, 1, hw, c, xcs).astype(np.float32)
-        self.put_nhwc(ln.ptrs[2], to, x * g[:, None, None, :] * ln.floats[0], ycs)
+        self.put_nhwc(ln.ptrs[2], to, x * (g * ln.floats[0])[:, None, None, :], ycs)
 
     def pool(self, ln: Launch, dt: str) -> None:
         (n, h, w, c, p, q, kh, kw, sh, sw, ph, pw, dh, dw, is_max, include_pad, pb,

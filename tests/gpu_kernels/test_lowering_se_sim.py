@@ -1,5 +1,5 @@
-"""CI (no GPU): squeeze-and-excitation blocks lower to two kernels (se.cu: the pooled means, then
-both FCs + gate + scale), checked on the numpy kernel model against the CPU reference on small
+"""CI (no GPU): squeeze-and-excitation blocks lower to two kernels (se.cu: the pooled means and
+the first FC, then the second FC + gate + scale), checked on the numpy kernel model against the CPU reference on small
 graphs and against ONNX Runtime on torchvision's EfficientNet-B0 and MobileNetV3-Small; the
 same kernels on CUDA are the @pytest.mark.gpu tests at the end."""
 
@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
-from gpu_kernels.lowering.se import pool_tiling, scale_blocks
+from gpu_kernels.lowering.se import pool_tiling, scale_tiling
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
 from tests.gpu_kernels.kernel_sim import simulate
 from tests.models import ort_run, random_inputs
@@ -127,11 +127,22 @@ def test_se_block_is_two_kernels(variant, precision) -> None:
 @pytest.mark.parametrize("variant,why", [
     ({"extra_reader": True}, "the gate leaves the graph"),
     ({"gate": "HardSwish"}, "not a gate"),
-    ({"c": 6144, "s": 16, "hw": (1, 2)}, "2 C + S floats exceed the kernel's shared memory"),
+    ({"c": 16, "s": 10177, "hw": (1, 2)}, "S + 264 x 8 floats exceed se_scale's shared memory"),
 ])
 def test_blocks_the_se_kernels_do_not_take_lower_as_before(variant, why) -> None:
     prog = _check(se_model(**variant), "fp32")
     assert not any(ln.kernel.startswith("se_") for ln in prog.launches), why
+
+
+def test_the_widest_hidden_layer_that_fits_48_kib_takes_the_se_kernels() -> None:
+    """S = 10176 is the last hidden width whose se_scale shared memory (S + 264 x 8 floats
+    at most) fits 48 KiB: the SE kernels run it, within that memory, and match the
+    reference."""
+    graph = se_model(c=16, s=10176, hw=(3, 2))
+    prog = _check(graph, "fp16")
+    smem = {ln.kernel: ln.smem for ln in prog.launches if ln.kernel.startswith("se_")}
+    assert set(smem) == {"se_dw_pool_x8_f16", "se_scale_x8_f16"}
+    assert max(smem.values()) <= 48 * 1024
 
 
 @pytest.mark.parametrize("c", [32, 48])  # INT8 convolutions take C % 16 == 0
@@ -160,14 +171,22 @@ def test_work_per_cta() -> None:
     assert pool_tiling(49, 144, 1, 132) == (29, 7, 8)
     assert pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
     assert pool_tiling(1, 3, 1, 132) == (3, 1, 85)
-    assert scale_blocks(32, 12544, 4) == 1568 and scale_blocks(1, 49, 144) == 7
-    assert scale_blocks(1, 1, 3) == 1
+    # se_scale: tiles of at most 8 vectors (64 channels) or 32 single channels; blocks of
+    # 256 / CT rows x 4 pixels, doubled while 4 CTAs an SM remain
+    assert scale_tiling(12544, 4, 32, 132, 8) == (4, 25, 512)  # 32 x 25 = 800 CTAs
+    assert scale_tiling(12544, 4, 1, 132, 8) == (4, 49, 256)
+    assert scale_tiling(49, 144, 32, 132, 8) == (8, 1, 128)  # 18 tiles x 32 images
+    assert scale_tiling(49, 120, 1, 132, 8) == (8, 1, 128)  # MobileNetV3's 960: 15 CTAs
+    assert scale_tiling(3136, 18, 1, 132, 8) == (6, 19, 168)  # 3 tiles of 6 (42 rows)
+    assert scale_tiling(49, 960, 1, 132, 1) == (32, 2, 32)  # FP32: 30 tiles of 32 channels, 8 rows
+    assert scale_tiling(1, 3, 1, 132, 1) == (3, 1, 340)
 
 
 # ----- batches against ONNX Runtime -----------------------------------------------------------
 # The pools split an image over (pixel blocks x channel tiles) CTAs whose partial sums the last
-# CTA of each image adds; se_scale covers batch x pixels x channel vectors. Shapes where the
-# splits do not divide evenly, at batch 1, 2 and 32.
+# CTA of each tile adds (its share of the first FC), the last of those of each image adding the
+# shares; se_scale splits it over (pixel blocks x its own channel tiles), each CTA computing its
+# tile's gate. Shapes where the splits do not divide evenly, at batch 1, 2 and 32.
 BATCH_VARIANTS = {
     "b1_many_blocks": {"c": 8, "s": 2, "hw": (67, 61)},  # 4087 pixels: 4 blocks, last short
     "b2_odd_channels": {"c": 13, "s": 3, "n": 2, "hw": (23, 19)},  # one channel a vector
@@ -200,15 +219,15 @@ def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
 
 
 def test_grids_grow_with_the_batch() -> None:
-    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 8 (se_dw_pool) and 32
+    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 8 (se_dw_pool) and 16
     (se_scale) times the CTAs of batch 1, not the same CTAs looping 32 times as long; at
-    batch 1 se_dw_pool takes one pixel a thread to fill more SMs."""
+    batch 1 se_dw_pool takes one pixel a thread to fill more SMs, se_scale 4 a thread."""
     grids = {}
     for n in (1, 32):
         prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
         grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
-    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (1764, 1, 1)}
+    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (19, 3, 1)}
+    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (10, 3, 32)}
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
@@ -259,8 +278,9 @@ def test_se_kernels_on_cuda_match_reference(variant, precision) -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["b32_small", "b3_pool_splits"])
 def test_se_kernels_on_cuda_are_bit_reproducible(variant) -> None:
-    """The last CTA of each image adds the partial sums in block order, whichever CTA it is,
-    and leaves its counter at zero: other inputs in between get their own gate, and the same
+    """The last CTA of each channel tile adds the partial sums in block order and the last of
+    those of each image the tiles' shares in tile order, whichever CTAs they are, and both
+    leave their counters at zero: other inputs in between get their own gate, and the same
     inputs again give the same bits."""
     from devices.gpu import GpuRunner
 
