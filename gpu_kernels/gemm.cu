@@ -5,11 +5,11 @@
 
 #define TILE 32
 
-// C[b] = act(A[b] (MxK) @ B[b] (KxN) + bias[n]). The batch index b = bo * inner + bi has two
+// C[b] = act(alpha A[b] (MxK) @ B[b] (KxN) + bias[n]). The batch index b = bo * inner + bi has two
 // levels, each with its own stride per operand (0 = broadcast), so attention's head axis and
 // batch axis are read and written in place even where they do not merge into one stride.
 // p = {A, B, bias f32 | 0, C}; i = {batch, M, N, K, lda, ldb, ldc, sa, sb, sc, act,
-//      a_trans, b_trans, inner, sa_inner, sb_inner, sc_inner}
+//      a_trans, b_trans, inner, sa_inner, sb_inner, sc_inner}; f = {act a, act b, alpha}
 //      (a_trans: A stored KxM; b_trans: B stored NxK; sa..sc: outer strides)
 template <typename T>
 __device__ void bmm(const KArgs& a) {
@@ -46,7 +46,8 @@ __device__ void bmm(const KArgs& a) {
     for (int j = 0; j < 4; ++j) {
         const int m = row0 + ty + 8 * j, n = col0 + tx;
         if (m < M && n < N)
-            st(Cm, (i64)m * ldc + n, epilogue(acc[j], bias, n, 0.0f, false, 0, act, a.f[0], a.f[1]));
+            st(Cm, (i64)m * ldc + n,
+               epilogue(acc[j] * a.f[2], bias, n, 0.0f, false, 0, act, a.f[0], a.f[1]));
     }
 }
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpu_kernels.lowering.conv import conv_launch
+from gpu_kernels.lowering.norms import scaled
 from gpu_kernels.lowering.program import GpuLoweringError, Launch, Value
 from gpu_kernels.lowering.registry import constant, register, tensor_ok
 from gpu_kernels.tactics import ConvProblem
@@ -106,19 +107,24 @@ def _matmul_ok(node: Node, arch: int, precision: str) -> Verdict:
 @register("MatMul", supports=_matmul_ok)
 def lower_matmul(lw: Lowering, node: Node) -> None:
     bw = constant(node, 1)
-    a = lw.value(node.input(0), node)
     if bw is not None and bw.ndim == 2:
+        a = lw.value(node.input(0), node)
         _gemm_const(lw, node, a, np.asarray(bw, np.float32), None, lw.out_shape(node))
         return
-    b = lw.value(node.input(1), node)
+    # attention's 1/sqrt(d), as torchvision's MultiheadAttention export applies it (sqrt of it
+    # on Q and on K^T, each a deferred Mul by a constant): the kernel's alpha, not two copies
+    a, fa = scaled(lw, node.input(0), node)
+    b, fb = scaled(lw, node.input(1), node)
     out_shape = lw.out_shape(node)
-    lw.bind(node, batched_product(lw, node, a, b, out_shape, _bmm_output(lw, node, out_shape)))
+    lw.bind(node, batched_product(lw, node, a, b, out_shape, _bmm_output(lw, node, out_shape),
+                                  fa * fb))
 
 
 def batched_product(lw: Lowering, node: Node, a: Value, b: Value, out_shape: tuple[int, ...],
-                    y: Value) -> Value:
-    """a @ b over the batch axes of ``out_shape`` into ``y`` (or, where ``y`` is a view the
-    kernel cannot write, a new contiguous value), as one ``bmm`` launch; returns the result."""
+                    y: Value, alpha: float = 1.0) -> Value:
+    """alpha x a @ b over the batch axes of ``out_shape`` into ``y`` (or, where ``y`` is a view
+    the kernel cannot write, a new contiguous value), as one ``bmm`` launch; returns the
+    result."""
     M, Kd = a.shape[-2:]
     Nd = b.shape[-1]
     bshape = out_shape[:-2]
@@ -145,7 +151,7 @@ def batched_product(lw: Lowering, node: Node, a: Value, b: Value, out_shape: tup
     ints = [batch, M, Nd, Kd, lda, ldb, ldc, *outer, 0, at, bt, inner_n, *inner]
     lw.emit(Launch(node.name, f"bmm_{lw.dt}",
                      ((Nd + 31) // 32, (M + 31) // 32, batch), 256,
-                     [lw.ref(va), lw.ref(vb), None, lw.ref(y)], ints, [0.0, 0.0]))
+                     [lw.ref(va), lw.ref(vb), None, lw.ref(y)], ints, [0.0, 0.0, alpha]))
     return y
 
 

@@ -126,7 +126,7 @@ def lower_recurrent(lw: Lowering, node: Node) -> None:
     ints = [dirs, rows, gh, isize, isize, isize, gh, 0, gh * isize, rows * gh, 0, 0, 1,
             1, 0, 0, 0]
     lw.emit(Launch(node.name, f"bmm_{lw.dt}", ((gh + 31) // 32, (rows + 31) // 32, dirs), 256,
-                   [lw.ref(x), wref, None, lw.ref(proj)], ints, [0.0, 0.0]))
+                   [lw.ref(x), wref, None, lw.ref(proj)], ints, [0.0, 0.0, 1.0]))
     # R transposed per direction ([D][H (k)][G*H]): coalesced reads in the time loop
     rt = lw.weight(np.ascontiguousarray(np.transpose(r, (0, 2, 1)), np.float32), lw.dt)
     bias = b if b is not None else np.zeros((dirs, 2 * gh), np.float32)

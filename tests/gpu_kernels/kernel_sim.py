@@ -428,7 +428,7 @@ class KernelSim:
                                        else _index([m, k], [lda, 1]).reshape(m, k))
             ib = bo * sb + bi * sbi + (_index([n, k], [ldb, 1]).reshape(n, k).T if bt
                                        else _index([k, n], [ldb, 1]).reshape(k, n))
-            c = a_mem[ia].astype(np.float32) @ b_mem[ib].astype(np.float32)
+            c = (a_mem[ia].astype(np.float32) @ b_mem[ib].astype(np.float32)) * ln.floats[2]
             if ln.ptrs[2] is not None:
                 c = c + self.mem(ln.ptrs[2], "f32")[:n]
             c = activate(c, act, ln.floats[0], ln.floats[1])

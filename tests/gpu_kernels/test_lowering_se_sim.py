@@ -1,7 +1,7 @@
 """CI (no GPU): squeeze-and-excitation blocks lower to two kernels (se.cu: the pooled means and
-the first FC, then the second FC + gate + scale), checked on the numpy kernel model against the CPU reference on small
-graphs and against ONNX Runtime on torchvision's EfficientNet-B0 and MobileNetV3-Small; the
-same kernels on CUDA are the @pytest.mark.gpu tests at the end."""
+the first FC, then the second FC + gate + scale), checked on the numpy kernel model against the
+CPU reference on small graphs and against ONNX Runtime on torchvision's EfficientNet-B0 and
+MobileNetV3-Small; the same kernels on CUDA are the @pytest.mark.gpu tests at the end."""
 
 from __future__ import annotations
 

@@ -160,6 +160,54 @@ def test_attention_reads_and_writes_its_head_views_in_place(batch, precision) ->
     assert all(ln.floats == [pytest.approx(64 ** -0.5)] for ln in softmax)
 
 
+def _scaled_attention(scale_q: str, scale_k: str, shared: bool = False):
+    """torchvision's MultiheadAttention export in small: Q (2 x 3 heads x 5 x 8) and K^T each
+    scaled by a constant (``scale_q`` / ``scale_k``: "Mul", "Div" or "" for none) before
+    Q @ K^T; ``shared``: the scaled Q is also a graph output (a second reader)."""
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n)
+             for n, v in (("cq", 8 ** -0.25), ("ck", 8 ** 0.25))]
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 1, 3, 2])]
+    q, k = "q", "kt"
+    if scale_q:
+        nodes.append(helper.make_node(scale_q, ["q", "cq"], ["qs"], name="scale_q"))
+        q = "qs"
+    if scale_k:
+        nodes.append(helper.make_node(scale_k, ["kt", "ck"], ["ks"], name="scale_k"))
+        k = "ks"
+    nodes.append(helper.make_node("MatMul", [q, k], ["s"], name="qk"))
+    outs = ["s"] + (["qs"] if shared else [])
+    graph = helper.make_graph(
+        nodes, "scaled_attention",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 5, 8]) for n in "qk"],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outs], inits)
+    return graph_of(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("scale_q,scale_k,alpha", [
+    ("Mul", "Mul", 8 ** -0.25 * 8 ** 0.25), ("Mul", "Div", 8 ** -0.25 / 8 ** 0.25),
+    ("", "Mul", 8 ** 0.25), ("Div", "", 8 ** 0.25)])
+def test_constant_scales_of_a_batched_product_are_its_alpha(precision, scale_q, scale_k,
+                                                           alpha) -> None:
+    """Q * c1 @ (K^T * c2) (torchvision's ViT and Swin scale both by d^-1/4) is one bmm with
+    alpha c1 c2 that reads Q and K^T in place: no element-wise kernel for the scales."""
+    prog = _check(_scaled_attention(scale_q, scale_k), precision)
+    kernels = _kernels(prog)  # besides: the graph inputs' and output's format copies
+    assert not any(k.startswith("fused") for k in kernels), kernels
+    (bmm,) = [ln for ln in prog.launches if ln.kernel.startswith("bmm")]
+    assert bmm.floats[2] == pytest.approx(alpha, rel=1e-6)
+
+
+def test_a_scale_with_another_reader_is_computed_once() -> None:
+    """The scaled Q is also a graph output: it is written once (one fused kernel) and the
+    product reads it, alpha 1 on that side."""
+    prog = _check(_scaled_attention("Mul", "Mul", shared=True), "fp32")
+    kernels = _kernels(prog)
+    assert kernels.count("fused_f32") == 1 and kernels.count("bmm_f32") == 1, kernels
+    bmm = next(ln for ln in prog.launches if ln.kernel == "bmm_f32")
+    assert bmm.floats[2] == pytest.approx(8 ** 0.25, rel=1e-6)
+
+
 def _pool_resize_concat_model(kp: int, ka: int, kr: int):
     """SPPF / FPN in small: MaxPool / AveragePool chains and a nearest Resize, each reading a
     channel slice of one Concat and writing into a slice of another, beside convolutions."""
