@@ -249,12 +249,16 @@ __device__ void se_dw_pool(const KArgs& a) {
 // ceil(C / V / CT) channel tiles, N); dynamic shared memory S + (256 + CT) V floats.
 // Thread (lane, row) of the R = 256 / CT rows: channel vector lane of the tile. The gate: row r
 // adds fc2's terms s = r, r + R, ... of its vector (16-byte weight reads for V = 8), row 0 adds
-// the R rows in row order (the same bits in every CTA of the tile), then the gate's
-// activation. The scale: row r takes pixels p0 + r, p0 + r + R, ... of the block, SE_SCALE_UNROLL
-// loads in flight before any store.
+// the rows in row order (the same bits in every CTA of the tile), then the gate's activation.
+// The scale: row r takes pixels p0 + r, p0 + r + R, ... of the block, SE_SCALE_UNROLL loads in
+// flight before any store.
+// Latency first (at batch 1 each of these kernels takes a few microseconds): the bias, the first
+// SE_SCALE_PREFETCH weights of each thread, the hidden layer and the first pixels are all
+// loaded at once, before the gate is computed, instead of one after the other.
 // V channels a vector: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host checks C,
 // xcs, ycs and the x / y element offsets are multiples of 8). O: y's type (INT8 when the next
 // convolution reads INT8: quantised here instead of by a copy kernel).
+#define SE_SCALE_PREFETCH 4
 template <int V, typename T, typename O>
 __device__ void se_scale(const KArgs& a) {
     const T* x = (const T*)a.p[0];
@@ -263,25 +267,54 @@ __device__ void se_scale(const KArgs& a) {
     const int HW = a.i[1], C = a.i[2], xcs = a.i[3], ycs = a.i[4], CT = a.i[5], chunk = a.i[6];
     const int S = a.i[7], gate_act = a.i[8];
     const float out_scale = a.f[0];
-    const int CV = C / V, R = SE_THREADS / CT;
+    const int CV = C / V, R = SE_THREADS / CT, SR = min(S, R);  // rows with fc2 terms
     const int lane = threadIdx.x % CT, row = threadIdx.x / CT;
     const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
     const bool active = row < R && cvec < CV;
+    const T* w2t = (const T*)a.p[3] + (i64)S * C + cvec * V;
+    float w[SE_SCALE_PREFETCH][V], b2[V];
+    if (active) {
+#pragma unroll
+        for (int k = 0; k < SE_SCALE_PREFETCH; ++k)
+            if (row + k * R < S) ld_vec<V>(w2t + (i64)(row + k * R) * C, w[k]);
+        if (row == 0) {
+            const float* bias = se_biases<T>((const void*)a.p[3], S, C) + S + cvec * V;
+#pragma unroll
+            for (int j = 0; j < V; ++j) b2[j] = bias[j];
+        }
+    }
     extern __shared__ float smem[];
-    float* s_hid = smem;                // S
-    float* s_part = smem + S;           // R x CT x V: the rows' fc2 sums
+    float* s_hid = smem;                  // S
+    float* s_part = smem + S;             // R x CT x V: the rows' fc2 sums
     float* s_gate = s_part + R * CT * V;  // CT x V
     for (int s = threadIdx.x; s < S; s += SE_THREADS) s_hid[s] = hidden[(i64)n * S + s];
-    __syncthreads();
-    const T* w2t = (const T*)a.p[3] + (i64)S * C;
+    const int p1 = min(HW, (blockIdx.x + 1) * chunk);
+    const T* xp = x + (i64)n * HW * xcs + cvec * V;
+    O* yp = y + (i64)n * HW * ycs + cvec * V;
+    int p0 = blockIdx.x * chunk + row;
+    float v[SE_SCALE_UNROLL][V];
     if (active) {
+#pragma unroll
+        for (int u = 0; u < SE_SCALE_UNROLL; ++u)
+            if (p0 + u * R < p1) ld_vec<V>(xp + (i64)(p0 + u * R) * xcs, v[u]);
+    }
+    __syncthreads();
+    if (active && row < SR) {
         float acc[V];
 #pragma unroll
         for (int j = 0; j < V; ++j) acc[j] = 0.0f;
+#pragma unroll
+        for (int k = 0; k < SE_SCALE_PREFETCH; ++k) {
+            const int s = row + k * R;
+            if (s < S) {
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[j] += w[k][j] * s_hid[s];
+            }
+        }
 #pragma unroll 4
-        for (int s = row; s < S; s += R) {
+        for (int s = row + SE_SCALE_PREFETCH * R; s < S; s += R) {
             float wv[V];
-            ld_vec<V>(w2t + (i64)s * C + cvec * V, wv);
+            ld_vec<V>(w2t + (i64)s * C, wv);
             const float h = s_hid[s];
 #pragma unroll
             for (int j = 0; j < V; ++j) acc[j] += wv[j] * h;
@@ -291,11 +324,10 @@ __device__ void se_scale(const KArgs& a) {
     }
     __syncthreads();
     if (row == 0 && cvec < CV) {
-        const float* b2 = se_biases<T>((const void*)a.p[3], S, C) + S;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-            float g = b2[cvec * V + j];
-            for (int r = 0; r < R; ++r) g += s_part[(r * CT + lane) * V + j];
+            float g = b2[j];
+            for (int r = 0; r < SR; ++r) g += s_part[(r * CT + lane) * V + j];
             s_gate[lane * V + j] = activate(g, gate_act, a.f[1], a.f[2]);
         }
     }
@@ -304,14 +336,7 @@ __device__ void se_scale(const KArgs& a) {
     float g[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) g[j] = s_gate[lane * V + j] * out_scale;
-    const int p1 = min(HW, (blockIdx.x + 1) * chunk);
-    const T* xp = x + (i64)n * HW * xcs + cvec * V;
-    O* yp = y + (i64)n * HW * ycs + cvec * V;
-    for (int p0 = blockIdx.x * chunk + row; p0 < p1; p0 += R * SE_SCALE_UNROLL) {
-        float v[SE_SCALE_UNROLL][V];
-#pragma unroll
-        for (int u = 0; u < SE_SCALE_UNROLL; ++u)
-            if (p0 + u * R < p1) ld_vec<V>(xp + (i64)(p0 + u * R) * xcs, v[u]);
+    while (true) {
 #pragma unroll
         for (int u = 0; u < SE_SCALE_UNROLL; ++u) {
             if (p0 + u * R >= p1) continue;
@@ -319,6 +344,11 @@ __device__ void se_scale(const KArgs& a) {
             for (int j = 0; j < V; ++j) v[u][j] *= g[j];
             st_vec<V>(yp + (i64)(p0 + u * R) * ycs, v[u]);
         }
+        p0 += R * SE_SCALE_UNROLL;
+        if (p0 >= p1) break;
+#pragma unroll
+        for (int u = 0; u < SE_SCALE_UNROLL; ++u)
+            if (p0 + u * R < p1) ld_vec<V>(xp + (i64)(p0 + u * R) * xcs, v[u]);
     }
 }
 
