@@ -48,6 +48,11 @@ MAX_POOL_BLOCKS = 256
 # SCALE_WAVES CTAs an SM, up to SCALE_MAX_PIXELS pixels a block.
 SCALE_WAVES = 4
 SCALE_MAX_PIXELS = 1024
+# The most second-FC weight reads a row of se_scale's threads makes for its tile's gate. Narrow
+# tiles split a pixel's channels over CTAs, which costs DRAM locality at batch 32 (EfficientNet-
+# B0's 56 x 56 x 144 block: 19 -> 43 us with 48-channel tiles, H200), so tiles narrow only as far
+# as the gate needs.
+SCALE_FC_STEPS = 8
 
 
 def pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
@@ -69,14 +74,17 @@ def pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]
     return ct, blocks, chunk
 
 
-def scale_tiling(hw: int, cv: int, n: int, sm_count: int, v: int) -> tuple[int, int, int]:
+def scale_tiling(hw: int, cv: int, n: int, sm_count: int, v: int,
+                 s: int) -> tuple[int, int, int]:
     """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_scale`` over
-    vectors of ``v`` channels: tiles of at most 64 channels (8 vectors of 8, or 32 single
-    channels: 128-byte rows either way; a CTA's gate is its channels x S weights, read by
-    256 / CT rows at once: narrow tiles keep that chain short and spread the second FC over
-    more CTAs), and blocks of 256 / CT rows x SCALE_UNROLL pixels (x 2, 4, ... while the grid
-    still has SCALE_WAVES CTAs an SM: a CTA computes its tile's gate once)."""
-    tiles = math.ceil(cv / (8 if v == 8 else 32))
+    vectors of ``v`` channels, for a hidden layer of ``s`` units: tiles as wide as the pools'
+    (up to 32 vectors: whole pixel rows, contiguous in memory) unless the gate's second FC
+    would then take a row of threads more than SCALE_FC_STEPS weight reads (256 / CT rows
+    share the s terms): MobileNetV3's 960 x 240 blocks take 8-vector tiles, whose gates spread
+    the FC over 15 CTAs at batch 1. Blocks of 256 / CT rows x SCALE_UNROLL pixels (x 2, 4, ...
+    while the grid still has SCALE_WAVES CTAs an SM: a CTA computes its tile's gate once)."""
+    lanes = 32 if v == 1 else max(8, min(32, THREADS * SCALE_FC_STEPS // max(s, 1)))
+    tiles = math.ceil(cv / lanes)
     ct = math.ceil(cv / tiles)
     chunk = THREADS // ct * SCALE_UNROLL
     while chunk < hw and chunk < SCALE_MAX_PIXELS \
@@ -164,7 +172,7 @@ def lower_se_scale(lw: Lowering, se: SqueezeExcitation, x: Value, ex: Excitation
     xcs, ycs = x.cs or c, y.cs or c
     x8 = lw.dt == "f16" and all(v % 8 == 0 for v in (c, xcs, ycs, x.offset, y.offset))
     v = 8 if x8 else 1
-    ct, blocks, chunk = scale_tiling(hw, c // v, n, lw.sm_count, v)
+    ct, blocks, chunk = scale_tiling(hw, c // v, n, lw.sm_count, v, ex.s)
     kernel = f"se_scale_{'x8_' if x8 else ''}{lw.dt}{'_i8' if y.dtype == 'i8' else ''}"
     lw.emit(Launch(se.scale.name, kernel, (blocks, math.ceil(c // v / ct), n), THREADS,
                    [lw.ref(x), lw.ref(ex.hidden), lw.ref(y), ex.fc],

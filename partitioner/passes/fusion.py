@@ -233,7 +233,8 @@ def _residual_after(
 
 # The SE kernels' shared memory (FP32), within the 48 KiB a kernel gets without opting in to
 # more: the pool's is at most 256 x 8 floats whatever C; se_scale's holds the hidden layer, its
-# rows' second-FC sums and the gate: S + (256 + 8) x 8 at most (gpu_kernels/lowering/se.py).
+# rows' second-FC sums and the gate, S + (256 + CT) x 8 floats, where its tiles are 8 vectors
+# (CT = 8) once S > 256 (gpu_kernels/lowering/se.py: scale_tiling); below that, S + 2304.
 SE_SMEM_FLOATS = 48 * 1024 // 4
 SE_SCALE_SMEM_FLOATS = (256 + 8) * 8
 

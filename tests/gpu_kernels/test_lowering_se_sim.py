@@ -171,16 +171,17 @@ def test_work_per_cta() -> None:
     assert pool_tiling(49, 144, 1, 132) == (29, 7, 8)
     assert pool_tiling(100000, 1, 1, 132) == (1, 256, 391)  # at most 256 partial sums
     assert pool_tiling(1, 3, 1, 132) == (3, 1, 85)
-    # se_scale: tiles of at most 8 vectors (64 channels) or 32 single channels; blocks of
-    # 256 / CT rows x 4 pixels, doubled while 4 CTAs an SM remain
-    assert scale_tiling(12544, 4, 32, 132, 8) == (4, 25, 512)  # 32 x 25 = 800 CTAs
-    assert scale_tiling(12544, 4, 1, 132, 8) == (4, 49, 256)
-    assert scale_tiling(49, 144, 32, 132, 8) == (8, 1, 128)  # 18 tiles x 32 images
-    assert scale_tiling(49, 120, 1, 132, 8) == (8, 1, 128)  # MobileNetV3's 960: 15 CTAs
-    assert scale_tiling(3136, 18, 1, 132, 8) == (6, 19, 168)  # 3 tiles of 6 (42 rows)
-    assert scale_tiling(49, 960, 1, 132, 1) == (32, 2, 32)  # FP32: 30 tiles of 32 channels, 8 rows
-    assert scale_tiling(1, 3, 1, 132, 1) == (3, 1, 340)
-
+    # se_scale: the pools' tiles (up to 32 vectors), narrowed (to 8 at least) where a row of
+    # threads would make more than 8 second-FC weight reads; blocks of 256 / CT rows x 4
+    # pixels, doubled while 4 CTAs an SM remain
+    assert scale_tiling(12544, 4, 32, 132, 8, 8) == (4, 25, 512)  # 32 x 25 = 800 CTAs
+    assert scale_tiling(12544, 4, 1, 132, 8, 8) == (4, 49, 256)
+    assert scale_tiling(49, 144, 32, 132, 8, 48) == (29, 2, 32)  # 48 / 8 rows: 6 reads
+    assert scale_tiling(49, 120, 1, 132, 8, 240) == (8, 1, 128)  # MobileNetV3's 960 x 240
+    assert scale_tiling(49, 120, 1, 132, 8, 100) == (20, 2, 48)  # 2048 / 100 -> 20 lanes
+    assert scale_tiling(3136, 18, 32, 132, 8, 6) == (18, 28, 112)
+    assert scale_tiling(49, 960, 1, 132, 1, 240) == (32, 2, 32)  # FP32: 32 channels a tile
+    assert scale_tiling(1, 3, 1, 132, 1, 2) == (3, 1, 340)
 
 # ----- batches against ONNX Runtime -----------------------------------------------------------
 # The pools split an image over (pixel blocks x channel tiles) CTAs whose partial sums the last
@@ -226,8 +227,8 @@ def test_grids_grow_with_the_batch() -> None:
     for n in (1, 32):
         prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
         grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (19, 3, 1)}
-    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (10, 3, 32)}
+    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
+    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (28, 1, 32)}
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
