@@ -252,13 +252,13 @@ __device__ void se_dw_pool(const KArgs& a) {
 // the rows in row order (the same bits in every CTA of the tile), then the gate's activation.
 // The scale: row r takes pixels p0 + r, p0 + r + R, ... of the block, SE_SCALE_UNROLL loads in
 // flight before any store.
-// Latency first (at batch 1 each of these kernels takes a few microseconds): the bias, the first
-// SE_SCALE_PREFETCH weights of each thread, the hidden layer and the first pixels are all
-// loaded at once, before the gate is computed, instead of one after the other.
+// Latency first (at batch 1 each of these kernels takes a few microseconds): the hidden layer
+// and the first pixels are loaded at once, before the gate is computed. The weights are not
+// (loading the first 4 a thread too took the kernel to 94 registers on sm_87, 2 CTAs an SM,
+// and doubled its time at batch 32 on the H200).
 // V channels a vector: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host checks C,
 // xcs, ycs and the x / y element offsets are multiples of 8). O: y's type (INT8 when the next
 // convolution reads INT8: quantised here instead of by a copy kernel).
-#define SE_SCALE_PREFETCH 4
 template <int V, typename T, typename O>
 __device__ void se_scale(const KArgs& a) {
     const T* x = (const T*)a.p[0];
@@ -272,17 +272,6 @@ __device__ void se_scale(const KArgs& a) {
     const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
     const bool active = row < R && cvec < CV;
     const T* w2t = (const T*)a.p[3] + (i64)S * C + cvec * V;
-    float w[SE_SCALE_PREFETCH][V], b2[V];
-    if (active) {
-#pragma unroll
-        for (int k = 0; k < SE_SCALE_PREFETCH; ++k)
-            if (row + k * R < S) ld_vec<V>(w2t + (i64)(row + k * R) * C, w[k]);
-        if (row == 0) {
-            const float* bias = se_biases<T>((const void*)a.p[3], S, C) + S + cvec * V;
-#pragma unroll
-            for (int j = 0; j < V; ++j) b2[j] = bias[j];
-        }
-    }
     extern __shared__ float smem[];
     float* s_hid = smem;                  // S
     float* s_part = smem + S;             // R x CT x V: the rows' fc2 sums
@@ -303,16 +292,8 @@ __device__ void se_scale(const KArgs& a) {
         float acc[V];
 #pragma unroll
         for (int j = 0; j < V; ++j) acc[j] = 0.0f;
-#pragma unroll
-        for (int k = 0; k < SE_SCALE_PREFETCH; ++k) {
-            const int s = row + k * R;
-            if (s < S) {
-#pragma unroll
-                for (int j = 0; j < V; ++j) acc[j] += w[k][j] * s_hid[s];
-            }
-        }
-#pragma unroll 4
-        for (int s = row + SE_SCALE_PREFETCH * R; s < S; s += R) {
+#pragma unroll 2
+        for (int s = row; s < S; s += R) {
             float wv[V];
             ld_vec<V>(w2t + (i64)s * C, wv);
             const float h = s_hid[s];
@@ -324,6 +305,7 @@ __device__ void se_scale(const KArgs& a) {
     }
     __syncthreads();
     if (row == 0 && cvec < CV) {
+        const float* b2 = se_biases<T>((const void*)a.p[3], S, C) + S + cvec * V;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
             float g = b2[j];
@@ -357,9 +339,16 @@ KERNEL(se_pool_f16, se_pool<1, half_t>(a))
 KERNEL(se_pool_x8_f16, se_pool<8, half_t>(a))
 KERNEL(se_scale_f32, se_scale<1, float, float>(a))
 KERNEL(se_scale_f16, se_scale<1, half_t, half_t>(a))
-KERNEL(se_scale_x8_f16, se_scale<8, half_t, half_t>(a))
 KERNEL(se_scale_f16_i8, se_scale<1, half_t, i8_t>(a))
-KERNEL(se_scale_x8_f16_i8, se_scale<8, half_t, i8_t>(a))
+// 4 CTAs an SM (at most 64 registers; 68 without the bound, 3 CTAs)
+extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_scale_x8_f16(const KArgs a) {
+    await_previous_kernel();
+    se_scale<8, half_t, half_t>(a);
+}
+extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_scale_x8_f16_i8(const KArgs a) {
+    await_previous_kernel();
+    se_scale<8, half_t, i8_t>(a);
+}
 KERNEL(se_dw_pool_f32, se_dw_pool<1, float>(a))
 KERNEL(se_dw_pool_f16, se_dw_pool<1, half_t>(a))
 // 4 CTAs an SM (at most 64 registers; 72 without the bound): more 16-byte reads in flight
