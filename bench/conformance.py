@@ -353,7 +353,7 @@ def _gpu_only_build(row: Row, path: Path, graph: Any, target: str, dims: dict[st
                        for s in segments),  # fmt: skip
         "layers_off_gpu": len(off_gpu),
         "host_math_layers": len(host),
-        "predicted_ms": round(built.placement.partition.predicted.total * 1e3, 4),
+        "predicted_ms": round(built.plan.header["predicted_ms"]["total"], 4),
         "errors": errors,
     }
     if errors:

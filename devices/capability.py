@@ -26,6 +26,7 @@ from devices.cost import (
     dla_layer_seconds,
     fusion_anchor,
     gpu_layer_seconds,
+    gpu_roofline_seconds,
 )
 from devices.cpu import supported_ops
 from devices.energy import device_watts
@@ -173,11 +174,23 @@ class GpuCapability(_TableCapability):
         return self.shapes.get(node.name, node)
 
     def cost(self, node: Node, graph: Graph, precision: Precision) -> float:
+        """Placement's price of ``node``: its roofline and the kernels the per-layer model
+        charges it (``devices.cost.gpu_layer_seconds``)."""
         if node.meta.get(HOST_SHAPE):
             return 0.0  # a few integers, computed on the host (see host_values)
+        return gpu_layer_seconds(node, graph, self._runs_as(node, graph, precision), self.target)
+
+    def roofline(self, node: Node, graph: Graph, precision: Precision) -> float:
+        """:meth:`cost` without any per-kernel part (``devices.cost.gpu_roofline_seconds``):
+        what a built plan adds the kernels of the lowered segment to."""
+        if node.meta.get(HOST_SHAPE):
+            return 0.0
+        return gpu_roofline_seconds(node, graph, self._runs_as(node, graph, precision), self.target)
+
+    def _runs_as(self, node: Node, graph: Graph, precision: Precision) -> str:
         # a layer fused into a kernel's epilogue moves its operands at that kernel's precision
         kernel = fusion_anchor(node, graph) or node
-        return gpu_layer_seconds(node, graph, self.runs_as(kernel, graph, precision), self.target)
+        return self.runs_as(kernel, graph, precision)
 
 
 class DlaCapability(_TableCapability):

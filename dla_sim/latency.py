@@ -77,7 +77,12 @@ class LoadableTiming:
 
     @property
     def total_seconds(self) -> float:
-        return self.fixed_seconds + sum(o.seconds for o in self.ops)
+        return self.fixed_seconds + self.ops_seconds
+
+    @property
+    def ops_seconds(self) -> float:
+        """The ops' time, without the per-loadable fixed cost."""
+        return sum(o.seconds for o in self.ops)
 
     def per_layer(self) -> dict[str, float]:
         """Seconds per layer: an op's time goes to its first (anchor) layer; fused layers 0."""

@@ -156,7 +156,7 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
             if device is not None and p is not None:
                 facts.costs.add(device, functools.partial(caps[kind].cost, node, graph, p))
         layers[node.name] = facts
-    io_device = "gpu" if "gpu" in caps else "cpu"
+    io_device = io_device_of(caps)
     return Analysis(
         graph,
         order,
@@ -166,8 +166,8 @@ def analyse(graph: Graph, caps: Capabilities, policy: Policy) -> Analysis:
         list(pins.warnings),
         io_device,
         topo,
-        _slowdown(caps),
-        _watts(caps),
+        slowdown_of(caps),
+        watts_of(caps),
         _dla_limit(policy, dla_cap),
     )
 
@@ -179,7 +179,12 @@ def _dla_limit(policy: Policy, dla_cap: DeviceCapability | None) -> int | None:
     return held if isinstance(held, int) else None
 
 
-def _watts(caps: Capabilities) -> Watts | None:
+def io_device_of(caps: Capabilities) -> str:
+    """The device graph inputs arrive on and outputs leave from: the GPU, else the CPU."""
+    return "gpu" if "gpu" in caps else "cpu"
+
+
+def watts_of(caps: Capabilities) -> Watts | None:
     """Each device's power from its capability (:class:`DrawsPower`), or None when none has it."""
     fns = {kind: getattr(cap, "watts", None) for kind, cap in caps.items()}
     if not any(callable(fn) for fn in fns.values()):
@@ -193,7 +198,7 @@ def _watts(caps: Capabilities) -> Watts | None:
     return watts
 
 
-def _slowdown(caps: Capabilities) -> Slowdown | None:
+def slowdown_of(caps: Capabilities) -> Slowdown | None:
     """Each device's ``slowdown`` from its capability (:class:`SharesMemory`), or None when no
     capability has one; a device whose capability has none is not slowed (factor 1)."""
     fns = {kind: getattr(cap, "slowdown", None) for kind, cap in caps.items()}

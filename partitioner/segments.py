@@ -410,6 +410,21 @@ def predict(
     transfer = 0.0
     if transition_cost is not None:
         transfer = sum(handoff(transition_cost, t, s, d) for t, s, d in moves)
+    return prediction_of(busy, transfer, len(moves), io_device, slowdown, watts)
+
+
+def prediction_of(
+    busy: Mapping[str, float],
+    transfer: float,
+    boundaries: int,
+    io_device: str = IO_DEVICE,
+    slowdown: Slowdown | None = None,
+    watts: Watts | None = None,
+) -> Prediction:
+    """The :class:`Prediction` of devices busy ``busy`` seconds each and ``transfer`` seconds
+    of boundary copies (``boundaries`` of them), by :func:`predict`'s formula; a built plan
+    re-states its placement's prediction with this from its segments' own times."""
+    busy = dict(busy)
     total = sum(busy.values()) + transfer
     loads = dict(busy)
     loads[io_device] = loads.get(io_device, 0.0) + transfer
@@ -417,7 +432,7 @@ def predict(
     period = pipelined_period(loads, slowdown)
     energy = _energy(loads, watts) if watts is not None else None
     return Prediction(
-        total, busy, transfer, len(moves), period, ideal if slowdown else None, energy
+        total, busy, transfer, boundaries, period, ideal if slowdown else None, energy
     )
 
 

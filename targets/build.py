@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from devices.calibration import calibrate
-from devices.capability import capabilities_for
-from devices.cost import transition_cost_for
+from devices.capability import GpuCapability, capabilities_for
+from devices.cost import gpu_segment_seconds, transition_cost_for
 from devices.cpu import evaluate_node
 from devices.hardware import TargetSpec, host_target
 from devices.plan import Plan, new_header
 from dla_sim.compiler import compile_loadable
 from dla_sim.latency import predict_loadable
-from partitioner.assign import partition
+from partitioner.assign import io_device_of, partition, slowdown_of, watts_of
 from partitioner.bindings import describe_dynamic, resolve_bindings, unbound_hint
 from partitioner.capability import DeviceCapability
 from partitioner.errors import ConfigError, ShapeError, TandemError
@@ -44,7 +44,7 @@ from partitioner.profiles import (
     validate_profiles,
 )
 from partitioner.report import capability_rows, layer_rows
-from partitioner.segments import Partition, Segment, device_kind
+from partitioner.segments import Partition, Segment, device_kind, prediction_of
 from partitioner.serialize import graph_to_data
 from partitioner.shape_inference import infer_shapes
 from partitioner.subgraph import extract_subgraph
@@ -385,7 +385,8 @@ def build_plan(
             "pass --calib DIR|FILE (a folder of .npz files or a calibration cache) or "
             "--calib-random N for a smoke run"
         )
-    costs = _layer_costs_ms(placement)
+    prices = _layer_prices(placement)
+    costs = prices.cost_ms
     header = new_header(
         target.name,
         placement.policy.precision,
@@ -431,8 +432,9 @@ def build_plan(
     for i, seg in enumerate(part.segments, 1):
         say(f"[{i}/{len(part.segments)}] {seg.name}: {len(seg.nodes)} layers on {seg.device}")
         record = _build_segment(
-            plan, graph, seg, target, scales, timing_cache, cubins, placement.opt_graph
-        )
+            plan, graph, seg, target, scales, timing_cache, cubins, placement.opt_graph,
+            prices.roofline_s,
+        )  # fmt: skip
         if isinstance(record, str):
             problems.append(record)
         else:
@@ -442,6 +444,7 @@ def build_plan(
             f"{len(problems)} GPU segment(s) cannot be built for {target.name}; no plan "
             "written:\n" + "\n".join(f"  {p}" for p in problems)
         )
+    _restate_predictions(plan.header, placement, costs)
     if timing_cache is not None and len(timing_cache):
         plan.add_bytes("timing_cache", timing_cache.to_json().encode(), "timing-cache")
     plugins = PLUGINS.requirements(graph, [(s.name, s.nodes) for s in part.segments])
@@ -450,24 +453,70 @@ def build_plan(
     return plan
 
 
-def _layer_costs_ms(placement: Placement) -> dict[str, float]:
-    """Each layer's predicted time on its device and precision (cost model, milliseconds)."""
+@dataclass(frozen=True)
+class LayerPrices:
+    """Each priced layer's cost on its device and precision (placement's figure, ms) and, for
+    GPU layers, its roofline part without any per-kernel cost (seconds)."""
+
+    cost_ms: dict[str, float]
+    roofline_s: dict[str, float]
+
+
+def _layer_prices(placement: Placement) -> LayerPrices:
+    """The cost model's prices of every layer where it runs (a layer it cannot price, with
+    symbolic dims, has none)."""
     caps = placement.capabilities
     graph = placement.graph
     twin = placement.opt_graph
     if twin is not None and {n.name for n in twin.nodes} >= {n.name for n in graph.nodes}:
         graph = twin  # priced at the first profile's opt shapes, like the placement
-    out: dict[str, float] = {}
+    costs: dict[str, float] = {}
+    rooflines: dict[str, float] = {}
     for node in graph.nodes:
         a = placement.partition.assignments.get(node.name)
         cap = caps.get(device_kind(a.device)) if a else None
         if a is None or cap is None:
             continue
         try:
-            out[node.name] = float(cap.cost(node, graph, a.precision)) * 1e3
+            costs[node.name] = float(cap.cost(node, graph, a.precision)) * 1e3
+            if isinstance(cap, GpuCapability):
+                rooflines[node.name] = cap.roofline(node, graph, a.precision)
         except TandemError:  # a layer the cost model cannot price (symbolic dims): no number
             continue
-    return out
+    return LayerPrices(costs, rooflines)
+
+
+def _restate_predictions(
+    header: dict[str, Any], placement: Placement, costs: Mapping[str, float]
+) -> None:
+    """The plan's predictions as built: each layer row and the ``predicted_ms`` totals from
+    the segments' own predictions (GPU: the lowered kernels; DLA: the compiled loadable), plus
+    the boundary copies placement priced (``transfer``); a segment without a prediction (the
+    CPU's) counts its layers' ``costs`` (ms). Placement's estimate, which chose the devices,
+    stays in ``placement_predicted_ms``."""
+    part = placement.partition
+    busy = dict.fromkeys(part.predicted.per_device, 0.0)
+    built: dict[str, float] = {}
+    for rec in header["segments"]:
+        ms = rec.get("predicted_ms")
+        if ms is None:
+            ms = sum(costs.get(layer, 0.0) for layer in rec["layers"])
+        busy[rec["device"]] = busy.get(rec["device"], 0.0) + ms * 1e-3
+        built.update(rec.get("predicted_layer_ms", {}))
+    for row in header["layers"]:
+        if row["name"] in built:
+            row["predicted_ms"] = built[row["name"]]
+    caps = placement.capabilities
+    restated = prediction_of(
+        busy,
+        part.predicted.transfer,
+        part.predicted.boundaries,
+        io_device_of(caps),
+        slowdown_of(caps),
+        watts_of(caps),
+    )
+    header["predicted_ms"] = restated.as_ms()
+    header["placement_predicted_ms"] = part.predicted.as_ms()
 
 
 def _build_segment(
@@ -479,9 +528,15 @@ def _build_segment(
     timing_cache: Any = None,
     cubins: bool = True,
     shapes: Graph | None = None,
+    rooflines: Mapping[str, float] | None = None,
 ) -> dict[str, Any] | str:
     """The segment's plan record, its blobs added to ``plan``; or the problem (one line) that
-    keeps its GPU code from being built."""
+    keeps its GPU code from being built.
+
+    Its ``predicted_ms`` (and per layer, ``predicted_layer_ms``) is the segment's own time,
+    boundaries excluded (the plan's ``transfer`` holds them): a DLA segment's engine ops, a
+    GPU segment's ``rooflines`` (seconds by layer) plus the per-kernel cost of each kernel its
+    lowering emitted (``devices.cost.gpu_segment_seconds``)."""
     sub = extract_subgraph(graph, list(seg.nodes), seg.name)
     structure, arrays = graph_to_data(sub, array_key=lambda name: f"{seg.name}/{name}")
     for key, array in arrays.items():
@@ -507,8 +562,9 @@ def _build_segment(
         record["loadable"] = key
         if target.dla_clock_hz:
             timing = predict_loadable(loadable, target.dla_clock_hz, target.dram_bytes_per_s)
-            # total_seconds holds the per-loadable fixed cost already (one cuDLA submission)
-            record["predicted_ms"] = timing.total_seconds * 1e3
+            # without the loadable's fixed cost, one cuDLA submission: the switch overhead of
+            # the boundary that starts the segment (devices.cost.transition_seconds) is it
+            record["predicted_ms"] = timing.ops_seconds * 1e3
             record["predicted_layer_ms"] = {k: v * 1e3 for k, v in timing.per_layer().items()}
         record["backend"] = "dla"
     else:
@@ -520,7 +576,13 @@ def _build_segment(
             cuda = cross_compile(plan, shaped, seg, target, timing_cache, scales, cubins)
             if isinstance(cuda, str):
                 return cuda
-            record["cuda"] = cuda
+            record["cuda"] = cuda.record
+            if rooflines is not None and all(layer in rooflines for layer in seg.nodes):
+                priced = gpu_segment_seconds(
+                    {layer: rooflines[layer] for layer in seg.nodes}, cuda.kernels, target.gpu.arch
+                )
+                record["predicted_ms"] = priced.total * 1e3
+                record["predicted_layer_ms"] = {k: v * 1e3 for k, v in priced.per_layer.items()}
     return record
 
 

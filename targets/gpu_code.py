@@ -13,13 +13,13 @@ not carry), which needs the ``cuda`` extra there (``xavier`` for CUDA 11).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from devices.hardware import TargetSpec
 from devices.plan import Plan
 from gpu_kernels.catalog import mma_module, source_of
 from gpu_kernels.compile import arch_number, compile_kernel, nvrtc_version
-from gpu_kernels.lowering import describe, lower, segment_precision
+from gpu_kernels.lowering import describe, kernels_by_layer, lower, segment_precision
 from gpu_kernels.tactics import candidates, heuristic
 from partitioner.errors import TandemError
 from partitioner.ir import Graph
@@ -32,6 +32,16 @@ NO_CUBINS_NOTE = (
     "the plan loads, which needs the 'cuda' extra installed there (pip install "
     "'tandem-rt[cuda]'; 'tandem-rt[xavier]' for CUDA 11)"
 )
+
+
+class GpuCode(NamedTuple):
+    """A lowered (and, with cubins, compiled) GPU segment."""
+
+    #: the segment's ``cuda`` record in the plan
+    record: dict[str, Any]
+    #: launches per layer of the lowered program (``kernels_by_layer``): what the plan's
+    #: prediction charges the per-kernel cost for
+    kernels: dict[str, int]
 
 
 class BuildError(TandemError):
@@ -62,14 +72,14 @@ def cross_compile(
     timing_cache: Any = None,
     scales: dict[str, float] | None = None,
     cubins: bool = True,
-) -> dict[str, Any] | str:
+) -> GpuCode | str:
     """Lower a GPU segment to kernel launches for the target's arch and NVRTC-compile every
     module they use into the plan (the target's CUDA major picks the NVRTC: CUDA 13 dropped
     sm_72). Tactics come from the cost model here; a board may re-tune (``--timing-cache``).
 
-    Returns the segment's ``cuda`` record, or the problem (one line) when it does not lower or
-    compile: placement asked the lowering about every layer, so what remains are whole-segment
-    rules (INT8 scales, Q/DQ pairs) and Tandem bugs."""
+    Returns the segment's ``cuda`` record and its launches per layer, or the problem (one
+    line) when it does not lower or compile: placement asked the lowering about every layer, so
+    what remains are whole-segment rules (INT8 scales, Q/DQ pairs) and Tandem bugs."""
     assert target.gpu is not None
     gpu = target.gpu
     wanted = {row["name"]: row["precision"] for row in plan.header.get("layers", [])}
@@ -119,7 +129,7 @@ def cross_compile(
                 "nvrtc": ".".join(map(str, module.nvrtc_version)),
             }
         )
-    return {
+    record = {
         "arch": gpu.arch,
         "precision": precision,
         "modules": compiled,
@@ -127,6 +137,7 @@ def cross_compile(
         "tactic_sources": sorted(set(sources.values())),
         **describe(program),
     }
+    return GpuCode(record, kernels_by_layer(program, sub))
 
 
 def _first_line(err: Exception) -> str:

@@ -43,6 +43,7 @@ from gpu_kernels.lowering.program import (
     VBuf,
     args_for,
     describe,
+    kernels_by_layer,
     plan_memory,
     segment_precision,
 )
@@ -53,8 +54,8 @@ from partitioner.ir import Graph
 __all__ = [
     "ACT", "ALIAS_OPS", "BINARY_OPS", "FUSED_IN", "FUSED_OPS", "MAXR", "UNARY_OPS",
     "GpuLoweringError", "GpuProgram", "Launch", "Lazy", "Leaf", "Lowering", "Op", "Ref",
-    "TacticChooser", "VBuf", "Value", "args_for", "describe", "lower", "lowered_ops",
-    "plan_memory", "segment_precision", "supports",
+    "TacticChooser", "VBuf", "Value", "args_for", "describe", "kernels_by_layer", "lower",
+    "lowered_ops", "plan_memory", "segment_precision", "supports",
 ]
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from gpu_kernels.tactics import ConvProblem, ConvTactic
-from partitioner.errors import UnsupportedOpError
+from partitioner.errors import InternalError, UnsupportedOpError
+from partitioner.ir import Graph
 
 ACT = {
     "none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "silu": 5, "hardswish": 6,
@@ -267,6 +268,28 @@ def args_for(launch: Launch, arena: int, weights: int, io: dict[int, int]) -> tu
         else:
             ptrs.append(0)
     return ptrs, launch.ints, launch.floats
+
+
+#: the ``layer`` of a launch that copies graph output ``T`` into its buffer is ``output:T``
+OUTPUT_LAYER = "output:"
+
+
+def kernels_by_layer(program: GpuProgram, graph: Graph) -> dict[str, int]:
+    """How many launches (memsets included: each is a node of the captured CUDA graph, in
+    order between kernels) each layer of ``graph`` -- the graph ``program`` was lowered from --
+    emitted; a layer with none is absent. The copy of a graph output into its buffer
+    (``output:T``) counts for the layer producing ``T``."""
+    layers = {n.name for n in graph.nodes}
+    out: dict[str, int] = {}
+    for ln in program.launches:
+        name = ln.layer
+        if name not in layers and name.startswith(OUTPUT_LAYER):
+            t = graph.tensors.get(name[len(OUTPUT_LAYER):])
+            name = t.producer.name if t is not None and t.producer is not None else name
+        if name not in layers:
+            raise InternalError(f"launch {ln.kernel} names '{ln.layer}', no layer of the graph")
+        out[name] = out.get(name, 0) + 1
+    return out
 
 
 def describe(program: GpuProgram) -> dict[str, Any]:

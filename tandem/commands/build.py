@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         f"precision {placement.policy.precision}, {len(part.segments)} segments on "
         f"{', '.join(devices)}, {part.boundary_count} boundaries, {human(size, 'B')}; "
         f"{predicted_source(placement.target.name, placement.target.power_mode)} "
-        f"{part.predicted.total * 1e3:.3f} ms; built in {time.perf_counter() - start:.1f} s"
+        f"{plan.record.predicted_ms.get('total', 0.0):.3f} ms; built in "
+        f"{time.perf_counter() - start:.1f} s"
     )
     for note in build_notes(built):
         print(note)

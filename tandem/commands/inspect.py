@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what ``tandem inspect MODEL --target`` predicts from: placement's per-layer prices
+PLACEMENT_BASIS = "placement's estimate: one kernel's fixed cost per unfused GPU layer"
+
+
 def inspect_placement(args: argparse.Namespace) -> int:
     placement = place_for(build_request(args, placement_only=True))
     graph, part, target = placement.graph, placement.partition, placement.target
@@ -121,6 +125,7 @@ def inspect_placement(args: argparse.Namespace) -> int:
                 policy=placement.policy.source,
                 precision=placement.policy.precision,
                 predicted_source=predicted_source(target.name, target.power_mode),
+                predicted_basis=PLACEMENT_BASIS,
             )
         )
         return 0
@@ -130,6 +135,9 @@ def inspect_placement(args: argparse.Namespace) -> int:
     )
     foretold = predicted_source(target.name, target.power_mode)
     print(format_text(graph, part, predicted_for=foretold, layers=args.verbose), end="")
+    if any(a.device == "gpu" for a in part.assignments.values()):
+        print(f"({PLACEMENT_BASIS}; a built plan charges the kernels its GPU segments lower to: "
+              "tandem build, then tandem inspect PLAN)")  # fmt: skip
     if args.svg:
         print(f"\nwrote {args.svg}")
     return 0
@@ -197,6 +205,7 @@ def inspect_plan(args: argparse.Namespace) -> int:
                 "cubins": h.cubins,
                 "capability": stored["capability"],
                 "predicted_ms": h.predicted_ms,
+                "placement_predicted_ms": stored.get("placement_predicted_ms"),
                 "predicted_source": predicted_source(h.target, h.power_mode),
                 "predicted_at": h.predicted_at,
                 "profiles": stored["profiles"],

@@ -20,12 +20,15 @@ from devices.cost import (
     gemm_shape,
     gpu_kernel_seconds,
     gpu_layer_seconds,
+    gpu_priced_kernels,
+    gpu_roofline_seconds,
+    gpu_segment_seconds,
     tensor_core_seconds,
     transition_cost_for,
     transition_seconds,
 )
 from dla_sim.hardware import dla_config
-from partitioner.errors import ConfigError
+from partitioner.errors import ConfigError, TandemError
 from partitioner.ir import Graph
 from partitioner.passes import mark_fusions
 from partitioner.shape_inference import infer_shapes
@@ -227,6 +230,48 @@ def test_squeeze_excitation_is_priced_as_its_two_kernels():
     g = se_block(dw=True)
     mark_fusions(g)
     assert gpu_layer_seconds(g.node("pool"), g, "fp16", t) == 0.0
+
+
+@pytest.mark.parametrize("target", ["orin-agx-64gb", "xavier-agx"])
+def test_gpu_layer_price_is_its_roofline_plus_its_priced_kernels(target: str):
+    """Placement's price splits into the roofline (what a built plan keeps) and the per-kernel
+    cost of the kernels the per-layer model expects: none for a fused or view layer."""
+    from tests.partitioner.test_passes import se_block
+
+    t = load_target(target)
+    kernel = gpu_kernel_seconds(t.gpu.arch)
+    se, conv = se_block(), conv_graph(relu=True)
+    mark_fusions(se)
+    mark_fusions(conv)
+    expected = {"pool": 1, "fc1": 0, "act": 0, "fc2": 0, "gate": 0, "scale": 1}
+    assert {n.name: gpu_priced_kernels(n) for n in se.nodes} == expected
+    assert [gpu_priced_kernels(n) for n in conv.nodes] == [1, 0]  # the Relu is the epilogue
+    for g in (se, conv, conv_graph(group=64)):
+        for n in g.nodes:
+            for precision in ("fp16", "int8"):
+                roofline = gpu_roofline_seconds(n, g, precision, t)
+                assert roofline >= 0.0
+                assert gpu_layer_seconds(n, g, precision, t) == (
+                    roofline + gpu_priced_kernels(n) * kernel
+                ), (n.name, precision)
+    node = conv.node("conv")
+    assert GpuCapability(t).roofline(node, conv, "fp16") == gpu_roofline_seconds(
+        node, conv, "fp16", t
+    )
+
+
+def test_gpu_segment_seconds_charges_each_lowered_kernel_once():
+    kernel = gpu_kernel_seconds("sm_87")
+    rooflines = {"conv": 3e-6, "mul": 1e-7, "add": 2e-7, "view": 0.0}
+    # the lowering ran mul + add as one kernel (named for add) and copied the output of conv
+    priced = gpu_segment_seconds(rooflines, {"conv": 2, "add": 1}, "sm_87")
+    assert priced.kernels == 3
+    assert priced.per_layer == {
+        "conv": 3e-6 + 2 * kernel, "mul": 1e-7, "add": 2e-7 + kernel, "view": 0.0,
+    }  # fmt: skip
+    assert priced.total == pytest.approx(sum(rooflines.values()) + 3 * kernel, rel=1e-12)
+    with pytest.raises(TandemError, match="outside the segment"):
+        gpu_segment_seconds(rooflines, {"relu": 1}, "sm_87")
 
 
 def test_int8_request_priced_at_the_precision_that_runs():

@@ -138,3 +138,29 @@ def test_fp16_constants_saturate_at_fp16s_range_and_infinities_stay(op) -> None:
     in_range = Case("plain", op, {"x": shape}, {"c": np.ones_like(values) * 0.1})
     prog = lower(graph_of(build(in_range)), "fp16", arch=87)
     assert any(a.dtype == np.float16 and np.all(a == np.float16(0.1)) for _, a in prog.weights)
+
+
+def test_kernels_by_layer_counts_every_launch_for_a_layer_of_the_graph() -> None:
+    """The launches per layer a plan's prediction charges: each launch once, an output's copy
+    (``output:T``) for the layer producing T, memsets included."""
+    from gpu_kernels.lowering import Launch, kernels_by_layer
+    from partitioner.errors import InternalError
+    from tests.targets.test_gpu_prediction import chain
+
+    g = chain()
+    prog = lower(g, "fp16", arch=87, sm_count=16)
+    per_layer = kernels_by_layer(prog, g)
+    assert sum(per_layer.values()) == len(prog.launches) == prog.kernel_count
+    assert set(per_layer) <= {n.name for n in g.nodes}
+    out = g.outputs[0]
+    assert any(ln.layer == f"output:{out.name}" for ln in prog.launches), "premise: a copy out"
+    assert per_layer[out.producer.name] >= 1
+    rgb = Case("rgb_s1", "Conv", {"x": (1, 3, 9, 9)},
+               {"w": np.ones((8, 3, 3, 3), np.float32)}, dict(kernel_shape=[3, 3], pads=[1] * 4))
+    graph = graph_of(build(rgb))
+    stem = lower(graph, "fp16", arch=90)
+    assert stem.launches[0].kernel == "memset"
+    assert sum(kernels_by_layer(stem, graph).values()) == len(stem.launches)
+    prog.launches.append(Launch("not-a-layer", "copy_f16_f16", (1, 1, 1), 256, []))
+    with pytest.raises(InternalError, match="not-a-layer"):
+        kernels_by_layer(prog, g)
