@@ -4,6 +4,7 @@
 - ``compile.compile_kernel(source, arch, options, nvrtc_major)``: NVRTC -> cubin, disk-cached;
   picks the NVRTC library per CUDA major (sm_72 needs CUDA <= 12). Runs without a GPU.
 - ``catalog``: which module defines which kernel; ``all_modules()`` is what CI cross-compiles.
+- ``cubin``: registers and stack bytes of each compiled kernel (occupancy, without a GPU).
 - ``tactics``: convolution tile configurations, candidates per problem, cost-model heuristic.
 - ``timing_cache.TimingCache``: measured tactic times keyed by (layer signature, arch), JSON.
 - ``lowering.lower(graph, precision, arch)``: graph -> kernel launches + planned memory (no GPU).

@@ -119,3 +119,24 @@ def test_an_unknown_cuda_major_is_one_error_not_a_key_error() -> None:
 
     with pytest.raises(NvrtcNotFoundError, match="CUDA major 99 is not supported"):
         choose_major("sm_87", 99)
+
+
+@pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
+def test_every_kernel_of_a_module_reports_its_registers(arch) -> None:
+    """gpu_kernels.cubin reads each entry point's registers and stack from the cubin."""
+    from gpu_kernels.cubin import kernel_resources
+
+    res = kernel_resources(compile_kernel("se.cu", arch).cubin)
+    assert len(res) == 11 and all(k.startswith(SOURCES["se.cu"]) for k in res), sorted(res)
+    assert all(0 < r.registers <= 255 and r.stack_bytes >= 0 for r in res.values())
+
+
+@pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
+def test_the_se_kernels_keep_four_ctas_an_sm(arch) -> None:
+    """se_scale's FC and gate once took it to 94 registers on sm_87 (2 CTAs of 256 threads an
+    SM) and doubled its time at batch 32 on the H200: the 16-byte SE kernels stay at <= 64."""
+    from gpu_kernels.cubin import kernel_resources
+
+    res = kernel_resources(compile_kernel("se.cu", arch).cubin)
+    for name in ("se_scale_x8_f16", "se_scale_x8_f16_i8", "se_dw_pool_x8_f16"):
+        assert res[name].registers <= 64, (name, res[name])
