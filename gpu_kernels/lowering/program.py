@@ -278,15 +278,19 @@ def kernels_by_layer(program: GpuProgram, graph: Graph) -> dict[str, int]:
     """How many launches (memsets included: each is a node of the captured CUDA graph, in
     order between kernels) each layer of ``graph`` -- the graph ``program`` was lowered from --
     emitted; a layer with none is absent. The copy of a graph output into its buffer
-    (``output:T``) counts for the layer producing ``T``."""
-    layers = {n.name for n in graph.nodes}
+    (``output:T``) counts for the layer producing ``T``, the conversion of a graph input (named
+    after the input: a host-computed bool mask widened once) for the first layer reading it."""
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
     out: dict[str, int] = {}
     for ln in program.launches:
         name = ln.layer
-        if name not in layers and name.startswith(OUTPUT_LAYER):
+        if name not in order and name.startswith(OUTPUT_LAYER):
             t = graph.tensors.get(name[len(OUTPUT_LAYER):])
             name = t.producer.name if t is not None and t.producer is not None else name
-        if name not in layers:
+        elif name not in order and name in graph.tensors:
+            readers = [c.name for c in graph.tensors[name].consumers if c.name in order]
+            name = min(readers, key=order.__getitem__) if readers else name
+        if name not in order:
             raise InternalError(f"launch {ln.kernel} names '{ln.layer}', no layer of the graph")
         out[name] = out.get(name, 0) + 1
     return out

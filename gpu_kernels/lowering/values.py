@@ -371,7 +371,7 @@ class Lowering:
         for t in g.outputs:
             np_dt = np.dtype(t.dtype or "float32")
             if np_dt.kind == "b":  # 0 / 1 in the compute precision, leaving as bool's bytes
-                v = self.value(t, Node("output", "Output"))
+                v = self.value(t, Node(f"output:{t.name}", "Output"))
                 out = Value(self.new_buf(v.size, "output", t.name), v.shape, "plain", "i8",
                             scale=1.0)
                 self.copy(v, out, f"output:{t.name}")
@@ -386,7 +386,8 @@ class Lowering:
                 self.materialise(v, f"output:{t.name}", out)
             elif not (isinstance(v, Value) and v.buf is out.buf and v.offset == out.offset
                       and v.dtype == out.dtype and is_dense(v)):  # else written in place
-                self.copy(self.value(t, Node("output", "Output")), out, f"output:{t.name}")
+                self.copy(self.value(t, Node(f"output:{t.name}", "Output")), out,
+                          f"output:{t.name}")
             outputs[t.name] = (out.buf, out.shape, np_dt)
         arena, naive = plan_memory(self.buffers)
         return GpuProgram(self.launches, self.buffers, self.weights, self.weight_bytes, inputs,

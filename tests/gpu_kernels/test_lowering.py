@@ -161,6 +161,35 @@ def test_kernels_by_layer_counts_every_launch_for_a_layer_of_the_graph() -> None
     stem = lower(graph, "fp16", arch=90)
     assert stem.launches[0].kernel == "memset"
     assert sum(kernels_by_layer(stem, graph).values()) == len(stem.launches)
+    # a host-computed bool mask (transformers' attention masks) is widened once, by a launch
+    # named after the input: it counts for the first layer reading the mask
+    from onnx import TensorProto, helper
+
+    masked = graph_of(helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("Where", ["m", "r", "x"], ["y"], name="where")], "mask",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+         helper.make_tensor_value_info("m", TensorProto.BOOL, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    mprog = lower(masked, "fp16", arch=87)
+    assert any(ln.layer == "m" for ln in mprog.launches), "premise: the mask's own launch"
+    counted = kernels_by_layer(mprog, masked)
+    assert sum(counted.values()) == len(mprog.launches) and set(counted) <= {"relu", "where"}
+    assert counted["where"] >= 1 + sum(ln.layer == "where" for ln in mprog.launches)
+    # a bool graph output computed by a deferred chain: the chain and the byte copy both
+    # count for the layer producing it
+    boolean = graph_of(helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("Greater", ["r", "x"], ["gt"], name="gt"),
+         helper.make_node("Not", ["gt"], ["y"], name="not")], "bool_out",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, None)]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    bprog = lower(boolean, "fp16", arch=87)
+    counted = kernels_by_layer(bprog, boolean)
+    assert sum(counted.values()) == len(bprog.launches)
+    assert counted["not"] == sum(ln.layer == "output:y" for ln in bprog.launches) >= 2
     prog.launches.append(Launch("not-a-layer", "copy_f16_f16", (1, 1, 1), 256, []))
     with pytest.raises(InternalError, match="not-a-layer"):
         kernels_by_layer(prog, g)
