@@ -22,7 +22,7 @@
 // channels read neighbouring weights), both of the activations' type T, then from the next
 // 16-byte boundary b1 (S), b2 (C) in FP32 (zero where the model has no bias)}; i = {C, S, HW,
 // act}, f = {act a, act b}.
-struct SeGate {
+struct SeHidden {
     float* ws;
     const void* fc;
     int C, S, HW, act;
@@ -64,7 +64,7 @@ __device__ __forceinline__ float dot_vec(const T* w, const float* m) {
 // multiple of 8 (16-byte weight reads), else 1. ws = {partial sums (N x B x C), the tiles'
 // shares (N x tiles x S), hidden (N x S)}, FP32. Dynamic shared memory: at least 512 floats.
 template <int V, typename T>
-__device__ void se_hidden_if_last(const SeGate& g, int CT, int* counters, float* smem) {
+__device__ void se_hidden_if_last(const SeHidden& g, int CT, int* counters, float* smem) {
     __shared__ int is_last;
     const int N = gridDim.z, tiles = gridDim.y, B = gridDim.x, n = blockIdx.z, tile = blockIdx.y;
     __threadfence();
@@ -133,9 +133,9 @@ __device__ void se_hidden_if_last(const SeGate& g, int CT, int* counters, float*
     if (tid == 0) counters[N * tiles + n] = 0;
 }
 
-__device__ __forceinline__ SeGate se_gate_args(float* ws, const void* fc, const int* i,
+__device__ __forceinline__ SeHidden se_hidden_args(float* ws, const void* fc, const int* i,
                                                const float* f) {
-    return SeGate{ws, fc, i[0], i[1], i[2], i[3], f[0], f[1]};
+    return SeHidden{ws, fc, i[0], i[1], i[2], i[3], f[0], f[1]};
 }
 
 // ----- the squeeze: partial sums of pixel blocks --------------------------------------------
@@ -200,7 +200,7 @@ __device__ void se_pool(const KArgs& a) {
     extern __shared__ float smem[];
     se_block_sums<V>(acc, CT, cvec, CV, C, ws, smem);
     const int gi[4] = {C, a.i[6], HW, a.i[7]};
-    se_hidden_if_last<V, T>(se_gate_args(ws, (const void*)a.p[2], gi, a.f), CT, (int*)a.p[3],
+    se_hidden_if_last<V, T>(se_hidden_args(ws, (const void*)a.p[2], gi, a.f), CT, (int*)a.p[3],
                             smem);
 }
 
@@ -239,7 +239,7 @@ __device__ void se_dw_pool(const KArgs& a) {
     extern __shared__ float smem[];
     se_block_sums<V>(acc, CT, cvec, CV, cv.C, ws, smem);
     const int gi[4] = {cv.C, a.i[23], HW, a.i[24]};
-    se_hidden_if_last<V, T>(se_gate_args(ws, (const void*)a.p[6], gi, a.f + 2), CT,
+    se_hidden_if_last<V, T>(se_hidden_args(ws, (const void*)a.p[6], gi, a.f + 2), CT,
                             (int*)a.p[7], smem);
 }
 
@@ -254,8 +254,7 @@ __device__ void se_dw_pool(const KArgs& a) {
 // flight before any store.
 // Latency first (at batch 1 each of these kernels takes a few microseconds): the hidden layer
 // and the first pixels are loaded at once, before the gate is computed. The weights are not
-// (loading the first 4 a thread too took the kernel to 94 registers on sm_87, 2 CTAs an SM,
-// and doubled its time at batch 32 on the H200).
+// (loading the first 4 a thread too took the kernel to 94 registers on sm_87: 2 CTAs an SM).
 // V channels a vector: 1 (any type) or 8 (FP16: 16-byte loads and stores; the host checks C,
 // xcs, ycs and the x / y element offsets are multiples of 8). O: y's type (INT8 when the next
 // convolution reads INT8: quantised here instead of by a copy kernel).

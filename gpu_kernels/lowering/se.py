@@ -1,8 +1,8 @@
 """Squeeze-and-excitation blocks as two kernels of ``se.cu``: the per-(n, c) sums, whose last
-CTA of each image also runs the first FC and its activation once (``se_pool``, or ``se_dw_pool``
-where a depthwise convolution writes the block's input and sums what it writes), then
-``se_scale``, whose CTAs each compute the second FC and the gate for their tile of channels and
-stream ``x * gate`` over their pixels.
+CTAs also run the first FC and its activation (``se_pool``, or ``se_dw_pool`` where a depthwise
+convolution writes the block's input and sums what it writes), then ``se_scale``, whose CTAs
+each compute the second FC and the gate for their tile of channels and stream ``x * gate`` over
+their pixels.
 
 Which blocks qualify is :func:`partitioner.passes.fusion.squeeze_excitation`'s answer, asked
 through :meth:`Lowering.fuse_squeeze_excitation` when the lowering reaches the block's pool, so
@@ -12,10 +12,12 @@ not a multiple of 8) and the element-wise Mul.
 
 Work split (``THREADS`` threads a CTA everywhere): the pools give each CTA a block of an
 image's pixels (and a tile of its channels), so their grids grow with the batch and the pixel
-count; the partial sums of the blocks go to a workspace (N x B x C, FP32) and the last CTA of
-an image to finish (an int32 counter per image, left at zero) adds them in block order: the
-same bits whichever CTA is last. It writes the hidden layer (N x S, FP32, after the sums in the
-same workspace). ``se_scale`` tiles the same way (pixel blocks x channel tiles x images): the
+count; the partial sums of the blocks go to a workspace (N x B x C, FP32). The last CTA of each
+(image, channel tile) to finish adds them in block order and multiplies the tile's means by its
+columns of the first FC (N x tiles x S); the last of those of each image adds the tiles' shares
+in tile order: the hidden layer (N x S). Counters per (image, tile) and per image, left at
+zero, make that the same bits whichever CTAs are last. ``se_scale`` tiles the same way (pixel
+blocks x channel tiles x images): the
 second FC is C x S multiply-adds an image, which one CTA ran as a chain of dependent weight
 reads (MobileNetV3-Large's 960 x 240 block: 67 us at batch 1, H200); spread over the tiles, each
 CTA reads only its tile's weights.
@@ -49,9 +51,9 @@ MAX_POOL_BLOCKS = 256
 SCALE_WAVES = 4
 SCALE_MAX_PIXELS = 1024
 # The most second-FC weight reads a row of se_scale's threads makes for its tile's gate. Narrow
-# tiles split a pixel's channels over CTAs, which costs DRAM locality at batch 32 (EfficientNet-
-# B0's 56 x 56 x 144 block: 19 -> 43 us with 48-channel tiles, H200), so tiles narrow only as far
-# as the gate needs.
+# tiles split a pixel's channels over CTAs (strided rows instead of whole ones), so tiles narrow
+# only as far as the gate needs. (Measured on the H200: going back to whole-row tiles did not
+# undo se_scale's batch-32 slowdown on EfficientNet-B0 -- BENCHMARKS.md, session 12.)
 SCALE_FC_STEPS = 8
 
 
@@ -165,7 +167,7 @@ def lower_squeeze_excitation(lw: Lowering, pool: Node) -> bool:
 
 def lower_se_scale(lw: Lowering, se: SqueezeExcitation, x: Value, ex: Excitation) -> None:
     """The ``se_scale`` kernel of ``se`` over its input ``x`` (NHWC), given the hidden layer
-    (FP32, N x S, written by the pool kernel's last CTA of each image)."""
+    (FP32, N x S, written by the pool kernel's last CTAs)."""
     n, c, h, w = x.shape
     hw = h * w
     y = lw.out_nhwc(se.out, (n, c, h, w), int8_ok=lw.dt == "f16")

@@ -134,7 +134,7 @@ def test_every_kernel_of_a_module_reports_its_registers(arch) -> None:
 @pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
 def test_the_se_kernels_keep_four_ctas_an_sm(arch) -> None:
     """se_scale's FC and gate once took it to 94 registers on sm_87 (2 CTAs of 256 threads an
-    SM) and doubled its time at batch 32 on the H200: the 16-byte SE kernels stay at <= 64."""
+    SM, where it had 4): the 16-byte SE kernels stay at <= 64 registers."""
     from gpu_kernels.cubin import kernel_resources
 
     res = kernel_resources(compile_kernel("se.cu", arch).cubin)
