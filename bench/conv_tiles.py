@@ -182,6 +182,11 @@ def main() -> int:
     ap.add_argument("--network", choices=("resnet50", "narrow"), default="resnet50")
     ap.add_argument("--extra", default=None, help="trial tiles (default: the network's list)")
     ap.add_argument("--precisions", default="f16,i8")
+    ap.add_argument("--shapes", default="",
+                    help="comma list of substrings: only shapes whose signature holds one "
+                         "(e.g. 'h28 w28 c128 k128' for a run under ncu)")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="print each tactic before its launches (to match ncu's kernel order)")
     args = ap.parse_args()
 
     import torch
@@ -204,7 +209,10 @@ def main() -> int:
     print(json.dumps(doc["peaks"]), flush=True)
     rng = np.random.default_rng(0)
     shapes = narrow_convs if args.network == "narrow" else resnet50_convs
+    wanted = [w for w in args.shapes.split(",") if w]
     for base, count in shapes(args.batch):
+        if wanted and not any(w in base.signature() for w in wanted):
+            continue
         for prec in args.precisions.split(","):
             p = base if prec == "f16" else replace(base, dtype="int8")
             listed = candidates(p, arch)  # what the autotuner may pick today
@@ -216,6 +224,8 @@ def main() -> int:
                          "gflop": round(p.flops / 1e9, 3), "r": p.r, "tactics": {}}
             try:
                 for t in cands:
+                    if args.verbose:
+                        print(f"  launching {t.name} ({1 + args.reps} launches)", flush=True)
                     try:
                         ms, err = sweep.run(t, args.reps)
                         row["tactics"][t.name] = {"ms": round(ms, 4), "err": float(f"{err:.2e}")}

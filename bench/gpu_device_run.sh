@@ -67,3 +67,16 @@ if [ "$MODE" = convtiles ]; then
   timeout ${CT_TIMEOUT:-560} python3 bench/conv_tiles.py --out "$OUT/conv_tiles.json" ${CT_ARGS:-} \
     2>&1 | tee "$OUT/conv_tiles.txt" | tail -80
 fi
+if [ "$MODE" = ncu ]; then
+  # Nsight Compute on conv_tiles.py's launches (issue 19 item 3: where a tile's time goes), e.g.
+  #   CT_ARGS="--shapes 'h28 w28 c128 k128 p28' --precisions f16 --extra mma_256x128_w4x2_s3_k1_f2"
+  # kernels in launch order; -v prints which tactic each launch is (check launch + --reps 1).
+  eval "set -- ${CT_ARGS:-}"
+  timeout ${NCU_TIMEOUT:-420} ncu --clock-control none -k "regex:${NCU_KERNELS:-conv_mma|sm90|sm80|xmma|cutlass}" \
+    --launch-count ${NCU_COUNT:-60} --section SpeedOfLight --section MemoryWorkloadAnalysis \
+    --section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis --section SchedulerStats \
+    --section WarpStateStats --section Occupancy --section LaunchStats --section InstructionStats \
+    ${NCU_ARGS:-} python3 bench/conv_tiles.py --out "$OUT/ncu_tiles.json" --reps 1 -v "$@" \
+    > "$OUT/ncu.txt" 2>&1
+  echo "ncu rc $?"; grep -E "launching|conv_mma|sm90|Duration|Compute \(SM\) Throughput|Memory Throughput" "$OUT/ncu.txt" | head -120
+fi
