@@ -97,7 +97,7 @@ def resnet50_convs(batch: int) -> list[tuple[ConvProblem, int]]:
 class Sweep:
     """One problem's buffers, reference output and launches."""
 
-    def __init__(self, ctx, lib, p: ConvProblem, rng, max_splits: int) -> None:
+    def __init__(self, ctx, lib, p: ConvProblem, rng, partial_floats: int) -> None:
         import torch
 
         self.ctx, self.lib, self.p = ctx, lib, p
@@ -120,7 +120,7 @@ class Sweep:
         self.x_h, self.w_h = xt.half().contiguous(memory_format=torch.channels_last), \
             wt.half().contiguous(memory_format=torch.channels_last)
         self.bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
-                     ctx.alloc(max_splits * p.gemm_m * p.k * 4), ctx.alloc(1 << 20),
+                     ctx.alloc(max(partial_floats, 1) * 4), ctx.alloc(1 << 20),
                      ctx.alloc(self.dq.nbytes)]
         ctx.upload(self.bufs[0], x.reshape(-1))
         ctx.upload(self.bufs[1], w.reshape(-1))
@@ -138,7 +138,7 @@ class Sweep:
 
         ctx, p, b = self.ctx, self.p, self.bufs
         func = self.lib.conv_mma(t)
-        grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
+        grid = t.grid(p, ctx.info.sm_count)
         args = KArgs.make([b[0], b[1], 0, 0, b[2], b[3], b[4], b[5]],
                           p.conv_ints() + p.mma_ints(t.splits), [0.0, 0.0, 1.0, 1.0])
         ctx.memset(b[2], 0, p.gemm_m * p.k * 2)
@@ -219,7 +219,8 @@ def main() -> int:
             shipped = {t.name for t in listed}
             trials = [t if prec == "f16" else replace(t, bk=2 * t.bk, dtype="i8") for t in extra]
             cands = listed + [t for t in trials if t.name not in shipped]  # adopted: once
-            sweep = Sweep(ctx, lib, p, rng, max(t.splits for t in cands))
+            sweep = Sweep(ctx, lib, p, rng, max(t.workspace_floats(p, ctx.info.sm_count)
+                                                for t in cands))
             row: dict = {"shape": p.signature(), "precision": prec, "count": count,
                          "gflop": round(p.flops / 1e9, 3), "r": p.r, "tactics": {}}
             try:

@@ -184,11 +184,11 @@ class GpuRunner(BaseRunner):
             x = rng.standard_normal(p.n * p.h * p.w * p.c).astype(np.float16)
             w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
         dq = np.full(p.k, 1e-4, np.float32)  # INT8 dequantisation scales (read by INT8 only)
-        max_split = max(t.splits for t in cands)
-        tiles = max(-(-p.gemm_m // t.bm) * -(-p.k // t.bn) for t in cands)
+        sms = ctx.info.sm_count
+        partials = max(max(t.workspace_floats(p, sms) for t in cands), 1)
+        tiles = max(t.counters(p) for t in cands)
         bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
-                ctx.alloc(max_split * p.gemm_m * p.k * 4), ctx.alloc(tiles * 4),
-                ctx.alloc(dq.nbytes)]
+                ctx.alloc(partials * 4), ctx.alloc(tiles * 4), ctx.alloc(dq.nbytes)]
         try:
             ctx.upload(bufs[0], x)
             ctx.upload(bufs[1], w)
@@ -198,7 +198,7 @@ class GpuRunner(BaseRunner):
             start, end = ctx.event(), ctx.event()
             for t in cands:
                 func = self.lib.conv_mma(t)
-                grid = (-(-p.gemm_m // t.bm), -(-p.k // t.bn), t.splits)
+                grid = t.grid(p, sms)
                 args = KArgs.make([bufs[0], bufs[1], 0, 0, bufs[2], bufs[3], bufs[4], bufs[5]],
                                   p.conv_ints() + p.mma_ints(t.splits),
                                   [0.0, 0.0, 1.0, 1.0])
@@ -208,7 +208,7 @@ class GpuRunner(BaseRunner):
                 for _ in range(reps):
                     ctx.launch(func, grid, t.threads, args, t.smem_bytes)
                 ctx.record(end)
-                out[t.name] = ctx.elapsed_ms(start, end) / reps  # split-K reduction included
+                out[t.name] = ctx.elapsed_ms(start, end) / reps  # split/stream-K combine included
                 tactic_timed(p.signature(), len(out), len(cands))
             return out
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, ConvTactic
+from gpu_kernels.tactics import MMA_TILES, MMA_TILES_I8, STREAM_K_TILES, ConvTactic
 
 # source file -> kernel-name prefixes it defines (each with _f32 / _f16 suffixes or as listed)
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -36,13 +36,13 @@ def source_of(kernel: str) -> str:
 
 def all_modules() -> list[tuple[str, tuple[str, ...]]]:
     """Every (source, options) pair a build may compile: the fixed sources and each MMA tile
-    (FP16 and INT8), plain and with the transposed convolution's upsampling epilogue (any tile
-    may be the one chosen for a ConvTranspose's GEMM)."""
+    (FP16 and INT8, and the stream-K ones), plain and with the transposed convolution's
+    upsampling epilogue (any tile may be the one chosen for a ConvTranspose's GEMM)."""
     mods: list[tuple[str, tuple[str, ...]]] = [(src, ()) for src in SOURCES]
     mods += [
         (MMA_SOURCE, replace(t, d2s=d2s).compile_options())
         for d2s in (False, True)
-        for t in MMA_TILES + MMA_TILES_I8
+        for t in MMA_TILES + MMA_TILES_I8 + STREAM_K_TILES
     ]
     return mods
 

@@ -6,6 +6,8 @@
 // dequantised per output channel (dq[k] = input scale x weight scale[k]). Fused epilogue (bias,
 // activation, residual in FP16 or INT8) writing FP16 or INT8 (requantised by 1/output scale), or
 // FP32 partial sums for split-K (blockIdx.z; the last CTA of a tile reduces them).
+// -DSTREAMK: a grid of one CTA per resident slot shares all tiles' k-tiles out evenly
+// (stream-K); a tile cut into pieces is finished by its last piece (conv_tile, Piece).
 // Both element types share every byte of the data path: a 16-byte chunk is 8 halves or 16 int8,
 // and the m16n8k32 s8 fragments have the same byte layout as the m16n8k16 f16 ones, so one
 // ldmatrix addressing serves both.
@@ -112,8 +114,38 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 #else
 #define BOUNDS __launch_bounds__(NT)
 #endif
-extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
-    await_previous_kernel();
+// One CTA's piece of one output tile: the tile at (block_m, block_n), its k-tiles [kt0, kt1).
+// A piece short of the whole reduction (split-K, stream-K) leaves FP32 partial sums; the last
+// piece of the tile to finish adds them up in a fixed order and runs the epilogue.
+struct Piece {
+    int block_m, block_n, kt0, kt1;
+    int tile;    // index of the tile's counter (p[6])
+    int split;   // split-K: which split (blockIdx.z)
+#ifdef STREAMK
+    int slot;    // stream-K: this piece's partials in the workspace, BM x BN floats a slot
+    int first;   // the tile's first contributing CTA, and how many contribute
+    int pieces;
+    i64 total;   // k-tiles of the whole grid, shared out evenly over gridDim.x CTAs
+    int ktiles;
+#endif
+};
+
+#ifdef STREAMK
+// Stream-K: CTA c of G owns iterations [c*T/G, (c+1)*T/G) of the T = tiles x k-tiles of the
+// whole GEMM, tile-major, so every CTA does the same work whatever the tile count: no partial
+// last wave (ResNet-50's 28x28 layers at batch 32 are 98 tiles of 256x128 on 132 SMs). A CTA
+// holds at most two partial pieces: its first (slot 2c) and its last (slot 2c + 1), so the
+// workspace is 2G slots and a piece's slot follows from where its CTA's range starts.
+__device__ __forceinline__ i64 sk_start(int c, i64 total) { return c * total / gridDim.x; }
+__device__ __forceinline__ int sk_owner(i64 it, i64 total) {  // the CTA whose range holds it
+    return (int)(((it + 1) * gridDim.x - 1) / total);
+}
+__device__ __forceinline__ int sk_slot(int c, int tile, const Piece& pc) {
+    return sk_start(c, pc.total) >= (i64)tile * pc.ktiles ? 2 * c : 2 * c + 1;
+}
+#endif
+
+__device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
     const elem_t* x = (const elem_t*)a.p[0];
     const elem_t* w = (const elem_t*)a.p[1];
     const float* bias = (const float*)a.p[2];
@@ -130,18 +162,17 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     const int M = cv.N * cv.P * cv.Q;
     const int Kgemm = cv.R * cv.S * cv.C;
     const int ktiles = (Kgemm + BK - 1) / BK;
-    const int per = (ktiles + splits - 1) / splits;
-    const int kt0 = blockIdx.z * per;
-    const int kt1 = min(ktiles, kt0 + per);
-    const int block_m = blockIdx.x * BM, block_n = blockIdx.y * BN;
+    const int kt0 = pc.kt0, kt1 = pc.kt1;
+    const int block_m = pc.block_m, block_n = pc.block_n;
     const int tid = threadIdx.x;
+    __shared__ int last_piece;
 
 #if __CUDA_ARCH__ >= 900
     // At batch 1 the weights dominate the bytes and a few CTAs stream them from HBM one k-tile
     // at a time, latency-bound. Ask for this CTA's whole weight slice in one go instead: one
     // bulk L2 prefetch per output channel row (contiguous KRSC), issued by the first m-tile
     // only (the other m-tiles of this n-tile read the same rows from L2).
-    if (blockIdx.x == 0 && tid < BN && block_n + tid < cv.K && kt0 < kt1) {
+    if (block_m == 0 && tid < BN && block_n + tid < cv.K && kt0 < kt1) {
         const int k_end = min(Kgemm, kt1 * BK);
         const elem_t* row = w + (i64)(block_n + tid) * Kgemm + kt0 * BK;
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row),
@@ -355,6 +386,33 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 facc[i][j][e] = acc[i][j][e];
 #endif
             }
+#ifdef STREAMK
+    if (kt0 > 0 || kt1 < ktiles) {
+        // A piece of the tile: leave its sums in its slot, in fragment order (thread tid's
+        // e-th value at e * NT + tid: coalesced both ways). The tile's last piece to finish
+        // adds every slot in CTA order, whichever finished last (replays give the same bits),
+        // and goes on to the epilogue.
+        constexpr int FRAG = MI * NI * 4;
+        float* mine = ws + (i64)pc.slot * (BM * BN);
+#pragma unroll
+        for (int e = 0; e < FRAG; ++e) mine[e * NT + tid] = (&facc[0][0][0])[e];
+        int* counters = (int*)a.p[6];
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) last_piece = atomicAdd(counters + pc.tile, 1) == pc.pieces - 1;
+        __syncthreads();
+        if (!last_piece) return;
+        __threadfence();
+#pragma unroll
+        for (int e = 0; e < FRAG; ++e) (&facc[0][0][0])[e] = 0.0f;
+        for (int q = 0; q < pc.pieces; ++q) {
+            const float* part = ws + (i64)sk_slot(pc.first + q, pc.tile, pc) * (BM * BN);
+#pragma unroll
+            for (int e = 0; e < FRAG; ++e) (&facc[0][0][0])[e] += __ldcg(part + e * NT + tid);
+        }
+        if (tid == 0) counters[pc.tile] = 0;  // ready for the next launch / graph replay
+    }
+#endif
     if (splits > 1) {
         // Split-K: write FP32 partial sums; the last CTA of this output tile to finish (a
         // counter per tile) adds them up and runs the epilogue, so no second kernel is needed.
@@ -368,19 +426,18 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 for (int j = 0; j < NI; ++j) {
                     const int k = block_n + wn * WTN + j * 8 + 2 * t4;
                     if (k >= cv.K) continue;
-                    float* dst = ws + ((i64)blockIdx.z * M + m) * cv.K + k;
+                    float* dst = ws + ((i64)pc.split * M + m) * cv.K + k;
                     dst[0] = facc[i][j][hf * 2];
                     if (k + 1 < cv.K) dst[1] = facc[i][j][hf * 2 + 1];
                 }
             }
         int* counters = (int*)a.p[6];
-        __shared__ int is_last;
         __threadfence();
         __syncthreads();
-        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-        if (tid == 0) is_last = atomicAdd(counters + tile, 1) == splits - 1;
+        const int tile = pc.tile;
+        if (tid == 0) last_piece = atomicAdd(counters + tile, 1) == splits - 1;
         __syncthreads();
-        if (!is_last) return;
+        if (!last_piece) return;
         __threadfence();
         // The reduction is latency-bound (one CTA reads every split's partials through L2), so
         // each thread keeps many loads in flight: 4 outputs (float4) per pass and 8 splits (4 in
@@ -434,7 +491,9 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
             }
 #pragma unroll
             for (int g = 0; g < GR; ++g)
-                for (int q = 0; q < nk[g]; ++q) {
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {  // a guard, not a bound: v stays in registers
+                    if (q >= nk[g]) break;
                     const int m = mg[g], k = kg[g] + q;
                     const float r =
                         res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
@@ -511,7 +570,11 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
                 *(uint4*)yp = ov.v;
             }
         } else {
-            for (int q = 0; q < 8 && k0 + q < cv.K; ++q) {
+            // unrolled with a guard, not a bound: sv.h[q] at a run-time q would put sv in
+            // local memory, and every store of the fast path above through it
+#pragma unroll
+            for (int q = 0; q < 8; ++q) {
+                if (k0 + q >= cv.K) break;
                 const float r =
                     rp ? ld_res(res, (i64)m * cv.rcs + k0 + q, res_i8, res_scale) : 0.0f;
                 st_out(y, OUT_AT8(m, k0, q),
@@ -521,8 +584,8 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
     }
 #else
     // SIMT fallback for pre-Ampere targets: this block's tile, one output at a time, whole
-    // reduction in the first split (the host never splits K below sm_80).
-    if (blockIdx.z > 0) return;
+    // reduction in the tile's first piece (the host never splits K below sm_80).
+    if (kt0 > 0) return;
     for (int e = tid; e < BM * BN; e += NT) {
         const int m = block_m + e / BN, k = block_n + e % BN;
         if (m >= M || k >= cv.K) continue;
@@ -541,5 +604,42 @@ extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
         const float rv = res ? ld_res(res, (i64)m * cv.rcs + k, res_i8, res_scale) : 0.0f;
         st_out(y, OUT_AT(m, k), cv.epilogue(acc, bias, k, rv, res != 0), out_i8, out_inv);
     }
+#endif
+}
+
+extern "C" __global__ void BOUNDS CONV_MMA(const KArgs a) {
+    await_previous_kernel();
+    const ConvArgs cv = conv_args(a);
+    const int ktiles = (cv.R * cv.S * cv.C + BK - 1) / BK;
+    const int tiles_m = (cv.N * cv.P * cv.Q + BM - 1) / BM;
+#ifdef STREAMK
+    const int tiles = tiles_m * ((cv.K + BN - 1) / BN);
+    Piece pc;
+    pc.total = (i64)tiles * ktiles;
+    pc.ktiles = ktiles;
+    pc.split = 0;
+    const int c = blockIdx.x;
+    const i64 end = sk_start(c + 1, pc.total);
+    for (i64 it = sk_start(c, pc.total); it < end;) {
+        pc.tile = (int)(it / ktiles);
+        pc.kt0 = (int)(it - (i64)pc.tile * ktiles);
+        pc.kt1 = (int)min((i64)ktiles, pc.kt0 + (end - it));
+        pc.block_m = pc.tile % tiles_m * BM;
+        pc.block_n = pc.tile / tiles_m * BN;
+        pc.slot = it == sk_start(c, pc.total) ? 2 * c : 2 * c + 1;
+        pc.first = sk_owner((i64)pc.tile * ktiles, pc.total);
+        pc.pieces = sk_owner((i64)(pc.tile + 1) * ktiles - 1, pc.total) - pc.first + 1;
+        conv_tile(a, pc);
+        it += pc.kt1 - pc.kt0;
+        __syncthreads();  // the epilogue's staging reuses the pipeline's shared memory
+    }
+#else
+    const int splits = a.i[21];
+    const int per = (ktiles + splits - 1) / splits;
+    const int kt0 = blockIdx.z * per;
+    const Piece pc{(int)blockIdx.x * BM, (int)blockIdx.y * BN, kt0, min(ktiles, kt0 + per),
+                   (int)(blockIdx.y * gridDim.x + blockIdx.x), (int)blockIdx.z};
+    (void)tiles_m;
+    conv_tile(a, pc);
 #endif
 }

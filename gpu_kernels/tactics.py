@@ -94,6 +94,10 @@ class ConvTactic:
     # one CTA per SM with all the registers it wants, fragments double-buffered ("_f2"): for
     # warp tiles that would spill at two CTAs' 128 registers a thread
     wide: bool = False
+    # stream-K ("_sk", -DSTREAMK in conv_mma.cu): one CTA per resident slot, each taking an equal
+    # share of all tiles' k-tiles, so no wave is left part-empty; pieces of a tile are combined
+    # by its last one to finish. Never with split-K.
+    sk: bool = False
     # the epilogue writes a kernel == stride ConvTranspose's output upsampled in place ("_d2s",
     # -DD2S in conv_mma.cu); never timed on its own: it is the chosen tile with this set
     d2s: bool = False
@@ -109,9 +113,10 @@ class ConvTactic:
         bk = "" if self.bk == _DEFAULT_BK[self.dtype] else f"_b{self.bk}"
         dt = "" if self.dtype == "f16" else f"_{self.dtype}"
         wide = "_f2" if self.wide else ""
+        sk = "_sk" if self.sk else ""
         d2s = "_d2s" if self.d2s else ""
         return (f"mma_{self.bm}x{self.bn}{bk}_w{self.warps_m}x{self.warps_n}_s{self.stages}"
-                f"_k{self.splits}{wide}{dt}{d2s}")
+                f"_k{self.splits}{wide}{sk}{dt}{d2s}")
 
     @property
     def tile(self) -> ConvTactic:
@@ -136,6 +141,8 @@ class ConvTactic:
                 f"-DWARPS_N={self.warps_n}", f"-DSTAGES={self.stages}", f"-DBK={self.bk}")
         if self.wide:
             opts += ("-DMIN_CTAS=1", "-DFRAG_BUFS=2")
+        if self.sk:
+            opts += ("-DSTREAMK=1",)
         opts += ("-DINT8=1",) if self.dtype == "i8" else ()
         return opts + (("-DD2S=1",) if self.d2s else ())
 
@@ -150,6 +157,9 @@ class ConvTactic:
         dtype = "f16"
         if parts[-1] in _ELEM_BYTES:
             dtype = parts.pop()
+        sk = parts[-1] == "sk"
+        if sk:
+            parts.pop()
         wide = parts[-1] == "f2"
         if wide:
             parts.pop()
@@ -160,7 +170,37 @@ class ConvTactic:
         bm, bn = (int(v) for v in tile.split("x"))
         wm, wn = (int(v) for v in warps[1:].split("x"))
         return ConvTactic("mma", bm, bn, wm, wn, int(stages[1:]), int(splits[1:]), bk, dtype,
-                          wide, d2s)
+                          wide, sk, d2s)
+
+    @property
+    def resident_per_sm(self) -> int:
+        """CTAs of this tile one SM holds at once: "_f2" tiles take the registers of one, other
+        256-thread tiles are bounded to two (__launch_bounds__), smaller ones by shared memory
+        (228 KB an SM on sm_80+, 1 KB of it reserved per CTA)."""
+        if self.wide:
+            return 1
+        by_smem = (228 * 1024) // (self.smem_bytes + 1024)
+        return max(1, min(2 if self.threads == 256 else 4, by_smem))
+
+    def grid(self, problem: ConvProblem, sm_count: int) -> tuple[int, int, int]:
+        """The launch grid: a CTA per tile and split, or with stream-K one per resident slot
+        (never more than there are k-tiles to share out)."""
+        tiles_m, tiles_n = -(-problem.gemm_m // self.bm), -(-problem.k // self.bn)
+        if self.sk:
+            work = tiles_m * tiles_n * -(-problem.gemm_k // self.bk)
+            return (min(work, sm_count * self.resident_per_sm), 1, 1)
+        return (tiles_m, tiles_n, self.splits)
+
+    def workspace_floats(self, problem: ConvProblem, sm_count: int) -> int:
+        """FP32 partial sums: split-K's (a whole output per split), stream-K's (two tiles per
+        CTA), else none."""
+        if self.sk:
+            return 2 * self.grid(problem, sm_count)[0] * self.bm * self.bn
+        return self.splits * problem.gemm_m * problem.k if self.splits > 1 else 0
+
+    def counters(self, problem: ConvProblem) -> int:
+        """Per-tile counters (int32, zero between launches) the pieces of a tile count on."""
+        return -(-problem.gemm_m // self.bm) * -(-problem.k // self.bn)
 
 
 _ELEM_BYTES = {"f16": 2, "i8": 1}
@@ -205,6 +245,15 @@ MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(
     replace(t, bk=2 * t.bk, dtype="i8") for t in MMA_TILES
 )
 _MEASURED_ONLY_I8 = tuple(replace(t, bk=2 * t.bk, dtype="i8") for t in _MEASURED_ONLY)
+# Tiles also listed as stream-K ("_sk") where a grid of them is a few waves or less: the big
+# tiles whose last part-empty wave costs most (ResNet-50 at batch 32 on 132 SMs: 98 tiles of
+# 256x128 at 28x28, 50 at 14x14). Measured only, like _MEASURED_ONLY; INT8 twins as above.
+_STREAM_K_F16 = (ConvTactic("mma", 256, 128, 4, 2, 3, wide=True),
+                 ConvTactic("mma", 128, 128, 2, 4, 3, bk=64, wide=True),
+                 ConvTactic("mma", 128, 128, 2, 4, 3), ConvTactic("mma", 128, 128, 2, 4, 4))
+STREAM_K_TILES: tuple[ConvTactic, ...] = tuple(
+    replace(t, sk=True) for t in _STREAM_K_F16) + tuple(
+    replace(t, sk=True, bk=2 * t.bk, dtype="i8") for t in _STREAM_K_F16)
 _TILE_EFFICIENCY = {(64, 32): 0.4, (128, 32): 0.55, (32, 64): 0.45, (64, 64): 0.65,
                     (64, 128): 0.8, (128, 64): 0.8, (128, 128): 1.0, (128, 256): 1.0}
 
@@ -229,9 +278,12 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
             continue  # a deep k-tile only pays off on long reductions
         ktiles = math.ceil(problem.gemm_k / t.bk)
         out.append(t)
+        ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
+        if replace(t, sk=True) in STREAM_K_TILES and ktiles >= 8 \
+                and ctas <= 4 * 132 * t.resident_per_sm:
+            out.append(replace(t, sk=True))
         if not _modelled(t):
             continue  # measured on large grids only, where split-K is never listed
-        ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
         for splits in (2, 4, 8, 16):
             # split-K only where the grid is small and every split keeps >= 4 k-tiles
             if ctas * splits <= 2 * 132 and ktiles // splits >= 4:
@@ -265,4 +317,4 @@ def heuristic(problem: ConvProblem, arch: int, sm_count: int) -> ConvTactic:
 
 def _modelled(t: ConvTactic) -> bool:
     """Whether the cost model knows the tile's efficiency (else only the autotuner picks it)."""
-    return t.tile not in _MEASURED_ONLY and t.tile not in _MEASURED_ONLY_I8
+    return not t.sk and t.tile not in _MEASURED_ONLY and t.tile not in _MEASURED_ONLY_I8

@@ -251,16 +251,16 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
                          [lw.ref(x), w, bias, resr, lw.ref(y)], ints, floats,
                          problem=p, tactic=tactic))
         return
-    grid = (math.ceil(p.gemm_m / tactic.bm), math.ceil(p.k / tactic.bn), tactic.splits)
-    if tactic.splits == 1:
+    grid = tactic.grid(p, lw.sm_count)
+    partial = tactic.workspace_floats(p, lw.sm_count)
+    if not partial:
         lw.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                          [lw.ref(x), w, bias, resr, lw.ref(y), None, None, dq],
                          ints + p.mma_ints(1, res_i8, out_i8), floats, tactic.smem_bytes,
                          tactic, p))
         return
-    ws = Value(lw.new_buf(tactic.splits * p.gemm_m * p.k * 4), (tactic.splits,
-               p.gemm_m, p.k), "plain", "f32")
-    counters = lw.weight(np.zeros(grid[0] * grid[1], np.int32))  # persistent zeros
+    ws = Value(lw.new_buf(partial * 4), (partial,), "plain", "f32")
+    counters = lw.weight(np.zeros(tactic.counters(p), np.int32))  # persistent zeros
     lw.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                      [lw.ref(x), w, bias, resr, lw.ref(y), lw.ref(ws), counters, dq],
                      ints + p.mma_ints(tactic.splits, res_i8, out_i8), floats,

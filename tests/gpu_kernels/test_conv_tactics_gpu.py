@@ -40,7 +40,8 @@ def test_every_tactic_matches_the_reference(shape) -> None:
     ref = reference(graph, feeds)["y0"]
     p = problem_of(graph)
     tactics = candidates(p, 90)
-    assert {t.tile for t in tactics} == {t for t in MMA_TILES if t.bk == 32 or p.gemm_k >= 256}
+    assert {t.tile for t in tactics if not t.sk} == \
+        {t for t in MMA_TILES if t.bk == 32 or p.gemm_k >= 256}
     for t in tactics:
         cache = TimingCache()
         cache.record(p.signature(), "sm_90", t.name, 0.0)  # force this tactic
@@ -135,7 +136,8 @@ def test_int8_tiles_upsample_into_a_channel_slice() -> None:
     assert any(t.splits > 1 for t in tactics)
     bufs = [ctx.alloc(v.nbytes) for v in (x, wq, bias, dq)]
     y = ctx.alloc(n * h * f * w * f * ycs * 2)
-    ws = ctx.alloc(max(t.splits for t in tactics) * p.gemm_m * k * 4)
+    sms = ctx.info.sm_count
+    ws = ctx.alloc(max(t.workspace_floats(p, sms) for t in tactics) * 4)
     counters = ctx.alloc(4096)
     try:
         for b, v in zip(bufs, (x, wq, bias, dq), strict=True):
@@ -148,8 +150,7 @@ def test_int8_tiles_upsample_into_a_channel_slice() -> None:
             d2s = replace(t, d2s=True)
             args = KArgs.make([bufs[0], bufs[1], bufs[2], 0, y, ws, counters, bufs[3]], ints,
                               [0.0, 0.0, 0.0, 0.0])
-            grid = (-(-p.gemm_m // t.bm), -(-k // t.bn), t.splits)
-            ctx.launch(lib.conv_mma(d2s), grid, d2s.threads, args, d2s.smem_bytes)
+            ctx.launch(lib.conv_mma(d2s), t.grid(p, sms), d2s.threads, args, d2s.smem_bytes)
             ctx.synchronize()
             got = ctx.download(y, (n * h * f * w * f, ycs), np.float16).astype(np.float64)
             err = np.abs(got[:, :ko] - want).max() / np.abs(want).max()
@@ -159,3 +160,67 @@ def test_int8_tiles_upsample_into_a_channel_slice() -> None:
         ctx.synchronize()
         for b in (*bufs, y, ws, counters):
             ctx.free(b)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_stream_k_matches_at_every_grid_size_and_replays_bit_for_bit(dtype) -> None:
+    """conv_mma -DSTREAMK launched directly on a 3x3 convolution with a residual and Relu, at
+    grids from 1 CTA to one per k-tile (so tiles are cut into 1 to many pieces, at every
+    offset), against float64 NumPy; a second launch gives the same bits (the pieces are added
+    in a fixed order, whichever finishes last) and finds the tile counters back at zero."""
+    from gpu_kernels.driver import Context, KArgs
+    from gpu_kernels.library import KernelLibrary
+    from gpu_kernels.tactics import STREAM_K_TILES
+
+    ctx = Context(0)
+    if ctx.info.arch < 80:
+        pytest.skip("the tensor-core kernel needs sm_80+")
+    lib = KernelLibrary(ctx)
+    n, h, c, k = 2, 20, 64, 200  # 800 pixels, 200 channels: partial tiles on both sides
+    p = ConvProblem(n, h, h, c, k, h, h, 3, 3, (1, 1), (1, 1), dtype=dtype)
+    rng = np.random.default_rng(12)
+    if dtype == "int8":
+        x = rng.integers(-127, 128, (n, h, h, c), dtype=np.int8)
+        wt = rng.integers(-127, 128, (k, 3, 3, c), dtype=np.int8)
+        dq = rng.uniform(1e-4, 3e-4, k).astype(np.float32)
+    else:
+        x = rng.standard_normal((n, h, h, c)).astype(np.float16)
+        wt = (rng.standard_normal((k, 3, 3, c)) * 0.05).astype(np.float16)
+        dq = np.ones(k, np.float32)
+    res = rng.standard_normal((n * h * h, k)).astype(np.float16)
+    bias = rng.standard_normal(k).astype(np.float32)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = np.stack([xp[:, r:r + h, s:s + h, :] for r in range(3) for s in range(3)], axis=3)
+    gemm = cols.reshape(n * h * h, -1) @ wt.reshape(k, -1).T.astype(np.float64)
+    want = np.maximum(gemm * dq + bias + res, 0.0)
+    bufs = [ctx.alloc(v.nbytes) for v in (x, wt, bias, res, dq)]
+    y = ctx.alloc(n * h * h * k * 2)
+    for t in (t for t in STREAM_K_TILES if t.dtype == ("i8" if dtype == "int8" else "f16")):
+        work = t.counters(p) * -(-p.gemm_k // t.bk)
+        grids = sorted({1, 3, t.counters(p), 2 * t.counters(p) + 1, work // 2, work})
+        ws = ctx.alloc(2 * max(grids) * t.bm * t.bn * 4)
+        counters = ctx.alloc(t.counters(p) * 4)
+        try:
+            for b, v in zip(bufs, (x, wt, bias, res, dq), strict=True):
+                ctx.upload(b, v.reshape(-1))
+            ctx.memset(counters, 0, t.counters(p) * 4)
+            ints = p.conv_ints(1, 0, c, k, k) + p.mma_ints(1)  # act 1: Relu, residual after
+            args = KArgs.make([bufs[0], bufs[1], bufs[2], bufs[3], y, ws, counters, bufs[4]],
+                              ints, [0.0, 0.0, 0.0, 0.0])
+            func = lib.conv_mma(t)
+            for g in grids:
+                runs = []
+                for _ in range(2):
+                    ctx.memset(y, 0, n * h * h * k * 2)
+                    ctx.launch(func, (g, 1, 1), t.threads, args, t.smem_bytes)
+                    ctx.synchronize()
+                    runs.append(ctx.download(y, (n * h * h, k), np.float16))
+                err = np.abs(runs[0].astype(np.float64) - want).max() / np.abs(want).max()
+                assert err <= 2e-3, f"{t.name} on {g} CTAs: rel err {err:.2e}"
+                assert runs[0].tobytes() == runs[1].tobytes(), f"{t.name} on {g} CTAs: replay"
+        finally:
+            ctx.synchronize()
+            ctx.free(ws)
+            ctx.free(counters)
+    for b in (*bufs, y):
+        ctx.free(b)

@@ -39,7 +39,68 @@ def test_candidates_follow_the_hardware_rules(problem, arch, expect_mma) -> None
 def test_split_k_only_for_small_grids_and_long_reductions() -> None:
     assert any(t.splits > 1 for t in candidates(SMALL, 90))
     assert all(t.splits == 1 for t in candidates(BIG, 90))
-    assert {t.tile for t in candidates(BIG, 90)} == set(MMA_TILES)
+    assert {t.tile for t in candidates(BIG, 90) if not t.sk} == set(MMA_TILES)
+
+
+def test_stream_k_is_listed_for_few_waves_and_only_measured() -> None:
+    from gpu_kernels.tactics import STREAM_K_TILES
+
+    layer3 = ConvProblem(32, 14, 14, 256, 256, 14, 14, 3, 3, (1, 1), (1, 1))  # 50 tiles of 256
+    huge = ConvProblem(32, 224, 224, 64, 64, 224, 224, 3, 3, (1, 1), (1, 1))
+    for problem in (layer3, replace(layer3, dtype="int8")):
+        sk = [t for t in candidates(problem, 87) if t.sk]
+        assert sk and set(sk) <= set(STREAM_K_TILES)
+        for t in sk:
+            assert ConvTactic.from_name(t.name) == t and t.name.endswith(("_sk", "_sk_i8"))
+            assert "-DSTREAMK=1" in t.compile_options() and t.splits == 1
+            assert t.grid(problem, 132) == (132 * t.resident_per_sm, 1, 1)
+            assert t.workspace_floats(problem, 132) == 2 * 132 * t.resident_per_sm * t.bm * t.bn
+        assert not heuristic(problem, 87, 16).sk and not heuristic(problem, 90, 132).sk
+    assert not any(t.sk for t in candidates(huge, 90))  # many waves: nothing left to balance
+    assert any(t.sk for t in candidates(SMALL, 90))  # batch 1: 4 tiles, 144 k-tiles each
+    tiny = ConvProblem(1, 4, 4, 64, 64, 4, 4, 1, 1)  # 2 k-tiles: too few to share out
+    assert not any(t.sk for t in candidates(tiny, 90))
+    one = STREAM_K_TILES[0]
+    assert one.grid(tiny, 132) == (one.counters(tiny) * 2, 1, 1)  # never more CTAs than k-tiles
+
+
+@pytest.mark.parametrize("tiles,ktiles,ctas", [(98, 36, 132), (50, 72, 132), (8, 18, 144),
+                                               (7, 9, 1), (3, 5, 4), (264, 8, 264)])
+def test_stream_k_partition_covers_every_k_tile_once(tiles, ktiles, ctas) -> None:
+    """conv_mma.cu's stream-K arithmetic, restated: CTA c owns iterations
+    [c*T/G, (c+1)*T/G); sk_owner(i) is the CTA holding iteration i; a partial piece's slot is
+    2c if it starts its CTA's range, else 2c + 1; a tile's pieces are CTAs first..first+pieces-1.
+    Every (tile, k-tile) is done once, each tile's pieces are the CTAs the formula names, and
+    no two pieces share a slot."""
+    total = tiles * ktiles
+
+    def start(c: int) -> int:
+        return c * total // ctas
+
+    def owner(i: int) -> int:
+        return ((i + 1) * ctas - 1) // total
+
+    done, slots = [], {}
+    for c in range(ctas):
+        it, end = start(c), start(c + 1)
+        while it < end:
+            tile = it // ktiles
+            kt0 = it - tile * ktiles
+            kt1 = min(ktiles, kt0 + end - it)
+            done += [(tile, k) for k in range(kt0, kt1)]
+            first = owner(tile * ktiles)
+            pieces = owner((tile + 1) * ktiles - 1) - first + 1
+            assert first <= c < first + pieces
+            if kt1 - kt0 < ktiles:
+                slot = 2 * c if it == start(c) else 2 * c + 1
+                assert slot not in slots
+                slots[slot] = tile
+                # the slot the combining piece computes for this CTA: sk_slot(c, tile)
+                assert slot == (2 * c if start(c) >= tile * ktiles else 2 * c + 1)
+            else:
+                assert pieces == 1
+            it += kt1 - kt0
+    assert sorted(done) == [(t, k) for t in range(tiles) for k in range(ktiles)]
 
 
 def test_heuristic_prefers_split_k_at_batch_1_and_big_tiles_at_batch_32() -> None:
