@@ -245,9 +245,12 @@ MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(
     replace(t, bk=2 * t.bk, dtype="i8") for t in MMA_TILES
 )
 _MEASURED_ONLY_I8 = tuple(replace(t, bk=2 * t.bk, dtype="i8") for t in _MEASURED_ONLY)
-# Tiles also listed as stream-K ("_sk") where a grid of them is a few waves or less: the big
-# tiles whose last part-empty wave costs most (ResNet-50 at batch 32 on 132 SMs: 98 tiles of
-# 256x128 at 28x28, 50 at 14x14). Measured only, like _MEASURED_ONLY; INT8 twins as above.
+# Tiles also listed as stream-K ("_sk") where their plain grid fills at most half the SMs and
+# the reduction is long. Measured on the H200 (bench/conv_tiles.py, ResNet-50 at batch 32,
+# BENCHMARKS.md): the 7x7 3x3 layers (52 tiles of 128x128, 144 k-tiles) gain 22-38 % from it,
+# but every layer of 98 tiles or more loses 3-45 %: the FP32 partials (a 128 KB write and
+# read per piece of a 256x128 tile) and the final combine cost more than the idle SMs.
+# Measured only, like _MEASURED_ONLY; INT8 twins as above.
 _STREAM_K_F16 = (ConvTactic("mma", 256, 128, 4, 2, 3, wide=True),
                  ConvTactic("mma", 128, 128, 2, 4, 3, bk=64, wide=True),
                  ConvTactic("mma", 128, 128, 2, 4, 3), ConvTactic("mma", 128, 128, 2, 4, 4))
@@ -279,8 +282,8 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
         ktiles = math.ceil(problem.gemm_k / t.bk)
         out.append(t)
         ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
-        if replace(t, sk=True) in STREAM_K_TILES and ktiles >= 8 \
-                and ctas <= 4 * 132 * t.resident_per_sm:
+        if replace(t, sk=True) in STREAM_K_TILES and ktiles >= 16 \
+                and 2 * ctas <= 132 * t.resident_per_sm:
             out.append(replace(t, sk=True))
         if not _modelled(t):
             continue  # measured on large grids only, where split-K is never listed

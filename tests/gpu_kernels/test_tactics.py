@@ -57,6 +57,10 @@ def test_stream_k_is_listed_for_few_waves_and_only_measured() -> None:
             assert t.workspace_floats(problem, 132) == 2 * 132 * t.resident_per_sm * t.bm * t.bn
         assert not heuristic(problem, 87, 16).sk and not heuristic(problem, 90, 132).sk
     assert not any(t.sk for t in candidates(huge, 90))  # many waves: nothing left to balance
+    # ResNet-50's 28x28 3x3 at batch 32: 98 tiles of 256x128, 196 of 128x128, where the
+    # partials cost more than the idle SMs (H200, bench/conv_tiles.py)
+    layer2 = ConvProblem(32, 28, 28, 128, 128, 28, 28, 3, 3, (1, 1), (1, 1))
+    assert not any(t.sk for t in candidates(layer2, 90))
     assert any(t.sk for t in candidates(SMALL, 90))  # batch 1: 4 tiles, 144 k-tiles each
     tiny = ConvProblem(1, 4, 4, 64, 64, 4, 4, 1, 1)  # 2 k-tiles: too few to share out
     assert not any(t.sk for t in candidates(tiny, 90))
