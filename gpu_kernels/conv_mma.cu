@@ -59,14 +59,11 @@ typedef half_t elem_t;
 #define NI (WTN / 8)
 #define LDS (BK + EPC)  // +16 bytes per row: ldmatrix rows land in distinct banks
 #define A_CH (BM * CPR / NT)
-// B's chunks may not divide evenly among the threads (a 192x128 tile has 6 warps): then the
-// last round of copies leaves out the threads whose row is past BN.
-#define B_CH ((BN * CPR + NT - 1) / NT)
-#define B_EVEN ((BN * CPR) % NT == 0)
+#define B_CH (BN * CPR / NT)
 
 static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile must be a multiple of 16x16");
 static_assert(A_CH >= 1 && B_CH >= 1, "too many threads for the tile");
-static_assert((BM * CPR) % NT == 0, "uneven loader");
+static_assert((BM * CPR) % NT == 0 && (BN * CPR) % NT == 0, "uneven loader");
 static_assert(NT % CPR == 0 && BK % MMA_K == 0, "bad BK");
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
@@ -215,11 +212,10 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
         a_pix[i] = (int)o.base + (o.ih0 * cv.W + o.iw0) * cv.xcs;  // tap (0, 0), channel 0
     }
     int b_off[B_CH];
-    bool b_ok[B_CH], b_live[B_CH];  // b_live: the row is in the tile (always, if B_EVEN)
+    bool b_ok[B_CH];
 #pragma unroll
     for (int i = 0; i < B_CH; ++i) {
         const int row = tid / CPR + i * (NT / CPR);
-        b_live[i] = B_EVEN || row < BN;
         b_ok[i] = block_n + row < cv.K;
         b_off[i] = (block_n + row) * Kgemm + kt0 * BK + kc * EPC;
     }
@@ -248,10 +244,8 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
         for (int i = 0; i < B_CH; ++i) {
             const bool ok = k_ok && b_ok[i];
             const elem_t* src = w + (ok ? b_off[i] : 0);
-            if (b_live[i])
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                                 b_dst + i * ROWS_APART + stage * B_STAGE), "l"(src),
-                             "r"(ok ? 16 : 0));
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                             b_dst + i * ROWS_APART + stage * B_STAGE), "l"(src), "r"(ok ? 16 : 0));
             b_off[i] += BK;
         }
         lk += BK;

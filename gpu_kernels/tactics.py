@@ -232,10 +232,6 @@ _MEASURED_ONLY: tuple[ConvTactic, ...] = (
     ConvTactic("mma", 128, 128, 2, 4, 3, bk=64, wide=True),
     ConvTactic("mma", 256, 128, 4, 2, 3, wide=True),  # 64x64 warp tiles
     ConvTactic("mma", 128, 128, 2, 4, 4),
-    # 64x64 warp tiles in 6 warps: M = 25088 (ResNet-50's 28x28 layers at batch 32) is 131
-    # tiles of 192 rows, one wave of 132 SMs, where 256 rows leave 34 SMs idle (Nsight Compute
-    # on the H200: 98 CTAs, 0.74 waves)
-    ConvTactic("mma", 192, 128, 3, 2, 3, wide=True),
     # Narrow layers (<= 64 output channels: UNet's, YOLO's first stages, MobileNet's projections):
     # the three that cut the summed time most in bench/conv_tiles.py --network narrow (H200,
     # 2026-12-02, 29 shapes of unet-small, yolov5s and mobilenetv2 at batch 32: -9.9 %).
