@@ -69,22 +69,27 @@ __device__ void conv_transpose_direct(const KArgs& a) { conv_gather<T, true>(a);
 // Depthwise convolution (groups == C == K), NHWC, weights [R][S][C] so that neighbouring
 // threads (neighbouring channels) read neighbouring weights. Same args as conv_direct; with an
 // INT8 output (TO = i8_t, feeding an INT8 convolution) f[2] = 1 / output scale.
-// V channels a thread: 1 (any type), or 8 (FP16 only: 16-byte loads of x and w and one 16-byte
-// FP16 or 8-byte INT8 store, a tenth of the instructions; the host checks that C, every pixel
-// stride and every base offset are multiples of 8 elements).
+// A thread a strip of DW_STRIP output pixels along Q (depthwise.cuh) x V channels: 1 (any
+// type), or 8 (FP16 only: 16-byte loads of x and w and one 16-byte FP16 or 8-byte INT8 store
+// a pixel; the host checks that C, every pixel stride and every base offset are multiples of
+// 8 elements). Channels fastest, so a warp reads whole pixels.
 template <int V, typename T, typename TO = T>
 __device__ void conv_dw(const KArgs& a) {
     TO* y = (TO*)a.p[4];
     const float out_factor = sizeof(TO) == 1 ? a.f[2] : 1.0f;
     const ConvArgs cv = conv_args(a);
-    const int CV = cv.C / V;
-    const int total = cv.N * cv.P * cv.Q * CV;
+    const int CV = cv.C / V, QB = (cv.Q + DW_STRIP - 1) / DW_STRIP;
+    const int total = cv.N * cv.P * QB * CV;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += gridDim.x * blockDim.x) {
-        const NhwcPos o = nhwc_pos(idx, CV, cv.P, cv.Q);
-        float out[V];
-        dw_point<V, T>(a, cv, o, out, out_factor);
-        st_vec<V>(y + (i64)o.m * cv.ycs + o.c * V, out);
+        const NhwcPos o = nhwc_pos(idx, CV, cv.P, QB);  // o.q: the strip of row (n, p)
+        const int q0 = o.q * DW_STRIP;
+        float out[DW_STRIP][V];
+        dw_strip<V, T>(a, cv, o.n, o.p, q0, o.c * V, out, out_factor);
+        TO* yp = y + (((i64)o.n * cv.P + o.p) * cv.Q + q0) * cv.ycs + o.c * V;
+#pragma unroll
+        for (int j = 0; j < DW_STRIP; ++j)
+            if (q0 + j < cv.Q) st_vec<V>(yp + (i64)j * cv.ycs, out[j]);
     }
 }
 

@@ -205,7 +205,10 @@ __device__ void se_pool(const KArgs& a) {
 }
 
 // se_dw_pool: the depthwise convolution that writes the block's input, summing what it writes.
-// p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT, pixels a
+// Its units are strips of DW_STRIP pixels along a row (depthwise.cuh), not pixels: the blocks,
+// rows and CT of se_pool's scheme over an image's P x ceil(Q / DW_STRIP) strips; a thread adds
+// its strips' pixels in order.
+// p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT, strips a
 // block, S, act}; f = {conv act a, conv act b, act a, act b}; dynamic shared memory
 // 256 max(V, 2) floats.
 template <int V, typename T>
@@ -214,31 +217,31 @@ __device__ void se_dw_pool(const KArgs& a) {
     float* ws = (float*)a.p[5];
     const ConvArgs cv = conv_args(a);
     const int CT = a.i[21], chunk = a.i[22];
-    const int CV = cv.C / V, HW = cv.P * cv.Q, R = SE_THREADS / CT;
+    const int CV = cv.C / V, QB = (cv.Q + DW_STRIP - 1) / DW_STRIP, R = SE_THREADS / CT;
     const int lane = threadIdx.x % CT, row = threadIdx.x / CT;
     const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
-    const int p0 = blockIdx.x * chunk, p1 = min(HW, p0 + chunk);
+    const int b0 = blockIdx.x * chunk, b1 = min(cv.P * QB, b0 + chunk);
     float acc[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) acc[j] = 0.0f;
     if (row < R && cvec < CV) {
-        for (int pix = p0 + row; pix < p1; pix += R) {
-            NhwcPos o;
-            o.c = cvec;
-            o.n = n;
-            o.p = pix / cv.Q;
-            o.q = pix - o.p * cv.Q;
-            o.m = n * HW + pix;
-            float out[V];
-            dw_point<V, T>(a, cv, o, out);
-            st_vec<V>(y + (i64)o.m * cv.ycs + cvec * V, out);
+        for (int strip = b0 + row; strip < b1; strip += R) {
+            const int p = strip / QB, q0 = (strip - p * QB) * DW_STRIP;
+            float out[DW_STRIP][V];
+            dw_strip<V, T>(a, cv, n, p, q0, cvec * V, out);
+            T* yp = y + (((i64)n * cv.P + p) * cv.Q + q0) * cv.ycs + cvec * V;
 #pragma unroll
-            for (int j = 0; j < V; ++j) acc[j] += out[j];
+            for (int i = 0; i < DW_STRIP; ++i) {
+                if (q0 + i >= cv.Q) continue;
+                st_vec<V>(yp + (i64)i * cv.ycs, out[i]);
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[j] += out[i][j];
+            }
         }
     }
     extern __shared__ float smem[];
     se_block_sums<V>(acc, CT, cvec, CV, cv.C, ws, smem);
-    const int gi[4] = {cv.C, a.i[23], HW, a.i[24]};
+    const int gi[4] = {cv.C, a.i[23], cv.P * cv.Q, a.i[24]};
     se_hidden_if_last<V, T>(se_hidden_args(ws, (const void*)a.p[6], gi, a.f + 2), CT,
                             (int*)a.p[7], smem);
 }
@@ -350,8 +353,9 @@ extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_scale_x8_f16_i8(c
 }
 KERNEL(se_dw_pool_f32, se_dw_pool<1, float>(a))
 KERNEL(se_dw_pool_f16, se_dw_pool<1, half_t>(a))
-// 4 CTAs an SM (at most 64 registers; 72 without the bound): more 16-byte reads in flight
-extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_dw_pool_x8_f16(const KArgs a) {
+// 2 CTAs an SM (at most 128 registers; 130-134 without the bound, 1 CTA): the strips' loads
+// keep enough 16-byte reads in flight
+extern "C" __global__ void __launch_bounds__(SE_THREADS, 2) se_dw_pool_x8_f16(const KArgs a) {
     await_previous_kernel();
     se_dw_pool<8, half_t>(a);
 }

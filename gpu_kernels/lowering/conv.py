@@ -39,6 +39,8 @@ from partitioner.passes.fusion import Activation, SqueezeExcitation
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
 
+DW_STRIP = 4  # output pixels along Q a depthwise thread computes (DW_STRIP in depthwise.cuh)
+
 
 def _weights_refusal(node: Node) -> str | None:
     w = constant(node, 1)
@@ -243,6 +245,8 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
             return
         if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
             assert kernel == "conv_dw" and lw.dt == "f16", layer
+        if kernel == "conv_dw":  # a thread a strip of DW_STRIP pixels of a row
+            n = p.n * p.p * math.ceil(p.q / DW_STRIP) * p.k
         if kernel == "conv_dw" and lw.dt == "f16" and all(
                 v % 8 == 0 for v in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)):
             kernel, n = "conv_dw_x8", n // 8  # 8 channels a thread, 16-byte accesses
@@ -275,7 +279,9 @@ def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref
     ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
     v = 8 if lw.dt == "f16" and all(
         c % 8 == 0 for c in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)) else 1
-    ct, blocks, chunk = pool_tiling(p.p * p.q, p.k // v, p.n, lw.sm_count)
+    # its pixel blocks are blocks of strips: DW_STRIP pixels of a row a thread
+    ct, blocks, chunk = pool_tiling(p.p * math.ceil(p.q / DW_STRIP), p.k // v, p.n,
+                                    lw.sm_count)
     tiles = math.ceil(p.k // v / ct)
     ex = se_workspace(lw, se, p.n, p.k, blocks, tiles)
     lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if v == 8 else ''}{lw.dt}",

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 THREADS = 256  # SE_THREADS in se.cu
 SCALE_UNROLL = 4  # SE_SCALE_UNROLL in se.cu: pixels a se_scale thread loads at once
-# Pixels a pool thread sums (se_dw_pool: a 3x3 or 5x5 window each), the most that still give
-# the grid POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's pixels are a latency
-# chain), and the most pixel blocks an image (the partial sums its last CTA adds a channel).
+# Pixels a pool thread sums (se_dw_pool: strips of DW_STRIP pixels of a row, lowering/conv.py),
+# the most that still give the grid POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's
+# pixels are a latency chain), and the most pixel blocks an image (the partial sums its last
+# CTA adds a channel).
 POOL_PIXELS = (4, 2, 1)
 POOL_WAVES = 4
 MAX_POOL_BLOCKS = 256
@@ -59,9 +60,9 @@ SCALE_FC_STEPS = 8
 
 def pool_tiling(hw: int, cv: int, n: int, sm_count: int) -> tuple[int, int, int]:
     """(CT channel vectors a CTA, B pixel blocks an image, pixels a block) of ``se_pool`` and
-    ``se_dw_pool`` over ``n`` images of ``hw`` pixels of ``cv`` channel vectors on ``sm_count``
-    SMs: the vectors split evenly over tiles of at most 32 lanes, 256 / CT pixel rows, 4, 2 or
-    1 pixels a row."""
+    ``se_dw_pool`` over ``n`` images of ``hw`` pixels (se_dw_pool: strips) of ``cv`` channel
+    vectors on ``sm_count`` SMs: the vectors split evenly over tiles of at most 32 lanes,
+    256 / CT pixel rows, 4, 2 or 1 pixels a row."""
     tiles = math.ceil(cv / 32)
     ct = math.ceil(cv / tiles)
     rows = THREADS // ct

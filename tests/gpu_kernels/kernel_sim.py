@@ -14,6 +14,8 @@ import math
 import numpy as np
 
 from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
+from gpu_kernels.lowering.conv import DW_STRIP
+from gpu_kernels.lowering.program import grid1d
 
 DTYPES = {"f16": np.float16, "f32": np.float32, "i8": np.int8, "i32": np.int32,
           "i64": np.int64}
@@ -121,6 +123,8 @@ class KernelSim:
                                 "se_dw_pool")) \
                 and not kernel.endswith("_i8"):
             self.conv(ln, kernel.split("_")[-1])
+        elif kernel.startswith("conv_dw") and kernel.endswith("_f16_i8"):
+            self.conv(ln, "f16")  # FP16 in, INT8 out (times f[2])
         elif kernel == "conv_mma_i8":
             self.conv(ln, "i8")
         elif kernel.startswith("pool2d_"):
@@ -263,13 +267,21 @@ class KernelSim:
          rcs) = ln.ints[:21]
         i8, mma = dt == "i8", ln.kernel.startswith("conv_mma")  # only conv_mma has i[22:24]
         res_dt = "i8" if mma and ln.ints[22] else ("f16" if i8 else dt)
-        out_dt = "i8" if mma and ln.ints[23] else ("f16" if i8 else dt)
+        out_dt = "i8" if (mma and ln.ints[23]) or ln.kernel.endswith("_f16_i8") \
+            else ("f16" if i8 else dt)
         # conv_mma -DD2S / conv_tiled_d2s: a 1x1 GEMM to F*F*Ko columns written upsampled; F
         # in the groups slot
         d2s = groups if (ln.tactic is not None and ln.tactic.d2s) or "_d2s_" in ln.kernel else 0
         groups = 1 if d2s else groups
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
+        if ln.kernel.startswith("conv_dw"):  # a thread a strip of DW_STRIP pixels of a row
+            v = 8 if "_x8_" in ln.kernel else 1
+            assert ln.grid == grid1d(n * p * -(-q // DW_STRIP) * k // v), ln.layer
+            if v == 8:  # 16-byte vectors: the lowering's promise
+                y_offset = ln.ptrs[4].byte_offset // (1 if out_dt == "i8" else 2)
+                assert all(e % 8 == 0 for e in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
+                                                y_offset)), ln.layer
         if ln.kernel.startswith(("conv_dw", "se_dw_pool")):  # depthwise weights: [R][S][C]
             wd = self.mem(ln.ptrs[1], dt)[:r * s * c].reshape(r, s, c).astype(np.float32)
             wk = np.transpose(wd, (2, 0, 1))[:, :, :, None]  # [K = C][R][S][1]
@@ -323,10 +335,16 @@ class KernelSim:
                         1)
 
     def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
-        """se_dw_pool's partial sums of its output, then the hidden layer (se_hidden)."""
+        """se_dw_pool's partial sums of its output, then the hidden layer (se_hidden). Its
+        blocks are of strips (DW_STRIP pixels of a row, the last of a row shorter), not of
+        pixels."""
         n, p, q, k = out.shape
         ct, chunk = ln.ints[21:23]
-        sums = self.pool_sums(ln, out.reshape(n, p * q, k), ct, chunk)
+        qb = -(-q // DW_STRIP)
+        strips = np.zeros((n, p, qb * DW_STRIP, k), np.float32)
+        strips[:, :, :q] = out
+        strips = strips.reshape(n, p * qb, DW_STRIP, k).sum(axis=2)
+        sums = self.pool_sums(ln, strips, ct, chunk)
         self.se_hidden(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
                        ln.ptrs[6], ln.ptrs[7], p * q, ct, ln.ints[23:25], ln.floats[2:4])
 

@@ -134,9 +134,12 @@ def test_every_kernel_of_a_module_reports_its_registers(arch) -> None:
 @pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
 def test_the_se_kernels_keep_four_ctas_an_sm(arch) -> None:
     """se_scale's FC and gate once took it to 94 registers on sm_87 (2 CTAs of 256 threads an
-    SM, where it had 4): the 16-byte SE kernels stay at <= 64 registers."""
+    SM, where it had 4): the 16-byte SE kernels stay at <= 64 registers. se_dw_pool's strips
+    (DW_STRIP pixels x 8 channels of accumulators, a row of weights and its input columns a
+    thread) take it to 2 CTAs an SM: <= 128."""
     from gpu_kernels.cubin import kernel_resources
 
     res = kernel_resources(compile_kernel("se.cu", arch).cubin)
-    for name in ("se_scale_x8_f16", "se_scale_x8_f16_i8", "se_dw_pool_x8_f16"):
+    for name in ("se_scale_x8_f16", "se_scale_x8_f16_i8"):
         assert res[name].registers <= 64, (name, res[name])
+    assert res["se_dw_pool_x8_f16"].registers <= 128, res["se_dw_pool_x8_f16"]

@@ -127,12 +127,13 @@ def test_asymmetric_or_per_channel_qdq_is_refused_with_the_layer() -> None:
         lower(graph_of(qdq_model(TensorProto.UINT8)), "fp16", arch=90)
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "depthwise"])  # its INT8-output
-def test_the_kernel_model_of_conv_mma_i8_matches_fake_quant(name) -> None:  # dw is not modelled
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_kernel_model_of_conv_mma_i8_matches_fake_quant(name) -> None:
     """The numpy model of the INT8 tensor-core convolution (tests/gpu_kernels/kernel_sim.py),
     the oracle of the CPU INT8 lowering tests, against the fake-quant reference on the networks
     the GPU test checks with the same 2e-2 (measured 2.8e-4 to 5.6e-3: it stages in FP32, not
-    FP16, so it flips fewer roundings than the GPU)."""
+    FP16, so it flips fewer roundings than the GPU); "depthwise" also runs the FP16 depthwise
+    kernel that writes INT8 (conv_dw_x8_f16_i8)."""
     from tests.devices.gpu_cases import feeds_for, rel_err
     from tests.devices.int8_cases import fake_quant_reference
     from tests.gpu_kernels.kernel_sim import simulate

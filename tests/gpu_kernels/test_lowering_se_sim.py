@@ -220,15 +220,15 @@ def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
 
 
 def test_grids_grow_with_the_batch() -> None:
-    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 8 (se_dw_pool) and 16
-    (se_scale) times the CTAs of batch 1, not the same CTAs looping 32 times as long; at
-    batch 1 se_dw_pool takes one pixel a thread to fill more SMs, se_scale 4 a thread."""
+    """At batch 32 the SE kernels of a 56 x 56 x 144 block have 16 times the CTAs of batch 1,
+    not the same CTAs looping 32 times as long; at batch 1 se_dw_pool takes one strip (4
+    pixels of a row) a thread to fill more SMs, at batch 32 2; se_scale 4 pixels a thread."""
     grids = {}
     for n in (1, 32):
         prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
         grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert grids[1] == {"se_dw_pool_x8_f16": (224, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
-    assert grids[32] == {"se_dw_pool_x8_f16": (56, 1, 32), "se_scale_x8_f16": (28, 1, 32)}
+    assert grids[1] == {"se_dw_pool_x8_f16": (56, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
+    assert grids[32] == {"se_dw_pool_x8_f16": (28, 1, 32), "se_scale_x8_f16": (28, 1, 32)}
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
