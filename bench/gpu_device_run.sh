@@ -41,7 +41,8 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
         tests/tandem/test_tactic_progress.py tests/devices/test_concurrent_bench.py
         tests/gpu_kernels/test_lowering_concat_sim.py tests/devices/test_concurrent_stages.py
         tests/gpu_kernels/test_lowering_detect_sim.py tests/gpu_kernels/test_lowering_deconv_sim.py
-        tests/gpu_kernels/test_lowering_split_sim.py tests/targets/test_host_indices.py)
+        tests/gpu_kernels/test_lowering_split_sim.py tests/targets/test_host_indices.py
+        tests/gpu_kernels/test_lowering_depthwise_sim.py)
   [ -n "$KEXPR" ] && ARGS+=(-k "$KEXPR")
   # the exported-model GPU tests export with the machine's own torch (as the conformance mode)
   TANDEM_EXPORT_PYTHON=${TANDEM_EXPORT_PYTHON:-python3} HF_HUB_OFFLINE=1 \

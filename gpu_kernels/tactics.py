@@ -247,9 +247,11 @@ MMA_TILES_I8: tuple[ConvTactic, ...] = tuple(
 _MEASURED_ONLY_I8 = tuple(replace(t, bk=2 * t.bk, dtype="i8") for t in _MEASURED_ONLY)
 # Tiles also listed as stream-K ("_sk") where their plain grid fills at most half the SMs and
 # the reduction is long. Measured on the H200 (bench/conv_tiles.py, ResNet-50 at batch 32,
-# BENCHMARKS.md): the 7x7 3x3 layers (52 tiles of 128x128, 144 k-tiles) gain 22-38 % from it,
-# but every layer of 98 tiles or more loses 3-45 %: the FP32 partials (a 128 KB write and
-# read per piece of a 256x128 tile) and the final combine cost more than the idle SMs.
+# BENCHMARKS.md): on the 7x7 3x3 layers (52 tiles of 128x128, 72-144 k-tiles) it is 37-38 %
+# faster than the same tile's plain grid and 18-20 % faster than the best plain tactic, but
+# where the plain grid has 98 tiles or more it was slower in 92 of 96 cases (up to 57 %): the
+# FP32 partials (128 KB written and read back per piece of a 256x128 tile) and the final
+# combine cost more than the idle SMs.
 # Measured only, like _MEASURED_ONLY; INT8 twins as above.
 _STREAM_K_F16 = (ConvTactic("mma", 256, 128, 4, 2, 3, wide=True),
                  ConvTactic("mma", 128, 128, 2, 4, 3, bk=64, wide=True),
