@@ -120,3 +120,17 @@ def conformance_model(model_cache_dir: Path) -> Callable[..., Path]:
     from tests.models import conformance_model_path
 
     return functools.partial(conformance_model_path, cache_dir=model_cache_dir)
+
+
+@pytest.fixture(autouse=True)
+def _locale_left_as_found():  # type: ignore[no-untyped-def]
+    """Each test leaves the process locale as it found it. Some libraries set it for the whole
+    process (ansible's AnsibleModule, onnx's StringNormalizer reference); a later test on the same
+    xdist worker then reads files in the wrong encoding. A fresh-clone run (2026-12-02) failed
+    inside torch's own template read, 'ascii' codec, in test_gpu_bench.py."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != before:
+        locale.setlocale(locale.LC_ALL, before)
