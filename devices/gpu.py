@@ -186,7 +186,7 @@ class GpuRunner(BaseRunner):
         dq = np.full(p.k, 1e-4, np.float32)  # INT8 dequantisation scales (read by INT8 only)
         sms = ctx.info.sm_count
         partials = max(max(t.workspace_floats(p, sms) for t in cands), 1)
-        tiles = max(t.counters(p) for t in cands)
+        tiles = max(t.tiles(p) for t in cands)
         bufs = [ctx.alloc(x.nbytes), ctx.alloc(w.nbytes), ctx.alloc(p.gemm_m * p.k * 2),
                 ctx.alloc(partials * 4), ctx.alloc(tiles * 4), ctx.alloc(dq.nbytes)]
         try:

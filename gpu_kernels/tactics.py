@@ -185,11 +185,10 @@ class ConvTactic:
     def grid(self, problem: ConvProblem, sm_count: int) -> tuple[int, int, int]:
         """The launch grid: a CTA per tile and split, or with stream-K one per resident slot
         (never more than there are k-tiles to share out)."""
-        tiles_m, tiles_n = -(-problem.gemm_m // self.bm), -(-problem.k // self.bn)
         if self.sk:
-            work = tiles_m * tiles_n * -(-problem.gemm_k // self.bk)
+            work = self.tiles(problem) * -(-problem.gemm_k // self.bk)
             return (min(work, sm_count * self.resident_per_sm), 1, 1)
-        return (tiles_m, tiles_n, self.splits)
+        return (-(-problem.gemm_m // self.bm), -(-problem.k // self.bn), self.splits)
 
     def workspace_floats(self, problem: ConvProblem, sm_count: int) -> int:
         """FP32 partial sums: split-K's (a whole output per split), stream-K's (two tiles per
@@ -198,8 +197,9 @@ class ConvTactic:
             return 2 * self.grid(problem, sm_count)[0] * self.bm * self.bn
         return self.splits * problem.gemm_m * problem.k if self.splits > 1 else 0
 
-    def counters(self, problem: ConvProblem) -> int:
-        """Per-tile counters (int32, zero between launches) the pieces of a tile count on."""
+    def tiles(self, problem: ConvProblem) -> int:
+        """Output tiles of ``problem``: also the per-tile counters (int32, zero between
+        launches) that the pieces of a split or stream-K tile count on."""
         return -(-problem.gemm_m // self.bm) * -(-problem.k // self.bn)
 
 
@@ -283,7 +283,7 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
             continue  # a deep k-tile only pays off on long reductions
         ktiles = math.ceil(problem.gemm_k / t.bk)
         out.append(t)
-        ctas = math.ceil(problem.gemm_m / t.bm) * math.ceil(problem.k / t.bn)
+        ctas = t.tiles(problem)
         if replace(t, sk=True) in STREAM_K_TILES and ktiles >= 16 \
                 and 2 * ctas <= 132 * t.resident_per_sm:
             out.append(replace(t, sk=True))
@@ -301,7 +301,7 @@ def estimate_seconds(problem: ConvProblem, tactic: ConvTactic, sm_count: int,
     """Occupancy-aware estimate: waves of CTAs x per-CTA work / tile efficiency."""
     if tactic.kind == "direct":
         return problem.flops / (tflops * 1e12 * 0.05) + 3e-6
-    ctas = math.ceil(problem.gemm_m / tactic.bm) * math.ceil(problem.k / tactic.bn)
+    ctas = tactic.tiles(problem)
     per_sm = max(1, min(4, (200 * 1024) // max(1, tactic.smem_bytes)))
     blocks = ctas * tactic.splits
     waves = math.ceil(blocks / (sm_count * per_sm))

@@ -264,7 +264,7 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
                          tactic, p))
         return
     ws = Value(lw.new_buf(partial * 4), (partial,), "plain", "f32")
-    counters = lw.weight(np.zeros(tactic.counters(p), np.int32))  # persistent zeros
+    counters = lw.weight(np.zeros(tactic.tiles(p), np.int32))  # persistent zeros
     lw.emit(Launch(layer, tactic.kernel, grid, tactic.threads,
                      [lw.ref(x), w, bias, resr, lw.ref(y), lw.ref(ws), counters, dq],
                      ints + p.mma_ints(tactic.splits, res_i8, out_i8), floats,

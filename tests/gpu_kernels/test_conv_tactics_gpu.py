@@ -196,14 +196,14 @@ def test_stream_k_matches_at_every_grid_size_and_replays_bit_for_bit(dtype) -> N
     bufs = [ctx.alloc(v.nbytes) for v in (x, wt, bias, res, dq)]
     y = ctx.alloc(n * h * h * k * 2)
     for t in (t for t in STREAM_K_TILES if t.dtype == ("i8" if dtype == "int8" else "f16")):
-        work = t.counters(p) * -(-p.gemm_k // t.bk)
-        grids = sorted({1, 3, t.counters(p), 2 * t.counters(p) + 1, work // 2, work})
+        work = t.tiles(p) * -(-p.gemm_k // t.bk)
+        grids = sorted({1, 3, t.tiles(p), 2 * t.tiles(p) + 1, work // 2, work})
         ws = ctx.alloc(2 * max(grids) * t.bm * t.bn * 4)
-        counters = ctx.alloc(t.counters(p) * 4)
+        counters = ctx.alloc(t.tiles(p) * 4)
         try:
             for b, v in zip(bufs, (x, wt, bias, res, dq), strict=True):
                 ctx.upload(b, v.reshape(-1))
-            ctx.memset(counters, 0, t.counters(p) * 4)
+            ctx.memset(counters, 0, t.tiles(p) * 4)
             ints = p.conv_ints(1, 0, c, k, k) + p.mma_ints(1)  # act 1: Relu, residual after
             args = KArgs.make([bufs[0], bufs[1], bufs[2], bufs[3], y, ws, counters, bufs[4]],
                               ints, [0.0, 0.0, 0.0, 0.0])

@@ -65,7 +65,7 @@ def test_stream_k_is_listed_for_few_waves_and_only_measured() -> None:
     tiny = ConvProblem(1, 4, 4, 64, 64, 4, 4, 1, 1)  # 2 k-tiles: too few to share out
     assert not any(t.sk for t in candidates(tiny, 90))
     one = STREAM_K_TILES[0]
-    assert one.grid(tiny, 132) == (one.counters(tiny) * 2, 1, 1)  # never more CTAs than k-tiles
+    assert one.grid(tiny, 132) == (one.tiles(tiny) * 2, 1, 1)  # never more CTAs than k-tiles
 
 
 @pytest.mark.parametrize("tiles,ktiles,ctas", [(98, 36, 132), (50, 72, 132), (8, 18, 144),
