@@ -32,6 +32,21 @@ __device__ __forceinline__ void await_previous_kernel() {
 #endif
 }
 
+// The last-CTA-to-arrive handshake of a reduction spread over CTAs (split-K, stream-K, the SE
+// pools): each CTA's global writes are made visible, then its thread 0 counts it in at counter.
+// True, in every thread, only for the CTA that arrives as the arrivals-th, which then sees
+// every other CTA's writes; the caller resets the counter for the next launch.
+__device__ __forceinline__ bool last_to_arrive(int* counter, int arrivals) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1) == arrivals - 1;
+    __syncthreads();
+    const bool mine = last;
+    if (mine) __threadfence();
+    return mine;
+}
+
 // An extern "C" entry point: KERNEL(pool2d_f16, pool2d<1, half_t>(a)) defines pool2d_f16, whose
 // body (the second argument) sees the KArgs as ``a``. Kernels with launch bounds spell the
 // entry out and call await_previous_kernel() first themselves.

@@ -165,7 +165,6 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
     const int kt0 = pc.kt0, kt1 = pc.kt1;
     const int block_m = pc.block_m, block_n = pc.block_n;
     const int tid = threadIdx.x;
-    __shared__ int last_piece;
 
 #if __CUDA_ARCH__ >= 900
     // At batch 1 the weights dominate the bytes and a few CTAs stream them from HBM one k-tile
@@ -397,12 +396,7 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
 #pragma unroll
         for (int e = 0; e < FRAG; ++e) mine[e * NT + tid] = (&facc[0][0][0])[e];
         int* counters = (int*)a.p[6];
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) last_piece = atomicAdd(counters + pc.tile, 1) == pc.pieces - 1;
-        __syncthreads();
-        if (!last_piece) return;
-        __threadfence();
+        if (!last_to_arrive(counters + pc.tile, pc.pieces)) return;
 #pragma unroll
         for (int e = 0; e < FRAG; ++e) (&facc[0][0][0])[e] = 0.0f;
         for (int q = 0; q < pc.pieces; ++q) {
@@ -432,13 +426,8 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
                 }
             }
         int* counters = (int*)a.p[6];
-        __threadfence();
-        __syncthreads();
         const int tile = pc.tile;
-        if (tid == 0) last_piece = atomicAdd(counters + tile, 1) == splits - 1;
-        __syncthreads();
-        if (!last_piece) return;
-        __threadfence();
+        if (!last_to_arrive(counters + tile, splits)) return;
         // The reduction is latency-bound (one CTA reads every split's partials through L2), so
         // each thread keeps many loads in flight: 4 outputs (float4) per pass and 8 splits (4 in
         // CTAs of 256 threads) per batch, all loads issued before any addition (more would cost registers, which every

@@ -65,14 +65,8 @@ __device__ __forceinline__ float dot_vec(const T* w, const float* m) {
 // shares (N x tiles x S), hidden (N x S)}, FP32. Dynamic shared memory: at least 512 floats.
 template <int V, typename T>
 __device__ void se_hidden_if_last(const SeHidden& g, int CT, int* counters, float* smem) {
-    __shared__ int is_last;
     const int N = gridDim.z, tiles = gridDim.y, B = gridDim.x, n = blockIdx.z, tile = blockIdx.y;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(counters + n * tiles + tile, 1) == B - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    if (!last_to_arrive(counters + n * tiles + tile, B)) return;
     const int C = g.C, S = g.S, tid = threadIdx.x;
     const int c0 = tile * CT * V, TC = min(CT * V, C - c0);  // the tile's channels (<= 256)
     float* s_mean = smem;      // TC
@@ -117,12 +111,7 @@ __device__ void se_hidden_if_last(const SeHidden& g, int CT, int* counters, floa
         shares[((i64)n * tiles + tile) * S + s] = acc;
     }
     if (tid == 0) counters[n * tiles + tile] = 0;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) is_last = atomicAdd(counters + N * tiles + n, 1) == tiles - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    if (!last_to_arrive(counters + N * tiles + n, tiles)) return;
     const float* b1 = se_biases<T>(g.fc, S, C);
     float* hidden = shares + (i64)N * tiles * S + (i64)n * S;
     for (int s = tid; s < S; s += SE_THREADS) {
