@@ -132,12 +132,13 @@ class Sweep:
         for b in self.bufs:
             self.ctx.free(b)
 
-    def run(self, t: ConvTactic, reps: int) -> tuple[float, float]:
-        """(median ms, max abs error / max abs reference) of one tactic."""
+    def run(self, t: ConvTactic, reps: int, lib=None) -> tuple[float, float]:
+        """(median ms, max abs error / max abs reference) of one tactic (compiled by ``lib``,
+        else this sweep's library)."""
         from gpu_kernels.driver import KArgs
 
         ctx, p, b = self.ctx, self.p, self.bufs
-        func = self.lib.conv_mma(t)
+        func = (lib or self.lib).conv_mma(t)
         grid = t.grid(p, ctx.info.sm_count)
         args = KArgs.make([b[0], b[1], 0, 0, b[2], b[3], b[4], b[5]],
                           p.conv_ints() + p.mma_ints(t.splits), [0.0, 0.0, 1.0, 1.0])
@@ -174,6 +175,38 @@ class Sweep:
         return float(np.median(times))
 
 
+def ab_times(sweep: Sweep, t: ConvTactic, reps: int, baseline, rounds: int = 3) -> dict:
+    """The tactic compiled from the current conv_mma.cu and from ``baseline``'s source,
+    timed in alternating batches of ``reps`` launches (so drifting clocks hit both alike)."""
+    cur, base, errs = [], [], []
+    for _ in range(rounds):
+        ms, err = sweep.run(t, reps)
+        cur.append(ms)
+        errs.append(err)
+        ms, err = sweep.run(t, reps, baseline)
+        base.append(ms)
+        errs.append(err)
+    ms, ms_base = float(np.median(cur)), float(np.median(base))
+    return {"ms": round(ms, 4), "baseline_ms": round(ms_base, 4),
+            "over_baseline": round(ms / ms_base, 3), "err": float(f"{max(errs):.2e}")}
+
+
+def baseline_library(ctx, path: Path):
+    """A KernelLibrary whose tensor-core convolutions compile from ``path`` (an earlier
+    conv_mma.cu, same headers) instead of gpu_kernels/conv_mma.cu."""
+    from gpu_kernels.catalog import mma_module
+    from gpu_kernels.library import KernelLibrary
+
+    text = path.read_text(encoding="utf-8")
+
+    class Baseline(KernelLibrary):
+        def conv_mma(self, tactic: ConvTactic):
+            _, opts = mma_module(tactic)
+            return self.module(text, opts).function(tactic.kernel, tactic.smem_bytes)
+
+    return Baseline(ctx)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="conv_tiles.json")
@@ -185,6 +218,9 @@ def main() -> int:
     ap.add_argument("--shapes", default="",
                     help="comma list of substrings: only shapes whose signature holds one "
                          "(e.g. 'h28 w28 c128 k128' for a run under ncu)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="an earlier conv_mma.cu: every tactic is also compiled from it and "
+                         "timed in alternation with the current one (over_baseline per tactic)")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print each tactic before its launches (to match ncu's kernel order)")
     args = ap.parse_args()
@@ -200,6 +236,7 @@ def main() -> int:
     lib = KernelLibrary(ctx)
     arch = ctx.info.arch
     peaks = mma_peak_tflops()
+    baseline = baseline_library(ctx, args.baseline) if args.baseline else None
     names = args.extra if args.extra is not None else ",".join(
         NARROW_TILES if args.network == "narrow" else EXTRA_TILES)
     extra = [ConvTactic.from_name(n) for n in names.split(",") if n]
@@ -228,6 +265,9 @@ def main() -> int:
                     if args.verbose:
                         print(f"  launching {t.name} ({1 + args.reps} launches)", flush=True)
                     try:
+                        if baseline is not None:
+                            row["tactics"][t.name] = ab_times(sweep, t, args.reps, baseline)
+                            continue
                         ms, err = sweep.run(t, args.reps)
                         row["tactics"][t.name] = {"ms": round(ms, 4), "err": float(f"{err:.2e}")}
                     except Exception as exc:  # a tile that cannot compile or launch: say which
@@ -245,6 +285,10 @@ def main() -> int:
             best_shipped = min((n for n in ok if n in shipped), key=ok.__getitem__)
             row.update(best_shipped=best_shipped, best_shipped_ms=ok[best_shipped])
             doc["rows"].append(row)
+            if baseline is not None:
+                print("  over baseline: " + ", ".join(
+                    f"{n} {v['over_baseline']}" for n, v in row["tactics"].items()
+                    if "over_baseline" in v), flush=True)
             print(f"{row['shape']:<48} {prec} x{count} best {best} {ok[best]:.4f} ms "
                   f"({row['best_tflops']} TFLOPS) shipped {best_shipped} {ok[best_shipped]:.4f}"
                   f" cudnn {row.get('cudnn_ms', '-')} wrong {wrong}", flush=True)

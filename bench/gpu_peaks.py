@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 
 
-def _register_peak(ctx, mod, kernel: str, ops_per_mma: int) -> float:
-    """Tera-ops/s of a register-only mma.sync loop kernel (8 chains per warp, see mma_peak.cu)."""
+def _register_peak(ctx, mod, kernel: str, ops_per_mma: int, ctas_per_sm: int = 8) -> float:
+    """Tera-ops/s of a register-only mma.sync loop kernel (8 chains per warp, see mma_peak.cu),
+    ``ctas_per_sm`` CTAs of 256 threads per SM (8: as many warps as the SM holds)."""
     from gpu_kernels.driver import KArgs
 
     f = mod.function(kernel)
     sink = ctx.alloc(4096)
-    iters, blocks, threads = 4096, ctx.info.sm_count * 8, 256
+    iters, blocks, threads = 4096, ctx.info.sm_count * ctas_per_sm, 256
     args = KArgs.make([sink], [iters])
     ctx.launch(f, (blocks, 1, 1), threads, args)
     ctx.synchronize()
@@ -37,6 +38,12 @@ def mma_peak_tflops() -> dict[str, float]:
     peaks = {
         "mma_sync_peak_tflops": round(_register_peak(ctx, mod, "mma_peak", 2 * 16 * 8 * 16), 1)
     }
+    # The same loop with only the warps a big tile leaves resident: one CTA of 8 warps per SM
+    # (2 a scheduler: the 256x128 "_f2" tiles) and two (the 128x128 tiles). Whether the tensor
+    # cores can be kept busy at that occupancy at all, with no memory traffic.
+    for n in (1, 2):
+        peaks[f"mma_sync_peak_tflops_{n}cta_per_sm"] = round(
+            _register_peak(ctx, mod, "mma_peak", 2 * 16 * 8 * 16, ctas_per_sm=n), 1)
     try:  # m16n8k32 s8: 2 * 16 * 8 * 32 integer ops per instruction
         peaks["mma_sync_int8_peak_tops"] = round(
             _register_peak(ctx, mod, "mma_peak_int8", 2 * 16 * 8 * 32), 1
