@@ -69,26 +69,26 @@ __device__ void conv_transpose_direct(const KArgs& a) { conv_gather<T, true>(a);
 // Depthwise convolution (groups == C == K), NHWC, weights [R][S][C] so that neighbouring
 // threads (neighbouring channels) read neighbouring weights. Same args as conv_direct; with an
 // INT8 output (TO = i8_t, feeding an INT8 convolution) f[2] = 1 / output scale.
-// A thread a strip of DW_STRIP output pixels along Q (depthwise.cuh) x V channels: 1 (any
+// A thread a strip of STRIP output pixels along Q (depthwise.cuh) x V channels: 1 (any
 // type), or 8 (FP16 only: 16-byte loads of x and w and one 16-byte FP16 or 8-byte INT8 store
 // a pixel; the host checks that C, every pixel stride and every base offset are multiples of
 // 8 elements). Channels fastest, so a warp reads whole pixels.
-template <int V, typename T, typename TO = T>
+template <int STRIP, int V, typename T, typename TO = T>
 __device__ void conv_dw(const KArgs& a) {
     TO* y = (TO*)a.p[4];
     const float out_factor = sizeof(TO) == 1 ? a.f[2] : 1.0f;
     const ConvArgs cv = conv_args(a);
-    const int CV = cv.C / V, QB = (cv.Q + DW_STRIP - 1) / DW_STRIP;
+    const int CV = cv.C / V, QB = (cv.Q + STRIP - 1) / STRIP;
     const int total = cv.N * cv.P * QB * CV;
     for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += gridDim.x * blockDim.x) {
         const NhwcPos o = nhwc_pos(idx, CV, cv.P, QB);  // o.q: the strip of row (n, p)
-        const int q0 = o.q * DW_STRIP;
-        float out[DW_STRIP][V];
-        dw_strip<V, T>(a, cv, o.n, o.p, q0, o.c * V, out, out_factor);
+        const int q0 = o.q * STRIP;
+        float out[STRIP][V];
+        dw_strip<STRIP, V, T>(a, cv, o.n, o.p, q0, o.c * V, out, out_factor);
         TO* yp = y + (((i64)o.n * cv.P + o.p) * cv.Q + q0) * cv.ycs + o.c * V;
 #pragma unroll
-        for (int j = 0; j < DW_STRIP; ++j)
+        for (int j = 0; j < STRIP; ++j)
             if (q0 + j < cv.Q) st_vec<V>(yp + (i64)j * cv.ycs, out[j]);
     }
 }
@@ -99,8 +99,13 @@ __device__ void conv_dw(const KArgs& a) {
 
 INSTANTIATE(conv_direct)
 INSTANTIATE(conv_transpose_direct)
-KERNEL(conv_dw_f32, conv_dw<1, float>(a))
-KERNEL(conv_dw_f16, conv_dw<1, half_t>(a))
-KERNEL(conv_dw_f16_i8, conv_dw<1, half_t, i8_t>(a))
-KERNEL(conv_dw_x8_f16, conv_dw<8, half_t>(a))
-KERNEL(conv_dw_x8_f16_i8, conv_dw<8, half_t, i8_t>(a))
+// each twice: strips of DW_STRIP pixels, and of one (_px1_) for grids that do not fill the GPU
+#define INSTANTIATE_DW(px, strip)                                                       \
+    KERNEL(conv_dw##px##_f32, conv_dw<strip, 1, float>(a))                             \
+    KERNEL(conv_dw##px##_f16, conv_dw<strip, 1, half_t>(a))                            \
+    KERNEL(conv_dw##px##_f16_i8, conv_dw<strip, 1, half_t, i8_t>(a))                   \
+    KERNEL(conv_dw##px##_x8_f16, conv_dw<strip, 8, half_t>(a))                         \
+    KERNEL(conv_dw##px##_x8_f16_i8, conv_dw<strip, 8, half_t, i8_t>(a))
+
+INSTANTIATE_DW(, DW_STRIP)
+INSTANTIATE_DW(_px1, 1)

@@ -194,19 +194,19 @@ __device__ void se_pool(const KArgs& a) {
 }
 
 // se_dw_pool: the depthwise convolution that writes the block's input, summing what it writes.
-// Its units are strips of DW_STRIP pixels along a row (depthwise.cuh), not pixels: the blocks,
-// rows and CT of se_pool's scheme over an image's P x ceil(Q / DW_STRIP) strips; a thread adds
+// Its units are strips of STRIP pixels along a row (depthwise.cuh), not pixels: the blocks,
+// rows and CT of se_pool's scheme over an image's P x ceil(Q / STRIP) strips; a thread adds
 // its strips' pixels in order.
 // p = {x, w, bias, residual, y, ws, fc, counters}; i = the convolution's 21, then {CT, strips a
 // block, S, act}; f = {conv act a, conv act b, act a, act b}; dynamic shared memory
 // 256 max(V, 2) floats.
-template <int V, typename T>
+template <int STRIP, int V, typename T>
 __device__ void se_dw_pool(const KArgs& a) {
     T* y = (T*)a.p[4];
     float* ws = (float*)a.p[5];
     const ConvArgs cv = conv_args(a);
     const int CT = a.i[21], chunk = a.i[22];
-    const int CV = cv.C / V, QB = (cv.Q + DW_STRIP - 1) / DW_STRIP, R = SE_THREADS / CT;
+    const int CV = cv.C / V, QB = (cv.Q + STRIP - 1) / STRIP, R = SE_THREADS / CT;
     const int lane = threadIdx.x % CT, row = threadIdx.x / CT;
     const int cvec = blockIdx.y * CT + lane, n = blockIdx.z;
     const int b0 = blockIdx.x * chunk, b1 = min(cv.P * QB, b0 + chunk);
@@ -215,12 +215,12 @@ __device__ void se_dw_pool(const KArgs& a) {
     for (int j = 0; j < V; ++j) acc[j] = 0.0f;
     if (row < R && cvec < CV) {
         for (int strip = b0 + row; strip < b1; strip += R) {
-            const int p = strip / QB, q0 = (strip - p * QB) * DW_STRIP;
-            float out[DW_STRIP][V];
-            dw_strip<V, T>(a, cv, n, p, q0, cvec * V, out);
+            const int p = strip / QB, q0 = (strip - p * QB) * STRIP;
+            float out[STRIP][V];
+            dw_strip<STRIP, V, T>(a, cv, n, p, q0, cvec * V, out);
             T* yp = y + (((i64)n * cv.P + p) * cv.Q + q0) * cv.ycs + cvec * V;
 #pragma unroll
-            for (int i = 0; i < DW_STRIP; ++i) {
+            for (int i = 0; i < STRIP; ++i) {
                 if (q0 + i >= cv.Q) continue;
                 st_vec<V>(yp + (i64)i * cv.ycs, out[i]);
 #pragma unroll
@@ -340,11 +340,19 @@ extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_scale_x8_f16_i8(c
     await_previous_kernel();
     se_scale<8, half_t, i8_t>(a);
 }
-KERNEL(se_dw_pool_f32, se_dw_pool<1, float>(a))
-KERNEL(se_dw_pool_f16, se_dw_pool<1, half_t>(a))
+// strips of DW_STRIP pixels, and of one (_px1_) for grids that do not fill the GPU
+KERNEL(se_dw_pool_f32, se_dw_pool<DW_STRIP, 1, float>(a))
+KERNEL(se_dw_pool_f16, se_dw_pool<DW_STRIP, 1, half_t>(a))
+KERNEL(se_dw_pool_px1_f32, se_dw_pool<1, 1, float>(a))
+KERNEL(se_dw_pool_px1_f16, se_dw_pool<1, 1, half_t>(a))
 // 2 CTAs an SM (at most 128 registers; 130-134 without the bound, 1 CTA): the strips' loads
 // keep enough 16-byte reads in flight
 extern "C" __global__ void __launch_bounds__(SE_THREADS, 2) se_dw_pool_x8_f16(const KArgs a) {
     await_previous_kernel();
-    se_dw_pool<8, half_t>(a);
+    se_dw_pool<DW_STRIP, 8, half_t>(a);
+}
+// 4 CTAs an SM: one pixel's accumulators take 64 registers
+extern "C" __global__ void __launch_bounds__(SE_THREADS, 4) se_dw_pool_px1_x8_f16(const KArgs a) {
+    await_previous_kernel();
+    se_dw_pool<1, 8, half_t>(a);
 }

@@ -39,7 +39,38 @@ from partitioner.passes.fusion import Activation, SqueezeExcitation
 if TYPE_CHECKING:
     from gpu_kernels.lowering.values import Lowering
 
-DW_STRIP = 4  # output pixels along Q a depthwise thread computes (DW_STRIP in depthwise.cuh)
+# Output pixels of a row a depthwise thread computes (depthwise.cuh): DW_STRIP (as there) where
+# the grid fills the GPU, else 1 (the *_px1_* kernels); dw_strip decides.
+DW_STRIP = 4
+# CTAs an SM that make one full wave of the strip kernels: the 8-channel ones take 106-128
+# registers a thread, so an SM holds 2 of their 256-thread CTAs.
+DW_FILL_CTAS = 2
+
+
+def dw_strip(p: ConvProblem, v: int, sm_count: int) -> int:
+    """Output pixels a thread of depthwise ``p`` (conv_dw, se_dw_pool) computes, ``v`` channels
+    a thread, on ``sm_count`` SMs. A strip of DW_STRIP loads each weight tap and shared input
+    column once for its pixels (the MobileNets 7-12 % faster at batch 32 on the H200) but
+    divides the threads by DW_STRIP. Where the grid of a strip a thread (256 threads a CTA;
+    se_dw_pool's is at most about as large) is less than one full wave, DW_FILL_CTAS CTAs on
+    every SM, SMs sit idle or half-empty and the time is a thread's longer chain of loads:
+    there a pixel a thread spreads the same outputs over 4x the threads and SMs. (At batch 1
+    MobileNetV2's largest depthwise layer is 49 CTAs of strips for the H200's 132 SMs: strips
+    made the MobileNets 3-7 % slower there.)"""
+    ctas = math.ceil(p.n * p.p * math.ceil(p.q / DW_STRIP) * (p.k // v) / 256)
+    return DW_STRIP if ctas >= DW_FILL_CTAS * sm_count else 1
+
+
+def _dw_vector(lw: Lowering, p: ConvProblem, x: Value, y: Value) -> int:
+    """Channels a depthwise thread takes: 8 (16-byte accesses) where FP16 and C, every pixel
+    stride and both base offsets are multiples of 8, else 1."""
+    return 8 if lw.dt == "f16" and all(
+        c % 8 == 0 for c in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)) else 1
+
+
+def _dw_kernel(family: str, strip: int, v: int) -> str:
+    """``conv_dw`` / ``se_dw_pool`` entry point for a strip and vector, less the type suffix."""
+    return f"{family}{'_px1' if strip == 1 else ''}{'_x8' if v == 8 else ''}"
 
 
 def _weights_refusal(node: Node) -> str | None:
@@ -245,11 +276,11 @@ def conv_launch(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref, bias
             return
         if out_i8:  # only the FP16 depthwise kernels have an INT8-output variant
             assert kernel == "conv_dw" and lw.dt == "f16", layer
-        if kernel == "conv_dw":  # a thread a strip of DW_STRIP pixels of a row
-            n = p.n * p.p * math.ceil(p.q / DW_STRIP) * p.k
-        if kernel == "conv_dw" and lw.dt == "f16" and all(
-                v % 8 == 0 for v in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)):
-            kernel, n = "conv_dw_x8", n // 8  # 8 channels a thread, 16-byte accesses
+        if kernel == "conv_dw":  # a thread a strip of pixels of a row x v channels
+            v = _dw_vector(lw, p, x, y)
+            strip = dw_strip(p, v, lw.sm_count)
+            kernel = _dw_kernel(kernel, strip, v)
+            n = p.n * p.p * math.ceil(p.q / strip) * p.k // v
         suffix = "_i8" if out_i8 else ""
         lw.emit(Launch(layer, f"{kernel}_{lw.dt}{suffix}", grid1d(n), 256,
                          [lw.ref(x), w, bias, resr, lw.ref(y)], ints, floats,
@@ -277,14 +308,13 @@ def _depthwise_pooled(lw: Lowering, layer: str, p: ConvProblem, x: Value, w: Ref
     """A depthwise convolution that also sums its output per channel, its last CTAs running
     ``se``'s first FC (``se_dw_pool``); returns what ``se_scale`` reads."""
     ints = p.conv_ints(ACT[act[0]], res_after, x.cs, y.cs, (res.cs or p.k) if res else 0)
-    v = 8 if lw.dt == "f16" and all(
-        c % 8 == 0 for c in (p.c, x.cs or p.c, y.cs or p.k, x.offset, y.offset)) else 1
-    # its pixel blocks are blocks of strips: DW_STRIP pixels of a row a thread
-    ct, blocks, chunk = pool_tiling(p.p * math.ceil(p.q / DW_STRIP), p.k // v, p.n,
-                                    lw.sm_count)
+    v = _dw_vector(lw, p, x, y)
+    strip = dw_strip(p, v, lw.sm_count)
+    # its pixel blocks are blocks of strips of a row, a thread's unit
+    ct, blocks, chunk = pool_tiling(p.p * math.ceil(p.q / strip), p.k // v, p.n, lw.sm_count)
     tiles = math.ceil(p.k // v / ct)
     ex = se_workspace(lw, se, p.n, p.k, blocks, tiles)
-    lw.emit(Launch(layer, f"se_dw_pool_{'x8_' if v == 8 else ''}{lw.dt}",
+    lw.emit(Launch(layer, f"{_dw_kernel('se_dw_pool', strip, v)}_{lw.dt}",
                    (blocks, tiles, p.n), THREADS,
                    [lw.ref(x), w, bias, lw.ref(res) if res else None, lw.ref(y), lw.ref(ex.ws),
                     ex.fc, ex.counters], ints + [ct, chunk, ex.s, ex.act[0]],

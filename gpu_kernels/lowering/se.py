@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 THREADS = 256  # SE_THREADS in se.cu
 SCALE_UNROLL = 4  # SE_SCALE_UNROLL in se.cu: pixels a se_scale thread loads at once
-# Pixels a pool thread sums (se_dw_pool: strips of DW_STRIP pixels of a row, lowering/conv.py),
+# Pixels a pool thread sums (se_dw_pool: strips of a row, lowering/conv.py's dw_strip),
 # the most that still give the grid POOL_WAVES CTAs an SM (fewer at batch 1, where a thread's
 # pixels are a latency chain), and the most pixel blocks an image (the partial sums its last
 # CTA adds a channel).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from gpu_kernels.lowering import ACT, MAXR, GpuProgram, Launch, Ref
 from gpu_kernels.lowering.conv import DW_STRIP
@@ -23,6 +24,19 @@ _ACT = {v: k for k, v in ACT.items()}
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def dw_strip_of(ln: Launch) -> int:
+    """Output pixels of a row a thread of depthwise launch ``ln`` computes (its name says)."""
+    return 1 if "_px1_" in ln.kernel else DW_STRIP
+
+
+def force_dw_strip(monkeypatch: pytest.MonkeyPatch, strip: int) -> None:
+    """Lower every depthwise convolution with strips of ``strip`` pixels, whatever its grid
+    (lowering/conv.py's dw_strip picks 1 for the tests' small grids)."""
+    from gpu_kernels.lowering import conv
+
+    monkeypatch.setattr(conv, "dw_strip", lambda p, v, sm_count: strip)
 
 
 def activate(x: np.ndarray, act: int, a: float, b: float) -> np.ndarray:
@@ -275,9 +289,9 @@ class KernelSim:
         groups = 1 if d2s else groups
         x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
-        if ln.kernel.startswith("conv_dw"):  # a thread a strip of DW_STRIP pixels of a row
+        if ln.kernel.startswith("conv_dw"):  # a thread a strip of pixels of a row
             v = 8 if "_x8_" in ln.kernel else 1
-            assert ln.grid == grid1d(n * p * -(-q // DW_STRIP) * k // v), ln.layer
+            assert ln.grid == grid1d(n * p * -(-q // dw_strip_of(ln)) * k // v), ln.layer
             if v == 8:  # 16-byte vectors: the lowering's promise
                 y_offset = ln.ptrs[4].byte_offset // (1 if out_dt == "i8" else 2)
                 assert all(e % 8 == 0 for e in (c, xcs, ycs, ln.ptrs[0].byte_offset // 2,
@@ -336,14 +350,14 @@ class KernelSim:
 
     def dw_pool_sums(self, ln: Launch, out: np.ndarray) -> None:
         """se_dw_pool's partial sums of its output, then the hidden layer (se_hidden). Its
-        blocks are of strips (DW_STRIP pixels of a row, the last of a row shorter), not of
-        pixels."""
+        blocks are of strips (the last of a row shorter), not of pixels."""
         n, p, q, k = out.shape
         ct, chunk = ln.ints[21:23]
-        qb = -(-q // DW_STRIP)
-        strips = np.zeros((n, p, qb * DW_STRIP, k), np.float32)
+        strip = dw_strip_of(ln)
+        qb = -(-q // strip)
+        strips = np.zeros((n, p, qb * strip, k), np.float32)
         strips[:, :, :q] = out
-        strips = strips.reshape(n, p * qb, DW_STRIP, k).sum(axis=2)
+        strips = strips.reshape(n, p * qb, strip, k).sum(axis=2)
         sums = self.pool_sums(ln, strips, ct, chunk)
         self.se_hidden(ln, "f16" if ln.kernel.endswith("_f16") else "f32", sums, ln.ptrs[5],
                        ln.ptrs[6], ln.ptrs[7], p * q, ct, ln.ints[23:25], ln.floats[2:4])

@@ -127,19 +127,35 @@ def test_every_kernel_of_a_module_reports_its_registers(arch) -> None:
     from gpu_kernels.cubin import kernel_resources
 
     res = kernel_resources(compile_kernel("se.cu", arch).cubin)
-    assert len(res) == 11 and all(k.startswith(SOURCES["se.cu"]) for k in res), sorted(res)
+    assert len(res) == 14 and all(k.startswith(SOURCES["se.cu"]) for k in res), sorted(res)
     assert all(0 < r.registers <= 255 and r.stack_bytes >= 0 for r in res.values())
 
 
 @pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
 def test_the_se_kernels_keep_four_ctas_an_sm(arch) -> None:
     """se_scale's FC and gate once took it to 94 registers on sm_87 (2 CTAs of 256 threads an
-    SM, where it had 4): the 16-byte SE kernels stay at <= 64 registers. se_dw_pool's strips
-    (DW_STRIP pixels x 8 channels of accumulators, a row of weights and its input columns a
-    thread) take it to 2 CTAs an SM: <= 128."""
+    SM, where it had 4): the 16-byte SE kernels stay at <= 64 registers, se_dw_pool's single
+    pixels too. Its strips (DW_STRIP pixels x 8 channels of accumulators, a row of weights and
+    its input columns a thread) take it to 2 CTAs an SM: <= 128."""
     from gpu_kernels.cubin import kernel_resources
 
     res = kernel_resources(compile_kernel("se.cu", arch).cubin)
-    for name in ("se_scale_x8_f16", "se_scale_x8_f16_i8"):
+    for name in ("se_scale_x8_f16", "se_scale_x8_f16_i8", "se_dw_pool_px1_x8_f16"):
         assert res[name].registers <= 64, (name, res[name])
     assert res["se_dw_pool_x8_f16"].registers <= 128, res["se_dw_pool_x8_f16"]
+
+
+@pytest.mark.parametrize("arch", ["sm_72", "sm_87", "sm_90"])
+def test_single_pixel_depthwise_kernels_are_lighter_than_their_strips(arch) -> None:
+    """Each depthwise kernel's single-pixel twin (_px1_, for grids that do not fill the GPU)
+    holds one pixel's accumulators and input columns: fewer registers than the strip, and no
+    stack beyond the strip's (no spills)."""
+    from gpu_kernels.cubin import kernel_resources
+
+    res = {**kernel_resources(compile_kernel("conv_simt.cu", arch).cubin),
+           **kernel_resources(compile_kernel("se.cu", arch).cubin)}
+    twins = {k: k.replace("_px1_", "_") for k in res if "_px1_" in k}
+    assert len(twins) == 8 and all(k.startswith(("conv_dw", "se_dw_pool")) for k in twins)
+    for px1, strip in twins.items():
+        assert res[px1].registers <= res[strip].registers, (px1, res[px1], res[strip])
+        assert res[px1].stack_bytes <= res[strip].stack_bytes, (px1, res[px1], res[strip])

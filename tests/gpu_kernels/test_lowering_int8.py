@@ -48,7 +48,7 @@ def test_residual_block_reads_its_residual_in_int8() -> None:
 
 def test_depthwise_fp16_kernel_requantises_for_the_next_int8_conv() -> None:
     _, _, low = _setup("depthwise")
-    assert "conv_dw_x8_f16_i8" in _kernels(low)
+    assert "conv_dw_px1_x8_f16_i8" in _kernels(low)  # (a small grid: a pixel a thread)
     assert "dw.act" in int8_values(low) and "pw1.act" not in int8_values(low)
 
 
@@ -133,7 +133,7 @@ def test_the_kernel_model_of_conv_mma_i8_matches_fake_quant(name) -> None:
     the oracle of the CPU INT8 lowering tests, against the fake-quant reference on the networks
     the GPU test checks with the same 2e-2 (measured 2.8e-4 to 5.6e-3: it stages in FP32, not
     FP16, so it flips fewer roundings than the GPU); "depthwise" also runs the FP16 depthwise
-    kernel that writes INT8 (conv_dw_x8_f16_i8)."""
+    kernel that writes INT8 (conv_dw_px1_x8_f16_i8; both strips: test_lowering_depthwise_sim)."""
     from tests.devices.gpu_cases import feeds_for, rel_err
     from tests.devices.int8_cases import fake_quant_reference
     from tests.gpu_kernels.kernel_sim import simulate

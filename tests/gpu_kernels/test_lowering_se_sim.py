@@ -13,9 +13,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpu_kernels.lowering import lower
+from gpu_kernels.lowering.conv import DW_STRIP
 from gpu_kernels.lowering.se import pool_tiling, scale_tiling
 from tests.devices.gpu_cases import feeds_for, graph_of, reference, rel_err
-from tests.gpu_kernels.kernel_sim import simulate
+from tests.gpu_kernels.kernel_sim import force_dw_strip, simulate
 from tests.models import ort_run, random_inputs
 
 TOL = {"fp32": 1e-5, "fp16": 1e-2}
@@ -113,7 +114,8 @@ def test_se_block_is_two_kernels(variant, precision) -> None:
     se = [(ln.layer, ln.kernel) for ln in prog.launches
           if ln.kernel.startswith(("se_", "conv_dw"))]
     if SE_VARIANTS[variant].get("depthwise", True):  # the depthwise conv sums for the pool
-        assert se == [("dw", f"se_dw_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
+        # (a pixel a thread: these grids are far from filling 132 SMs)
+        assert se == [("dw", f"se_dw_pool_px1_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     else:
         assert se == [("pool", f"se_pool_{x8}{dt}"), ("scale", f"se_scale_{x8}{dt}")]
     # neither FC, the activations nor the Mul has a kernel of its own
@@ -141,7 +143,7 @@ def test_the_widest_hidden_layer_that_fits_48_kib_takes_the_se_kernels() -> None
     graph = se_model(c=16, s=10176, hw=(3, 2))
     prog = _check(graph, "fp16")
     smem = {ln.kernel: ln.smem for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert set(smem) == {"se_dw_pool_x8_f16", "se_scale_x8_f16"}
+    assert set(smem) == {"se_dw_pool_px1_x8_f16", "se_scale_x8_f16"}
     assert max(smem.values()) <= 48 * 1024
 
 
@@ -201,9 +203,28 @@ BATCH_VARIANTS = {
 }
 
 
+def with_strips(variants: dict[str, dict]) -> list[tuple[str, int]]:
+    """(variant, strip): both strip lengths of se_dw_pool where the variant has a depthwise
+    convolution (se_pool has no strips)."""
+    return [(name, strip) for name, kw in variants.items()
+            for strip in ((DW_STRIP, 1) if kw.get("depthwise", True) else (DW_STRIP,))]
+
+
+def pool_kernel(variant: str, strip: int, precision: str) -> str:
+    """The pool's kernel: se_pool, or se_dw_pool with strips of ``strip`` pixels."""
+    kw = {**SE_VARIANTS, **BATCH_VARIANTS}[variant]
+    x8 = "x8_" if precision == "fp16" and kw.get("c", 24) % 8 == 0 else ""
+    dt = "f16" if precision == "fp16" else "f32"
+    if kw.get("depthwise") is False:
+        return f"se_pool_{x8}{dt}"
+    return f"se_dw_pool_{'px1_' if strip == 1 else ''}{x8}{dt}"
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("variant", list(BATCH_VARIANTS))
-def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
+@pytest.mark.parametrize("variant,strip", with_strips(BATCH_VARIANTS))
+def test_se_batches_match_onnx_runtime(variant, strip, precision, tmp_path,
+                                       monkeypatch) -> None:
+    force_dw_strip(monkeypatch, strip)
     model = se_proto(**BATCH_VARIANTS[variant])
     path = tmp_path / "se.onnx"
     onnx.save(model, path)
@@ -211,8 +232,7 @@ def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
     feeds = feeds_for(graph)
     prog = lower(graph, precision, arch=87)
     kernels = [ln.kernel for ln in prog.launches if ln.kernel.startswith("se_")]
-    pool = "se_pool" if BATCH_VARIANTS[variant].get("depthwise") is False else "se_dw_pool"
-    assert len(kernels) == 2 and kernels[0].startswith(f"{pool}_"), kernels
+    assert len(kernels) == 2 and kernels[0] == pool_kernel(variant, strip, precision), kernels
     assert kernels[1].startswith("se_scale_"), kernels
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
     for name, r in ref.items():
@@ -221,14 +241,21 @@ def test_se_batches_match_onnx_runtime(variant, precision, tmp_path) -> None:
 
 def test_grids_grow_with_the_batch() -> None:
     """At batch 32 the SE kernels of a 56 x 56 x 144 block have 16 times the CTAs of batch 1,
-    not the same CTAs looping 32 times as long; at batch 1 se_dw_pool takes one strip (4
-    pixels of a row) a thread to fill more SMs, at batch 32 2; se_scale 4 pixels a thread."""
+    not the same CTAs looping 32 times as long. At batch 1 (56 CTAs of strips for 132 SMs)
+    se_dw_pool takes one pixel a thread, 14 rows of a CTA 14 pixels: 4 times the CTAs of
+    strips; at batch 32 two strips (of 4 pixels of a row) a thread; se_scale 4 pixels a
+    thread."""
     grids = {}
     for n in (1, 32):
         prog = lower(se_model(c=144, s=6, n=n, hw=(56, 56)), "fp16", arch=87)
-        grids[n] = {ln.kernel: ln.grid for ln in prog.launches if ln.kernel.startswith("se_")}
-    assert grids[1] == {"se_dw_pool_x8_f16": (56, 1, 1), "se_scale_x8_f16": (56, 1, 1)}
-    assert grids[32] == {"se_dw_pool_x8_f16": (28, 1, 32), "se_scale_x8_f16": (28, 1, 32)}
+        grids[n] = {ln.kernel: (ln.grid, ln.ints[22]) for ln in prog.launches
+                    if ln.kernel.startswith("se_dw_pool")}
+        grids[n].update({ln.kernel: (ln.grid, ln.ints[6]) for ln in prog.launches
+                         if ln.kernel.startswith("se_scale")})
+    assert grids[1] == {"se_dw_pool_px1_x8_f16": ((224, 1, 1), 14),
+                        "se_scale_x8_f16": ((56, 1, 1), 56)}
+    assert grids[32] == {"se_dw_pool_x8_f16": ((28, 1, 32), 28),
+                         "se_scale_x8_f16": ((28, 1, 32), 112)}
 
 
 # ----- real exports against ONNX Runtime --------------------------------------------------------
@@ -252,7 +279,8 @@ def test_exported_se_models_match_onnx_runtime(name, blocks, before, now,
     feeds = random_inputs(path)
     prog = lower(graph, "fp16", arch=87)
     kernels = [ln.kernel for ln in prog.launches]
-    assert kernels.count("se_dw_pool_x8_f16") + kernels.count("se_pool_f16") == blocks
+    # (64 x 64 inputs at batch 1: every depthwise grid takes a pixel a thread)
+    assert kernels.count("se_dw_pool_px1_x8_f16") + kernels.count("se_pool_f16") == blocks
     assert kernels.count("se_scale_x8_f16") + kernels.count("se_scale_f16") == blocks
     assert prog.kernel_count == now < before
     got, ref = simulate(prog, feeds), ort_run(path, feeds)
@@ -263,34 +291,43 @@ def test_exported_se_models_match_onnx_runtime(name, blocks, before, now,
 # ----- on CUDA (the integrator's GPU run) -------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("variant", list(SE_VARIANTS) + list(BATCH_VARIANTS))
-def test_se_kernels_on_cuda_match_reference(variant, precision) -> None:
+@pytest.mark.parametrize("variant,strip", with_strips({**SE_VARIANTS, **BATCH_VARIANTS}))
+def test_se_kernels_on_cuda_match_reference(variant, strip, precision, monkeypatch) -> None:
     from devices.gpu import GpuRunner
 
+    force_dw_strip(monkeypatch, strip)
     graph = se_model(**{**SE_VARIANTS, **BATCH_VARIANTS}[variant])
     feeds = feeds_for(graph)
     ref = reference(graph, feeds)
     with GpuRunner(graph, precision, autotune=False) as runner:
         got = runner.infer(feeds)
+        assert runner.program is not None
+        assert pool_kernel(variant, strip, precision) in \
+            {ln.kernel for ln in runner.program.launches}
     for out, r in ref.items():
         assert rel_err(got[out], r) <= TOL[precision], out
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["b32_small", "b3_pool_splits"])
-def test_se_kernels_on_cuda_are_bit_reproducible(variant) -> None:
+@pytest.mark.parametrize("variant,strip",
+                         with_strips({v: BATCH_VARIANTS[v] for v in ("b32_small",
+                                                                     "b3_pool_splits")}))
+def test_se_kernels_on_cuda_are_bit_reproducible(variant, strip, monkeypatch) -> None:
     """The last CTA of each channel tile adds the partial sums in block order and the last of
     those of each image the tiles' shares in tile order, whichever CTAs they are, and both
     leave their counters at zero: other inputs in between get their own gate, and the same
-    inputs again give the same bits."""
+    inputs again give the same bits. (se_dw_pool: with either strip length.)"""
     from devices.gpu import GpuRunner
 
+    force_dw_strip(monkeypatch, strip)
     graph = se_model(**BATCH_VARIANTS[variant])
     first, other = feeds_for(graph, 0), feeds_for(graph, 1)
     with GpuRunner(graph, "fp16", autotune=False) as runner:
         before = runner.infer(first)
         between = runner.infer(other)
         again = runner.infer(first)
+        assert runner.program is not None
+        assert pool_kernel(variant, strip, "fp16") in {ln.kernel for ln in runner.program.launches}
     for out, r in reference(graph, other).items():
         assert rel_err(between[out], r) <= TOL["fp16"], out
     for out in before:
