@@ -12,7 +12,13 @@
 // and the m16n8k32 s8 fragments have the same byte layout as the m16n8k16 f16 ones, so one
 // ldmatrix addressing serves both.
 // Needs C % 8 (FP16) or C % 16 (INT8) == 0 (one 16-byte copy never straddles two filter taps)
-// and groups == 1. Tile shape comes from -D options: one compiled module per tactic
+// and groups == 1, except in bundles: a grouped convolution whose groups are too narrow for the
+// tensor cores runs as dense convolutions of m groups at a time (a "bundle", i[15] = its output
+// channels; lowering/conv.py _bundled): output channels [b * bundle, (b + 1) * bundle) reduce
+// over input channels [b * C, (b + 1) * C) of x (C = the bundle's m groups' input channels,
+// xcs = all of x's), weights [K][R][S][C] zero outside each output channel's own group. A tile
+// never straddles two bundles (bundle % BN == 0), so its A rows start at channel
+// (block_n / bundle) * C; the rest of the kernel is the dense one. Tile shape comes from -D options: one compiled module per tactic
 // (gpu_kernels/tactics.py). Below sm_80 the same entry point runs a plain SIMT loop over its
 // tile (correct, slow): the host picks conv_direct there instead.
 // -DD2S: the GEMM is a kernel == stride transposed convolution (U-Net's 2x2 / 2) lowered as a
@@ -97,7 +103,8 @@ __device__ __forceinline__ void st_out(void* y, i64 i, float v, int is_i8, float
 #define OUT_CHUNKS true
 #endif
 
-// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups (D2S: F), act, res_after, xcs, ycs,
+// i = {N,H,W,C, K,P,Q, R,S, sh,sw, ph,pw, dh,dw, groups (bundle, or D2S: F), act, res_after,
+//      xcs, ycs,
 //      rcs (ConvArgs, common.cuh), splits, res_i8, out_i8, FastDiv (multiplier, shift) by Q, P,
 //      C, S}
 // f = {act alpha, act beta, 1 / output scale (out_i8), residual scale (res_i8)}
@@ -165,6 +172,11 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
     const int kt0 = pc.kt0, kt1 = pc.kt1;
     const int block_m = pc.block_m, block_n = pc.block_n;
     const int tid = threadIdx.x;
+#ifdef D2S
+    const int a_c0 = 0;
+#else
+    const int a_c0 = cv.groups > 1 ? block_n / cv.groups * cv.C : 0;  // a bundle's channels
+#endif
 
 #if __CUDA_ARCH__ >= 900
     // At batch 1 the weights dominate the bytes and a few CTAs stream them from HBM one k-tile
@@ -208,7 +220,7 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
                                                           by_q));
         a_ih[i] = o.ih0;
         a_iw[i] = o.iw0;
-        a_pix[i] = (int)o.base + (o.ih0 * cv.W + o.iw0) * cv.xcs;  // tap (0, 0), channel 0
+        a_pix[i] = (int)o.base + (o.ih0 * cv.W + o.iw0) * cv.xcs + a_c0;  // tap (0, 0)
     }
     int b_off[B_CH];
     bool b_ok[B_CH];
@@ -584,7 +596,7 @@ __device__ __forceinline__ void conv_tile(const KArgs& a, const Piece& pc) {
             const int c = kk % cv.C, rs = kk / cv.C, r = rs / cv.S, s = rs % cv.S;
             const int ih = org.ih0 + r * cv.dh, iw = org.iw0 + s * cv.dw;
             if (ih < 0 || ih >= cv.H || iw < 0 || iw >= cv.W) continue;
-            acc += ld(x, org.base + ((i64)ih * cv.W + iw) * cv.xcs + c) *
+            acc += ld(x, org.base + ((i64)ih * cv.W + iw) * cv.xcs + a_c0 + c) *
                    ld(w, (i64)k * Kgemm + kk);
         }
 #ifdef INT8

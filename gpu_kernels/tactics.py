@@ -31,10 +31,19 @@ class ConvProblem:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     dtype: str = "float16"  # "float16" | "float32" | "int8" (INT8 in, FP16 or INT8 out)
+    # > 0: a grouped convolution run in bundles of groups by the tensor-core kernel
+    # (conv_mma.cu): output channels a bundle; ``c`` is then the input channels a bundle reads
+    # and ``groups`` 1 (each bundle is a dense convolution with block-diagonal weights)
+    bundle: int = 0
 
     @property
     def gemm_m(self) -> int:
         return self.n * self.p * self.q
+
+    @property
+    def x_channels(self) -> int:
+        """Channels of a pixel of x: every bundle's where bundled, else ``c``."""
+        return self.k // self.bundle * self.c if self.bundle else self.c
 
     @property
     def gemm_k(self) -> int:
@@ -51,7 +60,8 @@ class ConvProblem:
         residual); ``act``: an ACT_* code."""
         return [self.n, self.h, self.w, self.c, self.k, self.p, self.q, self.r, self.s,
                 self.stride[0], self.stride[1], self.pad[0], self.pad[1], self.dilation[0],
-                self.dilation[1], self.groups, act, res_after, xcs or self.c, ycs or self.k, rcs]
+                self.dilation[1], self.bundle or self.groups, act, res_after,
+                xcs or self.x_channels, ycs or self.k, rcs]
 
     def mma_ints(self, splits: int, res_i8: int = 0, out_i8: int = 0) -> list[int]:
         """conv_mma's i[21:32] after :meth:`conv_ints`: split-K factor, INT8 residual / output
@@ -66,7 +76,7 @@ class ConvProblem:
             f"conv n{self.n} h{self.h} w{self.w} c{self.c} k{self.k} p{self.p} q{self.q} "
             f"r{self.r} s{self.s} st{self.stride[0]}x{self.stride[1]} "
             f"pd{self.pad[0]}x{self.pad[1]} dl{self.dilation[0]}x{self.dilation[1]} "
-            f"g{self.groups} {self.dtype}"
+            f"g{self.groups} {self.dtype}" + (f" b{self.bundle}" if self.bundle else "")
         )
 
 
@@ -279,6 +289,8 @@ def candidates(problem: ConvProblem, arch: int) -> list[ConvTactic]:
     out: list[ConvTactic] = []
     tiles = MMA_TILES_I8 if problem.dtype == "int8" else MMA_TILES
     for t in tiles:
+        if problem.bundle % t.bn:
+            continue  # a tile straddling two bundles would read the wrong input channels
         if t.bk > _DEFAULT_BK[t.dtype] and problem.gemm_k < 8 * _DEFAULT_BK[t.dtype]:
             continue  # a deep k-tile only pays off on long reductions
         ktiles = math.ceil(problem.gemm_k / t.bk)

@@ -164,6 +164,21 @@ def cases() -> list[Case]:
     c.append(Case("clip", "Clip", {"x": (2, 5, 3, 7)},
                   {"lo": np.array(0.0, np.float32), "hi": np.array(0.5, np.float32)}))
     c += reduction_cases()
+    # grouped convolutions the tensor cores run in bundles of groups (conv_mma.cu): ResNeXt's
+    # 4-channel groups (bundles of 8 groups, two bundles), RegNet's 16-channel ones with stride 2
+    # (bundles of 2, three bundles), 64-channel groups (a bundle a group, 64-wide tiles fit), and
+    # 3-channel groups no bundle makes a multiple of 8 (the SIMT kernel). Own generator: the
+    # cases above keep their weights.
+    rng = np.random.default_rng(7)
+    for name, (n, ci, h, wd, k, st, g) in {
+        "conv_grouped_resnext": (2, 64, 9, 9, 64, 1, 16),
+        "conv_grouped_regnet": (1, 96, 11, 11, 96, 2, 6),
+        "conv_grouped_wide": (1, 128, 6, 6, 128, 1, 2),
+        "conv_grouped_c3": (1, 12, 8, 8, 24, 1, 4),
+    }.items():
+        c.append(Case(name, "Conv", {"x": (n, ci, h, wd)},
+                      {"w": w(rng, k, ci // g, 3, 3), "b": w(rng, k)},
+                      dict(kernel_shape=[3, 3], strides=[st, st], pads=[1] * 4, group=g)))
     return c
 
 

@@ -287,8 +287,13 @@ class KernelSim:
         # in the groups slot
         d2s = groups if (ln.tactic is not None and ln.tactic.d2s) or "_d2s_" in ln.kernel else 0
         groups = 1 if d2s else groups
-        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         cg, kg = c // groups, k // groups
+        if mma and groups > 1:  # bundles (conv_mma.cu): the groups slot holds a bundle's K;
+            # bundle b reads input channels [b * C, (b + 1) * C), weights [K][R][S][C]
+            cg, kg, groups = c, groups, k // groups
+            c = groups * cg
+            assert ln.tactic is not None and kg % ln.tactic.bn == 0, ln.layer  # no straddling
+        x = self.nhwc(ln.ptrs[0], dt, n, h, w, c, xcs).astype(np.float32)
         if ln.kernel.startswith("conv_dw"):  # a thread a strip of pixels of a row
             v = 8 if "_x8_" in ln.kernel else 1
             assert ln.grid == grid1d(n * p * -(-q // dw_strip_of(ln)) * k // v), ln.layer

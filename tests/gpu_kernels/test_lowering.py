@@ -35,9 +35,12 @@ def test_tensor_core_conv_is_chosen_only_where_eligible() -> None:
     kernels = [ln.kernel for ln in lower(graph_of(build(rgb)), "fp16", arch=90).launches]
     assert "conv_mma_f16" in kernels and kernels[0] == "memset"  # stride 1: C padded to 8
     for arch, precision, name in ((72, "fp16", "conv3x3"), (90, "fp32", "conv3x3"),
-                                  (80, "fp16", "conv_grouped"), (90, "fp16", "conv_depthwise")):
+                                  (80, "fp16", "conv_grouped_c3"),  # 3-channel groups
+                                  (90, "fp16", "conv_depthwise")):
         prog = lower(graph_of(build(by_name[name])), precision, arch=arch)
         assert not any(ln.kernel == "conv_mma_f16" for ln in prog.launches), (arch, name)
+    grouped = lower(graph_of(build(by_name["conv_grouped"])), "fp16", arch=80)  # in a bundle
+    assert [ln.kernel for ln in grouped.launches if ln.problem] == ["conv_mma_f16"]
 
 
 def test_memory_plan_never_overlaps_live_buffers() -> None:

@@ -23,7 +23,8 @@ MODELLED = {"MatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "
             "LayerNormalization"}
 CASES = [c for c in cases() if c.op in MODELLED or c.name in (
     "conv3x3", "conv_stem_c3", "conv_stride2", "conv1x1_oddk", "conv_dilated", "conv_depthwise",
-    "conv_dw_stride2", "conv_dw_c12", "conv_grouped")]
+    "conv_dw_stride2", "conv_dw_c12", "conv_grouped", "conv_grouped_resnext",
+    "conv_grouped_regnet", "conv_grouped_wide", "conv_grouped_c3")]
 
 
 def _check(graph, precision: str, arch: int = 90, tol: float | None = None):
@@ -272,3 +273,50 @@ def test_yolov5s_pooling_and_resizing_need_no_copies() -> None:
     sppf = [ln for ln in prog.launches if ln.layer.startswith("model.9.m")]
     assert [ln.kernel for ln in sppf] == ["pool2d_x8_f16"] * 3
     assert all(ln.ints[18:20] == [1024, 1024] for ln in sppf)  # slices of the SPPF concat
+
+
+@pytest.mark.parametrize("groups,c_per_group,k_per_group,m", [
+    (32, 4, 4, 8), (32, 8, 8, 4), (32, 16, 16, 2), (32, 32, 32, 1),  # ResNeXt-50's 4 stages
+    (6, 16, 16, 2), (4, 8, 8, 4),  # RegNetX-400MF's and RegNetY-400MF's group widths
+    (2, 64, 64, 1),
+    (4, 4, 4, 0),  # all 4 groups together write 16 channels: narrower than a priced tile
+    (4, 3, 6, 0),  # 3-channel groups: no bundle of <= 4 makes a multiple of 8
+])
+def test_groups_per_bundle(groups, c_per_group, k_per_group, m) -> None:
+    from gpu_kernels.lowering.conv import groups_per_bundle
+
+    got = groups_per_bundle(groups, c_per_group, k_per_group)
+    assert got == m
+    if m:
+        assert groups % m == 0 and m * c_per_group % 8 == 0 and m * k_per_group % 32 == 0
+
+
+@pytest.mark.parametrize("name,bundle,c", [("conv_grouped_resnext", 32, 32),
+                                           ("conv_grouped_regnet", 32, 32),
+                                           ("conv_grouped_wide", 64, 64),
+                                           ("conv_grouped", 32, 16)])  # one bundle
+def test_grouped_convolutions_run_on_tensor_cores_in_bundles(name, bundle, c) -> None:
+    from gpu_kernels.tactics import candidates
+
+    graph = graph_of(build(next(cs for cs in cases() if cs.name == name)))
+    conv = next(ln for ln in lower(graph, "fp16").launches if ln.problem is not None)
+    p = conv.problem
+    assert conv.kernel == "conv_mma_f16" and (p.bundle, p.c, p.groups) == (bundle, c, 1)
+    assert conv.ints[15] == bundle and conv.ints[18] == p.x_channels == p.k // bundle * c
+    tiles = candidates(p, 90)
+    assert tiles and all(bundle % t.bn == 0 for t in tiles)
+    for t in tiles:  # every tile the autotuner may pick reads its own bundle's channels
+        feeds = feeds_for(graph)
+        got = simulate(lower(graph, "fp16", choose=lambda q, t=t: t), feeds)
+        for out, r in reference(graph, feeds).items():
+            assert rel_err(got[out], r) <= TOL["fp16"], (t.name, rel_err(got[out], r))
+
+
+def test_grouped_convolutions_without_a_bundle_stay_simt() -> None:
+    for precision, arch, name in (("fp16", 90, "conv_grouped_c3"),
+                                  ("fp16", 72, "conv_grouped_resnext"),
+                                  ("fp32", 90, "conv_grouped_resnext")):
+        graph = graph_of(build(next(cs for cs in cases() if cs.name == name)))
+        prog = _check(graph, precision, arch=arch)
+        conv = next(ln for ln in prog.launches if ln.problem is not None)
+        assert conv.kernel.startswith("conv_direct") and conv.problem.bundle == 0, name
