@@ -98,8 +98,12 @@ typecheck: $(TEST_STAMP)
 # chunk once and deletes it as it goes, and the temp folder holds at most one chunk per worker.
 # --durations=25: where the time went, in every CI log.
 TEST_WORKERS ?= 2
+# PYTHONUTF8=1: files opened without an encoding (torch's own templates among them) read as
+# UTF-8 whatever locale an earlier test on the same worker left: twice (2026-12-02) a fresh
+# clone failed inside torch.compile's template read with the 'ascii' codec, once even with
+# tests/conftest.py restoring the locale after every test.
 test: $(TEST_STAMP) system-deps paddle-env export-env lint layering typecheck
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	PYTHONUTF8=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The ONNX node-test report; its expected values depend on the locked onnx / ml_dtypes.
 node-tests-report: $(TEST_STAMP)
