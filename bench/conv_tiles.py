@@ -224,6 +224,8 @@ def main() -> int:
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print each tactic before its launches (to match ncu's kernel order)")
     args = ap.parse_args()
+    if args.baseline is not None and not args.baseline.is_file():
+        ap.error(f"--baseline: no file {args.baseline} (an earlier conv_mma.cu)")
 
     import torch
     from gpu_peaks import mma_peak_tflops

@@ -177,12 +177,12 @@ class GpuRunner(BaseRunner):
         ctx = self.ctx
         assert ctx is not None and mma_eligible(p, ctx.info.arch)
         rng = np.random.default_rng(0)
-        pixels = p.n * p.h * p.w * p.x_channels
+        x_elems = p.n * p.h * p.w * p.x_channels  # every bundle's channels where bundled
         if p.dtype == "int8":
-            x = rng.integers(-127, 128, pixels, dtype=np.int8)
+            x = rng.integers(-127, 128, x_elems, dtype=np.int8)
             w = rng.integers(-127, 128, p.k * p.gemm_k, dtype=np.int8)
         else:
-            x = rng.standard_normal(pixels).astype(np.float16)
+            x = rng.standard_normal(x_elems).astype(np.float16)
             w = (rng.standard_normal(p.k * p.gemm_k) * 0.05).astype(np.float16)
         dq = np.full(p.k, 1e-4, np.float32)  # INT8 dequantisation scales (read by INT8 only)
         sms = ctx.info.sm_count

@@ -14,13 +14,14 @@
 // Needs C % 8 (FP16) or C % 16 (INT8) == 0 (one 16-byte copy never straddles two filter taps)
 // and groups == 1, except in bundles: a grouped convolution whose groups are too narrow for the
 // tensor cores runs as dense convolutions of m groups at a time (a "bundle", i[15] = its output
-// channels; lowering/conv.py _bundled): output channels [b * bundle, (b + 1) * bundle) reduce
-// over input channels [b * C, (b + 1) * C) of x (C = the bundle's m groups' input channels,
-// xcs = all of x's), weights [K][R][S][C] zero outside each output channel's own group. A tile
-// never straddles two bundles (bundle % BN == 0), so its A rows start at channel
-// (block_n / bundle) * C; the rest of the kernel is the dense one. Tile shape comes from -D options: one compiled module per tactic
-// (gpu_kernels/tactics.py). Below sm_80 the same entry point runs a plain SIMT loop over its
-// tile (correct, slow): the host picks conv_direct there instead.
+// channels; lowering/conv.py groups_per_bundle): output channels [b * bundle, (b + 1) * bundle)
+// reduce over input channels [b * C, (b + 1) * C) of x (C = the bundle's m groups' input
+// channels, xcs = all of x's), weights [K][R][S][C] zero outside each output channel's own
+// group. A tile never straddles two bundles (bundle % BN == 0), so its A rows start at channel
+// (block_n / bundle) * C; the rest of the kernel is the dense one. Tile shape comes from -D
+// options: one compiled module per tactic (gpu_kernels/tactics.py). Below sm_80 the same entry
+// point runs a plain SIMT loop over its tile (correct, slow): the host picks conv_direct there
+// instead.
 // -DD2S: the GEMM is a kernel == stride transposed convolution (U-Net's 2x2 / 2) lowered as a
 // 1x1 convolution to F*F*Ko columns, and the epilogue writes each column straight into the
 // F-times upsampled output (d2s.cuh) instead of leaving a depth-to-space copy to a second
